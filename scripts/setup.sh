@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every Debian package Vessel and its tests need. Safe to run twice.
+set -euo pipefail
+
+packages=(
+  e2fsprogs            # mke2fs/e2fsck/debugfs/tune2fs/resize2fs: the oracle and the resize tools
+  busybox-static       # provisioning busybox and the guest initramfs
+  qemu-system-x86      # the VMM (TCG here), includes virtiofsd
+  qemu-utils           # qemu-img, qemu-io, qemu-nbd
+  libnbd-bin           # nbdinfo, nbdcopy, nbdfuse
+  nbdkit               # reference NBD server for benchmarks
+  nbdfuse              # file view of an NBD export
+  skopeo umoci         # build and move OCI images in tests
+  docker-registry      # a real registry for pull tests
+  containerd runc      # a real containerd for views and leases
+  kmod cpio            # modinfo for guest module dependencies
+  fuse3                # fusermount3 for nbdfuse
+  rsync                # the peer pipelines in benchmarks
+  jq curl ca-certificates xz-utils zstd
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup: all Debian packages present"
+fi
+
+# The stock units of these packages must not own the machine: Vessel starts private
+# instances with their own configs and sockets.
+for unit in containerd docker-registry; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
+    systemctl stop "$unit" || true
+  fi
+done

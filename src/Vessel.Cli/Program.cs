@@ -1,0 +1,21 @@
+using System.CommandLine;
+using Vessel.Cli.Commands;
+
+namespace Vessel.Cli;
+
+internal static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        var root = new RootCommand("Vessel: microVM sandboxes from container images.");
+        // One file per module adds its commands; keep this list in module order.
+        root.Subcommands.Add(RootfsCommands.Create());
+        root.Subcommands.Add(BlocksCommands.Create());
+        root.Subcommands.Add(NbdCommands.Create());
+        root.Subcommands.Add(KitCommands.Create());
+        root.Subcommands.Add(SandboxCommands.Create());
+        root.Subcommands.Add(TemplateCommands.Create());
+        root.Subcommands.Add(ContainerdCommands.Create());
+        return await CliRunner.InvokeAsync(root, args);
+    }
+}

@@ -1,0 +1,152 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Vessel.Common;
+
+/// <summary>The outcome of a finished external program.</summary>
+public sealed record ProcessResult(string FileName, IReadOnlyList<string> Arguments, int ExitCode, string StandardOutput, string StandardError)
+{
+    public bool Succeeded => ExitCode == 0;
+
+    /// <summary>Throws a <see cref="VesselException"/> quoting the program's stderr when it failed.</summary>
+    public ProcessResult EnsureSuccess()
+    {
+        if (ExitCode != 0)
+        {
+            string tail = Tail(StandardError.Length > 0 ? StandardError : StandardOutput, 2000);
+            throw new VesselException(VesselErrorReason.ToolFailed,
+                $"{Path.GetFileName(FileName)} {string.Join(' ', Arguments)} exited with {ExitCode}: {tail}");
+        }
+        return this;
+    }
+
+    private static string Tail(string text, int max) => text.Length <= max ? text.Trim() : "..." + text[^max..].Trim();
+}
+
+/// <summary>
+/// Runs external programs (e2fsprogs, qemu-img, skopeo...) with cancellation: a cancelled or
+/// timed-out run kills the whole process tree before the call returns, so nothing outlives it.
+/// </summary>
+public static class ExternalProcess
+{
+    public static async Task<ProcessResult> RunAsync(
+        string fileName,
+        IEnumerable<string> arguments,
+        CancellationToken cancellationToken,
+        string? standardInput = null,
+        string? workingDirectory = null,
+        TimeSpan? timeout = null,
+        IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var args = arguments.ToList();
+        var psi = new ProcessStartInfo(ResolveTool(fileName))
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = standardInput is not null,
+            UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? string.Empty,
+        };
+        foreach (string a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        if (environment is not null)
+        {
+            foreach (var (k, v) in environment)
+            {
+                psi.Environment[k] = v;
+            }
+        }
+
+        using var process = new Process { StartInfo = psi };
+        try
+        {
+            process.Start();
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new VesselException(VesselErrorReason.ToolMissing,
+                $"Cannot run '{fileName}': {e.Message}. Install it with scripts/setup.sh.", e);
+        }
+
+        var stdout = new StringBuilder();
+        var stderr = new StringBuilder();
+        Task outTask = PumpAsync(process.StandardOutput, stdout);
+        Task errTask = PumpAsync(process.StandardError, stderr);
+        if (standardInput is not null)
+        {
+            await process.StandardInput.WriteAsync(standardInput);
+            process.StandardInput.Close();
+        }
+
+        using var timeoutSource = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (timeout is { } t)
+        {
+            timeoutSource.CancelAfter(t);
+        }
+        try
+        {
+            await process.WaitForExitAsync(timeoutSource.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Kill(process);
+            await process.WaitForExitAsync(CancellationToken.None);
+            if (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"{Path.GetFileName(fileName)} did not finish within {timeout}.");
+            }
+            throw;
+        }
+        await Task.WhenAll(outTask, errTask);
+        return new ProcessResult(fileName, args, process.ExitCode, stdout.ToString(), stderr.ToString());
+    }
+
+    /// <summary>Finds a tool on PATH, also in the sbin directories that root's PATH may lack.</summary>
+    public static string ResolveTool(string fileName)
+    {
+        if (fileName.Contains('/', StringComparison.Ordinal))
+        {
+            return fileName;
+        }
+        string path = Environment.GetEnvironmentVariable("PATH") ?? string.Empty;
+        foreach (string dir in path.Split(':', StringSplitOptions.RemoveEmptyEntries).Concat(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"]))
+        {
+            string candidate = Path.Combine(dir, fileName);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+        return fileName;
+    }
+
+    /// <summary>True when the tool can be found on PATH or in the sbin directories.</summary>
+    public static bool IsAvailable(string fileName) => File.Exists(ResolveTool(fileName));
+
+    private static void Kill(Process process)
+    {
+        try
+        {
+            process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+            // Already exited.
+        }
+    }
+
+    private static async Task PumpAsync(StreamReader reader, StringBuilder sink)
+    {
+        char[] buffer = new char[4096];
+        int n;
+        while ((n = await reader.ReadAsync(buffer)) > 0)
+        {
+            lock (sink)
+            {
+                sink.Append(buffer, 0, n);
+            }
+        }
+    }
+}
