@@ -7,9 +7,8 @@ packages=(
   busybox-static       # provisioning busybox and the guest initramfs
   qemu-system-x86      # the VMM (TCG here), includes virtiofsd
   qemu-utils           # qemu-img, qemu-io, qemu-nbd
-  libnbd-bin           # nbdinfo, nbdcopy, nbdfuse
+  libnbd-bin           # nbdinfo, nbdcopy, nbdfuse (file view of an NBD export)
   nbdkit               # reference NBD server for benchmarks
-  nbdfuse              # file view of an NBD export
   skopeo umoci         # build and move OCI images in tests
   docker-registry      # a real registry for pull tests
   containerd runc      # a real containerd for views and leases
