@@ -40,7 +40,7 @@ internal static class OciDocuments
     /// <summary>More layers than any real image has; overlayfs-based runtimes stop at 128.</summary>
     public const int MaxLayers = 1000;
 
-    private static readonly JsonDocumentOptions s_options = new() { MaxDepth = 64 };
+    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64 };
 
     /// <summary>Reads a whole JSON document from <paramref name="stream"/>, refusing more than <paramref name="limit"/> bytes.</summary>
     public static async Task<byte[]> ReadLimitedAsync(Stream stream, long limit, string what, CancellationToken cancellationToken)
@@ -74,7 +74,7 @@ internal static class OciDocuments
     {
         try
         {
-            return JsonDocument.Parse(json, s_options);
+            return JsonDocument.Parse(json, DocumentOptions);
         }
         catch (JsonException e)
         {
