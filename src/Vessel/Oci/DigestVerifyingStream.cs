@@ -34,7 +34,7 @@ internal sealed class DigestVerifyingStream : Stream
     private const int TailSize = 8; // a gzip member trailer: CRC32 + ISIZE
 
     private readonly Stream _inner;
-    private readonly OciDigest _expected;
+    private readonly OciDigest? _expected;
     private readonly long? _expectedSize;
     private readonly string _what;
     private readonly IDisposable? _owner;
@@ -46,7 +46,7 @@ internal sealed class DigestVerifyingStream : Stream
 
     /// <param name="what">Names the blob in messages ("layer 2 (sha256:...) of alpine:3.20").</param>
     /// <param name="owner">Disposed with this stream (an HTTP response, a file).</param>
-    public DigestVerifyingStream(Stream inner, OciDigest expected, long? expectedSize, string what, IDisposable? owner = null)
+    public DigestVerifyingStream(Stream inner, OciDigest? expected, long? expectedSize, string what, IDisposable? owner = null)
     {
         _inner = inner;
         _expected = expected;
@@ -55,8 +55,8 @@ internal sealed class DigestVerifyingStream : Stream
         _owner = owner;
     }
 
-    /// <summary>The digest the blob must have.</summary>
-    public OciDigest Expected => _expected;
+    /// <summary>The digest the blob must have; null where only its size is known (a docker-archive layer, checked by its diff_id above).</summary>
+    public OciDigest? Expected => _expected;
 
     /// <summary>Bytes read so far.</summary>
     public long BytesRead => _length;
@@ -200,7 +200,10 @@ internal sealed class DigestVerifyingStream : Stream
             throw Fail(BlobErrors.Mismatch(
                 $"{_what} is longer than the {size} bytes its descriptor declares; the blob does not match its manifest."));
         }
-        _hash.AppendData(data);
+        if (_expected is not null)
+        {
+            _hash.AppendData(data);
+        }
         RememberTail(data);
         return data.Length;
     }
@@ -227,7 +230,7 @@ internal sealed class DigestVerifyingStream : Stream
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
         _hash.GetHashAndReset(hash);
         OciDigest actual = OciDigest.FromHash(hash);
-        if (actual != _expected)
+        if (_expected is not null && actual != _expected)
         {
             throw Fail(BlobErrors.Mismatch(
                 $"{_what} does not match its digest: expected {_expected}, got {actual}. The blob is corrupt or was tampered with."));

@@ -76,7 +76,7 @@ internal sealed class LayerStream : Stream
                 LayerCompression.Zstd => ZstdProcessStream.Start(head, what),
                 _ => head,
             };
-            return new LayerStream(decoded, blob, compression, diffId == blob.Expected ? null : diffId, checkGzipLength, what);
+            return new LayerStream(decoded, blob, compression, diffId is not null && diffId == blob.Expected ? null : diffId, checkGzipLength, what);
         }
         catch
         {

@@ -27,7 +27,7 @@ internal enum TarMemberType
 internal sealed class TarArchiveIndex : IDisposable
 {
     private const int BlockSize = 512;
-    private const int MaxMembers = 100_000; // an image archive holds a few files per layer
+    public const int MaxMembers = 100_000; // an image archive holds a few files per layer
     private const int MaxExtendedHeader = 1 << 20; // pax records or a GNU long name: real ones are tiny
     private const int MaxLinkHops = 8;
 
@@ -43,15 +43,34 @@ internal sealed class TarArchiveIndex : IDisposable
 
     public string Path { get; }
 
+    /// <summary>Tolerant indexing skipped a member whose name is absolute or has "..".</summary>
+    public string? UnsafeName { get; private set; }
+
+    public bool HasUnsafeNames => UnsafeName is not null;
+
+    /// <summary>Tolerant indexing stopped at <see cref="MaxMembers"/>.</summary>
+    public bool IsPartial { get; private set; }
+
     public IReadOnlyCollection<TarMember> Members => _members.Values;
 
     /// <summary>Indexes <paramref name="path"/>; <paramref name="what"/> names the archive in errors.</summary>
-    public static TarArchiveIndex Open(string path, string what, CancellationToken cancellationToken)
+    public static TarArchiveIndex Open(string path, string what, CancellationToken cancellationToken) =>
+        Open(path, what, tolerant: false, cancellationToken);
+
+    /// <summary>
+    /// Indexes <paramref name="path"/>. <paramref name="tolerant"/> is for sniffing a file that
+    /// may be a root filesystem tarball instead: an unsafe member name is skipped and noted in
+    /// <see cref="HasUnsafeNames"/>, and past <see cref="MaxMembers"/> members indexing stops
+    /// (<see cref="IsPartial"/>), since such a file is no image archive.
+    /// </summary>
+    public static TarArchiveIndex Open(string path, string what, bool tolerant, CancellationToken cancellationToken)
     {
         SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         try
         {
-            return new TarArchiveIndex(path, handle, ReadMembers(handle, what, cancellationToken));
+            var index = new TarArchiveIndex(path, handle, new Dictionary<string, TarMember>(StringComparer.Ordinal));
+            index.ReadMembers(what, tolerant, cancellationToken);
+            return index;
         }
         catch
         {
@@ -127,10 +146,11 @@ internal sealed class TarArchiveIndex : IDisposable
         return string.Join('/', parts);
     }
 
-    private static Dictionary<string, TarMember> ReadMembers(SafeFileHandle handle, string what, CancellationToken cancellationToken)
+    private void ReadMembers(string what, bool tolerant, CancellationToken cancellationToken)
     {
+        SafeFileHandle handle = _handle;
         long fileLength = RandomAccess.GetLength(handle);
-        var members = new Dictionary<string, TarMember>(StringComparer.Ordinal);
+        Dictionary<string, TarMember> members = _members;
         byte[] block = new byte[BlockSize];
         long offset = 0;
         string? longName = null;
@@ -208,22 +228,36 @@ internal sealed class TarArchiveIndex : IDisposable
                 (byte)'5' => TarMemberType.Directory,
                 _ => TarMemberType.Other,
             };
-            string normalized = Normalize(name, what);
-            if (type == TarMemberType.HardLink && link is not null)
+            string normalized;
+            try
             {
-                Normalize(link, what);
+                normalized = Normalize(name, what);
+                if (type == TarMemberType.HardLink && link is not null)
+                {
+                    Normalize(link, what);
+                }
+            }
+            catch (InvalidDataException) when (tolerant)
+            {
+                UnsafeName ??= name;
+                offset = next;
+                continue;
             }
             if (normalized.Length > 0)
             {
                 if (members.Count >= MaxMembers)
                 {
+                    if (tolerant)
+                    {
+                        IsPartial = true;
+                        return;
+                    }
                     throw new InvalidDataException($"{what} has more than {MaxMembers} members; that is not an image archive.");
                 }
                 members[normalized] = new TarMember(normalized, type, dataOffset, type == TarMemberType.File ? size : 0, link);
             }
             offset = next;
         }
-        return members;
     }
 
     private static void ReadExactly(SafeFileHandle handle, Span<byte> buffer, long offset)
