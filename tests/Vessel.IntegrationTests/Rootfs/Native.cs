@@ -122,6 +122,34 @@ internal static partial class Native
         }
     }
 
+    /// <summary>Changes the owner of <paramref name="path"/> itself (lchown).</summary>
+    public static void LChown(string path, int uid, int gid)
+    {
+        if (LChownNative(path, uid, gid) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"lchown {path}: {new Win32Exception(errno).Message}", errno);
+        }
+    }
+
+    /// <summary>Sets all twelve mode bits (chmod), setuid/setgid/sticky included.</summary>
+    public static void Chmod(string path, int mode) => Check(ChmodNative(path, mode), "chmod", path);
+
+    /// <summary>Adds <paramref name="newPath"/> as another name of <paramref name="existing"/> (link(2)).</summary>
+    public static void Link(string existing, string newPath) => Check(LinkNative(existing, newPath), "link", newPath);
+
+    /// <summary>The twelve mode bits of <paramref name="path"/> itself.</summary>
+    public static int GetPermissions(string path) => (int)LStat(path).Permissions;
+
+    private static void Check(int rc, string call, string path)
+    {
+        if (rc != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"{call} {path}: {new Win32Exception(errno).Message}", errno);
+        }
+    }
+
     private static void EnsureX64()
     {
         if (RuntimeInformation.ProcessArchitecture != Architecture.X64 || !OperatingSystem.IsLinux())
@@ -183,6 +211,15 @@ internal static partial class Native
 
     [LibraryImport(LibC, EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int LStatNative(string path, byte* buffer);
+
+    [LibraryImport(LibC, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int LChownNative(string path, int uid, int gid);
+
+    [LibraryImport(LibC, EntryPoint = "chmod", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int ChmodNative(string path, int mode);
+
+    [LibraryImport(LibC, EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int LinkNative(string existing, string newPath);
 
     [LibraryImport(LibC, EntryPoint = "llistxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial nint LListXattr(string path, byte* list, nuint size);
