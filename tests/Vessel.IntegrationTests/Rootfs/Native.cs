@@ -141,6 +141,19 @@ internal static partial class Native
     /// <summary>The twelve mode bits of <paramref name="path"/> itself.</summary>
     public static int GetPermissions(string path) => (int)LStat(path).Permissions;
 
+    /// <summary>Sets atime and mtime of <paramref name="path"/> itself, also of a symlink (lutimes).</summary>
+    public static void SetTimes(string path, long seconds)
+    {
+        Span<long> times = [seconds, 0, seconds, 0]; // struct timeval[2]: tv_sec, tv_usec
+        unsafe
+        {
+            fixed (long* p = times)
+            {
+                Check(LUtimesNative(path, p), "lutimes", path);
+            }
+        }
+    }
+
     private static void Check(int rc, string call, string path)
     {
         if (rc != 0)
@@ -220,6 +233,9 @@ internal static partial class Native
 
     [LibraryImport(LibC, EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int LinkNative(string existing, string newPath);
+
+    [LibraryImport(LibC, EntryPoint = "lutimes", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int LUtimesNative(string path, long* times);
 
     [LibraryImport(LibC, EntryPoint = "llistxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial nint LListXattr(string path, byte* list, nuint size);

@@ -133,12 +133,31 @@ internal sealed class TreeSnapshot
             }
         }
 
-        // Hard-link identity: names that share an inode (directories cannot).
-        var byInode = entries.Values
+        GroupHardLinks(entries);
+        return new TreeSnapshot(root, entries);
+    }
+
+    /// <summary>A snapshot of entries that were described rather than walked (a generated image's expectation).</summary>
+    public static TreeSnapshot FromEntries(string description, IEnumerable<TreeEntry> entries)
+    {
+        var map = new SortedDictionary<string, TreeEntry>(StringComparer.Ordinal);
+        foreach (TreeEntry e in entries)
+        {
+            map.Add(e.Path, e);
+        }
+        GroupHardLinks(map);
+        return new TreeSnapshot(description, map);
+    }
+
+    /// <summary>Hard-link identity: the names that share an inode (directories cannot).</summary>
+    private static void GroupHardLinks(SortedDictionary<string, TreeEntry> entries)
+    {
+        var groups = entries.Values
             .Where(e => e.Type != EntryType.Directory)
             .GroupBy(e => e.Inode)
-            .Where(g => g.Count() > 1);
-        foreach (var group in byInode)
+            .Where(g => g.Count() > 1)
+            .ToList();
+        foreach (var group in groups)
         {
             string[] names = group.Select(e => e.Path).Order(StringComparer.Ordinal).ToArray();
             foreach (string name in names)
@@ -146,7 +165,6 @@ internal sealed class TreeSnapshot
                 entries[name] = entries[name] with { HardLinks = names.Where(n => n != name).ToArray() };
             }
         }
-        return new TreeSnapshot(root, entries);
     }
 
     private static TreeEntry ReadEntry(string path, string host)

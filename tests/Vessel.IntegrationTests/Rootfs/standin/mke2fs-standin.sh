@@ -58,7 +58,7 @@ if [ -n "$size" ]; then
   total=$(bytes "$size")
 else
   used=$(du -sb "$rootfs" | cut -f1)
-  total=$(( used * 13 / 10 + $(bytes "$free") + 16 * 1024 * 1024 ))
+  total=$(( used * 13 / 10 + $(bytes "$free") * 115 / 100 + 32 * 1024 * 1024 ))
 fi
 total=$(( (total + 4095) / 4096 * 4096 ))
 rm -f "$out"
