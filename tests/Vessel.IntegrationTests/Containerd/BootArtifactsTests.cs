@@ -137,6 +137,29 @@ public sealed class BootArtifactsTests
         await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
+    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    public async Task Cleanup_never_unmounts_the_view_while_a_bind_is_in_use()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        var (bundle, output) = _ctrd.NewBundle();
+        await BootArtifacts.PrepareAsync(Request(ContainerdFixture.MultiImage, bundle, output, ArtifactMode.View, "/boot/vmlinuz"), cts.Token);
+        string kernel = Path.Combine(output, "boot/vmlinuz");
+        using (FileStream inUse = File.OpenRead(kernel))
+        {
+            // A running VMM holds the kernel open: the bind is busy.
+            var e = await Assert.ThrowsAsync<VesselException>(() => BootArtifacts.CleanupAsync(bundle, null, cts.Token));
+            Assert.Equal(VesselErrorReason.Conflict, e.Reason);
+            Assert.True(LinuxMount.IsMountPoint(kernel));
+            Assert.True(LinuxMount.IsMountPoint(Path.Combine(bundle, "vessel-view")), "the view was unmounted under a live bind");
+            Assert.True(File.Exists(Path.Combine(bundle, "vessel-artifacts.json")));
+            byte[] head = new byte[4096];
+            Assert.Equal(head.Length, await inUse.ReadAsync(head, cts.Token));
+            Assert.Equal(_ctrd.KernelV2.AsSpan(0, head.Length).ToArray(), head);
+        }
+        await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
+        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+    }
+
     [RequiresTheory("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
     [InlineData("state")]
     [InlineData("lease")]

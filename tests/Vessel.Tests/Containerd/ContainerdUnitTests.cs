@@ -137,25 +137,26 @@ public sealed class ContainerdUnitTests
     }
 
     [Fact]
-    public void Output_tree_records_before_creating_and_refuses_symlinks_and_existing_files()
+    public void Output_tree_plans_only_what_is_missing_and_refuses_symlinks_and_foreign_files()
     {
         using TempDirectory dir = TempDirectory.Create();
-        var recorded = new List<string>();
         string outDir = dir.Combine("out");
-        OutputTree tree = OutputTree.Open(outDir, p =>
-        {
-            Assert.False(Path.Exists(p), $"{p} was created before it was recorded");
-            recorded.Add(p);
-        });
-        string target = tree.TargetFor("/boot/vmlinuz");
-        tree.EnsureParents(target);
-        tree.CreateEmptyFile(target);
-        Assert.Equal([outDir, outDir + "/boot", target], recorded);
-        Assert.Equal(VesselErrorReason.AlreadyExists, Assert.Throws<VesselException>(() => tree.CreateEmptyFile(target)).Reason);
+        OutputTree tree = OutputTree.Resolve(outDir);
+        Assert.False(Directory.Exists(outDir));
+        string kernel = tree.TargetFor("/boot/vmlinuz");
+        string initrd = tree.TargetFor("/boot/initrd.img");
+        IReadOnlyList<string> plan = tree.Plan([kernel, initrd], []);
+        Assert.Equal([outDir, outDir + "/boot", kernel, initrd], plan);
+        OutputTree.Create(plan, new HashSet<string> { kernel, initrd });
+        Assert.True(File.Exists(kernel) && File.Exists(initrd));
+
+        // Existing files are ours only when the state says so.
+        Assert.Empty(tree.Plan([kernel], [kernel]));
+        Assert.Equal(VesselErrorReason.AlreadyExists, Assert.Throws<VesselException>(() => tree.Plan([kernel], [])).Reason);
 
         Directory.CreateDirectory(dir.Combine("elsewhere"));
         Directory.CreateSymbolicLink(Path.Combine(outDir, "etc"), dir.Combine("elsewhere"));
-        Assert.Throws<VesselException>(() => tree.EnsureParents(tree.TargetFor("/etc/config")));
+        Assert.Throws<VesselException>(() => tree.Plan([tree.TargetFor("/etc/config")], []));
         Assert.Empty(Directory.EnumerateFileSystemEntries(dir.Combine("elsewhere")));
     }
 
