@@ -6,6 +6,7 @@
 # Needs root, containerd, ctr, skopeo, jq, awk, and a Release build of the CLI
 # (dotnet build src/Vessel.Cli -c Release).
 set -euo pipefail
+shopt -s inherit_errexit
 LARGE_MIB=${1:-1024}
 RUNS=${2:-3}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -17,7 +18,7 @@ SOCK=$W/containerd.sock
 CTR=(ctr -a "$SOCK" -n "$NS")
 cleanup() {
   [ -n "${DAEMON:-}" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
-  grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount "$m" || true; done
+  { grep -o " $W[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount "$m" || true; done
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -92,7 +93,7 @@ vessel_run() { # image mode -> seconds for artifacts (cleanup not timed, checked
 ctr_view_run() { # ctr images mount (a leased read-only view, mounted) + cp of the three files: the peer of the view
   local b=$W/c-$RANDOM t0 t1; mkdir -p "$b/mnt" "$b/out"
   t0=$(now)
-  "${CTR[@]}" images mount "bench/$1:1" "$b/mnt" >/dev/null
+  "${CTR[@]}" images mount "docker.io/bench/$1:1" "$b/mnt" >/dev/null
   cp "$b/mnt/boot/vmlinuz" "$b/mnt/boot/initrd.img" "$b/mnt/urunc.json" "$b/out/"
   t1=$(now)
   "${CTR[@]}" images unmount --rm "$b/mnt" >/dev/null; rm -rf "$b"; awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f\n", b-a}'
@@ -124,6 +125,7 @@ for img in small large; do
 done
 awk -v vs="$V_small" -v vl="$V_large" -v es="$E_small" -v el="$E_large" \
   'BEGIN{printf "in-process: view large/small: %.2fx   extract large/small: %.2fx   extract/view on large: %.1fx\n", vl/vs, el/es, el/vl}'
-"${CTR[@]}" leases ls | grep -q vessel- && { echo "leftover lease" >&2; exit 1; }
-"${CTR[@]}" snapshots ls | grep -q ' View' && { echo "leftover view" >&2; exit 1; }
-echo "no leases, views or mounts left" >&2
+if "${CTR[@]}" leases ls | grep -q vessel-; then echo "leftover lease" >&2; exit 1; fi
+if "${CTR[@]}" snapshots ls | grep -q ' View'; then echo "leftover view" >&2; exit 1; fi
+if grep -q " $W/b-" /proc/self/mountinfo; then echo "leftover mount" >&2; exit 1; fi
+echo "no leases, views or mounts of Vessel left" >&2
