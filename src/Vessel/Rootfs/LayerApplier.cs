@@ -145,6 +145,7 @@ public sealed class LayerApplier
                     throw new InvalidDataException($"{context}: symlink '{display}' has a target of {entry.LinkNameBytes.Length} bytes (at most {Ext4Writer.BlockSize - 1})");
                 }
                 inode.SymlinkTarget = entry.LinkNameBytes;
+                inode.Permissions = 0x1FF; // symlink(2) always makes 0777; the header's mode means nothing
                 break;
             case FsKind.CharacterDevice:
             case FsKind.BlockDevice:
