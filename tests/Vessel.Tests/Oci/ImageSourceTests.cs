@@ -216,6 +216,7 @@ public sealed class ImageSourceTests : IDisposable
         var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
         Assert.Contains("layer 1 of 1", e.Message, StringComparison.Ordinal);
         Assert.Contains(layout, e.Message, StringComparison.Ordinal);
+        Assert.Contains("gzip data is corrupt", e.Message, StringComparison.Ordinal); // the digest matched: the image itself is broken
     }
 
     [Fact(Timeout = Timeout)]
