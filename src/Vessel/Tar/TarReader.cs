@@ -1,0 +1,713 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Text;
+
+namespace Vessel.Tar;
+
+/// <summary>
+/// A streaming tar reader for ustar, pax (POSIX.1-2001) and GNU archives, written for
+/// hostile input: every header is checksummed, every length is bounded, names and xattr
+/// values are kept as raw bytes. It never seeks, so it reads straight from a decompressor.
+/// </summary>
+/// <remarks>Formats: POSIX.1-2017 "pax" (ustar header, extended header records) and GNU tar's
+/// manual, "Basic Tar Format" and "Sparse Formats" (old GNU 'S', pax 0.1 and 1.0).</remarks>
+public sealed class TarReader : IDisposable
+{
+    public const int BlockSize = 512;
+
+    /// <summary>ext4's largest file with 4 KiB blocks is 16 TiB; anything larger is not a real file.</summary>
+    public const long MaxEntrySize = 16L << 40;
+
+    private const int MaxPaxSize = 1 << 20; // pax headers hold names and xattrs; 1 MiB is generous
+    private const int MaxNameLength = 4096; // PATH_MAX
+    private const int MaxSparseEntries = 1 << 20;
+
+    private readonly Stream _stream;
+    private readonly string _context;
+    private readonly byte[] _buffer;
+    private int _bufferPos;
+    private int _bufferLen;
+    private long _position; // bytes consumed from the stream by the reader's caller view
+    private long _dataRemaining;
+    private long _paddingRemaining;
+    private bool _endReached;
+    private readonly Dictionary<string, byte[]> _globalPax = new(StringComparer.Ordinal);
+
+    public TarReader(Stream stream, string context, int bufferSize = 1 << 20)
+    {
+        _stream = stream;
+        _context = context;
+        _buffer = ArrayPool<byte>.Shared.Rent(Math.Max(bufferSize, 64 * 1024));
+    }
+
+    /// <summary>Bytes of the uncompressed archive consumed so far.</summary>
+    public long Position => _position;
+
+    /// <summary>Reads the next entry, skipping whatever is left of the current one. Null at the end of the archive.</summary>
+    public async ValueTask<TarEntry?> NextAsync(CancellationToken cancellationToken)
+    {
+        if (_endReached)
+        {
+            return null;
+        }
+        await SkipRemainingAsync(cancellationToken);
+
+        Dictionary<string, byte[]>? pax = null;
+        byte[]? longName = null;
+        byte[]? longLink = null;
+        byte[] header = new byte[BlockSize];
+        while (true)
+        {
+            long headerOffset = _position;
+            int got = await ReadExactOrEofAsync(header, cancellationToken);
+            if (got == 0)
+            {
+                // A stream that ends without the two zero blocks: accept only at a header boundary.
+                if (pax is not null || longName is not null || longLink is not null)
+                {
+                    throw Error(headerOffset, "archive ends after an extended header, before its entry");
+                }
+                _endReached = true;
+                return null;
+            }
+            if (got < BlockSize)
+            {
+                throw Error(headerOffset, "archive is truncated inside a header");
+            }
+            if (header.AsSpan().IndexOfAnyExcept((byte)0) < 0)
+            {
+                _endReached = true;
+                return null;
+            }
+            VerifyChecksum(header, headerOffset);
+
+            var type = (TarEntryType)header[156];
+            long size = ParseNumber(header.AsSpan(124, 12), "size", headerOffset);
+            if (size < 0 || size > MaxEntrySize)
+            {
+                throw Error(headerOffset, $"entry claims a size of {size} bytes (the limit is {MaxEntrySize})");
+            }
+
+            switch (type)
+            {
+                case TarEntryType.PaxExtended:
+                case TarEntryType.PaxGlobal:
+                    {
+                        if (size > MaxPaxSize)
+                        {
+                            throw Error(headerOffset, $"pax header of {size} bytes exceeds the {MaxPaxSize}-byte limit");
+                        }
+                        byte[] data = await ReadBlobAsync((int)size, headerOffset, cancellationToken);
+                        var records = ParsePax(data, headerOffset);
+                        if (type == TarEntryType.PaxGlobal)
+                        {
+                            foreach (var (k, v) in records)
+                            {
+                                _globalPax[k] = v;
+                            }
+                        }
+                        else
+                        {
+                            pax ??= new Dictionary<string, byte[]>(StringComparer.Ordinal);
+                            foreach (var (k, v) in records)
+                            {
+                                pax[k] = v;
+                            }
+                        }
+                        continue;
+                    }
+                case TarEntryType.GnuLongName:
+                case TarEntryType.GnuLongLink:
+                    {
+                        if (size > MaxNameLength + 1)
+                        {
+                            throw Error(headerOffset, $"GNU long name of {size} bytes exceeds the {MaxNameLength}-byte limit");
+                        }
+                        byte[] data = await ReadBlobAsync((int)size, headerOffset, cancellationToken);
+                        byte[] name = TrimNul(data);
+                        if (type == TarEntryType.GnuLongName)
+                        {
+                            longName = name;
+                        }
+                        else
+                        {
+                            longLink = name;
+                        }
+                        continue;
+                    }
+            }
+
+            return await BuildEntryAsync(header, type, size, headerOffset, pax, longName, longLink, cancellationToken);
+        }
+    }
+
+    /// <summary>Reads data of the current entry; 0 when it is exhausted.</summary>
+    public async ValueTask<int> ReadDataAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        if (_dataRemaining == 0 || destination.Length == 0)
+        {
+            return 0;
+        }
+        int want = (int)Math.Min(destination.Length, _dataRemaining);
+        int n = await ReadSomeAsync(destination[..want], cancellationToken);
+        if (n == 0)
+        {
+            throw Error(_position, $"archive is truncated: {_dataRemaining} bytes of entry data are missing");
+        }
+        _dataRemaining -= n;
+        return n;
+    }
+
+    /// <summary>Reads data of the current entry until <paramref name="destination"/> is full or the entry ends.</summary>
+    public async ValueTask<int> ReadDataFullAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        int total = 0;
+        while (total < destination.Length)
+        {
+            int n = await ReadDataAsync(destination[total..], cancellationToken);
+            if (n == 0)
+            {
+                break;
+            }
+            total += n;
+        }
+        return total;
+    }
+
+    /// <summary>
+    /// Reads the underlying stream to its end, so that a digest-verifying stream sees every
+    /// byte. Fails if anything but zero padding follows the archive's end.
+    /// </summary>
+    public async ValueTask DrainAsync(CancellationToken cancellationToken)
+    {
+        await SkipRemainingAsync(cancellationToken);
+        byte[] scratch = ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
+        {
+            int n;
+            while ((n = await ReadSomeAsync(scratch, cancellationToken)) > 0)
+            {
+                if (scratch.AsSpan(0, n).IndexOfAnyExcept((byte)0) >= 0)
+                {
+                    throw Error(_position - n, "data follows the end-of-archive marker");
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
+    }
+
+    public void Dispose()
+    {
+        ArrayPool<byte>.Shared.Return(_buffer);
+    }
+
+    private async ValueTask<TarEntry> BuildEntryAsync(
+        byte[] header, TarEntryType type, long size, long headerOffset,
+        Dictionary<string, byte[]>? pax, byte[]? longName, byte[]? longLink, CancellationToken cancellationToken)
+    {
+        bool isUstar = header.AsSpan(257, 6).SequenceEqual("ustar\0"u8);
+        bool isGnu = header.AsSpan(257, 8).SequenceEqual("ustar  \0"u8);
+
+        byte[] name = longName ?? TrimNul(header.AsSpan(0, 100).ToArray());
+        if (longName is null && isUstar && header[345] != 0)
+        {
+            byte[] prefix = TrimNul(header.AsSpan(345, 155).ToArray());
+            name = [.. prefix, (byte)'/', .. name];
+        }
+        byte[] link = longLink ?? TrimNul(header.AsSpan(157, 100).ToArray());
+
+        int mode = (int)(ParseNumber(header.AsSpan(100, 8), "mode", headerOffset) & 0xFFFF);
+        long uid = ParseNumber(header.AsSpan(108, 8), "uid", headerOffset);
+        long gid = ParseNumber(header.AsSpan(116, 8), "gid", headerOffset);
+        var mtime = new TarTime(ParseNumber(header.AsSpan(136, 12), "mtime", headerOffset), 0);
+        TarTime? atime = null;
+        TarTime? ctime = null;
+        if (isGnu)
+        {
+            long a = ParseNumber(header.AsSpan(345, 12), "atime", headerOffset);
+            long c = ParseNumber(header.AsSpan(357, 12), "ctime", headerOffset);
+            atime = a != 0 ? new TarTime(a, 0) : null;
+            ctime = c != 0 ? new TarTime(c, 0) : null;
+        }
+        int devMajor = 0;
+        int devMinor = 0;
+        if (type is TarEntryType.CharacterDevice or TarEntryType.BlockDevice)
+        {
+            devMajor = checked((int)ParseNumber(header.AsSpan(329, 8), "devmajor", headerOffset));
+            devMinor = checked((int)ParseNumber(header.AsSpan(337, 8), "devminor", headerOffset));
+        }
+
+        var xattrs = new List<KeyValuePair<string, byte[]>>();
+        long realSize = size;
+        IReadOnlyList<(long, long)>? sparse = null;
+        string? sparseMajor = null;
+        string? sparseMap01 = null;
+
+        IEnumerable<KeyValuePair<string, byte[]>> records = _globalPax;
+        if (pax is not null)
+        {
+            records = records.Concat(pax);
+        }
+        foreach (var (key, value) in records)
+        {
+            string text = Encoding.UTF8.GetString(value);
+            switch (key)
+            {
+                case "path":
+                    name = value;
+                    break;
+                case "linkpath":
+                    link = value;
+                    break;
+                case "size":
+                    size = ParsePaxLong(text, key, headerOffset);
+                    realSize = size;
+                    break;
+                case "uid":
+                    uid = ParsePaxLong(text, key, headerOffset);
+                    break;
+                case "gid":
+                    gid = ParsePaxLong(text, key, headerOffset);
+                    break;
+                case "mtime":
+                    mtime = ParsePaxTime(text, key, headerOffset);
+                    break;
+                case "atime":
+                    atime = ParsePaxTime(text, key, headerOffset);
+                    break;
+                case "ctime":
+                    ctime = ParsePaxTime(text, key, headerOffset);
+                    break;
+                case "SCHILY.devmajor":
+                    devMajor = (int)ParsePaxLong(text, key, headerOffset);
+                    break;
+                case "SCHILY.devminor":
+                    devMinor = (int)ParsePaxLong(text, key, headerOffset);
+                    break;
+                case "GNU.sparse.major":
+                    sparseMajor = text;
+                    break;
+                case "GNU.sparse.name":
+                    name = value;
+                    break;
+                case "GNU.sparse.realsize":
+                case "GNU.sparse.size":
+                    realSize = ParsePaxLong(text, key, headerOffset);
+                    break;
+                case "GNU.sparse.map":
+                    sparseMap01 = text;
+                    break;
+                default:
+                    if (key.StartsWith("SCHILY.xattr.", StringComparison.Ordinal))
+                    {
+                        xattrs.Add(new(key["SCHILY.xattr.".Length..], value));
+                    }
+                    else if (key.StartsWith("LIBARCHIVE.xattr.", StringComparison.Ordinal))
+                    {
+                        string xname = Uri.UnescapeDataString(key["LIBARCHIVE.xattr.".Length..]);
+                        try
+                        {
+                            xattrs.Add(new(xname, Convert.FromBase64String(text)));
+                        }
+                        catch (FormatException)
+                        {
+                            throw Error(headerOffset, $"xattr '{xname}' has a value that is not base64");
+                        }
+                    }
+                    break;
+            }
+        }
+        if (size < 0 || size > MaxEntrySize || realSize < 0 || realSize > MaxEntrySize)
+        {
+            throw Error(headerOffset, $"entry claims a size of {Math.Max(size, realSize)} bytes (the limit is {MaxEntrySize})");
+        }
+        if (name.Length == 0)
+        {
+            throw Error(headerOffset, "entry has an empty name");
+        }
+        if (name.Length > MaxNameLength || link.Length > MaxNameLength)
+        {
+            throw Error(headerOffset, $"entry name or link target is longer than {MaxNameLength} bytes");
+        }
+
+        // Entries whose type carries no data may still claim a size (hard links in some
+        // writers); that data is skipped, never interpreted.
+        _dataRemaining = size;
+        _paddingRemaining = (BlockSize - (size % BlockSize)) % BlockSize;
+
+        if (type == TarEntryType.GnuSparse)
+        {
+            sparse = await ReadOldGnuSparseMapAsync(header, headerOffset, cancellationToken);
+            realSize = ParseNumber(header.AsSpan(483, 12), "realsize", headerOffset);
+        }
+        else if (sparseMajor == "1")
+        {
+            sparse = await ReadPaxSparseMapAsync(headerOffset, cancellationToken);
+        }
+        else if (sparseMap01 is not null)
+        {
+            sparse = ParseSparseList(sparseMap01.Split(','), headerOffset);
+        }
+        if (sparse is not null)
+        {
+            long stored = 0;
+            foreach (var (off, len) in sparse)
+            {
+                if (off < 0 || len < 0 || off + len > realSize)
+                {
+                    throw Error(headerOffset, $"sparse map region ({off}, {len}) lies outside the file's {realSize} bytes");
+                }
+                stored += len;
+            }
+            if (stored != _dataRemaining)
+            {
+                throw Error(headerOffset, $"sparse map describes {stored} bytes but the entry stores {_dataRemaining}");
+            }
+        }
+
+        if (type is TarEntryType.RegularFile or TarEntryType.OldRegularFile && name[^1] == (byte)'/')
+        {
+            type = TarEntryType.Directory; // old V7 archives mark directories with a trailing slash only
+        }
+
+        return new TarEntry
+        {
+            Name = Encoding.UTF8.GetString(name),
+            NameBytes = name,
+            Type = type,
+            LinkName = Encoding.UTF8.GetString(link),
+            LinkNameBytes = link,
+            Mode = mode,
+            Uid = uid,
+            Gid = gid,
+            DataLength = _dataRemaining,
+            Size = sparse is null ? _dataRemaining : realSize,
+            SparseMap = sparse,
+            ModificationTime = mtime,
+            AccessTime = atime,
+            ChangeTime = ctime,
+            DeviceMajor = devMajor,
+            DeviceMinor = devMinor,
+            Xattrs = xattrs,
+            HeaderOffset = headerOffset,
+        };
+    }
+
+    private async ValueTask<IReadOnlyList<(long, long)>> ReadOldGnuSparseMapAsync(byte[] header, long headerOffset, CancellationToken cancellationToken)
+    {
+        var map = new List<(long, long)>();
+        AddGnuSparse(header.AsSpan(386, 4 * 24), map, headerOffset);
+        bool extended = header[482] != 0;
+        byte[] ext = new byte[BlockSize];
+        while (extended)
+        {
+            // Extension blocks sit between the header and the data; they are not part of the size.
+            long savedData = _dataRemaining;
+            long savedPad = _paddingRemaining;
+            _dataRemaining = 0;
+            _paddingRemaining = 0;
+            if (await ReadExactOrEofAsync(ext, cancellationToken) < BlockSize)
+            {
+                throw Error(headerOffset, "archive is truncated inside a GNU sparse extension header");
+            }
+            _dataRemaining = savedData;
+            _paddingRemaining = savedPad;
+            AddGnuSparse(ext.AsSpan(0, 21 * 24), map, headerOffset);
+            extended = ext[504] != 0;
+            if (map.Count > MaxSparseEntries)
+            {
+                throw Error(headerOffset, "sparse map has too many entries");
+            }
+        }
+        return map;
+    }
+
+    private void AddGnuSparse(ReadOnlySpan<byte> entries, List<(long, long)> map, long headerOffset)
+    {
+        for (int i = 0; i + 24 <= entries.Length; i += 24)
+        {
+            if (entries[i] == 0)
+            {
+                break;
+            }
+            long off = ParseNumber(entries.Slice(i, 12), "sparse offset", headerOffset);
+            long len = ParseNumber(entries.Slice(i + 12, 12), "sparse length", headerOffset);
+            map.Add((off, len));
+        }
+    }
+
+    private async ValueTask<IReadOnlyList<(long, long)>> ReadPaxSparseMapAsync(long headerOffset, CancellationToken cancellationToken)
+    {
+        // pax sparse 1.0: the data starts with decimal lines "count\n(offset\nlength\n)*",
+        // padded to a block boundary; the map's bytes are part of the entry's size.
+        var numbers = new List<long>();
+        long expected = -1;
+        var current = new StringBuilder();
+        long consumed = 0;
+        byte[] one = new byte[1];
+        while (expected < 0 || numbers.Count < 1 + (2 * expected))
+        {
+            int n = await ReadDataAsync(one, cancellationToken);
+            if (n == 0)
+            {
+                throw Error(headerOffset, "sparse map is truncated");
+            }
+            consumed++;
+            if (one[0] == (byte)'\n')
+            {
+                numbers.Add(ParsePaxLong(current.ToString(), "sparse map", headerOffset));
+                current.Clear();
+                if (numbers.Count == 1)
+                {
+                    expected = numbers[0];
+                    if (expected < 0 || expected > MaxSparseEntries)
+                    {
+                        throw Error(headerOffset, $"sparse map claims {expected} entries");
+                    }
+                }
+            }
+            else if (current.Length > 20 || !char.IsAsciiDigit((char)one[0]))
+            {
+                throw Error(headerOffset, "sparse map is malformed");
+            }
+            else
+            {
+                current.Append((char)one[0]);
+            }
+        }
+        long pad = (BlockSize - (consumed % BlockSize)) % BlockSize;
+        byte[] skip = new byte[pad];
+        if (pad > 0 && await ReadDataFullAsync(skip, cancellationToken) != pad)
+        {
+            throw Error(headerOffset, "sparse map is truncated");
+        }
+        var map = new List<(long, long)>();
+        for (int i = 1; i + 1 < numbers.Count; i += 2)
+        {
+            map.Add((numbers[i], numbers[i + 1]));
+        }
+        return map;
+    }
+
+    private List<(long, long)> ParseSparseList(string[] parts, long headerOffset)
+    {
+        if (parts.Length % 2 != 0 || parts.Length / 2 > MaxSparseEntries)
+        {
+            throw Error(headerOffset, "GNU.sparse.map is malformed");
+        }
+        var map = new List<(long, long)>();
+        for (int i = 0; i < parts.Length; i += 2)
+        {
+            map.Add((ParsePaxLong(parts[i], "GNU.sparse.map", headerOffset), ParsePaxLong(parts[i + 1], "GNU.sparse.map", headerOffset)));
+        }
+        return map;
+    }
+
+    private async ValueTask<byte[]> ReadBlobAsync(int size, long headerOffset, CancellationToken cancellationToken)
+    {
+        _dataRemaining = size;
+        _paddingRemaining = (BlockSize - (size % BlockSize)) % BlockSize;
+        byte[] data = new byte[size];
+        if (await ReadDataFullAsync(data, cancellationToken) != size)
+        {
+            throw Error(headerOffset, "archive is truncated inside an extended header");
+        }
+        await SkipRemainingAsync(cancellationToken);
+        return data;
+    }
+
+    private List<KeyValuePair<string, byte[]>> ParsePax(byte[] data, long headerOffset)
+    {
+        var result = new List<KeyValuePair<string, byte[]>>();
+        int pos = 0;
+        while (pos < data.Length)
+        {
+            if (data[pos] == 0)
+            {
+                break; // some writers pad with NULs
+            }
+            int space = Array.IndexOf(data, (byte)' ', pos);
+            if (space < 0 || space - pos > 10)
+            {
+                throw Error(headerOffset, "pax record has no length");
+            }
+            if (!int.TryParse(Encoding.ASCII.GetString(data, pos, space - pos), NumberStyles.None, CultureInfo.InvariantCulture, out int length)
+                || length < space - pos + 3 || pos + length > data.Length || data[pos + length - 1] != (byte)'\n')
+            {
+                throw Error(headerOffset, "pax record has a bad length");
+            }
+            int eq = Array.IndexOf(data, (byte)'=', space + 1, pos + length - space - 1);
+            if (eq < 0)
+            {
+                throw Error(headerOffset, "pax record has no '='");
+            }
+            string key = Encoding.UTF8.GetString(data, space + 1, eq - space - 1);
+            byte[] value = data.AsSpan(eq + 1, pos + length - 1 - (eq + 1)).ToArray();
+            result.Add(new(key, value));
+            pos += length;
+        }
+        return result;
+    }
+
+    private long ParsePaxLong(string text, string key, long headerOffset)
+    {
+        if (!long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v))
+        {
+            throw Error(headerOffset, $"pax record '{key}' is not a number: '{Truncate(text)}'");
+        }
+        return v;
+    }
+
+    private TarTime ParsePaxTime(string text, string key, long headerOffset)
+    {
+        try
+        {
+            return TarTime.Parse(text);
+        }
+        catch (InvalidDataException)
+        {
+            throw Error(headerOffset, $"pax record '{key}' is not a time: '{Truncate(text)}'");
+        }
+    }
+
+    private static string Truncate(string s) => s.Length > 40 ? s[..40] + "..." : s;
+
+    private void VerifyChecksum(byte[] header, long headerOffset)
+    {
+        long stored = ParseNumber(header.AsSpan(148, 8), "checksum", headerOffset);
+        long unsignedSum = 0;
+        long signedSum = 0;
+        for (int i = 0; i < BlockSize; i++)
+        {
+            byte b = i is >= 148 and < 156 ? (byte)' ' : header[i];
+            unsignedSum += b;
+            signedSum += (sbyte)b;
+        }
+        if (stored != unsignedSum && stored != signedSum)
+        {
+            throw Error(headerOffset, "header checksum does not match (corrupt or not a tar archive)");
+        }
+    }
+
+    private long ParseNumber(ReadOnlySpan<byte> field, string what, long headerOffset)
+    {
+        if (field.Length > 0 && (field[0] & 0x80) != 0)
+        {
+            // GNU base-256: big-endian two's complement in the remaining bits.
+            bool negative = (field[0] & 0x40) != 0;
+            long value = field[0] & 0x3F;
+            if (negative)
+            {
+                value |= ~0x3FL;
+            }
+            for (int i = 1; i < field.Length; i++)
+            {
+                if (!negative && value > (long.MaxValue >> 8))
+                {
+                    throw Error(headerOffset, $"{what} field overflows");
+                }
+                value = (value << 8) | field[i];
+            }
+            return value;
+        }
+        long result = 0;
+        int idx = 0;
+        while (idx < field.Length && (field[idx] == ' ' || field[idx] == 0))
+        {
+            idx++;
+        }
+        for (; idx < field.Length; idx++)
+        {
+            byte c = field[idx];
+            if (c == 0 || c == ' ')
+            {
+                break;
+            }
+            if (c is < (byte)'0' or > (byte)'7')
+            {
+                throw Error(headerOffset, $"{what} field is not an octal number");
+            }
+            if (result > (long.MaxValue >> 3))
+            {
+                throw Error(headerOffset, $"{what} field overflows");
+            }
+            result = (result << 3) | (long)(c - '0');
+        }
+        return result;
+    }
+
+    private static byte[] TrimNul(byte[] data)
+    {
+        int nul = Array.IndexOf(data, (byte)0);
+        return nul < 0 ? data : data[..nul];
+    }
+
+    private async ValueTask SkipRemainingAsync(CancellationToken cancellationToken)
+    {
+        long toSkip = _dataRemaining + _paddingRemaining;
+        _dataRemaining = 0;
+        _paddingRemaining = 0;
+        while (toSkip > 0)
+        {
+            if (_bufferPos == _bufferLen && !await FillAsync(cancellationToken))
+            {
+                throw Error(_position, "archive is truncated inside entry data");
+            }
+            int n = (int)Math.Min(toSkip, _bufferLen - _bufferPos);
+            _bufferPos += n;
+            _position += n;
+            toSkip -= n;
+        }
+    }
+
+    private async ValueTask<int> ReadExactOrEofAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        int total = 0;
+        while (total < destination.Length)
+        {
+            int n = await ReadSomeAsync(destination[total..], cancellationToken);
+            if (n == 0)
+            {
+                break;
+            }
+            total += n;
+        }
+        return total;
+    }
+
+    private async ValueTask<int> ReadSomeAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        if (_bufferPos == _bufferLen)
+        {
+            if (destination.Length >= _buffer.Length / 2)
+            {
+                // Large reads bypass the buffer: one copy less for file data.
+                int direct = await _stream.ReadAsync(destination, cancellationToken);
+                _position += direct;
+                return direct;
+            }
+            if (!await FillAsync(cancellationToken))
+            {
+                return 0;
+            }
+        }
+        int n = Math.Min(destination.Length, _bufferLen - _bufferPos);
+        _buffer.AsMemory(_bufferPos, n).CopyTo(destination);
+        _bufferPos += n;
+        _position += n;
+        return n;
+    }
+
+    private async ValueTask<bool> FillAsync(CancellationToken cancellationToken)
+    {
+        _bufferPos = 0;
+        _bufferLen = await _stream.ReadAsync(_buffer, cancellationToken);
+        return _bufferLen > 0;
+    }
+
+    private InvalidDataException Error(long offset, string message) => new($"{_context}: {message} (at byte {offset})");
+}

@@ -1,0 +1,79 @@
+using Vessel.Common;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.IntegrationTests.Rootfs;
+
+/// <summary>
+/// Builds rootfs images from every kind of source with the CLI and checks each one against
+/// an independent oracle: e2fsck -fn, then a read-only loop mount compared entry by entry.
+/// </summary>
+public sealed class RootfsReadBackTests : IClassFixture<RulesImage>
+{
+    private readonly RulesImage _rules;
+
+    public RootfsReadBackTests(RulesImage rules)
+    {
+        _rules = rules;
+    }
+
+    [RequiresTheory("root", "umoci", "skopeo", "e2fsck", "losetup", "mount", "mknod", "mkfifo", "touch", Timeout = 120_000)]
+    [InlineData("oci-layout")]
+    [InlineData("oci-layout-uncompressed")]
+    [InlineData("oci-archive")]
+    [InlineData("docker-archive")]
+    public async Task Multi_layer_image_matches_umoci_unpack(string kind)
+    {
+        Assert.Null(_rules.Missing);
+        string source = kind switch
+        {
+            "oci-layout" => $"{_rules.Layout}:{RulesImage.Tag}",
+            "oci-layout-uncompressed" => $"{_rules.UncompressedLayout}:{RulesImage.Tag}",
+            "oci-archive" => _rules.OciArchive,
+            "docker-archive" => _rules.DockerArchive,
+            _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+        };
+        using TempDirectory work = TempDirectory.Create("vessel-readback-");
+        string image = work.Combine("rootfs.ext4");
+
+        await RootfsBuild.BuildAsync(source, image, CancellationToken.None);
+
+        RootfsChecker.AssertMetadata(image, RulesImage.Env, RulesImage.WorkingDir);
+        TreeSnapshot actual = await RootfsChecker.AssertImageMatchesAsync(image, _rules.Expected, work.Path, CancellationToken.None);
+        // The rules the oracle applied, spelled out, so a wrong oracle cannot hide a wrong image.
+        Assert.False(actual.Entries.ContainsKey("/gone/file-to-delete"));
+        Assert.False(actual.Entries.ContainsKey("/gone/dir-to-delete"));
+        Assert.False(actual.Entries.ContainsKey("/opaque/old1"));
+        Assert.False(actual.Entries.ContainsKey("/opaque/sub"));
+        Assert.False(actual.Entries.ContainsKey("/data/empty"));
+        Assert.Equal(["/data/cross-link"], actual["/data/base-file"].HardLinks);
+        Assert.Equal(["/data/links/b"], actual["/data/links/a"].HardLinks);
+        Assert.Equal(EntryType.Symlink, actual["/replace/dir-becomes-symlink"].Type);
+        Assert.Equal(EntryType.Directory, actual["/replace/file-becomes-dir"].Type);
+        Assert.Contains("security.capability", actual["/bin/tool"].Xattrs.Keys);
+        Assert.Equal(4102444800, actual["/data/readonly"].MtimeSeconds);
+        Assert.Equal((4095u, 1048575u), (actual["/data/dev/bigdev"].DeviceMajor, actual["/data/dev/bigdev"].DeviceMinor));
+        Assert.True(actual["/data/sparse"].AllocatedBytes < 1 << 20, $"/data/sparse takes {actual["/data/sparse"].AllocatedBytes} bytes: holes were written out");
+    }
+}
+
+/// <summary>The bundled Alpine minirootfs (a plain tarball) against GNU tar's extraction.</summary>
+public sealed class RootfsAlpineTests
+{
+    [RequiresFact("root", "e2fsck", "losetup", "mount", "tar", "shared-images", Timeout = 120_000)]
+    public async Task Alpine_tarball_matches_tar_extraction()
+    {
+        using TempDirectory work = TempDirectory.Create("vessel-readback-");
+        string image = work.Combine("alpine.ext4");
+        string tarball = TestPaths.AlpineTarball!;
+
+        await RootfsBuild.BuildAsync(tarball, image, CancellationToken.None);
+
+        RootfsChecker.AssertMetadata(image);
+        string oracle = await Oracles.TarExtractAsync(tarball, work.Combine("oracle"), CancellationToken.None);
+        TreeSnapshot expected = TreeSnapshot.Take(oracle);
+        TreeSnapshot actual = await RootfsChecker.AssertImageMatchesAsync(image, expected, work.Path, CancellationToken.None);
+        Assert.Equal(EntryType.Symlink, actual["/bin/sh"].Type);
+        Assert.True(expected.Entries.Count > 400, $"the Alpine oracle has only {expected.Entries.Count} entries");
+    }
+}

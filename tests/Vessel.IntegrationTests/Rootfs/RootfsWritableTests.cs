@@ -1,0 +1,96 @@
+using System.Text.RegularExpressions;
+using Vessel.Common;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.IntegrationTests.Rootfs;
+
+/// <summary>
+/// The built image is an ordinary writable ext4: the kernel mounts it read-write, writes
+/// into it, e2fsck still finds nothing, resize2fs grows it; --size, --free and --reserved
+/// land in the superblock.
+/// </summary>
+public sealed partial class RootfsWritableTests
+{
+    [RequiresFact("root", "e2fsck", "resize2fs", "dumpe2fs", "losetup", "mount", "shared-images", Timeout = 120_000)]
+    public async Task Image_mounts_read_write_takes_writes_and_grows_with_resize2fs()
+    {
+        using TempDirectory work = TempDirectory.Create("vessel-rw-");
+        string image = work.Combine("rw.ext4");
+        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, CancellationToken.None, "--free", "64M");
+        Assert.Contains("has_journal", (await Dumpe2fsAsync(image))["Filesystem features"], StringComparison.Ordinal);
+
+        LoopMount mount = await LoopMount.MountAsync(image, work.Path, readOnly: false, CancellationToken.None);
+        try
+        {
+            string dir = Path.Combine(mount.MountPoint, "sandbox-writes");
+            Directory.CreateDirectory(dir);
+            byte[] data = new byte[32 << 20];
+            new Random(1).NextBytes(data);
+            await File.WriteAllBytesAsync(Path.Combine(dir, "blob"), data);
+            for (int i = 0; i < 2000; i++)
+            {
+                await File.WriteAllTextAsync(Path.Combine(dir, $"small-{i}"), $"{i}\n");
+            }
+            File.Delete(Path.Combine(mount.MountPoint, "etc", "motd"));
+        }
+        finally
+        {
+            await mount.DisposeAsync();
+        }
+        await mount.AssertReleasedAsync();
+        await RootfsChecker.AssertFsckCleanAsync(image, CancellationToken.None);
+
+        // resize2fs wants a check newer than the last mount; -n above changes nothing, -p records it.
+        (await ExternalProcess.RunAsync("e2fsck", ["-fp", image], CancellationToken.None)).EnsureSuccess();
+        long before = new FileInfo(image).Length;
+        (await ExternalProcess.RunAsync("resize2fs", [image, $"{(before + (512L << 20)) / 1024}K"], CancellationToken.None)).EnsureSuccess();
+        await RootfsChecker.AssertFsckCleanAsync(image, CancellationToken.None);
+        Assert.Equal(before + (512L << 20), new FileInfo(image).Length);
+    }
+
+    [RequiresFact("e2fsck", "dumpe2fs", "shared-images", Timeout = 120_000)]
+    public async Task Size_and_reserved_options_set_the_superblock()
+    {
+        using TempDirectory work = TempDirectory.Create("vessel-size-");
+        string image = work.Combine("sized.ext4");
+        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, CancellationToken.None, "--size", "200M", "--reserved", "16M");
+        await RootfsChecker.AssertFsckCleanAsync(image, CancellationToken.None);
+
+        Dictionary<string, string> sb = await Dumpe2fsAsync(image);
+        long blockSize = long.Parse(sb["Block size"]);
+        Assert.Equal(200L << 20, long.Parse(sb["Block count"]) * blockSize);
+        Assert.Equal(16L << 20, long.Parse(sb["Reserved block count"]) * blockSize);
+        Assert.Equal(200L << 20, new FileInfo(image).Length);
+    }
+
+    [RequiresFact("e2fsck", "dumpe2fs", "shared-images", Timeout = 120_000)]
+    public async Task Free_option_leaves_at_least_that_much_free_space()
+    {
+        using TempDirectory work = TempDirectory.Create("vessel-free-");
+        string image = work.Combine("free.ext4");
+        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, CancellationToken.None, "--free", "300M");
+        await RootfsChecker.AssertFsckCleanAsync(image, CancellationToken.None);
+
+        Dictionary<string, string> sb = await Dumpe2fsAsync(image);
+        long blockSize = long.Parse(sb["Block size"]);
+        long free = (long.Parse(sb["Free blocks"]) - long.Parse(sb["Reserved block count"])) * blockSize;
+        Assert.True(free >= 300L << 20, $"only {free >> 20} MiB free for a --free of 300M");
+        Assert.True(free < 600L << 20, $"{free >> 20} MiB free for a --free of 300M: the size is not derived from the content");
+    }
+
+    /// <summary><c>dumpe2fs -h</c> as "Key: value" pairs.</summary>
+    private static async Task<Dictionary<string, string>> Dumpe2fsAsync(string image)
+    {
+        ProcessResult r = (await ExternalProcess.RunAsync("dumpe2fs", ["-h", image], CancellationToken.None)).EnsureSuccess();
+        var fields = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (Match m in SuperblockLine().Matches(r.StandardOutput))
+        {
+            fields[m.Groups[1].Value.Trim()] = m.Groups[2].Value.Trim();
+        }
+        return fields;
+    }
+
+    [GeneratedRegex(@"^([A-Za-z][A-Za-z #/_-]*):\s+(.*)$", RegexOptions.Multiline)]
+    private static partial Regex SuperblockLine();
+}

@@ -1,0 +1,240 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Vessel.IntegrationTests.Rootfs;
+
+internal enum EntryType
+{
+    File,
+    Directory,
+    Symlink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+    Socket,
+}
+
+/// <summary>
+/// One filesystem entry as the read-back check compares it. Paths are absolute inside the
+/// tree ("/etc/passwd", the root is "/"). <see cref="Inode"/> is only used to group hard
+/// links: the comparison looks at <see cref="HardLinks"/> (the other names of the same inode).
+/// </summary>
+internal sealed record TreeEntry
+{
+    public required string Path { get; init; }
+    public required EntryType Type { get; init; }
+    public required uint Permissions { get; init; }
+    public required uint Uid { get; init; }
+    public required uint Gid { get; init; }
+    public required long Size { get; init; }
+    public required long MtimeSeconds { get; init; }
+    public required ulong Inode { get; init; }
+    public required ulong LinkCount { get; init; }
+    public long AllocatedBytes { get; init; }
+    public string? Sha256 { get; init; }
+    public string? LinkTarget { get; init; }
+    public uint DeviceMajor { get; init; }
+    public uint DeviceMinor { get; init; }
+    public IReadOnlyDictionary<string, string> Xattrs { get; init; } = new SortedDictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>The other paths that name the same inode, sorted; empty when it has one name.</summary>
+    public IReadOnlyList<string> HardLinks { get; init; } = [];
+
+    public string Describe()
+    {
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"{Type} {Convert.ToString(Permissions, 8).PadLeft(4, '0')} {Uid}:{Gid}");
+        switch (Type)
+        {
+            case EntryType.File:
+                sb.Append(CultureInfo.InvariantCulture, $" size={Size} sha256={Sha256?[..12]}");
+                break;
+            case EntryType.Symlink:
+                sb.Append(CultureInfo.InvariantCulture, $" -> {LinkTarget}");
+                break;
+            case EntryType.CharDevice or EntryType.BlockDevice:
+                sb.Append(CultureInfo.InvariantCulture, $" {DeviceMajor},{DeviceMinor}");
+                break;
+        }
+        sb.Append(CultureInfo.InvariantCulture, $" mtime={MtimeSeconds}");
+        if (Xattrs.Count > 0)
+        {
+            sb.Append(" xattrs=").AppendJoin(',', Xattrs.Keys);
+        }
+        if (HardLinks.Count > 0)
+        {
+            sb.Append(" links=").AppendJoin(',', HardLinks);
+        }
+        return sb.ToString();
+    }
+}
+
+/// <summary>Every entry of a directory tree, walked without following symlinks.</summary>
+internal sealed class TreeSnapshot
+{
+    private TreeSnapshot(string root, SortedDictionary<string, TreeEntry> entries)
+    {
+        Root = root;
+        Entries = entries;
+    }
+
+    /// <summary>The host directory this snapshot was taken from.</summary>
+    public string Root { get; }
+
+    public SortedDictionary<string, TreeEntry> Entries { get; }
+
+    public TreeEntry this[string path] => Entries.TryGetValue(path, out TreeEntry? e)
+        ? e
+        : throw new KeyNotFoundException($"{path} is not in the tree at {Root}");
+
+    /// <summary>A copy without the entries for which <paramref name="drop"/> is true (hard-link groups unchanged).</summary>
+    public TreeSnapshot Without(Func<string, bool> drop)
+    {
+        var kept = new SortedDictionary<string, TreeEntry>(StringComparer.Ordinal);
+        foreach (var (path, entry) in Entries)
+        {
+            if (!drop(path))
+            {
+                kept[path] = entry;
+            }
+        }
+        return new TreeSnapshot(Root, kept);
+    }
+
+    /// <summary>
+    /// Walks <paramref name="root"/> with lstat/readlink/llistxattr, hashing regular files.
+    /// Entries for which <paramref name="skip"/> returns true are left out together with
+    /// everything below them (used for the provisioning files and lost+found).
+    /// </summary>
+    public static TreeSnapshot Take(string root, Func<string, bool>? skip = null, CancellationToken cancellationToken = default)
+    {
+        var entries = new SortedDictionary<string, TreeEntry>(StringComparer.Ordinal);
+        var pending = new Stack<string>();
+        pending.Push("/");
+        while (pending.Count > 0)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            string path = pending.Pop();
+            string host = path == "/" ? root : root + path;
+            TreeEntry entry = ReadEntry(path, host);
+            entries[path] = entry;
+            if (entry.Type == EntryType.Directory)
+            {
+                foreach (string child in Directory.EnumerateFileSystemEntries(host))
+                {
+                    string name = System.IO.Path.GetFileName(child);
+                    string childPath = path == "/" ? "/" + name : path + "/" + name;
+                    if (skip is null || !skip(childPath))
+                    {
+                        pending.Push(childPath);
+                    }
+                }
+            }
+        }
+
+        GroupHardLinks(entries);
+        return new TreeSnapshot(root, entries);
+    }
+
+    /// <summary>A snapshot of entries that were described rather than walked (a generated image's expectation).</summary>
+    public static TreeSnapshot FromEntries(string description, IEnumerable<TreeEntry> entries)
+    {
+        var map = new SortedDictionary<string, TreeEntry>(StringComparer.Ordinal);
+        foreach (TreeEntry e in entries)
+        {
+            map.Add(e.Path, e);
+        }
+        GroupHardLinks(map);
+        return new TreeSnapshot(description, map);
+    }
+
+    /// <summary>Hard-link identity: the names that share an inode (directories cannot).</summary>
+    private static void GroupHardLinks(SortedDictionary<string, TreeEntry> entries)
+    {
+        var groups = entries.Values
+            .Where(e => e.Type != EntryType.Directory)
+            .GroupBy(e => e.Inode)
+            .Where(g => g.Count() > 1)
+            .ToList();
+        foreach (var group in groups)
+        {
+            string[] names = group.Select(e => e.Path).Order(StringComparer.Ordinal).ToArray();
+            foreach (string name in names)
+            {
+                entries[name] = entries[name] with { HardLinks = names.Where(n => n != name).ToArray() };
+            }
+        }
+    }
+
+    private static TreeEntry ReadEntry(string path, string host)
+    {
+        StatInfo st = Native.LStat(host);
+        EntryType type = st.Type switch
+        {
+            StatInfo.RegularFile => EntryType.File,
+            StatInfo.Directory => EntryType.Directory,
+            StatInfo.Symlink => EntryType.Symlink,
+            StatInfo.CharDevice => EntryType.CharDevice,
+            StatInfo.BlockDevice => EntryType.BlockDevice,
+            StatInfo.Fifo => EntryType.Fifo,
+            StatInfo.Socket => EntryType.Socket,
+            _ => throw new InvalidDataException($"{host}: unknown file type 0x{st.Type:x}"),
+        };
+        var xattrs = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, value) in Native.ListXattrs(host))
+        {
+            xattrs[name] = Convert.ToHexStringLower(value);
+        }
+        return new TreeEntry
+        {
+            Path = path,
+            Type = type,
+            Permissions = st.Permissions,
+            Uid = st.Uid,
+            Gid = st.Gid,
+            Size = type is EntryType.File or EntryType.Symlink ? st.Size : 0,
+            MtimeSeconds = st.MtimeSeconds,
+            Inode = st.Inode,
+            LinkCount = st.LinkCount,
+            AllocatedBytes = st.Blocks * 512,
+            Sha256 = type == EntryType.File ? HashFile(host) : null,
+            LinkTarget = type == EntryType.Symlink ? ReadLink(host) : null,
+            DeviceMajor = type is EntryType.CharDevice or EntryType.BlockDevice ? st.Major : 0,
+            DeviceMinor = type is EntryType.CharDevice or EntryType.BlockDevice ? st.Minor : 0,
+            Xattrs = xattrs,
+        };
+    }
+
+    private static string ReadLink(string host)
+    {
+        // FileSystemInfo.LinkTarget is readlink(2) verbatim: no resolution, no normalization.
+        return new FileInfo(host).LinkTarget ?? throw new IOException($"readlink {host} returned nothing");
+    }
+
+    private static string HashFile(string host)
+    {
+        using var stream = new FileStream(host, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+        return Sha256Hex(stream);
+    }
+
+    /// <summary>SHA-256 of a stream read to its end with a 1 MiB buffer (multi-GiB files stay quick).</summary>
+    public static string Sha256Hex(Stream stream)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 20);
+        try
+        {
+            int n;
+            while ((n = stream.Read(buffer, 0, 1 << 20)) > 0)
+            {
+                hash.AppendData(buffer, 0, n);
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+}
