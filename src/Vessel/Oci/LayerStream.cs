@@ -13,6 +13,7 @@ namespace Vessel.Oci;
 /// </summary>
 internal sealed class LayerStream : Stream
 {
+    private const int ReadAheadSize = 256 << 10;
     private const long MaxDrainForDiagnosis = 256L << 20; // reading more than this just to word an error is not worth it
 
     private static ReadOnlySpan<byte> GzipMagic => [0x1f, 0x8b];
@@ -74,7 +75,8 @@ internal sealed class LayerStream : Stream
                 : LayerCompression.None;
             Stream decoded = compression switch
             {
-                LayerCompression.Gzip => new GZipStream(head, CompressionMode.Decompress, leaveOpen: true),
+                // GZipStream pulls 8 KiB at a time; bigger reads from the blob cut the per-call cost through HTTP and hashing.
+                LayerCompression.Gzip => new GZipStream(new BufferedStream(head, ReadAheadSize), CompressionMode.Decompress, leaveOpen: true),
                 LayerCompression.Zstd => ZstdProcessStream.Start(head, what),
                 _ => head,
             };
