@@ -196,6 +196,21 @@ public sealed class RealImageTests
             Assert.Equal(local.Image.ManifestDigest, multi.Image.ManifestDigest); // the amd64 entry, not the list
             Assert.Equal(local.LayerDigests, multi.LayerDigests);
 
+            // Cancellation: before resolving, and in the middle of a layer's HTTP body.
+            await using (IImageSource source = await ImageSources.OpenAsync($"{registry.Host}/test/multi:1", insecure, ct))
+            {
+                using var cancelled = new CancellationTokenSource();
+                await cancelled.CancelAsync();
+                await Assert.ThrowsAnyAsync<OperationCanceledException>(() => source.ResolveAsync(cancelled.Token));
+                await source.ResolveAsync(ct);
+                using var midway = new CancellationTokenSource();
+                await using Stream layer = await source.OpenLayerAsync(1, midway.Token);
+                byte[] buffer = new byte[4096];
+                Assert.True(await layer.ReadAsync(buffer, midway.Token) > 0);
+                await midway.CancelAsync();
+                await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => _ = await layer.ReadAsync(buffer, midway.Token));
+            }
+
             var arm = await Assert.ThrowsAsync<VesselException>(() => PullAsync($"{registry.Host}/test/armonly:1", insecure, ct));
             Assert.Equal(VesselErrorReason.Unsupported, arm.Reason);
             Assert.Contains("platforms present: linux/arm64", arm.Message, StringComparison.Ordinal);
