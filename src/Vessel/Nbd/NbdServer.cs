@@ -135,9 +135,9 @@ internal sealed class NbdServer : IAsyncDisposable
 
     private void BindUnix(string path)
     {
-        if (File.Exists(path) || Directory.Exists(path))
+        if (File.Exists(path) || Directory.Exists(path) || Blocks.LinuxFile.IsSocket(path))
         {
-            if ((File.GetAttributes(path) & FileAttributes.Directory) != 0 || !IsStaleSocket(path))
+            if (!Blocks.LinuxFile.IsSocket(path) || !IsStaleSocket(path))
             {
                 throw new VesselException(VesselErrorReason.AlreadyExists, $"'{path}' exists and is not a stale socket; pick another --socket path or stop the server using it.");
             }
@@ -166,7 +166,7 @@ internal sealed class NbdServer : IAsyncDisposable
         }
         catch (SocketException)
         {
-            return false; // not a socket at all (ENOTSOCK etc.): refuse to delete it
+            return false; // some other failure: leave the path alone
         }
     }
 
