@@ -189,9 +189,12 @@ public sealed class NbdServerTests : IAsyncLifetime
 
         // A crashed server's socket file: nobody listens, so it is replaced.
         string stale = _dir.Combine("stale.sock");
+        Assert.True(LinuxFile.IsSocket(SocketPath));
         using (var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified))
         {
-            s.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(stale));
+            string bound = _dir.Combine("bound.sock");
+            s.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(bound));
+            File.Move(bound, stale); // .NET unlinks the path it bound on dispose; the moved file stays behind
         }
         Assert.True(LinuxFile.IsSocket(stale));
         await using var fourth = new NbdServer(new NbdServerOptions { UnixSocketPath = stale });
