@@ -42,18 +42,27 @@ seqread() { nbdcopy "nbd+unix:///?socket=$1" null:; }
 # 4 KiB reads, 16 in flight, striding 7919 blocks (a prime) so consecutive reads are far apart.
 randread() { qemu-img bench -f raw -c 50000 -d 16 -s 4096 -S $((7919 * 4096)) "nbd+unix:///?socket=$1"; }
 
-nbdkit --foreground --unix "$work/nbdkit.sock" --readonly file "$img" & pids+=($!)
-qemu-nbd --persistent --shared=8 --read-only --format=raw --socket="$work/qemu.sock" "$img" & pids+=($!)
-"${vessel[@]}" nbd serve "$img" --read-only --socket "$work/vessel.sock" >/dev/null & pids+=($!)
+declare -A pid_of
+nbdkit --foreground --unix "$work/nbdkit.sock" --readonly file "$img" & pids+=($!); pid_of[nbdkit]=$!
+qemu-nbd --persistent --shared=8 --read-only --format=raw --socket="$work/qemu.sock" "$img" & pids+=($!); pid_of[qemu]=$!
+"${vessel[@]}" nbd serve "$img" --read-only --socket "$work/vessel.sock" >/dev/null & pids+=($!); pid_of[vessel]=$!
+# CPU seconds (user + system) the server process spends on one sequential read: unlike wall
+# time, this barely moves when other work shares the machine.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+server_cpu() {
+  local a b
+  a=$(cpu_ticks "$1"); seqread "$2" >/dev/null 2>&1; b=$(cpu_ticks "$1")
+  echo "scale=2; ($b - $a) / $(getconf CLK_TCK)" | bc -l
+}
 for s in nbdkit qemu vessel; do wait_sock "$work/$s.sock"; done
 
 echo "== ${size_mib} MiB flat file, best of $rounds =="
-printf '%-22s %12s %14s\n' server "seq read s" "4K strided s"
+printf '%-22s %12s %14s %16s\n' server "seq read s" "4K strided s" "server CPU s/seq"
 declare -A seq rnd
 for s in nbdkit qemu vessel; do
   seq[$s]=$(best seqread "$work/$s.sock")
   rnd[$s]=$(best randread "$work/$s.sock")
-  printf '%-22s %12s %14s\n' "$s" "${seq[$s]}" "${rnd[$s]}"
+  printf '%-22s %12s %14s %16s\n' "$s" "${seq[$s]}" "${rnd[$s]}" "$(server_cpu "${pid_of[$s]}" "$work/$s.sock")"
 done
 fastest_seq=$(printf '%s\n' "${seq[nbdkit]}" "${seq[qemu]}" | sort -g | head -1)
 fastest_rnd=$(printf '%s\n' "${rnd[nbdkit]}" "${rnd[qemu]}" | sort -g | head -1)
@@ -75,14 +84,15 @@ for layer in $(seq 1 15); do
   top=$(tail -1 "$work/layer.out")
 done
 extents=$("${vessel[@]}" blocks info "$top" | sed -n 's/^extents: *//p')
-"${vessel[@]}" nbd serve "$base" --socket "$work/b1.sock" >/dev/null & pids+=($!)
-"${vessel[@]}" nbd serve "$top" --socket "$work/b16.sock" >/dev/null & pids+=($!)
+"${vessel[@]}" nbd serve "$base" --socket "$work/b1.sock" >/dev/null & pids+=($!); p1=$!
+"${vessel[@]}" nbd serve "$top" --socket "$work/b16.sock" >/dev/null & pids+=($!); p16=$!
 wait_sock "$work/b1.sock"; wait_sock "$work/b16.sock"
 b1=$(best seqread "$work/b1.sock"); b16=$(best seqread "$work/b16.sock")
 r1=$(best randread "$work/b1.sock"); r16=$(best randread "$work/b16.sock")
 echo "== builds: 1 layer vs 16 layers ($extents extents), best of $rounds =="
 echo "seq read:  1 layer ${b1} s, 16 layers ${b16} s, ratio $(echo "$b16 / $b1" | bc -l | xargs printf '%.2f')"
 echo "4K reads:  1 layer ${r1} s, 16 layers ${r16} s, ratio $(echo "$r16 / $r1" | bc -l | xargs printf '%.2f')"
+echo "server CPU per seq read: 1 layer $(server_cpu "$p1" "$work/b1.sock") s, 16 layers $(server_cpu "$p16" "$work/b16.sock") s"
 
 # Export cost: N MiB written through an overlay, then stored (time and bytes of the new build).
 echo "== export cost (overlay over the ${size_mib} MiB build) =="
