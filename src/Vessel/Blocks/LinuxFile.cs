@@ -37,6 +37,22 @@ internal static partial class LinuxFile
         }
     }
 
+    /// <summary>True when <paramref name="path"/> itself (not a link target) is a unix socket.</summary>
+    public static unsafe bool IsSocket(string path)
+    {
+        const uint SIfMt = 0xF000;
+        const uint SIfSock = 0xC000;
+        byte* stat = stackalloc byte[256]; // struct stat is 144 bytes on x86-64, 128 on arm64
+        if (Lstat(path, stat) != 0)
+        {
+            return false;
+        }
+        // st_mode follows st_dev, st_ino (and st_nlink on x86-64).
+        int modeAt = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16;
+        uint mode = *(uint*)(stat + modeAt);
+        return (mode & SIfMt) == SIfSock;
+    }
+
     /// <summary>The next offset at or after <paramref name="offset"/> that holds data, or -1 when none does.</summary>
     public static long NextData(SafeFileHandle handle, long offset) => SeekOrEnd(handle, offset, SeekData);
 
@@ -91,6 +107,9 @@ internal static partial class LinuxFile
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int Lstat(string path, byte* buffer);
 
     [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
     private static partial int Fsync(int fd);

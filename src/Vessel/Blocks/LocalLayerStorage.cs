@@ -102,10 +102,10 @@ internal sealed class LocalLayerStorage : ILayerStorage
 
     private string BuildDirectory(Guid buildId) => Path.Combine(_builds, buildId.ToString("D"));
 
-    /// <summary>Removes staging directories whose owning process is gone (crash leftovers).</summary>
+    /// <summary>Removes staging entries (uploads, overlay caches) whose owning process is gone (crash leftovers).</summary>
     private void RemoveAbandonedStaging()
     {
-        foreach (string dir in Directory.EnumerateDirectories(_staging))
+        foreach (string dir in Directory.EnumerateFileSystemEntries(_staging))
         {
             string[] parts = Path.GetFileName(dir).Split('.');
             if (parts.Length >= 2 && int.TryParse(parts[1], out int pid) && (pid == Environment.ProcessId || IsAlive(pid)))
@@ -114,7 +114,14 @@ internal sealed class LocalLayerStorage : ILayerStorage
             }
             try
             {
-                Directory.Delete(dir, recursive: true);
+                if (Directory.Exists(dir))
+                {
+                    Directory.Delete(dir, recursive: true);
+                }
+                else
+                {
+                    File.Delete(dir);
+                }
             }
             catch (IOException)
             {

@@ -60,7 +60,9 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     public static OverlayDevice Create(Build baseBuild, string workDirectory, bool ownsBase = false, ILogger? logger = null)
     {
         Directory.CreateDirectory(workDirectory);
-        string path = Path.Combine(workDirectory, $"overlay-{baseBuild.Id:N}-{Guid.NewGuid():N}.cache");
+        // Named "<base>.<pid>.<nonce>.cache" so that a store whose staging directory holds it
+        // can remove it after a crash (see LocalLayerStorage).
+        string path = Path.Combine(workDirectory, $"{baseBuild.Id:N}.{Environment.ProcessId}.{Guid.NewGuid():N}.cache");
         return new OverlayDevice(baseBuild, path, ownsBase, logger);
     }
 

@@ -32,14 +32,14 @@ internal sealed partial class NbdConnection
                     // The payload cannot be skipped safely at this size: the spec allows closing.
                     throw new NbdProtocolException($"Write of {request.Length} bytes exceeds the {NbdProtocol.MaxPayload}-byte maximum.");
                 }
-                payload = ArrayPool<byte>.Shared.Rent((int)request.Length);
+                payload = _server.Buffers.Rent((int)request.Length);
                 try
                 {
                     await ReadExactAsync(payload.AsMemory(0, (int)request.Length), ct);
                 }
                 catch
                 {
-                    ArrayPool<byte>.Shared.Return(payload);
+                    _server.Buffers.Return(payload);
                     throw;
                 }
             }
@@ -51,7 +51,7 @@ internal sealed partial class NbdConnection
             {
                 if (payload is not null)
                 {
-                    ArrayPool<byte>.Shared.Return(payload);
+                    _server.Buffers.Return(payload);
                 }
                 throw;
             }
@@ -140,7 +140,7 @@ internal sealed partial class NbdConnection
         {
             if (payload is not null)
             {
-                ArrayPool<byte>.Shared.Return(payload);
+                _server.Buffers.Return(payload);
             }
             Interlocked.Decrement(ref _pending);
             _inFlight.Release();
@@ -189,7 +189,7 @@ internal sealed partial class NbdConnection
     {
         int length = (int)request.Length;
         int prefix = session.StructuredReplies ? ReadPrefix : NbdSimpleReply.Size;
-        byte[] message = ArrayPool<byte>.Shared.Rent(prefix + length);
+        byte[] message = _server.Buffers.Rent(prefix + length);
         try
         {
             // Read straight behind the reply header so the whole reply goes out in one send.
@@ -207,7 +207,7 @@ internal sealed partial class NbdConnection
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(message);
+            _server.Buffers.Return(message);
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
@@ -59,6 +60,12 @@ internal sealed class NbdServer : IAsyncDisposable
     public IPEndPoint? TcpEndPoint { get; private set; }
 
     public int ConnectionCount => _connections.Count;
+
+    /// <summary>
+    /// Request and reply buffers. The shared pool keeps only a few large arrays per size, so at
+    /// 64 requests in flight on several connections most reads would allocate; this one keeps enough.
+    /// </summary>
+    internal ArrayPool<byte> Buffers { get; } = ArrayPool<byte>.Create(NbdProtocol.MaxPayload + 64, 256);
 
     public IReadOnlyCollection<INbdExport> Exports => [.. _exports.Values];
 
@@ -128,16 +135,23 @@ internal sealed class NbdServer : IAsyncDisposable
         }
         if (_socketFileCreated && Options.UnixSocketPath is { } path)
         {
-            File.Delete(Path.GetFullPath(path));
+            try
+            {
+                File.Delete(Path.GetFullPath(path));
+            }
+            catch (DirectoryNotFoundException)
+            {
+                // Its directory is gone already: so is the socket.
+            }
         }
         _stopping.Dispose();
     }
 
     private void BindUnix(string path)
     {
-        if (File.Exists(path) || Directory.Exists(path))
+        if (File.Exists(path) || Directory.Exists(path) || Blocks.LinuxFile.IsSocket(path))
         {
-            if ((File.GetAttributes(path) & FileAttributes.Directory) != 0 || !IsStaleSocket(path))
+            if (!Blocks.LinuxFile.IsSocket(path) || !IsStaleSocket(path))
             {
                 throw new VesselException(VesselErrorReason.AlreadyExists, $"'{path}' exists and is not a stale socket; pick another --socket path or stop the server using it.");
             }
@@ -166,7 +180,7 @@ internal sealed class NbdServer : IAsyncDisposable
         }
         catch (SocketException)
         {
-            return false; // not a socket at all (ENOTSOCK etc.): refuse to delete it
+            return false; // some other failure: leave the path alone
         }
     }
 
@@ -198,6 +212,9 @@ internal sealed class NbdServer : IAsyncDisposable
             {
                 client.NoDelay = true;
             }
+            // A large send buffer lets most read replies go out in one non-blocking send instead
+            // of waiting for the client to drain the default ~200 KiB (capped by net.core.wmem_max).
+            client.SendBufferSize = 4 << 20;
             var connection = new NbdConnection(this, client, _loggerFactory.CreateLogger<NbdConnection>(), _stopping.Token);
             var started = new TaskCompletionSource();
             Task run = RunConnectionAsync(connection, started.Task);

@@ -1,0 +1,239 @@
+using Vessel.Blocks;
+using Vessel.Common;
+using Vessel.Nbd;
+using Xunit;
+
+namespace Vessel.Tests.Nbd;
+
+/// <summary>Hostile and edge-case clients, spoken to byte by byte over a real unix socket.</summary>
+public sealed class NbdServerTests : IAsyncLifetime
+{
+    private const int Size = 1 << 20;
+    private readonly TempDirectory _dir = TempDirectory.Create("vessel-nbd-test-");
+    private byte[] _content = [];
+    private FlatFileDevice? _rw;
+    private FlatFileDevice? _ro;
+    private NbdServer? _server;
+
+    private string SocketPath => _dir.Combine("nbd.sock");
+
+    public async Task InitializeAsync()
+    {
+        _content = new byte[Size];
+        new Random(1).NextBytes(_content);
+        await File.WriteAllBytesAsync(_dir.Combine("rw.raw"), _content);
+        await File.WriteAllBytesAsync(_dir.Combine("ro.raw"), _content);
+        _rw = FlatFileDevice.Open(_dir.Combine("rw.raw"), readOnly: false);
+        _ro = FlatFileDevice.Open(_dir.Combine("ro.raw"), readOnly: true);
+        _server = new NbdServer(new NbdServerOptions { UnixSocketPath = SocketPath, HandshakeTimeout = TimeSpan.FromSeconds(5) });
+        _server.AddExport(new BlockDeviceExport("rw", _rw));
+        _server.AddExport(new BlockDeviceExport("ro", _ro, readOnly: true));
+        await _server.StartAsync(CancellationToken.None);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+        _rw?.Dispose();
+        _ro?.Dispose();
+        _dir.Dispose();
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task Go_on_an_unknown_export_is_refused_and_the_client_may_retry()
+    {
+        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
+        (NbdOptionReply reply, _, _) = await c.GoAsync("nope");
+        Assert.Equal(NbdOptionReply.ErrUnknown, reply);
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task Read_past_the_end_gets_EINVAL_and_the_connection_keeps_working()
+    {
+        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
+        (NbdOptionReply reply, ulong size, _) = await c.GoAsync("ro");
+        Assert.Equal(NbdOptionReply.Ack, reply);
+        Assert.Equal((ulong)Size, size);
+
+        await c.SendRequestAsync(NbdCommand.Read, 1, Size - 10, 20);
+        var (error, cookie, _) = await c.ReadSimpleReplyAsync();
+        Assert.Equal(NbdError.Invalid, error);
+        Assert.Equal(1ul, cookie);
+
+        await c.SendRequestAsync(NbdCommand.Read, 2, ulong.MaxValue - 5, 4096); // offset + length overflows
+        Assert.Equal(NbdError.Invalid, (await c.ReadSimpleReplyAsync()).Error);
+
+        await c.SendRequestAsync(NbdCommand.Read, 3, 4096, 100);
+        var ok = await c.ReadSimpleReplyAsync(100);
+        Assert.Equal(NbdError.None, ok.Error);
+        Assert.Equal(_content.AsSpan(4096, 100).ToArray(), ok.Data);
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task Write_to_a_read_only_export_gets_EPERM_and_changes_nothing()
+    {
+        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
+        (_, _, ushort flags) = await c.GoAsync("ro");
+        Assert.NotEqual(0, flags & (ushort)NbdTransmissionFlags.ReadOnly);
+        await c.SendRequestAsync(NbdCommand.Write, 9, 0, 512, new byte[512]);
+        Assert.Equal(NbdError.Perm, (await c.ReadSimpleReplyAsync()).Error);
+        await c.SendRequestAsync(NbdCommand.Trim, 10, 0, 512);
+        Assert.Equal(NbdError.Perm, (await c.ReadSimpleReplyAsync()).Error);
+        Assert.Equal(_content, await File.ReadAllBytesAsync(_dir.Combine("ro.raw")));
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task Bad_request_magic_closes_that_connection_only()
+    {
+        using RawNbdClient good = await RawNbdClient.ConnectAsync(SocketPath);
+        await good.GoAsync("ro");
+        using RawNbdClient bad = await RawNbdClient.ConnectAsync(SocketPath);
+        await bad.GoAsync("ro");
+        await bad.SendRequestAsync(NbdCommand.Read, 1, 0, 512, magic: 0xdeadbeef);
+        Assert.True(await bad.IsClosedByServerAsync(TimeSpan.FromSeconds(5)));
+
+        await good.SendRequestAsync(NbdCommand.Read, 2, 0, 512);
+        var r = await good.ReadSimpleReplyAsync(512);
+        Assert.Equal(_content.AsSpan(0, 512).ToArray(), r.Data);
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task Oversized_write_and_oversized_option_close_the_connection()
+    {
+        using RawNbdClient w = await RawNbdClient.ConnectAsync(SocketPath);
+        await w.GoAsync("rw");
+        await w.SendRequestAsync(NbdCommand.Write, 1, 0, 64u << 20);
+        Assert.True(await w.IsClosedByServerAsync(TimeSpan.FromSeconds(5)));
+
+        using RawNbdClient o = await RawNbdClient.ConnectAsync(SocketPath);
+        await o.ReadAsync(18);
+        await o.WriteAsync([0, 0, 0, 3]);
+        byte[] header = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(header, NbdProtocol.IHaveOpt);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(8), (uint)NbdOption.Go);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(12), uint.MaxValue);
+        await o.WriteAsync(header);
+        Assert.True(await o.IsClosedByServerAsync(TimeSpan.FromSeconds(5)));
+        Assert.Equal(_content, await File.ReadAllBytesAsync(_dir.Combine("rw.raw")));
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task A_client_vanishing_mid_write_leaves_the_data_intact_and_others_served()
+    {
+        using (RawNbdClient gone = await RawNbdClient.ConnectAsync(SocketPath))
+        {
+            await gone.GoAsync("rw");
+            byte[] m = new byte[NbdRequest.Size + 1000];
+            new NbdRequest(NbdCommandFlags.None, NbdCommand.Write, 1, 0, 4096).Write(m); // promises 4096, sends 1000
+            await gone.WriteAsync(m);
+        }
+        using RawNbdClient next = await RawNbdClient.ConnectAsync(SocketPath);
+        await next.GoAsync("rw");
+        await next.SendRequestAsync(NbdCommand.Read, 5, 0, 4096);
+        Assert.Equal(_content.AsSpan(0, 4096).ToArray(), (await next.ReadSimpleReplyAsync(4096)).Data);
+        Assert.Equal(_content, await File.ReadAllBytesAsync(_dir.Combine("rw.raw")));
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task A_silent_client_is_dropped_after_the_handshake_timeout()
+    {
+        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
+        await c.ReadAsync(18);
+        Assert.True(await c.IsClosedByServerAsync(TimeSpan.FromSeconds(15)));
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task Replies_go_out_as_requests_complete_not_in_order()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _server!.AddExport(new GatedExport("gated", _ro!, gate.Task));
+        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
+        await c.GoAsync("gated");
+        await c.SendRequestAsync(NbdCommand.Read, 100, 0, 512); // waits on the gate
+        await c.SendRequestAsync(NbdCommand.Read, 200, 4096, 512); // answers at once
+        var first = await c.ReadSimpleReplyAsync(512);
+        Assert.Equal(200ul, first.Cookie);
+        gate.SetResult();
+        var second = await c.ReadSimpleReplyAsync(512);
+        Assert.Equal(100ul, second.Cookie);
+        Assert.Equal(_content.AsSpan(0, 512).ToArray(), second.Data);
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task Dispose_closes_clients_and_removes_the_socket_file()
+    {
+        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
+        await c.GoAsync("ro");
+        Assert.Equal(1, _server!.ConnectionCount);
+        await _server.DisposeAsync();
+        Assert.False(File.Exists(SocketPath));
+        Assert.True(await c.IsClosedByServerAsync(TimeSpan.FromSeconds(5)));
+        Assert.Equal(0, _server.ConnectionCount);
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task A_second_server_refuses_a_live_socket_and_replaces_a_stale_one()
+    {
+        await using var other = new NbdServer(new NbdServerOptions { UnixSocketPath = SocketPath });
+        var e = await Assert.ThrowsAsync<VesselException>(() => other.StartAsync(CancellationToken.None));
+        Assert.Equal(VesselErrorReason.AlreadyExists, e.Reason);
+
+        string regular = _dir.Combine("not-a-socket");
+        await File.WriteAllTextAsync(regular, "keep me");
+        await using var third = new NbdServer(new NbdServerOptions { UnixSocketPath = regular });
+        await Assert.ThrowsAsync<VesselException>(() => third.StartAsync(CancellationToken.None));
+        Assert.Equal("keep me", await File.ReadAllTextAsync(regular));
+
+        // A crashed server's socket file: nobody listens, so it is replaced.
+        string stale = _dir.Combine("stale.sock");
+        Assert.True(LinuxFile.IsSocket(SocketPath));
+        using (var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified))
+        {
+            string bound = _dir.Combine("bound.sock");
+            s.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(bound));
+            File.Move(bound, stale); // .NET unlinks the path it bound on dispose; the moved file stays behind
+        }
+        Assert.True(LinuxFile.IsSocket(stale));
+        await using var fourth = new NbdServer(new NbdServerOptions { UnixSocketPath = stale });
+        fourth.AddExport(new BlockDeviceExport("", _ro!));
+        await fourth.StartAsync(CancellationToken.None);
+        using RawNbdClient c = await RawNbdClient.ConnectAsync(stale);
+        Assert.Equal(NbdOptionReply.Ack, (await c.GoAsync("")).Reply);
+    }
+
+    /// <summary>A fault a real peer cannot produce on demand: a read of offset 0 that waits for the test.</summary>
+    private sealed class GatedExport(string name, IBlockDevice device, Task gate) : INbdExport
+    {
+        public string Name => name;
+
+        public string Description => string.Empty;
+
+        public long Size => device.Size;
+
+        public bool IsReadOnly => true;
+
+        public int PreferredBlockSize => 4096;
+
+        public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+        {
+            if (offset == 0)
+            {
+                await gate.WaitAsync(cancellationToken);
+            }
+            await device.ReadAsync(offset, destination, cancellationToken);
+        }
+
+        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) => throw new NotSupportedException();
+
+        public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken) => throw new NotSupportedException();
+
+        public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken) => throw new NotSupportedException();
+
+        public ValueTask FlushAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+        public IReadOnlyList<DeviceExtent> GetBlockStatus(long offset, long length, int maxExtents) => device.GetExtents(offset, length, maxExtents);
+    }
+}
