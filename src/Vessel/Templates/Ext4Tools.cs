@@ -166,23 +166,159 @@ internal static class Ext4Tools
         script.Append(CultureInfo.InvariantCulture, $"set_inode_field {q} mtime {t}\nset_inode_field {q} ctime {t}\nset_inode_field {q} atime {t}\n");
     }
 
-    /// <summary>The type debugfs reports for each path ("directory", "regular", "symlink"...), absent when it does not exist.</summary>
-    private static async Task<Dictionary<string, string>> StatTypesAsync(string image, IReadOnlyList<string> paths, CancellationToken cancellationToken)
+    /// <summary>The type debugfs reports for each path ("directory", "regular", "symlink"...), absent when it does not exist. One debugfs run.</summary>
+    public static async Task<Dictionary<string, string>> StatTypesAsync(string image, IReadOnlyList<string> paths, CancellationToken cancellationToken)
     {
         var types = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (string path in paths)
+        if (paths.Count == 0)
         {
-            // One call per path keeps the output unambiguous; there are only a few parents (/etc, /.vessel).
-            ProcessResult r = await ExternalProcess.RunAsync("debugfs", ["-R", $"stat {Quote(path)}", image], cancellationToken, timeout: s_toolTimeout);
-            string output = r.StandardOutput;
-            int at = output.IndexOf("Type: ", StringComparison.Ordinal);
-            if (at >= 0)
+            return types;
+        }
+        using TempDirectory temp = TempDirectory.Create("stat-");
+        string commands = temp.Combine("commands");
+        await File.WriteAllTextAsync(commands, string.Concat(paths.Select(p => $"stat {Quote(p)}\n")), cancellationToken);
+        ProcessResult r = (await ExternalProcess.RunAsync("debugfs", ["-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        // debugfs echoes each command as "debugfs: stat PATH"; the stat output follows it.
+        string? current = null;
+        foreach (string line in r.StandardOutput.Split('\n'))
+        {
+            if (line.StartsWith("debugfs: stat ", StringComparison.Ordinal))
             {
-                types[path] = output[(at + 6)..].Split(' ', '\n', '\t')[0];
+                current = line["debugfs: stat ".Length..].Trim().Trim('"');
+            }
+            else if (current is not null && line.StartsWith("Inode: ", StringComparison.Ordinal))
+            {
+                int at = line.IndexOf("Type: ", StringComparison.Ordinal);
+                if (at >= 0)
+                {
+                    types[current] = line[(at + 6)..].Split(' ', '\t')[0];
+                }
             }
         }
         return types;
     }
+
+    /// <summary>
+    /// COPY without mounting: the tree of <paramref name="source"/> written under
+    /// <paramref name="destination"/> with debugfs (Docker's rules: a directory's contents go
+    /// into the destination; a file goes to the destination path, or into it when it ends
+    /// with '/' or is a directory). Missing parents are created; entries are owned by root and
+    /// keep their modes; existing files are replaced. Every written entry is checked afterwards.
+    /// </summary>
+    public static async Task CopyTreeAsync(string image, CopySource source, string destination, DateTimeOffset time, CancellationToken cancellationToken)
+    {
+        string root = destination.TrimEnd('/');
+        if (root.Length == 0)
+        {
+            root = "/";
+        }
+        if (!source.IsDirectory)
+        {
+            Dictionary<string, string> existing = await StatTypesAsync(image, [root], cancellationToken);
+            if (destination.EndsWith('/') || existing.GetValueOrDefault(root) == "directory")
+            {
+                root = Join(root, Path.GetFileName(source.Root));
+            }
+        }
+        var targets = source.Entries.Select(e => (Entry: e, Path: e.RelativePath.Length == 0 ? root : Join(root, e.RelativePath))).ToList();
+        var parents = Parents(targets[0].Path).ToList();
+        var all = parents.Concat(targets.Select(t => t.Path)).Distinct(StringComparer.Ordinal).ToList();
+        Dictionary<string, string> types = await StatTypesAsync(image, all, cancellationToken);
+        var script = new StringBuilder();
+        foreach (string dir in parents)
+        {
+            string? type = types.GetValueOrDefault(dir);
+            if (type is null)
+            {
+                script.Append(CultureInfo.InvariantCulture, $"cd {Quote(ParentOf(dir))}\nmkdir {Quote(Path.GetFileName(dir))}\n");
+                AppendInodeFields(script, dir, 0x41ED, time);
+            }
+            else if (type != "directory")
+            {
+                throw new VesselException(VesselErrorReason.InvalidInput, $"COPY to {destination}: '{dir}' in the image is a {type}, not a directory; Vessel never follows symlinks in the image.");
+            }
+        }
+        foreach ((CopyEntry e, string path) in targets)
+        {
+            string? type = types.GetValueOrDefault(path);
+            string name = Quote(Path.GetFileName(path));
+            string cd = $"cd {Quote(ParentOf(path))}\n";
+            switch (e.Kind)
+            {
+                case CopyEntryKind.Directory:
+                    if (type is not null and not "directory")
+                    {
+                        script.Append(CultureInfo.InvariantCulture, $"{cd}rm {name}\n");
+                    }
+                    if (type != "directory")
+                    {
+                        script.Append(CultureInfo.InvariantCulture, $"{cd}mkdir {name}\n");
+                    }
+                    AppendInodeFields(script, path, 0x4000 | e.Mode, time);
+                    break;
+                case CopyEntryKind.File:
+                    if (type == "directory")
+                    {
+                        throw new VesselException(VesselErrorReason.InvalidInput, $"COPY: '{path}' is a directory in the image; cannot replace it with the file {e.FullPath}.");
+                    }
+                    script.Append(CultureInfo.InvariantCulture, $"{cd}{(type is null ? string.Empty : $"rm {name}\n")}write {Quote(e.FullPath)} {name}\n");
+                    AppendInodeFields(script, path, 0x8000 | e.Mode, time);
+                    break;
+                default:
+                    if (type == "directory")
+                    {
+                        throw new VesselException(VesselErrorReason.InvalidInput, $"COPY: '{path}' is a directory in the image; cannot replace it with a symlink.");
+                    }
+                    script.Append(CultureInfo.InvariantCulture, $"{cd}{(type is null ? string.Empty : $"rm {name}\n")}symlink {name} {Quote(e.LinkTarget!)}\n");
+                    script.Append(CultureInfo.InvariantCulture, $"set_inode_field {Quote(path)} uid 0\nset_inode_field {Quote(path)} gid 0\n");
+                    break;
+            }
+        }
+        using TempDirectory temp = TempDirectory.Create("copy-");
+        string commands = temp.Combine("commands");
+        await File.WriteAllTextAsync(commands, script.ToString(), cancellationToken);
+        (await ExternalProcess.RunAsync("debugfs", ["-w", "-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        Dictionary<string, string> after = await StatTypesAsync(image, [.. targets.Select(t => t.Path)], cancellationToken);
+        foreach ((CopyEntry e, string path) in targets)
+        {
+            string expected = e.Kind switch { CopyEntryKind.Directory => "directory", CopyEntryKind.File => "regular", _ => "symlink" };
+            if (after.GetValueOrDefault(path) != expected)
+            {
+                throw new VesselException(VesselErrorReason.ToolFailed, $"COPY: debugfs did not create {path} as a {expected} (found {after.GetValueOrDefault(path) ?? "nothing"}).");
+            }
+        }
+    }
+
+    /// <summary>Creates a directory and its missing parents (WORKDIR), owned by root, mode 0755.</summary>
+    public static async Task MakeDirectoriesAsync(string image, string path, DateTimeOffset time, CancellationToken cancellationToken)
+    {
+        var chain = Parents(path).Append(path.TrimEnd('/')).Where(p => p.Length > 0).Distinct(StringComparer.Ordinal).ToList();
+        Dictionary<string, string> types = await StatTypesAsync(image, chain, cancellationToken);
+        var script = new StringBuilder();
+        foreach (string dir in chain)
+        {
+            string? type = types.GetValueOrDefault(dir);
+            if (type is null)
+            {
+                script.Append(CultureInfo.InvariantCulture, $"cd {Quote(ParentOf(dir))}\nmkdir {Quote(Path.GetFileName(dir))}\n");
+                AppendInodeFields(script, dir, 0x41ED, time);
+            }
+            else if (type != "directory")
+            {
+                throw new VesselException(VesselErrorReason.InvalidInput, $"WORKDIR {path}: '{dir}' in the image is a {type}, not a directory.");
+            }
+        }
+        if (script.Length == 0)
+        {
+            return;
+        }
+        using TempDirectory temp = TempDirectory.Create("mkdir-");
+        string commands = temp.Combine("commands");
+        await File.WriteAllTextAsync(commands, script.ToString(), cancellationToken);
+        (await ExternalProcess.RunAsync("debugfs", ["-w", "-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+    }
+
+    private static string Join(string dir, string name) => dir == "/" ? "/" + name : dir + "/" + name;
 
     private static string ParentOf(string path) => path.LastIndexOf('/') is > 0 and int at ? path[..at] : "/";
 

@@ -46,6 +46,9 @@ internal sealed class LayerSession : IBlockDevice, IDisposable
 
     public bool IsReadOnly => false;
 
+    /// <summary>Whether anything was written or zeroed since the last export.</summary>
+    public bool HasPendingChanges => _dirty.Any(w => w != 0) || _zeroed.Any(w => w != 0);
+
     /// <summary>Bytes written (not zeroed) since the last export.</summary>
     public long PendingDataBytes => CountBits(_dirty) << _shift;
 
