@@ -89,6 +89,10 @@ internal static class Ext4Tools
             throw new VesselException(VesselErrorReason.InvalidInput,
                 $"{ByteSize.Format(reservedBytes)} of reserved blocks is more than half of the {ByteSize.Format(info.SizeBytes)} filesystem.");
         }
+        if (info.ReservedBlocks == blocks)
+        {
+            return; // already right: writing the superblock again would only dirty the layer
+        }
         (await ExternalProcess.RunAsync("tune2fs", ["-r", blocks.ToString(CultureInfo.InvariantCulture), image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
     }
 

@@ -20,6 +20,9 @@ public sealed record TemplateStep(StepKind Kind, IReadOnlyList<string> Arguments
     /// <summary>The line of the spec file it came from (0 for steps built in code).</summary>
     public int Line { get; init; }
 
+    /// <summary>A placeholder for a step the reader already reported as malformed; validation skips it.</summary>
+    internal bool Malformed { get; init; }
+
     public override string ToString() => Kind switch
     {
         StepKind.Run => $"RUN {Arguments[0]}",

@@ -171,7 +171,7 @@ public static class TemplateSpecReader
                 {
                     Errors.Add(new(where, line, "must be an object with one key: run, copy, env, workdir or user."));
                     _reader.Skip();
-                    steps.Add(new TemplateStep(StepKind.Run, [string.Empty]) { Line = line });
+                    steps.Add(new TemplateStep(StepKind.Run, [string.Empty]) { Line = line, Malformed = true });
                     continue;
                 }
                 TemplateStep? step = null;
@@ -199,7 +199,7 @@ public static class TemplateSpecReader
                 if (step is null)
                 {
                     Errors.Add(new(where, line, "is empty; give one of run, copy, env, workdir, user."));
-                    step = new TemplateStep(StepKind.Run, [string.Empty]) { Line = line };
+                    step = new TemplateStep(StepKind.Run, [string.Empty]) { Line = line, Malformed = true };
                 }
                 steps.Add(step);
             }
@@ -210,7 +210,7 @@ public static class TemplateSpecReader
         {
             Errors.Add(new($"{where}.{kind}", line, $"unknown step kind{Suggest(kind, s_stepKinds)}; the kinds are run, copy, env, workdir, user."));
             _reader.Skip();
-            return new TemplateStep(StepKind.Run, [string.Empty]) { Line = line };
+            return new TemplateStep(StepKind.Run, [string.Empty]) { Line = line, Malformed = true };
         }
 
         private TemplateStep One(StepKind kind, string field, int line) => new(kind, [String(field) ?? string.Empty]) { Line = line };

@@ -112,6 +112,10 @@ public static partial class TemplateSpecValidator
 
     private static void ValidateStep(TemplateSpec spec, TemplateStep step, string where, List<TemplateSpecError> errors)
     {
+        if (step.Malformed)
+        {
+            return;
+        }
         string kind = step.Kind.ToString().ToLowerInvariant();
         void Error(string message) => errors.Add(new($"{where}.{kind}", step.Line, message));
         IReadOnlyList<string> a = step.Arguments;
