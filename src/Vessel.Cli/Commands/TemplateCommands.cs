@@ -125,6 +125,7 @@ internal static class TemplateCommands
     private sealed class BuildDisplay : IProgress<BuildEvent>
     {
         private readonly object _gate = new();
+        private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
 
         public void Report(BuildEvent e)
         {
@@ -134,7 +135,7 @@ internal static class TemplateCommands
                 BuildEventKind.Started => $"{head}",
                 BuildEventKind.Cached => $"{head}  CACHED",
                 BuildEventKind.Waiting => $"{head}  waiting: {e.Message}",
-                BuildEventKind.Output => $"      | {e.Message}",
+                BuildEventKind.Output => $"      | {_clock.Elapsed.TotalSeconds,6:0.00}s {e.Message}",
                 BuildEventKind.Done => $"      done in {e.Elapsed.TotalSeconds:0.00} s",
                 BuildEventKind.Failed => $"{head}  FAILED: {e.Message}",
                 _ => null,
