@@ -1,4 +1,8 @@
 using System.CommandLine;
+using Vessel.Blocks;
+using Vessel.Common;
+using Vessel.State;
+using Vessel.Templates;
 
 namespace Vessel.Cli.Commands;
 
@@ -6,7 +10,143 @@ internal static class TemplateCommands
 {
     public static Command Create()
     {
-        var command = new Command("template", "Build and manage templates.");
+        var command = new Command("template", "Build and manage templates: a base image or parent template, a disk, build steps and a start command, stored as layers.");
+        command.Subcommands.Add(Build());
+        command.Subcommands.Add(List());
+        command.Subcommands.Add(Show());
+        command.Subcommands.Add(Remove());
         return command;
+    }
+
+    private static Option<string> HomeOption() => new("--home")
+    {
+        Description = "Vessel's data directory: state.db, blocks/, work/ (default: $VESSEL_HOME, else ~/.vessel).",
+        DefaultValueFactory = _ => Path.GetDirectoryName(BlocksCommands.DefaultStore())!,
+    };
+
+    private static Command Build()
+    {
+        var file = new Option<string>("--file", "-f") { Description = "The template spec (JSON; see docs/formats/template-spec.md).", Required = true };
+        var noCache = new Option<bool>("--no-cache") { Description = "Run every phase even when cached; the results replace the cache entries." };
+        var hostname = new Option<string>("--hostname") { Description = "Hostname written into the provisioning files.", DefaultValueFactory = _ => "vessel" };
+        var home = HomeOption();
+        var command = new Command("build",
+            "Build a template in phases (base, one per step, finalize). Cached phases are skipped and marked CACHED; step output is streamed.")
+        {
+            file, noCache, hostname, home,
+        };
+        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        {
+            TemplateSpec spec = TemplateSpecReader.ReadFile(parse.GetValue(file)!);
+            string dir = parse.GetValue(home)!;
+            StateStore state = await StateStore.OpenAsync(Path.Combine(dir, "state.db"), ct);
+            var builder = new TemplateBuilder(state, LayerStore.OpenDirectory(Path.Combine(dir, "blocks")), new HostStepRunner(), dir);
+            Console.Error.WriteLine($"building template '{spec.Name}' from {spec.FromImage ?? "template " + spec.FromTemplate} ({spec.Steps.Count} steps)");
+            TemplateBuildResult result = await builder.BuildAsync(spec,
+                new TemplateBuildOptions { NoCache = parse.GetValue(noCache), Hostname = parse.GetValue(hostname)! },
+                new BuildDisplay(), ct);
+            int cached = result.Phases.Count(p => p.Cached);
+            Console.Error.WriteLine(
+                $"built '{result.Name}' in {result.Elapsed.TotalSeconds:0.00} s ({cached} of {result.Phases.Count} phases cached): layer {result.LayerBuildId}, disk {ByteSize.Format(result.DiskSizeBytes)}");
+            Console.WriteLine(result.FinalHash);
+            return 0;
+        }, ct));
+        return command;
+    }
+
+    private static Command List()
+    {
+        var home = HomeOption();
+        var command = new Command("ls", "List the built templates.") { home };
+        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        {
+            StateStore state = await StateStore.OpenAsync(Path.Combine(parse.GetValue(home)!, "state.db"), ct);
+            IReadOnlyList<TemplateRecord> templates = await state.ListTemplatesAsync(ct);
+            Console.WriteLine($"{"NAME",-24}  {"DISK",10}  {"HASH",-12}  {"LAYER",-36}  BUILT");
+            foreach (TemplateRecord t in templates)
+            {
+                Console.WriteLine($"{t.Name,-24}  {ByteSize.Format(t.DiskSizeBytes),10}  {t.FinalHash[..12],-12}  {t.LayerBuildId,-36}  {t.BuiltAt:yyyy-MM-dd HH:mm:ss}");
+            }
+            return 0;
+        }, ct));
+        return command;
+    }
+
+    private static Command Show()
+    {
+        var name = new Argument<string>("name") { Description = "Template name." };
+        var home = HomeOption();
+        var command = new Command("show", "Show a template: its spec, runtime config, layer and builds.") { name, home };
+        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        {
+            StateStore state = await StateStore.OpenAsync(Path.Combine(parse.GetValue(home)!, "state.db"), ct);
+            string n = parse.GetValue(name)!;
+            TemplateRecord t = await state.GetTemplateAsync(n, ct)
+                ?? throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
+            Console.WriteLine($"name:      {t.Name}");
+            Console.WriteLine($"hash:      {t.FinalHash}");
+            Console.WriteLine($"layer:     {t.LayerBuildId}");
+            Console.WriteLine($"disk:      {ByteSize.Format(t.DiskSizeBytes)}");
+            Console.WriteLine($"snapshot:  {t.SnapshotDirectory ?? "(none: built without the sandbox runtime)"}");
+            Console.WriteLine($"built at:  {t.BuiltAt:u}");
+            Console.WriteLine($"config:    {t.ConfigJson}");
+            Console.WriteLine("spec:");
+            Console.WriteLine(t.SpecJson);
+            Console.WriteLine("builds:");
+            foreach (BuildRecord b in await state.ListBuildsAsync(n, ct))
+            {
+                Console.WriteLine($"  #{b.Id} {b.Status,-9} {b.StartedAt:u}{(b.Error is null ? string.Empty : "  " + b.Error.Split('\n')[0])}");
+            }
+            return 0;
+        }, ct));
+        return command;
+    }
+
+    private static Command Remove()
+    {
+        var name = new Argument<string>("name") { Description = "Template name." };
+        var home = HomeOption();
+        var command = new Command("rm", "Remove a template's name. Its layers stay in the block store while cache entries use them, so a rebuild is still cached.") { name, home };
+        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        {
+            StateStore state = await StateStore.OpenAsync(Path.Combine(parse.GetValue(home)!, "state.db"), ct);
+            string n = parse.GetValue(name)!;
+            if (!await state.DeleteTemplateAsync(n, ct))
+            {
+                throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
+            }
+            Console.Error.WriteLine($"removed template '{n}'");
+            return 0;
+        }, ct));
+        return command;
+    }
+
+    /// <summary>One line per phase event on stderr; step output indented under its phase.</summary>
+    private sealed class BuildDisplay : IProgress<BuildEvent>
+    {
+        private readonly object _gate = new();
+        private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+
+        public void Report(BuildEvent e)
+        {
+            string head = $"[{e.Phase + 1}/{e.Phases}] {e.Title}";
+            string? line = e.Kind switch
+            {
+                BuildEventKind.Started => $"{head}",
+                BuildEventKind.Cached => $"{head}  CACHED",
+                BuildEventKind.Waiting => $"{head}  waiting: {e.Message}",
+                BuildEventKind.Output => $"      | {_clock.Elapsed.TotalSeconds,6:0.00}s {e.Message}",
+                BuildEventKind.Done => $"      done in {e.Elapsed.TotalSeconds:0.00} s",
+                BuildEventKind.Failed => $"{head}  FAILED: {e.Message}",
+                _ => null,
+            };
+            if (line is not null)
+            {
+                lock (_gate)
+                {
+                    Console.Error.WriteLine(line);
+                }
+            }
+        }
     }
 }

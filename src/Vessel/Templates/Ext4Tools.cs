@@ -1,0 +1,349 @@
+using System.Globalization;
+using System.Text;
+using Vessel.Common;
+using Vessel.Rootfs;
+
+namespace Vessel.Templates;
+
+/// <summary>What <c>dumpe2fs -h</c> says about a filesystem.</summary>
+internal sealed record Ext4Info(long BlockCount, int BlockSize, long ReservedBlocks, long FreeBlocks)
+{
+    public long SizeBytes => BlockCount * BlockSize;
+
+    public long ReservedBytes => ReservedBlocks * BlockSize;
+}
+
+/// <summary>
+/// The host's e2fsprogs on an ext4 image file (a real file or an <see cref="Nbd.NbdFuseFile"/>
+/// view of a layer). Nothing is ever mounted: resize2fs, e2fsck, tune2fs and debugfs work on
+/// the image directly, and debugfs writes the provisioning files.
+/// </summary>
+internal static class Ext4Tools
+{
+    private static readonly TimeSpan s_toolTimeout = TimeSpan.FromMinutes(30); // a full check of a multi-GiB image under load
+
+    public static async Task<Ext4Info> ReadInfoAsync(string image, CancellationToken cancellationToken)
+    {
+        ProcessResult r = (await ExternalProcess.RunAsync("dumpe2fs", ["-h", image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        var fields = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string line in r.StandardOutput.Split('\n'))
+        {
+            int colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon > 0)
+            {
+                fields.TryAdd(line[..colon].Trim(), line[(colon + 1)..].Trim());
+            }
+        }
+        long Field(string name) => fields.TryGetValue(name, out string? v) && long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out long n)
+            ? n
+            : throw new VesselException(VesselErrorReason.Corrupt, $"{image}: dumpe2fs -h gave no '{name}'; is it an ext4 image?");
+        return new Ext4Info(Field("Block count"), (int)Field("Block size"), Field("Reserved block count"), Field("Free blocks"));
+    }
+
+    /// <summary><c>e2fsck -fy</c>: repairs what it can; exit 0 or 1 (corrected) is a clean result, anything else fails.</summary>
+    public static async Task CheckAsync(string image, CancellationToken cancellationToken)
+    {
+        ProcessResult r = await ExternalProcess.RunAsync("e2fsck", ["-fy", image], cancellationToken, timeout: s_toolTimeout);
+        if (r.ExitCode is not (0 or 1))
+        {
+            throw new VesselException(VesselErrorReason.Corrupt,
+                $"e2fsck -fy {image} exited with {r.ExitCode}: the filesystem has errors it cannot fix. {Tail(r.StandardOutput + r.StandardError)}");
+        }
+    }
+
+    /// <summary>The smallest size the filesystem can be shrunk to, in bytes (<c>resize2fs -P</c>).</summary>
+    public static async Task<long> MinimumSizeAsync(string image, int blockSize, CancellationToken cancellationToken)
+    {
+        ProcessResult r = (await ExternalProcess.RunAsync("resize2fs", ["-P", image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        const string Marker = "Estimated minimum size of the filesystem:";
+        foreach (string line in r.StandardOutput.Split('\n'))
+        {
+            int at = line.IndexOf(Marker, StringComparison.Ordinal);
+            if (at >= 0 && long.TryParse(line[(at + Marker.Length)..].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long blocks))
+            {
+                return blocks * blockSize;
+            }
+        }
+        throw new VesselException(VesselErrorReason.ToolFailed, $"resize2fs -P {image} printed no minimum size: {Tail(r.StandardOutput)}");
+    }
+
+    /// <summary>Resizes to exactly <paramref name="sizeBytes"/> (grow or shrink; a multiple of 1 KiB).</summary>
+    public static async Task ResizeAsync(string image, long sizeBytes, CancellationToken cancellationToken)
+    {
+        ProcessResult r = await ExternalProcess.RunAsync("resize2fs", [image, $"{sizeBytes / 1024}K"], cancellationToken, timeout: s_toolTimeout);
+        if (!r.Succeeded)
+        {
+            string output = r.StandardError + r.StandardOutput;
+            VesselErrorReason reason = output.Contains("No space left", StringComparison.Ordinal) ? VesselErrorReason.NoSpace : VesselErrorReason.ToolFailed;
+            throw new VesselException(reason, $"resize2fs {image} to {ByteSize.Format(sizeBytes)} exited with {r.ExitCode}: {Tail(output)}");
+        }
+    }
+
+    /// <summary>Sets the blocks reserved for root with the host's <c>tune2fs -r</c> (seed 000: never inside the guest).</summary>
+    public static async Task SetReservedAsync(string image, long reservedBytes, CancellationToken cancellationToken)
+    {
+        Ext4Info info = await ReadInfoAsync(image, cancellationToken);
+        long blocks = reservedBytes / info.BlockSize;
+        if (blocks > info.BlockCount / 2)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput,
+                $"{ByteSize.Format(reservedBytes)} of reserved blocks is more than half of the {ByteSize.Format(info.SizeBytes)} filesystem.");
+        }
+        if (info.ReservedBlocks == blocks)
+        {
+            return; // already right: writing the superblock again would only dirty the layer
+        }
+        (await ExternalProcess.RunAsync("tune2fs", ["-r", blocks.ToString(CultureInfo.InvariantCulture), image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+    }
+
+    /// <summary>
+    /// Replaces the provisioning files in an image with debugfs, without mounting it: each
+    /// file's old entry is removed (so a parent's stale copy goes) and the new content is
+    /// written with its mode, root ownership and <paramref name="time"/>. A parent directory
+    /// that is not a directory (an image's symlinked /etc, say) is refused, as the image
+    /// path refuses it: Vessel never follows an image's symlinks. Every file is read back
+    /// afterwards to check its size, because debugfs does not fail its exit code on errors.
+    /// </summary>
+    public static async Task WriteFilesAsync(string image, IReadOnlyList<ProvisioningFile> files, DateTimeOffset time, string workDirectory, CancellationToken cancellationToken)
+    {
+        using TempDirectory temp = TempDirectory.Create("prov-", workDirectory);
+        var directories = files.SelectMany(f => Parents(f.Path)).Distinct(StringComparer.Ordinal).ToList();
+        Dictionary<string, string> types = await StatTypesAsync(image, directories, cancellationToken);
+        var script = new StringBuilder();
+        foreach (string dir in directories)
+        {
+            string? type = types.GetValueOrDefault(dir);
+            if (type is null)
+            {
+                // debugfs links a new name into its current directory, so cd to the parent first.
+                script.Append(CultureInfo.InvariantCulture, $"cd {Quote(ParentOf(dir))}\nmkdir {Quote(Path.GetFileName(dir))}\n");
+                AppendInodeFields(script, dir, 0x41ED, time);
+            }
+            else if (type != "directory")
+            {
+                throw new VesselException(VesselErrorReason.InvalidInput,
+                    $"the parent template has '{dir}' as a {type}, so Vessel cannot rewrite its provisioning files; Vessel never follows an image's symlinks");
+            }
+        }
+        for (int i = 0; i < files.Count; i++)
+        {
+            ProvisioningFile file = files[i];
+            string source = temp.Combine($"f{i}");
+            await File.WriteAllBytesAsync(source, file.Content, cancellationToken);
+            script.Append(CultureInfo.InvariantCulture, $"rm {Quote(file.Path)}\n");
+            script.Append(CultureInfo.InvariantCulture, $"cd {Quote(ParentOf(file.Path))}\nwrite {Quote(source)} {Quote(Path.GetFileName(file.Path))}\n");
+            AppendInodeFields(script, file.Path, 0x8000 | file.Mode, time);
+        }
+        string commands = temp.Combine("commands");
+        await File.WriteAllTextAsync(commands, script.ToString(), cancellationToken);
+        (await ExternalProcess.RunAsync("debugfs", ["-w", "-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+
+        // Read back: every file exists as a regular file of the right size.
+        var check = new StringBuilder();
+        foreach (ProvisioningFile file in files)
+        {
+            check.Append(CultureInfo.InvariantCulture, $"stat {Quote(file.Path)}\n");
+        }
+        string checkFile = temp.Combine("check");
+        await File.WriteAllTextAsync(checkFile, check.ToString(), cancellationToken);
+        ProcessResult r = (await ExternalProcess.RunAsync("debugfs", ["-f", checkFile, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        string[] blocks = r.StandardOutput.Split("Inode: ", StringSplitOptions.RemoveEmptyEntries).Where(b => b.Contains("Type:", StringComparison.Ordinal)).ToArray();
+        if (blocks.Length != files.Count)
+        {
+            throw new VesselException(VesselErrorReason.ToolFailed, $"debugfs did not write every provisioning file into {image}: {Tail(r.StandardError)}");
+        }
+        for (int i = 0; i < files.Count; i++)
+        {
+            if (!blocks[i].Contains("Type: regular", StringComparison.Ordinal) || !blocks[i].Contains($"Size: {files[i].Content.Length}\n", StringComparison.Ordinal))
+            {
+                throw new VesselException(VesselErrorReason.ToolFailed, $"debugfs wrote {files[i].Path} into {image} wrongly: {Tail(blocks[i])}");
+            }
+        }
+    }
+
+    private static void AppendInodeFields(StringBuilder script, string path, int mode, DateTimeOffset time)
+    {
+        string q = Quote(path);
+        string t = time.UtcDateTime.ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture);
+        script.Append(CultureInfo.InvariantCulture, $"set_inode_field {q} mode 0{Convert.ToString(mode, 8)}\n");
+        script.Append(CultureInfo.InvariantCulture, $"set_inode_field {q} uid 0\nset_inode_field {q} gid 0\n");
+        script.Append(CultureInfo.InvariantCulture, $"set_inode_field {q} mtime {t}\nset_inode_field {q} ctime {t}\nset_inode_field {q} atime {t}\n");
+    }
+
+    /// <summary>The type debugfs reports for each path ("directory", "regular", "symlink"...), absent when it does not exist. One debugfs run.</summary>
+    public static async Task<Dictionary<string, string>> StatTypesAsync(string image, IReadOnlyList<string> paths, CancellationToken cancellationToken)
+    {
+        var types = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (paths.Count == 0)
+        {
+            return types;
+        }
+        using TempDirectory temp = TempDirectory.Create("stat-");
+        string commands = temp.Combine("commands");
+        await File.WriteAllTextAsync(commands, string.Concat(paths.Select(p => $"stat {Quote(p)}\n")), cancellationToken);
+        ProcessResult r = (await ExternalProcess.RunAsync("debugfs", ["-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        // debugfs echoes each command as "debugfs: stat PATH"; the stat output follows it.
+        string? current = null;
+        foreach (string line in r.StandardOutput.Split('\n'))
+        {
+            if (line.StartsWith("debugfs: stat ", StringComparison.Ordinal))
+            {
+                current = line["debugfs: stat ".Length..].Trim().Trim('"');
+            }
+            else if (current is not null && line.StartsWith("Inode: ", StringComparison.Ordinal))
+            {
+                int at = line.IndexOf("Type: ", StringComparison.Ordinal);
+                if (at >= 0)
+                {
+                    types[current] = line[(at + 6)..].Split(' ', '\t')[0];
+                }
+            }
+        }
+        return types;
+    }
+
+    /// <summary>
+    /// COPY without mounting: the tree of <paramref name="source"/> written under
+    /// <paramref name="destination"/> with debugfs (Docker's rules: a directory's contents go
+    /// into the destination; a file goes to the destination path, or into it when it ends
+    /// with '/' or is a directory). Missing parents are created; entries are owned by root and
+    /// keep their modes; existing files are replaced. Every written entry is checked afterwards.
+    /// </summary>
+    public static async Task CopyTreeAsync(string image, CopySource source, string destination, DateTimeOffset time, CancellationToken cancellationToken)
+    {
+        string root = destination.TrimEnd('/');
+        if (root.Length == 0)
+        {
+            root = "/";
+        }
+        if (!source.IsDirectory)
+        {
+            Dictionary<string, string> existing = await StatTypesAsync(image, [root], cancellationToken);
+            if (destination.EndsWith('/') || existing.GetValueOrDefault(root) == "directory")
+            {
+                root = Join(root, Path.GetFileName(source.Root));
+            }
+        }
+        var targets = source.Entries.Select(e => (Entry: e, Path: e.RelativePath.Length == 0 ? root : Join(root, e.RelativePath))).ToList();
+        var parents = Parents(targets[0].Path).ToList();
+        var all = parents.Concat(targets.Select(t => t.Path)).Distinct(StringComparer.Ordinal).ToList();
+        Dictionary<string, string> types = await StatTypesAsync(image, all, cancellationToken);
+        var script = new StringBuilder();
+        foreach (string dir in parents)
+        {
+            string? type = types.GetValueOrDefault(dir);
+            if (type is null)
+            {
+                script.Append(CultureInfo.InvariantCulture, $"cd {Quote(ParentOf(dir))}\nmkdir {Quote(Path.GetFileName(dir))}\n");
+                AppendInodeFields(script, dir, 0x41ED, time);
+            }
+            else if (type != "directory")
+            {
+                throw new VesselException(VesselErrorReason.InvalidInput, $"COPY to {destination}: '{dir}' in the image is a {type}, not a directory; Vessel never follows symlinks in the image.");
+            }
+        }
+        foreach ((CopyEntry e, string path) in targets)
+        {
+            string? type = types.GetValueOrDefault(path);
+            string name = Quote(Path.GetFileName(path));
+            string cd = $"cd {Quote(ParentOf(path))}\n";
+            switch (e.Kind)
+            {
+                case CopyEntryKind.Directory:
+                    if (type is not null and not "directory")
+                    {
+                        script.Append(CultureInfo.InvariantCulture, $"{cd}rm {name}\n");
+                    }
+                    if (type != "directory")
+                    {
+                        script.Append(CultureInfo.InvariantCulture, $"{cd}mkdir {name}\n");
+                    }
+                    AppendInodeFields(script, path, 0x4000 | e.Mode, time);
+                    break;
+                case CopyEntryKind.File:
+                    if (type == "directory")
+                    {
+                        throw new VesselException(VesselErrorReason.InvalidInput, $"COPY: '{path}' is a directory in the image; cannot replace it with the file {e.FullPath}.");
+                    }
+                    script.Append(CultureInfo.InvariantCulture, $"{cd}{(type is null ? string.Empty : $"rm {name}\n")}write {Quote(e.FullPath)} {name}\n");
+                    AppendInodeFields(script, path, 0x8000 | e.Mode, time);
+                    break;
+                default:
+                    if (type == "directory")
+                    {
+                        throw new VesselException(VesselErrorReason.InvalidInput, $"COPY: '{path}' is a directory in the image; cannot replace it with a symlink.");
+                    }
+                    script.Append(CultureInfo.InvariantCulture, $"{cd}{(type is null ? string.Empty : $"rm {name}\n")}symlink {name} {Quote(e.LinkTarget!)}\n");
+                    script.Append(CultureInfo.InvariantCulture, $"set_inode_field {Quote(path)} uid 0\nset_inode_field {Quote(path)} gid 0\n");
+                    break;
+            }
+        }
+        using TempDirectory temp = TempDirectory.Create("copy-");
+        string commands = temp.Combine("commands");
+        await File.WriteAllTextAsync(commands, script.ToString(), cancellationToken);
+        (await ExternalProcess.RunAsync("debugfs", ["-w", "-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        Dictionary<string, string> after = await StatTypesAsync(image, [.. targets.Select(t => t.Path)], cancellationToken);
+        foreach ((CopyEntry e, string path) in targets)
+        {
+            string expected = e.Kind switch { CopyEntryKind.Directory => "directory", CopyEntryKind.File => "regular", _ => "symlink" };
+            if (after.GetValueOrDefault(path) != expected)
+            {
+                throw new VesselException(VesselErrorReason.ToolFailed, $"COPY: debugfs did not create {path} as a {expected} (found {after.GetValueOrDefault(path) ?? "nothing"}).");
+            }
+        }
+    }
+
+    /// <summary>Creates a directory and its missing parents (WORKDIR), owned by root, mode 0755.</summary>
+    public static async Task MakeDirectoriesAsync(string image, string path, DateTimeOffset time, CancellationToken cancellationToken)
+    {
+        var chain = Parents(path).Append(path.TrimEnd('/')).Where(p => p.Length > 0).Distinct(StringComparer.Ordinal).ToList();
+        Dictionary<string, string> types = await StatTypesAsync(image, chain, cancellationToken);
+        var script = new StringBuilder();
+        foreach (string dir in chain)
+        {
+            string? type = types.GetValueOrDefault(dir);
+            if (type is null)
+            {
+                script.Append(CultureInfo.InvariantCulture, $"cd {Quote(ParentOf(dir))}\nmkdir {Quote(Path.GetFileName(dir))}\n");
+                AppendInodeFields(script, dir, 0x41ED, time);
+            }
+            else if (type != "directory")
+            {
+                throw new VesselException(VesselErrorReason.InvalidInput, $"WORKDIR {path}: '{dir}' in the image is a {type}, not a directory.");
+            }
+        }
+        if (script.Length == 0)
+        {
+            return;
+        }
+        using TempDirectory temp = TempDirectory.Create("mkdir-");
+        string commands = temp.Combine("commands");
+        await File.WriteAllTextAsync(commands, script.ToString(), cancellationToken);
+        (await ExternalProcess.RunAsync("debugfs", ["-w", "-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+    }
+
+    private static string Join(string dir, string name) => dir == "/" ? "/" + name : dir + "/" + name;
+
+    private static string ParentOf(string path) => path.LastIndexOf('/') is > 0 and int at ? path[..at] : "/";
+
+    private static IEnumerable<string> Parents(string path)
+    {
+        string[] parts = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        for (int i = 1; i < parts.Length; i++)
+        {
+            yield return "/" + string.Join('/', parts.Take(i));
+        }
+    }
+
+    /// <summary>debugfs reads its arguments with quotes; Vessel's own paths never contain a quote or newline.</summary>
+    private static string Quote(string path)
+    {
+        if (path.Contains('"', StringComparison.Ordinal) || path.Contains('\n', StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"'{path}' cannot be passed to debugfs.", nameof(path));
+        }
+        return $"\"{path}\"";
+    }
+
+    private static string Tail(string text) => text.Trim().Length <= 1500 ? text.Trim() : "..." + text.Trim()[^1500..];
+}

@@ -1,0 +1,72 @@
+using Vessel.Blocks;
+using Vessel.Common;
+using Vessel.Nbd;
+using Vessel.Rootfs;
+
+namespace Vessel.Templates;
+
+/// <summary>
+/// The base phase of a template built from a parent template (seed 001, done without
+/// copying): a <see cref="LayerSession"/> over the parent's layer at the new size, exposed
+/// to the host with nbdfuse; <c>e2fsck -fy</c>, <c>resize2fs</c> (grow or shrink),
+/// the provisioning files rewritten with debugfs, the pre-boot hooks (reserved blocks),
+/// <c>e2fsck -fy</c> again; then only the blocks those tools changed are stored as the new
+/// layer over the parent's. Nothing is mounted and the parent's data is never copied.
+/// </summary>
+internal static class TemplateResize
+{
+    private const long ProvisioningSlack = 1L << 20; // directory blocks and inodes the rewrite may need
+
+    public static async Task<BuildHeader> BuildBaseAsync(
+        LayerStore store,
+        Guid parentLayer,
+        long targetSize,
+        IReadOnlyList<ProvisioningFile> files,
+        IReadOnlyList<PreBootHookOption> hooks,
+        string workDirectory,
+        Action<string>? report,
+        CancellationToken cancellationToken)
+    {
+        using LayerSession session = await LayerSession.OpenAsync(store, parentLayer, targetSize, workDirectory, cancellationToken);
+        NbdFuseFile view = await NbdFuseFile.MountAsync(session, workDirectory, cancellationToken);
+        await CleanupScope.RunAsync(view, async v =>
+        {
+            string image = v.FilePath;
+            report?.Invoke("checking the parent's filesystem (e2fsck -fy)");
+            await Ext4Tools.CheckAsync(image, cancellationToken);
+            Ext4Info info = await Ext4Tools.ReadInfoAsync(image, cancellationToken);
+            if (targetSize < info.SizeBytes)
+            {
+                long minimum = await Ext4Tools.MinimumSizeAsync(image, info.BlockSize, cancellationToken);
+                long provisioning = files.Sum(f => (long)f.Content.Length) + ProvisioningSlack;
+                long needed = RoundUpMiB(minimum + provisioning);
+                if (targetSize < needed)
+                {
+                    throw new VesselException(VesselErrorReason.NoSpace,
+                        $"cannot shrink the parent's {ByteSize.Format(info.SizeBytes)} filesystem to {ByteSize.Format(targetSize)}: its files need at least "
+                        + $"{ByteSize.Format(needed)} ({ByteSize.Format(minimum)} by resize2fs -P, plus {ByteSize.Format(provisioning)} for the provisioning files); "
+                        + $"set diskSize to {needed >> 20}M or more.");
+                }
+            }
+            if (targetSize != info.SizeBytes)
+            {
+                report?.Invoke($"resizing {ByteSize.Format(info.SizeBytes)} -> {ByteSize.Format(targetSize)} (resize2fs)");
+                await Ext4Tools.ResizeAsync(image, targetSize, cancellationToken);
+            }
+            report?.Invoke("rewriting the provisioning files (debugfs)");
+            await Ext4Tools.WriteFilesAsync(image, files, DateTimeOffset.UtcNow, workDirectory, cancellationToken);
+            foreach (PreBootHookOption hook in hooks)
+            {
+                report?.Invoke($"pre-boot hook: {hook.Name}");
+                await hook.Hook(image, cancellationToken);
+            }
+            report?.Invoke("checking the result (e2fsck -fy)");
+            await Ext4Tools.CheckAsync(image, cancellationToken);
+            return 0;
+        });
+        report?.Invoke($"storing {ByteSize.Format(session.PendingDataBytes)} of changed blocks as the new layer");
+        return await session.ExportAsync(cancellationToken);
+    }
+
+    private static long RoundUpMiB(long bytes) => (bytes + (1L << 20) - 1) & ~((1L << 20) - 1);
+}
