@@ -8,10 +8,10 @@ namespace Vessel.Oci;
 public interface IImageSource : IAsyncDisposable
 {
     /// <summary>What the user named, for messages ("alpine:3.20", "./img.tar").</summary>
-    string Description { get; }
+    public string Description { get; }
 
     /// <summary>Reads the manifest and config; picks linux/amd64 from an index. Call once before opening layers.</summary>
-    Task<ResolvedImage> ResolveAsync(CancellationToken cancellationToken);
+    public Task<ResolvedImage> ResolveAsync(CancellationToken cancellationToken);
 
     /// <summary>
     /// Opens layer <paramref name="index"/> (0 = lowest) as an uncompressed tar stream.
@@ -19,7 +19,7 @@ public interface IImageSource : IAsyncDisposable
     /// stream throws <see cref="InvalidDataException"/> naming the layer when it does not
     /// match, so consumers must read every layer stream to its end (Read returns 0).
     /// </summary>
-    Task<Stream> OpenLayerAsync(int index, CancellationToken cancellationToken);
+    public Task<Stream> OpenLayerAsync(int index, CancellationToken cancellationToken);
 }
 
 /// <summary>An image after its manifest and config were read.</summary>
@@ -35,7 +35,7 @@ public sealed record ResolvedImage(
 public sealed record LayerDescriptor(string Digest, string MediaType, long Size);
 
 /// <summary>The parts of the OCI image config Vessel keeps with a rootfs (image-spec config.md).</summary>
-public sealed record ImageConfig
+public sealed partial record ImageConfig
 {
     public static ImageConfig Empty { get; } = new();
 

@@ -1,0 +1,285 @@
+namespace Vessel.Agent.Protocol;
+
+// Message bodies (docs/formats/agent-protocol.md, "Messages"). Requests carry the sandbox
+// token as their first field; replies do not.
+
+/// <summary>Host to agent on stream 0: opens (or re-opens) a session.</summary>
+public sealed record HelloMessage(ushort Version, string Token, ulong Nonce)
+{
+    public byte[] Encode() => new PayloadWriter().U32(Version).String(Token).U64(Nonce).ToArray();
+
+    public static HelloMessage Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new HelloMessage(checked((ushort)r.U32()), r.String(), r.U64());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+/// <summary>Agent to host on stream 0: the session is open. Echoes the hello's nonce.</summary>
+public sealed record HelloOkMessage(ushort Version, ulong Nonce, string AgentVersion, ulong UptimeMilliseconds, ulong AgentStartMilliseconds)
+{
+    public byte[] Encode() => new PayloadWriter().U32(Version).U64(Nonce).String(AgentVersion).U64(UptimeMilliseconds).U64(AgentStartMilliseconds).ToArray();
+
+    public static HelloOkMessage Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new HelloOkMessage(checked((ushort)r.U32()), r.U64(), r.String(), r.U64(), r.U64());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+/// <summary>Ends a stream with a failure. <see cref="Code"/> is a Linux errno where one applies.</summary>
+public sealed record ErrorMessage(int Code, string Message)
+{
+    public byte[] Encode() => new PayloadWriter().I32(Code).String(Message).ToArray();
+
+    public static ErrorMessage Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new ErrorMessage(r.I32(), r.String());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+/// <summary>Grants the peer more bytes of data messages on this stream.</summary>
+public sealed record WindowUpdateMessage(uint Bytes)
+{
+    public byte[] Encode() => new PayloadWriter().U32(Bytes).ToArray();
+
+    public static WindowUpdateMessage Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new WindowUpdateMessage(r.U32());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+/// <summary>A request with only the token: health, shutdown.</summary>
+public sealed record TokenOnlyRequest(string Token)
+{
+    public byte[] Encode() => new PayloadWriter().String(Token).ToArray();
+
+    public static TokenOnlyRequest Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new TokenOnlyRequest(r.String());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+public sealed record HealthOkMessage(ulong UptimeMilliseconds, bool RootMounted, uint RunningProcesses)
+{
+    public byte[] Encode() => new PayloadWriter().U64(UptimeMilliseconds).Bool(RootMounted).U32(RunningProcesses).ToArray();
+
+    public static HealthOkMessage Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new HealthOkMessage(r.U64(), r.Bool(), r.U32());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+/// <summary>Starts a process chrooted in the sandbox rootfs.</summary>
+/// <param name="Environment">KEY=VALUE entries; empty means a default PATH/HOME.</param>
+/// <param name="User">A name or uid, optionally ":group" or ":gid"; empty means root.</param>
+/// <param name="TimeoutMilliseconds">0 means none; when it fires the process tree is killed.</param>
+public sealed record ExecStartRequest(
+    string Token,
+    IReadOnlyList<string> Arguments,
+    IReadOnlyList<string> Environment,
+    string WorkingDirectory,
+    string User,
+    bool Stdin,
+    uint TimeoutMilliseconds)
+{
+    public byte[] Encode() => new PayloadWriter()
+        .String(Token).Strings(Arguments).Strings(Environment).String(WorkingDirectory).String(User).Bool(Stdin).U32(TimeoutMilliseconds)
+        .ToArray();
+
+    public static ExecStartRequest Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new ExecStartRequest(r.String(), r.Strings(), r.Strings(), r.String(), r.String(), r.Bool(), r.U32());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+/// <summary>Re-attaches a new session to a process started earlier (after a reconnect).</summary>
+public sealed record ExecAttachRequest(string Token, int Pid)
+{
+    public byte[] Encode() => new PayloadWriter().String(Token).I32(Pid).ToArray();
+
+    public static ExecAttachRequest Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new ExecAttachRequest(r.String(), r.I32());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+public sealed record ExecStartedMessage(int Pid)
+{
+    public byte[] Encode() => new PayloadWriter().I32(Pid).ToArray();
+
+    public static ExecStartedMessage Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new ExecStartedMessage(r.I32());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+/// <summary>Sends a signal (Linux number) to the process's whole tree.</summary>
+public sealed record SignalMessage(int Signal)
+{
+    public byte[] Encode() => new PayloadWriter().I32(Signal).ToArray();
+
+    public static SignalMessage Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new SignalMessage(r.I32());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+/// <summary>The process ended: its exit code, or the signal that killed it (then ExitCode is 128+signal).</summary>
+public sealed record ExitMessage(int ExitCode, int Signal, bool TimedOut)
+{
+    public byte[] Encode() => new PayloadWriter().I32(ExitCode).I32(Signal).Bool(TimedOut).ToArray();
+
+    public static ExitMessage Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new ExitMessage(r.I32(), r.I32(), r.Bool());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+/// <summary>A request naming one path in the rootfs: read, stat, list.</summary>
+public sealed record PathRequest(string Token, string Path)
+{
+    public byte[] Encode() => new PayloadWriter().String(Token).String(Path).ToArray();
+
+    public static PathRequest Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new PathRequest(r.String(), r.String());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+/// <summary>Write a file (data follows as FileData frames, then FileEnd), or make a directory.</summary>
+public sealed record PathModeRequest(string Token, string Path, uint Mode, bool Flag)
+{
+    public byte[] Encode() => new PayloadWriter().String(Token).String(Path).U32(Mode).Bool(Flag).ToArray();
+
+    public static PathModeRequest Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new PathModeRequest(r.String(), r.String(), r.U32(), r.Bool());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+public sealed record RenameRequest(string Token, string From, string To)
+{
+    public byte[] Encode() => new PayloadWriter().String(Token).String(From).String(To).ToArray();
+
+    public static RenameRequest Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new RenameRequest(r.String(), r.String(), r.String());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
+public enum FileKind : byte
+{
+    Other = 0,
+    File = 1,
+    Directory = 2,
+    Symlink = 3,
+}
+
+/// <summary>One file's metadata (lstat: a symlink is reported as itself).</summary>
+public sealed record FileEntry(string Name, FileKind Kind, uint Mode, ulong Size, long ModifiedUnixMilliseconds, uint Uid, uint Gid, string LinkTarget)
+{
+    public void Write(PayloadWriter w) => w.String(Name).U8((byte)Kind).U32(Mode).U64(Size).I64(ModifiedUnixMilliseconds).U32(Uid).U32(Gid).String(LinkTarget);
+
+    public static FileEntry Read(ref PayloadReader r) => new(r.String(), (FileKind)r.U8(), r.U32(), r.U64(), r.I64(), r.U32(), r.U32(), r.String());
+
+    public byte[] Encode()
+    {
+        var w = new PayloadWriter();
+        Write(w);
+        return w.ToArray();
+    }
+
+    public static FileEntry Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        FileEntry e = Read(ref r);
+        r.ExpectEnd();
+        return e;
+    }
+
+    public static byte[] EncodeList(IReadOnlyList<FileEntry> entries)
+    {
+        var w = new PayloadWriter().U32((uint)entries.Count);
+        foreach (FileEntry e in entries)
+        {
+            e.Write(w);
+        }
+        return w.ToArray();
+    }
+
+    public static IReadOnlyList<FileEntry> DecodeList(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        uint count = r.U32();
+        if (count > payload.Length / 16)
+        {
+            throw new AgentProtocolException($"List of {count} entries runs past the end of the payload.");
+        }
+        var list = new List<FileEntry>((int)count);
+        for (uint i = 0; i < count; i++)
+        {
+            list.Add(Read(ref r));
+        }
+        r.ExpectEnd();
+        return list;
+    }
+}
+
+public static class AgentProtocol
+{
+    public const ushort Version = 1;
+
+    /// <summary>
+    /// Eight bytes the agent writes before its HelloOk. After a reconnect the channel may still
+    /// carry bytes of the old session; the host skips everything up to this marker followed by
+    /// a HelloOk that echoes its own nonce.
+    /// </summary>
+    public static ReadOnlySpan<byte> SyncMarker => "VESSEL\u0001\n"u8;
+
+    /// <summary>Name of the virtio-serial port (sysfs <c>/sys/class/virtio-ports/*/name</c>).</summary>
+    public const string PortName = "vessel.ctl";
+
+    /// <summary>Kernel command-line parameter carrying the sandbox token.</summary>
+    public const string TokenParameter = "vessel.token";
+}

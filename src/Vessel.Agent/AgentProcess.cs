@@ -1,0 +1,299 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using Vessel.Agent.Protocol;
+
+namespace Vessel.Agent;
+
+/// <summary>
+/// One process the host started. It belongs to the agent, not to a connection: when the host
+/// goes away its output simply stops being read (the pipe fills, the process blocks) and
+/// resumes when a new session attaches, so nothing is lost and nothing is buffered without bound.
+/// </summary>
+internal sealed class AgentProcess
+{
+    private const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+    private readonly Process _process;
+    private readonly object _gate = new();
+    private readonly CancellationTokenSource _exited = new();
+    private MuxStream? _sink;
+    private TaskCompletionSource<MuxStream> _sinkWaiter = NewWaiter();
+    private TaskCompletionSource _attachment = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private bool _exitDelivered;
+    private int _signalSent;
+    private volatile bool _timedOut;
+
+    private AgentProcess(Process process)
+    {
+        _process = process;
+        Pid = process.Id;
+    }
+
+    public int Pid { get; }
+
+    /// <summary>Completes once the exit status has been delivered to a host.</summary>
+    public Task Finished { get; private set; } = Task.CompletedTask;
+
+    public static AgentProcess Start(RootFs rootFs, ExecStartRequest request)
+    {
+        if (request.Arguments.Count == 0 || request.Arguments[0].Length == 0)
+        {
+            throw new AgentErrorException(Native.Einval, "exec: no command given");
+        }
+        UserIds ids = UserIds.Resolve(rootFs, request.User);
+        var env = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["PATH"] = DefaultPath,
+            ["HOME"] = ids.Home,
+        };
+        foreach (string kv in request.Environment)
+        {
+            int eq = kv.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0)
+            {
+                throw new AgentErrorException(Native.Einval, $"exec: environment entry '{kv}' is not KEY=VALUE");
+            }
+            env[kv[..eq]] = kv[(eq + 1)..];
+        }
+        string cwd = request.WorkingDirectory.Length == 0 ? "/" : request.WorkingDirectory;
+
+        Process? process = null;
+        Exception? failure = null;
+        // chroot and the credentials change apply to this thread only (unshare(CLONE_FS) and raw
+        // set*id syscalls), and the fork inherits them; the thread ends right after.
+        var spawner = new Thread(() =>
+        {
+            try
+            {
+                Native.Check(Native.Unshare(Native.CloneFs), "unshare");
+                Native.Check(Native.Chroot(rootFs.Root), "chroot " + rootFs.Root);
+                Native.Check(Native.Chdir("/"), "chdir /");
+                if (ids.Uid != 0 || ids.Gid != 0)
+                {
+                    Native.SetThreadCredentials(ids.Uid, ids.Gid, ids.Groups);
+                }
+                string exe = ResolveExecutable(request.Arguments[0], env["PATH"]);
+                var psi = new ProcessStartInfo(exe)
+                {
+                    UseShellExecute = false,
+                    RedirectStandardInput = true,
+                    RedirectStandardOutput = true,
+                    RedirectStandardError = true,
+                    WorkingDirectory = cwd,
+                };
+                for (int i = 1; i < request.Arguments.Count; i++)
+                {
+                    psi.ArgumentList.Add(request.Arguments[i]);
+                }
+                psi.Environment.Clear();
+                foreach (var (k, v) in env)
+                {
+                    psi.Environment[k] = v;
+                }
+                process = Process.Start(psi);
+            }
+            catch (Win32Exception e)
+            {
+                failure = new AgentErrorException(e.NativeErrorCode, $"exec {request.Arguments[0]}: {e.Message}");
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "vessel-spawn",
+        };
+        spawner.Start();
+        spawner.Join();
+        if (failure is not null)
+        {
+            throw failure;
+        }
+        if (process is null)
+        {
+            throw new AgentErrorException(Native.Einval, $"exec {request.Arguments[0]}: the process did not start");
+        }
+
+        var p = new AgentProcess(process);
+        if (!request.Stdin)
+        {
+            process.StandardInput.Close();
+        }
+        if (request.TimeoutMilliseconds > 0)
+        {
+            _ = p.KillAfterAsync(TimeSpan.FromMilliseconds(request.TimeoutMilliseconds));
+        }
+        p.Finished = p.RunAsync();
+        return p;
+    }
+
+    /// <summary>Binds this process's output and exit to <paramref name="stream"/>; completes when that binding ends.</summary>
+    public Task AttachAsync(MuxStream stream)
+    {
+        lock (_gate)
+        {
+            if (_exitDelivered)
+            {
+                return Task.CompletedTask;
+            }
+            _attachment.TrySetResult();
+            _attachment = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _sink = stream;
+            _sinkWaiter.TrySetResult(stream);
+            return _attachment.Task;
+        }
+    }
+
+    public void Detach(MuxStream stream)
+    {
+        lock (_gate)
+        {
+            if (_sink == stream)
+            {
+                _sink = null;
+                _sinkWaiter = NewWaiter();
+                _attachment.TrySetResult();
+            }
+        }
+    }
+
+    public async Task WriteStdinAsync(byte[] data)
+    {
+        try
+        {
+            await _process.StandardInput.BaseStream.WriteAsync(data);
+            await _process.StandardInput.BaseStream.FlushAsync();
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // The process closed its stdin or exited: like a broken pipe, the data is dropped.
+        }
+    }
+
+    public void CloseStdin()
+    {
+        try
+        {
+            _process.StandardInput.Close();
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    public void Signal(int signal)
+    {
+        if (_exited.IsCancellationRequested)
+        {
+            return;
+        }
+        Interlocked.Exchange(ref _signalSent, signal);
+        ProcessTree.Signal(Pid, signal);
+    }
+
+    private async Task KillAfterAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await Task.Delay(timeout, _exited.Token);
+            _timedOut = true;
+            Signal(9);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task RunAsync()
+    {
+        Task stdout = PumpAsync(_process.StandardOutput.BaseStream, MessageType.Stdout);
+        Task stderr = PumpAsync(_process.StandardError.BaseStream, MessageType.Stderr);
+        await _process.WaitForExitAsync();
+        await _exited.CancelAsync();
+        // A background child may keep the pipes open after the process itself exited: give the
+        // pumps a moment to drain, then report the exit anyway.
+        await Task.WhenAny(Task.WhenAll(stdout, stderr), Task.Delay(TimeSpan.FromSeconds(2)));
+        int code = _process.ExitCode;
+        int sent = Volatile.Read(ref _signalSent);
+        int signal = sent != 0 && code == 128 + sent ? sent : 0;
+        byte[] exit = new ExitMessage(code, signal, _timedOut).Encode();
+        while (true)
+        {
+            MuxStream sink = await WaitForSinkAsync();
+            try
+            {
+                await sink.SendAsync(MessageType.Exit, exit, CancellationToken.None);
+                lock (_gate)
+                {
+                    _exitDelivered = true;
+                    _sink = null;
+                    _attachment.TrySetResult();
+                }
+                break;
+            }
+            catch (IOException)
+            {
+                Detach(sink);
+            }
+        }
+        _process.Dispose();
+    }
+
+    private async Task PumpAsync(Stream pipe, MessageType type)
+    {
+        byte[] buffer = new byte[32 * 1024];
+        try
+        {
+            int n;
+            while ((n = await pipe.ReadAsync(buffer)) > 0)
+            {
+                while (true)
+                {
+                    MuxStream sink = await WaitForSinkAsync();
+                    try
+                    {
+                        await sink.SendDataAsync(type, buffer.AsMemory(0, n), CancellationToken.None);
+                        break;
+                    }
+                    catch (IOException)
+                    {
+                        Detach(sink);
+                    }
+                }
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private Task<MuxStream> WaitForSinkAsync()
+    {
+        lock (_gate)
+        {
+            return _sink is not null ? Task.FromResult(_sink) : _sinkWaiter.Task;
+        }
+    }
+
+    private static TaskCompletionSource<MuxStream> NewWaiter() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Finds the program like execvp does, but inside the chroot (this runs on the chrooted thread).</summary>
+    private static string ResolveExecutable(string name, string path)
+    {
+        if (name.Contains('/', StringComparison.Ordinal))
+        {
+            return name;
+        }
+        foreach (string dir in path.Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string candidate = Path.Combine(dir, name);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+        throw new AgentErrorException(Native.Enoent, $"exec {name}: not found in PATH {path}");
+    }
+}

@@ -1,0 +1,299 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Vessel.Agent.Protocol;
+
+namespace Vessel.Agent;
+
+/// <summary>
+/// Serves host sessions one after another on a transport. Processes outlive sessions: a host
+/// that reconnects re-attaches to them by pid.
+/// </summary>
+internal sealed class AgentServer
+{
+    private readonly RootFs? _rootFs;
+    private readonly string? _rootError;
+    private readonly byte[] _token;
+    private readonly ulong _startUptimeMs;
+    private readonly ConcurrentDictionary<int, AgentProcess> _processes = new();
+    private readonly CancellationTokenSource _shutdown = new();
+
+    public AgentServer(string root, string token, ulong startUptimeMs)
+    {
+        _token = Encoding.UTF8.GetBytes(token);
+        _startUptimeMs = startUptimeMs;
+        try
+        {
+            _rootFs = new RootFs(root);
+        }
+        catch (AgentErrorException e)
+        {
+            // Keep serving: health reports the rootfs as missing, and the host shows why.
+            _rootError = e.Message;
+        }
+    }
+
+    public CancellationToken ShutdownRequested => _shutdown.Token;
+
+    public async Task ServeAsync(IAgentTransport transport, CancellationToken cancellationToken)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _shutdown.Token);
+        while (!linked.IsCancellationRequested)
+        {
+            Stream stream;
+            try
+            {
+                stream = await transport.AcceptAsync(linked.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+            MuxConnection? connection = null;
+            connection = new MuxConnection(
+                stream,
+                (s, first) => HandleRequestAsync(s, first),
+                frame => HandleControlAsync(connection!, frame));
+            connection.Start();
+            try
+            {
+                await connection.Completion.WaitAsync(linked.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            await connection.DisposeAsync();
+        }
+    }
+
+    public void KillAll()
+    {
+        foreach (AgentProcess p in _processes.Values)
+        {
+            p.Signal(9);
+        }
+    }
+
+    private async Task HandleControlAsync(MuxConnection connection, Frame frame)
+    {
+        if (frame.Type != MessageType.Hello)
+        {
+            return;
+        }
+        HelloMessage hello = HelloMessage.Decode(frame.Payload);
+        // A hello starts a new session, also on a channel we thought was still in use: the old
+        // session's streams end and their processes wait for a re-attach.
+        connection.ResetStreams();
+        await connection.WriteRawAsync(AgentProtocol.SyncMarker.ToArray(), CancellationToken.None);
+        if (!TokenMatches(hello.Token))
+        {
+            await connection.WriteFrameAsync(MessageType.Error, 0, new ErrorMessage(Native.Eacces, "wrong sandbox token").Encode(), CancellationToken.None);
+            return;
+        }
+        var ok = new HelloOkMessage(AgentProtocol.Version, hello.Nonce, "vessel-agent/1", UptimeMilliseconds(), _startUptimeMs);
+        await connection.WriteFrameAsync(MessageType.HelloOk, 0, ok.Encode(), CancellationToken.None);
+    }
+
+    private async Task HandleRequestAsync(MuxStream stream, Frame request)
+    {
+        try
+        {
+            string token = ReadToken(request.Payload);
+            if (!TokenMatches(token))
+            {
+                throw new AgentErrorException(Native.Eacces, "wrong sandbox token");
+            }
+            switch (request.Type)
+            {
+                case MessageType.Health:
+                    await stream.SendAsync(MessageType.HealthOk, new HealthOkMessage(UptimeMilliseconds(), _rootFs is not null, (uint)_processes.Count).Encode(), CancellationToken.None);
+                    break;
+                case MessageType.Shutdown:
+                    KillAll();
+                    Native.Sync();
+                    await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
+                    await _shutdown.CancelAsync();
+                    break;
+                case MessageType.ExecStart:
+                    await ExecAsync(stream, ExecStartRequest.Decode(request.Payload));
+                    break;
+                case MessageType.ExecAttach:
+                    await AttachAsync(stream, ExecAttachRequest.Decode(request.Payload));
+                    break;
+                case MessageType.FileRead:
+                    await ReadFileAsync(stream, PathRequest.Decode(request.Payload));
+                    break;
+                case MessageType.FileWrite:
+                    await WriteFileAsync(stream, PathModeRequest.Decode(request.Payload));
+                    break;
+                case MessageType.Stat:
+                    await stream.SendAsync(MessageType.StatResult, Root().Stat(PathRequest.Decode(request.Payload).Path).Encode(), CancellationToken.None);
+                    break;
+                case MessageType.List:
+                    await stream.SendAsync(MessageType.ListResult, FileEntry.EncodeList(Root().List(PathRequest.Decode(request.Payload).Path)), CancellationToken.None);
+                    break;
+                case MessageType.Mkdir:
+                    {
+                        PathModeRequest m = PathModeRequest.Decode(request.Payload);
+                        Root().Mkdir(m.Path, m.Mode, m.Flag);
+                        await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
+                        break;
+                    }
+                case MessageType.Remove:
+                    {
+                        PathModeRequest m = PathModeRequest.Decode(request.Payload);
+                        Root().Remove(m.Path, m.Flag);
+                        await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
+                        break;
+                    }
+                case MessageType.Rename:
+                    {
+                        RenameRequest m = RenameRequest.Decode(request.Payload);
+                        Root().Rename(m.From, m.To);
+                        await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
+                        break;
+                    }
+                default:
+                    throw new AgentErrorException(Native.Einval, $"unknown request {request.Type}");
+            }
+        }
+        catch (AgentErrorException e)
+        {
+            await TrySendErrorAsync(stream, e.Code, e.Message);
+        }
+        catch (AgentProtocolException e)
+        {
+            await TrySendErrorAsync(stream, Native.Einval, "bad request: " + e.Message);
+        }
+        catch (IOException)
+        {
+            // The connection went away while we answered.
+        }
+        catch (Exception e)
+        {
+            await TrySendErrorAsync(stream, Native.Einval, $"agent failure: {e.GetType().Name}: {e.Message}");
+        }
+    }
+
+    private RootFs Root() => _rootFs ?? throw new AgentErrorException(Native.Enoent, "the sandbox rootfs is not mounted: " + _rootError);
+
+    private async Task ExecAsync(MuxStream stream, ExecStartRequest request)
+    {
+        AgentProcess process = AgentProcess.Start(Root(), request);
+        _processes[process.Pid] = process;
+        _ = process.Finished.ContinueWith(_ => _processes.TryRemove(process.Pid, out AgentProcess? _), TaskScheduler.Default);
+        await stream.SendAsync(MessageType.ExecStarted, new ExecStartedMessage(process.Pid).Encode(), CancellationToken.None);
+        await ServeAttachmentAsync(stream, process);
+    }
+
+    private async Task AttachAsync(MuxStream stream, ExecAttachRequest request)
+    {
+        if (!_processes.TryGetValue(request.Pid, out AgentProcess? process))
+        {
+            throw new AgentErrorException(3 /* ESRCH */, $"no process {request.Pid.ToString(CultureInfo.InvariantCulture)} started by the host is running or waiting to report its exit");
+        }
+        await stream.SendAsync(MessageType.ExecStarted, new ExecStartedMessage(process.Pid).Encode(), CancellationToken.None);
+        await ServeAttachmentAsync(stream, process);
+    }
+
+    private static async Task ServeAttachmentAsync(MuxStream stream, AgentProcess process)
+    {
+        Task attachment = process.AttachAsync(stream);
+        Task inbound = Task.Run(async () =>
+        {
+            while (await stream.ReadAsync(CancellationToken.None) is { } frame)
+            {
+                switch (frame.Type)
+                {
+                    case MessageType.Stdin:
+                        await process.WriteStdinAsync(frame.Payload);
+                        break;
+                    case MessageType.StdinClose:
+                        process.CloseStdin();
+                        break;
+                    case MessageType.Signal:
+                        process.Signal(SignalMessage.Decode(frame.Payload).Signal);
+                        break;
+                    default:
+                        break;
+                }
+            }
+            process.Detach(stream);
+        });
+        await Task.WhenAny(attachment, inbound);
+        process.Detach(stream);
+    }
+
+    private async Task ReadFileAsync(MuxStream stream, PathRequest request)
+    {
+        using Microsoft.Win32.SafeHandles.SafeFileHandle handle = Root().OpenRead(request.Path);
+        byte[] buffer = new byte[MuxConnection.MaxDataChunk];
+        long offset = 0;
+        int n;
+        while ((n = await RandomAccess.ReadAsync(handle, buffer, offset)) > 0)
+        {
+            await stream.SendDataAsync(MessageType.FileData, buffer.AsMemory(0, n), CancellationToken.None);
+            offset += n;
+        }
+        await stream.SendAsync(MessageType.FileEnd, [], CancellationToken.None);
+    }
+
+    private async Task WriteFileAsync(MuxStream stream, PathModeRequest request)
+    {
+        using PendingWrite write = Root().BeginWrite(request.Path, request.Mode);
+        long offset = 0;
+        while (true)
+        {
+            Frame? frame = await stream.ReadAsync(CancellationToken.None);
+            if (frame is null || frame.Type == MessageType.Cancel)
+            {
+                return; // Disposal removes the temporary file.
+            }
+            if (frame.Type == MessageType.FileData)
+            {
+                await RandomAccess.WriteAsync(write.Handle, frame.Payload, offset);
+                offset += frame.Payload.Length;
+            }
+            else if (frame.Type == MessageType.FileEnd)
+            {
+                break;
+            }
+        }
+        Root().CommitWrite(write, request.Path);
+        await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
+    }
+
+    private static async Task TrySendErrorAsync(MuxStream stream, int code, string message)
+    {
+        try
+        {
+            await stream.SendAsync(MessageType.Error, new ErrorMessage(code, message).Encode(), CancellationToken.None);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private static string ReadToken(byte[] payload)
+    {
+        var r = new PayloadReader(payload);
+        return r.String();
+    }
+
+    private bool TokenMatches(string token) => CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(token), _token);
+
+    public static ulong UptimeMilliseconds()
+    {
+        try
+        {
+            string text = File.ReadAllText("/proc/uptime");
+            double seconds = double.Parse(text.AsSpan(0, text.IndexOf(' ', StringComparison.Ordinal)), CultureInfo.InvariantCulture);
+            return (ulong)(seconds * 1000);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+}

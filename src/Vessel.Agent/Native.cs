@@ -1,0 +1,163 @@
+using System.Runtime.InteropServices;
+
+namespace Vessel.Agent;
+
+/// <summary>The few Linux calls the agent needs that .NET does not expose (x86-64 numbers).</summary>
+internal static partial class Native
+{
+    public const int OpenReadOnly = 0;
+    public const int OpenWriteOnly = 1;
+    public const int OpenReadWrite = 2;
+    public const int OpenCreate = 0x40;
+    public const int OpenExclusive = 0x80;
+    public const int OpenTruncate = 0x200;
+    public const int OpenDirectory = 0x10000;
+    public const int OpenNoFollow = 0x20000;
+    public const int OpenCloseOnExec = 0x80000;
+    public const int OpenPath = 0x200000;
+
+    public const ulong ResolveNoMagicLinks = 0x02;
+    public const ulong ResolveInRoot = 0x10;
+
+    public const int AtSymlinkNoFollow = 0x100;
+    public const int AtRemoveDir = 0x200;
+    public const int AtEmptyPath = 0x1000;
+
+    public const int CloneFs = 0x200;
+
+    public const short PollIn = 0x001;
+    public const short PollHangUp = 0x010;
+
+    public const int Eintr = 4;
+    public const int Enoent = 2;
+    public const int Eexist = 17;
+    public const int Einval = 22;
+    public const int Eacces = 13;
+    public const int Enotdir = 20;
+    public const int Eisdir = 21;
+    public const int Ebusy = 16;
+    public const int Eperm = 1;
+
+    private const long SysSetgroups = 116;
+    private const long SysSetresuid = 117;
+    private const long SysSetresgid = 119;
+    private const long SysGetdents64 = 217;
+    private const long SysOpenat2 = 437;
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags, int mode);
+
+    [LibraryImport("libc", EntryPoint = "openat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int OpenAt(int dirFd, string path, int flags, int mode);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
+    public static unsafe partial nint Read(int fd, byte* buffer, nint count);
+
+    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
+    public static unsafe partial nint Write(int fd, byte* buffer, nint count);
+
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    public static unsafe partial int Poll(PollFd* fds, nuint count, int timeoutMilliseconds);
+
+    [LibraryImport("libc", EntryPoint = "unshare", SetLastError = true)]
+    public static partial int Unshare(int flags);
+
+    [LibraryImport("libc", EntryPoint = "chroot", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Chroot(string path);
+
+    [LibraryImport("libc", EntryPoint = "chdir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Chdir(string path);
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    public static partial int Kill(int pid, int signal);
+
+    [LibraryImport("libc", EntryPoint = "mkdirat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int MkdirAt(int dirFd, string path, int mode);
+
+    [LibraryImport("libc", EntryPoint = "unlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int UnlinkAt(int dirFd, string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "renameat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int RenameAt(int oldDirFd, string oldPath, int newDirFd, string newPath);
+
+    [LibraryImport("libc", EntryPoint = "fstatat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static unsafe partial int FstatAt(int dirFd, string path, byte* statBuffer, int flags);
+
+    [LibraryImport("libc", EntryPoint = "readlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static unsafe partial nint ReadlinkAt(int dirFd, string path, byte* buffer, nint size);
+
+    [LibraryImport("libc", EntryPoint = "fchmod", SetLastError = true)]
+    public static partial int Fchmod(int fd, int mode);
+
+    [LibraryImport("libc", EntryPoint = "sync")]
+    public static partial void Sync();
+
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    private static partial long Syscall(long number, long a1, long a2, long a3, long a4);
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
+    public static int LastError => Marshal.GetLastPInvokeError();
+
+    public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);
+
+    /// <summary>openat2(2) confined to <paramref name="rootFd"/>: ".." and symlinks cannot leave it.</summary>
+    public static unsafe int OpenInRoot(int rootFd, string path, int flags, int mode)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        ulong* how = stackalloc ulong[3];
+        how[0] = (ulong)(uint)flags;
+        how[1] = (ulong)(uint)mode;
+        how[2] = ResolveInRoot | ResolveNoMagicLinks;
+        fixed (byte* p = bytes)
+        {
+            return (int)Syscall(SysOpenat2, rootFd, (long)p, (long)how, 24);
+        }
+    }
+
+    public static unsafe long Getdents64(int fd, byte* buffer, int size) => Syscall(SysGetdents64, fd, (long)buffer, size, 0);
+
+    /// <summary>
+    /// Sets the calling thread's credentials only: the raw syscalls, unlike glibc's wrappers,
+    /// do not broadcast to the other threads. A thread used for this never runs anything else.
+    /// </summary>
+    public static unsafe void SetThreadCredentials(uint uid, uint gid, uint[] groups)
+    {
+        fixed (uint* g = groups)
+        {
+            Check(Syscall(SysSetgroups, groups.Length, (long)g, 0, 0), "setgroups");
+        }
+        Check(Syscall(SysSetresgid, gid, gid, gid, 0), "setresgid");
+        Check(Syscall(SysSetresuid, uid, uid, uid, 0), "setresuid");
+    }
+
+    public static void Check(long result, string what)
+    {
+        if (result < 0)
+        {
+            int errno = LastError;
+            throw new AgentErrorException(errno, $"{what}: {Describe(errno)}");
+        }
+    }
+}
+
+/// <summary>A failure to report to the host as an Error message (errno + text).</summary>
+internal sealed class AgentErrorException : Exception
+{
+    public AgentErrorException(int code, string message)
+        : base(message)
+    {
+        Code = code;
+    }
+
+    public int Code { get; }
+}

@@ -1,0 +1,44 @@
+namespace Vessel.Blocks;
+
+/// <summary>What a range of a device holds, as block status reports it.</summary>
+internal enum ExtentKind
+{
+    /// <summary>Stored data (may still happen to contain zeros).</summary>
+    Data = 0,
+
+    /// <summary>Never written or trimmed: reads as zeros and takes no storage.</summary>
+    Zero = 1,
+}
+
+internal readonly record struct DeviceExtent(long Length, ExtentKind Kind);
+
+/// <summary>
+/// A virtual disk: a read-only build, a copy-on-write overlay, or a flat file. Offsets and
+/// lengths are checked by the caller (the NBD server does); implementations may assume
+/// <c>0 &lt;= offset</c> and <c>offset + length &lt;= Size</c>. Concurrent calls are allowed.
+/// </summary>
+internal interface IBlockDevice
+{
+    long Size { get; }
+
+    int BlockSize { get; }
+
+    bool IsReadOnly { get; }
+
+    ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken);
+
+    ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken);
+
+    /// <summary>Discards a range; afterwards it reads as zeros.</summary>
+    ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken);
+
+    ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken);
+
+    ValueTask FlushAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Describes <c>[offset, offset + length)</c> as consecutive extents, at most
+    /// <paramref name="maxExtents"/> of them (the last may end before <c>offset + length</c>).
+    /// </summary>
+    IReadOnlyList<DeviceExtent> GetExtents(long offset, long length, int maxExtents);
+}

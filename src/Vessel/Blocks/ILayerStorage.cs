@@ -1,0 +1,45 @@
+namespace Vessel.Blocks;
+
+/// <summary>
+/// Where builds live: a header and a data file per build id. The local directory
+/// (<see cref="LocalLayerStorage"/>) implements it now; an object store (which would keep
+/// a local read cache) can implement it later. Publishing is atomic: a build is either
+/// complete and listed, or absent.
+/// </summary>
+internal interface ILayerStorage
+{
+    /// <summary>Where the builds are, for messages.</summary>
+    string Location { get; }
+
+    Task<IReadOnlyList<Guid>> ListAsync(CancellationToken cancellationToken);
+
+    /// <summary>The raw header bytes of a published build, or null when there is no such build.</summary>
+    Task<byte[]?> TryReadHeaderAsync(Guid buildId, CancellationToken cancellationToken);
+
+    /// <summary>Opens a published build's data file for positional reads.</summary>
+    Task<ILayerData> OpenDataAsync(Guid buildId, CancellationToken cancellationToken);
+
+    /// <summary>Starts staging a new build; nothing is visible until <see cref="ILayerUpload.CommitAsync"/>.</summary>
+    Task<ILayerUpload> BeginUploadAsync(Guid buildId, CancellationToken cancellationToken);
+
+    /// <summary>Removes a build atomically (readers see it whole or not at all).</summary>
+    Task DeleteAsync(Guid buildId, CancellationToken cancellationToken);
+}
+
+/// <summary>A build's data, read at any offset by many callers at once.</summary>
+internal interface ILayerData : IDisposable
+{
+    long Length { get; }
+
+    /// <summary>Fills <paramref name="destination"/> from <paramref name="offset"/>; the range must lie inside the data.</summary>
+    ValueTask ReadAsync(Memory<byte> destination, long offset, CancellationToken cancellationToken);
+}
+
+/// <summary>A build being staged: data appended in order, then the header commits it.</summary>
+internal interface ILayerUpload : IAsyncDisposable
+{
+    ValueTask AppendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken);
+
+    /// <summary>Makes the build durable and visible in one atomic step. Disposing without commit discards it.</summary>
+    Task CommitAsync(ReadOnlyMemory<byte> header, CancellationToken cancellationToken);
+}

@@ -1,0 +1,217 @@
+using System.Diagnostics;
+using Microsoft.Win32.SafeHandles;
+
+namespace Vessel.Blocks;
+
+/// <summary>
+/// Builds in a local directory: <c>builds/&lt;id&gt;/{header,data}</c>. A new build is staged
+/// in <c>staging/&lt;id&gt;.&lt;pid&gt;.&lt;nonce&gt;</c>, fsynced, and renamed into <c>builds/</c>
+/// (rename(2) of a directory is atomic), then <c>builds/</c> is fsynced. A crash leaves at most a
+/// staging directory, which the next process to open the store removes once its owner is gone.
+/// </summary>
+internal sealed class LocalLayerStorage : ILayerStorage
+{
+    public const string HeaderFileName = "header";
+    public const string DataFileName = "data";
+    private const long MaxHeaderBytes = BuildHeader.MetadataSize + ((long)BuildHeader.MaxMappingEntries * BuildMappingEntry.Size) + BuildHeader.TrailerSize;
+
+    private readonly string _builds;
+    private readonly string _staging;
+
+    public LocalLayerStorage(string root)
+    {
+        Root = Path.GetFullPath(root);
+        _builds = Path.Combine(Root, "builds");
+        _staging = Path.Combine(Root, "staging");
+        Directory.CreateDirectory(_builds);
+        Directory.CreateDirectory(_staging);
+        RemoveAbandonedStaging();
+    }
+
+    public string Root { get; }
+
+    public string Location => Root;
+
+    public Task<IReadOnlyList<Guid>> ListAsync(CancellationToken cancellationToken)
+    {
+        var ids = new List<Guid>();
+        foreach (string dir in Directory.EnumerateDirectories(_builds))
+        {
+            if (Guid.TryParseExact(Path.GetFileName(dir), "D", out Guid id))
+            {
+                ids.Add(id);
+            }
+        }
+        ids.Sort();
+        return Task.FromResult<IReadOnlyList<Guid>>(ids);
+    }
+
+    public async Task<byte[]?> TryReadHeaderAsync(Guid buildId, CancellationToken cancellationToken)
+    {
+        string path = Path.Combine(BuildDirectory(buildId), HeaderFileName);
+        try
+        {
+            long length = new FileInfo(path).Length;
+            if (length > MaxHeaderBytes)
+            {
+                throw new InvalidDataException($"build {buildId}: header is {length} bytes, larger than any valid header.");
+            }
+            return await File.ReadAllBytesAsync(path, cancellationToken);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    public Task<ILayerData> OpenDataAsync(Guid buildId, CancellationToken cancellationToken)
+    {
+        string path = Path.Combine(BuildDirectory(buildId), DataFileName);
+        try
+        {
+            SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+            return Task.FromResult<ILayerData>(new FileLayerData(handle));
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new VesselException(VesselErrorReason.NotFound, $"build {buildId}: data file is missing from {Root}.", e);
+        }
+    }
+
+    public Task<ILayerUpload> BeginUploadAsync(Guid buildId, CancellationToken cancellationToken)
+    {
+        string dir = Path.Combine(_staging, $"{buildId:D}.{Environment.ProcessId}.{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        return Task.FromResult<ILayerUpload>(new Upload(this, buildId, dir));
+    }
+
+    public Task DeleteAsync(Guid buildId, CancellationToken cancellationToken)
+    {
+        string dir = BuildDirectory(buildId);
+        if (!Directory.Exists(dir))
+        {
+            throw new VesselException(VesselErrorReason.NotFound, $"build {buildId} is not in {Root}.");
+        }
+        // Rename out of builds/ first so that nobody ever sees a half-deleted build.
+        string doomed = Path.Combine(_staging, $"{buildId:D}.{Environment.ProcessId}.deleted");
+        Directory.Move(dir, doomed);
+        LinuxFile.FsyncDirectory(_builds);
+        Directory.Delete(doomed, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    private string BuildDirectory(Guid buildId) => Path.Combine(_builds, buildId.ToString("D"));
+
+    /// <summary>Removes staging directories whose owning process is gone (crash leftovers).</summary>
+    private void RemoveAbandonedStaging()
+    {
+        foreach (string dir in Directory.EnumerateDirectories(_staging))
+        {
+            string[] parts = Path.GetFileName(dir).Split('.');
+            if (parts.Length >= 2 && int.TryParse(parts[1], out int pid) && (pid == Environment.ProcessId || IsAlive(pid)))
+            {
+                continue; // its owner may still be writing it
+            }
+            try
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException)
+            {
+                // Another process removed it first.
+            }
+        }
+    }
+
+    private static bool IsAlive(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    private sealed class FileLayerData(SafeFileHandle handle) : ILayerData
+    {
+        public long Length { get; } = RandomAccess.GetLength(handle);
+
+        public ValueTask ReadAsync(Memory<byte> destination, long offset, CancellationToken cancellationToken)
+        {
+            // Positional reads of page-cached data are faster done here than queued to the pool.
+            Span<byte> span = destination.Span;
+            while (span.Length > 0)
+            {
+                int n = RandomAccess.Read(handle, span, offset);
+                if (n == 0)
+                {
+                    throw new InvalidDataException($"Build data ends at {offset}, before the mapping says it should.");
+                }
+                span = span[n..];
+                offset += n;
+            }
+            return ValueTask.CompletedTask;
+        }
+
+        public void Dispose() => handle.Dispose();
+    }
+
+    private sealed class Upload : ILayerUpload
+    {
+        private readonly LocalLayerStorage _owner;
+        private readonly Guid _buildId;
+        private readonly string _dir;
+        private readonly SafeFileHandle _data;
+        private long _length;
+        private bool _committed;
+
+        public Upload(LocalLayerStorage owner, Guid buildId, string dir)
+        {
+            _owner = owner;
+            _buildId = buildId;
+            _dir = dir;
+            _data = File.OpenHandle(Path.Combine(dir, DataFileName), FileMode.CreateNew, FileAccess.ReadWrite);
+        }
+
+        public async ValueTask AppendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+        {
+            await RandomAccess.WriteAsync(_data, data, _length, cancellationToken);
+            _length += data.Length;
+        }
+
+        public async Task CommitAsync(ReadOnlyMemory<byte> header, CancellationToken cancellationToken)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            RandomAccess.FlushToDisk(_data);
+            string headerPath = Path.Combine(_dir, HeaderFileName);
+            using (SafeFileHandle h = File.OpenHandle(headerPath, FileMode.CreateNew, FileAccess.Write))
+            {
+                await RandomAccess.WriteAsync(h, header, 0, cancellationToken);
+                RandomAccess.FlushToDisk(h);
+            }
+            LinuxFile.FsyncDirectory(_dir);
+            string target = _owner.BuildDirectory(_buildId);
+            if (Directory.Exists(target))
+            {
+                throw new VesselException(VesselErrorReason.AlreadyExists, $"build {_buildId} already exists in {_owner.Root}.");
+            }
+            Directory.Move(_dir, target);
+            _committed = true;
+            LinuxFile.FsyncDirectory(_owner._builds);
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            _data.Dispose();
+            if (!_committed && Directory.Exists(_dir))
+            {
+                Directory.Delete(_dir, recursive: true);
+            }
+            return ValueTask.CompletedTask;
+        }
+    }
+}

@@ -1,0 +1,420 @@
+using System.Buffers;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Win32.SafeHandles;
+
+namespace Vessel.Blocks;
+
+/// <summary>
+/// A copy-on-write device over a build. Writes land in a sparse cache file (same offsets as
+/// the device) and set the block's bit in the data bitmap; trim and write-zeroes set the zero
+/// bitmap instead and punch the cache. Reads take each block from the cache, zeros, or the
+/// base build. <see cref="ExportAsync"/> turns the dirty blocks into a new build whose data
+/// holds only them, in time proportional to the dirty bytes. The cache file is deleted on
+/// disposal; the base build stays open (its owner disposes it) unless <c>ownsBase</c> was set.
+/// </summary>
+internal sealed class OverlayDevice : IBlockDevice, IDisposable
+{
+    private const int CopyChunk = 1 << 20;
+    private readonly SafeFileHandle _cache;
+    private readonly ulong[] _data;
+    private readonly ulong[] _zero;
+    private readonly long _blocks;
+    private readonly int _shift;
+    private readonly RangeLock _writers = new();
+    private readonly bool _ownsBase;
+    private readonly ILogger _logger;
+    private int _disposed;
+
+    private OverlayDevice(Build baseBuild, string cachePath, bool ownsBase, ILogger? logger)
+    {
+        Base = baseBuild;
+        CachePath = cachePath;
+        _ownsBase = ownsBase;
+        _logger = logger ?? NullLogger.Instance;
+        _blocks = baseBuild.Size / baseBuild.BlockSize;
+        _shift = System.Numerics.BitOperations.Log2((uint)baseBuild.BlockSize);
+        _data = new ulong[(_blocks + 63) / 64];
+        _zero = new ulong[(_blocks + 63) / 64];
+        _cache = File.OpenHandle(cachePath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+        RandomAccess.SetLength(_cache, baseBuild.Size); // sparse: only written blocks take space
+    }
+
+    public Build Base { get; }
+
+    public string CachePath { get; }
+
+    public long Size => Base.Size;
+
+    public int BlockSize => Base.BlockSize;
+
+    public bool IsReadOnly => false;
+
+    /// <summary>Blocks written or zeroed since the overlay was created.</summary>
+    public long DirtyBlocks => CountBits(_data) + CountBits(_zero);
+
+    /// <summary>Bytes an export would store (blocks holding written data).</summary>
+    public long DirtyDataBytes => CountBits(_data) << _shift;
+
+    /// <summary>Creates an overlay whose cache file lives in <paramref name="workDirectory"/>.</summary>
+    public static OverlayDevice Create(Build baseBuild, string workDirectory, bool ownsBase = false, ILogger? logger = null)
+    {
+        Directory.CreateDirectory(workDirectory);
+        string path = Path.Combine(workDirectory, $"overlay-{baseBuild.Id:N}-{Guid.NewGuid():N}.cache");
+        return new OverlayDevice(baseBuild, path, ownsBase, logger);
+    }
+
+    public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        long block = offset >> _shift;
+        while (destination.Length > 0)
+        {
+            (long run, BlockState state) = Run(block, ((offset + destination.Length - 1) >> _shift) + 1);
+            long runEnd = (block + run) << _shift;
+            int n = (int)Math.Min(destination.Length, runEnd - offset);
+            Memory<byte> part = destination[..n];
+            switch (state)
+            {
+                case BlockState.Clean:
+                    await Base.ReadAsync(offset, part, cancellationToken);
+                    break;
+                case BlockState.Zero:
+                    part.Span.Clear();
+                    break;
+                default:
+                    ReadCache(offset, part.Span);
+                    break;
+            }
+            destination = destination[n..];
+            offset += n;
+            block += run;
+        }
+    }
+
+    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        if (source.IsEmpty)
+        {
+            return;
+        }
+        long first = offset >> _shift;
+        long last = (offset + source.Length - 1) >> _shift;
+        using IDisposable held = await _writers.AcquireAsync(first, last + 1, cancellationToken);
+        long alignedStart = first << _shift;
+        long alignedEnd = (last + 1) << _shift;
+        if (offset == alignedStart && offset + source.Length == alignedEnd)
+        {
+            RandomAccess.Write(_cache, source.Span, offset);
+        }
+        else
+        {
+            // Partial head or tail block: merge with the block's current content first.
+            await MergeWriteAsync(offset, source, first, last, cancellationToken);
+        }
+        SetRange(_data, first, last + 1, true);
+        SetRange(_zero, first, last + 1, false);
+    }
+
+    public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken) => ZeroAsync(offset, length, cancellationToken);
+
+    public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken) => ZeroAsync(offset, length, cancellationToken);
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        RandomAccess.FlushToDisk(_cache);
+        return ValueTask.CompletedTask;
+    }
+
+    public IReadOnlyList<DeviceExtent> GetExtents(long offset, long length, int maxExtents)
+    {
+        var result = new List<DeviceExtent>();
+        long end = offset + length;
+        long block = offset >> _shift;
+        while (offset < end && result.Count <= maxExtents)
+        {
+            (long run, BlockState state) = Run(block, ((end - 1) >> _shift) + 1);
+            long runEnd = Math.Min(end, (block + run) << _shift);
+            IReadOnlyList<DeviceExtent> parts = state == BlockState.Clean
+                ? Base.GetExtents(offset, runEnd - offset, maxExtents)
+                : [new DeviceExtent(runEnd - offset, state == BlockState.Zero ? ExtentKind.Zero : ExtentKind.Data)];
+            foreach (DeviceExtent p in parts)
+            {
+                if (result.Count > 0 && result[^1].Kind == p.Kind)
+                {
+                    result[^1] = result[^1] with { Length = result[^1].Length + p.Length };
+                }
+                else if (result.Count == maxExtents)
+                {
+                    return result;
+                }
+                else
+                {
+                    result.Add(p);
+                }
+            }
+            long covered = parts.Sum(p => p.Length);
+            if (covered < runEnd - offset)
+            {
+                break; // the base hit maxExtents
+            }
+            offset = runEnd;
+            block += run;
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Publishes the dirty blocks as a new build over <see cref="Base"/> (generation + 1):
+    /// written blocks are copied into its data file, zeroed ones become zero extents, and the
+    /// rest of the mapping is the base's. Writers wait while it runs; the overlay keeps its
+    /// state afterwards (still relative to its base).
+    /// </summary>
+    public async Task<BuildHeader> ExportAsync(LayerStore store, IProgress<long>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        using IDisposable all = await _writers.AcquireAsync(0, _blocks, cancellationToken);
+        var id = Guid.NewGuid();
+        var overlay = new List<BuildMappingEntry>();
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(CopyChunk);
+        await using StagedBuild staged = await store.BeginAsync(id, cancellationToken);
+        long copied = 0;
+        try
+        {
+            long block = 0;
+            while (block < _blocks)
+            {
+                (long run, BlockState state) = Run(block, _blocks);
+                long start = block << _shift;
+                long length = run << _shift;
+                if (state == BlockState.Zero)
+                {
+                    BuildMapping.Append(overlay, BuildMappingEntry.Zero(start, length));
+                }
+                else if (state == BlockState.Data)
+                {
+                    BuildMapping.Append(overlay, new BuildMappingEntry(start, length, id, staged.Length));
+                    for (long at = start; at < start + length; at += CopyChunk)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        int n = (int)Math.Min(CopyChunk, start + length - at);
+                        ReadCache(at, buffer.AsSpan(0, n));
+                        await staged.AppendAsync(buffer.AsMemory(0, n), cancellationToken);
+                        copied += n;
+                        progress?.Report(copied);
+                    }
+                }
+                block += run;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        var header = new BuildHeader
+        {
+            BlockSize = BlockSize,
+            Size = Size,
+            Generation = Base.Header.Generation + 1,
+            BuildId = id,
+            BaseBuildId = Base.Id,
+            DataLength = 0,
+            DataSha256 = new byte[32],
+            Mapping = BuildMapping.Merge(Base.Header.Mapping, overlay),
+        };
+        BuildHeader published = await staged.CommitAsync(header, cancellationToken);
+        store.MarkVerified(id);
+        store.OnPublished(published);
+        BlocksLog.OverlayExported(_logger, Base.Id, id, copied);
+        return published;
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        _cache.Dispose();
+        File.Delete(CachePath);
+        if (_ownsBase)
+        {
+            Base.Dispose();
+        }
+    }
+
+    private async ValueTask ZeroAsync(long offset, long length, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        if (length <= 0)
+        {
+            return;
+        }
+        long first = offset >> _shift;
+        long last = (offset + length - 1) >> _shift;
+        using IDisposable held = await _writers.AcquireAsync(first, last + 1, cancellationToken);
+        // Whole blocks become zero extents; partial ones get zeros written into them.
+        long fullFirst = (offset + BlockSize - 1) >> _shift;
+        long fullEnd = (offset + length) >> _shift;
+        if (fullFirst < fullEnd)
+        {
+            SetRange(_zero, fullFirst, fullEnd, true);
+            SetRange(_data, fullFirst, fullEnd, false);
+            LinuxFile.TryPunchHole(_cache, fullFirst << _shift, (fullEnd - fullFirst) << _shift);
+        }
+        long end = offset + length;
+        if (fullFirst > fullEnd)
+        {
+            await ZeroPartialAsync(offset, end, cancellationToken); // inside one block
+        }
+        else
+        {
+            await ZeroPartialAsync(offset, Math.Min(end, fullFirst << _shift), cancellationToken);
+            await ZeroPartialAsync(Math.Max(offset, fullEnd << _shift), end, cancellationToken);
+        }
+    }
+
+    /// <summary>Writes zeros into part of one block (the caller holds the range lock).</summary>
+    private async ValueTask ZeroPartialAsync(long from, long to, CancellationToken cancellationToken)
+    {
+        if (from >= to)
+        {
+            return;
+        }
+        long b = from >> _shift;
+        byte[] zeros = ArrayPool<byte>.Shared.Rent(BlockSize);
+        try
+        {
+            Array.Clear(zeros, 0, BlockSize);
+            await MergeWriteAsync(from, zeros.AsMemory(0, (int)(to - from)), b, b, cancellationToken);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(zeros);
+        }
+        SetRange(_data, b, b + 1, true);
+        SetRange(_zero, b, b + 1, false);
+    }
+
+    /// <summary>Writes <paramref name="source"/> into blocks first..last, filling partial blocks from their current content.</summary>
+    private async ValueTask MergeWriteAsync(long offset, ReadOnlyMemory<byte> source, long first, long last, CancellationToken cancellationToken)
+    {
+        long alignedStart = first << _shift;
+        int total = (int)(((last + 1) << _shift) - alignedStart);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(total);
+        try
+        {
+            Memory<byte> whole = buffer.AsMemory(0, total);
+            await ReadAsync(alignedStart, whole[..BlockSize], cancellationToken);
+            if (last != first)
+            {
+                await ReadAsync((last << _shift), whole[(total - BlockSize)..], cancellationToken);
+            }
+            source.CopyTo(whole[(int)(offset - alignedStart)..]);
+            RandomAccess.Write(_cache, whole.Span, alignedStart);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private void ReadCache(long offset, Span<byte> destination)
+    {
+        while (destination.Length > 0)
+        {
+            int n = RandomAccess.Read(_cache, destination, offset);
+            if (n == 0)
+            {
+                throw new IOException($"overlay cache {CachePath} is shorter than the device.");
+            }
+            destination = destination[n..];
+            offset += n;
+        }
+    }
+
+    private enum BlockState
+    {
+        Clean,
+        Data,
+        Zero,
+    }
+
+    private BlockState StateOf(long block)
+    {
+        ulong bit = 1UL << (int)(block & 63);
+        long word = block >> 6;
+        if ((Volatile.Read(ref _data[word]) & bit) != 0)
+        {
+            return BlockState.Data;
+        }
+        return (Volatile.Read(ref _zero[word]) & bit) != 0 ? BlockState.Zero : BlockState.Clean;
+    }
+
+    /// <summary>The state of <paramref name="block"/> and how many blocks after it (before <paramref name="limit"/>) share it.</summary>
+    private (long Run, BlockState State) Run(long block, long limit)
+    {
+        BlockState state = StateOf(block);
+        long b = block + 1;
+        while (b < limit)
+        {
+            if ((b & 63) == 0 && b + 64 <= limit)
+            {
+                // Whole words at a time for long clean (or long dirty) stretches.
+                long w = b >> 6;
+                ulong d = Volatile.Read(ref _data[w]);
+                ulong z = Volatile.Read(ref _zero[w]);
+                bool whole = state switch
+                {
+                    BlockState.Clean => (d | z) == 0,
+                    BlockState.Data => d == ulong.MaxValue,
+                    _ => z == ulong.MaxValue,
+                };
+                if (whole)
+                {
+                    b += 64;
+                    continue;
+                }
+            }
+            if (StateOf(b) != state)
+            {
+                break;
+            }
+            b++;
+        }
+        return (b - block, state);
+    }
+
+    private static void SetRange(ulong[] bits, long start, long end, bool value)
+    {
+        for (long b = start; b < end;)
+        {
+            long word = b >> 6;
+            int from = (int)(b & 63);
+            int count = (int)Math.Min(64 - from, end - b);
+            ulong mask = count == 64 ? ulong.MaxValue : ((1UL << count) - 1) << from;
+            if (value)
+            {
+                Interlocked.Or(ref bits[word], mask);
+            }
+            else
+            {
+                Interlocked.And(ref bits[word], ~mask);
+            }
+            b += count;
+        }
+    }
+
+    private static long CountBits(ulong[] bits)
+    {
+        long n = 0;
+        foreach (ulong w in bits)
+        {
+            n += System.Numerics.BitOperations.PopCount(w);
+        }
+        return n;
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed != 0, this);
+}

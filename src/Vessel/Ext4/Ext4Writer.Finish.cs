@@ -1,0 +1,670 @@
+using System.Buffers.Binary;
+using System.Numerics;
+
+namespace Vessel.Ext4;
+
+public sealed partial class Ext4Writer
+{
+    private const int GroupDescriptorSize = Ext4GroupDescriptor.Size;
+    private const uint RootInode = 2;
+    private const uint JournalInode = 8;
+    private const uint LostAndFoundInode = 11;
+    private const int LostAndFoundBlocks = 4; // room for e2fsck to reconnect orphans without allocating
+
+    /// <summary>Per-inode layout decided at finish.</summary>
+    private sealed class InodePlan
+    {
+        public required FsInode Inode;
+        public List<byte[]>? DirectoryBlocks;
+        public bool Indexed;
+        public List<Ext4Xattrs.Item>? Xattrs;
+        public bool XattrsInInode;
+        public long XattrBlock;
+        public byte[]? XattrBlockData;
+        public int TreeBlocks;
+        public List<(long Block, byte[] Data)> TreeBlockData = [];
+        public byte[] IBlock = new byte[60];
+        public int SubdirCount;
+    }
+
+    /// <summary>Writes directories, inodes, bitmaps, the journal and the superblocks; the image is complete afterwards.</summary>
+    public Ext4Summary Finish()
+    {
+        ThrowIfFaulted();
+        try
+        {
+            Ext4Summary summary = FinishCore();
+            _finished = true;
+            return summary;
+        }
+        catch (Exception e)
+        {
+            Fault(e);
+            throw;
+        }
+    }
+
+    private Ext4Summary FinishCore()
+    {
+        var now = new FsTime(_options.Timestamp.ToUnixTimeSeconds(), 0);
+        uint[] seed = HashSeedWords();
+
+        // lost+found: e2fsck expects it; keep the image's own if it has one.
+        string lfKey = FsInode.Key("lost+found"u8);
+        if (!Root.Children!.TryGetValue(lfKey, out FsInode? lostFound) || lostFound.Kind != FsKind.Directory)
+        {
+            if (lostFound is not null)
+            {
+                Unlink(Root, lfKey);
+            }
+            lostFound = new FsInode(FsKind.Directory) { Permissions = 0x1C0, ModificationTime = now, AccessTime = now, ChangeTime = now };
+            Link(Root, lfKey, lostFound);
+        }
+
+        // Number inodes breadth-first, children in name order, so a directory's inodes sit together.
+        var plans = new List<InodePlan>();
+        Root.Number = RootInode;
+        lostFound.Number = LostAndFoundInode;
+        uint next = LostAndFoundInode + 1;
+        var queue = new Queue<FsInode>();
+        queue.Enqueue(Root);
+        var byNumber = new Dictionary<uint, InodePlan>();
+        long files = 0;
+        long directories = 0;
+        while (queue.Count > 0)
+        {
+            FsInode dir = queue.Dequeue();
+            var plan = new InodePlan { Inode = dir };
+            plans.Add(plan);
+            byNumber[dir.Number] = plan;
+            directories++;
+            foreach (var (key, child) in dir.Children!.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            {
+                if (child.Number == 0)
+                {
+                    if (next == uint.MaxValue)
+                    {
+                        throw new VesselException(VesselErrorReason.Unsupported, "more than 2^32 inodes");
+                    }
+                    child.Number = next++;
+                    if (child.Kind != FsKind.Directory)
+                    {
+                        var p = new InodePlan { Inode = child };
+                        plans.Add(p);
+                        byNumber[child.Number] = p;
+                        files++;
+                    }
+                }
+                if (child.Kind == FsKind.Directory)
+                {
+                    plan.SubdirCount++;
+                    queue.Enqueue(child);
+                }
+            }
+        }
+        uint highestInode = next - 1;
+
+        // Directory contents and extended attributes.
+        long directoryBlocks = 0;
+        long xattrBlocks = 0;
+        long symlinkBlocks = 0;
+        foreach (InodePlan plan in plans)
+        {
+            FsInode inode = plan.Inode;
+            if (inode.Kind == FsKind.Directory)
+            {
+                var entries = new List<Ext4Directory.Entry>(inode.Children!.Count);
+                foreach (var (key, child) in inode.Children.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                {
+                    entries.Add(new Ext4Directory.Entry(FsInode.KeyBytes(key), child.Number, child.Kind));
+                }
+                plan.DirectoryBlocks = Ext4Directory.Build(inode.Number, inode.Parent!.Number, entries, seed,
+                    inode.Number == LostAndFoundInode ? LostAndFoundBlocks : 1, out plan.Indexed);
+                directoryBlocks += plan.DirectoryBlocks.Count;
+                plan.TreeBlocks = Ext4ExtentTree.TreeBlocks((int)CeilDiv(plan.DirectoryBlocks.Count, MaxExtentLength));
+            }
+            else if (inode.Kind == FsKind.Symlink && inode.SymlinkTarget!.Length >= 60)
+            {
+                symlinkBlocks++;
+            }
+            else if (inode.Kind == FsKind.RegularFile)
+            {
+                plan.TreeBlocks = Ext4ExtentTree.TreeBlocks(inode.Extents.Count);
+            }
+            if (inode.Xattrs.Count > 0)
+            {
+                plan.Xattrs = inode.Xattrs.Select(x => Ext4Xattrs.Encode(x.Key, x.Value)).ToList();
+                plan.XattrsInInode = Ext4Xattrs.FitsInInode(plan.Xattrs);
+                if (!plan.XattrsInInode)
+                {
+                    plan.XattrBlockData = Ext4Xattrs.BuildBlock(plan.Xattrs, FsInode.Display(inode.Number.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                    xattrBlocks++;
+                }
+            }
+        }
+        long treeBlocks = plans.Sum(p => (long)p.TreeBlocks);
+
+        // Size: given, or derived from what was written plus metadata plus free space.
+        long dataEnd = _allocator.Next;
+        long reservedBlocks = CeilDiv(_options.ReservedBytes, BlockSize);
+        long fixedMeta = directoryBlocks + xattrBlocks + symlinkBlocks + treeBlocks + 1 + _gdtReservedBlocks;
+        Layout layout;
+        if (_options.SizeBytes is long size)
+        {
+            long total = size / BlockSize;
+            layout = PlanLayout(total, highestInode, trimSmallLastGroup: true);
+            long need = dataEnd + fixedMeta + layout.MetadataBlocks;
+            if (need > layout.TotalBlocks)
+            {
+                layout = PlanLayout(total, highestInode, trimSmallLastGroup: true, minimalInodes: true);
+                need = dataEnd + fixedMeta + layout.MetadataBlocks;
+            }
+            if (need > layout.TotalBlocks)
+            {
+                throw new VesselException(VesselErrorReason.NoSpace,
+                    $"the content needs at least {need * BlockSize >> 20} MiB but --size is {size >> 20} MiB; use a larger --size, or --free to derive the size");
+            }
+            if (reservedBlocks > layout.TotalBlocks / 2)
+            {
+                throw new VesselException(VesselErrorReason.InvalidInput, $"--reserved {_options.ReservedBytes >> 20} MiB is more than half of the image");
+            }
+        }
+        else
+        {
+            long free = CeilDiv(_options.FreeBytes, BlockSize) + reservedBlocks;
+            long total = dataEnd + fixedMeta + free;
+            layout = PlanLayout(total, highestInode, trimSmallLastGroup: false);
+            for (int i = 0; i < 8; i++)
+            {
+                long want = dataEnd + fixedMeta + layout.MetadataBlocks + free;
+                if (want <= layout.TotalBlocks)
+                {
+                    break;
+                }
+                layout = PlanLayout(want, highestInode, trimSmallLastGroup: false);
+            }
+            _allocator.Limit = layout.TotalBlocks;
+        }
+        long totalBlocks = layout.TotalBlocks;
+        _allocator.Limit = totalBlocks;
+        if (totalBlocks * BlockSize > MaxImageBytes)
+        {
+            throw new VesselException(VesselErrorReason.NoSpace, "the image would be larger than 16 TiB");
+        }
+
+        // Before any metadata lands on blocks that deleted files once used, clear every
+        // block that no live file owns, so stale data never reaches the guest.
+        int groups = layout.Groups;
+        byte[] bitmap = new byte[(long)groups * BlockSize];
+        foreach (InodePlan plan in plans)
+        {
+            foreach (FsExtent e in plan.Inode.Extents)
+            {
+                Mark(bitmap, e.Physical, e.Length);
+            }
+        }
+        ZeroUnowned(bitmap, _image.HighWater / BlockSize);
+
+        // Metadata placement, after the data.
+        long inodeTables = _allocator.AllocateContiguous((long)groups * layout.InodeTableBlocks);
+        long blockBitmaps = _allocator.AllocateContiguous(groups);
+        long inodeBitmaps = _allocator.AllocateContiguous(groups);
+        long journal = layout.JournalBlocks > 0 ? _allocator.AllocateContiguous(layout.JournalBlocks) : 0;
+        Mark(bitmap, 0, 1 + layout.GdtBlocks);
+        if (groups > 1)
+        {
+            Mark(bitmap, BlocksPerGroup, 1 + layout.GdtBlocks);
+        }
+        Mark(bitmap, inodeTables, (long)groups * layout.InodeTableBlocks);
+        Mark(bitmap, blockBitmaps, groups);
+        Mark(bitmap, inodeBitmaps, groups);
+        var journalExtents = new List<FsExtent>();
+        if (layout.JournalBlocks > 0)
+        {
+            Mark(bitmap, journal, layout.JournalBlocks);
+            for (long b = 0; b < layout.JournalBlocks; b += MaxExtentLength)
+            {
+                journalExtents.Add(new FsExtent((uint)b, journal + b, (int)Math.Min(MaxExtentLength, layout.JournalBlocks - b)));
+            }
+        }
+
+        foreach (InodePlan plan in plans)
+        {
+            FsInode inode = plan.Inode;
+            List<FsExtent> extents = inode.Extents;
+            if (plan.DirectoryBlocks is not null)
+            {
+                long start = _allocator.AllocateContiguous(plan.DirectoryBlocks.Count);
+                Mark(bitmap, start, plan.DirectoryBlocks.Count);
+                for (int b = 0; b < plan.DirectoryBlocks.Count; b++)
+                {
+                    _image.Write((start + b) * BlockSize, plan.DirectoryBlocks[b]);
+                }
+                extents = [];
+                for (long b = 0; b < plan.DirectoryBlocks.Count; b += MaxExtentLength)
+                {
+                    extents.Add(new FsExtent((uint)b, start + b, (int)Math.Min(MaxExtentLength, plan.DirectoryBlocks.Count - b)));
+                }
+                inode.Size = (long)plan.DirectoryBlocks.Count * BlockSize;
+            }
+            else if (inode.Kind == FsKind.Symlink && inode.SymlinkTarget!.Length >= 60)
+            {
+                long block = _allocator.AllocateContiguous(1);
+                Mark(bitmap, block, 1);
+                Array.Clear(_blockBuffer);
+                inode.SymlinkTarget.CopyTo(_blockBuffer, 0);
+                _image.Write(block * BlockSize, _blockBuffer);
+                extents = [new FsExtent(0, block, 1)];
+            }
+            if (plan.XattrBlockData is not null)
+            {
+                plan.XattrBlock = _allocator.AllocateContiguous(1);
+                Mark(bitmap, plan.XattrBlock, 1);
+                _image.Write(plan.XattrBlock * BlockSize, plan.XattrBlockData);
+            }
+            if (inode.Kind is FsKind.RegularFile or FsKind.Directory || (inode.Kind == FsKind.Symlink && inode.SymlinkTarget!.Length >= 60))
+            {
+                BuildExtentTree(plan, extents, bitmap);
+            }
+        }
+
+        // The journal inode and its superblock.
+        var journalPlan = new InodePlan { Inode = new FsInode(FsKind.RegularFile) { Permissions = 0x180, Size = layout.JournalBlocks * BlockSize, Names = 1, ModificationTime = now, AccessTime = now, ChangeTime = now } };
+        if (layout.JournalBlocks > 0)
+        {
+            journalPlan.Inode.Extents.AddRange(journalExtents);
+            BuildExtentTree(journalPlan, journalExtents, bitmap);
+            JournalSuperblock.Write(_blockBuffer, BlockSize, (uint)layout.JournalBlocks, _options.Uuid);
+            _image.Write(journal * BlockSize, _blockBuffer);
+        }
+
+        // Inode tables.
+        uint ipg = layout.InodesPerGroup;
+        var usedDirsPerGroup = new int[groups];
+        var usedInodesPerGroup = new int[groups];
+        byte[] table = new byte[(long)ipg * InodeSize];
+        int currentGroup = -1;
+        void FlushTable()
+        {
+            if (currentGroup >= 0)
+            {
+                _image.Write((inodeTables + ((long)currentGroup * layout.InodeTableBlocks)) * BlockSize, table);
+            }
+        }
+        // Reserved inodes 1..10 are used; 2 is the root, 8 the journal.
+        for (uint n = 1; n <= highestInode; n++)
+        {
+            int g = (int)((n - 1) / ipg);
+            if (g != currentGroup)
+            {
+                FlushTable();
+                Array.Clear(table);
+                currentGroup = g;
+            }
+            usedInodesPerGroup[g]++;
+            Span<byte> raw = table.AsSpan((int)((n - 1) % ipg) * InodeSize, InodeSize);
+            if (n == JournalInode && layout.JournalBlocks > 0)
+            {
+                WriteInode(raw, journalPlan);
+            }
+            else if (byNumber.TryGetValue(n, out InodePlan? plan))
+            {
+                WriteInode(raw, plan);
+                if (plan.Inode.Kind == FsKind.Directory)
+                {
+                    usedDirsPerGroup[g]++;
+                }
+            }
+        }
+        FlushTable();
+
+        // Bitmaps and group descriptors.
+        long lastGroupBlocks = totalBlocks - ((long)(groups - 1) * BlocksPerGroup);
+        Span<byte> lastGroup = bitmap.AsSpan((groups - 1) * BlockSize, BlockSize);
+        for (long b = lastGroupBlocks; b < BlocksPerGroup; b++)
+        {
+            lastGroup[(int)(b >> 3)] |= (byte)(1 << (int)(b & 7));
+        }
+        byte[] gdt = new byte[(long)layout.GdtBlocks * BlockSize];
+        long freeBlocks = 0;
+        byte[] inodeBitmap = new byte[BlockSize];
+        for (int g = 0; g < groups; g++)
+        {
+            Span<byte> groupBitmap = bitmap.AsSpan(g * BlockSize, BlockSize);
+            int used = 0;
+            for (int w = 0; w < BlockSize; w += 8)
+            {
+                used += BitOperations.PopCount(BinaryPrimitives.ReadUInt64LittleEndian(groupBitmap[w..]));
+            }
+            int groupFree = BlocksPerGroup - used;
+            freeBlocks += groupFree;
+            _image.Write((blockBitmaps + g) * BlockSize, groupBitmap);
+
+            Array.Clear(inodeBitmap);
+            int usedInodes = usedInodesPerGroup[g];
+            for (int i = 0; i < usedInodes; i++)
+            {
+                inodeBitmap[i >> 3] |= (byte)(1 << (i & 7));
+            }
+            for (long i = ipg; i < BlockSize * 8; i++)
+            {
+                inodeBitmap[i >> 3] |= (byte)(1 << (int)(i & 7));
+            }
+            _image.Write((inodeBitmaps + g) * BlockSize, inodeBitmap);
+
+            new Ext4GroupDescriptor(
+                (uint)(blockBitmaps + g), (uint)(inodeBitmaps + g), (uint)(inodeTables + ((long)g * layout.InodeTableBlocks)),
+                (ushort)groupFree, (ushort)(ipg - usedInodes), (ushort)usedDirsPerGroup[g]).Write(gdt.AsSpan(g * GroupDescriptorSize));
+        }
+
+        var sb = new Ext4Superblock
+        {
+            InodesCount = ipg * (uint)groups,
+            BlocksCount = (ulong)totalBlocks,
+            ReservedBlocksCount = (ulong)reservedBlocks,
+            FreeBlocksCount = (ulong)freeBlocks,
+            FreeInodesCount = (ipg * (uint)groups) - highestInode,
+            InodesPerGroup = ipg,
+            Timestamp = (uint)now.Seconds,
+            FeatureCompat = Ext4Features.CompatExtAttr | Ext4Features.CompatDirIndex | Ext4Features.CompatSparseSuper2
+                | (layout.JournalBlocks > 0 ? Ext4Features.CompatHasJournal : 0),
+            FeatureIncompat = Ext4Features.IncompatFiletype | Ext4Features.IncompatExtents | Ext4Features.IncompatFlexBg,
+            FeatureRoCompat = Ext4Features.RoCompatSparseSuper | Ext4Features.RoCompatLargeFile | Ext4Features.RoCompatDirNlink | Ext4Features.RoCompatExtraIsize,
+            Uuid = _options.Uuid,
+            Label = _options.Label,
+            HashSeed = HashSeedBytes(),
+            JournalInode = layout.JournalBlocks > 0 ? JournalInode : 0,
+            BackupGroup0 = groups > 1 ? 1u : 0u,
+            BackupGroup1 = 0,
+        };
+        if (layout.JournalBlocks > 0)
+        {
+            for (int i = 0; i < 15; i++)
+            {
+                sb.JournalBlocks[i] = BinaryPrimitives.ReadUInt32LittleEndian(journalPlan.IBlock.AsSpan(i * 4));
+            }
+            sb.JournalBlocks[15] = (uint)(journalPlan.Inode.Size >> 32);
+            sb.JournalBlocks[16] = (uint)journalPlan.Inode.Size;
+        }
+        byte[] sbBlock = new byte[BlockSize];
+        sb.Write(sbBlock.AsSpan(1024));
+        _image.Write(0, sbBlock);
+        _image.Write(BlockSize, gdt);
+        if (groups > 1)
+        {
+            sb.BlockGroupNumber = 1;
+            Array.Clear(sbBlock);
+            sb.Write(sbBlock); // backups start at the group's first byte
+            _image.Write((long)BlocksPerGroup * BlockSize, sbBlock);
+            _image.Write(((long)BlocksPerGroup + 1) * BlockSize, gdt);
+        }
+
+        _image.SetLength(totalBlocks * BlockSize);
+        _image.FlushToDisk();
+        return new Ext4Summary(totalBlocks * BlockSize, totalBlocks, freeBlocks, ipg * (long)groups, (ipg * (long)groups) - highestInode,
+            files, directories, DataBytes, _image.BytesWritten);
+    }
+
+    private readonly record struct Layout(long TotalBlocks, int Groups, uint InodesPerGroup, int InodeTableBlocks, int GdtBlocks, long JournalBlocks)
+    {
+        public long MetadataBlocks => ((long)Groups * (InodeTableBlocks + 2)) + JournalBlocks + 1 + GdtBlocks;
+    }
+
+    private Layout PlanLayout(long totalBlocks, uint highestInode, bool trimSmallLastGroup, bool minimalInodes = false)
+    {
+        int groups = (int)CeilDiv(totalBlocks, BlocksPerGroup);
+        long lastGroupBlocks = totalBlocks - ((long)(groups - 1) * BlocksPerGroup);
+        long minLast = 1 + _gdtReservedBlocks + 64; // a backup superblock and descriptors need room
+        if (groups > 1 && lastGroupBlocks < minLast)
+        {
+            if (trimSmallLastGroup)
+            {
+                groups--;
+                totalBlocks = (long)groups * BlocksPerGroup;
+            }
+            else
+            {
+                totalBlocks += minLast - lastGroupBlocks;
+            }
+        }
+        int gdtBlocks = (int)CeilDiv((long)groups * GroupDescriptorSize, BlockSize);
+        long wanted = highestInode + 64;
+        if (!minimalInodes)
+        {
+            wanted = Math.Max(wanted, totalBlocks * BlockSize / _options.BytesPerInode);
+        }
+        else
+        {
+            wanted += wanted / 8;
+        }
+        long ipg = CeilDiv(CeilDiv(wanted, groups), 16) * 16; // whole inode-table blocks
+        ipg = Math.Clamp(ipg, 16, BlocksPerGroup);
+        if (ipg * groups < highestInode)
+        {
+            throw new VesselException(VesselErrorReason.NoSpace,
+                $"{highestInode} inodes do not fit in {groups} block groups; use a larger --size");
+        }
+        if (ipg * groups > uint.MaxValue)
+        {
+            ipg = uint.MaxValue / groups / 16 * 16;
+        }
+        int itb = (int)(ipg * InodeSize / BlockSize);
+        return new Layout(totalBlocks, groups, (uint)ipg, itb, gdtBlocks, JournalSuperblock.DefaultBlocks(totalBlocks));
+    }
+
+    private void BuildExtentTree(InodePlan plan, List<FsExtent> extents, byte[] bitmap)
+    {
+        Span<byte> iblock = plan.IBlock;
+        if (extents.Count <= Ext4ExtentTree.InodeEntries)
+        {
+            Ext4ExtentTree.WriteHeader(iblock, extents.Count, Ext4ExtentTree.InodeEntries, 0);
+            for (int i = 0; i < extents.Count; i++)
+            {
+                Ext4ExtentTree.WriteLeaf(iblock[(12 + (12 * i))..], extents[i]);
+            }
+            return;
+        }
+        // Leaves of up to 340 extents, then (if needed) one level of index blocks.
+        var leaves = new List<(uint First, long Block)>();
+        for (int i = 0; i < extents.Count; i += Ext4ExtentTree.BlockEntries)
+        {
+            int n = Math.Min(Ext4ExtentTree.BlockEntries, extents.Count - i);
+            byte[] leaf = new byte[BlockSize];
+            Ext4ExtentTree.WriteHeader(leaf, n, Ext4ExtentTree.BlockEntries, 0);
+            for (int k = 0; k < n; k++)
+            {
+                Ext4ExtentTree.WriteLeaf(leaf.AsSpan(12 + (12 * k)), extents[i + k]);
+            }
+            long block = _allocator.AllocateContiguous(1);
+            Mark(bitmap, block, 1);
+            _image.Write(block * BlockSize, leaf);
+            leaves.Add((extents[i].Logical, block));
+        }
+        plan.TreeBlocks = leaves.Count;
+        if (leaves.Count <= Ext4ExtentTree.InodeEntries)
+        {
+            Ext4ExtentTree.WriteHeader(iblock, leaves.Count, Ext4ExtentTree.InodeEntries, 1);
+            for (int i = 0; i < leaves.Count; i++)
+            {
+                Ext4ExtentTree.WriteIndex(iblock[(12 + (12 * i))..], leaves[i].First, leaves[i].Block);
+            }
+            return;
+        }
+        var indexes = new List<(uint First, long Block)>();
+        for (int i = 0; i < leaves.Count; i += Ext4ExtentTree.BlockEntries)
+        {
+            int n = Math.Min(Ext4ExtentTree.BlockEntries, leaves.Count - i);
+            byte[] node = new byte[BlockSize];
+            Ext4ExtentTree.WriteHeader(node, n, Ext4ExtentTree.BlockEntries, 1);
+            for (int k = 0; k < n; k++)
+            {
+                Ext4ExtentTree.WriteIndex(node.AsSpan(12 + (12 * k)), leaves[i + k].First, leaves[i + k].Block);
+            }
+            long block = _allocator.AllocateContiguous(1);
+            Mark(bitmap, block, 1);
+            _image.Write(block * BlockSize, node);
+            indexes.Add((leaves[i].First, block));
+        }
+        plan.TreeBlocks += indexes.Count;
+        Ext4ExtentTree.WriteHeader(iblock, indexes.Count, Ext4ExtentTree.InodeEntries, 2);
+        for (int i = 0; i < indexes.Count; i++)
+        {
+            Ext4ExtentTree.WriteIndex(iblock[(12 + (12 * i))..], indexes[i].First, indexes[i].Block);
+        }
+    }
+
+    private static void WriteInode(Span<byte> d, InodePlan plan)
+    {
+        FsInode inode = plan.Inode;
+        ushort typeBits = inode.Kind switch
+        {
+            FsKind.RegularFile => 0x8000,
+            FsKind.Directory => 0x4000,
+            FsKind.Symlink => 0xA000,
+            FsKind.CharacterDevice => 0x2000,
+            FsKind.BlockDevice => 0x6000,
+            FsKind.Fifo => 0x1000,
+            _ => 0xC000,
+        };
+        BinaryPrimitives.WriteUInt16LittleEndian(d, (ushort)(typeBits | (inode.Permissions & 0xFFF)));
+        BinaryPrimitives.WriteUInt16LittleEndian(d[2..], (ushort)inode.Uid);
+        long size = inode.Kind == FsKind.Symlink ? inode.SymlinkTarget!.Length : inode.Size;
+        BinaryPrimitives.WriteUInt32LittleEndian(d[4..], (uint)size);
+        BinaryPrimitives.WriteUInt32LittleEndian(d[8..], (uint)inode.AccessTime.Seconds);
+        BinaryPrimitives.WriteUInt32LittleEndian(d[12..], (uint)inode.ChangeTime.Seconds);
+        BinaryPrimitives.WriteUInt32LittleEndian(d[16..], (uint)inode.ModificationTime.Seconds);
+        BinaryPrimitives.WriteUInt16LittleEndian(d[24..], (ushort)inode.Gid);
+        int links = inode.Kind == FsKind.Directory ? 2 + plan.SubdirCount : inode.Names;
+        if (links >= 65000)
+        {
+            links = 1; // dir_nlink: "too many to count"
+        }
+        BinaryPrimitives.WriteUInt16LittleEndian(d[26..], (ushort)links);
+
+        long blocks = plan.TreeBlocks + (plan.XattrBlockData is not null ? 1 : 0);
+        uint flags = 0;
+        Span<byte> iblock = d.Slice(40, 60);
+        switch (inode.Kind)
+        {
+            case FsKind.RegularFile:
+                blocks += inode.Extents.Sum(e => (long)e.Length);
+                flags |= 0x80000; // EXT4_EXTENTS_FL
+                plan.IBlock.CopyTo(iblock);
+                break;
+            case FsKind.Directory:
+                blocks += plan.DirectoryBlocks!.Count;
+                flags |= 0x80000;
+                if (plan.Indexed)
+                {
+                    flags |= 0x1000; // EXT4_INDEX_FL
+                }
+                plan.IBlock.CopyTo(iblock);
+                break;
+            case FsKind.Symlink:
+                if (inode.SymlinkTarget!.Length < 60)
+                {
+                    inode.SymlinkTarget.CopyTo(iblock); // fast symlink: the target lives in i_block
+                }
+                else
+                {
+                    blocks += 1;
+                    flags |= 0x80000;
+                    plan.IBlock.CopyTo(iblock);
+                }
+                break;
+            case FsKind.CharacterDevice:
+            case FsKind.BlockDevice:
+                uint major = (uint)inode.DeviceMajor;
+                uint minor = (uint)inode.DeviceMinor;
+                if (major < 256 && minor < 256)
+                {
+                    BinaryPrimitives.WriteUInt32LittleEndian(iblock, (major << 8) | minor);
+                }
+                else
+                {
+                    BinaryPrimitives.WriteUInt32LittleEndian(iblock[4..], (minor & 0xFF) | (major << 8) | ((minor & ~0xFFu) << 12));
+                }
+                break;
+        }
+        BinaryPrimitives.WriteUInt32LittleEndian(d[28..], checked((uint)(blocks * (BlockSize / 512))));
+        BinaryPrimitives.WriteUInt32LittleEndian(d[32..], flags);
+        BinaryPrimitives.WriteUInt32LittleEndian(d[104..], (uint)plan.XattrBlock);
+        BinaryPrimitives.WriteUInt32LittleEndian(d[108..], (uint)(size >> 32));
+        BinaryPrimitives.WriteUInt16LittleEndian(d[118..], (ushort)(plan.XattrBlock >> 32));
+        BinaryPrimitives.WriteUInt16LittleEndian(d[120..], (ushort)(inode.Uid >> 16));
+        BinaryPrimitives.WriteUInt16LittleEndian(d[122..], (ushort)(inode.Gid >> 16));
+        BinaryPrimitives.WriteUInt16LittleEndian(d[128..], 32); // i_extra_isize
+        BinaryPrimitives.WriteUInt32LittleEndian(d[132..], ExtraTime(inode.ChangeTime));
+        BinaryPrimitives.WriteUInt32LittleEndian(d[136..], ExtraTime(inode.ModificationTime));
+        BinaryPrimitives.WriteUInt32LittleEndian(d[140..], ExtraTime(inode.AccessTime));
+        BinaryPrimitives.WriteUInt32LittleEndian(d[144..], (uint)inode.ModificationTime.Seconds); // i_crtime
+        BinaryPrimitives.WriteUInt32LittleEndian(d[148..], ExtraTime(inode.ModificationTime));
+        if (plan.Xattrs is not null && plan.XattrsInInode)
+        {
+            Ext4Xattrs.WriteInInode(d[Ext4Xattrs.InodeRegionOffset..], plan.Xattrs);
+        }
+    }
+
+    /// <summary>ext4_encode_extra_time: two epoch bits extend seconds past 2038, 30 bits of nanoseconds.</summary>
+    private static uint ExtraTime(FsTime t)
+    {
+        long epoch = ((t.Seconds - (int)t.Seconds) >> 32) & 3;
+        return (uint)epoch | ((uint)t.Nanoseconds << 2);
+    }
+
+    private static void Mark(byte[] bitmap, long start, long length)
+    {
+        for (long b = start; b < start + length; b++)
+        {
+            long byteIndex = b >> 3;
+            byte bit = (byte)(1 << (int)(b & 7));
+            if (byteIndex >= bitmap.Length)
+            {
+                throw new InvalidOperationException($"block {b} lies past the end of the filesystem");
+            }
+            if ((bitmap[byteIndex] & bit) != 0)
+            {
+                throw new InvalidOperationException($"block {b} is allocated twice");
+            }
+            bitmap[byteIndex] |= bit;
+        }
+    }
+
+    private void ZeroUnowned(byte[] bitmap, long highWater)
+    {
+        long firstData = 1 + _gdtReservedBlocks;
+        long b = firstData;
+        long limit = Math.Min(highWater, (long)bitmap.Length * 8);
+        while (b < limit)
+        {
+            if ((bitmap[b >> 3] & (1 << (int)(b & 7))) != 0)
+            {
+                b++;
+                continue;
+            }
+            long start = b;
+            while (b < limit && (bitmap[b >> 3] & (1 << (int)(b & 7))) == 0)
+            {
+                b++;
+            }
+            _image.Zero(start * BlockSize, (b - start) * BlockSize);
+        }
+    }
+
+    private byte[] HashSeedBytes()
+    {
+        if (_options.HashSeed is { Length: 16 } seed)
+        {
+            return seed;
+        }
+        byte[] derived = System.Security.Cryptography.SHA256.HashData(_options.Uuid.ToByteArray())[..16];
+        return derived;
+    }
+
+    private uint[] HashSeedWords()
+    {
+        byte[] b = HashSeedBytes();
+        return [BinaryPrimitives.ReadUInt32LittleEndian(b), BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(4)),
+            BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(8)), BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(12))];
+    }
+}

@@ -1,0 +1,256 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+using Vessel.Blocks;
+
+namespace Vessel.Nbd;
+
+/// <summary>The transmission phase (proto.md, "Transmission phase").</summary>
+internal sealed partial class NbdConnection
+{
+    private const int MaxExtentsPerReply = 1024;
+    private const int ReadPrefix = NbdStructuredReplyHeader.Size + 8; // chunk header + offset
+    private readonly SemaphoreSlim _inFlight;
+    private int _pending;
+
+    private async Task TransmitAsync(Session session, CancellationToken ct)
+    {
+        NbdLog.Transmission(_logger, _peer, session.Export.Name, session.StructuredReplies);
+        byte[] header = new byte[NbdRequest.Size];
+        while (await TryReadExactAsync(header, ct))
+        {
+            NbdRequest request = NbdRequest.Read(header);
+            if (request.Command == NbdCommand.Disconnect)
+            {
+                return; // DrainAsync lets in-flight requests finish before the socket closes
+            }
+            byte[]? payload = null;
+            if (request.Command == NbdCommand.Write)
+            {
+                if (request.Length > NbdProtocol.MaxPayload)
+                {
+                    // The payload cannot be skipped safely at this size: the spec allows closing.
+                    throw new NbdProtocolException($"Write of {request.Length} bytes exceeds the {NbdProtocol.MaxPayload}-byte maximum.");
+                }
+                payload = ArrayPool<byte>.Shared.Rent((int)request.Length);
+                try
+                {
+                    await ReadExactAsync(payload.AsMemory(0, (int)request.Length), ct);
+                }
+                catch
+                {
+                    ArrayPool<byte>.Shared.Return(payload);
+                    throw;
+                }
+            }
+            try
+            {
+                await _inFlight.WaitAsync(ct);
+            }
+            catch
+            {
+                if (payload is not null)
+                {
+                    ArrayPool<byte>.Shared.Return(payload);
+                }
+                throw;
+            }
+            Interlocked.Increment(ref _pending);
+            _ = Task.Run(() => HandleAsync(session, request, payload, ct), CancellationToken.None);
+        }
+    }
+
+    /// <summary>Waits for every request still being handled, so none writes to a closed socket or returned buffer.</summary>
+    private async Task DrainAsync()
+    {
+        while (Volatile.Read(ref _pending) > 0)
+        {
+            await Task.Delay(5);
+        }
+    }
+
+    private async Task HandleAsync(Session session, NbdRequest request, byte[]? payload, CancellationToken ct)
+    {
+        try
+        {
+            NbdError error = Validate(session, request);
+            if (error != NbdError.None)
+            {
+                NbdLog.RequestRefused(_logger, _peer, request.Command, request.Offset, request.Length, error);
+                await ReplyErrorAsync(session, request, error, ct);
+                return;
+            }
+            INbdExport export = session.Export;
+            long offset = (long)request.Offset;
+            switch (request.Command)
+            {
+                case NbdCommand.Read:
+                    await ReplyReadAsync(session, request, ct);
+                    return;
+                case NbdCommand.Write:
+                    await export.WriteAsync(offset, payload.AsMemory(0, (int)request.Length), ct);
+                    if (request.Flags.HasFlag(NbdCommandFlags.Fua))
+                    {
+                        await export.FlushAsync(ct);
+                    }
+                    break;
+                case NbdCommand.Flush:
+                    await export.FlushAsync(ct);
+                    break;
+                case NbdCommand.Trim:
+                    await export.TrimAsync(offset, request.Length, ct);
+                    break;
+                case NbdCommand.WriteZeroes:
+                    await export.WriteZeroesAsync(offset, request.Length, ct);
+                    if (request.Flags.HasFlag(NbdCommandFlags.Fua))
+                    {
+                        await export.FlushAsync(ct);
+                    }
+                    break;
+                case NbdCommand.BlockStatus:
+                    await ReplyBlockStatusAsync(session, request, ct);
+                    return;
+            }
+            await ReplySimpleAsync(request.Cookie, NbdError.None, ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // Connection closing.
+        }
+        catch (Exception e) when ((e is IOException or ObjectDisposedException) && ct.IsCancellationRequested)
+        {
+            // The client vanished while this request was being answered.
+        }
+        catch (Exception e)
+        {
+            NbdError error = e is VesselException { Reason: VesselErrorReason.NoSpace } || e is IOException { HResult: 28 }
+                ? NbdError.NoSpace
+                : NbdError.IO;
+            NbdLog.RequestFailed(_logger, _peer, request.Command, request.Offset, request.Length, e);
+            try
+            {
+                await ReplyErrorAsync(session, request, error, ct);
+            }
+            catch (Exception sendError) when (sendError is IOException or ObjectDisposedException or OperationCanceledException)
+            {
+                // The client is gone too.
+            }
+        }
+        finally
+        {
+            if (payload is not null)
+            {
+                ArrayPool<byte>.Shared.Return(payload);
+            }
+            Interlocked.Decrement(ref _pending);
+            _inFlight.Release();
+        }
+    }
+
+    private static NbdError Validate(Session session, NbdRequest request)
+    {
+        INbdExport export = session.Export;
+        bool inRange = request.Offset <= (ulong)export.Size && request.Length <= (ulong)export.Size - request.Offset;
+        switch (request.Command)
+        {
+            case NbdCommand.Read:
+                if (request.Length > NbdProtocol.MaxPayload)
+                {
+                    return session.StructuredReplies ? NbdError.Overflow : NbdError.Invalid;
+                }
+                return inRange ? NbdError.None : NbdError.Invalid;
+            case NbdCommand.Write:
+            case NbdCommand.WriteZeroes:
+                if (export.IsReadOnly)
+                {
+                    return NbdError.Perm;
+                }
+                return inRange ? NbdError.None : NbdError.NoSpace;
+            case NbdCommand.Trim:
+                if (export.IsReadOnly)
+                {
+                    return NbdError.Perm;
+                }
+                return inRange ? NbdError.None : NbdError.Invalid;
+            case NbdCommand.Flush:
+                return NbdError.None;
+            case NbdCommand.BlockStatus:
+                if (!session.BlockStatus)
+                {
+                    return NbdError.Invalid; // no meta context was negotiated
+                }
+                return inRange && request.Length > 0 ? NbdError.None : NbdError.Invalid;
+            default:
+                return NbdError.Invalid;
+        }
+    }
+
+    private async Task ReplyReadAsync(Session session, NbdRequest request, CancellationToken ct)
+    {
+        int length = (int)request.Length;
+        int prefix = session.StructuredReplies ? ReadPrefix : NbdSimpleReply.Size;
+        byte[] message = ArrayPool<byte>.Shared.Rent(prefix + length);
+        try
+        {
+            // Read straight behind the reply header so the whole reply goes out in one send.
+            await session.Export.ReadAsync((long)request.Offset, message.AsMemory(prefix, length), ct);
+            if (session.StructuredReplies)
+            {
+                new NbdStructuredReplyHeader(true, NbdReplyType.OffsetData, request.Cookie, (uint)(8 + length)).Write(message);
+                BinaryPrimitives.WriteUInt64BigEndian(message.AsSpan(NbdStructuredReplyHeader.Size), request.Offset);
+            }
+            else
+            {
+                new NbdSimpleReply(NbdError.None, request.Cookie).Write(message);
+            }
+            await SendAsync(message.AsMemory(0, prefix + length), ct);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(message);
+        }
+    }
+
+    private async Task ReplyBlockStatusAsync(Session session, NbdRequest request, CancellationToken ct)
+    {
+        int max = request.Flags.HasFlag(NbdCommandFlags.RequestOne) ? 1 : MaxExtentsPerReply;
+        IReadOnlyList<DeviceExtent> extents = session.Export.GetBlockStatus((long)request.Offset, request.Length, max);
+        int count = Math.Min(extents.Count, max);
+        byte[] message = new byte[NbdStructuredReplyHeader.Size + 4 + (8 * count)];
+        new NbdStructuredReplyHeader(true, NbdReplyType.BlockStatus, request.Cookie, (uint)(4 + (8 * count))).Write(message);
+        BinaryPrimitives.WriteUInt32BigEndian(message.AsSpan(NbdStructuredReplyHeader.Size), NbdProtocol.BaseAllocationContextId);
+        int at = NbdStructuredReplyHeader.Size + 4;
+        for (int i = 0; i < count; i++)
+        {
+            NbdAllocationFlags flags = extents[i].Kind == ExtentKind.Zero ? NbdAllocationFlags.Hole | NbdAllocationFlags.Zero : NbdAllocationFlags.Data;
+            BinaryPrimitives.WriteUInt32BigEndian(message.AsSpan(at), (uint)extents[i].Length);
+            BinaryPrimitives.WriteUInt32BigEndian(message.AsSpan(at + 4), (uint)flags);
+            at += 8;
+        }
+        await SendAsync(message, ct);
+    }
+
+    private async ValueTask ReplySimpleAsync(ulong cookie, NbdError error, CancellationToken ct)
+    {
+        byte[] message = new byte[NbdSimpleReply.Size];
+        new NbdSimpleReply(error, cookie).Write(message);
+        await SendAsync(message, ct);
+    }
+
+    private async ValueTask ReplyErrorAsync(Session session, NbdRequest request, NbdError error, CancellationToken ct)
+    {
+        // Reads and block status must answer in structured form once it is negotiated.
+        if (!session.StructuredReplies || request.Command is not (NbdCommand.Read or NbdCommand.BlockStatus))
+        {
+            await ReplySimpleAsync(request.Cookie, error, ct);
+            return;
+        }
+        byte[] text = Encoding.UTF8.GetBytes($"{request.Command} at {request.Offset}+{request.Length}: {error}");
+        byte[] message = new byte[NbdStructuredReplyHeader.Size + 6 + text.Length];
+        new NbdStructuredReplyHeader(true, NbdReplyType.Error, request.Cookie, (uint)(6 + text.Length)).Write(message);
+        BinaryPrimitives.WriteUInt32BigEndian(message.AsSpan(NbdStructuredReplyHeader.Size), (uint)error);
+        BinaryPrimitives.WriteUInt16BigEndian(message.AsSpan(NbdStructuredReplyHeader.Size + 4), (ushort)text.Length);
+        text.CopyTo(message, NbdStructuredReplyHeader.Size + 6);
+        await SendAsync(message, ct);
+    }
+}

@@ -1,0 +1,470 @@
+using System.Buffers.Binary;
+using System.Text;
+using Microsoft.Win32.SafeHandles;
+
+namespace Vessel.Oci;
+
+/// <summary>One member of a tar archive: where its data lies in the file.</summary>
+internal sealed record TarMember(string Name, TarMemberType Type, long DataOffset, long Size, string? LinkTarget);
+
+internal enum TarMemberType
+{
+    File,
+    Directory,
+    Symlink,
+    HardLink,
+    Other,
+}
+
+/// <summary>
+/// The members of an uncompressed tar file (an oci-archive or docker-archive) indexed by
+/// name, so that blobs are served as windows on the file instead of being extracted. Reads
+/// POSIX ustar headers (pax "Interchange Format"), pax extended headers (path, linkpath,
+/// size) and GNU long names; data is read with positional reads on one handle, so several
+/// member streams can be open at once. Member names are normalized (a leading "./" dropped)
+/// and checked: an absolute name or one with a ".." component rejects the whole archive.
+/// </summary>
+internal sealed class TarArchiveIndex : IDisposable
+{
+    private const int BlockSize = 512;
+    public const int MaxMembers = 100_000; // an image archive holds a few files per layer
+    private const int MaxExtendedHeader = 1 << 20; // pax records or a GNU long name: real ones are tiny
+    private const int MaxLinkHops = 8;
+
+    private readonly SafeFileHandle _handle;
+    private readonly Dictionary<string, TarMember> _members;
+
+    private TarArchiveIndex(string path, SafeFileHandle handle, Dictionary<string, TarMember> members)
+    {
+        Path = path;
+        _handle = handle;
+        _members = members;
+    }
+
+    public string Path { get; }
+
+    /// <summary>Tolerant indexing skipped a member whose name is absolute or has "..".</summary>
+    public string? UnsafeName { get; private set; }
+
+    public bool HasUnsafeNames => UnsafeName is not null;
+
+    /// <summary>Tolerant indexing stopped at <see cref="MaxMembers"/>.</summary>
+    public bool IsPartial { get; private set; }
+
+    public IReadOnlyCollection<TarMember> Members => _members.Values;
+
+    /// <summary>Indexes <paramref name="path"/>; <paramref name="what"/> names the archive in errors.</summary>
+    public static TarArchiveIndex Open(string path, string what, CancellationToken cancellationToken) =>
+        Open(path, what, tolerant: false, cancellationToken);
+
+    /// <summary>
+    /// Indexes <paramref name="path"/>. <paramref name="tolerant"/> is for sniffing a file that
+    /// may be a root filesystem tarball instead: an unsafe member name is skipped and noted in
+    /// <see cref="HasUnsafeNames"/>, and past <see cref="MaxMembers"/> members indexing stops
+    /// (<see cref="IsPartial"/>), since such a file is no image archive.
+    /// </summary>
+    public static TarArchiveIndex Open(string path, string what, bool tolerant, CancellationToken cancellationToken)
+    {
+        SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+        try
+        {
+            var index = new TarArchiveIndex(path, handle, new Dictionary<string, TarMember>(StringComparer.Ordinal));
+            index.ReadMembers(what, tolerant, cancellationToken);
+            return index;
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    public bool Contains(string name) => _members.ContainsKey(name);
+
+    /// <summary>Finds a regular file, following symlinks and hard links inside the archive.</summary>
+    public TarMember? Find(string name, string what)
+    {
+        string current = name;
+        for (int hop = 0; hop <= MaxLinkHops; hop++)
+        {
+            if (!_members.TryGetValue(current, out TarMember? member))
+            {
+                return null;
+            }
+            switch (member.Type)
+            {
+                case TarMemberType.File:
+                    return member;
+                case TarMemberType.HardLink:
+                    current = Normalize(member.LinkTarget ?? string.Empty, what);
+                    break;
+                case TarMemberType.Symlink:
+                    string target = member.LinkTarget ?? string.Empty;
+                    if (target.StartsWith('/'))
+                    {
+                        throw new InvalidDataException($"{what}: member '{OciDigest.Printable(current)}' is a symlink to the absolute path '{OciDigest.Printable(target)}', outside the archive.");
+                    }
+                    int slash = current.LastIndexOf('/');
+                    current = Normalize(slash < 0 ? target : current[..(slash + 1)] + target, what);
+                    break;
+                default:
+                    throw new InvalidDataException($"{what}: member '{OciDigest.Printable(current)}' is not a regular file.");
+            }
+        }
+        throw new InvalidDataException($"{what}: member '{OciDigest.Printable(name)}' is a chain of more than {MaxLinkHops} links.");
+    }
+
+    /// <summary>A read-only stream over a member's data.</summary>
+    public Stream OpenMember(TarMember member) => new TarMemberStream(_handle, member.DataOffset, member.Size);
+
+    public void Dispose() => _handle.Dispose();
+
+    /// <summary>Normalizes a member name or link target; rejects absolute names and any ".." component.</summary>
+    public static string Normalize(string name, string what)
+    {
+        if (name.StartsWith('/'))
+        {
+            throw new InvalidDataException($"{what}: member name '{OciDigest.Printable(name)}' is absolute; an image archive only holds relative names.");
+        }
+        var parts = new List<string>();
+        foreach (string part in name.Split('/'))
+        {
+            if (part.Length == 0 || part == ".")
+            {
+                continue;
+            }
+            if (part == "..")
+            {
+                throw new InvalidDataException($"{what}: member name '{OciDigest.Printable(name)}' escapes the archive root ('..').");
+            }
+            if (part.Contains('\0', StringComparison.Ordinal))
+            {
+                throw new InvalidDataException($"{what}: member name '{OciDigest.Printable(name)}' contains a NUL byte.");
+            }
+            parts.Add(part);
+        }
+        return string.Join('/', parts);
+    }
+
+    private void ReadMembers(string what, bool tolerant, CancellationToken cancellationToken)
+    {
+        SafeFileHandle handle = _handle;
+        long fileLength = RandomAccess.GetLength(handle);
+        Dictionary<string, TarMember> members = _members;
+        byte[] block = new byte[BlockSize];
+        long offset = 0;
+        string? longName = null;
+        string? longLink = null;
+        Dictionary<string, string>? pax = null;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (offset + BlockSize > fileLength)
+            {
+                if (offset == fileLength && members.Count > 0)
+                {
+                    break; // no end-of-archive blocks: tolerated, as GNU tar does
+                }
+                throw new InvalidDataException($"{what} is truncated or not a tar archive: it ends inside the header at offset {offset}.");
+            }
+            ReadExactly(handle, block, offset);
+            if (block.AsSpan().IndexOfAnyExcept((byte)0) < 0)
+            {
+                break; // end-of-archive marker
+            }
+            VerifyChecksum(block, offset, what);
+            long size = ParseNumber(block.AsSpan(124, 12), offset, what);
+            byte typeflag = block[156];
+            long dataOffset = offset + BlockSize;
+            if (size < 0 || dataOffset + size > fileLength)
+            {
+                throw new InvalidDataException($"{what} is truncated: the member at offset {offset} claims {size} bytes, past the end of the file ({fileLength} bytes).");
+            }
+            long next = dataOffset + ((size + BlockSize - 1) / BlockSize * BlockSize);
+            switch (typeflag)
+            {
+                case (byte)'x':
+                    pax = ParsePax(ReadBytes(handle, dataOffset, size, what), offset, what);
+                    offset = next;
+                    continue;
+                case (byte)'g':
+                    offset = next; // global pax headers carry nothing an image archive needs
+                    continue;
+                case (byte)'L':
+                    longName = Encoding.UTF8.GetString(ReadBytes(handle, dataOffset, size, what)).TrimEnd('\0');
+                    offset = next;
+                    continue;
+                case (byte)'K':
+                    longLink = Encoding.UTF8.GetString(ReadBytes(handle, dataOffset, size, what)).TrimEnd('\0');
+                    offset = next;
+                    continue;
+            }
+
+            string name = longName ?? HeaderName(block);
+            string? link = longLink ?? CString(block.AsSpan(157, 100));
+            if (pax is not null)
+            {
+                name = pax.GetValueOrDefault("path", name);
+                link = pax.GetValueOrDefault("linkpath", link);
+                if (pax.TryGetValue("size", out string? paxSize))
+                {
+                    if (!long.TryParse(paxSize, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out size)
+                        || dataOffset + size > fileLength)
+                    {
+                        throw new InvalidDataException($"{what}: the pax size '{OciDigest.Printable(paxSize)}' of the member at offset {offset} is invalid or past the end of the file.");
+                    }
+                    next = dataOffset + ((size + BlockSize - 1) / BlockSize * BlockSize);
+                }
+            }
+            longName = null;
+            longLink = null;
+            pax = null;
+
+            TarMemberType type = typeflag switch
+            {
+                (byte)'0' or 0 or (byte)'7' => TarMemberType.File,
+                (byte)'1' => TarMemberType.HardLink,
+                (byte)'2' => TarMemberType.Symlink,
+                (byte)'5' => TarMemberType.Directory,
+                _ => TarMemberType.Other,
+            };
+            string normalized;
+            try
+            {
+                normalized = Normalize(name, what);
+                if (type == TarMemberType.HardLink && link is not null)
+                {
+                    Normalize(link, what);
+                }
+            }
+            catch (InvalidDataException) when (tolerant)
+            {
+                UnsafeName ??= name;
+                offset = next;
+                continue;
+            }
+            if (normalized.Length > 0)
+            {
+                if (members.Count >= MaxMembers)
+                {
+                    if (tolerant)
+                    {
+                        IsPartial = true;
+                        return;
+                    }
+                    throw new InvalidDataException($"{what} has more than {MaxMembers} members; that is not an image archive.");
+                }
+                members[normalized] = new TarMember(normalized, type, dataOffset, type == TarMemberType.File ? size : 0, link);
+            }
+            offset = next;
+        }
+    }
+
+    private static void ReadExactly(SafeFileHandle handle, Span<byte> buffer, long offset)
+    {
+        while (!buffer.IsEmpty)
+        {
+            int n = RandomAccess.Read(handle, buffer, offset);
+            if (n == 0)
+            {
+                throw new EndOfStreamException();
+            }
+            buffer = buffer[n..];
+            offset += n;
+        }
+    }
+
+    private static byte[] ReadBytes(SafeFileHandle handle, long offset, long size, string what)
+    {
+        if (size > MaxExtendedHeader)
+        {
+            throw new InvalidDataException($"{what}: an extended header at offset {offset} claims {size} bytes; refusing more than {MaxExtendedHeader}.");
+        }
+        byte[] data = new byte[size];
+        ReadExactly(handle, data, offset);
+        return data;
+    }
+
+    private static void VerifyChecksum(ReadOnlySpan<byte> block, long offset, string what)
+    {
+        long stored;
+        try
+        {
+            stored = ParseNumber(block.Slice(148, 8), offset, what);
+        }
+        catch (InvalidDataException)
+        {
+            throw new InvalidDataException($"{what} is not a tar archive (no valid header at offset {offset}).");
+        }
+        long sum = 0;
+        for (int i = 0; i < BlockSize; i++)
+        {
+            sum += i is >= 148 and < 156 ? (byte)' ' : block[i];
+        }
+        if (sum != stored)
+        {
+            throw new InvalidDataException($"{what} is corrupt or not a tar archive: the header at offset {offset} fails its checksum.");
+        }
+    }
+
+    /// <summary>An octal field, or GNU base-256 when the high bit of the first byte is set.</summary>
+    private static long ParseNumber(ReadOnlySpan<byte> field, long offset, string what)
+    {
+        if ((field[0] & 0x80) != 0)
+        {
+            if (field.Length < 9 || field[0] != 0x80 || field[1..^8].IndexOfAnyExcept((byte)0) >= 0)
+            {
+                throw new InvalidDataException($"{what}: a base-256 number in the header at offset {offset} is out of range.");
+            }
+            long big = BinaryPrimitives.ReadInt64BigEndian(field[^8..]);
+            return big >= 0 ? big : throw new InvalidDataException($"{what}: a negative size in the header at offset {offset}.");
+        }
+        long value = 0;
+        int i = 0;
+        while (i < field.Length && field[i] == (byte)' ')
+        {
+            i++;
+        }
+        bool any = false;
+        for (; i < field.Length && field[i] is >= (byte)'0' and <= (byte)'7'; i++)
+        {
+            value = checked((value * 8) + (field[i] - '0'));
+            any = true;
+        }
+        for (; i < field.Length; i++)
+        {
+            if (field[i] is not (0 or (byte)' '))
+            {
+                throw new InvalidDataException($"{what}: a malformed number in the header at offset {offset}.");
+            }
+        }
+        return any ? value : 0;
+    }
+
+    private static string HeaderName(ReadOnlySpan<byte> block)
+    {
+        string name = CString(block[..100]);
+        // The prefix field exists only in POSIX ustar ("ustar\0"); GNU's "ustar  " uses those bytes for times.
+        if (block.Slice(257, 6).SequenceEqual("ustar\0"u8))
+        {
+            string prefix = CString(block.Slice(345, 155));
+            if (prefix.Length > 0)
+            {
+                name = prefix + "/" + name;
+            }
+        }
+        return name;
+    }
+
+    private static string CString(ReadOnlySpan<byte> field)
+    {
+        int end = field.IndexOf((byte)0);
+        return Encoding.UTF8.GetString(end < 0 ? field : field[..end]);
+    }
+
+    /// <summary>Pax records: "LENGTH KEY=VALUE\n", LENGTH counting the whole record (pax, "pax Extended Header").</summary>
+    private static Dictionary<string, string> ParsePax(byte[] bytes, long offset, string what)
+    {
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        int pos = 0;
+        while (pos < bytes.Length)
+        {
+            int space = Array.IndexOf(bytes, (byte)' ', pos);
+            if (space < 0 || !int.TryParse(Encoding.ASCII.GetString(bytes, pos, space - pos), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int length)
+                || length <= space - pos || pos + length > bytes.Length || bytes[pos + length - 1] != (byte)'\n')
+            {
+                if (bytes.AsSpan(pos).IndexOfAnyExcept((byte)0) < 0)
+                {
+                    break;
+                }
+                throw new InvalidDataException($"{what}: a malformed pax header at offset {offset}.");
+            }
+            string record = Encoding.UTF8.GetString(bytes, space + 1, pos + length - space - 2);
+            int eq = record.IndexOf('=', StringComparison.Ordinal);
+            if (eq > 0)
+            {
+                map[record[..eq]] = record[(eq + 1)..];
+            }
+            pos += length;
+        }
+        return map;
+    }
+
+    /// <summary>A window on the archive file, read with positional reads.</summary>
+    private sealed class TarMemberStream : Stream
+    {
+        private readonly SafeFileHandle _handle;
+        private readonly long _start;
+        private readonly long _length;
+        private long _position;
+
+        public TarMemberStream(SafeFileHandle handle, long start, long length)
+        {
+            _handle = handle;
+            _start = start;
+            _length = length;
+        }
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => true;
+
+        public override bool CanWrite => false;
+
+        public override long Length => _length;
+
+        public override long Position
+        {
+            get => _position;
+            set => _position = Math.Clamp(value, 0, _length);
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            int want = (int)Math.Min(buffer.Length, _length - _position);
+            if (want <= 0)
+            {
+                return 0;
+            }
+            int n = RandomAccess.Read(_handle, buffer[..want], _start + _position);
+            _position += n;
+            return n;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            int want = (int)Math.Min(buffer.Length, _length - _position);
+            if (want <= 0)
+            {
+                return 0;
+            }
+            int n = await RandomAccess.ReadAsync(_handle, buffer[..want], _start + _position, cancellationToken);
+            _position += n;
+            return n;
+        }
+
+        public override long Seek(long offset, SeekOrigin origin)
+        {
+            Position = origin switch
+            {
+                SeekOrigin.Begin => offset,
+                SeekOrigin.Current => _position + offset,
+                _ => _length + offset,
+            };
+            return _position;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+}

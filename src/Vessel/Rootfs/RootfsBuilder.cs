@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Vessel.Ext4;
+using Vessel.Oci;
+
+namespace Vessel.Rootfs;
+
+public sealed record RootfsBuildOptions
+{
+    /// <summary>Fixed image size in bytes; null derives it from the content plus <see cref="FreeBytes"/>.</summary>
+    public long? SizeBytes { get; init; }
+
+    public long FreeBytes { get; init; } = 512L << 20;
+    public long ReservedBytes { get; init; }
+    public string Hostname { get; init; } = "vessel";
+    public string? BusyboxPath { get; init; }
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+}
+
+/// <summary>Progress of a build: which layer, and how many uncompressed bytes of it were applied.</summary>
+public readonly record struct RootfsProgress(int Layer, int Layers, long LayerBytes, long CompressedSize);
+
+/// <summary>What a build produced; also written next to the image as <c>OUT.json</c>.</summary>
+public sealed record RootfsBuildResult(
+    string Path,
+    string Source,
+    string? ManifestDigest,
+    string ContentDigest,
+    ImageConfig Config,
+    int Layers,
+    long Entries,
+    Ext4Summary Filesystem,
+    int ProvisioningVersion,
+    TimeSpan Elapsed);
+
+/// <summary>
+/// Image to bootable ext4 in one streaming pass: layers are read once, in order, straight
+/// from the source into the image file; nothing is extracted on the host, nothing is
+/// mounted, no root needed. The image appears at its path only when complete (written
+/// under a temporary name, flushed, renamed); a failed build leaves no output.
+/// </summary>
+public static class RootfsBuilder
+{
+    private static readonly JsonSerializerOptions s_json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+    };
+
+    public static async Task<RootfsBuildResult> BuildAsync(
+        IImageSource source, string outputPath, RootfsBuildOptions options, IProgress<RootfsProgress>? progress, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        outputPath = Path.GetFullPath(outputPath);
+        string directory = Path.GetDirectoryName(outputPath)!;
+        if (!Directory.Exists(directory))
+        {
+            throw new VesselException(VesselErrorReason.NotFound, $"output directory '{directory}' does not exist");
+        }
+        ResolvedImage image = await source.ResolveAsync(cancellationToken);
+        if (!string.Equals(image.Config.Os, "linux", StringComparison.Ordinal))
+        {
+            throw new VesselException(VesselErrorReason.Unsupported, $"{source.Description} is a {image.Config.Os} image; Vessel runs Linux images");
+        }
+
+        // Derived from the content so that the same image gives the same filesystem identity.
+        byte[] identity = SHA256.HashData(Encoding.UTF8.GetBytes(image.ContentDigest + "|vessel-rootfs|" + Provisioning.Version));
+        DateTimeOffset now = options.Time.GetUtcNow();
+        var writerOptions = new Ext4WriterOptions
+        {
+            SizeBytes = options.SizeBytes,
+            FreeBytes = options.FreeBytes,
+            ReservedBytes = options.ReservedBytes,
+            Uuid = new Guid(identity.AsSpan(0, 16)),
+            HashSeed = identity[16..32],
+            Timestamp = now,
+            Label = "vessel-rootfs",
+        };
+        IReadOnlyList<ProvisioningFile> files = Provisioning.Files(new ProvisioningOptions
+        {
+            Hostname = options.Hostname,
+            Config = image.Config,
+            BusyboxPath = options.BusyboxPath,
+        });
+
+        string temp = Path.Combine(directory, $".{Path.GetFileName(outputPath)}.{Guid.NewGuid():N}.partial");
+        Ext4Summary summary;
+        long entries;
+        using (var writer = new Ext4Writer(temp, writerOptions))
+        {
+            var applier = new LayerApplier(writer);
+            for (int i = 0; i < image.Layers.Count; i++)
+            {
+                LayerDescriptor layer = image.Layers[i];
+                string context = $"layer {i + 1} of {image.Layers.Count} ({Short(layer.Digest)}) of {source.Description}";
+                await using Stream stream = await source.OpenLayerAsync(i, cancellationToken);
+                int index = i;
+                await applier.ApplyAsync(stream, i + 1, context,
+                    bytes => progress?.Report(new RootfsProgress(index + 1, image.Layers.Count, bytes, layer.Size)), cancellationToken);
+            }
+            Provisioning.AddTo(writer, files, now);
+            summary = writer.Finish();
+            entries = applier.Entries;
+        }
+
+        var result = new RootfsBuildResult(outputPath, source.Description, image.ManifestDigest, image.ContentDigest, image.Config,
+            image.Layers.Count, entries, summary, Provisioning.Version, clock.Elapsed);
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            File.Move(temp, outputPath, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
+        await File.WriteAllBytesAsync(outputPath + ".json", JsonSerializer.SerializeToUtf8Bytes(result, s_json), CancellationToken.None);
+        return result;
+    }
+
+    private static string Short(string digest) => digest.Length > 19 ? digest[..19] : digest;
+}

@@ -1,0 +1,406 @@
+using System.Text;
+using Vessel.Common;
+using Vessel.Oci;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.Tests.Oci;
+
+public sealed class ImageSourceTests : IDisposable
+{
+    private const int Timeout = 30_000;
+    private readonly TempDirectory _dir = TempDirectory.Create("vessel-oci-test-");
+    private readonly CancellationToken _ct = CancellationToken.None;
+
+    public void Dispose() => _dir.Dispose();
+
+    private static TestImage TwoLayers() => new TestImage()
+        .AddLayer(TestImage.Tar(("etc/hostname", "one\n"), ("bin/a", "aaa")))
+        .AddLayer(TestImage.Tar(("etc/hostname", "two\n")), gzip: false);
+
+    private static async Task<List<byte[]>> ReadAllLayersAsync(IImageSource source, CancellationToken ct)
+    {
+        ResolvedImage image = await source.ResolveAsync(ct);
+        var result = new List<byte[]>();
+        for (int i = 0; i < image.Layers.Count; i++)
+        {
+            await using Stream layer = await source.OpenLayerAsync(i, ct);
+            result.Add(await TestImage.ReadAllAsync(layer, ct));
+        }
+        return result;
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Layout_directory_yields_config_and_uncompressed_layers()
+    {
+        TestImage img = TwoLayers();
+        byte[] manifest = img.AddManifest();
+        string layout = _dir.Combine("layout");
+        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+
+        await using IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
+        ResolvedImage image = await source.ResolveAsync(_ct);
+        Assert.Equal(TestImage.Digest(manifest), image.ManifestDigest);
+        Assert.Equal(image.ManifestDigest, image.ContentDigest);
+        Assert.Equal(["/bin/sh"], image.Config.Cmd);
+        Assert.Equal("/root", image.Config.WorkingDir);
+        Assert.Equal(2, image.Layers.Count);
+        Assert.Equal(OciMediaTypes.LayerGzip, image.Layers[0].MediaType);
+        var layers = await ReadAllLayersAsync(source, _ct);
+        Assert.Equal(img.Layers[0].Tar, layers[0]);
+        Assert.Equal(img.Layers[1].Tar, layers[1]);
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Layout_selects_by_tag_and_by_digest_and_lists_what_it_has()
+    {
+        TestImage a = new TestImage().AddLayer(TestImage.Tar(("a", "a")));
+        TestImage b = new TestImage().AddLayer(TestImage.Tar(("b", "b")));
+        byte[] ma = a.AddManifest();
+        byte[] mb = b.AddManifest();
+        foreach (var blob in b.Blobs)
+        {
+            a.Blobs[blob.Key] = blob.Value;
+        }
+        string layout = _dir.Combine("layout");
+        a.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(ma, "a"), TestImage.Tagged(mb, "b")));
+
+        await using (IImageSource byTag = await ImageSources.OpenAsync(layout + ":b", ImageSourceOptions.Default, _ct))
+        {
+            Assert.Equal(TestImage.Digest(mb), (await byTag.ResolveAsync(_ct)).ManifestDigest);
+        }
+        await using (IImageSource byDigest = await ImageSources.OpenAsync($"oci:{layout}@{TestImage.Digest(ma)}", ImageSourceOptions.Default, _ct))
+        {
+            Assert.Equal(TestImage.Digest(ma), (await byDigest.ResolveAsync(_ct)).ManifestDigest);
+        }
+        await using IImageSource ambiguous = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
+        var e = await Assert.ThrowsAsync<VesselException>(() => ambiguous.ResolveAsync(_ct));
+        Assert.Contains("holds 2 images", e.Message, StringComparison.Ordinal);
+        Assert.Contains("'a'", e.Message, StringComparison.Ordinal);
+        await using IImageSource missing = await ImageSources.OpenAsync($"oci:{layout}:nope", ImageSourceOptions.Default, _ct);
+        e = await Assert.ThrowsAsync<VesselException>(() => missing.ResolveAsync(_ct));
+        Assert.Equal(VesselErrorReason.NotFound, e.Reason);
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Index_picks_linux_amd64_and_refuses_an_index_without_it()
+    {
+        TestImage amd = new TestImage().AddLayer(TestImage.Tar(("amd", "x")));
+        byte[] amdManifest = amd.AddManifest();
+        TestImage arm = new TestImage { Architecture = "arm64" }.AddLayer(TestImage.Tar(("arm", "x")));
+        byte[] armManifest = arm.AddManifest();
+        foreach (var blob in arm.Blobs)
+        {
+            amd.Blobs[blob.Key] = blob.Value;
+        }
+        byte[] both = amd.AddBlob(TestImage.IndexJson(TestImage.ForPlatform(armManifest, "arm64"), TestImage.ForPlatform(amdManifest, "amd64")));
+        byte[] armOnly = amd.AddBlob(TestImage.IndexJson(TestImage.ForPlatform(armManifest, "arm64"), TestImage.ForPlatform(armManifest, "s390x")));
+        string layout = _dir.Combine("layout");
+        amd.WriteLayout(layout, TestImage.IndexJson(
+            TestImage.Descriptor(OciMediaTypes.ImageIndex, both, new() { ["annotations"] = new Dictionary<string, string> { [OciDescriptor.RefNameAnnotation] = "multi" } }),
+            TestImage.Descriptor(OciMediaTypes.ImageIndex, armOnly, new() { ["annotations"] = new Dictionary<string, string> { [OciDescriptor.RefNameAnnotation] = "armonly" } }),
+            TestImage.Tagged(armManifest, "armsingle")));
+
+        await using (IImageSource multi = await ImageSources.OpenAsync(layout + ":multi", ImageSourceOptions.Default, _ct))
+        {
+            ResolvedImage image = await multi.ResolveAsync(_ct);
+            Assert.Equal(TestImage.Digest(amdManifest), image.ManifestDigest);
+            Assert.Equal(amd.Layers[0].Tar, (await ReadAllLayersAsync(multi, _ct))[0]);
+        }
+        await using (IImageSource armOnlySource = await ImageSources.OpenAsync(layout + ":armonly", ImageSourceOptions.Default, _ct))
+        {
+            var e = await Assert.ThrowsAsync<VesselException>(() => armOnlySource.ResolveAsync(_ct));
+            Assert.Equal(VesselErrorReason.Unsupported, e.Reason);
+            Assert.Contains("no linux/amd64 image", e.Message, StringComparison.Ordinal);
+            Assert.Contains("linux/arm64, linux/s390x", e.Message, StringComparison.Ordinal);
+        }
+        await using IImageSource single = await ImageSources.OpenAsync(layout + ":armsingle", ImageSourceOptions.Default, _ct);
+        var e2 = await Assert.ThrowsAsync<VesselException>(() => single.ResolveAsync(_ct));
+        Assert.Contains("built for linux/arm64", e2.Message, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Tampered_blob_fails_on_the_read_that_reaches_the_end_naming_layer_and_both_digests()
+    {
+        TestImage img = TwoLayers();
+        byte[] manifest = img.AddManifest();
+        string layout = _dir.Combine("layout");
+        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        string expected = TestImage.Digest(img.Layers[1].Blob);
+        string blobPath = Path.Combine(layout, "blobs", "sha256", expected["sha256:".Length..]);
+        byte[] tampered = TestImage.Tar(("etc/hostname", "EVIL\n"));
+        Assert.Equal(img.Layers[1].Blob.Length, tampered.Length);
+        File.WriteAllBytes(blobPath, tampered);
+
+        await using IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
+        await source.ResolveAsync(_ct);
+        await using Stream layer = await source.OpenLayerAsync(1, _ct);
+        byte[] buffer = new byte[512];
+        long total = 0;
+        var e = await Assert.ThrowsAsync<InvalidDataException>(async () =>
+        {
+            int n;
+            while ((n = await layer.ReadAsync(buffer, _ct)) > 0)
+            {
+                total += n;
+            }
+        });
+        Assert.Equal(tampered.Length, total); // every byte was delivered; the end is what fails
+        Assert.Contains("layer 2 of 2", e.Message, StringComparison.Ordinal);
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        Assert.Contains(TestImage.Digest(tampered), e.Message, StringComparison.Ordinal);
+        // The failure is sticky.
+        await Assert.ThrowsAsync<InvalidDataException>(async () => _ = await layer.ReadAsync(buffer, _ct));
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task A_blob_longer_or_shorter_than_declared_fails()
+    {
+        TestImage img = new TestImage().AddLayer(TestImage.Tar(("a", "a")), gzip: false);
+        byte[] manifest = img.AddManifest();
+        string layout = _dir.Combine("layout");
+        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        string blobPath = Path.Combine(layout, "blobs", "sha256", TestImage.Digest(img.Layers[0].Blob)["sha256:".Length..]);
+
+        File.WriteAllBytes(blobPath, [.. img.Layers[0].Blob, .. new byte[4096]]);
+        await using (IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct))
+        {
+            await source.ResolveAsync(_ct);
+            await using Stream layer = await source.OpenLayerAsync(0, _ct);
+            var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
+            Assert.Contains("longer than", e.Message, StringComparison.Ordinal);
+        }
+        File.WriteAllBytes(blobPath, img.Layers[0].Blob[..1000]);
+        await using (IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct))
+        {
+            await source.ResolveAsync(_ct);
+            await using Stream layer = await source.OpenLayerAsync(0, _ct);
+            var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
+            Assert.Contains("truncated", e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Diff_id_mismatch_is_caught_even_when_the_blob_digest_matches()
+    {
+        TestImage img = new TestImage().AddLayer(TestImage.Tar(("a", "a")));
+        byte[] config = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(img.ConfigJson()).Replace(TestImage.Digest(img.Layers[0].Tar), "sha256:" + new string('0', 64), StringComparison.Ordinal));
+        byte[] manifest = img.AddManifest(config: config);
+        string layout = _dir.Combine("layout");
+        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        await using IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
+        await source.ResolveAsync(_ct);
+        await using Stream layer = await source.OpenLayerAsync(0, _ct);
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
+        Assert.Contains("diff_id", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Corrupt_gzip_fails_naming_the_layer()
+    {
+        var rnd = new Random(7);
+        byte[] content = new byte[200_000];
+        rnd.NextBytes(content);
+        TestImage img = new TestImage().AddLayer(TestImage.Tar(("big", Convert.ToBase64String(content))));
+        byte[] blob = img.Layers[0].Blob;
+        for (int i = 100; i < 400; i++)
+        {
+            blob[i] ^= 0x5a; // corrupt the deflate data, then re-describe the blob so only the gzip is wrong
+        }
+        byte[] manifest = img.AddManifest();
+        string layout = _dir.Combine("layout");
+        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        await using IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
+        await source.ResolveAsync(_ct);
+        await using Stream layer = await source.OpenLayerAsync(0, _ct);
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
+        Assert.Contains("layer 1 of 1", e.Message, StringComparison.Ordinal);
+        Assert.Contains(layout, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Absurd_document_sizes_and_malformed_json_are_refused_with_the_document_named()
+    {
+        TestImage img = new TestImage().AddLayer(TestImage.Tar(("a", "a")));
+        byte[] config = img.ConfigJson();
+        img.AddManifest();
+        var hugeConfig = TestImage.Descriptor(OciMediaTypes.ImageConfig, config);
+        hugeConfig["size"] = 5L << 30;
+        byte[] manifest = img.AddBlob(Encoding.UTF8.GetBytes(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["schemaVersion"] = 2,
+            ["mediaType"] = OciMediaTypes.ImageManifest,
+            ["config"] = hugeConfig,
+            ["layers"] = new[] { TestImage.Descriptor(OciMediaTypes.LayerGzip, img.Layers[0].Blob) },
+        })));
+        byte[] broken = img.AddBlob("{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":"u8.ToArray());
+        string layout = _dir.Combine("layout");
+        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "huge"), TestImage.Tagged(broken, "broken")));
+
+        await using (IImageSource source = await ImageSources.OpenAsync(layout + ":huge", ImageSourceOptions.Default, _ct))
+        {
+            var e = await Assert.ThrowsAsync<InvalidDataException>(() => source.ResolveAsync(_ct));
+            Assert.Contains("config " + TestImage.Digest(config), e.Message, StringComparison.Ordinal);
+            Assert.Contains("4 MiB", e.Message, StringComparison.Ordinal);
+        }
+        await using (IImageSource source = await ImageSources.OpenAsync(layout + ":broken", ImageSourceOptions.Default, _ct))
+        {
+            var e = await Assert.ThrowsAsync<InvalidDataException>(() => source.ResolveAsync(_ct));
+            Assert.Contains("manifest " + TestImage.Digest(broken), e.Message, StringComparison.Ordinal);
+            Assert.Contains("not valid JSON", e.Message, StringComparison.Ordinal);
+        }
+        File.WriteAllText(Path.Combine(layout, "index.json"), "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:../../../../etc/passwd\",\"size\":1}]}");
+        await using (IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct))
+        {
+            var e = await Assert.ThrowsAsync<InvalidDataException>(() => source.ResolveAsync(_ct));
+            Assert.Contains("index.json", e.Message, StringComparison.Ordinal);
+            Assert.Contains("not a digest", e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Oci_archive_is_read_in_place_and_rejects_escaping_member_names()
+    {
+        TestImage img = TwoLayers();
+        byte[] manifest = img.AddManifest();
+        string archive = _dir.Combine("img.tar");
+        img.WriteOciArchive(archive, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        await using (IImageSource source = await ImageSources.OpenAsync(archive, ImageSourceOptions.Default, _ct))
+        {
+            var layers = await ReadAllLayersAsync(source, _ct);
+            Assert.Equal(img.Layers[0].Tar, layers[0]);
+            Assert.Equal(img.Layers[1].Tar, layers[1]);
+        }
+        await using (IImageSource source = await ImageSources.OpenAsync($"oci-archive:{archive}:v1", ImageSourceOptions.Default, _ct))
+        {
+            Assert.Equal(TestImage.Digest(manifest), (await source.ResolveAsync(_ct)).ManifestDigest);
+        }
+        Assert.Equal([archive], Directory.GetFiles(_dir.Path)); // nothing extracted
+
+        string evil = _dir.Combine("evil.tar");
+        img.WriteOciArchive(evil, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")), ("../../escape", "x"u8.ToArray()));
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => ImageSources.OpenAsync(evil, ImageSourceOptions.Default, _ct));
+        Assert.Contains("../../escape", e.Message, StringComparison.Ordinal);
+        e = await Assert.ThrowsAsync<InvalidDataException>(() => ImageSources.OpenAsync("oci-archive:" + evil, ImageSourceOptions.Default, _ct));
+        Assert.Contains("escapes the archive root", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Docker_archive_checks_layers_against_diff_ids()
+    {
+        TestImage img = TwoLayers();
+        string archive = _dir.Combine("docker.tar");
+        img.WriteDockerArchive(archive, "example/app:1");
+        await using (IImageSource source = await ImageSources.OpenAsync(archive + ":example/app:1", ImageSourceOptions.Default, _ct))
+        {
+            ResolvedImage image = await source.ResolveAsync(_ct);
+            Assert.Null(image.ManifestDigest);
+            Assert.Equal(TestImage.Digest(img.ConfigJson()), image.ContentDigest);
+            var layers = await ReadAllLayersAsync(source, _ct);
+            Assert.Equal(img.Layers[0].Tar, layers[0]);
+        }
+        string tampered = _dir.Combine("tampered.tar");
+        img.WriteDockerArchive(tampered, "example/app:1", tamper: (i, tar) => i == 1 ? TestImage.Tar(("etc/hostname", "EVIL\n")) : tar);
+        await using IImageSource bad = await ImageSources.OpenAsync("docker-archive:" + tampered, ImageSourceOptions.Default, _ct);
+        await bad.ResolveAsync(_ct);
+        await using Stream layer = await bad.OpenLayerAsync(1, _ct);
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
+        Assert.Contains("layer 2 of 2", e.Message, StringComparison.Ordinal);
+        Assert.Contains(TestImage.Digest(img.Layers[1].Tar), e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Rootfs_tarball_is_one_layer_with_an_empty_config_and_the_file_digest()
+    {
+        byte[] tar = TestImage.Tar(("etc/os-release", "ID=test\n"));
+        byte[] gz = TestImage.Gzip(tar);
+        string file = _dir.Combine("rootfs.tar.gz");
+        File.WriteAllBytes(file, gz);
+        await using IImageSource source = await ImageSources.OpenAsync(file, ImageSourceOptions.Default, _ct);
+        ResolvedImage image = await source.ResolveAsync(_ct);
+        Assert.Null(image.ManifestDigest);
+        Assert.Equal(TestImage.Digest(gz), image.ContentDigest);
+        Assert.Empty(image.Config.Env);
+        Assert.Single(image.Layers);
+        Assert.Equal(tar, (await ReadAllLayersAsync(source, _ct))[0]);
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Truncated_gzip_tarball_is_reported_although_the_decoder_stays_silent()
+    {
+        var rnd = new Random(3);
+        byte[] content = new byte[300_000];
+        rnd.NextBytes(content);
+        byte[] gz = TestImage.Gzip(TestImage.Tar(("blob", Convert.ToBase64String(content))));
+        string file = _dir.Combine("cut.tar.gz");
+        File.WriteAllBytes(file, gz[..(gz.Length / 2)]);
+        await using IImageSource source = await ImageSources.OpenAsync(file, ImageSourceOptions.Default, _ct);
+        await source.ResolveAsync(_ct);
+        await using Stream layer = await source.OpenLayerAsync(0, _ct);
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
+        Assert.Contains("truncated or corrupt", e.Message, StringComparison.Ordinal);
+        Assert.Contains(file, e.Message, StringComparison.Ordinal);
+    }
+
+    [RequiresFact("zstd")]
+    public async Task Zstd_layers_decode_through_the_zstd_tool_and_bad_ones_fail()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        byte[] tar = TestImage.Tar(("z", "zstd layer"));
+        string plain = _dir.Combine("layer.tar");
+        File.WriteAllBytes(plain, tar);
+        (await ExternalProcess.RunAsync("zstd", ["-q", "-f", plain, "-o", plain + ".zst"], cts.Token)).EnsureSuccess();
+        byte[] zst = File.ReadAllBytes(plain + ".zst");
+        var img = new TestImage();
+        img.Layers.Add((zst, tar, OciMediaTypes.LayerZstd));
+        byte[] manifest = img.AddManifest();
+        string layout = _dir.Combine("layout");
+        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        await using (IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, cts.Token))
+        {
+            Assert.Equal(tar, (await ReadAllLayersAsync(source, cts.Token))[0]);
+        }
+
+        byte[] bad = [.. zst[..8], .. new byte[64], .. zst[8..]];
+        var badImg = new TestImage();
+        badImg.Layers.Add((bad, tar, OciMediaTypes.LayerZstd));
+        byte[] badManifest = badImg.AddManifest();
+        string badLayout = _dir.Combine("bad");
+        badImg.WriteLayout(badLayout, TestImage.IndexJson(TestImage.Tagged(badManifest, "v1")));
+        await using IImageSource badSource = await ImageSources.OpenAsync(badLayout, ImageSourceOptions.Default, cts.Token);
+        await badSource.ResolveAsync(cts.Token);
+        await using Stream layer = await badSource.OpenLayerAsync(0, cts.Token);
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, cts.Token));
+        Assert.Contains("zstd", e.Message, StringComparison.Ordinal);
+        Assert.Contains("layer 1 of 1", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Sources_that_do_not_exist_or_are_not_images_say_so()
+    {
+        var e = await Assert.ThrowsAsync<VesselException>(() => ImageSources.OpenAsync("./no/such.tar", ImageSourceOptions.Default, _ct));
+        Assert.Equal(VesselErrorReason.NotFound, e.Reason);
+        string plainDir = _dir.Combine("plain");
+        Directory.CreateDirectory(plainDir);
+        e = await Assert.ThrowsAsync<VesselException>(() => ImageSources.OpenAsync(plainDir, ImageSourceOptions.Default, _ct));
+        Assert.Contains("not an OCI image layout", e.Message, StringComparison.Ordinal);
+        string junk = _dir.Combine("junk.bin");
+        File.WriteAllBytes(junk, Enumerable.Repeat((byte)'x', 2048).ToArray());
+        var e2 = await Assert.ThrowsAsync<InvalidDataException>(() => ImageSources.OpenAsync(junk, ImageSourceOptions.Default, _ct));
+        Assert.Contains("not a tar archive", e2.Message, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Cancellation_stops_a_layer_read()
+    {
+        TestImage img = TwoLayers();
+        byte[] manifest = img.AddManifest();
+        string layout = _dir.Combine("layout");
+        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        await using IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
+        await source.ResolveAsync(_ct);
+        using var cts = new CancellationTokenSource();
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => source.OpenLayerAsync(0, cts.Token));
+    }
+}

@@ -1,0 +1,79 @@
+using System.Formats.Tar;
+using Vessel.Common;
+using Vessel.Rootfs;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.Tests.Rootfs;
+
+public sealed class RootfsBuilderTests
+{
+    [RequiresFact("e2fsck", "debugfs", "busybox", "shared-images", Timeout = 120_000)]
+    public async Task Alpine_tarball_builds_a_clean_image()
+    {
+        using var dir = TempDirectory.Create();
+        string output = dir.Combine("rootfs.ext4");
+        var source = new LayersImageSource("alpine", await File.ReadAllBytesAsync(TestPaths.AlpineTarball!));
+        RootfsBuildResult result = await RootfsBuilder.BuildAsync(source, output, new RootfsBuildOptions(), null, CancellationToken.None);
+        string? fsck = await E2fs.CheckAsync(output);
+        Assert.True(fsck is null, fsck);
+        Assert.True(result.Filesystem.Files > 50);
+        string busybox = await E2fs.DebugfsAsync(output, "stat /bin/busybox");
+        Assert.Contains("Type: regular", busybox, StringComparison.Ordinal);
+        Assert.Equal("vessel\n", System.Text.Encoding.ASCII.GetString(await E2fs.ReadFileAsync(output, "/etc/hostname")));
+    }
+
+    [RequiresFact("e2fsck", "busybox", Timeout = 120_000)]
+    public async Task Large_directory_becomes_a_valid_htree()
+    {
+        using var dir = TempDirectory.Create();
+        string output = dir.Combine("rootfs.ext4");
+        byte[] layer = LayersImageSource.Tar(w =>
+        {
+            LayersImageSource.Dir(w, "many/");
+            for (int i = 0; i < 30000; i++)
+            {
+                LayersImageSource.File(w, $"many/file-with-a-longer-name-{i:D6}", i % 7 == 0 ? "x" : "");
+            }
+        });
+        await RootfsBuilder.BuildAsync(new LayersImageSource("many", layer), output, new RootfsBuildOptions { FreeBytes = 16 << 20 }, null, CancellationToken.None);
+        string? fsck = await E2fs.CheckAsync(output);
+        Assert.True(fsck is null, fsck);
+        string ls = await E2fs.DebugfsAsync(output, "stat /many");
+        Assert.Contains("Flags: 0x81000", ls, StringComparison.Ordinal); // extents + htree index
+    }
+
+    [RequiresFact("e2fsck", "busybox", Timeout = 120_000)]
+    public async Task Whiteouts_opaque_dirs_and_hard_links_follow_oci_rules()
+    {
+        using var dir = TempDirectory.Create();
+        string output = dir.Combine("rootfs.ext4");
+        byte[] lower = LayersImageSource.Tar(w =>
+        {
+            LayersImageSource.Dir(w, "a/");
+            LayersImageSource.File(w, "a/gone", "lower");
+            LayersImageSource.File(w, "a/kept", "lower");
+            LayersImageSource.Dir(w, "opq/");
+            LayersImageSource.File(w, "opq/old", "old");
+            LayersImageSource.File(w, "target", "shared data");
+        });
+        byte[] upper = LayersImageSource.Tar(w =>
+        {
+            LayersImageSource.File(w, "a/.wh.gone", "");
+            LayersImageSource.File(w, "opq/new", "new");
+            LayersImageSource.File(w, "opq/.wh..wh..opq", "");
+            LayersImageSource.Link(w, TarEntryType.HardLink, "hard", "target");
+        });
+        await RootfsBuilder.BuildAsync(new LayersImageSource("two", lower, upper), output, new RootfsBuildOptions { FreeBytes = 8 << 20 }, null, CancellationToken.None);
+        string? fsck = await E2fs.CheckAsync(output);
+        Assert.True(fsck is null, fsck);
+        string a = await E2fs.DebugfsAsync(output, "ls -l /a");
+        Assert.DoesNotContain("gone", a, StringComparison.Ordinal);
+        Assert.Contains("kept", a, StringComparison.Ordinal);
+        string opq = await E2fs.DebugfsAsync(output, "ls -l /opq");
+        Assert.DoesNotContain("old", opq, StringComparison.Ordinal);
+        Assert.Contains("new", opq, StringComparison.Ordinal);
+        string hard = await E2fs.DebugfsAsync(output, "stat /hard");
+        Assert.Contains("Links: 2", hard, StringComparison.Ordinal);
+    }
+}
