@@ -2,6 +2,7 @@ using System.Formats.Tar;
 using Vessel.Common;
 using Vessel.Testing;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Vessel.IntegrationTests.Rootfs;
 
@@ -14,6 +15,12 @@ namespace Vessel.IntegrationTests.Rootfs;
 public sealed class RootfsHostileInputTests
 {
     private const string Secret = "outside the root\n";
+    private readonly ITestOutputHelper _output;
+
+    public RootfsHostileInputTests(ITestOutputHelper output)
+    {
+        _output = output;
+    }
 
     public static TheoryData<string> Cases => new()
     {
@@ -28,6 +35,8 @@ public sealed class RootfsHostileInputTests
         "index-for-another-architecture",
         "manifest-for-another-architecture",
         "entry-claiming-1-EiB",
+        "entry-claiming-1-EiB-in-gzip-layer",
+        "size-option-absurd",
         "size-smaller-than-content",
         "name-component-over-255-bytes",
     };
@@ -51,6 +60,7 @@ public sealed class RootfsHostileInputTests
         string image = Path.Combine(output, "rootfs.ext4");
 
         ProcessResult result = await RootfsBuild.RunAsync(deadline.Token, [source, "-o", image, .. extra]);
+        _output.WriteLine($"exit {result.ExitCode}: {result.StandardError.Trim()}");
 
         Assert.True(result.ExitCode != 0, $"the build of a {name} input succeeded:\n{result.StandardOutput}\n{result.StandardError}");
         Assert.True(
@@ -144,6 +154,15 @@ public sealed class RootfsHostileInputTests
             case "entry-claiming-1-EiB":
                 Write(tarPath, HostileInputs.TarClaimingSize("huge-file", 1L << 60));
                 return (tarPath, [], ["huge-file", "size"]);
+            case "entry-claiming-1-EiB-in-gzip-layer":
+                {
+                    // Through the streaming layer reader rather than the archive sniffer.
+                    string path = Write(Path.Combine(input, "huge.tar.gz"), HostileInputs.Gzip(HostileInputs.TarClaimingSize("huge-file", 1L << 60)));
+                    return (path, [], ["huge-file", "size"]);
+                }
+            case "size-option-absurd":
+                Write(tarPath, HostileInputs.TarWithRandomFile("data/random", 1024));
+                return (tarPath, ["--size", "64T"], ["size"]);
             case "size-smaller-than-content":
                 Write(tarPath, HostileInputs.TarWithRandomFile("data/random", 8 << 20));
                 return (tarPath, ["--size", "4M"], ["size", "space", "fit", "small", "full"]);
