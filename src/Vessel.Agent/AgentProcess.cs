@@ -57,6 +57,27 @@ internal sealed class AgentProcess
         }
         string cwd = request.WorkingDirectory.Length == 0 ? "/" : request.WorkingDirectory;
 
+        // Everything that touches the agent's own files (assemblies loaded on first use, the
+        // executable lookup's code) must happen before the thread chroots: after it, the
+        // agent's files are out of that thread's sight.
+        var psi = new ProcessStartInfo
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = cwd,
+        };
+        for (int i = 1; i < request.Arguments.Count; i++)
+        {
+            psi.ArgumentList.Add(request.Arguments[i]);
+        }
+        psi.Environment.Clear();
+        foreach (var (k, v) in env)
+        {
+            psi.Environment[k] = v;
+        }
+
         Process? process = null;
         Exception? failure = null;
         // chroot and the credentials change apply to this thread only (unshare(CLONE_FS) and raw
@@ -72,24 +93,7 @@ internal sealed class AgentProcess
                 {
                     Native.SetThreadCredentials(ids.Uid, ids.Gid, ids.Groups);
                 }
-                string exe = ResolveExecutable(request.Arguments[0], env["PATH"]);
-                var psi = new ProcessStartInfo(exe)
-                {
-                    UseShellExecute = false,
-                    RedirectStandardInput = true,
-                    RedirectStandardOutput = true,
-                    RedirectStandardError = true,
-                    WorkingDirectory = cwd,
-                };
-                for (int i = 1; i < request.Arguments.Count; i++)
-                {
-                    psi.ArgumentList.Add(request.Arguments[i]);
-                }
-                psi.Environment.Clear();
-                foreach (var (k, v) in env)
-                {
-                    psi.Environment[k] = v;
-                }
+                psi.FileName = ResolveExecutable(request.Arguments[0], env["PATH"]);
                 process = Process.Start(psi);
             }
             catch (Win32Exception e)
@@ -278,6 +282,38 @@ internal sealed class AgentProcess
     }
 
     private static TaskCompletionSource<MuxStream> NewWaiter() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
+    /// Starts and reaps one trivial process outside any chroot, so that the code paths of
+    /// Process.Start are loaded before the first chrooted spawn needs them.
+    /// </summary>
+    public static void WarmUp()
+    {
+        string[] candidates = ["/bin/busybox", "/bin/true", "/usr/bin/true"];
+        string? exe = candidates.FirstOrDefault(File.Exists);
+        if (exe is null)
+        {
+            return;
+        }
+        var psi = new ProcessStartInfo(exe)
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        if (exe.EndsWith("busybox", StringComparison.Ordinal))
+        {
+            psi.ArgumentList.Add("true");
+        }
+        using Process? p = Process.Start(psi);
+        p?.StandardInput.Close();
+        p?.WaitForExit();
+        _ = new Win32Exception(2).Message;
+        _ = Native.Describe(2);
+        _ = Path.Combine("/", "x");
+        _ = File.Exists("/");
+    }
 
     /// <summary>Finds the program like execvp does, but inside the chroot (this runs on the chrooted thread).</summary>
     private static string ResolveExecutable(string name, string path)

@@ -63,6 +63,10 @@ internal sealed class AgentServer
             catch (OperationCanceledException)
             {
             }
+            if (connection.Fault is { } fault)
+            {
+                Console.Error.WriteLine($"vessel-agent: session ended: {fault.GetType().Name}: {fault.Message}");
+            }
             await connection.DisposeAsync();
         }
     }

@@ -40,6 +40,7 @@ internal static class Program
             return 2;
         }
 
+        AgentProcess.WarmUp();
         var server = new AgentServer(root, token, ProcessStartUptimeMilliseconds());
         IAgentTransport transport;
         if (listen is not null)

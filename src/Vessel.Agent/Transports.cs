@@ -6,7 +6,7 @@ namespace Vessel.Agent;
 internal interface IAgentTransport
 {
     /// <summary>Waits for the host to connect and returns the byte stream of that connection.</summary>
-    public Task<Stream> AcceptAsync(CancellationToken cancellationToken);
+    Task<Stream> AcceptAsync(CancellationToken cancellationToken);
 }
 
 /// <summary>

@@ -94,7 +94,10 @@ internal static class ContainerdCommands
                     }
                 },
             };
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
             ArtifactResult result = await BootArtifacts.PrepareAsync(request, ct);
+            await Console.Error.WriteLineAsync(
+                $"vessel: artifacts ready in {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:0} ms");
             string how = result.Mode == ArtifactMode.View
                 ? $"view (snapshot view {result.ViewKey}, lease {result.LeaseId})"
                 : result.FallbackReason is null ? "extract" : $"extract (view unavailable: {result.FallbackReason})";

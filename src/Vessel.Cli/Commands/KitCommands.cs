@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Vessel.Guest;
 
 namespace Vessel.Cli.Commands;
 
@@ -7,6 +8,46 @@ internal static class KitCommands
     public static Command Create()
     {
         var command = new Command("kit", "Build and check the guest kit (kernel, initramfs, agent).");
+        command.Subcommands.Add(CreateBuild());
+        command.Subcommands.Add(CreateCheck());
+        return command;
+    }
+
+    private static Command CreateBuild()
+    {
+        var cache = new Option<string?>("--cache") { Description = "Kit cache directory (default: $VESSEL_KIT_DIR or ~/.cache/vessel/kit)." };
+        var agent = new Option<string?>("--agent") { Description = "Published agent directory (default: agent/ beside the CLI, or $VESSEL_AGENT_DIR)." };
+        var command = new Command("build", "Download the pinned Debian cloud kernel (apt-get download, SHA-256 checked) and write the initramfs: busybox, virtio modules, the agent. Reuses a cached kit with the same inputs.")
+        {
+            cache, agent,
+        };
+        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        {
+            var options = new KitOptions
+            {
+                CacheDirectory = parse.GetValue(cache) ?? KitOptions.DefaultCacheDirectory,
+                AgentDirectory = parse.GetValue(agent),
+            };
+            var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));
+            GuestKit kit = await new KitBuilder(options, progress).EnsureAsync(token);
+            Console.WriteLine($"kit {kit.Manifest.Id}: {kit.Directory}");
+            Console.WriteLine($"  kernel    {kit.Manifest.KernelPackage} {kit.Manifest.KernelVersion} ({new FileInfo(kit.KernelPath).Length / 1024} KiB)");
+            Console.WriteLine($"  initramfs {new FileInfo(kit.InitramfsPath).Length / 1024} KiB, modules: {string.Join(' ', kit.Manifest.Modules)}");
+            return 0;
+        }, ct));
+        return command;
+    }
+
+    private static Command CreateCheck()
+    {
+        var dir = new Argument<string>("dir") { Description = "A kit directory (holding kit.json)." };
+        var command = new Command("check", "Verify a kit's kernel and initramfs against its manifest.") { dir };
+        command.SetAction((parse, ct) => CliRunner.RunAsync(token =>
+        {
+            GuestKit kit = GuestKit.Load(parse.GetValue(dir)!);
+            Console.WriteLine($"kit {kit.Manifest.Id}: ok");
+            return Task.FromResult(0);
+        }, ct));
         return command;
     }
 }

@@ -1,4 +1,10 @@
 using System.CommandLine;
+using System.Globalization;
+using Vessel.Agent;
+using Vessel.Common;
+using Vessel.Guest;
+using Vessel.Sandboxes;
+using Vessel.Vmm;
 
 namespace Vessel.Cli.Commands;
 
@@ -7,6 +13,92 @@ internal static class SandboxCommands
     public static Command Create()
     {
         var command = new Command("sandbox", "Run commands in microVM sandboxes.");
+        command.Subcommands.Add(CreateRun());
+        command.Subcommands.Add(CreateSweep());
+        return command;
+    }
+
+    private static Command CreateRun()
+    {
+        var rootfs = new Argument<string>("rootfs") { Description = "An ext4 rootfs image (e.g. from 'vessel rootfs build'). It is copied; the original is not changed." };
+        var commandLine = new Argument<string[]>("command") { Description = "The command and its arguments, after --.", Arity = ArgumentArity.OneOrMore };
+        var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE for the command's environment (repeatable)." };
+        var cwd = new Option<string?>("--cwd", "-w") { Description = "Working directory inside the rootfs (default /)." };
+        var user = new Option<string?>("--user", "-u") { Description = "User (name or uid[:gid]) from the rootfs's /etc/passwd (default root)." };
+        var memory = new Option<string>("--memory", "-m") { Description = "Guest memory (default 512M).", DefaultValueFactory = _ => "512M" };
+        var timeout = new Option<double?>("--timeout") { Description = "Kill the command after this many seconds (exit 124 then)." };
+        var reserved = new Option<string?>("--reserved") { Description = "Reserve this much ext4 space for root with the host's tune2fs -r before boot, e.g. 64M." };
+        var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };
+        var state = new Option<string?>("--state") { Description = "State directory (default: $VESSEL_STATE_DIR or /var/lib/vessel)." };
+        var timings = new Option<bool>("--timings") { Description = "Print the cold-start breakdown to stderr." };
+        var command = new Command("run", "Boot a microVM on ROOTFS, run COMMAND in it, stream its output and exit with its exit code.")
+        {
+            rootfs, commandLine, env, cwd, user, memory, timeout, reserved, accel, state, timings,
+        };
+        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        {
+            string stateDir = parse.GetValue(state) ?? SandboxManager.DefaultStateDirectory;
+            Acceleration acceleration = parse.GetValue(accel) switch
+            {
+                null => Acceleration.Auto,
+                "kvm" => Acceleration.Kvm,
+                "tcg" => Acceleration.Tcg,
+                string other => throw new VesselException(VesselErrorReason.InvalidInput, $"--accel {other}: use kvm or tcg."),
+            };
+            var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));
+            GuestKit kit = await new KitBuilder(new KitOptions(), progress).EnsureAsync(token);
+            var manager = new SandboxManager(stateDir, kit);
+            IReadOnlyList<string> swept = await manager.SweepAsync(token);
+            if (swept.Count > 0)
+            {
+                await Console.Error.WriteLineAsync($"vessel: removed leftovers of crashed runs: {string.Join(' ', swept)}");
+            }
+            var options = new SandboxOptions
+            {
+                RootfsPath = parse.GetValue(rootfs)!,
+                MemoryMiB = (int)(ByteSize.Parse(parse.GetValue(memory)!) >> 20),
+                ReservedBytes = parse.GetValue(reserved) is string r ? ByteSize.Parse(r) : null,
+                Acceleration = acceleration,
+            };
+            await using Sandbox sandbox = await manager.CreateAsync(options, token);
+            if (parse.GetValue(timings))
+            {
+                SandboxTimings t = sandbox.Timings;
+                await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                    $"vessel: {sandbox.Id} ({sandbox.VirtualMachine.Acceleration}): prepare {t.PrepareAndHooks.TotalMilliseconds:0} ms, vmm started {t.VmmStarted.TotalMilliseconds:0} ms, agent ready {t.AgentReady.TotalMilliseconds:0} ms; guest uptime at init {t.GuestInitStarted?.TotalMilliseconds:0} ms, agent start {t.GuestAgentStarted.TotalMilliseconds:0} ms, agent ready {t.GuestAgentReady.TotalMilliseconds:0} ms"));
+            }
+            var request = new ExecRequest(parse.GetValue(commandLine)!)
+            {
+                Environment = parse.GetValue(env) ?? [],
+                WorkingDirectory = parse.GetValue(cwd),
+                User = parse.GetValue(user),
+                Timeout = parse.GetValue(timeout) is double s ? TimeSpan.FromSeconds(s) : null,
+            };
+            Stream? stdin = Console.IsInputRedirected ? Console.OpenStandardInput() : null;
+            await using Stream stdout = Console.OpenStandardOutput();
+            await using Stream stderr = Console.OpenStandardError();
+            ExitStatus status = await sandbox.ExecAsync(request, stdin, stdout, stderr, token);
+            if (status.TimedOut)
+            {
+                await Console.Error.WriteLineAsync($"vessel: the command timed out after {request.Timeout?.TotalSeconds} s and was killed");
+                return 124;
+            }
+            return status.ExitCode;
+        }, ct));
+        return command;
+    }
+
+    private static Command CreateSweep()
+    {
+        var state = new Option<string?>("--state") { Description = "State directory (default: $VESSEL_STATE_DIR or /var/lib/vessel)." };
+        var command = new Command("sweep", "Remove what crashed runs left behind (VMM processes, sockets, rootfs copies), by sandbox id.") { state };
+        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        {
+            string stateDir = parse.GetValue(state) ?? SandboxManager.DefaultStateDirectory;
+            var swept = await SandboxManager.SweepDirectoryAsync(stateDir, token);
+            Console.WriteLine(swept.Count == 0 ? "nothing to sweep" : "swept " + string.Join(' ', swept));
+            return 0;
+        }, ct));
         return command;
     }
 }

@@ -226,13 +226,15 @@ internal static class BootArtifacts
         };
         try
         {
-            // Write-ahead: the names exist in the bundle before the things do.
-            OutputTree output = OutputTree.Open(request.OutDirectory, Recorder(state, bundle));
+            // Write-ahead: everything is named in the bundle before it exists.
+            OutputTree output = OutputTree.Resolve(request.OutDirectory);
             if (state.Files.Count == 0)
             {
                 state.OutDirectory = output.Root;
                 state.Files = request.Files.Select(f => new FileRecord { Path = f, Target = output.TargetFor(f) }).ToList();
             }
+            IReadOnlyList<string> plan = output.Plan(state.Files.Select(f => f.Target), state.Created);
+            state.Created.AddRange(plan.Where(p => !state.Created.Contains(p)));
             state.Save(bundle);
             await StepAsync(request, "state", cancellationToken);
 
@@ -268,7 +270,6 @@ internal static class BootArtifacts
                 mounts = await client.SnapshotMountsAsync(state.Snapshotter, state.ViewKey!, cancellationToken);
             }
             state.Mounts = mounts.Select(m => new MountRecord { Type = m.Type, Source = m.Source, Options = [.. m.Options] }).ToList();
-            state.Save(bundle);
             await StepAsync(request, "view", cancellationToken);
 
             if (mounts.Count != 1)
@@ -283,14 +284,10 @@ internal static class BootArtifacts
             }
             await StepAsync(request, "mount", cancellationToken);
 
-            foreach (FileRecord file in state.Files)
+            var sources = state.Files.Select(f => ImagePath.ResolveInTree(mountpoint, f.Path, image.Name)).ToList();
+            OutputTree.Create(plan, state.Files.Select(f => f.Target).ToHashSet(StringComparer.Ordinal));
+            foreach (var (file, source) in state.Files.Zip(sources))
             {
-                string source = ImagePath.ResolveInTree(mountpoint, file.Path, image.Name);
-                output.EnsureParents(file.Target);
-                if (!state.Created.Contains(file.Target))
-                {
-                    output.CreateEmptyFile(file.Target);
-                }
                 if (!LinuxMount.IsMountPoint(file.Target))
                 {
                     LinuxMount.BindFileReadOnly(source, file.Target);
@@ -325,15 +322,13 @@ internal static class BootArtifacts
         };
         try
         {
-            OutputTree output = OutputTree.Open(request.OutDirectory, Recorder(state, bundle));
+            OutputTree output = OutputTree.Resolve(request.OutDirectory);
             state.OutDirectory = output.Root;
             state.Files = request.Files.Select(f => new FileRecord { Path = f, Target = output.TargetFor(f) }).ToList();
+            IReadOnlyList<string> plan = output.Plan(state.Files.Select(f => f.Target), []);
+            state.Created.AddRange(plan);
             state.Save(bundle);
-            foreach (FileRecord file in state.Files)
-            {
-                output.EnsureParents(file.Target);
-                output.CreateEmptyFile(file.Target);
-            }
+            OutputTree.Create(plan, state.Files.Select(f => f.Target).ToHashSet(StringComparer.Ordinal));
             var extractor = new LayerExtractor(client, image, request.Progress);
             await extractor.ExtractAsync(state.Files.ToDictionary(f => f.Path, f => f.Target, StringComparer.Ordinal), cancellationToken);
             state.Phase = "ready";
@@ -452,17 +447,6 @@ internal static class BootArtifacts
         ViewState.Delete(bundle);
         return new CleanupResult(true, removed, warnings);
     }
-
-    private static Action<string> Recorder(ViewState state, string bundle)
-        => path =>
-        {
-            if (state.Created.Contains(path))
-            {
-                return;
-            }
-            state.Created.Add(path);
-            state.Save(bundle);
-        };
 
     private static async Task StepAsync(ArtifactRequest request, string step, CancellationToken cancellationToken)
     {

@@ -2,26 +2,24 @@ namespace Vessel.Containerd;
 
 /// <summary>
 /// The output directory where artifacts appear, each at its image path under the root
-/// ("/boot/vmlinuz" becomes OUT/boot/vmlinuz). Everything created here is recorded (through
-/// <c>record</c>, which persists it) before it is created, so cleanup can remove exactly it.
-/// Existing symlinks inside the tree are never followed.
+/// ("/boot/vmlinuz" becomes OUT/boot/vmlinuz). Creating is two steps so the caller can
+/// record everything in its state (one write) before anything exists: <see cref="Plan"/>
+/// lists what is missing, <see cref="Create"/> makes it. Symlinks inside the tree are never
+/// followed, and nothing that already exists is ever claimed.
 /// </summary>
 internal sealed class OutputTree
 {
     private const int TypeDirectory = 0x4000;
 
-    private readonly Action<string> _record;
-
-    private OutputTree(string root, Action<string> record)
+    private OutputTree(string root)
     {
         Root = root;
-        _record = record;
     }
 
     public string Root { get; }
 
-    /// <summary>Opens (creating it, recorded, if missing) the output directory; its parent must exist.</summary>
-    public static OutputTree Open(string directory, Action<string> record)
+    /// <summary>Names the output directory (it may not exist yet; its parent must).</summary>
+    public static OutputTree Resolve(string directory)
     {
         string full = Path.GetFullPath(directory).TrimEnd('/');
         if (full.Length == 0)
@@ -35,58 +33,83 @@ internal sealed class OutputTree
             full = target.FullName.TrimEnd('/');
         }
         int? type = UnixFile.TypeOf(full);
-        if (type is null)
+        if (type is null && !Directory.Exists(Path.GetDirectoryName(full)))
         {
-            string? parent = Path.GetDirectoryName(full);
-            if (parent is null || !Directory.Exists(parent))
-            {
-                throw new VesselException(VesselErrorReason.InvalidInput, $"Output directory {full}: its parent does not exist.");
-            }
-            record(full);
-            Directory.CreateDirectory(full);
+            throw new VesselException(VesselErrorReason.InvalidInput, $"Output directory {full}: its parent does not exist.");
         }
-        else if (type != TypeDirectory)
+        if (type is not null && type != TypeDirectory)
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"Output {full} exists and is not a directory.");
         }
-        return new OutputTree(full, record);
+        return new OutputTree(full);
     }
 
     public string TargetFor(string cleanImagePath) => Root + cleanImagePath;
 
-    /// <summary>Creates the directories above <paramref name="target"/> that are missing, refusing symlinks and files on the way.</summary>
-    public void EnsureParents(string target)
+    /// <summary>
+    /// The directories and files to create so that each target exists, in creation order.
+    /// Targets in <paramref name="ours"/> may already exist (an earlier try made them); any
+    /// other existing target, or a non-directory on the way (a symlink included), is an error.
+    /// </summary>
+    public IReadOnlyList<string> Plan(IEnumerable<string> targets, IReadOnlyCollection<string> ours)
     {
-        string relative = target[Root.Length..];
-        string[] parts = ImagePath.Split(relative);
-        string current = Root;
-        for (int i = 0; i < parts.Length - 1; i++)
+        var plan = new List<string>();
+        var planned = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string target in targets)
         {
-            current += "/" + parts[i];
-            int? type = UnixFile.TypeOf(current);
-            if (type is null)
+            string current = Root;
+            string[] parts = ImagePath.Split(target[Root.Length..]);
+            for (int i = -1; i < parts.Length - 1; i++)
             {
-                _record(current);
-                Directory.CreateDirectory(current);
+                current = i < 0 ? Root : current + "/" + parts[i];
+                if (planned.Contains(current))
+                {
+                    continue;
+                }
+                int? type = UnixFile.TypeOf(current);
+                if (type is null)
+                {
+                    plan.Add(current);
+                    planned.Add(current);
+                }
+                else if (type != TypeDirectory)
+                {
+                    throw new VesselException(VesselErrorReason.InvalidInput,
+                        $"{current} exists in the output directory and is not a directory (symlinks there are not followed); use an empty --out.");
+                }
             }
-            else if (type != TypeDirectory)
+            if (UnixFile.TypeOf(target) is null)
             {
-                throw new VesselException(VesselErrorReason.InvalidInput,
-                    $"{current} exists in the output directory and is not a directory (symlinks there are not followed); use an empty --out.");
+                plan.Add(target);
+                planned.Add(target);
+            }
+            else if (!ours.Contains(target))
+            {
+                throw new VesselException(VesselErrorReason.AlreadyExists,
+                    $"{target} already exists; use an empty --out, or run 'vessel containerd cleanup' for the bundle that made it.");
             }
         }
+        return plan;
     }
 
-    /// <summary>Creates an empty file at <paramref name="target"/>; it must not exist.</summary>
-    public void CreateEmptyFile(string target)
+    /// <summary>Creates what <see cref="Plan"/> listed: directories, and empty files for the targets.</summary>
+    public static void Create(IReadOnlyList<string> plan, IReadOnlySet<string> targets)
     {
-        if (UnixFile.TypeOf(target) is not null)
+        foreach (string path in plan)
         {
-            throw new VesselException(VesselErrorReason.AlreadyExists,
-                $"{target} already exists; use an empty --out, or run 'vessel containerd cleanup' for the bundle that made it.");
+            if (targets.Contains(path))
+            {
+                // CreateNew is O_CREAT|O_EXCL: it fails on anything already there, a symlink included.
+                using var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+            }
+            else
+            {
+                Directory.CreateDirectory(path);
+                if (UnixFile.TypeOf(path) != TypeDirectory)
+                {
+                    throw new VesselException(VesselErrorReason.Conflict, $"{path} changed under Vessel while it created the output directory.");
+                }
+            }
         }
-        _record(target);
-        // CreateNew is O_CREAT|O_EXCL: it fails on anything already there, a symlink included.
-        using var stream = new FileStream(target, FileMode.CreateNew, FileAccess.Write, FileShare.None);
     }
 }

@@ -431,7 +431,10 @@ public sealed partial class Ext4Writer
         long wanted = highestInode + 64;
         if (!minimalInodes)
         {
-            wanted = Math.Max(wanted, totalBlocks * BlockSize / _options.BytesPerInode);
+            // The image's own files plus mke2fs's ratio over the space still free, so a
+            // sandbox can create files in proportion to the room it has.
+            long freeBytes = Math.Max(0, totalBlocks - _allocator.Next) * BlockSize;
+            wanted = Math.Max(wanted + (freeBytes / _options.BytesPerInode), totalBlocks * BlockSize / _options.BytesPerInode);
         }
         else
         {

@@ -58,6 +58,9 @@ internal sealed class DigestVerifyingStream : Stream
     /// <summary>The digest the blob must have; null where only its size is known (a docker-archive layer, checked by its diff_id above).</summary>
     public OciDigest? Expected => _expected;
 
+    /// <summary>Bytes left to read when the size is known.</summary>
+    public long? Remaining => _expectedSize - _length;
+
     /// <summary>Bytes read so far.</summary>
     public long BytesRead => _length;
 

@@ -13,6 +13,9 @@ namespace Vessel.Oci;
 /// </summary>
 internal sealed class LayerStream : Stream
 {
+    private const int ReadAheadSize = 256 << 10;
+    private const long MaxDrainForDiagnosis = 256L << 20; // reading more than this just to word an error is not worth it
+
     private static ReadOnlySpan<byte> GzipMagic => [0x1f, 0x8b];
 
     private static ReadOnlySpan<byte> ZstdMagic => [0x28, 0xb5, 0x2f, 0xfd];
@@ -72,7 +75,8 @@ internal sealed class LayerStream : Stream
                 : LayerCompression.None;
             Stream decoded = compression switch
             {
-                LayerCompression.Gzip => new GZipStream(head, CompressionMode.Decompress, leaveOpen: true),
+                // GZipStream pulls 8 KiB at a time; bigger reads from the blob cut the per-call cost through HTTP and hashing.
+                LayerCompression.Gzip => new GZipStream(new BufferedStream(head, ReadAheadSize), CompressionMode.Decompress, leaveOpen: true),
                 LayerCompression.Zstd => ZstdProcessStream.Start(head, what),
                 _ => head,
             };
@@ -118,7 +122,7 @@ internal sealed class LayerStream : Stream
         }
         catch (Exception e) when (IsDecoderFailure(e))
         {
-            throw Fail(DecoderError(e));
+            throw Fail(ExplainDecoderFailureAsync(e, CancellationToken.None).GetAwaiter().GetResult());
         }
         if (n > 0)
         {
@@ -157,7 +161,7 @@ internal sealed class LayerStream : Stream
         }
         catch (Exception e) when (IsDecoderFailure(e))
         {
-            throw Fail(DecoderError(e));
+            throw Fail(await ExplainDecoderFailureAsync(e, cancellationToken));
         }
         if (n > 0)
         {
@@ -229,6 +233,31 @@ internal sealed class LayerStream : Stream
                 $"{_what}: the gzip data is truncated or corrupt: it decoded to {_length} bytes but its trailer records {_blob.GzipTrailerLength} (modulo 2^32)."));
         }
         _finished = true;
+    }
+
+    /// <summary>
+    /// A blob damaged in storage or transit usually breaks the decoder before its end is
+    /// reached. The digest is the better diagnosis, so the rest of the blob is read (when no
+    /// more than <see cref="MaxDrainForDiagnosis"/> is left) and a mismatch reported instead.
+    /// </summary>
+    private async Task<Exception> ExplainDecoderFailureAsync(Exception decoderError, CancellationToken cancellationToken)
+    {
+        if (_blob.Expected is not null && _blob.Remaining is long remaining && remaining <= MaxDrainForDiagnosis)
+        {
+            try
+            {
+                await _blob.DrainAsync(cancellationToken);
+            }
+            catch (InvalidDataException e) when (BlobErrors.IsMismatch(e))
+            {
+                return e;
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException)
+            {
+                // The decoder's error stands.
+            }
+        }
+        return DecoderError(decoderError);
     }
 
     private static bool IsDecoderFailure(Exception e) =>

@@ -105,13 +105,40 @@ internal sealed class TarArchiveIndex : IDisposable
                         throw new InvalidDataException($"{what}: member '{OciDigest.Printable(current)}' is a symlink to the absolute path '{OciDigest.Printable(target)}', outside the archive.");
                     }
                     int slash = current.LastIndexOf('/');
-                    current = Normalize(slash < 0 ? target : current[..(slash + 1)] + target, what);
+                    current = ResolveLink(slash < 0 ? target : current[..(slash + 1)] + target, current, what);
                     break;
                 default:
                     throw new InvalidDataException($"{what}: member '{OciDigest.Printable(current)}' is not a regular file.");
             }
         }
         throw new InvalidDataException($"{what}: member '{OciDigest.Printable(name)}' is a chain of more than {MaxLinkHops} links.");
+    }
+
+    /// <summary>
+    /// Resolves a symlink target joined to its directory: ".." steps up (docker save links
+    /// duplicate layers as "../ID/layer.tar"), but never above the archive root.
+    /// </summary>
+    private static string ResolveLink(string path, string link, string what)
+    {
+        var parts = new List<string>();
+        foreach (string part in path.Split('/'))
+        {
+            if (part.Length == 0 || part == ".")
+            {
+                continue;
+            }
+            if (part == "..")
+            {
+                if (parts.Count == 0)
+                {
+                    throw new InvalidDataException($"{what}: the symlink '{OciDigest.Printable(link)}' points outside the archive.");
+                }
+                parts.RemoveAt(parts.Count - 1);
+                continue;
+            }
+            parts.Add(part);
+        }
+        return string.Join('/', parts);
     }
 
     /// <summary>A read-only stream over a member's data.</summary>

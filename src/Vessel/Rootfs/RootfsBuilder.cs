@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Vessel.Common;
 using Vessel.Ext4;
 using Vessel.Oci;
 
@@ -95,7 +96,8 @@ public static class RootfsBuilder
             {
                 LayerDescriptor layer = image.Layers[i];
                 string context = $"layer {i + 1} of {image.Layers.Count} ({Short(layer.Digest)}) of {source.Description}";
-                await using Stream stream = await source.OpenLayerAsync(i, cancellationToken);
+                // Decompression and digest checks run on another core while this one writes.
+                await using Stream stream = new ReadAheadStream(await source.OpenLayerAsync(i, cancellationToken));
                 int index = i;
                 await applier.ApplyAsync(stream, i + 1, context,
                     bytes => progress?.Report(new RootfsProgress(index + 1, image.Layers.Count, bytes, layer.Size)), cancellationToken);

@@ -216,6 +216,7 @@ public sealed class ImageSourceTests : IDisposable
         var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
         Assert.Contains("layer 1 of 1", e.Message, StringComparison.Ordinal);
         Assert.Contains(layout, e.Message, StringComparison.Ordinal);
+        Assert.Contains("gzip data is corrupt", e.Message, StringComparison.Ordinal); // the digest matched: the image itself is broken
     }
 
     [Fact(Timeout = Timeout)]
@@ -307,6 +308,63 @@ public sealed class ImageSourceTests : IDisposable
         var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
         Assert.Contains("layer 2 of 2", e.Message, StringComparison.Ordinal);
         Assert.Contains(TestImage.Digest(img.Layers[1].Tar), e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = Timeout)]
+    public async Task Docker_archive_follows_layer_symlinks_inside_the_archive_only()
+    {
+        TestImage img = new TestImage().AddLayer(TestImage.Tar(("a", "a")), gzip: false);
+        byte[] config = img.ConfigJson();
+        string hex = TestImage.Digest(img.Layers[0].Tar)["sha256:".Length..];
+        string configName = TestImage.Digest(config)["sha256:".Length..] + ".json";
+        string Archive(string name, string linkTarget)
+        {
+            string file = _dir.Combine(name);
+            using var fs = File.Create(file);
+            using var writer = new System.Formats.Tar.TarWriter(fs, System.Formats.Tar.TarEntryFormat.Pax);
+            writer.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, hex + ".tar") { DataStream = new MemoryStream(img.Layers[0].Tar) });
+            writer.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.SymbolicLink, "dup/layer.tar") { LinkName = linkTarget });
+            writer.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, configName) { DataStream = new MemoryStream(config) });
+            byte[] manifest = Encoding.UTF8.GetBytes($"[{{\"Config\":\"{configName}\",\"RepoTags\":[\"x:1\"],\"Layers\":[\"dup/layer.tar\"]}}]");
+            writer.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "manifest.json") { DataStream = new MemoryStream(manifest) });
+            return file;
+        }
+
+        await using (IImageSource source = await ImageSources.OpenAsync(Archive("ok.tar", $"../{hex}.tar"), ImageSourceOptions.Default, _ct))
+        {
+            Assert.Equal(img.Layers[0].Tar, (await ReadAllLayersAsync(source, _ct))[0]);
+        }
+        await using IImageSource escaping = await ImageSources.OpenAsync(Archive("bad.tar", "../../etc/passwd"), ImageSourceOptions.Default, _ct);
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => escaping.ResolveAsync(_ct));
+        Assert.Contains("points outside the archive", e.Message, StringComparison.Ordinal);
+    }
+
+    [RequiresFact("shared-images")]
+    public async Task Bundled_alpine_minirootfs_streams_as_one_layer_with_the_file_digest()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        string tarball = TestPaths.AlpineTarball!;
+        await using IImageSource source = await ImageSources.OpenAsync(tarball, ImageSourceOptions.Default, cts.Token);
+        ResolvedImage image = await source.ResolveAsync(cts.Token);
+        await using (var file = File.OpenRead(tarball))
+        {
+            Assert.Equal("sha256:" + Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(file, cts.Token)), image.ContentDigest);
+        }
+        await using Stream layer = await source.OpenLayerAsync(0, cts.Token);
+        var names = new List<string>();
+        await using (var reader = new System.Formats.Tar.TarReader(layer, leaveOpen: true))
+        {
+            System.Formats.Tar.TarEntry? entry;
+            while ((entry = await reader.GetNextEntryAsync(cancellationToken: cts.Token)) is not null)
+            {
+                names.Add(entry.Name.TrimStart('.', '/'));
+            }
+        }
+        // The contract: after the tar end marker, read on to the end of the stream (record padding), where the checks run.
+        await layer.CopyToAsync(Stream.Null, cts.Token);
+        Assert.Equal(0, await layer.ReadAsync(new byte[1], cts.Token));
+        Assert.Contains("etc/os-release", names);
+        Assert.Contains("bin/busybox", names);
     }
 
     [Fact(Timeout = Timeout)]

@@ -1,0 +1,154 @@
+using Vessel.Agent.Protocol;
+
+namespace Vessel.Agent;
+
+/// <summary>What to run in the sandbox.</summary>
+public sealed record ExecRequest(IReadOnlyList<string> Arguments)
+{
+    /// <summary>KEY=VALUE entries added to the defaults (PATH, HOME).</summary>
+    public IReadOnlyList<string> Environment { get; init; } = [];
+
+    public string? WorkingDirectory { get; init; }
+
+    /// <summary>"name", "uid", "name:group" or "uid:gid", looked up in the rootfs; null means root.</summary>
+    public string? User { get; init; }
+
+    /// <summary>Whether the host will send stdin; when false the process sees EOF at once.</summary>
+    public bool Stdin { get; init; }
+
+    /// <summary>When set, the agent kills the process tree after this long.</summary>
+    public TimeSpan? Timeout { get; init; }
+}
+
+/// <summary>How a process ended. <see cref="ExitCode"/> is 128+signal when a signal killed it.</summary>
+public sealed record ExitStatus(int ExitCode, int Signal, bool TimedOut);
+
+/// <summary>A running process in the sandbox: its stdin, its streamed output and its exit.</summary>
+public sealed class ExecSession : IDisposable
+{
+    private readonly MuxStream _stream;
+
+    internal ExecSession(MuxStream stream, int pid)
+    {
+        _stream = stream;
+        Pid = pid;
+    }
+
+    /// <summary>The process id in the guest; use it to re-attach after a reconnect.</summary>
+    public int Pid { get; }
+
+    public Task WriteStdinAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+        => _stream.SendDataAsync(MessageType.Stdin, data, cancellationToken);
+
+    public Task CloseStdinAsync(CancellationToken cancellationToken)
+        => _stream.SendAsync(MessageType.StdinClose, [], cancellationToken);
+
+    /// <summary>Sends a signal to the process and its descendants (9 = SIGKILL, 15 = SIGTERM).</summary>
+    public Task SignalAsync(int signal, CancellationToken cancellationToken)
+        => _stream.SendAsync(MessageType.Signal, new SignalMessage(signal).Encode(), cancellationToken);
+
+    /// <summary>Copies the process's output into the given streams as it arrives; returns its exit status.</summary>
+    public async Task<ExitStatus> WaitAsync(Stream? stdout, Stream? stderr, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Frame f = await AgentClient.NextAsync(_stream, $"process {Pid}", cancellationToken);
+            switch (f.Type)
+            {
+                case MessageType.Stdout:
+                    if (stdout is not null)
+                    {
+                        await stdout.WriteAsync(f.Payload, cancellationToken);
+                        await stdout.FlushAsync(cancellationToken);
+                    }
+                    break;
+                case MessageType.Stderr:
+                    if (stderr is not null)
+                    {
+                        await stderr.WriteAsync(f.Payload, cancellationToken);
+                        await stderr.FlushAsync(cancellationToken);
+                    }
+                    break;
+                case MessageType.Exit:
+                    ExitMessage m = ExitMessage.Decode(f.Payload);
+                    return new ExitStatus(m.ExitCode, m.Signal, m.TimedOut);
+                default:
+                    throw AgentClient.Unexpected(f, $"process {Pid}");
+            }
+        }
+    }
+
+    public void Dispose() => _stream.Dispose();
+}
+
+/// <summary>Replays bytes already read (past the sync marker) before the rest of a stream.</summary>
+internal sealed class PrefixedStream : Stream
+{
+    private readonly Stream _inner;
+    private byte[] _prefix;
+    private int _offset;
+
+    public PrefixedStream(byte[] prefix, Stream inner)
+    {
+        _prefix = prefix;
+        _inner = inner;
+    }
+
+    public override bool CanRead => true;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => true;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position
+    {
+        get => throw new NotSupportedException();
+        set => throw new NotSupportedException();
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (_offset < _prefix.Length)
+        {
+            int n = Math.Min(buffer.Length, _prefix.Length - _offset);
+            _prefix.AsSpan(_offset, n).CopyTo(buffer.Span);
+            _offset += n;
+            if (_offset == _prefix.Length)
+            {
+                _prefix = [];
+                _offset = 0;
+            }
+            return ValueTask.FromResult(n);
+        }
+        return _inner.ReadAsync(buffer, cancellationToken);
+    }
+
+    public override void Write(byte[] buffer, int offset, int count) => _inner.Write(buffer, offset, count);
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => _inner.WriteAsync(buffer, cancellationToken);
+
+    public override void Flush() => _inner.Flush();
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _inner.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        await _inner.DisposeAsync();
+        await base.DisposeAsync();
+    }
+}

@@ -1,0 +1,175 @@
+using System.Buffers;
+using System.Threading.Channels;
+
+namespace Vessel.Common;
+
+/// <summary>
+/// Reads an inner stream on a background task into a few pooled buffers, so that the
+/// producer's work (decompression, digest checks, disk reads) runs on another core while
+/// the consumer works. Errors of the inner stream surface on the consumer's next read.
+/// Disposal cancels the reader and disposes the inner stream.
+/// </summary>
+public sealed class ReadAheadStream : Stream
+{
+    private readonly Stream _inner;
+    private readonly Channel<(byte[] Buffer, int Length)> _chunks;
+    private readonly CancellationTokenSource _cts = new();
+    private readonly Task _pump;
+    private readonly int _chunkSize;
+    private byte[]? _current;
+    private int _currentLength;
+    private int _currentPos;
+    private bool _done;
+    private bool _disposed;
+
+    public ReadAheadStream(Stream inner, int chunkSize = 1 << 20, int chunks = 4)
+    {
+        _inner = inner;
+        _chunkSize = chunkSize;
+        _chunks = Channel.CreateBounded<(byte[], int)>(new BoundedChannelOptions(chunks) { SingleReader = true, SingleWriter = true });
+        _pump = Task.Run(PumpAsync);
+    }
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    private async Task PumpAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                byte[] buffer = ArrayPool<byte>.Shared.Rent(_chunkSize);
+                int filled = 0;
+                try
+                {
+                    // Fill the chunk fully (small reads from a decompressor would cost a hand-off each).
+                    while (filled < _chunkSize)
+                    {
+                        int n = await _inner.ReadAsync(buffer.AsMemory(filled, _chunkSize - filled), _cts.Token);
+                        if (n == 0)
+                        {
+                            break;
+                        }
+                        filled += n;
+                    }
+                }
+                catch
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    throw;
+                }
+                if (filled == 0)
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    _chunks.Writer.TryComplete();
+                    return;
+                }
+                await _chunks.Writer.WriteAsync((buffer, filled), _cts.Token);
+            }
+        }
+        catch (Exception e)
+        {
+            _chunks.Writer.TryComplete(e);
+        }
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        if (destination.Length == 0)
+        {
+            return 0;
+        }
+        while (_current is null || _currentPos == _currentLength)
+        {
+            if (_current is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_current);
+                _current = null;
+            }
+            if (_done)
+            {
+                return 0;
+            }
+            try
+            {
+                (_current, _currentLength) = await _chunks.Reader.ReadAsync(cancellationToken);
+                _currentPos = 0;
+            }
+            catch (ChannelClosedException e)
+            {
+                _done = true;
+                if (e.InnerException is not null)
+                {
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerException).Throw();
+                }
+                return 0;
+            }
+        }
+        int take = Math.Min(destination.Length, _currentLength - _currentPos);
+        _current.AsMemory(_currentPos, take).CopyTo(destination);
+        _currentPos += take;
+        return take;
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override void Flush()
+    {
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            DisposeCoreAsync().AsTask().GetAwaiter().GetResult();
+        }
+        base.Dispose(disposing);
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        await DisposeCoreAsync();
+        await base.DisposeAsync();
+    }
+
+    private async ValueTask DisposeCoreAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        await _cts.CancelAsync();
+        try
+        {
+            await _pump;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        while (_chunks.Reader.TryRead(out var chunk))
+        {
+            ArrayPool<byte>.Shared.Return(chunk.Buffer);
+        }
+        if (_current is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_current);
+            _current = null;
+        }
+        await _inner.DisposeAsync();
+        _cts.Dispose();
+    }
+}

@@ -1,0 +1,329 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Vessel.Common;
+
+namespace Vessel.Guest;
+
+/// <summary>Where the kit builder reads and caches things.</summary>
+public sealed record KitOptions
+{
+    /// <summary>Cache root: downloads/, kernels/, kits/&lt;id&gt;/. Default: $VESSEL_KIT_DIR or ~/.cache/vessel/kit.</summary>
+    public string CacheDirectory { get; init; } = DefaultCacheDirectory;
+
+    public KernelPackage Kernel { get; init; } = KernelPackage.Default;
+
+    /// <summary>The published agent (self-contained linux-x64). Default: <see cref="AgentLocator.Find"/>.</summary>
+    public string? AgentDirectory { get; init; }
+
+    /// <summary>A static busybox for the initramfs (Debian's busybox-static).</summary>
+    public string Busybox { get; init; } = "/bin/busybox";
+
+    public static string DefaultCacheDirectory =>
+        Environment.GetEnvironmentVariable("VESSEL_KIT_DIR") is { Length: > 0 } dir
+            ? dir
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "vessel", "kit");
+}
+
+/// <summary>
+/// Builds the guest kit: the pinned Debian kernel (downloaded with apt-get, checked, extracted
+/// with dpkg-deb, never installed) and an initramfs written by <see cref="CpioWriter"/> with
+/// busybox, the virtio modules and their dependencies, the agent and the glibc pieces it needs.
+/// A kit's id is a hash of all its inputs, so a kit is built once and shared (tests, CI) until an
+/// input changes.
+/// </summary>
+public sealed class KitBuilder
+{
+    private const int FormatVersion = 1;
+
+    // Files of the published runtime the agent never uses: debugger and tracing support.
+    private static readonly HashSet<string> SkippedAgentFiles = new(StringComparer.Ordinal)
+    {
+        "createdump", "libmscordaccore.so", "libmscordbi.so", "libcoreclrtraceptprovider.so",
+    };
+
+    private readonly KitOptions _options;
+    private readonly IProgress<string>? _progress;
+
+    public KitBuilder(KitOptions options, IProgress<string>? progress = null)
+    {
+        _options = options;
+        _progress = progress;
+    }
+
+    /// <summary>Returns the kit for the current inputs, building it first when it is not in the cache.</summary>
+    public async Task<GuestKit> EnsureAsync(CancellationToken cancellationToken)
+    {
+        string kernelDir = await EnsureKernelAsync(cancellationToken);
+        string agentDir = _options.AgentDirectory ?? AgentLocator.Find();
+        var agentFiles = Directory.EnumerateFiles(agentDir, "*", SearchOption.AllDirectories)
+            .Where(f => !SkippedAgentFiles.Contains(Path.GetFileName(f)) && !f.EndsWith(".pdb", StringComparison.Ordinal) && !f.EndsWith(".dbg", StringComparison.Ordinal))
+            .OrderBy(f => f, StringComparer.Ordinal)
+            .ToList();
+        if (!agentFiles.Any(f => Path.GetFileName(f) == "vessel-agent"))
+        {
+            throw new VesselException(VesselErrorReason.NotFound, $"{agentDir} holds no published vessel-agent: build the CLI (dotnet build), which publishes it, or set VESSEL_AGENT_DIR.");
+        }
+        IReadOnlyList<string> modules = await ResolveModulesAsync(kernelDir, cancellationToken);
+        IReadOnlyList<string> libraries = await ResolveLibrariesAsync(agentFiles, cancellationToken);
+        await CheckStaticAsync(_options.Busybox, cancellationToken);
+        string init = InitScript.Render(modules);
+
+        // The kit id: every input's bytes, so any change makes a new kit.
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        void Add(string label, string value) => hash.AppendData(Encoding.UTF8.GetBytes(label + "=" + value + "\n"));
+        Add("format", FormatVersion.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Add("kernel", _options.Kernel.Sha256);
+        Add("modules", string.Join(',', modules));
+        Add("init", init);
+        Add("busybox", GuestKit.Sha256File(_options.Busybox));
+        using var agentHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (string f in agentFiles)
+        {
+            agentHash.AppendData(Encoding.UTF8.GetBytes(Path.GetRelativePath(agentDir, f) + "=" + GuestKit.Sha256File(f) + "\n"));
+        }
+        string agentSha = Convert.ToHexStringLower(agentHash.GetHashAndReset());
+        Add("agent", agentSha);
+        foreach (string lib in libraries)
+        {
+            Add("lib:" + lib, GuestKit.Sha256File(lib));
+        }
+        string id = Convert.ToHexStringLower(hash.GetHashAndReset())[..16];
+
+        string kitDir = Path.Combine(_options.CacheDirectory, "kits", id);
+        if (File.Exists(Path.Combine(kitDir, GuestKit.ManifestFile)))
+        {
+            return GuestKit.Load(kitDir);
+        }
+
+        _progress?.Report($"Writing initramfs (kit {id}): busybox, {modules.Count} modules, agent, {libraries.Count} libraries");
+        string staging = Path.Combine(_options.CacheDirectory, "kits", $".{id}.{Environment.ProcessId}.tmp");
+        if (Directory.Exists(staging))
+        {
+            Directory.Delete(staging, recursive: true);
+        }
+        Directory.CreateDirectory(staging);
+        try
+        {
+            string vmlinuz = Path.Combine(kernelDir, "boot", "vmlinuz-" + _options.Kernel.Release);
+            File.Copy(vmlinuz, Path.Combine(staging, "vmlinuz"));
+            await using (FileStream output = File.Create(Path.Combine(staging, "initramfs.cpio")))
+            {
+                WriteInitramfs(output, kernelDir, modules, agentDir, agentFiles, libraries, init);
+            }
+            var manifest = new KitManifest(
+                id, "vmlinuz", GuestKit.Sha256File(Path.Combine(staging, "vmlinuz")),
+                "initramfs.cpio", GuestKit.Sha256File(Path.Combine(staging, "initramfs.cpio")),
+                _options.Kernel.Package, _options.Kernel.Version, _options.Kernel.Sha256, modules, agentSha, DateTimeOffset.UtcNow);
+            await File.WriteAllTextAsync(Path.Combine(staging, GuestKit.ManifestFile), JsonSerializer.Serialize(manifest, KitJsonContext.Default.KitManifest), cancellationToken);
+            try
+            {
+                Directory.Move(staging, kitDir);
+            }
+            catch (IOException) when (File.Exists(Path.Combine(kitDir, GuestKit.ManifestFile)))
+            {
+                // Another builder finished the same kit first; theirs is identical.
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(staging))
+            {
+                Directory.Delete(staging, recursive: true);
+            }
+        }
+        _progress?.Report($"Kit {id} ready in {kitDir}");
+        return GuestKit.Load(kitDir);
+    }
+
+    private void WriteInitramfs(Stream output, string kernelDir, IReadOnlyList<string> modules, string agentDir, List<string> agentFiles, IReadOnlyList<string> libraries, string init)
+    {
+        var cpio = new CpioWriter(output);
+        var dirs = new HashSet<string>(StringComparer.Ordinal);
+        void EnsureDir(string path)
+        {
+            string? parent = Path.GetDirectoryName(path.TrimEnd('/'));
+            if (!string.IsNullOrEmpty(parent) && parent != "/" && dirs.Add(parent))
+            {
+                EnsureDir(parent);
+                cpio.AddDirectory(parent);
+            }
+        }
+        foreach (string d in new[] { "/dev", "/proc", "/sys", "/tmp", "/mnt", "/mnt/root", "/bin", "/lib/modules", "/vessel" })
+        {
+            EnsureDir(d + "/x");
+        }
+        // The kernel opens /dev/console for init's stdio before anything mounts devtmpfs.
+        cpio.AddCharDevice("/dev/console", 5, 1, 0x180);
+        cpio.AddFile("/bin/busybox", File.ReadAllBytes(_options.Busybox), 0x1ED);
+        cpio.AddSymlink("/bin/sh", "busybox");
+        cpio.AddFile("/init", Encoding.UTF8.GetBytes(init), 0x1ED);
+        var moduleFiles = FindModuleFiles(kernelDir);
+        foreach (string m in modules)
+        {
+            cpio.AddFile($"/lib/modules/{m}.ko", File.ReadAllBytes(moduleFiles[m]), 0x1A4);
+        }
+        foreach (string lib in libraries)
+        {
+            EnsureDir(lib);
+            // ldd reports the path the loader looks up; store the file's bytes there (no symlink chase in the guest).
+            cpio.AddFile(lib, File.ReadAllBytes(lib), 0x1ED);
+        }
+        foreach (string f in agentFiles)
+        {
+            string target = "/vessel/agent/" + Path.GetRelativePath(agentDir, f).Replace('\\', '/');
+            EnsureDir(target);
+            bool executable = Path.GetFileName(f) == "vessel-agent" || f.EndsWith(".so", StringComparison.Ordinal);
+            cpio.AddFile(target, File.ReadAllBytes(f), executable ? 0x1EDu : 0x1A4u);
+        }
+        cpio.Finish();
+    }
+
+    private async Task<string> EnsureKernelAsync(CancellationToken cancellationToken)
+    {
+        KernelPackage k = _options.Kernel;
+        string kernelDir = Path.Combine(_options.CacheDirectory, "kernels", k.Sha256[..16]);
+        if (File.Exists(Path.Combine(kernelDir, ".complete")))
+        {
+            return kernelDir;
+        }
+        string downloads = Path.Combine(_options.CacheDirectory, "downloads");
+        Directory.CreateDirectory(downloads);
+        string deb = Path.Combine(downloads, $"{k.Package}_{k.Version}_amd64.deb");
+        if (!File.Exists(deb) || GuestKit.Sha256File(deb) != k.Sha256)
+        {
+            _progress?.Report($"Downloading {k.Package} {k.Version} with apt-get");
+            using TempDirectory temp = TempDirectory.Create(".download-", downloads);
+            ProcessResult r = await ExternalProcess.RunAsync("apt-get", ["download", $"{k.Package}={k.Version}"], cancellationToken, workingDirectory: temp.Path, timeout: TimeSpan.FromMinutes(10));
+            if (!r.Succeeded)
+            {
+                throw new VesselException(VesselErrorReason.ToolFailed,
+                    $"apt-get download {k.Package}={k.Version} failed: {r.StandardError.Trim()}. Run 'apt-get update'; if the version left the archive, pin a current one in KernelPackage.Default.");
+            }
+            string fetched = Directory.GetFiles(temp.Path, "*.deb").Single();
+            string actual = GuestKit.Sha256File(fetched);
+            if (actual != k.Sha256)
+            {
+                throw new VesselException(VesselErrorReason.Corrupt, $"{Path.GetFileName(fetched)} has sha256 {actual}, but the kit pins {k.Sha256}: refusing to use it.");
+            }
+            File.Move(fetched, deb, overwrite: true);
+        }
+        _progress?.Report($"Extracting {Path.GetFileName(deb)}");
+        if (Directory.Exists(kernelDir))
+        {
+            Directory.Delete(kernelDir, recursive: true);
+        }
+        Directory.CreateDirectory(kernelDir);
+        (await ExternalProcess.RunAsync("dpkg-deb", ["-x", deb, kernelDir], cancellationToken, timeout: TimeSpan.FromMinutes(5))).EnsureSuccess();
+        if (!File.Exists(Path.Combine(kernelDir, "boot", "vmlinuz-" + k.Release)))
+        {
+            throw new VesselException(VesselErrorReason.Corrupt, $"{Path.GetFileName(deb)} holds no boot/vmlinuz-{k.Release}.");
+        }
+        await File.WriteAllTextAsync(Path.Combine(kernelDir, ".complete"), k.Sha256, cancellationToken);
+        return kernelDir;
+    }
+
+    private Dictionary<string, string> FindModuleFiles(string kernelDir)
+    {
+        string root = Path.Combine(kernelDir, "lib", "modules", _options.Kernel.Release);
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string f in Directory.EnumerateFiles(root, "*.ko", SearchOption.AllDirectories))
+        {
+            map.TryAdd(Path.GetFileNameWithoutExtension(f).Replace('-', '_'), f);
+        }
+        return map;
+    }
+
+    /// <summary>The guest modules with their dependencies (modinfo -F depends), each after what it needs.</summary>
+    private async Task<IReadOnlyList<string>> ResolveModulesAsync(string kernelDir, CancellationToken cancellationToken)
+    {
+        Dictionary<string, string> files = FindModuleFiles(kernelDir);
+        var order = new List<string>();
+        var visiting = new HashSet<string>(StringComparer.Ordinal);
+        async Task VisitAsync(string name)
+        {
+            if (order.Contains(name))
+            {
+                return;
+            }
+            if (!visiting.Add(name))
+            {
+                throw new InvalidDataException($"kernel module dependency cycle at {name}");
+            }
+            if (!files.TryGetValue(name, out string? path))
+            {
+                throw new VesselException(VesselErrorReason.NotFound, $"Kernel {_options.Kernel.Release} has no module {name} (it may be built in; the kit expects it as a module).");
+            }
+            ProcessResult r = (await ExternalProcess.RunAsync("modinfo", ["-F", "depends", path], cancellationToken)).EnsureSuccess();
+            foreach (string dep in r.StandardOutput.Trim().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                await VisitAsync(dep.Replace('-', '_'));
+            }
+            visiting.Remove(name);
+            order.Add(name);
+        }
+        foreach (string m in KernelPackage.GuestModules)
+        {
+            await VisitAsync(m);
+        }
+        return order;
+    }
+
+    /// <summary>The shared libraries the agent's executable and native libraries load (ldd), outside the agent directory.</summary>
+    private static async Task<IReadOnlyList<string>> ResolveLibrariesAsync(List<string> agentFiles, CancellationToken cancellationToken)
+    {
+        var libs = new SortedSet<string>(StringComparer.Ordinal);
+        var names = agentFiles.Select(Path.GetFileName).ToHashSet(StringComparer.Ordinal);
+        foreach (string f in agentFiles.Where(f => f.EndsWith(".so", StringComparison.Ordinal) || Path.GetFileName(f) == "vessel-agent"))
+        {
+            ProcessResult r = await ExternalProcess.RunAsync("ldd", [f], cancellationToken);
+            foreach (string line in r.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                // "libm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)".
+                string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (line.Contains("not found", StringComparison.Ordinal))
+                {
+                    if (names.Contains(parts[0]))
+                    {
+                        continue; // one of the agent's own libraries, found beside it at run time
+                    }
+                    throw new VesselException(VesselErrorReason.NotFound, $"{Path.GetFileName(f)} needs {parts[0]}, which this host lacks.");
+                }
+                string? path = parts.Length >= 3 && parts[1] == "=>" ? parts[2] : parts[0].StartsWith('/') ? parts[0] : null;
+                if (path is not null && path.StartsWith('/') && !names.Contains(Path.GetFileName(path)))
+                {
+                    libs.Add(path);
+                }
+            }
+        }
+        return [.. libs];
+    }
+
+    private static async Task CheckStaticAsync(string busybox, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(busybox))
+        {
+            throw new VesselException(VesselErrorReason.ToolMissing, $"{busybox} is missing: install busybox-static (scripts/setup.sh).");
+        }
+        ProcessResult r = await ExternalProcess.RunAsync("ldd", [busybox], cancellationToken);
+        if (r.Succeeded && r.StandardOutput.Contains("=>", StringComparison.Ordinal))
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"{busybox} is dynamically linked; the initramfs needs a static one (install busybox-static).");
+        }
+    }
+}
+
+/// <summary>Finds the published agent: $VESSEL_AGENT_DIR, or agent/ beside the running assemblies.</summary>
+public static class AgentLocator
+{
+    public static string Find()
+    {
+        string? env = Environment.GetEnvironmentVariable("VESSEL_AGENT_DIR");
+        string dir = env is { Length: > 0 } ? env : Path.Combine(AppContext.BaseDirectory, "agent");
+        if (!File.Exists(Path.Combine(dir, "vessel-agent")))
+        {
+            throw new VesselException(VesselErrorReason.NotFound, $"No published guest agent in {dir}: build the CLI (dotnet build publishes the agent beside it) or set VESSEL_AGENT_DIR.");
+        }
+        return dir;
+    }
+}

@@ -1,0 +1,172 @@
+using Vessel.Agent;
+using Vessel.Agent.Protocol;
+using Vessel.Vmm;
+
+namespace Vessel.Sandboxes;
+
+/// <summary>
+/// A running microVM with its agent. Owns the VM, the agent connection and the working
+/// directory; disposal (or <see cref="KillAsync"/>, or the timeout) releases all three.
+/// </summary>
+public sealed class Sandbox : IAsyncDisposable
+{
+    private readonly string _token;
+    private readonly VmConfig _config;
+    private readonly IVirtualMachine _vm;
+    private readonly SemaphoreSlim _stopLock = new(1, 1);
+    private readonly CancellationTokenSource _lifetime = new();
+    private AgentClient _agent;
+    private bool _stopped;
+
+    internal Sandbox(string id, string workDirectory, string token, VmConfig config, IVirtualMachine vm, AgentClient agent, SandboxTimings timings)
+    {
+        Id = id;
+        WorkDirectory = workDirectory;
+        _token = token;
+        _config = config;
+        _vm = vm;
+        _agent = agent;
+        Timings = timings;
+    }
+
+    public string Id { get; }
+
+    public string WorkDirectory { get; }
+
+    public SandboxTimings Timings { get; }
+
+    public IVirtualMachine VirtualMachine => _vm;
+
+    /// <summary>The current agent connection (replaced by <see cref="ReconnectAsync"/>).</summary>
+    public AgentClient Agent => _agent;
+
+    /// <summary>Cancelled when the sandbox is killed or its timeout fires.</summary>
+    public CancellationToken Killed => _lifetime.Token;
+
+    /// <summary>Runs a command, streaming its output; returns how it ended.</summary>
+    public async Task<ExitStatus> ExecAsync(ExecRequest request, Stream? stdin, Stream? stdout, Stream? stderr, CancellationToken cancellationToken)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _lifetime.Token);
+        using ExecSession session = await _agent.StartAsync(request with { Stdin = stdin is not null }, linked.Token);
+        Task pumpIn = Task.CompletedTask;
+        if (stdin is not null)
+        {
+            pumpIn = Task.Run(async () =>
+            {
+                byte[] buffer = new byte[MuxConnection.MaxDataChunk];
+                int n;
+                try
+                {
+                    while ((n = await stdin.ReadAsync(buffer, linked.Token)) > 0)
+                    {
+                        await session.WriteStdinAsync(buffer.AsMemory(0, n), linked.Token);
+                    }
+                    await session.CloseStdinAsync(linked.Token);
+                }
+                catch (IOException)
+                {
+                    // The process ended first.
+                }
+            }, linked.Token);
+        }
+        try
+        {
+            return await session.WaitAsync(stdout, stderr, linked.Token);
+        }
+        catch (OperationCanceledException) when (!_lifetime.IsCancellationRequested)
+        {
+            // The caller gave up: do not leave the process running in the guest.
+            try
+            {
+                await session.SignalAsync(9, CancellationToken.None);
+            }
+            catch (IOException)
+            {
+            }
+            throw;
+        }
+        finally
+        {
+            if (!pumpIn.IsCompleted)
+            {
+                await Task.WhenAny(pumpIn, Task.Delay(100, CancellationToken.None));
+            }
+        }
+    }
+
+    /// <summary>Drops the agent connection and opens a new one (what a snapshot restore needs); processes keep running.</summary>
+    public async Task ReconnectAsync(CancellationToken cancellationToken)
+    {
+        await _agent.DisposeAsync();
+        _agent = await AgentClient.ConnectAsync(_config.ControlSocketPath, _token, TimeSpan.FromSeconds(30), cancellationToken);
+    }
+
+    internal void KillAfter(TimeSpan lifetime)
+    {
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await Task.Delay(lifetime, _lifetime.Token);
+                await KillAsync();
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
+    }
+
+    /// <summary>Stops the VM at once (no guest shutdown) and removes the sandbox's directory.</summary>
+    public Task KillAsync() => StopAsync(graceful: false);
+
+    /// <summary>Asks the agent to sync and power off, then stops the VM; removes the sandbox's directory.</summary>
+    public Task StopAsync() => StopAsync(graceful: true);
+
+    private async Task StopAsync(bool graceful)
+    {
+        await _stopLock.WaitAsync();
+        try
+        {
+            if (_stopped)
+            {
+                return;
+            }
+            _stopped = true;
+            await _lifetime.CancelAsync();
+            TimeSpan grace = TimeSpan.Zero;
+            if (graceful && !_vm.Exited.IsCompleted)
+            {
+                try
+                {
+                    using var shutdownTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                    await _agent.ShutdownAsync(shutdownTimeout.Token);
+                    grace = TimeSpan.FromSeconds(10);
+                }
+                catch (Exception e) when (e is VesselException or OperationCanceledException or IOException)
+                {
+                    // The agent is gone or hung: the forceful path below still stops the VM.
+                }
+            }
+            await _agent.DisposeAsync();
+            try
+            {
+                await _vm.StopAsync(grace, CancellationToken.None);
+            }
+            finally
+            {
+                await _vm.DisposeAsync();
+                SandboxManager.DeleteDirectory(WorkDirectory);
+            }
+        }
+        finally
+        {
+            _stopLock.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(graceful: true);
+        _lifetime.Dispose();
+    }
+}

@@ -1,0 +1,275 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using Vessel.Agent;
+using Vessel.Common;
+using Vessel.Guest;
+using Vessel.Vmm;
+
+namespace Vessel.Sandboxes;
+
+/// <summary>
+/// Creates sandboxes under <c>&lt;state&gt;/sandboxes/&lt;id&gt;/</c> and sweeps what crashed runs left
+/// there. Each sandbox directory holds an <c>owner</c> file (pid and start time of the Vessel
+/// process that made it) and, once started, <c>vmm.pid</c>; a directory whose owner is gone is a
+/// leftover: its VMM is killed (only if its command line names that directory) and the directory removed.
+/// </summary>
+public sealed class SandboxManager
+{
+    private readonly string _sandboxesDirectory;
+    private readonly GuestKit _kit;
+    private readonly IVmmDriver _driver;
+
+    public SandboxManager(string stateDirectory, GuestKit kit, IVmmDriver? driver = null)
+    {
+        StateDirectory = stateDirectory;
+        _sandboxesDirectory = Path.Combine(stateDirectory, "sandboxes");
+        _kit = kit;
+        _driver = driver ?? new QemuDriver();
+    }
+
+    public string StateDirectory { get; }
+
+    /// <summary>$VESSEL_STATE_DIR, or /var/lib/vessel for root, or ~/.local/state/vessel.</summary>
+    public static string DefaultStateDirectory =>
+        Environment.GetEnvironmentVariable("VESSEL_STATE_DIR") is { Length: > 0 } dir
+            ? dir
+            : Environment.UserName == "root"
+                ? "/var/lib/vessel"
+                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state", "vessel");
+
+    public async Task<Sandbox> CreateAsync(SandboxOptions options, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(options.RootfsPath))
+        {
+            throw new VesselException(VesselErrorReason.NotFound, $"Rootfs {options.RootfsPath} does not exist.");
+        }
+        var clock = Stopwatch.StartNew();
+        string id = "sb-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
+        string dir = Path.Combine(_sandboxesDirectory, id);
+        Directory.CreateDirectory(dir);
+        if (OperatingSystem.IsLinux())
+        {
+            // The agent socket accepts whoever can reach it: only the owner may.
+            File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+        await File.WriteAllTextAsync(Path.Combine(dir, "owner"), OwnerStamp(Environment.ProcessId) ?? string.Empty, cancellationToken);
+        IVirtualMachine? vm = null;
+        AgentClient? agent = null;
+        try
+        {
+            string rootfs = options.RootfsPath;
+            if (options.CopyRootfs)
+            {
+                rootfs = Path.Combine(dir, "rootfs.ext4");
+                (await ExternalProcess.RunAsync("cp", ["--sparse=always", "--reflink=auto", options.RootfsPath, rootfs], cancellationToken, timeout: TimeSpan.FromMinutes(10))).EnsureSuccess();
+            }
+
+            var hooks = new List<IPreBootHook>();
+            if (options.ReservedBytes is { } reserved)
+            {
+                hooks.Add(new ReservedBlocksHook(reserved));
+            }
+            hooks.AddRange(options.PreBootHooks);
+            var context = new PreBootContext(id, rootfs, dir);
+            foreach (IPreBootHook hook in hooks)
+            {
+                try
+                {
+                    await hook.RunAsync(context, cancellationToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    throw new VesselException(VesselErrorReason.ToolFailed, $"Pre-boot hook '{hook.Name}' failed, sandbox not created: {e.Message}", e);
+                }
+            }
+            TimeSpan prepared = clock.Elapsed;
+
+            string token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
+            var config = new VmConfig
+            {
+                KernelPath = _kit.KernelPath,
+                InitramfsPath = _kit.InitramfsPath,
+                KernelParameters = [$"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}"],
+                MemoryMiB = options.MemoryMiB,
+                Vcpus = options.Vcpus,
+                Disks = [options.DiskOverride ?? DiskConfig.File(rootfs)],
+                ControlSocketPath = Path.Combine(dir, "ctl.sock"),
+                ApiSocketPath = Path.Combine(dir, "qmp.sock"),
+                ConsoleLogPath = Path.Combine(dir, "console.log"),
+                MemoryBackendFile = options.MemoryBackendFile,
+                Acceleration = options.Acceleration,
+            };
+            vm = await _driver.StartAsync(config, cancellationToken);
+            if (vm is QemuVm q)
+            {
+                await File.WriteAllTextAsync(Path.Combine(dir, "vmm.pid"), q.Pid.ToString(CultureInfo.InvariantCulture), cancellationToken);
+            }
+            TimeSpan vmmStarted = clock.Elapsed;
+
+            using (var untilExit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                IVirtualMachine running = vm;
+                _ = running.Exited.ContinueWith(_ => untilExit.Cancel(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                try
+                {
+                    agent = await AgentClient.ConnectAsync(config.ControlSocketPath, token, options.BootTimeout, untilExit.Token);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new VesselException(VesselErrorReason.Unavailable, $"The VM of sandbox {id} stopped before its agent was ready. Console:\n{vm.ConsoleTail()}");
+                }
+                catch (TimeoutException e)
+                {
+                    throw new VesselException(VesselErrorReason.Timeout, $"{e.Message} Console:\n{vm.ConsoleTail()}", e);
+                }
+            }
+            TimeSpan ready = clock.Elapsed;
+            var health = await agent.HealthAsync(cancellationToken);
+            if (!health.RootMounted)
+            {
+                throw new VesselException(VesselErrorReason.Unavailable, $"The guest of sandbox {id} could not mount its rootfs (is it ext4?). Console:\n{vm.ConsoleTail()}");
+            }
+            var timings = new SandboxTimings(
+                prepared, vmmStarted, ready, ParseInitStart(Path.Combine(dir, "console.log")),
+                TimeSpan.FromMilliseconds(agent.Hello.AgentStartMilliseconds), TimeSpan.FromMilliseconds(agent.Hello.UptimeMilliseconds));
+            var sandbox = new Sandbox(id, dir, token, config, vm, agent, timings);
+            if (options.Timeout is { } lifetime)
+            {
+                sandbox.KillAfter(lifetime);
+            }
+            return sandbox;
+        }
+        catch
+        {
+            if (agent is not null)
+            {
+                await agent.DisposeAsync();
+            }
+            if (vm is not null)
+            {
+                await vm.DisposeAsync();
+            }
+            DeleteDirectory(dir);
+            throw;
+        }
+    }
+
+    /// <summary>Removes leftovers of runs whose Vessel process is gone; returns the sandbox ids swept.</summary>
+    public Task<IReadOnlyList<string>> SweepAsync(CancellationToken cancellationToken) => SweepDirectoryAsync(StateDirectory, cancellationToken);
+
+    /// <summary>The sweep of <see cref="SweepAsync"/> for a state directory, without a kit.</summary>
+    public static async Task<IReadOnlyList<string>> SweepDirectoryAsync(string stateDirectory, CancellationToken cancellationToken)
+    {
+        var swept = new List<string>();
+        string sandboxes = Path.Combine(stateDirectory, "sandboxes");
+        if (!Directory.Exists(sandboxes))
+        {
+            return swept;
+        }
+        foreach (string dir in Directory.EnumerateDirectories(sandboxes, "sb-*"))
+        {
+            string ownerFile = Path.Combine(dir, "owner");
+            string? owner = File.Exists(ownerFile) ? (await File.ReadAllTextAsync(ownerFile, cancellationToken)).Trim() : null;
+            if (owner is { Length: > 0 } && IsAlive(owner))
+            {
+                continue;
+            }
+            string pidFile = Path.Combine(dir, "vmm.pid");
+            if (File.Exists(pidFile) && int.TryParse(await File.ReadAllTextAsync(pidFile, cancellationToken), NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
+            {
+                await KillLeftoverAsync(pid, dir, cancellationToken);
+            }
+            DeleteDirectory(dir);
+            swept.Add(Path.GetFileName(dir));
+        }
+        return swept;
+    }
+
+    private static async Task KillLeftoverAsync(int pid, string dir, CancellationToken cancellationToken)
+    {
+        string cmdline;
+        try
+        {
+            cmdline = (await File.ReadAllTextAsync($"/proc/{pid}/cmdline", cancellationToken)).Replace('\0', ' ');
+        }
+        catch (IOException)
+        {
+            return; // already gone
+        }
+        // A recycled pid belongs to someone else: only a process whose arguments name this sandbox's directory is ours.
+        if (!cmdline.Contains(dir + "/", StringComparison.Ordinal))
+        {
+            return;
+        }
+        try
+        {
+            using Process p = Process.GetProcessById(pid);
+            p.Kill(entireProcessTree: true);
+            await p.WaitForExitAsync(cancellationToken).WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
+        }
+        catch (ArgumentException)
+        {
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
+
+    /// <summary>"pid starttime" from /proc: a pid alone could be recycled.</summary>
+    internal static string? OwnerStamp(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            string[] rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return $"{pid} {rest[19]}";
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    private static bool IsAlive(string owner)
+    {
+        string[] parts = owner.Split(' ');
+        return parts.Length == 2 && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int pid) && OwnerStamp(pid) == owner;
+    }
+
+    private static TimeSpan? ParseInitStart(string consoleLog)
+    {
+        try
+        {
+            using var stream = new FileStream(consoleLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            using var reader = new StreamReader(stream);
+            const string Marker = "vessel-init: started at ";
+            while (reader.ReadLine() is { } line)
+            {
+                int at = line.IndexOf(Marker, StringComparison.Ordinal);
+                if (at >= 0 && double.TryParse(line[(at + Marker.Length)..].TrimEnd('s', '\r'), NumberStyles.Float, CultureInfo.InvariantCulture, out double s))
+                {
+                    return TimeSpan.FromSeconds(s);
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return null;
+    }
+
+    internal static void DeleteDirectory(string dir)
+    {
+        try
+        {
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
+        catch (DirectoryNotFoundException)
+        {
+        }
+    }
+}

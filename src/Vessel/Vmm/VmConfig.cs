@@ -1,0 +1,86 @@
+namespace Vessel.Vmm;
+
+/// <summary>
+/// A microVM as Vessel describes it, independent of the VMM that runs it: QEMU today,
+/// Firecracker and Cloud Hypervisor drivers later map the same model onto their APIs.
+/// </summary>
+public sealed record VmConfig
+{
+    public required string KernelPath { get; init; }
+
+    public required string InitramfsPath { get; init; }
+
+    /// <summary>Extra kernel command-line parameters (the driver adds the console and panic settings).</summary>
+    public IReadOnlyList<string> KernelParameters { get; init; } = [];
+
+    public int MemoryMiB { get; init; } = 512;
+
+    public int Vcpus { get; init; } = 1;
+
+    /// <summary>Disks in order: the first is /dev/vda.</summary>
+    public IReadOnlyList<DiskConfig> Disks { get; init; } = [];
+
+    /// <summary>Unix socket of the agent's virtio-serial port; the VMM listens on it.</summary>
+    public required string ControlSocketPath { get; init; }
+
+    /// <summary>Serial console output goes to this file.</summary>
+    public required string ConsoleLogPath { get; init; }
+
+    /// <summary>The VMM's own control socket (QMP for QEMU).</summary>
+    public required string ApiSocketPath { get; init; }
+
+    /// <summary>
+    /// Guest RAM from a file (shared), so a snapshot can save device state only and a restore can
+    /// map the memory copy-on-write. Null: anonymous memory.
+    /// </summary>
+    public string? MemoryBackendFile { get; init; }
+
+    public Acceleration Acceleration { get; init; } = Acceleration.Auto;
+}
+
+/// <summary>A virtio-blk disk: a local file, or an NBD export served on a unix socket.</summary>
+public sealed record DiskConfig
+{
+    public string? Path { get; init; }
+
+    public string? NbdSocketPath { get; init; }
+
+    public string NbdExport { get; init; } = string.Empty;
+
+    public bool ReadOnly { get; init; }
+
+    public static DiskConfig File(string path, bool readOnly = false) => new() { Path = path, ReadOnly = readOnly };
+
+    public static DiskConfig Nbd(string socketPath, string export, bool readOnly = false) => new() { NbdSocketPath = socketPath, NbdExport = export, ReadOnly = readOnly };
+}
+
+public enum Acceleration
+{
+    /// <summary>KVM where it really works, TCG otherwise (<see cref="AccelerationProbe"/>).</summary>
+    Auto = 0,
+    Kvm,
+    Tcg,
+}
+
+/// <summary>A started VM, whatever runs it.</summary>
+public interface IVirtualMachine : IAsyncDisposable
+{
+    /// <summary>Completes when the VMM process exits.</summary>
+    Task Exited { get; }
+
+    Acceleration Acceleration { get; }
+
+    /// <summary>The last lines of the serial console, for error messages.</summary>
+    string ConsoleTail(int lines = 20);
+
+    /// <summary>Stops the VM: waits up to <paramref name="grace"/> for the guest to power off, then asks the VMM to quit, then kills it.</summary>
+    Task StopAsync(TimeSpan grace, CancellationToken cancellationToken);
+}
+
+/// <summary>Starts VMs from a <see cref="VmConfig"/>.</summary>
+public interface IVmmDriver
+{
+    string Name { get; }
+
+    Task<IVirtualMachine> StartAsync(VmConfig config, CancellationToken cancellationToken);
+}
