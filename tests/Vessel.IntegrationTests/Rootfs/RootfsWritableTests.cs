@@ -85,6 +85,27 @@ public sealed partial class RootfsWritableTests
         Assert.True(free < 600L << 20, $"{free >> 20} MiB free for a --free of 300M: the size is not derived from the content");
     }
 
+    [RequiresFact("e2fsck", "dumpe2fs", Timeout = 120_000)]
+    public async Task Free_space_comes_with_free_inodes_even_when_the_content_is_many_small_files()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000));
+        CancellationToken ct = deadline.Token;
+        using TempDirectory work = TempDirectory.Create("vessel-inodes-");
+        string tarball = work.Combine("many.tar");
+        GeneratedImage.Write(tarball, wideDirectoryFiles: 20_000, treeFiles: 0, bigFileSize: 0);
+        string image = work.Combine("many.ext4");
+
+        await RootfsBuild.BuildAsync(tarball, image, ct, "--size", "256M");
+
+        await RootfsChecker.AssertFsckCleanAsync(image, ct);
+        Dictionary<string, string> sb = await Dumpe2fsAsync(image, ct);
+        long freeBytes = long.Parse(sb["Free blocks"]) * long.Parse(sb["Block size"]);
+        long freeInodes = long.Parse(sb["Free inodes"]);
+        // A sandbox writes files into the free space; mke2fs gives one inode per 16 KiB, ask for a quarter of that.
+        Assert.True(freeInodes >= freeBytes / (64 << 10),
+            $"{freeBytes >> 20} MiB free but only {freeInodes} free inodes: the image is full as soon as a sandbox creates files");
+    }
+
     /// <summary><c>dumpe2fs -h</c> as "Key: value" pairs.</summary>
     private static async Task<Dictionary<string, string>> Dumpe2fsAsync(string image, CancellationToken ct)
     {
