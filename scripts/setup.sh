@@ -15,6 +15,7 @@ packages=(
   kmod cpio            # modinfo for guest module dependencies
   fuse3                # fusermount3 for nbdfuse
   rsync                # the peer pipelines in benchmarks
+  time                 # /usr/bin/time: peak RSS in bench/rootfs/run.sh
   jq curl ca-certificates xz-utils zstd
 )
 

@@ -1,5 +1,4 @@
 using System.Formats.Tar;
-using System.Security.Cryptography;
 using System.Text;
 
 namespace Vessel.IntegrationTests.Rootfs;
@@ -96,7 +95,7 @@ internal sealed class GeneratedImage
         tar.WriteEntry(entry);
         var expected = Entry("/" + name, EntryType.File, mode, owner, owner, content.Length, mtime) with
         {
-            Sha256 = Convert.ToHexStringLower(SHA256.HashData(content)),
+            Digest = ContentDigest.Of(content),
         };
         if (xattrs is not null)
         {
@@ -146,7 +145,7 @@ internal sealed class GeneratedImage
     private void AddBigFile(TarWriter tar, string name, long size)
     {
         using var pattern = new PatternStream(size);
-        using var hashing = new HashingReadStream(pattern);
+        using var hashing = new DigestingReadStream(pattern);
         var entry = new PaxTarEntry(TarEntryType.RegularFile, name)
         {
             Mode = (UnixFileMode)0x1A4,
@@ -154,7 +153,7 @@ internal sealed class GeneratedImage
             DataStream = hashing,
         };
         tar.WriteEntry(entry);
-        _entries.Add(Entry("/" + name, EntryType.File, 0x1A4, 0, 0, size, BaseTime) with { Sha256 = hashing.HashHex() });
+        _entries.Add(Entry("/" + name, EntryType.File, 0x1A4, 0, 0, size, BaseTime) with { Digest = hashing.Digest() });
         FileCount++;
     }
 
@@ -234,10 +233,10 @@ internal sealed class GeneratedImage
         public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
-    /// <summary>Passes reads through and hashes what went by, so the expected hash costs no second pass.</summary>
-    private sealed class HashingReadStream(Stream inner) : Stream
+    /// <summary>Passes reads through and digests what went by, so the expected digest costs no second pass.</summary>
+    private sealed class DigestingReadStream(Stream inner) : Stream
     {
-        private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        private readonly ContentDigest _digest = new();
 
         public override long Length => inner.Length;
 
@@ -253,14 +252,14 @@ internal sealed class GeneratedImage
 
         public override bool CanWrite => false;
 
-        public string HashHex() => Convert.ToHexStringLower(_hash.GetHashAndReset());
+        public string Digest() => _digest.Finish();
 
         public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
         public override int Read(Span<byte> buffer)
         {
             int n = inner.Read(buffer);
-            _hash.AppendData(buffer[..n]);
+            _digest.Append(buffer[..n]);
             return n;
         }
 
@@ -279,7 +278,7 @@ internal sealed class GeneratedImage
         {
             if (disposing)
             {
-                _hash.Dispose();
+                _digest.Dispose();
             }
             base.Dispose(disposing);
         }

@@ -237,6 +237,10 @@ internal static partial class Native
     [LibraryImport(LibC, EntryPoint = "lutimes", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int LUtimesNative(string path, long* times);
 
+    /// <summary>lseek(2) on a raw descriptor (for SEEK_DATA / SEEK_HOLE).</summary>
+    [LibraryImport(LibC, EntryPoint = "lseek", SetLastError = true)]
+    public static partial long LSeek(int fd, long offset, int whence);
+
     [LibraryImport(LibC, EntryPoint = "llistxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial nint LListXattr(string path, byte* list, nuint size);
 

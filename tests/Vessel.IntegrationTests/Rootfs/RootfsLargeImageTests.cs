@@ -23,6 +23,8 @@ public sealed class RootfsLargeImageTests
     [RequiresFact("root", "e2fsck", "losetup", "mount", Timeout = 300_000)]
     public async Task Over_100k_files_and_a_file_over_4_GiB_read_back_exactly()
     {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(300_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-large-");
         string tarball = work.Combine("large.tar");
         string image = work.Combine("large.ext4");
@@ -33,14 +35,14 @@ public sealed class RootfsLargeImageTests
         _output.WriteLine($"generated {generated.FileCount} files in {clock.Elapsed.TotalSeconds:F1} s");
 
         clock.Restart();
-        await RootfsBuild.BuildAsync(tarball, image, CancellationToken.None);
+        await RootfsBuild.BuildAsync(tarball, image, ct);
         _output.WriteLine($"built in {clock.Elapsed.TotalSeconds:F1} s");
 
         clock.Restart();
-        await RootfsChecker.AssertFsckCleanAsync(image, CancellationToken.None);
+        await RootfsChecker.AssertFsckCleanAsync(image, ct);
         _output.WriteLine($"e2fsck in {clock.Elapsed.TotalSeconds:F1} s");
         clock.Restart();
-        TreeSnapshot actual = await RootfsChecker.ReadBackAsync(image, work.Path, CancellationToken.None);
+        TreeSnapshot actual = await RootfsChecker.ReadBackAsync(image, work.Path, ct);
         _output.WriteLine($"read back {actual.Entries.Count} entries in {clock.Elapsed.TotalSeconds:F1} s");
         RootfsChecker.AssertSameTree(generated.Expected, actual);
 

@@ -24,6 +24,8 @@ public sealed class RootfsReadBackTests : IClassFixture<RulesImage>
     [InlineData("docker-archive")]
     public async Task Multi_layer_image_matches_umoci_unpack(string kind)
     {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        CancellationToken ct = deadline.Token;
         Assert.Null(_rules.Missing);
         string source = kind switch
         {
@@ -36,10 +38,10 @@ public sealed class RootfsReadBackTests : IClassFixture<RulesImage>
         using TempDirectory work = TempDirectory.Create("vessel-readback-");
         string image = work.Combine("rootfs.ext4");
 
-        await RootfsBuild.BuildAsync(source, image, CancellationToken.None);
+        await RootfsBuild.BuildAsync(source, image, ct);
 
         RootfsChecker.AssertMetadata(image, RulesImage.Env, RulesImage.WorkingDir);
-        TreeSnapshot actual = await RootfsChecker.AssertImageMatchesAsync(image, _rules.Expected, work.Path, CancellationToken.None);
+        TreeSnapshot actual = await RootfsChecker.AssertImageMatchesAsync(image, _rules.Expected, work.Path, ct);
         // The rules the oracle applied, spelled out, so a wrong oracle cannot hide a wrong image.
         Assert.False(actual.Entries.ContainsKey("/gone/file-to-delete"));
         Assert.False(actual.Entries.ContainsKey("/gone/dir-to-delete"));
@@ -63,16 +65,18 @@ public sealed class RootfsAlpineTests
     [RequiresFact("root", "e2fsck", "losetup", "mount", "tar", "shared-images", Timeout = 120_000)]
     public async Task Alpine_tarball_matches_tar_extraction()
     {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-readback-");
         string image = work.Combine("alpine.ext4");
         string tarball = TestPaths.AlpineTarball!;
 
-        await RootfsBuild.BuildAsync(tarball, image, CancellationToken.None);
+        await RootfsBuild.BuildAsync(tarball, image, ct);
 
         RootfsChecker.AssertMetadata(image);
-        string oracle = await Oracles.TarExtractAsync(tarball, work.Combine("oracle"), CancellationToken.None);
-        TreeSnapshot expected = TreeSnapshot.Take(oracle);
-        TreeSnapshot actual = await RootfsChecker.AssertImageMatchesAsync(image, expected, work.Path, CancellationToken.None);
+        string oracle = await Oracles.TarExtractAsync(tarball, work.Combine("oracle"), ct);
+        TreeSnapshot expected = TreeSnapshot.Take(oracle, cancellationToken: ct);
+        TreeSnapshot actual = await RootfsChecker.AssertImageMatchesAsync(image, expected, work.Path, ct);
         Assert.Equal(EntryType.Symlink, actual["/bin/sh"].Type);
         Assert.True(expected.Entries.Count > 400, $"the Alpine oracle has only {expected.Entries.Count} entries");
     }

@@ -15,12 +15,14 @@ public sealed partial class RootfsWritableTests
     [RequiresFact("root", "e2fsck", "resize2fs", "dumpe2fs", "losetup", "mount", "shared-images", Timeout = 120_000)]
     public async Task Image_mounts_read_write_takes_writes_and_grows_with_resize2fs()
     {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-rw-");
         string image = work.Combine("rw.ext4");
-        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, CancellationToken.None, "--free", "64M");
-        Assert.Contains("has_journal", (await Dumpe2fsAsync(image))["Filesystem features"], StringComparison.Ordinal);
+        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, ct, "--free", "64M");
+        Assert.Contains("has_journal", (await Dumpe2fsAsync(image, ct))["Filesystem features"], StringComparison.Ordinal);
 
-        LoopMount mount = await LoopMount.MountAsync(image, work.Path, readOnly: false, CancellationToken.None);
+        LoopMount mount = await LoopMount.MountAsync(image, work.Path, readOnly: false, ct);
         try
         {
             string dir = Path.Combine(mount.MountPoint, "sandbox-writes");
@@ -39,25 +41,27 @@ public sealed partial class RootfsWritableTests
             await mount.DisposeAsync();
         }
         await mount.AssertReleasedAsync();
-        await RootfsChecker.AssertFsckCleanAsync(image, CancellationToken.None);
+        await RootfsChecker.AssertFsckCleanAsync(image, ct);
 
         // resize2fs wants a check newer than the last mount; -n above changes nothing, -p records it.
-        (await ExternalProcess.RunAsync("e2fsck", ["-fp", image], CancellationToken.None)).EnsureSuccess();
+        (await ExternalProcess.RunAsync("e2fsck", ["-fp", image], ct)).EnsureSuccess();
         long before = new FileInfo(image).Length;
-        (await ExternalProcess.RunAsync("resize2fs", [image, $"{(before + (512L << 20)) / 1024}K"], CancellationToken.None)).EnsureSuccess();
-        await RootfsChecker.AssertFsckCleanAsync(image, CancellationToken.None);
+        (await ExternalProcess.RunAsync("resize2fs", [image, $"{(before + (512L << 20)) / 1024}K"], ct)).EnsureSuccess();
+        await RootfsChecker.AssertFsckCleanAsync(image, ct);
         Assert.Equal(before + (512L << 20), new FileInfo(image).Length);
     }
 
     [RequiresFact("e2fsck", "dumpe2fs", "shared-images", Timeout = 120_000)]
     public async Task Size_and_reserved_options_set_the_superblock()
     {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-size-");
         string image = work.Combine("sized.ext4");
-        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, CancellationToken.None, "--size", "200M", "--reserved", "16M");
-        await RootfsChecker.AssertFsckCleanAsync(image, CancellationToken.None);
+        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, ct, "--size", "200M", "--reserved", "16M");
+        await RootfsChecker.AssertFsckCleanAsync(image, ct);
 
-        Dictionary<string, string> sb = await Dumpe2fsAsync(image);
+        Dictionary<string, string> sb = await Dumpe2fsAsync(image, ct);
         long blockSize = long.Parse(sb["Block size"]);
         Assert.Equal(200L << 20, long.Parse(sb["Block count"]) * blockSize);
         Assert.Equal(16L << 20, long.Parse(sb["Reserved block count"]) * blockSize);
@@ -67,22 +71,45 @@ public sealed partial class RootfsWritableTests
     [RequiresFact("e2fsck", "dumpe2fs", "shared-images", Timeout = 120_000)]
     public async Task Free_option_leaves_at_least_that_much_free_space()
     {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-free-");
         string image = work.Combine("free.ext4");
-        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, CancellationToken.None, "--free", "300M");
-        await RootfsChecker.AssertFsckCleanAsync(image, CancellationToken.None);
+        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, ct, "--free", "300M");
+        await RootfsChecker.AssertFsckCleanAsync(image, ct);
 
-        Dictionary<string, string> sb = await Dumpe2fsAsync(image);
+        Dictionary<string, string> sb = await Dumpe2fsAsync(image, ct);
         long blockSize = long.Parse(sb["Block size"]);
         long free = (long.Parse(sb["Free blocks"]) - long.Parse(sb["Reserved block count"])) * blockSize;
         Assert.True(free >= 300L << 20, $"only {free >> 20} MiB free for a --free of 300M");
         Assert.True(free < 600L << 20, $"{free >> 20} MiB free for a --free of 300M: the size is not derived from the content");
     }
 
-    /// <summary><c>dumpe2fs -h</c> as "Key: value" pairs.</summary>
-    private static async Task<Dictionary<string, string>> Dumpe2fsAsync(string image)
+    [RequiresFact("e2fsck", "dumpe2fs", Timeout = 120_000)]
+    public async Task Free_space_comes_with_free_inodes_even_when_the_content_is_many_small_files()
     {
-        ProcessResult r = (await ExternalProcess.RunAsync("dumpe2fs", ["-h", image], CancellationToken.None)).EnsureSuccess();
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000));
+        CancellationToken ct = deadline.Token;
+        using TempDirectory work = TempDirectory.Create("vessel-inodes-");
+        string tarball = work.Combine("many.tar");
+        GeneratedImage.Write(tarball, wideDirectoryFiles: 20_000, treeFiles: 0, bigFileSize: 0);
+        string image = work.Combine("many.ext4");
+
+        await RootfsBuild.BuildAsync(tarball, image, ct, "--size", "256M");
+
+        await RootfsChecker.AssertFsckCleanAsync(image, ct);
+        Dictionary<string, string> sb = await Dumpe2fsAsync(image, ct);
+        long freeBytes = long.Parse(sb["Free blocks"]) * long.Parse(sb["Block size"]);
+        long freeInodes = long.Parse(sb["Free inodes"]);
+        // A sandbox writes files into the free space; mke2fs gives one inode per 16 KiB, ask for a quarter of that.
+        Assert.True(freeInodes >= freeBytes / (64 << 10),
+            $"{freeBytes >> 20} MiB free but only {freeInodes} free inodes: the image is full as soon as a sandbox creates files");
+    }
+
+    /// <summary><c>dumpe2fs -h</c> as "Key: value" pairs.</summary>
+    private static async Task<Dictionary<string, string>> Dumpe2fsAsync(string image, CancellationToken ct)
+    {
+        ProcessResult r = (await ExternalProcess.RunAsync("dumpe2fs", ["-h", image], ct)).EnsureSuccess();
         var fields = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (Match m in SuperblockLine().Matches(r.StandardOutput))
         {

@@ -58,9 +58,23 @@ public sealed class RulesImage : IAsyncLifetime
         {
             return;
         }
+        _temp = Vessel.Common.TempDirectory.Create("vessel-rules-");
+        try
+        {
+            await BuildAsync();
+        }
+        catch
+        {
+            _temp.Dispose(); // a fixture that failed to build owns nothing afterwards
+            _temp = null;
+            throw;
+        }
+    }
+
+    private async Task BuildAsync()
+    {
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         CancellationToken ct = timeout.Token;
-        _temp = Vessel.Common.TempDirectory.Create("vessel-rules-");
         string bundle = Path.Combine(Root, "bundle");
         string rootfs = Path.Combine(bundle, "rootfs");
 

@@ -68,7 +68,7 @@ internal sealed class TreeComparison
         {
             Differs("mtime", e.MtimeSeconds, a.MtimeSeconds);
         }
-        Differs("sha256", e.Sha256, a.Sha256);
+        Differs("content", e.Digest, a.Digest);
         Differs("symlink target", e.LinkTarget, a.LinkTarget);
         Differs("device", $"{e.DeviceMajor},{e.DeviceMinor}", $"{a.DeviceMajor},{a.DeviceMinor}");
         foreach (var (name, value) in e.Xattrs)

@@ -12,7 +12,7 @@ public sealed class TreeComparisonTests
 {
     public static TheoryData<string, string> Mutations => new()
     {
-        { "content", "/f: sha256" },
+        { "content", "/f: content" },
         { "mode", "/f: mode" },
         { "owner", "/f: uid" },
         { "mtime", "/f: mtime" },
@@ -94,6 +94,32 @@ public sealed class TreeComparisonTests
         List<string> differences = RootfsChecker.CompareIgnoringProvisioning(TreeSnapshot.Take(a), TreeSnapshot.Take(b));
 
         Assert.Contains(differences, d => d.StartsWith(expected, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Content_digest_ignores_how_zeros_are_stored_but_not_where_data_is()
+    {
+        using TempDirectory temp = TempDirectory.Create("vessel-digest-");
+        byte[] dense = new byte[3 * ContentDigest.BlockSize + 100];
+        dense[5] = 1;
+        dense[^1] = 2;
+        File.WriteAllBytes(temp.Combine("dense"), dense);
+        using (var sparse = new FileStream(temp.Combine("sparse"), FileMode.CreateNew))
+        {
+            sparse.Position = 5;
+            sparse.WriteByte(1);
+            sparse.SetLength(dense.Length);
+            sparse.Position = dense.Length - 1;
+            sparse.WriteByte(2);
+        }
+        byte[] moved = (byte[])dense.Clone();
+        (moved[5], moved[6]) = (0, 1);
+
+        Assert.Equal(ContentDigest.Of(dense), ContentDigest.OfFile(temp.Combine("dense")));
+        Assert.Equal(ContentDigest.Of(dense), ContentDigest.OfFile(temp.Combine("sparse")));
+        Assert.NotEqual(ContentDigest.Of(dense), ContentDigest.Of(moved));
+        Assert.NotEqual(ContentDigest.Of(dense), ContentDigest.Of(dense.AsSpan(0, dense.Length - 1)));
+        Assert.NotEqual(ContentDigest.Of(new byte[10]), ContentDigest.Of(new byte[11]));
     }
 
     /// <summary>A small tree with one of each property the checker compares; fixed times so two copies match.</summary>

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text;
 
 namespace Vessel.IntegrationTests.Rootfs;
@@ -32,7 +31,8 @@ internal sealed record TreeEntry
     public required ulong Inode { get; init; }
     public required ulong LinkCount { get; init; }
     public long AllocatedBytes { get; init; }
-    public string? Sha256 { get; init; }
+    /// <summary>The <see cref="ContentDigest"/> of a regular file.</summary>
+    public string? Digest { get; init; }
     public string? LinkTarget { get; init; }
     public uint DeviceMajor { get; init; }
     public uint DeviceMinor { get; init; }
@@ -48,7 +48,7 @@ internal sealed record TreeEntry
         switch (Type)
         {
             case EntryType.File:
-                sb.Append(CultureInfo.InvariantCulture, $" size={Size} sha256={Sha256?[..12]}");
+                sb.Append(CultureInfo.InvariantCulture, $" size={Size} digest={Digest?[..12]}");
                 break;
             case EntryType.Symlink:
                 sb.Append(CultureInfo.InvariantCulture, $" -> {LinkTarget}");
@@ -133,6 +133,19 @@ internal sealed class TreeSnapshot
             }
         }
 
+        // Content digests in parallel: reading many small files through a loop device is
+        // latency-bound, not CPU-bound.
+        string[] files = entries.Values.Where(e => e.Type == EntryType.File).Select(e => e.Path).ToArray();
+        var digests = new string[files.Length];
+        Parallel.For(
+            0,
+            files.Length,
+            new ParallelOptions { MaxDegreeOfParallelism = 8, CancellationToken = cancellationToken },
+            i => digests[i] = ContentDigest.OfFile(files[i] == "/" ? root : root + files[i]));
+        for (int i = 0; i < files.Length; i++)
+        {
+            entries[files[i]] = entries[files[i]] with { Digest = digests[i] };
+        }
         GroupHardLinks(entries);
         return new TreeSnapshot(root, entries);
     }
@@ -198,7 +211,7 @@ internal sealed class TreeSnapshot
             Inode = st.Inode,
             LinkCount = st.LinkCount,
             AllocatedBytes = st.Blocks * 512,
-            Sha256 = type == EntryType.File ? HashFile(host) : null,
+            Digest = null, // filled in by Take, in parallel
             LinkTarget = type == EntryType.Symlink ? ReadLink(host) : null,
             DeviceMajor = type is EntryType.CharDevice or EntryType.BlockDevice ? st.Major : 0,
             DeviceMinor = type is EntryType.CharDevice or EntryType.BlockDevice ? st.Minor : 0,
@@ -210,31 +223,5 @@ internal sealed class TreeSnapshot
     {
         // FileSystemInfo.LinkTarget is readlink(2) verbatim: no resolution, no normalization.
         return new FileInfo(host).LinkTarget ?? throw new IOException($"readlink {host} returned nothing");
-    }
-
-    private static string HashFile(string host)
-    {
-        using var stream = new FileStream(host, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-        return Sha256Hex(stream);
-    }
-
-    /// <summary>SHA-256 of a stream read to its end with a 1 MiB buffer (multi-GiB files stay quick).</summary>
-    public static string Sha256Hex(Stream stream)
-    {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 20);
-        try
-        {
-            int n;
-            while ((n = stream.Read(buffer, 0, 1 << 20)) > 0)
-            {
-                hash.AppendData(buffer, 0, n);
-            }
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-        }
-        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 }
