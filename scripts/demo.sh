@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Vessel's main job, from a fresh Debian 12 machine (as root):
 #   install everything, make a small OCI image from Debian's busybox-static, build a
-#   rootfs from it, check it, and print the result and timings.
+#   rootfs from it, check it, build the guest kit, boot a microVM sandbox on the rootfs,
+#   run a command in it, and print the result and timings.
 # Needs nothing outside this repository and Debian's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,3 +40,19 @@ echo
 echo "== 3. vessel rootfs check (e2fsck -fn)"
 vessel rootfs check "$work/rootfs.ext4" | tail -2
 debugfs -R 'ls -l /bin' "$work/rootfs.ext4" 2>/dev/null | head -5
+
+echo
+echo "== 4. vessel kit build (pinned Debian cloud kernel + Vessel's initramfs; cached)"
+start=$(t)
+vessel kit build | tail -3
+echo "   $(elapsed "$start")"
+
+echo
+echo "== 5. vessel sandbox run: boot a microVM on the rootfs and run a command (QEMU; TCG here)"
+start=$(t)
+set +e
+vessel sandbox run --timings "$work/rootfs.ext4" -- sh -c 'echo "hello from $(hostname): $(uname -srm)"; id; df -h / | tail -1'
+rc=$?
+set -e
+echo "   exit code $rc, $(elapsed "$start") including boot (TCG times: compare as ratios)"
+exit $rc

@@ -14,6 +14,10 @@ fi
 echo "install: publishing the vessel CLI"
 dotnet publish src/Vessel.Cli/Vessel.Cli.csproj -c Release -r linux-x64 --self-contained false \
   -p:PublishReadyToRun=true -o "$root/artifacts/vessel" -v q -nologo >/dev/null
+# The guest agent (published by the build, self-contained) goes beside the CLI, where the
+# guest kit builder finds it.
+rm -rf "$root/artifacts/vessel/agent"
+cp -r "$root/artifacts/agent/Release" "$root/artifacts/vessel/agent"
 
 bin=/usr/local/bin
 [ -w "$bin" ] || bin="$HOME/.local/bin"
