@@ -1,0 +1,94 @@
+using Vessel.Common;
+using Vessel.Guest;
+using Vessel.Oci;
+using Vessel.Rootfs;
+using Vessel.Sandboxes;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.IntegrationTests.Sandboxes;
+
+/// <summary>
+/// Shared by every sandbox test: the guest kit (built once, cached by content hash under the
+/// default kit cache, so a CI run builds it once), an Alpine rootfs made by Vessel's own
+/// rootfs builder, and a private state directory. Disposal checks that nothing outlived the
+/// tests: no QEMU process naming the state directory, no sandbox directory.
+/// </summary>
+public sealed class SandboxEnvironment : IAsyncLifetime
+{
+    public static readonly string[] Requirements = ["qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo"];
+
+    public static bool Available => Vessel.Testing.Requirements.FirstMissing(Requirements) is null;
+
+    public TempDirectory? Work { get; private set; }
+
+    public GuestKit? Kit { get; private set; }
+
+    public string RootfsPath => Work!.Combine("alpine.ext4");
+
+    public string StateDirectory => Work!.Combine("state");
+
+    public SandboxManager Manager => new(StateDirectory, Kit!);
+
+    public async Task InitializeAsync()
+    {
+        if (!Available)
+        {
+            return;
+        }
+        // Short path: unix socket paths must stay under 108 bytes.
+        Work = TempDirectory.Create("vsb-", "/tmp");
+        Kit = await new KitBuilder(new KitOptions()).EnsureAsync(CancellationToken.None);
+        await using IImageSource image = await ImageSources.OpenAsync(TestPaths.AlpineTarball!, new ImageSourceOptions(), CancellationToken.None);
+        await RootfsBuilder.BuildAsync(image, RootfsPath, new RootfsBuildOptions { SizeBytes = 256L << 20 }, null, CancellationToken.None);
+    }
+
+    /// <summary>QEMU processes whose command line names this environment's state directory.</summary>
+    public IReadOnlyList<int> LeftoverQemus()
+    {
+        var found = new List<int>();
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid))
+            {
+                continue;
+            }
+            try
+            {
+                string cmdline = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
+                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(StateDirectory, StringComparison.Ordinal))
+                {
+                    found.Add(pid);
+                }
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+        return found;
+    }
+
+    /// <summary>Asserts that no sandbox left a process or a directory (sockets, rootfs copy, console log) behind.</summary>
+    public void AssertNothingLeft()
+    {
+        Assert.Empty(LeftoverQemus());
+        string sandboxes = Path.Combine(StateDirectory, "sandboxes");
+        Assert.True(!Directory.Exists(sandboxes) || Directory.GetFileSystemEntries(sandboxes).Length == 0,
+            "sandbox directories left: " + (Directory.Exists(sandboxes) ? string.Join(", ", Directory.GetFileSystemEntries(sandboxes)) : string.Empty));
+    }
+
+    public Task DisposeAsync()
+    {
+        Work?.Dispose();
+        return Task.CompletedTask;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class SandboxCollection : ICollectionFixture<SandboxEnvironment>
+{
+    public const string Name = "sandboxes";
+}

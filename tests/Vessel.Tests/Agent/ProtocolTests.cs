@@ -1,0 +1,110 @@
+using System.IO.Pipes;
+using Vessel.Agent.Protocol;
+using Xunit;
+
+namespace Vessel.Tests.Agent;
+
+public sealed class ProtocolTests
+{
+    [Fact]
+    public void Frame_header_round_trips_and_rejects_oversize_and_reserved_bits()
+    {
+        byte[] buffer = new byte[FrameHeader.Size];
+        new FrameHeader(5, MessageType.Stdout, 7).Write(buffer);
+        Assert.Equal(new FrameHeader(5, MessageType.Stdout, 7), FrameHeader.Read(buffer));
+        buffer[5] = 1;
+        Assert.Throws<AgentProtocolException>(() => FrameHeader.Read(buffer));
+        new FrameHeader(FrameHeader.MaxPayload + 1, MessageType.Stdout, 7).Write(buffer);
+        Assert.Throws<AgentProtocolException>(() => FrameHeader.Read(buffer));
+    }
+
+    [Fact]
+    public void Truncated_or_lying_payloads_are_rejected()
+    {
+        byte[] good = new ExecStartRequest("t", ["sh", "-c", "x"], ["A=1"], "/", "", true, 5).Encode();
+        Assert.Equal(["sh", "-c", "x"], ExecStartRequest.Decode(good).Arguments);
+        Assert.Throws<AgentProtocolException>(() => ExecStartRequest.Decode(good.AsSpan(0, good.Length - 1)));
+        byte[] lyingCount = new PayloadWriter().String("t").U32(1_000_000).ToArray();
+        Assert.Throws<AgentProtocolException>(() => ExecStartRequest.Decode(lyingCount));
+        byte[] extra = [.. good, 0];
+        Assert.Throws<AgentProtocolException>(() => ExecStartRequest.Decode(extra));
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Streams_are_flow_controlled_and_a_stalled_stream_does_not_block_another()
+    {
+        using var server = new AnonymousPipeServerStream(PipeDirection.Out);
+        using var client = new AnonymousPipeClientStream(PipeDirection.In, server.ClientSafePipeHandle);
+        using var back = new AnonymousPipeServerStream(PipeDirection.Out);
+        using var backClient = new AnonymousPipeClientStream(PipeDirection.In, back.ClientSafePipeHandle);
+        var accepted = new List<MuxStream>();
+        var gotSecond = new TaskCompletionSource<Frame>();
+        await using var agent = new MuxConnection(new DuplexStream(client, back), (s, first) =>
+        {
+            lock (accepted)
+            {
+                accepted.Add(s);
+            }
+            if (first.Type == MessageType.Health)
+            {
+                gotSecond.TrySetResult(first);
+            }
+            return Task.Delay(Timeout.Infinite);
+        });
+        await using var host = new MuxConnection(new DuplexStream(backClient, server));
+        agent.Start();
+        host.Start();
+
+        MuxStream stalled = host.OpenStream();
+        await stalled.SendAsync(MessageType.FileWrite, [0, 0, 0, 0], CancellationToken.None);
+        // Fill the window of a stream nobody reads: the sender must stop at 1 MiB, not buffer more.
+        Task fill = stalled.SendDataAsync(MessageType.FileData, new byte[3 << 20], CancellationToken.None);
+        await Task.Delay(300);
+        Assert.False(fill.IsCompleted);
+
+        MuxStream other = host.OpenStream();
+        await other.SendAsync(MessageType.Health, [0, 0, 0, 0], CancellationToken.None);
+        Frame f = await gotSecond.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(MessageType.Health, f.Type);
+    }
+
+    private sealed class DuplexStream : Stream
+    {
+        private readonly Stream _read;
+        private readonly Stream _write;
+
+        public DuplexStream(Stream read, Stream write)
+        {
+            _read = read;
+            _write = write;
+        }
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => _read.Read(buffer, offset, count);
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => _read.ReadAsync(buffer, cancellationToken);
+
+        public override void Write(byte[] buffer, int offset, int count) => _write.Write(buffer, offset, count);
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => _write.WriteAsync(buffer, cancellationToken);
+
+        public override void Flush() => _write.Flush();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}
