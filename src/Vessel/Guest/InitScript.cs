@@ -38,6 +38,8 @@ internal static class InitScript
           mkdir -p /mnt/root/dev/pts /mnt/root/dev/shm
           mount -t devpts devpts /mnt/root/dev/pts
           mount -t tmpfs -o mode=1777 tmpfs /mnt/root/dev/shm
+          # The provisioning files name the sandbox; the kernel should agree.
+          [ -f /mnt/root/etc/hostname ] && hostname -F /mnt/root/etc/hostname 2>/dev/null
         else
           echo "vessel-init: cannot mount $root_dev on /mnt/root"
         fi
