@@ -5,8 +5,34 @@ namespace Vessel.Agent;
 /// <summary>Signals a process and all its descendants, found through /proc.</summary>
 internal static class ProcessTree
 {
+    private const int SigKill = 9;
+    private const int SigStop = 19;
+
     public static void Signal(int pid, int signal)
     {
+        if (signal == SigKill)
+        {
+            // Freeze the tree first: killing a child before its parent lets the parent run on
+            // (`sh -c "sleep 600; echo never"` would print "never"), and a stopped parent cannot fork.
+            var seen = new HashSet<int> { pid };
+            Native.Kill(pid, SigStop);
+            for (int pass = 0; pass < 2; pass++)
+            {
+                foreach (int p in Descendants(pid))
+                {
+                    if (seen.Add(p))
+                    {
+                        Native.Kill(p, SigStop);
+                    }
+                }
+            }
+            Native.Kill(pid, SigKill);
+            foreach (int p in seen)
+            {
+                Native.Kill(p, SigKill);
+            }
+            return;
+        }
         // Twice: a child forked while we walked the tree is caught on the second pass.
         for (int pass = 0; pass < 2; pass++)
         {
