@@ -51,10 +51,10 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     public bool IsReadOnly => false;
 
     /// <summary>Blocks written or zeroed since the overlay was created.</summary>
-    public long DirtyBlocks => CountBits(_data) + CountBits(_zero);
+    public long DirtyBlocks => DirtyBits.CountBits(_data) + DirtyBits.CountBits(_zero);
 
     /// <summary>Bytes an export would store (blocks holding written data).</summary>
-    public long DirtyDataBytes => CountBits(_data) << _shift;
+    public long DirtyDataBytes => DirtyBits.CountBits(_data) << _shift;
 
     /// <summary>Creates an overlay whose cache file lives in <paramref name="workDirectory"/>.</summary>
     public static OverlayDevice Create(Build baseBuild, string workDirectory, bool ownsBase = false, ILogger? logger = null)
@@ -114,8 +114,8 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
             // Partial head or tail block: merge with the block's current content first.
             await MergeWriteAsync(offset, source, first, last, cancellationToken);
         }
-        SetRange(_data, first, last + 1, true);
-        SetRange(_zero, first, last + 1, false);
+        DirtyBits.SetRange(_data, first, last + 1, true);
+        DirtyBits.SetRange(_zero, first, last + 1, false);
     }
 
     public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken) => ZeroAsync(offset, length, cancellationToken);
@@ -261,8 +261,8 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
         long fullEnd = (offset + length) >> _shift;
         if (fullFirst < fullEnd)
         {
-            SetRange(_zero, fullFirst, fullEnd, true);
-            SetRange(_data, fullFirst, fullEnd, false);
+            DirtyBits.SetRange(_zero, fullFirst, fullEnd, true);
+            DirtyBits.SetRange(_data, fullFirst, fullEnd, false);
             LinuxFile.TryPunchHole(_cache, fullFirst << _shift, (fullEnd - fullFirst) << _shift);
         }
         long end = offset + length;
@@ -295,8 +295,8 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
         {
             ArrayPool<byte>.Shared.Return(zeros);
         }
-        SetRange(_data, b, b + 1, true);
-        SetRange(_zero, b, b + 1, false);
+        DirtyBits.SetRange(_data, b, b + 1, true);
+        DirtyBits.SetRange(_zero, b, b + 1, false);
     }
 
     /// <summary>Writes <paramref name="source"/> into blocks first..last, filling partial blocks from their current content.</summary>
@@ -386,36 +386,6 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
             b++;
         }
         return (b - block, state);
-    }
-
-    private static void SetRange(ulong[] bits, long start, long end, bool value)
-    {
-        for (long b = start; b < end;)
-        {
-            long word = b >> 6;
-            int from = (int)(b & 63);
-            int count = (int)Math.Min(64 - from, end - b);
-            ulong mask = count == 64 ? ulong.MaxValue : ((1UL << count) - 1) << from;
-            if (value)
-            {
-                Interlocked.Or(ref bits[word], mask);
-            }
-            else
-            {
-                Interlocked.And(ref bits[word], ~mask);
-            }
-            b += count;
-        }
-    }
-
-    private static long CountBits(ulong[] bits)
-    {
-        long n = 0;
-        foreach (ulong w in bits)
-        {
-            n += System.Numerics.BitOperations.PopCount(w);
-        }
-        return n;
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed != 0, this);

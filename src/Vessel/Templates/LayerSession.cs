@@ -50,7 +50,7 @@ internal sealed class LayerSession : IBlockDevice, IDisposable
     public bool HasPendingChanges => _dirty.Any(w => w != 0) || _zeroed.Any(w => w != 0);
 
     /// <summary>Bytes written (not zeroed) since the last export.</summary>
-    public long PendingDataBytes => CountBits(_dirty) << _shift;
+    public long PendingDataBytes => DirtyBits.CountBits(_dirty) << _shift;
 
     /// <summary>
     /// Opens a session over build <paramref name="parentId"/>. With a <paramref name="targetSize"/>
@@ -245,8 +245,8 @@ internal sealed class LayerSession : IBlockDevice, IDisposable
 
     private void Mark(long start, long end, bool zero)
     {
-        SetRange(zero ? _zeroed : _dirty, start, end, true);
-        SetRange(zero ? _dirty : _zeroed, start, end, false);
+        DirtyBits.SetRange(zero ? _zeroed : _dirty, start, end, true);
+        DirtyBits.SetRange(zero ? _dirty : _zeroed, start, end, false);
     }
 
     /// <summary>State of a block since the last export: 0 untouched, 1 data, 2 zero; and how many following blocks share it.</summary>
@@ -275,35 +275,5 @@ internal sealed class LayerSession : IBlockDevice, IDisposable
         ulong bit = 1UL << (int)(block & 63);
         long word = block >> 6;
         return (Volatile.Read(ref _dirty[word]) & bit) != 0 ? 1 : (Volatile.Read(ref _zeroed[word]) & bit) != 0 ? 2 : 0;
-    }
-
-    private static void SetRange(ulong[] bits, long start, long end, bool value)
-    {
-        for (long b = start; b < end;)
-        {
-            long word = b >> 6;
-            int from = (int)(b & 63);
-            int count = (int)Math.Min(64 - from, end - b);
-            ulong mask = count == 64 ? ulong.MaxValue : ((1UL << count) - 1) << from;
-            if (value)
-            {
-                Interlocked.Or(ref bits[word], mask);
-            }
-            else
-            {
-                Interlocked.And(ref bits[word], ~mask);
-            }
-            b += count;
-        }
-    }
-
-    private static long CountBits(ulong[] bits)
-    {
-        long n = 0;
-        foreach (ulong w in bits)
-        {
-            n += System.Numerics.BitOperations.PopCount(w);
-        }
-        return n;
     }
 }
