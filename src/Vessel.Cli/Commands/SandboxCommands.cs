@@ -38,13 +38,7 @@ internal static class SandboxCommands
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
             string stateDir = parse.GetValue(state) ?? SandboxManager.DefaultStateDirectory;
-            Acceleration acceleration = parse.GetValue(accel) switch
-            {
-                null => Acceleration.Auto,
-                "kvm" => Acceleration.Kvm,
-                "tcg" => Acceleration.Tcg,
-                string other => throw new VesselException(VesselErrorReason.InvalidInput, $"--accel {other}: use kvm or tcg."),
-            };
+            Acceleration acceleration = ParseAcceleration(parse.GetValue(accel));
             var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));
             GuestKit kit = await new KitBuilder(new KitOptions(), progress).EnsureAsync(token);
             var manager = new SandboxManager(stateDir, kit);
@@ -61,12 +55,6 @@ internal static class SandboxCommands
                 Acceleration = acceleration,
             };
             await using Sandbox sandbox = await manager.CreateAsync(options, token);
-            if (parse.GetValue(timings))
-            {
-                SandboxTimings t = sandbox.Timings;
-                await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                    $"vessel: {sandbox.Id} ({sandbox.VirtualMachine.Acceleration}): prepare {t.PrepareAndHooks.TotalMilliseconds:0} ms, vmm started {t.VmmStarted.TotalMilliseconds:0} ms, agent ready {t.AgentReady.TotalMilliseconds:0} ms; guest uptime at init {t.GuestInitStarted?.TotalMilliseconds:0} ms, agent start {t.GuestAgentStarted.TotalMilliseconds:0} ms, agent ready {t.GuestAgentReady.TotalMilliseconds:0} ms"));
-            }
             var request = new ExecRequest(parse.GetValue(commandLine)!)
             {
                 Environment = parse.GetValue(env) ?? [],
@@ -74,19 +62,43 @@ internal static class SandboxCommands
                 User = parse.GetValue(user),
                 Timeout = parse.GetValue(timeout) is double s ? TimeSpan.FromSeconds(s) : null,
             };
-            Stream? stdin = Console.IsInputRedirected ? Console.OpenStandardInput() : null;
-            await using Stream stdout = Console.OpenStandardOutput();
-            await using Stream stderr = Console.OpenStandardError();
-            ExitStatus status = await sandbox.ExecAsync(request, stdin, stdout, stderr, token);
-            if (status.TimedOut)
-            {
-                await Console.Error.WriteLineAsync($"vessel: the command timed out after {request.Timeout?.TotalSeconds} s and was killed");
-                return 124;
-            }
-            return status.ExitCode;
+            return await ExecAsync(sandbox, request, parse.GetValue(timings), token);
         }, ct));
         return command;
     }
+
+    /// <summary>Prints the start-up breakdown if asked, runs the command with the console's streams, and returns the exit code to exit with.</summary>
+    internal static async Task<int> ExecAsync(Sandbox sandbox, ExecRequest request, bool timings, CancellationToken token)
+    {
+        if (timings)
+        {
+            SandboxTimings t = sandbox.Timings;
+            string how = t.Restored ? "restored from snapshot" : "cold boot";
+            string guest = t.Restored
+                ? "guest uptime " + t.GuestAgentReady.TotalMilliseconds.ToString("0", CultureInfo.InvariantCulture) + " ms (carried over from the template)"
+                : string.Create(CultureInfo.InvariantCulture, $"guest uptime at init {t.GuestInitStarted?.TotalMilliseconds:0} ms, agent start {t.GuestAgentStarted.TotalMilliseconds:0} ms, agent ready {t.GuestAgentReady.TotalMilliseconds:0} ms");
+            await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"vessel: {sandbox.Id} ({sandbox.VirtualMachine.Acceleration}, {how}): prepare {t.PrepareAndHooks.TotalMilliseconds:0} ms, vmm started {t.VmmStarted.TotalMilliseconds:0} ms, agent ready {t.AgentReady.TotalMilliseconds:0} ms; {guest}"));
+        }
+        Stream? stdin = Console.IsInputRedirected ? Console.OpenStandardInput() : null;
+        await using Stream stdout = Console.OpenStandardOutput();
+        await using Stream stderr = Console.OpenStandardError();
+        ExitStatus status = await sandbox.ExecAsync(request, stdin, stdout, stderr, token);
+        if (status.TimedOut)
+        {
+            await Console.Error.WriteLineAsync($"vessel: the command timed out after {request.Timeout?.TotalSeconds} s and was killed");
+            return 124;
+        }
+        return status.ExitCode;
+    }
+
+    internal static Acceleration ParseAcceleration(string? value) => value switch
+    {
+        null => Acceleration.Auto,
+        "kvm" => Acceleration.Kvm,
+        "tcg" => Acceleration.Tcg,
+        string other => throw new VesselException(VesselErrorReason.InvalidInput, $"--accel {other}: use kvm or tcg."),
+    };
 
     private static Command CreateSweep()
     {

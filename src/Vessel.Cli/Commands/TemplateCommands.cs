@@ -1,6 +1,9 @@
 using System.CommandLine;
 using Vessel.Blocks;
+using Vessel.Agent;
 using Vessel.Common;
+using Vessel.Guest;
+using Vessel.Sandboxes;
 using Vessel.State;
 using Vessel.Templates;
 
@@ -12,6 +15,7 @@ internal static class TemplateCommands
     {
         var command = new Command("template", "Build and manage templates: a base image or parent template, a disk, build steps and a start command, stored as layers.");
         command.Subcommands.Add(Build());
+        command.Subcommands.Add(Run());
         command.Subcommands.Add(List());
         command.Subcommands.Add(Show());
         command.Subcommands.Add(Remove());
@@ -29,18 +33,22 @@ internal static class TemplateCommands
         var file = new Option<string>("--file", "-f") { Description = "The template spec (JSON; see docs/formats/template-spec.md).", Required = true };
         var noCache = new Option<bool>("--no-cache") { Description = "Run every phase even when cached; the results replace the cache entries." };
         var hostname = new Option<string>("--hostname") { Description = "Hostname written into the provisioning files.", DefaultValueFactory = _ => "vessel" };
+        var noVm = new Option<bool>("--no-vm") { Description = "Run COPY/ENV/WORKDIR/USER on the host's view of the layer without booting a VM (no RUN, start or ready; no snapshot)." };
+        var accel = new Option<string?>("--accel") { Description = "kvm or tcg for the build VM (default: probe; $VESSEL_ACCEL)." };
         var home = HomeOption();
         var command = new Command("build",
-            "Build a template in phases (base, one per step, finalize). Cached phases are skipped and marked CACHED; step output is streamed.")
+            "Build a template in phases (base, one per step, finalize). Steps run in a build VM; finalize starts the start command, waits for the ready check and snapshots the VM. "
+            + "Cached phases are skipped and marked CACHED; step output is streamed.")
         {
-            file, noCache, hostname, home,
+            file, noCache, hostname, noVm, accel, home,
         };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
             TemplateSpec spec = TemplateSpecReader.ReadFile(parse.GetValue(file)!);
             string dir = parse.GetValue(home)!;
             StateStore state = await StateStore.OpenAsync(Path.Combine(dir, "state.db"), ct);
-            var builder = new TemplateBuilder(state, LayerStore.OpenDirectory(Path.Combine(dir, "blocks")), new HostStepRunner(), dir);
+            IStepRunner runner = parse.GetValue(noVm) ? new HostStepRunner() : await SandboxRunnerAsync(dir, SandboxCommands.ParseAcceleration(parse.GetValue(accel)), ct);
+            var builder = new TemplateBuilder(state, LayerStore.OpenDirectory(Path.Combine(dir, "blocks")), runner, dir);
             Console.Error.WriteLine($"building template '{spec.Name}' from {spec.FromImage ?? "template " + spec.FromTemplate} ({spec.Steps.Count} steps)");
             TemplateBuildResult result = await builder.BuildAsync(spec,
                 new TemplateBuildOptions { NoCache = parse.GetValue(noCache), Hostname = parse.GetValue(hostname)! },
@@ -50,6 +58,63 @@ internal static class TemplateCommands
                 $"built '{result.Name}' in {result.Elapsed.TotalSeconds:0.00} s ({cached} of {result.Phases.Count} phases cached): layer {result.LayerBuildId}, disk {ByteSize.Format(result.DiskSizeBytes)}");
             Console.WriteLine(result.FinalHash);
             return 0;
+        }, ct));
+        return command;
+    }
+
+    /// <summary>Build VMs live under HOME/sandboxes; leftovers of a crashed build are swept first.</summary>
+    private static async Task<IStepRunner> SandboxRunnerAsync(string home, Vessel.Vmm.Acceleration acceleration, CancellationToken ct)
+    {
+        var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));
+        GuestKit kit = await new KitBuilder(new KitOptions(), progress).EnsureAsync(ct);
+        var manager = new SandboxManager(home, kit);
+        IReadOnlyList<string> swept = await manager.SweepAsync(ct);
+        if (swept.Count > 0)
+        {
+            await Console.Error.WriteLineAsync($"vessel: removed leftovers of crashed builds: {string.Join(' ', swept)}");
+        }
+        return new SandboxStepRunner(manager) { Acceleration = acceleration };
+    }
+
+    private static Command Run()
+    {
+        var name = new Argument<string>("name") { Description = "Template name." };
+        var commandLine = new Argument<string[]>("command") { Description = "The command and its arguments, after --.", Arity = ArgumentArity.OneOrMore };
+        var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE added to the template's environment (repeatable)." };
+        var cwd = new Option<string?>("--cwd", "-w") { Description = "Working directory (default: the template's WORKDIR)." };
+        var user = new Option<string?>("--user", "-u") { Description = "User (default: the template's USER)." };
+        var timeout = new Option<double?>("--timeout") { Description = "Kill the command after this many seconds (exit 124 then)." };
+        var cold = new Option<bool>("--cold") { Description = "Boot the template's disk instead of resuming its snapshot." };
+        var timings = new Option<bool>("--timings") { Description = "Print the start-up breakdown to stderr." };
+        var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };
+        var home = HomeOption();
+        var command = new Command("run",
+            "Start a sandbox from template NAME (resuming its snapshot: memory copy-on-write from the template's file, disk a copy-on-write layer over the template's), run COMMAND, exit with its code. The template is not changed.")
+        {
+            name, commandLine, env, cwd, user, timeout, cold, timings, accel, home,
+        };
+        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        {
+            string dir = parse.GetValue(home)!;
+            StateStore state = await StateStore.OpenAsync(Path.Combine(dir, "state.db"), token);
+            string n = parse.GetValue(name)!;
+            TemplateRecord t = await state.GetTemplateAsync(n, token)
+                ?? throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
+            TemplateConfig config = TemplateConfig.FromJson(t.ConfigJson, $"template '{n}'");
+            var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));
+            GuestKit kit = await new KitBuilder(new KitOptions(), progress).EnsureAsync(token);
+            var manager = new SandboxManager(dir, kit);
+            await manager.SweepAsync(token);
+            await using Sandbox sandbox = await manager.CreateFromTemplateAsync(LayerStore.OpenDirectory(Path.Combine(dir, "blocks")), t,
+                new SandboxOptions { Acceleration = SandboxCommands.ParseAcceleration(parse.GetValue(accel)) }, restore: !parse.GetValue(cold), token);
+            var request = new ExecRequest(parse.GetValue(commandLine)!)
+            {
+                Environment = [.. config.Env, .. parse.GetValue(env) ?? []],
+                WorkingDirectory = parse.GetValue(cwd) ?? config.Workdir,
+                User = parse.GetValue(user) ?? config.User,
+                Timeout = parse.GetValue(timeout) is double s ? TimeSpan.FromSeconds(s) : null,
+            };
+            return await SandboxCommands.ExecAsync(sandbox, request, parse.GetValue(timings), token);
         }, ct));
         return command;
     }

@@ -1,5 +1,7 @@
 using Vessel.Agent;
 using Vessel.Agent.Protocol;
+using Vessel.Blocks;
+using Vessel.Nbd;
 using Vessel.Vmm;
 
 namespace Vessel.Sandboxes;
@@ -15,10 +17,13 @@ public sealed class Sandbox : IAsyncDisposable
     private readonly IVirtualMachine _vm;
     private readonly SemaphoreSlim _stopLock = new(1, 1);
     private readonly CancellationTokenSource _lifetime = new();
+    private readonly NbdServer? _nbd;
+    private readonly OverlayDevice? _overlay;
+    private readonly string _kitId;
     private AgentClient _agent;
     private bool _stopped;
 
-    internal Sandbox(string id, string workDirectory, string token, VmConfig config, IVirtualMachine vm, AgentClient agent, SandboxTimings timings)
+    internal Sandbox(string id, string workDirectory, string token, VmConfig config, IVirtualMachine vm, AgentClient agent, SandboxTimings timings, NbdServer? nbd, OverlayDevice? overlay, string kitId)
     {
         Id = id;
         WorkDirectory = workDirectory;
@@ -27,6 +32,9 @@ public sealed class Sandbox : IAsyncDisposable
         _vm = vm;
         _agent = agent;
         Timings = timings;
+        _nbd = nbd;
+        _overlay = overlay;
+        _kitId = kitId;
     }
 
     public string Id { get; }
@@ -116,6 +124,54 @@ public sealed class Sandbox : IAsyncDisposable
         });
     }
 
+    /// <summary>
+    /// Flushes the guest's writes to its disk, pauses it and saves it as a snapshot in
+    /// <paramref name="directory"/> (created; must not exist): its RAM file, device state and
+    /// <see cref="SandboxSnapshot"/>. The sandbox then stops (its disk holds exactly what the
+    /// snapshot expects, so the caller stores the disk next). A failure leaves no directory.
+    /// </summary>
+    public async Task<SandboxSnapshot> SnapshotAndStopAsync(string directory, CancellationToken cancellationToken)
+    {
+        if (_config.MemoryBackendFile is null || !_config.MemoryBackendShared)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"Sandbox {Id} was not created snapshottable (SandboxOptions.Snapshottable).");
+        }
+        if (Directory.Exists(directory) || File.Exists(directory))
+        {
+            throw new VesselException(VesselErrorReason.Conflict, $"Snapshot directory {directory} already exists.");
+        }
+        string partial = directory + ".partial";
+        SandboxManager.DeleteDirectory(partial);
+        Directory.CreateDirectory(partial);
+        try
+        {
+            // Every dirty page of the guest reaches the disk before its state is frozen.
+            using var sync = new MemoryStream();
+            ExitStatus synced = await ExecAsync(new ExecRequest(["/.vessel/busybox", "sync"]), null, sync, sync, cancellationToken);
+            if (synced.ExitCode != 0)
+            {
+                throw new VesselException(VesselErrorReason.ToolFailed, $"sync in sandbox {Id} exited with {synced.ExitCode}: {System.Text.Encoding.UTF8.GetString(sync.ToArray())}");
+            }
+            // The snapshot holds an agent with no host attached: a restore connects like a reconnect.
+            await _agent.DisposeAsync();
+            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+            await _vm.SnapshotAsync(Path.Combine(partial, SandboxSnapshot.StateFile), cancellationToken);
+            await _vm.StopAsync(TimeSpan.Zero, cancellationToken);
+            File.Move(_config.MemoryBackendFile, Path.Combine(partial, SandboxSnapshot.MemoryFile));
+            var snapshot = new SandboxSnapshot(SandboxSnapshot.CurrentVersion, _config.MemoryMiB, _config.Vcpus, _kitId, _token, DateTimeOffset.UtcNow);
+            await snapshot.WriteAsync(partial, cancellationToken);
+            Directory.Move(partial, directory);
+            await KillAsync();
+            return snapshot;
+        }
+        catch
+        {
+            await KillAsync();
+            SandboxManager.DeleteDirectory(partial);
+            throw;
+        }
+    }
+
     /// <summary>Stops the VM at once (no guest shutdown) and removes the sandbox's directory.</summary>
     public Task KillAsync() => StopAsync(graceful: false);
 
@@ -154,8 +210,19 @@ public sealed class Sandbox : IAsyncDisposable
             }
             finally
             {
-                await _vm.DisposeAsync();
-                SandboxManager.DeleteDirectory(WorkDirectory);
+                try
+                {
+                    await _vm.DisposeAsync();
+                }
+                finally
+                {
+                    if (_nbd is not null)
+                    {
+                        await _nbd.DisposeAsync();
+                    }
+                    _overlay?.Dispose();
+                    SandboxManager.DeleteDirectory(WorkDirectory);
+                }
             }
         }
         finally

@@ -2,8 +2,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using Vessel.Agent;
+using Vessel.Blocks;
 using Vessel.Common;
 using Vessel.Guest;
+using Vessel.Nbd;
 using Vessel.Vmm;
 
 namespace Vessel.Sandboxes;
@@ -40,9 +42,30 @@ public sealed class SandboxManager
 
     public async Task<Sandbox> CreateAsync(SandboxOptions options, CancellationToken cancellationToken)
     {
-        if (!File.Exists(options.RootfsPath))
+        if ((options.RootfsPath is null ? 0 : 1) + (options.Device is null ? 0 : 1) + (options.Layer is null ? 0 : 1) != 1)
         {
-            throw new VesselException(VesselErrorReason.NotFound, $"Rootfs {options.RootfsPath} does not exist.");
+            options.Layer?.Dispose();
+            throw new ArgumentException("Give the sandbox one of a rootfs file, a block device or a layer.", nameof(options));
+        }
+        OverlayDevice? overlay = null;
+        SandboxSnapshot? snapshot;
+        try
+        {
+            if (options.RootfsPath is not null && !File.Exists(options.RootfsPath))
+            {
+                throw new VesselException(VesselErrorReason.NotFound, $"Rootfs {options.RootfsPath} does not exist.");
+            }
+            snapshot = options.RestoreFrom is { } from ? await SandboxSnapshot.ReadAsync(from, cancellationToken) : null;
+            if (snapshot is not null && snapshot.KitId != _kit.Manifest.Id)
+            {
+                throw new VesselException(VesselErrorReason.Conflict,
+                    $"Snapshot {options.RestoreFrom} was taken with guest kit {snapshot.KitId[..12]}, this Vessel has {_kit.Manifest.Id[..12]}: rebuild the template (vessel template build --no-cache).");
+            }
+        }
+        catch
+        {
+            options.Layer?.Dispose();
+            throw;
         }
         var clock = Stopwatch.StartNew();
         string id = "sb-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
@@ -53,57 +76,82 @@ public sealed class SandboxManager
             // The agent socket accepts whoever can reach it: only the owner may.
             File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
-        await File.WriteAllTextAsync(Path.Combine(dir, "owner"), OwnerStamp(Environment.ProcessId) ?? string.Empty, cancellationToken);
         IVirtualMachine? vm = null;
         AgentClient? agent = null;
+        NbdServer? nbd = null;
         try
         {
-            string rootfs = options.RootfsPath;
-            if (options.CopyRootfs)
+            if (options.Layer is { } layer)
             {
-                rootfs = Path.Combine(dir, "rootfs.ext4");
-                (await ExternalProcess.RunAsync("cp", ["--sparse=always", "--reflink=auto", options.RootfsPath, rootfs], cancellationToken, timeout: TimeSpan.FromMinutes(10))).EnsureSuccess();
+                overlay = OverlayDevice.Create(layer, dir, ownsBase: true);
             }
-
+            await File.WriteAllTextAsync(Path.Combine(dir, "owner"), OwnerStamp(Environment.ProcessId) ?? string.Empty, cancellationToken);
             var hooks = new List<IPreBootHook>();
             if (options.ReservedBytes is { } reserved)
             {
                 hooks.Add(new ReservedBlocksHook(reserved));
             }
             hooks.AddRange(options.PreBootHooks);
-            var context = new PreBootContext(id, rootfs, dir);
-            foreach (IPreBootHook hook in hooks)
+
+            DiskConfig disk;
+            if ((options.Device ?? overlay) is { } device)
             {
-                try
+                if (hooks.Count > 0)
                 {
-                    await hook.RunAsync(context, cancellationToken);
+                    // The host's tools need a file: a FUSE view of the device, gone before the VM starts.
+                    NbdFuseFile view = await NbdFuseFile.MountAsync(device, dir, cancellationToken);
+                    await Templates.CleanupScope.RunAsync(view, async v =>
+                    {
+                        await RunHooksAsync(hooks, new PreBootContext(id, v.FilePath, dir), cancellationToken);
+                        return 0;
+                    });
                 }
-                catch (Exception e) when (e is not OperationCanceledException)
+                string socket = Path.Combine(dir, "nbd.sock");
+                nbd = new NbdServer(new NbdServerOptions { UnixSocketPath = socket });
+                nbd.AddExport(new BlockDeviceExport(DiskExport, device));
+                await nbd.StartAsync(cancellationToken);
+                disk = DiskConfig.Nbd(socket, DiskExport);
+            }
+            else
+            {
+                string rootfs = options.RootfsPath!;
+                if (options.CopyRootfs)
                 {
-                    throw new VesselException(VesselErrorReason.ToolFailed, $"Pre-boot hook '{hook.Name}' failed, sandbox not created: {e.Message}", e);
+                    rootfs = Path.Combine(dir, "rootfs.ext4");
+                    (await ExternalProcess.RunAsync("cp", ["--sparse=always", "--reflink=auto", options.RootfsPath!, rootfs], cancellationToken, timeout: TimeSpan.FromMinutes(10))).EnsureSuccess();
                 }
+                await RunHooksAsync(hooks, new PreBootContext(id, rootfs, dir), cancellationToken);
+                disk = options.DiskOverride ?? DiskConfig.File(rootfs);
             }
             TimeSpan prepared = clock.Elapsed;
 
-            string token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
+            string token = snapshot?.Token ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
             var config = new VmConfig
             {
                 KernelPath = _kit.KernelPath,
                 InitramfsPath = _kit.InitramfsPath,
                 KernelParameters = [$"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}"],
-                MemoryMiB = options.MemoryMiB,
-                Vcpus = options.Vcpus,
-                Disks = [options.DiskOverride ?? DiskConfig.File(rootfs)],
+                MemoryMiB = snapshot?.MemoryMiB ?? options.MemoryMiB,
+                Vcpus = snapshot?.Vcpus ?? options.Vcpus,
+                Disks = [disk],
                 ControlSocketPath = Path.Combine(dir, "ctl.sock"),
                 ApiSocketPath = Path.Combine(dir, "qmp.sock"),
                 ConsoleLogPath = Path.Combine(dir, "console.log"),
-                MemoryBackendFile = options.MemoryBackendFile,
+                MemoryBackendFile = snapshot is not null
+                    ? Path.Combine(options.RestoreFrom!, SandboxSnapshot.MemoryFile)
+                    : options.Snapshottable ? Path.Combine(dir, SandboxSnapshot.MemoryFile) : options.MemoryBackendFile,
+                MemoryBackendShared = snapshot is null,
+                IncomingSnapshot = snapshot is not null,
                 Acceleration = options.Acceleration,
             };
             vm = await _driver.StartAsync(config, cancellationToken);
             if (vm is QemuVm q)
             {
                 await File.WriteAllTextAsync(Path.Combine(dir, "vmm.pid"), q.Pid.ToString(CultureInfo.InvariantCulture), cancellationToken);
+            }
+            if (snapshot is not null)
+            {
+                await vm.RestoreAsync(Path.Combine(options.RestoreFrom!, SandboxSnapshot.StateFile), cancellationToken);
             }
             TimeSpan vmmStarted = clock.Elapsed;
 
@@ -131,9 +179,12 @@ public sealed class SandboxManager
                 throw new VesselException(VesselErrorReason.Unavailable, $"The guest of sandbox {id} could not mount its rootfs (is it ext4?). Console:\n{vm.ConsoleTail()}");
             }
             var timings = new SandboxTimings(
-                prepared, vmmStarted, ready, ParseInitStart(Path.Combine(dir, "console.log")),
-                TimeSpan.FromMilliseconds(agent.Hello.AgentStartMilliseconds), TimeSpan.FromMilliseconds(agent.Hello.UptimeMilliseconds));
-            var sandbox = new Sandbox(id, dir, token, config, vm, agent, timings);
+                prepared, vmmStarted, ready, snapshot is null ? ParseInitStart(Path.Combine(dir, "console.log")) : null,
+                TimeSpan.FromMilliseconds(agent.Hello.AgentStartMilliseconds), TimeSpan.FromMilliseconds(agent.Hello.UptimeMilliseconds))
+            {
+                Restored = snapshot is not null,
+            };
+            var sandbox = new Sandbox(id, dir, token, config, vm, agent, timings, nbd, overlay, _kit.Manifest.Id);
             if (options.Timeout is { } lifetime)
             {
                 sandbox.KillAfter(lifetime);
@@ -150,8 +201,58 @@ public sealed class SandboxManager
             {
                 await vm.DisposeAsync();
             }
+            if (nbd is not null)
+            {
+                await nbd.DisposeAsync();
+            }
+            if (overlay is not null)
+            {
+                overlay.Dispose();
+            }
+            else
+            {
+                options.Layer?.Dispose();
+            }
             DeleteDirectory(dir);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// A sandbox on a template: a copy-on-write overlay over the template's layer, resumed from
+    /// the template's snapshot when it has one (and <paramref name="restore"/> is true), else
+    /// booted cold on that disk. Memory and vCPUs come from the template.
+    /// </summary>
+    internal async Task<Sandbox> CreateFromTemplateAsync(LayerStore layers, State.TemplateRecord template, SandboxOptions options, bool restore, CancellationToken cancellationToken)
+    {
+        Templates.TemplateConfig config = Templates.TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'");
+        string? snapshot = restore && template.SnapshotDirectory is { } dir && Directory.Exists(dir) ? dir : null;
+        Build build = await layers.OpenAsync(template.LayerBuildId, cancellationToken);
+        return await CreateAsync(options with
+        {
+            RootfsPath = null,
+            Layer = build,
+            RestoreFrom = snapshot,
+            MemoryMiB = config.MemoryMb,
+            Vcpus = config.Cpu,
+        }, cancellationToken);
+    }
+
+    /// <summary>The NBD export name of a sandbox's disk.</summary>
+    internal const string DiskExport = "rootfs";
+
+    private static async Task RunHooksAsync(List<IPreBootHook> hooks, PreBootContext context, CancellationToken cancellationToken)
+    {
+        foreach (IPreBootHook hook in hooks)
+        {
+            try
+            {
+                await hook.RunAsync(context, cancellationToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                throw new VesselException(VesselErrorReason.ToolFailed, $"Pre-boot hook '{hook.Name}' failed, sandbox not created: {e.Message}", e);
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+using Vessel.Blocks;
 using Vessel.Vmm;
 
 namespace Vessel.Sandboxes;
@@ -5,8 +6,22 @@ namespace Vessel.Sandboxes;
 /// <summary>How to create a sandbox.</summary>
 public sealed record SandboxOptions
 {
-    /// <summary>An ext4 image file. Copied (sparse, reflinked where the filesystem can) into the sandbox's directory unless <see cref="CopyRootfs"/> is false.</summary>
-    public required string RootfsPath { get; init; }
+    /// <summary>An ext4 image file. Copied (sparse, reflinked where the filesystem can) into the sandbox's directory unless <see cref="CopyRootfs"/> is false. Either this or <see cref="Device"/>.</summary>
+    public string? RootfsPath { get; init; }
+
+    /// <summary>
+    /// A block device (a copy-on-write layer over a template's build) that the sandbox serves to
+    /// its VM with Vessel's NBD server from its own directory; pre-boot hooks see it as a file
+    /// through nbdfuse. The caller keeps owning the device. Either this or <see cref="RootfsPath"/>.
+    /// </summary>
+    internal IBlockDevice? Device { get; init; }
+
+    /// <summary>
+    /// A published build to run on: the sandbox writes to its own copy-on-write overlay in its
+    /// directory and owns both the build (disposed with the sandbox, also when creation fails)
+    /// and the overlay. Either this, <see cref="Device"/> or <see cref="RootfsPath"/>.
+    /// </summary>
+    internal Build? Layer { get; init; }
 
     /// <summary>False: the VM writes to <see cref="RootfsPath"/> itself.</summary>
     public bool CopyRootfs { get; init; } = true;
@@ -34,6 +49,16 @@ public sealed record SandboxOptions
 
     /// <summary>Back guest RAM with this file (for snapshots); null: anonymous memory.</summary>
     public string? MemoryBackendFile { get; init; }
+
+    /// <summary>Keep guest RAM in a shared file in the sandbox's directory so that <see cref="Sandbox.SnapshotAndStopAsync"/> can save it.</summary>
+    public bool Snapshottable { get; init; }
+
+    /// <summary>
+    /// Resume this snapshot (a directory <see cref="Sandbox.SnapshotAndStopAsync"/> wrote) instead
+    /// of booting: its memory file is mapped copy-on-write, and the disk must hold exactly what it
+    /// held when the snapshot was taken (a fresh overlay over the same layer).
+    /// </summary>
+    public string? RestoreFrom { get; init; }
 }
 
 /// <summary>Where a sandbox's start-up time went (host clock, plus guest uptimes the agent reports).</summary>
@@ -43,4 +68,8 @@ public sealed record SandboxTimings(
     TimeSpan AgentReady,
     TimeSpan? GuestInitStarted,
     TimeSpan GuestAgentStarted,
-    TimeSpan GuestAgentReady);
+    TimeSpan GuestAgentReady)
+{
+    /// <summary>True when the sandbox was resumed from a snapshot rather than booted.</summary>
+    public bool Restored { get; init; }
+}

@@ -133,7 +133,7 @@ internal sealed class TemplateBuilder
                         {
                             session = await LayerSession.OpenAsync(_layers, layer, null, _workDirectory, cancellationToken);
                             vm = await _runner.StartAsync(new StepSessionRequest(session,
-                                ReservedBlocks.HookOptions(BuildPhase.Step, config.ReservedMb, bootsNewVm: bootsNewVm), config.Cpu, config.MemoryMb, _workDirectory,
+                                ReservedBlocks.HookOptions(BuildPhase.Step, config.ReservedMb, bootsNewVm: bootsNewVm), spec.Cpu, spec.MemoryMb, _workDirectory,
                                 m => Emit(phase, title, BuildEventKind.Output, m)), cancellationToken);
                         }
                         await vm!.RunAsync(step, config, copy, line => Emit(phase, title, BuildEventKind.Output, line), cancellationToken);
@@ -182,12 +182,27 @@ internal sealed class TemplateBuilder
                             ReservedBlocks.HookOptions(BuildPhase.Finalize, config.ReservedMb, sourceCached: cached), spec.Cpu, spec.MemoryMb, _workDirectory,
                             m => Emit(finalPhase, finalTitle, BuildEventKind.Output, m)), cancellationToken);
                     }
-                    string snapshots = Path.Combine(_snapshotDirectory, finalHash);
-                    string? snapshot = await vm!.FinalizeAsync(finalConfig, snapshots, line => Emit(finalPhase, finalTitle, BuildEventKind.Output, line), cancellationToken);
-                    Guid finalLayer = session.HasPendingChanges ? (await session.ExportAsync(cancellationToken)).BuildId : session.Current.BuildId;
-                    final = new CacheEntry(finalHash, "finalize", finalLayer, finalConfig.ToJson(), snapshot, DateTimeOffset.UtcNow);
-                    await _state.PutCacheEntryAsync(final, cancellationToken);
-                    results.Add(new PhaseResult(finalTitle, finalHash, false, finalLayer, fsw.Elapsed));
+                    // A fresh directory per build: sandboxes restored from an older snapshot map its
+                    // memory file copy-on-write, so a published snapshot is never rewritten in place.
+                    Directory.CreateDirectory(_snapshotDirectory);
+                    string snapshots = Path.Combine(_snapshotDirectory, $"{finalHash[..16]}-{DateTimeOffset.UtcNow:yyyyMMddHHmmss}-{Guid.NewGuid().ToString("N")[..8]}");
+                    string? snapshot = null;
+                    try
+                    {
+                        snapshot = await vm!.FinalizeAsync(finalConfig, snapshots, line => Emit(finalPhase, finalTitle, BuildEventKind.Output, line), cancellationToken);
+                        Guid finalLayer = session.HasPendingChanges ? (await session.ExportAsync(cancellationToken)).BuildId : session.Current.BuildId;
+                        final = new CacheEntry(finalHash, "finalize", finalLayer, finalConfig.ToJson(), snapshot, DateTimeOffset.UtcNow);
+                        await _state.PutCacheEntryAsync(final, cancellationToken);
+                    }
+                    catch
+                    {
+                        if (snapshot is not null && Directory.Exists(snapshot))
+                        {
+                            Directory.Delete(snapshot, recursive: true);
+                        }
+                        throw;
+                    }
+                    results.Add(new PhaseResult(finalTitle, finalHash, false, final.LayerBuildId, fsw.Elapsed));
                     Emit(finalPhase, finalTitle, BuildEventKind.Done, hash: finalHash, elapsed: fsw.Elapsed);
                 }
             }

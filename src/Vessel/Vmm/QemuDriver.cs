@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using System.Text.Json.Nodes;
 using Vessel.Agent.Protocol;
 using Vessel.Common;
 
@@ -33,7 +34,7 @@ public sealed class QemuDriver : IVmmDriver
         string machine = "microvm";
         if (config.MemoryBackendFile is not null)
         {
-            args.AddRange(["-object", $"memory-backend-file,id=mem0,size={config.MemoryMiB}M,mem-path={Escape(config.MemoryBackendFile)},share=on"]);
+            args.AddRange(["-object", $"memory-backend-file,id=mem0,size={config.MemoryMiB}M,mem-path={Escape(config.MemoryBackendFile)},share={(config.MemoryBackendShared ? "on" : "off")}"]);
             machine += ",memory-backend=mem0";
         }
         args.AddRange(["-M", machine]);
@@ -67,6 +68,14 @@ public sealed class QemuDriver : IVmmDriver
         args.AddRange(["-chardev", $"socket,id=ctl,path={Escape(config.ControlSocketPath)},server=on,wait=off"]);
         args.AddRange(["-device", $"virtserialport,chardev=ctl,name={AgentProtocol.PortName}"]);
         args.AddRange(["-qmp", $"unix:{Escape(config.ApiSocketPath)},server=on,wait=off"]);
+        if (config.IncomingSnapshot)
+        {
+            if (config.MemoryBackendFile is null)
+            {
+                throw new ArgumentException("Restoring a snapshot needs the memory file it was taken with.", nameof(config));
+            }
+            args.AddRange(["-incoming", "defer"]);
+        }
         return args;
     }
 
@@ -233,6 +242,87 @@ public sealed class QemuVm : IVirtualMachine
         {
         }
         await _exited.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
+    }
+
+    public async Task SnapshotAsync(string stateFile, CancellationToken cancellationToken)
+    {
+        if (_config.MemoryBackendFile is null || !_config.MemoryBackendShared)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, "This VM's RAM is not in a shared memory file: start it with MemoryBackendFile to snapshot it.");
+        }
+        await Qmp.ExecuteAsync("stop", null, cancellationToken);
+        await SetIgnoreSharedAsync(cancellationToken);
+        // RAM stays in the shared memory file (x-ignore-shared): the stream holds device state only.
+        await Qmp.ExecuteAsync("migrate", new JsonObject { ["uri"] = "exec:cat > " + ShellQuote(stateFile) }, cancellationToken);
+        await WaitMigrationAsync("snapshot", cancellationToken);
+    }
+
+    public async Task RestoreAsync(string stateFile, CancellationToken cancellationToken)
+    {
+        if (!_config.IncomingSnapshot)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, "This VM booted normally; start it with IncomingSnapshot to restore a snapshot.");
+        }
+        if (!File.Exists(stateFile))
+        {
+            throw new VesselException(VesselErrorReason.NotFound, $"Snapshot state {stateFile} does not exist.");
+        }
+        await SetIgnoreSharedAsync(cancellationToken);
+        await Qmp.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = "exec:cat " + ShellQuote(stateFile) }, cancellationToken);
+        await WaitMigrationAsync("restore", cancellationToken);
+        // Without -S QEMU resumes by itself when the state is loaded; cont covers a paused one.
+        for (int i = 0; ; i++)
+        {
+            JsonNode? status = await Qmp.ExecuteAsync("query-status", null, cancellationToken);
+            string? state = status?["status"]?.GetValue<string>();
+            if (state == "running")
+            {
+                return;
+            }
+            if (state is "paused" or "prelaunch" && i > 0)
+            {
+                await Qmp.ExecuteAsync("cont", null, cancellationToken);
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(5), cancellationToken);
+        }
+    }
+
+    private Task SetIgnoreSharedAsync(CancellationToken cancellationToken) => Qmp.ExecuteAsync("migrate-set-capabilities", new JsonObject
+    {
+        ["capabilities"] = new JsonArray(new JsonObject { ["capability"] = "x-ignore-shared", ["state"] = true }),
+    }, cancellationToken);
+
+    private async Task WaitMigrationAsync(string what, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            if (_exited.IsCompleted)
+            {
+                throw new VesselException(VesselErrorReason.ToolFailed, $"QEMU exited during the {what}: {StandardError.Trim()}");
+            }
+            JsonNode? info = await Qmp.ExecuteAsync("query-migrate", null, cancellationToken);
+            string? status = info?["status"]?.GetValue<string>();
+            switch (status)
+            {
+                case "completed":
+                    return;
+                case "failed" or "cancelled":
+                    throw new VesselException(VesselErrorReason.ToolFailed, $"QEMU's {what} {status}: {info?["error-desc"]?.GetValue<string>() ?? StandardError.Trim()}");
+                default:
+                    await Task.Delay(TimeSpan.FromMilliseconds(2), cancellationToken);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>QEMU runs exec: migration URIs with /bin/sh -c.</summary>
+    private static string ShellQuote(string path)
+    {
+        if (path.Contains('\'', StringComparison.Ordinal))
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"Snapshot path {path} contains a single quote.");
+        }
+        return "'" + path + "'";
     }
 
     private async Task<bool> WaitExitAsync(TimeSpan timeout, CancellationToken cancellationToken)

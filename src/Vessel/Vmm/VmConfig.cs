@@ -35,6 +35,19 @@ public sealed record VmConfig
     /// </summary>
     public string? MemoryBackendFile { get; init; }
 
+    /// <summary>
+    /// True: the VM writes its RAM through to <see cref="MemoryBackendFile"/> (a VM that will be
+    /// snapshotted). False: the file is mapped privately, copy-on-write, so many VMs restored
+    /// from one template share its pages and none changes it.
+    /// </summary>
+    public bool MemoryBackendShared { get; init; } = true;
+
+    /// <summary>
+    /// Start paused, waiting for a saved device state (<see cref="IVirtualMachine.RestoreAsync"/>)
+    /// instead of booting the kernel.
+    /// </summary>
+    public bool IncomingSnapshot { get; init; }
+
     public Acceleration Acceleration { get; init; } = Acceleration.Auto;
 }
 
@@ -75,6 +88,15 @@ public interface IVirtualMachine : IAsyncDisposable
 
     /// <summary>Stops the VM: waits up to <paramref name="grace"/> for the guest to power off, then asks the VMM to quit, then kills it.</summary>
     Task StopAsync(TimeSpan grace, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Pauses the guest and saves its device state to <paramref name="stateFile"/>; RAM is not
+    /// copied, it is already in <see cref="VmConfig.MemoryBackendFile"/>. The VM stays paused.
+    /// </summary>
+    Task SnapshotAsync(string stateFile, CancellationToken cancellationToken);
+
+    /// <summary>Loads the device state a <see cref="SnapshotAsync"/> saved into a VM started with <see cref="VmConfig.IncomingSnapshot"/>, and resumes it.</summary>
+    Task RestoreAsync(string stateFile, CancellationToken cancellationToken);
 }
 
 /// <summary>Starts VMs from a <see cref="VmConfig"/>.</summary>

@@ -1,0 +1,72 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Vessel.Sandboxes;
+
+/// <summary>
+/// A paused sandbox on disk (docs/formats/sandbox-snapshot.md): <c>memory</c> (guest RAM, the
+/// shared memory-backend file), <c>state</c> (QEMU's device state, RAM excluded by
+/// x-ignore-shared) and <c>snapshot.json</c> (this record). A restore needs the same VM shape
+/// and the same guest kit, so both are recorded and checked.
+/// </summary>
+public sealed record SandboxSnapshot(
+    int Version,
+    int MemoryMiB,
+    int Vcpus,
+    string KitId,
+    string Token,
+    DateTimeOffset Created)
+{
+    public const int CurrentVersion = 1;
+    public const string MemoryFile = "memory";
+    public const string StateFile = "state";
+    public const string InfoFile = "snapshot.json";
+
+    private static readonly JsonSerializerOptions s_json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+    };
+
+    public static async Task<SandboxSnapshot> ReadAsync(string directory, CancellationToken cancellationToken)
+    {
+        string info = Path.Combine(directory, InfoFile);
+        foreach (string f in new[] { info, Path.Combine(directory, MemoryFile), Path.Combine(directory, StateFile) })
+        {
+            if (!File.Exists(f))
+            {
+                throw new VesselException(VesselErrorReason.NotFound, $"Snapshot {directory} is incomplete: {Path.GetFileName(f)} is missing; rebuild the template.");
+            }
+        }
+        SandboxSnapshot? snapshot;
+        try
+        {
+            await using FileStream stream = File.OpenRead(info);
+            snapshot = await JsonSerializer.DeserializeAsync<SandboxSnapshot>(stream, s_json, cancellationToken);
+        }
+        catch (JsonException e)
+        {
+            throw new VesselException(VesselErrorReason.Corrupt, $"Snapshot {directory}: {InfoFile} is not valid ({e.Message}); rebuild the template.", e);
+        }
+        if (snapshot is null || snapshot.Version != CurrentVersion || snapshot.MemoryMiB <= 0 || snapshot.Vcpus <= 0 || string.IsNullOrEmpty(snapshot.Token))
+        {
+            throw new VesselException(VesselErrorReason.Corrupt, $"Snapshot {directory}: {InfoFile} is not a version {CurrentVersion} snapshot; rebuild the template.");
+        }
+        return snapshot;
+    }
+
+    public async Task WriteAsync(string directory, CancellationToken cancellationToken)
+    {
+        string path = Path.Combine(directory, InfoFile);
+        await using (FileStream stream = new(path, FileMode.CreateNew, FileAccess.Write))
+        {
+            await JsonSerializer.SerializeAsync(stream, this, s_json, cancellationToken);
+        }
+        if (OperatingSystem.IsLinux())
+        {
+            // The token opens the agent of every sandbox restored from this snapshot.
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+    }
+}
