@@ -1,6 +1,6 @@
 using System.CommandLine;
-using Vessel.Blocks;
 using Vessel.Agent;
+using Vessel.Blocks;
 using Vessel.Common;
 using Vessel.Guest;
 using Vessel.Sandboxes;
