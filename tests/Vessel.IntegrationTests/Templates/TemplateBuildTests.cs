@@ -207,6 +207,49 @@ public sealed class TemplateBuildTests : IDisposable
         Assert.NotEqual(first.FinalHash, moved.FinalHash);
     }
 
+    [RequiresFact(Requirements, "fusermount3", "debugfs", "umoci", "skopeo", "docker-registry", "root")]
+    public async Task A_tag_moved_in_a_registry_rebuilds_and_the_same_digest_stays_cached()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        CancellationToken ct = cts.Token;
+        (TemplateBuilder builder, _, LayerStore layers) = await OpenAsync(ct);
+        // Two versions of one image, made with umoci; the registry's tag moves from v1 to v2.
+        string layout = _home.Combine("oci");
+        string bundle = _home.Combine("bundle");
+        await ToolAsync(ct, "umoci", "init", "--layout", layout);
+        await ToolAsync(ct, "umoci", "new", "--image", layout + ":v1");
+        await ToolAsync(ct, "umoci", "unpack", "--rootless", "--image", layout + ":v1", bundle);
+        Directory.CreateDirectory(Path.Combine(bundle, "rootfs", "etc"));
+        await File.WriteAllTextAsync(Path.Combine(bundle, "rootfs", "etc", "version"), "1\n", ct);
+        await ToolAsync(ct, "umoci", "repack", "--image", layout + ":v1", bundle);
+        await File.WriteAllTextAsync(Path.Combine(bundle, "rootfs", "etc", "version"), "2\n", ct);
+        await ToolAsync(ct, "umoci", "repack", "--image", layout + ":v2", bundle);
+
+        await using Vessel.IntegrationTests.Oci.LocalRegistry registry = await Vessel.IntegrationTests.Oci.LocalRegistry.StartAsync(ct);
+        string reference = $"docker://{registry.Host}/test/app:latest";
+        var options = new TemplateBuildOptions { ImageOptions = new Vessel.Oci.ImageSourceOptions { Insecure = true } };
+        TemplateSpec spec = Template.From(reference).Named("tagged").DiskSize("64M").ToSpec();
+        async Task<TemplateBuildResult> Build() => await builder.BuildAsync(spec, options, null, ct);
+        async Task<string> Version(TemplateBuildResult r) => Encoding.ASCII.GetString(await E2fs.ReadFileAsync(await FlattenAsync(layers, r.LayerBuildId, ct), "/etc/version"));
+
+        await ToolAsync(ct, "skopeo", "copy", "--dest-tls-verify=false", $"oci:{layout}:v1", reference);
+        TemplateBuildResult first = await Build();
+        Assert.Equal("1\n", await Version(first));
+        // The same content pushed again under the tag: still cached.
+        await ToolAsync(ct, "skopeo", "copy", "--dest-tls-verify=false", $"oci:{layout}:v1", reference);
+        Assert.True((await Build()).FullyCached);
+        // The tag moves: same reference, new digest, so base rebuilds with the new content.
+        await ToolAsync(ct, "skopeo", "copy", "--dest-tls-verify=false", $"oci:{layout}:v2", reference);
+        TemplateBuildResult moved = await Build();
+        Assert.False(moved.Phases[0].Cached);
+        Assert.NotEqual(first.FinalHash, moved.FinalHash);
+        Assert.Equal("2\n", await Version(moved));
+        Assert.True((await Build()).FullyCached);
+    }
+
+    private static async Task ToolAsync(CancellationToken ct, string tool, params string[] args)
+        => (await ExternalProcess.RunAsync(tool, args, ct, timeout: TimeSpan.FromMinutes(2))).EnsureSuccess();
+
     private static byte[] GzipBytes(byte[] data)
     {
         using var ms = new MemoryStream();
