@@ -178,6 +178,13 @@ public sealed class SandboxManager
             {
                 throw new VesselException(VesselErrorReason.Unavailable, $"The guest of sandbox {id} could not mount its rootfs (is it ext4?). Console:\n{vm.ConsoleTail()}");
             }
+            if (snapshot is not null)
+            {
+                // The guest clock resumes at the snapshot's time: set it to now (whole seconds).
+                using ExecSession setClock = await agent.StartAsync(new ExecRequest([SandboxStepRunner.Busybox, "date", "-u", "-s",
+                    DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture)]), cancellationToken);
+                await setClock.WaitAsync(Stream.Null, Stream.Null, cancellationToken);
+            }
             var timings = new SandboxTimings(
                 prepared, vmmStarted, ready, snapshot is null ? ParseInitStart(Path.Combine(dir, "console.log")) : null,
                 TimeSpan.FromMilliseconds(agent.Hello.AgentStartMilliseconds), TimeSpan.FromMilliseconds(agent.Hello.UptimeMilliseconds))

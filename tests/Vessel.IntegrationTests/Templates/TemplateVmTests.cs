@@ -132,6 +132,9 @@ public sealed class TemplateVmTests
         await using (Sandbox resumed = await home.Manager.CreateFromTemplateAsync(home.Layers, record, new SandboxOptions(), restore: true, ct))
         {
             Assert.True(resumed.Timings.Restored);
+            // The guest clock was set to now, not left at the snapshot's time.
+            long guestNow = long.Parse(await OutputAsync(resumed, "date +%s"), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.InRange(guestNow, DateTimeOffset.UtcNow.ToUnixTimeSeconds() - 10, DateTimeOffset.UtcNow.ToUnixTimeSeconds() + 2);
             Assert.Equal("/srv/www\nnobody\nPORT=8080\n", await OutputAsync(resumed, "cat /tmp/where"));
             Assert.Equal("v1\n", await OutputAsync(resumed, "cat /opt/tool/version"));
             Assert.Equal("hello\n", await OutputAsync(resumed, "/app/main.sh"));
