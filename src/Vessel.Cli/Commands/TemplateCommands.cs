@@ -95,6 +95,7 @@ internal static class TemplateCommands
         };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             string dir = parse.GetValue(home)!;
             StateStore state = await StateStore.OpenAsync(Path.Combine(dir, "state.db"), token);
             string n = parse.GetValue(name)!;
@@ -105,8 +106,9 @@ internal static class TemplateCommands
             GuestKit kit = await new KitBuilder(new KitOptions(), progress).EnsureAsync(token);
             var manager = new SandboxManager(dir, kit);
             await manager.SweepAsync(token);
+            TimeSpan prepared = clock.Elapsed;
             await using Sandbox sandbox = await manager.CreateFromTemplateAsync(LayerStore.OpenDirectory(Path.Combine(dir, "blocks")), t,
-                new SandboxOptions { Acceleration = SandboxCommands.ParseAcceleration(parse.GetValue(accel)) }, restore: !parse.GetValue(cold), token);
+                new SandboxOptions { Acceleration = SandboxCommands.ParseAcceleration(parse.GetValue(accel)) }, restore: !parse.GetValue(cold), token, m => Console.Error.WriteLine("vessel: " + m));
             var request = new ExecRequest(parse.GetValue(commandLine)!)
             {
                 Environment = [.. config.Env, .. parse.GetValue(env) ?? []],
@@ -114,7 +116,17 @@ internal static class TemplateCommands
                 User = parse.GetValue(user) ?? config.User,
                 Timeout = parse.GetValue(timeout) is double s ? TimeSpan.FromSeconds(s) : null,
             };
-            return await SandboxCommands.ExecAsync(sandbox, request, parse.GetValue(timings), token);
+            TimeSpan created = clock.Elapsed;
+            int code = await SandboxCommands.ExecAsync(sandbox, request, parse.GetValue(timings), token);
+            TimeSpan ran = clock.Elapsed;
+            // The sandbox's disk is a throwaway overlay: no guest shutdown to wait for.
+            await sandbox.KillAsync();
+            if (parse.GetValue(timings))
+            {
+                await Console.Error.WriteLineAsync(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"vessel: in this process: state + kit + sweep {prepared.TotalMilliseconds:0} ms, sandbox {(created - prepared).TotalMilliseconds:0} ms, command {(ran - created).TotalMilliseconds:0} ms, stop {(clock.Elapsed - ran).TotalMilliseconds:0} ms"));
+            }
+            return code;
         }, ct));
         return command;
     }

@@ -32,6 +32,9 @@ public sealed class SandboxManager
 
     public string StateDirectory { get; }
 
+    /// <summary>The guest kit every sandbox of this manager boots.</summary>
+    public GuestKit Kit => _kit;
+
     /// <summary>$VESSEL_STATE_DIR, or /var/lib/vessel for root, or ~/.local/state/vessel.</summary>
     public static string DefaultStateDirectory =>
         Environment.GetEnvironmentVariable("VESSEL_STATE_DIR") is { Length: > 0 } dir
@@ -230,10 +233,16 @@ public sealed class SandboxManager
     /// the template's snapshot when it has one (and <paramref name="restore"/> is true), else
     /// booted cold on that disk. Memory and vCPUs come from the template.
     /// </summary>
-    internal async Task<Sandbox> CreateFromTemplateAsync(LayerStore layers, State.TemplateRecord template, SandboxOptions options, bool restore, CancellationToken cancellationToken)
+    internal async Task<Sandbox> CreateFromTemplateAsync(LayerStore layers, State.TemplateRecord template, SandboxOptions options, bool restore, CancellationToken cancellationToken, Action<string>? warn = null)
     {
         Templates.TemplateConfig config = Templates.TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'");
         string? snapshot = restore && template.SnapshotDirectory is { } dir && Directory.Exists(dir) ? dir : null;
+        if (snapshot is not null && (await SandboxSnapshot.ReadAsync(snapshot, cancellationToken)).KitId != _kit.Manifest.Id)
+        {
+            // The snapshot needs the kit that took it; the disk boots with any kit.
+            warn?.Invoke($"template '{template.Name}' was snapshotted with another guest kit: booting its disk cold; rebuild it (vessel template build) to resume from a snapshot again");
+            snapshot = null;
+        }
         Build build = await layers.OpenAsync(template.LayerBuildId, cancellationToken);
         return await CreateAsync(options with
         {

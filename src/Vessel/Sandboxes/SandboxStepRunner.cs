@@ -34,6 +34,8 @@ internal sealed class SandboxStepRunner : IStepRunner
 
     public string Description => "sandbox VM";
 
+    public string SnapshotIdentity => Snapshots ? $"vm:kit={_manager.Kit.Manifest.Id}" : "vm:no-snapshot";
+
     public Acceleration Acceleration { get; init; } = Acceleration.Auto;
 
     /// <summary>How long the ready check may keep failing after the start command started.</summary>

@@ -14,6 +14,8 @@ internal sealed class HostStepRunner : IStepRunner
 {
     public string Description => "host (COPY/ENV/WORKDIR/USER without a VM)";
 
+    public string SnapshotIdentity => "host";
+
     public async Task<IStepSession> StartAsync(StepSessionRequest request, CancellationToken cancellationToken)
     {
         var session = new Session(request);

@@ -22,6 +22,13 @@ internal interface IStepRunner
 {
     string Description { get; }
 
+    /// <summary>
+    /// What finalize's artifacts depend on besides the spec, for the finalize hash: a runner
+    /// that snapshots names its guest kit (a snapshot restores only with that kit), so a new kit
+    /// rebuilds finalize and nothing else.
+    /// </summary>
+    string SnapshotIdentity { get; }
+
     Task<IStepSession> StartAsync(StepSessionRequest request, CancellationToken cancellationToken);
 }
 

@@ -50,9 +50,12 @@ public static class PhaseHash
     public static string Step(string previous, TemplateStep step, string? copiedFilesHash)
         => Hash(previous, ["step", step.Kind.ToString().ToUpperInvariant(), step.Arguments.Count.ToString(CultureInfo.InvariantCulture), .. step.Arguments, copiedFilesHash ?? "-"]);
 
-    public static string Finalize(string previous, TemplateSpec spec)
+    /// <param name="previous">The last step's hash.</param>
+    /// <param name="spec">The template (VM shape, start, ready).</param>
+    /// <param name="runner">What finalize's result depends on besides the spec: the step runner's <see cref="IStepRunner.SnapshotIdentity"/> (a snapshot is only valid with the guest kit that took it).</param>
+    public static string Finalize(string previous, TemplateSpec spec, string runner = "")
         => Hash(previous, ["finalize", spec.Cpu.ToString(CultureInfo.InvariantCulture), spec.MemoryMb.ToString(CultureInfo.InvariantCulture),
-            spec.Start ?? "\0", spec.Ready ?? "\0"]);
+            spec.Start ?? "\0", spec.Ready ?? "\0", runner]);
 
     private static string[] Environment(BuildEnvironment env)
         => [BuildEnvironment.FormatVersion.ToString(CultureInfo.InvariantCulture), env.ProvisioningVersion.ToString(CultureInfo.InvariantCulture), env.AgentVersion, env.KernelVersion];

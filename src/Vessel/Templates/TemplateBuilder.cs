@@ -163,7 +163,7 @@ internal sealed class TemplateBuilder
             // Finalize.
             string finalTitle = "finalize";
             int finalPhase = spec.Steps.Count + 1;
-            string finalHash = PhaseHash.Finalize(hash, spec);
+            string finalHash = PhaseHash.Finalize(hash, spec, _runner.SnapshotIdentity);
             TemplateConfig finalConfig = config with { Cpu = spec.Cpu, MemoryMb = spec.MemoryMb, Start = spec.Start, Ready = spec.Ready };
             var fsw = Stopwatch.StartNew();
             CacheEntry? final = options.NoCache ? null : await _state.GetCacheEntryAsync(finalHash, cancellationToken);
