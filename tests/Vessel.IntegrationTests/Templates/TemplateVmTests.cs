@@ -224,6 +224,42 @@ public sealed class TemplateVmTests
         AssertNothingLeft(home);
     }
 
+    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "root", Timeout = 600_000)]
+    public async Task Cli_template_build_runs_steps_in_a_vm_and_template_run_resumes_its_snapshot()
+    {
+        string home = Path.Combine(_env.StateDirectory, "tpl-cli");
+        Directory.CreateDirectory(home);
+        string spec = Path.Combine(home, "spec.json");
+        await File.WriteAllTextAsync(spec, $$"""
+            {
+              "name": "cli",
+              "from": "tarball:{{TestPaths.AlpineTarball}}",
+              "diskSize": "128M",
+              "steps": [ { "run": "echo from-the-build-vm; echo baked > /baked.txt" }, { "env": { "WHO": "template" } } ],
+              "start": "sleep 100000",
+              "ready": "pgrep sleep"
+            }
+            """);
+        ProcessResult build = await VesselCli.RunAsync(CancellationToken.None, "template", "build", "-f", spec, "--home", home);
+        Assert.True(build.ExitCode == 0, build.StandardError);
+        Assert.Contains("from-the-build-vm", build.StandardError, StringComparison.Ordinal);
+        Assert.Contains("snapshot:", build.StandardError, StringComparison.Ordinal);
+
+        ProcessResult run = await VesselCli.RunAsync(CancellationToken.None, "template", "run", "cli", "--home", home, "--timings", "--",
+            "sh", "-c", "cat /baked.txt; echo $WHO; pgrep sleep >/dev/null && echo start-running; exit 7");
+        Assert.Equal(7, run.ExitCode);
+        Assert.Equal("baked\ntemplate\nstart-running\n", run.StandardOutput);
+        Assert.Contains("restored from snapshot", run.StandardError, StringComparison.Ordinal);
+
+        ProcessResult cold = await VesselCli.RunAsync(CancellationToken.None, "template", "run", "cli", "--cold", "--home", home, "--", "cat", "/baked.txt");
+        Assert.Equal((0, "baked\n"), (cold.ExitCode, cold.StandardOutput));
+        ProcessResult missing = await VesselCli.RunAsync(CancellationToken.None, "template", "run", "nope", "--home", home, "--", "true");
+        Assert.NotEqual(0, missing.ExitCode);
+        Assert.Contains("no template named 'nope'", missing.StandardError, StringComparison.Ordinal);
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(home, "sandboxes")));
+        _env.AssertNothingLeft();
+    }
+
     /// <summary>Progress that reports on the calling thread.</summary>
     private sealed class SyncProgress(Action<BuildEvent> report) : IProgress<BuildEvent>
     {
