@@ -260,6 +260,29 @@ public sealed class TemplateVmTests
         _env.AssertNothingLeft();
     }
 
+    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "root", Timeout = 600_000)]
+    public async Task Cancelling_a_build_mid_step_stops_the_vm_and_leaves_the_cache_and_nothing_else()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(8));
+        Home home = await OpenAsync("tpl-cancel", cts.Token);
+        TemplateSpec spec = Template.From("tarball:" + TestPaths.AlpineTarball).Named("slow").DiskSize("128M")
+            .Run("echo started-sleeping; sleep 600").ToSpec();
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
+        var progress = new SyncProgress(e =>
+        {
+            if (e.Kind == BuildEventKind.Output && e.Message == "started-sleeping")
+            {
+                cancel.Cancel();
+            }
+        });
+        var sw = Stopwatch.StartNew();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => home.Builder.BuildAsync(spec, new TemplateBuildOptions(), progress, cancel.Token));
+        Assert.True(sw.Elapsed < TimeSpan.FromMinutes(2), $"the cancelled build took {sw.Elapsed}");
+        Assert.Equal(1, await home.State.CountCacheEntriesAsync(cts.Token)); // base only: the step never finished
+        Assert.Equal("cancelled", (await home.State.ListBuildsAsync("slow", cts.Token)).Single().Status);
+        AssertNothingLeft(home);
+    }
+
     /// <summary>Progress that reports on the calling thread.</summary>
     private sealed class SyncProgress(Action<BuildEvent> report) : IProgress<BuildEvent>
     {
