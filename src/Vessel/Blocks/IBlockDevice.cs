@@ -27,6 +27,14 @@ internal interface IBlockDevice
 
     ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Fills <paramref name="destination"/> only if that needs no disk I/O: every byte is in the
+    /// page cache or reads as zeros. False (with <paramref name="destination"/> partly written)
+    /// means "use <see cref="ReadAsync"/>", never an error: the NBD server answers cached reads
+    /// on its receive loop and sends only the rest to the thread pool.
+    /// </summary>
+    bool TryReadCached(long offset, Span<byte> destination);
+
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken);
 
     /// <summary>Discards a range; afterwards it reads as zeros.</summary>

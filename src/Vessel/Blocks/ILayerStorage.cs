@@ -33,6 +33,9 @@ internal interface ILayerData : IDisposable
 
     /// <summary>Fills <paramref name="destination"/> from <paramref name="offset"/>; the range must lie inside the data.</summary>
     ValueTask ReadAsync(Memory<byte> destination, long offset, CancellationToken cancellationToken);
+
+    /// <summary>Like <see cref="ReadAsync"/>, but only if the range is cached locally; false means "use ReadAsync".</summary>
+    bool TryReadCached(Span<byte> destination, long offset);
 }
 
 /// <summary>A build being staged: data appended in order, then the header commits it.</summary>

@@ -5,7 +5,8 @@ namespace Vessel.Blocks;
 
 /// <summary>
 /// The few Linux file calls .NET does not expose: directory fsync (for atomic publish),
-/// SEEK_DATA/SEEK_HOLE (to skip holes of sparse images) and hole punching (trim).
+/// SEEK_DATA/SEEK_HOLE (to skip holes of sparse images), hole punching (trim) and reads that
+/// never wait for the disk (preadv2 with RWF_NOWAIT).
 /// </summary>
 internal static partial class LinuxFile
 {
@@ -15,6 +16,9 @@ internal static partial class LinuxFile
     private const int FallocFlKeepSize = 0x01;
     private const int FallocFlPunchHole = 0x02;
     private const int Enxio = 6; // lseek(SEEK_DATA) past the last data: no more data
+    private const int Eintr = 4;
+    private const int Eagain = 11; // RWF_NOWAIT: part of the range is not in the page cache
+    private const int RwfNoWait = 0x08;
 
     /// <summary>fsyncs a directory so that a rename inside it survives a crash.</summary>
     public static void FsyncDirectory(string path)
@@ -77,6 +81,66 @@ internal static partial class LinuxFile
         }
     }
 
+    /// <summary>
+    /// Fills <paramref name="destination"/> from <paramref name="offset"/> only as far as the page
+    /// cache holds it: preadv2 with RWF_NOWAIT never waits for the disk. Returns the bytes read
+    /// (less than asked where the cache ran out or the file ended), or -1 where the kernel or
+    /// filesystem does not support RWF_NOWAIT; other errors throw like a normal read would.
+    /// </summary>
+    public static unsafe int ReadCached(SafeFileHandle handle, Span<byte> destination, long offset)
+    {
+        bool added = false;
+        handle.DangerousAddRef(ref added);
+        try
+        {
+            int fd = (int)handle.DangerousGetHandle();
+            int total = 0;
+            fixed (byte* start = destination)
+            {
+                while (total < destination.Length)
+                {
+                    var iov = new IoVec { Base = start + total, Length = (nuint)(destination.Length - total) };
+                    long n = Preadv2(fd, &iov, 1, offset + total, RwfNoWait);
+                    if (n > 0)
+                    {
+                        total += (int)n;
+                        continue;
+                    }
+                    if (n == 0)
+                    {
+                        return total; // end of file
+                    }
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == Eintr)
+                    {
+                        continue;
+                    }
+                    if (errno == Eagain)
+                    {
+                        return total;
+                    }
+                    if (total == 0 && IsNoWaitUnsupported(errno))
+                    {
+                        return -1;
+                    }
+                    throw new IOException($"preadv2 at {offset + total} failed (errno {errno}).", errno);
+                }
+            }
+            return total;
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    // EOPNOTSUPP: a filesystem without nowait buffered reads; EINVAL: a kernel without the
+    // flag; ENOSYS: no preadv2 at all (seccomp filters answer this too).
+    private static bool IsNoWaitUnsupported(int errno) => errno is 95 or 22 or 38;
+
     private static long SeekOrEnd(SafeFileHandle handle, long offset, int whence)
     {
         bool added = false;
@@ -119,6 +183,17 @@ internal static partial class LinuxFile
 
     [LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
     private static partial long Lseek(int fd, long offset, int whence);
+
+    [LibraryImport("libc", EntryPoint = "preadv2", SetLastError = true)]
+    private static unsafe partial long Preadv2(int fd, IoVec* iov, int iovcnt, long offset, int flags);
+
+    /// <summary>struct iovec (uio.h): a base pointer and a length.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private unsafe struct IoVec
+    {
+        public byte* Base;
+        public nuint Length;
+    }
 
     [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
     private static partial int Fallocate(int fd, int mode, long offset, long length);

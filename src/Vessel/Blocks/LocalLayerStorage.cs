@@ -145,6 +145,8 @@ internal sealed class LocalLayerStorage : ILayerStorage
 
     private sealed class FileLayerData(SafeFileHandle handle) : ILayerData
     {
+        private volatile bool _noWaitUnsupported;
+
         public long Length { get; } = RandomAccess.GetLength(handle);
 
         public ValueTask ReadAsync(Memory<byte> destination, long offset, CancellationToken cancellationToken)
@@ -162,6 +164,17 @@ internal sealed class LocalLayerStorage : ILayerStorage
                 offset += n;
             }
             return ValueTask.CompletedTask;
+        }
+
+        public bool TryReadCached(Span<byte> destination, long offset)
+        {
+            if (_noWaitUnsupported)
+            {
+                return false;
+            }
+            int n = LinuxFile.ReadCached(handle, destination, offset);
+            _noWaitUnsupported = n < 0;
+            return n == destination.Length; // a short read (not cached, or the data ends early) goes the slow way
         }
 
         public void Dispose() => handle.Dispose();

@@ -24,6 +24,10 @@ internal sealed partial class NbdConnection
             {
                 return; // DrainAsync lets in-flight requests finish before the socket closes
             }
+            if (request.Command == NbdCommand.Read && await TryReplyReadCachedAsync(session, request, ct))
+            {
+                continue;
+            }
             byte[]? payload = null;
             if (request.Command == NbdCommand.Write)
             {
@@ -185,29 +189,79 @@ internal sealed partial class NbdConnection
         }
     }
 
+    /// <summary>
+    /// Answers a read on the receive loop itself when the export can serve it without waiting
+    /// for the disk (a page-cached file, zeros). Handing such a read to the thread pool costs
+    /// more than the read: two thread hops per request, and on a busy machine the reply waits
+    /// for a pool thread to be scheduled while the client sits with requests unanswered. Reads
+    /// that would block, fail or are invalid return false and take the normal concurrent path,
+    /// so a cold disk still gets many reads in flight and errors are reported in one place.
+    /// </summary>
+    private async ValueTask<bool> TryReplyReadCachedAsync(Session session, NbdRequest request, CancellationToken ct)
+    {
+        if (Validate(session, request) != NbdError.None)
+        {
+            return false;
+        }
+        int length = (int)request.Length;
+        int prefix = ReadReplyPrefix(session);
+        byte[] message = _server.Buffers.Rent(prefix + length);
+        try
+        {
+            bool cached;
+            try
+            {
+                cached = session.Export.TryReadCached((long)request.Offset, message.AsSpan(prefix, length));
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or VesselException)
+            {
+                cached = false; // the normal path reads again and turns the failure into an NBD error
+            }
+            if (!cached)
+            {
+                return false;
+            }
+            WriteReadReplyHeader(session, request, message);
+            await SendAsync(message.AsMemory(0, prefix + length), ct);
+            return true;
+        }
+        finally
+        {
+            _server.Buffers.Return(message);
+        }
+    }
+
     private async Task ReplyReadAsync(Session session, NbdRequest request, CancellationToken ct)
     {
         int length = (int)request.Length;
-        int prefix = session.StructuredReplies ? ReadPrefix : NbdSimpleReply.Size;
+        int prefix = ReadReplyPrefix(session);
         byte[] message = _server.Buffers.Rent(prefix + length);
         try
         {
             // Read straight behind the reply header so the whole reply goes out in one send.
             await session.Export.ReadAsync((long)request.Offset, message.AsMemory(prefix, length), ct);
-            if (session.StructuredReplies)
-            {
-                new NbdStructuredReplyHeader(true, NbdReplyType.OffsetData, request.Cookie, (uint)(8 + length)).Write(message);
-                BinaryPrimitives.WriteUInt64BigEndian(message.AsSpan(NbdStructuredReplyHeader.Size), request.Offset);
-            }
-            else
-            {
-                new NbdSimpleReply(NbdError.None, request.Cookie).Write(message);
-            }
+            WriteReadReplyHeader(session, request, message);
             await SendAsync(message.AsMemory(0, prefix + length), ct);
         }
         finally
         {
             _server.Buffers.Return(message);
+        }
+    }
+
+    private static int ReadReplyPrefix(Session session) => session.StructuredReplies ? ReadPrefix : NbdSimpleReply.Size;
+
+    /// <summary>A read's data goes out as one OffsetData chunk (structured) or behind a simple reply.</summary>
+    private static void WriteReadReplyHeader(Session session, NbdRequest request, Span<byte> message)
+    {
+        if (session.StructuredReplies)
+        {
+            new NbdStructuredReplyHeader(true, NbdReplyType.OffsetData, request.Cookie, 8 + request.Length).Write(message);
+            BinaryPrimitives.WriteUInt64BigEndian(message[NbdStructuredReplyHeader.Size..], request.Offset);
+        }
+        else
+        {
+            new NbdSimpleReply(NbdError.None, request.Cookie).Write(message);
         }
     }
 

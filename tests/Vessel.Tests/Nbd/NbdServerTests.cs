@@ -226,6 +226,9 @@ public sealed class NbdServerTests : IAsyncLifetime
             await device.ReadAsync(offset, destination, cancellationToken);
         }
 
+        // The gated read is never "cached", so it takes the concurrent path and waits there.
+        public bool TryReadCached(long offset, Span<byte> destination) => offset != 0 && device.TryReadCached(offset, destination);
+
         public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) => throw new NotSupportedException();
 
         public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken) => throw new NotSupportedException();
