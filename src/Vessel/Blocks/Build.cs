@@ -81,6 +81,19 @@ internal sealed class Build : IBlockDevice, IDisposable
         return true;
     }
 
+    public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+    {
+        int i = BuildMapping.Find(_mapping, offset);
+        BuildMappingEntry e = _mapping[i];
+        ILayerData? source = _sources[i];
+        if (source is null || offset + length > e.End)
+        {
+            range = default;
+            return false;
+        }
+        return source.TryGetCachedFileRange(e.StorageOffset + (offset - e.Offset), length, out range);
+    }
+
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) => throw ReadOnly();
 
     public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken) => throw ReadOnly();

@@ -68,6 +68,13 @@ internal sealed class FlatFileDevice : IBlockDevice, IDisposable
         return n == destination.Length; // a short read (not cached, or the file shrank) goes the slow way
     }
 
+    public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+    {
+        // Only a read-only export: the pages stay shared with the socket until the client reads them.
+        range = new FileRange(_handle, offset);
+        return IsReadOnly && LinuxFile.IsCached(_handle, offset, length);
+    }
+
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)
     {
         RandomAccess.Write(_handle, source.Span, offset);

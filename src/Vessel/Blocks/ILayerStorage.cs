@@ -36,6 +36,9 @@ internal interface ILayerData : IDisposable
 
     /// <summary>Like <see cref="ReadAsync"/>, but only if the range is cached locally; false means "use ReadAsync".</summary>
     bool TryReadCached(Span<byte> destination, long offset);
+
+    /// <summary>The data as a local file range when it is one and is wholly page-cached (see <see cref="IBlockDevice.TryGetCachedFileRange"/>).</summary>
+    bool TryGetCachedFileRange(long offset, int length, out FileRange range);
 }
 
 /// <summary>A build being staged: data appended in order, then the header commits it.</summary>

@@ -177,6 +177,13 @@ internal sealed class LocalLayerStorage : ILayerStorage
             return n == destination.Length; // a short read (not cached, or the data ends early) goes the slow way
         }
 
+        public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+        {
+            // Published data files never change, so their pages can go to a socket uncopied.
+            range = new FileRange(handle, offset);
+            return LinuxFile.IsCached(handle, offset, length);
+        }
+
         public void Dispose() => handle.Dispose();
     }
 

@@ -134,6 +134,21 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
         return true;
     }
 
+    public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+    {
+        // Only clean blocks: they come from the immutable build below. The cache file is
+        // rewritten in place by later writes, so its pages are always copied.
+        long block = offset >> _shift;
+        long end = ((offset + length - 1) >> _shift) + 1;
+        (long run, BlockState state) = Run(block, end);
+        if (state != BlockState.Clean || block + run < end)
+        {
+            range = default;
+            return false;
+        }
+        return Base.TryGetCachedFileRange(offset, length, out range);
+    }
+
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)
     {
         ThrowIfDisposed();

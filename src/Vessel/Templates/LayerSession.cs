@@ -115,6 +115,8 @@ internal sealed class LayerSession : IBlockDevice, IDisposable
 
     public bool TryReadCached(long offset, Span<byte> destination) => _overlay.TryReadCached(offset, destination);
 
+    public bool TryGetCachedFileRange(long offset, int length, out FileRange range) => _overlay.TryGetCachedFileRange(offset, length, out range);
+
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)
     {
         long first = offset >> _shift;
