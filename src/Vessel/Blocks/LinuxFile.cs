@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
@@ -235,6 +236,47 @@ internal static partial class LinuxFile
         }
     }
 
+    /// <summary>The identity of the file behind <paramref name="handle"/> (statx), or null where the kernel cannot say.</summary>
+    public static unsafe FileIdentity? TryGetIdentity(SafeFileHandle handle)
+    {
+        // struct statx (linux/stat.h) has one layout on every architecture, unlike struct stat.
+        const int AtEmptyPath = 0x1000;
+        const uint StatxBasicStats = 0x7ff;
+        const int InoAt = 32, SizeAt = 40, CtimeAt = 96, MtimeAt = 112, DevMajorAt = 136, DevMinorAt = 140;
+        const uint Needed = 0x100 | 0x200 | 0x80 | 0x40; // STATX_INO | STATX_SIZE | STATX_CTIME | STATX_MTIME
+        bool added = false;
+        handle.DangerousAddRef(ref added);
+        try
+        {
+            byte* buffer = stackalloc byte[256];
+            if (Statx((int)handle.DangerousGetHandle(), "", AtEmptyPath, StatxBasicStats, buffer) != 0)
+            {
+                return null;
+            }
+            var s = new ReadOnlySpan<byte>(buffer, 256);
+            if ((BinaryPrimitives.ReadUInt32LittleEndian(s) & Needed) != Needed)
+            {
+                return null;
+            }
+            return new FileIdentity(
+                BinaryPrimitives.ReadUInt32LittleEndian(s[DevMajorAt..]),
+                BinaryPrimitives.ReadUInt32LittleEndian(s[DevMinorAt..]),
+                BinaryPrimitives.ReadUInt64LittleEndian(s[InoAt..]),
+                BinaryPrimitives.ReadInt64LittleEndian(s[SizeAt..]),
+                BinaryPrimitives.ReadInt64LittleEndian(s[MtimeAt..]),
+                BinaryPrimitives.ReadUInt32LittleEndian(s[(MtimeAt + 8)..]),
+                BinaryPrimitives.ReadInt64LittleEndian(s[CtimeAt..]),
+                BinaryPrimitives.ReadUInt32LittleEndian(s[(CtimeAt + 8)..]));
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
     // EOPNOTSUPP: a filesystem without nowait buffered reads; EINVAL: a kernel without the
     // flag; ENOSYS: no preadv2 at all (seccomp filters answer this too).
     private static bool IsNoWaitUnsupported(int errno) => errno is 95 or 22 or 38;
@@ -281,6 +323,9 @@ internal static partial class LinuxFile
 
     [LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
     private static partial long Lseek(int fd, long offset, int whence);
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int Statx(int dirFd, string path, int flags, uint mask, byte* buffer);
 
     [LibraryImport("libc", EntryPoint = "sendfile", SetLastError = true)]
     private static unsafe partial long Sendfile(int outFd, int inFd, long* offset, nuint count);
