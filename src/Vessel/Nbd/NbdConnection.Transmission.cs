@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Net.Sockets;
 using System.Text;
 using Vessel.Blocks;
 
@@ -18,20 +20,41 @@ internal sealed partial class NbdConnection
     private readonly byte[] _fileReplyHeader = new byte[ReadPrefix]; // used only under the send lock
     private bool _sendFileWorks = true;
 
+    // Small replies gathered on the receive loop go out together at this size at the latest,
+    // so the first of them is not held back long while more are read.
+    private const int MaxBatchBytes = 256 << 10;
+    private readonly List<ArraySegment<byte>> _batch = [];
+    private int _batchBytes;
+
     private async Task TransmitAsync(Session session, CancellationToken ct)
     {
         NbdLog.Transmission(_logger, _peer, session.Export.Name, session.StructuredReplies);
+        try
+        {
+            await ReceiveRequestsAsync(session, ct);
+            await FlushRepliesAsync(ct);
+        }
+        finally
+        {
+            ReturnBatchedReplies();
+        }
+    }
+
+    private async Task ReceiveRequestsAsync(Session session, CancellationToken ct)
+    {
         byte[] header = new byte[NbdRequest.Size];
         while (await TryReadExactAsync(header, ct))
         {
             NbdRequest request = NbdRequest.Read(header);
-            if (request.Command == NbdCommand.Disconnect)
-            {
-                return; // DrainAsync lets in-flight requests finish before the socket closes
-            }
             if (request.Command == NbdCommand.Read && await TryReplyReadCachedAsync(session, request, ct))
             {
                 continue;
+            }
+            // Everything below may wait (for a payload, a free slot, the client): batched replies go out first.
+            await FlushRepliesAsync(ct);
+            if (request.Command == NbdCommand.Disconnect)
+            {
+                return; // DrainAsync lets in-flight requests finish before the socket closes
             }
             byte[]? payload = null;
             if (request.Command == NbdCommand.Write)
@@ -212,10 +235,11 @@ internal sealed partial class NbdConnection
         int prefix = ReadReplyPrefix(session);
         if (_sendFileWorks && length >= SendFileMin && session.Export.TryGetCachedFileRange((long)request.Offset, length, out FileRange range))
         {
+            await FlushRepliesAsync(ct);
             await SendFileReplyAsync(session, request, range, ct);
             return true;
         }
-        byte[] message = _server.Buffers.Rent(prefix + length);
+        byte[]? message = _server.Buffers.Rent(prefix + length);
         try
         {
             bool cached;
@@ -232,13 +256,73 @@ internal sealed partial class NbdConnection
                 return false;
             }
             WriteReadReplyHeader(session, request, message);
-            await SendAsync(message.AsMemory(0, prefix + length), ct);
+            _batch.Add(new ArraySegment<byte>(message, 0, prefix + length));
+            _batchBytes += prefix + length;
+            message = null; // the batch returns it
+            if (_batchBytes >= MaxBatchBytes || !RequestBuffered())
+            {
+                await FlushRepliesAsync(ct);
+            }
             return true;
         }
         finally
         {
-            _server.Buffers.Return(message);
+            if (message is not null)
+            {
+                _server.Buffers.Return(message);
+            }
         }
+    }
+
+    /// <summary>True when the next request header is already buffered, so reading it cannot wait.</summary>
+    private bool RequestBuffered()
+    {
+        if (!_reader.TryRead(out ReadResult result))
+        {
+            return false;
+        }
+        bool buffered = result.Buffer.Length >= NbdRequest.Size;
+        _reader.AdvanceTo(result.Buffer.Start);
+        return buffered;
+    }
+
+    /// <summary>
+    /// Sends the read replies copied on the receive loop since the last flush, in one
+    /// gathered send (sendmsg with one iovec each): 4 KiB reads that arrive together cost one
+    /// send instead of one each. The loop flushes before anything that can wait, so a reply is
+    /// never held back while the server waits for the client.
+    /// </summary>
+    private async ValueTask FlushRepliesAsync(CancellationToken ct)
+    {
+        if (_batch.Count == 0)
+        {
+            return;
+        }
+        await _sendLock.WaitAsync(ct);
+        try
+        {
+            await _socket.SendAsync(_batch, SocketFlags.None);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+            CancelQuietly();
+            throw;
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+        ReturnBatchedReplies();
+    }
+
+    private void ReturnBatchedReplies()
+    {
+        foreach (ArraySegment<byte> reply in _batch)
+        {
+            _server.Buffers.Return(reply.Array!);
+        }
+        _batch.Clear();
+        _batchBytes = 0;
     }
 
     private async Task ReplyReadAsync(Session session, NbdRequest request, CancellationToken ct)
