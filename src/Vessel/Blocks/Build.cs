@@ -57,6 +57,43 @@ internal sealed class Build : IBlockDevice, IDisposable
         }
     }
 
+    public bool TryReadCached(long offset, Span<byte> destination)
+    {
+        int i = BuildMapping.Find(_mapping, offset);
+        while (destination.Length > 0)
+        {
+            BuildMappingEntry e = _mapping[i];
+            int n = (int)Math.Min(destination.Length, e.End - offset);
+            Span<byte> part = destination[..n];
+            ILayerData? source = _sources[i];
+            if (source is null)
+            {
+                part.Clear();
+            }
+            else if (!source.TryReadCached(part, e.StorageOffset + (offset - e.Offset)))
+            {
+                return false;
+            }
+            destination = destination[n..];
+            offset += n;
+            i++;
+        }
+        return true;
+    }
+
+    public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+    {
+        int i = BuildMapping.Find(_mapping, offset);
+        BuildMappingEntry e = _mapping[i];
+        ILayerData? source = _sources[i];
+        if (source is null || offset + length > e.End)
+        {
+            range = default;
+            return false;
+        }
+        return source.TryGetCachedFileRange(e.StorageOffset + (offset - e.Offset), length, out range);
+    }
+
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) => throw ReadOnly();
 
     public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken) => throw ReadOnly();

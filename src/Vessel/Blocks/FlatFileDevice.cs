@@ -9,6 +9,7 @@ namespace Vessel.Blocks;
 internal sealed class FlatFileDevice : IBlockDevice, IDisposable
 {
     private readonly SafeFileHandle _handle;
+    private volatile bool _noWaitUnsupported;
 
     private FlatFileDevice(string path, SafeFileHandle handle, bool readOnly)
     {
@@ -54,6 +55,24 @@ internal sealed class FlatFileDevice : IBlockDevice, IDisposable
             offset += n;
         }
         return ValueTask.CompletedTask;
+    }
+
+    public bool TryReadCached(long offset, Span<byte> destination)
+    {
+        if (_noWaitUnsupported)
+        {
+            return false;
+        }
+        int n = LinuxFile.ReadCached(_handle, destination, offset);
+        _noWaitUnsupported = n < 0;
+        return n == destination.Length; // a short read (not cached, or the file shrank) goes the slow way
+    }
+
+    public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+    {
+        // Only a read-only export: the pages stay shared with the socket until the client reads them.
+        range = new FileRange(_handle, offset);
+        return IsReadOnly && LinuxFile.IsCached(_handle, offset, length);
     }
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)

@@ -1,3 +1,5 @@
+using Microsoft.Win32.SafeHandles;
+
 namespace Vessel.Blocks;
 
 /// <summary>What a range of a device holds, as block status reports it.</summary>
@@ -11,6 +13,9 @@ internal enum ExtentKind
 }
 
 internal readonly record struct DeviceExtent(long Length, ExtentKind Kind);
+
+/// <summary>A stretch of a device's bytes as they lie in one file: the file and the offset in it.</summary>
+internal readonly record struct FileRange(SafeFileHandle File, long Offset);
 
 /// <summary>
 /// A virtual disk: a read-only build, a copy-on-write overlay, or a flat file. Offsets and
@@ -26,6 +31,22 @@ internal interface IBlockDevice
     bool IsReadOnly { get; }
 
     ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Fills <paramref name="destination"/> only if that needs no disk I/O: every byte is in the
+    /// page cache or reads as zeros. False (with <paramref name="destination"/> partly written)
+    /// means "use <see cref="ReadAsync"/>", never an error: the NBD server answers cached reads
+    /// on its receive loop and sends only the rest to the thread pool.
+    /// </summary>
+    bool TryReadCached(long offset, Span<byte> destination);
+
+    /// <summary>
+    /// Where <c>[offset, offset + length)</c> is stored as one stretch of one file that this
+    /// device never writes and that is wholly in the page cache: the NBD server then hands the
+    /// pages to the socket (sendfile) instead of copying them twice. False for anything else
+    /// (zeros, several extents, writable data, uncached): the caller then reads normally.
+    /// </summary>
+    bool TryGetCachedFileRange(long offset, int length, out FileRange range);
 
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken);
 

@@ -22,6 +22,15 @@ internal interface ILayerStorage
     /// <summary>Starts staging a new build; nothing is visible until <see cref="ILayerUpload.CommitAsync"/>.</summary>
     Task<ILayerUpload> BeginUploadAsync(Guid buildId, CancellationToken cancellationToken);
 
+    /// <summary>The raw verified stamp saved beside a build, or null when there is none (see <see cref="VerifiedStamp"/>).</summary>
+    Task<byte[]?> TryReadStampAsync(Guid buildId, CancellationToken cancellationToken);
+
+    /// <summary>Saves (replaces atomically) a build's verified stamp; false when the storage cannot keep one (read-only, full).</summary>
+    Task<bool> TryWriteStampAsync(Guid buildId, ReadOnlyMemory<byte> stamp, CancellationToken cancellationToken);
+
+    /// <summary>Removes a build's verified stamp, if any.</summary>
+    Task DeleteStampAsync(Guid buildId, CancellationToken cancellationToken);
+
     /// <summary>Removes a build atomically (readers see it whole or not at all).</summary>
     Task DeleteAsync(Guid buildId, CancellationToken cancellationToken);
 }
@@ -33,6 +42,15 @@ internal interface ILayerData : IDisposable
 
     /// <summary>Fills <paramref name="destination"/> from <paramref name="offset"/>; the range must lie inside the data.</summary>
     ValueTask ReadAsync(Memory<byte> destination, long offset, CancellationToken cancellationToken);
+
+    /// <summary>Like <see cref="ReadAsync"/>, but only if the range is cached locally; false means "use ReadAsync".</summary>
+    bool TryReadCached(Span<byte> destination, long offset);
+
+    /// <summary>The data as a local file range when it is one and is wholly page-cached (see <see cref="IBlockDevice.TryGetCachedFileRange"/>).</summary>
+    bool TryGetCachedFileRange(long offset, int length, out FileRange range);
+
+    /// <summary>The identity of the data as it is now, for verified stamps; null where storage cannot give one (then every open hashes).</summary>
+    FileIdentity? GetIdentity();
 }
 
 /// <summary>A build being staged: data appended in order, then the header commits it.</summary>

@@ -16,13 +16,21 @@ namespace Vessel.Blocks;
 internal sealed class LayerStore
 {
     private const int CopyChunk = 1 << 20;
+
+    // A stamp is written only for a data file whose change time is at least this much older than
+    // the hash: file timestamps advance in coarse ticks (milliseconds), so a write landing in the
+    // same tick as the last one could leave ctime unchanged; once ctime is older than any tick,
+    // every later write moves it. (Git's "racy clean" rule, with a wide margin.)
+    private static readonly TimeSpan StampSettleTime = TimeSpan.FromSeconds(2);
     private readonly ConcurrentDictionary<Guid, bool> _verified = new();
     private readonly ILogger _logger;
+    private readonly TimeProvider _time;
 
-    public LayerStore(ILayerStorage storage, ILogger<LayerStore>? logger = null)
+    public LayerStore(ILayerStorage storage, ILogger<LayerStore>? logger = null, TimeProvider? time = null)
     {
         Storage = storage;
         _logger = logger ?? (ILogger)NullLogger.Instance;
+        _time = time ?? TimeProvider.System;
     }
 
     public ILayerStorage Storage { get; }
@@ -71,9 +79,12 @@ internal sealed class LayerStore
 
     /// <summary>
     /// Opens a build with the data of every build its mapping uses. The first open of each data
-    /// file in this store instance checks its length and SHA-256 against its build's header.
+    /// file in this store instance checks its length and SHA-256 against its build's header,
+    /// unless a verified stamp saved by an earlier hash vouches for the file as it is now.
     /// </summary>
-    public async Task<Build> OpenAsync(Guid buildId, CancellationToken cancellationToken)
+    public Task<Build> OpenAsync(Guid buildId, CancellationToken cancellationToken) => OpenAsync(buildId, trustStamps: true, cancellationToken);
+
+    private async Task<Build> OpenAsync(Guid buildId, bool trustStamps, CancellationToken cancellationToken)
     {
         BuildHeader header = await ReadHeaderAsync(buildId, cancellationToken);
         var data = new Dictionary<Guid, ILayerData>();
@@ -88,7 +99,7 @@ internal sealed class LayerStore
                 }
                 ILayerData d = await Storage.OpenDataAsync(owner, cancellationToken);
                 data.Add(owner, d);
-                await VerifyDataAsync(ownerHeader, d, cancellationToken);
+                await VerifyDataAsync(ownerHeader, d, trustStamps, cancellationToken);
             }
             foreach (BuildMappingEntry e in header.Mapping)
             {
@@ -109,7 +120,11 @@ internal sealed class LayerStore
         }
     }
 
-    /// <summary>Reads every data file a build uses and checks it against its header, even if checked before.</summary>
+    /// <summary>
+    /// Reads every data file a build uses and checks it against its header, even if checked
+    /// before and whatever the stamps say: this is the check that also catches damage below the
+    /// filesystem (media errors), which leaves a file's identity unchanged.
+    /// </summary>
     public async Task VerifyAsync(Guid buildId, CancellationToken cancellationToken)
     {
         BuildHeader header = await ReadHeaderAsync(buildId, cancellationToken);
@@ -117,7 +132,7 @@ internal sealed class LayerStore
         {
             _verified.TryRemove(owner, out _);
         }
-        using Build build = await OpenAsync(buildId, cancellationToken);
+        using Build build = await OpenAsync(buildId, trustStamps: false, cancellationToken);
     }
 
     /// <summary>
@@ -267,7 +282,7 @@ internal sealed class LayerStore
 
     internal void OnPublished(BuildHeader header) => BlocksLog.BuildPublished(_logger, header.BuildId, header.Generation, header.DataLength);
 
-    private async Task VerifyDataAsync(BuildHeader header, ILayerData data, CancellationToken cancellationToken)
+    private async Task VerifyDataAsync(BuildHeader header, ILayerData data, bool trustStamps, CancellationToken cancellationToken)
     {
         if (data.Length != header.DataLength)
         {
@@ -278,6 +293,17 @@ internal sealed class LayerStore
         {
             return;
         }
+        FileIdentity? before = data.GetIdentity();
+        if (trustStamps && before is { } current
+            && await Storage.TryReadStampAsync(header.BuildId, cancellationToken) is { } raw
+            && VerifiedStamp.TryRead(raw) is { } stamp
+            && stamp.Vouches(header.BuildId, header.DataSha256, current))
+        {
+            _verified[header.BuildId] = true;
+            BlocksLog.BuildVerifiedByStamp(_logger, header.BuildId);
+            return;
+        }
+        DateTimeOffset hashStarted = _time.GetUtcNow();
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         byte[] buffer = ArrayPool<byte>.Shared.Rent(CopyChunk);
         try
@@ -295,11 +321,23 @@ internal sealed class LayerStore
         }
         if (!hash.GetHashAndReset().AsSpan().SequenceEqual(header.DataSha256))
         {
+            await Storage.DeleteStampAsync(header.BuildId, cancellationToken); // no stale stamp may vouch for it again
             throw new VesselException(VesselErrorReason.Corrupt,
                 $"build {header.BuildId}: data file does not match its SHA-256; the store at {Storage.Location} is damaged.");
         }
         _verified[header.BuildId] = true;
         BlocksLog.BuildVerified(_logger, header.BuildId, header.DataLength);
+        // Persist the result only for a file that did not change while it was hashed and that
+        // no later write can change without moving its ctime (see StampSettleTime).
+        if (before is { } b && data.GetIdentity() == b && b.Ctime <= hashStarted - StampSettleTime)
+        {
+            byte[] bytes = new byte[VerifiedStamp.Size];
+            new VerifiedStamp(header.BuildId, header.DataSha256, b).Write(bytes);
+            if (!await Storage.TryWriteStampAsync(header.BuildId, bytes, cancellationToken))
+            {
+                BlocksLog.StampNotSaved(_logger, header.BuildId);
+            }
+        }
     }
 
     private static SafeFileHandle OpenImage(string path)

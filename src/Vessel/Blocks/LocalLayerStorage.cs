@@ -13,6 +13,7 @@ internal sealed class LocalLayerStorage : ILayerStorage
 {
     public const string HeaderFileName = "header";
     public const string DataFileName = "data";
+    public const string StampFileName = "verified";
     private const long MaxHeaderBytes = BuildHeader.MetadataSize + ((long)BuildHeader.MaxMappingEntries * BuildMappingEntry.Size) + BuildHeader.TrailerSize;
 
     private readonly string _builds;
@@ -85,6 +86,58 @@ internal sealed class LocalLayerStorage : ILayerStorage
         return Task.FromResult<ILayerUpload>(new Upload(this, buildId, dir));
     }
 
+    public async Task<byte[]?> TryReadStampAsync(Guid buildId, CancellationToken cancellationToken)
+    {
+        string path = Path.Combine(BuildDirectory(buildId), StampFileName);
+        try
+        {
+            return new FileInfo(path).Length == VerifiedStamp.Size ? await File.ReadAllBytesAsync(path, cancellationToken) : null;
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    public async Task<bool> TryWriteStampAsync(Guid buildId, ReadOnlyMemory<byte> stamp, CancellationToken cancellationToken)
+    {
+        // Written aside and renamed over, so readers see the old stamp or the new one. No fsync:
+        // a stamp lost (or torn) in a crash only means the next open hashes again.
+        string dir = BuildDirectory(buildId);
+        string temp = Path.Combine(dir, $"{StampFileName}.{Environment.ProcessId}.{Guid.NewGuid():N}");
+        try
+        {
+            await File.WriteAllBytesAsync(temp, stamp.ToArray(), cancellationToken);
+            File.Move(temp, Path.Combine(dir, StampFileName), overwrite: true);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try
+            {
+                File.Delete(temp);
+            }
+            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException)
+            {
+                // Nothing was created, or it cannot be removed either; it is never read as a stamp.
+            }
+            return false;
+        }
+    }
+
+    public Task DeleteStampAsync(Guid buildId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            File.Delete(Path.Combine(BuildDirectory(buildId), StampFileName));
+        }
+        catch (DirectoryNotFoundException)
+        {
+            // The build is gone, and its stamp with it.
+        }
+        return Task.CompletedTask;
+    }
+
     public Task DeleteAsync(Guid buildId, CancellationToken cancellationToken)
     {
         string dir = BuildDirectory(buildId);
@@ -145,6 +198,8 @@ internal sealed class LocalLayerStorage : ILayerStorage
 
     private sealed class FileLayerData(SafeFileHandle handle) : ILayerData
     {
+        private volatile bool _noWaitUnsupported;
+
         public long Length { get; } = RandomAccess.GetLength(handle);
 
         public ValueTask ReadAsync(Memory<byte> destination, long offset, CancellationToken cancellationToken)
@@ -163,6 +218,26 @@ internal sealed class LocalLayerStorage : ILayerStorage
             }
             return ValueTask.CompletedTask;
         }
+
+        public bool TryReadCached(Span<byte> destination, long offset)
+        {
+            if (_noWaitUnsupported)
+            {
+                return false;
+            }
+            int n = LinuxFile.ReadCached(handle, destination, offset);
+            _noWaitUnsupported = n < 0;
+            return n == destination.Length; // a short read (not cached, or the data ends early) goes the slow way
+        }
+
+        public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+        {
+            // Published data files never change, so their pages can go to a socket uncopied.
+            range = new FileRange(handle, offset);
+            return LinuxFile.IsCached(handle, offset, length);
+        }
+
+        public FileIdentity? GetIdentity() => LinuxFile.TryGetIdentity(handle);
 
         public void Dispose() => handle.Dispose();
     }

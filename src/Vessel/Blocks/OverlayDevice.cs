@@ -17,6 +17,7 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
 {
     private const int CopyChunk = 1 << 20;
     private readonly SafeFileHandle _cache;
+    private volatile bool _cacheNoWaitUnsupported;
     private readonly ulong[] _data;
     private readonly ulong[] _zero;
     private readonly long _blocks;
@@ -91,6 +92,61 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
             offset += n;
             block += run;
         }
+    }
+
+    public bool TryReadCached(long offset, Span<byte> destination)
+    {
+        long block = offset >> _shift;
+        while (destination.Length > 0)
+        {
+            (long run, BlockState state) = Run(block, ((offset + destination.Length - 1) >> _shift) + 1);
+            long runEnd = (block + run) << _shift;
+            int n = (int)Math.Min(destination.Length, runEnd - offset);
+            Span<byte> part = destination[..n];
+            switch (state)
+            {
+                case BlockState.Clean:
+                    if (!Base.TryReadCached(offset, part))
+                    {
+                        return false;
+                    }
+                    break;
+                case BlockState.Zero:
+                    part.Clear();
+                    break;
+                default:
+                    if (_cacheNoWaitUnsupported)
+                    {
+                        return false;
+                    }
+                    int got = LinuxFile.ReadCached(_cache, part, offset);
+                    _cacheNoWaitUnsupported = got < 0;
+                    if (got != n)
+                    {
+                        return false;
+                    }
+                    break;
+            }
+            destination = destination[n..];
+            offset += n;
+            block += run;
+        }
+        return true;
+    }
+
+    public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+    {
+        // Only clean blocks: they come from the immutable build below. The cache file is
+        // rewritten in place by later writes, so its pages are always copied.
+        long block = offset >> _shift;
+        long end = ((offset + length - 1) >> _shift) + 1;
+        (long run, BlockState state) = Run(block, end);
+        if (state != BlockState.Clean || block + run < end)
+        {
+            range = default;
+            return false;
+        }
+        return Base.TryGetCachedFileRange(offset, length, out range);
     }
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)

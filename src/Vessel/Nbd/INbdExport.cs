@@ -23,6 +23,12 @@ internal interface INbdExport
 
     ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken);
 
+    /// <summary>Reads without blocking on the disk, or returns false (see <see cref="IBlockDevice.TryReadCached"/>).</summary>
+    bool TryReadCached(long offset, Span<byte> destination);
+
+    /// <summary>The range as one page-cached, never-written file stretch, for sendfile (see <see cref="IBlockDevice.TryGetCachedFileRange"/>).</summary>
+    bool TryGetCachedFileRange(long offset, int length, out FileRange range);
+
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken);
 
     ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken);
@@ -51,6 +57,10 @@ internal sealed class BlockDeviceExport(string name, IBlockDevice device, bool r
     public int PreferredBlockSize => Device.BlockSize;
 
     public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken) => Device.ReadAsync(offset, destination, cancellationToken);
+
+    public bool TryReadCached(long offset, Span<byte> destination) => Device.TryReadCached(offset, destination);
+
+    public bool TryGetCachedFileRange(long offset, int length, out FileRange range) => Device.TryGetCachedFileRange(offset, length, out range);
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) => Device.WriteAsync(offset, source, cancellationToken);
 

@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Net.Sockets;
 using System.Text;
 using Vessel.Blocks;
 
@@ -10,16 +12,46 @@ internal sealed partial class NbdConnection
 {
     private const int MaxExtentsPerReply = 1024;
     private const int ReadPrefix = NbdStructuredReplyHeader.Size + 8; // chunk header + offset
+    // Below this a reply is cheaper copied: sendfile costs two more syscalls (cachestat and a
+    // separate header send), which outweigh copying a few pages; 4 KiB random reads stay copied.
+    private const int SendFileMin = 64 << 10;
     private readonly SemaphoreSlim _inFlight;
     private int _pending;
+    private readonly byte[] _fileReplyHeader = new byte[ReadPrefix]; // used only under the send lock
+    private bool _sendFileWorks = true;
+
+    // Small replies gathered on the receive loop go out together at this size at the latest,
+    // so the first of them is not held back long while more are read.
+    private const int MaxBatchBytes = 256 << 10;
+    private readonly List<ArraySegment<byte>> _batch = [];
+    private int _batchBytes;
 
     private async Task TransmitAsync(Session session, CancellationToken ct)
     {
         NbdLog.Transmission(_logger, _peer, session.Export.Name, session.StructuredReplies);
+        try
+        {
+            await ReceiveRequestsAsync(session, ct);
+            await FlushRepliesAsync(ct);
+        }
+        finally
+        {
+            ReturnBatchedReplies();
+        }
+    }
+
+    private async Task ReceiveRequestsAsync(Session session, CancellationToken ct)
+    {
         byte[] header = new byte[NbdRequest.Size];
         while (await TryReadExactAsync(header, ct))
         {
             NbdRequest request = NbdRequest.Read(header);
+            if (request.Command == NbdCommand.Read && await TryReplyReadCachedAsync(session, request, ct))
+            {
+                continue;
+            }
+            // Everything below may wait (for a payload, a free slot, the client): batched replies go out first.
+            await FlushRepliesAsync(ct);
             if (request.Command == NbdCommand.Disconnect)
             {
                 return; // DrainAsync lets in-flight requests finish before the socket closes
@@ -185,29 +217,201 @@ internal sealed partial class NbdConnection
         }
     }
 
+    /// <summary>
+    /// Answers a read on the receive loop itself when the export can serve it without waiting
+    /// for the disk (a page-cached file, zeros). Handing such a read to the thread pool costs
+    /// more than the read: two thread hops per request, and on a busy machine the reply waits
+    /// for a pool thread to be scheduled while the client sits with requests unanswered. Reads
+    /// that would block, fail or are invalid return false and take the normal concurrent path,
+    /// so a cold disk still gets many reads in flight and errors are reported in one place.
+    /// </summary>
+    private async ValueTask<bool> TryReplyReadCachedAsync(Session session, NbdRequest request, CancellationToken ct)
+    {
+        if (Validate(session, request) != NbdError.None)
+        {
+            return false;
+        }
+        int length = (int)request.Length;
+        int prefix = ReadReplyPrefix(session);
+        if (_sendFileWorks && length >= SendFileMin && session.Export.TryGetCachedFileRange((long)request.Offset, length, out FileRange range))
+        {
+            await FlushRepliesAsync(ct);
+            await SendFileReplyAsync(session, request, range, ct);
+            return true;
+        }
+        byte[]? message = _server.Buffers.Rent(prefix + length);
+        try
+        {
+            bool cached;
+            try
+            {
+                cached = session.Export.TryReadCached((long)request.Offset, message.AsSpan(prefix, length));
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or VesselException)
+            {
+                cached = false; // the normal path reads again and turns the failure into an NBD error
+            }
+            if (!cached)
+            {
+                return false;
+            }
+            WriteReadReplyHeader(session, request, message);
+            _batch.Add(new ArraySegment<byte>(message, 0, prefix + length));
+            _batchBytes += prefix + length;
+            message = null; // the batch returns it
+            if (_batchBytes >= MaxBatchBytes || !RequestBuffered())
+            {
+                await FlushRepliesAsync(ct);
+            }
+            return true;
+        }
+        finally
+        {
+            if (message is not null)
+            {
+                _server.Buffers.Return(message);
+            }
+        }
+    }
+
+    /// <summary>True when the next request header is already buffered, so reading it cannot wait.</summary>
+    private bool RequestBuffered()
+    {
+        if (!_reader.TryRead(out ReadResult result))
+        {
+            return false;
+        }
+        bool buffered = result.Buffer.Length >= NbdRequest.Size;
+        _reader.AdvanceTo(result.Buffer.Start);
+        return buffered;
+    }
+
+    /// <summary>
+    /// Sends the read replies copied on the receive loop since the last flush, in one
+    /// gathered send (sendmsg with one iovec each): 4 KiB reads that arrive together cost one
+    /// send instead of one each. The loop flushes before anything that can wait, so a reply is
+    /// never held back while the server waits for the client.
+    /// </summary>
+    private async ValueTask FlushRepliesAsync(CancellationToken ct)
+    {
+        if (_batch.Count == 0)
+        {
+            return;
+        }
+        await _sendLock.WaitAsync(ct);
+        try
+        {
+            await _socket.SendAsync(_batch, SocketFlags.None);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+            CancelQuietly();
+            throw;
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+        ReturnBatchedReplies();
+    }
+
+    private void ReturnBatchedReplies()
+    {
+        foreach (ArraySegment<byte> reply in _batch)
+        {
+            _server.Buffers.Return(reply.Array!);
+        }
+        _batch.Clear();
+        _batchBytes = 0;
+    }
+
     private async Task ReplyReadAsync(Session session, NbdRequest request, CancellationToken ct)
     {
         int length = (int)request.Length;
-        int prefix = session.StructuredReplies ? ReadPrefix : NbdSimpleReply.Size;
+        int prefix = ReadReplyPrefix(session);
         byte[] message = _server.Buffers.Rent(prefix + length);
         try
         {
             // Read straight behind the reply header so the whole reply goes out in one send.
             await session.Export.ReadAsync((long)request.Offset, message.AsMemory(prefix, length), ct);
-            if (session.StructuredReplies)
-            {
-                new NbdStructuredReplyHeader(true, NbdReplyType.OffsetData, request.Cookie, (uint)(8 + length)).Write(message);
-                BinaryPrimitives.WriteUInt64BigEndian(message.AsSpan(NbdStructuredReplyHeader.Size), request.Offset);
-            }
-            else
-            {
-                new NbdSimpleReply(NbdError.None, request.Cookie).Write(message);
-            }
+            WriteReadReplyHeader(session, request, message);
             await SendAsync(message.AsMemory(0, prefix + length), ct);
         }
         finally
         {
             _server.Buffers.Return(message);
+        }
+    }
+
+    /// <summary>
+    /// A read reply whose data goes from the page cache to the socket by sendfile: no copy into
+    /// this process and none out of it (Linux 6.5+ splices the pages into a unix socket). What
+    /// the socket buffer cannot take now is read and sent the ordinary way.
+    /// </summary>
+    private async ValueTask SendFileReplyAsync(Session session, NbdRequest request, FileRange range, CancellationToken ct)
+    {
+        int length = (int)request.Length;
+        int prefix = ReadReplyPrefix(session);
+        await _sendLock.WaitAsync(ct);
+        try
+        {
+            WriteReadReplyHeader(session, request, _fileReplyHeader);
+            await _stream.WriteAsync(_fileReplyHeader.AsMemory(0, prefix), ct);
+            int sent = LinuxFile.SendFile(_socket.SafeHandle, range.File, range.Offset, length);
+            if (sent < 0)
+            {
+                _sendFileWorks = false; // not for this socket: copy from now on
+                sent = 0;
+            }
+            if (sent < length)
+            {
+                byte[] rest = _server.Buffers.Rent(length - sent);
+                try
+                {
+                    Span<byte> span = rest.AsSpan(0, length - sent);
+                    for (long at = range.Offset + sent; span.Length > 0;)
+                    {
+                        int n = RandomAccess.Read(range.File, span, at);
+                        if (n == 0)
+                        {
+                            // The header is out already, so no error reply can follow: drop the client.
+                            throw new IOException($"The served file ended at {at} during a read reply.");
+                        }
+                        span = span[n..];
+                        at += n;
+                    }
+                    await _stream.WriteAsync(rest.AsMemory(0, length - sent), ct);
+                }
+                finally
+                {
+                    _server.Buffers.Return(rest);
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            CancelQuietly();
+            throw;
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    private static int ReadReplyPrefix(Session session) => session.StructuredReplies ? ReadPrefix : NbdSimpleReply.Size;
+
+    /// <summary>A read's data goes out as one OffsetData chunk (structured) or behind a simple reply.</summary>
+    private static void WriteReadReplyHeader(Session session, NbdRequest request, Span<byte> message)
+    {
+        if (session.StructuredReplies)
+        {
+            new NbdStructuredReplyHeader(true, NbdReplyType.OffsetData, request.Cookie, 8 + request.Length).Write(message);
+            BinaryPrimitives.WriteUInt64BigEndian(message[NbdStructuredReplyHeader.Size..], request.Offset);
+        }
+        else
+        {
+            new NbdSimpleReply(NbdError.None, request.Cookie).Write(message);
         }
     }
 

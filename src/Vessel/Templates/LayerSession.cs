@@ -113,6 +113,10 @@ internal sealed class LayerSession : IBlockDevice, IDisposable
 
     public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken) => _overlay.ReadAsync(offset, destination, cancellationToken);
 
+    public bool TryReadCached(long offset, Span<byte> destination) => _overlay.TryReadCached(offset, destination);
+
+    public bool TryGetCachedFileRange(long offset, int length, out FileRange range) => _overlay.TryGetCachedFileRange(offset, length, out range);
+
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)
     {
         long first = offset >> _shift;

@@ -112,4 +112,84 @@ public sealed class LayerStoreTests : IDisposable
         await store.DeleteAsync(baseHeader.BuildId, CancellationToken.None);
         Assert.Empty(await store.ListAsync(CancellationToken.None));
     }
+
+    [Fact(Timeout = 30_000)]
+    public async Task A_verified_stamp_is_saved_only_for_a_settled_file_and_a_changed_file_is_still_caught()
+    {
+        var ct = CancellationToken.None;
+        string image = MakeImage(1 << 20, (0, 65536));
+        string root = _dir.Combine("store");
+        BuildHeader h = await Store(root).ImportAsync(image, cancellationToken: ct);
+        string data = Path.Combine(root, "builds", h.BuildId.ToString(), "data");
+        string stamp = Path.Combine(root, "builds", h.BuildId.ToString(), "verified");
+
+        // A data file changed moments ago may still change within the same timestamp tick: no stamp.
+        using (await Store(root).OpenAsync(h.BuildId, ct))
+        {
+        }
+        Assert.False(File.Exists(stamp));
+
+        // Once it has settled, the hash that passes is saved beside the build.
+        using (await Store(root, new LaterClock(TimeSpan.FromHours(1))).OpenAsync(h.BuildId, ct))
+        {
+        }
+        Assert.True(File.Exists(stamp));
+        Assert.Equal(VerifiedStamp.Size, new FileInfo(stamp).Length);
+
+        // A write through the filesystem moves the data file's ctime, so the stamp no longer vouches.
+        FlipByte(data, 1000);
+        var e = await Assert.ThrowsAsync<VesselException>(() => Store(root, new LaterClock(TimeSpan.FromHours(1))).OpenAsync(h.BuildId, ct));
+        Assert.Equal(VesselErrorReason.Corrupt, e.Reason);
+        Assert.False(File.Exists(stamp)); // a failed hash removes the stamp
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task A_matching_stamp_skips_the_hash_but_verify_still_reads_everything()
+    {
+        var ct = CancellationToken.None;
+        string image = MakeImage(1 << 20, (0, 65536));
+        string root = _dir.Combine("store");
+        BuildHeader h = await Store(root).ImportAsync(image, cancellationToken: ct);
+        string data = Path.Combine(root, "builds", h.BuildId.ToString(), "data");
+        string stamp = Path.Combine(root, "builds", h.BuildId.ToString(), "verified");
+        using (await Store(root, new LaterClock(TimeSpan.FromHours(1))).OpenAsync(h.BuildId, ct))
+        {
+        }
+
+        // Damage the filesystem cannot see (a media error) leaves the identity alone: simulate it
+        // by corrupting the file and re-stamping its new identity.
+        FlipByte(data, 1000);
+        VerifiedStamp old = VerifiedStamp.TryRead(await File.ReadAllBytesAsync(stamp, ct)) ?? throw new InvalidDataException("no stamp");
+        using (var handle = File.OpenHandle(data))
+        {
+            byte[] forged = new byte[VerifiedStamp.Size];
+            (old with { Data = LinuxFile.TryGetIdentity(handle)!.Value }).Write(forged);
+            await File.WriteAllBytesAsync(stamp, forged, ct);
+        }
+        using (await Store(root).OpenAsync(h.BuildId, ct))
+        {
+            // Opened without hashing: the stamp vouched for the file.
+        }
+        var e = await Assert.ThrowsAsync<VesselException>(() => Store(root).VerifyAsync(h.BuildId, ct));
+        Assert.Equal(VesselErrorReason.Corrupt, e.Reason);
+        Assert.False(File.Exists(stamp));
+        await Assert.ThrowsAsync<VesselException>(() => Store(root).OpenAsync(h.BuildId, ct));
+    }
+
+    private static LayerStore Store(string root, TimeProvider? time = null) => new(new LocalLayerStorage(root), null, time);
+
+    private static void FlipByte(string path, long offset)
+    {
+        using var f = new FileStream(path, FileMode.Open);
+        f.Position = offset;
+        int b = f.ReadByte();
+        f.Position = offset;
+        f.WriteByte((byte)(b ^ 0xff));
+    }
+
+    /// <summary>A clock ahead of the real one, so files written by the test count as long settled.</summary>
+    private sealed class LaterClock(TimeSpan ahead) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + ahead;
+    }
 }

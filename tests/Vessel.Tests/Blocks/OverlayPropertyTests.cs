@@ -94,6 +94,7 @@ public sealed class OverlayPropertyTests : IDisposable
                     byte[] got = new byte[rl];
                     await overlay.ReadAsync(ro, got, ct);
                     Assert.True(got.AsSpan().SequenceEqual(model.AsSpan(ro, rl)), $"seed {seed}: overlay read {ro}+{rl} differs from the model");
+                    AssertCachedReadMatches(overlay, model, ro, rl, $"seed {seed}: overlay");
                 }
             }
             await AssertMatchesAsync(overlay, model, $"seed {seed}, layer {layer} overlay");
@@ -144,9 +145,23 @@ public sealed class OverlayPropertyTests : IDisposable
     {
         byte[] got = new byte[model.Length];
         await device.ReadAsync(0, got, CancellationToken.None);
+        AssertCachedReadMatches(device, model, 0, model.Length, what);
         for (int b = 0; b < Blocks; b++)
         {
             Assert.True(got.AsSpan(b * BlockSize, BlockSize).SequenceEqual(model.AsSpan(b * BlockSize, BlockSize)), $"{what}: block {b} differs");
+        }
+    }
+
+    /// <summary>
+    /// The NBD server's fast path: a cached read may decline (a filesystem without RWF_NOWAIT,
+    /// an evicted page), but what it returns must be exactly what ReadAsync returns.
+    /// </summary>
+    private static void AssertCachedReadMatches(IBlockDevice device, byte[] model, int offset, int length, string what)
+    {
+        byte[] got = new byte[length];
+        if (device.TryReadCached(offset, got))
+        {
+            Assert.True(got.AsSpan().SequenceEqual(model.AsSpan(offset, length)), $"{what}: cached read {offset}+{length} differs from the model");
         }
     }
 

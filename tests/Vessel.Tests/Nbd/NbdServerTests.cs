@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Vessel.Blocks;
 using Vessel.Common;
 using Vessel.Nbd;
@@ -162,6 +163,46 @@ public sealed class NbdServerTests : IAsyncLifetime
         Assert.Equal(_content.AsSpan(0, 512).ToArray(), second.Data);
     }
 
+    [Theory(Timeout = 20_000)]
+    [InlineData("ro")] // cached reads are copied (small) or sent with sendfile (large)
+    [InlineData("rw")] // a writable file is always copied
+    public async Task Pipelined_reads_of_every_size_are_each_answered_once_with_the_right_data(string export)
+    {
+        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
+        await c.GoAsync(export);
+        var rng = new Random(5);
+        var expected = new Dictionary<ulong, (int Offset, int Length)>();
+        var requests = new List<byte>();
+        for (ulong cookie = 1; cookie <= 200; cookie++)
+        {
+            // Mostly small reads (gathered into one send), some large ones, and one invalid.
+            int length = cookie % 25 == 0 ? 128 << 10 : rng.Next(1, 9000);
+            int offset = rng.Next(0, Size - length);
+            ulong wire = cookie == 100 ? Size + 1ul : (ulong)offset;
+            byte[] m = new byte[NbdRequest.Size];
+            new NbdRequest(NbdCommandFlags.None, NbdCommand.Read, cookie, wire, (uint)length).Write(m);
+            requests.AddRange(m);
+            expected[cookie] = (offset, length);
+        }
+        await c.WriteAsync([.. requests]); // one write: the server finds them all buffered
+        for (int i = 0; i < 200; i++)
+        {
+            byte[] h = await c.ReadAsync(16);
+            var error = (NbdError)BinaryPrimitives.ReadUInt32BigEndian(h.AsSpan(4));
+            ulong cookie = BinaryPrimitives.ReadUInt64BigEndian(h.AsSpan(8));
+            Assert.True(expected.Remove(cookie, out var r), $"cookie {cookie} answered twice or never asked");
+            if (cookie == 100)
+            {
+                Assert.Equal(NbdError.Invalid, error);
+                continue;
+            }
+            Assert.Equal(NbdError.None, error);
+            byte[] data = await c.ReadAsync(r.Length);
+            Assert.True(data.AsSpan().SequenceEqual(_content.AsSpan(r.Offset, r.Length)), $"cookie {cookie}: wrong data");
+        }
+        Assert.Empty(expected);
+    }
+
     [Fact(Timeout = 20_000)]
     public async Task Dispose_closes_clients_and_removes_the_socket_file()
     {
@@ -224,6 +265,15 @@ public sealed class NbdServerTests : IAsyncLifetime
                 await gate.WaitAsync(cancellationToken);
             }
             await device.ReadAsync(offset, destination, cancellationToken);
+        }
+
+        // The gated read is never "cached", so it takes the concurrent path and waits there.
+        public bool TryReadCached(long offset, Span<byte> destination) => offset != 0 && device.TryReadCached(offset, destination);
+
+        public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+        {
+            range = default;
+            return offset != 0 && device.TryGetCachedFileRange(offset, length, out range);
         }
 
         public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) => throw new NotSupportedException();
