@@ -14,7 +14,7 @@ PARENT=${PARENT:-3G}
 GROW=${GROW:-4G}
 SHRINK=${SHRINK:-2G}
 WORK=${BENCH_DIR:-/var/tmp/vessel-template-bench}
-CLI="dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll"
+CLI="dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll" # --no-vm below: the resize is the base phase; finalize would only add a VM boot + snapshot that the baseline does not do
 [ "$(id -u)" = 0 ] || { echo "needs root (loop mounts for the baseline)"; exit 1; }
 dotnet build src/Vessel.Cli -c Release -v q -nologo >/dev/null
 
@@ -47,17 +47,23 @@ cat > "$WORK/parent.json" <<JSON
 { "name": "parent", "from": "tarball:$WORK/parent.tar", "diskSize": "$PARENT" }
 JSON
 echo "== building the parent template (diskSize $PARENT) =="
-$CLI template build -f "$WORK/parent.json" --home "$HOME_DIR" 2>&1 | tail -1
+$CLI template build --no-vm -f "$WORK/parent.json" --home "$HOME_DIR" 2>&1 | tail -1
 PARENT_LAYER=$($CLI template ls --home "$HOME_DIR" | awk '$1=="parent"{print $5}')
 
 vessel_child() { # name size
     cat > "$WORK/$1.json" <<JSON
 { "name": "$1", "fromTemplate": "parent", "diskSize": "$2" }
 JSON
-    local t0; t0=$(now)
-    $CLI template build -f "$WORK/$1.json" --home "$HOME_DIR" >/dev/null 2>"$WORK/$1.log" || { cat "$WORK/$1.log" >&2; exit 1; }
-    local t1; t1=$(now)
-    secs "$t0" "$t1"
+    # Twice: the first child build of a parent also checks the SHA-256 of the parent's data
+    # (once per parent: the store then keeps a verified stamp); the second (--no-cache) is what
+    # every later child of that parent costs. Both are reported; the ratio uses the second.
+    local t0 t1 t2
+    t0=$(now)
+    $CLI template build --no-vm -f "$WORK/$1.json" --home "$HOME_DIR" >/dev/null 2>"$WORK/$1.first.log" || { cat "$WORK/$1.first.log" >&2; exit 1; }
+    t1=$(now)
+    $CLI template build --no-vm --no-cache -f "$WORK/$1.json" --home "$HOME_DIR" >/dev/null 2>"$WORK/$1.log" || { cat "$WORK/$1.log" >&2; exit 1; }
+    t2=$(now)
+    echo "$(secs "$t0" "$t1") $(secs "$t1" "$t2")"
 }
 
 baseline() { # target-size
@@ -80,9 +86,12 @@ baseline() { # target-size
 }
 
 echo "== grow $PARENT -> $GROW and shrink $PARENT -> $SHRINK =="
-VG=$(vessel_child grow "$GROW"); BG=$(baseline "$GROW")
-VS=$(vessel_child shrink "$SHRINK"); BS=$(baseline "$SHRINK")
-t0=$(now); $CLI template build -f "$WORK/grow.json" --home "$HOME_DIR" >/dev/null 2>&1; t1=$(now); CACHED=$(secs "$t0" "$t1")
+read -r VG1 VG < <(vessel_child grow "$GROW"); BG=$(baseline "$GROW")
+read -r VS1 VS < <(vessel_child shrink "$SHRINK"); BS=$(baseline "$SHRINK")
+echo "first child build of the parent (includes the one-time check of its data): grow $VG1 s, shrink $VS1 s"
+echo "where the steady-state grow went:"; sed 's/^/    /' "$WORK/grow.log"
+echo "where the steady-state shrink went:"; sed 's/^/    /' "$WORK/shrink.log"
+t0=$(now); $CLI template build --no-vm -f "$WORK/grow.json" --home "$HOME_DIR" >/dev/null 2>&1; t1=$(now); CACHED=$(secs "$t0" "$t1")
 STORED_G=$(grep -o 'storing [0-9.]* [KMG]iB' "$WORK/grow.log" | head -1 || true)
 STORED_S=$(grep -o 'storing [0-9.]* [KMG]iB' "$WORK/shrink.log" | head -1 || true)
 printf '\n%-8s %12s %12s %8s   %s\n' case vessel_s baseline_s ratio "new layer"
