@@ -274,7 +274,7 @@ public sealed partial class Ext4Writer
         {
             journalPlan.Inode.Extents.AddRange(journalExtents);
             BuildExtentTree(journalPlan, journalExtents, bitmap);
-            JournalSuperblock.Write(_blockBuffer, BlockSize, (uint)layout.JournalBlocks, _options.Uuid);
+            JournalSuperblock.Write(_blockBuffer, BlockSize, (uint)layout.JournalBlocks, _uuid);
             _image.Write(journal * BlockSize, _blockBuffer);
         }
 
@@ -370,7 +370,7 @@ public sealed partial class Ext4Writer
                 | (layout.JournalBlocks > 0 ? Ext4Features.CompatHasJournal : 0),
             FeatureIncompat = Ext4Features.IncompatFiletype | Ext4Features.IncompatExtents | Ext4Features.IncompatFlexBg,
             FeatureRoCompat = Ext4Features.RoCompatSparseSuper | Ext4Features.RoCompatLargeFile | Ext4Features.RoCompatDirNlink | Ext4Features.RoCompatExtraIsize,
-            Uuid = _options.Uuid,
+            Uuid = _uuid,
             Label = _options.Label,
             HashSeed = HashSeedBytes(),
             JournalInode = layout.JournalBlocks > 0 ? JournalInode : 0,
@@ -656,11 +656,11 @@ public sealed partial class Ext4Writer
 
     private byte[] HashSeedBytes()
     {
-        if (_options.HashSeed is { Length: 16 } seed)
+        if (_hashSeed is { Length: 16 } seed)
         {
             return seed;
         }
-        byte[] derived = System.Security.Cryptography.SHA256.HashData(_options.Uuid.ToByteArray())[..16];
+        byte[] derived = System.Security.Cryptography.SHA256.HashData(_uuid.ToByteArray())[..16];
         return derived;
     }
 

@@ -54,11 +54,15 @@ public sealed partial class Ext4Writer : IDisposable
     private readonly byte[] _blockBuffer = new byte[BlockSize];
     private Exception? _fault;
     private bool _finished;
+    private Guid _uuid;
+    private byte[]? _hashSeed;
 
     public Ext4Writer(string path, Ext4WriterOptions options)
     {
         _path = path;
         _options = options;
+        _uuid = options.Uuid;
+        _hashSeed = options.HashSeed;
         if (options.SizeBytes is long size && (size < 1L << 20 || size > MaxImageBytes))
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"image size {size} bytes is outside 1 MiB..16 TiB");
@@ -92,6 +96,22 @@ public sealed partial class Ext4Writer : IDisposable
     public long DataBytes { get; private set; }
 
     public string Path => _path;
+
+    /// <summary>
+    /// Replaces the filesystem UUID and htree hash seed of <see cref="Ext4WriterOptions"/>;
+    /// they are written only by <see cref="Finish"/>, so an identity derived from content
+    /// that is hashed while it streams can be given once the content was read.
+    /// </summary>
+    public void SetIdentity(Guid uuid, byte[] hashSeed)
+    {
+        ThrowIfFaulted();
+        if (hashSeed.Length != 16)
+        {
+            throw new ArgumentException("the hash seed is 16 bytes", nameof(hashSeed));
+        }
+        _uuid = uuid;
+        _hashSeed = hashSeed;
+    }
 
     /// <summary>Adds <paramref name="child"/> under <paramref name="directory"/> as <paramref name="key"/>.</summary>
     public void Link(FsInode directory, string key, FsInode child)
