@@ -16,6 +16,8 @@ public sealed partial class Ext4Writer
     {
         public required FsInode Inode;
         public List<byte[]>? DirectoryBlocks;
+        public string[]? SortedKeys; // a directory's entries in name order, sorted once for numbering and the directory blocks
+        public FsInode[]? SortedChildren;
         public bool Indexed;
         public List<Ext4Xattrs.Item>? Xattrs;
         public bool XattrsInInode;
@@ -78,7 +80,15 @@ public sealed partial class Ext4Writer
             plans.Add(plan);
             byNumber[dir.Number] = plan;
             directories++;
-            foreach (var (key, child) in dir.Children!.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            int count = dir.Children!.Count;
+            string[] keys = new string[count];
+            FsInode[] children = new FsInode[count];
+            dir.Children.Keys.CopyTo(keys, 0);
+            dir.Children.Values.CopyTo(children, 0);
+            Array.Sort(keys, children, StringComparer.Ordinal);
+            plan.SortedKeys = keys;
+            plan.SortedChildren = children;
+            foreach (FsInode child in children)
             {
                 if (child.Number == 0)
                 {
@@ -113,10 +123,12 @@ public sealed partial class Ext4Writer
             FsInode inode = plan.Inode;
             if (inode.Kind == FsKind.Directory)
             {
-                var entries = new List<Ext4Directory.Entry>(inode.Children!.Count);
-                foreach (var (key, child) in inode.Children.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                string[] keys = plan.SortedKeys!;
+                FsInode[] children = plan.SortedChildren!;
+                var entries = new List<Ext4Directory.Entry>(keys.Length);
+                for (int i = 0; i < keys.Length; i++)
                 {
-                    entries.Add(new Ext4Directory.Entry(FsInode.KeyBytes(key), child.Number, child.Kind));
+                    entries.Add(new Ext4Directory.Entry(FsInode.KeyBytes(keys[i]), children[i].Number, children[i].Kind));
                 }
                 plan.DirectoryBlocks = Ext4Directory.Build(inode.Number, inode.Parent!.Number, entries, seed,
                     inode.Number == LostAndFoundInode ? LostAndFoundBlocks : 1, out plan.Indexed);

@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace Vessel.Ext4;
 
 /// <summary>Settings for one image.</summary>
@@ -96,6 +98,9 @@ public sealed partial class Ext4Writer : IDisposable
     public long DataBytes { get; private set; }
 
     public string Path => _path;
+
+    /// <summary>How long the writer waited for the disk so far.</summary>
+    public TimeSpan WaitedForDisk => _image.WaitedForDisk;
 
     /// <summary>
     /// Replaces the filesystem UUID and htree hash seed of <see cref="Ext4WriterOptions"/>;
@@ -234,7 +239,7 @@ public sealed partial class Ext4Writer : IDisposable
         private readonly Ext4Writer _writer;
         private readonly FsInode _inode;
         private readonly List<(long Start, long Length)> _runs;
-        private readonly byte[] _pending = new byte[BlockSize];
+        private byte[]? _pending; // the partial block being filled, pooled: most small files need one only at their end
         private int _runIndex;
         private long _runUsed;
         private long _pendingBlock = -1;
@@ -275,7 +280,8 @@ public sealed partial class Ext4Writer : IDisposable
                 if (_pendingBlock < 0)
                 {
                     _pendingBlock = block;
-                    Array.Clear(_pending);
+                    _pending ??= ArrayPool<byte>.Shared.Rent(BlockSize);
+                    Array.Clear(_pending, 0, BlockSize);
                 }
                 int take = Math.Min(BlockSize - inBlock, data.Length);
                 data[..take].CopyTo(_pending.AsSpan(inBlock));
@@ -292,6 +298,11 @@ public sealed partial class Ext4Writer : IDisposable
             {
                 FlushPending();
             }
+            if (_pending is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_pending);
+                _pending = null;
+            }
             for (int i = _runs.Count - 1; i >= _runIndex; i--)
             {
                 var (s, l) = _runs[i];
@@ -303,7 +314,7 @@ public sealed partial class Ext4Writer : IDisposable
 
         private void FlushPending()
         {
-            WriteBlocks(_pendingBlock, _pending);
+            WriteBlocks(_pendingBlock, _pending!.AsSpan(0, BlockSize));
             _pendingBlock = -1;
         }
 

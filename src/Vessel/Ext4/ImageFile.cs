@@ -58,6 +58,11 @@ internal sealed unsafe partial class ImageFile : IDisposable
 
     public long BytesWritten { get; private set; }
 
+    /// <summary>How long the caller waited for the disk (every chunk in flight, or a flush).</summary>
+    public TimeSpan WaitedForDisk => System.Diagnostics.Stopwatch.GetElapsedTime(0, _waitTicks);
+
+    private long _waitTicks;
+
     /// <summary>The end of the furthest write so far, in bytes.</summary>
     public long HighWater { get; private set; }
 
@@ -93,6 +98,7 @@ internal sealed unsafe partial class ImageFile : IDisposable
     {
         ThrowIfFailed();
         Submit();
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         lock (_free)
         {
             while (Volatile.Read(ref _inFlight) > 0)
@@ -100,6 +106,7 @@ internal sealed unsafe partial class ImageFile : IDisposable
                 Monitor.Wait(_free);
             }
         }
+        _waitTicks += System.Diagnostics.Stopwatch.GetTimestamp() - start;
         ThrowIfFailed();
     }
 
@@ -158,7 +165,12 @@ internal sealed unsafe partial class ImageFile : IDisposable
 
     private Chunk TakeFree()
     {
-        Chunk chunk = _free.Take();
+        if (!_free.TryTake(out Chunk? chunk))
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            chunk = _free.Take();
+            _waitTicks += System.Diagnostics.Stopwatch.GetTimestamp() - start;
+        }
         ThrowIfFailed();
         return chunk;
     }

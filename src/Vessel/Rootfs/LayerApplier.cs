@@ -184,12 +184,13 @@ public sealed class LayerApplier
         Ext4Writer.FileData data = _writer.BeginFile(inode, entry.Size, maxBlocks);
         if (entry.SparseMap is null)
         {
+            // Straight from the reader's buffer into the image's write chunks: one copy.
             long offset = 0;
-            int n;
-            while ((n = await reader.ReadDataAsync(buffer, cancellationToken)) > 0)
+            ReadOnlyMemory<byte> chunk;
+            while (!(chunk = await reader.ReadDataChunkAsync(cancellationToken)).IsEmpty)
             {
-                data.Write(offset, buffer.AsSpan(0, n));
-                offset += n;
+                data.Write(offset, chunk.Span);
+                offset += chunk.Length;
             }
         }
         else

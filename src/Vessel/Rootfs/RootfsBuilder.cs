@@ -65,6 +65,7 @@ public static class RootfsBuilder
         ResolvedImage image = streaming is not null
             ? await streaming.ResolveForStreamingAsync(cancellationToken)
             : await source.ResolveAsync(cancellationToken);
+        TimeSpan resolved = clock.Elapsed;
         if (!string.Equals(image.Config.Os, "linux", StringComparison.Ordinal))
         {
             throw new VesselException(VesselErrorReason.Unsupported, $"{source.Description} is a {image.Config.Os} image; Vessel runs Linux images");
@@ -110,8 +111,16 @@ public static class RootfsBuilder
             byte[] identity = SHA256.HashData(Encoding.UTF8.GetBytes(contentDigest + "|vessel-rootfs|" + Provisioning.Version));
             writer.SetIdentity(new Guid(identity.AsSpan(0, 16)), identity[16..32]);
             Provisioning.AddTo(writer, files, now);
+            TimeSpan applied = clock.Elapsed;
+            TimeSpan waited = writer.WaitedForDisk;
             summary = writer.Finish();
             entries = applier.Entries;
+            if (Environment.GetEnvironmentVariable("VESSEL_PROFILE") == "1")
+            {
+                // A diagnostic for benchmarks (docs/BENCHMARKS.md): where the time of a build went.
+                Console.Error.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"rootfs profile: resolved {resolved.TotalSeconds:F3} s, layers applied {applied.TotalSeconds:F3} s (waited for the disk {waited.TotalSeconds:F3} s), finished {clock.Elapsed.TotalSeconds:F3} s (waited {writer.WaitedForDisk.TotalSeconds:F3} s), cpu {Environment.CpuUsage.TotalTime.TotalSeconds:F3} s"));
+            }
         }
 
         var result = new RootfsBuildResult(outputPath, source.Description, image.ManifestDigest, contentDigest, image.Config,
