@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Vessel.Ext4;
 
@@ -46,6 +47,7 @@ public sealed partial class Ext4Writer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     private Ext4Summary FinishCore()
     {
         var now = new FsTime(_options.Timestamp.ToUnixTimeSeconds(), 0);
@@ -528,6 +530,7 @@ public sealed partial class Ext4Writer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     private static void WriteInode(Span<byte> d, InodePlan plan)
     {
         FsInode inode = plan.Inode;
