@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rootfs builder benchmark: the same input, in the same run, through
-#   vessel   `vessel rootfs build INPUT -o IMG --size S` (one streaming pass, no root)
+#   vessel   `vessel rootfs build INPUT -o IMG --size S` (one streaming pass, no root; the CLI
+#            published ReadyToRun as scripts/install.sh does)
 #   (a)      `tar -xpf INPUT -C DIR` as root, then `mke2fs -t ext4 -d DIR IMG S`
 #   (b)      `mkfs.ext4 IMG S`, `mount -o loop`, `tar -xpf INPUT -C MNT`, `umount`
 # Every pipeline ends with `sync IMG` so each one is timed until its image is on disk, and
@@ -58,9 +59,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building Vessel (Release)" >&2
-dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
-vessel_dll="$repo/src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll"
+# The CLI as scripts/install.sh publishes it: ReadyToRun, so the run is not spent in the JIT.
+echo "== publishing Vessel (Release, ReadyToRun, as scripts/install.sh does)" >&2
+dotnet publish src/Vessel.Cli/Vessel.Cli.csproj -c Release -r linux-x64 --self-contained false \
+  -p:PublishReadyToRun=true -o "$work/cli" -nologo -v q >/dev/null
+vessel_dll="$work/cli/Vessel.Cli.dll"
 
 generated="$work/generated-${small_files}x-${large_files}x${large_mib}M.tar"
 if [ ! -f "$generated" ]; then

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Vessel.Ext4;
 
@@ -16,6 +17,8 @@ public sealed partial class Ext4Writer
     {
         public required FsInode Inode;
         public List<byte[]>? DirectoryBlocks;
+        public string[]? SortedKeys; // a directory's entries in name order, sorted once for numbering and the directory blocks
+        public FsInode[]? SortedChildren;
         public bool Indexed;
         public List<Ext4Xattrs.Item>? Xattrs;
         public bool XattrsInInode;
@@ -44,6 +47,7 @@ public sealed partial class Ext4Writer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     private Ext4Summary FinishCore()
     {
         var now = new FsTime(_options.Timestamp.ToUnixTimeSeconds(), 0);
@@ -78,7 +82,15 @@ public sealed partial class Ext4Writer
             plans.Add(plan);
             byNumber[dir.Number] = plan;
             directories++;
-            foreach (var (key, child) in dir.Children!.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            int count = dir.Children!.Count;
+            string[] keys = new string[count];
+            FsInode[] children = new FsInode[count];
+            dir.Children.Keys.CopyTo(keys, 0);
+            dir.Children.Values.CopyTo(children, 0);
+            Array.Sort(keys, children, StringComparer.Ordinal);
+            plan.SortedKeys = keys;
+            plan.SortedChildren = children;
+            foreach (FsInode child in children)
             {
                 if (child.Number == 0)
                 {
@@ -113,10 +125,12 @@ public sealed partial class Ext4Writer
             FsInode inode = plan.Inode;
             if (inode.Kind == FsKind.Directory)
             {
-                var entries = new List<Ext4Directory.Entry>(inode.Children!.Count);
-                foreach (var (key, child) in inode.Children.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                string[] keys = plan.SortedKeys!;
+                FsInode[] children = plan.SortedChildren!;
+                var entries = new List<Ext4Directory.Entry>(keys.Length);
+                for (int i = 0; i < keys.Length; i++)
                 {
-                    entries.Add(new Ext4Directory.Entry(FsInode.KeyBytes(key), child.Number, child.Kind));
+                    entries.Add(new Ext4Directory.Entry(FsInode.KeyBytes(keys[i]), children[i].Number, children[i].Kind));
                 }
                 plan.DirectoryBlocks = Ext4Directory.Build(inode.Number, inode.Parent!.Number, entries, seed,
                     inode.Number == LostAndFoundInode ? LostAndFoundBlocks : 1, out plan.Indexed);
@@ -274,7 +288,7 @@ public sealed partial class Ext4Writer
         {
             journalPlan.Inode.Extents.AddRange(journalExtents);
             BuildExtentTree(journalPlan, journalExtents, bitmap);
-            JournalSuperblock.Write(_blockBuffer, BlockSize, (uint)layout.JournalBlocks, _options.Uuid);
+            JournalSuperblock.Write(_blockBuffer, BlockSize, (uint)layout.JournalBlocks, _uuid);
             _image.Write(journal * BlockSize, _blockBuffer);
         }
 
@@ -370,7 +384,7 @@ public sealed partial class Ext4Writer
                 | (layout.JournalBlocks > 0 ? Ext4Features.CompatHasJournal : 0),
             FeatureIncompat = Ext4Features.IncompatFiletype | Ext4Features.IncompatExtents | Ext4Features.IncompatFlexBg,
             FeatureRoCompat = Ext4Features.RoCompatSparseSuper | Ext4Features.RoCompatLargeFile | Ext4Features.RoCompatDirNlink | Ext4Features.RoCompatExtraIsize,
-            Uuid = _options.Uuid,
+            Uuid = _uuid,
             Label = _options.Label,
             HashSeed = HashSeedBytes(),
             JournalInode = layout.JournalBlocks > 0 ? JournalInode : 0,
@@ -516,6 +530,7 @@ public sealed partial class Ext4Writer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     private static void WriteInode(Span<byte> d, InodePlan plan)
     {
         FsInode inode = plan.Inode;
@@ -656,11 +671,11 @@ public sealed partial class Ext4Writer
 
     private byte[] HashSeedBytes()
     {
-        if (_options.HashSeed is { Length: 16 } seed)
+        if (_hashSeed is { Length: 16 } seed)
         {
             return seed;
         }
-        byte[] derived = System.Security.Cryptography.SHA256.HashData(_options.Uuid.ToByteArray())[..16];
+        byte[] derived = System.Security.Cryptography.SHA256.HashData(_uuid.ToByteArray())[..16];
         return derived;
     }
 

@@ -38,6 +38,7 @@ internal sealed class DigestVerifyingStream : Stream
     private readonly long? _expectedSize;
     private readonly string _what;
     private readonly IDisposable? _owner;
+    private readonly bool _hashing;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private readonly byte[] _tail = new byte[TailSize];
     private long _length;
@@ -46,14 +47,19 @@ internal sealed class DigestVerifyingStream : Stream
 
     /// <param name="what">Names the blob in messages ("layer 2 (sha256:...) of alpine:3.20").</param>
     /// <param name="owner">Disposed with this stream (an HTTP response, a file).</param>
-    public DigestVerifyingStream(Stream inner, OciDigest? expected, long? expectedSize, string what, IDisposable? owner = null)
+    /// <param name="computeDigest">Hash the blob even without <paramref name="expected"/>, for <see cref="Actual"/>.</param>
+    public DigestVerifyingStream(Stream inner, OciDigest? expected, long? expectedSize, string what, IDisposable? owner = null, bool computeDigest = false)
     {
         _inner = inner;
         _expected = expected;
         _expectedSize = expectedSize;
         _what = what;
         _owner = owner;
+        _hashing = expected is not null || computeDigest;
     }
+
+    /// <summary>The blob's sha256 once the end was reached, where it was hashed (an expected digest, or computeDigest).</summary>
+    public OciDigest? Actual { get; private set; }
 
     /// <summary>The digest the blob must have; null where only its size is known (a docker-archive layer, checked by its diff_id above).</summary>
     public OciDigest? Expected => _expected;
@@ -203,7 +209,7 @@ internal sealed class DigestVerifyingStream : Stream
             throw Fail(BlobErrors.Mismatch(
                 $"{_what} is longer than the {size} bytes its descriptor declares; the blob does not match its manifest."));
         }
-        if (_expected is not null)
+        if (_hashing)
         {
             _hash.AppendData(data);
         }
@@ -238,6 +244,7 @@ internal sealed class DigestVerifyingStream : Stream
             throw Fail(BlobErrors.Mismatch(
                 $"{_what} does not match its digest: expected {_expected}, got {actual}. The blob is corrupt or was tampered with."));
         }
+        Actual = _hashing ? actual : null;
         if (_length < TailSize)
         {
             // Keep the tail left-aligned for short blobs.

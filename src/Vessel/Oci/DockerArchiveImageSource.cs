@@ -187,15 +187,18 @@ internal sealed class DockerArchiveImageSource : IImageSource
 
 /// <summary>
 /// A plain root filesystem tarball (<c>.tar</c> or <c>.tar.gz</c>, like Alpine's minirootfs):
-/// one layer, an empty config. Its identity is the file's sha256, computed by
-/// <see cref="ResolveAsync"/> and checked again while the layer streams, so a file changed
-/// in between is noticed. gzip truncation, which .NET's decoder does not report, is caught
-/// by comparing the output length with the gzip trailer.
+/// one layer, an empty config. Its identity is the file's sha256. <see cref="ResolveAsync"/>
+/// computes it up front (a template build needs it for its cache key) and the layer stream
+/// checks it again, so a file changed in between is noticed;
+/// <see cref="ResolveForStreamingAsync"/> leaves it to the layer stream, which reads the
+/// file once. gzip truncation, which .NET's decoder does not report, is caught by comparing
+/// the output length with the gzip trailer.
 /// </summary>
-internal sealed class RootfsTarballImageSource : IImageSource
+internal sealed class RootfsTarballImageSource : IStreamingDigestImageSource
 {
     private readonly string _path;
     private ResolvedImage? _resolved;
+    private DigestVerifyingStream? _blob;
 
     public RootfsTarballImageSource(string path, string description)
     {
@@ -205,14 +208,20 @@ internal sealed class RootfsTarballImageSource : IImageSource
 
     public string Description { get; }
 
-    public async Task<ResolvedImage> ResolveAsync(CancellationToken cancellationToken)
+    public string? StreamedContentDigest => _blob?.Actual?.ToString();
+
+    public Task<ResolvedImage> ResolveAsync(CancellationToken cancellationToken) => ResolveCoreAsync(hash: true, cancellationToken);
+
+    public async Task<ResolvedImage> ResolveForStreamingAsync(CancellationToken cancellationToken) =>
+        _resolved ?? await ResolveCoreAsync(hash: false, cancellationToken);
+
+    private async Task<ResolvedImage> ResolveCoreAsync(bool hash, CancellationToken cancellationToken)
     {
         await using var file = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
         byte[] magic = new byte[2];
         int have = await file.ReadAtLeastAsync(magic, 2, throwOnEndOfStream: false, cancellationToken);
         file.Position = 0;
-        byte[] hash = await SHA256.HashDataAsync(file, cancellationToken);
-        string digest = OciDigest.FromHash(hash).ToString();
+        string digest = hash ? OciDigest.FromHash(await SHA256.HashDataAsync(file, cancellationToken)).ToString() : string.Empty;
         string mediaType = have == 2 && magic[0] == 0x1f && magic[1] == 0x8b ? OciMediaTypes.LayerGzip : OciMediaTypes.Layer;
         _resolved = new ResolvedImage(null, digest, ImageConfig.Empty, [new LayerDescriptor(digest, mediaType, file.Length)]);
         return _resolved;
@@ -228,8 +237,9 @@ internal sealed class RootfsTarballImageSource : IImageSource
         LayerDescriptor layer = _resolved.Layers[0];
         string what = $"tarball {Description}";
         var file = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
-        var blob = new DigestVerifyingStream(file, OciDigest.Parse(layer.Digest, what), layer.Size, what);
-        return await LayerStream.OpenAsync(blob, diffId: null, checkGzipLength: true, what, cancellationToken);
+        OciDigest? expected = layer.Digest.Length > 0 ? OciDigest.Parse(layer.Digest, what) : null;
+        _blob = new DigestVerifyingStream(file, expected, layer.Size, what, computeDigest: true);
+        return await LayerStream.OpenAsync(_blob, diffId: null, checkGzipLength: true, what, cancellationToken);
     }
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;

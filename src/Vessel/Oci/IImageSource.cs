@@ -49,3 +49,21 @@ public sealed partial record ImageConfig
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public IReadOnlyList<string> DiffIds { get; init; } = [];
 }
+
+/// <summary>
+/// A source that can name its content as its one layer streams instead of reading it
+/// twice: a plain tarball's identity is its sha256, which a separate pass up front would
+/// cost as much again as the build's own read.
+/// </summary>
+internal interface IStreamingDigestImageSource : IImageSource
+{
+    /// <summary>
+    /// Like <see cref="IImageSource.ResolveAsync"/>, but unless the source was already
+    /// resolved the content digest is left empty (and the layer's digest with it) until the
+    /// layers were read to their end; then <see cref="StreamedContentDigest"/> holds it.
+    /// </summary>
+    public Task<ResolvedImage> ResolveForStreamingAsync(CancellationToken cancellationToken);
+
+    /// <summary>The content digest of what the layer streams read; null before they reached their end.</summary>
+    public string? StreamedContentDigest { get; }
+}

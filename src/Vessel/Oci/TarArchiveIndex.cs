@@ -28,8 +28,11 @@ internal sealed class TarArchiveIndex : IDisposable
 {
     private const int BlockSize = 512;
     public const int MaxMembers = 100_000; // an image archive holds a few files per layer
+    private const int MaxForeignMembers = 16; // names no image archive uses: a root filesystem tarball, no need to read on
     private const int MaxExtendedHeader = 1 << 20; // pax records or a GNU long name: real ones are tiny
     private const int MaxLinkHops = 8;
+
+    private static readonly System.Buffers.SearchValues<char> s_lowerHex = System.Buffers.SearchValues.Create("0123456789abcdef");
 
     private readonly SafeFileHandle _handle;
     private readonly Dictionary<string, TarMember> _members;
@@ -60,7 +63,8 @@ internal sealed class TarArchiveIndex : IDisposable
     /// <summary>
     /// Indexes <paramref name="path"/>. <paramref name="tolerant"/> is for sniffing a file that
     /// may be a root filesystem tarball instead: an unsafe member name is skipped and noted in
-    /// <see cref="HasUnsafeNames"/>, and past <see cref="MaxMembers"/> members indexing stops
+    /// <see cref="HasUnsafeNames"/>, and past <see cref="MaxMembers"/> members, or at the
+    /// <see cref="MaxForeignMembers"/>th name no image archive uses, indexing stops
     /// (<see cref="IsPartial"/>), since such a file is no image archive.
     /// </summary>
     public static TarArchiveIndex Open(string path, string what, bool tolerant, CancellationToken cancellationToken)
@@ -183,6 +187,7 @@ internal sealed class TarArchiveIndex : IDisposable
         string? longName = null;
         string? longLink = null;
         Dictionary<string, string>? pax = null;
+        int foreign = 0;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -272,6 +277,11 @@ internal sealed class TarArchiveIndex : IDisposable
             }
             if (normalized.Length > 0)
             {
+                if (tolerant && !IsImageArchiveName(normalized) && ++foreign >= MaxForeignMembers)
+                {
+                    IsPartial = true;
+                    return;
+                }
                 if (members.Count >= MaxMembers)
                 {
                     if (tolerant)
@@ -285,6 +295,24 @@ internal sealed class TarArchiveIndex : IDisposable
             }
             offset = next;
         }
+    }
+
+    /// <summary>
+    /// Whether an image archive could hold <paramref name="name"/>: OCI layout files and
+    /// blobs, docker save's manifest, repositories, and its per-layer directories and
+    /// config files named by a hex digest (podman: HEX.tar layers).
+    /// </summary>
+    private static bool IsImageArchiveName(string name)
+    {
+        int slash = name.IndexOf('/', StringComparison.Ordinal);
+        ReadOnlySpan<char> first = slash < 0 ? name : name.AsSpan(0, slash);
+        if (first is "manifest.json" or "repositories" or "index.json" or "oci-layout" or "blobs")
+        {
+            return true;
+        }
+        int dot = first.IndexOf('.');
+        ReadOnlySpan<char> stem = dot < 0 ? first : first[..dot];
+        return stem.Length >= 32 && !stem.ContainsAnyExcept(s_lowerHex);
     }
 
     private static void ReadExactly(SafeFileHandle handle, Span<byte> buffer, long offset)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Vessel.Ext4;
 using Vessel.Tar;
@@ -18,6 +19,7 @@ public sealed class LayerApplier
     private const string WhiteoutPrefix = ".wh.";
     private const string OpaqueMarker = ".wh..wh..opq";
     private const int MaxNameBytes = 255; // ext4 directory entries hold 255-byte names
+    private const long ProgressInterval = 4 << 20; // not once per entry: 200k small files would post 200k reports
 
     private readonly Ext4Writer _writer;
 
@@ -37,12 +39,17 @@ public sealed class LayerApplier
         try
         {
             TarEntry? entry;
+            long reported = 0;
             while ((entry = await reader.NextAsync(cancellationToken)) is not null)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 await ApplyEntryAsync(reader, entry, layer, context, buffer, cancellationToken);
                 Entries++;
-                progress?.Invoke(reader.Position);
+                if (progress is not null && reader.Position - reported >= ProgressInterval)
+                {
+                    reported = reader.Position;
+                    progress(reported);
+                }
             }
             await reader.DrainAsync(cancellationToken);
             progress?.Invoke(reader.Position);
@@ -184,12 +191,13 @@ public sealed class LayerApplier
         Ext4Writer.FileData data = _writer.BeginFile(inode, entry.Size, maxBlocks);
         if (entry.SparseMap is null)
         {
+            // Straight from the reader's buffer into the image's write chunks: one copy.
             long offset = 0;
-            int n;
-            while ((n = await reader.ReadDataAsync(buffer, cancellationToken)) > 0)
+            ReadOnlyMemory<byte> chunk;
+            while (!(chunk = await reader.ReadDataChunkAsync(cancellationToken)).IsEmpty)
             {
-                data.Write(offset, buffer.AsSpan(0, n));
-                offset += n;
+                data.Write(offset, chunk.Span);
+                offset += chunk.Length;
             }
         }
         else
@@ -323,6 +331,7 @@ public sealed class LayerApplier
     }
 
     /// <summary>Splits an entry name into components; rejects absolute names, "..", and over-long components.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     public static List<string> SplitPath(byte[] nameBytes, string display, string context, string what = "entry")
     {
         if (nameBytes.Length > 0 && nameBytes[0] == (byte)'/')

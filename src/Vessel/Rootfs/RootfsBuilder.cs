@@ -60,22 +60,23 @@ public static class RootfsBuilder
         {
             throw new VesselException(VesselErrorReason.NotFound, $"output directory '{directory}' does not exist");
         }
-        ResolvedImage image = await source.ResolveAsync(cancellationToken);
+        // A plain tarball is hashed as it streams rather than read once more up front.
+        var streaming = source as IStreamingDigestImageSource;
+        ResolvedImage image = streaming is not null
+            ? await streaming.ResolveForStreamingAsync(cancellationToken)
+            : await source.ResolveAsync(cancellationToken);
+        TimeSpan resolved = clock.Elapsed;
         if (!string.Equals(image.Config.Os, "linux", StringComparison.Ordinal))
         {
             throw new VesselException(VesselErrorReason.Unsupported, $"{source.Description} is a {image.Config.Os} image; Vessel runs Linux images");
         }
 
-        // Derived from the content so that the same image gives the same filesystem identity.
-        byte[] identity = SHA256.HashData(Encoding.UTF8.GetBytes(image.ContentDigest + "|vessel-rootfs|" + Provisioning.Version));
         DateTimeOffset now = options.Time.GetUtcNow();
         var writerOptions = new Ext4WriterOptions
         {
             SizeBytes = options.SizeBytes,
             FreeBytes = options.FreeBytes,
             ReservedBytes = options.ReservedBytes,
-            Uuid = new Guid(identity.AsSpan(0, 16)),
-            HashSeed = identity[16..32],
             Timestamp = now,
             Label = "vessel-rootfs",
         };
@@ -89,25 +90,40 @@ public static class RootfsBuilder
         string temp = Path.Combine(directory, $".{Path.GetFileName(outputPath)}.{Guid.NewGuid():N}.partial");
         Ext4Summary summary;
         long entries;
+        string contentDigest;
         using (var writer = new Ext4Writer(temp, writerOptions))
         {
             var applier = new LayerApplier(writer);
             for (int i = 0; i < image.Layers.Count; i++)
             {
                 LayerDescriptor layer = image.Layers[i];
-                string context = $"layer {i + 1} of {image.Layers.Count} ({Short(layer.Digest)}) of {source.Description}";
+                string digest = layer.Digest.Length > 0 ? $" ({Short(layer.Digest)})" : string.Empty;
+                string context = $"layer {i + 1} of {image.Layers.Count}{digest} of {source.Description}";
                 // Decompression and digest checks run on another core while this one writes.
                 await using Stream stream = new ReadAheadStream(await source.OpenLayerAsync(i, cancellationToken));
                 int index = i;
                 await applier.ApplyAsync(stream, i + 1, context,
                     bytes => progress?.Report(new RootfsProgress(index + 1, image.Layers.Count, bytes, layer.Size)), cancellationToken);
             }
+            contentDigest = image.ContentDigest.Length > 0 ? image.ContentDigest
+                : streaming?.StreamedContentDigest ?? throw new InvalidOperationException($"{source.Description}: no content digest after streaming its layers");
+            // Derived from the content so that the same image gives the same filesystem identity.
+            byte[] identity = SHA256.HashData(Encoding.UTF8.GetBytes(contentDigest + "|vessel-rootfs|" + Provisioning.Version));
+            writer.SetIdentity(new Guid(identity.AsSpan(0, 16)), identity[16..32]);
             Provisioning.AddTo(writer, files, now);
+            TimeSpan applied = clock.Elapsed;
+            TimeSpan waited = writer.WaitedForDisk;
             summary = writer.Finish();
             entries = applier.Entries;
+            if (Environment.GetEnvironmentVariable("VESSEL_PROFILE") == "1")
+            {
+                // A diagnostic for benchmarks (docs/BENCHMARKS.md): where the time of a build went.
+                Console.Error.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"rootfs profile: resolved {resolved.TotalSeconds:F3} s, layers applied {applied.TotalSeconds:F3} s (waited for the disk {waited.TotalSeconds:F3} s), finished {clock.Elapsed.TotalSeconds:F3} s (waited {writer.WaitedForDisk.TotalSeconds:F3} s), cpu {Environment.CpuUsage.TotalTime.TotalSeconds:F3} s"));
+            }
         }
 
-        var result = new RootfsBuildResult(outputPath, source.Description, image.ManifestDigest, image.ContentDigest, image.Config,
+        var result = new RootfsBuildResult(outputPath, source.Description, image.ManifestDigest, contentDigest, image.Config,
             image.Layers.Count, entries, summary, Provisioning.Version, clock.Elapsed);
         try
         {

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using System.Text;
 
 namespace Vessel.Tar;
@@ -157,6 +159,28 @@ public sealed class TarReader : IDisposable
         }
         _dataRemaining -= n;
         return n;
+    }
+
+    /// <summary>
+    /// The next piece of the current entry's data without a copy: a window on the reader's
+    /// buffer, valid until the next call on the reader. Empty when the entry is exhausted.
+    /// </summary>
+    public async ValueTask<ReadOnlyMemory<byte>> ReadDataChunkAsync(CancellationToken cancellationToken)
+    {
+        if (_dataRemaining == 0)
+        {
+            return ReadOnlyMemory<byte>.Empty;
+        }
+        if (_bufferPos == _bufferLen && !await FillAsync(cancellationToken))
+        {
+            throw Error(_position, $"archive is truncated: {_dataRemaining} bytes of entry data are missing");
+        }
+        int n = (int)Math.Min(_dataRemaining, _bufferLen - _bufferPos);
+        ReadOnlyMemory<byte> chunk = _buffer.AsMemory(_bufferPos, n);
+        _bufferPos += n;
+        _position += n;
+        _dataRemaining -= n;
+        return chunk;
     }
 
     /// <summary>Reads data of the current entry until <paramref name="destination"/> is full or the entry ends.</summary>
@@ -579,13 +603,20 @@ public sealed class TarReader : IDisposable
     private void VerifyChecksum(byte[] header, long headerOffset)
     {
         long stored = ParseNumber(header.AsSpan(148, 8), "checksum", headerOffset);
-        long unsignedSum = 0;
-        long signedSum = 0;
-        for (int i = 0; i < BlockSize; i++)
+        // The sum of the header's bytes with the checksum field counted as eight spaces.
+        ReadOnlySpan<byte> block = header.AsSpan(0, BlockSize);
+        long unsignedSum = ByteSum(block) - ByteSum(block.Slice(148, 8)) + (8 * ' ');
+        long signedSum = unsignedSum;
+        if (block.IndexOfAnyInRange((byte)0x80, (byte)0xFF) >= 0)
         {
-            byte b = i is >= 148 and < 156 ? (byte)' ' : header[i];
-            unsignedSum += b;
-            signedSum += (sbyte)b;
+            // Some old tars summed signed chars: each byte of 0x80 and above counts 256 less.
+            for (int i = 0; i < BlockSize; i++)
+            {
+                if (header[i] >= 0x80 && i is not (>= 148 and < 156))
+                {
+                    signedSum -= 256;
+                }
+            }
         }
         if (stored != unsignedSum && stored != signedSum)
         {
@@ -593,6 +624,30 @@ public sealed class TarReader : IDisposable
         }
     }
 
+    /// <summary>The sum of <paramref name="data"/>'s bytes (a header block: at most 2 KiB, so 16-bit lanes cannot overflow).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
+    private static long ByteSum(ReadOnlySpan<byte> data)
+    {
+        long sum = 0;
+        int i = 0;
+        if (Vector128.IsHardwareAccelerated && data.Length >= Vector128<byte>.Count)
+        {
+            Vector128<ushort> acc = Vector128<ushort>.Zero;
+            for (; i + Vector128<byte>.Count <= data.Length; i += Vector128<byte>.Count)
+            {
+                (Vector128<ushort> lower, Vector128<ushort> upper) = Vector128.Widen(Vector128.Create(data.Slice(i, Vector128<byte>.Count)));
+                acc += lower + upper;
+            }
+            sum = Vector128.Sum(Vector128.WidenLower(acc)) + Vector128.Sum(Vector128.WidenUpper(acc));
+        }
+        for (; i < data.Length; i++)
+        {
+            sum += data[i];
+        }
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     private long ParseNumber(ReadOnlySpan<byte> field, string what, long headerOffset)
     {
         if (field.Length > 0 && (field[0] & 0x80) != 0)
