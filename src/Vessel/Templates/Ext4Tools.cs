@@ -8,6 +8,9 @@ namespace Vessel.Templates;
 /// <summary>What <c>dumpe2fs -h</c> says about a filesystem.</summary>
 internal sealed record Ext4Info(long BlockCount, int BlockSize, long ReservedBlocks, long FreeBlocks)
 {
+    /// <summary>State "clean" and no journal to replay: the filesystem was last unmounted (or written by a tool) consistently.</summary>
+    public bool Clean { get; init; }
+
     public long SizeBytes => BlockCount * BlockSize;
 
     public long ReservedBytes => ReservedBlocks * BlockSize;
@@ -37,7 +40,9 @@ internal static class Ext4Tools
         long Field(string name) => fields.TryGetValue(name, out string? v) && long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out long n)
             ? n
             : throw new VesselException(VesselErrorReason.Corrupt, $"{image}: dumpe2fs -h gave no '{name}'; is it an ext4 image?");
-        return new Ext4Info(Field("Block count"), (int)Field("Block size"), Field("Reserved block count"), Field("Free blocks"));
+        bool clean = fields.GetValueOrDefault("Filesystem state") == "clean"
+            && !(fields.GetValueOrDefault("Filesystem features") ?? string.Empty).Split(' ').Contains("needs_recovery");
+        return new Ext4Info(Field("Block count"), (int)Field("Block size"), Field("Reserved block count"), Field("Free blocks")) { Clean = clean };
     }
 
     /// <summary><c>e2fsck -fy</c>: repairs what it can; exit 0 or 1 (corrected) is a clean result, anything else fails.</summary>
@@ -71,6 +76,12 @@ internal static class Ext4Tools
     public static async Task ResizeAsync(string image, long sizeBytes, CancellationToken cancellationToken)
     {
         ProcessResult r = await ExternalProcess.RunAsync("resize2fs", [image, $"{sizeBytes / 1024}K"], cancellationToken, timeout: s_toolTimeout);
+        if (!r.Succeeded && (r.StandardError + r.StandardOutput).Contains("Please run 'e2fsck -f", StringComparison.Ordinal))
+        {
+            // resize2fs's own guard (mounted since its last check, or errors): check, then once more.
+            await CheckAsync(image, cancellationToken);
+            r = await ExternalProcess.RunAsync("resize2fs", [image, $"{sizeBytes / 1024}K"], cancellationToken, timeout: s_toolTimeout);
+        }
         if (!r.Succeeded)
         {
             string output = r.StandardError + r.StandardOutput;

@@ -8,7 +8,8 @@ namespace Vessel.Templates;
 /// <summary>
 /// The base phase of a template built from a parent template (seed 001, done without
 /// copying): a <see cref="LayerSession"/> over the parent's layer at the new size, exposed
-/// to the host with nbdfuse; <c>e2fsck -fy</c>, <c>resize2fs</c> (grow or shrink),
+/// to the host with nbdfuse; <c>e2fsck -fy</c> when the parent was not cleanly unmounted (a
+/// snapshotted parent), <c>resize2fs</c> (grow or shrink),
 /// the provisioning files rewritten with debugfs, the pre-boot hooks (reserved blocks),
 /// <c>e2fsck -fy</c> again; then only the blocks those tools changed are stored as the new
 /// layer over the parent's. Nothing is mounted and the parent's data is never copied.
@@ -32,9 +33,19 @@ internal static class TemplateResize
         await CleanupScope.RunAsync(view, async v =>
         {
             string image = v.FilePath;
-            report?.Invoke("checking the parent's filesystem (e2fsck -fy)");
-            await Ext4Tools.CheckAsync(image, cancellationToken);
             Ext4Info info = await Ext4Tools.ReadInfoAsync(image, cancellationToken);
+            if (!info.Clean)
+            {
+                // A parent snapshotted in a running VM: replay its journal before anything else touches it.
+                report?.Invoke("checking the parent's filesystem (e2fsck -fy: it was not cleanly unmounted)");
+                await Ext4Tools.CheckAsync(image, cancellationToken);
+                info = await Ext4Tools.ReadInfoAsync(image, cancellationToken);
+            }
+            else
+            {
+                // Clean: resize2fs guards itself (it asks for a check when one is due) and the full check runs at the end.
+                report?.Invoke("the parent's filesystem is clean: resizing without a check first (e2fsck -fy checks the result)");
+            }
             if (targetSize < info.SizeBytes)
             {
                 long minimum = await Ext4Tools.MinimumSizeAsync(image, info.BlockSize, cancellationToken);
