@@ -81,17 +81,27 @@ internal sealed class Build : IBlockDevice, IDisposable
         return true;
     }
 
-    public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+    public bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges)
     {
         int i = BuildMapping.Find(_mapping, offset);
-        BuildMappingEntry e = _mapping[i];
-        ILayerData? source = _sources[i];
-        if (source is null || offset + length > e.End)
+        while (length > 0)
         {
-            range = default;
-            return false;
+            BuildMappingEntry e = _mapping[i];
+            int n = (int)Math.Min(length, e.End - offset);
+            ILayerData? source = _sources[i];
+            if (source is null)
+            {
+                ranges.Add(new FileRange(null, 0, n));
+            }
+            else if (!source.TryGetCachedFileRanges(e.StorageOffset + (offset - e.Offset), n, ranges))
+            {
+                return false;
+            }
+            length -= n;
+            offset += n;
+            i++;
         }
-        return source.TryGetCachedFileRange(e.StorageOffset + (offset - e.Offset), length, out range);
+        return true;
     }
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) => throw ReadOnly();

@@ -68,10 +68,10 @@ internal sealed class FlatFileDevice : IBlockDevice, IDisposable
         return n == destination.Length; // a short read (not cached, or the file shrank) goes the slow way
     }
 
-    public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+    public bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges)
     {
         // Only a read-only export: the pages stay shared with the socket until the client reads them.
-        range = new FileRange(_handle, offset);
+        ranges.Add(new FileRange(_handle, offset, length));
         return IsReadOnly && LinuxFile.IsCached(_handle, offset, length);
     }
 

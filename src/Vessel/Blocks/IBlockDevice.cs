@@ -14,8 +14,8 @@ internal enum ExtentKind
 
 internal readonly record struct DeviceExtent(long Length, ExtentKind Kind);
 
-/// <summary>A stretch of a device's bytes as they lie in one file: the file and the offset in it.</summary>
-internal readonly record struct FileRange(SafeFileHandle File, long Offset);
+/// <summary>A stretch of a device's bytes as they lie in one file (the file, the offset in it), or zeros when <see cref="File"/> is null.</summary>
+internal readonly record struct FileRange(SafeFileHandle? File, long Offset, int Length);
 
 /// <summary>
 /// A virtual disk: a read-only build, a copy-on-write overlay, or a flat file. Offsets and
@@ -41,12 +41,13 @@ internal interface IBlockDevice
     bool TryReadCached(long offset, Span<byte> destination);
 
     /// <summary>
-    /// Where <c>[offset, offset + length)</c> is stored as one stretch of one file that this
-    /// device never writes and that is wholly in the page cache: the NBD server then hands the
-    /// pages to the socket (sendfile) instead of copying them twice. False for anything else
-    /// (zeros, several extents, writable data, uncached): the caller then reads normally.
+    /// Appends to <paramref name="ranges"/> where <c>[offset, offset + length)</c> is stored, in
+    /// order, when all of it is zeros or lies in files this device never writes and that are
+    /// wholly in the page cache: the NBD server then hands the pages to the socket (sendfile)
+    /// instead of copying them twice. False for anything else (writable data, uncached): the
+    /// caller then reads normally and ignores what was appended.
     /// </summary>
-    bool TryGetCachedFileRange(long offset, int length, out FileRange range);
+    bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges);
 
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken);
 

@@ -46,8 +46,8 @@ internal interface ILayerData : IDisposable
     /// <summary>Like <see cref="ReadAsync"/>, but only if the range is cached locally; false means "use ReadAsync".</summary>
     bool TryReadCached(Span<byte> destination, long offset);
 
-    /// <summary>The data as a local file range when it is one and is wholly page-cached (see <see cref="IBlockDevice.TryGetCachedFileRange"/>).</summary>
-    bool TryGetCachedFileRange(long offset, int length, out FileRange range);
+    /// <summary>Appends the data as a local file range when it is one and is wholly page-cached (see <see cref="IBlockDevice.TryGetCachedFileRanges"/>).</summary>
+    bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges);
 
     /// <summary>The identity of the data as it is now, for verified stamps; null where storage cannot give one (then every open hashes).</summary>
     FileIdentity? GetIdentity();

@@ -230,10 +230,10 @@ internal sealed class LocalLayerStorage : ILayerStorage
             return n == destination.Length; // a short read (not cached, or the data ends early) goes the slow way
         }
 
-        public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+        public bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges)
         {
             // Published data files never change, so their pages can go to a socket uncopied.
-            range = new FileRange(handle, offset);
+            ranges.Add(new FileRange(handle, offset, length));
             return LinuxFile.IsCached(handle, offset, length);
         }
 

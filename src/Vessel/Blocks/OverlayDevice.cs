@@ -134,19 +134,35 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
         return true;
     }
 
-    public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
+    public bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges)
     {
-        // Only clean blocks: they come from the immutable build below. The cache file is
-        // rewritten in place by later writes, so its pages are always copied.
+        // Clean blocks come from the immutable build below and zeroed ones are zeros; the cache
+        // file is rewritten in place by later writes, so a read touching it is always copied.
         long block = offset >> _shift;
         long end = ((offset + length - 1) >> _shift) + 1;
-        (long run, BlockState state) = Run(block, end);
-        if (state != BlockState.Clean || block + run < end)
+        while (length > 0)
         {
-            range = default;
-            return false;
+            (long run, BlockState state) = Run(block, end);
+            int n = (int)Math.Min(length, ((block + run) << _shift) - offset);
+            switch (state)
+            {
+                case BlockState.Clean:
+                    if (!Base.TryGetCachedFileRanges(offset, n, ranges))
+                    {
+                        return false;
+                    }
+                    break;
+                case BlockState.Zero:
+                    ranges.Add(new FileRange(null, 0, n));
+                    break;
+                default:
+                    return false;
+            }
+            length -= n;
+            offset += n;
+            block += run;
         }
-        return Base.TryGetCachedFileRange(offset, length, out range);
+        return true;
     }
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)

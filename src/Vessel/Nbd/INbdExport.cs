@@ -26,8 +26,8 @@ internal interface INbdExport
     /// <summary>Reads without blocking on the disk, or returns false (see <see cref="IBlockDevice.TryReadCached"/>).</summary>
     bool TryReadCached(long offset, Span<byte> destination);
 
-    /// <summary>The range as one page-cached, never-written file stretch, for sendfile (see <see cref="IBlockDevice.TryGetCachedFileRange"/>).</summary>
-    bool TryGetCachedFileRange(long offset, int length, out FileRange range);
+    /// <summary>The range as page-cached, never-written file stretches and zeros, for sendfile (see <see cref="IBlockDevice.TryGetCachedFileRanges"/>).</summary>
+    bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges);
 
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken);
 
@@ -60,7 +60,7 @@ internal sealed class BlockDeviceExport(string name, IBlockDevice device, bool r
 
     public bool TryReadCached(long offset, Span<byte> destination) => Device.TryReadCached(offset, destination);
 
-    public bool TryGetCachedFileRange(long offset, int length, out FileRange range) => Device.TryGetCachedFileRange(offset, length, out range);
+    public bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges) => Device.TryGetCachedFileRanges(offset, length, ranges);
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) => Device.WriteAsync(offset, source, cancellationToken);
 

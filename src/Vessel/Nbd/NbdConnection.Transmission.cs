@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Text;
+using Microsoft.Win32.SafeHandles;
 using Vessel.Blocks;
 
 namespace Vessel.Nbd;
@@ -19,6 +20,12 @@ internal sealed partial class NbdConnection
     private int _pending;
     private readonly byte[] _fileReplyHeader = new byte[ReadPrefix]; // used only under the send lock
     private bool _sendFileWorks = true;
+
+    // A reply split into more file stretches than this (a read across many small layer extents)
+    // is cheaper copied than sent with one sendfile per stretch.
+    private const int MaxSendFileRanges = 16;
+    private static readonly byte[] s_zeros = new byte[64 << 10];
+    private readonly List<FileRange> _fileRanges = []; // used only by the receive loop
 
     // Small replies gathered on the receive loop go out together at this size at the latest,
     // so the first of them is not held back long while more are read.
@@ -233,11 +240,15 @@ internal sealed partial class NbdConnection
         }
         int length = (int)request.Length;
         int prefix = ReadReplyPrefix(session);
-        if (_sendFileWorks && length >= SendFileMin && session.Export.TryGetCachedFileRange((long)request.Offset, length, out FileRange range))
+        if (_sendFileWorks && length >= SendFileMin)
         {
-            await FlushRepliesAsync(ct);
-            await SendFileReplyAsync(session, request, range, ct);
-            return true;
+            _fileRanges.Clear();
+            if (session.Export.TryGetCachedFileRanges((long)request.Offset, length, _fileRanges) && _fileRanges.Count <= MaxSendFileRanges)
+            {
+                await FlushRepliesAsync(ct);
+                await SendFileReplyAsync(session, request, _fileRanges, ct);
+                return true;
+            }
         }
         byte[]? message = _server.Buffers.Rent(prefix + length);
         try
@@ -344,47 +355,38 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>
-    /// A read reply whose data goes from the page cache to the socket by sendfile: no copy into
-    /// this process and none out of it (Linux 6.5+ splices the pages into a unix socket). What
-    /// the socket buffer cannot take now is read and sent the ordinary way.
+    /// A read reply whose data goes from the page cache to the socket by sendfile, one call per
+    /// file stretch (zeros are written from a shared zero buffer): no copy into this process and
+    /// none out of it (Linux 6.5+ splices the pages into a unix socket). What the socket buffer
+    /// cannot take now is read and sent the ordinary way.
     /// </summary>
-    private async ValueTask SendFileReplyAsync(Session session, NbdRequest request, FileRange range, CancellationToken ct)
+    private async ValueTask SendFileReplyAsync(Session session, NbdRequest request, List<FileRange> ranges, CancellationToken ct)
     {
-        int length = (int)request.Length;
         int prefix = ReadReplyPrefix(session);
         await _sendLock.WaitAsync(ct);
         try
         {
             WriteReadReplyHeader(session, request, _fileReplyHeader);
             await _stream.WriteAsync(_fileReplyHeader.AsMemory(0, prefix), ct);
-            int sent = LinuxFile.SendFile(_socket.SafeHandle, range.File, range.Offset, length);
-            if (sent < 0)
+            foreach (FileRange range in ranges)
             {
-                _sendFileWorks = false; // not for this socket: copy from now on
-                sent = 0;
-            }
-            if (sent < length)
-            {
-                byte[] rest = _server.Buffers.Rent(length - sent);
-                try
+                if (range.File is null)
                 {
-                    Span<byte> span = rest.AsSpan(0, length - sent);
-                    for (long at = range.Offset + sent; span.Length > 0;)
+                    for (int left = range.Length; left > 0; left -= Math.Min(left, s_zeros.Length))
                     {
-                        int n = RandomAccess.Read(range.File, span, at);
-                        if (n == 0)
-                        {
-                            // The header is out already, so no error reply can follow: drop the client.
-                            throw new IOException($"The served file ended at {at} during a read reply.");
-                        }
-                        span = span[n..];
-                        at += n;
+                        await _stream.WriteAsync(s_zeros.AsMemory(0, Math.Min(left, s_zeros.Length)), ct);
                     }
-                    await _stream.WriteAsync(rest.AsMemory(0, length - sent), ct);
+                    continue;
                 }
-                finally
+                int sent = _sendFileWorks ? LinuxFile.SendFile(_socket.SafeHandle, range.File, range.Offset, range.Length) : 0;
+                if (sent < 0)
                 {
-                    _server.Buffers.Return(rest);
+                    _sendFileWorks = false; // not for this socket: copy from now on
+                    sent = 0;
+                }
+                if (sent < range.Length)
+                {
+                    await SendCopiedAsync(range.File, range.Offset + sent, range.Length - sent, ct);
                 }
             }
         }
@@ -396,6 +398,32 @@ internal sealed partial class NbdConnection
         finally
         {
             _sendLock.Release();
+        }
+    }
+
+    /// <summary>The part of a file range sendfile could not send now: read it and send it like any reply.</summary>
+    private async ValueTask SendCopiedAsync(SafeFileHandle file, long offset, int length, CancellationToken ct)
+    {
+        byte[] rest = _server.Buffers.Rent(length);
+        try
+        {
+            Span<byte> span = rest.AsSpan(0, length);
+            for (long at = offset; span.Length > 0;)
+            {
+                int n = RandomAccess.Read(file, span, at);
+                if (n == 0)
+                {
+                    // The header is out already, so no error reply can follow: drop the client.
+                    throw new IOException($"The served file ended at {at} during a read reply.");
+                }
+                span = span[n..];
+                at += n;
+            }
+            await _stream.WriteAsync(rest.AsMemory(0, length), ct);
+        }
+        finally
+        {
+            _server.Buffers.Return(rest);
         }
     }
 

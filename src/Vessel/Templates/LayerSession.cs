@@ -115,7 +115,7 @@ internal sealed class LayerSession : IBlockDevice, IDisposable
 
     public bool TryReadCached(long offset, Span<byte> destination) => _overlay.TryReadCached(offset, destination);
 
-    public bool TryGetCachedFileRange(long offset, int length, out FileRange range) => _overlay.TryGetCachedFileRange(offset, length, out range);
+    public bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges) => _overlay.TryGetCachedFileRanges(offset, length, ranges);
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)
     {

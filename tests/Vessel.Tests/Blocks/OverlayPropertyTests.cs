@@ -163,6 +163,23 @@ public sealed class OverlayPropertyTests : IDisposable
         {
             Assert.True(got.AsSpan().SequenceEqual(model.AsSpan(offset, length)), $"{what}: cached read {offset}+{length} differs from the model");
         }
+        // The sendfile path: the file stretches and zeros, in order, must spell the same bytes.
+        var ranges = new List<FileRange>();
+        if (device.TryGetCachedFileRanges(offset, length, ranges))
+        {
+            byte[] spelled = new byte[length];
+            int at = 0;
+            foreach (FileRange r in ranges)
+            {
+                if (r.File is not null)
+                {
+                    Assert.Equal(r.Length, RandomAccess.Read(r.File, spelled.AsSpan(at, r.Length), r.Offset));
+                }
+                at += r.Length;
+            }
+            Assert.Equal(length, at);
+            Assert.True(spelled.AsSpan().SequenceEqual(model.AsSpan(offset, length)), $"{what}: file ranges for {offset}+{length} differ from the model");
+        }
     }
 
     /// <summary>Every extent reported as zero must read as zeros.</summary>

@@ -270,11 +270,8 @@ public sealed class NbdServerTests : IAsyncLifetime
         // The gated read is never "cached", so it takes the concurrent path and waits there.
         public bool TryReadCached(long offset, Span<byte> destination) => offset != 0 && device.TryReadCached(offset, destination);
 
-        public bool TryGetCachedFileRange(long offset, int length, out FileRange range)
-        {
-            range = default;
-            return offset != 0 && device.TryGetCachedFileRange(offset, length, out range);
-        }
+        public bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges)
+            => offset != 0 && device.TryGetCachedFileRanges(offset, length, ranges);
 
         public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) => throw new NotSupportedException();
 
