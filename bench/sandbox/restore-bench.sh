@@ -12,8 +12,12 @@ runs=${1:-5}
 work=$(mktemp -d /tmp/vrestore.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+# The CLI as scripts/install.sh publishes it (ReadyToRun), with the guest agent beside it.
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
-cli=(dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll)
+dotnet publish src/Vessel.Cli/Vessel.Cli.csproj -c Release -r linux-x64 --self-contained false \
+  -p:PublishReadyToRun=true -o "$work/cli" -nologo -v q >/dev/null
+cp -r artifacts/agent/Release "$work/cli/agent"
+cli=(dotnet "$work/cli/Vessel.Cli.dll")
 alpine=$(ls ../shared/images/alpine-minirootfs-*.tar.gz | sort | tail -1)
 cat > "$work/spec.json" <<EOF
 {
