@@ -46,10 +46,13 @@ internal static class TemplateResize
                 // Clean: resize2fs guards itself (it asks for a check when one is due) and the full check runs at the end.
                 report?.Invoke("the parent's filesystem is clean: resizing without a check first (e2fsck -fy checks the result)");
             }
-            if (targetSize < info.SizeBytes)
+            long provisioning = files.Sum(f => (long)f.Content.Length) + ProvisioningSlack;
+            long used = (info.BlockCount - info.FreeBlocks) * info.BlockSize;
+            // resize2fs -P is a pass over all metadata: only worth it when the target is near
+            // what the files use (a quarter more than the used blocks covers the new size's group metadata).
+            if (targetSize < info.SizeBytes && targetSize < used + (used / 4) + provisioning + (16L << 20))
             {
                 long minimum = await Ext4Tools.MinimumSizeAsync(image, info.BlockSize, cancellationToken);
-                long provisioning = files.Sum(f => (long)f.Content.Length) + ProvisioningSlack;
                 long needed = RoundUpMiB(minimum + provisioning);
                 if (targetSize < needed)
                 {
