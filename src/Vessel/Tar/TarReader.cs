@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Text;
+using Vessel.Common;
 
 namespace Vessel.Tar;
 
@@ -28,7 +29,10 @@ public sealed class TarReader : IDisposable
     private readonly Stream _stream;
     private readonly string _context;
     private readonly byte[] _buffer;
-    private int _bufferPos;
+    private readonly IBufferLendingStream? _lender;
+    private readonly byte[] _header = new byte[BlockSize]; // one per reader, not per entry
+    private byte[] _window; // _buffer, or the stream's own buffer when it lends it (no copy)
+    private int _bufferPos; // indexes into _window
     private int _bufferLen;
     private long _position; // bytes consumed from the stream by the reader's caller view
     private long _dataRemaining;
@@ -40,7 +44,9 @@ public sealed class TarReader : IDisposable
     {
         _stream = stream;
         _context = context;
-        _buffer = ArrayPool<byte>.Shared.Rent(Math.Max(bufferSize, 64 * 1024));
+        _lender = stream as IBufferLendingStream;
+        _buffer = ArrayPool<byte>.Shared.Rent(_lender is null ? Math.Max(bufferSize, 64 * 1024) : 0);
+        _window = _buffer;
     }
 
     /// <summary>Bytes of the uncompressed archive consumed so far.</summary>
@@ -58,7 +64,7 @@ public sealed class TarReader : IDisposable
         Dictionary<string, byte[]>? pax = null;
         byte[]? longName = null;
         byte[]? longLink = null;
-        byte[] header = new byte[BlockSize];
+        byte[] header = _header;
         while (true)
         {
             long headerOffset = _position;
@@ -176,7 +182,7 @@ public sealed class TarReader : IDisposable
             throw Error(_position, $"archive is truncated: {_dataRemaining} bytes of entry data are missing");
         }
         int n = (int)Math.Min(_dataRemaining, _bufferLen - _bufferPos);
-        ReadOnlyMemory<byte> chunk = _buffer.AsMemory(_bufferPos, n);
+        ReadOnlyMemory<byte> chunk = _window.AsMemory(_bufferPos, n);
         _bufferPos += n;
         _position += n;
         _dataRemaining -= n;
@@ -236,13 +242,12 @@ public sealed class TarReader : IDisposable
         bool isUstar = header.AsSpan(257, 6).SequenceEqual("ustar\0"u8);
         bool isGnu = header.AsSpan(257, 8).SequenceEqual("ustar  \0"u8);
 
-        byte[] name = longName ?? TrimNul(header.AsSpan(0, 100).ToArray());
+        byte[] name = longName ?? TrimNul(header.AsSpan(0, 100));
         if (longName is null && isUstar && header[345] != 0)
         {
-            byte[] prefix = TrimNul(header.AsSpan(345, 155).ToArray());
-            name = [.. prefix, (byte)'/', .. name];
+            name = [.. TrimNulSpan(header.AsSpan(345, 155)), (byte)'/', .. name];
         }
-        byte[] link = longLink ?? TrimNul(header.AsSpan(157, 100).ToArray());
+        byte[] link = longLink ?? TrimNul(header.AsSpan(157, 100));
 
         int mode = (int)(ParseNumber(header.AsSpan(100, 8), "mode", headerOffset) & 0xFFFF);
         long uid = ParseNumber(header.AsSpan(108, 8), "uid", headerOffset);
@@ -265,18 +270,16 @@ public sealed class TarReader : IDisposable
             devMinor = checked((int)ParseNumber(header.AsSpan(337, 8), "devminor", headerOffset));
         }
 
-        var xattrs = new List<KeyValuePair<string, byte[]>>();
+        List<KeyValuePair<string, byte[]>>? xattrs = null;
         long realSize = size;
         IReadOnlyList<(long, long)>? sparse = null;
         string? sparseMajor = null;
         string? sparseMap01 = null;
 
-        IEnumerable<KeyValuePair<string, byte[]>> records = _globalPax;
-        if (pax is not null)
-        {
-            records = records.Concat(pax);
-        }
-        foreach (var (key, value) in records)
+        // Most entries have no pax records: no enumerator, no strings for them.
+        IEnumerable<KeyValuePair<string, byte[]>>? records = _globalPax.Count == 0 ? pax
+            : pax is null ? _globalPax : _globalPax.Concat(pax);
+        foreach (var (key, value) in records ?? [])
         {
             string text = Encoding.UTF8.GetString(value);
             switch (key)
@@ -328,14 +331,14 @@ public sealed class TarReader : IDisposable
                 default:
                     if (key.StartsWith("SCHILY.xattr.", StringComparison.Ordinal))
                     {
-                        xattrs.Add(new(key["SCHILY.xattr.".Length..], value));
+                        (xattrs ??= []).Add(new(key["SCHILY.xattr.".Length..], value));
                     }
                     else if (key.StartsWith("LIBARCHIVE.xattr.", StringComparison.Ordinal))
                     {
                         string xname = Uri.UnescapeDataString(key["LIBARCHIVE.xattr.".Length..]);
                         try
                         {
-                            xattrs.Add(new(xname, Convert.FromBase64String(text)));
+                            (xattrs ??= []).Add(new(xname, Convert.FromBase64String(text)));
                         }
                         catch (FormatException)
                         {
@@ -416,7 +419,7 @@ public sealed class TarReader : IDisposable
             ChangeTime = ctime,
             DeviceMajor = devMajor,
             DeviceMinor = devMinor,
-            Xattrs = xattrs,
+            Xattrs = (IReadOnlyList<KeyValuePair<string, byte[]>>?)xattrs ?? [],
             HeaderOffset = headerOffset,
         };
     }
@@ -695,6 +698,18 @@ public sealed class TarReader : IDisposable
         return result;
     }
 
+    private static byte[] TrimNul(ReadOnlySpan<byte> field)
+    {
+        ReadOnlySpan<byte> value = TrimNulSpan(field);
+        return value.IsEmpty ? [] : value.ToArray();
+    }
+
+    private static ReadOnlySpan<byte> TrimNulSpan(ReadOnlySpan<byte> field)
+    {
+        int nul = field.IndexOf((byte)0);
+        return nul < 0 ? field : field[..nul];
+    }
+
     private static byte[] TrimNul(byte[] data)
     {
         int nul = Array.IndexOf(data, (byte)0);
@@ -738,7 +753,7 @@ public sealed class TarReader : IDisposable
     {
         if (_bufferPos == _bufferLen)
         {
-            if (destination.Length >= _buffer.Length / 2)
+            if (_lender is null && destination.Length >= _buffer.Length / 2)
             {
                 // Large reads bypass the buffer: one copy less for file data.
                 int direct = await _stream.ReadAsync(destination, cancellationToken);
@@ -751,7 +766,7 @@ public sealed class TarReader : IDisposable
             }
         }
         int n = Math.Min(destination.Length, _bufferLen - _bufferPos);
-        _buffer.AsMemory(_bufferPos, n).CopyTo(destination);
+        _window.AsMemory(_bufferPos, n).CopyTo(destination);
         _bufferPos += n;
         _position += n;
         return n;
@@ -759,6 +774,14 @@ public sealed class TarReader : IDisposable
 
     private async ValueTask<bool> FillAsync(CancellationToken cancellationToken)
     {
+        if (_lender is not null)
+        {
+            ArraySegment<byte> lent = await _lender.ReadLentAsync(cancellationToken);
+            _window = lent.Count > 0 ? lent.Array! : _buffer;
+            _bufferPos = lent.Count > 0 ? lent.Offset : 0;
+            _bufferLen = _bufferPos + lent.Count;
+            return lent.Count > 0;
+        }
         _bufferPos = 0;
         _bufferLen = await _stream.ReadAsync(_buffer, cancellationToken);
         return _bufferLen > 0;
