@@ -281,7 +281,7 @@ public sealed class TarReader : IDisposable
             : pax is null ? _globalPax : _globalPax.Concat(pax);
         foreach (var (key, value) in records ?? [])
         {
-            string text = Encoding.UTF8.GetString(value);
+            // Decoded only for the records that are text (numbers, times): not for names or xattr values.
             switch (key)
             {
                 case "path":
@@ -291,42 +291,42 @@ public sealed class TarReader : IDisposable
                     link = value;
                     break;
                 case "size":
-                    size = ParsePaxLong(text, key, headerOffset);
+                    size = ParsePaxLong(Text(value), key, headerOffset);
                     realSize = size;
                     break;
                 case "uid":
-                    uid = ParsePaxLong(text, key, headerOffset);
+                    uid = ParsePaxLong(Text(value), key, headerOffset);
                     break;
                 case "gid":
-                    gid = ParsePaxLong(text, key, headerOffset);
+                    gid = ParsePaxLong(Text(value), key, headerOffset);
                     break;
                 case "mtime":
-                    mtime = ParsePaxTime(text, key, headerOffset);
+                    mtime = ParsePaxTime(Text(value), key, headerOffset);
                     break;
                 case "atime":
-                    atime = ParsePaxTime(text, key, headerOffset);
+                    atime = ParsePaxTime(Text(value), key, headerOffset);
                     break;
                 case "ctime":
-                    ctime = ParsePaxTime(text, key, headerOffset);
+                    ctime = ParsePaxTime(Text(value), key, headerOffset);
                     break;
                 case "SCHILY.devmajor":
-                    devMajor = (int)ParsePaxLong(text, key, headerOffset);
+                    devMajor = (int)ParsePaxLong(Text(value), key, headerOffset);
                     break;
                 case "SCHILY.devminor":
-                    devMinor = (int)ParsePaxLong(text, key, headerOffset);
+                    devMinor = (int)ParsePaxLong(Text(value), key, headerOffset);
                     break;
                 case "GNU.sparse.major":
-                    sparseMajor = text;
+                    sparseMajor = Text(value);
                     break;
                 case "GNU.sparse.name":
                     name = value;
                     break;
                 case "GNU.sparse.realsize":
                 case "GNU.sparse.size":
-                    realSize = ParsePaxLong(text, key, headerOffset);
+                    realSize = ParsePaxLong(Text(value), key, headerOffset);
                     break;
                 case "GNU.sparse.map":
-                    sparseMap01 = text;
+                    sparseMap01 = Text(value);
                     break;
                 default:
                     if (key.StartsWith("SCHILY.xattr.", StringComparison.Ordinal))
@@ -338,7 +338,7 @@ public sealed class TarReader : IDisposable
                         string xname = Uri.UnescapeDataString(key["LIBARCHIVE.xattr.".Length..]);
                         try
                         {
-                            (xattrs ??= []).Add(new(xname, Convert.FromBase64String(text)));
+                            (xattrs ??= []).Add(new(xname, Convert.FromBase64String(Text(value))));
                         }
                         catch (FormatException)
                         {
@@ -562,8 +562,15 @@ public sealed class TarReader : IDisposable
             {
                 throw Error(headerOffset, "pax record has no length");
             }
-            if (!int.TryParse(Encoding.ASCII.GetString(data, pos, space - pos), NumberStyles.None, CultureInfo.InvariantCulture, out int length)
-                || length < space - pos + 3 || pos + length > data.Length || data[pos + length - 1] != (byte)'\n')
+            int length = 0;
+            foreach (byte digit in data.AsSpan(pos, space - pos))
+            {
+                // At most 10 digits (checked above) and no sign or spaces, as NumberStyles.None had it.
+                length = digit is >= (byte)'0' and <= (byte)'9' && length <= (int.MaxValue - 9) / 10
+                    ? (length * 10) + (digit - '0')
+                    : throw Error(headerOffset, "pax record has a bad length");
+            }
+            if (space == pos || length < space - pos + 3 || pos + length > data.Length || data[pos + length - 1] != (byte)'\n')
             {
                 throw Error(headerOffset, "pax record has a bad length");
             }
@@ -572,13 +579,31 @@ public sealed class TarReader : IDisposable
             {
                 throw Error(headerOffset, "pax record has no '='");
             }
-            string key = Encoding.UTF8.GetString(data, space + 1, eq - space - 1);
+            string key = PaxKey(data.AsSpan(space + 1, eq - space - 1));
             byte[] value = data.AsSpan(eq + 1, pos + length - 1 - (eq + 1)).ToArray();
             result.Add(new(key, value));
             pos += length;
         }
         return result;
     }
+
+    private static string Text(byte[] value) => Encoding.UTF8.GetString(value);
+
+    /// <summary>The pax keys every writer repeats per entry, as literals rather than a new string each.</summary>
+    private static string PaxKey(ReadOnlySpan<byte> key) => key switch
+    {
+        _ when key.SequenceEqual("path"u8) => "path",
+        _ when key.SequenceEqual("linkpath"u8) => "linkpath",
+        _ when key.SequenceEqual("size"u8) => "size",
+        _ when key.SequenceEqual("uid"u8) => "uid",
+        _ when key.SequenceEqual("gid"u8) => "gid",
+        _ when key.SequenceEqual("uname"u8) => "uname",
+        _ when key.SequenceEqual("gname"u8) => "gname",
+        _ when key.SequenceEqual("mtime"u8) => "mtime",
+        _ when key.SequenceEqual("atime"u8) => "atime",
+        _ when key.SequenceEqual("ctime"u8) => "ctime",
+        _ => Encoding.UTF8.GetString(key),
+    };
 
     private long ParsePaxLong(string text, string key, long headerOffset)
     {
