@@ -7,9 +7,10 @@ namespace Vessel.Common;
 /// Reads an inner stream on a background task into a few pooled buffers, so that the
 /// producer's work (decompression, digest checks, disk reads) runs on another core while
 /// the consumer works. Errors of the inner stream surface on the consumer's next read.
-/// Disposal cancels the reader and disposes the inner stream.
+/// Disposal cancels the reader and disposes the inner stream. A consumer that knows it
+/// (<see cref="IBufferLendingStream"/>) reads the chunks in place instead of through a copy.
 /// </summary>
-public sealed class ReadAheadStream : Stream
+public sealed class ReadAheadStream : Stream, IBufferLendingStream
 {
     private readonly Stream _inner;
     private readonly Channel<(byte[] Buffer, int Length)> _chunks;
@@ -81,10 +82,35 @@ public sealed class ReadAheadStream : Stream
 
     public override async ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken = default)
     {
-        if (destination.Length == 0)
+        if (destination.Length == 0 || !await EnsureChunkAsync(cancellationToken))
         {
             return 0;
         }
+        int take = Math.Min(destination.Length, _currentLength - _currentPos);
+        _current!.AsMemory(_currentPos, take).CopyTo(destination);
+        _currentPos += take;
+        return take;
+    }
+
+    /// <summary>
+    /// The rest of the current chunk without a copy: the consumer reads the producer's buffer
+    /// in place. It goes back to the pool on the next read, which is what makes the segment
+    /// valid until then.
+    /// </summary>
+    async ValueTask<ArraySegment<byte>> IBufferLendingStream.ReadLentAsync(CancellationToken cancellationToken)
+    {
+        if (!await EnsureChunkAsync(cancellationToken))
+        {
+            return ArraySegment<byte>.Empty;
+        }
+        var lent = new ArraySegment<byte>(_current!, _currentPos, _currentLength - _currentPos);
+        _currentPos = _currentLength;
+        return lent;
+    }
+
+    /// <summary>Makes <see cref="_current"/> hold unread bytes; false at the end of the stream.</summary>
+    private async ValueTask<bool> EnsureChunkAsync(CancellationToken cancellationToken)
+    {
         while (_current is null || _currentPos == _currentLength)
         {
             if (_current is not null)
@@ -94,7 +120,7 @@ public sealed class ReadAheadStream : Stream
             }
             if (_done)
             {
-                return 0;
+                return false;
             }
             try
             {
@@ -108,13 +134,10 @@ public sealed class ReadAheadStream : Stream
                 {
                     System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerException).Throw();
                 }
-                return 0;
+                return false;
             }
         }
-        int take = Math.Min(destination.Length, _currentLength - _currentPos);
-        _current.AsMemory(_currentPos, take).CopyTo(destination);
-        _currentPos += take;
-        return take;
+        return true;
     }
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)

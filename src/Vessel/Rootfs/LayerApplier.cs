@@ -22,6 +22,8 @@ public sealed class LayerApplier
     private const long ProgressInterval = 4 << 20; // not once per entry: 200k small files would post 200k reports
 
     private readonly Ext4Writer _writer;
+    private byte[] _cachedPrefix = []; // the directory part of the last entry's name
+    private FsInode? _cachedParent; // what it resolved to; null when nothing is cached
 
     public LayerApplier(Ext4Writer writer)
     {
@@ -62,7 +64,63 @@ public sealed class LayerApplier
 
     private async Task ApplyEntryAsync(TarReader reader, TarEntry entry, int layer, string context, byte[] buffer, CancellationToken cancellationToken)
     {
-        List<string> parts = SplitPath(entry.NameBytes, entry.Name, context);
+        string name;
+        string display = entry.Name;
+        FsInode? parent = CachedParent(entry.NameBytes, context, display, out name);
+        if (parent is null)
+        {
+            List<string> parts = SplitPath(entry.NameBytes, entry.Name, context);
+            parent = ResolveParentSlow(parts, entry, layer, context);
+            if (parent is null)
+            {
+                return; // the root, or a whiteout: applied
+            }
+            name = parts[^1];
+        }
+        await ApplyToParentAsync(reader, entry, layer, context, parent, name, display, buffer, cancellationToken);
+    }
+
+    /// <summary>
+    /// The directory of the previous entry, when this entry's name has the same directory part
+    /// byte for byte (tar files list a directory's files together): that part was checked and
+    /// resolved then, and nothing since removed a name (every unlink forgets the cache).
+    /// Null where the slow path must run; <paramref name="name"/> is then unset.
+    /// </summary>
+    private FsInode? CachedParent(byte[] nameBytes, string context, string display, out string name)
+    {
+        name = string.Empty;
+        if (_cachedParent is null || nameBytes.Length <= _cachedPrefix.Length
+            || nameBytes[_cachedPrefix.Length] != (byte)'/'
+            || !nameBytes.AsSpan(0, _cachedPrefix.Length).SequenceEqual(_cachedPrefix))
+        {
+            return null;
+        }
+        ReadOnlySpan<byte> last = nameBytes.AsSpan(_cachedPrefix.Length + 1);
+        if (last.IsEmpty || last.IndexOf((byte)'/') >= 0 || last.StartsWith("."u8))
+        {
+            return null; // a trailing slash, deeper, ".", ".." or a whiteout: the slow path decides
+        }
+        if (last.IndexOf((byte)0) >= 0)
+        {
+            throw new InvalidDataException($"{context}: entry '{display}' contains a NUL byte");
+        }
+        if (last.Length > MaxNameBytes)
+        {
+            throw new InvalidDataException($"{context}: entry '{display}' has a component of {last.Length} bytes; ext4 allows at most {MaxNameBytes}");
+        }
+        name = FsInode.Key(last);
+        return _cachedParent;
+    }
+
+    private void Unlink(FsInode dir, string name)
+    {
+        _cachedParent = null; // the cached directory, or one above it, may be the name removed
+        _writer.Unlink(dir, name);
+    }
+
+    /// <summary>The parent of a split entry name, created as needed; null where the entry was the root or a whiteout, now applied.</summary>
+    private FsInode? ResolveParentSlow(List<string> parts, TarEntry entry, int layer, string context)
+    {
         if (parts.Count == 0)
         {
             // The root itself ("./"): only its metadata can change.
@@ -70,7 +128,7 @@ public sealed class LayerApplier
             {
                 SetMetadata(_writer.Root, entry, layer, context);
             }
-            return;
+            return null;
         }
 
         string name = parts[^1];
@@ -80,7 +138,7 @@ public sealed class LayerApplier
             FsInode? dir = ResolveParent(parts, create: false, layer, entry, context);
             if (dir is null)
             {
-                return;
+                return null;
             }
             if (name == OpaqueMarker)
             {
@@ -93,12 +151,27 @@ public sealed class LayerApplier
                 {
                     throw new InvalidDataException($"{context}: whiteout '{display}' names no file");
                 }
-                _writer.Unlink(dir, target);
+                Unlink(dir, target);
             }
-            return;
+            return null;
         }
 
         FsInode parent = ResolveParent(parts, create: true, layer, entry, context)!;
+        int slash = Array.LastIndexOf(entry.NameBytes, (byte)'/');
+        if (slash > 0 && slash < entry.NameBytes.Length - 1)
+        {
+            // Only a plain "dir/.../name" is cached: the prefix then names exactly this parent.
+            _cachedPrefix = entry.NameBytes.AsSpan(0, slash).ToArray();
+            _cachedParent = parent;
+        }
+        return parent;
+    }
+
+    /// <summary>Applies an entry whose parent directory is resolved.</summary>
+    private async Task ApplyToParentAsync(
+        TarReader reader, TarEntry entry, int layer, string context, FsInode parent, string name, string display, byte[] buffer,
+        CancellationToken cancellationToken)
+    {
         parent.Children!.TryGetValue(name, out FsInode? existing);
 
         if (entry.Type == TarEntryType.HardLink)
@@ -110,7 +183,7 @@ public sealed class LayerApplier
             }
             if (existing is not null)
             {
-                _writer.Unlink(parent, name);
+                Unlink(parent, name);
             }
             _writer.Link(parent, name, target);
             target.Layer = layer;
@@ -135,7 +208,7 @@ public sealed class LayerApplier
         }
         if (existing is not null)
         {
-            _writer.Unlink(parent, name);
+            Unlink(parent, name);
         }
 
         var inode = new FsInode(kind);
@@ -249,7 +322,7 @@ public sealed class LayerApplier
         {
             if (child.Layer != layer)
             {
-                _writer.Unlink(dir, key);
+                Unlink(dir, key);
             }
             else if (child.Kind == FsKind.Directory)
             {

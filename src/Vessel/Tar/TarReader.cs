@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Text;
+using Vessel.Common;
 
 namespace Vessel.Tar;
 
@@ -28,7 +29,10 @@ public sealed class TarReader : IDisposable
     private readonly Stream _stream;
     private readonly string _context;
     private readonly byte[] _buffer;
-    private int _bufferPos;
+    private readonly IBufferLendingStream? _lender;
+    private readonly byte[] _header = new byte[BlockSize]; // one per reader, not per entry
+    private byte[] _window; // _buffer, or the stream's own buffer when it lends it (no copy)
+    private int _bufferPos; // indexes into _window
     private int _bufferLen;
     private long _position; // bytes consumed from the stream by the reader's caller view
     private long _dataRemaining;
@@ -40,7 +44,9 @@ public sealed class TarReader : IDisposable
     {
         _stream = stream;
         _context = context;
-        _buffer = ArrayPool<byte>.Shared.Rent(Math.Max(bufferSize, 64 * 1024));
+        _lender = stream as IBufferLendingStream;
+        _buffer = ArrayPool<byte>.Shared.Rent(_lender is null ? Math.Max(bufferSize, 64 * 1024) : 0);
+        _window = _buffer;
     }
 
     /// <summary>Bytes of the uncompressed archive consumed so far.</summary>
@@ -58,7 +64,7 @@ public sealed class TarReader : IDisposable
         Dictionary<string, byte[]>? pax = null;
         byte[]? longName = null;
         byte[]? longLink = null;
-        byte[] header = new byte[BlockSize];
+        byte[] header = _header;
         while (true)
         {
             long headerOffset = _position;
@@ -176,7 +182,7 @@ public sealed class TarReader : IDisposable
             throw Error(_position, $"archive is truncated: {_dataRemaining} bytes of entry data are missing");
         }
         int n = (int)Math.Min(_dataRemaining, _bufferLen - _bufferPos);
-        ReadOnlyMemory<byte> chunk = _buffer.AsMemory(_bufferPos, n);
+        ReadOnlyMemory<byte> chunk = _window.AsMemory(_bufferPos, n);
         _bufferPos += n;
         _position += n;
         _dataRemaining -= n;
@@ -236,13 +242,12 @@ public sealed class TarReader : IDisposable
         bool isUstar = header.AsSpan(257, 6).SequenceEqual("ustar\0"u8);
         bool isGnu = header.AsSpan(257, 8).SequenceEqual("ustar  \0"u8);
 
-        byte[] name = longName ?? TrimNul(header.AsSpan(0, 100).ToArray());
+        byte[] name = longName ?? TrimNul(header.AsSpan(0, 100));
         if (longName is null && isUstar && header[345] != 0)
         {
-            byte[] prefix = TrimNul(header.AsSpan(345, 155).ToArray());
-            name = [.. prefix, (byte)'/', .. name];
+            name = [.. TrimNulSpan(header.AsSpan(345, 155)), (byte)'/', .. name];
         }
-        byte[] link = longLink ?? TrimNul(header.AsSpan(157, 100).ToArray());
+        byte[] link = longLink ?? TrimNul(header.AsSpan(157, 100));
 
         int mode = (int)(ParseNumber(header.AsSpan(100, 8), "mode", headerOffset) & 0xFFFF);
         long uid = ParseNumber(header.AsSpan(108, 8), "uid", headerOffset);
@@ -265,20 +270,18 @@ public sealed class TarReader : IDisposable
             devMinor = checked((int)ParseNumber(header.AsSpan(337, 8), "devminor", headerOffset));
         }
 
-        var xattrs = new List<KeyValuePair<string, byte[]>>();
+        List<KeyValuePair<string, byte[]>>? xattrs = null;
         long realSize = size;
         IReadOnlyList<(long, long)>? sparse = null;
         string? sparseMajor = null;
         string? sparseMap01 = null;
 
-        IEnumerable<KeyValuePair<string, byte[]>> records = _globalPax;
-        if (pax is not null)
+        // Most entries have no pax records: no enumerator, no strings for them.
+        IEnumerable<KeyValuePair<string, byte[]>>? records = _globalPax.Count == 0 ? pax
+            : pax is null ? _globalPax : _globalPax.Concat(pax);
+        foreach (var (key, value) in records ?? [])
         {
-            records = records.Concat(pax);
-        }
-        foreach (var (key, value) in records)
-        {
-            string text = Encoding.UTF8.GetString(value);
+            // Decoded only for the records that are text (numbers, times): not for names or xattr values.
             switch (key)
             {
                 case "path":
@@ -288,54 +291,54 @@ public sealed class TarReader : IDisposable
                     link = value;
                     break;
                 case "size":
-                    size = ParsePaxLong(text, key, headerOffset);
+                    size = ParsePaxLong(Text(value), key, headerOffset);
                     realSize = size;
                     break;
                 case "uid":
-                    uid = ParsePaxLong(text, key, headerOffset);
+                    uid = ParsePaxLong(Text(value), key, headerOffset);
                     break;
                 case "gid":
-                    gid = ParsePaxLong(text, key, headerOffset);
+                    gid = ParsePaxLong(Text(value), key, headerOffset);
                     break;
                 case "mtime":
-                    mtime = ParsePaxTime(text, key, headerOffset);
+                    mtime = ParsePaxTime(Text(value), key, headerOffset);
                     break;
                 case "atime":
-                    atime = ParsePaxTime(text, key, headerOffset);
+                    atime = ParsePaxTime(Text(value), key, headerOffset);
                     break;
                 case "ctime":
-                    ctime = ParsePaxTime(text, key, headerOffset);
+                    ctime = ParsePaxTime(Text(value), key, headerOffset);
                     break;
                 case "SCHILY.devmajor":
-                    devMajor = (int)ParsePaxLong(text, key, headerOffset);
+                    devMajor = (int)ParsePaxLong(Text(value), key, headerOffset);
                     break;
                 case "SCHILY.devminor":
-                    devMinor = (int)ParsePaxLong(text, key, headerOffset);
+                    devMinor = (int)ParsePaxLong(Text(value), key, headerOffset);
                     break;
                 case "GNU.sparse.major":
-                    sparseMajor = text;
+                    sparseMajor = Text(value);
                     break;
                 case "GNU.sparse.name":
                     name = value;
                     break;
                 case "GNU.sparse.realsize":
                 case "GNU.sparse.size":
-                    realSize = ParsePaxLong(text, key, headerOffset);
+                    realSize = ParsePaxLong(Text(value), key, headerOffset);
                     break;
                 case "GNU.sparse.map":
-                    sparseMap01 = text;
+                    sparseMap01 = Text(value);
                     break;
                 default:
                     if (key.StartsWith("SCHILY.xattr.", StringComparison.Ordinal))
                     {
-                        xattrs.Add(new(key["SCHILY.xattr.".Length..], value));
+                        (xattrs ??= []).Add(new(key["SCHILY.xattr.".Length..], value));
                     }
                     else if (key.StartsWith("LIBARCHIVE.xattr.", StringComparison.Ordinal))
                     {
                         string xname = Uri.UnescapeDataString(key["LIBARCHIVE.xattr.".Length..]);
                         try
                         {
-                            xattrs.Add(new(xname, Convert.FromBase64String(text)));
+                            (xattrs ??= []).Add(new(xname, Convert.FromBase64String(Text(value))));
                         }
                         catch (FormatException)
                         {
@@ -416,7 +419,7 @@ public sealed class TarReader : IDisposable
             ChangeTime = ctime,
             DeviceMajor = devMajor,
             DeviceMinor = devMinor,
-            Xattrs = xattrs,
+            Xattrs = (IReadOnlyList<KeyValuePair<string, byte[]>>?)xattrs ?? [],
             HeaderOffset = headerOffset,
         };
     }
@@ -559,8 +562,15 @@ public sealed class TarReader : IDisposable
             {
                 throw Error(headerOffset, "pax record has no length");
             }
-            if (!int.TryParse(Encoding.ASCII.GetString(data, pos, space - pos), NumberStyles.None, CultureInfo.InvariantCulture, out int length)
-                || length < space - pos + 3 || pos + length > data.Length || data[pos + length - 1] != (byte)'\n')
+            int length = 0;
+            foreach (byte digit in data.AsSpan(pos, space - pos))
+            {
+                // At most 10 digits (checked above) and no sign or spaces, as NumberStyles.None had it.
+                length = digit is >= (byte)'0' and <= (byte)'9' && length <= (int.MaxValue - 9) / 10
+                    ? (length * 10) + (digit - '0')
+                    : throw Error(headerOffset, "pax record has a bad length");
+            }
+            if (space == pos || length < space - pos + 3 || pos + length > data.Length || data[pos + length - 1] != (byte)'\n')
             {
                 throw Error(headerOffset, "pax record has a bad length");
             }
@@ -569,13 +579,31 @@ public sealed class TarReader : IDisposable
             {
                 throw Error(headerOffset, "pax record has no '='");
             }
-            string key = Encoding.UTF8.GetString(data, space + 1, eq - space - 1);
+            string key = PaxKey(data.AsSpan(space + 1, eq - space - 1));
             byte[] value = data.AsSpan(eq + 1, pos + length - 1 - (eq + 1)).ToArray();
             result.Add(new(key, value));
             pos += length;
         }
         return result;
     }
+
+    private static string Text(byte[] value) => Encoding.UTF8.GetString(value);
+
+    /// <summary>The pax keys every writer repeats per entry, as literals rather than a new string each.</summary>
+    private static string PaxKey(ReadOnlySpan<byte> key) => key switch
+    {
+        _ when key.SequenceEqual("path"u8) => "path",
+        _ when key.SequenceEqual("linkpath"u8) => "linkpath",
+        _ when key.SequenceEqual("size"u8) => "size",
+        _ when key.SequenceEqual("uid"u8) => "uid",
+        _ when key.SequenceEqual("gid"u8) => "gid",
+        _ when key.SequenceEqual("uname"u8) => "uname",
+        _ when key.SequenceEqual("gname"u8) => "gname",
+        _ when key.SequenceEqual("mtime"u8) => "mtime",
+        _ when key.SequenceEqual("atime"u8) => "atime",
+        _ when key.SequenceEqual("ctime"u8) => "ctime",
+        _ => Encoding.UTF8.GetString(key),
+    };
 
     private long ParsePaxLong(string text, string key, long headerOffset)
     {
@@ -695,6 +723,18 @@ public sealed class TarReader : IDisposable
         return result;
     }
 
+    private static byte[] TrimNul(ReadOnlySpan<byte> field)
+    {
+        ReadOnlySpan<byte> value = TrimNulSpan(field);
+        return value.IsEmpty ? [] : value.ToArray();
+    }
+
+    private static ReadOnlySpan<byte> TrimNulSpan(ReadOnlySpan<byte> field)
+    {
+        int nul = field.IndexOf((byte)0);
+        return nul < 0 ? field : field[..nul];
+    }
+
     private static byte[] TrimNul(byte[] data)
     {
         int nul = Array.IndexOf(data, (byte)0);
@@ -738,7 +778,7 @@ public sealed class TarReader : IDisposable
     {
         if (_bufferPos == _bufferLen)
         {
-            if (destination.Length >= _buffer.Length / 2)
+            if (_lender is null && destination.Length >= _buffer.Length / 2)
             {
                 // Large reads bypass the buffer: one copy less for file data.
                 int direct = await _stream.ReadAsync(destination, cancellationToken);
@@ -751,7 +791,7 @@ public sealed class TarReader : IDisposable
             }
         }
         int n = Math.Min(destination.Length, _bufferLen - _bufferPos);
-        _buffer.AsMemory(_bufferPos, n).CopyTo(destination);
+        _window.AsMemory(_bufferPos, n).CopyTo(destination);
         _bufferPos += n;
         _position += n;
         return n;
@@ -759,6 +799,14 @@ public sealed class TarReader : IDisposable
 
     private async ValueTask<bool> FillAsync(CancellationToken cancellationToken)
     {
+        if (_lender is not null)
+        {
+            ArraySegment<byte> lent = await _lender.ReadLentAsync(cancellationToken);
+            _window = lent.Count > 0 ? lent.Array! : _buffer;
+            _bufferPos = lent.Count > 0 ? lent.Offset : 0;
+            _bufferLen = _bufferPos + lent.Count;
+            return lent.Count > 0;
+        }
         _bufferPos = 0;
         _bufferLen = await _stream.ReadAsync(_buffer, cancellationToken);
         return _bufferLen > 0;

@@ -76,4 +76,38 @@ public sealed class RootfsBuilderTests
         string hard = await E2fs.DebugfsAsync(output, "stat /hard");
         Assert.Contains("Links: 2", hard, StringComparison.Ordinal);
     }
+
+    [RequiresFact("e2fsck", "busybox", Timeout = 120_000)]
+    public async Task A_directory_removed_or_replaced_between_entries_is_resolved_again()
+    {
+        // LayerApplier reuses the previous entry's parent while the directory part repeats;
+        // a whiteout or a replacement of that directory must not leave later entries in it.
+        using var dir = TempDirectory.Create();
+        string output = dir.Combine("rootfs.ext4");
+        byte[] lower = LayersImageSource.Tar(w =>
+        {
+            LayersImageSource.File(w, "a/b/one", "lower");
+            LayersImageSource.File(w, "a/b/two", "lower");
+        });
+        byte[] upper = LayersImageSource.Tar(w =>
+        {
+            LayersImageSource.File(w, "a/b/three", "upper");
+            LayersImageSource.File(w, "a/.wh.b", "");
+            LayersImageSource.File(w, "a/b/four", "upper");
+            LayersImageSource.File(w, "c/d/five", "upper");
+            LayersImageSource.File(w, "c/d", "now a file");
+            LayersImageSource.Dir(w, "c/d/");
+            LayersImageSource.File(w, "c/d/six", "upper");
+        });
+        await RootfsBuilder.BuildAsync(new LayersImageSource("cache", lower, upper), output, new RootfsBuildOptions { FreeBytes = 8 << 20 }, null, CancellationToken.None);
+        string? fsck = await E2fs.CheckAsync(output);
+        Assert.True(fsck is null, fsck);
+        string b = await E2fs.DebugfsAsync(output, "ls -l /a/b");
+        Assert.Contains("four", b, StringComparison.Ordinal);
+        Assert.DoesNotContain("one", b, StringComparison.Ordinal);
+        Assert.DoesNotContain("three", b, StringComparison.Ordinal);
+        string d = await E2fs.DebugfsAsync(output, "ls -l /c/d");
+        Assert.Contains("six", d, StringComparison.Ordinal);
+        Assert.DoesNotContain("five", d, StringComparison.Ordinal);
+    }
 }

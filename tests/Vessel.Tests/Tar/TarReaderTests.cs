@@ -63,6 +63,47 @@ public sealed class TarReaderTests
         }
     }
 
+    [Theory]
+    [InlineData(97)] // headers and data straddle every chunk border
+    [InlineData(512)]
+    [InlineData(1 << 20)]
+    public async Task Reads_in_place_from_a_read_ahead_stream_as_from_a_copy(int chunkSize)
+    {
+        var random = new Random(7);
+        var files = new List<(string Name, byte[] Data)>();
+        byte[] archive = Make(SysTar.TarEntryFormat.Pax, w =>
+        {
+            for (int i = 0; i < 40; i++)
+            {
+                byte[] data = new byte[random.Next(0, 9000)];
+                random.NextBytes(data);
+                string name = $"dir{i % 3}/" + new string('n', 1 + (i * 7 % 150)) + i;
+                files.Add((name, data));
+                w.WriteEntry(new SysTar.PaxTarEntry(SysTar.TarEntryType.RegularFile, name) { DataStream = new MemoryStream(data) });
+            }
+        });
+
+        await using var stream = new Vessel.Common.ReadAheadStream(new MemoryStream(archive), chunkSize, chunks: 2);
+        using var reader = new TarReader(stream, "test");
+        int index = 0;
+        TarEntry? e;
+        while ((e = await reader.NextAsync(CancellationToken.None)) is not null)
+        {
+            using var data = new MemoryStream();
+            ReadOnlyMemory<byte> chunk;
+            while (!(chunk = await reader.ReadDataChunkAsync(CancellationToken.None)).IsEmpty)
+            {
+                data.Write(chunk.Span);
+            }
+            Assert.Equal(files[index].Name, e.Name);
+            Assert.Equal(files[index].Data, data.ToArray());
+            index++;
+        }
+        await reader.DrainAsync(CancellationToken.None);
+        Assert.Equal(files.Count, index);
+        Assert.Equal(archive.Length, reader.Position);
+    }
+
     [Fact]
     public async Task Keeps_binary_xattr_values_byte_for_byte()
     {
