@@ -64,7 +64,7 @@ internal sealed class SandboxStepRunner : IStepRunner
         request.Report($"build VM {sandbox.Id} ready in {sandbox.Timings.AgentReady.TotalSeconds:0.0} s ({sandbox.VirtualMachine.Acceleration})");
         try
         {
-            string shell = await ExistsAsync(sandbox, "/bin/sh", cancellationToken) ? "/bin/sh" : Busybox;
+            string shell = await TryStatAsync(sandbox, "/bin/sh", cancellationToken) is not null ? "/bin/sh" : Busybox;
             return new Session(this, sandbox, shell, request.WorkDirectory);
         }
         catch
@@ -74,16 +74,16 @@ internal sealed class SandboxStepRunner : IStepRunner
         }
     }
 
-    private static async Task<bool> ExistsAsync(Sandbox sandbox, string path, CancellationToken cancellationToken)
+    /// <summary>lstat in the guest; null when the path does not exist (ENOENT).</summary>
+    private static async Task<FileEntry?> TryStatAsync(Sandbox sandbox, string path, CancellationToken cancellationToken)
     {
         try
         {
-            await sandbox.Agent.StatAsync(path, cancellationToken);
-            return true;
+            return await sandbox.Agent.StatAsync(path, cancellationToken);
         }
         catch (AgentException e) when (e.Code == 2)
         {
-            return false;
+            return null;
         }
     }
 
@@ -209,7 +209,7 @@ internal sealed class SandboxStepRunner : IStepRunner
             }
             else
             {
-                FileEntry? existing = await TryStatAsync(root, cancellationToken);
+                FileEntry? existing = await TryStatAsync(sandbox, root, cancellationToken);
                 if (destination.EndsWith('/') || existing?.Kind == FileKind.Directory)
                 {
                     extractInto = root;
@@ -221,7 +221,7 @@ internal sealed class SandboxStepRunner : IStepRunner
                     fileName = Path.GetFileName(root);
                 }
             }
-            FileEntry? into = await TryStatAsync(extractInto, cancellationToken);
+            FileEntry? into = await TryStatAsync(sandbox, extractInto, cancellationToken);
             if (into is not null && into.Kind != FileKind.Directory)
             {
                 throw new VesselException(VesselErrorReason.InvalidInput, $"{step}: '{extractInto}' in the image is not a directory.");
@@ -241,18 +241,6 @@ internal sealed class SandboxStepRunner : IStepRunner
             finally
             {
                 File.Delete(tar);
-            }
-        }
-
-        private async Task<FileEntry?> TryStatAsync(string path, CancellationToken cancellationToken)
-        {
-            try
-            {
-                return await sandbox.Agent.StatAsync(path, cancellationToken);
-            }
-            catch (AgentException e) when (e.Code == 2)
-            {
-                return null;
             }
         }
 

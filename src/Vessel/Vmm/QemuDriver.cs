@@ -271,10 +271,11 @@ public sealed class QemuVm : IVirtualMachine
         await Qmp.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = "exec:cat " + ShellQuote(stateFile) }, cancellationToken);
         await WaitMigrationAsync("restore", cancellationToken);
         // Without -S QEMU resumes by itself when the state is loaded; cont covers a paused one.
-        for (int i = 0; ; i++)
+        string? state = null;
+        for (int i = 0; i < 2000; i++)
         {
             JsonNode? status = await Qmp.ExecuteAsync("query-status", null, cancellationToken);
-            string? state = status?["status"]?.GetValue<string>();
+            state = status?["status"]?.GetValue<string>();
             if (state == "running")
             {
                 return;
@@ -285,6 +286,7 @@ public sealed class QemuVm : IVirtualMachine
             }
             await Task.Delay(TimeSpan.FromMilliseconds(5), cancellationToken);
         }
+        throw new VesselException(VesselErrorReason.Timeout, $"QEMU loaded the snapshot {stateFile} but the VM did not start running (state '{state}').");
     }
 
     private Task SetIgnoreSharedAsync(CancellationToken cancellationToken) => Qmp.ExecuteAsync("migrate-set-capabilities", new JsonObject
