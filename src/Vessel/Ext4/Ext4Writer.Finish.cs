@@ -12,6 +12,12 @@ public sealed partial class Ext4Writer
     private const uint LostAndFoundInode = 11;
     private const int LostAndFoundBlocks = 4; // room for e2fsck to reconnect orphans without allocating
 
+    [System.Runtime.CompilerServices.InlineArray(60)]
+    private struct IBlockBytes
+    {
+        private byte _first;
+    }
+
     /// <summary>Per-inode layout decided at finish.</summary>
     private sealed class InodePlan
     {
@@ -25,10 +31,11 @@ public sealed partial class Ext4Writer
         public long XattrBlock;
         public byte[]? XattrBlockData;
         public int TreeBlocks;
-        public List<(long Block, byte[] Data)> TreeBlockData = [];
-        public byte[] IBlock = new byte[60];
+        public IBlockBytes IBlock; // i_block: inline, not an array per inode
         public int SubdirCount;
     }
+
+    private static readonly ParallelOptions s_finishParallelism = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
 
     /// <summary>Writes directories, inodes, bitmaps, the journal and the superblocks; the image is complete afterwards.</summary>
     public Ext4Summary Finish()
@@ -65,32 +72,51 @@ public sealed partial class Ext4Writer
             Link(Root, lfKey, lostFound);
         }
 
-        // Number inodes breadth-first, children in name order, so a directory's inodes sit together.
+        // Every directory's children in name order, sorted on all cores (the parser's core is
+        // free by now); then inodes are numbered breadth-first in that order, so a directory's
+        // inodes sit together.
+        var dirPlans = new Dictionary<FsInode, InodePlan>(ReferenceEqualityComparer.Instance);
+        var pending = new Stack<FsInode>();
+        pending.Push(Root);
+        while (pending.Count > 0)
+        {
+            FsInode dir = pending.Pop();
+            dirPlans[dir] = new InodePlan { Inode = dir };
+            foreach (FsInode child in dir.Children!.Values)
+            {
+                if (child.Kind == FsKind.Directory)
+                {
+                    pending.Push(child);
+                }
+            }
+        }
+        Parallel.ForEach(dirPlans.Values, s_finishParallelism, plan =>
+        {
+            Dictionary<string, FsInode> entries = plan.Inode.Children!;
+            string[] keys = new string[entries.Count];
+            FsInode[] children = new FsInode[entries.Count];
+            entries.Keys.CopyTo(keys, 0);
+            entries.Values.CopyTo(children, 0);
+            Array.Sort(keys, children, StringComparer.Ordinal);
+            plan.SortedKeys = keys;
+            plan.SortedChildren = children;
+        });
+
         var plans = new List<InodePlan>();
         Root.Number = RootInode;
         lostFound.Number = LostAndFoundInode;
         uint next = LostAndFoundInode + 1;
         var queue = new Queue<FsInode>();
         queue.Enqueue(Root);
-        var byNumber = new Dictionary<uint, InodePlan>();
         long files = 0;
         long directories = 0;
         while (queue.Count > 0)
         {
             FsInode dir = queue.Dequeue();
-            var plan = new InodePlan { Inode = dir };
+            InodePlan plan = dirPlans[dir];
             plans.Add(plan);
-            byNumber[dir.Number] = plan;
             directories++;
-            int count = dir.Children!.Count;
-            string[] keys = new string[count];
-            FsInode[] children = new FsInode[count];
-            dir.Children.Keys.CopyTo(keys, 0);
-            dir.Children.Values.CopyTo(children, 0);
-            Array.Sort(keys, children, StringComparer.Ordinal);
-            plan.SortedKeys = keys;
-            plan.SortedChildren = children;
-            foreach (FsInode child in children)
+            foreach (FsInode child in plan.SortedChildren!)
             {
                 if (child.Number == 0)
                 {
@@ -103,7 +129,6 @@ public sealed partial class Ext4Writer
                     {
                         var p = new InodePlan { Inode = child };
                         plans.Add(p);
-                        byNumber[child.Number] = p;
                         files++;
                     }
                 }
@@ -115,8 +140,27 @@ public sealed partial class Ext4Writer
             }
         }
         uint highestInode = next - 1;
+        var byNumber = new InodePlan?[highestInode + 1];
+        foreach (InodePlan plan in plans)
+        {
+            byNumber[plan.Inode.Number] = plan;
+        }
 
-        // Directory contents and extended attributes.
+        // Directory contents (independent per directory: on all cores), then extended attributes.
+        Parallel.ForEach(dirPlans.Values, s_finishParallelism, plan =>
+        {
+            FsInode inode = plan.Inode;
+            string[] keys = plan.SortedKeys!;
+            FsInode[] children = plan.SortedChildren!;
+            var entries = new List<Ext4Directory.Entry>(keys.Length);
+            for (int i = 0; i < keys.Length; i++)
+            {
+                entries.Add(new Ext4Directory.Entry(FsInode.KeyBytes(keys[i]), children[i].Number, children[i].Kind));
+            }
+            plan.DirectoryBlocks = Ext4Directory.Build(inode.Number, inode.Parent!.Number, entries, seed,
+                inode.Number == LostAndFoundInode ? LostAndFoundBlocks : 1, out plan.Indexed);
+            plan.TreeBlocks = Ext4ExtentTree.TreeBlocks((int)CeilDiv(plan.DirectoryBlocks.Count, MaxExtentLength));
+        });
         long directoryBlocks = 0;
         long xattrBlocks = 0;
         long symlinkBlocks = 0;
@@ -125,17 +169,7 @@ public sealed partial class Ext4Writer
             FsInode inode = plan.Inode;
             if (inode.Kind == FsKind.Directory)
             {
-                string[] keys = plan.SortedKeys!;
-                FsInode[] children = plan.SortedChildren!;
-                var entries = new List<Ext4Directory.Entry>(keys.Length);
-                for (int i = 0; i < keys.Length; i++)
-                {
-                    entries.Add(new Ext4Directory.Entry(FsInode.KeyBytes(keys[i]), children[i].Number, children[i].Kind));
-                }
-                plan.DirectoryBlocks = Ext4Directory.Build(inode.Number, inode.Parent!.Number, entries, seed,
-                    inode.Number == LostAndFoundInode ? LostAndFoundBlocks : 1, out plan.Indexed);
-                directoryBlocks += plan.DirectoryBlocks.Count;
-                plan.TreeBlocks = Ext4ExtentTree.TreeBlocks((int)CeilDiv(plan.DirectoryBlocks.Count, MaxExtentLength));
+                directoryBlocks += plan.DirectoryBlocks!.Count;
             }
             else if (inode.Kind == FsKind.Symlink && inode.SymlinkTarget!.Length >= 60)
             {
@@ -143,7 +177,7 @@ public sealed partial class Ext4Writer
             }
             else if (inode.Kind == FsKind.RegularFile)
             {
-                plan.TreeBlocks = Ext4ExtentTree.TreeBlocks(inode.Extents.Count);
+                plan.TreeBlocks = Ext4ExtentTree.TreeBlocks(inode.ExtentCount);
             }
             if (inode.Xattrs.Count > 0)
             {
@@ -212,9 +246,12 @@ public sealed partial class Ext4Writer
         byte[] bitmap = new byte[(long)groups * BlockSize];
         foreach (InodePlan plan in plans)
         {
-            foreach (FsExtent e in plan.Inode.Extents)
+            if (plan.Inode.ExtentCount > 0)
             {
-                Mark(bitmap, e.Physical, e.Length);
+                foreach (FsExtent e in plan.Inode.Extents)
+                {
+                    Mark(bitmap, e.Physical, e.Length);
+                }
             }
         }
         ZeroUnowned(bitmap, _image.HighWater / BlockSize);
@@ -321,7 +358,7 @@ public sealed partial class Ext4Writer
             {
                 WriteInode(raw, journalPlan);
             }
-            else if (byNumber.TryGetValue(n, out InodePlan? plan))
+            else if (byNumber[n] is InodePlan plan)
             {
                 WriteInode(raw, plan);
                 if (plan.Inode.Kind == FsKind.Directory)
@@ -395,7 +432,7 @@ public sealed partial class Ext4Writer
         {
             for (int i = 0; i < 15; i++)
             {
-                sb.JournalBlocks[i] = BinaryPrimitives.ReadUInt32LittleEndian(journalPlan.IBlock.AsSpan(i * 4));
+                sb.JournalBlocks[i] = BinaryPrimitives.ReadUInt32LittleEndian(((ReadOnlySpan<byte>)journalPlan.IBlock)[(i * 4)..]);
             }
             sb.JournalBlocks[15] = (uint)(journalPlan.Inode.Size >> 32);
             sb.JournalBlocks[16] = (uint)journalPlan.Inode.Size;
@@ -565,9 +602,12 @@ public sealed partial class Ext4Writer
         switch (inode.Kind)
         {
             case FsKind.RegularFile:
-                blocks += inode.Extents.Sum(e => (long)e.Length);
+                for (int i = 0; i < inode.ExtentCount; i++)
+                {
+                    blocks += inode.Extents[i].Length;
+                }
                 flags |= 0x80000; // EXT4_EXTENTS_FL
-                plan.IBlock.CopyTo(iblock);
+                ((ReadOnlySpan<byte>)plan.IBlock).CopyTo(iblock);
                 break;
             case FsKind.Directory:
                 blocks += plan.DirectoryBlocks!.Count;
@@ -576,7 +616,7 @@ public sealed partial class Ext4Writer
                 {
                     flags |= 0x1000; // EXT4_INDEX_FL
                 }
-                plan.IBlock.CopyTo(iblock);
+                ((ReadOnlySpan<byte>)plan.IBlock).CopyTo(iblock);
                 break;
             case FsKind.Symlink:
                 if (inode.SymlinkTarget!.Length < 60)
@@ -587,7 +627,7 @@ public sealed partial class Ext4Writer
                 {
                     blocks += 1;
                     flags |= 0x80000;
-                    plan.IBlock.CopyTo(iblock);
+                    ((ReadOnlySpan<byte>)plan.IBlock).CopyTo(iblock);
                 }
                 break;
             case FsKind.CharacterDevice:

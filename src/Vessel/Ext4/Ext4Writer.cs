@@ -53,6 +53,8 @@ public sealed partial class Ext4Writer : IDisposable
     private readonly Ext4WriterOptions _options;
     private readonly ImageFile _image;
     private readonly BlockAllocator _allocator;
+    private readonly List<(long Start, long Length)> _fileRuns = []; // the open file's reserved runs
+    private FileData? _openFile;
     private readonly int _gdtReservedBlocks;
     private readonly byte[] _blockBuffer = new byte[BlockSize];
     private Exception? _fault;
@@ -157,11 +159,14 @@ public sealed partial class Ext4Writer : IDisposable
             }
             inode.Children.Clear();
         }
-        foreach (FsExtent e in inode.Extents)
+        if (inode.ExtentCount > 0)
         {
-            _allocator.Free(e.Physical, e.Length);
+            foreach (FsExtent e in inode.Extents)
+            {
+                _allocator.Free(e.Physical, e.Length);
+            }
+            inode.Extents.Clear();
         }
-        inode.Extents.Clear();
     }
 
     /// <summary>
@@ -177,17 +182,23 @@ public sealed partial class Ext4Writer : IDisposable
         }
         inode.Size = size;
         long blocks = Math.Min(maxBlocks, CeilDiv(size, BlockSize));
+        if (_openFile is not null)
+        {
+            throw new InvalidOperationException("the previous file's data is not complete");
+        }
         List<(long Start, long Length)> runs;
         try
         {
-            runs = _allocator.Allocate(blocks);
+            // One list for every file: files are written one at a time.
+            runs = _allocator.Allocate(blocks, _fileRuns);
         }
         catch (VesselException e) when (e.Reason == VesselErrorReason.NoSpace)
         {
             throw Fault(new VesselException(VesselErrorReason.NoSpace,
                 $"the content does not fit in an image of {_options.SizeBytes} bytes (out of space after {DataBytes} bytes of file data); use a larger --size, or --free to derive the size"));
         }
-        return new FileData(this, inode, runs);
+        _openFile = new FileData(this, inode, runs);
+        return _openFile;
     }
 
     /// <summary>Marks the writer faulted with <paramref name="e"/> and returns it for throwing.</summary>
@@ -312,6 +323,10 @@ public sealed partial class Ext4Writer : IDisposable
                 _writer._allocator.Free(s + used, l - used);
             }
             _runs.Clear();
+            if (_writer._openFile == this)
+            {
+                _writer._openFile = null;
+            }
         }
 
         private void FlushPending()

@@ -49,7 +49,13 @@ public sealed class FsInode
     /// <summary>Logical size in bytes (regular files and symlinks).</summary>
     public long Size { get; set; }
 
-    public List<FsExtent> Extents { get; } = [];
+    private List<FsExtent>? _extents;
+
+    /// <summary>The data extents, made on first use (most inodes have none or one).</summary>
+    public List<FsExtent> Extents => _extents ??= new List<FsExtent>(1);
+
+    /// <summary>How many extents the inode has, without making the list.</summary>
+    public int ExtentCount => _extents?.Count ?? 0;
 
     /// <summary>Symlink target bytes.</summary>
     public byte[]? SymlinkTarget { get; set; }
@@ -57,7 +63,8 @@ public sealed class FsInode
     public int DeviceMajor { get; set; }
     public int DeviceMinor { get; set; }
 
-    public List<KeyValuePair<string, byte[]>> Xattrs { get; } = [];
+    /// <summary>Extended attributes; replaced as a whole (the tar reader's list is shared, never changed).</summary>
+    public IReadOnlyList<KeyValuePair<string, byte[]>> Xattrs { get; set; } = [];
 
     /// <summary>Directory children keyed by name bytes as a Latin-1 string (a lossless byte view).</summary>
     public Dictionary<string, FsInode>? Children { get; }

@@ -65,11 +65,10 @@ public sealed class LayerApplier
     private async Task ApplyEntryAsync(TarReader reader, TarEntry entry, int layer, string context, byte[] buffer, CancellationToken cancellationToken)
     {
         string name;
-        string display = entry.Name;
-        FsInode? parent = CachedParent(entry.NameBytes, context, display, out name);
+        FsInode? parent = CachedParent(entry, context, out name);
         if (parent is null)
         {
-            List<string> parts = SplitPath(entry.NameBytes, entry.Name, context);
+            List<string> parts = SplitPath(entry.NameBytes, context);
             parent = ResolveParentSlow(parts, entry, layer, context);
             if (parent is null)
             {
@@ -77,7 +76,7 @@ public sealed class LayerApplier
             }
             name = parts[^1];
         }
-        await ApplyToParentAsync(reader, entry, layer, context, parent, name, display, buffer, cancellationToken);
+        await ApplyToParentAsync(reader, entry, layer, context, parent, name, buffer, cancellationToken);
     }
 
     /// <summary>
@@ -86,9 +85,10 @@ public sealed class LayerApplier
     /// resolved then, and nothing since removed a name (every unlink forgets the cache).
     /// Null where the slow path must run; <paramref name="name"/> is then unset.
     /// </summary>
-    private FsInode? CachedParent(byte[] nameBytes, string context, string display, out string name)
+    private FsInode? CachedParent(TarEntry entry, string context, out string name)
     {
         name = string.Empty;
+        byte[] nameBytes = entry.NameBytes;
         if (_cachedParent is null || nameBytes.Length <= _cachedPrefix.Length
             || nameBytes[_cachedPrefix.Length] != (byte)'/'
             || !nameBytes.AsSpan(0, _cachedPrefix.Length).SequenceEqual(_cachedPrefix))
@@ -102,11 +102,11 @@ public sealed class LayerApplier
         }
         if (last.IndexOf((byte)0) >= 0)
         {
-            throw new InvalidDataException($"{context}: entry '{display}' contains a NUL byte");
+            throw new InvalidDataException($"{context}: entry '{entry.Name}' contains a NUL byte");
         }
         if (last.Length > MaxNameBytes)
         {
-            throw new InvalidDataException($"{context}: entry '{display}' has a component of {last.Length} bytes; ext4 allows at most {MaxNameBytes}");
+            throw new InvalidDataException($"{context}: entry '{entry.Name}' has a component of {last.Length} bytes; ext4 allows at most {MaxNameBytes}");
         }
         name = FsInode.Key(last);
         return _cachedParent;
@@ -132,7 +132,6 @@ public sealed class LayerApplier
         }
 
         string name = parts[^1];
-        string display = entry.Name;
         if (name.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
         {
             FsInode? dir = ResolveParent(parts, create: false, layer, entry, context);
@@ -149,7 +148,7 @@ public sealed class LayerApplier
                 string target = name[WhiteoutPrefix.Length..];
                 if (target.Length == 0 || target is "." or "..")
                 {
-                    throw new InvalidDataException($"{context}: whiteout '{display}' names no file");
+                    throw new InvalidDataException($"{context}: whiteout '{entry.Name}' names no file");
                 }
                 Unlink(dir, target);
             }
@@ -169,7 +168,7 @@ public sealed class LayerApplier
 
     /// <summary>Applies an entry whose parent directory is resolved.</summary>
     private async Task ApplyToParentAsync(
-        TarReader reader, TarEntry entry, int layer, string context, FsInode parent, string name, string display, byte[] buffer,
+        TarReader reader, TarEntry entry, int layer, string context, FsInode parent, string name, byte[] buffer,
         CancellationToken cancellationToken)
     {
         parent.Children!.TryGetValue(name, out FsInode? existing);
@@ -198,7 +197,7 @@ public sealed class LayerApplier
             TarEntryType.BlockDevice => FsKind.BlockDevice,
             TarEntryType.Fifo => FsKind.Fifo,
             _ when entry.IsRegularFile => FsKind.RegularFile,
-            _ => throw new InvalidDataException($"{context}: entry '{display}' has unsupported type '{(char)entry.Type}'"),
+            _ => throw new InvalidDataException($"{context}: entry '{entry.Name}' has unsupported type '{(char)entry.Type}'"),
         };
 
         if (existing is not null && existing.Kind == FsKind.Directory && kind == FsKind.Directory)
@@ -218,11 +217,11 @@ public sealed class LayerApplier
             case FsKind.Symlink:
                 if (entry.LinkNameBytes.Length == 0)
                 {
-                    throw new InvalidDataException($"{context}: symlink '{display}' has an empty target");
+                    throw new InvalidDataException($"{context}: symlink '{entry.Name}' has an empty target");
                 }
                 if (entry.LinkNameBytes.Length >= Ext4Writer.BlockSize)
                 {
-                    throw new InvalidDataException($"{context}: symlink '{display}' has a target of {entry.LinkNameBytes.Length} bytes (at most {Ext4Writer.BlockSize - 1})");
+                    throw new InvalidDataException($"{context}: symlink '{entry.Name}' has a target of {entry.LinkNameBytes.Length} bytes (at most {Ext4Writer.BlockSize - 1})");
                 }
                 inode.SymlinkTarget = entry.LinkNameBytes;
                 inode.Permissions = 0x1FF; // symlink(2) always makes 0777; the header's mode means nothing
@@ -231,7 +230,7 @@ public sealed class LayerApplier
             case FsKind.BlockDevice:
                 if (entry.DeviceMajor is < 0 or > 4095 || entry.DeviceMinor is < 0 or > 0xFFFFF)
                 {
-                    throw new InvalidDataException($"{context}: device '{display}' has out-of-range numbers {entry.DeviceMajor}:{entry.DeviceMinor}");
+                    throw new InvalidDataException($"{context}: device '{entry.Name}' has out-of-range numbers {entry.DeviceMajor}:{entry.DeviceMinor}");
                 }
                 inode.DeviceMajor = entry.DeviceMajor;
                 inode.DeviceMinor = entry.DeviceMinor;
@@ -307,11 +306,7 @@ public sealed class LayerApplier
         inode.ModificationTime = mtime;
         inode.AccessTime = entry.AccessTime is { } a ? new FsTime(a.Seconds, a.Nanoseconds) : mtime;
         inode.ChangeTime = entry.ChangeTime is { } c ? new FsTime(c.Seconds, c.Nanoseconds) : mtime;
-        inode.Xattrs.Clear();
-        foreach (var x in entry.Xattrs)
-        {
-            inode.Xattrs.Add(x);
-        }
+        inode.Xattrs = entry.Xattrs;
         inode.Layer = layer;
     }
 
@@ -333,7 +328,7 @@ public sealed class LayerApplier
 
     private FsInode ResolveLinkTarget(TarEntry entry, string context)
     {
-        List<string> parts = SplitPath(entry.LinkNameBytes, entry.LinkName, context, what: "hard link target");
+        List<string> parts = SplitPath(entry.LinkNameBytes, context, what: "hard link target");
         if (parts.Count == 0)
         {
             throw new InvalidDataException($"{context}: hard link '{entry.Name}' points at the root directory");
@@ -405,15 +400,16 @@ public sealed class LayerApplier
 
     /// <summary>Splits an entry name into components; rejects absolute names, "..", and over-long components.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
-    public static List<string> SplitPath(byte[] nameBytes, string display, string context, string what = "entry")
+    public static List<string> SplitPath(byte[] nameBytes, string context, string what = "entry")
     {
+        string Display() => Encoding.UTF8.GetString(nameBytes);
         if (nameBytes.Length > 0 && nameBytes[0] == (byte)'/')
         {
-            throw new InvalidDataException($"{context}: {what} '{display}' is an absolute path; layer entries must be relative to the image root");
+            throw new InvalidDataException($"{context}: {what} '{Display()}' is an absolute path; layer entries must be relative to the image root");
         }
         if (Array.IndexOf(nameBytes, (byte)0) >= 0)
         {
-            throw new InvalidDataException($"{context}: {what} '{display}' contains a NUL byte");
+            throw new InvalidDataException($"{context}: {what} '{Display()}' contains a NUL byte");
         }
         var parts = new List<string>();
         int start = 0;
@@ -432,11 +428,11 @@ public sealed class LayerApplier
             }
             if (part.SequenceEqual(".."u8))
             {
-                throw new InvalidDataException($"{context}: {what} '{display}' contains '..' and would escape the image root");
+                throw new InvalidDataException($"{context}: {what} '{Display()}' contains '..' and would escape the image root");
             }
             if (len > MaxNameBytes)
             {
-                throw new InvalidDataException($"{context}: {what} '{display}' has a component of {len} bytes; ext4 allows at most {MaxNameBytes}");
+                throw new InvalidDataException($"{context}: {what} '{Display()}' has a component of {len} bytes; ext4 allows at most {MaxNameBytes}");
             }
             parts.Add(FsInode.Key(part));
         }

@@ -1,3 +1,5 @@
+using System.Text;
+
 namespace Vessel.Tar;
 
 /// <summary>
@@ -6,10 +8,18 @@ namespace Vessel.Tar;
 /// </summary>
 public sealed class TarEntry
 {
-    public required string Name { get; init; }
+    private string? _name;
+    private string? _linkName;
+
+    /// <summary>The name decoded for messages (made on first use: most entries never need it).</summary>
+    public string Name => _name ??= Encoding.UTF8.GetString(NameBytes);
+
     public required byte[] NameBytes { get; init; }
     public required TarEntryType Type { get; init; }
-    public string LinkName { get; init; } = string.Empty;
+
+    /// <summary>The link target decoded for messages.</summary>
+    public string LinkName => _linkName ??= Encoding.UTF8.GetString(LinkNameBytes);
+
     public byte[] LinkNameBytes { get; init; } = [];
     public int Mode { get; init; }
     public long Uid { get; init; }
@@ -43,33 +53,41 @@ public sealed class TarEntry
 public readonly record struct TarTime(long Seconds, int Nanoseconds)
 {
     public static TarTime Parse(string text)
+        => TryParse(Encoding.UTF8.GetBytes(text), out TarTime time) ? time : throw new InvalidDataException($"bad pax time '{text}'");
+
+    /// <summary>pax: "[-]seconds[.fraction]", read from the record's bytes without a string.</summary>
+    public static bool TryParse(ReadOnlySpan<byte> text, out TarTime time)
     {
-        // pax: "[-]seconds[.fraction]"
-        int dot = text.IndexOf('.', StringComparison.Ordinal);
-        string whole = dot < 0 ? text : text[..dot];
+        time = default;
+        int dot = text.IndexOf((byte)'.');
+        ReadOnlySpan<byte> whole = dot < 0 ? text : text[..dot];
         if (!long.TryParse(whole, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out long seconds))
         {
-            throw new InvalidDataException($"bad pax time '{text}'");
+            return false;
         }
         int nanos = 0;
         if (dot >= 0)
         {
-            string frac = text[(dot + 1)..];
+            ReadOnlySpan<byte> frac = text[(dot + 1)..];
             if (frac.Length > 9)
             {
                 frac = frac[..9];
             }
-            if (frac.Length > 0 && !frac.All(char.IsAsciiDigit))
+            if (frac.IndexOfAnyExceptInRange((byte)'0', (byte)'9') >= 0)
             {
-                throw new InvalidDataException($"bad pax time '{text}'");
+                return false;
             }
-            nanos = frac.Length == 0 ? 0 : int.Parse(frac.PadRight(9, '0'), System.Globalization.CultureInfo.InvariantCulture);
-            if (text.StartsWith('-') && nanos > 0)
+            for (int i = 0; i < 9; i++)
+            {
+                nanos = (nanos * 10) + (i < frac.Length ? frac[i] - '0' : 0);
+            }
+            if (text[0] == (byte)'-' && nanos > 0)
             {
                 seconds -= 1;
                 nanos = 1_000_000_000 - nanos;
             }
         }
-        return new TarTime(seconds, nanos);
+        time = new TarTime(seconds, nanos);
+        return true;
     }
 }

@@ -40,6 +40,15 @@ public sealed class TarReader : IDisposable
     private bool _endReached;
     private readonly Dictionary<string, byte[]> _globalPax = new(StringComparer.Ordinal);
 
+    // The current entry's pax records, parsed in place: values are ranges of _pax, so most
+    // entries need no dictionary, value arrays or strings for them (one per reader, reused).
+    private const int MaxPaxTotal = 4 * MaxPaxSize; // all the pax headers in front of one entry
+    private readonly List<PaxRecord> _paxRecords = [];
+    private byte[] _pax = [];
+    private int _paxLength;
+
+    private readonly record struct PaxRecord(string Key, int ValueStart, int ValueLength);
+
     public TarReader(Stream stream, string context, int bufferSize = 1 << 20)
     {
         _stream = stream;
@@ -61,7 +70,8 @@ public sealed class TarReader : IDisposable
         }
         await SkipRemainingAsync(cancellationToken);
 
-        Dictionary<string, byte[]>? pax = null;
+        _paxRecords.Clear();
+        _paxLength = 0;
         byte[]? longName = null;
         byte[]? longLink = null;
         byte[] header = _header;
@@ -72,7 +82,7 @@ public sealed class TarReader : IDisposable
             if (got == 0)
             {
                 // A stream that ends without the two zero blocks: accept only at a header boundary.
-                if (pax is not null || longName is not null || longLink is not null)
+                if (_paxRecords.Count > 0 || longName is not null || longLink is not null)
                 {
                     throw Error(headerOffset, "archive ends after an extended header, before its entry");
                 }
@@ -106,22 +116,27 @@ public sealed class TarReader : IDisposable
                         {
                             throw Error(headerOffset, $"pax header of {size} bytes exceeds the {MaxPaxSize}-byte limit");
                         }
-                        byte[] data = await ReadBlobAsync((int)size, headerOffset, cancellationToken);
-                        var records = ParsePax(data, headerOffset);
+                        if (_paxLength + size > MaxPaxTotal)
+                        {
+                            throw Error(headerOffset, $"pax headers before one entry exceed {MaxPaxTotal} bytes");
+                        }
+                        int start = _paxLength;
+                        await ReadPaxDataAsync((int)size, headerOffset, cancellationToken);
                         if (type == TarEntryType.PaxGlobal)
                         {
-                            foreach (var (k, v) in records)
+                            // Rare: kept as copies, for every entry that follows.
+                            int local = _paxRecords.Count;
+                            ParsePax(start, (int)size, headerOffset);
+                            foreach (PaxRecord r in _paxRecords[local..])
                             {
-                                _globalPax[k] = v;
+                                _globalPax[r.Key] = _pax.AsSpan(r.ValueStart, r.ValueLength).ToArray();
                             }
+                            _paxRecords.RemoveRange(local, _paxRecords.Count - local);
+                            _paxLength = start;
                         }
                         else
                         {
-                            pax ??= new Dictionary<string, byte[]>(StringComparer.Ordinal);
-                            foreach (var (k, v) in records)
-                            {
-                                pax[k] = v;
-                            }
+                            ParsePax(start, (int)size, headerOffset);
                         }
                         continue;
                     }
@@ -146,7 +161,7 @@ public sealed class TarReader : IDisposable
                     }
             }
 
-            return await BuildEntryAsync(header, type, size, headerOffset, pax, longName, longLink, cancellationToken);
+            return await BuildEntryAsync(header, type, size, headerOffset, longName, longLink, cancellationToken);
         }
     }
 
@@ -237,17 +252,19 @@ public sealed class TarReader : IDisposable
 
     private async ValueTask<TarEntry> BuildEntryAsync(
         byte[] header, TarEntryType type, long size, long headerOffset,
-        Dictionary<string, byte[]>? pax, byte[]? longName, byte[]? longLink, CancellationToken cancellationToken)
+        byte[]? longName, byte[]? longLink, CancellationToken cancellationToken)
     {
         bool isUstar = header.AsSpan(257, 6).SequenceEqual("ustar\0"u8);
         bool isGnu = header.AsSpan(257, 8).SequenceEqual("ustar  \0"u8);
 
-        byte[] name = longName ?? TrimNul(header.AsSpan(0, 100));
-        if (longName is null && isUstar && header[345] != 0)
+        // The header's own name is not copied out when a pax record replaces it.
+        bool paxPath = longName is null && HasPaxRecord("path");
+        byte[] name = longName ?? (paxPath ? [] : TrimNul(header.AsSpan(0, 100)));
+        if (longName is null && !paxPath && isUstar && header[345] != 0)
         {
             name = [.. TrimNulSpan(header.AsSpan(345, 155)), (byte)'/', .. name];
         }
-        byte[] link = longLink ?? TrimNul(header.AsSpan(157, 100));
+        byte[] link = longLink ?? (HasPaxRecord("linkpath") ? [] : TrimNul(header.AsSpan(157, 100)));
 
         int mode = (int)(ParseNumber(header.AsSpan(100, 8), "mode", headerOffset) & 0xFFFF);
         long uid = ParseNumber(header.AsSpan(108, 8), "uid", headerOffset);
@@ -270,84 +287,36 @@ public sealed class TarReader : IDisposable
             devMinor = checked((int)ParseNumber(header.AsSpan(337, 8), "devminor", headerOffset));
         }
 
-        List<KeyValuePair<string, byte[]>>? xattrs = null;
-        long realSize = size;
-        IReadOnlyList<(long, long)>? sparse = null;
-        string? sparseMajor = null;
-        string? sparseMap01 = null;
-
-        // Most entries have no pax records: no enumerator, no strings for them.
-        IEnumerable<KeyValuePair<string, byte[]>>? records = _globalPax.Count == 0 ? pax
-            : pax is null ? _globalPax : _globalPax.Concat(pax);
-        foreach (var (key, value) in records ?? [])
+        var pax = new PaxFields
         {
-            // Decoded only for the records that are text (numbers, times): not for names or xattr values.
-            switch (key)
-            {
-                case "path":
-                    name = value;
-                    break;
-                case "linkpath":
-                    link = value;
-                    break;
-                case "size":
-                    size = ParsePaxLong(Text(value), key, headerOffset);
-                    realSize = size;
-                    break;
-                case "uid":
-                    uid = ParsePaxLong(Text(value), key, headerOffset);
-                    break;
-                case "gid":
-                    gid = ParsePaxLong(Text(value), key, headerOffset);
-                    break;
-                case "mtime":
-                    mtime = ParsePaxTime(Text(value), key, headerOffset);
-                    break;
-                case "atime":
-                    atime = ParsePaxTime(Text(value), key, headerOffset);
-                    break;
-                case "ctime":
-                    ctime = ParsePaxTime(Text(value), key, headerOffset);
-                    break;
-                case "SCHILY.devmajor":
-                    devMajor = (int)ParsePaxLong(Text(value), key, headerOffset);
-                    break;
-                case "SCHILY.devminor":
-                    devMinor = (int)ParsePaxLong(Text(value), key, headerOffset);
-                    break;
-                case "GNU.sparse.major":
-                    sparseMajor = Text(value);
-                    break;
-                case "GNU.sparse.name":
-                    name = value;
-                    break;
-                case "GNU.sparse.realsize":
-                case "GNU.sparse.size":
-                    realSize = ParsePaxLong(Text(value), key, headerOffset);
-                    break;
-                case "GNU.sparse.map":
-                    sparseMap01 = Text(value);
-                    break;
-                default:
-                    if (key.StartsWith("SCHILY.xattr.", StringComparison.Ordinal))
-                    {
-                        (xattrs ??= []).Add(new(key["SCHILY.xattr.".Length..], value));
-                    }
-                    else if (key.StartsWith("LIBARCHIVE.xattr.", StringComparison.Ordinal))
-                    {
-                        string xname = Uri.UnescapeDataString(key["LIBARCHIVE.xattr.".Length..]);
-                        try
-                        {
-                            (xattrs ??= []).Add(new(xname, Convert.FromBase64String(Text(value))));
-                        }
-                        catch (FormatException)
-                        {
-                            throw Error(headerOffset, $"xattr '{xname}' has a value that is not base64");
-                        }
-                    }
-                    break;
-            }
+            Name = name,
+            Link = link,
+            Size = size,
+            RealSize = size,
+            Uid = uid,
+            Gid = gid,
+            ModificationTime = mtime,
+            AccessTime = atime,
+            ChangeTime = ctime,
+            DeviceMajor = devMajor,
+            DeviceMinor = devMinor,
+        };
+        // Global records first, then this entry's, in order: the last one of a key wins.
+        foreach (KeyValuePair<string, byte[]> record in _globalPax)
+        {
+            ApplyPax(ref pax, record.Key, record.Value, headerOffset);
         }
+        foreach (PaxRecord record in _paxRecords)
+        {
+            ApplyPax(ref pax, record.Key, _pax.AsSpan(record.ValueStart, record.ValueLength), headerOffset);
+        }
+        (name, link, size, long realSize, uid, gid) = (pax.Name, pax.Link, pax.Size, pax.RealSize, pax.Uid, pax.Gid);
+        (mtime, atime, ctime, devMajor, devMinor) = (pax.ModificationTime, pax.AccessTime, pax.ChangeTime, pax.DeviceMajor, pax.DeviceMinor);
+        List<KeyValuePair<string, byte[]>>? xattrs = pax.Xattrs;
+        string? sparseMajor = pax.SparseMajor;
+        string? sparseMap01 = pax.SparseMap;
+        IReadOnlyList<(long, long)>? sparse = null;
+
         if (size < 0 || size > MaxEntrySize || realSize < 0 || realSize > MaxEntrySize)
         {
             throw Error(headerOffset, $"entry claims a size of {Math.Max(size, realSize)} bytes (the limit is {MaxEntrySize})");
@@ -403,10 +372,8 @@ public sealed class TarReader : IDisposable
 
         return new TarEntry
         {
-            Name = Encoding.UTF8.GetString(name),
             NameBytes = name,
             Type = type,
-            LinkName = Encoding.UTF8.GetString(link),
             LinkNameBytes = link,
             Mode = mode,
             Uid = uid,
@@ -547,9 +514,41 @@ public sealed class TarReader : IDisposable
         return data;
     }
 
-    private List<KeyValuePair<string, byte[]>> ParsePax(byte[] data, long headerOffset)
+    private bool HasPaxRecord(string key)
     {
-        var result = new List<KeyValuePair<string, byte[]>>();
+        foreach (PaxRecord record in _paxRecords)
+        {
+            if (string.Equals(record.Key, key, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+        return _globalPax.ContainsKey(key);
+    }
+
+    /// <summary>Reads a pax header's data behind what <see cref="_pax"/> holds already.</summary>
+    private async ValueTask ReadPaxDataAsync(int size, long headerOffset, CancellationToken cancellationToken)
+    {
+        if (_pax.Length < _paxLength + size)
+        {
+            byte[] grown = new byte[Math.Max(_paxLength + size, Math.Max(1024, _pax.Length * 2))];
+            _pax.AsSpan(0, _paxLength).CopyTo(grown);
+            _pax = grown;
+        }
+        _dataRemaining = size;
+        _paddingRemaining = (BlockSize - (size % BlockSize)) % BlockSize;
+        if (await ReadDataFullAsync(_pax.AsMemory(_paxLength, size), cancellationToken) != size)
+        {
+            throw Error(headerOffset, "archive is truncated inside an extended header");
+        }
+        await SkipRemainingAsync(cancellationToken);
+        _paxLength += size;
+    }
+
+    /// <summary>Splits the pax records in <c>_pax[start..start+length]</c> into <see cref="_paxRecords"/>.</summary>
+    private void ParsePax(int start, int length, long headerOffset)
+    {
+        ReadOnlySpan<byte> data = _pax.AsSpan(start, length);
         int pos = 0;
         while (pos < data.Length)
         {
@@ -557,37 +556,139 @@ public sealed class TarReader : IDisposable
             {
                 break; // some writers pad with NULs
             }
-            int space = Array.IndexOf(data, (byte)' ', pos);
-            if (space < 0 || space - pos > 10)
+            int space = data[pos..].IndexOf((byte)' ');
+            if (space < 0 || space > 10)
             {
                 throw Error(headerOffset, "pax record has no length");
             }
-            int length = 0;
-            foreach (byte digit in data.AsSpan(pos, space - pos))
+            space += pos;
+            int recordLength = 0;
+            foreach (byte digit in data[pos..space])
             {
                 // At most 10 digits (checked above) and no sign or spaces, as NumberStyles.None had it.
-                length = digit is >= (byte)'0' and <= (byte)'9' && length <= (int.MaxValue - 9) / 10
-                    ? (length * 10) + (digit - '0')
+                recordLength = digit is >= (byte)'0' and <= (byte)'9' && recordLength <= (int.MaxValue - 9) / 10
+                    ? (recordLength * 10) + (digit - '0')
                     : throw Error(headerOffset, "pax record has a bad length");
             }
-            if (space == pos || length < space - pos + 3 || pos + length > data.Length || data[pos + length - 1] != (byte)'\n')
+            if (space == pos || recordLength < space - pos + 3 || recordLength > data.Length - pos || data[pos + recordLength - 1] != (byte)'\n')
             {
                 throw Error(headerOffset, "pax record has a bad length");
             }
-            int eq = Array.IndexOf(data, (byte)'=', space + 1, pos + length - space - 1);
+            int eq = data.Slice(space + 1, pos + recordLength - space - 1).IndexOf((byte)'=');
             if (eq < 0)
             {
                 throw Error(headerOffset, "pax record has no '='");
             }
-            string key = PaxKey(data.AsSpan(space + 1, eq - space - 1));
-            byte[] value = data.AsSpan(eq + 1, pos + length - 1 - (eq + 1)).ToArray();
-            result.Add(new(key, value));
-            pos += length;
+            eq += space + 1;
+            string key = PaxKey(data.Slice(space + 1, eq - space - 1));
+            _paxRecords.Add(new PaxRecord(key, start + eq + 1, pos + recordLength - 1 - (eq + 1)));
+            pos += recordLength;
         }
-        return result;
     }
 
-    private static string Text(byte[] value) => Encoding.UTF8.GetString(value);
+    /// <summary>What pax records can override in a header, gathered in record order.</summary>
+    private struct PaxFields
+    {
+        public byte[] Name;
+        public byte[] Link;
+        public long Size;
+        public long RealSize;
+        public long Uid;
+        public long Gid;
+        public TarTime ModificationTime;
+        public TarTime? AccessTime;
+        public TarTime? ChangeTime;
+        public int DeviceMajor;
+        public int DeviceMinor;
+        public string? SparseMajor;
+        public string? SparseMap;
+        public List<KeyValuePair<string, byte[]>>? Xattrs;
+    }
+
+    private void ApplyPax(ref PaxFields f, string key, ReadOnlySpan<byte> value, long headerOffset)
+    {
+        // Decoded only for the records that are text (numbers, times): not for names or xattr values.
+        switch (key)
+        {
+            case "path":
+                f.Name = value.ToArray();
+                break;
+            case "linkpath":
+                f.Link = value.ToArray();
+                break;
+            case "size":
+                f.Size = ParsePaxLong(value, key, headerOffset);
+                f.RealSize = f.Size;
+                break;
+            case "uid":
+                f.Uid = ParsePaxLong(value, key, headerOffset);
+                break;
+            case "gid":
+                f.Gid = ParsePaxLong(value, key, headerOffset);
+                break;
+            case "mtime":
+                f.ModificationTime = ParsePaxTime(value, key, headerOffset);
+                break;
+            case "atime":
+                f.AccessTime = ParsePaxTime(value, key, headerOffset);
+                break;
+            case "ctime":
+                f.ChangeTime = ParsePaxTime(value, key, headerOffset);
+                break;
+            case "SCHILY.devmajor":
+                f.DeviceMajor = (int)ParsePaxLong(value, key, headerOffset);
+                break;
+            case "SCHILY.devminor":
+                f.DeviceMinor = (int)ParsePaxLong(value, key, headerOffset);
+                break;
+            case "GNU.sparse.major":
+                f.SparseMajor = Encoding.UTF8.GetString(value);
+                break;
+            case "GNU.sparse.name":
+                f.Name = value.ToArray();
+                break;
+            case "GNU.sparse.realsize":
+            case "GNU.sparse.size":
+                f.RealSize = ParsePaxLong(value, key, headerOffset);
+                break;
+            case "GNU.sparse.map":
+                f.SparseMap = Encoding.UTF8.GetString(value);
+                break;
+            default:
+                if (key.StartsWith("SCHILY.xattr.", StringComparison.Ordinal))
+                {
+                    AddXattr(ref f.Xattrs, key["SCHILY.xattr.".Length..], value.ToArray());
+                }
+                else if (key.StartsWith("LIBARCHIVE.xattr.", StringComparison.Ordinal))
+                {
+                    string xname = Uri.UnescapeDataString(key["LIBARCHIVE.xattr.".Length..]);
+                    try
+                    {
+                        AddXattr(ref f.Xattrs, xname, Convert.FromBase64String(Encoding.UTF8.GetString(value)));
+                    }
+                    catch (FormatException)
+                    {
+                        throw Error(headerOffset, $"xattr '{xname}' has a value that is not base64");
+                    }
+                }
+                break;
+        }
+    }
+
+    /// <summary>Adds an xattr, replacing an earlier record of the same name (a global one, or a repeated key).</summary>
+    private static void AddXattr(ref List<KeyValuePair<string, byte[]>>? xattrs, string name, byte[] value)
+    {
+        xattrs ??= [];
+        int at = xattrs.FindIndex(x => string.Equals(x.Key, name, StringComparison.Ordinal));
+        if (at >= 0)
+        {
+            xattrs[at] = new(name, value);
+        }
+        else
+        {
+            xattrs.Add(new(name, value));
+        }
+    }
 
     /// <summary>The pax keys every writer repeats per entry, as literals rather than a new string each.</summary>
     private static string PaxKey(ReadOnlySpan<byte> key) => key switch
@@ -605,6 +706,15 @@ public sealed class TarReader : IDisposable
         _ => Encoding.UTF8.GetString(key),
     };
 
+    private long ParsePaxLong(ReadOnlySpan<byte> text, string key, long headerOffset)
+    {
+        if (!long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v))
+        {
+            throw Error(headerOffset, $"pax record '{key}' is not a number: '{Truncate(Encoding.UTF8.GetString(text))}'");
+        }
+        return v;
+    }
+
     private long ParsePaxLong(string text, string key, long headerOffset)
     {
         if (!long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v))
@@ -614,16 +724,13 @@ public sealed class TarReader : IDisposable
         return v;
     }
 
-    private TarTime ParsePaxTime(string text, string key, long headerOffset)
+    private TarTime ParsePaxTime(ReadOnlySpan<byte> text, string key, long headerOffset)
     {
-        try
+        if (!TarTime.TryParse(text, out TarTime time))
         {
-            return TarTime.Parse(text);
+            throw Error(headerOffset, $"pax record '{key}' is not a time: '{Truncate(Encoding.UTF8.GetString(text))}'");
         }
-        catch (InvalidDataException)
-        {
-            throw Error(headerOffset, $"pax record '{key}' is not a time: '{Truncate(text)}'");
-        }
+        return time;
     }
 
     private static string Truncate(string s) => s.Length > 40 ? s[..40] + "..." : s;

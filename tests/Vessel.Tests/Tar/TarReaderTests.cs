@@ -120,6 +120,68 @@ public sealed class TarReaderTests
         Assert.Equal(capability, x.Value);
     }
 
+    private static byte[] PaxRecords(params string[] records)
+    {
+        var all = new List<byte>();
+        foreach (string r in records)
+        {
+            // A record's length counts its own digits: "LEN key=value\n".
+            int body = Encoding.UTF8.GetByteCount(r) + 2;
+            int len = body + Digits(body);
+            len = body + Digits(len);
+            all.AddRange(Encoding.UTF8.GetBytes($"{len} {r}\n"));
+        }
+        return [.. all];
+    }
+
+    private static int Digits(int n) => n.ToString(System.Globalization.CultureInfo.InvariantCulture).Length;
+
+    [Fact]
+    public async Task Applies_global_pax_records_then_every_local_header_in_order()
+    {
+        byte[] global = PaxRecords("uid=7", "SCHILY.xattr.user.a=g", "mtime=1700000000.5");
+        byte[] local1 = PaxRecords("uid=9");
+        byte[] local2 = PaxRecords("SCHILY.xattr.user.a=l", "path=renamed/file");
+        byte[] local3 = PaxRecords("mtime=-1.25");
+        byte[] archive =
+        [
+            .. Header("GlobalHead", 'g', global.Length), .. Pad(global),
+            .. Header("PaxHeader/f1", 'x', local1.Length), .. Pad(local1),
+            .. Header("PaxHeader/f1", 'x', local2.Length), .. Pad(local2),
+            .. Header("f1", '0', 0),
+            .. Header("f2", '0', 0),
+            .. Header("PaxHeader/f3", 'x', local3.Length), .. Pad(local3),
+            .. Header("f3", '0', 0),
+            .. new byte[1024],
+        ];
+        var entries = await ReadAllAsync(archive);
+        Assert.Equal(3, entries.Count);
+        TarEntry first = entries[0].Entry;
+        Assert.Equal("renamed/file", first.Name);
+        Assert.Equal(9, first.Uid);
+        var x = Assert.Single(first.Xattrs); // the local value replaces the global one
+        Assert.Equal(("user.a", "l"), (x.Key, Encoding.ASCII.GetString(x.Value)));
+        Assert.Equal(new TarTime(1700000000, 500000000), first.ModificationTime);
+        TarEntry second = entries[1].Entry;
+        Assert.Equal("f2", second.Name);
+        Assert.Equal(7, second.Uid);
+        Assert.Equal("g", Encoding.ASCII.GetString(Assert.Single(second.Xattrs).Value));
+        Assert.Equal(new TarTime(-2, 750000000), entries[2].Entry.ModificationTime);
+        Assert.Equal(7, entries[2].Entry.Uid);
+    }
+
+    [Theory]
+    [InlineData("mtime=12x")]
+    [InlineData("uid=-")]
+    [InlineData("mtime=1.5e3")]
+    public async Task Rejects_pax_numbers_that_are_not_numbers(string record)
+    {
+        byte[] pax = PaxRecords(record);
+        byte[] archive = [.. Header("PaxHeader/f", 'x', pax.Length), .. Pad(pax), .. Header("f", '0', 0), .. new byte[1024]];
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => ReadAllAsync(archive));
+        Assert.Contains("pax record", e.Message);
+    }
+
     [Fact]
     public async Task Rejects_a_corrupt_header_checksum()
     {
