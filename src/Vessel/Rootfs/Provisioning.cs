@@ -31,8 +31,6 @@ public static class Provisioning
     public const int Version = 1;
     public const string VesselDirectory = "/.vessel";
 
-    private static readonly JsonSerializerOptions s_json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
-
     public static IReadOnlyList<ProvisioningFile> Files(ProvisioningOptions options)
     {
         string busybox = options.BusyboxPath ?? ExternalProcess.ResolveTool("busybox");
@@ -53,9 +51,9 @@ public static class Provisioning
             new("/etc/hostname", 0x1A4, Encoding.ASCII.GetBytes(hostname + "\n")),
             new("/etc/resolv.conf", 0x1A4, "nameserver 10.0.2.3\n"u8.ToArray()),
             new(VesselDirectory + "/busybox", 0x1ED, File.ReadAllBytes(busybox)),
-            new(VesselDirectory + "/image.json", 0x1A4, JsonSerializer.SerializeToUtf8Bytes(options.Config, s_json)),
+            new(VesselDirectory + "/image.json", 0x1A4, JsonSerializer.SerializeToUtf8Bytes(options.Config, RootfsJsonContext.Default.ImageConfig)),
             new(VesselDirectory + "/provision.json", 0x1A4, JsonSerializer.SerializeToUtf8Bytes(
-                new { version = Version, hostname }, s_json)),
+                new ProvisionInfo(Version, hostname), RootfsJsonContext.Default.ProvisionInfo)),
         ];
     }
 

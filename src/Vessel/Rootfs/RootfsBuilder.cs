@@ -44,12 +44,6 @@ public sealed record RootfsBuildResult(
 /// </summary>
 public static class RootfsBuilder
 {
-    private static readonly JsonSerializerOptions s_json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-    };
-
     public static async Task<RootfsBuildResult> BuildAsync(
         IImageSource source, string outputPath, RootfsBuildOptions options, IProgress<RootfsProgress>? progress, CancellationToken cancellationToken)
     {
@@ -135,9 +129,21 @@ public static class RootfsBuilder
             File.Delete(temp);
             throw;
         }
-        await File.WriteAllBytesAsync(outputPath + ".json", JsonSerializer.SerializeToUtf8Bytes(result, s_json), CancellationToken.None);
+        await File.WriteAllBytesAsync(outputPath + ".json", JsonSerializer.SerializeToUtf8Bytes(result, RootfsJsonContext.Default.RootfsBuildResult), CancellationToken.None);
         return result;
     }
 
     private static string Short(string digest) => digest.Length > 19 ? digest[..19] : digest;
+}
+
+/// <summary>/.vessel/provision.json in every image.</summary>
+internal sealed record ProvisionInfo(int Version, string Hostname);
+
+/// <summary>OUT.json written without reflection: a build's JSON costs no start-up JIT.</summary>
+[System.Text.Json.Serialization.JsonSerializable(typeof(RootfsBuildResult))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(ImageConfig))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(ProvisionInfo))]
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.CamelCase)]
+internal sealed partial class RootfsJsonContext : System.Text.Json.Serialization.JsonSerializerContext
+{
 }
