@@ -113,7 +113,7 @@ public static class RootfsBuilder
             {
                 // A diagnostic for benchmarks (docs/BENCHMARKS.md): where the time of a build went.
                 Console.Error.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                    $"rootfs profile: resolved {resolved.TotalSeconds:F3} s, layers applied {applied.TotalSeconds:F3} s (waited for the disk {waited.TotalSeconds:F3} s), finished {clock.Elapsed.TotalSeconds:F3} s (waited {writer.WaitedForDisk.TotalSeconds:F3} s), cpu {Environment.CpuUsage.TotalTime.TotalSeconds:F3} s, allocated {GC.GetTotalAllocatedBytes() >> 20} MiB, gc {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, jit {System.Runtime.JitInfo.GetCompiledMethodCount()} methods {System.Runtime.JitInfo.GetCompilationTime().TotalSeconds:F3} s"));
+                    $"rootfs profile: resolved {resolved.TotalSeconds:F3} s, layers applied {applied.TotalSeconds:F3} s (waited for the disk {waited.TotalSeconds:F3} s), finished {clock.Elapsed.TotalSeconds:F3} s (waited {writer.WaitedForDisk.TotalSeconds:F3} s), cpu {Environment.CpuUsage.TotalTime.TotalSeconds:F3} s, allocated {GC.GetTotalAllocatedBytes() >> 20} MiB, gc {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)} ({GC.GetTotalPauseDuration().TotalSeconds:F3} s paused), jit {System.Runtime.JitInfo.GetCompiledMethodCount()} methods {System.Runtime.JitInfo.GetCompilationTime().TotalSeconds:F3} s"));
             }
         }
 
