@@ -18,84 +18,260 @@ internal sealed partial class NbdConnection
     private const int SendFileMin = 64 << 10;
     private readonly SemaphoreSlim _inFlight;
     private int _pending;
-    private readonly byte[] _fileReplyHeader = new byte[ReadPrefix]; // used only under the send lock
     private bool _sendFileWorks = true;
 
     // A reply split into more file stretches than this (a read across many small layer extents)
     // is cheaper copied than sent with one sendfile per stretch.
     private const int MaxSendFileRanges = 16;
     private static readonly byte[] s_zeros = new byte[64 << 10];
-    private readonly List<FileRange> _fileRanges = []; // used only by the receive loop
+    private readonly List<FileRange> _fileRanges = []; // used only by the receive thread
 
-    // Small replies gathered on the receive loop go out together at this size at the latest,
-    // so the first of them is not held back long while more are read.
+    // One recv takes up to this much: a whole burst of request headers (28 bytes each) at once.
+    private const int InputBufferSize = 64 << 10;
+    // Replies copied on the receive thread are laid out back to back in one buffer and leave
+    // in one send: when nothing more is there to read, or at MaxBatchBytes at the latest, so
+    // the first of them is not held back long while more are read.
+    private const int ReplyBufferSize = 512 << 10;
     private const int MaxBatchBytes = 256 << 10;
-    private readonly List<ArraySegment<byte>> _batch = [];
-    private int _batchBytes;
+    private byte[] _replies = []; // used only by the receive thread
+    private int _repliesLength;
 
+    // A safety net only: cancellation shuts the socket down, which ends a wait at once.
+    private const int PollTimeoutMs = 1000;
+    private const int ReceiveThreadStack = 256 << 10; // no recursion; the default 8 MiB is address space for nothing
+
+    /// <summary>
+    /// Runs the receive loop on a thread of its own (see <see cref="ReceiveRequests"/>) and
+    /// completes when it ends; requests it hands off keep running until <see cref="DrainAsync"/>.
+    /// </summary>
     private async Task TransmitAsync(Session session, CancellationToken ct)
     {
         NbdLog.Transmission(_logger, _peer, session.Export.Name, session.StructuredReplies);
+        byte[] early = TakeBufferedInput();
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(
+            () =>
+            {
+                try
+                {
+                    ReceiveRequests(session, early, ct);
+                    done.SetResult();
+                }
+                catch (Exception e)
+                {
+                    done.SetException(e); // RunAsync sorts it like any other connection failure
+                }
+            },
+            ReceiveThreadStack)
+        {
+            IsBackground = true,
+            Name = "nbd receive",
+        };
+        // Closing or cancelling wakes a thread waiting in poll by shutting the socket down.
+        using CancellationTokenRegistration wake = ct.UnsafeRegister(static s => ((NbdConnection)s!).ShutdownQuietly(), this);
+        thread.Start();
+        await done.Task;
+    }
+
+    private void ShutdownQuietly()
+    {
         try
         {
-            await ReceiveRequestsAsync(session, ct);
-            await FlushRepliesAsync(ct);
+            _socket.Shutdown(SocketShutdown.Both);
         }
-        finally
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
-            ReturnBatchedReplies();
         }
     }
 
-    private async Task ReceiveRequestsAsync(Session session, CancellationToken ct)
+    /// <summary>Bytes the handshake's reader already took from the socket beyond the last option: the first requests.</summary>
+    private byte[] TakeBufferedInput()
     {
-        byte[] header = new byte[NbdRequest.Size];
-        while (await TryReadExactAsync(header, ct))
+        if (!_reader.TryRead(out ReadResult result))
         {
-            NbdRequest request = NbdRequest.Read(header);
-            if (request.Command == NbdCommand.Read && await TryReplyReadCachedAsync(session, request, ct))
+            return [];
+        }
+        byte[] bytes = result.Buffer.ToArray();
+        _reader.AdvanceTo(result.Buffer.End);
+        return bytes;
+    }
+
+    /// <summary>
+    /// The receive loop, synchronous on its own thread: each recv takes every request header
+    /// the client has sent; reads the page cache can answer are copied (preadv2 RWF_NOWAIT)
+    /// behind their reply headers in one buffer, or sent by sendfile, and the buffer goes out
+    /// in one send once nothing more is there to read. A 4 KiB read then costs one preadv2 and
+    /// a share of one recv and one send, with no allocation, thread hop or async state machine.
+    /// Everything else (writes, reads that would wait for the disk, errors) goes to the thread
+    /// pool as before, 64 in flight, and replies there under the send lock.
+    /// </summary>
+    private void ReceiveRequests(Session session, byte[] early, CancellationToken ct)
+    {
+        byte[] input = _server.Buffers.Rent(Math.Max(InputBufferSize, early.Length));
+        _replies = _server.Buffers.Rent(ReplyBufferSize);
+        _repliesLength = 0;
+        try
+        {
+            early.CopyTo(input, 0);
+            int start = 0;
+            int end = early.Length;
+            while (true)
             {
-                continue;
-            }
-            // Everything below may wait (for a payload, a free slot, the client): batched replies go out first.
-            await FlushRepliesAsync(ct);
-            if (request.Command == NbdCommand.Disconnect)
-            {
-                return; // DrainAsync lets in-flight requests finish before the socket closes
-            }
-            byte[]? payload = null;
-            if (request.Command == NbdCommand.Write)
-            {
-                if (request.Length > NbdProtocol.MaxPayload)
+                if (end - start < NbdRequest.Size)
                 {
-                    // The payload cannot be skipped safely at this size: the spec allows closing.
-                    throw new NbdProtocolException($"Write of {request.Length} bytes exceeds the {NbdProtocol.MaxPayload}-byte maximum.");
+                    input.AsSpan(start, end - start).CopyTo(input);
+                    end -= start;
+                    start = 0;
+                    int n = Receive(input.AsSpan(end), ct);
+                    if (n == 0)
+                    {
+                        if (end > 0)
+                        {
+                            throw new EndOfStreamException("The client closed the connection mid-request.");
+                        }
+                        FlushReplies(ct);
+                        return;
+                    }
+                    end += n;
+                    continue;
                 }
-                payload = _server.Buffers.Rent((int)request.Length);
+                NbdRequest request = NbdRequest.Read(input.AsSpan(start, NbdRequest.Size));
+                start += NbdRequest.Size;
+                if (request.Command == NbdCommand.Read && TryReplyReadCached(session, request, ct))
+                {
+                    continue;
+                }
+                // Everything below may wait (for a payload, a free slot): the replies ready go out first.
+                FlushReplies(ct);
+                if (request.Command == NbdCommand.Disconnect)
+                {
+                    return; // DrainAsync lets in-flight requests finish before the socket closes
+                }
+                byte[]? payload = null;
+                if (request.Command == NbdCommand.Write)
+                {
+                    if (request.Length > NbdProtocol.MaxPayload)
+                    {
+                        // The payload cannot be skipped safely at this size: the spec allows closing.
+                        throw new NbdProtocolException($"Write of {request.Length} bytes exceeds the {NbdProtocol.MaxPayload}-byte maximum.");
+                    }
+                    int length = (int)request.Length;
+                    payload = _server.Buffers.Rent(length);
+                    try
+                    {
+                        int have = Math.Min(length, end - start);
+                        input.AsSpan(start, have).CopyTo(payload);
+                        start += have;
+                        ReceiveExact(payload.AsSpan(have, length - have), ct);
+                    }
+                    catch
+                    {
+                        _server.Buffers.Return(payload);
+                        throw;
+                    }
+                }
                 try
                 {
-                    await ReadExactAsync(payload.AsMemory(0, (int)request.Length), ct);
+                    _inFlight.Wait(ct);
                 }
                 catch
                 {
-                    _server.Buffers.Return(payload);
+                    if (payload is not null)
+                    {
+                        _server.Buffers.Return(payload);
+                    }
                     throw;
                 }
+                Interlocked.Increment(ref _pending);
+                _ = Task.Run(() => HandleAsync(session, request, payload, ct), CancellationToken.None);
             }
-            try
+        }
+        finally
+        {
+            _server.Buffers.Return(input);
+            _server.Buffers.Return(_replies);
+            _replies = [];
+            _repliesLength = 0;
+        }
+    }
+
+    /// <summary>
+    /// Receives what the client has sent, waiting for at least one byte; 0 at its orderly
+    /// close. Before waiting, the replies gathered so far go out: the client may be waiting
+    /// for them before it sends more.
+    /// </summary>
+    private int Receive(Span<byte> buffer, CancellationToken ct)
+    {
+        while (true)
+        {
+            int n = LinuxSocket.TryReceive(_socket.SafeHandle, buffer);
+            if (n >= 0)
             {
-                await _inFlight.WaitAsync(ct);
+                return n;
             }
-            catch
+            FlushReplies(ct);
+            WaitForSocket(write: false, ct);
+        }
+    }
+
+    private void ReceiveExact(Span<byte> buffer, CancellationToken ct)
+    {
+        while (buffer.Length > 0)
+        {
+            int n = Receive(buffer, ct);
+            if (n == 0)
             {
-                if (payload is not null)
-                {
-                    _server.Buffers.Return(payload);
-                }
-                throw;
+                throw new EndOfStreamException("The client closed the connection mid-request.");
             }
-            Interlocked.Increment(ref _pending);
-            _ = Task.Run(() => HandleAsync(session, request, payload, ct), CancellationToken.None);
+            buffer = buffer[n..];
+        }
+    }
+
+    private void WaitForSocket(bool write, CancellationToken ct)
+    {
+        while (!LinuxSocket.Wait(_socket.SafeHandle, write, PollTimeoutMs))
+        {
+            ct.ThrowIfCancellationRequested();
+        }
+        ct.ThrowIfCancellationRequested();
+    }
+
+    /// <summary>Sends all of <paramref name="data"/>, waiting while the socket buffer is full; the caller holds the send lock.</summary>
+    private void SendAll(ReadOnlySpan<byte> data, CancellationToken ct)
+    {
+        while (data.Length > 0)
+        {
+            int n = LinuxSocket.TrySend(_socket.SafeHandle, data);
+            if (n < 0)
+            {
+                WaitForSocket(write: true, ct);
+                continue;
+            }
+            data = data[n..];
+        }
+    }
+
+    /// <summary>Sends the replies gathered on the receive thread since the last flush, in one send.</summary>
+    private void FlushReplies(CancellationToken ct)
+    {
+        if (_repliesLength == 0)
+        {
+            return;
+        }
+        _sendLock.Wait(ct);
+        try
+        {
+            SendAll(_replies.AsSpan(0, _repliesLength), ct);
+            _repliesLength = 0;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            CancelQuietly(); // the client is gone: stop everything else on this connection too
+            throw;
+        }
+        finally
+        {
+            _sendLock.Release();
         }
     }
 
@@ -225,14 +401,14 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>
-    /// Answers a read on the receive loop itself when the export can serve it without waiting
+    /// Answers a read on the receive thread itself when the export can serve it without waiting
     /// for the disk (a page-cached file, zeros). Handing such a read to the thread pool costs
     /// more than the read: two thread hops per request, and on a busy machine the reply waits
     /// for a pool thread to be scheduled while the client sits with requests unanswered. Reads
     /// that would block, fail or are invalid return false and take the normal concurrent path,
     /// so a cold disk still gets many reads in flight and errors are reported in one place.
     /// </summary>
-    private async ValueTask<bool> TryReplyReadCachedAsync(Session session, NbdRequest request, CancellationToken ct)
+    private bool TryReplyReadCached(Session session, NbdRequest request, CancellationToken ct)
     {
         if (Validate(session, request) != NbdError.None)
         {
@@ -245,95 +421,78 @@ internal sealed partial class NbdConnection
             _fileRanges.Clear();
             if (session.Export.TryGetCachedFileRanges((long)request.Offset, length, _fileRanges) && _fileRanges.Count <= MaxSendFileRanges)
             {
-                await FlushRepliesAsync(ct);
-                await SendFileReplyAsync(session, request, _fileRanges, ct);
+                SendFileReply(session, request, _fileRanges, ct);
                 return true;
             }
         }
-        byte[]? message = _server.Buffers.Rent(prefix + length);
+        int size = prefix + length;
+        if (size > _replies.Length)
+        {
+            return TryReplyLargeReadCached(session, request, ct);
+        }
+        if (_repliesLength + size > _replies.Length)
+        {
+            FlushReplies(ct);
+        }
+        Span<byte> reply = _replies.AsSpan(_repliesLength, size);
+        if (!TryReadCached(session, request, reply[prefix..]))
+        {
+            return false;
+        }
+        WriteReadReplyHeader(session, request, reply);
+        _repliesLength += size;
+        if (_repliesLength >= MaxBatchBytes)
+        {
+            FlushReplies(ct);
+        }
+        return true;
+    }
+
+    private static bool TryReadCached(Session session, NbdRequest request, Span<byte> destination)
+    {
         try
         {
-            bool cached;
-            try
-            {
-                cached = session.Export.TryReadCached((long)request.Offset, message.AsSpan(prefix, length));
-            }
-            catch (Exception e) when (e is IOException or InvalidDataException or VesselException)
-            {
-                cached = false; // the normal path reads again and turns the failure into an NBD error
-            }
-            if (!cached)
+            return session.Export.TryReadCached((long)request.Offset, destination);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or VesselException)
+        {
+            return false; // the normal path reads again and turns the failure into an NBD error
+        }
+    }
+
+    /// <summary>A cached read larger than the reply buffer (and not sent by sendfile): its own buffer, its own send.</summary>
+    private bool TryReplyLargeReadCached(Session session, NbdRequest request, CancellationToken ct)
+    {
+        int size = ReadReplyPrefix(session) + (int)request.Length;
+        byte[] message = _server.Buffers.Rent(size);
+        try
+        {
+            if (!TryReadCached(session, request, message.AsSpan(ReadReplyPrefix(session), (int)request.Length)))
             {
                 return false;
             }
             WriteReadReplyHeader(session, request, message);
-            _batch.Add(new ArraySegment<byte>(message, 0, prefix + length));
-            _batchBytes += prefix + length;
-            message = null; // the batch returns it
-            if (_batchBytes >= MaxBatchBytes || !RequestBuffered())
+            FlushReplies(ct);
+            _sendLock.Wait(ct);
+            try
             {
-                await FlushRepliesAsync(ct);
+                SendAll(message.AsSpan(0, size), ct);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+                CancelQuietly();
+                throw;
+            }
+            finally
+            {
+                _sendLock.Release();
             }
             return true;
         }
         finally
         {
-            if (message is not null)
-            {
-                _server.Buffers.Return(message);
-            }
+            _server.Buffers.Return(message);
         }
-    }
-
-    /// <summary>True when the next request header is already buffered, so reading it cannot wait.</summary>
-    private bool RequestBuffered()
-    {
-        if (!_reader.TryRead(out ReadResult result))
-        {
-            return false;
-        }
-        bool buffered = result.Buffer.Length >= NbdRequest.Size;
-        _reader.AdvanceTo(result.Buffer.Start);
-        return buffered;
-    }
-
-    /// <summary>
-    /// Sends the read replies copied on the receive loop since the last flush, in one
-    /// gathered send (sendmsg with one iovec each): 4 KiB reads that arrive together cost one
-    /// send instead of one each. The loop flushes before anything that can wait, so a reply is
-    /// never held back while the server waits for the client.
-    /// </summary>
-    private async ValueTask FlushRepliesAsync(CancellationToken ct)
-    {
-        if (_batch.Count == 0)
-        {
-            return;
-        }
-        await _sendLock.WaitAsync(ct);
-        try
-        {
-            await _socket.SendAsync(_batch, SocketFlags.None);
-        }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
-        {
-            CancelQuietly();
-            throw;
-        }
-        finally
-        {
-            _sendLock.Release();
-        }
-        ReturnBatchedReplies();
-    }
-
-    private void ReturnBatchedReplies()
-    {
-        foreach (ArraySegment<byte> reply in _batch)
-        {
-            _server.Buffers.Return(reply.Array!);
-        }
-        _batch.Clear();
-        _batchBytes = 0;
     }
 
     private async Task ReplyReadAsync(Session session, NbdRequest request, CancellationToken ct)
@@ -354,40 +513,38 @@ internal sealed partial class NbdConnection
         }
     }
 
+
     /// <summary>
     /// A read reply whose data goes from the page cache to the socket by sendfile, one call per
     /// file stretch (zeros are written from a shared zero buffer): no copy into this process and
-    /// none out of it (Linux 6.5+ splices the pages into a unix socket). What the socket buffer
-    /// cannot take now is read and sent the ordinary way.
+    /// none out of it (Linux 6.5+ splices the pages into a unix socket). The reply header leaves
+    /// with the replies gathered before it, in one send.
     /// </summary>
-    private async ValueTask SendFileReplyAsync(Session session, NbdRequest request, List<FileRange> ranges, CancellationToken ct)
+    private void SendFileReply(Session session, NbdRequest request, List<FileRange> ranges, CancellationToken ct)
     {
         int prefix = ReadReplyPrefix(session);
-        await _sendLock.WaitAsync(ct);
+        if (_repliesLength + prefix > _replies.Length)
+        {
+            FlushReplies(ct);
+        }
+        WriteReadReplyHeader(session, request, _replies.AsSpan(_repliesLength, prefix));
+        _repliesLength += prefix;
+        _sendLock.Wait(ct);
         try
         {
-            WriteReadReplyHeader(session, request, _fileReplyHeader);
-            await _stream.WriteAsync(_fileReplyHeader.AsMemory(0, prefix), ct);
+            SendAll(_replies.AsSpan(0, _repliesLength), ct);
+            _repliesLength = 0;
             foreach (FileRange range in ranges)
             {
                 if (range.File is null)
                 {
                     for (int left = range.Length; left > 0; left -= Math.Min(left, s_zeros.Length))
                     {
-                        await _stream.WriteAsync(s_zeros.AsMemory(0, Math.Min(left, s_zeros.Length)), ct);
+                        SendAll(s_zeros.AsSpan(0, Math.Min(left, s_zeros.Length)), ct);
                     }
                     continue;
                 }
-                int sent = _sendFileWorks ? LinuxFile.SendFile(_socket.SafeHandle, range.File, range.Offset, range.Length) : 0;
-                if (sent < 0)
-                {
-                    _sendFileWorks = false; // not for this socket: copy from now on
-                    sent = 0;
-                }
-                if (sent < range.Length)
-                {
-                    await SendCopiedAsync(range.File, range.Offset + sent, range.Length - sent, ct);
-                }
+                SendFileRange(range.File, range.Offset, range.Length, ct);
             }
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
@@ -401,8 +558,39 @@ internal sealed partial class NbdConnection
         }
     }
 
-    /// <summary>The part of a file range sendfile could not send now: read it and send it like any reply.</summary>
-    private async ValueTask SendCopiedAsync(SafeFileHandle file, long offset, int length, CancellationToken ct)
+    /// <summary>One file stretch by sendfile, waiting while the socket buffer is full; copied where sendfile cannot be used.</summary>
+    private void SendFileRange(SafeFileHandle file, long offset, int length, CancellationToken ct)
+    {
+        bool waited = false;
+        while (length > 0)
+        {
+            int sent = _sendFileWorks ? LinuxFile.SendFile(_socket.SafeHandle, file, offset, length) : -1;
+            if (sent < 0)
+            {
+                _sendFileWorks = false; // not for this socket: copy from now on
+                SendCopied(file, offset, length, ct);
+                return;
+            }
+            if (sent == 0)
+            {
+                if (waited)
+                {
+                    // Nothing sent to a socket that could take more: the file ended, which the copy reports.
+                    SendCopied(file, offset, length, ct);
+                    return;
+                }
+                WaitForSocket(write: true, ct);
+                waited = true;
+                continue;
+            }
+            offset += sent;
+            length -= sent;
+            waited = false;
+        }
+    }
+
+    /// <summary>A file stretch sendfile could not send: read it and send it like any reply.</summary>
+    private void SendCopied(SafeFileHandle file, long offset, int length, CancellationToken ct)
     {
         byte[] rest = _server.Buffers.Rent(length);
         try
@@ -419,7 +607,7 @@ internal sealed partial class NbdConnection
                 span = span[n..];
                 at += n;
             }
-            await _stream.WriteAsync(rest.AsMemory(0, length), ct);
+            SendAll(rest.AsSpan(0, length), ct);
         }
         finally
         {

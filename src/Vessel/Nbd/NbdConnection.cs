@@ -7,8 +7,9 @@ namespace Vessel.Nbd;
 
 /// <summary>
 /// One client connection: option negotiation (<c>NbdConnection.Handshake.cs</c>), then the
-/// transmission phase (<c>NbdConnection.Transmission.cs</c>). Requests are read in order and
-/// handled concurrently; replies go out as each completes, one at a time on the socket.
+/// transmission phase (<c>NbdConnection.Transmission.cs</c>), whose requests are read in order
+/// on a thread of the connection's own and handled concurrently; replies go out as each
+/// completes, one at a time on the socket.
 /// Any protocol violation closes this connection only.
 /// </summary>
 internal sealed partial class NbdConnection : IAsyncDisposable
@@ -114,26 +115,6 @@ internal sealed partial class NbdConnection : IAsyncDisposable
         }
         buffer.Slice(0, destination.Length).CopyTo(destination.Span);
         _reader.AdvanceTo(buffer.GetPosition(destination.Length));
-    }
-
-    /// <summary>Returns false at a clean end of stream before any byte of the next message.</summary>
-    private async ValueTask<bool> TryReadExactAsync(Memory<byte> destination, CancellationToken ct)
-    {
-        ReadResult result = await _reader.ReadAtLeastAsync(destination.Length, ct);
-        ReadOnlySequence<byte> buffer = result.Buffer;
-        if (buffer.Length == 0 && result.IsCompleted)
-        {
-            _reader.AdvanceTo(buffer.End);
-            return false;
-        }
-        if (buffer.Length < destination.Length)
-        {
-            _reader.AdvanceTo(buffer.Start, buffer.End);
-            throw new EndOfStreamException("The client closed the connection mid-request.");
-        }
-        buffer.Slice(0, destination.Length).CopyTo(destination.Span);
-        _reader.AdvanceTo(buffer.GetPosition(destination.Length));
-        return true;
     }
 
     private async ValueTask SkipAsync(long count, CancellationToken ct)
