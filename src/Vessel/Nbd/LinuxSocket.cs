@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace Vessel.Nbd;
 
 /// <summary>
-/// Socket calls for a connection's receive thread, made directly on the descriptor: recv and
+/// Socket calls for a connection's own thread, made directly on the descriptor: recv and
 /// send that never block (MSG_DONTWAIT, whatever mode .NET left the socket in) and poll to
 /// wait. A dedicated thread waiting in poll costs one wakeup per batch of requests, where the
 /// async path costs an epoll thread, a thread-pool hop and the pool's spinning per receive,

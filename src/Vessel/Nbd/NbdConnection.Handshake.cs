@@ -26,7 +26,7 @@ internal sealed partial class NbdConnection
         await SendAsync(greeting, hct);
 
         byte[] four = new byte[4];
-        await ReadExactAsync(four, hct);
+        ReadExact(four, hct);
         var clientFlags = (NbdClientFlags)BinaryPrimitives.ReadUInt32BigEndian(four);
         if ((clientFlags & ~(NbdClientFlags.FixedNewstyle | NbdClientFlags.NoZeroes)) != 0)
         {
@@ -37,14 +37,14 @@ internal sealed partial class NbdConnection
         byte[] header = new byte[NbdOptionHeader.Size];
         while (true)
         {
-            await ReadExactAsync(header, hct);
+            ReadExact(header, hct);
             NbdOptionHeader option = NbdOptionHeader.Read(header);
             if (option.Length > NbdProtocol.MaxOptionLength)
             {
                 throw new NbdProtocolException($"Option {option.Option} carries {option.Length} bytes; options larger than {NbdProtocol.MaxOptionLength} are refused.");
             }
             byte[] data = new byte[option.Length];
-            await ReadExactAsync(data, hct);
+            ReadExact(data, hct);
             NbdLog.Option(_logger, _peer, option.Option);
             switch (option.Option)
             {

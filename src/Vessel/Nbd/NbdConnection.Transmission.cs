@@ -1,7 +1,4 @@
-using System.Buffers;
 using System.Buffers.Binary;
-using System.IO.Pipelines;
-using System.Net.Sockets;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
 using Vessel.Blocks;
@@ -24,80 +21,18 @@ internal sealed partial class NbdConnection
     // is cheaper copied than sent with one sendfile per stretch.
     private const int MaxSendFileRanges = 16;
     private static readonly byte[] s_zeros = new byte[64 << 10];
-    private readonly List<FileRange> _fileRanges = []; // used only by the receive thread
+    private readonly List<FileRange> _fileRanges = []; // used only by the connection's thread
 
-    // One recv takes up to this much: a whole burst of request headers (28 bytes each) at once.
-    private const int InputBufferSize = 64 << 10;
-    // Replies copied on the receive thread are laid out back to back in one buffer and leave
+    // Replies copied on the connection's thread are laid out back to back in one buffer and leave
     // in one send: when nothing more is there to read, or at MaxBatchBytes at the latest, so
     // the first of them is not held back long while more are read.
     private const int ReplyBufferSize = 512 << 10;
     private const int MaxBatchBytes = 256 << 10;
-    private byte[] _replies = []; // used only by the receive thread
+    private byte[] _replies = []; // used only by the connection's thread
     private int _repliesLength;
 
-    // A safety net only: cancellation shuts the socket down, which ends a wait at once.
-    private const int PollTimeoutMs = 1000;
-    private const int ReceiveThreadStack = 256 << 10; // no recursion; the default 8 MiB is address space for nothing
-
     /// <summary>
-    /// Runs the receive loop on a thread of its own (see <see cref="ReceiveRequests"/>) and
-    /// completes when it ends; requests it hands off keep running until <see cref="DrainAsync"/>.
-    /// </summary>
-    private async Task TransmitAsync(Session session, CancellationToken ct)
-    {
-        NbdLog.Transmission(_logger, _peer, session.Export.Name, session.StructuredReplies);
-        byte[] early = TakeBufferedInput();
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var thread = new Thread(
-            () =>
-            {
-                try
-                {
-                    ReceiveRequests(session, early, ct);
-                    done.SetResult();
-                }
-                catch (Exception e)
-                {
-                    done.SetException(e); // RunAsync sorts it like any other connection failure
-                }
-            },
-            ReceiveThreadStack)
-        {
-            IsBackground = true,
-            Name = "nbd receive",
-        };
-        // Closing or cancelling wakes a thread waiting in poll by shutting the socket down.
-        using CancellationTokenRegistration wake = ct.UnsafeRegister(static s => ((NbdConnection)s!).ShutdownQuietly(), this);
-        thread.Start();
-        await done.Task;
-    }
-
-    private void ShutdownQuietly()
-    {
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-        }
-    }
-
-    /// <summary>Bytes the handshake's reader already took from the socket beyond the last option: the first requests.</summary>
-    private byte[] TakeBufferedInput()
-    {
-        if (!_reader.TryRead(out ReadResult result))
-        {
-            return [];
-        }
-        byte[] bytes = result.Buffer.ToArray();
-        _reader.AdvanceTo(result.Buffer.End);
-        return bytes;
-    }
-
-    /// <summary>
-    /// The receive loop, synchronous on its own thread: each recv takes every request header
+    /// The receive loop, synchronous on the connection's thread: each recv takes every request header
     /// the client has sent; reads the page cache can answer are copied (preadv2 RWF_NOWAIT)
     /// behind their reply headers in one buffer, or sent by sendfile, and the buffer goes out
     /// in one send once nothing more is there to read. A 4 KiB read then costs one preadv2 and
@@ -105,153 +40,72 @@ internal sealed partial class NbdConnection
     /// Everything else (writes, reads that would wait for the disk, errors) goes to the thread
     /// pool as before, 64 in flight, and replies there under the send lock.
     /// </summary>
-    private void ReceiveRequests(Session session, byte[] early, CancellationToken ct)
-    {
-        byte[] input = _server.Buffers.Rent(Math.Max(InputBufferSize, early.Length));
-        _replies = _server.Buffers.Rent(ReplyBufferSize);
-        _repliesLength = 0;
-        try
-        {
-            early.CopyTo(input, 0);
-            int start = 0;
-            int end = early.Length;
-            while (true)
-            {
-                if (end - start < NbdRequest.Size)
-                {
-                    input.AsSpan(start, end - start).CopyTo(input);
-                    end -= start;
-                    start = 0;
-                    int n = Receive(input.AsSpan(end), ct);
-                    if (n == 0)
-                    {
-                        if (end > 0)
-                        {
-                            throw new EndOfStreamException("The client closed the connection mid-request.");
-                        }
-                        FlushReplies(ct);
-                        return;
-                    }
-                    end += n;
-                    continue;
-                }
-                NbdRequest request = NbdRequest.Read(input.AsSpan(start, NbdRequest.Size));
-                start += NbdRequest.Size;
-                if (request.Command == NbdCommand.Read && TryReplyReadCached(session, request, ct))
-                {
-                    continue;
-                }
-                // Everything below may wait (for a payload, a free slot): the replies ready go out first.
-                FlushReplies(ct);
-                if (request.Command == NbdCommand.Disconnect)
-                {
-                    return; // DrainAsync lets in-flight requests finish before the socket closes
-                }
-                byte[]? payload = null;
-                if (request.Command == NbdCommand.Write)
-                {
-                    if (request.Length > NbdProtocol.MaxPayload)
-                    {
-                        // The payload cannot be skipped safely at this size: the spec allows closing.
-                        throw new NbdProtocolException($"Write of {request.Length} bytes exceeds the {NbdProtocol.MaxPayload}-byte maximum.");
-                    }
-                    int length = (int)request.Length;
-                    payload = _server.Buffers.Rent(length);
-                    try
-                    {
-                        int have = Math.Min(length, end - start);
-                        input.AsSpan(start, have).CopyTo(payload);
-                        start += have;
-                        ReceiveExact(payload.AsSpan(have, length - have), ct);
-                    }
-                    catch
-                    {
-                        _server.Buffers.Return(payload);
-                        throw;
-                    }
-                }
-                try
-                {
-                    _inFlight.Wait(ct);
-                }
-                catch
-                {
-                    if (payload is not null)
-                    {
-                        _server.Buffers.Return(payload);
-                    }
-                    throw;
-                }
-                Interlocked.Increment(ref _pending);
-                _ = Task.Run(() => HandleAsync(session, request, payload, ct), CancellationToken.None);
-            }
-        }
-        finally
-        {
-            _server.Buffers.Return(input);
-            _server.Buffers.Return(_replies);
-            _replies = [];
-            _repliesLength = 0;
-        }
-    }
-
-    /// <summary>
-    /// Receives what the client has sent, waiting for at least one byte; 0 at its orderly
-    /// close. Before waiting, the replies gathered so far go out: the client may be waiting
-    /// for them before it sends more.
-    /// </summary>
-    private int Receive(Span<byte> buffer, CancellationToken ct)
+    private void ReceiveRequests(Session session, CancellationToken ct)
     {
         while (true)
         {
-            int n = LinuxSocket.TryReceive(_socket.SafeHandle, buffer);
-            if (n >= 0)
+            if (_inputEnd - _inputStart < NbdRequest.Size)
             {
-                return n;
-            }
-            FlushReplies(ct);
-            WaitForSocket(write: false, ct);
-        }
-    }
-
-    private void ReceiveExact(Span<byte> buffer, CancellationToken ct)
-    {
-        while (buffer.Length > 0)
-        {
-            int n = Receive(buffer, ct);
-            if (n == 0)
-            {
-                throw new EndOfStreamException("The client closed the connection mid-request.");
-            }
-            buffer = buffer[n..];
-        }
-    }
-
-    private void WaitForSocket(bool write, CancellationToken ct)
-    {
-        while (!LinuxSocket.Wait(_socket.SafeHandle, write, PollTimeoutMs))
-        {
-            ct.ThrowIfCancellationRequested();
-        }
-        ct.ThrowIfCancellationRequested();
-    }
-
-    /// <summary>Sends all of <paramref name="data"/>, waiting while the socket buffer is full; the caller holds the send lock.</summary>
-    private void SendAll(ReadOnlySpan<byte> data, CancellationToken ct)
-    {
-        while (data.Length > 0)
-        {
-            int n = LinuxSocket.TrySend(_socket.SafeHandle, data);
-            if (n < 0)
-            {
-                WaitForSocket(write: true, ct);
+                if (FillInput(ct) == 0)
+                {
+                    if (_inputEnd > 0)
+                    {
+                        throw new EndOfStreamException("The client closed the connection mid-request.");
+                    }
+                    FlushReplies(ct); // a client that only shut down its sending side still gets these
+                    return;
+                }
                 continue;
             }
-            data = data[n..];
+            NbdRequest request = NbdRequest.Read(_input.AsSpan(_inputStart, NbdRequest.Size));
+            _inputStart += NbdRequest.Size;
+            if (request.Command == NbdCommand.Read && TryReplyReadCached(session, request, ct))
+            {
+                continue;
+            }
+            // Everything below may wait (for a payload, a free slot): the replies ready go out first.
+            FlushReplies(ct);
+            if (request.Command == NbdCommand.Disconnect)
+            {
+                return; // DrainAsync lets in-flight requests finish before the socket closes
+            }
+            byte[]? payload = null;
+            if (request.Command == NbdCommand.Write)
+            {
+                if (request.Length > NbdProtocol.MaxPayload)
+                {
+                    // The payload cannot be skipped safely at this size: the spec allows closing.
+                    throw new NbdProtocolException($"Write of {request.Length} bytes exceeds the {NbdProtocol.MaxPayload}-byte maximum.");
+                }
+                payload = _server.Buffers.Rent((int)request.Length);
+                try
+                {
+                    ReadExact(payload.AsSpan(0, (int)request.Length), ct);
+                }
+                catch
+                {
+                    _server.Buffers.Return(payload);
+                    throw;
+                }
+            }
+            try
+            {
+                _inFlight.Wait(ct);
+            }
+            catch
+            {
+                if (payload is not null)
+                {
+                    _server.Buffers.Return(payload);
+                }
+                throw;
+            }
+            Interlocked.Increment(ref _pending);
+            _ = Task.Run(() => HandleAsync(session, request, payload, ct), CancellationToken.None);
         }
     }
 
-    /// <summary>Sends the replies gathered on the receive thread since the last flush, in one send.</summary>
+    /// <summary>Sends the replies gathered on the connection's thread since the last flush, in one send.</summary>
     private void FlushReplies(CancellationToken ct)
     {
         if (_repliesLength == 0)
@@ -401,7 +255,7 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>
-    /// Answers a read on the receive thread itself when the export can serve it without waiting
+    /// Answers a read on the connection's thread itself when the export can serve it without waiting
     /// for the disk (a page-cached file, zeros). Handing such a read to the thread pool costs
     /// more than the read: two thread hops per request, and on a busy machine the reply waits
     /// for a pool thread to be scheduled while the client sits with requests unanswered. Reads
