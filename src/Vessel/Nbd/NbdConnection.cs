@@ -114,8 +114,7 @@ internal sealed partial class NbdConnection : IAsyncDisposable
         _replies = _server.Buffers.Rent(ReplyBufferSize);
         try
         {
-            // The handshake's sends may wait asynchronously; its reads never do (ReadExact).
-            Session? session = NegotiateAsync(ct).GetAwaiter().GetResult();
+            Session? session = Negotiate(ct);
             if (session is not null)
             {
                 NbdLog.Transmission(_logger, _peer, session.Export.Name, session.StructuredReplies);
@@ -250,6 +249,25 @@ internal sealed partial class NbdConnection : IAsyncDisposable
                 continue;
             }
             data = data[n..];
+        }
+    }
+
+    /// <summary>Sends one whole message from the connection's thread (the handshake's replies), under the send lock.</summary>
+    private void Send(ReadOnlySpan<byte> message, CancellationToken ct)
+    {
+        _sendLock.Wait(ct);
+        try
+        {
+            SendAll(message, ct);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            CancelQuietly();
+            throw;
+        }
+        finally
+        {
+            _sendLock.Release();
         }
     }
 
