@@ -3,7 +3,7 @@ using System.Text;
 
 namespace Vessel.Nbd;
 
-/// <summary>Option negotiation (proto.md, "Fixed newstyle negotiation").</summary>
+/// <summary>Option negotiation (proto.md, "Fixed newstyle negotiation"), synchronous on the connection's thread.</summary>
 internal sealed partial class NbdConnection
 {
     private bool _structuredReplies;
@@ -13,7 +13,7 @@ internal sealed partial class NbdConnection
     /// <summary>What GO or EXPORT_NAME selected.</summary>
     private sealed record Session(INbdExport Export, bool StructuredReplies, bool BlockStatus);
 
-    private async Task<Session?> NegotiateAsync(CancellationToken ct)
+    private Session? Negotiate(CancellationToken ct)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(_server.Options.HandshakeTimeout);
@@ -23,10 +23,10 @@ internal sealed partial class NbdConnection
         BinaryPrimitives.WriteUInt64BigEndian(greeting, NbdProtocol.NbdMagic);
         BinaryPrimitives.WriteUInt64BigEndian(greeting.AsSpan(8), NbdProtocol.IHaveOpt);
         BinaryPrimitives.WriteUInt16BigEndian(greeting.AsSpan(16), (ushort)(NbdHandshakeFlags.FixedNewstyle | NbdHandshakeFlags.NoZeroes));
-        await SendAsync(greeting, hct);
+        Send(greeting, hct);
 
         byte[] four = new byte[4];
-        await ReadExactAsync(four, hct);
+        ReadExact(four, hct);
         var clientFlags = (NbdClientFlags)BinaryPrimitives.ReadUInt32BigEndian(four);
         if ((clientFlags & ~(NbdClientFlags.FixedNewstyle | NbdClientFlags.NoZeroes)) != 0)
         {
@@ -37,14 +37,14 @@ internal sealed partial class NbdConnection
         byte[] header = new byte[NbdOptionHeader.Size];
         while (true)
         {
-            await ReadExactAsync(header, hct);
+            ReadExact(header, hct);
             NbdOptionHeader option = NbdOptionHeader.Read(header);
             if (option.Length > NbdProtocol.MaxOptionLength)
             {
                 throw new NbdProtocolException($"Option {option.Option} carries {option.Length} bytes; options larger than {NbdProtocol.MaxOptionLength} are refused.");
             }
             byte[] data = new byte[option.Length];
-            await ReadExactAsync(data, hct);
+            ReadExact(data, hct);
             NbdLog.Option(_logger, _peer, option.Option);
             switch (option.Option)
             {
@@ -59,16 +59,16 @@ internal sealed partial class NbdConnection
                         byte[] reply = new byte[_noZeroes ? 10 : 134];
                         BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Size);
                         BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)TransmissionFlags(export));
-                        await SendAsync(reply, hct);
+                        Send(reply, hct);
                         return new Session(export, _structuredReplies, BlockStatus: false);
                     }
                 case NbdOption.Abort:
-                    await SendOptionReplyAsync(option.Option, NbdOptionReply.Ack, default, hct);
+                    SendOptionReply(option.Option, NbdOptionReply.Ack, default, hct);
                     return null;
                 case NbdOption.List:
                     if (data.Length != 0)
                     {
-                        await SendOptionErrorAsync(option.Option, NbdOptionReply.ErrInvalid, "NBD_OPT_LIST takes no data", hct);
+                        SendOptionError(option.Option, NbdOptionReply.ErrInvalid, "NBD_OPT_LIST takes no data", hct);
                         break;
                     }
                     foreach (INbdExport e in _server.Exports)
@@ -77,23 +77,23 @@ internal sealed partial class NbdConnection
                         byte[] payload = new byte[4 + name.Length];
                         BinaryPrimitives.WriteUInt32BigEndian(payload, (uint)name.Length);
                         name.CopyTo(payload, 4);
-                        await SendOptionReplyAsync(option.Option, NbdOptionReply.Server, payload, hct);
+                        SendOptionReply(option.Option, NbdOptionReply.Server, payload, hct);
                     }
-                    await SendOptionReplyAsync(option.Option, NbdOptionReply.Ack, default, hct);
+                    SendOptionReply(option.Option, NbdOptionReply.Ack, default, hct);
                     break;
                 case NbdOption.StructuredReply:
                     if (data.Length != 0)
                     {
-                        await SendOptionErrorAsync(option.Option, NbdOptionReply.ErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data", hct);
+                        SendOptionError(option.Option, NbdOptionReply.ErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data", hct);
                         break;
                     }
                     _structuredReplies = true;
-                    await SendOptionReplyAsync(option.Option, NbdOptionReply.Ack, default, hct);
+                    SendOptionReply(option.Option, NbdOptionReply.Ack, default, hct);
                     break;
                 case NbdOption.Info:
                 case NbdOption.Go:
                     {
-                        Session? session = await InfoOrGoAsync(option.Option, data, hct);
+                        Session? session = InfoOrGo(option.Option, data, hct);
                         if (session is not null)
                         {
                             return session;
@@ -102,27 +102,27 @@ internal sealed partial class NbdConnection
                     }
                 case NbdOption.ListMetaContext:
                 case NbdOption.SetMetaContext:
-                    await MetaContextAsync(option.Option, data, hct);
+                    MetaContext(option.Option, data, hct);
                     break;
                 default:
-                    await SendOptionErrorAsync(option.Option, NbdOptionReply.ErrUnsupported, $"option {(uint)option.Option} is not supported", hct);
+                    SendOptionError(option.Option, NbdOptionReply.ErrUnsupported, $"option {(uint)option.Option} is not supported", hct);
                     break;
             }
         }
     }
 
-    private async Task<Session?> InfoOrGoAsync(NbdOption option, byte[] data, CancellationToken ct)
+    private Session? InfoOrGo(NbdOption option, byte[] data, CancellationToken ct)
     {
         // u32 name length, name, u16 request count, u16 requests.
         if (data.Length < 6)
         {
-            await SendOptionErrorAsync(option, NbdOptionReply.ErrInvalid, "option data too short", ct);
+            SendOptionError(option, NbdOptionReply.ErrInvalid, "option data too short", ct);
             return null;
         }
         uint nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
         if (nameLength > data.Length - 6)
         {
-            await SendOptionErrorAsync(option, NbdOptionReply.ErrInvalid, "export name length past the option data", ct);
+            SendOptionError(option, NbdOptionReply.ErrInvalid, "export name length past the option data", ct);
             return null;
         }
         string name = Encoding.UTF8.GetString(data, 4, (int)nameLength);
@@ -130,7 +130,7 @@ internal sealed partial class NbdConnection
         int count = BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(at));
         if (data.Length != at + 2 + (2 * count))
         {
-            await SendOptionErrorAsync(option, NbdOptionReply.ErrInvalid, "information request count does not match the option length", ct);
+            SendOptionError(option, NbdOptionReply.ErrInvalid, "information request count does not match the option length", ct);
             return null;
         }
         var requests = new HashSet<NbdInfo>();
@@ -140,7 +140,7 @@ internal sealed partial class NbdConnection
         }
         if (!_server.TryGetExport(name, out INbdExport export))
         {
-            await SendOptionErrorAsync(option, NbdOptionReply.ErrUnknown, $"no export named '{name}'", ct);
+            SendOptionError(option, NbdOptionReply.ErrUnknown, $"no export named '{name}'", ct);
             return null;
         }
 
@@ -148,14 +148,14 @@ internal sealed partial class NbdConnection
         BinaryPrimitives.WriteUInt16BigEndian(info, (ushort)NbdInfo.Export);
         BinaryPrimitives.WriteUInt64BigEndian(info.AsSpan(2), (ulong)export.Size);
         BinaryPrimitives.WriteUInt16BigEndian(info.AsSpan(10), (ushort)TransmissionFlags(export));
-        await SendOptionReplyAsync(option, NbdOptionReply.Info, info, ct);
+        SendOptionReply(option, NbdOptionReply.Info, info, ct);
         if (requests.Contains(NbdInfo.Name))
         {
-            await SendInfoStringAsync(option, NbdInfo.Name, export.Name, ct);
+            SendInfoString(option, NbdInfo.Name, export.Name, ct);
         }
         if (requests.Contains(NbdInfo.Description) && export.Description.Length > 0)
         {
-            await SendInfoStringAsync(option, NbdInfo.Description, export.Description, ct);
+            SendInfoString(option, NbdInfo.Description, export.Description, ct);
         }
         if (requests.Contains(NbdInfo.BlockSize))
         {
@@ -164,9 +164,9 @@ internal sealed partial class NbdConnection
             BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(2), 1); // any alignment works: partial blocks are merged
             BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(6), (uint)export.PreferredBlockSize);
             BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(10), NbdProtocol.MaxPayload);
-            await SendOptionReplyAsync(option, NbdOptionReply.Info, sizes, ct);
+            SendOptionReply(option, NbdOptionReply.Info, sizes, ct);
         }
-        await SendOptionReplyAsync(option, NbdOptionReply.Ack, default, ct);
+        SendOptionReply(option, NbdOptionReply.Ack, default, ct);
         if (option == NbdOption.Info)
         {
             return null;
@@ -175,12 +175,12 @@ internal sealed partial class NbdConnection
         return new Session(export, _structuredReplies, blockStatus);
     }
 
-    private async Task MetaContextAsync(NbdOption option, byte[] data, CancellationToken ct)
+    private void MetaContext(NbdOption option, byte[] data, CancellationToken ct)
     {
         // u32 export name length, name, u32 query count, then u32 length + query per query.
         if (option == NbdOption.SetMetaContext && !_structuredReplies)
         {
-            await SendOptionErrorAsync(option, NbdOptionReply.ErrInvalid, "negotiate structured replies before NBD_OPT_SET_META_CONTEXT", ct);
+            SendOptionError(option, NbdOptionReply.ErrInvalid, "negotiate structured replies before NBD_OPT_SET_META_CONTEXT", ct);
             return;
         }
         var queries = new List<string>();
@@ -206,12 +206,12 @@ internal sealed partial class NbdConnection
         }
         catch (Exception e) when (e is ArgumentOutOfRangeException or OverflowException)
         {
-            await SendOptionErrorAsync(option, NbdOptionReply.ErrInvalid, "malformed meta context request", ct);
+            SendOptionError(option, NbdOptionReply.ErrInvalid, "malformed meta context request", ct);
             return;
         }
         if (!_server.TryGetExport(name, out _))
         {
-            await SendOptionErrorAsync(option, NbdOptionReply.ErrUnknown, $"no export named '{name}'", ct);
+            SendOptionError(option, NbdOptionReply.ErrUnknown, $"no export named '{name}'", ct);
             return;
         }
         bool selected = option == NbdOption.ListMetaContext
@@ -227,9 +227,9 @@ internal sealed partial class NbdConnection
             byte[] payload = new byte[4 + context.Length];
             BinaryPrimitives.WriteUInt32BigEndian(payload, option == NbdOption.SetMetaContext ? NbdProtocol.BaseAllocationContextId : 0);
             context.CopyTo(payload, 4);
-            await SendOptionReplyAsync(option, NbdOptionReply.MetaContext, payload, ct);
+            SendOptionReply(option, NbdOptionReply.MetaContext, payload, ct);
         }
-        await SendOptionReplyAsync(option, NbdOptionReply.Ack, default, ct);
+        SendOptionReply(option, NbdOptionReply.Ack, default, ct);
     }
 
     private NbdTransmissionFlags TransmissionFlags(INbdExport export)
@@ -247,26 +247,26 @@ internal sealed partial class NbdConnection
         return flags;
     }
 
-    private async ValueTask SendInfoStringAsync(NbdOption option, NbdInfo type, string value, CancellationToken ct)
+    private void SendInfoString(NbdOption option, NbdInfo type, string value, CancellationToken ct)
     {
         byte[] text = Encoding.UTF8.GetBytes(value);
         byte[] payload = new byte[2 + text.Length];
         BinaryPrimitives.WriteUInt16BigEndian(payload, (ushort)type);
         text.CopyTo(payload, 2);
-        await SendOptionReplyAsync(option, NbdOptionReply.Info, payload, ct);
+        SendOptionReply(option, NbdOptionReply.Info, payload, ct);
     }
 
-    private ValueTask SendOptionErrorAsync(NbdOption option, NbdOptionReply error, string message, CancellationToken ct)
+    private void SendOptionError(NbdOption option, NbdOptionReply error, string message, CancellationToken ct)
     {
         NbdLog.OptionRefused(_logger, _peer, option, error, message);
-        return SendOptionReplyAsync(option, error, Encoding.UTF8.GetBytes(message), ct);
+        SendOptionReply(option, error, Encoding.UTF8.GetBytes(message), ct);
     }
 
-    private async ValueTask SendOptionReplyAsync(NbdOption option, NbdOptionReply reply, ReadOnlyMemory<byte> payload, CancellationToken ct)
+    private void SendOptionReply(NbdOption option, NbdOptionReply reply, ReadOnlySpan<byte> payload, CancellationToken ct)
     {
         byte[] message = new byte[NbdOptionReplyHeader.Size + payload.Length];
         new NbdOptionReplyHeader(option, reply, (uint)payload.Length).Write(message);
-        payload.CopyTo(message.AsMemory(NbdOptionReplyHeader.Size));
-        await SendAsync(message, ct);
+        payload.CopyTo(message.AsSpan(NbdOptionReplyHeader.Size));
+        Send(message, ct);
     }
 }

@@ -1,7 +1,4 @@
-using System.Buffers;
 using System.Buffers.Binary;
-using System.IO.Pipelines;
-using System.Net.Sockets;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
 using Vessel.Blocks;
@@ -18,47 +15,56 @@ internal sealed partial class NbdConnection
     private const int SendFileMin = 64 << 10;
     private readonly SemaphoreSlim _inFlight;
     private int _pending;
-    private readonly byte[] _fileReplyHeader = new byte[ReadPrefix]; // used only under the send lock
     private bool _sendFileWorks = true;
 
     // A reply split into more file stretches than this (a read across many small layer extents)
     // is cheaper copied than sent with one sendfile per stretch.
     private const int MaxSendFileRanges = 16;
     private static readonly byte[] s_zeros = new byte[64 << 10];
-    private readonly List<FileRange> _fileRanges = []; // used only by the receive loop
+    private readonly List<FileRange> _fileRanges = []; // used only by the connection's thread
 
-    // Small replies gathered on the receive loop go out together at this size at the latest,
-    // so the first of them is not held back long while more are read.
+    // Replies copied on the connection's thread are laid out back to back in one buffer and leave
+    // in one send: when nothing more is there to read, or at MaxBatchBytes at the latest, so
+    // the first of them is not held back long while more are read.
+    private const int ReplyBufferSize = 512 << 10;
     private const int MaxBatchBytes = 256 << 10;
-    private readonly List<ArraySegment<byte>> _batch = [];
-    private int _batchBytes;
+    private byte[] _replies = []; // used only by the connection's thread
+    private int _repliesLength;
 
-    private async Task TransmitAsync(Session session, CancellationToken ct)
+    /// <summary>
+    /// The receive loop, synchronous on the connection's thread: each recv takes every request header
+    /// the client has sent; reads the page cache can answer are copied (preadv2 RWF_NOWAIT)
+    /// behind their reply headers in one buffer, or sent by sendfile, and the buffer goes out
+    /// in one send once nothing more is there to read. A 4 KiB read then costs one preadv2 and
+    /// a share of one recv and one send, with no allocation, thread hop or async state machine.
+    /// Everything else (writes, reads that would wait for the disk, errors) goes to the thread
+    /// pool as before, 64 in flight, and replies there under the send lock.
+    /// </summary>
+    private void ReceiveRequests(Session session, CancellationToken ct)
     {
-        NbdLog.Transmission(_logger, _peer, session.Export.Name, session.StructuredReplies);
-        try
+        while (true)
         {
-            await ReceiveRequestsAsync(session, ct);
-            await FlushRepliesAsync(ct);
-        }
-        finally
-        {
-            ReturnBatchedReplies();
-        }
-    }
-
-    private async Task ReceiveRequestsAsync(Session session, CancellationToken ct)
-    {
-        byte[] header = new byte[NbdRequest.Size];
-        while (await TryReadExactAsync(header, ct))
-        {
-            NbdRequest request = NbdRequest.Read(header);
-            if (request.Command == NbdCommand.Read && await TryReplyReadCachedAsync(session, request, ct))
+            if (_inputEnd - _inputStart < NbdRequest.Size)
+            {
+                if (FillInput(ct) == 0)
+                {
+                    if (_inputEnd > 0)
+                    {
+                        throw new EndOfStreamException("The client closed the connection mid-request.");
+                    }
+                    FlushReplies(ct); // a client that only shut down its sending side still gets these
+                    return;
+                }
+                continue;
+            }
+            NbdRequest request = NbdRequest.Read(_input.AsSpan(_inputStart, NbdRequest.Size));
+            _inputStart += NbdRequest.Size;
+            if (request.Command == NbdCommand.Read && TryReplyReadCached(session, request, ct))
             {
                 continue;
             }
-            // Everything below may wait (for a payload, a free slot, the client): batched replies go out first.
-            await FlushRepliesAsync(ct);
+            // Everything below may wait (for a payload, a free slot): the replies ready go out first.
+            FlushReplies(ct);
             if (request.Command == NbdCommand.Disconnect)
             {
                 return; // DrainAsync lets in-flight requests finish before the socket closes
@@ -74,7 +80,7 @@ internal sealed partial class NbdConnection
                 payload = _server.Buffers.Rent((int)request.Length);
                 try
                 {
-                    await ReadExactAsync(payload.AsMemory(0, (int)request.Length), ct);
+                    ReadExact(payload.AsSpan(0, (int)request.Length), ct);
                 }
                 catch
                 {
@@ -84,7 +90,7 @@ internal sealed partial class NbdConnection
             }
             try
             {
-                await _inFlight.WaitAsync(ct);
+                _inFlight.Wait(ct);
             }
             catch
             {
@@ -96,6 +102,30 @@ internal sealed partial class NbdConnection
             }
             Interlocked.Increment(ref _pending);
             _ = Task.Run(() => HandleAsync(session, request, payload, ct), CancellationToken.None);
+        }
+    }
+
+    /// <summary>Sends the replies gathered on the connection's thread since the last flush, in one send.</summary>
+    private void FlushReplies(CancellationToken ct)
+    {
+        if (_repliesLength == 0)
+        {
+            return;
+        }
+        _sendLock.Wait(ct);
+        try
+        {
+            SendAll(_replies.AsSpan(0, _repliesLength), ct);
+            _repliesLength = 0;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            CancelQuietly(); // the client is gone: stop everything else on this connection too
+            throw;
+        }
+        finally
+        {
+            _sendLock.Release();
         }
     }
 
@@ -225,14 +255,14 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>
-    /// Answers a read on the receive loop itself when the export can serve it without waiting
+    /// Answers a read on the connection's thread itself when the export can serve it without waiting
     /// for the disk (a page-cached file, zeros). Handing such a read to the thread pool costs
     /// more than the read: two thread hops per request, and on a busy machine the reply waits
     /// for a pool thread to be scheduled while the client sits with requests unanswered. Reads
     /// that would block, fail or are invalid return false and take the normal concurrent path,
     /// so a cold disk still gets many reads in flight and errors are reported in one place.
     /// </summary>
-    private async ValueTask<bool> TryReplyReadCachedAsync(Session session, NbdRequest request, CancellationToken ct)
+    private bool TryReplyReadCached(Session session, NbdRequest request, CancellationToken ct)
     {
         if (Validate(session, request) != NbdError.None)
         {
@@ -245,95 +275,78 @@ internal sealed partial class NbdConnection
             _fileRanges.Clear();
             if (session.Export.TryGetCachedFileRanges((long)request.Offset, length, _fileRanges) && _fileRanges.Count <= MaxSendFileRanges)
             {
-                await FlushRepliesAsync(ct);
-                await SendFileReplyAsync(session, request, _fileRanges, ct);
+                SendFileReply(session, request, _fileRanges, ct);
                 return true;
             }
         }
-        byte[]? message = _server.Buffers.Rent(prefix + length);
+        int size = prefix + length;
+        if (size > _replies.Length)
+        {
+            return TryReplyLargeReadCached(session, request, ct);
+        }
+        if (_repliesLength + size > _replies.Length)
+        {
+            FlushReplies(ct);
+        }
+        Span<byte> reply = _replies.AsSpan(_repliesLength, size);
+        if (!TryReadCached(session, request, reply[prefix..]))
+        {
+            return false;
+        }
+        WriteReadReplyHeader(session, request, reply);
+        _repliesLength += size;
+        if (_repliesLength >= MaxBatchBytes)
+        {
+            FlushReplies(ct);
+        }
+        return true;
+    }
+
+    private static bool TryReadCached(Session session, NbdRequest request, Span<byte> destination)
+    {
         try
         {
-            bool cached;
-            try
-            {
-                cached = session.Export.TryReadCached((long)request.Offset, message.AsSpan(prefix, length));
-            }
-            catch (Exception e) when (e is IOException or InvalidDataException or VesselException)
-            {
-                cached = false; // the normal path reads again and turns the failure into an NBD error
-            }
-            if (!cached)
+            return session.Export.TryReadCached((long)request.Offset, destination);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or VesselException)
+        {
+            return false; // the normal path reads again and turns the failure into an NBD error
+        }
+    }
+
+    /// <summary>A cached read larger than the reply buffer (and not sent by sendfile): its own buffer, its own send.</summary>
+    private bool TryReplyLargeReadCached(Session session, NbdRequest request, CancellationToken ct)
+    {
+        int size = ReadReplyPrefix(session) + (int)request.Length;
+        byte[] message = _server.Buffers.Rent(size);
+        try
+        {
+            if (!TryReadCached(session, request, message.AsSpan(ReadReplyPrefix(session), (int)request.Length)))
             {
                 return false;
             }
             WriteReadReplyHeader(session, request, message);
-            _batch.Add(new ArraySegment<byte>(message, 0, prefix + length));
-            _batchBytes += prefix + length;
-            message = null; // the batch returns it
-            if (_batchBytes >= MaxBatchBytes || !RequestBuffered())
+            FlushReplies(ct);
+            _sendLock.Wait(ct);
+            try
             {
-                await FlushRepliesAsync(ct);
+                SendAll(message.AsSpan(0, size), ct);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+                CancelQuietly();
+                throw;
+            }
+            finally
+            {
+                _sendLock.Release();
             }
             return true;
         }
         finally
         {
-            if (message is not null)
-            {
-                _server.Buffers.Return(message);
-            }
+            _server.Buffers.Return(message);
         }
-    }
-
-    /// <summary>True when the next request header is already buffered, so reading it cannot wait.</summary>
-    private bool RequestBuffered()
-    {
-        if (!_reader.TryRead(out ReadResult result))
-        {
-            return false;
-        }
-        bool buffered = result.Buffer.Length >= NbdRequest.Size;
-        _reader.AdvanceTo(result.Buffer.Start);
-        return buffered;
-    }
-
-    /// <summary>
-    /// Sends the read replies copied on the receive loop since the last flush, in one
-    /// gathered send (sendmsg with one iovec each): 4 KiB reads that arrive together cost one
-    /// send instead of one each. The loop flushes before anything that can wait, so a reply is
-    /// never held back while the server waits for the client.
-    /// </summary>
-    private async ValueTask FlushRepliesAsync(CancellationToken ct)
-    {
-        if (_batch.Count == 0)
-        {
-            return;
-        }
-        await _sendLock.WaitAsync(ct);
-        try
-        {
-            await _socket.SendAsync(_batch, SocketFlags.None);
-        }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
-        {
-            CancelQuietly();
-            throw;
-        }
-        finally
-        {
-            _sendLock.Release();
-        }
-        ReturnBatchedReplies();
-    }
-
-    private void ReturnBatchedReplies()
-    {
-        foreach (ArraySegment<byte> reply in _batch)
-        {
-            _server.Buffers.Return(reply.Array!);
-        }
-        _batch.Clear();
-        _batchBytes = 0;
     }
 
     private async Task ReplyReadAsync(Session session, NbdRequest request, CancellationToken ct)
@@ -354,40 +367,38 @@ internal sealed partial class NbdConnection
         }
     }
 
+
     /// <summary>
     /// A read reply whose data goes from the page cache to the socket by sendfile, one call per
     /// file stretch (zeros are written from a shared zero buffer): no copy into this process and
-    /// none out of it (Linux 6.5+ splices the pages into a unix socket). What the socket buffer
-    /// cannot take now is read and sent the ordinary way.
+    /// none out of it (Linux 6.5+ splices the pages into a unix socket). The reply header leaves
+    /// with the replies gathered before it, in one send.
     /// </summary>
-    private async ValueTask SendFileReplyAsync(Session session, NbdRequest request, List<FileRange> ranges, CancellationToken ct)
+    private void SendFileReply(Session session, NbdRequest request, List<FileRange> ranges, CancellationToken ct)
     {
         int prefix = ReadReplyPrefix(session);
-        await _sendLock.WaitAsync(ct);
+        if (_repliesLength + prefix > _replies.Length)
+        {
+            FlushReplies(ct);
+        }
+        WriteReadReplyHeader(session, request, _replies.AsSpan(_repliesLength, prefix));
+        _repliesLength += prefix;
+        _sendLock.Wait(ct);
         try
         {
-            WriteReadReplyHeader(session, request, _fileReplyHeader);
-            await _stream.WriteAsync(_fileReplyHeader.AsMemory(0, prefix), ct);
+            SendAll(_replies.AsSpan(0, _repliesLength), ct);
+            _repliesLength = 0;
             foreach (FileRange range in ranges)
             {
                 if (range.File is null)
                 {
                     for (int left = range.Length; left > 0; left -= Math.Min(left, s_zeros.Length))
                     {
-                        await _stream.WriteAsync(s_zeros.AsMemory(0, Math.Min(left, s_zeros.Length)), ct);
+                        SendAll(s_zeros.AsSpan(0, Math.Min(left, s_zeros.Length)), ct);
                     }
                     continue;
                 }
-                int sent = _sendFileWorks ? LinuxFile.SendFile(_socket.SafeHandle, range.File, range.Offset, range.Length) : 0;
-                if (sent < 0)
-                {
-                    _sendFileWorks = false; // not for this socket: copy from now on
-                    sent = 0;
-                }
-                if (sent < range.Length)
-                {
-                    await SendCopiedAsync(range.File, range.Offset + sent, range.Length - sent, ct);
-                }
+                SendFileRange(range.File, range.Offset, range.Length, ct);
             }
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
@@ -401,8 +412,39 @@ internal sealed partial class NbdConnection
         }
     }
 
-    /// <summary>The part of a file range sendfile could not send now: read it and send it like any reply.</summary>
-    private async ValueTask SendCopiedAsync(SafeFileHandle file, long offset, int length, CancellationToken ct)
+    /// <summary>One file stretch by sendfile, waiting while the socket buffer is full; copied where sendfile cannot be used.</summary>
+    private void SendFileRange(SafeFileHandle file, long offset, int length, CancellationToken ct)
+    {
+        bool waited = false;
+        while (length > 0)
+        {
+            int sent = _sendFileWorks ? LinuxFile.SendFile(_socket.SafeHandle, file, offset, length) : -1;
+            if (sent < 0)
+            {
+                _sendFileWorks = false; // not for this socket: copy from now on
+                SendCopied(file, offset, length, ct);
+                return;
+            }
+            if (sent == 0)
+            {
+                if (waited)
+                {
+                    // Nothing sent to a socket that could take more: the file ended, which the copy reports.
+                    SendCopied(file, offset, length, ct);
+                    return;
+                }
+                WaitForSocket(write: true, ct);
+                waited = true;
+                continue;
+            }
+            offset += sent;
+            length -= sent;
+            waited = false;
+        }
+    }
+
+    /// <summary>A file stretch sendfile could not send: read it and send it like any reply.</summary>
+    private void SendCopied(SafeFileHandle file, long offset, int length, CancellationToken ct)
     {
         byte[] rest = _server.Buffers.Rent(length);
         try
@@ -419,7 +461,7 @@ internal sealed partial class NbdConnection
                 span = span[n..];
                 at += n;
             }
-            await _stream.WriteAsync(rest.AsMemory(0, length), ct);
+            SendAll(rest.AsSpan(0, length), ct);
         }
         finally
         {

@@ -124,4 +124,74 @@ public sealed class NbdRealClientTests : IDisposable
             await Run("qemu-io", ct, "-r", "-f", "raw", "-c", "read -P 0x5a 12288 58000", "-c", "read -P 0 20971520 65536", Uri(socket2));
         }
     }
+
+    [RequiresFact("qemu-img", "nbdcopy", Timeout = 240_000)]
+    public async Task Many_small_reads_in_flight_over_a_layered_build_and_its_overlay_return_exactly_its_bytes()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        CancellationToken ct = cts.Token;
+        const int Size = 16 << 20;
+        const int Block = 4096;
+        byte[] expected = new byte[Size];
+        var rng = new Random(11);
+        rng.NextBytes(expected);
+        expected.AsSpan(4 << 20, 2 << 20).Clear(); // a zero stretch: not stored, read as zeros
+        string image = _dir.Combine("image.raw");
+        await File.WriteAllBytesAsync(image, expected, ct);
+        LayerStore store = LayerStore.OpenDirectory(_dir.Combine("store"));
+        Guid top = (await store.ImportAsync(image, cancellationToken: ct)).BuildId;
+
+        // Four layers of scattered 4 KiB writes, the first also every other block of 256 KiB, so
+        // that one large read spans more file stretches than sendfile is used for.
+        async Task WriteAsync(OverlayDevice overlay, long offset, byte value)
+        {
+            byte[] data = new byte[Block];
+            Array.Fill(data, value);
+            await overlay.WriteAsync(offset, data, ct);
+            data.CopyTo(expected, offset);
+        }
+        for (int layer = 1; layer <= 4; layer++)
+        {
+            using Build parent = await store.OpenAsync(top, ct);
+            using OverlayDevice overlay = OverlayDevice.Create(parent, _dir.Combine($"work{layer}"));
+            for (int i = 0; i < 32; i++)
+            {
+                await WriteAsync(overlay, (long)rng.Next(Size / Block) * Block, (byte)layer);
+            }
+            for (int i = 0; layer == 1 && i < 64; i += 2)
+            {
+                await WriteAsync(overlay, (8 << 20) + ((long)i * Block), 0xee);
+            }
+            top = (await overlay.ExportAsync(store, null, ct)).BuildId;
+        }
+
+        string expectedBuild = _dir.Combine("expected-build.raw");
+        await File.WriteAllBytesAsync(expectedBuild, expected, ct);
+        using Build build = await store.OpenAsync(top, ct);
+        using OverlayDevice dirty = OverlayDevice.Create(build, _dir.Combine("work-top"));
+        for (int i = 0; i < 32; i++)
+        {
+            await WriteAsync(dirty, (long)rng.Next(Size / Block) * Block, 0x77); // read back from the cache file
+        }
+        string socket = _dir.Combine("layers.sock");
+        await using var server = new NbdServer(new NbdServerOptions { UnixSocketPath = socket });
+        server.AddExport(new BlockDeviceExport("build", build));
+        server.AddExport(new BlockDeviceExport("overlay", dirty));
+        await server.StartAsync(ct);
+        string expectedOverlay = _dir.Combine("expected-overlay.raw");
+        await File.WriteAllBytesAsync(expectedOverlay, expected, ct);
+        foreach ((string export, string want) in new[] { ("build", expectedBuild), ("overlay", expectedOverlay) })
+        {
+            foreach (string requestSize in new[] { "4096", "262144" })
+            {
+                // One connection, 64 requests in flight: the server gets them in bursts and answers them in batches.
+                string copied = _dir.Combine($"{export}-{requestSize}.raw");
+                await Run("nbdcopy", ct, "--connections=1", "--requests=64", $"--request-size={requestSize}", "--no-extents", Uri(socket, export), copied);
+                byte[] wanted = await File.ReadAllBytesAsync(want, ct);
+                byte[] got = await File.ReadAllBytesAsync(copied, ct);
+                Assert.True(wanted.AsSpan().SequenceEqual(got), $"{export}, {requestSize}-byte requests: wrong data");
+            }
+            await Run("qemu-img", ct, "compare", "-f", "raw", "-F", "raw", want, Uri(socket, export));
+        }
+    }
 }

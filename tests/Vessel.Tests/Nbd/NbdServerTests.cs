@@ -204,6 +204,119 @@ public sealed class NbdServerTests : IAsyncLifetime
     }
 
     [Fact(Timeout = 20_000)]
+    public async Task Writes_and_reads_in_one_packet_and_a_request_sent_byte_by_byte_are_all_answered()
+    {
+        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
+        await c.GoAsync("rw");
+        byte[] small = new byte[4096];
+        byte[] large = new byte[200 << 10]; // larger than the server's input buffer: received straight into the payload
+        new Random(7).NextBytes(small);
+        new Random(8).NextBytes(large);
+        var packet = new List<byte>();
+        void Add(NbdCommand command, ulong cookie, ulong offset, uint length, byte[]? payload = null)
+        {
+            byte[] m = new byte[NbdRequest.Size];
+            new NbdRequest(NbdCommandFlags.None, command, cookie, offset, length).Write(m);
+            packet.AddRange(m);
+            packet.AddRange(payload ?? []);
+        }
+        Add(NbdCommand.Write, 1, 0, (uint)small.Length, small);
+        Add(NbdCommand.Read, 2, 512 << 10, 4096);
+        Add(NbdCommand.Write, 3, 64 << 10, (uint)large.Length, large);
+        Add(NbdCommand.Read, 4, 768 << 10, 4096);
+        Add(NbdCommand.Flush, 5, 0, 0);
+        await c.WriteAsync([.. packet]);
+        var seen = new HashSet<ulong>();
+        for (int i = 0; i < 5; i++)
+        {
+            byte[] h = await c.ReadAsync(16);
+            Assert.Equal(NbdError.None, (NbdError)BinaryPrimitives.ReadUInt32BigEndian(h.AsSpan(4)));
+            ulong cookie = BinaryPrimitives.ReadUInt64BigEndian(h.AsSpan(8));
+            Assert.True(seen.Add(cookie), $"cookie {cookie} answered twice");
+            if (cookie is 2 or 4)
+            {
+                int at = cookie == 2 ? 512 << 10 : 768 << 10;
+                Assert.True((await c.ReadAsync(4096)).AsSpan().SequenceEqual(_content.AsSpan(at, 4096)), $"cookie {cookie}: wrong data");
+            }
+        }
+
+        // A slow client: one request header in 28 sends.
+        byte[] read = new byte[NbdRequest.Size];
+        new NbdRequest(NbdCommandFlags.None, NbdCommand.Read, 6, 0, 4096).Write(read);
+        foreach (byte b in read)
+        {
+            await c.WriteAsync([b]);
+            await Task.Delay(2);
+        }
+        var r = await c.ReadSimpleReplyAsync(4096);
+        Assert.Equal((NbdError.None, 6ul), (r.Error, r.Cookie));
+        Assert.Equal(small, r.Data);
+
+        byte[] expected = [.. _content];
+        small.CopyTo(expected, 0);
+        large.CopyTo(expected, 64 << 10);
+        Assert.Equal(expected, await File.ReadAllBytesAsync(_dir.Combine("rw.raw")));
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task A_client_vanishing_mid_batch_is_dropped_and_others_are_served()
+    {
+        using RawNbdClient good = await RawNbdClient.ConnectAsync(SocketPath);
+        await good.GoAsync("ro");
+        using (RawNbdClient gone = await RawNbdClient.ConnectAsync(SocketPath))
+        {
+            await gone.GoAsync("ro");
+            byte[] burst = new byte[2000 * NbdRequest.Size];
+            for (int i = 0; i < 2000; i++)
+            {
+                new NbdRequest(NbdCommandFlags.None, NbdCommand.Read, (ulong)i, (ulong)(i * 4096 % (Size - 4096)), 4096).Write(burst.AsSpan(i * NbdRequest.Size));
+            }
+            await gone.WriteAsync(burst);
+            await gone.ReadAsync(100); // part of the first reply: the server is in the middle of the batch
+        }
+        // Its thread ends (RunAsync waits for it before the connection is removed); the other client is unaffected.
+        await WaitForAsync(() => _server!.ConnectionCount == 1, TimeSpan.FromSeconds(10));
+        await good.SendRequestAsync(NbdCommand.Read, 9, 8192, 4096);
+        var r = await good.ReadSimpleReplyAsync(4096);
+        Assert.Equal(_content.AsSpan(8192, 4096).ToArray(), r.Data);
+    }
+
+    [Fact(Timeout = 20_000)]
+    public async Task A_client_that_never_reads_its_replies_blocks_only_itself_and_not_shutdown()
+    {
+        using RawNbdClient stuck = await RawNbdClient.ConnectAsync(SocketPath);
+        await stuck.GoAsync("ro");
+        // 128 MiB of replies asked for, none read: the server's sends wait for socket space.
+        byte[] burst = new byte[4096 * NbdRequest.Size];
+        for (int i = 0; i < 4096; i++)
+        {
+            new NbdRequest(NbdCommandFlags.None, NbdCommand.Read, (ulong)i, 0, 32 << 10).Write(burst.AsSpan(i * NbdRequest.Size));
+        }
+        await stuck.WriteAsync(burst);
+        await Task.Delay(200);
+
+        using RawNbdClient good = await RawNbdClient.ConnectAsync(SocketPath);
+        await good.GoAsync("ro");
+        await good.SendRequestAsync(NbdCommand.Read, 1, 4096, 4096);
+        Assert.Equal(_content.AsSpan(4096, 4096).ToArray(), (await good.ReadSimpleReplyAsync(4096)).Data);
+
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        await _server!.DisposeAsync();
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(5), $"shutdown took {stopwatch.Elapsed}");
+        Assert.Equal(0, _server.ConnectionCount);
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition, TimeSpan within)
+    {
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(stopwatch.Elapsed < within, "condition not reached in time");
+            await Task.Delay(20);
+        }
+    }
+
+    [Fact(Timeout = 20_000)]
     public async Task Dispose_closes_clients_and_removes_the_socket_file()
     {
         using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);

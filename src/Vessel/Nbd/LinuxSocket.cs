@@ -1,0 +1,148 @@
+using System.Runtime.InteropServices;
+
+namespace Vessel.Nbd;
+
+/// <summary>
+/// Socket calls for a connection's own thread, made directly on the descriptor: recv and
+/// send that never block (MSG_DONTWAIT, whatever mode .NET left the socket in) and poll to
+/// wait. A dedicated thread waiting in poll costs one wakeup per batch of requests, where the
+/// async path costs an epoll thread, a thread-pool hop and the pool's spinning per receive,
+/// which on a small machine takes the CPU from the client whose requests are being served.
+/// </summary>
+internal static partial class LinuxSocket
+{
+    private const int MsgDontWait = 0x40;
+    private const int MsgNoSignal = 0x4000; // a vanished peer is EPIPE, not SIGPIPE
+    private const short PollIn = 0x001;
+    private const short PollOut = 0x004;
+    private const int Eintr = 4;
+    private const int Eagain = 11;
+
+    /// <summary>Receives what is there now: the bytes read, 0 at the peer's orderly close, or -1 when nothing is available yet.</summary>
+    public static unsafe int TryReceive(SafeHandle socket, Span<byte> buffer)
+    {
+        bool added = false;
+        socket.DangerousAddRef(ref added);
+        try
+        {
+            int fd = (int)socket.DangerousGetHandle();
+            fixed (byte* p = buffer)
+            {
+                while (true)
+                {
+                    long n = Recv(fd, p, (nuint)buffer.Length, MsgDontWait);
+                    if (n >= 0)
+                    {
+                        return (int)n;
+                    }
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == Eagain)
+                    {
+                        return -1;
+                    }
+                    if (errno != Eintr)
+                    {
+                        throw new IOException($"recv failed (errno {errno}).", errno);
+                    }
+                }
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                socket.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Sends what the socket buffer takes now: the bytes sent, or -1 when it takes none.</summary>
+    public static unsafe int TrySend(SafeHandle socket, ReadOnlySpan<byte> data)
+    {
+        bool added = false;
+        socket.DangerousAddRef(ref added);
+        try
+        {
+            int fd = (int)socket.DangerousGetHandle();
+            fixed (byte* p = data)
+            {
+                while (true)
+                {
+                    long n = Send(fd, p, (nuint)data.Length, MsgDontWait | MsgNoSignal);
+                    if (n >= 0)
+                    {
+                        return (int)n;
+                    }
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == Eagain)
+                    {
+                        return -1;
+                    }
+                    if (errno != Eintr)
+                    {
+                        throw new IOException($"send failed (errno {errno}).", errno);
+                    }
+                }
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                socket.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Waits until the socket can be read (or written), it is shut down or in error (the next
+    /// call then reports that), or <paramref name="timeoutMs"/> passes: false only then.
+    /// </summary>
+    public static unsafe bool Wait(SafeHandle socket, bool write, int timeoutMs)
+    {
+        bool added = false;
+        socket.DangerousAddRef(ref added);
+        try
+        {
+            var pfd = new PollFd { Fd = (int)socket.DangerousGetHandle(), Events = write ? PollOut : PollIn };
+            while (true)
+            {
+                int n = Poll(&pfd, 1, timeoutMs);
+                if (n >= 0)
+                {
+                    return n > 0;
+                }
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno != Eintr)
+                {
+                    throw new IOException($"poll failed (errno {errno}).", errno);
+                }
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                socket.DangerousRelease();
+            }
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
+    private static unsafe partial long Recv(int fd, byte* buffer, nuint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
+    private static unsafe partial long Send(int fd, byte* buffer, nuint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    private static unsafe partial int Poll(PollFd* fds, nuint count, int timeoutMs);
+
+    /// <summary>struct pollfd (poll.h).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+}
