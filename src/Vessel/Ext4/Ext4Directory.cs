@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Runtime.CompilerServices;
 
 namespace Vessel.Ext4;
 
@@ -18,7 +17,6 @@ internal static class Ext4Directory
     public static int RecordLength(int nameLength) => (8 + nameLength + 3) & ~3;
 
     /// <summary>Builds the blocks of one directory. <paramref name="indexed"/> tells whether it is an htree.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     public static List<byte[]> Build(uint self, uint parent, List<Entry> entries, ReadOnlySpan<uint> seed, int minBlocks, out bool indexed)
     {
         int linearBytes = 24;

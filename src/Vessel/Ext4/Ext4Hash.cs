@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Numerics;
-using System.Runtime.CompilerServices;
 
 namespace Vessel.Ext4;
 
@@ -15,7 +14,6 @@ public static class Ext4Hash
     private const uint K3 = 0x6ED9EBA1; // 015666365641
 
     /// <summary>half_md4 over <paramref name="name"/> with the superblock's seed; returns the major hash with bit 0 clear.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     public static uint HalfMd4(ReadOnlySpan<byte> name, ReadOnlySpan<uint> seed)
     {
         Span<uint> buf = stackalloc uint[4];
@@ -87,7 +85,6 @@ public static class Ext4Hash
 
     private static uint H(uint x, uint y, uint z) => x ^ y ^ z;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     private static void HalfMd4Transform(Span<uint> buf, ReadOnlySpan<uint> i)
     {
         uint a = buf[0], b = buf[1], c = buf[2], d = buf[3];

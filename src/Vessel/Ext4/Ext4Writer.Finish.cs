@@ -54,8 +54,6 @@ public sealed partial class Ext4Writer
         }
     }
 
-    // Called once: its ReadyToRun code is used as is (marking it AggressiveOptimization made
-    // every build JIT 9 KB of code on the critical path).
     private Ext4Summary FinishCore()
     {
         var now = new FsTime(_options.Timestamp.ToUnixTimeSeconds(), 0);
@@ -568,7 +566,6 @@ public sealed partial class Ext4Writer
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     private static void WriteInode(Span<byte> d, InodePlan plan)
     {
         FsInode inode = plan.Inode;

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Runtime.CompilerServices;
 
 namespace Vessel.Ext4;
 
@@ -265,7 +264,6 @@ public sealed partial class Ext4Writer : IDisposable
         }
 
         /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>; offsets must not go backwards.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
         public void Write(long offset, ReadOnlySpan<byte> data)
         {
             if (offset < _nextOffset || offset + data.Length > _inode.Size)
@@ -335,7 +333,6 @@ public sealed partial class Ext4Writer : IDisposable
             _pendingBlock = -1;
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
         private void WriteBlocks(long logicalBlock, ReadOnlySpan<byte> data)
         {
             int count = data.Length / BlockSize;
@@ -379,7 +376,6 @@ public sealed partial class Ext4Writer : IDisposable
             }
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
         private void AddExtent(uint logical, long physical, int length)
         {
             List<FsExtent> extents = _inode.Extents;

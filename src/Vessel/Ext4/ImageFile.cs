@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
@@ -67,7 +66,6 @@ internal sealed unsafe partial class ImageFile : IDisposable
     /// <summary>The end of the furthest write so far, in bytes.</summary>
     public long HighWater { get; private set; }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
         ThrowIfFailed();

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Runtime.CompilerServices;
 using System.Text;
 using Vessel.Ext4;
 using Vessel.Tar;
@@ -399,7 +398,6 @@ public sealed class LayerApplier
     }
 
     /// <summary>Splits an entry name into components; rejects absolute names, "..", and over-long components.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     public static List<string> SplitPath(byte[] nameBytes, string context, string what = "entry")
     {
         string Display() => Encoding.UTF8.GetString(nameBytes);

@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Text;
 using Vessel.Common;
@@ -760,7 +759,6 @@ public sealed class TarReader : IDisposable
     }
 
     /// <summary>The sum of <paramref name="data"/>'s bytes (a header block: at most 2 KiB, so 16-bit lanes cannot overflow).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     private static long ByteSum(ReadOnlySpan<byte> data)
     {
         long sum = 0;
@@ -782,7 +780,6 @@ public sealed class TarReader : IDisposable
         return sum;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot per entry or per block: skip tier-0 (docs/BENCHMARKS.md)
     private long ParseNumber(ReadOnlySpan<byte> field, string what, long headerOffset)
     {
         if (field.Length > 0 && (field[0] & 0x80) != 0)
