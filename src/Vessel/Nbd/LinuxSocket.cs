@@ -21,67 +21,44 @@ internal static partial class LinuxSocket
     /// <summary>Receives what is there now: the bytes read, 0 at the peer's orderly close, or -1 when nothing is available yet.</summary>
     public static unsafe int TryReceive(SafeHandle socket, Span<byte> buffer)
     {
-        bool added = false;
-        socket.DangerousAddRef(ref added);
-        try
+        fixed (byte* p = buffer)
         {
-            int fd = (int)socket.DangerousGetHandle();
-            fixed (byte* p = buffer)
-            {
-                while (true)
-                {
-                    long n = Recv(fd, p, (nuint)buffer.Length, MsgDontWait);
-                    if (n >= 0)
-                    {
-                        return (int)n;
-                    }
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == Eagain)
-                    {
-                        return -1;
-                    }
-                    if (errno != Eintr)
-                    {
-                        throw new IOException($"recv failed (errno {errno}).", errno);
-                    }
-                }
-            }
-        }
-        finally
-        {
-            if (added)
-            {
-                socket.DangerousRelease();
-            }
+            return Transfer(socket, p, buffer.Length, send: false);
         }
     }
 
     /// <summary>Sends what the socket buffer takes now: the bytes sent, or -1 when it takes none.</summary>
     public static unsafe int TrySend(SafeHandle socket, ReadOnlySpan<byte> data)
     {
+        fixed (byte* p = data)
+        {
+            return Transfer(socket, p, data.Length, send: true);
+        }
+    }
+
+    /// <summary>One non-blocking recv or send, retried on EINTR; -1 on EAGAIN.</summary>
+    private static unsafe int Transfer(SafeHandle socket, byte* p, int length, bool send)
+    {
         bool added = false;
         socket.DangerousAddRef(ref added);
         try
         {
             int fd = (int)socket.DangerousGetHandle();
-            fixed (byte* p = data)
+            while (true)
             {
-                while (true)
+                long n = send ? Send(fd, p, (nuint)length, MsgDontWait | MsgNoSignal) : Recv(fd, p, (nuint)length, MsgDontWait);
+                if (n >= 0)
                 {
-                    long n = Send(fd, p, (nuint)data.Length, MsgDontWait | MsgNoSignal);
-                    if (n >= 0)
-                    {
-                        return (int)n;
-                    }
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == Eagain)
-                    {
-                        return -1;
-                    }
-                    if (errno != Eintr)
-                    {
-                        throw new IOException($"send failed (errno {errno}).", errno);
-                    }
+                    return (int)n;
+                }
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Eagain)
+                {
+                    return -1;
+                }
+                if (errno != Eintr)
+                {
+                    throw new IOException($"{(send ? "send" : "recv")} failed (errno {errno}).", errno);
                 }
             }
         }
