@@ -27,10 +27,7 @@ internal sealed class BlockAllocator
 
     public long FreeListBlocks => _freeTotal;
 
-    /// <summary>Allocates <paramref name="count"/> blocks as one or more runs, in order.</summary>
-    public List<(long Start, long Length)> Allocate(long count) => Allocate(count, []);
-
-    /// <summary>Allocates into <paramref name="runs"/> (cleared first), so a caller can reuse one list.</summary>
+    /// <summary>Allocates <paramref name="count"/> blocks as one or more runs, in order, into <paramref name="runs"/> (cleared first: the caller reuses one list).</summary>
     public List<(long Start, long Length)> Allocate(long count, List<(long Start, long Length)> runs)
     {
         runs.Clear();

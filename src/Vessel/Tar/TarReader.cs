@@ -502,15 +502,21 @@ public sealed class TarReader : IDisposable
 
     private async ValueTask<byte[]> ReadBlobAsync(int size, long headerOffset, CancellationToken cancellationToken)
     {
-        _dataRemaining = size;
-        _paddingRemaining = (BlockSize - (size % BlockSize)) % BlockSize;
         byte[] data = new byte[size];
-        if (await ReadDataFullAsync(data, cancellationToken) != size)
+        await ReadHeaderDataAsync(data, headerOffset, cancellationToken);
+        return data;
+    }
+
+    /// <summary>Reads an extended header's data (pax, GNU long name) and skips its padding.</summary>
+    private async ValueTask ReadHeaderDataAsync(Memory<byte> destination, long headerOffset, CancellationToken cancellationToken)
+    {
+        _dataRemaining = destination.Length;
+        _paddingRemaining = (BlockSize - (destination.Length % BlockSize)) % BlockSize;
+        if (await ReadDataFullAsync(destination, cancellationToken) != destination.Length)
         {
             throw Error(headerOffset, "archive is truncated inside an extended header");
         }
         await SkipRemainingAsync(cancellationToken);
-        return data;
     }
 
     private bool HasPaxRecord(string key)
@@ -534,13 +540,7 @@ public sealed class TarReader : IDisposable
             _pax.AsSpan(0, _paxLength).CopyTo(grown);
             _pax = grown;
         }
-        _dataRemaining = size;
-        _paddingRemaining = (BlockSize - (size % BlockSize)) % BlockSize;
-        if (await ReadDataFullAsync(_pax.AsMemory(_paxLength, size), cancellationToken) != size)
-        {
-            throw Error(headerOffset, "archive is truncated inside an extended header");
-        }
-        await SkipRemainingAsync(cancellationToken);
+        await ReadHeaderDataAsync(_pax.AsMemory(_paxLength, size), headerOffset, cancellationToken);
         _paxLength += size;
     }
 
@@ -714,14 +714,7 @@ public sealed class TarReader : IDisposable
         return v;
     }
 
-    private long ParsePaxLong(string text, string key, long headerOffset)
-    {
-        if (!long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v))
-        {
-            throw Error(headerOffset, $"pax record '{key}' is not a number: '{Truncate(text)}'");
-        }
-        return v;
-    }
+    private long ParsePaxLong(string text, string key, long headerOffset) => ParsePaxLong(Encoding.UTF8.GetBytes(text), key, headerOffset);
 
     private TarTime ParsePaxTime(ReadOnlySpan<byte> text, string key, long headerOffset)
     {
