@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Vessel.Agent.Protocol;
+using Vessel.Common;
 
 namespace Vessel.Agent;
 
@@ -50,7 +51,7 @@ public sealed class AgentClient : IAsyncDisposable
             {
                 await stream.WriteAsync(frame, deadline.Token);
                 (HelloOkMessage ok, byte[] leftover) = await SyncAsync(stream, nonce, deadline.Token);
-                var mux = new MuxConnection(new PrefixedStream(leftover, stream));
+                var mux = new MuxConnection(new PrefixedStream(leftover, stream, leaveOpen: false));
                 mux.Start();
                 return new AgentClient(mux, token, ok);
             }

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
+using Vessel.Common;
 
 namespace Vessel.Oci;
 
@@ -446,7 +447,7 @@ internal sealed class TarArchiveIndex : IDisposable
     }
 
     /// <summary>A window on the archive file, read with positional reads.</summary>
-    private sealed class TarMemberStream : Stream
+    private sealed class TarMemberStream : ReadOnlyStream
     {
         private readonly SafeFileHandle _handle;
         private readonly long _start;
@@ -460,11 +461,7 @@ internal sealed class TarArchiveIndex : IDisposable
             _length = length;
         }
 
-        public override bool CanRead => true;
-
-        public override bool CanSeek => true;
-
-        public override bool CanWrite => false;
+        public override bool CanSeek => CanRead;
 
         public override long Length => _length;
 
@@ -474,9 +471,7 @@ internal sealed class TarArchiveIndex : IDisposable
             set => _position = Math.Clamp(value, 0, _length);
         }
 
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-        public override int Read(Span<byte> buffer)
+        protected override int ReadCore(Span<byte> buffer)
         {
             int want = (int)Math.Min(buffer.Length, _length - _position);
             if (want <= 0)
@@ -488,10 +483,7 @@ internal sealed class TarArchiveIndex : IDisposable
             return n;
         }
 
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        protected override async ValueTask<int> ReadCoreAsync(Memory<byte> buffer, CancellationToken cancellationToken)
         {
             int want = (int)Math.Min(buffer.Length, _length - _position);
             if (want <= 0)
@@ -505,6 +497,7 @@ internal sealed class TarArchiveIndex : IDisposable
 
         public override long Seek(long offset, SeekOrigin origin)
         {
+            ObjectDisposedException.ThrowIf(IsDisposed, this);
             Position = origin switch
             {
                 SeekOrigin.Begin => offset,
@@ -513,13 +506,5 @@ internal sealed class TarArchiveIndex : IDisposable
             };
             return _position;
         }
-
-        public override void Flush()
-        {
-        }
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }
