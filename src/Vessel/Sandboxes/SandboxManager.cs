@@ -111,7 +111,7 @@ public sealed class SandboxManager
                 }
                 string socket = Path.Combine(dir, "nbd.sock");
                 nbd = new NbdServer(new NbdServerOptions { UnixSocketPath = socket });
-                nbd.AddExport(new BlockDeviceExport(DiskExport, device));
+                nbd.AddExport(DiskExport, device);
                 await nbd.StartAsync(cancellationToken);
                 disk = DiskConfig.Nbd(socket, DiskExport);
             }
