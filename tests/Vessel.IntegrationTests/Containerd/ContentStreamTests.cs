@@ -23,7 +23,9 @@ public sealed class ContentStreamTests
         using var client = new ContainerdClient(_ctrd.Socket, ContainerdFixture.Namespace);
         ContainerdImage image = await ContainerdImage.ResolveAsync(client, ContainerdFixture.MultiImage, cts.Token);
         string digest = image.Layers[^1].Digest;
-        byte[] expected = await File.ReadAllBytesAsync(Path.Combine(_ctrd.Root, "oci", "blobs", "sha256", digest["sha256:".Length..]), cts.Token);
+        // The oracle: the blob file in containerd's own content store, under the fixture's root.
+        string blob = Path.Combine(_ctrd.Root, "root", "io.containerd.content.v1.content", "blobs", "sha256", digest["sha256:".Length..]);
+        byte[] expected = await File.ReadAllBytesAsync(blob, cts.Token);
         Assert.True(expected.Length > 1000, "the blob should span several reads");
 
         await ReadStreamChecks.RunAllAsync(() => Task.FromResult<(Stream, byte[])>((new ContentStream(client, digest), expected)));
