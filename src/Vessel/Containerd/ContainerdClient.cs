@@ -9,6 +9,7 @@ using Vessel.Containerd.Api.Leases;
 using Vessel.Containerd.Api.Snapshots;
 using Vessel.Containerd.Api.Types;
 using Vessel.Containerd.Api.Version;
+using Vessel.Oci;
 
 namespace Vessel.Containerd;
 
@@ -82,11 +83,11 @@ internal sealed class ContainerdClient : IDisposable
     }
 
     /// <summary>Streams a blob's bytes as containerd sends them (one or more chunks, in order).</summary>
-    public async IAsyncEnumerable<ReadOnlyMemory<byte>> ReadContentAsync(string digest, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public async IAsyncEnumerable<ReadOnlyMemory<byte>> ReadContentAsync(OciDigest digest, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         long expected = 0;
         await foreach (ReadContentResponse chunk in ServerStreamingAsync("Content/Read",
-            o => _content.Read(new ReadContentRequest { Digest = digest }, o), cancellationToken))
+            o => _content.Read(new ReadContentRequest { Digest = digest.ToString() }, o), cancellationToken))
         {
             if (chunk.Offset != expected)
             {

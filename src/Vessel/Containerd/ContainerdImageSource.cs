@@ -43,7 +43,7 @@ internal sealed class ContainerdImageSource : OciImageSource
     protected override Task<Stream> OpenBlobAsync(OciDescriptor descriptor, string what, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        return Task.FromResult<Stream>(new ContentStream(_client, descriptor.Digest.ToString()));
+        return Task.FromResult<Stream>(new ContentStream(_client, descriptor.Digest));
     }
 
     private static async Task<Image> GetImageAsync(ContainerdClient client, string reference, CancellationToken cancellationToken)

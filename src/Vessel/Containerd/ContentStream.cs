@@ -1,4 +1,5 @@
 using Vessel.Common;
+using Vessel.Oci;
 
 namespace Vessel.Containerd;
 
@@ -15,7 +16,7 @@ internal sealed class ContentStream : ReadOnlyStream
     private long _position;
     private bool _done;
 
-    public ContentStream(ContainerdClient client, string digest)
+    public ContentStream(ContainerdClient client, OciDigest digest)
     {
         _chunks = client.ReadContentAsync(digest, _cancel.Token).GetAsyncEnumerator(_cancel.Token);
     }

@@ -1,4 +1,5 @@
 using Vessel.Containerd;
+using Vessel.Oci;
 using Vessel.Testing;
 using Xunit;
 
@@ -28,7 +29,7 @@ public sealed class ContentStreamTests
         byte[] expected = await File.ReadAllBytesAsync(blob, cts.Token);
         Assert.True(expected.Length > 1000, "the blob should span several reads");
 
-        await ReadStreamChecks.RunAllAsync(() => Task.FromResult<(Stream, byte[])>((new ContentStream(client, digest), expected)));
+        await ReadStreamChecks.RunAllAsync(() => Task.FromResult<(Stream, byte[])>((new ContentStream(client, OciDigest.Parse(digest, "a layer")), expected)));
     }
 
     [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
@@ -36,7 +37,7 @@ public sealed class ContentStreamTests
     {
         using var cts = new CancellationTokenSource(Timeout);
         using var client = new ContainerdClient(_ctrd.Socket, ContainerdFixture.Namespace);
-        await using var stream = new ContentStream(client, "sha256:" + new string('0', 64));
+        await using var stream = new ContentStream(client, OciDigest.Parse("sha256:" + new string('0', 64), "a missing blob"));
         VesselException e = await Assert.ThrowsAsync<VesselException>(() => stream.ReadAsync(new byte[16], cts.Token).AsTask());
         Assert.Equal(VesselErrorReason.NotFound, e.Reason);
         Assert.StartsWith("containerd Content/Read: NotFound:", e.Message, StringComparison.Ordinal);
