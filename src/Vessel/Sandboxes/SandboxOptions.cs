@@ -29,7 +29,7 @@ public sealed record SandboxOptions
     /// <summary>Serve the disk from an NBD export instead of the file (hooks still run on the file first).</summary>
     public DiskConfig? DiskOverride { get; init; }
 
-    public int MemoryMiB { get; init; } = 512;
+    public int MemoryMiB { get; init; } = VmConfig.DefaultMemoryMiB;
 
     public int Vcpus { get; init; } = 1;
 
