@@ -136,6 +136,7 @@ public sealed class QemuVm : IVirtualMachine
     private readonly VmConfig _config;
     private readonly StringBuilder _stderr = new();
     private readonly Task _exited;
+    private readonly Task _stderrPump;
     private QmpClient? _qmp;
     private int _disposed;
 
@@ -147,7 +148,7 @@ public sealed class QemuVm : IVirtualMachine
         Pid = process.Id;
         process.StandardInput.Close();
         _ = PumpAsync(process.StandardOutput);
-        _ = PumpAsync(process.StandardError);
+        _stderrPump = PumpAsync(process.StandardError);
         _exited = process.WaitForExitAsync();
     }
 
@@ -236,9 +237,28 @@ public sealed class QemuVm : IVirtualMachine
             catch (Exception e) when (e is OperationCanceledException or TimeoutException or IOException)
             {
             }
-            throw new VesselException(VesselErrorReason.ToolFailed, $"QEMU {ExitDescription} at start: {StandardError.Trim()}");
+            throw await ExitedAtStartAsync(null);
         }
-        _qmp = await connect;
+        try
+        {
+            _qmp = await connect;
+        }
+        catch (Exception e) when (e is VesselException or IOException or TimeoutException)
+        {
+            // QEMU may open QMP and then fail (a missing kernel, too little memory): its exit is the cause.
+            if (await WaitExitAsync(TimeSpan.FromSeconds(2), CancellationToken.None))
+            {
+                throw await ExitedAtStartAsync(e);
+            }
+            throw;
+        }
+    }
+
+    private async Task<VesselException> ExitedAtStartAsync(Exception? inner)
+    {
+        // The stderr pump may still be reading QEMU's last words: it ends at the pipe's end.
+        await Task.WhenAny(_stderrPump, Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None));
+        return new VesselException(VesselErrorReason.ToolFailed, $"QEMU {ExitDescription} at start: {StandardError.Trim()}", inner);
     }
 
     public async Task StopAsync(TimeSpan grace, CancellationToken cancellationToken)
