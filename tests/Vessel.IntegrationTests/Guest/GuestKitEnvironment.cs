@@ -94,7 +94,7 @@ public sealed class GuestKitEnvironment : IAsyncLifetime
     public void AssertNothingLeft()
     {
         Assert.Empty(QemusNaming(StateDirectory));
-        string sandboxes = Path.Combine(StateDirectory, "sandboxes");
+        string sandboxes = new VesselHome(StateDirectory).Sandboxes;
         Assert.True(!Directory.Exists(sandboxes) || Directory.GetFileSystemEntries(sandboxes).Length == 0,
             "sandbox directories left: " + (Directory.Exists(sandboxes) ? string.Join(", ", Directory.GetFileSystemEntries(sandboxes)) : string.Empty));
     }

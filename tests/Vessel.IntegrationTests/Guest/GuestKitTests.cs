@@ -67,7 +67,8 @@ public sealed class GuestKitTests
         VesselException e = await Assert.ThrowsAsync<VesselException>(() => _env.Manager.CreateAsync(new SandboxOptions { RootfsPath = _env.RootfsPath, MemoryMiB = 64 }, CancellationToken.None));
         Assert.Equal(VesselErrorReason.InvalidInput, e.Reason);
         Assert.Contains($"minimum of {GuestKit.MinimumMemoryMiB} MiB", e.Message, StringComparison.Ordinal);
-        Assert.False(Directory.Exists(Path.Combine(_env.StateDirectory, "sandboxes")) && Directory.GetFileSystemEntries(Path.Combine(_env.StateDirectory, "sandboxes")).Length > 0);
+        string sandboxes = new VesselHome(_env.StateDirectory).Sandboxes;
+        Assert.False(Directory.Exists(sandboxes) && Directory.GetFileSystemEntries(sandboxes).Length > 0);
         _env.AssertNothingLeft();
     }
 
@@ -134,13 +135,15 @@ public sealed class GuestKitTests
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 300_000)]
     public async Task Killing_the_cli_with_sigkill_takes_its_qemu_with_it()
     {
-        string state = _env.Work!.Combine("kill-state");
+        string state = _env.Work!.Combine("kill-home");
+        Directory.CreateDirectory(state);
+        // The CLI finds the kit the environment built in its home's kits/ (no second kernel download).
+        Directory.CreateSymbolicLink(Path.Combine(state, "kits"), Path.GetDirectoryName(Path.GetDirectoryName(_env.Kit!.Directory))!);
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in new[] { VesselCli.DllPath, "sandbox", "run", "--state", state, _env.RootfsPath, "--", "sh", "-c", "echo started; sleep 600" })
+        foreach (string a in new[] { VesselCli.DllPath, "sandbox", "run", "--home", state, _env.RootfsPath, "--", "sh", "-c", "echo started; sleep 600" })
         {
             psi.ArgumentList.Add(a);
         }
-        psi.Environment["VESSEL_KIT_DIR"] = Path.GetDirectoryName(Path.GetDirectoryName(_env.Kit!.Directory))!;
         using Process cli = Process.Start(psi)!;
         var stderr = new StringBuilder();
         cli.ErrorDataReceived += (_, a) => stderr.AppendLine(a.Data);
