@@ -25,7 +25,7 @@ internal static class SandboxCommands
         var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE for the command's environment (repeatable)." };
         var cwd = new Option<string?>("--cwd", "-w") { Description = "Working directory inside the rootfs (default /)." };
         var user = new Option<string?>("--user", "-u") { Description = "User (name or uid[:gid]) from the rootfs's /etc/passwd (default root)." };
-        var memory = new Option<string>("--memory", "-m") { Description = "Guest memory (default 512M).", DefaultValueFactory = _ => "512M" };
+        var memory = new Option<string>("--memory", "-m") { Description = $"Guest memory (default {Vessel.Vmm.VmConfig.DefaultMemoryMiB}M, at least {Vessel.Guest.GuestKit.MinimumMemoryMiB}M).", DefaultValueFactory = _ => $"{Vessel.Vmm.VmConfig.DefaultMemoryMiB}M" };
         var timeout = new Option<double?>("--timeout") { Description = "Kill the command after this many seconds (exit 124 then)." };
         var reserved = new Option<string?>("--reserved") { Description = "Reserve this much ext4 space for root with the host's tune2fs -r before boot, e.g. 64M." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };

@@ -188,6 +188,10 @@ public sealed class AgentClient : IAsyncDisposable
     public Task RenameAsync(string from, string to, CancellationToken cancellationToken)
         => SimpleAsync(MessageType.Rename, new RenameRequest(_token, from, to).Encode(), $"rename {from} to {to}", cancellationToken);
 
+    /// <summary>Sets the guest's wall clock to <paramref name="time"/> (with nanoseconds), e.g. the host's now after a boot or a restore.</summary>
+    public Task SetTimeAsync(DateTimeOffset time, CancellationToken cancellationToken)
+        => SimpleAsync(MessageType.SetTime, new SetTimeRequest(_token, (time - DateTimeOffset.UnixEpoch).Ticks * 100).Encode(), "set-time", cancellationToken);
+
     public ValueTask DisposeAsync() => _mux.DisposeAsync();
 
     internal static async Task<Frame> NextAsync(MuxStream s, string what, CancellationToken cancellationToken)

@@ -109,6 +109,9 @@ public sealed class Sandbox : IAsyncDisposable
         _agent = await AgentClient.ConnectAsync(_config.ControlSocketPath, _token, TimeSpan.FromSeconds(30), cancellationToken);
     }
 
+    /// <summary>Sets the guest's wall clock to the host's now: after anything that paused the VM (a resume, a restore).</summary>
+    public Task SyncClockAsync(CancellationToken cancellationToken) => _agent.SetTimeAsync(DateTimeOffset.UtcNow, cancellationToken);
+
     internal void KillAfter(TimeSpan lifetime)
     {
         _ = Task.Run(async () =>
