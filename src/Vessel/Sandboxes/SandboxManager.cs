@@ -141,6 +141,8 @@ public sealed class SandboxManager
                 MemoryBackendShared = snapshot is null,
                 IncomingSnapshot = snapshot is not null,
                 Acceleration = options.Acceleration,
+                Network = options.Network,
+                NetworkForwardCommand = ExternalProcess.ResolveTool("busybox") + " nc",
             };
             vm = await _driver.StartAsync(config, cancellationToken);
             if (vm is QemuVm q)
