@@ -70,7 +70,7 @@ public sealed record NetworkConfig
         {
             string p = port.ToString(CultureInfo.InvariantCulture);
             // cmd: runs once per connection, its stdio being the connection (a tcp: chardev would connect once, at start).
-            netdev.Add($"guestfwd=tcp:{HostAddress}:{p}-cmd:{forwardCommand} 127.0.0.1 {p}");
+            netdev.Add($"guestfwd=tcp:{HostAddress}:{p}-cmd:{forwardCommand.Replace(",", ",,", StringComparison.Ordinal)} 127.0.0.1 {p}");
         }
         return ["-netdev", string.Join(',', netdev), "-device", $"virtio-net-device,netdev={NetdevId},mac={MacAddress}"];
     }
