@@ -47,6 +47,7 @@ public sealed class SandboxManager
         try
         {
             GuestKit.CheckMemory(options.MemoryMiB);
+            options.Network.Validate();
             if (options.RootfsPath is not null && !File.Exists(options.RootfsPath))
             {
                 throw new VesselException(VesselErrorReason.NotFound, $"Rootfs {options.RootfsPath} does not exist.");
