@@ -21,7 +21,7 @@ internal static class Pss
     {
         GuestKit kit = await new KitBuilder(new KitOptions()).EnsureAsync(CancellationToken.None);
         var manager = new SandboxManager(state, kit);
-        await using (Sandbox cold = await manager.CreateAsync(new SandboxOptions { RootfsPath = rootfs, MemoryMiB = memoryMiB }, CancellationToken.None))
+        await using (Sandbox cold = await manager.CreateAsync(new SandboxOptions { RootfsPath = rootfs, MemoryMiB = memoryMiB, BootTimeout = TimeSpan.FromMinutes(10) }, CancellationToken.None))
         {
             await Task.Delay(TimeSpan.FromSeconds(3));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"pss: one idle cold-booted sandbox ({memoryMiB} MiB guest): QEMU {KiB(cold) / 1024.0:0.0} MiB"));
@@ -44,7 +44,7 @@ internal static class Pss
         {
             for (int i = 0; i < 10; i++)
             {
-                sandboxes.Add(await manager.CreateFromTemplateAsync(layers, record, new SandboxOptions(), restore: true, CancellationToken.None));
+                sandboxes.Add(await manager.CreateFromTemplateAsync(layers, record, new SandboxOptions { BootTimeout = TimeSpan.FromMinutes(10) }, restore: true, CancellationToken.None));
             }
             await Task.Delay(TimeSpan.FromSeconds(3));
             long total = sandboxes.Sum(KiB);

@@ -14,7 +14,8 @@ public sealed record GuestKit(string Directory, KitManifest Manifest)
 
     /// <summary>
     /// The least guest memory this kit boots and runs the agent in. Below it a sandbox is refused
-    /// before boot. Measured: the kernel, init and an idle agent need about 60 MiB of a 96 MiB guest.
+    /// before boot. Measured (2026-12-06): a 96 MiB guest has 60 MiB after the kernel's reservations, of
+    /// which 32 MiB are in use with init and an idle agent (busybox free).
     /// </summary>
     public const int MinimumMemoryMiB = 96;
 

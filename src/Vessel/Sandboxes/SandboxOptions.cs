@@ -36,8 +36,12 @@ public sealed record SandboxOptions
     /// <summary>The sandbox is killed this long after it was created; null: never.</summary>
     public TimeSpan? Timeout { get; init; }
 
-    /// <summary>How long the guest may take to boot to a ready agent (TCG is slow).</summary>
-    public TimeSpan BootTimeout { get; init; } = TimeSpan.FromSeconds(120);
+    /// <summary>
+    /// How long the guest may take to boot to a ready agent. Generous because TCG on a loaded
+    /// host is slow (observed: init at 45 s of guest uptime at load 35 on 2 cores); a guest
+    /// whose stage fails or whose QEMU exits is reported at once, not after this.
+    /// </summary>
+    public TimeSpan BootTimeout { get; init; } = TimeSpan.FromSeconds(300);
 
     /// <summary>When set, the first pre-boot hook reserves this many bytes of ext4 blocks for root (host tune2fs -r).</summary>
     public long? ReservedBytes { get; init; }
