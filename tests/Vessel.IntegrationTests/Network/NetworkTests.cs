@@ -10,6 +10,7 @@ using Vessel.Templates;
 using Vessel.Testing;
 using Vessel.Vmm;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Vessel.IntegrationTests.Network;
 
@@ -23,10 +24,12 @@ namespace Vessel.IntegrationTests.Network;
 public sealed class NetworkTests
 {
     private readonly GuestKitEnvironment _env;
+    private readonly ITestOutputHelper _output;
 
-    public NetworkTests(GuestKitEnvironment env)
+    public NetworkTests(GuestKitEnvironment env, ITestOutputHelper output)
     {
         _env = env;
+        _output = output;
     }
 
     private static async Task<(int Code, string Output)> ExecAsync(Sandbox sandbox, string script)
@@ -121,6 +124,57 @@ public sealed class NetworkTests
             IPEndPoint endpoint = await resumed.ForwardPortAsync(8080, cts.Token);
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
             Assert.Equal("served\n", await http.GetStringAsync($"http://{endpoint}/health", cts.Token));
+        }
+        _env.AssertNothingLeft();
+    }
+
+    // A measurement more than a check (docs/BENCHMARKS.md, Network): 256 MiB guest -> host over
+    // slirp (guest to 10.0.2.2, the host's loopback), and 1-byte round trips host -> guest echo
+    // server through a port forward. The floor only catches a broken path.
+    [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 600_000)]
+    public async Task Guest_to_host_throughput_and_echo_round_trip_are_measured_costly()
+    {
+        const long total = 256L << 20;
+        using var sink = new TcpListener(IPAddress.Loopback, 0);
+        sink.Start();
+        int port = ((IPEndPoint)sink.LocalEndpoint).Port;
+        await using (Sandbox sandbox = await _env.Manager.CreateAsync(new SandboxOptions { RootfsPath = _env.RootfsPath }, CancellationToken.None))
+        {
+            Task<(int, string)> send = ExecAsync(sandbox, $"busybox dd if=/dev/zero bs=65536 count={total / 65536} 2>/dev/null | busybox nc {NetworkConfig.Gateway} {port}");
+            using TcpClient client = await sink.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            NetworkStream stream = client.GetStream();
+            byte[] buffer = new byte[1 << 16];
+            long received = 0;
+            while (received < total)
+            {
+                int n = await stream.ReadAsync(buffer);
+                Assert.True(n > 0, $"the guest stopped after {received} bytes");
+                received += n;
+            }
+            TimeSpan elapsed = clock.Elapsed;
+            client.Close();
+            await send.WaitAsync(TimeSpan.FromSeconds(60));
+            double mibPerSecond = total / (double)(1 << 20) / elapsed.TotalSeconds;
+
+            (int code, string output) = await ExecAsync(sandbox, "busybox nc -lk -p 7 -e /bin/busybox cat </dev/null >/dev/null 2>&1 & sleep 1; echo started");
+            Assert.True(code == 0, output);
+            IPEndPoint echo = await sandbox.ForwardPortAsync(7, CancellationToken.None);
+            using var peer = new TcpClient { NoDelay = true };
+            await peer.ConnectAsync(echo);
+            NetworkStream e = peer.GetStream();
+            var rtts = new List<double>();
+            byte[] one = [42];
+            for (int i = 0; i < 300; i++)
+            {
+                long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                await e.WriteAsync(one);
+                Assert.Equal(1, await e.ReadAsync(buffer.AsMemory(0, 1)).AsTask().WaitAsync(TimeSpan.FromSeconds(30)));
+                rtts.Add(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            }
+            rtts.Sort();
+            _output.WriteLine(FormattableString.Invariant($"slirp, {sandbox.VirtualMachine.Acceleration}: guest->host 256 MiB in {elapsed.TotalSeconds:0.00} s = {mibPerSecond:0.0} MiB/s; 1-byte echo host->guest (hostfwd) p50 {rtts[rtts.Count / 2]:0.000} ms, p90 {rtts[rtts.Count * 9 / 10]:0.000} ms"));
+            Assert.True(mibPerSecond > 1, $"{mibPerSecond} MiB/s");
         }
         _env.AssertNothingLeft();
     }
