@@ -32,10 +32,12 @@ internal static class SandboxCommands
         var state = HomeOption.Create();
         state.Aliases.Add("--state");
         var timings = new Option<bool>("--timings") { Description = "Print the cold-start breakdown to stderr." };
+        var network = new NetworkOptions();
         var command = new Command("run", "Boot a microVM on ROOTFS, run COMMAND in it, stream its output and exit with its exit code.")
         {
             rootfs, commandLine, env, cwd, user, memory, timeout, reserved, accel, state, timings,
         };
+        network.AddTo(command);
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
             VesselHome home = HomeOption.Get(parse, state);
@@ -53,6 +55,7 @@ internal static class SandboxCommands
                 MemoryMiB = (int)(ByteSize.Parse(parse.GetValue(memory)!) >> 20),
                 ReservedBytes = parse.GetValue(reserved) is string r ? ByteSize.Parse(r) : null,
                 Acceleration = acceleration,
+                Network = network.Get(parse),
             };
             await using Sandbox sandbox = await manager.CreateAsync(options, token);
             var request = new ExecRequest(parse.GetValue(commandLine)!)

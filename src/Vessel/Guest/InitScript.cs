@@ -98,8 +98,12 @@ internal static class InitScript
           [ -f /mnt/root/etc/hostname ] && hostname -F /mnt/root/etc/hostname 2>/dev/null
         }
 
+        # eth0 (virtio-net on QEMU's user-mode network) gets slirp's static address: no DHCP
+        # wait at boot, and a restored guest's config stays valid under a new host-side slirp.
         setup_network() {
           out=$(ip link set lo up 2>&1) || fail network "ip link set lo up: $out"
+          [ -e /sys/class/net/eth0 ] || return 0
+          out=$(ip addr add {{Vmm.NetworkConfig.GuestAddress}}/{{Vmm.NetworkConfig.PrefixLength}} dev eth0 2>&1 && ip link set eth0 up 2>&1 && ip route add default via {{Vmm.NetworkConfig.Gateway}} 2>&1) || fail network "eth0: $out"
         }
 
         start_agent() {

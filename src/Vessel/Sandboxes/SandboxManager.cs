@@ -47,6 +47,7 @@ public sealed class SandboxManager
         try
         {
             GuestKit.CheckMemory(options.MemoryMiB);
+            options.Network.Validate();
             if (options.RootfsPath is not null && !File.Exists(options.RootfsPath))
             {
                 throw new VesselException(VesselErrorReason.NotFound, $"Rootfs {options.RootfsPath} does not exist.");
@@ -141,6 +142,8 @@ public sealed class SandboxManager
                 MemoryBackendShared = snapshot is null,
                 IncomingSnapshot = snapshot is not null,
                 Acceleration = options.Acceleration,
+                Network = options.Network,
+                NetworkForwardCommand = ExternalProcess.ResolveTool("busybox") + " nc",
             };
             vm = await _driver.StartAsync(config, cancellationToken);
             if (vm is QemuVm q)

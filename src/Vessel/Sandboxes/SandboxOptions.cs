@@ -51,6 +51,9 @@ public sealed record SandboxOptions
 
     public Acceleration Acceleration { get; init; } = Acceleration.Auto;
 
+    /// <summary>The sandbox's network (<see cref="NetworkConfig.Default"/>: outbound on). Every sandbox has the device, so snapshots and restores match.</summary>
+    public NetworkConfig Network { get; init; } = NetworkConfig.Default;
+
     /// <summary>Back guest RAM with this file (for snapshots); null: anonymous memory.</summary>
     public string? MemoryBackendFile { get; init; }
 

@@ -70,6 +70,10 @@ public sealed class QemuDriver : IVmmDriver
             string serial = d.Serial is { } name ? ",serial=" + Escape(name) : string.Empty;
             args.AddRange(["-drive", $"id=d{i},{source},if=none,cache=unsafe,discard=unmap{ro}", "-device", $"virtio-blk-device,drive=d{i}{serial}"]);
         }
+        if (config.Network is { } network)
+        {
+            args.AddRange(network.QemuArguments(config.NetworkForwardCommand));
+        }
         args.AddRange(["-device", "virtio-serial-device"]);
         args.AddRange(["-chardev", $"socket,id=ctl,path={Escape(config.ControlSocketPath)},server=on,wait=off"]);
         args.AddRange(["-device", $"virtserialport,chardev=ctl,name={AgentProtocol.PortName}"]);
@@ -296,6 +300,34 @@ public sealed class QemuVm : IVirtualMachine
         {
         }
         await _exited.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Forwards TCP 127.0.0.1:<paramref name="hostPort"/> on the host to the guest's
+    /// <paramref name="guestPort"/> (slirp <c>hostfwd_add</c> at run time). False when the host
+    /// port could not be bound.
+    /// </summary>
+    public async Task<bool> TryAddHostForwardAsync(int hostPort, int guestPort, CancellationToken cancellationToken)
+    {
+        if (_config.Network is null)
+        {
+            throw new VesselException(VesselErrorReason.Unsupported, "This VM has no network device.");
+        }
+        string rule = FormattableString.Invariant($"tcp:127.0.0.1:{hostPort}-{NetworkConfig.GuestAddress}:{guestPort}");
+        JsonNode? reply = await Qmp.ExecuteAsync("human-monitor-command", new JsonObject
+        {
+            ["command-line"] = $"hostfwd_add {NetworkConfig.NetdevId} {rule}",
+        }, cancellationToken);
+        string output = reply?.GetValue<string>().Trim() ?? string.Empty;
+        if (output.Length == 0)
+        {
+            return true;
+        }
+        if (output.Contains("could not set up host forwarding rule", StringComparison.Ordinal))
+        {
+            return false;
+        }
+        throw new VesselException(VesselErrorReason.ToolFailed, $"QEMU refused the port forward {rule}: {output}");
     }
 
     public async Task SnapshotAsync(string stateFile, CancellationToken cancellationToken)

@@ -58,6 +58,12 @@ public sealed record VmConfig
     public bool IncomingSnapshot { get; init; }
 
     public Acceleration Acceleration { get; init; } = Acceleration.Auto;
+
+    /// <summary>A virtio-net device on user-mode networking; null: no network device (the guest has only lo).</summary>
+    public NetworkConfig? Network { get; init; }
+
+    /// <summary>The host command a <c>guestfwd</c> runs per connection, given HOST PORT (a netcat that relays stdio).</summary>
+    public string NetworkForwardCommand { get; init; } = "busybox nc";
 }
 
 /// <summary>A virtio-blk disk: a local file, or an NBD export served on a unix socket.</summary>
