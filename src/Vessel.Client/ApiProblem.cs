@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Serialization;
 
 namespace Vessel.Client;
 
@@ -22,6 +21,5 @@ public sealed class ApiProblem
     public string? Instance { get; init; }
 
     /// <summary>Any other members the daemon sent (e.g. <c>sandboxId</c>, <c>state</c>).</summary>
-    [JsonExtensionData]
-    public IDictionary<string, JsonElement>? Extensions { get; init; }
+    public IReadOnlyDictionary<string, JsonElement> Extensions { get; init; } = new Dictionary<string, JsonElement>();
 }

@@ -169,7 +169,16 @@ internal sealed class ApiTransport : IDisposable
         {
             try
             {
-                problem = JsonSerializer.Deserialize(body, WireJson.Default.ApiProblem);
+                ProblemWire? wire = JsonSerializer.Deserialize(body, WireJson.Default.ProblemWire);
+                problem = wire is null ? null : new ApiProblem
+                {
+                    Type = wire.Type,
+                    Title = wire.Title,
+                    Status = wire.Status,
+                    Detail = wire.Detail,
+                    Instance = wire.Instance,
+                    Extensions = wire.Extensions ?? [],
+                };
             }
             catch (JsonException)
             {

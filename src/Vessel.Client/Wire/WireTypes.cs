@@ -108,6 +108,18 @@ internal sealed class TemplateWire
     public DateTimeOffset? CreatedAt { get; init; }
 }
 
+internal sealed class ProblemWire
+{
+    public string? Type { get; set; }
+    public string? Title { get; set; }
+    public int? Status { get; set; }
+    public string? Detail { get; set; }
+    public string? Instance { get; set; }
+
+    [JsonExtensionData]
+    public Dictionary<string, System.Text.Json.JsonElement>? Extensions { get; set; }
+}
+
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     PropertyNameCaseInsensitive = true,
@@ -128,5 +140,5 @@ internal sealed class TemplateWire
 [JsonSerializable(typeof(BuildWire))]
 [JsonSerializable(typeof(TemplateWire))]
 [JsonSerializable(typeof(List<TemplateWire>))]
-[JsonSerializable(typeof(ApiProblem))]
+[JsonSerializable(typeof(ProblemWire))]
 internal sealed partial class WireJson : JsonSerializerContext;
