@@ -81,7 +81,7 @@ internal sealed class ApiTransport : IDisposable
             }
             catch (JsonException e)
             {
-                throw Malformed(call, e.Message);
+                throw Malformed(call, "an answer that is not the expected JSON (" + e.Message + ")");
             }
             catch (IOException e)
             {
@@ -193,16 +193,30 @@ internal sealed class ApiTransport : IDisposable
             reason += " (set VesselClientOptions.ApiKey, or VESSEL_API_KEY for the CLI, to a key from 'vessel keys create')";
         }
         string message = $"Could not {call.What}: {reason} (HTTP {status}).";
-        if (response.StatusCode == HttpStatusCode.NotFound && call.SandboxId is string id && (call.NotFoundIsSandbox || NamesSandbox(problem)))
+        if (response.StatusCode == HttpStatusCode.NotFound && call.SandboxId is string id
+            && (call.NotFoundIsSandbox || !await SandboxExistsAsync(id, cancellationToken)))
         {
             return new SandboxNotFoundException(id, problem, message);
         }
         return new VesselApiException(response.StatusCode, problem, message);
     }
 
-    private static bool NamesSandbox(ApiProblem problem)
-        => (problem.Title?.Contains("sandbox", StringComparison.OrdinalIgnoreCase) ?? false)
-            || (problem.Type?.Contains("sandbox", StringComparison.OrdinalIgnoreCase) ?? false);
+    /// <summary>
+    /// On routes where a 404 may be a guest file or a pid, asks whether the sandbox itself is
+    /// gone (a 404 of its own route), so that the exception type does not depend on message text.
+    /// </summary>
+    private async Task<bool> SandboxExistsAsync(string sandboxId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using HttpResponseMessage response = await _http.GetAsync("sandboxes/" + Uri.EscapeDataString(sandboxId), HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            return response.StatusCode != HttpStatusCode.NotFound;
+        }
+        catch (HttpRequestException)
+        {
+            return true; // cannot tell: report the original error as it is
+        }
+    }
 
     private static async Task<string> ReadBoundedAsync(HttpContent content, CancellationToken cancellationToken)
     {

@@ -26,20 +26,29 @@ public sealed class CommandHandle
     /// <summary>The process id in the guest.</summary>
     public int Pid { get; }
 
-    /// <summary>The exit code once <see cref="ReadOutputAsync"/> or <see cref="WaitAsync"/> saw the process end; else null.</summary>
+    /// <summary>The exit code once <see cref="ReadOutputAsync(CancellationToken)"/> or <see cref="WaitAsync"/> saw the process end; else null.</summary>
     public int? ExitCode => _exit is null ? null : CommandsClient.ExitCodeOf(_exit);
 
     /// <summary>
-    /// Streams the process's output from its start (as far as the daemon buffered it) until it exits;
-    /// then <see cref="ExitCode"/> is set. Each call opens a new stream.
+    /// Streams the process's output from its start (the daemon keeps the last 1 MiB) until it
+    /// exits; then <see cref="ExitCode"/> is set. Each call opens a new stream.
     /// </summary>
     /// <param name="cancellationToken">Stops reading (the process keeps running).</param>
     /// <returns>The stdout and stderr chunks in the order the daemon sent them.</returns>
     /// <exception cref="VesselConnectionException">The daemon went away before the process ended.</exception>
-    public async IAsyncEnumerable<CommandOutput> ReadOutputAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<CommandOutput> ReadOutputAsync(CancellationToken cancellationToken = default)
+        => ReadOutputAsync(fromStart: true, cancellationToken);
+
+    /// <summary>Streams the process's output until it exits, from its start or only what it writes from now on.</summary>
+    /// <param name="fromStart">True: replay what the daemon kept first; false: follow only.</param>
+    /// <param name="cancellationToken">Stops reading (the process keeps running).</param>
+    /// <returns>The stdout and stderr chunks in the order the daemon sent them.</returns>
+    /// <exception cref="VesselConnectionException">The daemon went away before the process ended.</exception>
+    public async IAsyncEnumerable<CommandOutput> ReadOutputAsync(bool fromStart, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var call = new ApiCall($"read the output of '{_cmd}' (pid {Pid}) in sandbox {_sandboxId}", _sandboxId, NotFoundIsSandbox: false);
-        using CommandEventReader reader = await CommandEventReader.OpenAsync(_transport, HttpMethod.Get, _route + "/output", null, call, cancellationToken);
+        string path = _route + "/output" + (fromStart ? "" : "?from=now");
+        using CommandEventReader reader = await CommandEventReader.OpenAsync(_transport, HttpMethod.Get, path, null, call, cancellationToken);
         while (true)
         {
             CommandEvent e = await reader.ReadAsync(cancellationToken) ?? throw reader.EndedEarly(Pid);

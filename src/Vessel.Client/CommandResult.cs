@@ -5,8 +5,9 @@ namespace Vessel.Client;
 /// <summary>A finished command: its exit status and everything it wrote.</summary>
 public sealed class CommandResult
 {
-    internal CommandResult(int pid, int exitCode, int? signal, byte[] stdout, byte[] stderr)
+    internal CommandResult(int pid, int exitCode, int? signal, bool timedOut, byte[] stdout, byte[] stderr)
     {
+        TimedOut = timedOut;
         Pid = pid;
         ExitCode = exitCode;
         Signal = signal;
@@ -22,6 +23,9 @@ public sealed class CommandResult
 
     /// <summary>The signal that ended the command, or null when it exited.</summary>
     public int? Signal { get; }
+
+    /// <summary>True when the daemon killed the command because its <see cref="CommandOptions.Timeout"/> passed.</summary>
+    public bool TimedOut { get; }
 
     /// <summary>Everything the command wrote to stdout, decoded as UTF-8.</summary>
     public string Stdout => Encoding.UTF8.GetString(StdoutBytes.Span);

@@ -53,7 +53,7 @@ public sealed class CommandsClient
                     options?.OnStderr?.Invoke(e.Data);
                     break;
                 case "exit":
-                    return new CommandResult(pid, ExitCodeOf(e), e.Signal, stdout.ToArray(), stderr.ToArray());
+                    return new CommandResult(pid, ExitCodeOf(e), e.Signal, e.TimedOut ?? false, stdout.ToArray(), stderr.ToArray());
             }
         }
     }
@@ -94,7 +94,7 @@ public sealed class CommandsClient
     {
         var call = new ApiCall($"list the processes of sandbox {_sandboxId}", _sandboxId);
         List<ProcessWire> wires = await _transport.SendAsync(HttpMethod.Get, _route, null, WireJson.Default.ListProcessWire, call, cancellationToken);
-        return wires.Select(w => new ProcessInfo { Pid = w.Pid, Cmd = w.Cmd, Args = w.Args ?? [], Cwd = w.Cwd, User = w.User, StartedAt = w.StartedAt }).ToList();
+        return wires.Select(w => new ProcessInfo { Pid = w.Pid, Cmd = w.Cmd, Args = w.Args ?? [], Background = w.Background ?? false, StartedAt = w.StartedAt }).ToList();
     }
 
     internal static int ExitCodeOf(CommandEvent exit) => exit.ExitCode ?? (exit.Signal is int s ? 128 + s : -1);

@@ -9,11 +9,11 @@ public sealed record FileEntry
     /// <summary>The absolute path in the guest.</summary>
     public required string Path { get; init; }
 
-    /// <summary>What the daemon calls its type: <c>file</c>, <c>dir</c>, <c>symlink</c> or another kind.</summary>
+    /// <summary>The type as the daemon names it: <c>file</c>, <c>dir</c>, <c>symlink</c> or <c>other</c>.</summary>
     public string Type { get; init; } = "file";
 
     /// <summary>True for a directory.</summary>
-    public bool IsDirectory => Type is "dir" or "directory";
+    public bool IsDirectory => Type == "dir";
 
     /// <summary>Size in bytes.</summary>
     public long Size { get; init; }
@@ -21,12 +21,12 @@ public sealed record FileEntry
     /// <summary>Permission bits (e.g. 0644 = 420).</summary>
     public int Mode { get; init; }
 
-    /// <summary>The owner's user name or id.</summary>
+    /// <summary>The owner as <c>uid:gid</c>.</summary>
     public string? Owner { get; init; }
 
     /// <summary>Last modification time.</summary>
     public DateTimeOffset? ModifiedAt { get; init; }
 
-    /// <summary>A symbolic link's target, when the daemon reports it.</summary>
-    public string? SymlinkTarget { get; init; }
+    /// <summary>A symbolic link's target (null for other types).</summary>
+    public string? LinkTarget { get; init; }
 }

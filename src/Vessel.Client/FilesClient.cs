@@ -176,6 +176,6 @@ public sealed class FilesClient
         Mode = w.Mode ?? 0,
         Owner = w.Owner,
         ModifiedAt = w.Mtime,
-        SymlinkTarget = w.SymlinkTarget,
+        LinkTarget = w.LinkTarget,
     };
 }

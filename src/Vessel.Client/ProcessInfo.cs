@@ -12,11 +12,8 @@ public sealed record ProcessInfo
     /// <summary>Its arguments.</summary>
     public IReadOnlyList<string> Args { get; init; } = [];
 
-    /// <summary>Its working directory.</summary>
-    public string? Cwd { get; init; }
-
-    /// <summary>The user it runs as.</summary>
-    public string? User { get; init; }
+    /// <summary>Whether it was started in the background.</summary>
+    public bool Background { get; init; }
 
     /// <summary>When it started.</summary>
     public DateTimeOffset? StartedAt { get; init; }

@@ -66,12 +66,14 @@ public sealed class Sandbox
     /// <summary>Restarts the sandbox's clock: it now ends <paramref name="timeout"/> from now.</summary>
     /// <param name="timeout">Between 1 second and 24 hours.</param>
     /// <param name="cancellationToken">Cancels the request.</param>
-    /// <returns>A task that completes when the daemon took the new timeout.</returns>
+    /// <returns>A task that completes when the daemon took the new timeout (<see cref="Info"/> has the new end).</returns>
     public async Task SetTimeoutAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         var body = new TimeoutRequest { TimeoutSeconds = SandboxesClient.Seconds(timeout, nameof(timeout)) };
-        await _transport.SendAsync(HttpMethod.Post, _route + "/timeout", JsonContent.Create(body, WireJson.Default.TimeoutRequest),
-            new ApiCall($"set the timeout of sandbox {SandboxId}", SandboxId), cancellationToken);
+        var call = new ApiCall($"set the timeout of sandbox {SandboxId}", SandboxId);
+        SandboxWire wire = await _transport.SendAsync(HttpMethod.Post, _route + "/timeout", JsonContent.Create(body, WireJson.Default.TimeoutRequest),
+            WireJson.Default.SandboxWire, call, cancellationToken);
+        Info = SandboxesClient.ToInfo(wire, call, _transport);
     }
 
     /// <summary>Kills the sandbox: its VM stops and its disk and snapshot are deleted.</summary>

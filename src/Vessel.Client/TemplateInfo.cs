@@ -6,12 +6,21 @@ public sealed record TemplateInfo
     /// <summary>Its name, for <see cref="SandboxCreateOptions.Template"/>.</summary>
     public required string Name { get; init; }
 
-    /// <summary>The image it was built from, as the spec names it.</summary>
-    public string? Image { get; init; }
-
-    /// <summary>Whether it has a snapshot (sandboxes resume from it) or cold-boot.</summary>
-    public bool? HasSnapshot { get; init; }
-
     /// <summary>When it was built.</summary>
-    public DateTimeOffset? CreatedAt { get; init; }
+    public DateTimeOffset? BuiltAt { get; init; }
+
+    /// <summary>The size of its disk in bytes.</summary>
+    public long? DiskSizeBytes { get; init; }
+
+    /// <summary>Whether it has a snapshot (sandboxes resume from it) or boots cold.</summary>
+    public bool HasSnapshot { get; init; }
+
+    /// <summary>Its virtual CPUs.</summary>
+    public int? Cpu { get; init; }
+
+    /// <summary>Its guest memory in MiB.</summary>
+    public int? MemoryMb { get; init; }
+
+    /// <summary>The cache key of its last build phase (same inputs, same hash).</summary>
+    public string? FinalHash { get; init; }
 }

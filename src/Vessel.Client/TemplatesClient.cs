@@ -105,9 +105,12 @@ public sealed class TemplatesClient
         return wires.Select(w => new TemplateInfo
         {
             Name = w.Name ?? throw _transport.Malformed(call, "a template without a name"),
-            Image = w.Image,
-            HasSnapshot = w.HasSnapshot,
-            CreatedAt = w.CreatedAt,
+            BuiltAt = w.BuiltAt,
+            DiskSizeBytes = w.DiskSizeBytes,
+            HasSnapshot = w.HasSnapshot ?? false,
+            Cpu = w.Cpu,
+            MemoryMb = w.MemoryMb,
+            FinalHash = w.FinalHash,
         }).ToList();
     }
 

@@ -91,6 +91,7 @@ public sealed class SandboxesTests
                     context.Response.StatusCode = 204; // the client accepts an empty answer too
                     break;
                 case "/sandboxes/sb-3/resume":
+                case "/sandboxes/sb-3/timeout":
                     await ScriptedDaemon.SandboxAsync(context, "sb-3");
                     break;
                 default:
@@ -106,6 +107,7 @@ public sealed class SandboxesTests
         await sandbox.ResumeAsync();
         Assert.Equal(SandboxState.Running, sandbox.State);
         await sandbox.SetTimeoutAsync(TimeSpan.FromMinutes(10));
+        Assert.Equal(new DateTimeOffset(2026, 12, 6, 15, 5, 0, TimeSpan.Zero), sandbox.Info.EndAt);
         await sandbox.KillAsync();
 
         Assert.Equal(

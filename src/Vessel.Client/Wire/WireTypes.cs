@@ -49,6 +49,8 @@ internal sealed class CommandEvent
     public byte[]? Data { get; init; }
     public int? ExitCode { get; init; }
     public int? Signal { get; init; }
+    public bool? TimedOut { get; init; }
+    public long? DroppedBytes { get; init; }
     public string? Message { get; init; }
 }
 
@@ -59,6 +61,7 @@ internal sealed class ProcessWire
     public List<string>? Args { get; init; }
     public string? Cwd { get; init; }
     public string? User { get; init; }
+    public bool? Background { get; init; }
     public DateTimeOffset? StartedAt { get; init; }
 }
 
@@ -76,7 +79,7 @@ internal sealed class FileEntryWire
     public int? Mode { get; init; }
     public string? Owner { get; init; }
     public DateTimeOffset? Mtime { get; init; }
-    public string? SymlinkTarget { get; init; }
+    public string? LinkTarget { get; init; }
 }
 
 internal sealed class MoveRequest
@@ -103,9 +106,12 @@ internal sealed class BuildWire
 internal sealed class TemplateWire
 {
     public string? Name { get; init; }
-    public string? Image { get; init; }
+    public DateTimeOffset? BuiltAt { get; init; }
+    public long? DiskSizeBytes { get; init; }
     public bool? HasSnapshot { get; init; }
-    public DateTimeOffset? CreatedAt { get; init; }
+    public int? Cpu { get; init; }
+    public int? MemoryMb { get; init; }
+    public string? FinalHash { get; init; }
 }
 
 internal sealed class ProblemWire
