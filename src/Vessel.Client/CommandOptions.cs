@@ -18,6 +18,12 @@ public sealed class CommandOptions
     /// <summary>The daemon kills the command after this long.</summary>
     public TimeSpan? Timeout { get; init; }
 
+    /// <summary>
+    /// Whether <see cref="CommandResult"/> holds the output (default true). False for output too large
+    /// to hold: the result's Stdout and Stderr stay empty and only the callbacks see the chunks.
+    /// </summary>
+    public bool CollectOutput { get; init; } = true;
+
     /// <summary>Called with each stdout chunk as it arrives (foreground commands), besides collecting it.</summary>
     public Action<ReadOnlyMemory<byte>>? OnStdout { get; init; }
 

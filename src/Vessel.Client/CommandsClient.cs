@@ -36,6 +36,7 @@ public sealed class CommandsClient
         using var stdout = new MemoryStream();
         using var stderr = new MemoryStream();
         int pid = 0;
+        bool collect = options?.CollectOutput ?? true;
         while (true)
         {
             CommandEvent e = await reader.ReadAsync(cancellationToken) ?? throw reader.EndedEarly(pid);
@@ -45,11 +46,17 @@ public sealed class CommandsClient
                     pid = e.Pid ?? 0;
                     break;
                 case "stdout" when e.Data is not null:
-                    stdout.Write(e.Data);
+                    if (collect)
+                    {
+                        stdout.Write(e.Data);
+                    }
                     options?.OnStdout?.Invoke(e.Data);
                     break;
                 case "stderr" when e.Data is not null:
-                    stderr.Write(e.Data);
+                    if (collect)
+                    {
+                        stderr.Write(e.Data);
+                    }
                     options?.OnStderr?.Invoke(e.Data);
                     break;
                 case "exit":

@@ -69,6 +69,14 @@ public sealed class SandboxesClient
     public Task<SandboxInfo> GetInfoAsync(string sandboxId, CancellationToken cancellationToken = default)
         => GetInfoCoreAsync(_transport, sandboxId, cancellationToken);
 
+    /// <summary>A handle on an existing sandbox in whatever state it is (<see cref="ConnectAsync"/> also resumes a paused one).</summary>
+    /// <param name="sandboxId">Its id.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <returns>The sandbox.</returns>
+    /// <exception cref="SandboxNotFoundException">No such sandbox.</exception>
+    public async Task<Sandbox> GetAsync(string sandboxId, CancellationToken cancellationToken = default)
+        => new(_transport, await GetInfoCoreAsync(_transport, sandboxId, cancellationToken));
+
     /// <summary>
     /// Returns a handle on an existing sandbox, resuming it first when it is paused, so that it is
     /// running when this returns.
@@ -79,7 +87,7 @@ public sealed class SandboxesClient
     /// <exception cref="SandboxNotFoundException">No such sandbox.</exception>
     public async Task<Sandbox> ConnectAsync(string sandboxId, CancellationToken cancellationToken = default)
     {
-        var sandbox = new Sandbox(_transport, await GetInfoCoreAsync(_transport, sandboxId, cancellationToken));
+        Sandbox sandbox = await GetAsync(sandboxId, cancellationToken);
         if (sandbox.State == SandboxState.Paused)
         {
             await sandbox.ResumeAsync(cancellationToken);
