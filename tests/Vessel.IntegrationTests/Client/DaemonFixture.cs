@@ -1,0 +1,188 @@
+using System.Diagnostics;
+using System.Text;
+using Vessel.Client;
+using Vessel.Common;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.IntegrationTests.Client;
+
+/// <summary>
+/// A real <c>vessel serve</c> (the built CLI, as a user starts it) on a private home in /tmp,
+/// and a template built through its API from the tests' busybox image. Disposal kills what is
+/// left through the API, stops the daemon and checks that nothing outlived it: no QEMU process
+/// naming the home, no daemon process.
+/// </summary>
+public sealed class DaemonFixture : IAsyncLifetime
+{
+    public static readonly string[] Requirements =
+        ["qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "root"];
+
+    public const string TemplateName = "sdk-busybox";
+
+    private readonly StringBuilder _log = new();
+    private Process? _daemon;
+
+    public TempDirectory? Home { get; private set; }
+
+    public string SocketPath => Home!.Combine("vessel.sock");
+
+    public VesselClient CreateClient() => new(new VesselClientOptions { SocketPath = SocketPath, RequestTimeout = TimeSpan.FromMinutes(5) });
+
+    /// <summary>The daemon's output so far, for failure messages.</summary>
+    public string LogTail
+    {
+        get
+        {
+            lock (_log)
+            {
+                string all = _log.ToString();
+                return all.Length > 4000 ? all[^4000..] : all;
+            }
+        }
+    }
+
+    public async Task InitializeAsync()
+    {
+        if (Vessel.Testing.Requirements.FirstMissing(Requirements) is not null)
+        {
+            return;
+        }
+        // Short path: the daemon's sockets (its own and QEMU's) must stay under 108 bytes.
+        Home = TempDirectory.Create("vsd-", "/tmp");
+        await StartDaemonAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(12));
+        await using VesselClient client = CreateClient();
+        string spec = $$"""
+            {"name": "{{TemplateName}}", "from": "{{TestImages.BusyboxOciReference}}", "diskSize": "128M",
+             "steps": [{"run": "echo built-by-the-daemon > /etc/sdk-test"}],
+             "start": "while :; do date > /tmp/heartbeat; sleep 1; done"}
+            """;
+        string buildId = await client.Templates.BuildAsync(spec, cts.Token);
+        var log = new StringBuilder();
+        BuildInfo build = await client.Templates.WaitForBuildAsync(buildId, line => log.AppendLine(line), cts.Token);
+        if (build.Status != BuildStatus.Succeeded)
+        {
+            throw new InvalidOperationException($"The template build failed: {build.Error}\n{log}\ndaemon:\n{LogTail}");
+        }
+    }
+
+    /// <summary>Starts <c>vessel serve --home HOME</c> and waits until its socket answers.</summary>
+    public async Task StartDaemonAsync()
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string a in (string[])[VesselCli.DllPath, "serve", "--home", Home!.Path])
+        {
+            start.ArgumentList.Add(a);
+        }
+        _daemon = Process.Start(start)!;
+        _daemon.OutputDataReceived += (_, e) => Append(e.Data);
+        _daemon.ErrorDataReceived += (_, e) => Append(e.Data);
+        _daemon.BeginOutputReadLine();
+        _daemon.BeginErrorReadLine();
+        var deadline = Stopwatch.StartNew();
+        await using VesselClient client = CreateClient();
+        while (true)
+        {
+            try
+            {
+                await client.Sandboxes.ListAsync();
+                return;
+            }
+            catch (VesselConnectionException) when (deadline.Elapsed < TimeSpan.FromSeconds(90) && !_daemon.HasExited)
+            {
+                await Task.Delay(200);
+            }
+            catch (VesselConnectionException e)
+            {
+                throw new InvalidOperationException($"vessel serve did not answer ({e.Message}); exited: {_daemon.HasExited}\n{LogTail}", e);
+            }
+        }
+    }
+
+    /// <summary>Kills the daemon with SIGKILL (a crash), waits for it to be gone.</summary>
+    public async Task KillDaemonAsync()
+    {
+        _daemon!.Kill();
+        await _daemon.WaitForExitAsync();
+        _daemon.Dispose();
+        _daemon = null;
+    }
+
+    /// <summary>QEMU processes whose command line names this home.</summary>
+    public IReadOnlyList<int> LeftoverQemus()
+    {
+        var found = new List<int>();
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid))
+            {
+                continue;
+            }
+            try
+            {
+                string cmdline = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
+                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(Home!.Path, StringComparison.Ordinal))
+                {
+                    found.Add(pid);
+                }
+            }
+            catch (IOException)
+            {
+                // The process ended while we looked.
+            }
+        }
+        return found;
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (Home is null)
+        {
+            return;
+        }
+        try
+        {
+            if (_daemon is { HasExited: false })
+            {
+                await using (VesselClient client = CreateClient())
+                {
+                    foreach (SandboxInfo s in await client.Sandboxes.ListAsync())
+                    {
+                        await (await client.Sandboxes.GetAsync(s.SandboxId)).KillAsync();
+                    }
+                }
+                // SIGTERM: the daemon's graceful stop; then it must be gone within its own deadline.
+                Process.Start("kill", ["-TERM", _daemon.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
+                using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+                try
+                {
+                    await _daemon.WaitForExitAsync(stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    _daemon.Kill(entireProcessTree: true);
+                    throw new InvalidOperationException("vessel serve did not stop within 60 s of SIGTERM\n" + LogTail);
+                }
+            }
+            Assert.Empty(LeftoverQemus());
+        }
+        finally
+        {
+            _daemon?.Dispose();
+            Home.Dispose();
+        }
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+        lock (_log)
+        {
+            _log.AppendLine(line);
+        }
+    }
+}
