@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Vessel.Cli.Serve;
 using Vessel.Service;
 using Vessel.State;
 
@@ -18,11 +17,11 @@ internal static class KeysCommands
     }
 
     private static Task<StateStore> OpenAsync(ParseResult parse, Option<string> home, CancellationToken ct)
-        => StateStore.OpenAsync(Path.Combine(parse.GetValue(home)!, "state.db"), ct);
+        => StateStore.OpenAsync(HomeOption.Get(parse, home).StateDatabase, ct);
 
     private static Command New()
     {
-        var home = ServeCommands.HomeOption();
+        var home = HomeOption.Create();
         var name = new Option<string>("--name") { Description = "A name to tell the key apart.", DefaultValueFactory = _ => "default" };
         var command = new Command("create", "Make an API key and print it once (stdout).") { home, name };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
@@ -37,7 +36,7 @@ internal static class KeysCommands
 
     private static Command List()
     {
-        var home = ServeCommands.HomeOption();
+        var home = HomeOption.Create();
         var command = new Command("ls", "List API keys (id, name, created, last 4 characters).") { home };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
@@ -52,7 +51,7 @@ internal static class KeysCommands
 
     private static Command Remove()
     {
-        var home = ServeCommands.HomeOption();
+        var home = HomeOption.Create();
         var id = new Argument<string>("id") { Description = "The key's id (vessel keys ls)." };
         var command = new Command("rm", "Remove an API key; it stops working at once.") { id, home };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>

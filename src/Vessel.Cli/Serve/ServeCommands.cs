@@ -9,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Vessel.Blocks;
 using Vessel.Cli.Commands;
+using Vessel.Common;
 using Vessel.Guest;
 using Vessel.Sandboxes;
 using Vessel.Service;
@@ -19,15 +20,9 @@ namespace Vessel.Cli.Serve;
 /// <summary><c>vessel serve</c> and <c>vessel keys</c> (docs/api.md).</summary>
 internal static partial class ServeCommands
 {
-    public static Option<string> HomeOption() => new("--home")
-    {
-        Description = "Vessel's home: state.db, blocks/, sandboxes/, paused/, vessel.sock (default: $VESSEL_HOME, else ~/.vessel).",
-        DefaultValueFactory = _ => Path.GetDirectoryName(BlocksCommands.DefaultStore())!,
-    };
-
     public static Command Serve()
     {
-        var home = HomeOption();
+        var home = HomeOption.Create();
         var socket = new Option<string?>("--socket") { Description = "The unix socket (default HOME/vessel.sock, mode 0600; no API key on it)." };
         var listen = new Option<string?>("--listen") { Description = "Also listen on TCP HOST:PORT; every TCP request needs an X-API-Key (vessel keys create)." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg for sandbox VMs (default: probe; $VESSEL_ACCEL)." };
@@ -37,29 +32,29 @@ internal static partial class ServeCommands
         };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            string dir = Path.GetFullPath(parse.GetValue(home)!);
-            string socketPath = Path.GetFullPath(parse.GetValue(socket) ?? Path.Combine(dir, "vessel.sock"));
+            VesselHome dir = HomeOption.Get(parse, home);
+            string socketPath = Path.GetFullPath(parse.GetValue(socket) ?? dir.Socket);
             IPEndPoint? tcp = parse.GetValue(listen) is { } l ? ParseEndPoint(l) : null;
-            return await RunAsync(dir, socketPath, tcp, SandboxCommands.ParseAcceleration(parse.GetValue(accel)), ct);
+            return await RunAsync(dir, socketPath, tcp, SandboxCommands.ParseAcceleration(parse.GetValue(accel) ?? VesselSettings.Current.Accelerator), ct);
         }, ct));
         return command;
     }
 
-    private static async Task<int> RunAsync(string home, string socketPath, IPEndPoint? tcp, Vessel.Vmm.Acceleration acceleration, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(VesselHome home, string socketPath, IPEndPoint? tcp, Vessel.Vmm.Acceleration acceleration, CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(home);
-        using FileStream homeLock = LockHome(home);
+        Directory.CreateDirectory(home.Root);
+        using FileStream homeLock = LockHome(home.Root);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c =>
         {
             c.Cancel = true;
             stop.Cancel();
         });
-        GuestKit kit = await new KitBuilder(new KitOptions(), new Progress<string>(m => Console.Error.WriteLine("vessel: " + m))).EnsureAsync(cancellationToken);
-        StateStore state = await StateStore.OpenAsync(Path.Combine(home, "state.db"), cancellationToken);
+        GuestKit kit = await KitCommands.EnsureKitAsync(home, cancellationToken);
+        StateStore state = await StateStore.OpenAsync(home.StateDatabase, cancellationToken);
         using ILoggerFactory logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
         await using var service = new SandboxService(new SandboxServiceOptions(home) { Acceleration = acceleration },
-            new SandboxManager(home, kit), LayerStore.OpenDirectory(Path.Combine(home, "blocks")), state, logs.CreateLogger("Vessel.Service"));
+            new SandboxManager(home.Root, kit), LayerStore.OpenDirectory(home.Blocks), state, logs.CreateLogger("Vessel.Service"));
         await service.StartAsync(cancellationToken);
         if (tcp is not null && (await state.ListApiKeysAsync(cancellationToken)).Count == 0)
         {

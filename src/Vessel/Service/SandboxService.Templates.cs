@@ -39,7 +39,7 @@ internal sealed partial class SandboxService
     /// </summary>
     public string StartTemplateBuild(string specJson, bool allowHostPaths)
     {
-        TemplateSpec spec = TemplateSpecReader.Parse(specJson, "the request body", _options.Home);
+        TemplateSpec spec = TemplateSpecReader.Parse(specJson, "the request body", _options.Home.Root);
         if (!allowHostPaths)
         {
             if (spec.Steps.Any(s => s.Kind == StepKind.Copy))
@@ -70,7 +70,7 @@ internal sealed partial class SandboxService
     private async Task RunBuildAsync(TemplateBuildJob job, TemplateSpec spec, CancellationToken cancellationToken)
     {
         var runner = new SandboxStepRunner(_manager) { Acceleration = _options.Acceleration };
-        var builder = new TemplateBuilder(_state, _layers, runner, _options.Home);
+        var builder = new TemplateBuilder(_state, _layers, runner, _options.Home.Root);
         var progress = new SyncProgress(e => job.Log.AddData(CommandEventKind.Stdout, Encoding.UTF8.GetBytes(Describe(e) + "\n")));
         try
         {

@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Vessel.Blocks;
+using Vessel.Common;
 using Vessel.Sandboxes;
 using Vessel.State;
 using Vessel.Templates;
@@ -13,7 +14,7 @@ using Vessel.Vmm;
 namespace Vessel.Service;
 
 /// <summary>Where the daemon keeps things and how it runs VMs.</summary>
-internal sealed record SandboxServiceOptions(string Home)
+internal sealed record SandboxServiceOptions(VesselHome Home)
 {
     public Acceleration Acceleration { get; init; } = Acceleration.Auto;
 
@@ -22,7 +23,8 @@ internal sealed record SandboxServiceOptions(string Home)
     /// <summary>How often timeouts are checked.</summary>
     public TimeSpan TimeoutCheckInterval { get; init; } = TimeSpan.FromMilliseconds(500);
 
-    public string PausedDirectory => Path.Combine(Home, "paused");
+    /// <summary>Paused sandboxes' snapshots live beside the templates' (<see cref="VesselHome.Snapshots"/>), named after the sandbox.</summary>
+    public string PausedDirectory => Home.Snapshots;
 }
 
 /// <summary>
@@ -66,7 +68,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(_options.PausedDirectory);
-        IReadOnlyList<string> swept = await SandboxManager.SweepDirectoryAsync(_options.Home, cancellationToken);
+        IReadOnlyList<string> swept = await SandboxManager.SweepDirectoryAsync(_options.Home.Root, cancellationToken);
         if (swept.Count > 0)
         {
             ServiceLog.Swept(_logger, string.Join(' ', swept));
@@ -87,7 +89,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
             ServiceLog.PausedAdopted(_logger, adopted.Id);
         }
         // A pause that a crash interrupted left a directory no row names.
-        foreach (string dir in Directory.EnumerateDirectories(_options.PausedDirectory))
+        foreach (string dir in Directory.EnumerateDirectories(_options.PausedDirectory, "sbx-*"))
         {
             if (!keep.Contains(Path.GetFileName(dir)))
             {
