@@ -16,7 +16,7 @@ namespace Vessel.IntegrationTests.Client;
 public sealed class DaemonFixture : IAsyncLifetime
 {
     public static readonly string[] Requirements =
-        ["qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "root"];
+        ["qemu-system-x86_64", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "root"];
 
     public const string TemplateName = "sdk-busybox";
 
@@ -50,11 +50,12 @@ public sealed class DaemonFixture : IAsyncLifetime
         }
         // Short path: the daemon's sockets (its own and QEMU's) must stay under 108 bytes.
         Home = TempDirectory.Create("vsd-", "/tmp");
+        string image = BusyboxTarball(Home.Combine("busybox.tar"));
         await StartDaemonAsync();
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(12));
         await using VesselClient client = CreateClient();
         string spec = $$"""
-            {"name": "{{TemplateName}}", "from": "{{TestImages.BusyboxOciReference}}", "diskSize": "128M",
+            {"name": "{{TemplateName}}", "from": "tarball:{{image}}", "diskSize": "128M",
              "steps": [{"run": "echo built-by-the-daemon > /etc/sdk-test"}],
              "start": "while :; do date > /tmp/heartbeat; sleep 1; done"}
             """;
@@ -65,6 +66,31 @@ public sealed class DaemonFixture : IAsyncLifetime
         {
             throw new InvalidOperationException($"The template build failed: {build.Error}\n{log}\ndaemon:\n{LogTail}");
         }
+    }
+
+    /// <summary>
+    /// A rootfs tarball of Debian's busybox-static (the host's /bin/busybox) with the applets the
+    /// tests use linked, a passwd with root and nobody: the smallest image with a shell.
+    /// </summary>
+    private static string BusyboxTarball(string path)
+    {
+        string busybox = ExternalProcess.ResolveTool("busybox");
+        using (var file = File.Create(path))
+        using (var tar = new System.Formats.Tar.TarWriter(file, System.Formats.Tar.TarEntryFormat.Pax))
+        {
+            foreach (string dir in (string[])["bin/", "etc/", "root/", "tmp/"])
+            {
+                tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.Directory, dir) { Mode = (UnixFileMode)0x1ED });
+            }
+            tar.WriteEntry(busybox, "bin/busybox");
+            foreach (string applet in (string[])["sh", "cat", "echo", "ls", "mkdir", "rm", "sleep", "date", "id", "printf", "head", "wc", "kill", "env", "pwd", "true", "false", "yes", "seq"])
+            {
+                tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.SymbolicLink, "bin/" + applet) { LinkName = "busybox", Mode = (UnixFileMode)0x1FF });
+            }
+            byte[] passwd = Encoding.ASCII.GetBytes("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n");
+            tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "etc/passwd") { DataStream = new MemoryStream(passwd), Mode = (UnixFileMode)0x1A4 });
+        }
+        return path;
     }
 
     /// <summary>Starts <c>vessel serve --home HOME</c> and waits until its socket answers.</summary>
