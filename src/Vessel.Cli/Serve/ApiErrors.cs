@@ -25,6 +25,17 @@ internal sealed partial class ApiErrors(RequestDelegate next, SandboxService ser
         try
         {
             await next(context);
+            if (!context.Response.HasStarted && context.Response.StatusCode is >= 400 and < 500)
+            {
+                // Routing's own refusals come without a body: say what to fix.
+                await WriteAsync(context, context.Response.StatusCode, context.Response.StatusCode switch
+                {
+                    StatusCodes.Status404NotFound => $"There is no route {context.Request.Method} {context.Request.Path} (docs/api.md lists them).",
+                    StatusCodes.Status405MethodNotAllowed => $"{context.Request.Path} does not take {context.Request.Method} (docs/api.md lists the routes).",
+                    StatusCodes.Status415UnsupportedMediaType => "Send this body as application/json (content-type header).",
+                    _ => "The request was refused.",
+                });
+            }
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {

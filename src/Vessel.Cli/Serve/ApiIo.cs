@@ -52,7 +52,8 @@ internal static class ApiIo
 
     /// <summary>True when the request came over the unix socket (reaching it is the authorization), false over TCP.</summary>
     public static bool IsUnixSocket(HttpContext context)
-        => context.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionEndPointFeature>()?.LocalEndPoint is System.Net.Sockets.UnixDomainSocketEndPoint;
+        // Kestrel gives a TCP connection its IP addresses and a unix-socket one none.
+        => context.Connection.LocalIpAddress is null && context.Connection.RemoteIpAddress is null;
 
     public static JsonSerializerOptions Options(HttpRequest request)
         => request.HttpContext.RequestServices.GetRequiredService<IOptions<JsonOptions>>().Value.SerializerOptions;

@@ -51,7 +51,7 @@ internal static class FileEndpoints
                 return await agent.StatAsync(path, ctx.RequestAborted);
             });
             return Results.Ok(Info(path, entry));
-        }).Accepts<byte[]>("application/octet-stream").Produces<FileEntryInfo>();
+        }).Accepts<byte[]>("*/*").Produces<FileEntryInfo>();
 
         app.MapDelete("/sandboxes/{id}/files", async (string id, HttpContext ctx, SandboxService s) =>
         {

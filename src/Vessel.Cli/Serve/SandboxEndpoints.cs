@@ -88,7 +88,7 @@ internal static class SandboxEndpoints
             bool close = string.Equals(ctx.Request.Query["close"], "true", StringComparison.OrdinalIgnoreCase);
             await s.WriteStdinAsync(id, pid, ctx.Request.Body, close, ctx.RequestAborted);
             return Results.NoContent();
-        }).Accepts<byte[]>("application/octet-stream");
+        }).Accepts<byte[]>("*/*");
 
         app.MapPost("/sandboxes/{id}/commands/{pid:int}/signal", async (string id, int pid, HttpContext ctx, SandboxService s) =>
         {
