@@ -50,7 +50,28 @@ public sealed class DaemonFixture : IAsyncLifetime
         }
         // Short path: the daemon's sockets (its own and QEMU's) must stay under 108 bytes.
         Home = TempDirectory.Create("vsd-", "/tmp");
-        string image = BusyboxTarball(Home.Combine("busybox.tar"));
+        try
+        {
+            await StartAndBuildAsync();
+        }
+        catch (Exception e)
+        {
+            // xunit does not dispose a fixture whose initialization failed: release the daemon here.
+            try
+            {
+                await DisposeAsync();
+            }
+            catch (AggregateException cleanup)
+            {
+                throw new AggregateException(e, cleanup);
+            }
+            throw;
+        }
+    }
+
+    private async Task StartAndBuildAsync()
+    {
+        string image = BusyboxTarball(Home!.Combine("busybox.tar"));
         await StartDaemonAsync();
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(12));
         await using VesselClient client = CreateClient();
@@ -167,36 +188,60 @@ public sealed class DaemonFixture : IAsyncLifetime
         {
             return;
         }
+        var errors = new List<Exception>();
         try
         {
             if (_daemon is { HasExited: false })
             {
-                await using (VesselClient client = CreateClient())
+                try
                 {
+                    await using VesselClient client = CreateClient();
                     foreach (SandboxInfo s in await client.Sandboxes.ListAsync())
                     {
                         await (await client.Sandboxes.GetAsync(s.SandboxId)).KillAsync();
                     }
                 }
-                // SIGTERM: the daemon's graceful stop; then it must be gone within its own deadline.
-                Process.Start("kill", ["-TERM", _daemon.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
-                using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-                try
+                catch (Exception e) when (e is VesselApiException or IOException or TimeoutException)
                 {
-                    await _daemon.WaitForExitAsync(stop.Token);
+                    errors.Add(e); // still stop the daemon below
                 }
-                catch (OperationCanceledException)
-                {
-                    _daemon.Kill(entireProcessTree: true);
-                    throw new InvalidOperationException("vessel serve did not stop within 60 s of SIGTERM\n" + LogTail);
-                }
+                await StopDaemonAsync(errors);
             }
-            Assert.Empty(LeftoverQemus());
+            if (LeftoverQemus() is { Count: > 0 } left)
+            {
+                errors.Add(new InvalidOperationException("QEMU processes outlived the daemon: " + string.Join(' ', left)));
+            }
         }
         finally
         {
             _daemon?.Dispose();
+            _daemon = null;
             Home.Dispose();
+            Home = null;
+        }
+        if (errors.Count > 0)
+        {
+            throw new AggregateException("Cleaning up the daemon fixture failed\n" + LogTail, errors);
+        }
+    }
+
+    /// <summary>SIGTERM (the daemon's graceful stop), then SIGKILL of its tree if it is not gone within 60 s.</summary>
+    private async Task StopDaemonAsync(List<Exception> errors)
+    {
+        using (Process term = Process.Start("kill", ["-TERM", _daemon!.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+        {
+            await term.WaitForExitAsync();
+        }
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            await _daemon.WaitForExitAsync(stop.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            _daemon.Kill(entireProcessTree: true);
+            await _daemon.WaitForExitAsync();
+            errors.Add(new TimeoutException("vessel serve did not stop within 60 s of SIGTERM"));
         }
     }
 
