@@ -163,6 +163,31 @@ public sealed class FilesTests
             calls);
     }
 
+    [Fact(Timeout = 30_000)]
+    public async Task A_404_on_a_file_route_is_SandboxNotFoundException_only_when_the_sandbox_route_says_so_too()
+    {
+        bool sandboxGone = false;
+        await using var daemon = await StartAsync(async context =>
+        {
+            if (context.Request.Path.Value == "/sandboxes/sb")
+            {
+                await (sandboxGone ? ProblemAsync(context, 404, "Not Found", "There is no sandbox 'sb'.") : SandboxAsync(context, "sb"));
+                return;
+            }
+            await ProblemAsync(context, 404, "Not Found", sandboxGone ? "There is no sandbox 'sb'." : "/x: no such file or directory");
+        });
+        await using VesselClient client = daemon.CreateClient();
+        Sandbox sandbox = await client.Sandboxes.ConnectAsync("sb");
+
+        var file = await Assert.ThrowsAsync<VesselApiException>(() => sandbox.Files.StatAsync("/x"));
+        sandboxGone = true;
+        var gone = await Assert.ThrowsAsync<SandboxNotFoundException>(() => sandbox.Files.StatAsync("/x"));
+
+        Assert.IsNotType<SandboxNotFoundException>(file);
+        Assert.Equal("sb", gone.SandboxId);
+        Assert.Contains("There is no sandbox 'sb'.", gone.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>A stream of zeros whose second part is readable only after <paramref name="gate"/> completed.</summary>
     private sealed class GatedStream(long before, long after, Task gate) : Stream
     {

@@ -212,6 +212,18 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
         await fresh.KillAsync(cts.Token);
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task The_cli_without_a_daemon_says_to_start_one_and_fails()
+    {
+        using var home = TempDirectory.Create("vsd-none-", "/tmp");
+
+        ProcessResult r = await VesselCli.RunAsync(CancellationToken.None, "sandbox", "ls", "--home", home.Path);
+
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains($"cannot reach the Vessel daemon at unix:{home.Path}/vessel.sock", r.StandardError, StringComparison.Ordinal);
+        Assert.Contains("Start it with 'vessel serve'", r.StandardError, StringComparison.Ordinal);
+    }
+
     private static byte[] RandomNumberGenerator(int length)
     {
         byte[] data = new byte[length];
