@@ -71,7 +71,7 @@ public sealed class ServeTests
     [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
     public async Task Sandboxes_commands_and_files_work_through_every_route()
     {
-        string id = await _d.CreateSandboxAsync(new { template = "t", timeoutSeconds = 600, metadata = new { owner = "alice" }, env = new { GREETING = "hello" } });
+        string id = await _d.CreateSandboxAsync(new { template = "t", timeoutSeconds = 600, metadata = new { owner = "alice" }, env = new Dictionary<string, string> { ["GREETING"] = "hello" } });
         JsonNode got = await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}"), HttpStatusCode.OK);
         Assert.Equal("running", got["state"]!.GetValue<string>());
         Assert.Equal("t", got["template"]!.GetValue<string>());
