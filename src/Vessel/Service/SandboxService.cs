@@ -152,7 +152,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
             throw;
         }
         _sandboxes[sandbox.Id] = sandbox;
-        ServiceLog.Created(_logger, sandbox.Id, template.Name, clock.ElapsedMilliseconds, live.Timings.Restored);
+        ServiceLog.Created(_logger, sandbox.Id, template.Name, clock.ElapsedMilliseconds, (long)live.Timings.AgentReady.TotalMilliseconds, live.Timings.Restored);
         return sandbox.ToInfo();
     }
 

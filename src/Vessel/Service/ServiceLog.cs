@@ -5,8 +5,8 @@ namespace Vessel.Service;
 /// <summary>Log messages of the sandbox daemon (event ids 7000-7099).</summary>
 internal static partial class ServiceLog
 {
-    [LoggerMessage(7000, LogLevel.Information, "Sandbox {SandboxId} created from template '{Template}' in {Milliseconds} ms (restored: {Restored})")]
-    public static partial void Created(ILogger logger, string sandboxId, string template, long milliseconds, bool restored);
+    [LoggerMessage(7000, LogLevel.Information, "Sandbox {SandboxId} created from template '{Template}' in {Milliseconds} ms, agent ready {AgentReady} ms (restored: {Restored})")]
+    public static partial void Created(ILogger logger, string sandboxId, string template, long milliseconds, long agentReady, bool restored);
 
     [LoggerMessage(7001, LogLevel.Information, "Sandbox {SandboxId} deleted ({Why})")]
     public static partial void Deleted(ILogger logger, string sandboxId, string why);
