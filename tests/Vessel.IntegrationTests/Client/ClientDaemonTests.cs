@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using Vessel.Client;
 using Vessel.Common;
+using Vessel.IntegrationTests.Service;
 using Vessel.Testing;
 using Xunit;
 
@@ -9,21 +10,42 @@ namespace Vessel.IntegrationTests.Client;
 
 /// <summary>
 /// Vessel.Client, the CLI's client commands and the sample against a real daemon and real VMs
-/// (QEMU, TCG here): every SDK method, cancellation mid-stream, a daemon killed mid-stream.
+/// (QEMU, TCG here; the service tests' <see cref="DaemonFixture"/>, template "t"): every SDK
+/// method, a template built through the API, TCP with a key, cancellation mid-stream, a daemon
+/// killed mid-stream.
 /// </summary>
 public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<DaemonFixture>
 {
-    [RequiresFact("qemu-system-x86_64", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "root", Timeout = 900_000)]
+    private const string Template = "t";
+
+    private VesselClient Client() => new(new VesselClientOptions { SocketPath = daemon.Socket, RequestTimeout = TimeSpan.FromMinutes(5) });
+    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", Timeout = 900_000)]
     public async Task The_sdk_drives_a_sandbox_through_every_method_of_a_real_daemon()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
-        await using VesselClient client = daemon.CreateClient();
-        Assert.Contains(await client.Templates.ListAsync(ct), t => t.Name == DaemonFixture.TemplateName);
+        await using VesselClient client = Client();
+        Assert.Contains(await client.Templates.ListAsync(ct), t => t.Name == Template);
+        // A template built through the API, on top of the fixture's.
+        string buildId = await client.Templates.BuildAsync("""{"name": "sdk", "fromTemplate": "t", "steps": [{"run": "echo built-by-the-daemon > /etc/sdk-test"}]}""", ct);
+        var log = new StringBuilder();
+        BuildInfo build = await client.Templates.WaitForBuildAsync(buildId, line => log.AppendLine(line), ct);
+        Assert.True(build.Status == BuildStatus.Succeeded, $"{build.Error}\n{log}");
+        Assert.True((await client.Templates.ListAsync(ct)).Single(t => t.Name == "sdk").HasSnapshot);
+        // Over TCP: the key is sent; a wrong key is a 401 whose message says where keys come from.
+        await using (var tcp = new VesselClient(new VesselClientOptions { BaseAddress = new Uri($"http://127.0.0.1:{daemon.Port}"), ApiKey = daemon.ApiKey }))
+        {
+            await tcp.Sandboxes.ListAsync(cancellationToken: ct);
+        }
+        await using (var wrong = new VesselClient(new VesselClientOptions { BaseAddress = new Uri($"http://127.0.0.1:{daemon.Port}"), ApiKey = "vk_wrong" }))
+        {
+            var refusedKey = await Assert.ThrowsAsync<VesselApiException>(() => wrong.Sandboxes.ListAsync(cancellationToken: ct));
+            Assert.Equal(HttpStatusCode.Unauthorized, refusedKey.StatusCode);
+        }
 
         Sandbox sandbox = await client.Sandboxes.CreateAsync(new SandboxCreateOptions
         {
-            Template = DaemonFixture.TemplateName,
+            Template = "sdk",
             Timeout = TimeSpan.FromMinutes(10),
             Metadata = new Dictionary<string, string> { ["test"] = "every-method" },
             Env = new Dictionary<string, string> { ["FROM_SANDBOX"] = "yes" },
@@ -99,15 +121,16 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
         await again.KillAsync(ct);
         await Assert.ThrowsAsync<SandboxNotFoundException>(() => client.Sandboxes.GetInfoAsync(sandbox.SandboxId, ct));
         await Assert.ThrowsAsync<SandboxNotFoundException>(() => sandbox.Files.ReadAllBytesAsync("/root/data/sub/note.txt", ct));
-        Assert.Empty(daemon.LeftoverQemus());
+        await client.Templates.DeleteAsync("sdk", ct);
+        Assert.DoesNotContain(await client.Templates.ListAsync(ct), t => t.Name == "sdk");
     }
 
-    [RequiresFact("qemu-system-x86_64", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "root", Timeout = 600_000)]
+    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", Timeout = 600_000)]
     public async Task Cancelling_a_foreground_command_mid_stream_stops_it_in_the_guest()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
-        await using VesselClient client = daemon.CreateClient();
-        Sandbox sandbox = await client.Sandboxes.CreateAsync(new SandboxCreateOptions { Template = DaemonFixture.TemplateName }, cts.Token);
+        await using VesselClient client = Client();
+        Sandbox sandbox = await client.Sandboxes.CreateAsync(new SandboxCreateOptions { Template = Template }, cts.Token);
         try
         {
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
@@ -130,13 +153,13 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
         }
     }
 
-    [RequiresFact("qemu-system-x86_64", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "root", Timeout = 600_000)]
+    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", Timeout = 600_000)]
     public async Task The_cli_creates_execs_copies_pauses_resumes_and_kills_through_the_daemon()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
         CancellationToken ct = cts.Token;
-        string home = daemon.Home!.Path;
-        ProcessResult created = await VesselCli.RunAsync(ct, "sandbox", "create", DaemonFixture.TemplateName, "--home", home, "--meta", "via=cli", "--timeout", "600");
+        string home = daemon.Home;
+        ProcessResult created = await VesselCli.RunAsync(ct, "sandbox", "create", Template, "--home", home, "--meta", "via=cli", "--timeout", "600");
         string id = created.StandardOutput.Trim();
         Assert.StartsWith("sbx-", id, StringComparison.Ordinal);
 
@@ -169,34 +192,34 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
         Assert.Contains("(HTTP 404)", gone.StandardError, StringComparison.Ordinal);
     }
 
-    [RequiresFact("qemu-system-x86_64", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "root", Timeout = 600_000)]
+    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", Timeout = 600_000)]
     public async Task The_code_interpreter_sample_runs_generated_code_and_collects_its_file()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
         string sample = Path.Combine(AppContext.BaseDirectory, "CodeInterpreter.dll");
 
-        ProcessResult run = await ExternalProcess.RunAsync("dotnet", [sample, "--socket", daemon.SocketPath, "--template", DaemonFixture.TemplateName], cts.Token, timeout: TimeSpan.FromMinutes(8));
+        ProcessResult run = await ExternalProcess.RunAsync("dotnet", [sample, "--socket", daemon.Socket, "--template", Template], cts.Token, timeout: TimeSpan.FromMinutes(8));
 
         Assert.True(run.ExitCode == 0, $"exit {run.ExitCode}\n{run.StandardOutput}\n{run.StandardError}");
         Assert.Contains("sum of 1..100 = 5050", run.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("100,5050", run.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("killed by its 2 s timeout", run.StandardOutput, StringComparison.Ordinal);
-        await using VesselClient client = daemon.CreateClient();
+        await using VesselClient client = Client();
         Assert.Empty(await client.Sandboxes.ListAsync(new SandboxQuery { Metadata = new Dictionary<string, string> { ["purpose"] = "code-interpreter-sample" } }, cts.Token));
     }
 
-    [RequiresFact("qemu-system-x86_64", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "root", Timeout = 600_000)]
+    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", Timeout = 600_000)]
     public async Task A_daemon_killed_mid_stream_is_a_clear_exception_without_a_hang_and_a_new_daemon_serves_again()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
-        await using VesselClient client = daemon.CreateClient();
-        Sandbox sandbox = await client.Sandboxes.CreateAsync(new SandboxCreateOptions { Template = DaemonFixture.TemplateName }, cts.Token);
+        await using VesselClient client = Client();
+        Sandbox sandbox = await client.Sandboxes.CreateAsync(new SandboxCreateOptions { Template = Template }, cts.Token);
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Task<CommandResult> run = sandbox.Commands.RunAsync("/bin/sh", ["-c", "while :; do echo tick; sleep 1; done"],
             new CommandOptions { OnStdout = _ => started.TrySetResult() }, cts.Token);
         await started.Task.WaitAsync(cts.Token);
 
-        await daemon.KillDaemonAsync();
+        await daemon.StopAsync(kill9: true);
 
         var e = await Assert.ThrowsAsync<VesselConnectionException>(() => run.WaitAsync(TimeSpan.FromSeconds(30), cts.Token));
         Assert.Contains("Did the daemon stop?", e.Message, StringComparison.Ordinal);
@@ -204,10 +227,10 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
         Assert.Contains("vessel serve", down.Message, StringComparison.Ordinal);
 
         // A new daemon on the same home cleans what the dead one ran and serves the template again.
-        await daemon.StartDaemonAsync();
+        await daemon.StartAsync(cts.Token);
         await Assert.ThrowsAsync<SandboxNotFoundException>(() => client.Sandboxes.GetInfoAsync(sandbox.SandboxId, cts.Token));
-        Assert.Empty(daemon.LeftoverQemus());
-        Sandbox fresh = await client.Sandboxes.CreateAsync(new SandboxCreateOptions { Template = DaemonFixture.TemplateName }, cts.Token);
+        Assert.Empty(daemon.Qemus());
+        Sandbox fresh = await client.Sandboxes.CreateAsync(new SandboxCreateOptions { Template = Template }, cts.Token);
         Assert.Equal("ok\n", (await fresh.Commands.RunAsync("echo", ["ok"], cancellationToken: cts.Token)).Stdout);
         await fresh.KillAsync(cts.Token);
     }
