@@ -228,6 +228,7 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
 
         // A new daemon on the same home cleans what the dead one ran and serves the template again.
         await daemon.StartAsync(cts.Token);
+        await WaitUntilServingAsync(client, cts.Token);
         await Assert.ThrowsAsync<SandboxNotFoundException>(() => client.Sandboxes.GetInfoAsync(sandbox.SandboxId, cts.Token));
         Assert.Empty(daemon.Qemus());
         Sandbox fresh = await client.Sandboxes.CreateAsync(new SandboxCreateOptions { Template = Template }, cts.Token);
@@ -245,6 +246,26 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
         Assert.Equal(1, r.ExitCode);
         Assert.Contains($"cannot reach the Vessel daemon at unix:{home.Path}/vessel.sock", r.StandardError, StringComparison.Ordinal);
         Assert.Contains("Start it with 'vessel serve'", r.StandardError, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// The fixture's start returns when its log says "serving on", which after a restart is the
+    /// old daemon's line: poll the socket until the new one answers.
+    /// </summary>
+    private static async Task WaitUntilServingAsync(VesselClient client, CancellationToken cancellationToken)
+    {
+        for (int i = 0; ; i++)
+        {
+            try
+            {
+                await client.Sandboxes.ListAsync(cancellationToken: cancellationToken);
+                return;
+            }
+            catch (VesselConnectionException) when (i < 600)
+            {
+                await Task.Delay(200, cancellationToken);
+            }
+        }
     }
 
     private static byte[] RandomNumberGenerator(int length)
