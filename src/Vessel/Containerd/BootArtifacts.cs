@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using System.Text.Json;
 using System.Text;
+using System.Text.Json;
 using Vessel.Common;
 using Vessel.Containerd.Api.Snapshots;
 using Vessel.Containerd.Api.Types;

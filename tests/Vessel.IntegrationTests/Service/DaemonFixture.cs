@@ -115,6 +115,11 @@ public sealed class DaemonFixture : IAsyncLifetime
         {
             psi.ArgumentList.Add(a);
         }
+        int from;
+        lock (_log)
+        {
+            from = _log.Length; // a restart waits for its own "serving" line
+        }
         _daemon = Process.Start(psi)!;
         _daemon.OutputDataReceived += (_, e) => Append(e.Data);
         _daemon.ErrorDataReceived += (_, e) => Append(e.Data);
@@ -124,7 +129,7 @@ public sealed class DaemonFixture : IAsyncLifetime
         while (true)
         {
             Assert.False(_daemon.HasExited, "the daemon exited: " + DaemonLog);
-            if (DaemonLog.Contains("vessel: serving on", StringComparison.Ordinal))
+            if (DaemonLog[from..].Contains("vessel: serving on", StringComparison.Ordinal))
             {
                 return;
             }
@@ -212,6 +217,9 @@ public sealed class DaemonFixture : IAsyncLifetime
         }
         finally
         {
+            // Whatever an assertion above found, nothing outlives the tests: the CLI's sweep kills
+            // leftover VMMs (their owner, the daemon, is gone) before the home is deleted.
+            await VesselCli.RunAsync(CancellationToken.None, "sandbox", "sweep", "--home", Home);
             Work.Dispose();
         }
     }

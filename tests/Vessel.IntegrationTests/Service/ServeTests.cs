@@ -191,15 +191,18 @@ public sealed class ServeTests
             // '..' stops at the guest's root: this is the guest's passwd, not the host's.
             string passwd = await _d.Unix.GetStringAsync($"/sandboxes/{id}/files?path=/../../../../etc/passwd");
             Assert.Equal("root:x:0:0:root:/root:/bin/sh\n", passwd);
-            // Symlinks resolve in the guest: one to the host's files reads the guest's instead.
-            await ExecAsync(id, Sh($"ln -s /../../..{marker} /root/out; ln -s /../../../etc /root/etc-link"));
-            await DaemonFixture.JsonAsync(await _d.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/out", new ByteArrayContent("x"u8.ToArray())), HttpStatusCode.OK);
-            Assert.False(File.Exists(marker), "a write through a guest symlink reached the host");
-            Assert.Equal("x", (await ExecAsync(id, new { cmd = "cat", args = new[] { marker } })).Stdout);
-            Assert.Equal(passwd, await _d.Unix.GetStringAsync($"/sandboxes/{id}/files?path=/root/etc-link/passwd"));
-            await DaemonFixture.JsonAsync(await _d.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/../../{marker[1..]}/../x%00y", new ByteArrayContent([])), HttpStatusCode.BadRequest);
+            // Symlinks resolve in the guest: one that names the host's files reaches the guest's instead.
+            await ExecAsync(id, Sh($"ln -s /../../..{marker} /root/out; ln -s /../../../etc /root/etc-link; mkdir -p /root/d; ln -s /../../../tmp /root/d/up"));
             JsonNode link = await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}/files/stat?path=/root/out"), HttpStatusCode.OK);
             Assert.Equal("symlink", link["type"]!.GetValue<string>());
+            Assert.Equal(passwd, await _d.Unix.GetStringAsync($"/sandboxes/{id}/files?path=/root/etc-link/passwd"));
+            await DaemonFixture.JsonAsync(await _d.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/out", new ByteArrayContent("x"u8.ToArray())), HttpStatusCode.OK);
+            await DaemonFixture.JsonAsync(await _d.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/d/up/{Path.GetFileName(marker)}", new ByteArrayContent("y"u8.ToArray())), HttpStatusCode.OK);
+            await DaemonFixture.JsonAsync(await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/files/move", new { from = "/root/etc-link/passwd", to = $"/../..{marker}.moved" }), HttpStatusCode.OK);
+            Assert.False(File.Exists(marker), "a write through a guest symlink reached the host");
+            Assert.False(File.Exists(marker + ".moved"), "a move reached the host");
+            Assert.Equal("y", (await ExecAsync(id, new { cmd = "cat", args = new[] { marker } })).Stdout);
+            await DaemonFixture.JsonAsync(await _d.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/x%00y", new ByteArrayContent([])), HttpStatusCode.BadRequest);
         }
         finally
         {
