@@ -124,7 +124,7 @@ status=$(api "http://localhost/builds/$build" | jq -r .status)
 echo "   template 'demo-api' built through the API (its phases cached by step 6): $status in $(elapsed "$start")"
 [ "$status" = succeeded ] || { tail -20 "$work/serve.log"; exit 1; }
 
-timed() { local s; s=$(t); "$@"; echo "   ($(elapsed "$s"): $*)" | sed "s|--home $home ||"; }
+timed() { local s; s=$(t); "$@"; echo "   ($(elapsed "$s"): $*)" | sed "s| --home $home||"; }
 start=$(t)
 id=$(vessel sandbox create demo-api --home "$home" --timeout 600 --meta demo=yes)
 echo "   sandbox $id created (resumed from the template's snapshot) in $(elapsed "$start")"
