@@ -7,10 +7,13 @@
 #   3. exec of `true` through the API (curl, NDJSON to the exit line), 20 times
 #   4. 20 concurrent creates: all must succeed; p50/p95; sum of the QEMU processes' PSS
 #   5. pause and resume of a 256 MiB sandbox after 64 MiB of guest memory was dirtied (tmpfs)
-#   bench/api/bench.sh [RUNS]        (root, after scripts/setup.sh; RUNS default 20)
+#   bench/api/bench.sh [RUNS [CONCURRENT [built]]]   (root, after scripts/setup.sh; defaults 20 20)
+#   "built": use the `dotnet build` output instead of publishing ReadyToRun (quicker to start)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-20}
+conc=${2:-20}
+how=${3:-publish}
 work=$(mktemp -d /tmp/vapi.XXXXXX)
 daemon=
 cleanup() {
@@ -20,10 +23,14 @@ cleanup() {
 trap cleanup EXIT
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
-dotnet publish src/Vessel.Cli/Vessel.Cli.csproj -c Release -r linux-x64 --self-contained false \
-  -p:PublishReadyToRun=true -o "$work/cli" -nologo -v q >/dev/null
-cp -r artifacts/agent/Release "$work/cli/agent"
-cli=(dotnet "$work/cli/Vessel.Cli.dll")
+if [ "$how" = built ]; then
+  cli=(dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll)
+else
+  dotnet publish src/Vessel.Cli/Vessel.Cli.csproj -c Release -r linux-x64 --self-contained false \
+    -p:PublishReadyToRun=true -o "$work/cli" -nologo -v q >/dev/null
+  cp -r artifacts/agent/Release "$work/cli/agent"
+  cli=(dotnet "$work/cli/Vessel.Cli.dll")
+fi
 home="$work/home"
 
 # A one-layer busybox-static image (as scripts/demo.sh makes it) and a template with a start command.
@@ -92,9 +99,9 @@ resume_ms=$("${api[@]}" -o /dev/null -w '%{time_total}' -X POST "http://localhos
 
 for id in $(cut -d' ' -f2 "$work/seq.txt"); do "${api[@]}" -X DELETE "http://localhost/sandboxes/$id"; done
 
-echo "== 4. 20 concurrent creates"
+echo "== 4. $conc concurrent creates"
 pids=()
-for i in $(seq 20); do create > "$work/conc.$i" & pids+=($!); done
+for i in $(seq "$conc"); do create > "$work/conc.$i" & pids+=($!); done
 wait "${pids[@]}" || true
 cat "$work"/conc.* > "$work/conc.txt"
 ok=$(grep -c sbx- "$work/conc.txt" || true)
@@ -111,6 +118,6 @@ printf 'API create x%s sequential: p50 %s ms, p95 %s ms\n' "$runs" "$api50" "$ap
 printf '  daemon in-process create: p50 %s ms, p95 %s ms (agent ready p50 %s ms, p95 %s ms)\n' "$d50" "$d95" "$a50" "$a95"
 printf '  API overhead (curl - daemon create): p50 %s ms, p95 %s ms\n' "$o50" "$o95"
 printf 'API exec true x%s: p50 %s ms, p95 %s ms (in-process exec: %s ms)\n' "$runs" "$e50" "$e95" "$ip_cmd"
-printf '20 concurrent creates: %s of 20 succeeded, p50 %s ms, p95 %s ms; QEMU PSS sum %s MiB vs 20 x 256 MiB = 5120 MiB\n' "$ok" "$c50" "$c95" "$((pss / 1024))"
+printf '%s concurrent creates: %s succeeded, p50 %s ms, p95 %s ms; QEMU PSS sum %s MiB vs %s x 256 MiB = %s MiB\n' "$conc" "$ok" "$c50" "$c95" "$((pss / 1024))" "$conc" "$((conc * 256))"
 printf 'pause (64 MiB dirty of 256 MiB): %s ms, state file %s MiB; resume: %s ms\n' "$pause_ms" "$state_mb" "$resume_ms"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
