@@ -4,7 +4,9 @@
 #   rootfs from it, check it, build the guest kit, boot a microVM sandbox on the rootfs,
 #   run a command in it; then build a template from the image (a RUN step in a build VM,
 #   a start command, a snapshot), resume a sandbox from it, run a command, and print the
-#   results and timings.
+#   results and timings. Then the same through the daemon: start `vessel serve`, build a
+#   template through its HTTP API, create a sandbox, run two commands, write and read a file,
+#   pause and resume it, kill it, print the timings, stop the daemon, leave nothing running.
 # Needs nothing outside this repository and Debian's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,4 +91,60 @@ vessel template run demo --timings -- sh -c 'echo "$GREETING"; cat /root/built.t
 rc=$?
 set -e
 echo "   exit code $rc, $(elapsed "$start") including CLI start and restore (TCG)"
-exit $rc
+[ "$rc" = 0 ] || exit $rc
+
+echo
+echo "== 8. vessel serve: sandboxes that live, through the daemon's API (curl) and its CLI client (vessel sandbox ...)"
+# The daemon uses the same home as the steps above (its kit, layers and phase cache).
+home="${VESSEL_HOME:-/var/lib/vessel}"
+sock="$home/vessel.sock"
+vessel serve --home "$home" > "$work/serve.log" 2>&1 &
+daemon=$!
+stop_daemon() {
+  if kill -0 "$daemon" 2>/dev/null; then
+    kill -TERM "$daemon"
+    wait "$daemon" || true
+  fi
+}
+trap 'stop_daemon; rm -rf "$work"' EXIT
+start=$(t)
+until vessel sandbox ls --home "$home" >/dev/null 2>&1; do
+  kill -0 "$daemon" 2>/dev/null || { echo "vessel serve exited:"; tail -20 "$work/serve.log"; exit 1; }
+  sleep 0.2
+done
+echo "   daemon up on $sock in $(elapsed "$start")"
+api() { curl -sS --fail-with-body --unix-socket "$sock" "$@"; }
+
+start=$(t)
+api -X DELETE http://localhost/templates/demo-api >/dev/null 2>&1 || true   # from an earlier run
+jq '.name = "demo-api"' "$work/template.json" > "$work/template-api.json"
+build=$(api -X POST http://localhost/templates -H 'content-type: application/json' --data-binary @"$work/template-api.json" | jq -r .buildId)
+api -N "http://localhost/builds/$build/log" | sed 's/^/   | /' | tail -4
+status=$(api "http://localhost/builds/$build" | jq -r .status)
+echo "   template 'demo-api' built through the API (its phases cached by step 6): $status in $(elapsed "$start")"
+[ "$status" = succeeded ] || { tail -20 "$work/serve.log"; exit 1; }
+
+timed() { local s; s=$(t); "$@"; echo "   ($(elapsed "$s"): $*)" | sed "s| --home $home||"; }
+start=$(t)
+id=$(vessel sandbox create demo-api --home "$home" --timeout 600 --meta demo=yes)
+echo "   sandbox $id created (resumed from the template's snapshot) in $(elapsed "$start")"
+timed vessel sandbox exec "$id" --home "$home" -- sh -c 'echo "$GREETING"; cat /root/built.txt'
+timed vessel sandbox exec "$id" --home "$home" -- sh -c 'echo "start command still running: $(cat /tmp/heartbeat)"'
+echo "a file from the host" > "$work/note.txt"
+timed vessel sandbox cp "$work/note.txt" "$id:/root/note.txt" --home "$home"
+timed vessel sandbox cp "$id:/root/note.txt" - --home "$home"
+timed vessel sandbox pause "$id" --home "$home"
+vessel sandbox ls --home "$home"
+timed vessel sandbox resume "$id" --home "$home"
+timed vessel sandbox exec "$id" --home "$home" -- cat /root/note.txt
+timed vessel sandbox kill "$id" --home "$home"
+
+start=$(t)
+stop_daemon
+echo "   daemon stopped in $(elapsed "$start")"
+if pgrep -f "qemu-system.*$home/sandboxes/$id" >/dev/null || [ -S "$sock" ]; then
+  echo "   LEFT BEHIND: $(pgrep -af "qemu-system.*$id") $(ls "$sock" 2>/dev/null)"
+  exit 1
+fi
+vessel sandbox ls --home "$home" 2>&1 | sed 's/^/   /' || true
+echo "   nothing left running"

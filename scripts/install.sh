@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # Installs Vessel on this machine: Debian packages (scripts/setup.sh), then the `vessel`
 # CLI published ReadyToRun (fast start) to artifacts/vessel, with /usr/local/bin/vessel
-# pointing at it. Safe to run twice.
+# pointing at it, and (as root, with systemd) a vessel.service unit for the daemon, installed
+# but neither enabled nor started unless asked:
+#   bash scripts/install.sh                    # install; the unit is there, stopped
+#   bash scripts/install.sh --enable-service   # also enable it at boot and start it now
+# Safe to run twice.
 set -euo pipefail
+enable_service=0
+for arg in "$@"; do
+  case "$arg" in
+    --enable-service) enable_service=1 ;;
+    *) echo "install: unknown option $arg (use --enable-service)" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 root=$(pwd)
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -28,3 +39,42 @@ exec "$root/artifacts/vessel/Vessel.Cli" "\$@"
 SH
 chmod +x "$bin/vessel"
 echo "install: vessel -> $bin/vessel"
+
+# The daemon's unit. KillMode=mixed: SIGTERM goes to `vessel serve` alone, which stops its
+# sandboxes' VMs itself (paused sandboxes stay on disk); whatever is left of the unit's
+# processes after TimeoutStopSec gets SIGKILL. Its socket is /var/lib/vessel/vessel.sock (0600).
+unit="$root/artifacts/vessel.service"
+cat > "$unit" <<UNIT
+[Unit]
+Description=Vessel daemon: microVM sandboxes over HTTP (vessel serve)
+Documentation=file://$root/docs/api.md
+After=network.target
+
+[Service]
+Type=simple
+Environment=VESSEL_HOME=/var/lib/vessel
+ExecStart=$bin/vessel serve --home /var/lib/vessel
+Restart=on-failure
+RestartSec=2
+KillMode=mixed
+TimeoutStopSec=90
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+if [ "$(id -u)" = 0 ] && [ -d /etc/systemd/system ]; then
+  install -m 0644 "$unit" /etc/systemd/system/vessel.service
+  if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    if [ "$enable_service" = 1 ]; then
+      systemctl enable --now vessel.service
+      echo "install: vessel.service enabled and started (systemctl status vessel)"
+    else
+      echo "install: vessel.service installed, not started (start it: systemctl enable --now vessel)"
+    fi
+  else
+    echo "install: vessel.service installed in /etc/systemd/system (systemd is not running here)"
+  fi
+else
+  echo "install: the unit is in $unit (as root it goes to /etc/systemd/system/vessel.service)"
+fi

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Vessel.Cli.Commands;
+using Vessel.Cli.Serve;
 
 namespace Vessel.Cli;
 
@@ -16,6 +17,8 @@ internal static class Program
         root.Subcommands.Add(SandboxCommands.Create());
         root.Subcommands.Add(TemplateCommands.Create());
         root.Subcommands.Add(ContainerdCommands.Create());
+        root.Subcommands.Add(ServeCommands.Serve());
+        root.Subcommands.Add(KeysCommands.Create());
         return await CliRunner.InvokeAsync(root, args);
     }
 }

@@ -15,6 +15,11 @@ internal static class SandboxCommands
         var command = new Command("sandbox", "Run commands in microVM sandboxes.");
         command.Subcommands.Add(CreateRun());
         command.Subcommands.Add(CreateSweep());
+        // The daemon's sandboxes (vessel serve), through the SDK.
+        foreach (Command client in SandboxClientCommands.Create())
+        {
+            command.Subcommands.Add(client);
+        }
         return command;
     }
 

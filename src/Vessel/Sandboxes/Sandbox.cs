@@ -10,7 +10,7 @@ namespace Vessel.Sandboxes;
 /// A running microVM with its agent. Owns the VM, the agent connection and the working
 /// directory; disposal (or <see cref="KillAsync"/>, or the timeout) releases all three.
 /// </summary>
-public sealed class Sandbox : IAsyncDisposable
+public sealed partial class Sandbox : IAsyncDisposable
 {
     private readonly string _token;
     private readonly VmConfig _config;

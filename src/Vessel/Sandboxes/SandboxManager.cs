@@ -16,7 +16,7 @@ namespace Vessel.Sandboxes;
 /// process that made it) and, once started, <c>vmm.pid</c>; a directory whose owner is gone is a
 /// leftover: its VMM is killed (only if its command line names that directory) and the directory removed.
 /// </summary>
-public sealed class SandboxManager
+public sealed partial class SandboxManager
 {
     private readonly string _sandboxesDirectory;
     private readonly GuestKit _kit;
@@ -137,8 +137,9 @@ public sealed class SandboxManager
                 ApiSocketPath = Path.Combine(dir, "qmp.sock"),
                 ConsoleLogPath = Path.Combine(dir, "console.log"),
                 MemoryBackendFile = snapshot is not null
-                    ? Path.Combine(options.RestoreFrom!, SandboxSnapshot.MemoryFile)
+                    ? snapshot.MemoryInState ? null : Path.Combine(options.RestoreFrom!, SandboxSnapshot.MemoryFile)
                     : options.Snapshottable ? Path.Combine(dir, SandboxSnapshot.MemoryFile) : options.MemoryBackendFile,
+                MemoryBackendRam = snapshot?.MemoryInState ?? (options.Pausable && !options.Snapshottable && options.MemoryBackendFile is null),
                 MemoryBackendShared = snapshot is null,
                 IncomingSnapshot = snapshot is not null,
                 Acceleration = options.Acceleration,

@@ -61,6 +61,12 @@ public sealed record SandboxOptions
     public bool Snapshottable { get; init; }
 
     /// <summary>
+    /// Give anonymous guest RAM a named backend so that <see cref="Sandbox.PauseAsync"/> can save
+    /// and a resume can restore it (a VM restored from a template's snapshot is always pausable).
+    /// </summary>
+    public bool Pausable { get; init; }
+
+    /// <summary>
     /// Resume this snapshot (a directory <see cref="Sandbox.SnapshotAndStopAsync"/> wrote) instead
     /// of booting: its memory file is mapped copy-on-write, and the disk must hold exactly what it
     /// held when the snapshot was taken (a fresh overlay over the same layer).

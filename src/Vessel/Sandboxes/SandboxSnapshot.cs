@@ -22,6 +22,12 @@ public sealed record SandboxSnapshot(
     public const string StateFile = "state";
     public const string InfoFile = "snapshot.json";
 
+    /// <summary>
+    /// True for a paused sandbox (<see cref="Sandbox.PauseAsync"/>): its RAM is in the state stream,
+    /// there is no memory file, and the restoring VM gets a named RAM backend (<c>mem0</c>).
+    /// </summary>
+    public bool MemoryInState { get; init; }
+
     private static readonly JsonSerializerOptions s_json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
@@ -32,7 +38,7 @@ public sealed record SandboxSnapshot(
     public static async Task<SandboxSnapshot> ReadAsync(string directory, CancellationToken cancellationToken)
     {
         string info = Path.Combine(directory, InfoFile);
-        foreach (string f in new[] { info, Path.Combine(directory, MemoryFile), Path.Combine(directory, StateFile) })
+        foreach (string f in new[] { info, Path.Combine(directory, StateFile) })
         {
             if (!File.Exists(f))
             {
@@ -52,6 +58,10 @@ public sealed record SandboxSnapshot(
         if (snapshot is null || snapshot.Version != CurrentVersion || snapshot.MemoryMiB <= 0 || snapshot.Vcpus <= 0 || string.IsNullOrEmpty(snapshot.Token))
         {
             throw new VesselException(VesselErrorReason.Corrupt, $"Snapshot {directory}: {InfoFile} is not a version {CurrentVersion} snapshot; rebuild the template.");
+        }
+        if (!snapshot.MemoryInState && !File.Exists(Path.Combine(directory, MemoryFile)))
+        {
+            throw new VesselException(VesselErrorReason.NotFound, $"Snapshot {directory} is incomplete: {MemoryFile} is missing; rebuild the template.");
         }
         return snapshot;
     }

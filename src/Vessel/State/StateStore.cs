@@ -27,9 +27,9 @@ public sealed record BuildRecord(long Id, string Template, string Status, DateTi
 /// no entry or a complete one. Safe for several processes (SQLite's file locks, retried
 /// until <see cref="BusyTimeout"/>).
 /// </summary>
-public sealed class StateStore
+public sealed partial class StateStore
 {
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
     public static readonly TimeSpan BusyTimeout = TimeSpan.FromSeconds(30);
 
     private readonly string _connectionString;
@@ -60,7 +60,7 @@ public sealed class StateStore
         {
             throw new VesselException(VesselErrorReason.Unsupported, $"state database {path} has schema version {version}; this Vessel knows version {SchemaVersion}. Upgrade Vessel.");
         }
-        if (version < SchemaVersion)
+        if (version < 1)
         {
             await ExecuteAsync(c, """
                 CREATE TABLE IF NOT EXISTS templates (
@@ -90,6 +90,10 @@ public sealed class StateStore
                 CREATE INDEX IF NOT EXISTS cache_entries_layer ON cache_entries(layer_build);
                 PRAGMA user_version = 1;
                 """, cancellationToken);
+        }
+        if (version < 2)
+        {
+            await ExecuteAsync(c, ServiceSchema, cancellationToken);
         }
         await tx.CommitAsync(cancellationToken);
         return store;

@@ -37,6 +37,11 @@ public sealed class QemuDriver : IVmmDriver
             args.AddRange(["-object", $"memory-backend-file,id=mem0,size={config.MemoryMiB}M,mem-path={Escape(config.MemoryBackendFile)},share={(config.MemoryBackendShared ? "on" : "off")}"]);
             machine += ",memory-backend=mem0";
         }
+        else if (config.MemoryBackendRam)
+        {
+            args.AddRange(["-object", $"memory-backend-ram,id=mem0,size={config.MemoryMiB}M"]);
+            machine += ",memory-backend=mem0";
+        }
         args.AddRange(["-M", machine]);
         args.AddRange(acceleration == Acceleration.Kvm ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg", "-cpu", "max"]);
         args.AddRange(["-m", $"{config.MemoryMiB}M", "-smp", config.Vcpus.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
@@ -80,9 +85,9 @@ public sealed class QemuDriver : IVmmDriver
         args.AddRange(["-qmp", $"unix:{Escape(config.ApiSocketPath)},server=on,wait=off"]);
         if (config.IncomingSnapshot)
         {
-            if (config.MemoryBackendFile is null)
+            if (config.MemoryBackendFile is null && !config.MemoryBackendRam)
             {
-                throw new ArgumentException("Restoring a snapshot needs the memory file it was taken with.", nameof(config));
+                throw new ArgumentException("Restoring a snapshot needs the memory file it was taken with, or a named RAM backend for a snapshot that carries its RAM.", nameof(config));
             }
             args.AddRange(["-incoming", "defer"]);
         }
@@ -332,13 +337,10 @@ public sealed class QemuVm : IVirtualMachine
 
     public async Task SnapshotAsync(string stateFile, CancellationToken cancellationToken)
     {
-        if (_config.MemoryBackendFile is null || !_config.MemoryBackendShared)
-        {
-            throw new VesselException(VesselErrorReason.InvalidInput, "This VM's RAM is not in a shared memory file: start it with MemoryBackendFile to snapshot it.");
-        }
         await Qmp.ExecuteAsync("stop", null, cancellationToken);
         await SetIgnoreSharedAsync(cancellationToken);
-        // RAM stays in the shared memory file (x-ignore-shared): the stream holds device state only.
+        // RAM in a shared memory file stays there (x-ignore-shared skips shared blocks only): the
+        // stream holds device state only. Private or anonymous RAM goes into the stream.
         await Qmp.ExecuteAsync("migrate", new JsonObject { ["uri"] = "exec:cat > " + ShellQuote(stateFile) }, cancellationToken);
         await WaitMigrationAsync("snapshot", cancellationToken);
     }

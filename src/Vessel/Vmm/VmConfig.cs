@@ -57,6 +57,13 @@ public sealed record VmConfig
     /// </summary>
     public bool IncomingSnapshot { get; init; }
 
+    /// <summary>
+    /// Anonymous guest RAM as a named backend (<c>mem0</c>) when there is no
+    /// <see cref="MemoryBackendFile"/>: a snapshot then carries the RAM in its state stream, and the
+    /// VM that restores it (also with this set) finds its RAM block under the same name.
+    /// </summary>
+    public bool MemoryBackendRam { get; init; }
+
     public Acceleration Acceleration { get; init; } = Acceleration.Auto;
 
     /// <summary>A virtio-net device on user-mode networking; null: no network device (the guest has only lo).</summary>
@@ -111,8 +118,9 @@ public interface IVirtualMachine : IAsyncDisposable
     Task StopAsync(TimeSpan grace, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Pauses the guest and saves its device state to <paramref name="stateFile"/>; RAM is not
-    /// copied, it is already in <see cref="VmConfig.MemoryBackendFile"/>. The VM stays paused.
+    /// Pauses the guest and saves its device state to <paramref name="stateFile"/>. RAM in a shared
+    /// <see cref="VmConfig.MemoryBackendFile"/> is not copied (it is already in that file); any other
+    /// RAM (private or anonymous) is written into the state stream. The VM stays paused.
     /// </summary>
     Task SnapshotAsync(string stateFile, CancellationToken cancellationToken);
 

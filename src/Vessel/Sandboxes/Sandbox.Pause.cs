@@ -1,0 +1,80 @@
+using Vessel.Agent;
+using Vessel.Blocks;
+
+namespace Vessel.Sandboxes;
+
+/// <summary>What <see cref="Sandbox.PauseAsync"/> left: the snapshot directory and the disk layer to resume on.</summary>
+public sealed record PausedSandbox(string Directory, Guid Layer, SandboxSnapshot Snapshot);
+
+public sealed partial class Sandbox
+{
+    /// <summary>
+    /// Pauses the sandbox into <paramref name="directory"/> (created; must not exist) and stops it:
+    /// the guest's writes are synced, its RAM and device state saved (RAM in the state stream, or
+    /// beside it when the VM's RAM was a shared file), and the blocks its disk overlay wrote exported
+    /// to <paramref name="layers"/> as a new build over the overlay's base. Resume with
+    /// <see cref="SandboxManager.ResumeAsync"/>. The sandbox is stopped whether this succeeds or not;
+    /// a failure leaves no directory and no layer.
+    /// </summary>
+    internal async Task<PausedSandbox> PauseAsync(string directory, LayerStore layers, CancellationToken cancellationToken)
+    {
+        if (_overlay is null)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"Sandbox {Id} does not run on a layer (SandboxOptions.Layer): its disk cannot be saved with a pause.");
+        }
+        if (Directory.Exists(directory) || File.Exists(directory))
+        {
+            throw new VesselException(VesselErrorReason.Conflict, $"Pause directory {directory} already exists.");
+        }
+        string partial = directory + ".partial";
+        SandboxManager.DeleteDirectory(partial);
+        Directory.CreateDirectory(partial);
+        Guid? exported = null;
+        try
+        {
+            await SyncGuestAsync(cancellationToken);
+            // The agent keeps its processes; a resumed sandbox connects to it like a reconnect.
+            await _agent.DisposeAsync();
+            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+            await _vm.SnapshotAsync(Path.Combine(partial, SandboxSnapshot.StateFile), cancellationToken);
+            await _vm.StopAsync(TimeSpan.Zero, cancellationToken);
+            bool memoryInState = _config.MemoryBackendFile is null || !_config.MemoryBackendShared;
+            if (!memoryInState)
+            {
+                File.Move(_config.MemoryBackendFile!, Path.Combine(partial, SandboxSnapshot.MemoryFile));
+            }
+            // QEMU is gone: nothing writes the overlay any more, so the export is exactly the disk the snapshot saw.
+            BuildHeader layer = await _overlay.ExportAsync(layers, null, cancellationToken);
+            exported = layer.BuildId;
+            var snapshot = new SandboxSnapshot(SandboxSnapshot.CurrentVersion, _config.MemoryMiB, _config.Vcpus, _kitId, _token, DateTimeOffset.UtcNow)
+            {
+                MemoryInState = memoryInState,
+            };
+            await snapshot.WriteAsync(partial, cancellationToken);
+            Directory.Move(partial, directory);
+            await KillAsync();
+            return new PausedSandbox(directory, layer.BuildId, snapshot);
+        }
+        catch
+        {
+            await KillAsync();
+            SandboxManager.DeleteDirectory(partial);
+            if (exported is { } id)
+            {
+                await layers.DeleteAsync(id, CancellationToken.None);
+            }
+            throw;
+        }
+    }
+
+    /// <summary>Every dirty page of the guest reaches its disk (before its state is frozen).</summary>
+    private async Task SyncGuestAsync(CancellationToken cancellationToken)
+    {
+        using var output = new MemoryStream();
+        ExitStatus synced = await ExecAsync(new ExecRequest([SandboxStepRunner.Busybox, "sync"]), null, output, output, cancellationToken);
+        if (synced.ExitCode != 0)
+        {
+            throw new VesselException(VesselErrorReason.ToolFailed, $"sync in sandbox {Id} exited with {synced.ExitCode}: {System.Text.Encoding.UTF8.GetString(output.ToArray())}");
+        }
+    }
+}

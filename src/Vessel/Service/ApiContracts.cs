@@ -1,0 +1,26 @@
+namespace Vessel.Service;
+
+// The JSON shapes of docs/api.md (camelCase on the wire). Requests take nullable fields so a
+// missing one is reported by name (400) instead of failing deserialization.
+
+internal sealed record CreateSandboxRequest(string? Template, int? TimeoutSeconds, Dictionary<string, string>? Metadata, Dictionary<string, string>? Env, bool? AutoPause);
+
+internal sealed record SandboxInfo(string SandboxId, string Template, string State, DateTime StartedAt, DateTime EndAt, IReadOnlyDictionary<string, string> Metadata);
+
+internal sealed record TimeoutRequest(int? TimeoutSeconds);
+
+internal sealed record CommandRequest(string? Cmd, List<string>? Args, Dictionary<string, string>? Env, string? Cwd, string? User, string? Stdin, bool? Background, int? TimeoutSeconds);
+
+internal sealed record CommandInfo(int Pid, string Cmd, IReadOnlyList<string> Args, bool Background, DateTime StartedAt);
+
+internal sealed record SignalRequest(int? Signal);
+
+internal sealed record MoveRequest(string? From, string? To);
+
+internal sealed record FileEntryInfo(string Name, string Path, string Type, long Size, int Mode, string Owner, DateTime Mtime, string? LinkTarget);
+
+internal sealed record TemplateInfo(string Name, DateTime BuiltAt, long DiskSizeBytes, bool HasSnapshot, int Cpu, int MemoryMb, string FinalHash);
+
+internal sealed record BuildStarted(string BuildId);
+
+internal sealed record BuildInfo(string BuildId, string Template, string Status, DateTime StartedAt, DateTime? FinishedAt, string? Error);

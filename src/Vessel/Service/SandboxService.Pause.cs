@@ -1,0 +1,167 @@
+using System.Diagnostics;
+using Vessel.Sandboxes;
+
+namespace Vessel.Service;
+
+internal sealed partial class SandboxService
+{
+    /// <summary>
+    /// Pauses a running sandbox (docs/api.md, "pause"): command readers detach (the guest keeps the
+    /// processes), the sandbox is snapshotted and its VM stops; the row then says paused. A failed
+    /// pause has already stopped the VM, so the sandbox is removed and the error reported.
+    /// </summary>
+    public async Task<SandboxInfo> PauseAsync(string id, CancellationToken cancellationToken)
+    {
+        ServiceSandbox sandbox = Find(id);
+        if (!await sandbox.Transition.WaitAsync(0, cancellationToken))
+        {
+            throw new VesselException(VesselErrorReason.Conflict, $"Sandbox {id} is being paused, resumed or deleted: retry when that ends.");
+        }
+        try
+        {
+            sandbox.BeginTransition(toPaused: true);
+            try
+            {
+                await PauseLockedAsync(sandbox, cancellationToken);
+            }
+            finally
+            {
+                sandbox.EndTransition();
+            }
+            return sandbox.ToInfo();
+        }
+        finally
+        {
+            sandbox.Transition.Release();
+        }
+    }
+
+    private async Task PauseLockedAsync(ServiceSandbox sandbox, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        Sandbox live = sandbox.Live!;
+        foreach (ServiceCommand c in sandbox.Commands.Values)
+        {
+            await c.DetachAsync();
+        }
+        string directory = Path.Combine(_options.PausedDirectory, $"{sandbox.Id}-{sandbox.Layers.Count + 1}");
+        PausedSandbox paused;
+        try
+        {
+            // Not the request's token: a pause half done is a lost sandbox.
+            paused = await live.PauseAsync(directory, _layers, CancellationToken.None);
+        }
+        catch (Exception e) when (e is VesselException or IOException or TimeoutException)
+        {
+            ServiceLog.PauseFailed(_logger, e, sandbox.Id);
+            sandbox.MarkDeleted();
+            _sandboxes.TryRemove(sandbox.Id, out _);
+            sandbox.Live = null;
+            await RemoveAsync(sandbox);
+            throw new VesselException(VesselErrorReason.ToolFailed, $"Pausing sandbox {sandbox.Id} failed and the sandbox was stopped: {e.Message}", e);
+        }
+        sandbox.Layers.Add(paused.Layer);
+        sandbox.Live = null;
+        sandbox.Paused = paused;
+        await _state.PutSandboxAsync(sandbox.ToRecord(), CancellationToken.None);
+        ServiceLog.Paused(_logger, sandbox.Id, clock.ElapsedMilliseconds);
+    }
+
+    /// <summary>Resumes a paused sandbox; its timeout clock restarts (with <paramref name="timeoutSeconds"/> when given).</summary>
+    public async Task<SandboxInfo> ResumeAsync(string id, int? timeoutSeconds, CancellationToken cancellationToken)
+    {
+        int? timeout = timeoutSeconds is null ? null : CheckTimeout(timeoutSeconds);
+        ServiceSandbox sandbox = Find(id);
+        if (!await sandbox.Transition.WaitAsync(0, cancellationToken))
+        {
+            throw new VesselException(VesselErrorReason.Conflict, $"Sandbox {id} is being paused, resumed or deleted: retry when that ends.");
+        }
+        try
+        {
+            sandbox.BeginTransition(toPaused: false);
+            try
+            {
+                var clock = Stopwatch.StartNew();
+                PausedSandbox paused = sandbox.Paused!;
+                Sandbox live = await _manager.ResumeAsync(_layers, paused, new SandboxOptions { Acceleration = _options.Acceleration }, cancellationToken);
+                sandbox.Live = live;
+                sandbox.Paused = null;
+                if (timeout is { } t)
+                {
+                    sandbox.TimeoutSeconds = t;
+                }
+                sandbox.EndAt = Time.GetUtcNow().AddSeconds(sandbox.TimeoutSeconds);
+                await _state.PutSandboxAsync(sandbox.ToRecord(), CancellationToken.None);
+                // The RAM is loaded: the snapshot is no longer needed (a memory file stays mapped by QEMU even unlinked).
+                SandboxManager.DeleteDirectory(paused.Directory);
+                foreach (ServiceCommand c in sandbox.Commands.Values)
+                {
+                    await c.AttachAsync(live.Agent, Time, cancellationToken);
+                }
+                ServiceLog.Resumed(_logger, sandbox.Id, clock.ElapsedMilliseconds);
+            }
+            finally
+            {
+                sandbox.EndTransition();
+            }
+            return sandbox.ToInfo();
+        }
+        finally
+        {
+            sandbox.Transition.Release();
+        }
+    }
+
+    /// <summary>Kills (or pauses, with autoPause) running sandboxes past their end; drops finished commands' output after a while.</summary>
+    private async Task EnforceTimeoutsAsync(CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(_options.TimeoutCheckInterval, Time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                DateTimeOffset now = Time.GetUtcNow();
+                foreach (ServiceSandbox s in _sandboxes.Values)
+                {
+                    DropFinishedCommands(s, now);
+                    if (s.Live is null || s.IsDeleted || s.EndAt > now)
+                    {
+                        continue;
+                    }
+                    if (!s.AutoPause)
+                    {
+                        await DeleteQuietlyAsync(s.Id, "timeout");
+                        continue;
+                    }
+                    try
+                    {
+                        await PauseAsync(s.Id, cancellationToken);
+                    }
+                    catch (VesselException e) when (e.Reason == VesselErrorReason.Conflict)
+                    {
+                        ServiceLog.AutoPauseRetry(_logger, e, s.Id);
+                    }
+                    catch (VesselException e)
+                    {
+                        ServiceLog.CleanupFailed(_logger, e, s.Id);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Output of an exited command stays readable for a minute (docs/api.md).</summary>
+    private static void DropFinishedCommands(ServiceSandbox sandbox, DateTimeOffset now)
+    {
+        foreach (ServiceCommand c in sandbox.Commands.Values)
+        {
+            if (c.EndedAt is { } ended && now - ended > TimeSpan.FromSeconds(60))
+            {
+                sandbox.Commands.TryRemove(c.Pid, out _);
+            }
+        }
+    }
+}

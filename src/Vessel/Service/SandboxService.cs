@@ -1,0 +1,290 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vessel.Blocks;
+using Vessel.Common;
+using Vessel.Sandboxes;
+using Vessel.State;
+using Vessel.Templates;
+using Vessel.Vmm;
+
+namespace Vessel.Service;
+
+/// <summary>Where the daemon keeps things and how it runs VMs.</summary>
+internal sealed record SandboxServiceOptions(VesselHome Home)
+{
+    public Acceleration Acceleration { get; init; } = Acceleration.Auto;
+
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>How often timeouts are checked.</summary>
+    public TimeSpan TimeoutCheckInterval { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Paused sandboxes' snapshots live beside the templates' (<see cref="VesselHome.Snapshots"/>), named after the sandbox.</summary>
+    public string PausedDirectory => Home.Snapshots;
+}
+
+/// <summary>
+/// The sandbox registry behind <c>vessel serve</c> (docs/api.md), with no HTTP in it: create from
+/// a template, list, delete, timeouts (kill, or pause with autoPause), pause/resume, commands and
+/// files. Every sandbox is a row in <see cref="StateStore"/>; paused ones survive the daemon.
+/// One instance per home (the caller holds the home's lock).
+/// </summary>
+internal sealed partial class SandboxService : IAsyncDisposable
+{
+    public const int DefaultTimeoutSeconds = 300;
+    public const int MaxTimeoutSeconds = 24 * 60 * 60;
+    private const int MaxMetadataEntries = 64;
+
+    private readonly SandboxServiceOptions _options;
+    private readonly SandboxManager _manager;
+    private readonly LayerStore _layers;
+    private readonly StateStore _state;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<string, ServiceSandbox> _sandboxes = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _timeouts = Task.CompletedTask;
+
+    public SandboxService(SandboxServiceOptions options, SandboxManager manager, LayerStore layers, StateStore state, ILogger? logger = null)
+    {
+        _options = options;
+        _manager = manager;
+        _layers = layers;
+        _state = state;
+        _logger = logger ?? NullLogger.Instance;
+    }
+
+    public StateStore State => _state;
+
+    private TimeProvider Time => _options.Time;
+
+    /// <summary>
+    /// Takes over what a previous daemon left: its running sandboxes' VMs are stopped and removed
+    /// (their disks were served by that daemon), paused ones are kept; then starts the timeout clock.
+    /// </summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(_options.PausedDirectory);
+        IReadOnlyList<string> swept = await SandboxManager.SweepDirectoryAsync(_options.Home.Root, cancellationToken);
+        if (swept.Count > 0)
+        {
+            ServiceLog.Swept(_logger, string.Join(' ', swept));
+        }
+        var keep = new HashSet<string>(StringComparer.Ordinal);
+        foreach (SandboxRecord record in await _state.ListSandboxesAsync(cancellationToken))
+        {
+            ServiceSandbox? adopted = record.State == "paused" ? await TryAdoptPausedAsync(record, cancellationToken) : null;
+            if (adopted is null)
+            {
+                ServiceLog.RunningDropped(_logger, record.Id);
+                await DeleteLayersAsync(record.Id, JsonSerializer.Deserialize<List<Guid>>(record.LayersJson) ?? []);
+                await _state.DeleteSandboxAsync(record.Id);
+                continue;
+            }
+            keep.Add(Path.GetFileName(adopted.Paused!.Directory));
+            _sandboxes[adopted.Id] = adopted;
+            ServiceLog.PausedAdopted(_logger, adopted.Id);
+        }
+        // A pause that a crash interrupted left a directory no row names.
+        foreach (string dir in Directory.EnumerateDirectories(_options.PausedDirectory, "sbx-*"))
+        {
+            if (!keep.Contains(Path.GetFileName(dir)))
+            {
+                SandboxManager.DeleteDirectory(dir);
+            }
+        }
+        _timeouts = Task.Run(() => EnforceTimeoutsAsync(_stopping.Token), CancellationToken.None);
+    }
+
+    private async Task<ServiceSandbox?> TryAdoptPausedAsync(SandboxRecord record, CancellationToken cancellationToken)
+    {
+        List<Guid> layers = JsonSerializer.Deserialize<List<Guid>>(record.LayersJson) ?? [];
+        if (record.SnapshotDirectory is not { } dir || layers.Count == 0 || !Directory.Exists(dir))
+        {
+            return null;
+        }
+        TemplateRecord? template = await _state.GetTemplateAsync(record.Template, cancellationToken);
+        TemplateConfig config = template is null ? new TemplateConfig() : TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'");
+        var sandbox = new ServiceSandbox(record.Id, record.Template, config, record.StartedAt, record.TimeoutSeconds, record.AutoPause,
+            JsonSerializer.Deserialize<Dictionary<string, string>>(record.MetadataJson) ?? [],
+            JsonSerializer.Deserialize<Dictionary<string, string>>(record.EnvJson) ?? [])
+        {
+            EndAt = record.EndAt,
+            Paused = new PausedSandbox(dir, layers[^1], await SandboxSnapshot.ReadAsync(dir, cancellationToken)),
+        };
+        sandbox.Layers.AddRange(layers);
+        return sandbox;
+    }
+
+    public async Task<SandboxInfo> CreateAsync(CreateSandboxRequest request, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrWhiteSpace(request.Template))
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, "template: the name of a built template is required (GET /templates lists them).");
+        }
+        int timeout = CheckTimeout(request.TimeoutSeconds);
+        if (request.Metadata is { Count: > MaxMetadataEntries })
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"metadata: at most {MaxMetadataEntries} entries, got {request.Metadata.Count}.");
+        }
+        CheckNoNulls("metadata", request.Metadata);
+        CheckNoNulls("env", request.Env);
+        TemplateRecord template = await _state.GetTemplateAsync(request.Template, cancellationToken)
+            ?? throw new VesselException(VesselErrorReason.NotFound, $"There is no template named '{request.Template}' (GET /templates lists them).");
+        TemplateConfig config = TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'");
+        var clock = Stopwatch.StartNew();
+        Sandbox live = await _manager.CreateFromTemplateAsync(_layers, template, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration }, restore: true, cancellationToken);
+        var sandbox = new ServiceSandbox(NewId(), template.Name, config, Time.GetUtcNow(), timeout, request.AutoPause ?? false,
+            new Dictionary<string, string>(request.Metadata ?? [], StringComparer.Ordinal), new Dictionary<string, string>(request.Env ?? [], StringComparer.Ordinal))
+        {
+            Live = live,
+        };
+        try
+        {
+            await _state.PutSandboxAsync(sandbox.ToRecord(), cancellationToken);
+        }
+        catch
+        {
+            await live.KillAsync();
+            throw;
+        }
+        _sandboxes[sandbox.Id] = sandbox;
+        ServiceLog.Created(_logger, sandbox.Id, template.Name, clock.ElapsedMilliseconds, (long)live.Timings.AgentReady.TotalMilliseconds, live.Timings.Restored);
+        return sandbox.ToInfo();
+    }
+
+    public SandboxInfo Get(string id) => Find(id).ToInfo();
+
+    /// <summary>Sandboxes matching <paramref name="state"/> (null: any) and every metadata pair.</summary>
+    public IReadOnlyList<SandboxInfo> List(string? state, IReadOnlyDictionary<string, string> metadata)
+    {
+        if (state is not (null or "running" or "paused"))
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"state: '{state}' is not running or paused.");
+        }
+        return _sandboxes.Values
+            .Where(s => !s.IsDeleted && (state is null || s.State == state) && metadata.All(m => s.Metadata.TryGetValue(m.Key, out string? v) && v == m.Value))
+            .OrderBy(s => s.StartedAt)
+            .Select(s => s.ToInfo())
+            .ToList();
+    }
+
+    public async Task<SandboxInfo> SetTimeoutAsync(string id, int? timeoutSeconds, CancellationToken cancellationToken)
+    {
+        int timeout = CheckTimeout(timeoutSeconds ?? throw new VesselException(VesselErrorReason.InvalidInput, "timeoutSeconds is required."));
+        ServiceSandbox sandbox = Find(id);
+        sandbox.TimeoutSeconds = timeout;
+        sandbox.EndAt = Time.GetUtcNow().AddSeconds(timeout);
+        await _state.PutSandboxAsync(sandbox.ToRecord(), cancellationToken);
+        return sandbox.ToInfo();
+    }
+
+    /// <summary>Kills the sandbox (or drops its snapshot) and removes its layers and row.</summary>
+    public async Task DeleteAsync(string id, string why)
+    {
+        ServiceSandbox sandbox = Find(id);
+        await sandbox.Transition.WaitAsync();
+        try
+        {
+            if (!sandbox.MarkDeleted())
+            {
+                throw new VesselException(VesselErrorReason.NotFound, $"Sandbox {id} was deleted.");
+            }
+            _sandboxes.TryRemove(id, out _);
+            await RemoveAsync(sandbox);
+            ServiceLog.Deleted(_logger, id, why);
+        }
+        finally
+        {
+            sandbox.Transition.Release();
+        }
+    }
+
+    private async Task RemoveAsync(ServiceSandbox sandbox)
+    {
+        try
+        {
+            if (sandbox.Live is { } live)
+            {
+                await live.KillAsync();
+                foreach (ServiceCommand c in sandbox.Commands.Values)
+                {
+                    await c.DetachAsync();
+                }
+            }
+            if (sandbox.Paused is { } paused)
+            {
+                SandboxManager.DeleteDirectory(paused.Directory);
+            }
+            await DeleteLayersAsync(sandbox.Id, sandbox.Layers);
+        }
+        finally
+        {
+            await _state.DeleteSandboxAsync(sandbox.Id);
+        }
+    }
+
+    private async Task DeleteLayersAsync(string id, IReadOnlyList<Guid> layers)
+    {
+        // Newest first: each paused layer's mapping names the one before it.
+        for (int i = layers.Count - 1; i >= 0; i--)
+        {
+            try
+            {
+                await _layers.DeleteAsync(layers[i], CancellationToken.None);
+            }
+            catch (Exception e) when (e is VesselException or IOException)
+            {
+                ServiceLog.CleanupFailed(_logger, e, id);
+            }
+        }
+    }
+
+    private ServiceSandbox Find(string id)
+        => _sandboxes.TryGetValue(id, out ServiceSandbox? s) && !s.IsDeleted
+            ? s
+            : throw new VesselException(VesselErrorReason.NotFound, $"There is no sandbox '{id}' (GET /sandboxes lists them).");
+
+    private static int CheckTimeout(int? seconds)
+    {
+        int t = seconds ?? DefaultTimeoutSeconds;
+        return t is >= 1 and <= MaxTimeoutSeconds
+            ? t
+            : throw new VesselException(VesselErrorReason.InvalidInput, $"timeoutSeconds: {t} is outside 1 to {MaxTimeoutSeconds} (24 h).");
+    }
+
+    private static void CheckNoNulls(string field, Dictionary<string, string>? map)
+    {
+        if (map?.FirstOrDefault(p => p.Value is null || p.Key.Length == 0 || p.Key.Contains('\0', StringComparison.Ordinal) || p.Value.Contains('\0', StringComparison.Ordinal)) is { Key: not null } bad)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"{field}: entry '{bad.Key}' has an empty key, a null value or a NUL character.");
+        }
+    }
+
+    private static string NewId() => "sbx-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+
+    /// <summary>Running sandboxes cannot outlive the daemon (it serves their disks): stop them and drop their rows; paused ones stay.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync();
+        await _timeouts;
+        await Task.WhenAll(_sandboxes.Values.Where(s => s.Live is not null).Select(s => DeleteQuietlyAsync(s.Id, "the daemon stopped")));
+        await WaitForBuildsAsync();
+        _stopping.Dispose();
+    }
+
+    private async Task DeleteQuietlyAsync(string id, string why)
+    {
+        try
+        {
+            await DeleteAsync(id, why);
+        }
+        catch (Exception e) when (e is VesselException or IOException)
+        {
+            ServiceLog.CleanupFailed(_logger, e, id);
+        }
+    }
+}

@@ -1,0 +1,176 @@
+using Vessel.Agent;
+
+namespace Vessel.Service;
+
+/// <summary>
+/// A process started through the API. The daemon reads its output into a bounded
+/// <see cref="CommandOutput"/> that any number of clients follow; across a pause the reading
+/// stops (<see cref="DetachAsync"/>: the agent keeps the process, its pipe waits) and a resume
+/// re-attaches to the same pid (<see cref="AttachAsync"/>).
+/// </summary>
+internal sealed class ServiceCommand
+{
+    private readonly SemaphoreSlim _stdin = new(1, 1);
+    private ExecSession? _session;
+    private CancellationTokenSource? _pump;
+    private Task _pumpTask = Task.CompletedTask;
+
+    public ServiceCommand(int pid, string cmd, IReadOnlyList<string> args, bool background, DateTimeOffset startedAt, bool stdinOpen)
+    {
+        Pid = pid;
+        Cmd = cmd;
+        Args = args;
+        Background = background;
+        StartedAt = startedAt;
+        StdinClosed = !stdinOpen;
+    }
+
+    public int Pid { get; }
+
+    public string Cmd { get; }
+
+    public IReadOnlyList<string> Args { get; }
+
+    public bool Background { get; }
+
+    public DateTimeOffset StartedAt { get; }
+
+    public CommandOutput Output { get; } = new();
+
+    public bool StdinClosed { get; private set; }
+
+    /// <summary>When the exit (or a broken connection) was recorded; null while it runs.</summary>
+    public DateTimeOffset? EndedAt { get; private set; }
+
+    /// <summary>Starts reading <paramref name="session"/> (a new exec, or an attach after a resume).</summary>
+    public void Attach(ExecSession session, TimeProvider time)
+    {
+        _session = session;
+        _pump = new CancellationTokenSource();
+        CancellationToken token = _pump.Token;
+        _pumpTask = Task.Run(() => PumpAsync(session, time, token), CancellationToken.None);
+    }
+
+    /// <summary>Re-attaches through a new agent connection (after a resume).</summary>
+    public async Task AttachAsync(AgentClient agent, TimeProvider time, CancellationToken cancellationToken)
+    {
+        if (Output.Completed)
+        {
+            return;
+        }
+        try
+        {
+            Attach(await agent.AttachAsync(Pid, cancellationToken), time);
+        }
+        catch (AgentException e)
+        {
+            Output.Fail($"process {Pid} could not be re-attached after the resume: {e.Message}");
+            EndedAt = time.GetUtcNow();
+        }
+    }
+
+    /// <summary>Stops reading (the process keeps running in the guest); used before a pause.</summary>
+    public async Task DetachAsync()
+    {
+        if (_pump is { } pump)
+        {
+            await pump.CancelAsync();
+            await _pumpTask;
+            pump.Dispose();
+            _pump = null;
+        }
+    }
+
+    public async Task WriteStdinAsync(ReadOnlyMemory<byte> data, bool close, CancellationToken cancellationToken)
+    {
+        await _stdin.WaitAsync(cancellationToken);
+        try
+        {
+            if (StdinClosed)
+            {
+                throw new VesselException(VesselErrorReason.Conflict, $"The stdin of process {Pid} is already closed.");
+            }
+            ExecSession session = Session();
+            if (!data.IsEmpty)
+            {
+                await session.WriteStdinAsync(data, cancellationToken);
+            }
+            if (close)
+            {
+                await session.CloseStdinAsync(cancellationToken);
+                StdinClosed = true;
+            }
+        }
+        finally
+        {
+            _stdin.Release();
+        }
+    }
+
+    public Task SignalAsync(int signal, CancellationToken cancellationToken) => Session().SignalAsync(signal, cancellationToken);
+
+    private ExecSession Session() => !Output.Completed && _session is { } s
+        ? s
+        : throw new VesselException(VesselErrorReason.NotFound, $"Process {Pid} is not running.");
+
+    private async Task PumpAsync(ExecSession session, TimeProvider time, CancellationToken cancellationToken)
+    {
+        try
+        {
+            ExitStatus status = await session.WaitAsync(new Sink(Output, CommandEventKind.Stdout), new Sink(Output, CommandEventKind.Stderr), cancellationToken);
+            Output.Complete(status.ExitCode, status.Signal, status.TimedOut);
+            EndedAt = time.GetUtcNow();
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Detached for a pause: the process keeps running in the guest.
+        }
+        catch (Exception e) when (e is VesselException or IOException or ObjectDisposedException)
+        {
+            Output.Fail($"the connection to process {Pid} broke: {e.Message}");
+            EndedAt = time.GetUtcNow();
+        }
+        finally
+        {
+            session.Dispose();
+        }
+    }
+
+    /// <summary>A write-only stream that appends what the process wrote to its output log.</summary>
+    private sealed class Sink(CommandOutput output, CommandEventKind kind) : Stream
+    {
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => output.AddData(kind, buffer.AsSpan(offset, count));
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            output.AddData(kind, buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}
