@@ -14,7 +14,9 @@ dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
 dotnet build bench/sandbox/SandboxBench -c Release -nologo -v q -o "$work/bench" >/dev/null
 cli="dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll"
 kitdir=$($cli kit build 2>/dev/null | sed -n 's/^kit [0-9a-f]*: //p')
-$cli rootfs build ../shared/images/alpine-minirootfs-*.tar.gz -o "$work/alpine.ext4" --size 256M >/dev/null
+source bench/images.sh
+busybox_tarball "$work/busybox.tar.gz"
+$cli rootfs build "$work/busybox.tar.gz" -o "$work/busybox.ext4" --size 256M >/dev/null
 
 # Peer: bare QEMU + kernel + busybox init that echoes and reboots.
 mkdir -p "$work/peer/bin" "$work/peer/dev" "$work/peer/proc"
@@ -35,7 +37,7 @@ for i in $(seq "$boots"); do
 done
 
 echo "== vessel: sandbox create (QEMU + kernel + init + agent) and exec"
-out=$(dotnet "$work/bench/Vessel.Bench.dll" "$work/alpine.ext4" "$work/state" "$boots")
+out=$(dotnet "$work/bench/Vessel.Bench.dll" "$work/busybox.ext4" "$work/state" "$boots")
 echo "$out"
 vessel_total=0
 for ms in $(echo "$out" | sed -n 's/.*| total \([0-9]*\) ms/\1/p'); do vessel_total=$((vessel_total + ms)); done
