@@ -39,15 +39,11 @@ public static class TestImages
     private static readonly Lazy<string> s_busybox = new(() => Ensure("busybox", BusyboxKey(), BuildBusyboxAsync));
     private static readonly Lazy<string> s_debian = new(() => Ensure("debian-" + DebianSuite, DebianKey(), BuildDebianAsync));
 
-    /// <summary>$VESSEL_TEST_IMAGES, else $XDG_CACHE_HOME/vessel/test-images, else ~/.cache/vessel/test-images.</summary>
+    /// <summary>$XDG_CACHE_HOME/vessel/test-images, else ~/.cache/vessel/test-images.</summary>
     public static string CacheDirectory
     {
         get
         {
-            if (Environment.GetEnvironmentVariable("VESSEL_TEST_IMAGES") is { Length: > 0 } explicitDir)
-            {
-                return explicitDir;
-            }
             string cache = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg
                 ? xdg
                 : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");

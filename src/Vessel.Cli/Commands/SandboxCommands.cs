@@ -25,7 +25,7 @@ internal static class SandboxCommands
         var source = new Argument<string>("source")
         {
             Description = "An ext4 rootfs image (e.g. from 'vessel rootfs build'), or an image: a rootfs tarball, oci:DIR[:TAG], docker-archive:FILE, docker://REF "
-                + "(docs/formats/image-sources.md), built into a rootfs cached by its content digest under the Vessel home. The sandbox boots a copy; the original is not changed.",
+                + "(docs/formats/image-sources.md), built into a rootfs cached by its content digest in the home's images/. The sandbox boots a copy; the original is not changed.",
         };
         var commandLine = new Argument<string[]>("command") { Description = "The command and its arguments, after --.", Arity = ArgumentArity.OneOrMore };
         var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE for the command's environment (repeatable)." };
@@ -35,27 +35,22 @@ internal static class SandboxCommands
         var timeout = new Option<double?>("--timeout") { Description = "Kill the command after this many seconds (exit 124 then)." };
         var reserved = new Option<string?>("--reserved") { Description = "Reserve this much ext4 space for root with the host's tune2fs -r before boot, e.g. 64M." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };
-        var state = new Option<string?>("--state") { Description = "State directory (default: $VESSEL_STATE_DIR or /var/lib/vessel)." };
+        var state = HomeOption.Create();
+        state.Aliases.Add("--state");
         var timings = new Option<bool>("--timings") { Description = "Print the cold-start breakdown to stderr." };
-        var home = new Option<string>("--home")
-        {
-            Description = "Vessel's data directory; rootfs images built from image sources are cached in its rootfs/ (default: $VESSEL_HOME, else ~/.vessel).",
-            DefaultValueFactory = _ => Path.GetDirectoryName(BlocksCommands.DefaultStore())!,
-        };
         var insecure = new Option<bool>("--insecure") { Description = "Allow a registry without TLS (a local one) for a docker:// SOURCE." };
         var command = new Command("run", "Boot a microVM on SOURCE, run COMMAND in it, stream its output and exit with its exit code.")
         {
-            source, commandLine, env, cwd, user, memory, timeout, reserved, accel, state, timings, home, insecure,
+            source, commandLine, env, cwd, user, memory, timeout, reserved, accel, state, timings, insecure,
         };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
-            string stateDir = parse.GetValue(state) ?? SandboxManager.DefaultStateDirectory;
+            VesselHome home = HomeOption.Get(parse, state);
             Acceleration acceleration = ParseAcceleration(parse.GetValue(accel));
             // Before the kit or a VM: a file that is neither ext4 nor an image is refused here, in milliseconds.
-            string rootfsPath = await RootfsForAsync(parse.GetValue(source)!, parse.GetValue(home)!, parse.GetValue(insecure), token);
-            var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));
-            GuestKit kit = await new KitBuilder(new KitOptions(), progress).EnsureAsync(token);
-            var manager = new SandboxManager(stateDir, kit);
+            string rootfsPath = await RootfsForAsync(parse.GetValue(source)!, home, parse.GetValue(insecure), token);
+            GuestKit kit = await KitCommands.EnsureKitAsync(home, token);
+            var manager = new SandboxManager(home.Root, kit);
             IReadOnlyList<string> swept = await manager.SweepAsync(token);
             if (swept.Count > 0)
             {
@@ -82,13 +77,13 @@ internal static class SandboxCommands
     }
 
     /// <summary>The ext4 image to boot for SOURCE: itself when it is one, else the cached rootfs built from the image it names.</summary>
-    private static async Task<string> RootfsForAsync(string source, string home, bool insecure, CancellationToken token)
+    private static async Task<string> RootfsForAsync(string source, VesselHome home, bool insecure, CancellationToken token)
     {
         if (RootfsSource.Classify(source) == RootfsSourceKind.Ext4Image)
         {
             return source;
         }
-        var cache = new RootfsCache(Path.Combine(home, "rootfs"));
+        var cache = new RootfsCache(home.Images);
         await using IImageSource image = await ImageSources.OpenAsync(source, new ImageSourceOptions { Insecure = insecure }, token);
         RootfsCacheEntry entry = await cache.EnsureAsync(image, token);
         string how = entry.Built ? "built" : "cached";
@@ -132,12 +127,12 @@ internal static class SandboxCommands
 
     private static Command CreateSweep()
     {
-        var state = new Option<string?>("--state") { Description = "State directory (default: $VESSEL_STATE_DIR or /var/lib/vessel)." };
-        var command = new Command("sweep", "Remove what crashed runs left behind (VMM processes, sockets, rootfs copies), by sandbox id.") { state };
+        var state = HomeOption.Create();
+        state.Aliases.Add("--state");
+        var command = new Command("sweep", "Remove what crashed runs and template builds left behind (VMM processes, sockets, rootfs copies), by sandbox id.") { state };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
-            string stateDir = parse.GetValue(state) ?? SandboxManager.DefaultStateDirectory;
-            var swept = await SandboxManager.SweepDirectoryAsync(stateDir, token);
+            var swept = await SandboxManager.SweepDirectoryAsync(HomeOption.Get(parse, state).Root, token);
             Console.WriteLine(swept.Count == 0 ? "nothing to sweep" : "swept " + string.Join(' ', swept));
             return 0;
         }, ct));

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.RegularExpressions;
 using Vessel.Common;
 using Vessel.Testing;
 using Xunit;
@@ -7,7 +8,7 @@ namespace Vessel.IntegrationTests.Sandboxes;
 
 /// <summary>
 /// <c>vessel sandbox run SOURCE</c> through the real CLI: an image source is built into a
-/// rootfs cached under the Vessel home and booted; anything that is neither an ext4 image
+/// rootfs cached in the Vessel home's images/ and booted; anything that is neither an ext4 image
 /// nor an image is refused before a VM (or the kit) is touched.
 /// </summary>
 [Collection(SandboxCollection.Name)]
@@ -31,34 +32,36 @@ public sealed class SandboxSourceTests
         new Random(5).NextBytes(data);
         data[0] = 0; // never a gzip magic by chance
         await File.WriteAllBytesAsync(noise, data);
-        string state = _env.Work.Combine("refused-state");
+        string home = _env.Work.Combine("refused-home");
 
         var clock = Stopwatch.StartNew();
-        ProcessResult r = await CliAsync("sandbox", "run", "--state", state, "--home", _env.Work.Combine("refused-home"), noise, "--", "true");
+        ProcessResult r = await CliAsync("sandbox", "run", "--home", home, noise, "--", "true");
         TimeSpan took = clock.Elapsed;
 
         Assert.NotEqual(0, r.ExitCode);
         Assert.Contains("is not an ext4 image (no ext4 superblock magic 0xEF53 at byte 1080) and not a container image", r.StandardError, StringComparison.Ordinal);
         Assert.True(took < TimeSpan.FromSeconds(3), $"refusing random bytes took {took.TotalSeconds:F2} s (CLI start included)");
-        Assert.False(Directory.Exists(state), "the state directory was created: the sandbox manager ran");
-        Assert.False(Directory.Exists(_env.Work.Combine("refused-home")), "the Vessel home was written to");
-        Assert.DoesNotContain(Process.GetProcesses(), p => ProcessNames(p, state));
+        Assert.False(Directory.Exists(home), "the Vessel home was created: the kit, the image cache or the sandbox manager ran");
+        Assert.DoesNotContain(Process.GetProcesses(), p => ProcessNames(p, home));
     }
 
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 600_000)]
     public async Task A_tarball_source_runs_and_its_rootfs_is_built_once_then_taken_from_the_cache()
     {
-        string home = _env.Work!.Combine("home");
+        // The environment's state directory is the home: its sandboxes/ is checked for leftovers, its kits/ is built once.
+        string home = _env.StateDirectory;
         string tarball = TestImages.BusyboxTarball;
 
-        ProcessResult first = await CliAsync("sandbox", "run", "--state", _env.StateDirectory, "--home", home, tarball, "--", "sh", "-c", "cat /etc/vessel-test-release; exit 5");
+        ProcessResult first = await CliAsync("sandbox", "run", "--home", home, tarball, "--", "sh", "-c", "cat /etc/vessel-test-release; exit 5");
         Assert.True(first.ExitCode == 5, $"exit {first.ExitCode}: {first.StandardError}");
         Assert.Equal(TestImages.BusyboxRelease, first.StandardOutput);
-        Assert.Contains("rootfs built: ", first.StandardError, StringComparison.Ordinal);
-        string cached = Assert.Single(Directory.GetFiles(Path.Combine(home, "rootfs"), "*.ext4"));
+        Match built = Regex.Match(first.StandardError, @"rootfs built: (\S+\.ext4) ");
+        Assert.True(built.Success, first.StandardError);
+        string cached = built.Groups[1].Value;
+        Assert.Equal(Path.Combine(home, "images"), Path.GetDirectoryName(cached));
         (long Inode, DateTime Written) identity = await IdentityAsync(cached);
 
-        ProcessResult second = await CliAsync("sandbox", "run", "--state", _env.StateDirectory, "--home", home, tarball, "--", "sh", "-c", "echo again > /root/x; exit 5");
+        ProcessResult second = await CliAsync("sandbox", "run", "--home", home, tarball, "--", "sh", "-c", "echo again > /root/x; exit 5");
         Assert.True(second.ExitCode == 5, $"exit {second.ExitCode}: {second.StandardError}");
         Assert.Contains("rootfs cached: " + cached, second.StandardError, StringComparison.Ordinal);
         Assert.DoesNotContain("rootfs built", second.StandardError, StringComparison.Ordinal);
@@ -71,7 +74,7 @@ public sealed class SandboxSourceTests
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task An_oci_layout_source_runs()
     {
-        ProcessResult r = await CliAsync("sandbox", "run", "--state", _env.StateDirectory, "--home", _env.Work!.Combine("home-oci"), TestImages.BusyboxOciReference,
+        ProcessResult r = await CliAsync("sandbox", "run", "--home", _env.StateDirectory, TestImages.BusyboxOciReference,
             "--", "cat", "/etc/vessel-test-release");
         Assert.True(r.ExitCode == 0, $"exit {r.ExitCode}: {r.StandardError}");
         Assert.Equal(TestImages.BusyboxRelease, r.StandardOutput);
