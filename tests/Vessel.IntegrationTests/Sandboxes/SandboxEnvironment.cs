@@ -44,7 +44,10 @@ public sealed class SandboxEnvironment : IAsyncLifetime
     }
 
     /// <summary>QEMU processes whose command line names this environment's state directory.</summary>
-    public IReadOnlyList<int> LeftoverQemus()
+    public IReadOnlyList<int> LeftoverQemus() => QemusNaming(StateDirectory);
+
+    /// <summary>QEMU processes whose command line names <paramref name="text"/> (a state directory or home).</summary>
+    public static IReadOnlyList<int> QemusNaming(string text)
     {
         var found = new List<int>();
         foreach (string dir in Directory.EnumerateDirectories("/proc"))
@@ -56,7 +59,7 @@ public sealed class SandboxEnvironment : IAsyncLifetime
             try
             {
                 string cmdline = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(StateDirectory, StringComparison.Ordinal))
+                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(text, StringComparison.Ordinal))
                 {
                     found.Add(pid);
                 }
