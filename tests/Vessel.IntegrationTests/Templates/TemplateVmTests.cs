@@ -237,7 +237,7 @@ public sealed class TemplateVmTests
               "diskSize": "128M",
               "steps": [ { "run": "echo from-the-build-vm; echo baked > /baked.txt" }, { "env": { "WHO": "template" } } ],
               "start": "sleep 100000",
-              "ready": "pgrep sleep"
+              "ready": "pidof sleep"
             }
             """);
         ProcessResult build = await VesselCli.RunAsync(CancellationToken.None, "template", "build", "-f", spec, "--home", home);
@@ -246,7 +246,7 @@ public sealed class TemplateVmTests
         Assert.Contains("snapshot:", build.StandardError, StringComparison.Ordinal);
 
         ProcessResult run = await VesselCli.RunAsync(CancellationToken.None, "template", "run", "cli", "--home", home, "--timings", "--",
-            "sh", "-c", "cat /baked.txt; echo $WHO; pgrep sleep >/dev/null && echo start-running; exit 7");
+            "sh", "-c", "cat /baked.txt; echo $WHO; pidof sleep >/dev/null && echo start-running; exit 7");
         Assert.Equal(7, run.ExitCode);
         Assert.Equal("baked\ntemplate\nstart-running\n", run.StandardOutput);
         Assert.Contains("restored from snapshot", run.StandardError, StringComparison.Ordinal);
