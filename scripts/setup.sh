@@ -9,7 +9,8 @@ packages=(
   qemu-utils           # qemu-img, qemu-io, qemu-nbd
   libnbd-bin           # nbdinfo, nbdcopy, nbdfuse (file view of an NBD export)
   nbdkit               # reference NBD server for benchmarks
-  skopeo umoci         # build and move OCI images in tests
+  skopeo umoci         # build and move OCI images in tests (umoci makes the tests' busybox image)
+  debootstrap          # the tests' Debian minbase image (tests/Shared/TestImages.cs) and bench/rootfs input
   docker-registry      # a real registry for pull tests
   containerd runc      # a real containerd for views and leases
   kmod cpio            # modinfo for guest module dependencies

@@ -6,7 +6,7 @@
 #   (b)      `mkfs.ext4 IMG S`, `mount -o loop`, `tar -xpf INPUT -C MNT`, `umount`
 # Every pipeline ends with `sync IMG` so each one is timed until its image is on disk, and
 # `dd if=/dev/zero bs=4M count=256 oflag=direct` measures the disk's sequential write speed.
-# Inputs: the bundled Alpine minirootfs (../shared/images) and a generated tarball of
+# Inputs: a Debian minbase tarball (debootstrap, cached; bench/images.sh) and a generated tarball of
 # SMALL_FILES small files (0-8 KiB) plus LARGE_FILES x LARGE_MIB MiB, random content.
 # Prints wall times (median of RUNS), ratios to Vessel, peak RSS (/usr/bin/time), and
 # Vessel's bytes written per second against dd's.
@@ -39,7 +39,7 @@ if [ "${1:-}" = __pipeline ]; then # one timed pipeline: __pipeline NAME INPUT S
 fi
 
 [ "$(id -u)" = 0 ] || { echo "run.sh: run as root (the peers extract as root and loop-mount)" >&2; exit 1; }
-for tool in mke2fs mkfs.ext4 e2fsck tar dd losetup /usr/bin/time dotnet; do
+for tool in mke2fs mkfs.ext4 e2fsck tar dd losetup /usr/bin/time dotnet debootstrap; do
   command -v "$tool" >/dev/null || { echo "run.sh: needs $tool (scripts/setup.sh installs it)" >&2; exit 1; }
 done
 
@@ -47,9 +47,8 @@ small_files=${SMALL_FILES:-200000}
 large_files=${LARGE_FILES:-4}
 large_mib=${LARGE_MIB:-64}
 runs=${RUNS:-3}
-shared=${VESSEL_SHARED_IMAGES:-$repo/../shared/images}
-alpine=$(ls "$shared"/alpine-minirootfs-*.tar.gz 2>/dev/null | sort | tail -1 || true)
-[ -n "$alpine" ] || { echo "run.sh: no Alpine minirootfs under $shared" >&2; exit 1; }
+source "$repo/bench/images.sh"
+debian=$(debian_tarball) || { echo "run.sh: could not make the Debian minbase tarball (debootstrap)" >&2; exit 1; }
 
 mkdir -p "$work"
 cleanup() {
@@ -97,8 +96,8 @@ printf '\nmachine: %s cores, load average %s (other work on the machine counts)\
 printf 'disk sequential write (dd oflag=direct, 1 GiB): %.0f MB/s\n\n' "$(awk -v b="$dd_bps" 'BEGIN { print b / 1e6 }')"
 printf '%-10s %-22s %8s %8s %10s\n' input pipeline wall_s vs_vessel peak_rss_MiB
 
-for input in alpine generated; do
-  if [ "$input" = alpine ]; then file=$alpine; size=256M; else file=$generated; size=3G; fi
+for input in debian generated; do
+  if [ "$input" = debian ]; then file=$debian; size=1G; else file=$generated; size=3G; fi
   cat "$file" > /dev/null # same page-cache state for every pipeline
   results="$work/results-$input.txt"
   : > "$results"

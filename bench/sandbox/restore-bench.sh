@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sandbox from a template: resume from the template's snapshot versus a cold boot of the same
 # disk, in the same run, through the CLI (`vessel template run NAME [--cold] --timings -- true`).
-# Builds a template from the bundled Alpine image with a start command first. Reports the
+# Builds a template from a busybox image (bench/images.sh) with a start command first. Reports the
 # host-side "agent ready" time (QEMU start to the agent's answer, printed by --timings) and the
 # whole CLI process (the command's result included), median of RUNS each, and the ratios.
 # TCG on this machine: compare the ratio, not the absolute times.
@@ -18,11 +18,12 @@ dotnet publish src/Vessel.Cli/Vessel.Cli.csproj -c Release -r linux-x64 --self-c
   -p:PublishReadyToRun=true -o "$work/cli" -nologo -v q >/dev/null
 cp -r artifacts/agent/Release "$work/cli/agent"
 cli=(dotnet "$work/cli/Vessel.Cli.dll")
-alpine=$(ls ../shared/images/alpine-minirootfs-*.tar.gz | sort | tail -1)
+source bench/images.sh
+busybox_tarball "$work/busybox.tar.gz"
 cat > "$work/spec.json" <<EOF
 {
   "name": "bench",
-  "from": "tarball:$alpine",
+  "from": "tarball:$work/busybox.tar.gz",
   "diskSize": "256M",
   "memoryMb": 256,
   "steps": [ { "run": "mkdir -p /srv && echo ok > /srv/health" } ],

@@ -1,24 +1,29 @@
+using System.Reflection;
 using Vessel.Common;
 using Xunit;
+using Xunit.Sdk;
+
+[assembly: Vessel.Testing.RequirementsGateAttribute]
 
 namespace Vessel.Testing;
 
 /// <summary>
-/// Facts that need external tools or files. They skip with the missing requirement as the
-/// reason; CI installs everything (scripts/setup.sh) so nothing skips there.
-/// Requirements: a tool name on PATH, "root", "shared-images", "kvm".
+/// Facts that need external tools or images. They skip with the missing requirement as the
+/// reason; with <c>CI=true</c> they run and fail instead, naming it (see
+/// <see cref="RequirementsGateAttribute"/>), so a missing install step in scripts/setup.sh
+/// cannot hide behind a skip.
+/// Requirements: a tool name on PATH, "root", "busybox-image", "debian-image" (<see cref="TestImages"/>).
 /// </summary>
 [AttributeUsage(AttributeTargets.Method)]
 public sealed class RequiresFactAttribute : FactAttribute
 {
     public RequiresFactAttribute(params string[] requirements)
     {
-        string? missing = Requirements.FirstMissing(requirements);
-        if (missing is not null)
-        {
-            Skip = missing;
-        }
+        Requirements = requirements;
+        Skip = Testing.Requirements.SkipReason(requirements);
     }
+
+    public IReadOnlyList<string> Requirements { get; }
 }
 
 /// <summary>The theory form of <see cref="RequiresFactAttribute"/>.</summary>
@@ -27,40 +32,69 @@ public sealed class RequiresTheoryAttribute : TheoryAttribute
 {
     public RequiresTheoryAttribute(params string[] requirements)
     {
-        string? missing = Requirements.FirstMissing(requirements);
-        if (missing is not null)
+        Requirements = requirements;
+        Skip = Testing.Requirements.SkipReason(requirements);
+    }
+
+    public IReadOnlyList<string> Requirements { get; }
+}
+
+/// <summary>
+/// Runs before every test of the assembly: under <c>CI=true</c>, a test whose requirement is
+/// missing fails here with the requirement named (outside CI it was skipped and never gets here).
+/// </summary>
+[AttributeUsage(AttributeTargets.Assembly)]
+public sealed class RequirementsGateAttribute : BeforeAfterTestAttribute
+{
+    public override void Before(MethodInfo methodUnderTest)
+    {
+        ArgumentNullException.ThrowIfNull(methodUnderTest);
+        IReadOnlyList<string>? requirements = methodUnderTest.GetCustomAttribute<RequiresFactAttribute>()?.Requirements
+            ?? methodUnderTest.GetCustomAttribute<RequiresTheoryAttribute>()?.Requirements;
+        if (requirements is not null && Requirements.FirstMissing(requirements) is string missing)
         {
-            Skip = missing;
+            throw new XunitException($"CI=true and a requirement is missing, so this test fails instead of skipping: {missing}");
         }
     }
 }
 
 public static class Requirements
 {
+    /// <summary>True when <c>CI=true</c>: a missing requirement fails the test instead of skipping it.</summary>
+    public static bool InCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The skip reason for these requirements: the first missing one, or null when all are there or under CI.</summary>
+    public static string? SkipReason(IEnumerable<string> requirements) => InCi ? null : FirstMissing(requirements);
+
     public static string? FirstMissing(IEnumerable<string> requirements)
     {
         foreach (string r in requirements)
         {
-            switch (r)
+            string? missing = r switch
             {
-                case "root":
-                    if (Environment.UserName != "root")
-                    {
-                        return "needs root";
-                    }
-                    break;
-                case "shared-images":
-                    if (TestPaths.AlpineTarball is null)
-                    {
-                        return "needs ../shared/images (the bundled Alpine rootfs tarball)";
-                    }
-                    break;
-                default:
-                    if (!ExternalProcess.IsAvailable(r))
-                    {
-                        return $"needs '{r}' (install with scripts/setup.sh)";
-                    }
-                    break;
+                "root" => Environment.UserName == "root" ? null : "needs root",
+                "busybox-image" => MissingTool(TestImages.BusyboxTools, "to make the busybox test image"),
+                "debian-image" => Environment.UserName != "root" ? "needs root (debootstrap makes the Debian test image)"
+                    : MissingTool(TestImages.DebianTools, "to make the Debian test image"),
+                _ => MissingTool([r], null),
+            };
+            if (missing is not null)
+            {
+                return missing;
+            }
+        }
+        return null;
+    }
+
+    private static string? MissingTool(IEnumerable<string> tools, string? purpose)
+    {
+        foreach (string tool in tools)
+        {
+            if (!ExternalProcess.IsAvailable(tool))
+            {
+                return purpose is null
+                    ? $"needs '{tool}' (install with scripts/setup.sh)"
+                    : $"needs '{tool}' {purpose} (install with scripts/setup.sh)";
             }
         }
         return null;
@@ -73,21 +107,6 @@ public static class TestPaths
 
     /// <summary>The repository root (the directory holding Vessel.slnx).</summary>
     public static string RepoRoot => s_repoRoot.Value;
-
-    /// <summary>The bundled Alpine minirootfs tarball from ../shared/images, or null.</summary>
-    public static string? AlpineTarball
-    {
-        get
-        {
-            string dir = Environment.GetEnvironmentVariable("VESSEL_SHARED_IMAGES")
-                ?? Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "images"));
-            if (!Directory.Exists(dir))
-            {
-                return null;
-            }
-            return Directory.GetFiles(dir, "alpine-minirootfs-*.tar.gz").OrderBy(f => f, StringComparer.Ordinal).LastOrDefault();
-        }
-    }
 
     private static string FindRepoRoot()
     {

@@ -3,6 +3,8 @@ using System.Globalization;
 using Vessel.Agent;
 using Vessel.Common;
 using Vessel.Guest;
+using Vessel.Oci;
+using Vessel.Rootfs;
 using Vessel.Sandboxes;
 using Vessel.Vmm;
 
@@ -25,7 +27,11 @@ internal static class SandboxCommands
 
     private static Command CreateRun()
     {
-        var rootfs = new Argument<string>("rootfs") { Description = "An ext4 rootfs image (e.g. from 'vessel rootfs build'). It is copied; the original is not changed." };
+        var source = new Argument<string>("source")
+        {
+            Description = "An ext4 rootfs image (e.g. from 'vessel rootfs build'), or an image: a rootfs tarball, oci:DIR[:TAG], docker-archive:FILE, docker://REF "
+                + "(docs/formats/image-sources.md), built into a rootfs cached by its content digest in the home's images/. The sandbox boots a copy; the original is not changed.",
+        };
         var commandLine = new Argument<string[]>("command") { Description = "The command and its arguments, after --.", Arity = ArgumentArity.OneOrMore };
         var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE for the command's environment (repeatable)." };
         var cwd = new Option<string?>("--cwd", "-w") { Description = "Working directory inside the rootfs (default /)." };
@@ -37,16 +43,19 @@ internal static class SandboxCommands
         var state = HomeOption.Create();
         state.Aliases.Add("--state");
         var timings = new Option<bool>("--timings") { Description = "Print the cold-start breakdown to stderr." };
+        var insecure = new Option<bool>("--insecure") { Description = "Allow a registry without TLS (a local one) for a docker:// SOURCE." };
         var network = new NetworkOptions();
-        var command = new Command("run", "Boot a microVM on ROOTFS, run COMMAND in it, stream its output and exit with its exit code.")
+        var command = new Command("run", "Boot a microVM on SOURCE, run COMMAND in it, stream its output and exit with its exit code.")
         {
-            rootfs, commandLine, env, cwd, user, memory, timeout, reserved, accel, state, timings,
+            source, commandLine, env, cwd, user, memory, timeout, reserved, accel, state, timings, insecure,
         };
         network.AddTo(command);
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
             VesselHome home = HomeOption.Get(parse, state);
             Acceleration acceleration = ParseAcceleration(parse.GetValue(accel));
+            // Before the kit or a VM: a file that is neither ext4 nor an image is refused here, in milliseconds.
+            string rootfsPath = await RootfsForAsync(parse.GetValue(source)!, home, parse.GetValue(insecure), token);
             GuestKit kit = await KitCommands.EnsureKitAsync(home, token);
             var manager = new SandboxManager(home.Root, kit);
             IReadOnlyList<string> swept = await manager.SweepAsync(token);
@@ -56,7 +65,7 @@ internal static class SandboxCommands
             }
             var options = new SandboxOptions
             {
-                RootfsPath = parse.GetValue(rootfs)!,
+                RootfsPath = rootfsPath,
                 MemoryMiB = (int)(ByteSize.Parse(parse.GetValue(memory)!) >> 20),
                 ReservedBytes = parse.GetValue(reserved) is string r ? ByteSize.Parse(r) : null,
                 Acceleration = acceleration,
@@ -73,6 +82,22 @@ internal static class SandboxCommands
             return await ExecAsync(sandbox, request, parse.GetValue(timings), token);
         }, ct));
         return command;
+    }
+
+    /// <summary>The ext4 image to boot for SOURCE: itself when it is one, else the cached rootfs built from the image it names.</summary>
+    private static async Task<string> RootfsForAsync(string source, VesselHome home, bool insecure, CancellationToken token)
+    {
+        if (RootfsSource.Classify(source) == RootfsSourceKind.Ext4Image)
+        {
+            return source;
+        }
+        var cache = new RootfsCache(home.Images);
+        await using IImageSource image = await ImageSources.OpenAsync(source, new ImageSourceOptions { Insecure = insecure }, token);
+        RootfsCacheEntry entry = await cache.EnsureAsync(image, token);
+        string how = entry.Built ? "built" : "cached";
+        await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+            $"vessel: rootfs {how}: {entry.Path} ({source}, {entry.ContentDigest}, {entry.Elapsed.TotalSeconds:0.00} s)"));
+        return entry.Path;
     }
 
     /// <summary>Prints the start-up breakdown if asked, runs the command with the console's streams, and returns the exit code to exit with.</summary>

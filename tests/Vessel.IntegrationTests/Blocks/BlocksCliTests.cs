@@ -27,7 +27,7 @@ public sealed class BlocksCliTests : IDisposable
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         CancellationToken ct = cts.Token;
-        string image = await TestImages.MakeExt4Async(_dir.Path, "img", 32, ct);
+        string image = await DiskImages.MakeExt4Async(_dir.Path, "img", 32, ct);
         string baseId = await Vessel(ct, "blocks", "import", image, "--store", Store);
         Assert.True(Guid.TryParse(baseId, out _), baseId);
 

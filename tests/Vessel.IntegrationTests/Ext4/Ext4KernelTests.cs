@@ -8,19 +8,19 @@ namespace Vessel.IntegrationTests.Ext4;
 /// <summary>The kernel and e2fsprogs accept what the writer produces: mount read-write, write, grow, shrink.</summary>
 public sealed class Ext4KernelTests
 {
-    private static async Task<string> BuildAlpineAsync(TempDirectory dir, RootfsBuildOptions options)
+    private static async Task<string> BuildBusyboxAsync(TempDirectory dir, RootfsBuildOptions options)
     {
         string output = dir.Combine("rootfs.ext4");
-        var source = new LayersImageSource("alpine", await File.ReadAllBytesAsync(TestPaths.AlpineTarball!));
+        var source = new LayersImageSource("busybox", await File.ReadAllBytesAsync(TestImages.BusyboxTarball));
         await RootfsBuilder.BuildAsync(source, output, options, null, CancellationToken.None);
         return output;
     }
 
-    [RequiresFact("root", "mount", "umount", "e2fsck", "busybox", "shared-images", Timeout = 180_000)]
+    [RequiresFact("root", "mount", "umount", "e2fsck", "busybox", "busybox-image", Timeout = 180_000)]
     public async Task Kernel_mounts_the_image_read_write_and_e2fsck_stays_clean_after_writes()
     {
         using var dir = TempDirectory.Create();
-        string image = await BuildAlpineAsync(dir, new RootfsBuildOptions { FreeBytes = 64 << 20 });
+        string image = await BuildBusyboxAsync(dir, new RootfsBuildOptions { FreeBytes = 64 << 20 });
         string mnt = dir.Combine("mnt");
         Directory.CreateDirectory(mnt);
         (await ExternalProcess.RunAsync("mount", ["-o", "loop", image, mnt], CancellationToken.None)).EnsureSuccess();
@@ -50,11 +50,11 @@ public sealed class Ext4KernelTests
         Assert.DoesNotContain(image, await File.ReadAllTextAsync("/proc/mounts"), StringComparison.Ordinal);
     }
 
-    [RequiresFact("resize2fs", "e2fsck", "busybox", "shared-images", Timeout = 180_000)]
+    [RequiresFact("resize2fs", "e2fsck", "busybox", "busybox-image", Timeout = 180_000)]
     public async Task Resize2fs_grows_and_shrinks_the_image()
     {
         using var dir = TempDirectory.Create();
-        string image = await BuildAlpineAsync(dir, new RootfsBuildOptions { FreeBytes = 32 << 20 });
+        string image = await BuildBusyboxAsync(dir, new RootfsBuildOptions { FreeBytes = 32 << 20 });
         (await ExternalProcess.RunAsync("resize2fs", ["-f", image, "3G"], CancellationToken.None, timeout: TimeSpan.FromMinutes(2))).EnsureSuccess();
         string? fsck = await E2fs.CheckAsync(image);
         Assert.True(fsck is null, fsck);
@@ -66,11 +66,11 @@ public sealed class Ext4KernelTests
         Assert.Contains("Type: regular", busybox, StringComparison.Ordinal);
     }
 
-    [RequiresFact("tune2fs", "e2fsck", "busybox", "shared-images", Timeout = 120_000)]
+    [RequiresFact("tune2fs", "e2fsck", "busybox", "busybox-image", Timeout = 120_000)]
     public async Task Reserved_blocks_follow_the_option()
     {
         using var dir = TempDirectory.Create();
-        string image = await BuildAlpineAsync(dir, new RootfsBuildOptions { SizeBytes = 256L << 20, ReservedBytes = 16L << 20 });
+        string image = await BuildBusyboxAsync(dir, new RootfsBuildOptions { SizeBytes = 256L << 20, ReservedBytes = 16L << 20 });
         var r = (await ExternalProcess.RunAsync("tune2fs", ["-l", image], CancellationToken.None)).EnsureSuccess();
         Assert.Contains("Reserved block count:     4096", r.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("Block count:              65536", r.StandardOutput, StringComparison.Ordinal);

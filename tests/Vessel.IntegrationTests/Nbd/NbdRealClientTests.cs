@@ -25,7 +25,7 @@ public sealed class NbdRealClientTests : IDisposable
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         CancellationToken ct = cts.Token;
-        string image = await TestImages.MakeExt4Async(_dir.Path, "base", 64, ct);
+        string image = await DiskImages.MakeExt4Async(_dir.Path, "base", 64, ct);
         LayerStore store = LayerStore.OpenDirectory(_dir.Combine("store"));
         BuildHeader header = await store.ImportAsync(image, cancellationToken: ct);
         Assert.True(header.DataLength < header.Size / 2, "an ext4 image of small files is mostly zeros, which are not stored");
@@ -74,7 +74,7 @@ public sealed class NbdRealClientTests : IDisposable
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         CancellationToken ct = cts.Token;
-        string image = await TestImages.MakeExt4Async(_dir.Path, "base", 32, ct);
+        string image = await DiskImages.MakeExt4Async(_dir.Path, "base", 32, ct);
         string expected = _dir.Combine("expected.raw");
         File.Copy(image, expected);
         string storeDir = _dir.Combine("store");

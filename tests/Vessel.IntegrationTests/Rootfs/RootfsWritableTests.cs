@@ -12,14 +12,14 @@ namespace Vessel.IntegrationTests.Rootfs;
 /// </summary>
 public sealed partial class RootfsWritableTests
 {
-    [RequiresFact("root", "e2fsck", "resize2fs", "dumpe2fs", "losetup", "mount", "shared-images", Timeout = 120_000)]
+    [RequiresFact("root", "e2fsck", "resize2fs", "dumpe2fs", "losetup", "mount", "busybox-image", Timeout = 120_000)]
     public async Task Image_mounts_read_write_takes_writes_and_grows_with_resize2fs()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
         CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-rw-");
         string image = work.Combine("rw.ext4");
-        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, ct, "--free", "64M");
+        await RootfsBuild.BuildAsync(TestImages.BusyboxTarball, image, ct, "--free", "64M");
         Assert.Contains("has_journal", (await Dumpe2fsAsync(image, ct))["Filesystem features"], StringComparison.Ordinal);
 
         LoopMount mount = await LoopMount.MountAsync(image, work.Path, readOnly: false, ct);
@@ -51,14 +51,14 @@ public sealed partial class RootfsWritableTests
         Assert.Equal(before + (512L << 20), new FileInfo(image).Length);
     }
 
-    [RequiresFact("e2fsck", "dumpe2fs", "shared-images", Timeout = 120_000)]
+    [RequiresFact("e2fsck", "dumpe2fs", "busybox-image", Timeout = 120_000)]
     public async Task Size_and_reserved_options_set_the_superblock()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
         CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-size-");
         string image = work.Combine("sized.ext4");
-        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, ct, "--size", "200M", "--reserved", "16M");
+        await RootfsBuild.BuildAsync(TestImages.BusyboxTarball, image, ct, "--size", "200M", "--reserved", "16M");
         await RootfsChecker.AssertFsckCleanAsync(image, ct);
 
         Dictionary<string, string> sb = await Dumpe2fsAsync(image, ct);
@@ -68,14 +68,14 @@ public sealed partial class RootfsWritableTests
         Assert.Equal(200L << 20, new FileInfo(image).Length);
     }
 
-    [RequiresFact("e2fsck", "dumpe2fs", "shared-images", Timeout = 120_000)]
+    [RequiresFact("e2fsck", "dumpe2fs", "busybox-image", Timeout = 120_000)]
     public async Task Free_option_leaves_at_least_that_much_free_space()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
         CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-free-");
         string image = work.Combine("free.ext4");
-        await RootfsBuild.BuildAsync(TestPaths.AlpineTarball!, image, ct, "--free", "300M");
+        await RootfsBuild.BuildAsync(TestImages.BusyboxTarball, image, ct, "--free", "300M");
         await RootfsChecker.AssertFsckCleanAsync(image, ct);
 
         Dictionary<string, string> sb = await Dumpe2fsAsync(image, ct);

@@ -10,13 +10,13 @@ namespace Vessel.IntegrationTests.Sandboxes;
 
 /// <summary>
 /// Shared by every sandbox test: the guest kit (built once, cached by content hash under the
-/// default kit cache, so a CI run builds it once), an Alpine rootfs made by Vessel's own
+/// default kit cache, so a CI run builds it once), a busybox rootfs (the tests' own image, <see cref="TestImages"/>) made by Vessel's own
 /// rootfs builder, and a private state directory. Disposal checks that nothing outlived the
 /// tests: no QEMU process naming the state directory, no sandbox directory.
 /// </summary>
 public sealed class SandboxEnvironment : IAsyncLifetime
 {
-    public static readonly string[] Requirements = ["qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo"];
+    public static readonly string[] Requirements = ["qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo"];
 
     public static bool Available => Vessel.Testing.Requirements.FirstMissing(Requirements) is null;
 
@@ -24,7 +24,7 @@ public sealed class SandboxEnvironment : IAsyncLifetime
 
     public GuestKit? Kit { get; private set; }
 
-    public string RootfsPath => Work!.Combine("alpine.ext4");
+    public string RootfsPath => Work!.Combine("busybox.ext4");
 
     public string StateDirectory => Work!.Combine("state");
 
@@ -39,12 +39,15 @@ public sealed class SandboxEnvironment : IAsyncLifetime
         // Short path: unix socket paths must stay under 108 bytes.
         Work = TempDirectory.Create("vsb-", "/tmp");
         Kit = await new KitBuilder(new KitOptions()).EnsureAsync(CancellationToken.None);
-        await using IImageSource image = await ImageSources.OpenAsync(TestPaths.AlpineTarball!, new ImageSourceOptions(), CancellationToken.None);
+        await using IImageSource image = await ImageSources.OpenAsync(TestImages.BusyboxTarball, new ImageSourceOptions(), CancellationToken.None);
         await RootfsBuilder.BuildAsync(image, RootfsPath, new RootfsBuildOptions { SizeBytes = 256L << 20 }, null, CancellationToken.None);
     }
 
     /// <summary>QEMU processes whose command line names this environment's state directory.</summary>
-    public IReadOnlyList<int> LeftoverQemus()
+    public IReadOnlyList<int> LeftoverQemus() => QemusNaming(StateDirectory);
+
+    /// <summary>QEMU processes whose command line names <paramref name="text"/> (a state directory or home).</summary>
+    public static IReadOnlyList<int> QemusNaming(string text)
     {
         var found = new List<int>();
         foreach (string dir in Directory.EnumerateDirectories("/proc"))
@@ -56,7 +59,7 @@ public sealed class SandboxEnvironment : IAsyncLifetime
             try
             {
                 string cmdline = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(StateDirectory, StringComparison.Ordinal))
+                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(text, StringComparison.Ordinal))
                 {
                     found.Add(pid);
                 }

@@ -8,7 +8,7 @@ using Xunit;
 
 namespace Vessel.IntegrationTests.Sandboxes;
 
-/// <summary>One booted Alpine sandbox (real QEMU, TCG) shared by the exec and file tests of this class.</summary>
+/// <summary>One booted busybox sandbox (the test image from Debian's busybox-static) (real QEMU, TCG) shared by the exec and file tests of this class.</summary>
 public sealed class BootedSandbox : IAsyncLifetime
 {
     private readonly SandboxEnvironment _environment;
@@ -57,15 +57,15 @@ public sealed class SandboxExecTests : IClassFixture<BootedSandbox>
         return (status, Encoding.UTF8.GetString(stdout.ToArray()), Encoding.UTF8.GetString(stderr.ToArray()));
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
-    public async Task Echo_runs_in_the_alpine_guest()
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
+    public async Task Echo_runs_in_the_busybox_guest()
     {
-        var (status, stdout, _) = await RunAsync(new ExecRequest(["sh", "-c", "echo hello from $(cat /etc/alpine-release) on $(uname -r)"]));
+        var (status, stdout, _) = await RunAsync(new ExecRequest(["sh", "-c", "echo hello from $(cat /etc/vessel-test-release) on $(uname -r)"]));
         Assert.Equal(0, status.ExitCode);
-        Assert.StartsWith("hello from 3.20.3 on 6.1.0-", stdout, StringComparison.Ordinal);
+        Assert.StartsWith("hello from busybox-test 1 on 6.1.0-", stdout, StringComparison.Ordinal);
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task Failing_command_reports_its_exit_code_and_stderr()
     {
         var (status, _, stderr) = await RunAsync(new ExecRequest(["ls", "/does-not-exist"]));
@@ -75,7 +75,7 @@ public sealed class SandboxExecTests : IClassFixture<BootedSandbox>
         Assert.Equal(42, status42.ExitCode);
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task Command_reads_stdin()
     {
         var (status, stdout, _) = await RunAsync(new ExecRequest(["wc", "-l"]), "a\nb\nc\n");
@@ -83,7 +83,7 @@ public sealed class SandboxExecTests : IClassFixture<BootedSandbox>
         Assert.Equal("3", stdout.Trim());
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task Long_running_command_is_killed_by_its_timeout_and_by_a_signal()
     {
         var clock = Stopwatch.StartNew();
@@ -99,7 +99,7 @@ public sealed class SandboxExecTests : IClassFixture<BootedSandbox>
         Assert.Equal(137, killed.ExitCode);
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task Two_commands_run_at_once()
     {
         // Each waits for the other's file: they finish only if both run concurrently.
@@ -111,7 +111,7 @@ public sealed class SandboxExecTests : IClassFixture<BootedSandbox>
         Assert.All(results, r => Assert.False(r.Item1.TimedOut));
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task A_50_MiB_file_is_written_and_read_back()
     {
         byte[] data = new byte[50 << 20];
@@ -127,7 +127,7 @@ public sealed class SandboxExecTests : IClassFixture<BootedSandbox>
         await _sandbox.Agent.RemoveAsync("/root/big.bin", recursive: false, CancellationToken.None);
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task Running_process_survives_the_host_reconnecting()
     {
         ExecSession first = await _sandbox!.Agent.StartAsync(new ExecRequest(["sh", "-c", "sleep 2; echo done; exit 5"]), CancellationToken.None);

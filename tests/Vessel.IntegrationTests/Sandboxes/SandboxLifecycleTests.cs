@@ -27,7 +27,7 @@ public sealed class SandboxLifecycleTests
         return Encoding.UTF8.GetString(stdout.ToArray());
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "debugfs", Timeout = 300_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "debugfs", Timeout = 300_000)]
     public async Task Pre_boot_hooks_set_reserved_blocks_and_change_the_rootfs_before_boot()
     {
         string? reservedSeen = null;
@@ -55,7 +55,7 @@ public sealed class SandboxLifecycleTests
         Assert.Contains("not found", original.StandardError + original.StandardOutput, StringComparison.OrdinalIgnoreCase);
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 120_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 120_000)]
     public async Task A_failing_hook_aborts_creation_and_leaves_nothing_behind()
     {
         var failing = new DelegatePreBootHook("always-fails", (_, _) => throw new InvalidOperationException("hook says no"));
@@ -69,7 +69,7 @@ public sealed class SandboxLifecycleTests
         _env.AssertNothingLeft();
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task Rootfs_served_over_nbd_boots()
     {
         // The disk comes from Vessel's own NBD server, in this process, as sandboxes will use it.
@@ -88,7 +88,7 @@ public sealed class SandboxLifecycleTests
                 CopyRootfs = false,
                 DiskOverride = DiskConfig.Nbd(socket, "rootfs"),
             }, CancellationToken.None);
-            Assert.Equal("3.20.3\n", await OutputAsync(sandbox, "cat", "/etc/alpine-release"));
+            Assert.Equal(TestImages.BusyboxRelease, await OutputAsync(sandbox, "cat", "/etc/vessel-test-release"));
             await OutputAsync(sandbox, "sh", "-c", "echo over-nbd > /root/nbd.txt && sync");
         }
         Assert.False(File.Exists(socket), "the server removes its socket");
@@ -97,7 +97,7 @@ public sealed class SandboxLifecycleTests
         _env.AssertNothingLeft();
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 120_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 120_000)]
     public async Task Sweep_kills_the_vmm_and_removes_the_directory_of_a_crashed_run()
     {
         // A crashed run: its owner process is gone, its QEMU still runs (paused, -S) with sockets in its directory.
@@ -124,7 +124,7 @@ public sealed class SandboxLifecycleTests
         _env.AssertNothingLeft();
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task Cli_sandbox_run_streams_output_and_exits_with_the_command_code()
     {
         ProcessResult r = await ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, "sandbox", "run", "--state", _env.StateDirectory, _env.RootfsPath, "--", "sh", "-c", "echo out; echo err >&2; exit 5"],

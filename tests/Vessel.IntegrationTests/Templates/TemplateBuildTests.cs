@@ -11,7 +11,7 @@ using Xunit;
 namespace Vessel.IntegrationTests.Templates;
 
 /// <summary>
-/// The build pipeline on real tools: the bundled Alpine minirootfs (which has no e2fsprogs),
+/// The build pipeline on real tools: the tests' busybox image (which has no e2fsprogs),
 /// the layer store, SQLite state, nbdfuse and debugfs for the steps that need no VM.
 /// </summary>
 public sealed class TemplateBuildTests : IDisposable
@@ -42,7 +42,7 @@ public sealed class TemplateBuildTests : IDisposable
         return ctx;
     }
 
-    private static Template Base(string ctx) => Template.From("tarball:" + TestPaths.AlpineTarball).Named("web").DiskSize("256M").ReservedMb(16).Context(ctx)
+    private static Template Base(string ctx) => Template.From("tarball:" + TestImages.BusyboxTarball).Named("web").DiskSize("256M").ReservedMb(16).Context(ctx)
         .Copy("app", "/app").Env("PORT", "8080").Workdir("/srv/www").User("nobody");
 
     private static async Task<(TemplateBuildResult Result, List<BuildEvent> Events)> BuildAsync(TemplateBuilder b, TemplateSpec spec, CancellationToken ct, bool noCache = false)
@@ -70,7 +70,7 @@ public sealed class TemplateBuildTests : IDisposable
         return long.Parse(line.Split(':')[1].Trim(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    [RequiresFact(Requirements, "fusermount3", "debugfs", "shared-images", "root")]
+    [RequiresFact(Requirements, "fusermount3", "debugfs", "busybox-image", "root")]
     public async Task Builds_caches_rebuilds_from_a_changed_step_and_sets_reserved_blocks_on_the_host()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
@@ -129,7 +129,7 @@ public sealed class TemplateBuildTests : IDisposable
         TemplateResizeTests.AssertNothingLeft(_home.Combine("work"));
     }
 
-    [RequiresFact(Requirements, "fusermount3", "debugfs", "shared-images", "root")]
+    [RequiresFact(Requirements, "fusermount3", "debugfs", "busybox-image", "root")]
     public async Task Concurrent_builds_of_one_template_do_the_work_once()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
@@ -148,7 +148,7 @@ public sealed class TemplateBuildTests : IDisposable
         Assert.Equal(3, (await layers.ListAsync(ct)).Count);
     }
 
-    [RequiresFact(Requirements, "fusermount3", "debugfs", "shared-images", "root")]
+    [RequiresFact(Requirements, "fusermount3", "debugfs", "busybox-image", "root")]
     public async Task A_failing_step_leaves_the_cache_as_it_was_and_records_the_failure()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
@@ -163,7 +163,7 @@ public sealed class TemplateBuildTests : IDisposable
         TemplateResizeTests.AssertNothingLeft(_home.Combine("work"));
     }
 
-    [RequiresFact(Requirements, "fusermount3", "debugfs", "resize2fs", "shared-images", "root")]
+    [RequiresFact(Requirements, "fusermount3", "debugfs", "resize2fs", "busybox-image", "root")]
     public async Task Children_grow_and_shrink_the_parent_keep_its_files_and_are_cached_by_size()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
@@ -187,14 +187,14 @@ public sealed class TemplateBuildTests : IDisposable
         TemplateResizeTests.AssertNothingLeft(_home.Combine("work"));
     }
 
-    [RequiresFact(Requirements, "fusermount3", "debugfs", "shared-images", "root")]
+    [RequiresFact(Requirements, "fusermount3", "debugfs", "busybox-image", "root")]
     public async Task A_moved_reference_rebuilds_because_the_cache_keys_on_the_content_digest()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         CancellationToken ct = cts.Token;
         (TemplateBuilder builder, _, _) = await OpenAsync(ct);
         string image = _home.Combine("image.tar.gz");
-        File.Copy(TestPaths.AlpineTarball!, image);
+        File.Copy(TestImages.BusyboxTarball, image);
         TemplateSpec spec = Template.From("tarball:" + image).Named("moving").DiskSize("128M").ToSpec();
         (TemplateBuildResult first, _) = await BuildAsync(builder, spec, ct);
         (TemplateBuildResult same, _) = await BuildAsync(builder, spec, ct);

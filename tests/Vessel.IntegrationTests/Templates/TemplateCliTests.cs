@@ -10,7 +10,7 @@ public sealed class TemplateCliTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    [RequiresFact("nbdfuse", "fusermount3", "debugfs", "shared-images", "root")]
+    [RequiresFact("nbdfuse", "fusermount3", "debugfs", "busybox-image", "root")]
     public async Task Build_shows_phases_marks_cached_ones_and_ls_show_rm_work()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(4));
@@ -21,7 +21,7 @@ public sealed class TemplateCliTests : IDisposable
         File.WriteAllText(spec, $$"""
             {
               "name": "cli",
-              "from": "tarball:{{TestPaths.AlpineTarball}}",
+              "from": "tarball:{{TestImages.BusyboxTarball}}",
               "diskSize": "128M",
               "steps": [ { "copy": { "src": "app", "dest": "/app" } }, { "env": { "A": "1" } } ]
             }

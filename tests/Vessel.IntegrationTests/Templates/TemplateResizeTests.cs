@@ -19,13 +19,13 @@ public sealed class TemplateResizeTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    [RequiresFact("nbdfuse", "fusermount3", "resize2fs", "debugfs", "shared-images", "root")]
+    [RequiresFact("nbdfuse", "fusermount3", "resize2fs", "debugfs", "busybox-image", "root")]
     public async Task Grow_and_shrink_store_only_changed_blocks_and_keep_the_parents_files()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(4));
         CancellationToken ct = cts.Token;
         LayerStore store = LayerStore.OpenDirectory(_dir.Combine("blocks"));
-        BuildHeader parent = await ImportAlpineAsync(store, 256L << 20, ct);
+        BuildHeader parent = await ImportBusyboxAsync(store, 256L << 20, ct);
         IReadOnlyList<ProvisioningFile> files = Provisioning.Files(new ProvisioningOptions { Hostname = "child" });
         string work = _dir.Combine("work");
         Directory.CreateDirectory(work);
@@ -47,18 +47,18 @@ public sealed class TemplateResizeTests : IDisposable
             Assert.Contains($"Block count:              {size / 4096}\n", super, StringComparison.Ordinal);
             Assert.Equal("child\n", System.Text.Encoding.ASCII.GetString(await E2fs.ReadFileAsync(flat, "/etc/hostname")));
             Assert.Equal(await E2fs.ReadFileAsync(_dir.Combine("parent.img"), "/bin/busybox"), await E2fs.ReadFileAsync(flat, "/bin/busybox"));
-            Assert.Equal(await E2fs.ReadFileAsync(_dir.Combine("parent.img"), "/etc/alpine-release"), await E2fs.ReadFileAsync(flat, "/etc/alpine-release"));
+            Assert.Equal(await E2fs.ReadFileAsync(_dir.Combine("parent.img"), "/etc/vessel-test-release"), await E2fs.ReadFileAsync(flat, "/etc/vessel-test-release"));
         }
         AssertNothingLeft(work);
     }
 
-    [RequiresFact("nbdfuse", "fusermount3", "resize2fs", "debugfs", "shared-images", "root")]
+    [RequiresFact("nbdfuse", "fusermount3", "resize2fs", "debugfs", "busybox-image", "root")]
     public async Task Shrinking_below_what_the_files_need_fails_saying_how_much_is_needed_and_leaves_nothing()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         CancellationToken ct = cts.Token;
         LayerStore store = LayerStore.OpenDirectory(_dir.Combine("blocks"));
-        BuildHeader parent = await ImportAlpineAsync(store, 256L << 20, ct);
+        BuildHeader parent = await ImportBusyboxAsync(store, 256L << 20, ct);
         IReadOnlyList<ProvisioningFile> files = Provisioning.Files(new ProvisioningOptions());
         string work = _dir.Combine("work");
         Directory.CreateDirectory(work);
@@ -72,12 +72,12 @@ public sealed class TemplateResizeTests : IDisposable
         AssertNothingLeft(work);
     }
 
-    [RequiresFact("nbdfuse", "fusermount3", "resize2fs", "debugfs", "shared-images", "root")]
+    [RequiresFact("nbdfuse", "fusermount3", "resize2fs", "debugfs", "busybox-image", "root")]
     public async Task Cancellation_mid_resize_unmounts_and_removes_everything()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         LayerStore store = LayerStore.OpenDirectory(_dir.Combine("blocks"));
-        BuildHeader parent = await ImportAlpineAsync(store, 256L << 20, cts.Token);
+        BuildHeader parent = await ImportBusyboxAsync(store, 256L << 20, cts.Token);
         string work = _dir.Combine("work");
         Directory.CreateDirectory(work);
         int before = (await store.ListAsync(cts.Token)).Count;
@@ -89,10 +89,10 @@ public sealed class TemplateResizeTests : IDisposable
         AssertNothingLeft(work);
     }
 
-    internal static async Task<BuildHeader> ImportAlpineAsync(LayerStore store, long size, CancellationToken ct, string? flatCopy = null)
+    internal static async Task<BuildHeader> ImportBusyboxAsync(LayerStore store, long size, CancellationToken ct, string? flatCopy = null)
     {
         string image = flatCopy ?? Path.Combine(Path.GetDirectoryName(store.Storage.Location)!, "parent.img");
-        await using IImageSource source = await ImageSources.OpenAsync("tarball:" + TestPaths.AlpineTarball!, new ImageSourceOptions(), ct);
+        await using IImageSource source = await ImageSources.OpenAsync("tarball:" + TestImages.BusyboxTarball, new ImageSourceOptions(), ct);
         await RootfsBuilder.BuildAsync(source, image, new RootfsBuildOptions { SizeBytes = size }, null, ct);
         return await store.ImportAsync(image, cancellationToken: ct);
     }

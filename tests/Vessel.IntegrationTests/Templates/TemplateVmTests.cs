@@ -89,14 +89,14 @@ public sealed class TemplateVmTests
         Assert.DoesNotContain(File.ReadAllLines("/proc/self/mountinfo"), l => l.Contains(home.Path, StringComparison.Ordinal));
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "root", Timeout = 900_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "root", Timeout = 900_000)]
     public async Task Steps_run_in_a_vm_finalize_snapshots_and_sandboxes_resume_from_the_template()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
         Home home = await OpenAsync("tpl-vm", ct);
         string ctx = Context(home.Path);
-        Template template = Template.From("tarball:" + TestPaths.AlpineTarball).Named("app").DiskSize("256M").ReservedMb(16).Context(ctx)
+        Template template = Template.From("tarball:" + TestImages.BusyboxTarball).Named("app").DiskSize("256M").ReservedMb(16).Context(ctx)
             .Run("echo step-one-output; mkdir -p /opt/tool && echo v1 > /opt/tool/version")
             .Copy("app", "/app")
             .Copy("single.txt", "/etc/")
@@ -182,14 +182,14 @@ public sealed class TemplateVmTests
         AssertNothingLeft(home);
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "resize2fs", "dumpe2fs", "root", Timeout = 900_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "debugfs", "resize2fs", "dumpe2fs", "root", Timeout = 900_000)]
     public async Task Children_that_grow_and_shrink_the_disk_boot_with_the_new_size_and_the_parents_files()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
         Home home = await OpenAsync("tpl-resize", ct);
         // The parent's disk is what its snapshot left: a filesystem mounted in a running VM.
-        TemplateSpec parent = Template.From("tarball:" + TestPaths.AlpineTarball).Named("parent").DiskSize("256M")
+        TemplateSpec parent = Template.From("tarball:" + TestImages.BusyboxTarball).Named("parent").DiskSize("256M")
             .Run("mkdir -p /data && head -c 3000000 /dev/urandom > /data/blob && md5sum /data/blob > /data/blob.md5")
             .Start("sleep 100000").ToSpec();
         await BuildAsync(home, parent, ct);
@@ -224,7 +224,7 @@ public sealed class TemplateVmTests
         AssertNothingLeft(home);
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "root", Timeout = 600_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "root", Timeout = 600_000)]
     public async Task Cli_template_build_runs_steps_in_a_vm_and_template_run_resumes_its_snapshot()
     {
         string home = Path.Combine(_env.StateDirectory, "tpl-cli");
@@ -233,11 +233,11 @@ public sealed class TemplateVmTests
         await File.WriteAllTextAsync(spec, $$"""
             {
               "name": "cli",
-              "from": "tarball:{{TestPaths.AlpineTarball}}",
+              "from": "{{TestImages.BusyboxOciReference}}",
               "diskSize": "128M",
               "steps": [ { "run": "echo from-the-build-vm; echo baked > /baked.txt" }, { "env": { "WHO": "template" } } ],
               "start": "sleep 100000",
-              "ready": "pgrep sleep"
+              "ready": "pidof sleep"
             }
             """);
         ProcessResult build = await VesselCli.RunAsync(CancellationToken.None, "template", "build", "-f", spec, "--home", home);
@@ -246,7 +246,7 @@ public sealed class TemplateVmTests
         Assert.Contains("snapshot:", build.StandardError, StringComparison.Ordinal);
 
         ProcessResult run = await VesselCli.RunAsync(CancellationToken.None, "template", "run", "cli", "--home", home, "--timings", "--",
-            "sh", "-c", "cat /baked.txt; echo $WHO; pgrep sleep >/dev/null && echo start-running; exit 7");
+            "sh", "-c", "cat /baked.txt; echo $WHO; pidof sleep >/dev/null && echo start-running; exit 7");
         Assert.Equal(7, run.ExitCode);
         Assert.Equal("baked\ntemplate\nstart-running\n", run.StandardOutput);
         Assert.Contains("restored from snapshot", run.StandardError, StringComparison.Ordinal);
@@ -260,12 +260,12 @@ public sealed class TemplateVmTests
         _env.AssertNothingLeft();
     }
 
-    [RequiresFact("qemu-system-x86_64", "shared-images", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "root", Timeout = 600_000)]
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "root", Timeout = 600_000)]
     public async Task Cancelling_a_build_mid_step_stops_the_vm_and_leaves_the_cache_and_nothing_else()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(8));
         Home home = await OpenAsync("tpl-cancel", cts.Token);
-        TemplateSpec spec = Template.From("tarball:" + TestPaths.AlpineTarball).Named("slow").DiskSize("128M")
+        TemplateSpec spec = Template.From("tarball:" + TestImages.BusyboxTarball).Named("slow").DiskSize("128M")
             .Run("echo started-sleeping; sleep 600").ToSpec();
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
         var progress = new SyncProgress(e =>

@@ -7,7 +7,7 @@ using Xunit;
 namespace Vessel.Tests.Agent;
 
 /// <summary>
-/// The real published agent, run on the host with --listen-unix over an extracted Alpine
+/// The real published agent, run on the host with --listen-unix over the extracted busybox test image
 /// rootfs: the same code that runs in the guest, without booting a VM (needs root for chroot).
 /// </summary>
 public sealed class AgentOnHostFixture : IAsyncLifetime
@@ -22,7 +22,7 @@ public sealed class AgentOnHostFixture : IAsyncLifetime
 
     public string Socket => Work!.Combine("agent.sock");
 
-    public static bool Available => Requirements.FirstMissing(["root", "shared-images", "tar"]) is null && File.Exists(AgentPath);
+    public static bool Available => Requirements.FirstMissing(["root", "busybox-image", "tar"]) is null && File.Exists(AgentPath);
 
     public static string AgentPath => Path.Combine(AppContext.BaseDirectory, "agent", "vessel-agent");
 
@@ -34,7 +34,7 @@ public sealed class AgentOnHostFixture : IAsyncLifetime
         }
         Work = TempDirectory.Create("vessel-agent-test-");
         Directory.CreateDirectory(Root);
-        await ExternalProcess.RunAsync("tar", ["-xzf", TestPaths.AlpineTarball!, "-C", Root], CancellationToken.None);
+        await ExternalProcess.RunAsync("tar", ["-xzf", TestImages.BusyboxTarball, "-C", Root], CancellationToken.None);
         var psi = new ProcessStartInfo(AgentPath)
         {
             UseShellExecute = false,

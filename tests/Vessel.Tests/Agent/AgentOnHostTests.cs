@@ -29,11 +29,11 @@ public sealed class AgentOnHostTests : IClassFixture<AgentOnHostFixture>
         return (status, Encoding.UTF8.GetString(stdout.ToArray()), Encoding.UTF8.GetString(stderr.ToArray()));
     }
 
-    [RequiresFact("root", "shared-images", Timeout = 60_000)]
+    [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task Exec_runs_chrooted_with_cwd_env_and_exit_code()
     {
         await using AgentClient client = await _fixture.ConnectAsync();
-        var (status, stdout, _) = await RunAsync(client, new ExecRequest(["sh", "-c", "cat /etc/alpine-release >/dev/null && pwd && echo $GREETING && exit 7"])
+        var (status, stdout, _) = await RunAsync(client, new ExecRequest(["sh", "-c", "cat /etc/vessel-test-release >/dev/null && pwd && echo $GREETING && exit 7"])
         {
             WorkingDirectory = "/tmp",
             Environment = ["GREETING=hello"],
@@ -42,7 +42,7 @@ public sealed class AgentOnHostTests : IClassFixture<AgentOnHostFixture>
         Assert.Equal("/tmp\nhello\n", stdout);
     }
 
-    [RequiresFact("root", "shared-images", Timeout = 60_000)]
+    [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task Exec_switches_user_from_the_rootfs_passwd()
     {
         await using AgentClient client = await _fixture.ConnectAsync();
@@ -51,7 +51,7 @@ public sealed class AgentOnHostTests : IClassFixture<AgentOnHostFixture>
         Assert.StartsWith("uid=65534(nobody) gid=65534(nobody)", stdout, StringComparison.Ordinal);
     }
 
-    [RequiresFact("root", "shared-images", Timeout = 60_000)]
+    [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task Exec_passes_stdin_and_separates_stderr()
     {
         await using AgentClient client = await _fixture.ConnectAsync();
@@ -61,7 +61,7 @@ public sealed class AgentOnHostTests : IClassFixture<AgentOnHostFixture>
         Assert.Equal("oops\n", stderr);
     }
 
-    [RequiresFact("root", "shared-images", Timeout = 60_000)]
+    [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task Exec_timeout_kills_the_process_tree()
     {
         await using AgentClient client = await _fixture.ConnectAsync();
@@ -70,7 +70,7 @@ public sealed class AgentOnHostTests : IClassFixture<AgentOnHostFixture>
         Assert.Equal(9, status.Signal);
     }
 
-    [RequiresFact("root", "shared-images", Timeout = 60_000)]
+    [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task Unknown_program_is_reported_as_not_found()
     {
         await using AgentClient client = await _fixture.ConnectAsync();
@@ -79,14 +79,14 @@ public sealed class AgentOnHostTests : IClassFixture<AgentOnHostFixture>
         Assert.Contains("no-such-program", e.Message, StringComparison.Ordinal);
     }
 
-    [RequiresFact("root", "shared-images", Timeout = 60_000)]
+    [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task Wrong_token_is_refused()
     {
         AgentException e = await Assert.ThrowsAsync<AgentException>(() => _fixture.ConnectAsync("wrong"));
         Assert.Contains("token", e.Message, StringComparison.Ordinal);
     }
 
-    [RequiresFact("root", "shared-images", Timeout = 60_000)]
+    [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task Process_survives_a_reconnect_and_reattaches()
     {
         int pid;
@@ -103,7 +103,7 @@ public sealed class AgentOnHostTests : IClassFixture<AgentOnHostFixture>
         Assert.EndsWith("after\n", Encoding.UTF8.GetString(stdout.ToArray()), StringComparison.Ordinal);
     }
 
-    [RequiresFact("root", "shared-images", Timeout = 60_000)]
+    [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task Files_round_trip_list_stat_rename_remove()
     {
         await using AgentClient client = await _fixture.ConnectAsync();
@@ -125,7 +125,7 @@ public sealed class AgentOnHostTests : IClassFixture<AgentOnHostFixture>
         await Assert.ThrowsAsync<AgentException>(() => client.StatAsync("/work", CancellationToken.None));
     }
 
-    [RequiresFact("root", "shared-images", Timeout = 60_000)]
+    [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task Paths_cannot_escape_the_root_through_dotdot_or_symlinks()
     {
         await using AgentClient client = await _fixture.ConnectAsync();
@@ -142,7 +142,7 @@ public sealed class AgentOnHostTests : IClassFixture<AgentOnHostFixture>
         Assert.True(File.Exists(marker));
     }
 
-    [RequiresFact("root", "shared-images", Timeout = 60_000)]
+    [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task Several_processes_run_at_once()
     {
         await using AgentClient client = await _fixture.ConnectAsync();

@@ -339,11 +339,11 @@ public sealed class ImageSourceTests : IDisposable
         Assert.Contains("points outside the archive", e.Message, StringComparison.Ordinal);
     }
 
-    [RequiresFact("shared-images")]
-    public async Task Bundled_alpine_minirootfs_streams_as_one_layer_with_the_file_digest()
+    [RequiresFact("busybox-image")]
+    public async Task Busybox_test_tarball_streams_as_one_layer_with_the_file_digest()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        string tarball = TestPaths.AlpineTarball!;
+        string tarball = TestImages.BusyboxTarball;
         await using IImageSource source = await ImageSources.OpenAsync(tarball, ImageSourceOptions.Default, cts.Token);
         ResolvedImage image = await source.ResolveAsync(cts.Token);
         await using (var file = File.OpenRead(tarball))

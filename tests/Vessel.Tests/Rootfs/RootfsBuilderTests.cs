@@ -8,12 +8,12 @@ namespace Vessel.Tests.Rootfs;
 
 public sealed class RootfsBuilderTests
 {
-    [RequiresFact("e2fsck", "debugfs", "busybox", "shared-images", Timeout = 120_000)]
-    public async Task Alpine_tarball_builds_a_clean_image()
+    [RequiresFact("e2fsck", "debugfs", "busybox", "busybox-image", Timeout = 120_000)]
+    public async Task Busybox_tarball_builds_a_clean_image()
     {
         using var dir = TempDirectory.Create();
         string output = dir.Combine("rootfs.ext4");
-        var source = new LayersImageSource("alpine", await File.ReadAllBytesAsync(TestPaths.AlpineTarball!));
+        var source = new LayersImageSource("busybox", await File.ReadAllBytesAsync(TestImages.BusyboxTarball));
         RootfsBuildResult result = await RootfsBuilder.BuildAsync(source, output, new RootfsBuildOptions(), null, CancellationToken.None);
         string? fsck = await E2fs.CheckAsync(output);
         Assert.True(fsck is null, fsck);

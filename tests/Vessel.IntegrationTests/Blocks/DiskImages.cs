@@ -3,7 +3,7 @@ using Vessel.Common;
 namespace Vessel.IntegrationTests.Blocks;
 
 /// <summary>Disk images made by real tools for block and NBD tests.</summary>
-internal static class TestImages
+internal static class DiskImages
 {
     /// <summary>An ext4 image made by mke2fs from a directory of random files (so it has data and holes).</summary>
     public static async Task<string> MakeExt4Async(string workDir, string name, long sizeMiB, CancellationToken ct)
