@@ -26,7 +26,7 @@ internal static class SandboxCommands
         var cwd = new Option<string?>("--cwd", "-w") { Description = "Working directory inside the rootfs (default /)." };
         var user = new Option<string?>("--user", "-u") { Description = "User (name or uid[:gid]) from the rootfs's /etc/passwd (default root)." };
         var memory = new Option<string>("--memory", "-m") { Description = "Guest memory (default 512M).", DefaultValueFactory = _ => "512M" };
-        var timeout = new Option<double?>("--timeout") { Description = "Kill the command after this many seconds (exit 124 then)." };
+        var timeout = CliOptions.Seconds("--timeout", "Kill the command after this many seconds (exit 124 then).");
         var reserved = new Option<string?>("--reserved") { Description = "Reserve this much ext4 space for root with the host's tune2fs -r before boot, e.g. 64M." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };
         var state = new Option<string?>("--state") { Description = "State directory (default: $VESSEL_STATE_DIR or /var/lib/vessel)." };

@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Win32.SafeHandles;
+using Vessel.Common;
 
 namespace Vessel.Blocks;
 
@@ -220,9 +221,9 @@ internal sealed class LayerStore
     /// <summary>Writes a build as one flat sparse file: zero extents stay holes. Atomic: a temp name, then rename.</summary>
     public async Task FlattenAsync(Guid buildId, string destination, IProgress<long>? progress = null, CancellationToken cancellationToken = default)
     {
+        using OutputFile output = OutputFile.Begin(destination);
         using Build build = await OpenAsync(buildId, cancellationToken);
-        string full = Path.GetFullPath(destination);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        string temp = output.PartialPath;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(CopyChunk);
         try
         {
@@ -248,12 +249,7 @@ internal sealed class LayerStore
                 }
                 RandomAccess.FlushToDisk(output);
             }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
+            output.Commit();
         }
         finally
         {

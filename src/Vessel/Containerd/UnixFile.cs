@@ -13,6 +13,9 @@ internal static partial class UnixFile
     private const int StatxModeOffset = 28; // __u16 stx_mode
     private const int SIfMt = 0xF000;
 
+    public const int RegularFile = 0x8000;
+    public const int Directory = 0x4000;
+
     /// <summary>The S_IFMT bits of <paramref name="path"/> (S_IFREG 0x8000, S_IFDIR 0x4000, S_IFLNK 0xA000...), or null if it does not exist.</summary>
     public static int? TypeOf(string path)
     {
@@ -24,7 +27,31 @@ internal static partial class UnixFile
         return BinaryPrimitives.ReadUInt16LittleEndian(buffer[StatxModeOffset..]) & SIfMt;
     }
 
-    public static bool IsRegularFile(string path) => TypeOf(path) == 0x8000;
+    public static bool IsRegularFile(string path) => TypeOf(path) == RegularFile;
+
+    /// <summary>The S_IFMT bits of what <paramref name="path"/> leads to, symlinks followed, or null if nothing.</summary>
+    public static int? TypeOfFollowingLinks(string path)
+    {
+        Span<byte> buffer = stackalloc byte[StatxSize];
+        if (Statx(AtFdCwd, path, 0, StatxType, ref MemoryMarshal.GetReference(buffer)) != 0)
+        {
+            return null;
+        }
+        return BinaryPrimitives.ReadUInt16LittleEndian(buffer[StatxModeOffset..]) & SIfMt;
+    }
+
+    /// <summary>"a directory", "a character device"...: an S_IFMT value in words, for messages.</summary>
+    public static string Describe(int type) => type switch
+    {
+        RegularFile => "a regular file",
+        Directory => "a directory",
+        0xA000 => "a symlink",
+        0x2000 => "a character device",
+        0x6000 => "a block device",
+        0x1000 => "a FIFO",
+        0xC000 => "a socket",
+        _ => $"a special file (mode {Convert.ToString(type, 8)})",
+    };
 
     /// <summary>Makes a rename or unlink in <paramref name="directory"/> durable (fsync on the directory).</summary>
     public static void FsyncDirectory(string directory)
