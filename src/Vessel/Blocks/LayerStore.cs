@@ -221,9 +221,9 @@ internal sealed class LayerStore
     /// <summary>Writes a build as one flat sparse file: zero extents stay holes. Atomic: a temp name, then rename.</summary>
     public async Task FlattenAsync(Guid buildId, string destination, IProgress<long>? progress = null, CancellationToken cancellationToken = default)
     {
-        using OutputFile output = OutputFile.Begin(destination);
+        using OutputFile target = OutputFile.Begin(destination);
         using Build build = await OpenAsync(buildId, cancellationToken);
-        string temp = output.PartialPath;
+        string temp = target.PartialPath;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(CopyChunk);
         try
         {
@@ -249,7 +249,7 @@ internal sealed class LayerStore
                 }
                 RandomAccess.FlushToDisk(output);
             }
-            output.Commit();
+            target.Commit();
         }
         finally
         {
@@ -338,14 +338,7 @@ internal sealed class LayerStore
 
     private static SafeFileHandle OpenImage(string path)
     {
-        try
-        {
-            return File.OpenHandle(path, FileMode.Open, FileAccess.Read);
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            throw new VesselException(VesselErrorReason.NotFound, $"image '{path}' does not exist.", e);
-        }
+        return File.OpenHandle(InputFile.Require(path, "image"), FileMode.Open, FileAccess.Read);
     }
 
     internal static async ValueTask ReadExactlyAsync(SafeFileHandle handle, Memory<byte> buffer, long offset, CancellationToken cancellationToken)

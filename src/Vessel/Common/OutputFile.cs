@@ -125,7 +125,7 @@ public sealed class OutputFile : IDisposable
         IEnumerable<string> candidates;
         try
         {
-            candidates = Directory.EnumerateFiles(directory, "." + "*" + PartialSuffix);
+            candidates = Directory.EnumerateFiles(directory).Where(f => OwnerOf(System.IO.Path.GetFileName(f)) is not null).ToList();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

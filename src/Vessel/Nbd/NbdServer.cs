@@ -194,7 +194,10 @@ internal sealed class NbdServer : IAsyncDisposable
         }
         _socketFileCreated = true;
         // Before listen(): until then a connect is refused, so nobody slips in under the umask's mode.
-        File.SetUnixFileMode(path, Options.UnixSocketMode);
+        if (OperatingSystem.IsLinux())
+        {
+            File.SetUnixFileMode(path, Options.UnixSocketMode);
+        }
         unix.Listen(64);
         NbdLog.Listening(_logger, path);
     }

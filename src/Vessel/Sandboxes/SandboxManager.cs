@@ -54,6 +54,10 @@ public sealed class SandboxManager
         SandboxSnapshot? snapshot;
         try
         {
+            if (options.RootfsPath is not null && Directory.Exists(options.RootfsPath))
+            {
+                throw new VesselException(VesselErrorReason.InvalidInput, $"Rootfs {options.RootfsPath} is a directory; give an ext4 image file.");
+            }
             if (options.RootfsPath is not null && !File.Exists(options.RootfsPath))
             {
                 throw new VesselException(VesselErrorReason.NotFound, $"Rootfs {options.RootfsPath} does not exist.");
