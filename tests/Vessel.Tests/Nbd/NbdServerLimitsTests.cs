@@ -64,7 +64,7 @@ public sealed class NbdServerLimitsTests : IAsyncLifetime
                 _clients.Add(c);
                 return c;
             }
-            catch (SocketException e) when (e.SocketErrorCode == SocketError.TryAgain && attempt < 500)
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.TryAgain or SocketError.WouldBlock && attempt < 500)
             {
                 await Task.Delay(10); // the listen backlog is full for a moment: the server is still accepting the flood
             }
