@@ -1,9 +1,11 @@
 using System.CommandLine;
 using System.Globalization;
 using Vessel.Agent;
+using Vessel.Blocks;
 using Vessel.Common;
 using Vessel.Guest;
 using Vessel.Sandboxes;
+using Vessel.State;
 using Vessel.Vmm;
 
 namespace Vessel.Cli.Commands;
@@ -109,6 +111,21 @@ internal static class SandboxCommands
             string stateDir = parse.GetValue(state) ?? SandboxManager.DefaultStateDirectory;
             var swept = await SandboxManager.SweepDirectoryAsync(stateDir, token);
             Console.WriteLine(swept.Count == 0 ? "nothing to sweep" : "swept " + string.Join(' ', swept));
+            // Template builds share the directory: killed builds' overlay caches and 'running' rows.
+            string work = Path.Combine(stateDir, "work");
+            foreach (string cache in OverlayDevice.ReclaimLeftoverCaches(work).Concat(await WorkLeftovers.ReclaimAsync(work, token)))
+            {
+                Console.WriteLine($"removed {cache}");
+            }
+            if (File.Exists(Path.Combine(stateDir, "state.db")))
+            {
+                StateStore store = await StateStore.OpenAsync(Path.Combine(stateDir, "state.db"), token);
+                int failed = await store.FailBuildsOfDeadOwnersAsync(DateTimeOffset.UtcNow, token);
+                if (failed > 0)
+                {
+                    Console.WriteLine($"marked {failed} build{(failed == 1 ? "" : "s")} of dead processes as failed");
+                }
+            }
             return 0;
         }, ct));
         return command;

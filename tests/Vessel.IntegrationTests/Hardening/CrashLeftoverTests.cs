@@ -78,4 +78,84 @@ public sealed class CrashLeftoverTests : IDisposable
         Assert.Empty(Partials(outDir));
         Assert.Null(await E2fs.CheckAsync(output));
     }
+
+    /// <summary>
+    /// A template build (no VM: COPY through nbdfuse and debugfs) killed while its step's
+    /// overlay cache is open: <c>vessel sandbox sweep</c> reclaims the first, the next build the second.
+    /// </summary>
+    [RequiresFact("nbdfuse", "debugfs", "e2fsck", Timeout = 480_000)]
+    public async Task A_template_build_killed_mid_step_is_reclaimed_by_sweep_and_by_the_next_build()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(7));
+        string home = _dir.Combine("home");
+        string app = _dir.Combine("app");
+        Directory.CreateDirectory(app);
+        var rnd = new Random(9);
+        byte[] data = new byte[16 << 20];
+        for (int i = 0; i < 4; i++)
+        {
+            rnd.NextBytes(data);
+            await File.WriteAllBytesAsync(Path.Combine(app, $"blob{i}.bin"), data, cts.Token);
+        }
+        string base_ = _dir.Combine("base.tar");
+        File.WriteAllBytes(base_, LayersImageSource.Tar(w => LayersImageSource.File(w, "etc/hostname", "crash\n")));
+        string spec = _dir.Combine("spec.json");
+        File.WriteAllText(spec, $$"""
+            { "name": "crash", "from": "tarball:{{base_}}", "diskSize": "256M",
+              "steps": [ { "copy": { "src": "app", "dest": "/app" } } ] }
+            """);
+        string work = Path.Combine(home, "work");
+
+        await KillDuringStepAsync(spec, home, work, cts.Token);
+        ProcessResult sweep = await VesselCli.RunAsync(cts.Token, "sandbox", "sweep", "--state", home);
+        Assert.True(sweep.ExitCode == 0, sweep.StandardError);
+        Assert.Contains("marked 1 build of dead processes as failed", sweep.StandardOutput, StringComparison.Ordinal);
+        Assert.DoesNotContain(Directory.GetFiles(work), f => f.EndsWith(".cache", StringComparison.Ordinal));
+        await AssertBuildsAsync(home, ["failed"], cts.Token);
+        AssertNoMountsOrDirectories(home, work);
+
+        await KillDuringStepAsync(spec, home, work, cts.Token);
+        ProcessResult next = await VesselCli.RunAsync(cts.Token, "template", "build", "-f", spec, "--home", home, "--no-vm");
+        Assert.True(next.ExitCode == 0, next.StandardError);
+        Assert.DoesNotContain(Directory.GetFiles(work), f => f.EndsWith(".cache", StringComparison.Ordinal));
+        await AssertBuildsAsync(home, ["failed", "failed", "succeeded"], cts.Token);
+        AssertNoMountsOrDirectories(home, work);
+    }
+
+    private static async Task KillDuringStepAsync(string spec, string home, string work, CancellationToken ct)
+    {
+        using Process cli = StartCli("template", "build", "-f", spec, "--home", home, "--no-vm");
+        Task<string> stderr = cli.StandardError.ReadToEndAsync(ct);
+        Task<string> stdout = cli.StandardOutput.ReadToEndAsync(ct);
+        while (!Directory.Exists(work) || !Directory.EnumerateFiles(work).Any(f => f.EndsWith(".cache", StringComparison.Ordinal)))
+        {
+            if (cli.HasExited)
+            {
+                Assert.Fail($"the build ended (exit {cli.ExitCode}) before its step opened a cache: {await stderr} {await stdout}");
+            }
+            await Task.Delay(10, ct);
+        }
+        await Task.Delay(300, ct);
+        cli.Kill(); // SIGKILL: the process tree's nbdfuse is left to the kernel and to the next run
+        await cli.WaitForExitAsync(ct);
+        Assert.Contains(Directory.EnumerateFiles(work), f => f.EndsWith(".cache", StringComparison.Ordinal));
+    }
+
+    /// <summary>The killed nbdfuse's mount (dead: "Transport endpoint is not connected") is detached and its directory gone.</summary>
+    private static void AssertNoMountsOrDirectories(string home, string work)
+    {
+        Assert.DoesNotContain(home, File.ReadAllText("/proc/self/mountinfo"), StringComparison.Ordinal);
+        Assert.Empty(Directory.GetDirectories(work));
+    }
+
+    private static async Task AssertBuildsAsync(string home, string[] statuses, CancellationToken ct)
+    {
+        Vessel.State.StateStore state = await Vessel.State.StateStore.OpenAsync(Path.Combine(home, "state.db"), ct);
+        var builds = await state.ListBuildsAsync("crash", ct);
+        Assert.Equal(statuses, builds.Select(b => b.Status));
+        foreach (var b in builds.Where(b => b.Status == "failed"))
+        {
+            Assert.Contains("killed or crashed", b.Error, StringComparison.Ordinal);
+        }
+    }
 }
