@@ -184,7 +184,7 @@ public sealed partial class Ext4Writer
                 plan.XattrsInInode = Ext4Xattrs.FitsInInode(plan.Xattrs);
                 if (!plan.XattrsInInode)
                 {
-                    plan.XattrBlockData = Ext4Xattrs.BuildBlock(plan.Xattrs, FsInode.Display(inode.Number.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                    plan.XattrBlockData = Ext4Xattrs.BuildBlock(plan.Xattrs, () => PathOf(inode));
                     xattrBlocks++;
                 }
             }
@@ -458,6 +458,30 @@ public sealed partial class Ext4Writer
     private readonly record struct Layout(long TotalBlocks, int Groups, uint InodesPerGroup, int InodeTableBlocks, int GdtBlocks, long JournalBlocks)
     {
         public long MetadataBlocks => ((long)Groups * (InodeTableBlocks + 2)) + JournalBlocks + 1 + GdtBlocks;
+    }
+
+    /// <summary>The path of <paramref name="target"/> in the tree, for an error message (a search: errors only).</summary>
+    private string PathOf(FsInode target)
+    {
+        var pending = new Stack<(FsInode Dir, string Path)>();
+        pending.Push((Root, string.Empty));
+        while (pending.Count > 0)
+        {
+            (FsInode dir, string path) = pending.Pop();
+            foreach ((string key, FsInode child) in dir.Children!)
+            {
+                string childPath = path + "/" + FsInode.Display(key);
+                if (ReferenceEquals(child, target))
+                {
+                    return childPath;
+                }
+                if (child.Children is not null)
+                {
+                    pending.Push((child, childPath));
+                }
+            }
+        }
+        return $"inode {target.Number}";
     }
 
     /// <summary>
