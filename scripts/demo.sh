@@ -75,17 +75,17 @@ cat > "$work/template.json" <<EOF
 }
 EOF
 start=$(t)
-vessel template build -f "$work/template.json" --home "$work/home" >/dev/null
+vessel template build -f "$work/template.json" >/dev/null
 echo "   built in $(elapsed "$start"); again (fully cached):"
 start=$(t)
-vessel template build -f "$work/template.json" --home "$work/home" 2>&1 >/dev/null | grep -E "CACHED|built"
+vessel template build -f "$work/template.json" 2>&1 >/dev/null | grep -E "CACHED|built"
 echo "   $(elapsed "$start") including CLI start"
 
 echo
 echo "== 7. vessel template run: resume a sandbox from the template's snapshot and run a command"
 start=$(t)
 set +e
-vessel template run demo --home "$work/home" --timings -- sh -c 'echo "$GREETING"; cat /root/built.txt; echo "start command still running: $(cat /tmp/heartbeat)"'
+vessel template run demo --timings -- sh -c 'echo "$GREETING"; cat /root/built.txt; echo "start command still running: $(cat /tmp/heartbeat)"'
 rc=$?
 set -e
 echo "   exit code $rc, $(elapsed "$start") including CLI start and restore (TCG)"

@@ -91,10 +91,6 @@ internal static partial class CliRunner
             _ => $"internal error ({e.GetType().Name}): {e.Message}",
         };
         await Console.Error.WriteLineAsync($"vessel: {OneLine(message)}");
-        if (Environment.GetEnvironmentVariable("VESSEL_DEBUG") == "1")
-        {
-            await Console.Error.WriteLineAsync(e.ToString()); // for developers only; never by default
-        }
         return Failure;
     }
 

@@ -10,17 +10,9 @@ internal static class BlocksCommands
     /// <summary>The store directory option shared by the blocks and nbd commands.</summary>
     public static Option<string> StoreOption() => new("--store")
     {
-        Description = "Block store directory (default: $VESSEL_HOME/blocks, VESSEL_HOME defaults to ~/.vessel).",
-        DefaultValueFactory = _ => DefaultStore(),
+        Description = "Block store directory (default: blocks/ in Vessel's home, $VESSEL_HOME).",
+        DefaultValueFactory = _ => VesselSettings.Current.Home.Blocks,
     };
-
-    public static string DefaultStore()
-    {
-        string home = Environment.GetEnvironmentVariable("VESSEL_HOME") is { Length: > 0 } h
-            ? h
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".vessel");
-        return Path.Combine(home, "blocks");
-    }
 
     public static Command Create()
     {

@@ -1,15 +1,11 @@
 using System.CommandLine;
+using Vessel.Common;
 using Vessel.Containerd;
 
 namespace Vessel.Cli.Commands;
 
 internal static class ContainerdCommands
 {
-    /// <summary>
-    /// Test seam: when set to a step name (state, lease, view, mount, bind), `artifacts` stops
-    /// after that step and waits to be killed, so tests can crash it exactly there.
-    /// </summary>
-    private const string HoldVariable = "VESSEL_CONTAINERD_TEST_HOLD";
 
     public static Command Create()
     {
@@ -66,7 +62,9 @@ internal static class ContainerdCommands
         };
         command.SetAction((parseResult, cancellationToken) => CliRunner.RunAsync(async ct =>
         {
-            string? hold = Environment.GetEnvironmentVariable(HoldVariable);
+            // Test seam: a step name (state, lease, view, mount, bind) at which `artifacts` stops
+            // and waits to be killed, so tests can crash it exactly there.
+            string? hold = VesselSettings.Current.ContainerdTestHold;
             var request = new ArtifactRequest
             {
                 Address = parseResult.GetValue(address)!,

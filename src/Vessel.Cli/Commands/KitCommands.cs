@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Vessel.Common;
 using Vessel.Guest;
 
 namespace Vessel.Cli.Commands;
@@ -13,19 +14,27 @@ internal static class KitCommands
         return command;
     }
 
+    /// <summary>The kit of <paramref name="home"/> (built on first use), with progress on stderr: what every VM command boots.</summary>
+    internal static Task<GuestKit> EnsureKitAsync(VesselHome home, CancellationToken cancellationToken)
+    {
+        var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));
+        return new KitBuilder(new KitOptions { CacheDirectory = home.Kits }, progress).EnsureAsync(cancellationToken);
+    }
+
     private static Command CreateBuild()
     {
-        var cache = new Option<string?>("--cache") { Description = "Kit cache directory (default: $VESSEL_KIT_DIR or ~/.cache/vessel/kit)." };
+        var cache = new Option<string?>("--cache") { Description = "Kit cache directory (default: kits/ in Vessel's home)." };
         var agent = new Option<string?>("--agent") { Description = "Published agent directory (default: agent/ beside the CLI, or $VESSEL_AGENT_DIR)." };
+        var home = HomeOption.Create();
         var command = new Command("build", "Download the pinned Debian cloud kernel (apt-get download, SHA-256 checked) and write the initramfs: busybox, virtio modules, the agent. Reuses a cached kit with the same inputs.")
         {
-            cache, agent,
+            cache, agent, home,
         };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
             var options = new KitOptions
             {
-                CacheDirectory = parse.GetValue(cache) ?? KitOptions.DefaultCacheDirectory,
+                CacheDirectory = parse.GetValue(cache) ?? HomeOption.Get(parse, home).Kits,
                 AgentDirectory = parse.GetValue(agent),
             };
             var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));

@@ -50,7 +50,7 @@ internal static class RootfsCommands
             var sourceOptions = new ImageSourceOptions
             {
                 Insecure = parse.GetValue(insecure),
-                Credentials = user is null ? null : new RegistryCredentials(user, Environment.GetEnvironmentVariable("VESSEL_REGISTRY_PASSWORD") ?? string.Empty),
+                Credentials = user is null ? null : new RegistryCredentials(user, VesselSettings.Current.RegistryPassword ?? string.Empty),
             };
             await using IImageSource image = await ImageSources.OpenAsync(parse.GetValue(source)!, sourceOptions, token);
             RootfsBuildResult result = await BuildWithProgressAsync(image, parse.GetValue(output)!, options, token);

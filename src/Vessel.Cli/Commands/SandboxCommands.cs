@@ -31,7 +31,8 @@ internal static class SandboxCommands
         var timeout = CliOptions.Seconds("--timeout", "Kill the command after this many seconds (exit 124 then).");
         var reserved = new Option<string?>("--reserved") { Description = "Reserve this much ext4 space for root with the host's tune2fs -r before boot, e.g. 64M." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };
-        var state = new Option<string?>("--state") { Description = "State directory (default: $VESSEL_STATE_DIR or /var/lib/vessel)." };
+        var state = HomeOption.Create();
+        state.Aliases.Add("--state");
         var timings = new Option<bool>("--timings") { Description = "Print the cold-start breakdown to stderr." };
         var command = new Command("run", "Boot a microVM on ROOTFS, run COMMAND in it, stream its output and exit with its exit code.")
         {
@@ -39,11 +40,10 @@ internal static class SandboxCommands
         };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
-            string stateDir = parse.GetValue(state) ?? SandboxManager.DefaultStateDirectory;
+            VesselHome home = HomeOption.Get(parse, state);
             Acceleration acceleration = ParseAcceleration(parse.GetValue(accel));
-            var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));
-            GuestKit kit = await new KitBuilder(new KitOptions(), progress).EnsureAsync(token);
-            var manager = new SandboxManager(stateDir, kit);
+            GuestKit kit = await KitCommands.EnsureKitAsync(home, token);
+            var manager = new SandboxManager(home.Root, kit);
             IReadOnlyList<string> swept = await manager.SweepAsync(token);
             if (swept.Count > 0)
             {
@@ -104,22 +104,23 @@ internal static class SandboxCommands
 
     private static Command CreateSweep()
     {
-        var state = new Option<string?>("--state") { Description = "State directory (default: $VESSEL_STATE_DIR or /var/lib/vessel)." };
-        var command = new Command("sweep", "Remove what crashed runs left behind (VMM processes, sockets, rootfs copies), by sandbox id.") { state };
+        var state = HomeOption.Create();
+        state.Aliases.Add("--state");
+        var command = new Command("sweep", "Remove what crashed runs and template builds left behind (VMM processes, sockets, rootfs copies), by sandbox id.") { state };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
-            string stateDir = parse.GetValue(state) ?? SandboxManager.DefaultStateDirectory;
-            var swept = await SandboxManager.SweepDirectoryAsync(stateDir, token);
+            VesselHome home = HomeOption.Get(parse, state);
+            var swept = await SandboxManager.SweepDirectoryAsync(home.Root, token);
             Console.WriteLine(swept.Count == 0 ? "nothing to sweep" : "swept " + string.Join(' ', swept));
             // Template builds share the directory: killed builds' overlay caches and 'running' rows.
-            string work = Path.Combine(stateDir, "work");
+            string work = home.Work;
             foreach (string cache in OverlayDevice.ReclaimLeftoverCaches(work).Concat(await WorkLeftovers.ReclaimAsync(work, token)))
             {
                 Console.WriteLine($"removed {cache}");
             }
-            if (File.Exists(Path.Combine(stateDir, "state.db")))
+            if (File.Exists(home.StateDatabase))
             {
-                StateStore store = await StateStore.OpenAsync(Path.Combine(stateDir, "state.db"), token);
+                StateStore store = await StateStore.OpenAsync(home.StateDatabase, token);
                 int failed = await store.FailBuildsOfDeadOwnersAsync(DateTimeOffset.UtcNow, token);
                 if (failed > 0)
                 {

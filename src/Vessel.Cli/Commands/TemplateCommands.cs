@@ -22,26 +22,6 @@ internal static class TemplateCommands
         return command;
     }
 
-    private static Option<string> HomeOption() => new("--home")
-    {
-        Description = "Vessel's data directory: state.db, blocks/, work/ (default: $VESSEL_HOME, else ~/.vessel).",
-        DefaultValueFactory = _ => Path.GetDirectoryName(BlocksCommands.DefaultStore())!,
-    };
-
-    /// <summary>
-    /// The home of a command that only reads or removes: a missing one is an error, never created
-    /// (a typo in --home must not leave an empty state.db behind).
-    /// </summary>
-    private static string ExistingHome(string home)
-    {
-        if (!Directory.Exists(home))
-        {
-            throw new VesselException(VesselErrorReason.NotFound,
-                File.Exists(home) ? $"--home '{home}' is a file, not a directory" : $"--home '{home}' does not exist (no templates there; 'vessel template build' creates it)");
-        }
-        return home;
-    }
-
     private static Command Build()
     {
         var file = new Option<string>("--file", "-f") { Description = "The template spec (JSON; see docs/formats/template-spec.md).", Required = true };
@@ -49,7 +29,7 @@ internal static class TemplateCommands
         var hostname = new Option<string>("--hostname") { Description = "Hostname written into the provisioning files.", DefaultValueFactory = _ => "vessel" };
         var noVm = new Option<bool>("--no-vm") { Description = "Run COPY/ENV/WORKDIR/USER on the host's view of the layer without booting a VM (no RUN, start or ready; no snapshot)." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg for the build VM (default: probe; $VESSEL_ACCEL)." };
-        var home = HomeOption();
+        var home = Commands.HomeOption.Create();
         var command = new Command("build",
             "Build a template in phases (base, one per step, finalize). Steps run in a build VM; finalize starts the start command, waits for the ready check and snapshots the VM. "
             + "Cached phases are skipped and marked CACHED; step output is streamed.")
@@ -59,10 +39,10 @@ internal static class TemplateCommands
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
             TemplateSpec spec = TemplateSpecReader.ReadFile(parse.GetValue(file)!);
-            string dir = parse.GetValue(home)!;
-            StateStore state = await StateStore.OpenAsync(Path.Combine(dir, "state.db"), ct);
+            VesselHome dir = Commands.HomeOption.Get(parse, home);
+            StateStore state = await StateStore.OpenAsync(dir.StateDatabase, ct);
             IStepRunner runner = parse.GetValue(noVm) ? new HostStepRunner() : await SandboxRunnerAsync(dir, SandboxCommands.ParseAcceleration(parse.GetValue(accel)), ct);
-            var builder = new TemplateBuilder(state, LayerStore.OpenDirectory(Path.Combine(dir, "blocks")), runner, dir);
+            var builder = new TemplateBuilder(state, LayerStore.OpenDirectory(dir.Blocks), runner, dir.Root);
             Console.Error.WriteLine($"building template '{spec.Name}' from {spec.FromImage ?? "template " + spec.FromTemplate} ({spec.Steps.Count} steps)");
             TemplateBuildResult result = await builder.BuildAsync(spec,
                 new TemplateBuildOptions { NoCache = parse.GetValue(noCache), Hostname = parse.GetValue(hostname)! },
@@ -77,11 +57,10 @@ internal static class TemplateCommands
     }
 
     /// <summary>Build VMs live under HOME/sandboxes; leftovers of a crashed build are swept first.</summary>
-    private static async Task<IStepRunner> SandboxRunnerAsync(string home, Vessel.Vmm.Acceleration acceleration, CancellationToken ct)
+    private static async Task<IStepRunner> SandboxRunnerAsync(VesselHome home, Vessel.Vmm.Acceleration acceleration, CancellationToken ct)
     {
-        var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));
-        GuestKit kit = await new KitBuilder(new KitOptions(), progress).EnsureAsync(ct);
-        var manager = new SandboxManager(home, kit);
+        GuestKit kit = await KitCommands.EnsureKitAsync(home, ct);
+        var manager = new SandboxManager(home.Root, kit);
         IReadOnlyList<string> swept = await manager.SweepAsync(ct);
         if (swept.Count > 0)
         {
@@ -101,7 +80,7 @@ internal static class TemplateCommands
         var cold = new Option<bool>("--cold") { Description = "Boot the template's disk instead of resuming its snapshot." };
         var timings = new Option<bool>("--timings") { Description = "Print the start-up breakdown to stderr." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };
-        var home = HomeOption();
+        var home = Commands.HomeOption.Create();
         var command = new Command("run",
             "Start a sandbox from template NAME (resuming its snapshot: memory copy-on-write from the template's file, disk a copy-on-write layer over the template's), run COMMAND, exit with its code. The template is not changed.")
         {
@@ -110,18 +89,17 @@ internal static class TemplateCommands
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            string dir = parse.GetValue(home)!;
-            StateStore state = await StateStore.OpenAsync(Path.Combine(dir, "state.db"), token);
+            VesselHome dir = Commands.HomeOption.Get(parse, home);
+            StateStore state = await StateStore.OpenAsync(dir.StateDatabase, token);
             string n = parse.GetValue(name)!;
             TemplateRecord t = await state.GetTemplateAsync(n, token)
                 ?? throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
             TemplateConfig config = TemplateConfig.FromJson(t.ConfigJson, $"template '{n}'");
-            var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));
-            GuestKit kit = await new KitBuilder(new KitOptions(), progress).EnsureAsync(token);
-            var manager = new SandboxManager(dir, kit);
+            GuestKit kit = await KitCommands.EnsureKitAsync(dir, token);
+            var manager = new SandboxManager(dir.Root, kit);
             await manager.SweepAsync(token);
             TimeSpan prepared = clock.Elapsed;
-            await using Sandbox sandbox = await manager.CreateFromTemplateAsync(LayerStore.OpenDirectory(Path.Combine(dir, "blocks")), t,
+            await using Sandbox sandbox = await manager.CreateFromTemplateAsync(LayerStore.OpenDirectory(dir.Blocks), t,
                 new SandboxOptions { Acceleration = SandboxCommands.ParseAcceleration(parse.GetValue(accel)) }, restore: !parse.GetValue(cold), token, m => Console.Error.WriteLine("vessel: " + m));
             var request = new ExecRequest(parse.GetValue(commandLine)!)
             {
@@ -147,11 +125,11 @@ internal static class TemplateCommands
 
     private static Command List()
     {
-        var home = HomeOption();
+        var home = Commands.HomeOption.Create();
         var command = new Command("ls", "List the built templates.") { home };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            StateStore state = await StateStore.OpenAsync(Path.Combine(ExistingHome(parse.GetValue(home)!), "state.db"), ct);
+            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
             IReadOnlyList<TemplateRecord> templates = await state.ListTemplatesAsync(ct);
             Console.WriteLine($"{"NAME",-24}  {"DISK",10}  {"HASH",-12}  {"LAYER",-36}  BUILT");
             foreach (TemplateRecord t in templates)
@@ -166,11 +144,11 @@ internal static class TemplateCommands
     private static Command Show()
     {
         var name = new Argument<string>("name") { Description = "Template name." };
-        var home = HomeOption();
+        var home = Commands.HomeOption.Create();
         var command = new Command("show", "Show a template: its spec, runtime config, layer and builds.") { name, home };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            StateStore state = await StateStore.OpenAsync(Path.Combine(ExistingHome(parse.GetValue(home)!), "state.db"), ct);
+            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
             string n = parse.GetValue(name)!;
             TemplateRecord t = await state.GetTemplateAsync(n, ct)
                 ?? throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
@@ -196,11 +174,11 @@ internal static class TemplateCommands
     private static Command Remove()
     {
         var name = new Argument<string>("name") { Description = "Template name." };
-        var home = HomeOption();
+        var home = Commands.HomeOption.Create();
         var command = new Command("rm", "Remove a template's name. Its layers stay in the block store while cache entries use them, so a rebuild is still cached.") { name, home };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            StateStore state = await StateStore.OpenAsync(Path.Combine(ExistingHome(parse.GetValue(home)!), "state.db"), ct);
+            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
             string n = parse.GetValue(name)!;
             if (!await state.DeleteTemplateAsync(n, ct))
             {

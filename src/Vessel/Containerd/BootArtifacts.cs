@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Vessel.Common;
 using Vessel.Containerd.Api.Snapshots;
 using Vessel.Containerd.Api.Types;
 
@@ -99,7 +100,7 @@ internal static class BootArtifacts
                 throw new VesselException(VesselErrorReason.InvalidInput, $"{config} is not valid JSON: {e.Message}", e);
             }
         }
-        return IsTrue(Environment.GetEnvironmentVariable(ViewEnvironmentVariable)) ? ArtifactMode.View : ArtifactMode.Extract;
+        return IsTrue(VesselSettings.Current.ContainerdSnapshotView) ? ArtifactMode.View : ArtifactMode.Extract;
     }
 
     /// <summary>The view key and lease id for a bundle: stable, so a retry finds what an earlier try made.</summary>

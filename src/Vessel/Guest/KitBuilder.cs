@@ -8,7 +8,7 @@ namespace Vessel.Guest;
 /// <summary>Where the kit builder reads and caches things.</summary>
 public sealed record KitOptions
 {
-    /// <summary>Cache root: downloads/, kernels/, kits/&lt;id&gt;/. Default: $VESSEL_KIT_DIR or ~/.cache/vessel/kit.</summary>
+    /// <summary>Cache root: downloads/, kernels/, kits/&lt;id&gt;/. Default: the home's kits/ (<see cref="VesselHome.Kits"/>).</summary>
     public string CacheDirectory { get; init; } = DefaultCacheDirectory;
 
     public KernelPackage Kernel { get; init; } = KernelPackage.Default;
@@ -19,10 +19,7 @@ public sealed record KitOptions
     /// <summary>A static busybox for the initramfs (Debian's busybox-static).</summary>
     public string Busybox { get; init; } = "/bin/busybox";
 
-    public static string DefaultCacheDirectory =>
-        Environment.GetEnvironmentVariable("VESSEL_KIT_DIR") is { Length: > 0 } dir
-            ? dir
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "vessel", "kit");
+    public static string DefaultCacheDirectory => VesselSettings.Current.Home.Kits;
 }
 
 /// <summary>
@@ -313,13 +310,12 @@ public sealed class KitBuilder
     }
 }
 
-/// <summary>Finds the published agent: $VESSEL_AGENT_DIR, or agent/ beside the running assemblies.</summary>
+/// <summary>Finds the published agent: $VESSEL_AGENT_DIR (<see cref="VesselSettings.AgentDirectory"/>), or agent/ beside the running assemblies.</summary>
 public static class AgentLocator
 {
     public static string Find()
     {
-        string? env = Environment.GetEnvironmentVariable("VESSEL_AGENT_DIR");
-        string dir = env is { Length: > 0 } ? env : Path.Combine(AppContext.BaseDirectory, "agent");
+        string dir = VesselSettings.Current.AgentDirectory ?? Path.Combine(AppContext.BaseDirectory, "agent");
         if (!File.Exists(Path.Combine(dir, "vessel-agent")))
         {
             throw new VesselException(VesselErrorReason.NotFound, $"No published guest agent in {dir}: build the CLI (dotnet build publishes the agent beside it) or set VESSEL_AGENT_DIR.");

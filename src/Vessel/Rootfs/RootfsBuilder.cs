@@ -106,7 +106,7 @@ public static class RootfsBuilder
             TimeSpan waited = writer.WaitedForDisk;
             summary = writer.Finish();
             entries = applier.Entries;
-            if (Environment.GetEnvironmentVariable("VESSEL_PROFILE") == "1")
+            if (VesselSettings.Current.Profile)
             {
                 // A diagnostic for benchmarks (docs/BENCHMARKS.md): where the time of a build went.
                 Console.Error.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,

@@ -1,5 +1,5 @@
-using System.Globalization;
 using Vessel.Common;
+using Vessel.Ext4;
 
 namespace Vessel.Sandboxes;
 
@@ -36,7 +36,8 @@ public sealed class DelegatePreBootHook : IPreBootHook
 
 /// <summary>
 /// Sets the ext4 reserved blocks with the host's <c>tune2fs -r</c>, so the guest image needs no
-/// e2fsprogs of its own and never runs an old one against newer features.
+/// e2fsprogs of its own and never runs an old one against newer features. The rule (round up,
+/// skip unchanged, refuse over half) is <see cref="Ext4Tools.SetReservedAsync"/>, shared with templates.
 /// </summary>
 public sealed class ReservedBlocksHook : IPreBootHook
 {
@@ -53,29 +54,6 @@ public sealed class ReservedBlocksHook : IPreBootHook
 
     public string Name => "reserved-blocks";
 
-    public async Task RunAsync(PreBootContext context, CancellationToken cancellationToken)
-    {
-        ProcessResult info = (await ExternalProcess.RunAsync("tune2fs", ["-l", context.RootfsPath], cancellationToken, timeout: TimeSpan.FromMinutes(1))).EnsureSuccess();
-        long blockSize = ReadField(info.StandardOutput, "Block size:");
-        long blockCount = ReadField(info.StandardOutput, "Block count:");
-        long blocks = (ReservedBytes + blockSize - 1) / blockSize;
-        if (blocks > blockCount / 2)
-        {
-            throw new VesselException(VesselErrorReason.InvalidInput,
-                $"Reserving {ByteSize.Format(ReservedBytes)} would take over half of the {ByteSize.Format(blockCount * blockSize)} rootfs: grow the disk or reserve less.");
-        }
-        (await ExternalProcess.RunAsync("tune2fs", ["-r", blocks.ToString(CultureInfo.InvariantCulture), context.RootfsPath], cancellationToken, timeout: TimeSpan.FromMinutes(1))).EnsureSuccess();
-    }
-
-    private static long ReadField(string output, string field)
-    {
-        foreach (string line in output.Split('\n'))
-        {
-            if (line.StartsWith(field, StringComparison.Ordinal))
-            {
-                return long.Parse(line[field.Length..].Trim(), CultureInfo.InvariantCulture);
-            }
-        }
-        throw new VesselException(VesselErrorReason.ToolFailed, $"tune2fs -l printed no '{field}' line: is the rootfs ext4?");
-    }
+    public Task RunAsync(PreBootContext context, CancellationToken cancellationToken) =>
+        Ext4Tools.SetReservedAsync(context.RootfsPath, ReservedBytes, cancellationToken);
 }

@@ -25,7 +25,7 @@ public sealed class SandboxManager
     public SandboxManager(string stateDirectory, GuestKit kit, IVmmDriver? driver = null)
     {
         StateDirectory = stateDirectory;
-        _sandboxesDirectory = Path.Combine(stateDirectory, "sandboxes");
+        _sandboxesDirectory = new VesselHome(stateDirectory).Sandboxes;
         _kit = kit;
         _driver = driver ?? new QemuDriver();
     }
@@ -34,14 +34,6 @@ public sealed class SandboxManager
 
     /// <summary>The guest kit every sandbox of this manager boots.</summary>
     public GuestKit Kit => _kit;
-
-    /// <summary>$VESSEL_STATE_DIR, or /var/lib/vessel for root, or ~/.local/state/vessel.</summary>
-    public static string DefaultStateDirectory =>
-        Environment.GetEnvironmentVariable("VESSEL_STATE_DIR") is { Length: > 0 } dir
-            ? dir
-            : Environment.UserName == "root"
-                ? "/var/lib/vessel"
-                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state", "vessel");
 
     public async Task<Sandbox> CreateAsync(SandboxOptions options, CancellationToken cancellationToken)
     {
@@ -283,7 +275,7 @@ public sealed class SandboxManager
     public static async Task<IReadOnlyList<string>> SweepDirectoryAsync(string stateDirectory, CancellationToken cancellationToken)
     {
         var swept = new List<string>();
-        string sandboxes = Path.Combine(stateDirectory, "sandboxes");
+        string sandboxes = new VesselHome(stateDirectory).Sandboxes;
         if (!Directory.Exists(sandboxes))
         {
             return swept;

@@ -35,10 +35,10 @@ internal sealed class HostStepRunner : IStepRunner
             {
                 case StepKind.Copy:
                     output($"copying {copy!.Entries.Count} entries to {step.Arguments[1]}");
-                    await WithViewAsync(image => Ext4Tools.CopyTreeAsync(image, copy, step.Arguments[1], DateTimeOffset.UtcNow, cancellationToken), cancellationToken);
+                    await WithViewAsync(image => DebugfsWriter.CopyTreeAsync(image, copy, step.Arguments[1], DateTimeOffset.UtcNow, cancellationToken), cancellationToken);
                     break;
                 case StepKind.Workdir:
-                    await WithViewAsync(image => Ext4Tools.MakeDirectoriesAsync(image, step.Arguments[0], DateTimeOffset.UtcNow, cancellationToken), cancellationToken);
+                    await WithViewAsync(image => DebugfsWriter.MakeDirectoriesAsync(image, step.Arguments[0], DateTimeOffset.UtcNow, cancellationToken), cancellationToken);
                     break;
                 case StepKind.Run:
                     throw new VesselException(VesselErrorReason.Unsupported,

@@ -1,3 +1,5 @@
+using Vessel.Ext4;
+
 namespace Vessel.Templates;
 
 /// <summary>The phases of a template build.</summary>

@@ -63,9 +63,10 @@ internal sealed class TemplateBuilder
         _state = state;
         _layers = layers;
         _runner = runner;
-        _workDirectory = Path.Combine(homeDirectory, "work");
-        _lockDirectory = Path.Combine(homeDirectory, "locks");
-        _snapshotDirectory = Path.Combine(homeDirectory, "snapshots");
+        var home = new VesselHome(homeDirectory);
+        _workDirectory = home.Work;
+        _lockDirectory = home.Locks;
+        _snapshotDirectory = home.Snapshots;
     }
 
     public async Task<TemplateBuildResult> BuildAsync(TemplateSpec spec, TemplateBuildOptions options, IProgress<BuildEvent>? progress, CancellationToken cancellationToken)

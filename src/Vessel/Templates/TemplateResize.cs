@@ -1,5 +1,6 @@
 using Vessel.Blocks;
 using Vessel.Common;
+using Vessel.Ext4;
 using Vessel.Nbd;
 using Vessel.Rootfs;
 
@@ -68,7 +69,7 @@ internal static class TemplateResize
                 await Ext4Tools.ResizeAsync(image, targetSize, cancellationToken);
             }
             report?.Invoke("rewriting the provisioning files (debugfs)");
-            await Ext4Tools.WriteFilesAsync(image, files, DateTimeOffset.UtcNow, workDirectory, cancellationToken);
+            await DebugfsWriter.WriteFilesAsync(image, files, DateTimeOffset.UtcNow, workDirectory, cancellationToken);
             foreach (PreBootHookOption hook in hooks)
             {
                 report?.Invoke($"pre-boot hook: {hook.Name}");

@@ -1,3 +1,5 @@
+using Vessel.Common;
+
 namespace Vessel.Vmm;
 
 /// <summary>
@@ -16,7 +18,7 @@ public static class AccelerationProbe
         {
             return requested;
         }
-        string? env = Environment.GetEnvironmentVariable(EnvironmentVariable);
+        string? env = VesselSettings.Current.Accelerator;
         if (!string.IsNullOrEmpty(env))
         {
             return env.ToLowerInvariant() switch

@@ -1,5 +1,7 @@
 using Vessel.Common;
+using Vessel.Ext4;
 using Vessel.Sandboxes;
+using Vessel.Templates;
 using Vessel.Testing;
 using Xunit;
 
@@ -29,5 +31,37 @@ public sealed class ReservedBlocksHookTests
         string junk = dir.Combine("junk");
         await File.WriteAllBytesAsync(junk, new byte[1 << 20]);
         await Assert.ThrowsAsync<VesselException>(() => new ReservedBlocksHook(1 << 20).RunAsync(new PreBootContext("sb", junk, dir.Path), CancellationToken.None));
+    }
+
+    [RequiresFact("mke2fs", "tune2fs", "dumpe2fs", Timeout = 60_000)]
+    public async Task Sandbox_and_template_paths_reserve_the_same_blocks_for_the_same_request()
+    {
+        using TempDirectory dir = TempDirectory.Create("vessel-hook-");
+        async Task<string> Image(string name)
+        {
+            string image = dir.Combine(name);
+            (await ExternalProcess.RunAsync("mke2fs", ["-q", "-t", "ext4", "-b", "4096", "-m", "0", image, "64M"], CancellationToken.None)).EnsureSuccess();
+            return image;
+        }
+        async Task<long> Reserved(string image) => (await Ext4Tools.ReadInfoAsync(image, CancellationToken.None)).ReservedBlocks;
+
+        // A request that is not a whole number of blocks: both paths round up to 2049 blocks.
+        long odd = (8L << 20) + 1;
+        string viaHook = await Image("hook.ext4");
+        string viaTools = await Image("tools.ext4");
+        await new ReservedBlocksHook(odd).RunAsync(new PreBootContext("sb", viaHook, dir.Path), CancellationToken.None);
+        await Ext4Tools.SetReservedAsync(viaTools, odd, CancellationToken.None);
+        Assert.Equal(2049, await Reserved(viaHook));
+        Assert.Equal(await Reserved(viaHook), await Reserved(viaTools));
+
+        // The template's base hook for 8 MiB and the sandbox hook for 8 MiB agree too.
+        string viaTemplate = await Image("template.ext4");
+        foreach (PreBootHookOption option in ReservedBlocks.HookOptions(BuildPhase.Base, 8))
+        {
+            await option.Hook(viaTemplate, CancellationToken.None);
+        }
+        await new ReservedBlocksHook(8L << 20).RunAsync(new PreBootContext("sb", viaHook, dir.Path), CancellationToken.None);
+        Assert.Equal(2048, await Reserved(viaTemplate));
+        Assert.Equal(await Reserved(viaTemplate), await Reserved(viaHook));
     }
 }

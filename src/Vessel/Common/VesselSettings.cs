@@ -1,0 +1,70 @@
+namespace Vessel.Common;
+
+/// <summary>
+/// Every setting Vessel takes from its environment, read once (by the CLI, at start) and passed
+/// down. No other type of the host side reads a VESSEL_* variable; library types take these
+/// values as options, so tests and the daemon choose them explicitly.
+/// </summary>
+public sealed record VesselSettings
+{
+    /// <summary>VESSEL_HOME: the one home (<see cref="VesselHome"/>).</summary>
+    public const string HomeVariable = "VESSEL_HOME";
+
+    /// <summary>The home every command uses unless its --home says otherwise.</summary>
+    public required VesselHome Home { get; init; }
+
+    /// <summary>VESSEL_ACCEL: kvm or tcg instead of probing (null: probe).</summary>
+    public string? Accelerator { get; init; }
+
+    /// <summary>VESSEL_AGENT_DIR: the published guest agent, instead of agent/ beside the CLI.</summary>
+    public string? AgentDirectory { get; init; }
+
+    /// <summary>VESSEL_REGISTRY_PASSWORD: the password for --username on registry pulls.</summary>
+    public string? RegistryPassword { get; init; }
+
+    /// <summary>VESSEL_API_KEY: the key a client sends to a daemon listening on TCP.</summary>
+    public string? ApiKey { get; init; }
+
+    /// <summary>VESSEL_PROFILE=1: print where the time of a rootfs build went (benchmarks).</summary>
+    public bool Profile { get; init; }
+
+    /// <summary>VESSEL_CONTAINERD_SNAPSHOT_VIEW: use containerd snapshot views for boot artifacts (null: unset).</summary>
+    public string? ContainerdSnapshotView { get; init; }
+
+    /// <summary>VESSEL_CONTAINERD_TEST_HOLD: a test seam that stops `containerd artifacts` at a named step.</summary>
+    public string? ContainerdTestHold { get; init; }
+
+    /// <summary>True when this process runs as root (decides the default home).</summary>
+    public static bool IsRoot => Environment.UserName == "root";
+
+    /// <summary>Reads every VESSEL_* variable of this process once.</summary>
+    public static VesselSettings FromEnvironment() => FromEnvironment(Environment.GetEnvironmentVariable);
+
+    /// <summary>Reads the settings from <paramref name="get"/> (tests pass a dictionary).</summary>
+    public static VesselSettings FromEnvironment(Func<string, string?> get)
+    {
+        string? Read(string name) => get(name) is { Length: > 0 } v ? v : null;
+        string home = Read(HomeVariable)
+            ?? VesselHome.DefaultRoot(IsRoot, Environment.GetFolderPath(Environment.SpecialFolder.UserProfile));
+        return new VesselSettings
+        {
+            Home = new VesselHome(home),
+            Accelerator = Read("VESSEL_ACCEL"),
+            AgentDirectory = Read("VESSEL_AGENT_DIR"),
+            RegistryPassword = get("VESSEL_REGISTRY_PASSWORD"),
+            ApiKey = Read("VESSEL_API_KEY"),
+            Profile = Read("VESSEL_PROFILE") == "1",
+            ContainerdSnapshotView = Read("VESSEL_CONTAINERD_SNAPSHOT_VIEW"),
+            ContainerdTestHold = Read("VESSEL_CONTAINERD_TEST_HOLD"),
+        };
+    }
+
+    /// <summary>
+    /// The settings of this process, read once on first use. Library defaults (a kit cache, an
+    /// agent directory, the accelerator) come from here when a caller gives none; commands pass
+    /// their --home down explicitly.
+    /// </summary>
+    public static VesselSettings Current => s_current.Value;
+
+    private static readonly Lazy<VesselSettings> s_current = new(FromEnvironment);
+}
