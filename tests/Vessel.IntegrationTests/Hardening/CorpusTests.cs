@@ -62,7 +62,8 @@ public sealed class CorpusTests : IDisposable
             LayersImageSource.Link(w, System.Formats.Tar.TarEntryType.SymbolicLink, "etc/link", "hostname");
             LayersImageSource.Link(w, System.Formats.Tar.TarEntryType.HardLink, "etc/hard", "etc/hostname");
             var x = new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "bin/x",
-                new Dictionary<string, string> { ["SCHILY.xattr.user.k"] = "v" }) { DataStream = new MemoryStream("x"u8.ToArray()) };
+                new Dictionary<string, string> { ["SCHILY.xattr.user.k"] = "v" })
+            { DataStream = new MemoryStream("x"u8.ToArray()) };
             w.WriteEntry(x);
         });
         var rnd = new Random(18);
