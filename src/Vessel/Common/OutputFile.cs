@@ -1,4 +1,4 @@
-using Vessel.Containerd;
+using Vessel.Interop;
 
 namespace Vessel.Common;
 
@@ -64,12 +64,12 @@ public sealed class OutputFile : IDisposable
         {
             throw new VesselException(VesselErrorReason.NotFound, $"{what} directory '{directory}' does not exist");
         }
-        if (dirType != UnixFile.Directory)
+        if (dirType != UnixFile.TypeDirectory)
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"{what} directory '{directory}' is not a directory");
         }
         int? type = UnixFile.TypeOf(full);
-        if (type is not null and not UnixFile.RegularFile)
+        if (type is not null and not UnixFile.TypeRegular)
         {
             throw new VesselException(VesselErrorReason.InvalidInput,
                 $"{what} '{full}' is {UnixFile.Describe(type.Value)}; Vessel only creates or replaces regular files (give another path)");
@@ -97,7 +97,7 @@ public sealed class OutputFile : IDisposable
     public void Commit()
     {
         int? type = UnixFile.TypeOf(Path);
-        if (type is not null and not UnixFile.RegularFile)
+        if (type is not null and not UnixFile.TypeRegular)
         {
             throw new VesselException(VesselErrorReason.Conflict,
                 $"'{Path}' became {UnixFile.Describe(type.Value)} while Vessel wrote it; nothing was replaced");
@@ -133,7 +133,7 @@ public sealed class OutputFile : IDisposable
         }
         foreach (string file in candidates)
         {
-            if (OwnerOf(System.IO.Path.GetFileName(file)) is string owner && !ProcessOwner.IsAlive(owner) && UnixFile.TypeOf(file) == UnixFile.RegularFile)
+            if (OwnerOf(System.IO.Path.GetFileName(file)) is string owner && !ProcessOwner.IsAlive(owner) && UnixFile.TypeOf(file) == UnixFile.TypeRegular)
             {
                 try
                 {

@@ -1,5 +1,5 @@
 using Vessel.Common;
-using Vessel.Containerd;
+using Vessel.Interop;
 using Vessel.Testing;
 using Xunit;
 
