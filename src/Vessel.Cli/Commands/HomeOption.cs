@@ -15,4 +15,20 @@ internal static class HomeOption
     };
 
     public static VesselHome Get(ParseResult parse, Option<string> option) => new(parse.GetValue(option)!);
+
+    /// <summary>
+    /// The home of a command that only reads or removes: a missing one is an error, never created
+    /// (a typo in --home must not leave an empty state.db behind).
+    /// </summary>
+    public static VesselHome GetExisting(ParseResult parse, Option<string> option)
+    {
+        VesselHome home = Get(parse, option);
+        if (!home.Exists)
+        {
+            throw new VesselException(VesselErrorReason.NotFound, File.Exists(home.Root)
+                ? $"--home '{home.Root}' is a file, not a directory"
+                : $"--home '{home.Root}' does not exist (nothing there yet; commands that build or run create it)");
+        }
+        return home;
+    }
 }

@@ -27,10 +27,25 @@ internal static class NbdCommands
         var name = new Option<string>("--name") { Description = "Export name (default: the empty, default export).", DefaultValueFactory = _ => string.Empty };
         var store = BlocksCommands.StoreOption();
         var verbose = new Option<bool>("--verbose") { Description = "Log connections and refused requests to stderr." };
+        var socketMode = new Option<UnixFileMode>("--socket-mode")
+        {
+            Description = "Permissions of the unix socket in octal (default 0600: the owner only; e.g. 0660 lets the group connect).",
+            DefaultValueFactory = _ => UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            CustomParser = result =>
+            {
+                string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : string.Empty;
+                if (text.Length is > 0 and <= 4 && text.All(c => c is >= '0' and <= '7'))
+                {
+                    return (UnixFileMode)Convert.ToInt32(text, 8) & (UnixFileMode)0x1FF;
+                }
+                result.AddError($"--socket-mode expects octal permissions such as 0600 or 0660 (got '{text}')");
+                return default;
+            },
+        };
         var command = new Command("serve",
             "Serve an image file or a build over NBD until interrupted (Ctrl+C or SIGTERM).")
         {
-            source, socket, tcp, readOnly, overlay, name, store, verbose,
+            source, socket, tcp, readOnly, overlay, name, store, verbose, socketMode,
         };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
@@ -43,18 +58,18 @@ internal static class NbdCommands
             IPEndPoint? endPoint = null;
             if (tcpText is not null && !IPEndPoint.TryParse(tcpText, out endPoint))
             {
-                throw new VesselException(VesselErrorReason.InvalidInput, $"--tcp '{tcpText}' is not an address:port such as 127.0.0.1:10809.");
+                throw new VesselException(VesselErrorReason.InvalidInput, $"--tcp '{tcpText}' is not an address:port such as 127.0.0.1:10809 or [::1]:10809.");
             }
             using ILoggerFactory logging = LoggerFactory.Create(b => b
                 .AddSimpleConsole(o => o.SingleLine = true)
                 .AddFilter(level => level >= (parse.GetValue(verbose) ? LogLevel.Debug : LogLevel.Warning)));
-            return await ServeAsync(parse.GetValue(source)!, socketPath, endPoint, parse.GetValue(readOnly), parse.GetValue(overlay),
+            return await ServeAsync(parse.GetValue(source)!, socketPath, parse.GetValue(socketMode), endPoint, parse.GetValue(readOnly), parse.GetValue(overlay),
                 parse.GetValue(name)!, parse.GetValue(store)!, logging, ct);
         }, ct));
         return command;
     }
 
-    private static async Task<int> ServeAsync(string source, string? socketPath, IPEndPoint? endPoint, bool readOnly, bool useOverlay,
+    private static async Task<int> ServeAsync(string source, string? socketPath, UnixFileMode socketMode, IPEndPoint? endPoint, bool readOnly, bool useOverlay,
         string name, string storePath, ILoggerFactory logging, CancellationToken ct)
     {
         // Stop on SIGTERM as on Ctrl+C: a clean shutdown removes the socket and exports the overlay.
@@ -102,7 +117,7 @@ internal static class NbdCommands
         }
         try
         {
-            await using (var server = new NbdServer(new NbdServerOptions { UnixSocketPath = socketPath, TcpEndPoint = endPoint }, logging))
+            await using (var server = new NbdServer(new NbdServerOptions { UnixSocketPath = socketPath, UnixSocketMode = socketMode, TcpEndPoint = endPoint }, logging))
             {
                 server.AddExport(name, device, readOnly, what);
                 await server.StartAsync(ct);

@@ -107,10 +107,7 @@ internal static class RootfsCommands
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
             string path = parse.GetValue(image)!;
-            if (!File.Exists(path))
-            {
-                throw new VesselException(VesselErrorReason.NotFound, $"'{path}' does not exist");
-            }
+            InputFile.Require(path, "image");
             ProcessResult fsck = await ExternalProcess.RunAsync("e2fsck", ["-fn", path], token, timeout: TimeSpan.FromMinutes(30));
             Console.Write(fsck.StandardOutput);
             Console.Error.Write(fsck.StandardError);

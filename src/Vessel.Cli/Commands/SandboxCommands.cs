@@ -1,11 +1,13 @@
 using System.CommandLine;
 using System.Globalization;
 using Vessel.Agent;
+using Vessel.Blocks;
 using Vessel.Common;
 using Vessel.Guest;
 using Vessel.Oci;
 using Vessel.Rootfs;
 using Vessel.Sandboxes;
+using Vessel.State;
 using Vessel.Vmm;
 
 namespace Vessel.Cli.Commands;
@@ -37,7 +39,7 @@ internal static class SandboxCommands
         var cwd = new Option<string?>("--cwd", "-w") { Description = "Working directory inside the rootfs (default /)." };
         var user = new Option<string?>("--user", "-u") { Description = "User (name or uid[:gid]) from the rootfs's /etc/passwd (default root)." };
         var memory = new Option<string>("--memory", "-m") { Description = $"Guest memory (default {Vessel.Vmm.VmConfig.DefaultMemoryMiB}M, at least {Vessel.Guest.GuestKit.MinimumMemoryMiB}M).", DefaultValueFactory = _ => $"{Vessel.Vmm.VmConfig.DefaultMemoryMiB}M" };
-        var timeout = new Option<double?>("--timeout") { Description = "Kill the command after this many seconds (exit 124 then)." };
+        var timeout = CliOptions.Seconds("--timeout", "Kill the command after this many seconds (exit 124 then).");
         var reserved = new Option<string?>("--reserved") { Description = "Reserve this much ext4 space for root with the host's tune2fs -r before boot, e.g. 64M." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };
         var state = HomeOption.Create();
@@ -140,8 +142,24 @@ internal static class SandboxCommands
         var command = new Command("sweep", "Remove what crashed runs and template builds left behind (VMM processes, sockets, rootfs copies), by sandbox id.") { state };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
-            var swept = await SandboxManager.SweepDirectoryAsync(HomeOption.Get(parse, state).Root, token);
+            VesselHome home = HomeOption.Get(parse, state);
+            var swept = await SandboxManager.SweepDirectoryAsync(home.Root, token);
             Console.WriteLine(swept.Count == 0 ? "nothing to sweep" : "swept " + string.Join(' ', swept));
+            // Template builds share the directory: killed builds' overlay caches and 'running' rows.
+            string work = home.Work;
+            foreach (string cache in OverlayDevice.ReclaimLeftoverCaches(work).Concat(await WorkLeftovers.ReclaimAsync(work, token)))
+            {
+                Console.WriteLine($"removed {cache}");
+            }
+            if (File.Exists(home.StateDatabase))
+            {
+                StateStore store = await StateStore.OpenAsync(home.StateDatabase, token);
+                int failed = await store.FailBuildsOfDeadOwnersAsync(DateTimeOffset.UtcNow, token);
+                if (failed > 0)
+                {
+                    Console.WriteLine($"marked {failed} build{(failed == 1 ? "" : "s")} of dead processes as failed");
+                }
+            }
             return 0;
         }, ct));
         return command;

@@ -76,7 +76,7 @@ internal static class TemplateCommands
         var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE added to the template's environment (repeatable)." };
         var cwd = new Option<string?>("--cwd", "-w") { Description = "Working directory (default: the template's WORKDIR)." };
         var user = new Option<string?>("--user", "-u") { Description = "User (default: the template's USER)." };
-        var timeout = new Option<double?>("--timeout") { Description = "Kill the command after this many seconds (exit 124 then)." };
+        var timeout = CliOptions.Seconds("--timeout", "Kill the command after this many seconds (exit 124 then).");
         var cold = new Option<bool>("--cold") { Description = "Boot the template's disk instead of resuming its snapshot." };
         var timings = new Option<bool>("--timings") { Description = "Print the start-up breakdown to stderr." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };
@@ -129,7 +129,7 @@ internal static class TemplateCommands
         var command = new Command("ls", "List the built templates.") { home };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.Get(parse, home).StateDatabase, ct);
+            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
             IReadOnlyList<TemplateRecord> templates = await state.ListTemplatesAsync(ct);
             Console.WriteLine($"{"NAME",-24}  {"DISK",10}  {"HASH",-12}  {"LAYER",-36}  BUILT");
             foreach (TemplateRecord t in templates)
@@ -148,7 +148,7 @@ internal static class TemplateCommands
         var command = new Command("show", "Show a template: its spec, runtime config, layer and builds.") { name, home };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.Get(parse, home).StateDatabase, ct);
+            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
             string n = parse.GetValue(name)!;
             TemplateRecord t = await state.GetTemplateAsync(n, ct)
                 ?? throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
@@ -178,7 +178,7 @@ internal static class TemplateCommands
         var command = new Command("rm", "Remove a template's name. Its layers stay in the block store while cache entries use them, so a rebuild is still cached.") { name, home };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.Get(parse, home).StateDatabase, ct);
+            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
             string n = parse.GetValue(name)!;
             if (!await state.DeleteTemplateAsync(n, ct))
             {

@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Win32.SafeHandles;
+using Vessel.Common;
 
 namespace Vessel.Blocks;
 
@@ -220,9 +221,9 @@ internal sealed class LayerStore
     /// <summary>Writes a build as one flat sparse file: zero extents stay holes. Atomic: a temp name, then rename.</summary>
     public async Task FlattenAsync(Guid buildId, string destination, IProgress<long>? progress = null, CancellationToken cancellationToken = default)
     {
+        using OutputFile target = OutputFile.Begin(destination);
         using Build build = await OpenAsync(buildId, cancellationToken);
-        string full = Path.GetFullPath(destination);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        string temp = target.PartialPath;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(CopyChunk);
         try
         {
@@ -248,12 +249,7 @@ internal sealed class LayerStore
                 }
                 RandomAccess.FlushToDisk(output);
             }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
+            target.Commit();
         }
         finally
         {
@@ -342,14 +338,7 @@ internal sealed class LayerStore
 
     private static SafeFileHandle OpenImage(string path)
     {
-        try
-        {
-            return File.OpenHandle(path, FileMode.Open, FileAccess.Read);
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            throw new VesselException(VesselErrorReason.NotFound, $"image '{path}' does not exist.", e);
-        }
+        return File.OpenHandle(InputFile.Require(path, "image"), FileMode.Open, FileAccess.Read);
     }
 
     internal static async ValueTask ReadExactlyAsync(SafeFileHandle handle, Memory<byte> buffer, long offset, CancellationToken cancellationToken)

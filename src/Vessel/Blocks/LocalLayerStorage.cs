@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Win32.SafeHandles;
+using Vessel.Common;
 using Vessel.Interop;
 
 namespace Vessel.Blocks;
@@ -162,7 +163,10 @@ internal sealed class LocalLayerStorage : ILayerStorage
         foreach (string dir in Directory.EnumerateFileSystemEntries(_staging))
         {
             string[] parts = Path.GetFileName(dir).Split('.');
-            if (parts.Length >= 2 && int.TryParse(parts[1], out int pid) && (pid == Environment.ProcessId || IsAlive(pid)))
+            bool owned = parts.Length >= 2 && (ProcessOwner.IsStamp(parts[1])
+                ? ProcessOwner.IsAlive(parts[1])
+                : int.TryParse(parts[1], out int pid) && (pid == Environment.ProcessId || IsAlive(pid)));
+            if (owned)
             {
                 continue; // its owner may still be writing it
             }

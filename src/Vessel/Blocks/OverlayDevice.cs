@@ -2,6 +2,7 @@ using System.Buffers;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Win32.SafeHandles;
+using Vessel.Common;
 using Vessel.Interop;
 
 namespace Vessel.Blocks;
@@ -67,6 +68,38 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     /// <summary>Bytes an export would store (blocks holding written data).</summary>
     public long DirtyDataBytes => DirtyBits.CountBits(_data) << _shift;
 
+    private const string CacheSuffix = ".cache";
+
+    /// <summary>
+    /// Deletes overlay cache files in <paramref name="workDirectory"/> whose owner process is
+    /// gone (a build or sandbox killed with SIGKILL); returns what it removed.
+    /// </summary>
+    public static IReadOnlyList<string> ReclaimLeftoverCaches(string workDirectory)
+    {
+        var removed = new List<string>();
+        if (!Directory.Exists(workDirectory))
+        {
+            return removed;
+        }
+        foreach (string file in Directory.EnumerateFiles(workDirectory).Where(f => f.EndsWith(CacheSuffix, StringComparison.Ordinal)).ToList())
+        {
+            string[] parts = Path.GetFileName(file).Split('.');
+            if (parts.Length == 4 && ProcessOwner.IsStamp(parts[1]) && !ProcessOwner.IsAlive(parts[1]))
+            {
+                try
+                {
+                    File.Delete(file);
+                    removed.Add(file);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Another user's, or removed meanwhile.
+                }
+            }
+        }
+        return removed;
+    }
+
     /// <summary>The build the next <see cref="ExportChangesAsync"/> goes on top of: the last one it published, or the base.</summary>
     public BuildHeader LastExport => _lastExport ?? Base.Header;
 
@@ -94,9 +127,9 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     public static OverlayDevice Create(Build baseBuild, string workDirectory, bool ownsBase = false, ILogger? logger = null, long? size = null)
     {
         Directory.CreateDirectory(workDirectory);
-        // Named "<base>.<pid>.<nonce>.cache" so that a store whose staging directory holds it
-        // can remove it after a crash (see LocalLayerStorage).
-        string path = Path.Combine(workDirectory, $"{baseBuild.Id:N}.{Environment.ProcessId}.{Guid.NewGuid():N}.cache");
+        // Named "<base>.<pid>-<start>.<nonce>.cache" (ProcessOwner) so that whoever finds it after
+        // a crash can tell whether its owner still runs (LocalLayerStorage, ReclaimLeftoverCaches).
+        string path = Path.Combine(workDirectory, $"{baseBuild.Id:N}.{ProcessOwner.Current}.{Guid.NewGuid():N}{CacheSuffix}");
         return new OverlayDevice(baseBuild, path, ownsBase, logger, size ?? baseBuild.Size);
     }
 

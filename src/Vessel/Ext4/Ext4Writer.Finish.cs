@@ -232,7 +232,7 @@ public sealed partial class Ext4Writer
                 plan.XattrsInInode = Ext4Xattrs.FitsInInode(plan.Xattrs);
                 if (!plan.XattrsInInode)
                 {
-                    plan.XattrBlockData = Ext4Xattrs.BuildBlock(plan.Xattrs, FsInode.Display(inode.Number.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                    plan.XattrBlockData = Ext4Xattrs.BuildBlock(plan.Xattrs, () => PathOf(inode));
                     xattrBlocks++;
                 }
             }
@@ -270,7 +270,7 @@ public sealed partial class Ext4Writer
         else
         {
             long free = CeilDiv(_options.FreeBytes, BlockSize) + reservedBlocks;
-            long total = dataEnd + fixedMeta + free;
+            long total = Math.Max(dataEnd + fixedMeta + free, MinBlocksForInodes(highestInode));
             layout = PlanLayout(total, highestInode, trimSmallLastGroup: false);
             for (int i = 0; i < 8; i++)
             {
@@ -553,6 +553,44 @@ public sealed partial class Ext4Writer
         public long MetadataBlocks => ((long)Groups * (InodeTableBlocks + 2)) + JournalBlocks + 1 + GdtBlocks;
     }
 
+    /// <summary>The path of <paramref name="target"/> in the tree, for an error message (a search: errors only).</summary>
+    private string PathOf(FsInode target)
+    {
+        var pending = new Stack<(FsInode Dir, string Path)>();
+        pending.Push((Root, string.Empty));
+        while (pending.Count > 0)
+        {
+            (FsInode dir, string path) = pending.Pop();
+            foreach ((string key, FsInode child) in dir.Children!)
+            {
+                string childPath = path + "/" + FsInode.Display(key);
+                if (ReferenceEquals(child, target))
+                {
+                    return childPath;
+                }
+                if (child.Children is not null)
+                {
+                    pending.Push((child, childPath));
+                }
+            }
+        }
+        return $"inode {target.Number}";
+    }
+
+    /// <summary>
+    /// A derived size has room for the inodes, not only the bytes: a group holds at most one
+    /// bitmap block's worth of inodes (8 per byte), so many small files need more groups than
+    /// their data does (300k empty files: 11 groups). An eighth more for the files a sandbox adds.
+    /// </summary>
+    private long MinBlocksForInodes(uint highestInode)
+    {
+        long inodes = highestInode + 64L;
+        inodes += inodes / 8;
+        long groups = CeilDiv(inodes, BlockSize * 8L);
+        long minLast = 1 + _gdtReservedBlocks + 64;
+        return groups <= 1 ? 0 : ((groups - 1) * BlocksPerGroup) + minLast;
+    }
+
     private Layout PlanLayout(long totalBlocks, uint highestInode, bool trimSmallLastGroup, bool minimalInodes = false)
     {
         int groups = (int)CeilDiv(totalBlocks, BlocksPerGroup);
@@ -588,7 +626,7 @@ public sealed partial class Ext4Writer
         if (ipg * groups < highestInode)
         {
             throw new VesselException(VesselErrorReason.NoSpace,
-                $"{highestInode} inodes do not fit in {groups} block groups; use a larger --size");
+                $"{highestInode} inodes do not fit in {groups} block groups ({totalBlocks * BlockSize >> 20} MiB): they need at least {Math.Max(MinBlocksForInodes(highestInode), (long)groups * BlocksPerGroup + 1) * BlockSize >> 20} MiB; use a larger --size, or leave --size out to derive it");
         }
         if (ipg * groups > uint.MaxValue)
         {

@@ -102,7 +102,7 @@ internal static class Ext4Xattrs
         WriteEntries(entries, entries.Length, items, out _);
     }
 
-    public static byte[] BuildBlock(IReadOnlyList<Item> items, string path)
+    public static byte[] BuildBlock(IReadOnlyList<Item> items, Func<string> path)
     {
         int need = BlockHeaderSize + 4;
         foreach (Item i in items)
@@ -111,7 +111,7 @@ internal static class Ext4Xattrs
         }
         if (need > Ext4Writer.BlockSize)
         {
-            throw new InvalidDataException($"extended attributes of '{path}' need {need} bytes; ext4 holds at most {Ext4Writer.BlockSize} per file");
+            throw new InvalidDataException($"extended attributes of '{path()}' need {need} bytes; ext4 holds at most {Ext4Writer.BlockSize} per file");
         }
         var sorted = items.OrderBy(i => i.Index).ThenBy(i => i.Name.Length).ThenBy(i => Encoding.Latin1.GetString(i.Name), StringComparer.Ordinal).ToList();
         byte[] block = new byte[Ext4Writer.BlockSize];

@@ -32,6 +32,30 @@ internal static class UnixFile
 
     public static bool IsRegularFile(string path) => TypeOf(path) == TypeRegular;
 
+    /// <summary>The S_IFMT bits of what <paramref name="path"/> leads to, symlinks followed, or null if nothing.</summary>
+    public static unsafe int? TypeOfFollowingLinks(string path)
+    {
+        byte* buffer = stackalloc byte[StatxSize];
+        if (LibC.Statx(LibC.AtFdCwd, path, 0, StatxType, buffer) != 0)
+        {
+            return null;
+        }
+        return BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(buffer + StatxModeOffset, 2)) & SIfMt;
+    }
+
+    /// <summary>"a directory", "a character device"...: an S_IFMT value in words, for messages.</summary>
+    public static string Describe(int type) => type switch
+    {
+        TypeRegular => "a regular file",
+        TypeDirectory => "a directory",
+        TypeSymlink => "a symlink",
+        0x2000 => "a character device",
+        0x6000 => "a block device",
+        0x1000 => "a FIFO",
+        TypeSocket => "a socket",
+        _ => $"a special file (mode {Convert.ToString(type, 8)})",
+    };
+
     /// <summary>True when <paramref name="path"/> itself (not a link target) is a unix socket.</summary>
     public static bool IsSocket(string path) => TypeOf(path) == TypeSocket;
 

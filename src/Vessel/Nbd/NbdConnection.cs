@@ -115,6 +115,7 @@ internal sealed partial class NbdConnection : IAsyncDisposable
         try
         {
             Session? session = Negotiate(ct);
+            _server.NegotiationFinished(this);
             if (session is not null)
             {
                 NbdLog.Transmission(_logger, _peer, session.Export.Name, session.StructuredReplies);

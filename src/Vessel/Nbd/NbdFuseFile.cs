@@ -52,7 +52,7 @@ internal sealed class NbdFuseFile : IAsyncDisposable
                 "exposing a layer as a file needs nbdfuse (libnbd-bin), fusermount3 (fuse3) and /dev/fuse; install them with scripts/setup.sh.");
         }
         // Short names: a unix socket path is limited to 107 bytes.
-        TempDirectory directory = TempDirectory.Create("nf-", workDirectory);
+        TempDirectory directory = TempDirectory.Create(WorkLeftovers.Prefix("nf"), workDirectory); // reclaimable if this process is killed
         NbdServer? server = null;
         Process? process = null;
         var stderr = new StringBuilder();

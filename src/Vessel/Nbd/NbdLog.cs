@@ -41,6 +41,9 @@ internal static partial class NbdLog
     [LoggerMessage(3111, LogLevel.Warning, "NBD server refused a connection: {Max} connections are open")]
     public static partial void TooManyConnections(ILogger logger, int max);
 
+    [LoggerMessage(3114, LogLevel.Warning, "NBD server refused a connection from {Peer}: {Reason}")]
+    public static partial void PeerRefused(ILogger logger, string peer, string reason);
+
     [LoggerMessage(3112, LogLevel.Warning, "NBD server accept failed")]
     public static partial void AcceptFailed(ILogger logger, Exception exception);
 

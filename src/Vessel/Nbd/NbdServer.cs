@@ -23,8 +23,21 @@ internal sealed record NbdServerOptions
 
     public int MaxConnections { get; init; } = 256;
 
-    /// <summary>A client must finish option negotiation within this time.</summary>
-    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// Connections one peer may hold, so that one client cannot take all of them. A peer is the
+    /// client process over the unix socket (SO_PEERCRED) and the client address over TCP (where
+    /// every local client shares 127.0.0.1: use the unix socket for clients that do not trust each other).
+    /// </summary>
+    public int MaxConnectionsPerPeer { get; init; } = 64;
+
+    /// <summary>Connections one peer may have in option negotiation at once (half-open handshakes).</summary>
+    public int MaxHandshakesPerPeer { get; init; } = 8;
+
+    /// <summary>A client must finish option negotiation within this time; real clients take milliseconds.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Permissions of the unix socket: the owner only unless widened (e.g. 0660 for a group).</summary>
+    public UnixFileMode UnixSocketMode { get; init; } = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 }
 
 /// <summary>
@@ -37,6 +50,9 @@ internal sealed class NbdServer : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, NbdExport> _exports = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<NbdConnection, Task> _connections = new();
+    private readonly Dictionary<string, PeerCount> _peers = new(StringComparer.Ordinal); // under its own lock
+    private readonly Dictionary<NbdConnection, string> _peerOf = [];
+    private readonly HashSet<NbdConnection> _negotiating = [];
     private readonly List<Socket> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
     private readonly CancellationTokenSource _stopping = new();
@@ -92,8 +108,10 @@ internal sealed class NbdServer : IAsyncDisposable
         {
             BindUnix(Path.GetFullPath(path));
         }
-        if (Options.TcpEndPoint is { } ep)
+        if (Options.TcpEndPoint is { } requested)
         {
+            // ::ffff:127.0.0.1 is 127.0.0.1: bind it as IPv4 (an IPv6 socket may not bind a mapped address).
+            IPEndPoint ep = requested.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(requested.Address.MapToIPv4(), requested.Port) : requested;
             if (!IPAddress.IsLoopback(ep.Address))
             {
                 throw new VesselException(VesselErrorReason.InvalidInput,
@@ -101,7 +119,14 @@ internal sealed class NbdServer : IAsyncDisposable
             }
             var tcp = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
             _listeners.Add(tcp);
-            tcp.Bind(ep);
+            try
+            {
+                tcp.Bind(ep);
+            }
+            catch (SocketException e)
+            {
+                throw new VesselException(VesselErrorReason.Unavailable, $"cannot listen on {ep}: {e.Message}", e);
+            }
             tcp.Listen(64);
             TcpEndPoint = (IPEndPoint)tcp.LocalEndPoint!;
             NbdLog.Listening(_logger, TcpEndPoint.ToString());
@@ -161,8 +186,20 @@ internal sealed class NbdServer : IAsyncDisposable
         }
         var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         _listeners.Add(unix);
-        unix.Bind(new UnixDomainSocketEndPoint(path));
+        try
+        {
+            unix.Bind(new UnixDomainSocketEndPoint(path));
+        }
+        catch (SocketException e)
+        {
+            throw new VesselException(VesselErrorReason.Unavailable, $"cannot listen on '{path}': {e.Message}", e);
+        }
         _socketFileCreated = true;
+        // Before listen(): until then a connect is refused, so nobody slips in under the umask's mode.
+        if (OperatingSystem.IsLinux())
+        {
+            File.SetUnixFileMode(path, Options.UnixSocketMode);
+        }
         unix.Listen(64);
         NbdLog.Listening(_logger, path);
     }
@@ -210,6 +247,13 @@ internal sealed class NbdServer : IAsyncDisposable
                 client.Dispose();
                 continue;
             }
+            string peer = PeerOf(client);
+            if (!TryAdmit(peer, out string? refusal))
+            {
+                NbdLog.PeerRefused(_logger, peer, refusal);
+                client.Dispose();
+                continue;
+            }
             if (client.AddressFamily != AddressFamily.Unix)
             {
                 client.NoDelay = true;
@@ -218,6 +262,11 @@ internal sealed class NbdServer : IAsyncDisposable
             // of waiting for the client to drain the default ~200 KiB (capped by net.core.wmem_max).
             client.SendBufferSize = 4 << 20;
             var connection = new NbdConnection(this, client, _loggerFactory.CreateLogger<NbdConnection>(), _stopping.Token);
+            lock (_peers)
+            {
+                _peerOf[connection] = peer;
+                _negotiating.Add(connection);
+            }
             var started = new TaskCompletionSource();
             Task run = RunConnectionAsync(connection, started.Task);
             _connections[connection] = run;
@@ -235,7 +284,76 @@ internal sealed class NbdServer : IAsyncDisposable
         finally
         {
             await connection.DisposeAsync();
+            Release(connection);
             _connections.TryRemove(connection, out _);
         }
     }
+
+    /// <summary>Called by a connection when its option negotiation is over: it no longer holds a handshake slot.</summary>
+    internal void NegotiationFinished(NbdConnection connection)
+    {
+        lock (_peers)
+        {
+            if (_negotiating.Remove(connection) && _peerOf.TryGetValue(connection, out string? peer))
+            {
+                _peers[peer] = _peers[peer] with { Negotiating = _peers[peer].Negotiating - 1 };
+            }
+        }
+    }
+
+    private bool TryAdmit(string peer, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? refusal)
+    {
+        lock (_peers)
+        {
+            PeerCount count = _peers.GetValueOrDefault(peer);
+            refusal = count.Connections >= Options.MaxConnectionsPerPeer ? $"it holds {count.Connections} connections, the most one peer may"
+                : count.Negotiating >= Options.MaxHandshakesPerPeer ? $"it has {count.Negotiating} handshakes unfinished, the most one peer may"
+                : null;
+            if (refusal is null)
+            {
+                _peers[peer] = new PeerCount(count.Connections + 1, count.Negotiating + 1);
+            }
+            return refusal is null;
+        }
+    }
+
+    private void Release(NbdConnection connection)
+    {
+        lock (_peers)
+        {
+            if (!_peerOf.Remove(connection, out string? peer))
+            {
+                return;
+            }
+            PeerCount count = _peers[peer];
+            count = new PeerCount(count.Connections - 1, count.Negotiating - (_negotiating.Remove(connection) ? 1 : 0));
+            if (count.Connections == 0)
+            {
+                _peers.Remove(peer);
+            }
+            else
+            {
+                _peers[peer] = count;
+            }
+        }
+    }
+
+    /// <summary>The client process over a unix socket (SO_PEERCRED: pid, uid, gid), the client address over TCP.</summary>
+    private static string PeerOf(Socket client)
+    {
+        if (client.AddressFamily == AddressFamily.Unix)
+        {
+            Span<byte> cred = stackalloc byte[12];
+            const int SolSocket = 1;
+            const int SoPeerCred = 17;
+            if (client.GetRawSocketOption(SolSocket, SoPeerCred, cred) == cred.Length)
+            {
+                return $"pid {System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(cred)}";
+            }
+            return "unix";
+        }
+        return (client.RemoteEndPoint as IPEndPoint)?.Address.ToString() ?? "unknown";
+    }
+
+    private readonly record struct PeerCount(int Connections, int Negotiating);
 }

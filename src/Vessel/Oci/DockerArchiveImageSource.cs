@@ -96,7 +96,7 @@ internal sealed class DockerArchiveImageSource : IImageSource
         string what = $"layer {index + 1} of {_layers.Count} ({diffId}) of {Description}";
         // The blob has no digest of its own here: the diff_id check on the uncompressed stream (always on) covers it.
         var blob = new DigestVerifyingStream(_archive.OpenMember(member), DigestFromName(member.Name), member.Size, what);
-        return await LayerStream.OpenAsync(blob, diffId, checkGzipLength: false, what, cancellationToken);
+        return await LayerStream.OpenAsync(blob, diffId, what, cancellationToken);
     }
 
     public ValueTask DisposeAsync()
@@ -239,7 +239,7 @@ internal sealed class RootfsTarballImageSource : IStreamingDigestImageSource
         var file = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
         OciDigest? expected = layer.Digest.Length > 0 ? OciDigest.Parse(layer.Digest, what) : null;
         _blob = new DigestVerifyingStream(file, expected, layer.Size, what, computeDigest: true);
-        return await LayerStream.OpenAsync(_blob, diffId: null, checkGzipLength: true, what, cancellationToken);
+        return await LayerStream.OpenAsync(_blob, diffId: null, what, cancellationToken);
     }
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;

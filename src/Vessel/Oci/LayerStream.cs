@@ -1,4 +1,3 @@
-using System.IO.Compression;
 using System.Security.Cryptography;
 using Vessel.Common;
 
@@ -7,14 +6,15 @@ namespace Vessel.Oci;
 /// <summary>
 /// A layer as an uncompressed tar stream. Below it, a <see cref="DigestVerifyingStream"/>
 /// checks the blob; the compression is taken from the blob's first bytes (gzip 1f 8b, zstd
-/// 28 b5 2f fd), whatever the media type says, since mislabelled layers exist. When the
+/// 28 b5 2f fd), whatever the media type says, since mislabelled layers exist. Gzip is read as
+/// gzip reads it (<see cref="GzipDecoderStream"/>: every member, truncation and trailing
+/// garbage refused). When the
 /// decompressor reports the end, the rest of the blob is drained (a gzip decoder may stop
 /// before the blob's last byte), the blob digest is checked and, when known, the digest of
 /// the uncompressed tar (the config's diff_id). Only then does a read return 0.
 /// </summary>
 internal sealed class LayerStream : ReadOnlyStream
 {
-    private const int ReadAheadSize = 256 << 10;
     private const long MaxDrainForDiagnosis = 256L << 20; // reading more than this just to word an error is not worth it
 
     private static ReadOnlySpan<byte> GzipMagic => [0x1f, 0x8b];
@@ -25,20 +25,18 @@ internal sealed class LayerStream : ReadOnlyStream
     private readonly DigestVerifyingStream _blob;
     private readonly LayerCompression _compression;
     private readonly OciDigest? _diffId;
-    private readonly bool _checkGzipLength;
     private readonly string _what;
     private readonly IncrementalHash? _diffHash;
     private long _length;
     private bool _finished;
     private Exception? _fault;
 
-    private LayerStream(Stream decoded, DigestVerifyingStream blob, LayerCompression compression, OciDigest? diffId, bool checkGzipLength, string what)
+    private LayerStream(Stream decoded, DigestVerifyingStream blob, LayerCompression compression, OciDigest? diffId, string what)
     {
         _decoded = decoded;
         _blob = blob;
         _compression = compression;
         _diffId = diffId;
-        _checkGzipLength = checkGzipLength;
         _what = what;
         if (diffId is not null)
         {
@@ -50,12 +48,10 @@ internal sealed class LayerStream : ReadOnlyStream
 
     /// <summary>
     /// Wraps a verified blob. <paramref name="diffId"/>: the uncompressed digest to check as
-    /// well (skipped when it equals the blob digest). <paramref name="checkGzipLength"/>: compare
-    /// the output length with the gzip trailer, for blobs no digest protects against
-    /// truncation (.NET's decoder returns end-of-stream on a truncated gzip without an error).
+    /// well (skipped when it equals the blob digest).
     /// </summary>
     public static async Task<LayerStream> OpenAsync(
-        DigestVerifyingStream blob, OciDigest? diffId, bool checkGzipLength, string what, CancellationToken cancellationToken)
+        DigestVerifyingStream blob, OciDigest? diffId, string what, CancellationToken cancellationToken)
     {
         try
         {
@@ -76,12 +72,11 @@ internal sealed class LayerStream : ReadOnlyStream
                 : LayerCompression.None;
             Stream decoded = compression switch
             {
-                // GZipStream pulls 8 KiB at a time; bigger reads from the blob cut the per-call cost through HTTP and hashing.
-                LayerCompression.Gzip => new GZipStream(new BufferedStream(head, ReadAheadSize), CompressionMode.Decompress, leaveOpen: true),
+                LayerCompression.Gzip => new GzipDecoderStream(head, what),
                 LayerCompression.Zstd => ZstdProcessStream.Start(head, what),
                 _ => head,
             };
-            return new LayerStream(decoded, blob, compression, diffId is not null && diffId == blob.Expected ? null : diffId, checkGzipLength, what);
+            return new LayerStream(decoded, blob, compression, diffId is not null && diffId == blob.Expected ? null : diffId, what);
         }
         catch
         {
@@ -158,11 +153,6 @@ internal sealed class LayerStream : ReadOnlyStream
                     $"{_what}: the uncompressed layer does not match the config's diff_id: expected {expected}, got {actual}. The layer is corrupt or truncated."));
             }
         }
-        if (_checkGzipLength && _compression == LayerCompression.Gzip && _blob.BytesRead >= 18 && (uint)_length != _blob.GzipTrailerLength)
-        {
-            throw Fail(new InvalidDataException(
-                $"{_what}: the gzip data is truncated or corrupt: it decoded to {_length} bytes but its trailer records {_blob.GzipTrailerLength} (modulo 2^32)."));
-        }
         _finished = true;
     }
 
@@ -194,8 +184,9 @@ internal sealed class LayerStream : ReadOnlyStream
     private static bool IsDecoderFailure(Exception e) =>
         e is InvalidDataException && !BlobErrors.IsMismatch(e);
 
-    private InvalidDataException DecoderError(Exception e) => ZstdProcessStream.IsToolError(e)
-        ? new InvalidDataException($"{_what}: {e.Message}", e)
+    private InvalidDataException DecoderError(Exception e) =>
+        e is InvalidDataException { Source: GzipDecoderStream.ErrorSource } gzip ? gzip // already says what and where
+        : ZstdProcessStream.IsToolError(e) ? new InvalidDataException($"{_what}: {e.Message}", e)
         : new InvalidDataException($"{_what}: the {_compression.ToString().ToLowerInvariant()} data is corrupt ({e.Message}).", e);
 
     private Exception Fail(Exception e)

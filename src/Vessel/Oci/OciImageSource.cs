@@ -64,7 +64,7 @@ internal abstract class OciImageSource : IImageSource
         OciDigest? diffId = Options.VerifyDiffIds && _resolved.Config.DiffIds.Count == _layers.Count
             ? OciDigest.Parse(_resolved.Config.DiffIds[index], what)
             : null;
-        return await LayerStream.OpenAsync(blob, diffId, checkGzipLength: false, what, cancellationToken);
+        return await LayerStream.OpenAsync(blob, diffId, what, cancellationToken);
     }
 
     public virtual ValueTask DisposeAsync() => ValueTask.CompletedTask;

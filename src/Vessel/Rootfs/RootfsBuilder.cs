@@ -48,12 +48,10 @@ public static class RootfsBuilder
         IImageSource source, string outputPath, RootfsBuildOptions options, IProgress<RootfsProgress>? progress, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
-        outputPath = Path.GetFullPath(outputPath);
-        string directory = Path.GetDirectoryName(outputPath)!;
-        if (!Directory.Exists(directory))
-        {
-            throw new VesselException(VesselErrorReason.NotFound, $"output directory '{directory}' does not exist");
-        }
+        // Both paths are checked before any work: a device, FIFO, directory or symlink at either is refused.
+        using OutputFile output = OutputFile.Begin(outputPath);
+        outputPath = output.Path;
+        OutputFile.Check(MetadataPath(outputPath), "metadata file");
         // A plain tarball is hashed as it streams rather than read once more up front.
         var streaming = source as IStreamingDigestImageSource;
         ResolvedImage image = streaming is not null
@@ -81,11 +79,10 @@ public static class RootfsBuilder
             BusyboxPath = options.BusyboxPath,
         });
 
-        string temp = Path.Combine(directory, $".{Path.GetFileName(outputPath)}.{Guid.NewGuid():N}.partial");
         Ext4Summary summary;
         long entries;
         string contentDigest;
-        using (var writer = new Ext4Writer(temp, writerOptions))
+        using (var writer = new Ext4Writer(output.PartialPath, writerOptions))
         {
             var applier = new LayerApplier(writer);
             for (int i = 0; i < image.Layers.Count; i++)
@@ -119,19 +116,15 @@ public static class RootfsBuilder
 
         var result = new RootfsBuildResult(outputPath, source.Description, image.ManifestDigest, contentDigest, image.Config,
             image.Layers.Count, entries, summary, Provisioning.Version, clock.Elapsed);
-        try
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            File.Move(temp, outputPath, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
-        await File.WriteAllBytesAsync(outputPath + ".json", JsonSerializer.SerializeToUtf8Bytes(result, RootfsJsonContext.Default.RootfsBuildResult), CancellationToken.None);
+        cancellationToken.ThrowIfCancellationRequested();
+        output.Commit();
+        await OutputFile.WriteAllBytesAsync(MetadataPath(outputPath), JsonSerializer.SerializeToUtf8Bytes(result, RootfsJsonContext.Default.RootfsBuildResult),
+            "metadata file", CancellationToken.None);
         return result;
     }
+
+    /// <summary>Where a build's metadata goes: <c>OUTPUT.json</c>.</summary>
+    public static string MetadataPath(string outputPath) => outputPath + ".json";
 
     private static string Short(string digest) => digest.Length > 19 ? digest[..19] : digest;
 }

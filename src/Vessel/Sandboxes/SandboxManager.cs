@@ -46,6 +46,10 @@ public sealed partial class SandboxManager
         SandboxSnapshot? snapshot;
         try
         {
+            if (options.RootfsPath is not null && Directory.Exists(options.RootfsPath))
+            {
+                throw new VesselException(VesselErrorReason.InvalidInput, $"Rootfs {options.RootfsPath} is a directory; give an ext4 image file.");
+            }
             GuestKit.CheckMemory(options.MemoryMiB);
             options.Network.Validate();
             if (options.RootfsPath is not null && !File.Exists(options.RootfsPath))

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Data.Sqlite;
+using Vessel.Common;
 
 namespace Vessel.State;
 
@@ -95,8 +96,52 @@ public sealed partial class StateStore
         {
             await ExecuteAsync(c, ServiceSchema, cancellationToken);
         }
+        await AddBuildOwnerColumnAsync(c, cancellationToken);
         await tx.CommitAsync(cancellationToken);
         return store;
+    }
+
+    /// <summary>
+    /// builds.owner (<see cref="ProcessOwner"/> of the process running the build), added where
+    /// missing rather than by a schema version, so it merges with other additive changes.
+    /// </summary>
+    private static async Task AddBuildOwnerColumnAsync(SqliteConnection c, CancellationToken cancellationToken)
+    {
+        await using SqliteCommand probe = Command(c, "SELECT COUNT(*) FROM pragma_table_info('builds') WHERE name = 'owner'");
+        if ((long)(await probe.ExecuteScalarAsync(cancellationToken))! == 0)
+        {
+            await ExecuteAsync(c, "ALTER TABLE builds ADD COLUMN owner TEXT;", cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Marks 'running' builds whose process is gone (killed, crashed) as failed, saying so;
+    /// returns how many. Rows without an owner (older Vessel) are left alone: nothing says whose they are.
+    /// </summary>
+    public async Task<int> FailBuildsOfDeadOwnersAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using SqliteConnection c = await ConnectAsync(cancellationToken);
+        var dead = new List<(long Id, string Owner)>();
+        await using (SqliteCommand select = Command(c, "SELECT id, owner FROM builds WHERE status = 'running' AND owner IS NOT NULL"))
+        await using (SqliteDataReader r = await select.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await r.ReadAsync(cancellationToken))
+            {
+                if (!ProcessOwner.IsAlive(r.GetString(1)))
+                {
+                    dead.Add((r.GetInt64(0), r.GetString(1)));
+                }
+            }
+        }
+        foreach ((long id, string owner) in dead)
+        {
+            await using SqliteCommand update = Command(c,
+                "UPDATE builds SET status = 'failed', error = $e, finished_at = $t WHERE id = $id AND status = 'running'",
+                ("$e", $"the process that ran this build ({owner.Replace('-', ' ')}, pid and start time) ended without finishing it: killed or crashed"),
+                ("$t", Text(now)), ("$id", id));
+            await update.ExecuteNonQueryAsync(cancellationToken);
+        }
+        return dead.Count;
     }
 
     public async Task<CacheEntry?> GetCacheEntryAsync(string hash, CancellationToken cancellationToken)
@@ -170,8 +215,8 @@ public sealed partial class StateStore
     public async Task<long> StartBuildAsync(string template, DateTimeOffset now, CancellationToken cancellationToken)
     {
         await using SqliteConnection c = await ConnectAsync(cancellationToken);
-        await using SqliteCommand cmd = Command(c, "INSERT INTO builds (template, status, started_at) VALUES ($n, 'running', $t) RETURNING id",
-            ("$n", template), ("$t", Text(now)));
+        await using SqliteCommand cmd = Command(c, "INSERT INTO builds (template, status, started_at, owner) VALUES ($n, 'running', $t, $o) RETURNING id",
+            ("$n", template), ("$t", Text(now)), ("$o", ProcessOwner.Current));
         return (long)(await cmd.ExecuteScalarAsync(cancellationToken))!;
     }
 

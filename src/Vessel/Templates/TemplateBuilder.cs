@@ -73,6 +73,10 @@ internal sealed class TemplateBuilder
     {
         TemplateSpecValidator.ThrowIfInvalid(spec);
         var clock = Stopwatch.StartNew();
+        // What killed builds left: their rows say 'failed', their overlay caches go.
+        await _state.FailBuildsOfDeadOwnersAsync(DateTimeOffset.UtcNow, cancellationToken);
+        OverlayDevice.ReclaimLeftoverCaches(_workDirectory);
+        await WorkLeftovers.ReclaimAsync(_workDirectory, cancellationToken);
         long buildId = await _state.StartBuildAsync(spec.Name, DateTimeOffset.UtcNow, cancellationToken);
         try
         {
@@ -282,7 +286,7 @@ internal sealed class TemplateBuilder
 
     private async Task<(Guid, TemplateConfig)> BuildFromImageAsync(TemplateSpec spec, TemplateBuildOptions options, IImageSource source, ResolvedImage image, Action<string> report, CancellationToken cancellationToken)
     {
-        using TempDirectory temp = TempDirectory.Create("base-", _workDirectory);
+        using TempDirectory temp = TempDirectory.Create(WorkLeftovers.Prefix("base"), _workDirectory);
         string rootfs = temp.Combine("rootfs.ext4");
         report($"writing the rootfs of {source.Description} ({image.Layers.Count} layers)");
         RootfsBuildResult built = await RootfsBuilder.BuildAsync(source, rootfs,

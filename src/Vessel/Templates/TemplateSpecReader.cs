@@ -21,6 +21,10 @@ public static class TemplateSpecReader
     {
         string full = Path.GetFullPath(path);
         var info = new FileInfo(full);
+        if (Directory.Exists(full))
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"template spec '{path}' is a directory; give the spec file.");
+        }
         if (!info.Exists)
         {
             throw new VesselException(VesselErrorReason.NotFound, $"template spec '{path}' does not exist.");
