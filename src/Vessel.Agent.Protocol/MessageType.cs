@@ -23,6 +23,7 @@ public enum MessageType : byte
     Mkdir = 24,
     Remove = 25,
     Rename = 26,
+    SetTime = 27,
 
     // Replies and in-stream messages.
     HealthOk = 32,
@@ -42,7 +43,7 @@ public enum MessageType : byte
 public static class MessageTypes
 {
     /// <summary>Requests open a stream; each carries the sandbox token first in its payload.</summary>
-    public static bool IsRequest(MessageType type) => type is >= MessageType.Health and <= MessageType.Rename;
+    public static bool IsRequest(MessageType type) => type is >= MessageType.Health and <= MessageType.SetTime;
 
     /// <summary>Data messages count against the receiver's flow-control window.</summary>
     public static bool IsData(MessageType type) => type is MessageType.Stdin or MessageType.Stdout or MessageType.Stderr or MessageType.FileData;

@@ -73,6 +73,20 @@ public sealed record TokenOnlyRequest(string Token)
     }
 }
 
+/// <summary>Sets the guest's wall clock (CLOCK_REALTIME) to the host's, in nanoseconds since the Unix epoch.</summary>
+public sealed record SetTimeRequest(string Token, long UnixNanoseconds)
+{
+    public byte[] Encode() => new PayloadWriter().String(Token).I64(UnixNanoseconds).ToArray();
+
+    public static SetTimeRequest Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var m = new SetTimeRequest(r.String(), r.I64());
+        r.ExpectEnd();
+        return m;
+    }
+}
+
 public sealed record HealthOkMessage(ulong UptimeMilliseconds, bool RootMounted, uint RunningProcesses)
 {
     public byte[] Encode() => new PayloadWriter().U64(UptimeMilliseconds).Bool(RootMounted).U32(RunningProcesses).ToArray();

@@ -151,6 +151,10 @@ internal sealed class AgentServer
                         await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
                         break;
                     }
+                case MessageType.SetTime:
+                    Native.SetRealtimeClock(SetTimeRequest.Decode(request.Payload).UnixNanoseconds);
+                    await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
+                    break;
                 case MessageType.Rename:
                     {
                         RenameRequest m = RenameRequest.Decode(request.Payload);

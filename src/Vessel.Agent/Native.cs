@@ -140,6 +140,19 @@ internal static partial class Native
         Check(Syscall(SysSetresuid, uid, uid, uid, 0), "setresuid");
     }
 
+    [LibraryImport("libc", EntryPoint = "clock_settime", SetLastError = true)]
+    private static unsafe partial int ClockSettime(int clock, long* timespec);
+
+    /// <summary>clock_settime(CLOCK_REALTIME) to <paramref name="unixNanoseconds"/>.</summary>
+    public static unsafe void SetRealtimeClock(long unixNanoseconds)
+    {
+        const int ClockRealtime = 0;
+        long* ts = stackalloc long[2];
+        ts[0] = Math.DivRem(unixNanoseconds, 1_000_000_000L, out long nanoseconds);
+        ts[1] = nanoseconds;
+        Check(ClockSettime(ClockRealtime, ts), "clock_settime");
+    }
+
     public static void Check(long result, string what)
     {
         if (result < 0)

@@ -52,6 +52,8 @@ internal static class Program
             VirtioPortTransport port = VirtioPortTransport.Open(AgentProtocol.PortName, TimeSpan.FromSeconds(30));
             transport = port;
             Console.Error.WriteLine($"vessel-agent: serving on {port.Device} (up {AgentServer.UptimeMilliseconds()} ms)");
+            // Tells init that a later non-zero exit is a crash, not a failed start (Vessel.Guest.InitScript).
+            File.WriteAllBytes("/tmp/.vessel-agent-serving", []);
         }
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>

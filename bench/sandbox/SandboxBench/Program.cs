@@ -6,6 +6,18 @@ using Vessel.Sandboxes;
 
 // Cold start breakdown, exec round trip and file throughput of one sandbox (TCG on this machine).
 // Usage: Vessel.Bench ROOTFS STATE_DIR [boots]
+//        Vessel.Bench --pss ROOTFS IMAGE STATE_DIR [memory MiB]   host memory per sandbox (Pss.cs)
+if (args[0] == "--tsc")
+{
+    // The peer boot in bench.sh announces the same TSC frequency as Vessel does.
+    Console.WriteLine(Vessel.Vmm.HostTsc.FrequencyKhz?.ToString(CultureInfo.InvariantCulture) ?? string.Empty);
+    return;
+}
+if (args[0] == "--pss")
+{
+    await Vessel.Bench.Pss.RunAsync(args[1], args[2], args[3], args.Length > 4 ? int.Parse(args[4], CultureInfo.InvariantCulture) : 256);
+    return;
+}
 string rootfs = args[0];
 string state = args[1];
 int boots = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 3;

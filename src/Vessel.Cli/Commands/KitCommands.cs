@@ -8,7 +8,7 @@ internal static class KitCommands
 {
     public static Command Create()
     {
-        var command = new Command("kit", "Build and check the guest kit (kernel, initramfs, agent).");
+        var command = new Command("kit", "Build and check the guest kit (kernel, initramfs, kit disk with the agent).");
         command.Subcommands.Add(CreateBuild());
         command.Subcommands.Add(CreateCheck());
         return command;
@@ -26,7 +26,7 @@ internal static class KitCommands
         var cache = new Option<string?>("--cache") { Description = "Kit cache directory (default: kits/ in Vessel's home)." };
         var agent = new Option<string?>("--agent") { Description = "Published agent directory (default: agent/ beside the CLI, or $VESSEL_AGENT_DIR)." };
         var home = HomeOption.Create();
-        var command = new Command("build", "Download the pinned Debian cloud kernel (apt-get download, SHA-256 checked) and write the initramfs: busybox, virtio modules, the agent. Reuses a cached kit with the same inputs.")
+        var command = new Command("build", "Download the pinned Debian cloud kernel (apt-get download, SHA-256 checked) and write the initramfs (busybox, virtio modules, init) and the read-only kit disk (the agent). Reuses a cached kit with the same inputs.")
         {
             cache, agent, home,
         };
@@ -42,6 +42,7 @@ internal static class KitCommands
             Console.WriteLine($"kit {kit.Manifest.Id}: {kit.Directory}");
             Console.WriteLine($"  kernel    {kit.Manifest.KernelPackage} {kit.Manifest.KernelVersion} ({new FileInfo(kit.KernelPath).Length / 1024} KiB)");
             Console.WriteLine($"  initramfs {new FileInfo(kit.InitramfsPath).Length / 1024} KiB, modules: {string.Join(' ', kit.Manifest.Modules)}");
+            Console.WriteLine($"  kit disk  {new FileInfo(kit.KitDiskPath).Length / 1024} KiB (read-only ext4: the agent and its libraries)");
             return 0;
         }, ct));
         return command;
@@ -50,7 +51,7 @@ internal static class KitCommands
     private static Command CreateCheck()
     {
         var dir = new Argument<string>("dir") { Description = "A kit directory (holding kit.json)." };
-        var command = new Command("check", "Verify a kit's kernel and initramfs against its manifest.") { dir };
+        var command = new Command("check", "Verify a kit's kernel, initramfs and kit disk against its manifest.") { dir };
         command.SetAction((parse, ct) => CliRunner.RunAsync(token =>
         {
             GuestKit kit = GuestKit.Load(parse.GetValue(dir)!);

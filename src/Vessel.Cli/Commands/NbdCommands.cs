@@ -102,12 +102,11 @@ internal static class NbdCommands
         }
         try
         {
-            var export = new BlockDeviceExport(name, device, readOnly, what);
             await using (var server = new NbdServer(new NbdServerOptions { UnixSocketPath = socketPath, TcpEndPoint = endPoint }, logging))
             {
-                server.AddExport(export);
+                server.AddExport(name, device, readOnly, what);
                 await server.StartAsync(ct);
-                string mode = export.IsReadOnly ? "read-only" : "writable";
+                string mode = readOnly || device.IsReadOnly ? "read-only" : "writable";
                 if (socketPath is not null)
                 {
                     Console.WriteLine($"serving {what} ({ByteSize.Format(device.Size)}, {mode}) at nbd+unix:///{Uri.EscapeDataString(name)}?socket={Path.GetFullPath(socketPath)}");

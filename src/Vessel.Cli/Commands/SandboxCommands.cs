@@ -25,17 +25,19 @@ internal static class SandboxCommands
         var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE for the command's environment (repeatable)." };
         var cwd = new Option<string?>("--cwd", "-w") { Description = "Working directory inside the rootfs (default /)." };
         var user = new Option<string?>("--user", "-u") { Description = "User (name or uid[:gid]) from the rootfs's /etc/passwd (default root)." };
-        var memory = new Option<string>("--memory", "-m") { Description = "Guest memory (default 512M).", DefaultValueFactory = _ => "512M" };
+        var memory = new Option<string>("--memory", "-m") { Description = $"Guest memory (default {Vessel.Vmm.VmConfig.DefaultMemoryMiB}M, at least {Vessel.Guest.GuestKit.MinimumMemoryMiB}M).", DefaultValueFactory = _ => $"{Vessel.Vmm.VmConfig.DefaultMemoryMiB}M" };
         var timeout = new Option<double?>("--timeout") { Description = "Kill the command after this many seconds (exit 124 then)." };
         var reserved = new Option<string?>("--reserved") { Description = "Reserve this much ext4 space for root with the host's tune2fs -r before boot, e.g. 64M." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };
         var state = HomeOption.Create();
         state.Aliases.Add("--state");
         var timings = new Option<bool>("--timings") { Description = "Print the cold-start breakdown to stderr." };
+        var network = new NetworkOptions();
         var command = new Command("run", "Boot a microVM on ROOTFS, run COMMAND in it, stream its output and exit with its exit code.")
         {
             rootfs, commandLine, env, cwd, user, memory, timeout, reserved, accel, state, timings,
         };
+        network.AddTo(command);
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
             VesselHome home = HomeOption.Get(parse, state);
@@ -53,6 +55,7 @@ internal static class SandboxCommands
                 MemoryMiB = (int)(ByteSize.Parse(parse.GetValue(memory)!) >> 20),
                 ReservedBytes = parse.GetValue(reserved) is string r ? ByteSize.Parse(r) : null,
                 Acceleration = acceleration,
+                Network = network.Get(parse),
             };
             await using Sandbox sandbox = await manager.CreateAsync(options, token);
             var request = new ExecRequest(parse.GetValue(commandLine)!)

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Vessel.Agent.Protocol;
+using Vessel.Common;
 
 namespace Vessel.Agent;
 
@@ -50,7 +51,7 @@ public sealed class AgentClient : IAsyncDisposable
             {
                 await stream.WriteAsync(frame, deadline.Token);
                 (HelloOkMessage ok, byte[] leftover) = await SyncAsync(stream, nonce, deadline.Token);
-                var mux = new MuxConnection(new PrefixedStream(leftover, stream));
+                var mux = new MuxConnection(new PrefixedStream(leftover, stream, leaveOpen: false));
                 mux.Start();
                 return new AgentClient(mux, token, ok);
             }
@@ -186,6 +187,10 @@ public sealed class AgentClient : IAsyncDisposable
 
     public Task RenameAsync(string from, string to, CancellationToken cancellationToken)
         => SimpleAsync(MessageType.Rename, new RenameRequest(_token, from, to).Encode(), $"rename {from} to {to}", cancellationToken);
+
+    /// <summary>Sets the guest's wall clock to <paramref name="time"/> (with nanoseconds), e.g. the host's now after a boot or a restore.</summary>
+    public Task SetTimeAsync(DateTimeOffset time, CancellationToken cancellationToken)
+        => SimpleAsync(MessageType.SetTime, new SetTimeRequest(_token, (time - DateTimeOffset.UnixEpoch).Ticks * 100).Encode(), "set-time", cancellationToken);
 
     public ValueTask DisposeAsync() => _mux.DisposeAsync();
 

@@ -10,9 +10,15 @@ internal sealed class Build : IBlockDevice, IDisposable
 {
     private readonly BuildMappingEntry[] _mapping;
     private readonly ILayerData?[] _sources; // per mapping entry; null for zero extents
+    private readonly IReadOnlyDictionary<Guid, ILayerData> _data;
     private readonly IReadOnlyList<ILayerData> _owned;
 
     internal Build(BuildHeader header, IReadOnlyDictionary<Guid, ILayerData> data)
+        : this(header, data, ownsData: true)
+    {
+    }
+
+    private Build(BuildHeader header, IReadOnlyDictionary<Guid, ILayerData> data, bool ownsData)
     {
         Header = header;
         _mapping = [.. header.Mapping];
@@ -21,10 +27,38 @@ internal sealed class Build : IBlockDevice, IDisposable
         {
             _sources[i] = _mapping[i].IsZero ? null : data[_mapping[i].BuildId];
         }
-        _owned = [.. data.Values];
+        _data = data;
+        _owned = ownsData ? [.. data.Values] : [];
     }
 
     public BuildHeader Header { get; }
+
+    /// <summary>
+    /// This build seen <paramref name="size"/> bytes long: cut short, or reading as zeros past
+    /// its end (a filesystem grown into a larger device). The view shares this build's open
+    /// files, which stay this build's to close: dispose the view first or not at all.
+    /// </summary>
+    public Build Resize(long size)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        if (size % BlockSize != 0)
+        {
+            throw new ArgumentException($"A device of {size} bytes is not a whole number of {BlockSize}-byte blocks.", nameof(size));
+        }
+        return new Build(Header with { Size = size, Mapping = ResizeMapping(Header, size) }, _data, ownsData: false);
+    }
+
+    /// <summary><paramref name="header"/>'s mapping cut or zero-extended to <paramref name="size"/> bytes.</summary>
+    public static List<BuildMappingEntry> ResizeMapping(BuildHeader header, long size)
+    {
+        var mapping = new List<BuildMappingEntry>();
+        BuildMapping.CopyRange(header.Mapping, 0, Math.Min(size, header.Size), mapping);
+        if (size > header.Size)
+        {
+            BuildMapping.Append(mapping, BuildMappingEntry.Zero(header.Size, size - header.Size));
+        }
+        return mapping;
+    }
 
     public Guid Id => Header.BuildId;
 

@@ -1,4 +1,5 @@
 using Microsoft.Win32.SafeHandles;
+using Vessel.Interop;
 
 namespace Vessel.Blocks;
 
@@ -85,7 +86,7 @@ internal sealed class FlatFileDevice : IBlockDevice, IDisposable
 
     public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken)
     {
-        if (!LinuxFile.TryPunchHole(_handle, offset, length))
+        if (!UnixFile.TryPunchHole(_handle, offset, length))
         {
             byte[] zeros = new byte[Math.Min(length, 1 << 20)];
             for (long at = offset; at < offset + length; at += zeros.Length)

@@ -1,90 +1,30 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using Vessel.Interop;
 
 namespace Vessel.Blocks;
 
 /// <summary>
-/// The few Linux file calls .NET does not expose: directory fsync (for atomic publish),
-/// SEEK_DATA/SEEK_HOLE (to skip holes of sparse images), hole punching (trim), reads that
+/// The few Linux file calls .NET does not expose (declared in <see cref="LibC"/>):
+/// SEEK_DATA/SEEK_HOLE (to skip holes of sparse images), reads that
 /// never wait for the disk (preadv2 with RWF_NOWAIT), page-cache residency (cachestat) and
 /// sendfile, which hands page-cache pages to a socket without copying them.
 /// </summary>
-internal static partial class LinuxFile
+internal static class LinuxFile
 {
-    private const int ODirectory = 0x10000; // O_DIRECTORY on x86-64 and arm64
     private const int SeekData = 3;
     private const int SeekHole = 4;
-    private const int FallocFlKeepSize = 0x01;
-    private const int FallocFlPunchHole = 0x02;
-    private const int Enxio = 6; // lseek(SEEK_DATA) past the last data: no more data
-    private const int Eintr = 4;
-    private const int Eagain = 11; // RWF_NOWAIT: part of the range is not in the page cache
     private const int RwfNoWait = 0x08;
     private const long SysCachestat = 451; // the same number on x86-64 and arm64 (Linux 6.5+)
     private const int PageSize = 4096; // cachestat counts pages; only "all of them" matters here
     private static volatile bool s_noCachestat;
-
-    /// <summary>fsyncs a directory so that a rename inside it survives a crash.</summary>
-    public static void FsyncDirectory(string path)
-    {
-        int fd = Open(path, ODirectory);
-        if (fd < 0)
-        {
-            throw new IOException($"Cannot open directory '{path}' to fsync it (errno {Marshal.GetLastPInvokeError()}).");
-        }
-        try
-        {
-            if (Fsync(fd) != 0)
-            {
-                throw new IOException($"fsync of directory '{path}' failed (errno {Marshal.GetLastPInvokeError()}).");
-            }
-        }
-        finally
-        {
-            _ = Close(fd);
-        }
-    }
-
-    /// <summary>True when <paramref name="path"/> itself (not a link target) is a unix socket.</summary>
-    public static unsafe bool IsSocket(string path)
-    {
-        const uint SIfMt = 0xF000;
-        const uint SIfSock = 0xC000;
-        byte* stat = stackalloc byte[256]; // struct stat is 144 bytes on x86-64, 128 on arm64
-        if (Lstat(path, stat) != 0)
-        {
-            return false;
-        }
-        // st_mode follows st_dev, st_ino (and st_nlink on x86-64).
-        int modeAt = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16;
-        uint mode = *(uint*)(stat + modeAt);
-        return (mode & SIfMt) == SIfSock;
-    }
 
     /// <summary>The next offset at or after <paramref name="offset"/> that holds data, or -1 when none does.</summary>
     public static long NextData(SafeFileHandle handle, long offset) => SeekOrEnd(handle, offset, SeekData);
 
     /// <summary>The next hole at or after <paramref name="offset"/> (the end of the file counts as a hole).</summary>
     public static long NextHole(SafeFileHandle handle, long offset) => SeekOrEnd(handle, offset, SeekHole);
-
-    /// <summary>Deallocates a range, keeping the file size; returns false where the filesystem cannot punch holes.</summary>
-    public static bool TryPunchHole(SafeFileHandle handle, long offset, long length)
-    {
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
-        {
-            return Fallocate((int)handle.DangerousGetHandle(), FallocFlPunchHole | FallocFlKeepSize, offset, length) == 0;
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
-    }
 
     /// <summary>
     /// Fills <paramref name="destination"/> from <paramref name="offset"/> only as far as the page
@@ -104,8 +44,8 @@ internal static partial class LinuxFile
             {
                 while (total < destination.Length)
                 {
-                    var iov = new IoVec { Base = start + total, Length = (nuint)(destination.Length - total) };
-                    long n = Preadv2(fd, &iov, 1, offset + total, RwfNoWait);
+                    var iov = new LibC.IoVec { Base = start + total, Length = (nuint)(destination.Length - total) };
+                    long n = LibC.Preadv2(fd, &iov, 1, offset + total, RwfNoWait);
                     if (n > 0)
                     {
                         total += (int)n;
@@ -116,11 +56,11 @@ internal static partial class LinuxFile
                         return total; // end of file
                     }
                     int errno = Marshal.GetLastPInvokeError();
-                    if (errno == Eintr)
+                    if (errno == LibC.Eintr)
                     {
                         continue;
                     }
-                    if (errno == Eagain)
+                    if (errno == LibC.Eagain)
                     {
                         return total;
                     }
@@ -158,9 +98,9 @@ internal static partial class LinuxFile
         {
             long first = offset / PageSize;
             long pages = ((offset + length + PageSize - 1) / PageSize) - first;
-            CachestatRange range = new() { Offset = (ulong)(first * PageSize), Length = (ulong)(pages * PageSize) };
-            Cachestat stat = default;
-            if (Syscall(SysCachestat, (int)handle.DangerousGetHandle(), &range, &stat, 0) != 0)
+            LibC.CachestatRange range = new() { Offset = (ulong)(first * PageSize), Length = (ulong)(pages * PageSize) };
+            LibC.Cachestat stat = default;
+            if (LibC.SyscallCachestat(SysCachestat, (int)handle.DangerousGetHandle(), &range, &stat, 0) != 0)
             {
                 s_noCachestat = Marshal.GetLastPInvokeError() is 38 or 1; // ENOSYS, or EPERM from a seccomp filter
                 return false;
@@ -196,7 +136,7 @@ internal static partial class LinuxFile
             while (total < count)
             {
                 long at = offset + total;
-                long n = Sendfile(outFd, inFd, &at, (nuint)(count - total));
+                long n = LibC.Sendfile(outFd, inFd, &at, (nuint)(count - total));
                 if (n > 0)
                 {
                     total += (int)n;
@@ -207,11 +147,11 @@ internal static partial class LinuxFile
                     return total; // the file ended early: the caller's copy path reports it
                 }
                 int errno = Marshal.GetLastPInvokeError();
-                if (errno == Eintr)
+                if (errno == LibC.Eintr)
                 {
                     continue;
                 }
-                if (errno == Eagain)
+                if (errno == LibC.Eagain)
                 {
                     return total;
                 }
@@ -240,7 +180,6 @@ internal static partial class LinuxFile
     public static unsafe FileIdentity? TryGetIdentity(SafeFileHandle handle)
     {
         // struct statx (linux/stat.h) has one layout on every architecture, unlike struct stat.
-        const int AtEmptyPath = 0x1000;
         const uint StatxBasicStats = 0x7ff;
         const int InoAt = 32, SizeAt = 40, CtimeAt = 96, MtimeAt = 112, DevMajorAt = 136, DevMinorAt = 140;
         const uint Needed = 0x100 | 0x200 | 0x80 | 0x40; // STATX_INO | STATX_SIZE | STATX_CTIME | STATX_MTIME
@@ -249,7 +188,7 @@ internal static partial class LinuxFile
         try
         {
             byte* buffer = stackalloc byte[256];
-            if (Statx((int)handle.DangerousGetHandle(), "", AtEmptyPath, StatxBasicStats, buffer) != 0)
+            if (LibC.Statx((int)handle.DangerousGetHandle(), "", LibC.AtEmptyPath, StatxBasicStats, buffer) != 0)
             {
                 return null;
             }
@@ -287,13 +226,13 @@ internal static partial class LinuxFile
         handle.DangerousAddRef(ref added);
         try
         {
-            long result = Lseek((int)handle.DangerousGetHandle(), offset, whence);
+            long result = LibC.Lseek((int)handle.DangerousGetHandle(), offset, whence);
             if (result >= 0)
             {
                 return result;
             }
             int errno = Marshal.GetLastPInvokeError();
-            if (errno == Enxio)
+            if (errno == LibC.Enxio)
             {
                 return -1;
             }
@@ -308,62 +247,4 @@ internal static partial class LinuxFile
             }
         }
     }
-
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Open(string path, int flags);
-
-    [LibraryImport("libc", EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static unsafe partial int Lstat(string path, byte* buffer);
-
-    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
-    private static partial int Fsync(int fd);
-
-    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
-    private static partial int Close(int fd);
-
-    [LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
-    private static partial long Lseek(int fd, long offset, int whence);
-
-    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static unsafe partial int Statx(int dirFd, string path, int flags, uint mask, byte* buffer);
-
-    [LibraryImport("libc", EntryPoint = "sendfile", SetLastError = true)]
-    private static unsafe partial long Sendfile(int outFd, int inFd, long* offset, nuint count);
-
-    // glibc 2.36 has no cachestat wrapper; syscall(2) passes integer arguments in the same registers.
-    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
-    private static unsafe partial long Syscall(long number, int fd, CachestatRange* range, Cachestat* stat, uint flags);
-
-    /// <summary>struct cachestat_range (linux/mman.h).</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    private struct CachestatRange
-    {
-        public ulong Offset;
-        public ulong Length;
-    }
-
-    /// <summary>struct cachestat (linux/mman.h); only the first field is used.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    private struct Cachestat
-    {
-        public ulong NrCache;
-        public ulong NrDirty;
-        public ulong NrWriteback;
-        public ulong NrEvicted;
-        public ulong NrRecentlyEvicted;
-    }
-
-    [LibraryImport("libc", EntryPoint = "preadv2", SetLastError = true)]
-    private static unsafe partial long Preadv2(int fd, IoVec* iov, int iovcnt, long offset, int flags);
-
-    /// <summary>struct iovec (uio.h): a base pointer and a length.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    private unsafe struct IoVec
-    {
-        public byte* Base;
-        public nuint Length;
-    }
-
-    [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
-    private static partial int Fallocate(int fd, int mode, long offset, long length);
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Win32.SafeHandles;
+using Vessel.Interop;
 
 namespace Vessel.Blocks;
 
@@ -148,7 +149,7 @@ internal sealed class LocalLayerStorage : ILayerStorage
         // Rename out of builds/ first so that nobody ever sees a half-deleted build.
         string doomed = Path.Combine(_staging, $"{buildId:D}.{Environment.ProcessId}.deleted");
         Directory.Move(dir, doomed);
-        LinuxFile.FsyncDirectory(_builds);
+        UnixFile.FsyncDirectory(_builds);
         Directory.Delete(doomed, recursive: true);
         return Task.CompletedTask;
     }
@@ -275,7 +276,7 @@ internal sealed class LocalLayerStorage : ILayerStorage
                 await RandomAccess.WriteAsync(h, header, 0, cancellationToken);
                 RandomAccess.FlushToDisk(h);
             }
-            LinuxFile.FsyncDirectory(_dir);
+            UnixFile.FsyncDirectory(_dir);
             string target = _owner.BuildDirectory(_buildId);
             if (Directory.Exists(target))
             {
@@ -283,7 +284,7 @@ internal sealed class LocalLayerStorage : ILayerStorage
             }
             Directory.Move(_dir, target);
             _committed = true;
-            LinuxFile.FsyncDirectory(_owner._builds);
+            UnixFile.FsyncDirectory(_owner._builds);
         }
 
         public ValueTask DisposeAsync()

@@ -2,6 +2,7 @@ using System.Buffers;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Win32.SafeHandles;
+using Vessel.Interop;
 
 namespace Vessel.Blocks;
 
@@ -9,9 +10,13 @@ namespace Vessel.Blocks;
 /// A copy-on-write device over a build. Writes land in a sparse cache file (same offsets as
 /// the device) and set the block's bit in the data bitmap; trim and write-zeroes set the zero
 /// bitmap instead and punch the cache. Reads take each block from the cache, zeros, or the
-/// base build. <see cref="ExportAsync"/> turns the dirty blocks into a new build whose data
-/// holds only them, in time proportional to the dirty bytes. The cache file is deleted on
-/// disposal; the base build stays open (its owner disposes it) unless <c>ownsBase</c> was set.
+/// base build. The device may be larger or smaller than its base (a resize: past the base's
+/// end it reads as zeros). <see cref="ExportAsync"/> turns the dirty blocks into a new build
+/// whose data holds only them, in time proportional to the dirty bytes;
+/// <see cref="ExportChangesAsync"/> exports only the blocks changed since its previous call,
+/// over the build that call published (one layer per template build phase). The cache file is
+/// deleted on disposal; the base build stays open (its owner disposes it) unless
+/// <c>ownsBase</c> was set.
 /// </summary>
 internal sealed class OverlayDevice : IBlockDevice, IDisposable
 {
@@ -20,32 +25,37 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     private volatile bool _cacheNoWaitUnsupported;
     private readonly ulong[] _data;
     private readonly ulong[] _zero;
+    private readonly ulong[] _pending; // written or zeroed since the last ExportChangesAsync
+    private readonly Build _device; // the base at this device's size
     private readonly long _blocks;
     private readonly int _shift;
     private readonly RangeLock _writers = new();
     private readonly bool _ownsBase;
     private readonly ILogger _logger;
+    private BuildHeader? _lastExport;
     private int _disposed;
 
-    private OverlayDevice(Build baseBuild, string cachePath, bool ownsBase, ILogger? logger)
+    private OverlayDevice(Build baseBuild, string cachePath, bool ownsBase, ILogger? logger, long size)
     {
         Base = baseBuild;
         CachePath = cachePath;
         _ownsBase = ownsBase;
         _logger = logger ?? NullLogger.Instance;
-        _blocks = baseBuild.Size / baseBuild.BlockSize;
+        _device = size == baseBuild.Size ? baseBuild : baseBuild.Resize(size);
+        _blocks = size / baseBuild.BlockSize;
         _shift = System.Numerics.BitOperations.Log2((uint)baseBuild.BlockSize);
         _data = new ulong[(_blocks + 63) / 64];
         _zero = new ulong[(_blocks + 63) / 64];
+        _pending = new ulong[(_blocks + 63) / 64];
         _cache = File.OpenHandle(cachePath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
-        RandomAccess.SetLength(_cache, baseBuild.Size); // sparse: only written blocks take space
+        RandomAccess.SetLength(_cache, size); // sparse: only written blocks take space
     }
 
     public Build Base { get; }
 
     public string CachePath { get; }
 
-    public long Size => Base.Size;
+    public long Size => _device.Size;
 
     public int BlockSize => Base.BlockSize;
 
@@ -57,14 +67,37 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     /// <summary>Bytes an export would store (blocks holding written data).</summary>
     public long DirtyDataBytes => DirtyBits.CountBits(_data) << _shift;
 
-    /// <summary>Creates an overlay whose cache file lives in <paramref name="workDirectory"/>.</summary>
-    public static OverlayDevice Create(Build baseBuild, string workDirectory, bool ownsBase = false, ILogger? logger = null)
+    /// <summary>The build the next <see cref="ExportChangesAsync"/> goes on top of: the last one it published, or the base.</summary>
+    public BuildHeader LastExport => _lastExport ?? Base.Header;
+
+    /// <summary>Whether anything was written or zeroed since the last <see cref="ExportChangesAsync"/>.</summary>
+    public bool HasPendingChanges => _pending.AsSpan().ContainsAnyExcept(0UL);
+
+    /// <summary>Bytes of written data <see cref="ExportChangesAsync"/> would store.</summary>
+    public long PendingDataBytes
+    {
+        get
+        {
+            long count = 0;
+            for (int i = 0; i < _pending.Length; i++)
+            {
+                count += System.Numerics.BitOperations.PopCount(Volatile.Read(ref _pending[i]) & Volatile.Read(ref _data[i]));
+            }
+            return count << _shift;
+        }
+    }
+
+    /// <summary>
+    /// Creates an overlay whose cache file lives in <paramref name="workDirectory"/>, <paramref name="size"/>
+    /// bytes long (the base's size unless given; a whole number of blocks).
+    /// </summary>
+    public static OverlayDevice Create(Build baseBuild, string workDirectory, bool ownsBase = false, ILogger? logger = null, long? size = null)
     {
         Directory.CreateDirectory(workDirectory);
         // Named "<base>.<pid>.<nonce>.cache" so that a store whose staging directory holds it
         // can remove it after a crash (see LocalLayerStorage).
         string path = Path.Combine(workDirectory, $"{baseBuild.Id:N}.{Environment.ProcessId}.{Guid.NewGuid():N}.cache");
-        return new OverlayDevice(baseBuild, path, ownsBase, logger);
+        return new OverlayDevice(baseBuild, path, ownsBase, logger, size ?? baseBuild.Size);
     }
 
     public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
@@ -79,7 +112,7 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
             switch (state)
             {
                 case BlockState.Clean:
-                    await Base.ReadAsync(offset, part, cancellationToken);
+                    await _device.ReadAsync(offset, part, cancellationToken);
                     break;
                 case BlockState.Zero:
                     part.Span.Clear();
@@ -106,7 +139,7 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
             switch (state)
             {
                 case BlockState.Clean:
-                    if (!Base.TryReadCached(offset, part))
+                    if (!_device.TryReadCached(offset, part))
                     {
                         return false;
                     }
@@ -147,7 +180,7 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
             switch (state)
             {
                 case BlockState.Clean:
-                    if (!Base.TryGetCachedFileRanges(offset, n, ranges))
+                    if (!_device.TryGetCachedFileRanges(offset, n, ranges))
                     {
                         return false;
                     }
@@ -188,6 +221,7 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
         }
         DirtyBits.SetRange(_data, first, last + 1, true);
         DirtyBits.SetRange(_zero, first, last + 1, false);
+        DirtyBits.SetRange(_pending, first, last + 1, true);
     }
 
     public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken) => ZeroAsync(offset, length, cancellationToken);
@@ -211,7 +245,7 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
             (long run, BlockState state) = Run(block, ((end - 1) >> _shift) + 1);
             long runEnd = Math.Min(end, (block + run) << _shift);
             IReadOnlyList<DeviceExtent> parts = state == BlockState.Clean
-                ? Base.GetExtents(offset, runEnd - offset, maxExtents)
+                ? _device.GetExtents(offset, runEnd - offset, maxExtents)
                 : [new DeviceExtent(runEnd - offset, state == BlockState.Zero ? ExtentKind.Zero : ExtentKind.Data)];
             foreach (DeviceExtent p in parts)
             {
@@ -249,17 +283,48 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     {
         ThrowIfDisposed();
         using IDisposable all = await _writers.AcquireAsync(0, _blocks, cancellationToken);
+        return await ExportCoreAsync(store, Base.Header, _device.Header.Mapping, Size, pendingOnly: false, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// Publishes the blocks written or zeroed since the previous call (or since the overlay was
+    /// created) as a new build over <see cref="LastExport"/>, <paramref name="size"/> bytes long
+    /// (at most the device's size; the device's size unless given): the layer of one build
+    /// phase. Writers wait while it runs.
+    /// </summary>
+    public async Task<BuildHeader> ExportChangesAsync(LayerStore store, long? size = null, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        long length = size ?? Size;
+        if (length <= 0 || length > Size || length % BlockSize != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(size), length, $"An export of an overlay of {Size} bytes must be a whole number of {BlockSize}-byte blocks, at most the device.");
+        }
+        using IDisposable all = await _writers.AcquireAsync(0, _blocks, cancellationToken);
+        BuildHeader parent = LastExport;
+        BuildHeader published = await ExportCoreAsync(
+            store, parent, Build.ResizeMapping(parent, length), length, pendingOnly: true, progress: null, cancellationToken);
+        Array.Clear(_pending);
+        _lastExport = published;
+        return published;
+    }
+
+    /// <summary>Copies the blocks to export into a staged build over <paramref name="parent"/> and commits it (the caller holds every block's lock).</summary>
+    private async Task<BuildHeader> ExportCoreAsync(
+        LayerStore store, BuildHeader parent, IReadOnlyList<BuildMappingEntry> parentMapping, long size, bool pendingOnly,
+        IProgress<long>? progress, CancellationToken cancellationToken)
+    {
         var id = Guid.NewGuid();
         var overlay = new List<BuildMappingEntry>();
+        long blocks = size >> _shift;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(CopyChunk);
         await using StagedBuild staged = await store.BeginAsync(id, cancellationToken);
         long copied = 0;
         try
         {
-            long block = 0;
-            while (block < _blocks)
+            for (long block = 0; block < blocks;)
             {
-                (long run, BlockState state) = Run(block, _blocks);
+                (long run, BlockState state) = pendingOnly ? PendingRun(block, blocks) : Run(block, blocks);
                 long start = block << _shift;
                 long length = run << _shift;
                 if (state == BlockState.Zero)
@@ -289,18 +354,18 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
         var header = new BuildHeader
         {
             BlockSize = BlockSize,
-            Size = Size,
-            Generation = Base.Header.Generation + 1,
+            Size = size,
+            Generation = parent.Generation + 1,
             BuildId = id,
-            BaseBuildId = Base.Id,
+            BaseBuildId = parent.BuildId,
             DataLength = 0,
             DataSha256 = new byte[32],
-            Mapping = BuildMapping.Merge(Base.Header.Mapping, overlay),
+            Mapping = BuildMapping.Merge(parentMapping, overlay),
         };
         BuildHeader published = await staged.CommitAsync(header, cancellationToken);
         store.MarkVerified(id);
         store.OnPublished(published);
-        BlocksLog.OverlayExported(_logger, Base.Id, id, copied);
+        BlocksLog.OverlayExported(_logger, parent.BuildId, id, copied);
         return published;
     }
 
@@ -312,6 +377,10 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
         }
         _cache.Dispose();
         File.Delete(CachePath);
+        if (!ReferenceEquals(_device, Base))
+        {
+            _device.Dispose(); // a view: closes nothing of the base's
+        }
         if (_ownsBase)
         {
             Base.Dispose();
@@ -335,7 +404,8 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
         {
             DirtyBits.SetRange(_zero, fullFirst, fullEnd, true);
             DirtyBits.SetRange(_data, fullFirst, fullEnd, false);
-            LinuxFile.TryPunchHole(_cache, fullFirst << _shift, (fullEnd - fullFirst) << _shift);
+            DirtyBits.SetRange(_pending, fullFirst, fullEnd, true);
+            UnixFile.TryPunchHole(_cache, fullFirst << _shift, (fullEnd - fullFirst) << _shift);
         }
         long end = offset + length;
         if (fullFirst > fullEnd)
@@ -369,6 +439,7 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
         }
         DirtyBits.SetRange(_data, b, b + 1, true);
         DirtyBits.SetRange(_zero, b, b + 1, false);
+        DirtyBits.SetRange(_pending, b, b + 1, true);
     }
 
     /// <summary>Writes <paramref name="source"/> into blocks first..last, filling partial blocks from their current content.</summary>
@@ -452,6 +523,28 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
                 }
             }
             if (StateOf(b) != state)
+            {
+                break;
+            }
+            b++;
+        }
+        return (b - block, state);
+    }
+
+    /// <summary>Like <see cref="Run"/>, with the blocks not changed since the last <see cref="ExportChangesAsync"/> counted as clean.</summary>
+    private (long Run, BlockState State) PendingRun(long block, long limit)
+    {
+        BlockState StateAt(long b) => (Volatile.Read(ref _pending[b >> 6]) & (1UL << (int)(b & 63))) != 0 ? StateOf(b) : BlockState.Clean;
+        BlockState state = StateAt(block);
+        long b = block + 1;
+        while (b < limit)
+        {
+            if ((b & 63) == 0 && b + 64 <= limit && state == BlockState.Clean && Volatile.Read(ref _pending[b >> 6]) == 0)
+            {
+                b += 64; // untouched since the last export
+                continue;
+            }
+            if (StateAt(b) != state)
             {
                 break;
             }

@@ -10,7 +10,7 @@ namespace Vessel.Common;
 /// Disposal cancels the reader and disposes the inner stream. A consumer that knows it
 /// (<see cref="IBufferLendingStream"/>) reads the chunks in place instead of through a copy.
 /// </summary>
-public sealed class ReadAheadStream : Stream, IBufferLendingStream
+public sealed class ReadAheadStream : ReadOnlyStream, IBufferLendingStream
 {
     private readonly Stream _inner;
     private readonly Channel<(byte[] Buffer, int Length)> _chunks;
@@ -21,7 +21,6 @@ public sealed class ReadAheadStream : Stream, IBufferLendingStream
     private int _currentLength;
     private int _currentPos;
     private bool _done;
-    private bool _disposed;
 
     public ReadAheadStream(Stream inner, int chunkSize = 1 << 20, int chunks = 4)
     {
@@ -30,12 +29,6 @@ public sealed class ReadAheadStream : Stream, IBufferLendingStream
         _chunks = Channel.CreateBounded<(byte[], int)>(new BoundedChannelOptions(chunks) { SingleReader = true, SingleWriter = true });
         _pump = Task.Run(PumpAsync);
     }
-
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
     private async Task PumpAsync()
     {
@@ -78,11 +71,9 @@ public sealed class ReadAheadStream : Stream, IBufferLendingStream
         }
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-
-    public override async ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken = default)
+    protected override async ValueTask<int> ReadCoreAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
-        if (destination.Length == 0 || !await EnsureChunkAsync(cancellationToken))
+        if (!await EnsureChunkAsync(cancellationToken))
         {
             return 0;
         }
@@ -140,41 +131,8 @@ public sealed class ReadAheadStream : Stream, IBufferLendingStream
         return true;
     }
 
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
-        => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override void Flush()
+    protected override async ValueTask ReleaseAsync()
     {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            DisposeCoreAsync().AsTask().GetAwaiter().GetResult();
-        }
-        base.Dispose(disposing);
-    }
-
-    public override async ValueTask DisposeAsync()
-    {
-        await DisposeCoreAsync();
-        await base.DisposeAsync();
-    }
-
-    private async ValueTask DisposeCoreAsync()
-    {
-        if (_disposed)
-        {
-            return;
-        }
-        _disposed = true;
         await _cts.CancelAsync();
         try
         {

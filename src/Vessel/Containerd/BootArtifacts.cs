@@ -5,6 +5,7 @@ using System.Text.Json;
 using Vessel.Common;
 using Vessel.Containerd.Api.Snapshots;
 using Vessel.Containerd.Api.Types;
+using Vessel.Interop;
 
 namespace Vessel.Containerd;
 
@@ -387,7 +388,7 @@ internal static class BootArtifacts
             {
                 throw new VesselException(VesselErrorReason.Conflict, $"{path} is still a mount point; unmount it, then clean up again.");
             }
-            if (type == 0x4000)
+            if (type == UnixFile.TypeDirectory)
             {
                 if (Directory.EnumerateFileSystemEntries(path).Any())
                 {

@@ -1,31 +1,41 @@
+using System.Net.Sockets;
 using System.Runtime.CompilerServices;
-using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Grpc.Net.Client;
 using Vessel.Containerd.Api.Content;
 using Vessel.Containerd.Api.Images;
 using Vessel.Containerd.Api.Leases;
 using Vessel.Containerd.Api.Snapshots;
 using Vessel.Containerd.Api.Types;
 using Vessel.Containerd.Api.Version;
+using Vessel.Oci;
 
 namespace Vessel.Containerd;
 
 /// <summary>
 /// The containerd calls Vessel uses (version, images, content, leases, snapshots), each in one
-/// namespace. Errors are <see cref="VesselException"/>s whose reason follows the gRPC status.
+/// namespace, over Grpc.Net.Client on containerd's unix socket (HTTP/2 with prior knowledge).
+/// Errors are <see cref="VesselException"/>s whose reason follows the gRPC status; cancelling a
+/// call's token throws <see cref="OperationCanceledException"/>.
 /// </summary>
 internal sealed class ContainerdClient : IDisposable
 {
     /// <summary>containerd's default snapshotter on Linux.</summary>
     public const string DefaultSnapshotter = "overlayfs";
 
-    private const string VersionService = "/containerd.services.version.v1.Version/";
-    private const string ImagesService = "/containerd.services.images.v1.Images/";
-    private const string ContentService = "/containerd.services.content.v1.Content/";
-    private const string LeasesService = "/containerd.services.leases.v1.Leases/";
-    private const string SnapshotsService = "/containerd.services.snapshots.v1.Snapshots/";
+    /// <summary>The largest message accepted; containerd's own default receive limit is 16 MiB.</summary>
+    public const int MaxMessageSize = 16 << 20;
+
+    private const string NamespaceHeader = "containerd-namespace";
+    private const string LeaseHeader = "containerd-lease";
 
     private readonly GrpcChannel _channel;
+    private readonly Api.Version.Version.VersionClient _version;
+    private readonly Images.ImagesClient _images;
+    private readonly Content.ContentClient _content;
+    private readonly Leases.LeasesClient _leases;
+    private readonly Snapshots.SnapshotsClient _snapshots;
 
     public ContainerdClient(string address, string @namespace)
     {
@@ -35,22 +45,25 @@ internal sealed class ContainerdClient : IDisposable
         }
         Address = address;
         Namespace = @namespace;
-        _channel = new GrpcChannel(address);
+        _channel = CreateChannel(address);
+        _version = new Api.Version.Version.VersionClient(_channel);
+        _images = new Images.ImagesClient(_channel);
+        _content = new Content.ContentClient(_channel);
+        _leases = new Leases.LeasesClient(_channel);
+        _snapshots = new Snapshots.SnapshotsClient(_channel);
     }
 
     public string Address { get; }
 
     public string Namespace { get; }
 
-    private GrpcMetadata Metadata => new(Namespace);
-
     public Task<VersionResponse> VersionAsync(CancellationToken cancellationToken)
-        => _channel.UnaryAsync(VersionService + "Version", new Empty(), VersionResponse.Parser, default, cancellationToken);
+        => UnaryAsync("Version/Version", o => _version.VersionAsync(new Empty(), o), lease: null, cancellationToken);
 
     public async Task<Image> GetImageAsync(string name, CancellationToken cancellationToken)
     {
-        GetImageResponse response = await _channel.UnaryAsync(ImagesService + "Get",
-            new GetImageRequest { Name = name }, GetImageResponse.Parser, Metadata, cancellationToken);
+        GetImageResponse response = await UnaryAsync("Images/Get",
+            o => _images.GetAsync(new GetImageRequest { Name = name }, o), lease: null, cancellationToken);
         return response.Image ?? throw new VesselException(VesselErrorReason.Protocol, $"containerd Images/Get '{name}': empty response.");
     }
 
@@ -58,23 +71,23 @@ internal sealed class ContainerdClient : IDisposable
     {
         var request = new ListImagesRequest();
         request.Filters.AddRange(filters);
-        ListImagesResponse response = await _channel.UnaryAsync(ImagesService + "List", request, ListImagesResponse.Parser, Metadata, cancellationToken);
+        ListImagesResponse response = await UnaryAsync("Images/List", o => _images.ListAsync(request, o), lease: null, cancellationToken);
         return response.Images;
     }
 
     public async Task<Api.Content.Info> ContentInfoAsync(string digest, CancellationToken cancellationToken)
     {
-        InfoResponse response = await _channel.UnaryAsync(ContentService + "Info",
-            new InfoRequest { Digest = digest }, InfoResponse.Parser, Metadata, cancellationToken);
+        InfoResponse response = await UnaryAsync("Content/Info",
+            o => _content.InfoAsync(new InfoRequest { Digest = digest }, o), lease: null, cancellationToken);
         return response.Info ?? throw new VesselException(VesselErrorReason.Protocol, $"containerd Content/Info '{digest}': empty response.");
     }
 
     /// <summary>Streams a blob's bytes as containerd sends them (one or more chunks, in order).</summary>
-    public async IAsyncEnumerable<ReadOnlyMemory<byte>> ReadContentAsync(string digest, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public async IAsyncEnumerable<ReadOnlyMemory<byte>> ReadContentAsync(OciDigest digest, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         long expected = 0;
-        await foreach (ReadContentResponse chunk in _channel.ServerStreamingAsync(ContentService + "Read",
-            new ReadContentRequest { Digest = digest }, ReadContentResponse.Parser, Metadata, cancellationToken))
+        await foreach (ReadContentResponse chunk in ServerStreamingAsync("Content/Read",
+            o => _content.Read(new ReadContentRequest { Digest = digest.ToString() }, o), cancellationToken))
         {
             if (chunk.Offset != expected)
             {
@@ -93,25 +106,25 @@ internal sealed class ContainerdClient : IDisposable
         {
             request.Labels[k] = v;
         }
-        CreateResponse response = await _channel.UnaryAsync(LeasesService + "Create", request, CreateResponse.Parser, Metadata, cancellationToken);
+        CreateResponse response = await UnaryAsync("Leases/Create", o => _leases.CreateAsync(request, o), lease: null, cancellationToken);
         return response.Lease ?? throw new VesselException(VesselErrorReason.Protocol, $"containerd Leases/Create '{id}': empty response.");
     }
 
     public Task DeleteLeaseAsync(string id, bool sync, CancellationToken cancellationToken)
-        => _channel.UnaryAsync(LeasesService + "Delete", new DeleteRequest { Id = id, Sync = sync }, Empty.Parser, Metadata, cancellationToken);
+        => UnaryAsync("Leases/Delete", o => _leases.DeleteAsync(new DeleteRequest { Id = id, Sync = sync }, o), lease: null, cancellationToken);
 
     public async Task<IReadOnlyList<Lease>> ListLeasesAsync(IEnumerable<string> filters, CancellationToken cancellationToken)
     {
         var request = new ListRequest();
         request.Filters.AddRange(filters);
-        ListResponse response = await _channel.UnaryAsync(LeasesService + "List", request, ListResponse.Parser, Metadata, cancellationToken);
+        ListResponse response = await UnaryAsync("Leases/List", o => _leases.ListAsync(request, o), lease: null, cancellationToken);
         return response.Leases;
     }
 
     public async Task<Api.Snapshots.Info> StatSnapshotAsync(string snapshotter, string key, CancellationToken cancellationToken)
     {
-        StatSnapshotResponse response = await _channel.UnaryAsync(SnapshotsService + "Stat",
-            new StatSnapshotRequest { Snapshotter = snapshotter, Key = key }, StatSnapshotResponse.Parser, Metadata, cancellationToken);
+        StatSnapshotResponse response = await UnaryAsync("Snapshots/Stat",
+            o => _snapshots.StatAsync(new StatSnapshotRequest { Snapshotter = snapshotter, Key = key }, o), lease: null, cancellationToken);
         return response.Info ?? throw new VesselException(VesselErrorReason.Protocol, $"containerd Snapshots/Stat '{key}': empty response.");
     }
 
@@ -124,29 +137,27 @@ internal sealed class ContainerdClient : IDisposable
         {
             request.Labels[k] = v;
         }
-        ViewSnapshotResponse response = await _channel.UnaryAsync(SnapshotsService + "View", request, ViewSnapshotResponse.Parser,
-            Metadata with { Lease = leaseId }, cancellationToken);
+        ViewSnapshotResponse response = await UnaryAsync("Snapshots/View", o => _snapshots.ViewAsync(request, o), leaseId, cancellationToken);
         return response.Mounts;
     }
 
     public async Task<IReadOnlyList<Mount>> SnapshotMountsAsync(string snapshotter, string key, CancellationToken cancellationToken)
     {
-        MountsResponse response = await _channel.UnaryAsync(SnapshotsService + "Mounts",
-            new MountsRequest { Snapshotter = snapshotter, Key = key }, MountsResponse.Parser, Metadata, cancellationToken);
+        MountsResponse response = await UnaryAsync("Snapshots/Mounts",
+            o => _snapshots.MountsAsync(new MountsRequest { Snapshotter = snapshotter, Key = key }, o), lease: null, cancellationToken);
         return response.Mounts;
     }
 
     public Task RemoveSnapshotAsync(string snapshotter, string key, CancellationToken cancellationToken)
-        => _channel.UnaryAsync(SnapshotsService + "Remove",
-            new RemoveSnapshotRequest { Snapshotter = snapshotter, Key = key }, Empty.Parser, Metadata, cancellationToken);
+        => UnaryAsync("Snapshots/Remove",
+            o => _snapshots.RemoveAsync(new RemoveSnapshotRequest { Snapshotter = snapshotter, Key = key }, o), lease: null, cancellationToken);
 
     public async Task<IReadOnlyList<Api.Snapshots.Info>> ListSnapshotsAsync(string snapshotter, IEnumerable<string> filters, CancellationToken cancellationToken)
     {
         var request = new ListSnapshotsRequest { Snapshotter = snapshotter };
         request.Filters.AddRange(filters);
         var all = new List<Api.Snapshots.Info>();
-        await foreach (ListSnapshotsResponse page in _channel.ServerStreamingAsync(SnapshotsService + "List", request,
-            ListSnapshotsResponse.Parser, Metadata, cancellationToken))
+        await foreach (ListSnapshotsResponse page in ServerStreamingAsync("Snapshots/List", o => _snapshots.List(request, o), cancellationToken))
         {
             all.AddRange(page.Info);
         }
@@ -154,4 +165,93 @@ internal sealed class ContainerdClient : IDisposable
     }
 
     public void Dispose() => _channel.Dispose();
+
+    private static GrpcChannel CreateChannel(string socketPath)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (_, cancellationToken) =>
+            {
+                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                try
+                {
+                    await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken);
+                    return new NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            },
+            // One HTTP/2 connection multiplexes every call; keep it open between calls.
+            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
+        };
+        // The authority is not used on a unix socket, but HTTP/2 needs one.
+        return GrpcChannel.ForAddress("http://containerd", new GrpcChannelOptions
+        {
+            HttpHandler = handler,
+            DisposeHttpClient = true,
+            MaxReceiveMessageSize = MaxMessageSize,
+            ThrowOperationCanceledOnCancellation = true,
+        });
+    }
+
+    private CallOptions Options(string? lease, CancellationToken cancellationToken)
+    {
+        var headers = new Metadata { { NamespaceHeader, Namespace } };
+        if (lease is { Length: > 0 })
+        {
+            headers.Add(LeaseHeader, lease);
+        }
+        return new CallOptions(headers, cancellationToken: cancellationToken);
+    }
+
+    private async Task<T> UnaryAsync<T>(string method, Func<CallOptions, AsyncUnaryCall<T>> start, string? lease, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using AsyncUnaryCall<T> call = start(Options(lease, cancellationToken));
+            return await call.ResponseAsync;
+        }
+        catch (RpcException e)
+        {
+            throw ToException(method, e);
+        }
+    }
+
+    private async IAsyncEnumerable<T> ServerStreamingAsync<T>(
+        string method, Func<CallOptions, AsyncServerStreamingCall<T>> start, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        // Disposing the call ends the HTTP/2 stream (RST_STREAM) when the consumer stops early.
+        using AsyncServerStreamingCall<T> call = start(Options(lease: null, cancellationToken));
+        while (true)
+        {
+            bool more;
+            try
+            {
+                more = await call.ResponseStream.MoveNext(cancellationToken);
+            }
+            catch (RpcException e)
+            {
+                throw ToException(method, e);
+            }
+            if (!more)
+            {
+                yield break;
+            }
+            yield return call.ResponseStream.Current;
+        }
+    }
+
+    private VesselException ToException(string method, RpcException e)
+    {
+        // The client's own status for a connection that never opened: say where we looked.
+        if (e.StatusCode == StatusCode.Unavailable && e.Status.DebugException is { } cause)
+        {
+            return new VesselException(VesselErrorReason.Unavailable,
+                $"Cannot reach containerd at {Address} ({method}): {cause.Message}. Is containerd running? Pass its socket with --address.", e);
+        }
+        return GrpcStatus.ToException(e.StatusCode, method, e.Status.Detail, e);
+    }
 }

@@ -1,88 +1,43 @@
-using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
-using Vessel.Containerd.Api.Images;
+using Vessel.Oci;
 
 namespace Vessel.Containerd;
 
-/// <summary>One layer of an image in containerd's content store.</summary>
-/// <param name="Digest">The blob's digest (compressed, as the manifest lists it).</param>
-/// <param name="DiffId">The digest of the uncompressed tar (the config's rootfs.diff_ids).</param>
-internal sealed record ContainerdLayer(string Digest, string MediaType, long Size, string DiffId);
-
 /// <summary>An image in containerd, resolved down to its platform manifest, config and layers.</summary>
 /// <param name="Name">The name containerd stores it under ("docker.io/library/alpine:3.20").</param>
+/// <param name="Target">The image record's target descriptor (a manifest or an index), where a layer read starts again.</param>
 /// <param name="ChainId">The chain id of all layers: the key of the image's committed top snapshot.</param>
-internal sealed record ContainerdImage(string Name, string ManifestDigest, string ConfigDigest, IReadOnlyList<ContainerdLayer> Layers, string ChainId)
+internal sealed record ContainerdImage(string Name, OciDescriptor Target, string ManifestDigest, IReadOnlyList<LayerDescriptor> Layers, string ChainId)
 {
-    private static readonly System.Buffers.SearchValues<char> LowerHex = System.Buffers.SearchValues.Create("0123456789abcdef");
-
-    /// <summary>The largest manifest, index or config Vessel reads into memory.</summary>
-    private const int MaxJsonSize = 4 << 20;
-
     /// <summary>
-    /// Finds <paramref name="reference"/> (as given, then in its normalized docker form), picks the
-    /// manifest for this machine's platform from an index, reads the config and pairs layers with diff ids.
+    /// Finds <paramref name="reference"/> (as given, then in its normalized docker form) and reads
+    /// it as a <see cref="ContainerdImageSource"/>: the linux/amd64 manifest from an index, the
+    /// config and its diff ids, each blob checked against its digest.
     /// </summary>
     public static async Task<ContainerdImage> ResolveAsync(ContainerdClient client, string reference, CancellationToken cancellationToken)
     {
-        Image image = await GetImageAsync(client, reference, cancellationToken);
-        var target = image.Target ?? throw new VesselException(VesselErrorReason.Corrupt, $"Image '{image.Name}' has no target descriptor.");
-        string manifestDigest = target.Digest;
-        string mediaType = target.MediaType;
-        using JsonDocument top = await ReadJsonAsync(client, manifestDigest, image.Name, cancellationToken);
-        JsonDocument? manifestDoc = null;
+        (string name, OciDescriptor target) = await ContainerdImageSource.FindAsync(client, reference, cancellationToken);
+        await using var source = new ContainerdImageSource(client, name, target);
+        ResolvedImage image;
         try
         {
-            JsonElement manifest = top.RootElement;
-            if (IsIndex(mediaType, manifest))
-            {
-                (manifestDigest, mediaType) = PickPlatform(manifest, image.Name);
-                manifestDoc = await ReadJsonAsync(client, manifestDigest, image.Name, cancellationToken);
-                manifest = manifestDoc.RootElement;
-            }
-            if (!manifest.TryGetProperty("config", out JsonElement config) || !manifest.TryGetProperty("layers", out JsonElement layers)
-                || layers.ValueKind != JsonValueKind.Array)
-            {
-                throw new VesselException(VesselErrorReason.Corrupt, $"Manifest {manifestDigest} of '{image.Name}' has no config or layers.");
-            }
-            string configDigest = RequiredString(config, "digest", image.Name);
-            using JsonDocument configDoc = await ReadJsonAsync(client, configDigest, image.Name, cancellationToken);
-            var diffIds = new List<string>();
-            if (configDoc.RootElement.TryGetProperty("rootfs", out JsonElement rootfs)
-                && rootfs.TryGetProperty("diff_ids", out JsonElement ids) && ids.ValueKind == JsonValueKind.Array)
-            {
-                foreach (JsonElement id in ids.EnumerateArray())
-                {
-                    diffIds.Add(CheckDigest(id.GetString(), image.Name));
-                }
-            }
-            if (diffIds.Count != layers.GetArrayLength())
-            {
-                throw new VesselException(VesselErrorReason.Corrupt,
-                    $"Image '{image.Name}': the manifest lists {layers.GetArrayLength()} layers but the config has {diffIds.Count} diff ids.");
-            }
-            var result = new List<ContainerdLayer>();
-            int i = 0;
-            foreach (JsonElement layer in layers.EnumerateArray())
-            {
-                result.Add(new ContainerdLayer(
-                    CheckDigest(RequiredString(layer, "digest", image.Name), image.Name),
-                    layer.TryGetProperty("mediaType", out JsonElement mt) ? mt.GetString() ?? string.Empty : string.Empty,
-                    layer.TryGetProperty("size", out JsonElement size) && size.TryGetInt64(out long s) ? s : -1,
-                    diffIds[i++]));
-            }
-            if (result.Count == 0)
-            {
-                throw new VesselException(VesselErrorReason.InvalidInput, $"Image '{image.Name}' has no layers: there is nothing to read artifacts from.");
-            }
-            return new ContainerdImage(image.Name, manifestDigest, configDigest, result, ComputeChainId(diffIds));
+            image = await source.ResolveAsync(cancellationToken);
         }
-        finally
+        catch (InvalidDataException e)
         {
-            manifestDoc?.Dispose();
+            throw new VesselException(VesselErrorReason.Corrupt, $"Image '{name}' in containerd: {e.Message}", e);
         }
+        if (image.Layers.Count == 0)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"Image '{name}' has no layers: there is nothing to read artifacts from.");
+        }
+        if (image.Config.DiffIds.Count != image.Layers.Count)
+        {
+            throw new VesselException(VesselErrorReason.Corrupt,
+                $"Image '{name}': the manifest lists {image.Layers.Count} layers but the config has {image.Config.DiffIds.Count} diff ids.");
+        }
+        return new ContainerdImage(name, target, image.ManifestDigest!, image.Layers, ComputeChainId(image.Config.DiffIds));
     }
 
     /// <summary>
@@ -125,108 +80,5 @@ internal sealed record ContainerdImage(string Name, string ManifestDigest, strin
             r += ":latest";
         }
         return r;
-    }
-
-    private static async Task<Image> GetImageAsync(ContainerdClient client, string reference, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await client.GetImageAsync(reference, cancellationToken);
-        }
-        catch (VesselException e) when (e.Reason == VesselErrorReason.NotFound)
-        {
-            string normalized = NormalizeReference(reference);
-            if (normalized != reference)
-            {
-                try
-                {
-                    return await client.GetImageAsync(normalized, cancellationToken);
-                }
-                catch (VesselException e2) when (e2.Reason == VesselErrorReason.NotFound)
-                {
-                }
-            }
-            string tried = normalized != reference ? $"'{reference}' and '{normalized}'" : $"'{reference}'";
-            throw new VesselException(VesselErrorReason.NotFound,
-                $"Image {tried} not found in namespace '{client.Namespace}' of containerd at {client.Address}: pull or import it first (ctr -n {client.Namespace} images ls lists what is there).", e);
-        }
-    }
-
-    private static bool IsIndex(string mediaType, JsonElement document)
-        => mediaType is "application/vnd.oci.image.index.v1+json" or "application/vnd.docker.distribution.manifest.list.v2+json"
-           || (document.TryGetProperty("manifests", out JsonElement m) && m.ValueKind == JsonValueKind.Array && !document.TryGetProperty("layers", out _));
-
-    private static (string Digest, string MediaType) PickPlatform(JsonElement index, string name)
-    {
-        string arch = RuntimeInformation.OSArchitecture switch
-        {
-            Architecture.X64 => "amd64",
-            Architecture.Arm64 => "arm64",
-            Architecture.X86 => "386",
-            Architecture.Arm => "arm",
-            _ => RuntimeInformation.OSArchitecture.ToString().ToLowerInvariant(),
-        };
-        var seen = new List<string>();
-        foreach (JsonElement m in index.GetProperty("manifests").EnumerateArray())
-        {
-            string os = string.Empty, a = string.Empty;
-            if (m.TryGetProperty("platform", out JsonElement p))
-            {
-                os = p.TryGetProperty("os", out JsonElement o) ? o.GetString() ?? string.Empty : string.Empty;
-                a = p.TryGetProperty("architecture", out JsonElement ar) ? ar.GetString() ?? string.Empty : string.Empty;
-            }
-            seen.Add($"{os}/{a}");
-            if (os == "linux" && a == arch)
-            {
-                return (RequiredString(m, "digest", name), m.TryGetProperty("mediaType", out JsonElement mt) ? mt.GetString() ?? string.Empty : string.Empty);
-            }
-        }
-        throw new VesselException(VesselErrorReason.NotFound,
-            $"Image '{name}' has no linux/{arch} manifest (it has: {string.Join(", ", seen)}).");
-    }
-
-    private static async Task<JsonDocument> ReadJsonAsync(ContainerdClient client, string digest, string name, CancellationToken cancellationToken)
-    {
-        using var buffer = new MemoryStream();
-        await using (var stream = new ContentStream(client, digest, expectedSize: -1))
-        {
-            byte[] chunk = new byte[81920];
-            int n;
-            while ((n = await stream.ReadAsync(chunk, cancellationToken)) > 0)
-            {
-                buffer.Write(chunk, 0, n);
-                if (buffer.Length > MaxJsonSize)
-                {
-                    throw new VesselException(VesselErrorReason.Corrupt, $"Blob {digest} of '{name}' is larger than {MaxJsonSize} bytes: not a manifest or config.");
-                }
-            }
-        }
-        try
-        {
-            return JsonDocument.Parse(buffer.ToArray());
-        }
-        catch (JsonException e)
-        {
-            throw new VesselException(VesselErrorReason.Corrupt, $"Blob {digest} of '{name}' is not valid JSON: {e.Message}", e);
-        }
-    }
-
-    private static string RequiredString(JsonElement element, string property, string name)
-    {
-        if (element.TryGetProperty(property, out JsonElement value) && value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } s)
-        {
-            return s;
-        }
-        throw new VesselException(VesselErrorReason.Corrupt, $"Image '{name}': a descriptor has no '{property}'.");
-    }
-
-    private static string CheckDigest(string? digest, string name)
-    {
-        if (digest is null || !digest.StartsWith("sha256:", StringComparison.Ordinal) || digest.Length != 71
-            || digest.AsSpan(7).ContainsAnyExcept(LowerHex))
-        {
-            throw new VesselException(VesselErrorReason.Corrupt, $"Image '{name}': '{digest}' is not a sha256 digest.");
-        }
-        return digest;
     }
 }

@@ -1,50 +1,30 @@
+using Grpc.Core;
+
 namespace Vessel.Containerd;
 
-/// <summary>gRPC status codes (grpc "doc/statuscodes.md").</summary>
-internal enum GrpcStatusCode
-{
-    Ok = 0,
-    Cancelled = 1,
-    Unknown = 2,
-    InvalidArgument = 3,
-    DeadlineExceeded = 4,
-    NotFound = 5,
-    AlreadyExists = 6,
-    PermissionDenied = 7,
-    ResourceExhausted = 8,
-    FailedPrecondition = 9,
-    Aborted = 10,
-    OutOfRange = 11,
-    Unimplemented = 12,
-    Internal = 13,
-    Unavailable = 14,
-    DataLoss = 15,
-    Unauthenticated = 16,
-}
-
-/// <summary>Maps a gRPC status from containerd to a <see cref="VesselException"/>.</summary>
+/// <summary>Maps a gRPC status from containerd (grpc "doc/statuscodes.md") to a <see cref="VesselException"/>.</summary>
 internal static class GrpcStatus
 {
-    public static VesselErrorReason ToReason(GrpcStatusCode code) => code switch
+    public static VesselErrorReason ToReason(StatusCode code) => code switch
     {
-        GrpcStatusCode.Cancelled => VesselErrorReason.Cancelled,
-        GrpcStatusCode.InvalidArgument or GrpcStatusCode.OutOfRange => VesselErrorReason.InvalidInput,
-        GrpcStatusCode.DeadlineExceeded => VesselErrorReason.Timeout,
-        GrpcStatusCode.NotFound => VesselErrorReason.NotFound,
-        GrpcStatusCode.AlreadyExists => VesselErrorReason.AlreadyExists,
-        GrpcStatusCode.ResourceExhausted => VesselErrorReason.NoSpace,
-        GrpcStatusCode.FailedPrecondition or GrpcStatusCode.Aborted => VesselErrorReason.Conflict,
-        GrpcStatusCode.Unimplemented => VesselErrorReason.Unsupported,
-        GrpcStatusCode.Unavailable => VesselErrorReason.Unavailable,
-        GrpcStatusCode.DataLoss => VesselErrorReason.Corrupt,
+        StatusCode.Cancelled => VesselErrorReason.Cancelled,
+        StatusCode.InvalidArgument or StatusCode.OutOfRange => VesselErrorReason.InvalidInput,
+        StatusCode.DeadlineExceeded => VesselErrorReason.Timeout,
+        StatusCode.NotFound => VesselErrorReason.NotFound,
+        StatusCode.AlreadyExists => VesselErrorReason.AlreadyExists,
+        StatusCode.ResourceExhausted => VesselErrorReason.NoSpace,
+        StatusCode.FailedPrecondition or StatusCode.Aborted => VesselErrorReason.Conflict,
+        StatusCode.Unimplemented => VesselErrorReason.Unsupported,
+        StatusCode.Unavailable => VesselErrorReason.Unavailable,
+        StatusCode.DataLoss => VesselErrorReason.Corrupt,
         _ => VesselErrorReason.Unknown,
     };
 
-    public static VesselException ToException(GrpcStatusCode code, string method, string message)
+    public static VesselException ToException(StatusCode code, string method, string message, Exception? inner = null)
     {
         string name = Enum.IsDefined(code) ? code.ToString() : ((int)code).ToString(System.Globalization.CultureInfo.InvariantCulture);
         string detail = message.Length > 0 ? message : "(no message)";
-        return new VesselException(ToReason(code), $"containerd {ShortMethod(method)}: {name}: {detail}");
+        return new VesselException(ToReason(code), $"containerd {ShortMethod(method)}: {name}: {detail}", inner);
     }
 
     /// <summary>"/containerd.services.snapshots.v1.Snapshots/View" becomes "Snapshots/View".</summary>

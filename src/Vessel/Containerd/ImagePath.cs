@@ -1,3 +1,5 @@
+using Vessel.Interop;
+
 namespace Vessel.Containerd;
 
 /// <summary>

@@ -1,14 +1,17 @@
-using System.Formats.Tar;
-using System.IO.Compression;
+using Vessel.Ext4;
+using Vessel.Oci;
+using Vessel.Rootfs;
+using Vessel.Tar;
 
 namespace Vessel.Containerd;
 
 /// <summary>
 /// Copies a few files out of an image's layers as containerd stores them, without unpacking
-/// the image: each layer streams from the content store (digest checked), top layer first,
-/// and only the metadata of entries is kept. Whiteouts (".wh.NAME") and opaque directories
-/// (".wh..wh..opq") hide what lower layers hold, as the OCI image spec (layer.md) says; a
-/// non-directory hides everything a lower layer has below it. Symlinks are resolved in the
+/// the image: each layer streams from the content store through <see cref="ContainerdImageSource"/>
+/// (digest and diff_id checked, decompressed as every image source is), top layer first, read
+/// by Vessel's <see cref="TarReader"/>, and only the metadata of entries is kept. Entry names
+/// follow <see cref="LayerApplier.SplitPath"/>'s rules and whiteouts <see cref="Whiteout"/>'s
+/// (image-spec layer.md); a non-directory hides everything a lower layer has below it. Symlinks are resolved in the
 /// image's namespace, never on the host, and only regular files are copied.
 /// </summary>
 internal sealed class LayerExtractor
@@ -43,6 +46,9 @@ internal sealed class LayerExtractor
     /// </summary>
     public async Task ExtractAsync(IReadOnlyDictionary<string, string> targetsByImagePath, CancellationToken cancellationToken)
     {
+        await using var source = new ContainerdImageSource(_client, _image.Name, _image.Target);
+        await source.ResolveAsync(cancellationToken);
+
         // Pass 1: every layer, top first, for metadata; files found at their literal path are copied on the way.
         var captured = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int layer = _image.Layers.Count - 1; layer >= 0; layer--)
@@ -51,29 +57,30 @@ internal sealed class LayerExtractor
             var whiteouts = new List<string>();
             var opaques = new List<string>();
             int index = layer;
-            await ReadLayerAsync(layer, async (name, entry) =>
+            await ReadLayerAsync(source, layer, async (name, entry, reader) =>
             {
                 string baseName = name[(name.LastIndexOf('/') + 1)..];
                 string parent = name[..Math.Max(name.LastIndexOf('/'), 0)];
-                if (baseName == ".wh..wh..opq")
+                switch (Whiteout.Classify(baseName, LayerWhat(index), out string deleted))
                 {
-                    opaques.Add(parent.Length == 0 ? "/" : parent);
-                    return;
-                }
-                if (baseName.StartsWith(".wh.", StringComparison.Ordinal))
-                {
-                    whiteouts.Add(parent + "/" + baseName[4..]);
-                    return;
+                    case WhiteoutKind.Opaque:
+                        opaques.Add(parent.Length == 0 ? "/" : parent);
+                        return;
+                    case WhiteoutKind.Remove:
+                        whiteouts.Add(parent + "/" + deleted);
+                        return;
+                    case WhiteoutKind.Reserved:
+                        return;
                 }
                 if (_index.ContainsKey(name) || IsHidden(name))
                 {
                     return;
                 }
-                var e = new Entry(index, entry.EntryType, entry.EntryType is TarEntryType.SymbolicLink or TarEntryType.HardLink ? entry.LinkName : null);
+                var e = new Entry(index, entry.Type, entry.Type is TarEntryType.SymbolicLink or TarEntryType.HardLink ? entry.LinkName : null);
                 layerEntries[name] = e;
                 if (e.IsRegular && targetsByImagePath.TryGetValue(name, out string? target))
                 {
-                    await CopyAsync(entry, target, cancellationToken);
+                    await CopyAsync(reader, entry, target, cancellationToken);
                     captured[name] = index;
                 }
             }, cancellationToken);
@@ -119,13 +126,16 @@ internal sealed class LayerExtractor
         foreach (var (layer, wanted) in second.OrderByDescending(p => p.Key))
         {
             var found = new HashSet<string>(StringComparer.Ordinal);
-            await ReadLayerAsync(layer, async (name, entry) =>
+            await ReadLayerAsync(source, layer, async (name, entry, reader) =>
             {
-                if (wanted.TryGetValue(name, out var targets) && entry.EntryType is TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile)
+                if (wanted.TryGetValue(name, out var targets) && entry.IsRegularFile)
                 {
-                    foreach (string t in targets)
+                    // One pass over the entry's data fills the first target; the others are copies of it.
+                    await CopyAsync(reader, entry, targets[0], cancellationToken);
+                    foreach (string t in targets.Skip(1))
                     {
-                        await CopyAsync(entry, t, cancellationToken);
+                        File.Copy(targets[0], t, overwrite: true);
+                        SetPermissions(t, entry.Mode);
                     }
                     found.Add(name);
                 }
@@ -232,127 +242,73 @@ internal sealed class LayerExtractor
         return _hiddenChildren.Contains("/");
     }
 
-    /// <summary>Streams one layer and calls <paramref name="onEntry"/> with each entry's cleaned absolute path; reads to the end so the digest is checked.</summary>
-    private async Task ReadLayerAsync(int layer, Func<string, TarEntry, Task> onEntry, CancellationToken cancellationToken)
+    /// <summary>Streams one layer and calls <paramref name="onEntry"/> with each entry's cleaned absolute path; reads to the end so the digests are checked.</summary>
+    private async Task ReadLayerAsync(ContainerdImageSource source, int layer, Func<string, TarEntry, TarReader, Task> onEntry, CancellationToken cancellationToken)
     {
-        ContainerdLayer descriptor = _image.Layers[layer];
+        LayerDescriptor descriptor = _image.Layers[layer];
+        string what = LayerWhat(layer);
         _progress?.Report($"extract: reading layer {layer + 1}/{_image.Layers.Count} ({Common.ByteSize.Format(descriptor.Size)}, {descriptor.Digest[..19]})");
-        await using var content = new ContentStream(_client, descriptor.Digest, descriptor.Size);
-        await using Stream tar = Decompress(content, descriptor, layer);
-        await using (var reader = new TarReader(tar, leaveOpen: true))
-        {
-            TarEntry? entry;
-            while ((entry = await GetNextAsync(reader, layer, cancellationToken)) is not null)
-            {
-                string name = CleanEntryName(entry.Name, layer);
-                if (name == "/")
-                {
-                    continue;
-                }
-                await onEntry(name, entry);
-            }
-        }
-        // The tar's end blocks may leave padding unread: drain it so the blob's digest is checked.
-        await tar.CopyToAsync(Stream.Null, cancellationToken);
-        await content.CopyToAsync(Stream.Null, cancellationToken);
-    }
-
-    private async Task<TarEntry?> GetNextAsync(TarReader reader, int layer, CancellationToken cancellationToken)
-    {
         try
         {
-            return await reader.GetNextEntryAsync(copyData: false, cancellationToken);
-        }
-        catch (Exception e) when (e is InvalidDataException or FormatException or EndOfStreamException)
-        {
-            throw new VesselException(VesselErrorReason.Corrupt, $"Image '{_image.Name}' layer {layer + 1}: bad tar stream: {e.Message}", e);
-        }
-    }
-
-    private string CleanEntryName(string name, int layer)
-    {
-        // Tar names are relative to the layer root; ".." must never climb above it.
-        int depth = 0;
-        foreach (string part in name.Split('/', StringSplitOptions.RemoveEmptyEntries))
-        {
-            depth += part switch { "." => 0, ".." => -1, _ => 1 };
-            if (depth < 0)
+            await using Stream tar = await source.OpenLayerAsync(layer, cancellationToken);
+            using var reader = new TarReader(tar, what, bufferSize: 64 << 10);
+            while (await reader.NextAsync(cancellationToken) is { } entry)
             {
-                throw new VesselException(VesselErrorReason.Corrupt, $"Image '{_image.Name}' layer {layer + 1}: entry '{name}' escapes the root.");
+                List<string> parts = LayerApplier.SplitPath(entry.NameBytes, what);
+                if (parts.Count > 0)
+                {
+                    await onEntry("/" + string.Join('/', parts.Select(FsInode.Display)), entry, reader);
+                }
             }
+            // Padding after the end blocks: read to the end so the blob and diff_id digests are checked.
+            await reader.DrainAsync(cancellationToken);
         }
-        return ImagePath.Clean(name);
+        catch (InvalidDataException e)
+        {
+            throw new VesselException(VesselErrorReason.Corrupt, $"Image '{_image.Name}' layer {layer + 1}: {e.Message}", e);
+        }
     }
 
-    private Stream Decompress(Stream content, ContainerdLayer layer, int index)
-    {
-        string mt = layer.MediaType;
-        if (mt.EndsWith("+gzip", StringComparison.Ordinal) || mt.EndsWith(".tar.gzip", StringComparison.Ordinal))
-        {
-            return new GZipStream(content, CompressionMode.Decompress, leaveOpen: true);
-        }
-        if (mt.EndsWith(".tar", StringComparison.Ordinal) || mt.EndsWith("layer.v1.tar", StringComparison.Ordinal))
-        {
-            return new NonClosingStream(content);
-        }
-        throw new VesselException(VesselErrorReason.Unsupported,
-            $"Image '{_image.Name}' layer {index + 1} has media type '{mt}': extraction reads only tar and tar+gzip layers (use the snapshot view).");
-    }
+    private string LayerWhat(int layer) => $"layer {layer + 1} of {_image.Layers.Count} of '{_image.Name}'";
 
-    private static async Task CopyAsync(TarEntry entry, string target, CancellationToken cancellationToken)
+    private static async Task CopyAsync(TarReader reader, TarEntry entry, string target, CancellationToken cancellationToken)
     {
         // The target exists (made by the caller, recorded for cleanup); truncate and fill it.
         await using (var output = new FileStream(target, FileMode.Truncate, FileAccess.Write, FileShare.None))
         {
-            if (entry.DataStream is { } data)
+            // A sparse entry's data is its regions packed one after another; holes stay unwritten.
+            IReadOnlyList<(long Offset, long Length)> regions = entry.SparseMap ?? [(0, entry.DataLength)];
+            foreach ((long offset, long length) in regions)
             {
-                await data.CopyToAsync(output, cancellationToken);
+                output.Position = offset;
+                for (long left = length; left > 0;)
+                {
+                    ReadOnlyMemory<byte> chunk = await reader.ReadDataChunkAsync(cancellationToken);
+                    int take = (int)Math.Min(chunk.Length, left);
+                    await output.WriteAsync(chunk[..take], cancellationToken);
+                    left -= take;
+                    if (take < chunk.Length)
+                    {
+                        throw new InvalidDataException($"entry '{entry.Name}': sparse map and data length disagree");
+                    }
+                }
             }
+            output.SetLength(entry.Size);
         }
-        // Permission bits only: never setuid, setgid or sticky from an image.
+        SetPermissions(target, entry.Mode);
+    }
+
+    /// <summary>Permission bits only: never setuid, setgid or sticky from an image.</summary>
+    private static void SetPermissions(string path, int mode)
+    {
         if (!OperatingSystem.IsWindows())
         {
-            File.SetUnixFileMode(target, entry.Mode & (UnixFileMode)0x1FF);
+            File.SetUnixFileMode(path, (UnixFileMode)(mode & 0x1FF));
         }
     }
 
     private readonly record struct Entry(int Layer, TarEntryType Type, string? Link)
     {
-        public bool IsRegular => Type is TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile;
-    }
-
-    /// <summary>Lets the tar reader own a stream without closing the content stream under it.</summary>
-    private sealed class NonClosingStream(Stream inner) : Stream
-    {
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => inner.Position;
-            set => throw new NotSupportedException();
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
-            => inner.ReadAsync(buffer, offset, count, cancellationToken);
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public bool IsRegular => Type is TarEntryType.RegularFile or TarEntryType.OldRegularFile or TarEntryType.ContiguousFile or TarEntryType.GnuSparse;
     }
 }

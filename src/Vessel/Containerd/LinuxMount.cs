@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using Vessel.Interop;
 
 namespace Vessel.Containerd;
 
@@ -8,7 +9,7 @@ namespace Vessel.Containerd;
 /// two mount types containerd's overlayfs and native snapshotters hand out for views are
 /// supported: <c>bind</c> and <c>overlay</c>.
 /// </summary>
-internal static partial class LinuxMount
+internal static class LinuxMount
 {
     // linux/mount.h
     public const ulong MsRdonly = 0x1;
@@ -36,7 +37,7 @@ internal static partial class LinuxMount
         {
             case "bind":
                 flags |= MsBind;
-                Check(Mount(source, target, null, flags & (MsBind | MsRec), null), "mount --bind", source, target);
+                Check(LibC.Mount(source, target, null, flags & (MsBind | MsRec), null), "mount --bind", source, target);
                 // A bind mount ignores MS_RDONLY on creation: remount it read-only.
                 Remount(target, flags, source);
                 break;
@@ -46,7 +47,7 @@ internal static partial class LinuxMount
                     throw new VesselException(VesselErrorReason.Unsupported,
                         $"The view's overlay mount has an upperdir: it is not a read-only view ({data}).");
                 }
-                Check(Mount(source.Length > 0 ? source : "overlay", target, "overlay", flags & ~(MsBind | MsRec), data), "mount -t overlay", source, target);
+                Check(LibC.Mount(source.Length > 0 ? source : "overlay", target, "overlay", flags & ~(MsBind | MsRec), data), "mount -t overlay", source, target);
                 break;
             default:
                 throw new VesselException(VesselErrorReason.Unsupported,
@@ -57,7 +58,7 @@ internal static partial class LinuxMount
     /// <summary>Bind-mounts one file read-only (nosuid, nodev, noexec) onto an existing file.</summary>
     public static void BindFileReadOnly(string source, string target)
     {
-        Check(Mount(source, target, null, MsBind, null), "mount --bind", source, target);
+        Check(LibC.Mount(source, target, null, MsBind, null), "mount --bind", source, target);
         Remount(target, MsBind | MsRdonly | MsNosuid | MsNodev | MsNoexec, source);
     }
 
@@ -71,7 +72,7 @@ internal static partial class LinuxMount
         // Bounded: a mount point can hold a few stacked mounts, never hundreds.
         for (int i = 0; i < 64 && IsMountPoint(target); i++)
         {
-            if (Umount2(target, 0) != 0)
+            if (LibC.Umount2(target, 0) != 0)
             {
                 int errno = Marshal.GetLastPInvokeError();
                 if (errno is Einval or Enoent)
@@ -172,11 +173,11 @@ internal static partial class LinuxMount
 
     private static void Remount(string target, ulong flags, string source)
     {
-        if (Mount(string.Empty, target, null, MsRemount | MsBind | (flags & (MsRdonly | MsNosuid | MsNodev | MsNoexec)), null) != 0)
+        if (LibC.Mount(string.Empty, target, null, MsRemount | MsBind | (flags & (MsRdonly | MsNosuid | MsNodev | MsNoexec)), null) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             // Leave nothing half-done: the caller sees an error and no writable mount.
-            Umount2(target, 0);
+            LibC.Umount2(target, 0);
             throw new VesselException(VesselErrorReason.ToolFailed, $"remount read-only {target} (from {source}): {Describe(errno)}.");
         }
     }
@@ -191,10 +192,4 @@ internal static partial class LinuxMount
     }
 
     private static string Describe(int errno) => $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})";
-
-    [LibraryImport("libc", EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Mount(string source, string target, string? fileSystemType, ulong flags, string? data);
-
-    [LibraryImport("libc", EntryPoint = "umount2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Umount2(string target, int flags);
 }

@@ -1,3 +1,5 @@
+using Vessel.Interop;
+
 namespace Vessel.Containerd;
 
 /// <summary>
@@ -9,7 +11,6 @@ namespace Vessel.Containerd;
 /// </summary>
 internal sealed class OutputTree
 {
-    private const int TypeDirectory = 0x4000;
 
     private OutputTree(string root)
     {
@@ -37,7 +38,7 @@ internal sealed class OutputTree
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"Output directory {full}: its parent does not exist.");
         }
-        if (type is not null && type != TypeDirectory)
+        if (type is not null && type != UnixFile.TypeDirectory)
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"Output {full} exists and is not a directory.");
         }
@@ -72,7 +73,7 @@ internal sealed class OutputTree
                     plan.Add(current);
                     planned.Add(current);
                 }
-                else if (type != TypeDirectory)
+                else if (type != UnixFile.TypeDirectory)
                 {
                     throw new VesselException(VesselErrorReason.InvalidInput,
                         $"{current} exists in the output directory and is not a directory (symlinks there are not followed); use an empty --out.");
@@ -105,7 +106,7 @@ internal sealed class OutputTree
             else
             {
                 Directory.CreateDirectory(path);
-                if (UnixFile.TypeOf(path) != TypeDirectory)
+                if (UnixFile.TypeOf(path) != UnixFile.TypeDirectory)
                 {
                     throw new VesselException(VesselErrorReason.Conflict, $"{path} changed under Vessel while it created the output directory.");
                 }

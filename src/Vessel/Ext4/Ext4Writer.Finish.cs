@@ -54,12 +54,45 @@ public sealed partial class Ext4Writer
         }
     }
 
+    /// <summary>The steps of <see cref="Finish"/>, in order; each names what it decides or writes.</summary>
     private Ext4Summary FinishCore()
     {
         var now = new FsTime(_options.Timestamp.ToUnixTimeSeconds(), 0);
-        uint[] seed = HashSeedWords();
+        FsInode lostFound = EnsureLostAndFound(now);
+        Dictionary<FsInode, InodePlan> dirPlans = SortDirectories();
+        InodeNumbering numbering = NumberInodes(dirPlans, lostFound);
+        long fixedMeta = PlanContents(dirPlans, numbering.Plans, HashSeedWords());
+        Layout layout = ChooseLayout(fixedMeta, numbering.HighestInode);
+        long totalBlocks = layout.TotalBlocks;
 
-        // lost+found: e2fsck expects it; keep the image's own if it has one.
+        byte[] bitmap = MarkLiveDataAndClearTheRest(layout, numbering.Plans);
+        MetadataPlacement placement = PlaceMetadata(layout, bitmap);
+        WriteContentBlocks(numbering.Plans, bitmap);
+        InodePlan journalPlan = WriteJournal(layout, placement, bitmap, now);
+        GroupUsage usage = WriteInodeTables(layout, placement, numbering, journalPlan);
+        (byte[] gdt, long freeBlocks) = WriteBitmapsAndDescriptors(layout, placement, bitmap, usage);
+        WriteSuperblocks(layout, gdt, freeBlocks, numbering.HighestInode, journalPlan, now);
+
+        _image.SetLength(totalBlocks * BlockSize);
+        _image.FlushToDisk();
+        uint ipg = layout.InodesPerGroup;
+        int groups = layout.Groups;
+        return new Ext4Summary(totalBlocks * BlockSize, totalBlocks, freeBlocks, ipg * (long)groups, (ipg * (long)groups) - numbering.HighestInode,
+            numbering.Files, numbering.Directories, DataBytes, _image.BytesWritten);
+    }
+
+    /// <summary>Inodes in the order they are numbered, indexed by number, with counts for the summary.</summary>
+    private sealed record InodeNumbering(List<InodePlan> Plans, InodePlan?[] ByNumber, uint HighestInode, long Files, long Directories);
+
+    /// <summary>Where the group metadata and the journal lie (first block of each run).</summary>
+    private sealed record MetadataPlacement(long InodeTables, long BlockBitmaps, long InodeBitmaps, long Journal, List<FsExtent> JournalExtents);
+
+    /// <summary>Inodes and directories in use per block group.</summary>
+    private sealed record GroupUsage(int[] UsedInodes, int[] UsedDirectories);
+
+    /// <summary>lost+found: e2fsck expects it; keep the image's own if it has one.</summary>
+    private FsInode EnsureLostAndFound(FsTime now)
+    {
         string lfKey = FsInode.Key("lost+found"u8);
         if (!Root.Children!.TryGetValue(lfKey, out FsInode? lostFound) || lostFound.Kind != FsKind.Directory)
         {
@@ -70,10 +103,12 @@ public sealed partial class Ext4Writer
             lostFound = new FsInode(FsKind.Directory) { Permissions = 0x1C0, ModificationTime = now, AccessTime = now, ChangeTime = now };
             Link(Root, lfKey, lostFound);
         }
+        return lostFound;
+    }
 
-        // Every directory's children in name order, sorted on all cores (the parser's core is
-        // free by now); then inodes are numbered breadth-first in that order, so a directory's
-        // inodes sit together.
+    /// <summary>Every directory's children in name order, sorted on all cores (the parser's core is free by now).</summary>
+    private Dictionary<FsInode, InodePlan> SortDirectories()
+    {
         var dirPlans = new Dictionary<FsInode, InodePlan>(ReferenceEqualityComparer.Instance);
         var pending = new Stack<FsInode>();
         pending.Push(Root);
@@ -100,7 +135,12 @@ public sealed partial class Ext4Writer
             plan.SortedKeys = keys;
             plan.SortedChildren = children;
         });
+        return dirPlans;
+    }
 
+    /// <summary>Numbers inodes breadth-first in name order, so that a directory's inodes sit together.</summary>
+    private InodeNumbering NumberInodes(Dictionary<FsInode, InodePlan> dirPlans, FsInode lostFound)
+    {
         var plans = new List<InodePlan>();
         Root.Number = RootInode;
         lostFound.Number = LostAndFoundInode;
@@ -144,8 +184,16 @@ public sealed partial class Ext4Writer
         {
             byNumber[plan.Inode.Number] = plan;
         }
+        return new InodeNumbering(plans, byNumber, highestInode, files, directories);
+    }
 
-        // Directory contents (independent per directory: on all cores), then extended attributes.
+    /// <summary>
+    /// Builds directory blocks (on all cores) and extended attribute lists, and counts the
+    /// metadata blocks that do not depend on the layout: directories, xattr blocks, long
+    /// symlinks, extent tree blocks, the root's first block and the reserved GDT blocks.
+    /// </summary>
+    private long PlanContents(Dictionary<FsInode, InodePlan> dirPlans, List<InodePlan> plans, uint[] seed)
+    {
         Parallel.ForEach(dirPlans.Values, s_finishParallelism, plan =>
         {
             FsInode inode = plan.Inode;
@@ -190,11 +238,14 @@ public sealed partial class Ext4Writer
             }
         }
         long treeBlocks = plans.Sum(p => (long)p.TreeBlocks);
+        return directoryBlocks + xattrBlocks + symlinkBlocks + treeBlocks + 1 + _gdtReservedBlocks;
+    }
 
-        // Size: given, or derived from what was written plus metadata plus free space.
+    /// <summary>The image's size and group layout: given by --size (checked to fit), or derived from what was written plus metadata plus free space.</summary>
+    private Layout ChooseLayout(long fixedMeta, uint highestInode)
+    {
         long dataEnd = _allocator.Next;
         long reservedBlocks = CeilDiv(_options.ReservedBytes, BlockSize);
-        long fixedMeta = directoryBlocks + xattrBlocks + symlinkBlocks + treeBlocks + 1 + _gdtReservedBlocks;
         Layout layout;
         if (_options.SizeBytes is long size)
         {
@@ -238,11 +289,17 @@ public sealed partial class Ext4Writer
         {
             throw new VesselException(VesselErrorReason.NoSpace, "the image would be larger than 16 TiB");
         }
+        return layout;
+    }
 
-        // Before any metadata lands on blocks that deleted files once used, clear every
-        // block that no live file owns, so stale data never reaches the guest.
-        int groups = layout.Groups;
-        byte[] bitmap = new byte[(long)groups * BlockSize];
+    /// <summary>
+    /// The block bitmap with every live file's data marked. Before any metadata lands on blocks
+    /// that deleted files once used, every block no live file owns is cleared, so stale data
+    /// never reaches the guest.
+    /// </summary>
+    private byte[] MarkLiveDataAndClearTheRest(Layout layout, List<InodePlan> plans)
+    {
+        byte[] bitmap = new byte[(long)layout.Groups * BlockSize];
         foreach (InodePlan plan in plans)
         {
             if (plan.Inode.ExtentCount > 0)
@@ -254,8 +311,13 @@ public sealed partial class Ext4Writer
             }
         }
         ZeroUnowned(bitmap, _image.HighWater / BlockSize);
+        return bitmap;
+    }
 
-        // Metadata placement, after the data.
+    /// <summary>Allocates the inode tables, bitmaps and journal after the data and marks every metadata block in use.</summary>
+    private MetadataPlacement PlaceMetadata(Layout layout, byte[] bitmap)
+    {
+        int groups = layout.Groups;
         long inodeTables = _allocator.AllocateContiguous((long)groups * layout.InodeTableBlocks);
         long blockBitmaps = _allocator.AllocateContiguous(groups);
         long inodeBitmaps = _allocator.AllocateContiguous(groups);
@@ -277,7 +339,12 @@ public sealed partial class Ext4Writer
                 journalExtents.Add(new FsExtent((uint)b, journal + b, (int)Math.Min(MaxExtentLength, layout.JournalBlocks - b)));
             }
         }
+        return new MetadataPlacement(inodeTables, blockBitmaps, inodeBitmaps, journal, journalExtents);
+    }
 
+    /// <summary>Writes directory blocks, long symlink targets and xattr blocks, and builds each inode's extent tree.</summary>
+    private void WriteContentBlocks(List<InodePlan> plans, byte[] bitmap)
+    {
         foreach (InodePlan plan in plans)
         {
             FsInode inode = plan.Inode;
@@ -317,8 +384,13 @@ public sealed partial class Ext4Writer
                 BuildExtentTree(plan, extents, bitmap);
             }
         }
+    }
 
-        // The journal inode and its superblock.
+    /// <summary>The journal inode (written with the inode tables) and the journal's superblock.</summary>
+    private InodePlan WriteJournal(Layout layout, MetadataPlacement placement, byte[] bitmap, FsTime now)
+    {
+        long journal = placement.Journal;
+        List<FsExtent> journalExtents = placement.JournalExtents;
         var journalPlan = new InodePlan { Inode = new FsInode(FsKind.RegularFile) { Permissions = 0x180, Size = layout.JournalBlocks * BlockSize, Names = 1, ModificationTime = now, AccessTime = now, ChangeTime = now } };
         if (layout.JournalBlocks > 0)
         {
@@ -327,8 +399,16 @@ public sealed partial class Ext4Writer
             JournalSuperblock.Write(_blockBuffer, BlockSize, (uint)layout.JournalBlocks, _uuid);
             _image.Write(journal * BlockSize, _blockBuffer);
         }
+        return journalPlan;
+    }
 
-        // Inode tables.
+    /// <summary>Writes the inode tables group by group; reserved inodes 1..10 count as used (2 is the root, 8 the journal).</summary>
+    private GroupUsage WriteInodeTables(Layout layout, MetadataPlacement placement, InodeNumbering numbering, InodePlan journalPlan)
+    {
+        int groups = layout.Groups;
+        long inodeTables = placement.InodeTables;
+        uint highestInode = numbering.HighestInode;
+        InodePlan?[] byNumber = numbering.ByNumber;
         uint ipg = layout.InodesPerGroup;
         var usedDirsPerGroup = new int[groups];
         var usedInodesPerGroup = new int[groups];
@@ -367,8 +447,17 @@ public sealed partial class Ext4Writer
             }
         }
         FlushTable();
+        return new GroupUsage(usedInodesPerGroup, usedDirsPerGroup);
+    }
 
-        // Bitmaps and group descriptors.
+    /// <summary>Writes the block and inode bitmaps and builds the group descriptor table; returns it with the free block count.</summary>
+    private (byte[] Gdt, long FreeBlocks) WriteBitmapsAndDescriptors(Layout layout, MetadataPlacement placement, byte[] bitmap, GroupUsage usage)
+    {
+        int groups = layout.Groups;
+        uint ipg = layout.InodesPerGroup;
+        long totalBlocks = layout.TotalBlocks;
+        (long inodeTables, long blockBitmaps, long inodeBitmaps) = (placement.InodeTables, placement.BlockBitmaps, placement.InodeBitmaps);
+        (int[] usedInodesPerGroup, int[] usedDirsPerGroup) = (usage.UsedInodes, usage.UsedDirectories);
         long lastGroupBlocks = totalBlocks - ((long)(groups - 1) * BlocksPerGroup);
         Span<byte> lastGroup = bitmap.AsSpan((groups - 1) * BlockSize, BlockSize);
         for (long b = lastGroupBlocks; b < BlocksPerGroup; b++)
@@ -406,7 +495,16 @@ public sealed partial class Ext4Writer
                 (uint)(blockBitmaps + g), (uint)(inodeBitmaps + g), (uint)(inodeTables + ((long)g * layout.InodeTableBlocks)),
                 (ushort)groupFree, (ushort)(ipg - usedInodes), (ushort)usedDirsPerGroup[g]).Write(gdt.AsSpan(g * GroupDescriptorSize));
         }
+        return (gdt, freeBlocks);
+    }
 
+    /// <summary>The superblock and descriptors at the start, and their backup in group 1 (sparse_super2).</summary>
+    private void WriteSuperblocks(Layout layout, byte[] gdt, long freeBlocks, uint highestInode, InodePlan journalPlan, FsTime now)
+    {
+        int groups = layout.Groups;
+        uint ipg = layout.InodesPerGroup;
+        long totalBlocks = layout.TotalBlocks;
+        long reservedBlocks = CeilDiv(_options.ReservedBytes, BlockSize);
         var sb = new Ext4Superblock
         {
             InodesCount = ipg * (uint)groups,
@@ -448,11 +546,6 @@ public sealed partial class Ext4Writer
             _image.Write((long)BlocksPerGroup * BlockSize, sbBlock);
             _image.Write(((long)BlocksPerGroup + 1) * BlockSize, gdt);
         }
-
-        _image.SetLength(totalBlocks * BlockSize);
-        _image.FlushToDisk();
-        return new Ext4Summary(totalBlocks * BlockSize, totalBlocks, freeBlocks, ipg * (long)groups, (ipg * (long)groups) - highestInode,
-            files, directories, DataBytes, _image.BytesWritten);
     }
 
     private readonly record struct Layout(long TotalBlocks, int Groups, uint InodesPerGroup, int InodeTableBlocks, int GdtBlocks, long JournalBlocks)

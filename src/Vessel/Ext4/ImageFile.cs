@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using Vessel.Interop;
 
 namespace Vessel.Ext4;
 
@@ -13,7 +14,7 @@ namespace Vessel.Ext4;
 /// sticks. Where the filesystem refuses <c>O_DIRECT</c> (tmpfs) the chunks go through the
 /// page cache instead, still written in the background.
 /// </summary>
-internal sealed unsafe partial class ImageFile : IDisposable
+internal sealed unsafe class ImageFile : IDisposable
 {
     private const int ChunkSize = 4 << 20; // dd's bs=4M reaches the disk's sequential speed
     private const int Chunks = 6; // in flight or being filled: bounds the memory at 24 MiB
@@ -40,7 +41,7 @@ internal sealed unsafe partial class ImageFile : IDisposable
         _handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite);
         // .NET has no O_DIRECT option on Unix; a second descriptor opened with it takes the chunks.
         int directFlag = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
-        int fd = OperatingSystem.IsLinux() ? Open(path, OpenWriteOnly | OpenCloseOnExec | directFlag) : -1;
+        int fd = OperatingSystem.IsLinux() ? LibC.Open(path, OpenWriteOnly | OpenCloseOnExec | directFlag) : -1;
         if (fd >= 0)
         {
             _direct = new SafeFileHandle(fd, ownsHandle: true);
@@ -120,9 +121,7 @@ internal sealed unsafe partial class ImageFile : IDisposable
     public void Zero(long offset, long length)
     {
         Flush();
-        const int FallocFlPunchHole = 0x02;
-        const int FallocFlKeepSize = 0x01;
-        if (Fallocate(_handle, FallocFlPunchHole | FallocFlKeepSize, offset, length) == 0)
+        if (UnixFile.TryPunchHole(_handle, offset, length))
         {
             return;
         }
@@ -244,12 +243,6 @@ internal sealed unsafe partial class ImageFile : IDisposable
             throw new IOException($"writing the image '{_path}' failed: {e.Message}", e);
         }
     }
-
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Open(string path, int flags);
-
-    [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
-    private static partial int Fallocate(SafeFileHandle fd, int mode, long offset, long len);
 
     /// <summary>A write buffer in aligned native memory (O_DIRECT reads straight from it).</summary>
     private sealed class Chunk : IDisposable

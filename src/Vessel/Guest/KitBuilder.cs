@@ -31,7 +31,11 @@ public sealed record KitOptions
 /// </summary>
 public sealed class KitBuilder
 {
-    private const int FormatVersion = 1;
+    // 2: the agent, its runtime and libraries moved from the initramfs to the read-only kit disk.
+    private const int FormatVersion = 2;
+
+    /// <summary>The initramfs holds only what reaches the disks (busybox, modules, init): it must stay small.</summary>
+    public const long MaxInitramfsBytes = 8L << 20;
 
     // Files of the published runtime the agent never uses: debugger and tracing support.
     private static readonly HashSet<string> SkippedAgentFiles = new(StringComparer.Ordinal)
@@ -93,7 +97,7 @@ public sealed class KitBuilder
             return GuestKit.Load(kitDir);
         }
 
-        _progress?.Report($"Writing initramfs (kit {id}): busybox, {modules.Count} modules, agent, {libraries.Count} libraries");
+        _progress?.Report($"Writing kit {id}: initramfs (busybox, {modules.Count} modules, init), kit disk (agent, {libraries.Count} libraries)");
         string staging = Path.Combine(_options.CacheDirectory, "kits", $".{id}.{Environment.ProcessId}.tmp");
         if (Directory.Exists(staging))
         {
@@ -104,14 +108,25 @@ public sealed class KitBuilder
         {
             string vmlinuz = Path.Combine(kernelDir, "boot", "vmlinuz-" + _options.Kernel.Release);
             File.Copy(vmlinuz, Path.Combine(staging, "vmlinuz"));
-            await using (FileStream output = File.Create(Path.Combine(staging, "initramfs.cpio")))
+            string initramfs = Path.Combine(staging, "initramfs.cpio");
+            await using (FileStream output = File.Create(initramfs))
             {
-                WriteInitramfs(output, kernelDir, modules, agentDir, agentFiles, libraries, init);
+                WriteInitramfs(output, kernelDir, modules, libraries, init);
             }
+            long initramfsBytes = new FileInfo(initramfs).Length;
+            if (initramfsBytes > MaxInitramfsBytes)
+            {
+                throw new VesselException(VesselErrorReason.InvalidInput, $"The kit's initramfs is {initramfsBytes >> 10} KiB, over the {MaxInitramfsBytes >> 20} MiB a small guest can unpack: something that belongs on the kit disk went into it.");
+            }
+            KitDisk.Write(Path.Combine(staging, "kit.ext4"), id, KitDiskEntries(agentDir, agentFiles, libraries));
             var manifest = new KitManifest(
                 id, "vmlinuz", GuestKit.Sha256File(Path.Combine(staging, "vmlinuz")),
-                "initramfs.cpio", GuestKit.Sha256File(Path.Combine(staging, "initramfs.cpio")),
-                _options.Kernel.Package, _options.Kernel.Version, _options.Kernel.Sha256, modules, agentSha, DateTimeOffset.UtcNow);
+                "initramfs.cpio", GuestKit.Sha256File(initramfs),
+                _options.Kernel.Package, _options.Kernel.Version, _options.Kernel.Sha256, modules, agentSha, DateTimeOffset.UtcNow)
+            {
+                KitDisk = "kit.ext4",
+                KitDiskSha256 = GuestKit.Sha256File(Path.Combine(staging, "kit.ext4")),
+            };
             await File.WriteAllTextAsync(Path.Combine(staging, GuestKit.ManifestFile), JsonSerializer.Serialize(manifest, KitJsonContext.Default.KitManifest), cancellationToken);
             try
             {
@@ -133,7 +148,7 @@ public sealed class KitBuilder
         return GuestKit.Load(kitDir);
     }
 
-    private void WriteInitramfs(Stream output, string kernelDir, IReadOnlyList<string> modules, string agentDir, List<string> agentFiles, IReadOnlyList<string> libraries, string init)
+    private void WriteInitramfs(Stream output, string kernelDir, IReadOnlyList<string> modules, IReadOnlyList<string> libraries, string init)
     {
         var cpio = new CpioWriter(output);
         var dirs = new HashSet<string>(StringComparer.Ordinal);
@@ -146,7 +161,7 @@ public sealed class KitBuilder
                 cpio.AddDirectory(parent);
             }
         }
-        foreach (string d in new[] { "/dev", "/proc", "/sys", "/tmp", "/mnt", "/mnt/root", "/bin", "/lib/modules", "/vessel" })
+        foreach (string d in new[] { "/dev", "/proc", "/sys", "/tmp", "/mnt", "/mnt/root", "/bin", "/lib/modules", KitDisk.MountPoint })
         {
             EnsureDir(d + "/x");
         }
@@ -160,20 +175,32 @@ public sealed class KitBuilder
         {
             cpio.AddFile($"/lib/modules/{m}.ko", File.ReadAllBytes(moduleFiles[m]), 0x1A4);
         }
-        foreach (string lib in libraries)
+        // The agent's loader and libraries live on the kit disk at the paths ldd reported: each
+        // of their directories is a symlink into the kit disk's mount point.
+        foreach (string dir in LibraryDirectories(libraries))
         {
-            EnsureDir(lib);
-            // ldd reports the path the loader looks up; store the file's bytes there (no symlink chase in the guest).
-            cpio.AddFile(lib, File.ReadAllBytes(lib), 0x1ED);
-        }
-        foreach (string f in agentFiles)
-        {
-            string target = "/vessel/agent/" + Path.GetRelativePath(agentDir, f).Replace('\\', '/');
-            EnsureDir(target);
-            bool executable = Path.GetFileName(f) == "vessel-agent" || f.EndsWith(".so", StringComparison.Ordinal);
-            cpio.AddFile(target, File.ReadAllBytes(f), executable ? 0x1EDu : 0x1A4u);
+            EnsureDir(dir);
+            cpio.AddSymlink(dir, KitDisk.MountPoint + dir);
         }
         cpio.Finish();
+    }
+
+    /// <summary>The directories that hold the agent's libraries ("/lib/x86_64-linux-gnu", "/lib64").</summary>
+    internal static IReadOnlyList<string> LibraryDirectories(IReadOnlyList<string> libraries) =>
+        [.. libraries.Select(l => Path.GetDirectoryName(l)!).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)];
+
+    /// <summary>What goes on the kit disk: the libraries at their host paths, the agent under <see cref="KitDisk.AgentDirectory"/>.</summary>
+    private static List<KitDisk.Entry> KitDiskEntries(string agentDir, List<string> agentFiles, IReadOnlyList<string> libraries)
+    {
+        // ldd reports the path the loader looks up; store the file's bytes there (no symlink chase in the guest).
+        var entries = libraries.Select(lib => new KitDisk.Entry(lib, 0x1ED, lib)).ToList();
+        foreach (string f in agentFiles)
+        {
+            string target = KitDisk.AgentDirectory + "/" + Path.GetRelativePath(agentDir, f).Replace('\\', '/');
+            bool executable = Path.GetFileName(f) == "vessel-agent" || f.EndsWith(".so", StringComparison.Ordinal);
+            entries.Add(new KitDisk.Entry(target, executable ? 0x1ED : 0x1A4, f));
+        }
+        return entries;
     }
 
     private async Task<string> EnsureKernelAsync(CancellationToken cancellationToken)

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Vessel.Interop;
 
 namespace Vessel.Nbd;
 
@@ -9,7 +10,7 @@ namespace Vessel.Nbd;
 /// async path costs an epoll thread, a thread-pool hop and the pool's spinning per receive,
 /// which on a small machine takes the CPU from the client whose requests are being served.
 /// </summary>
-internal static partial class LinuxSocket
+internal static class LinuxSocket
 {
     private const int MsgDontWait = 0x40;
     private const int MsgNoSignal = 0x4000; // a vanished peer is EPIPE, not SIGPIPE
@@ -46,7 +47,7 @@ internal static partial class LinuxSocket
             int fd = (int)socket.DangerousGetHandle();
             while (true)
             {
-                long n = send ? Send(fd, p, (nuint)length, MsgDontWait | MsgNoSignal) : Recv(fd, p, (nuint)length, MsgDontWait);
+                long n = send ? LibC.Send(fd, p, (nuint)length, MsgDontWait | MsgNoSignal) : LibC.Recv(fd, p, (nuint)length, MsgDontWait);
                 if (n >= 0)
                 {
                     return (int)n;
@@ -81,10 +82,10 @@ internal static partial class LinuxSocket
         socket.DangerousAddRef(ref added);
         try
         {
-            var pfd = new PollFd { Fd = (int)socket.DangerousGetHandle(), Events = write ? PollOut : PollIn };
+            var pfd = new LibC.PollFd { Fd = (int)socket.DangerousGetHandle(), Events = write ? PollOut : PollIn };
             while (true)
             {
-                int n = Poll(&pfd, 1, timeoutMs);
+                int n = LibC.Poll(&pfd, 1, timeoutMs);
                 if (n >= 0)
                 {
                     return n > 0;
@@ -103,23 +104,5 @@ internal static partial class LinuxSocket
                 socket.DangerousRelease();
             }
         }
-    }
-
-    [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
-    private static unsafe partial long Recv(int fd, byte* buffer, nuint length, int flags);
-
-    [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
-    private static unsafe partial long Send(int fd, byte* buffer, nuint length, int flags);
-
-    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
-    private static unsafe partial int Poll(PollFd* fds, nuint count, int timeoutMs);
-
-    /// <summary>struct pollfd (poll.h).</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    private struct PollFd
-    {
-        public int Fd;
-        public short Events;
-        public short Revents;
     }
 }

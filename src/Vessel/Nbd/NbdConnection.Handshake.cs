@@ -11,7 +11,7 @@ internal sealed partial class NbdConnection
     private string? _metaContextExport; // the export SET_META_CONTEXT selected base:allocation for
 
     /// <summary>What GO or EXPORT_NAME selected.</summary>
-    private sealed record Session(INbdExport Export, bool StructuredReplies, bool BlockStatus);
+    private sealed record Session(NbdExport Export, bool StructuredReplies, bool BlockStatus);
 
     private Session? Negotiate(CancellationToken ct)
     {
@@ -51,7 +51,7 @@ internal sealed partial class NbdConnection
                 case NbdOption.ExportName:
                     {
                         string name = Encoding.UTF8.GetString(data);
-                        if (!_server.TryGetExport(name, out INbdExport export))
+                        if (!_server.TryGetExport(name, out NbdExport export))
                         {
                             // This option has no error reply: the spec says to close the connection.
                             throw new NbdProtocolException($"Client asked for unknown export '{name}'.");
@@ -71,7 +71,7 @@ internal sealed partial class NbdConnection
                         SendOptionError(option.Option, NbdOptionReply.ErrInvalid, "NBD_OPT_LIST takes no data", hct);
                         break;
                     }
-                    foreach (INbdExport e in _server.Exports)
+                    foreach (NbdExport e in _server.Exports)
                     {
                         byte[] name = Encoding.UTF8.GetBytes(e.Name);
                         byte[] payload = new byte[4 + name.Length];
@@ -138,7 +138,7 @@ internal sealed partial class NbdConnection
         {
             requests.Add((NbdInfo)BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(at + 2 + (2 * i))));
         }
-        if (!_server.TryGetExport(name, out INbdExport export))
+        if (!_server.TryGetExport(name, out NbdExport export))
         {
             SendOptionError(option, NbdOptionReply.ErrUnknown, $"no export named '{name}'", ct);
             return null;
@@ -232,7 +232,7 @@ internal sealed partial class NbdConnection
         SendOptionReply(option, NbdOptionReply.Ack, default, ct);
     }
 
-    private NbdTransmissionFlags TransmissionFlags(INbdExport export)
+    private NbdTransmissionFlags TransmissionFlags(NbdExport export)
     {
         // Every connection shares one device, so a flush on one covers writes from all: multi-conn is safe.
         NbdTransmissionFlags flags = NbdTransmissionFlags.HasFlags | NbdTransmissionFlags.SendFlush | NbdTransmissionFlags.SendFua

@@ -149,7 +149,7 @@ internal sealed partial class NbdConnection
                 await ReplyErrorAsync(session, request, error, ct);
                 return;
             }
-            INbdExport export = session.Export;
+            NbdExport export = session.Export;
             long offset = (long)request.Offset;
             switch (request.Command)
             {
@@ -157,23 +157,23 @@ internal sealed partial class NbdConnection
                     await ReplyReadAsync(session, request, ct);
                     return;
                 case NbdCommand.Write:
-                    await export.WriteAsync(offset, payload.AsMemory(0, (int)request.Length), ct);
+                    await export.Device.WriteAsync(offset, payload.AsMemory(0, (int)request.Length), ct);
                     if (request.Flags.HasFlag(NbdCommandFlags.Fua))
                     {
-                        await export.FlushAsync(ct);
+                        await export.Device.FlushAsync(ct);
                     }
                     break;
                 case NbdCommand.Flush:
-                    await export.FlushAsync(ct);
+                    await export.Device.FlushAsync(ct);
                     break;
                 case NbdCommand.Trim:
-                    await export.TrimAsync(offset, request.Length, ct);
+                    await export.Device.TrimAsync(offset, request.Length, ct);
                     break;
                 case NbdCommand.WriteZeroes:
-                    await export.WriteZeroesAsync(offset, request.Length, ct);
+                    await export.Device.WriteZeroesAsync(offset, request.Length, ct);
                     if (request.Flags.HasFlag(NbdCommandFlags.Fua))
                     {
-                        await export.FlushAsync(ct);
+                        await export.Device.FlushAsync(ct);
                     }
                     break;
                 case NbdCommand.BlockStatus:
@@ -218,7 +218,7 @@ internal sealed partial class NbdConnection
 
     private static NbdError Validate(Session session, NbdRequest request)
     {
-        INbdExport export = session.Export;
+        NbdExport export = session.Export;
         bool inRange = request.Offset <= (ulong)export.Size && request.Length <= (ulong)export.Size - request.Offset;
         switch (request.Command)
         {
@@ -273,7 +273,7 @@ internal sealed partial class NbdConnection
         if (_sendFileWorks && length >= SendFileMin)
         {
             _fileRanges.Clear();
-            if (session.Export.TryGetCachedFileRanges((long)request.Offset, length, _fileRanges) && _fileRanges.Count <= MaxSendFileRanges)
+            if (session.Export.Device.TryGetCachedFileRanges((long)request.Offset, length, _fileRanges) && _fileRanges.Count <= MaxSendFileRanges)
             {
                 SendFileReply(session, request, _fileRanges, ct);
                 return true;
@@ -306,7 +306,7 @@ internal sealed partial class NbdConnection
     {
         try
         {
-            return session.Export.TryReadCached((long)request.Offset, destination);
+            return session.Export.Device.TryReadCached((long)request.Offset, destination);
         }
         catch (Exception e) when (e is IOException or InvalidDataException or VesselException)
         {
@@ -357,7 +357,7 @@ internal sealed partial class NbdConnection
         try
         {
             // Read straight behind the reply header so the whole reply goes out in one send.
-            await session.Export.ReadAsync((long)request.Offset, message.AsMemory(prefix, length), ct);
+            await session.Export.Device.ReadAsync((long)request.Offset, message.AsMemory(prefix, length), ct);
             WriteReadReplyHeader(session, request, message);
             await SendAsync(message.AsMemory(0, prefix + length), ct);
         }
@@ -488,7 +488,7 @@ internal sealed partial class NbdConnection
     private async Task ReplyBlockStatusAsync(Session session, NbdRequest request, CancellationToken ct)
     {
         int max = request.Flags.HasFlag(NbdCommandFlags.RequestOne) ? 1 : MaxExtentsPerReply;
-        IReadOnlyList<DeviceExtent> extents = session.Export.GetBlockStatus((long)request.Offset, request.Length, max);
+        IReadOnlyList<DeviceExtent> extents = session.Export.Device.GetExtents((long)request.Offset, request.Length, max);
         int count = Math.Min(extents.Count, max);
         byte[] message = new byte[NbdStructuredReplyHeader.Size + 4 + (8 * count)];
         new NbdStructuredReplyHeader(true, NbdReplyType.BlockStatus, request.Cookie, (uint)(4 + (8 * count))).Write(message);

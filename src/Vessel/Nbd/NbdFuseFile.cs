@@ -63,7 +63,7 @@ internal sealed class NbdFuseFile : IAsyncDisposable
             string pidFile = directory.Combine("pid");
             Directory.CreateDirectory(mountPoint);
             server = new NbdServer(new NbdServerOptions { UnixSocketPath = socket, MaxConnections = 16 });
-            server.AddExport(new BlockDeviceExport(string.Empty, device));
+            server.AddExport(string.Empty, device);
             await server.StartAsync(cancellationToken);
 
             var psi = new ProcessStartInfo(ExternalProcess.ResolveTool("nbdfuse"))

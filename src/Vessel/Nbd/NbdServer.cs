@@ -4,6 +4,8 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Vessel.Blocks;
+using Vessel.Interop;
 
 namespace Vessel.Nbd;
 
@@ -33,7 +35,7 @@ internal sealed record NbdServerOptions
 /// </summary>
 internal sealed class NbdServer : IAsyncDisposable
 {
-    private readonly ConcurrentDictionary<string, INbdExport> _exports = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, NbdExport> _exports = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<NbdConnection, Task> _connections = new();
     private readonly List<Socket> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
@@ -67,21 +69,21 @@ internal sealed class NbdServer : IAsyncDisposable
     /// </summary>
     internal ArrayPool<byte> Buffers { get; } = ArrayPool<byte>.Create(NbdProtocol.MaxPayload + 64, 256);
 
-    public IReadOnlyCollection<INbdExport> Exports => [.. _exports.Values];
+    public IReadOnlyCollection<NbdExport> Exports => [.. _exports.Values];
 
-    /// <summary>Adds an export; connections opened from now on can use it.</summary>
-    public void AddExport(INbdExport export)
+    /// <summary>Serves <paramref name="device"/> (still owned by the caller) as <paramref name="name"/>; connections opened from now on can use it.</summary>
+    public void AddExport(string name, IBlockDevice device, bool readOnly = false, string? description = null)
     {
-        if (!_exports.TryAdd(export.Name, export))
+        if (!_exports.TryAdd(name, new NbdExport(name, device, readOnly, description ?? string.Empty)))
         {
-            throw new VesselException(VesselErrorReason.AlreadyExists, $"an export named '{export.Name}' is already served.");
+            throw new VesselException(VesselErrorReason.AlreadyExists, $"an export named '{name}' is already served.");
         }
     }
 
     /// <summary>Stops offering an export to new clients (connected ones keep it until they disconnect).</summary>
     public bool RemoveExport(string name) => _exports.TryRemove(name, out _);
 
-    internal bool TryGetExport(string name, out INbdExport export) => _exports.TryGetValue(name, out export!);
+    internal bool TryGetExport(string name, out NbdExport export) => _exports.TryGetValue(name, out export!);
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -149,9 +151,9 @@ internal sealed class NbdServer : IAsyncDisposable
 
     private void BindUnix(string path)
     {
-        if (File.Exists(path) || Directory.Exists(path) || Blocks.LinuxFile.IsSocket(path))
+        if (File.Exists(path) || Directory.Exists(path) || UnixFile.IsSocket(path))
         {
-            if (!Blocks.LinuxFile.IsSocket(path) || !IsStaleSocket(path))
+            if (!UnixFile.IsSocket(path) || !IsStaleSocket(path))
             {
                 throw new VesselException(VesselErrorReason.AlreadyExists, $"'{path}' exists and is not a stale socket; pick another --socket path or stop the server using it.");
             }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
+using Vessel.Common;
 
 namespace Vessel.Oci;
 
@@ -29,7 +30,7 @@ internal static class BlobErrors
 /// declared size fails as soon as the excess arrives, so a hostile peer cannot stream forever.
 /// The first failure is sticky: later reads throw it again.
 /// </summary>
-internal sealed class DigestVerifyingStream : Stream
+internal sealed class DigestVerifyingStream : ReadOnlyStream
 {
     private const int TailSize = 8; // a gzip member trailer: CRC32 + ISIZE
 
@@ -76,23 +77,13 @@ internal sealed class DigestVerifyingStream : Stream
     /// <summary>The last 8 bytes of the blob once the end was reached (a gzip trailer).</summary>
     public ReadOnlySpan<byte> Tail => _tail.AsSpan(0, (int)Math.Min(_length, TailSize));
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
     public override long Position
     {
         get => _length;
         set => throw new NotSupportedException();
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-    public override int Read(Span<byte> buffer)
+    protected override int ReadCore(Span<byte> buffer)
     {
         if (!Begin(ref buffer))
         {
@@ -110,10 +101,7 @@ internal sealed class DigestVerifyingStream : Stream
         return Account(buffer[..n], buffer.Length);
     }
 
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    protected override async ValueTask<int> ReadCoreAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         Span<byte> probe = buffer.Span;
         if (!Begin(ref probe))
@@ -142,33 +130,11 @@ internal sealed class DigestVerifyingStream : Stream
         }
     }
 
-    public void Drain()
+    protected override async ValueTask ReleaseAsync()
     {
-        byte[] scratch = new byte[81920];
-        while (Read(scratch) > 0)
-        {
-        }
-    }
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            _inner.Dispose();
-            _owner?.Dispose();
-            _hash.Dispose();
-        }
-        base.Dispose(disposing);
+        await _inner.DisposeAsync();
+        _owner?.Dispose();
+        _hash.Dispose();
     }
 
     /// <summary>False when nothing is left to read; clamps the request so that at most one byte past the declared size is read.</summary>
@@ -178,7 +144,7 @@ internal sealed class DigestVerifyingStream : Stream
         {
             throw _fault;
         }
-        if (_verified || buffer.IsEmpty)
+        if (_verified)
         {
             return false;
         }

@@ -1,5 +1,6 @@
-using System.Formats.Tar;
 using System.IO.Compression;
+using Vessel.Common;
+using Vessel.Tar;
 
 namespace Vessel.Oci;
 
@@ -223,10 +224,10 @@ public static class ImageSources
         await using var counted = new CountingStream(gzip);
         try
         {
-            await using var reader = new TarReader(counted);
+            using var reader = new TarReader(counted, description, bufferSize: 64 << 10);
             for (int i = 0; i < SniffEntries && counted.Count < SniffBytes; i++)
             {
-                TarEntry? entry = await reader.GetNextEntryAsync(copyData: false, cancellationToken);
+                TarEntry? entry = await reader.NextAsync(cancellationToken);
                 if (entry is null)
                 {
                     return;
@@ -245,17 +246,10 @@ public static class ImageSources
         }
     }
 
-    private sealed class CountingStream(Stream inner) : Stream
+    /// <summary>Counts what passes and ends the stream after <see cref="SniffBytes"/>: enough sniffing.</summary>
+    private sealed class CountingStream(Stream inner) : ReadOnlyStream
     {
         public long Count { get; private set; }
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
 
         public override long Position
         {
@@ -263,35 +257,18 @@ public static class ImageSources
             set => throw new NotSupportedException();
         }
 
-        public override int Read(byte[] buffer, int offset, int count)
+        protected override int ReadCore(Span<byte> buffer)
         {
-            int n = inner.Read(buffer, offset, count);
+            int n = Count >= SniffBytes ? 0 : inner.Read(buffer);
             Count += n;
             return n;
         }
 
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        protected override async ValueTask<int> ReadCoreAsync(Memory<byte> buffer, CancellationToken cancellationToken)
         {
-            if (Count >= SniffBytes)
-            {
-                return 0; // enough sniffing: behave as the end
-            }
-            int n = await inner.ReadAsync(buffer, cancellationToken);
+            int n = Count >= SniffBytes ? 0 : await inner.ReadAsync(buffer, cancellationToken);
             Count += n;
             return n;
         }
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using System.Security.Cryptography;
+using Vessel.Common;
 
 namespace Vessel.Oci;
 
@@ -11,7 +12,7 @@ namespace Vessel.Oci;
 /// before the blob's last byte), the blob digest is checked and, when known, the digest of
 /// the uncompressed tar (the config's diff_id). Only then does a read return 0.
 /// </summary>
-internal sealed class LayerStream : Stream
+internal sealed class LayerStream : ReadOnlyStream
 {
     private const int ReadAheadSize = 256 << 10;
     private const long MaxDrainForDiagnosis = 256L << 20; // reading more than this just to word an error is not worth it
@@ -69,7 +70,7 @@ internal sealed class LayerStream : Stream
                 }
                 have += n;
             }
-            var head = new PrefixedStream(magic.AsMemory(0, have), blob);
+            var head = new PrefixedStream(magic.AsMemory(0, have), blob, leaveOpen: true);
             LayerCompression compression = magic.AsSpan(0, have).StartsWith(GzipMagic) ? LayerCompression.Gzip
                 : magic.AsSpan(0, have).StartsWith(ZstdMagic) ? LayerCompression.Zstd
                 : LayerCompression.None;
@@ -89,68 +90,19 @@ internal sealed class LayerStream : Stream
         }
     }
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
     public override long Position
     {
         get => _length;
         set => throw new NotSupportedException();
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-    public override int Read(Span<byte> buffer)
+    protected override async ValueTask<int> ReadCoreAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         if (_fault is not null)
         {
             throw _fault;
         }
-        if (_finished || buffer.IsEmpty)
-        {
-            return 0;
-        }
-        int n;
-        try
-        {
-            n = _decoded.Read(buffer);
-        }
-        catch (Exception e) when (IsDecoderFailure(e))
-        {
-            throw Fail(ExplainDecoderFailureAsync(e, CancellationToken.None).GetAwaiter().GetResult());
-        }
-        if (n > 0)
-        {
-            Account(buffer[..n]);
-            return n;
-        }
-        try
-        {
-            _blob.Drain();
-        }
-        catch (Exception e)
-        {
-            throw Fail(e);
-        }
-        Finish();
-        return 0;
-    }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-    {
-        if (_fault is not null)
-        {
-            throw _fault;
-        }
-        if (_finished || buffer.IsEmpty)
+        if (_finished)
         {
             return 0;
         }
@@ -180,32 +132,11 @@ internal sealed class LayerStream : Stream
         return 0;
     }
 
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            _decoded.Dispose();
-            _blob.Dispose();
-            _diffHash?.Dispose();
-        }
-        base.Dispose(disposing);
-    }
-
-    public override async ValueTask DisposeAsync()
+    protected override async ValueTask ReleaseAsync()
     {
         await _decoded.DisposeAsync();
         await _blob.DisposeAsync();
-        await base.DisposeAsync();
+        _diffHash?.Dispose();
     }
 
     private void Account(ReadOnlySpan<byte> data)
@@ -271,73 +202,5 @@ internal sealed class LayerStream : Stream
     {
         _fault = e;
         return e;
-    }
-}
-
-/// <summary>A few bytes already read, then the rest of a stream.</summary>
-internal sealed class PrefixedStream : Stream
-{
-    private readonly Stream _rest;
-    private ReadOnlyMemory<byte> _prefix;
-
-    public PrefixedStream(ReadOnlyMemory<byte> prefix, Stream rest)
-    {
-        _prefix = prefix;
-        _rest = rest;
-    }
-
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-    public override int Read(Span<byte> buffer)
-    {
-        if (!_prefix.IsEmpty && !buffer.IsEmpty)
-        {
-            return TakePrefix(buffer);
-        }
-        return _rest.Read(buffer);
-    }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-    {
-        if (!_prefix.IsEmpty && !buffer.IsEmpty)
-        {
-            return ValueTask.FromResult(TakePrefix(buffer.Span));
-        }
-        return _rest.ReadAsync(buffer, cancellationToken);
-    }
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    private int TakePrefix(Span<byte> buffer)
-    {
-        int n = Math.Min(buffer.Length, _prefix.Length);
-        _prefix.Span[..n].CopyTo(buffer);
-        _prefix = _prefix[n..];
-        return n;
     }
 }

@@ -18,6 +18,9 @@ public static class OciMediaTypes
     public const string DockerManifestV1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws";
     public const string DockerConfig = "application/vnd.docker.container.image.v1+json";
     public const string DockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+    /// <summary>An uncompressed Docker layer: what containerd records for the layers of an imported docker-archive.</summary>
+    public const string DockerLayer = "application/vnd.docker.image.rootfs.diff.tar";
     public const string DockerLayerForeignGzip = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
     public static bool IsIndex(string? mediaType) => mediaType is ImageIndex or DockerManifestList;
@@ -36,7 +39,7 @@ public static class OciMediaTypes
 
     /// <summary>True for the layer media types Vessel can unpack (any tar, gzip or zstd; not foreign layers).</summary>
     internal static bool IsKnownLayer(string mediaType) => mediaType is Layer or LayerGzip or LayerZstd
-        or LayerNondistributable or LayerNondistributableGzip or DockerLayerGzip or DockerLayerForeignGzip
+        or LayerNondistributable or LayerNondistributableGzip or DockerLayer or DockerLayerGzip or DockerLayerForeignGzip
         || mediaType.StartsWith("application/vnd.oci.image.layer.", StringComparison.Ordinal);
 }
 

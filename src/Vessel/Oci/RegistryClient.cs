@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using Vessel.Common;
 
 namespace Vessel.Oci;
 
@@ -345,7 +346,7 @@ internal sealed class RegistryClient : IDisposable
     }
 
     /// <summary>A response body that disposes its response.</summary>
-    private sealed class ResponseStream : Stream
+    private sealed class ResponseStream : ReadOnlyStream
     {
         private readonly Stream _body;
         private readonly HttpResponseMessage _response;
@@ -356,48 +357,15 @@ internal sealed class RegistryClient : IDisposable
             _response = response;
         }
 
-        public override bool CanRead => true;
+        protected override int ReadCore(Span<byte> buffer) => _body.Read(buffer);
 
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => throw new NotSupportedException();
-            set => throw new NotSupportedException();
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => _body.Read(buffer, offset, count);
-
-        public override int Read(Span<byte> buffer) => _body.Read(buffer);
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            _body.ReadAsync(buffer, offset, count, cancellationToken);
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+        protected override ValueTask<int> ReadCoreAsync(Memory<byte> buffer, CancellationToken cancellationToken) =>
             _body.ReadAsync(buffer, cancellationToken);
 
-        public override void Flush()
+        protected override async ValueTask ReleaseAsync()
         {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing)
-            {
-                _body.Dispose();
-                _response.Dispose();
-            }
-            base.Dispose(disposing);
+            await _body.DisposeAsync();
+            _response.Dispose();
         }
     }
 }

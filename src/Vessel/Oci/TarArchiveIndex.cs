@@ -1,6 +1,7 @@
-using System.Buffers.Binary;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
+using Vessel.Common;
+using Vessel.Tar;
 
 namespace Vessel.Oci;
 
@@ -342,59 +343,17 @@ internal sealed class TarArchiveIndex : IDisposable
 
     private static void VerifyChecksum(ReadOnlySpan<byte> block, long offset, string what)
     {
-        long stored;
-        try
-        {
-            stored = ParseNumber(block.Slice(148, 8), offset, what);
-        }
-        catch (InvalidDataException)
-        {
-            throw new InvalidDataException($"{what} is not a tar archive (no valid header at offset {offset}).");
-        }
-        long sum = 0;
-        for (int i = 0; i < BlockSize; i++)
-        {
-            sum += i is >= 148 and < 156 ? (byte)' ' : block[i];
-        }
-        if (sum != stored)
+        if (!TarHeader.ChecksumMatches(block))
         {
             throw new InvalidDataException($"{what} is corrupt or not a tar archive: the header at offset {offset} fails its checksum.");
         }
     }
 
-    /// <summary>An octal field, or GNU base-256 when the high bit of the first byte is set.</summary>
-    private static long ParseNumber(ReadOnlySpan<byte> field, long offset, string what)
-    {
-        if ((field[0] & 0x80) != 0)
-        {
-            if (field.Length < 9 || field[0] != 0x80 || field[1..^8].IndexOfAnyExcept((byte)0) >= 0)
-            {
-                throw new InvalidDataException($"{what}: a base-256 number in the header at offset {offset} is out of range.");
-            }
-            long big = BinaryPrimitives.ReadInt64BigEndian(field[^8..]);
-            return big >= 0 ? big : throw new InvalidDataException($"{what}: a negative size in the header at offset {offset}.");
-        }
-        long value = 0;
-        int i = 0;
-        while (i < field.Length && field[i] == (byte)' ')
-        {
-            i++;
-        }
-        bool any = false;
-        for (; i < field.Length && field[i] is >= (byte)'0' and <= (byte)'7'; i++)
-        {
-            value = checked((value * 8) + (field[i] - '0'));
-            any = true;
-        }
-        for (; i < field.Length; i++)
-        {
-            if (field[i] is not (0 or (byte)' '))
-            {
-                throw new InvalidDataException($"{what}: a malformed number in the header at offset {offset}.");
-            }
-        }
-        return any ? value : 0;
-    }
+    /// <summary>A numeric header field, as <see cref="TarReader"/> reads it.</summary>
+    private static long ParseNumber(ReadOnlySpan<byte> field, long offset, string what) =>
+        TarHeader.ParseNumber(field, out long value) is { } problem
+            ? throw new InvalidDataException($"{what}: a number in the header at offset {offset}: {problem}.")
+            : value;
 
     private static string HeaderName(ReadOnlySpan<byte> block)
     {
@@ -417,36 +376,21 @@ internal sealed class TarArchiveIndex : IDisposable
         return Encoding.UTF8.GetString(end < 0 ? field : field[..end]);
     }
 
-    /// <summary>Pax records: "LENGTH KEY=VALUE\n", LENGTH counting the whole record (pax, "pax Extended Header").</summary>
+    /// <summary>Pax records, by the rules <see cref="TarReader"/> follows.</summary>
     private static Dictionary<string, string> ParsePax(byte[] bytes, long offset, string what)
     {
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
         int pos = 0;
-        while (pos < bytes.Length)
+        string? error;
+        while (TarHeader.TryReadPaxRecord(bytes, ref pos, out PaxRecordRange r, out error))
         {
-            int space = Array.IndexOf(bytes, (byte)' ', pos);
-            if (space < 0 || !int.TryParse(Encoding.ASCII.GetString(bytes, pos, space - pos), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int length)
-                || length <= space - pos || pos + length > bytes.Length || bytes[pos + length - 1] != (byte)'\n')
-            {
-                if (bytes.AsSpan(pos).IndexOfAnyExcept((byte)0) < 0)
-                {
-                    break;
-                }
-                throw new InvalidDataException($"{what}: a malformed pax header at offset {offset}.");
-            }
-            string record = Encoding.UTF8.GetString(bytes, space + 1, pos + length - space - 2);
-            int eq = record.IndexOf('=', StringComparison.Ordinal);
-            if (eq > 0)
-            {
-                map[record[..eq]] = record[(eq + 1)..];
-            }
-            pos += length;
+            map[Encoding.UTF8.GetString(bytes, r.KeyStart, r.KeyLength)] = Encoding.UTF8.GetString(bytes, r.ValueStart, r.ValueLength);
         }
-        return map;
+        return error is null ? map : throw new InvalidDataException($"{what}: a malformed pax header at offset {offset} ({error}).");
     }
 
     /// <summary>A window on the archive file, read with positional reads.</summary>
-    private sealed class TarMemberStream : Stream
+    private sealed class TarMemberStream : ReadOnlyStream
     {
         private readonly SafeFileHandle _handle;
         private readonly long _start;
@@ -460,11 +404,7 @@ internal sealed class TarArchiveIndex : IDisposable
             _length = length;
         }
 
-        public override bool CanRead => true;
-
-        public override bool CanSeek => true;
-
-        public override bool CanWrite => false;
+        public override bool CanSeek => CanRead;
 
         public override long Length => _length;
 
@@ -474,9 +414,7 @@ internal sealed class TarArchiveIndex : IDisposable
             set => _position = Math.Clamp(value, 0, _length);
         }
 
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-        public override int Read(Span<byte> buffer)
+        protected override int ReadCore(Span<byte> buffer)
         {
             int want = (int)Math.Min(buffer.Length, _length - _position);
             if (want <= 0)
@@ -488,10 +426,7 @@ internal sealed class TarArchiveIndex : IDisposable
             return n;
         }
 
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        protected override async ValueTask<int> ReadCoreAsync(Memory<byte> buffer, CancellationToken cancellationToken)
         {
             int want = (int)Math.Min(buffer.Length, _length - _position);
             if (want <= 0)
@@ -505,6 +440,7 @@ internal sealed class TarArchiveIndex : IDisposable
 
         public override long Seek(long offset, SeekOrigin origin)
         {
+            ObjectDisposedException.ThrowIf(IsDisposed, this);
             Position = origin switch
             {
                 SeekOrigin.Begin => offset,
@@ -513,13 +449,5 @@ internal sealed class TarArchiveIndex : IDisposable
             };
             return _position;
         }
-
-        public override void Flush()
-        {
-        }
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

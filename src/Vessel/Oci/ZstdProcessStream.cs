@@ -9,7 +9,7 @@ namespace Vessel.Oci;
 /// stream to the tool's stdin; reads come from its stdout. The stream owns the process:
 /// disposal kills it (with its tree) and waits for it, so nothing outlives the layer.
 /// </summary>
-internal sealed class ZstdProcessStream : Stream
+internal sealed class ZstdProcessStream : ReadOnlyStream
 {
     private const int MaxStderr = 4096; // enough for zstd's one-line errors
     private const string ToolErrorKey = "Vessel.Oci.ZstdToolError";
@@ -21,7 +21,6 @@ internal sealed class ZstdProcessStream : Stream
     private readonly CancellationTokenSource _stop = new();
     private readonly string _what;
     private bool _finished;
-    private bool _disposed;
 
     private ZstdProcessStream(Process process, Stream input, string what)
     {
@@ -58,42 +57,9 @@ internal sealed class ZstdProcessStream : Stream
         return new ZstdProcessStream(process, input, what);
     }
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
+    protected override async ValueTask<int> ReadCoreAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-    public override int Read(Span<byte> buffer)
-    {
-        if (_finished || buffer.IsEmpty)
-        {
-            return 0;
-        }
-        int n = _stdout.Read(buffer);
-        if (n == 0)
-        {
-            FinishAsync(CancellationToken.None).GetAwaiter().GetResult();
-        }
-        return n;
-    }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-    {
-        if (_finished || buffer.IsEmpty)
+        if (_finished)
         {
             return 0;
         }
@@ -105,38 +71,10 @@ internal sealed class ZstdProcessStream : Stream
         return n;
     }
 
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            StopAsync().GetAwaiter().GetResult();
-        }
-        base.Dispose(disposing);
-    }
-
-    public override async ValueTask DisposeAsync()
-    {
-        await StopAsync();
-        await base.DisposeAsync();
-    }
+    protected override async ValueTask ReleaseAsync() => await StopAsync();
 
     private async Task StopAsync()
     {
-        if (_disposed)
-        {
-            return;
-        }
-        _disposed = true;
         _stop.Cancel();
         try
         {

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text;
 using Vessel.Ext4;
+using Vessel.Oci;
 using Vessel.Tar;
 
 namespace Vessel.Rootfs;
@@ -15,8 +16,6 @@ namespace Vessel.Rootfs;
 /// </summary>
 public sealed class LayerApplier
 {
-    private const string WhiteoutPrefix = ".wh.";
-    private const string OpaqueMarker = ".wh..wh..opq";
     private const int MaxNameBytes = 255; // ext4 directory entries hold 255-byte names
     private const long ProgressInterval = 4 << 20; // not once per entry: 200k small files would post 200k reports
 
@@ -131,24 +130,20 @@ public sealed class LayerApplier
         }
 
         string name = parts[^1];
-        if (name.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
+        WhiteoutKind whiteout = Whiteout.Classify(name, context, out string target);
+        if (whiteout != WhiteoutKind.None)
         {
             FsInode? dir = ResolveParent(parts, create: false, layer, entry, context);
             if (dir is null)
             {
                 return null;
             }
-            if (name == OpaqueMarker)
+            if (whiteout == WhiteoutKind.Opaque)
             {
                 MakeOpaque(dir, layer);
             }
-            else if (!name.StartsWith(WhiteoutPrefix + WhiteoutPrefix, StringComparison.Ordinal))
+            else if (whiteout == WhiteoutKind.Remove)
             {
-                string target = name[WhiteoutPrefix.Length..];
-                if (target.Length == 0 || target is "." or "..")
-                {
-                    throw new InvalidDataException($"{context}: whiteout '{entry.Name}' names no file");
-                }
                 Unlink(dir, target);
             }
             return null;

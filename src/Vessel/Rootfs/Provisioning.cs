@@ -28,7 +28,7 @@ public sealed record ProvisioningOptions
 /// </summary>
 public static class Provisioning
 {
-    public const int Version = 1;
+    public const int Version = 2;
     public const string VesselDirectory = "/.vessel";
 
     public static IReadOnlyList<ProvisioningFile> Files(ProvisioningOptions options)
@@ -47,7 +47,7 @@ public static class Provisioning
         return
         [
             new("/etc/hosts", 0x1A4, Encoding.ASCII.GetBytes(
-                $"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")),
+                $"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n{Vmm.NetworkConfig.HostAddress}\t{Vmm.NetworkConfig.HostName}\n")),
             new("/etc/hostname", 0x1A4, Encoding.ASCII.GetBytes(hostname + "\n")),
             new("/etc/resolv.conf", 0x1A4, "nameserver 10.0.2.3\n"u8.ToArray()),
             new(VesselDirectory + "/busybox", 0x1ED, File.ReadAllBytes(busybox)),

@@ -51,6 +51,38 @@ public sealed partial class Sandbox : IAsyncDisposable
     /// <summary>Cancelled when the sandbox is killed or its timeout fires.</summary>
     public CancellationToken Killed => _lifetime.Token;
 
+    /// <summary>
+    /// Makes <paramref name="guestPort"/> (a TCP port a guest program listens on, on any address)
+    /// reachable from the host at the returned 127.0.0.1 endpoint, until the sandbox stops. Other
+    /// sandboxes cannot reach it unless their network is outbound (see docs/ARCHITECTURE.md, Network).
+    /// </summary>
+    public async Task<System.Net.IPEndPoint> ForwardPortAsync(int guestPort, CancellationToken cancellationToken)
+    {
+        if (guestPort is < 1 or > 65535)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"Port {guestPort} is not a TCP port (1-65535).");
+        }
+        if (_vm is not QemuVm qemu)
+        {
+            throw new VesselException(VesselErrorReason.Unsupported, $"Sandbox {Id}: port forwarding needs the QEMU driver.");
+        }
+        for (int attempt = 0; attempt < 5; attempt++)
+        {
+            // The kernel picks a free port; another process may take it before QEMU binds it, hence the retries.
+            int hostPort;
+            using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+            {
+                probe.Start();
+                hostPort = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+            }
+            if (await qemu.TryAddHostForwardAsync(hostPort, guestPort, cancellationToken))
+            {
+                return new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, hostPort);
+            }
+        }
+        throw new VesselException(VesselErrorReason.Unavailable, $"Sandbox {Id}: no free host port for guest port {guestPort} after 5 tries.");
+    }
+
     /// <summary>Runs a command, streaming its output; returns how it ended.</summary>
     public async Task<ExitStatus> ExecAsync(ExecRequest request, Stream? stdin, Stream? stdout, Stream? stderr, CancellationToken cancellationToken)
     {
@@ -108,6 +140,9 @@ public sealed partial class Sandbox : IAsyncDisposable
         await _agent.DisposeAsync();
         _agent = await AgentClient.ConnectAsync(_config.ControlSocketPath, _token, TimeSpan.FromSeconds(30), cancellationToken);
     }
+
+    /// <summary>Sets the guest's wall clock to the host's now: after anything that paused the VM (a resume, a restore).</summary>
+    public Task SyncClockAsync(CancellationToken cancellationToken) => _agent.SetTimeAsync(DateTimeOffset.UtcNow, cancellationToken);
 
     internal void KillAfter(TimeSpan lifetime)
     {

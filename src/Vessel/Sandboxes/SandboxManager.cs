@@ -46,6 +46,8 @@ public sealed partial class SandboxManager
         SandboxSnapshot? snapshot;
         try
         {
+            GuestKit.CheckMemory(options.MemoryMiB);
+            options.Network.Validate();
             if (options.RootfsPath is not null && !File.Exists(options.RootfsPath))
             {
                 throw new VesselException(VesselErrorReason.NotFound, $"Rootfs {options.RootfsPath} does not exist.");
@@ -103,7 +105,7 @@ public sealed partial class SandboxManager
                 }
                 string socket = Path.Combine(dir, "nbd.sock");
                 nbd = new NbdServer(new NbdServerOptions { UnixSocketPath = socket });
-                nbd.AddExport(new BlockDeviceExport(DiskExport, device));
+                nbd.AddExport(DiskExport, device);
                 await nbd.StartAsync(cancellationToken);
                 disk = DiskConfig.Nbd(socket, DiskExport);
             }
@@ -128,7 +130,9 @@ public sealed partial class SandboxManager
                 KernelParameters = [$"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}"],
                 MemoryMiB = snapshot?.MemoryMiB ?? options.MemoryMiB,
                 Vcpus = snapshot?.Vcpus ?? options.Vcpus,
-                Disks = [disk],
+                // The root disk and the kit's read-only disk (the agent), found by serial in the guest.
+                // A restore needs this same device set, and the kit id that the snapshot records covers the kit disk.
+                Disks = [disk with { Serial = InitScript.RootDiskSerial }, DiskConfig.File(_kit.KitDiskPath, readOnly: true) with { Serial = KitDisk.Serial }],
                 ControlSocketPath = Path.Combine(dir, "ctl.sock"),
                 ApiSocketPath = Path.Combine(dir, "qmp.sock"),
                 ConsoleLogPath = Path.Combine(dir, "console.log"),
@@ -139,6 +143,8 @@ public sealed partial class SandboxManager
                 MemoryBackendShared = snapshot is null,
                 IncomingSnapshot = snapshot is not null,
                 Acceleration = options.Acceleration,
+                Network = options.Network,
+                NetworkForwardCommand = ExternalProcess.ResolveTool("busybox") + " nc",
             };
             vm = await _driver.StartAsync(config, cancellationToken);
             if (vm is QemuVm q)
@@ -151,36 +157,15 @@ public sealed partial class SandboxManager
             }
             TimeSpan vmmStarted = clock.Elapsed;
 
-            using (var untilExit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
-            {
-                IVirtualMachine running = vm;
-                _ = running.Exited.ContinueWith(_ => untilExit.Cancel(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-                try
-                {
-                    agent = await AgentClient.ConnectAsync(config.ControlSocketPath, token, options.BootTimeout, untilExit.Token);
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    throw new VesselException(VesselErrorReason.Unavailable, $"The VM of sandbox {id} stopped before its agent was ready. Console:\n{vm.ConsoleTail()}");
-                }
-                catch (TimeoutException e)
-                {
-                    throw new VesselException(VesselErrorReason.Timeout, $"{e.Message} Console:\n{vm.ConsoleTail()}", e);
-                }
-            }
+            agent = await ConnectAgentAsync(id, vm, config, token, options.BootTimeout, cancellationToken);
             TimeSpan ready = clock.Elapsed;
             var health = await agent.HealthAsync(cancellationToken);
             if (!health.RootMounted)
             {
                 throw new VesselException(VesselErrorReason.Unavailable, $"The guest of sandbox {id} could not mount its rootfs (is it ext4?). Console:\n{vm.ConsoleTail()}");
             }
-            if (snapshot is not null)
-            {
-                // The guest clock resumes at the snapshot's time: set it to now (whole seconds).
-                using ExecSession setClock = await agent.StartAsync(new ExecRequest([SandboxStepRunner.Busybox, "date", "-u", "-s",
-                    DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture)]), cancellationToken);
-                await setClock.WaitAsync(Stream.Null, Stream.Null, cancellationToken);
-            }
+            // A booted guest starts at the RTC's whole second, a restored one at the snapshot's time: both get the host's now.
+            await agent.SetTimeAsync(DateTimeOffset.UtcNow, cancellationToken);
             var timings = new SandboxTimings(
                 prepared, vmmStarted, ready, snapshot is null ? ParseInitStart(Path.Combine(dir, "console.log")) : null,
                 TimeSpan.FromMilliseconds(agent.Hello.AgentStartMilliseconds), TimeSpan.FromMilliseconds(agent.Hello.UptimeMilliseconds))
@@ -245,6 +230,47 @@ public sealed partial class SandboxManager
             MemoryMiB = config.MemoryMb,
             Vcpus = config.Cpu,
         }, cancellationToken);
+    }
+
+    /// <summary>
+    /// Waits for the guest's agent; when the guest fails first (a stage's failure marker on the
+    /// console, QEMU's exit, the boot timeout, a broken connection) the error says which, within
+    /// a fraction of a second of the marker or the exit.
+    /// </summary>
+    private static async Task<AgentClient> ConnectAgentAsync(string id, IVirtualMachine vm, VmConfig config, string token, TimeSpan bootTimeout, CancellationToken cancellationToken)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Task<AgentClient> connect = AgentClient.ConnectAsync(config.ControlSocketPath, token, bootTimeout, stop.Token);
+        Task failed = GuestBootFailure.WatchAsync(config.ConsoleLogPath, stop.Token);
+        Task first = await Task.WhenAny(connect, vm.Exited, failed);
+        if (first == connect && connect.IsCompletedSuccessfully)
+        {
+            await stop.CancelAsync();
+            return await connect;
+        }
+        Exception? cause = null;
+        if (first == connect)
+        {
+            cause = connect.Exception?.InnerException;
+            if (cause is OperationCanceledException && cancellationToken.IsCancellationRequested)
+            {
+                throw cause;
+            }
+            // A broken connection is a symptom: give QEMU's exit or init's marker a moment to show the cause.
+            await Task.WhenAny(vm.Exited, failed, Task.Delay(TimeSpan.FromSeconds(2), cancellationToken));
+        }
+        await stop.CancelAsync();
+        try
+        {
+            AgentClient late = await connect;
+            await late.DisposeAsync();
+        }
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException or IOException or VesselException)
+        {
+            cause ??= e;
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        throw GuestBootFailure.Describe(id, vm, config.ConsoleLogPath, bootTimeout, cause);
     }
 
     /// <summary>The NBD export name of a sandbox's disk.</summary>

@@ -29,15 +29,19 @@ public sealed record SandboxOptions
     /// <summary>Serve the disk from an NBD export instead of the file (hooks still run on the file first).</summary>
     public DiskConfig? DiskOverride { get; init; }
 
-    public int MemoryMiB { get; init; } = 512;
+    public int MemoryMiB { get; init; } = VmConfig.DefaultMemoryMiB;
 
     public int Vcpus { get; init; } = 1;
 
     /// <summary>The sandbox is killed this long after it was created; null: never.</summary>
     public TimeSpan? Timeout { get; init; }
 
-    /// <summary>How long the guest may take to boot to a ready agent (TCG is slow).</summary>
-    public TimeSpan BootTimeout { get; init; } = TimeSpan.FromSeconds(120);
+    /// <summary>
+    /// How long the guest may take to boot to a ready agent. Generous because TCG on a loaded
+    /// host is slow (observed: init at 45 s of guest uptime at load 35 on 2 cores); a guest
+    /// whose stage fails or whose QEMU exits is reported at once, not after this.
+    /// </summary>
+    public TimeSpan BootTimeout { get; init; } = TimeSpan.FromSeconds(300);
 
     /// <summary>When set, the first pre-boot hook reserves this many bytes of ext4 blocks for root (host tune2fs -r).</summary>
     public long? ReservedBytes { get; init; }
@@ -46,6 +50,9 @@ public sealed record SandboxOptions
     public IReadOnlyList<IPreBootHook> PreBootHooks { get; init; } = [];
 
     public Acceleration Acceleration { get; init; } = Acceleration.Auto;
+
+    /// <summary>The sandbox's network (<see cref="NetworkConfig.Default"/>: outbound on). Every sandbox has the device, so snapshots and restores match.</summary>
+    public NetworkConfig Network { get; init; } = NetworkConfig.Default;
 
     /// <summary>Back guest RAM with this file (for snapshots); null: anonymous memory.</summary>
     public string? MemoryBackendFile { get; init; }

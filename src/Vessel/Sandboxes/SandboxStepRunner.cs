@@ -1,8 +1,8 @@
 using System.Diagnostics;
-using System.Formats.Tar;
 using System.Text;
 using Vessel.Agent;
 using Vessel.Agent.Protocol;
+using Vessel.Tar;
 using Vessel.Templates;
 using Vessel.Vmm;
 
@@ -249,41 +249,25 @@ internal sealed class SandboxStepRunner : IStepRunner
         {
             DateTimeOffset now = DateTimeOffset.UtcNow;
             await using FileStream file = new(path, FileMode.CreateNew, FileAccess.Write);
-            await using var writer = new TarWriter(file, TarEntryFormat.Pax, leaveOpen: false);
+            await using var writer = new TarWriter(file);
             foreach (CopyEntry e in copy.Entries)
             {
                 string name = fileName ?? (e.RelativePath.Length == 0 ? "." : e.RelativePath);
-                var entry = new PaxTarEntry(e.Kind switch
+                var mode = (UnixFileMode)(e.Mode & 0xFFF);
+                switch (e.Kind)
                 {
-                    CopyEntryKind.Directory => TarEntryType.Directory,
-                    CopyEntryKind.Symlink => TarEntryType.SymbolicLink,
-                    _ => TarEntryType.RegularFile,
-                }, e.Kind == CopyEntryKind.Directory && name != "." ? name + "/" : name)
-                {
-                    Mode = (UnixFileMode)(e.Mode & 0xFFF),
-                    Uid = 0,
-                    Gid = 0,
-                    ModificationTime = now,
-                };
-                if (e.Kind == CopyEntryKind.Symlink)
-                {
-                    entry.LinkName = e.LinkTarget!;
-                }
-                FileStream? data = e.Kind == CopyEntryKind.File ? File.OpenRead(e.FullPath) : null;
-                try
-                {
-                    if (data is not null)
-                    {
-                        entry.DataStream = data;
-                    }
-                    await writer.WriteEntryAsync(entry, cancellationToken);
-                }
-                finally
-                {
-                    if (data is not null)
-                    {
-                        await data.DisposeAsync();
-                    }
+                    case CopyEntryKind.Directory:
+                        await writer.WriteDirectoryAsync(name, mode, now, cancellationToken);
+                        break;
+                    case CopyEntryKind.Symlink:
+                        await writer.WriteSymlinkAsync(name, e.LinkTarget!, mode, now, cancellationToken);
+                        break;
+                    default:
+                        await using (FileStream data = File.OpenRead(e.FullPath))
+                        {
+                            await writer.WriteFileAsync(name, mode, now, data, data.Length, cancellationToken);
+                        }
+                        break;
                 }
             }
         }

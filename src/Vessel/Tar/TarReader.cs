@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
-using System.Runtime.Intrinsics;
 using System.Text;
 using Vessel.Common;
 
@@ -249,9 +248,48 @@ public sealed class TarReader : IDisposable
         ArrayPool<byte>.Shared.Return(_buffer);
     }
 
+    /// <summary>An entry from its header, the extension headers before it and, for sparse files, its map: read, overridden, checked, assembled.</summary>
     private async ValueTask<TarEntry> BuildEntryAsync(
         byte[] header, TarEntryType type, long size, long headerOffset,
         byte[]? longName, byte[]? longLink, CancellationToken cancellationToken)
+    {
+        PaxFields f = ReadHeaderFields(header, type, size, headerOffset, longName, longLink);
+        ApplyPaxRecords(ref f, headerOffset);
+        CheckLimits(in f, headerOffset);
+
+        // Entries whose type carries no data may still claim a size (hard links in some
+        // writers); that data is skipped, never interpreted.
+        _dataRemaining = f.Size;
+        _paddingRemaining = (BlockSize - (f.Size % BlockSize)) % BlockSize;
+        (IReadOnlyList<(long, long)>? sparse, long realSize) = await ReadSparseMapAsync(header, type, headerOffset, f, cancellationToken);
+
+        if (type is TarEntryType.RegularFile or TarEntryType.OldRegularFile && f.Name[^1] == (byte)'/')
+        {
+            type = TarEntryType.Directory; // old V7 archives mark directories with a trailing slash only
+        }
+        return new TarEntry
+        {
+            NameBytes = f.Name,
+            Type = type,
+            LinkNameBytes = f.Link,
+            Mode = f.Mode,
+            Uid = f.Uid,
+            Gid = f.Gid,
+            DataLength = _dataRemaining,
+            Size = sparse is null ? _dataRemaining : realSize,
+            SparseMap = sparse,
+            ModificationTime = f.ModificationTime,
+            AccessTime = f.AccessTime,
+            ChangeTime = f.ChangeTime,
+            DeviceMajor = f.DeviceMajor,
+            DeviceMinor = f.DeviceMinor,
+            Xattrs = (IReadOnlyList<KeyValuePair<string, byte[]>>?)f.Xattrs ?? [],
+            HeaderOffset = headerOffset,
+        };
+    }
+
+    /// <summary>The ustar (and GNU) header fields; a GNU long name or link replaces the header's, and a pax path leaves it uncopied.</summary>
+    private PaxFields ReadHeaderFields(byte[] header, TarEntryType type, long size, long headerOffset, byte[]? longName, byte[]? longLink)
     {
         bool isUstar = header.AsSpan(257, 6).SequenceEqual("ustar\0"u8);
         bool isGnu = header.AsSpan(257, 8).SequenceEqual("ustar  \0"u8);
@@ -263,131 +301,102 @@ public sealed class TarReader : IDisposable
         {
             name = [.. TrimNulSpan(header.AsSpan(345, 155)), (byte)'/', .. name];
         }
-        byte[] link = longLink ?? (HasPaxRecord("linkpath") ? [] : TrimNul(header.AsSpan(157, 100)));
-
-        int mode = (int)(ParseNumber(header.AsSpan(100, 8), "mode", headerOffset) & 0xFFFF);
-        long uid = ParseNumber(header.AsSpan(108, 8), "uid", headerOffset);
-        long gid = ParseNumber(header.AsSpan(116, 8), "gid", headerOffset);
-        var mtime = new TarTime(ParseNumber(header.AsSpan(136, 12), "mtime", headerOffset), 0);
-        TarTime? atime = null;
-        TarTime? ctime = null;
+        var f = new PaxFields
+        {
+            Name = name,
+            Link = longLink ?? (HasPaxRecord("linkpath") ? [] : TrimNul(header.AsSpan(157, 100))),
+            Mode = (int)(ParseNumber(header.AsSpan(100, 8), "mode", headerOffset) & 0xFFFF),
+            Size = size,
+            RealSize = size,
+            Uid = ParseNumber(header.AsSpan(108, 8), "uid", headerOffset),
+            Gid = ParseNumber(header.AsSpan(116, 8), "gid", headerOffset),
+            ModificationTime = new TarTime(ParseNumber(header.AsSpan(136, 12), "mtime", headerOffset), 0),
+        };
         if (isGnu)
         {
             long a = ParseNumber(header.AsSpan(345, 12), "atime", headerOffset);
             long c = ParseNumber(header.AsSpan(357, 12), "ctime", headerOffset);
-            atime = a != 0 ? new TarTime(a, 0) : null;
-            ctime = c != 0 ? new TarTime(c, 0) : null;
+            f.AccessTime = a != 0 ? new TarTime(a, 0) : null;
+            f.ChangeTime = c != 0 ? new TarTime(c, 0) : null;
         }
-        int devMajor = 0;
-        int devMinor = 0;
         if (type is TarEntryType.CharacterDevice or TarEntryType.BlockDevice)
         {
-            devMajor = checked((int)ParseNumber(header.AsSpan(329, 8), "devmajor", headerOffset));
-            devMinor = checked((int)ParseNumber(header.AsSpan(337, 8), "devminor", headerOffset));
+            f.DeviceMajor = checked((int)ParseNumber(header.AsSpan(329, 8), "devmajor", headerOffset));
+            f.DeviceMinor = checked((int)ParseNumber(header.AsSpan(337, 8), "devminor", headerOffset));
         }
+        return f;
+    }
 
-        var pax = new PaxFields
-        {
-            Name = name,
-            Link = link,
-            Size = size,
-            RealSize = size,
-            Uid = uid,
-            Gid = gid,
-            ModificationTime = mtime,
-            AccessTime = atime,
-            ChangeTime = ctime,
-            DeviceMajor = devMajor,
-            DeviceMinor = devMinor,
-        };
-        // Global records first, then this entry's, in order: the last one of a key wins.
+    /// <summary>Global records first, then this entry's, in order: the last one of a key wins.</summary>
+    private void ApplyPaxRecords(ref PaxFields f, long headerOffset)
+    {
         foreach (KeyValuePair<string, byte[]> record in _globalPax)
         {
-            ApplyPax(ref pax, record.Key, record.Value, headerOffset);
+            ApplyPax(ref f, record.Key, record.Value, headerOffset);
         }
         foreach (PaxRecord record in _paxRecords)
         {
-            ApplyPax(ref pax, record.Key, _pax.AsSpan(record.ValueStart, record.ValueLength), headerOffset);
+            ApplyPax(ref f, record.Key, _pax.AsSpan(record.ValueStart, record.ValueLength), headerOffset);
         }
-        (name, link, size, long realSize, uid, gid) = (pax.Name, pax.Link, pax.Size, pax.RealSize, pax.Uid, pax.Gid);
-        (mtime, atime, ctime, devMajor, devMinor) = (pax.ModificationTime, pax.AccessTime, pax.ChangeTime, pax.DeviceMajor, pax.DeviceMinor);
-        List<KeyValuePair<string, byte[]>>? xattrs = pax.Xattrs;
-        string? sparseMajor = pax.SparseMajor;
-        string? sparseMap01 = pax.SparseMap;
-        IReadOnlyList<(long, long)>? sparse = null;
+    }
 
-        if (size < 0 || size > MaxEntrySize || realSize < 0 || realSize > MaxEntrySize)
+    private void CheckLimits(in PaxFields f, long headerOffset)
+    {
+        if (f.Size < 0 || f.Size > MaxEntrySize || f.RealSize < 0 || f.RealSize > MaxEntrySize)
         {
-            throw Error(headerOffset, $"entry claims a size of {Math.Max(size, realSize)} bytes (the limit is {MaxEntrySize})");
+            throw Error(headerOffset, $"entry claims a size of {Math.Max(f.Size, f.RealSize)} bytes (the limit is {MaxEntrySize})");
         }
-        if (name.Length == 0)
+        if (f.Name.Length == 0)
         {
             throw Error(headerOffset, "entry has an empty name");
         }
-        if (name.Length > MaxNameLength || link.Length > MaxNameLength)
+        if (f.Name.Length > MaxNameLength || f.Link.Length > MaxNameLength)
         {
             throw Error(headerOffset, $"entry name or link target is longer than {MaxNameLength} bytes");
         }
+    }
 
-        // Entries whose type carries no data may still claim a size (hard links in some
-        // writers); that data is skipped, never interpreted.
-        _dataRemaining = size;
-        _paddingRemaining = (BlockSize - (size % BlockSize)) % BlockSize;
-
+    /// <summary>
+    /// The data regions of a sparse entry (old GNU 'S', pax 1.0 in the data, pax 0.1 in a record),
+    /// checked against the file's size and the stored bytes, with that size; null for an ordinary
+    /// entry. The old GNU format carries the real size in its header.
+    /// </summary>
+    private async ValueTask<(IReadOnlyList<(long, long)>? Map, long RealSize)> ReadSparseMapAsync(
+        byte[] header, TarEntryType type, long headerOffset, PaxFields f, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<(long, long)>? sparse;
+        long realSize = f.RealSize;
         if (type == TarEntryType.GnuSparse)
         {
             sparse = await ReadOldGnuSparseMapAsync(header, headerOffset, cancellationToken);
             realSize = ParseNumber(header.AsSpan(483, 12), "realsize", headerOffset);
         }
-        else if (sparseMajor == "1")
+        else if (f.SparseMajor == "1")
         {
             sparse = await ReadPaxSparseMapAsync(headerOffset, cancellationToken);
         }
-        else if (sparseMap01 is not null)
+        else if (f.SparseMap is not null)
         {
-            sparse = ParseSparseList(sparseMap01.Split(','), headerOffset);
+            sparse = ParseSparseList(f.SparseMap.Split(','), headerOffset);
         }
-        if (sparse is not null)
+        else
         {
-            long stored = 0;
-            foreach (var (off, len) in sparse)
+            return (null, realSize);
+        }
+        long stored = 0;
+        foreach (var (off, len) in sparse)
+        {
+            if (off < 0 || len < 0 || off + len > realSize)
             {
-                if (off < 0 || len < 0 || off + len > realSize)
-                {
-                    throw Error(headerOffset, $"sparse map region ({off}, {len}) lies outside the file's {realSize} bytes");
-                }
-                stored += len;
+                throw Error(headerOffset, $"sparse map region ({off}, {len}) lies outside the file's {realSize} bytes");
             }
-            if (stored != _dataRemaining)
-            {
-                throw Error(headerOffset, $"sparse map describes {stored} bytes but the entry stores {_dataRemaining}");
-            }
+            stored += len;
         }
-
-        if (type is TarEntryType.RegularFile or TarEntryType.OldRegularFile && name[^1] == (byte)'/')
+        if (stored != _dataRemaining)
         {
-            type = TarEntryType.Directory; // old V7 archives mark directories with a trailing slash only
+            throw Error(headerOffset, $"sparse map describes {stored} bytes but the entry stores {_dataRemaining}");
         }
-
-        return new TarEntry
-        {
-            NameBytes = name,
-            Type = type,
-            LinkNameBytes = link,
-            Mode = mode,
-            Uid = uid,
-            Gid = gid,
-            DataLength = _dataRemaining,
-            Size = sparse is null ? _dataRemaining : realSize,
-            SparseMap = sparse,
-            ModificationTime = mtime,
-            AccessTime = atime,
-            ChangeTime = ctime,
-            DeviceMajor = devMajor,
-            DeviceMinor = devMinor,
-            Xattrs = (IReadOnlyList<KeyValuePair<string, byte[]>>?)xattrs ?? [],
-            HeaderOffset = headerOffset,
-        };
+        return (sparse, realSize);
     }
 
     private async ValueTask<IReadOnlyList<(long, long)>> ReadOldGnuSparseMapAsync(byte[] header, long headerOffset, CancellationToken cancellationToken)
@@ -549,39 +558,15 @@ public sealed class TarReader : IDisposable
     {
         ReadOnlySpan<byte> data = _pax.AsSpan(start, length);
         int pos = 0;
-        while (pos < data.Length)
+        string? error;
+        while (TarHeader.TryReadPaxRecord(data, ref pos, out PaxRecordRange r, out error))
         {
-            if (data[pos] == 0)
-            {
-                break; // some writers pad with NULs
-            }
-            int space = data[pos..].IndexOf((byte)' ');
-            if (space < 0 || space > 10)
-            {
-                throw Error(headerOffset, "pax record has no length");
-            }
-            space += pos;
-            int recordLength = 0;
-            foreach (byte digit in data[pos..space])
-            {
-                // At most 10 digits (checked above) and no sign or spaces, as NumberStyles.None had it.
-                recordLength = digit is >= (byte)'0' and <= (byte)'9' && recordLength <= (int.MaxValue - 9) / 10
-                    ? (recordLength * 10) + (digit - '0')
-                    : throw Error(headerOffset, "pax record has a bad length");
-            }
-            if (space == pos || recordLength < space - pos + 3 || recordLength > data.Length - pos || data[pos + recordLength - 1] != (byte)'\n')
-            {
-                throw Error(headerOffset, "pax record has a bad length");
-            }
-            int eq = data.Slice(space + 1, pos + recordLength - space - 1).IndexOf((byte)'=');
-            if (eq < 0)
-            {
-                throw Error(headerOffset, "pax record has no '='");
-            }
-            eq += space + 1;
-            string key = PaxKey(data.Slice(space + 1, eq - space - 1));
-            _paxRecords.Add(new PaxRecord(key, start + eq + 1, pos + recordLength - 1 - (eq + 1)));
-            pos += recordLength;
+            string key = PaxKey(data.Slice(r.KeyStart, r.KeyLength));
+            _paxRecords.Add(new PaxRecord(key, start + r.ValueStart, r.ValueLength));
+        }
+        if (error is not null)
+        {
+            throw Error(headerOffset, error);
         }
     }
 
@@ -590,6 +575,7 @@ public sealed class TarReader : IDisposable
     {
         public byte[] Name;
         public byte[] Link;
+        public int Mode;
         public long Size;
         public long RealSize;
         public long Uid;
@@ -729,96 +715,15 @@ public sealed class TarReader : IDisposable
 
     private void VerifyChecksum(byte[] header, long headerOffset)
     {
-        long stored = ParseNumber(header.AsSpan(148, 8), "checksum", headerOffset);
-        // The sum of the header's bytes with the checksum field counted as eight spaces.
-        ReadOnlySpan<byte> block = header.AsSpan(0, BlockSize);
-        long unsignedSum = ByteSum(block) - ByteSum(block.Slice(148, 8)) + (8 * ' ');
-        long signedSum = unsignedSum;
-        if (block.IndexOfAnyInRange((byte)0x80, (byte)0xFF) >= 0)
+        if (!TarHeader.ChecksumMatches(header))
         {
-            // Some old tars summed signed chars: each byte of 0x80 and above counts 256 less.
-            for (int i = 0; i < BlockSize; i++)
-            {
-                if (header[i] >= 0x80 && i is not (>= 148 and < 156))
-                {
-                    signedSum -= 256;
-                }
-            }
-        }
-        if (stored != unsignedSum && stored != signedSum)
-        {
+            _ = ParseNumber(header.AsSpan(TarHeader.ChecksumOffset, TarHeader.ChecksumLength), "checksum", headerOffset);
             throw Error(headerOffset, "header checksum does not match (corrupt or not a tar archive)");
         }
     }
 
-    /// <summary>The sum of <paramref name="data"/>'s bytes (a header block: at most 2 KiB, so 16-bit lanes cannot overflow).</summary>
-    private static long ByteSum(ReadOnlySpan<byte> data)
-    {
-        long sum = 0;
-        int i = 0;
-        if (Vector128.IsHardwareAccelerated && data.Length >= Vector128<byte>.Count)
-        {
-            Vector128<ushort> acc = Vector128<ushort>.Zero;
-            for (; i + Vector128<byte>.Count <= data.Length; i += Vector128<byte>.Count)
-            {
-                (Vector128<ushort> lower, Vector128<ushort> upper) = Vector128.Widen(Vector128.Create(data.Slice(i, Vector128<byte>.Count)));
-                acc += lower + upper;
-            }
-            sum = Vector128.Sum(Vector128.WidenLower(acc)) + Vector128.Sum(Vector128.WidenUpper(acc));
-        }
-        for (; i < data.Length; i++)
-        {
-            sum += data[i];
-        }
-        return sum;
-    }
-
-    private long ParseNumber(ReadOnlySpan<byte> field, string what, long headerOffset)
-    {
-        if (field.Length > 0 && (field[0] & 0x80) != 0)
-        {
-            // GNU base-256: big-endian two's complement in the remaining bits.
-            bool negative = (field[0] & 0x40) != 0;
-            long value = field[0] & 0x3F;
-            if (negative)
-            {
-                value |= ~0x3FL;
-            }
-            for (int i = 1; i < field.Length; i++)
-            {
-                if (!negative && value > (long.MaxValue >> 8))
-                {
-                    throw Error(headerOffset, $"{what} field overflows");
-                }
-                value = (value << 8) | field[i];
-            }
-            return value;
-        }
-        long result = 0;
-        int idx = 0;
-        while (idx < field.Length && (field[idx] == ' ' || field[idx] == 0))
-        {
-            idx++;
-        }
-        for (; idx < field.Length; idx++)
-        {
-            byte c = field[idx];
-            if (c == 0 || c == ' ')
-            {
-                break;
-            }
-            if (c is < (byte)'0' or > (byte)'7')
-            {
-                throw Error(headerOffset, $"{what} field is not an octal number");
-            }
-            if (result > (long.MaxValue >> 3))
-            {
-                throw Error(headerOffset, $"{what} field overflows");
-            }
-            result = (result << 3) | (long)(c - '0');
-        }
-        return result;
-    }
+    private long ParseNumber(ReadOnlySpan<byte> field, string what, long headerOffset) =>
+        TarHeader.ParseNumber(field, out long value) is { } problem ? throw Error(headerOffset, $"{what} {problem}") : value;
 
     private static byte[] TrimNul(ReadOnlySpan<byte> field)
     {

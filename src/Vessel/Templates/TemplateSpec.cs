@@ -46,7 +46,7 @@ public sealed record TemplateStep(StepKind Kind, IReadOnlyList<string> Arguments
 public sealed record TemplateSpec
 {
     public const int DefaultCpu = 1;
-    public const int DefaultMemoryMb = 256;
+    public const int DefaultMemoryMb = Vmm.VmConfig.DefaultMemoryMiB; // one default for every command
 
     public required string Name { get; init; }
 

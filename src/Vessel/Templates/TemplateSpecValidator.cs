@@ -9,7 +9,7 @@ public static partial class TemplateSpecValidator
     public const long MinDiskBytes = 64L << 20; // below this ext4 plus the provisioning files leave no room to work
     public const long MaxDiskBytes = 2L << 40;
     public const int MaxCpu = 64;
-    public const int MinMemoryMb = 64; // the guest kernel and initramfs need about this much
+    public const int MinMemoryMb = Guest.GuestKit.MinimumMemoryMiB; // the guest kit's minimum
     public const int MaxMemoryMb = 256 << 10;
     public const int MaxSteps = 256;
     public const int MaxCommandLength = 64 << 10;

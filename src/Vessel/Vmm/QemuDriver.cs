@@ -53,8 +53,13 @@ public sealed class QemuDriver : IVmmDriver
         {
             // Under TCG on a loaded host the kernel's TSC calibration against the PIT fails, the
             // TSC is marked unstable and the boot crawls on jiffies (observed: no progress past
-            // "Mount-cache" in 60 s at load 17 on 2 cores). Giving the frequency skips calibration.
-            cmdline.AddRange(["tsc_early_khz=2000000", "tsc=reliable", "no_timer_check"]);
+            // "Mount-cache" in 60 s at load 17 on 2 cores). Giving the frequency skips calibration;
+            // it must be the host's, which TCG's guest TSC runs at (HostTsc).
+            if (config.TscKhz is { } khz)
+            {
+                cmdline.Add("tsc_early_khz=" + khz.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+            cmdline.AddRange(["tsc=reliable", "no_timer_check"]);
         }
         cmdline.AddRange(config.KernelParameters);
         args.AddRange(["-append", string.Join(' ', cmdline)]);
@@ -67,7 +72,12 @@ public sealed class QemuDriver : IVmmDriver
                     ? $"driver=nbd,server.type=unix,server.path={Escape(d.NbdSocketPath)}{(d.NbdExport.Length > 0 ? ",export=" + Escape(d.NbdExport) : string.Empty)}"
                     : throw new ArgumentException($"Disk {i} has neither a file nor an NBD socket.", nameof(config));
             string ro = d.ReadOnly ? ",readonly=on" : string.Empty;
-            args.AddRange(["-drive", $"id=d{i},{source},if=none,cache=unsafe,discard=unmap{ro}", "-device", $"virtio-blk-device,drive=d{i}"]);
+            string serial = d.Serial is { } name ? ",serial=" + Escape(name) : string.Empty;
+            args.AddRange(["-drive", $"id=d{i},{source},if=none,cache=unsafe,discard=unmap{ro}", "-device", $"virtio-blk-device,drive=d{i}{serial}"]);
+        }
+        if (config.Network is { } network)
+        {
+            args.AddRange(network.QemuArguments(config.NetworkForwardCommand));
         }
         args.AddRange(["-device", "virtio-serial-device"]);
         args.AddRange(["-chardev", $"socket,id=ctl,path={Escape(config.ControlSocketPath)},server=on,wait=off"]);
@@ -96,21 +106,16 @@ public sealed class QemuDriver : IVmmDriver
         }
         Acceleration acceleration = AccelerationProbe.Resolve(config.Acceleration);
         IReadOnlyList<string> args = BuildArguments(config, acceleration);
-        var psi = new ProcessStartInfo(ExternalProcess.ResolveTool(_binary))
+        string binary = ExternalProcess.ResolveTool(_binary);
+        if (!File.Exists(binary))
         {
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (string a in args)
-        {
-            psi.ArgumentList.Add(a);
+            throw new VesselException(VesselErrorReason.ToolMissing, $"Cannot run {_binary}: not found. Install qemu-system-x86 (scripts/setup.sh).");
         }
         Process process;
         try
         {
-            process = Process.Start(psi) ?? throw new VesselException(VesselErrorReason.ToolFailed, $"{_binary} did not start.");
+            // QEMU dies with this process (PR_SET_PDEATHSIG), also on kill -9.
+            process = await OwnedProcessLauncher.StartAsync(binary, args);
         }
         catch (System.ComponentModel.Win32Exception e)
         {
@@ -140,6 +145,7 @@ public sealed class QemuVm : IVirtualMachine
     private readonly VmConfig _config;
     private readonly StringBuilder _stderr = new();
     private readonly Task _exited;
+    private readonly Task _stderrPump;
     private QmpClient? _qmp;
     private int _disposed;
 
@@ -151,7 +157,7 @@ public sealed class QemuVm : IVirtualMachine
         Pid = process.Id;
         process.StandardInput.Close();
         _ = PumpAsync(process.StandardOutput);
-        _ = PumpAsync(process.StandardError);
+        _stderrPump = PumpAsync(process.StandardError);
         _exited = process.WaitForExitAsync();
     }
 
@@ -174,6 +180,39 @@ public sealed class QemuVm : IVirtualMachine
             }
         }
     }
+
+    /// <summary>"exited with status N" or "was killed by signal S (NAME)", or "is running".</summary>
+    public string ExitDescription
+    {
+        get
+        {
+            if (!_exited.IsCompleted)
+            {
+                return "is running";
+            }
+            // .NET reports a process killed by signal N as exit code 128 + N.
+            int code = _process.ExitCode;
+            return code > 128 && code < 128 + 65
+                ? $"was killed by signal {code - 128} ({SignalName(code - 128)})"
+                : $"exited with status {code}";
+        }
+    }
+
+    private static string SignalName(int signal) => signal switch
+    {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        _ => "signal " + signal.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
+
+    public string ExitReport => StandardError.Trim() is { Length: > 0 } stderr ? $"QEMU {ExitDescription}; its stderr:\n{stderr}" : $"QEMU {ExitDescription}";
 
     public string ConsoleTail(int lines = 20)
     {
@@ -207,9 +246,28 @@ public sealed class QemuVm : IVirtualMachine
             catch (Exception e) when (e is OperationCanceledException or TimeoutException or IOException)
             {
             }
-            throw new VesselException(VesselErrorReason.ToolFailed, $"QEMU exited with {_process.ExitCode} at start: {StandardError.Trim()}");
+            throw await ExitedAtStartAsync(null);
         }
-        _qmp = await connect;
+        try
+        {
+            _qmp = await connect;
+        }
+        catch (Exception e) when (e is VesselException or IOException or TimeoutException)
+        {
+            // QEMU may open QMP and then fail (a missing kernel, too little memory): its exit is the cause.
+            if (await WaitExitAsync(TimeSpan.FromSeconds(2), CancellationToken.None))
+            {
+                throw await ExitedAtStartAsync(e);
+            }
+            throw;
+        }
+    }
+
+    private async Task<VesselException> ExitedAtStartAsync(Exception? inner)
+    {
+        // The stderr pump may still be reading QEMU's last words: it ends at the pipe's end.
+        await Task.WhenAny(_stderrPump, Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None));
+        return new VesselException(VesselErrorReason.ToolFailed, $"QEMU {ExitDescription} at start: {StandardError.Trim()}", inner);
     }
 
     public async Task StopAsync(TimeSpan grace, CancellationToken cancellationToken)
@@ -247,6 +305,34 @@ public sealed class QemuVm : IVirtualMachine
         {
         }
         await _exited.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Forwards TCP 127.0.0.1:<paramref name="hostPort"/> on the host to the guest's
+    /// <paramref name="guestPort"/> (slirp <c>hostfwd_add</c> at run time). False when the host
+    /// port could not be bound.
+    /// </summary>
+    public async Task<bool> TryAddHostForwardAsync(int hostPort, int guestPort, CancellationToken cancellationToken)
+    {
+        if (_config.Network is null)
+        {
+            throw new VesselException(VesselErrorReason.Unsupported, "This VM has no network device.");
+        }
+        string rule = FormattableString.Invariant($"tcp:127.0.0.1:{hostPort}-{NetworkConfig.GuestAddress}:{guestPort}");
+        JsonNode? reply = await Qmp.ExecuteAsync("human-monitor-command", new JsonObject
+        {
+            ["command-line"] = $"hostfwd_add {NetworkConfig.NetdevId} {rule}",
+        }, cancellationToken);
+        string output = reply?.GetValue<string>().Trim() ?? string.Empty;
+        if (output.Length == 0)
+        {
+            return true;
+        }
+        if (output.Contains("could not set up host forwarding rule", StringComparison.Ordinal))
+        {
+            return false;
+        }
+        throw new VesselException(VesselErrorReason.ToolFailed, $"QEMU refused the port forward {rule}: {output}");
     }
 
     public async Task SnapshotAsync(string stateFile, CancellationToken cancellationToken)
@@ -302,7 +388,7 @@ public sealed class QemuVm : IVirtualMachine
         {
             if (_exited.IsCompleted)
             {
-                throw new VesselException(VesselErrorReason.ToolFailed, $"QEMU exited during the {what}: {StandardError.Trim()}");
+                throw new VesselException(VesselErrorReason.ToolFailed, $"QEMU {ExitDescription} during the {what}: {StandardError.Trim()}");
             }
             JsonNode? info = await Qmp.ExecuteAsync("query-migrate", null, cancellationToken);
             string? status = info?["status"]?.GetValue<string>();

@@ -13,7 +13,16 @@ public sealed record VmConfig
     /// <summary>Extra kernel command-line parameters (the driver adds the console and panic settings).</summary>
     public IReadOnlyList<string> KernelParameters { get; init; } = [];
 
-    public int MemoryMiB { get; init; } = 512;
+    /// <summary>
+    /// The one default guest memory of every command (sandbox run, template build and run):
+    /// the agent runs from the read-only kit disk, so a small guest has room (128 MiB works).
+    /// </summary>
+    public const int DefaultMemoryMiB = 256;
+
+    public int MemoryMiB { get; init; } = DefaultMemoryMiB;
+
+    /// <summary>The guest TSC frequency to announce under TCG (the host's, <see cref="HostTsc"/>); null: the guest calibrates.</summary>
+    public long? TscKhz { get; init; } = HostTsc.FrequencyKhz;
 
     public int Vcpus { get; init; } = 1;
 
@@ -56,6 +65,12 @@ public sealed record VmConfig
     public bool MemoryBackendRam { get; init; }
 
     public Acceleration Acceleration { get; init; } = Acceleration.Auto;
+
+    /// <summary>A virtio-net device on user-mode networking; null: no network device (the guest has only lo).</summary>
+    public NetworkConfig? Network { get; init; }
+
+    /// <summary>The host command a <c>guestfwd</c> runs per connection, given HOST PORT (a netcat that relays stdio).</summary>
+    public string NetworkForwardCommand { get; init; } = "busybox nc";
 }
 
 /// <summary>A virtio-blk disk: a local file, or an NBD export served on a unix socket.</summary>
@@ -68,6 +83,9 @@ public sealed record DiskConfig
     public string NbdExport { get; init; } = string.Empty;
 
     public bool ReadOnly { get; init; }
+
+    /// <summary>The virtio-blk serial (at most 20 bytes), which the guest reads in /sys/block/vdX/serial to find a disk by role.</summary>
+    public string? Serial { get; init; }
 
     public static DiskConfig File(string path, bool readOnly = false) => new() { Path = path, ReadOnly = readOnly };
 
@@ -92,6 +110,9 @@ public interface IVirtualMachine : IAsyncDisposable
 
     /// <summary>The last lines of the serial console, for error messages.</summary>
     string ConsoleTail(int lines = 20);
+
+    /// <summary>How the VMM ended ("exited with status 1", "was killed by signal 7 (SIGBUS)") with what it wrote to stderr, for error messages.</summary>
+    string ExitReport { get; }
 
     /// <summary>Stops the VM: waits up to <paramref name="grace"/> for the guest to power off, then asks the VMM to quit, then kills it.</summary>
     Task StopAsync(TimeSpan grace, CancellationToken cancellationToken);

@@ -35,7 +35,7 @@ public sealed class NbdRealClientTests : IDisposable
         {
             await using (var server = new NbdServer(new NbdServerOptions { UnixSocketPath = socket, TcpEndPoint = new IPEndPoint(IPAddress.Loopback, 0) }))
             {
-                server.AddExport(new BlockDeviceExport("", build));
+                server.AddExport("", build);
                 await server.StartAsync(ct);
 
                 await Run("qemu-img", ct, "compare", "-f", "raw", "-F", "raw", image, Uri(socket));
@@ -98,7 +98,7 @@ public sealed class NbdRealClientTests : IDisposable
         {
             await using (var server = new NbdServer(new NbdServerOptions { UnixSocketPath = socket }))
             {
-                server.AddExport(new BlockDeviceExport("disk", overlay));
+                server.AddExport("disk", overlay);
                 await server.StartAsync(ct);
                 await Run("nbdinfo", ct, "--can", "trim", Uri(socket, "disk"));
                 await Run("qemu-io", ct, ["-f", "raw", .. ops, Uri(socket, "disk")]);
@@ -118,7 +118,7 @@ public sealed class NbdRealClientTests : IDisposable
         using (Build reopened = await fresh.OpenAsync(exported.BuildId, ct))
         {
             await using var server = new NbdServer(new NbdServerOptions { UnixSocketPath = socket2 });
-            server.AddExport(new BlockDeviceExport("", reopened));
+            server.AddExport("", reopened);
             await server.StartAsync(ct);
             await Run("qemu-img", ct, "compare", "-f", "raw", "-F", "raw", expected, Uri(socket2));
             await Run("qemu-io", ct, "-r", "-f", "raw", "-c", "read -P 0x5a 12288 58000", "-c", "read -P 0 20971520 65536", Uri(socket2));
@@ -175,8 +175,8 @@ public sealed class NbdRealClientTests : IDisposable
         }
         string socket = _dir.Combine("layers.sock");
         await using var server = new NbdServer(new NbdServerOptions { UnixSocketPath = socket });
-        server.AddExport(new BlockDeviceExport("build", build));
-        server.AddExport(new BlockDeviceExport("overlay", dirty));
+        server.AddExport("build", build);
+        server.AddExport("overlay", dirty);
         await server.StartAsync(ct);
         string expectedOverlay = _dir.Combine("expected-overlay.raw");
         await File.WriteAllBytesAsync(expectedOverlay, expected, ct);

@@ -80,7 +80,7 @@ public sealed class SandboxLifecycleTests
         using (var device = Vessel.Blocks.FlatFileDevice.Open(image, readOnly: false))
         {
             await using var server = new Vessel.Nbd.NbdServer(new Vessel.Nbd.NbdServerOptions { UnixSocketPath = socket });
-            server.AddExport(new Vessel.Nbd.BlockDeviceExport("rootfs", device));
+            server.AddExport("rootfs", device);
             await server.StartAsync(CancellationToken.None);
             await using Sandbox sandbox = await _env.Manager.CreateAsync(new SandboxOptions
             {

@@ -37,7 +37,7 @@ public sealed class ContainerdUnitTests
     [InlineData(15, VesselErrorReason.Corrupt)]
     public void Grpc_statuses_map_to_reasons_and_keep_the_message(int code, VesselErrorReason reason)
     {
-        VesselException e = GrpcStatus.ToException((GrpcStatusCode)code, "/containerd.services.snapshots.v1.Snapshots/View", "snapshot x: already exists");
+        VesselException e = GrpcStatus.ToException((Grpc.Core.StatusCode)code, "/containerd.services.snapshots.v1.Snapshots/View", "snapshot x: already exists");
         Assert.Equal(reason, e.Reason);
         Assert.StartsWith("containerd Snapshots/View: ", e.Message, StringComparison.Ordinal);
         Assert.EndsWith("snapshot x: already exists", e.Message, StringComparison.Ordinal);

@@ -27,8 +27,8 @@ public sealed class NbdServerTests : IAsyncLifetime
         _rw = FlatFileDevice.Open(_dir.Combine("rw.raw"), readOnly: false);
         _ro = FlatFileDevice.Open(_dir.Combine("ro.raw"), readOnly: true);
         _server = new NbdServer(new NbdServerOptions { UnixSocketPath = SocketPath, HandshakeTimeout = TimeSpan.FromSeconds(5) });
-        _server.AddExport(new BlockDeviceExport("rw", _rw));
-        _server.AddExport(new BlockDeviceExport("ro", _ro, readOnly: true));
+        _server.AddExport("rw", _rw);
+        _server.AddExport("ro", _ro, readOnly: true);
         await _server.StartAsync(CancellationToken.None);
     }
 
@@ -150,7 +150,7 @@ public sealed class NbdServerTests : IAsyncLifetime
     public async Task Replies_go_out_as_requests_complete_not_in_order()
     {
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _server!.AddExport(new GatedExport("gated", _ro!, gate.Task));
+        _server!.AddExport("gated", new GatedDevice(_ro!, gate.Task));
         using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
         await c.GoAsync("gated");
         await c.SendRequestAsync(NbdCommand.Read, 100, 0, 512); // waits on the gate
@@ -343,33 +343,29 @@ public sealed class NbdServerTests : IAsyncLifetime
 
         // A crashed server's socket file: nobody listens, so it is replaced.
         string stale = _dir.Combine("stale.sock");
-        Assert.True(LinuxFile.IsSocket(SocketPath));
+        Assert.True(Vessel.Interop.UnixFile.IsSocket(SocketPath));
         using (var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified))
         {
             string bound = _dir.Combine("bound.sock");
             s.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(bound));
             File.Move(bound, stale); // .NET unlinks the path it bound on dispose; the moved file stays behind
         }
-        Assert.True(LinuxFile.IsSocket(stale));
+        Assert.True(Vessel.Interop.UnixFile.IsSocket(stale));
         await using var fourth = new NbdServer(new NbdServerOptions { UnixSocketPath = stale });
-        fourth.AddExport(new BlockDeviceExport("", _ro!));
+        fourth.AddExport("", _ro!);
         await fourth.StartAsync(CancellationToken.None);
         using RawNbdClient c = await RawNbdClient.ConnectAsync(stale);
         Assert.Equal(NbdOptionReply.Ack, (await c.GoAsync("")).Reply);
     }
 
     /// <summary>A fault a real peer cannot produce on demand: a read of offset 0 that waits for the test.</summary>
-    private sealed class GatedExport(string name, IBlockDevice device, Task gate) : INbdExport
+    private sealed class GatedDevice(IBlockDevice device, Task gate) : IBlockDevice
     {
-        public string Name => name;
-
-        public string Description => string.Empty;
-
         public long Size => device.Size;
 
-        public bool IsReadOnly => true;
+        public int BlockSize => 4096;
 
-        public int PreferredBlockSize => 4096;
+        public bool IsReadOnly => true;
 
         public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
         {
@@ -394,6 +390,6 @@ public sealed class NbdServerTests : IAsyncLifetime
 
         public ValueTask FlushAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
 
-        public IReadOnlyList<DeviceExtent> GetBlockStatus(long offset, long length, int maxExtents) => device.GetExtents(offset, length, maxExtents);
+        public IReadOnlyList<DeviceExtent> GetExtents(long offset, long length, int maxExtents) => device.GetExtents(offset, length, maxExtents);
     }
 }

@@ -11,7 +11,8 @@ public sealed class QemuDriverTests
         KernelPath = "/k/vmlinuz",
         InitramfsPath = "/k/initramfs.cpio",
         KernelParameters = ["vessel.token=abc"],
-        Disks = [DiskConfig.File("/s/root,fs.ext4"), DiskConfig.Nbd("/s/nbd.sock", "rootfs", readOnly: true)],
+        Disks = [DiskConfig.File("/s/root,fs.ext4"), DiskConfig.Nbd("/s/nbd.sock", "rootfs", readOnly: true) with { Serial = "vessel-kit" }],
+        TscKhz = 2_596_142,
         ControlSocketPath = "/s/ctl.sock",
         ApiSocketPath = "/s/qmp.sock",
         ConsoleLogPath = "/s/console.log",
@@ -25,19 +26,27 @@ public sealed class QemuDriverTests
         Assert.Contains("-M microvm -accel tcg -cpu max", line, StringComparison.Ordinal);
         Assert.Contains("file=/s/root,,fs.ext4,format=raw", line, StringComparison.Ordinal); // commas doubled
         Assert.Contains("driver=nbd,server.type=unix,server.path=/s/nbd.sock,export=rootfs", line, StringComparison.Ordinal);
-        Assert.Contains("readonly=on -device virtio-blk-device,drive=d1", line, StringComparison.Ordinal);
+        Assert.Contains("readonly=on -device virtio-blk-device,drive=d1,serial=vessel-kit", line, StringComparison.Ordinal);
         Assert.Contains("virtserialport,chardev=ctl,name=vessel.ctl", line, StringComparison.Ordinal);
         Assert.Contains("-qmp unix:/s/qmp.sock,server=on,wait=off", line, StringComparison.Ordinal);
         Assert.Contains("vessel.token=abc", line, StringComparison.Ordinal);
-        Assert.Contains("tsc_early_khz=", line, StringComparison.Ordinal);
+        Assert.Contains("tsc_early_khz=2596142 tsc=reliable", line, StringComparison.Ordinal);
         Assert.DoesNotContain("memory-backend", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Without_a_known_tsc_frequency_the_guest_calibrates_its_own()
+    {
+        string line = string.Join(' ', QemuDriver.BuildArguments(Config() with { TscKhz = null }, Acceleration.Tcg));
+        Assert.DoesNotContain("tsc_early_khz", line, StringComparison.Ordinal);
+        Assert.Contains("tsc=reliable no_timer_check", line, StringComparison.Ordinal);
     }
 
     [Fact]
     public void Memory_backend_file_is_shared_guest_ram()
     {
         string line = string.Join(' ', QemuDriver.BuildArguments(Config("/s/mem"), Acceleration.Kvm));
-        Assert.Contains("memory-backend-file,id=mem0,size=512M,mem-path=/s/mem,share=on", line, StringComparison.Ordinal);
+        Assert.Contains("memory-backend-file,id=mem0,size=256M,mem-path=/s/mem,share=on", line, StringComparison.Ordinal);
         Assert.Contains("-M microvm,memory-backend=mem0 -accel kvm -cpu host", line, StringComparison.Ordinal);
         Assert.DoesNotContain("tsc_early_khz", line, StringComparison.Ordinal);
     }

@@ -1,0 +1,113 @@
+using Vessel.Common;
+using Vessel.Guest;
+using Vessel.Oci;
+using Vessel.Rootfs;
+using Vessel.Sandboxes;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.IntegrationTests.Guest;
+
+/// <summary>
+/// For the guest kit tests: the kit (cached by content hash under the default kit cache), a tiny
+/// OCI image made here from Debian's busybox-static with umoci (nothing from outside the
+/// repository), its rootfs, and a private state directory whose leftovers disposal checks.
+/// </summary>
+public sealed class GuestKitEnvironment : IAsyncLifetime
+{
+    public static readonly string[] Requirements = ["qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs"];
+
+    public TempDirectory? Work { get; private set; }
+
+    public GuestKit? Kit { get; private set; }
+
+    /// <summary>The OCI layout of the busybox image, as an image reference ("oci:DIR:busybox").</summary>
+    public string ImageReference => "oci:" + Work!.Combine("oci") + ":busybox";
+
+    public string RootfsPath => Work!.Combine("busybox.ext4");
+
+    public string StateDirectory => Work!.Combine("state");
+
+    public SandboxManager Manager => new(StateDirectory, Kit!);
+
+    public async Task InitializeAsync()
+    {
+        if (Vessel.Testing.Requirements.FirstMissing(Requirements) is not null)
+        {
+            return;
+        }
+        // Short path: unix socket paths must stay under 108 bytes.
+        Work = TempDirectory.Create("vgk-", "/tmp");
+        Kit = await new KitBuilder(new KitOptions()).EnsureAsync(CancellationToken.None);
+        await MakeBusyboxImageAsync(Work.Combine("oci"), Work.Combine("bundle"));
+        await using IImageSource image = await ImageSources.OpenAsync(ImageReference, new ImageSourceOptions(), CancellationToken.None);
+        await RootfsBuilder.BuildAsync(image, RootfsPath, new RootfsBuildOptions { SizeBytes = 64L << 20 }, null, CancellationToken.None);
+    }
+
+    /// <summary>An OCI image with Debian's static busybox and its applets as symlinks (what scripts/demo.sh makes).</summary>
+    private static async Task MakeBusyboxImageAsync(string layout, string bundle)
+    {
+        async Task Umoci(params string[] args) => (await ExternalProcess.RunAsync("umoci", args, CancellationToken.None, timeout: TimeSpan.FromMinutes(2))).EnsureSuccess();
+        await Umoci("init", "--layout", layout);
+        await Umoci("new", "--image", layout + ":busybox");
+        await Umoci("unpack", "--rootless", "--image", layout + ":busybox", bundle);
+        string rootfs = Path.Combine(bundle, "rootfs");
+        foreach (string d in new[] { "bin", "root", "tmp", "etc" })
+        {
+            Directory.CreateDirectory(Path.Combine(rootfs, d));
+        }
+        File.Copy("/bin/busybox", Path.Combine(rootfs, "bin", "busybox"));
+        foreach (string applet in new[] { "sh", "ls", "cat", "echo", "date", "sleep", "free", "test", "mkdir", "rm", "true", "awk", "sync" })
+        {
+            File.CreateSymbolicLink(Path.Combine(rootfs, "bin", applet), "busybox");
+        }
+        await Umoci("repack", "--image", layout + ":busybox", bundle);
+        await Umoci("config", "--image", layout + ":busybox", "--config.cmd", "/bin/sh", "--config.env", "PATH=/bin", "--config.workingdir", "/root");
+    }
+
+    /// <summary>QEMU processes whose command line names <paramref name="directory"/>.</summary>
+    public static IReadOnlyList<int> QemusNaming(string directory)
+    {
+        var found = new List<int>();
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid))
+            {
+                continue;
+            }
+            try
+            {
+                string cmdline = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
+                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(directory, StringComparison.Ordinal))
+                {
+                    found.Add(pid);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+            }
+        }
+        return found;
+    }
+
+    /// <summary>Asserts that no sandbox left a QEMU or a directory behind.</summary>
+    public void AssertNothingLeft()
+    {
+        Assert.Empty(QemusNaming(StateDirectory));
+        string sandboxes = new VesselHome(StateDirectory).Sandboxes;
+        Assert.True(!Directory.Exists(sandboxes) || Directory.GetFileSystemEntries(sandboxes).Length == 0,
+            "sandbox directories left: " + (Directory.Exists(sandboxes) ? string.Join(", ", Directory.GetFileSystemEntries(sandboxes)) : string.Empty));
+    }
+
+    public Task DisposeAsync()
+    {
+        Work?.Dispose();
+        return Task.CompletedTask;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class GuestKitCollection : ICollectionFixture<GuestKitEnvironment>
+{
+    public const string Name = "guest-kit";
+}

@@ -1,0 +1,94 @@
+using System.Globalization;
+using System.Text;
+using Vessel.Agent;
+using Vessel.Blocks;
+using Vessel.Sandboxes;
+using Vessel.State;
+using Vessel.Templates;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.IntegrationTests.Guest;
+
+/// <summary>
+/// Template builds on the guest kit: a build VM, a snapshot and resumed sandboxes at 128 MiB,
+/// and many default-memory builds in a row (the failure that started the kit disk: a 256 MiB
+/// guest could not unpack the old 85 MB initramfs).
+/// </summary>
+[Collection(GuestKitCollection.Name)]
+public sealed class GuestTemplateTests
+{
+    private readonly GuestKitEnvironment _env;
+
+    public GuestTemplateTests(GuestKitEnvironment env)
+    {
+        _env = env;
+    }
+
+    private sealed record Home(string Path, TemplateBuilder Builder, StateStore State, LayerStore Layers, SandboxManager Manager);
+
+    private async Task<Home> OpenAsync(string name, CancellationToken ct)
+    {
+        // Under the environment's state directory, so its leftover checks see these VMs too.
+        string path = System.IO.Path.Combine(_env.StateDirectory, name);
+        Directory.CreateDirectory(path);
+        StateStore state = await StateStore.OpenAsync(System.IO.Path.Combine(path, "state.db"), ct);
+        LayerStore layers = LayerStore.OpenDirectory(System.IO.Path.Combine(path, "blocks"));
+        var manager = new SandboxManager(path, _env.Kit!);
+        return new Home(path, new TemplateBuilder(state, layers, new SandboxStepRunner(manager), path), state, layers, manager);
+    }
+
+    private TemplateSpec Spec(string name, int? memoryMb) =>
+        (memoryMb is { } m ? Template.From(_env.ImageReference).MemoryMb(m) : Template.From(_env.ImageReference))
+            .Named(name).DiskSize("64M")
+            .Run("mkdir -p /srv && echo ok > /srv/health")
+            .Start("while true; do cat /srv/health > /tmp/served; sleep 1; done")
+            .Ready("test -s /tmp/served")
+            .ToSpec();
+
+    private static async Task<string> OutputAsync(Sandbox sandbox, string script)
+    {
+        using var output = new MemoryStream();
+        ExitStatus status = await sandbox.ExecAsync(new ExecRequest(["/bin/sh", "-c", script]), null, output, output, CancellationToken.None);
+        string text = Encoding.UTF8.GetString(output.ToArray());
+        Assert.True(status.ExitCode == 0, $"'{script}' exited with {status.ExitCode}: {text}");
+        return text;
+    }
+
+    [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", "root", Timeout = 600_000)]
+    public async Task A_template_builds_snapshots_and_resumes_at_128_MiB_with_the_guest_clock_set_to_the_hosts()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
+        Home home = await OpenAsync("tpl-128", cts.Token);
+        await home.Builder.BuildAsync(Spec("small", 128), new TemplateBuildOptions(), null, cts.Token);
+        TemplateRecord record = (await home.State.GetTemplateAsync("small", cts.Token))!;
+        Assert.NotNull(record.SnapshotDirectory);
+        for (int i = 0; i < 2; i++)
+        {
+            await using Sandbox resumed = await home.Manager.CreateFromTemplateAsync(home.Layers, record, new SandboxOptions(), restore: true, cts.Token);
+            Assert.True(resumed.Timings.Restored);
+            Assert.Equal("ok\n", await OutputAsync(resumed, "cat /tmp/served"));
+            Assert.InRange(long.Parse(await OutputAsync(resumed, "awk '/MemTotal/ {print $2}' /proc/meminfo"), CultureInfo.InvariantCulture), 80_000, 131_072);
+            // The snapshot's clock was replaced by the host's at the restore.
+            double guest = double.Parse(await OutputAsync(resumed, "busybox adjtimex | awk '/tv_sec/ {s=$2} /tv_usec/ {u=$2} END {printf \"%d.%06d\\n\", s, u}'"), CultureInfo.InvariantCulture);
+            Assert.InRange(guest - (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).TotalSeconds, -2.0, 0.5);
+        }
+        _env.AssertNothingLeft();
+    }
+
+    // Costly: 20 build VMs booted and snapshotted (--no-cache), a few minutes under TCG.
+    [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", "root", Timeout = 2_400_000)]
+    public async Task Twenty_default_memory_template_builds_in_a_row_pass_costly_20_boots()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(39));
+        Home home = await OpenAsync("tpl-20", cts.Token);
+        TemplateSpec spec = Spec("twenty", memoryMb: null);
+        Assert.Equal(Vmm.VmConfig.DefaultMemoryMiB, spec.MemoryMb);
+        for (int i = 0; i < 20; i++)
+        {
+            TemplateBuildResult result = await home.Builder.BuildAsync(spec, new TemplateBuildOptions { NoCache = true }, null, cts.Token);
+            Assert.All(result.Phases, p => Assert.False(p.Cached));
+        }
+        _env.AssertNothingLeft();
+    }
+}

@@ -1,0 +1,69 @@
+using Vessel.Vmm;
+using Xunit;
+
+namespace Vessel.Tests.Vmm;
+
+public sealed class NetworkConfigTests
+{
+    [Theory]
+    [InlineData("127.0.0.1:8080", "127.0.0.1", 8080, null)]
+    [InlineData("localhost:80", "localhost", 80, null)]
+    [InlineData("host.vessel.internal:65535", "host.vessel.internal", 65535, null)]
+    [InlineData("10.0.0.0/8", "10.0.0.0", null, 8)]
+    public void Rules_parse_host_port_and_cidr(string text, string host, int? port, int? prefix)
+    {
+        NetworkRule rule = NetworkRule.Parse(text);
+        Assert.Equal(new NetworkRule(host, port, prefix), rule);
+        Assert.Equal(text, rule.ToString());
+    }
+
+    [Theory]
+    [InlineData("8080")]
+    [InlineData("host:0")]
+    [InlineData("host:70000")]
+    [InlineData(":80")]
+    [InlineData("10.0.0.0/33")]
+    [InlineData("not an ip/8")]
+    [InlineData("a b:80")]
+    public void Malformed_rules_are_refused_naming_the_rule(string text)
+    {
+        VesselException e = Assert.Throws<VesselException>(() => NetworkRule.Parse(text));
+        Assert.Equal(VesselErrorReason.InvalidInput, e.Reason);
+        Assert.Contains($"'{text}'", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Outbound_on_is_the_default_and_runs_slirp_unrestricted_with_a_fixed_mac()
+    {
+        string line = string.Join(' ', NetworkConfig.Default.QemuArguments("/usr/bin/busybox nc"));
+        Assert.Equal("-netdev user,id=net0,net=10.0.2.0/24,restrict=off -device virtio-net-device,netdev=net0,mac=52:54:00:12:34:56", line);
+        Assert.True(new Vessel.Sandboxes.SandboxOptions().Network.Outbound);
+    }
+
+    [Fact]
+    public void An_isolated_network_is_restricted_and_forwards_only_allowed_host_ports()
+    {
+        var config = NetworkConfig.Isolated with { Allow = [NetworkRule.Parse("127.0.0.1:8080"), NetworkRule.Parse("localhost:8080"), NetworkRule.Parse("host.vessel.internal:9000")] };
+        string netdev = config.QemuArguments("/opt/a,b/busybox nc")[1];
+        Assert.Equal("user,id=net0,net=10.0.2.0/24,restrict=on,guestfwd=tcp:10.0.2.254:8080-cmd:/opt/a,,b/busybox nc 127.0.0.1 8080,guestfwd=tcp:10.0.2.254:9000-cmd:/opt/a,,b/busybox nc 127.0.0.1 9000", netdev);
+    }
+
+    [Theory]
+    [InlineData("10.0.0.0/8")]
+    [InlineData("example.org:443")]
+    public void Allow_rules_slirp_cannot_enforce_are_refused_before_boot(string rule)
+    {
+        var config = NetworkConfig.Isolated with { Allow = [NetworkRule.Parse(rule)] };
+        VesselException e = Assert.Throws<VesselException>(config.Validate);
+        Assert.Equal(VesselErrorReason.Unsupported, e.Reason);
+        Assert.Contains(rule, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Deny_rules_are_refused_rather_than_silently_ignored()
+    {
+        var config = NetworkConfig.Default with { Deny = [NetworkRule.Parse("192.168.0.0/16")] };
+        VesselException e = Assert.Throws<VesselException>(config.Validate);
+        Assert.Contains("192.168.0.0/16", e.Message, StringComparison.Ordinal);
+    }
+}
