@@ -14,27 +14,31 @@ internal static class KitCommands
         return command;
     }
 
-    /// <summary>The kit of <paramref name="home"/> (built on first use), with progress on stderr: what every VM command boots.</summary>
-    internal static Task<GuestKit> EnsureKitAsync(VesselHome home, CancellationToken cancellationToken)
+    /// <summary>
+    /// The guest kit (built on first use), with progress on stderr: what every VM command boots.
+    /// Kits are content-addressed (the id hashes every input), so one cache serves every --home:
+    /// the kits/ of $VESSEL_HOME or the default home (<see cref="KitOptions.DefaultCacheDirectory"/>).
+    /// A command given another --home does not build the same kit again.
+    /// </summary>
+    internal static Task<GuestKit> EnsureKitAsync(CancellationToken cancellationToken)
     {
         var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));
-        return new KitBuilder(new KitOptions { CacheDirectory = home.Kits }, progress).EnsureAsync(cancellationToken);
+        return new KitBuilder(new KitOptions(), progress).EnsureAsync(cancellationToken);
     }
 
     private static Command CreateBuild()
     {
-        var cache = new Option<string?>("--cache") { Description = "Kit cache directory (default: kits/ in Vessel's home)." };
+        var cache = new Option<string?>("--cache") { Description = "Kit cache directory (default: kits/ in $VESSEL_HOME or the default home, shared by every --home)." };
         var agent = new Option<string?>("--agent") { Description = "Published agent directory (default: agent/ beside the CLI, or $VESSEL_AGENT_DIR)." };
-        var home = HomeOption.Create();
         var command = new Command("build", "Download the pinned Debian cloud kernel (apt-get download, SHA-256 checked) and write the initramfs (busybox, virtio modules, init) and the read-only kit disk (the agent). Reuses a cached kit with the same inputs.")
         {
-            cache, agent, home,
+            cache, agent,
         };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
         {
             var options = new KitOptions
             {
-                CacheDirectory = parse.GetValue(cache) ?? HomeOption.Get(parse, home).Kits,
+                CacheDirectory = parse.GetValue(cache) ?? KitOptions.DefaultCacheDirectory,
                 AgentDirectory = parse.GetValue(agent),
             };
             var progress = new Progress<string>(m => Console.Error.WriteLine("vessel: " + m));

@@ -58,7 +58,7 @@ internal static class SandboxCommands
             Acceleration acceleration = ParseAcceleration(parse.GetValue(accel));
             // Before the kit or a VM: a file that is neither ext4 nor an image is refused here, in milliseconds.
             string rootfsPath = await RootfsForAsync(parse.GetValue(source)!, home, parse.GetValue(insecure), token);
-            GuestKit kit = await KitCommands.EnsureKitAsync(home, token);
+            GuestKit kit = await KitCommands.EnsureKitAsync(token);
             var manager = new SandboxManager(home.Root, kit);
             IReadOnlyList<string> swept = await manager.SweepAsync(token);
             if (swept.Count > 0)

@@ -59,7 +59,7 @@ internal static class TemplateCommands
     /// <summary>Build VMs live under HOME/sandboxes; leftovers of a crashed build are swept first.</summary>
     private static async Task<IStepRunner> SandboxRunnerAsync(VesselHome home, Vessel.Vmm.Acceleration acceleration, CancellationToken ct)
     {
-        GuestKit kit = await KitCommands.EnsureKitAsync(home, ct);
+        GuestKit kit = await KitCommands.EnsureKitAsync(ct);
         var manager = new SandboxManager(home.Root, kit);
         IReadOnlyList<string> swept = await manager.SweepAsync(ct);
         if (swept.Count > 0)
@@ -95,7 +95,7 @@ internal static class TemplateCommands
             TemplateRecord t = await state.GetTemplateAsync(n, token)
                 ?? throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
             TemplateConfig config = TemplateConfig.FromJson(t.ConfigJson, $"template '{n}'");
-            GuestKit kit = await KitCommands.EnsureKitAsync(dir, token);
+            GuestKit kit = await KitCommands.EnsureKitAsync(token);
             var manager = new SandboxManager(dir.Root, kit);
             await manager.SweepAsync(token);
             TimeSpan prepared = clock.Elapsed;

@@ -50,7 +50,7 @@ internal static partial class ServeCommands
             c.Cancel = true;
             stop.Cancel();
         });
-        GuestKit kit = await KitCommands.EnsureKitAsync(home, cancellationToken);
+        GuestKit kit = await KitCommands.EnsureKitAsync(cancellationToken);
         StateStore state = await StateStore.OpenAsync(home.StateDatabase, cancellationToken);
         using ILoggerFactory logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
         await using var service = new SandboxService(new SandboxServiceOptions(home) { Acceleration = acceleration },

@@ -134,7 +134,7 @@ public sealed class OutputPathTests : IDisposable
     public async Task Blocks_flatten_to_a_fifo_is_refused()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(100));
-        string image = await Blocks.TestImages.MakeExt4Async(_dir.Path, "img", 16, cts.Token);
+        string image = await Blocks.DiskImages.MakeExt4Async(_dir.Path, "img", 16, cts.Token);
         string store = _dir.Combine("store");
         ProcessResult import = await VesselCli.RunAsync(cts.Token, "blocks", "import", image, "--store", store);
         Assert.True(import.ExitCode == 0, import.StandardError);

@@ -76,7 +76,7 @@ public sealed class GzipLayerStreamConformanceTests : ReadStreamConformanceTests
     protected override async Task<(Stream Stream, byte[] Expected)> OpenAsync()
     {
         var blob = new DigestVerifyingStream(new MemoryStream(Compressed), OciDigest.Compute(Compressed), Compressed.Length, "a layer");
-        LayerStream layer = await LayerStream.OpenAsync(blob, OciDigest.Compute(StreamSamples.Content), checkGzipLength: true, "a layer", CancellationToken.None);
+        LayerStream layer = await LayerStream.OpenAsync(blob, OciDigest.Compute(StreamSamples.Content), "a layer", CancellationToken.None);
         return (layer, StreamSamples.Content);
     }
 }

@@ -49,7 +49,7 @@ public sealed class NbdServerLimitsTests : IAsyncLifetime
     private async Task<NbdServer> StartAsync(NbdServerOptions options)
     {
         _server = new NbdServer(options);
-        _server.AddExport(new BlockDeviceExport("disk", _device, readOnly: true));
+        _server.AddExport("disk", _device, readOnly: true);
         await _server.StartAsync(CancellationToken.None);
         return _server;
     }
