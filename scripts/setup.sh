@@ -20,6 +20,7 @@ packages=(
   clang zlib1g-dev      # the guest agent is published Native AOT (the ILCompiler links with clang)
   util-linux           # setpriv: QEMU runs under PR_SET_PDEATHSIG and dies with Vessel
   jq curl ca-certificates xz-utils zstd
+  procps               # kill, pgrep, ps: tests signal and find processes
 )
 
 missing=()

@@ -83,6 +83,9 @@ public sealed class ServiceStateTests : IDisposable
                 CREATE TABLE templates (name TEXT PRIMARY KEY, spec_json TEXT NOT NULL, final_hash TEXT NOT NULL, layer_build TEXT NOT NULL,
                     disk_size INTEGER NOT NULL, config_json TEXT NOT NULL, snapshot_dir TEXT, built_at TEXT NOT NULL);
                 INSERT INTO templates VALUES ('old', '{}', 'h', '00000000-0000-0000-0000-000000000001', 1, '{}', NULL, '2026-01-01T00:00:00Z');
+                CREATE TABLE builds (id INTEGER PRIMARY KEY AUTOINCREMENT, template TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+                    started_at TEXT NOT NULL, finished_at TEXT, error TEXT, final_hash TEXT);
                 PRAGMA user_version = 1;
                 """;
             await cmd.ExecuteNonQueryAsync();
