@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Input images for the benchmarks, made from Debian packages (no ../shared): source this file.
+# Input images for the benchmarks, made from Debian packages (nothing from outside the repository): source this file.
 # The same recipes as the tests' images (tests/Shared/TestImages.cs).
 #   busybox_tarball OUT.tar.gz   busybox-static with every applet linked, a passwd; ~300 entries, about 1 s
 #   debian_tarball               prints the path of a Debian minbase tarball (debootstrap --variant=minbase
