@@ -38,6 +38,12 @@ public enum MessageType : byte
     FileEnd = 41,
     StatResult = 42,
     ListResult = 43,
+
+    /// <summary>Host to agent on an exec stream: stop sending this process's output here (before a pause).</summary>
+    ExecDetach = 44,
+
+    /// <summary>Agent to host: the last frame of a detached exec stream; output after it waits for the next attach.</summary>
+    ExecDetached = 45,
 }
 
 public static class MessageTypes
