@@ -8,7 +8,7 @@ namespace Vessel.Service;
 /// stops (<see cref="DetachAsync"/>: the agent keeps the process, its pipe waits) and a resume
 /// re-attaches to the same pid (<see cref="AttachAsync"/>).
 /// </summary>
-internal sealed class ServiceCommand
+internal sealed partial class ServiceCommand
 {
     /// <summary>How long a pause waits for the agent to confirm a detach.</summary>
     private static readonly TimeSpan DetachWait = TimeSpan.FromSeconds(10);
@@ -38,7 +38,7 @@ internal sealed class ServiceCommand
 
     public DateTimeOffset StartedAt { get; }
 
-    public CommandOutput Output { get; } = new();
+    public CommandOutput Output { get; private init; } = new();
 
     public bool StdinClosed { get; private set; }
 

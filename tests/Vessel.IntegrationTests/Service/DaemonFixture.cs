@@ -108,9 +108,16 @@ public sealed class DaemonFixture : IAsyncLifetime
     }
 
     /// <summary>Starts the daemon and waits until it answers on its socket.</summary>
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public Task StartAsync(CancellationToken cancellationToken) => StartAsync(new Dictionary<string, string>(), cancellationToken);
+
+    /// <summary>Starts the daemon with extra environment variables (a test seam such as VESSEL_SERVICE_TEST_CRASH).</summary>
+    public async Task StartAsync(IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach ((string name, string value) in environment)
+        {
+            psi.Environment[name] = value;
+        }
         foreach (string a in new[] { VesselCli.DllPath, "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}" })
         {
             psi.ArgumentList.Add(a);
@@ -147,7 +154,7 @@ public sealed class DaemonFixture : IAsyncLifetime
         }
         if (kill9)
         {
-            _daemon.Kill();
+            _daemon.Kill(); // nothing when it already died (a test crash point)
         }
         else
         {
