@@ -72,7 +72,8 @@ internal sealed partial class SandboxService
         if (_options.TestCrashPoint == point)
         {
             ServiceLog.TestCrash(_logger, point);
-            Process.GetCurrentProcess().Kill();
+            using Process self = Process.GetCurrentProcess();
+            self.Kill();
             Thread.Sleep(Timeout.Infinite);
         }
     }
