@@ -35,6 +35,9 @@ public sealed class DaemonFixture : IAsyncLifetime
 
     public string ApiKeyId { get; private set; } = string.Empty;
 
+    /// <summary>Whether the daemon process is up (false after a stop, or after it died at a test crash point).</summary>
+    public bool IsRunning => _daemon is { HasExited: false };
+
     /// <summary>Over the unix socket (no key).</summary>
     public HttpClient Unix { get; private set; } = new();
 
@@ -199,6 +202,35 @@ public sealed class DaemonFixture : IAsyncLifetime
         string body = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == expected, $"{response.RequestMessage?.Method} {response.RequestMessage?.RequestUri}: expected {(int)expected}, got {(int)response.StatusCode}: {body}");
         return JsonNode.Parse(body.Length == 0 ? "null" : body) ?? new JsonObject();
+    }
+
+    /// <summary>A command's NDJSON answer: its stdout and stderr, its last line (exit or error; empty when none) and the pid of its start line.</summary>
+    public static (string Stdout, string Stderr, JsonNode Exit, int Pid) ParseCommand(string ndjson)
+    {
+        var stdout = new StringBuilder();
+        var stderr = new StringBuilder();
+        JsonNode? exit = null;
+        int pid = 0;
+        foreach (string line in ndjson.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            JsonNode e = JsonNode.Parse(line)!;
+            switch (e["type"]!.GetValue<string>())
+            {
+                case "start":
+                    pid = e["pid"]!.GetValue<int>();
+                    break;
+                case "stdout":
+                    stdout.Append(Encoding.UTF8.GetString(Convert.FromBase64String(e["data"]!.GetValue<string>())));
+                    break;
+                case "stderr":
+                    stderr.Append(Encoding.UTF8.GetString(Convert.FromBase64String(e["data"]!.GetValue<string>())));
+                    break;
+                default:
+                    exit = e;
+                    break;
+            }
+        }
+        return (stdout.ToString(), stderr.ToString(), exit ?? new JsonObject(), pid);
     }
 
     public async Task<string> CreateSandboxAsync(object request)

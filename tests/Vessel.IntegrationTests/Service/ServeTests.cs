@@ -40,30 +40,8 @@ public sealed class ServeTests
 
     private static Run Parse(string ndjson)
     {
-        var stdout = new StringBuilder();
-        var stderr = new StringBuilder();
-        JsonNode? exit = null;
-        int pid = 0;
-        foreach (string line in ndjson.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            JsonNode e = JsonNode.Parse(line)!;
-            switch (e["type"]!.GetValue<string>())
-            {
-                case "start":
-                    pid = e["pid"]!.GetValue<int>();
-                    break;
-                case "stdout":
-                    stdout.Append(Encoding.UTF8.GetString(Convert.FromBase64String(e["data"]!.GetValue<string>())));
-                    break;
-                case "stderr":
-                    stderr.Append(Encoding.UTF8.GetString(Convert.FromBase64String(e["data"]!.GetValue<string>())));
-                    break;
-                default:
-                    exit = e;
-                    break;
-            }
-        }
-        return new Run(stdout.ToString(), stderr.ToString(), exit ?? new JsonObject(), pid);
+        (string stdout, string stderr, JsonNode exit, int pid) = DaemonFixture.ParseCommand(ndjson);
+        return new Run(stdout, stderr, exit, pid);
     }
 
     private static object Sh(string script, bool background = false) => new { cmd = "/bin/sh", args = new[] { "-c", script }, background };
