@@ -171,6 +171,31 @@ public sealed class ObjectStoreTests : IAsyncLifetime
     }
 
     [RequiresFact("npm", "node", Timeout = 180_000)]
+    public async Task Concurrent_readers_of_one_chunk_fetch_it_once()
+    {
+        CancellationToken ct = CancellationToken.None;
+        (string image, byte[] bytes) = await RandomImageAsync("h.raw", 1, 6);
+        using (var writer = new S3LayerStorage(Server.Options("h", _dir.Combine("cache-hw"), Chunk)))
+        {
+            await new LayerStore(writer).ImportAsync(image, 4096, null, ct);
+        }
+        using var reader = new S3LayerStorage(Server.Options("h", _dir.Combine("cache-h"), Chunk));
+        Guid id = (await reader.ListAsync(ct)).Single();
+        using Build build = await new LayerStore(reader).OpenAsync(id, ct);
+        byte[][] results = await Task.WhenAll(Enumerable.Range(0, 16).Select(async i =>
+        {
+            byte[] block = new byte[4096];
+            await build.ReadAsync(4096L * (1 + (i % 2)), block, ct); // blocks 1 and 2: data, one chunk
+            return block;
+        }));
+        Assert.Equal(1, reader.Cache.Fetches);
+        for (int i = 0; i < results.Length; i++)
+        {
+            Assert.True(results[i].AsSpan().SequenceEqual(bytes.AsSpan(4096 * (1 + (i % 2)), 4096)), $"reader {i}");
+        }
+    }
+
+    [RequiresFact("npm", "node", Timeout = 180_000)]
     public async Task An_upload_that_is_not_committed_leaves_nothing_in_the_bucket()
     {
         CancellationToken ct = CancellationToken.None;

@@ -71,18 +71,14 @@ internal sealed class ChunkCache
         {
             return path;
         }
-        var lazy = _inflight.GetOrAdd((build, index), key => new Lazy<Task<string>>(() => FetchAsync(key, fetch)));
-        try
-        {
-            return await lazy.Value.WaitAsync(cancellationToken);
-        }
-        finally
-        {
-            if (lazy.IsValueCreated && lazy.Value.IsCompleted)
-            {
-                _inflight.TryRemove(new KeyValuePair<(Guid, int), Lazy<Task<string>>>((build, index), lazy));
-            }
-        }
+        var key = (build, index);
+        Lazy<Task<string>> lazy = _inflight.GetOrAdd(key, k => new Lazy<Task<string>>(() => FetchAsync(k, fetch)));
+        Task<string> task = lazy.Value;
+        // Whoever waits, and however the wait ends, the finished fetch leaves the in-flight table
+        // (a failed one may be tried again; a finished one is in the cache).
+        _ = task.ContinueWith(_ => _inflight.TryRemove(new KeyValuePair<(Guid, int), Lazy<Task<string>>>(key, lazy)),
+            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return await task.WaitAsync(cancellationToken);
     }
 
     /// <summary>Reads <paramref name="destination"/> from a cached chunk file at <paramref name="offset"/>.</summary>
