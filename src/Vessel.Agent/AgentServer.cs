@@ -216,7 +216,7 @@ internal sealed class AgentServer
         else
         {
             Container container = _pod.Get(request.Container);
-            process = AgentProcess.Start(container.Root, request, container.EnterNamespaces);
+            process = AgentProcess.Start(container.Root, container.ForExec(request), container.EnterNamespaces);
         }
         _processes[process.Pid] = process;
         _ = process.Finished.ContinueWith(_ => _processes.TryRemove(process.Pid, out AgentProcess? _), TaskScheduler.Default);

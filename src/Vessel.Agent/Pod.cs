@@ -79,10 +79,12 @@ internal sealed class Container
 {
     private readonly Process _init;
     private readonly string _directory;
+    private readonly ContainerStartRequest _request;
 
-    private Container(string name, string directory, RootFs root, Process init)
+    private Container(string name, string directory, RootFs root, Process init, ContainerStartRequest request)
     {
         Name = name;
+        _request = request;
         _directory = directory;
         Root = root;
         _init = init;
@@ -94,6 +96,17 @@ internal sealed class Container
     public RootFs Root { get; }
 
     public int Pid { get; }
+
+    /// <summary>
+    /// An exec into this container, like <c>docker exec</c>: the container's environment with the
+    /// request's on top, and its working directory and user unless the request names others.
+    /// </summary>
+    public ExecStartRequest ForExec(ExecStartRequest request) => request with
+    {
+        Environment = [.. _request.Environment, .. request.Environment],
+        WorkingDirectory = request.WorkingDirectory.Length > 0 ? request.WorkingDirectory : _request.WorkingDirectory,
+        User = request.User.Length > 0 ? request.User : _request.User,
+    };
 
     public ContainerStatus Status()
     {
@@ -163,7 +176,7 @@ internal sealed class Container
             mounted.Add(root);
             var rootFs = new RootFs(root);
             Process init = Spawn(request, rootFs, Path.Combine(rw, "console.log"));
-            return new Container(request.Name, directory, rootFs, init);
+            return new Container(request.Name, directory, rootFs, init, request);
         }
         catch
         {
