@@ -88,7 +88,7 @@ public sealed record PodSpec(IReadOnlyList<PodContainerSpec> Containers)
         }
         if (Rootfs == PodRootfsMode.Virtiofs)
         {
-            throw new VesselException(VesselErrorReason.Unsupported, "rootfs: 'virtiofs' is not implemented yet; use 'block' (a read-only ext4 per image).");
+            throw new VesselException(VesselErrorReason.InvalidInput, "rootfs: 'virtiofs' is not implemented yet; use 'block' (a read-only ext4 per image).");
         }
     }
 

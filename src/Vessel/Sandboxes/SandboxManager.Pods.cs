@@ -45,7 +45,7 @@ public sealed partial class SandboxManager
                 int pid = await sandbox.Agent.StartContainerAsync(c.Name, lower.Id, (uint)spec.UpperMiB, process, cancellationToken);
                 containers.Add(new PodContainer(c.Name, c.Image, lower.ContentDigest, lower.Id, pid));
             }
-            sandbox.Pod = new PodInfo(spec, containers);
+            sandbox.Pod = new PodInfo(spec, containers) { Lowers = lowers };
             return sandbox;
         }
         catch
@@ -53,6 +53,34 @@ public sealed partial class SandboxManager
             await sandbox.KillAsync();
             throw;
         }
+    }
+
+    /// <summary>
+    /// A paused pod on a new VM: the same image disks (the cache files, byte-identical by digest:
+    /// refused when one was pruned), RAM and device state from the snapshot, so every container's
+    /// processes and upper writes (guest tmpfs) are back.
+    /// </summary>
+    private async Task<Sandbox> ResumePodAsync(PausedSandbox paused, PodInfo pod, SandboxOptions options, CancellationToken cancellationToken)
+    {
+        foreach (PodLower lower in pod.Lowers)
+        {
+            if (!File.Exists(lower.Path))
+            {
+                throw new VesselException(VesselErrorReason.NotFound,
+                    $"The image disk of {lower.ContentDigest} ({lower.Path}) that this paused pod needs is gone from the image cache: the pod cannot resume.");
+            }
+        }
+        Sandbox sandbox = await CreateAsync(options with
+        {
+            RootfsPath = null,
+            Device = null,
+            Layer = null,
+            PodLowers = pod.Lowers,
+            RestoreFrom = paused.Directory,
+            Pausable = true,
+        }, cancellationToken);
+        sandbox.Pod = pod;
+        return sandbox;
     }
 
     /// <summary>The container's first process: the request's command, env, cwd and user over the image config's.</summary>
@@ -98,4 +126,8 @@ public sealed partial class SandboxManager
 public sealed record PodContainer(string Name, string Image, string ContentDigest, string LowerId, int Pid);
 
 /// <summary>What a pod sandbox was made of.</summary>
-public sealed record PodInfo(PodSpec Spec, IReadOnlyList<PodContainer> Containers);
+public sealed record PodInfo(PodSpec Spec, IReadOnlyList<PodContainer> Containers)
+{
+    /// <summary>The image disks, in the VM's device order (a resume attaches the same set).</summary>
+    internal IReadOnlyList<PodLower> Lowers { get; init; } = [];
+}
