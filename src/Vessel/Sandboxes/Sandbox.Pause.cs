@@ -36,7 +36,11 @@ public sealed partial class Sandbox
         Guid? exported = null;
         try
         {
-            await SyncGuestAsync(cancellationToken);
+            if (Pod is null)
+            {
+                // A pod writes no disk (read-only lowers, tmpfs uppers): nothing to sync.
+                await SyncGuestAsync(cancellationToken);
+            }
             // The agent keeps its processes; a resumed sandbox connects to it like a reconnect.
             await _agent.DisposeAsync();
             await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
