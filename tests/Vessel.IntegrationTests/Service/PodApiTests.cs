@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
+using Vessel.Common;
 using Vessel.IntegrationTests.Sandboxes;
 using Vessel.Testing;
 using Xunit;
@@ -85,6 +86,45 @@ public sealed class PodApiTests
         string sandboxes = Path.Combine(_d.Home, "sandboxes");
         Assert.True(!Directory.Exists(sandboxes) || Directory.GetFileSystemEntries(sandboxes).Length == 0, "sandbox directories left");
         Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(_d.Home, "snapshots"), "sbx-*"));
+    }
+
+    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "busybox-image", Timeout = 600_000)]
+    public async Task The_cli_creates_a_pod_from_a_file_and_runs_a_command_in_a_named_container()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
+        string file = _d.Work!.Combine("pod.json");
+        await File.WriteAllTextAsync(file, $$"""
+            { "containers": [
+                { "name": "app", "image": "{{TestImages.BusyboxOciReference}}", "command": ["sleep", "100000"], "env": { "WHO": "app" } },
+                { "name": "job", "image": "{{TestImages.BusyboxVariantTarball}}", "command": ["sh", "-c", "exit 3"] } ],
+              "rootfs": "block", "upperMb": 16 }
+            """, cts.Token);
+        ProcessResult created = await VesselCli.RunAsync(cts.Token, "sandbox", "create", "-f", file, "--timeout", "600", "--home", _d.Home);
+        Assert.True(created.ExitCode == 0, created.StandardError);
+        string id = created.StandardOutput.Trim();
+        try
+        {
+            ProcessResult exec = await VesselCli.RunAsync(cts.Token, "sandbox", "exec", id, "-c", "app", "--home", _d.Home, "--", "sh", "-c", "echo $WHO $(hostname)");
+            Assert.True(exec.ExitCode == 0, exec.StandardError);
+            Assert.Equal("app app\n", exec.StandardOutput);
+            ProcessResult noContainer = await VesselCli.RunAsync(cts.Token, "sandbox", "exec", id, "--home", _d.Home, "--", "true");
+            Assert.NotEqual(0, noContainer.ExitCode);
+            Assert.Contains("is a pod", noContainer.StandardError, StringComparison.Ordinal);
+            JsonNode? job = null;
+            for (int i = 0; i < 100 && job?["state"]?.GetValue<string>() != "exited"; i++)
+            {
+                await Task.Delay(200, cts.Token);
+                job = (await GetAsync(id))["containers"]!.AsArray().Single(c => c!["name"]!.GetValue<string>() == "job");
+            }
+            Assert.Equal("exited", job!["state"]!.GetValue<string>());
+            Assert.Equal(3, job["exitCode"]!.GetValue<int>());
+        }
+        finally
+        {
+            ProcessResult killed = await VesselCli.RunAsync(CancellationToken.None, "sandbox", "kill", id, "--home", _d.Home);
+            Assert.True(killed.ExitCode == 0, killed.StandardError);
+        }
+        Assert.Empty(SandboxEnvironment.QemusNaming(_d.Home));
     }
 
     [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
