@@ -1,4 +1,6 @@
+using System.Formats.Tar;
 using System.Text;
+using Vessel.IntegrationTests.Rootfs;
 using Vessel.Agent;
 using Vessel.Agent.Protocol;
 using Vessel.Oci;
@@ -96,9 +98,40 @@ public sealed class PodTests
             AgentException e = await Assert.ThrowsAsync<AgentException>(() => RunAsync(pod, "job", "true"));
             Assert.Contains("has exited (code 7)", e.Message, StringComparison.Ordinal);
             Assert.Equal(0, (await RunAsync(pod, "web", "true")).Code);
+            // The upper is capped: writing past upperMb fails in that container only.
+            var full = await RunAsync(pod, "web", "dd", "if=/dev/zero", "of=/fill", "bs=1M", $"count={PodSpec.DefaultUpperMiB + 8}");
+            Assert.NotEqual(0, full.Code);
+            Assert.Contains("No space left on device", full.Stderr, StringComparison.Ordinal);
+            Assert.Equal(0, (await RunAsync(pod, "side", "sh", "-c", "echo ok > /side-file")).Code);
             AgentException missing = await Assert.ThrowsAsync<AgentException>(() => RunAsync(pod, "nope", "true"));
             Assert.Contains("no container 'nope'", missing.Message, StringComparison.Ordinal);
         }
+        _environment.AssertNothingLeft();
+    }
+
+    [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
+    public async Task A_hostile_image_is_refused_naming_the_entry_before_any_vm_starts_and_writes_nothing_outside_the_cache()
+    {
+        string outside = _environment.Work!.Combine("outside");
+        Directory.CreateDirectory(outside);
+        var cases = new (string Name, byte[] Tar, string Expected)[]
+        {
+            ("dotdot", HostileInputs.Tar((TarEntryType.RegularFile, "../escape", "x")), "escape"),
+            ("symlink", HostileInputs.Tar((TarEntryType.SymbolicLink, "etc", outside), (TarEntryType.RegularFile, "etc/planted", "x")), "planted"),
+        };
+        foreach ((string name, byte[] tar, string expected) in cases)
+        {
+            string layout = _environment.Work!.Combine("hostile-" + name);
+            HostileInputs.WriteOciLayout(layout, tar, gzip: false, "amd64", viaIndex: false);
+            var spec = new PodSpec([new PodContainerSpec("bad", $"oci:{layout}:{HostileInputs.Tag}") { Command = ["true"] }]);
+            Exception e = await Assert.ThrowsAnyAsync<Exception>(() => _environment.Manager.CreatePodAsync(spec, new SandboxOptions(), OpenImageAsync, CancellationToken.None));
+            Assert.True(e is VesselException or InvalidDataException, e.ToString());
+            Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        }
+        Assert.Empty(Directory.GetFileSystemEntries(outside));
+        Assert.False(File.Exists(_environment.Work!.Combine("escape")));
+        string images = Path.Combine(_environment.StateDirectory, "images");
+        Assert.Empty(Directory.Exists(images) ? Directory.GetFiles(images, "*.partial") : []);
         _environment.AssertNothingLeft();
     }
 }
