@@ -1,8 +1,8 @@
 using System.Formats.Tar;
 using System.Text;
-using Vessel.IntegrationTests.Rootfs;
 using Vessel.Agent;
 using Vessel.Agent.Protocol;
+using Vessel.IntegrationTests.Rootfs;
 using Vessel.Oci;
 using Vessel.Sandboxes;
 using Vessel.Testing;
