@@ -21,6 +21,7 @@ internal sealed class ShimProcess
     private readonly TaskCompletionSource<ShimExit> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stdinDone = new();
     private ExecSession? _session;
+    private Task _stdinPump = Task.CompletedTask;
     private int _stdinClosed;
 
     public ShimProcess(string execId, OciProcess process, string stdin, string stdout, string stderr, bool terminal)
@@ -74,7 +75,7 @@ internal sealed class ShimProcess
         Pid = _session.Pid;
         if (hasStdin)
         {
-            _ = Task.Factory.StartNew(() => PumpStdinAsync(_session), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+            _stdinPump = Task.Factory.StartNew(() => PumpStdinAsync(_session), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         }
         _ = Task.Run(async () =>
         {
@@ -117,7 +118,22 @@ internal sealed class ShimProcess
         await _session.SignalAsync(signal, cancellationToken);
     }
 
-    /// <summary>Closes the process's stdin in the guest (CloseIO, or the FIFO's writer closed); idempotent.</summary>
+    /// <summary>
+    /// CloseIO: containerd's writer is done. What it wrote may still sit in the FIFO, so the pump
+    /// reads on to EOF (a pump still waiting in open(2) for a writer is released by one of ours)
+    /// for up to two seconds before the guest's stdin is closed regardless.
+    /// </summary>
+    public async Task CloseIOAsync()
+    {
+        if (Stdin.Length > 0 && _session is not null)
+        {
+            ReleaseStdinOpen();
+            await Task.WhenAny(_stdinPump, Task.Delay(TimeSpan.FromSeconds(2)));
+        }
+        await CloseStdinAsync();
+    }
+
+    /// <summary>Closes the process's stdin in the guest (the FIFO's writer closed, CloseIO, or the exit); idempotent.</summary>
     public async Task CloseStdinAsync()
     {
         if (Interlocked.Exchange(ref _stdinClosed, 1) != 0)
@@ -135,16 +151,22 @@ internal sealed class ShimProcess
             {
             }
         }
-        // A reader thread still blocked in open(2) (no writer ever came) is released by a writer of ours.
-        if (Stdin.Length > 0)
+        ReleaseStdinOpen();
+    }
+
+    /// <summary>A pump blocked in open(2) (no writer ever came) is released by a writer of ours that closes at once.</summary>
+    private void ReleaseStdinOpen()
+    {
+        if (Stdin.Length == 0 || _stdinPump.IsCompleted)
         {
-            try
-            {
-                using SafeFileHandle h = File.OpenHandle(Stdin, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
-            }
-            catch (IOException)
-            {
-            }
+            return;
+        }
+        try
+        {
+            using SafeFileHandle h = File.OpenHandle(Stdin, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        }
+        catch (IOException)
+        {
         }
     }
 

@@ -65,7 +65,7 @@ internal sealed partial class TaskService : IAsyncDisposable
         {
             if (r.Stdin)
             {
-                await Find(r.Id, r.ExecId).CloseStdinAsync();
+                await Find(r.Id, r.ExecId).CloseIOAsync();
             }
             return new Empty();
         });
