@@ -29,6 +29,7 @@ public sealed class ShimFixture : IAsyncLifetime
     private readonly string _marker = Guid.NewGuid().ToString("N");
     private TempDirectory? _dir;
     private Process? _daemon;
+    private int _daemonPid;
 
     public string Root => _dir!.Path;
 
@@ -67,6 +68,7 @@ public sealed class ShimFixture : IAsyncLifetime
         psi.Environment[VesselSettings.HomeVariable] = Home;
         psi.Environment[MarkerVariable] = _marker;
         _daemon = Process.Start(psi)!;
+        _daemonPid = _daemon.Id;
         _daemon.OutputDataReceived += (_, _) => { };
         _daemon.ErrorDataReceived += (_, _) => { };
         _daemon.BeginOutputReadLine();
@@ -140,7 +142,7 @@ public sealed class ShimFixture : IAsyncLifetime
         var found = new List<int>();
         foreach (string dir in Directory.EnumerateDirectories("/proc"))
         {
-            if (!int.TryParse(Path.GetFileName(dir), out int pid) || pid == _daemon?.Id)
+            if (!int.TryParse(Path.GetFileName(dir), out int pid) || pid == _daemonPid)
             {
                 continue;
             }

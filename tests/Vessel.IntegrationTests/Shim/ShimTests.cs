@@ -28,7 +28,7 @@ public sealed class ShimTests
         string[] lines = run.StandardOutput.Split('\n');
         Assert.Equal(TestImages.BusyboxRelease.TrimEnd('\n'), lines[0]);
         // The guest kernel (the kit's), not the host's.
-        Assert.Equal(_ctrd.Kit!.Manifest.KernelVersion, lines[1]);
+        Assert.Equal("linux-image-" + lines[1], _ctrd.Kit!.Manifest.KernelPackage);
         Assert.NotEqual((await ExternalProcess.RunAsync("uname", ["-r"], cts.Token)).StandardOutput.Trim(), lines[1]);
         Assert.Equal("t1", lines[2]);
         Assert.Contains("to-stderr", run.StandardError, StringComparison.Ordinal);
