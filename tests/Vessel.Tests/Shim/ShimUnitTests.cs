@@ -35,7 +35,7 @@ public sealed class ShimUnitTests
     public void An_exec_spec_gives_the_agent_args_env_cwd_and_uid_gid()
     {
         OciProcess p = OciProcess.Parse(Encoding.UTF8.GetBytes("""{"args":["sh","-c","id"],"env":["PATH=/bin","A=1"],"cwd":"/tmp","user":{"uid":1000,"gid":100},"terminal":false}"""), "exec e1");
-        Agent.ExecRequest r = p.ToExecRequest(stdin: true);
+        Vessel.Agent.ExecRequest r = p.ToExecRequest(stdin: true);
         Assert.Equal(["sh", "-c", "id"], r.Arguments);
         Assert.Equal(["PATH=/bin", "A=1"], r.Environment);
         Assert.Equal("/tmp", r.WorkingDirectory);
