@@ -101,8 +101,15 @@ internal sealed class ShimProcess
                 _session.Dispose();
             }
             var ended = new ShimExit(status, DateTimeOffset.UtcNow);
-            _exited.TrySetResult(ended);
-            await onExit(this, ended);
+            try
+            {
+                // The exit event goes out before Wait or Delete can see the exit: containerd gets exit, then delete.
+                await onExit(this, ended);
+            }
+            finally
+            {
+                _exited.TrySetResult(ended);
+            }
         }, CancellationToken.None);
     }
 
