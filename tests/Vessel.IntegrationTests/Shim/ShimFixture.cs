@@ -50,44 +50,14 @@ public sealed class ShimFixture : IAsyncLifetime
         _dir = TempDirectory.Create("vshim-", "/tmp");
         Directory.CreateDirectory(Home);
         File.CreateSymbolicLink(Path.Combine(Home, "kits"), KitOptions.DefaultCacheDirectory);
-        string config = Path.Combine(Root, "config.toml");
-        await File.WriteAllTextAsync(config, $"""
-            version = 2
-            root = "{Root}/root"
-            state = "{Root}/state"
-            disabled_plugins = ["io.containerd.grpc.v1.cri"]
-            [grpc]
-              address = "{Socket}"
-            [ttrpc]
-              address = "{Socket}.ttrpc"
-            """, cts.Token);
-        var psi = new ProcessStartInfo("containerd") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add("--config");
-        psi.ArgumentList.Add(config);
-        psi.Environment["PATH"] = AppContext.BaseDirectory.TrimEnd('/') + ":" + Environment.GetEnvironmentVariable("PATH");
-        psi.Environment[VesselSettings.HomeVariable] = Home;
-        psi.Environment[MarkerVariable] = _marker;
-        _daemon = Process.Start(psi)!;
-        _daemonPid = _daemon.Id;
-        _daemon.OutputDataReceived += (_, _) => { };
-        _daemon.ErrorDataReceived += (_, _) => { };
-        _daemon.BeginOutputReadLine();
-        _daemon.BeginErrorReadLine();
-        using (var client = new ContainerdClient(Socket, Namespace))
+        var environment = new Dictionary<string, string>
         {
-            while (true)
-            {
-                try
-                {
-                    await client.VersionAsync(cts.Token);
-                    break;
-                }
-                catch (VesselException) when (!_daemon.HasExited)
-                {
-                    await Task.Delay(100, cts.Token);
-                }
-            }
-        }
+            ["PATH"] = AppContext.BaseDirectory.TrimEnd('/') + ":" + Environment.GetEnvironmentVariable("PATH"),
+            [VesselSettings.HomeVariable] = Home,
+            [MarkerVariable] = _marker,
+        };
+        _daemon = await global::Vessel.IntegrationTests.Containerd.ContainerdFixture.StartDaemonAsync(Root, Socket, environment, cts.Token);
+        _daemonPid = _daemon.Id;
         string archive = Path.Combine(Root, "busybox-oci.tar");
         (await ExternalProcess.RunAsync("tar", ["-C", TestImages.BusyboxOciLayout, "-cf", archive, "."], cts.Token)).EnsureSuccess();
         (await CtrAsync(cts.Token, "images", "import", "--base-name", Image.Split(':')[0], archive)).EnsureSuccess();
