@@ -126,6 +126,7 @@ public sealed partial class SandboxManager
             }
             TimeSpan prepared = clock.Elapsed;
 
+            NetworkFilter filter = await NetworkFilter.CreateAsync(options.Network, new VesselHome(StateDirectory).NetworkFilters, cancellationToken);
             string token = snapshot?.Token ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
             var config = new VmConfig
             {
@@ -149,6 +150,7 @@ public sealed partial class SandboxManager
                 Acceleration = options.Acceleration,
                 Network = options.Network,
                 NetworkForwardCommand = ExternalProcess.ResolveTool("busybox") + " nc",
+                NetworkFilter = filter,
             };
             vm = await _driver.StartAsync(config, cancellationToken);
             if (vm is QemuVm q)
