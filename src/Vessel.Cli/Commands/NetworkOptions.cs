@@ -21,6 +21,27 @@ internal sealed class NetworkOptions
         command.Options.Add(_deny);
     }
 
+    /// <summary>The options as the daemon's create request takes them (null when none was given: the daemon's default).</summary>
+    public Vessel.Client.SandboxNetwork? GetForDaemon(ParseResult parse)
+    {
+        string[] allow = parse.GetValue(_allow) ?? [];
+        string[] deny = parse.GetValue(_deny) ?? [];
+        string? outbound = parse.GetValue(_outbound);
+        if (!parse.GetValue(_net) && !parse.GetValue(_noNet) && outbound is null && allow.Length == 0 && deny.Length == 0)
+        {
+            return null;
+        }
+        NetworkConfig config = Get(parse); // checked here, before the request
+        return new Vessel.Client.SandboxNetwork
+        {
+            Outbound = parse.GetValue(_net) || parse.GetValue(_noNet) || outbound is not null
+                ? config.Outbound switch { NetworkOutbound.On => Vessel.Client.SandboxOutbound.On, NetworkOutbound.Restrict => Vessel.Client.SandboxOutbound.Restrict, _ => Vessel.Client.SandboxOutbound.Off }
+                : null,
+            Allow = allow,
+            Deny = deny,
+        };
+    }
+
     public NetworkConfig Get(ParseResult parse)
     {
         string? outbound = parse.GetValue(_outbound);

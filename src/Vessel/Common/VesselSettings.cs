@@ -34,6 +34,9 @@ public sealed record VesselSettings
     /// <summary>VESSEL_CONTAINERD_TEST_HOLD: a test seam that stops `containerd artifacts` at a named step.</summary>
     public string? ContainerdTestHold { get; init; }
 
+    /// <summary>VESSEL_OUTBOUND: on, restrict or off, the daemon's network for sandboxes whose create request names none (null: on).</summary>
+    public string? DefaultOutbound { get; init; }
+
     /// <summary>True when this process runs as root (decides the default home).</summary>
     public static bool IsRoot => Environment.UserName == "root";
 
@@ -56,6 +59,7 @@ public sealed record VesselSettings
             Profile = Read("VESSEL_PROFILE") == "1",
             ContainerdSnapshotView = Read("VESSEL_CONTAINERD_SNAPSHOT_VIEW"),
             ContainerdTestHold = Read("VESSEL_CONTAINERD_TEST_HOLD"),
+            DefaultOutbound = Read("VESSEL_OUTBOUND"),
         };
     }
 

@@ -3,7 +3,15 @@ namespace Vessel.Service;
 // The JSON shapes of docs/api.md (camelCase on the wire). Requests take nullable fields so a
 // missing one is reported by name (400) instead of failing deserialization.
 
-internal sealed record CreateSandboxRequest(string? Template, int? TimeoutSeconds, Dictionary<string, string>? Metadata, Dictionary<string, string>? Env, bool? AutoPause);
+internal sealed record CreateSandboxRequest(string? Template, int? TimeoutSeconds, Dictionary<string, string>? Metadata, Dictionary<string, string>? Env, bool? AutoPause)
+{
+    /// <summary>The sandbox's network (null: the daemon's default).</summary>
+    public NetworkRequest? Network { get; init; }
+}
+
+internal sealed record NetworkRequest(string? Outbound, List<string>? Allow, List<string>? Deny);
+
+internal sealed record PortInfo(int Port, string Host, string Url);
 
 internal sealed record SandboxInfo(string SandboxId, string Template, string State, DateTime StartedAt, DateTime EndAt, IReadOnlyDictionary<string, string> Metadata);
 

@@ -83,8 +83,9 @@ internal sealed partial class SandboxService
             {
                 var clock = Stopwatch.StartNew();
                 PausedSandbox paused = sandbox.Paused!;
-                Sandbox live = await _manager.ResumeAsync(_layers, paused, new SandboxOptions { Acceleration = _options.Acceleration }, cancellationToken);
+                Sandbox live = await _manager.ResumeAsync(_layers, paused, new SandboxOptions { Acceleration = _options.Acceleration, Network = sandbox.Network }, cancellationToken);
                 sandbox.Live = live;
+                await RestorePortsAsync(sandbox, live, cancellationToken);
                 sandbox.Paused = null;
                 if (timeout is { } t)
                 {

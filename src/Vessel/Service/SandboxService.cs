@@ -20,6 +20,9 @@ internal sealed record SandboxServiceOptions(VesselHome Home)
 
     public TimeProvider Time { get; init; } = TimeProvider.System;
 
+    /// <summary>The network of a sandbox whose create request names none (VESSEL_OUTBOUND; default: outbound on).</summary>
+    public NetworkConfig DefaultNetwork { get; init; } = NetworkConfig.Default;
+
     /// <summary>How often timeouts are checked.</summary>
     public TimeSpan TimeoutCheckInterval { get; init; } = TimeSpan.FromMilliseconds(500);
 
@@ -135,12 +138,14 @@ internal sealed partial class SandboxService : IAsyncDisposable
         TemplateRecord template = await _state.GetTemplateAsync(request.Template, cancellationToken)
             ?? throw new VesselException(VesselErrorReason.NotFound, $"There is no template named '{request.Template}' (GET /templates lists them).");
         TemplateConfig config = TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'");
+        NetworkConfig network = ToNetwork(request.Network);
         var clock = Stopwatch.StartNew();
-        Sandbox live = await _manager.CreateFromTemplateAsync(_layers, template, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration }, restore: true, cancellationToken);
+        Sandbox live = await _manager.CreateFromTemplateAsync(_layers, template, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration, Network = network }, restore: true, cancellationToken);
         var sandbox = new ServiceSandbox(NewId(), template.Name, config, Time.GetUtcNow(), timeout, request.AutoPause ?? false,
             new Dictionary<string, string>(request.Metadata ?? [], StringComparer.Ordinal), new Dictionary<string, string>(request.Env ?? [], StringComparer.Ordinal))
         {
             Live = live,
+            Network = network,
         };
         try
         {

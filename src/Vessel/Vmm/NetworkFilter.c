@@ -10,11 +10,13 @@
 //                         -ADDR/PREFIX:PORT (deny), PORT 0 meaning any port.
 //
 // Order: a deny entry refuses; an allow entry permits (the host only through an entry naming
-// one of its addresses exactly); the host itself (loopback, the
-// unspecified address, every address of its interfaces) is refused; then the policy decides.
+// one of its addresses exactly); the host itself (loopback, the unspecified address, every
+// address of its interfaces) is refused unless this process listens there (slirp's own socket
+// pairs); then the policy decides.
 // Unix sockets (QMP, NBD, the agent) are never touched. A malformed rule stops QEMU at start.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <ifaddrs.h>
@@ -208,6 +210,48 @@ static int is_host(const unsigned char a[16])
     return 0;
 }
 
+// 1 when this process itself listens at the address and port: libslirp joins each guestfwd
+// command to its connection through a socket pair it makes over loopback (listen, then connect),
+// and a hostfwd port leads back to this same guest. Only looked up for refused host destinations.
+static int own_listener(const unsigned char a[16], int port)
+{
+    DIR *fds = opendir("/proc/self/fd");
+    if (fds == NULL)
+    {
+        return 0;
+    }
+    int found = 0;
+    for (struct dirent *e = readdir(fds); e != NULL && !found; e = readdir(fds))
+    {
+        int fd = atoi(e->d_name);
+        int listening = 0;
+        socklen_t size = sizeof listening;
+        struct sockaddr_storage bound;
+        socklen_t length = sizeof bound;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9' || fd == dirfd(fds)
+            || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || !listening
+            || getsockname(fd, (struct sockaddr *)&bound, &length) != 0)
+        {
+            continue;
+        }
+        unsigned char b[16];
+        static const unsigned char v4_any[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+        static const unsigned char v6_any[16] = {0};
+        if (bound.ss_family == AF_INET)
+        {
+            mapped(&((struct sockaddr_in *)&bound)->sin_addr, b);
+            found = ntohs(((struct sockaddr_in *)&bound)->sin_port) == port && (memcmp(a, b, 16) == 0 || memcmp(b, v4_any, 16) == 0);
+        }
+        else if (bound.ss_family == AF_INET6)
+        {
+            memcpy(b, &((struct sockaddr_in6 *)&bound)->sin6_addr, 16);
+            found = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port) == port && (memcmp(a, b, 16) == 0 || memcmp(b, v6_any, 16) == 0);
+        }
+    }
+    closedir(fds);
+    return found;
+}
+
 // 1 when the destination may be reached; non-IP destinations always may.
 static int permitted(const struct sockaddr *to, socklen_t length)
 {
@@ -247,7 +291,7 @@ static int permitted(const struct sockaddr *to, socklen_t length)
             }
         }
     }
-    return is_host(a) ? 0 : policy_permits;
+    return is_host(a) ? own_listener(a, port) : policy_permits;
 }
 
 int connect(int fd, const struct sockaddr *to, socklen_t length)

@@ -17,7 +17,8 @@ namespace Vessel.IntegrationTests.Network;
 /// <summary>
 /// Sandbox networking on real QEMU (slirp) with the busybox guest: loopback in the guest, host
 /// loopback ports reachable only where an allow rule names them, ports forwarded to the host
-/// (also after a template-snapshot restore), and sandboxes that cannot reach each other. All
+/// (also after a template-snapshot restore), deny rules and the host's own addresses refused by
+/// the connect filter, and sandboxes that cannot reach each other. All
 /// traffic stays on this machine's loopback.
 /// </summary>
 [Collection(GuestKitCollection.Name)]
@@ -79,11 +80,55 @@ public sealed class NetworkTests
         _env.AssertNothingLeft();
     }
 
+    [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", "clang", Timeout = 300_000)]
+    public async Task An_outbound_guest_reaches_an_allowed_host_port_and_is_refused_unnamed_denied_and_host_addresses()
+    {
+        await using var allowed = new HostHttpServer("from-allowed");
+        await using var unnamed = new HostHttpServer("from-unnamed");
+        await using var denied = new HostHttpServer("from-denied");
+        await using var wide = new HostHttpServer("from-wide", IPAddress.Any);
+        IPAddress own = System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+            .Where(n => n.OperationalStatus == System.Net.NetworkInformation.OperationalStatus.Up && n.NetworkInterfaceType != System.Net.NetworkInformation.NetworkInterfaceType.Loopback)
+            .SelectMany(n => n.GetIPProperties().UnicastAddresses).Select(u => u.Address)
+            .First(a => a.AddressFamily == AddressFamily.InterNetwork);
+        var network = NetworkConfig.Default with
+        {
+            Allow = [NetworkRule.Parse("127.0.0.1:" + allowed.Port), NetworkRule.Parse("localhost:" + denied.Port)],
+            Deny = [NetworkRule.Parse("127.0.0.1:" + denied.Port)],
+        };
+        await using (Sandbox sandbox = await _env.Manager.CreateAsync(new SandboxOptions { RootfsPath = _env.RootfsPath, Network = network }, CancellationToken.None))
+        {
+            foreach (string url in new[] { $"http://{NetworkConfig.Gateway}:{allowed.Port}/f", $"http://{NetworkConfig.HostName}:{allowed.Port}/f" })
+            {
+                (int code, string output) = await ExecAsync(sandbox, $"busybox timeout 60 busybox wget -q -O /tmp/o {url} && cat /tmp/o");
+                Assert.True(code == 0, $"{url}: wget exited with {code}: {output}");
+                Assert.Contains("from-allowed", output, StringComparison.Ordinal);
+            }
+            // Slirp maps its gateway to the host's loopback: the filter refuses what no rule allows, and what a deny rule names.
+            foreach (string url in new[]
+            {
+                $"http://{NetworkConfig.Gateway}:{unnamed.Port}/f", $"http://{NetworkConfig.Gateway}:{denied.Port}/f",
+                $"http://{NetworkConfig.HostName}:{denied.Port}/f", $"http://{own}:{wide.Port}/f",
+            })
+            {
+                (int code, string output) = await ExecAsync(sandbox, $"rm -f /tmp/o; busybox timeout 10 busybox wget -q -O /tmp/o {url}; echo rc=$?; cat /tmp/o 2>/dev/null; rm -f /tmp/o");
+                Assert.DoesNotContain("rc=0", output, StringComparison.Ordinal);
+                Assert.DoesNotContain("from-", output, StringComparison.Ordinal);
+            }
+        }
+        Assert.Equal(2, allowed.Requests);
+        Assert.Equal(0, unnamed.Requests);
+        Assert.Equal(0, denied.Requests);
+        Assert.Equal(0, wide.Requests);
+        _env.AssertNothingLeft();
+    }
+
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 400_000)]
     public async Task A_guest_port_is_reachable_from_the_host_through_a_forward_and_not_from_another_sandbox()
     {
         await using (Sandbox server = await _env.Manager.CreateAsync(new SandboxOptions { RootfsPath = _env.RootfsPath }, CancellationToken.None))
-        await using (Sandbox neighbour = await _env.Manager.CreateAsync(new SandboxOptions { RootfsPath = _env.RootfsPath, Network = NetworkConfig.Isolated }, CancellationToken.None))
+        // The neighbour has outbound on (the default), the case where slirp alone would let it reach the host's loopback.
+        await using (Sandbox neighbour = await _env.Manager.CreateAsync(new SandboxOptions { RootfsPath = _env.RootfsPath }, CancellationToken.None))
         {
             (int code, string output) = await ExecAsync(server, "mkdir -p /tmp/www && echo in-guest > /tmp/www/f && busybox httpd -p 8080 -h /tmp/www");
             Assert.True(code == 0, output);
@@ -192,14 +237,15 @@ public sealed class NetworkTests
     /// <summary>A one-response-per-connection HTTP server on the host's 127.0.0.1.</summary>
     private sealed class HostHttpServer : IAsyncDisposable
     {
-        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly TcpListener _listener;
         private readonly CancellationTokenSource _stop = new();
         private readonly Task _loop;
         private readonly byte[] _response;
         private int _requests;
 
-        public HostHttpServer(string body)
+        public HostHttpServer(string body, IPAddress? address = null)
         {
+            _listener = new TcpListener(address ?? IPAddress.Loopback, 0);
             _response = Encoding.ASCII.GetBytes($"HTTP/1.0 200 OK\r\nContent-Length: {body.Length}\r\n\r\n{body}");
             _listener.Start();
             _loop = ServeAsync();

@@ -57,6 +57,28 @@ public sealed class NetworkFilterTests : IDisposable
         Assert.True((await ConnectAsync($"on +{own}/32:{port}", own!, port)).Connected);
     }
 
+    [RequiresFact("clang", "python3")]
+    public async Task A_process_may_connect_to_its_own_loopback_listener_as_slirp_does_for_guestfwd()
+    {
+        string library = await NetworkFilter.EnsureLibraryAsync(_work.Combine("lib"), CancellationToken.None);
+        using var other = new TcpListener(IPAddress.Loopback, 0); // another process's service
+        other.Start();
+        const string Script = """
+            import socket, sys
+            l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)
+            c = socket.create_connection(l.getsockname()); print('own ok')
+            try:
+                socket.create_connection(('127.0.0.1', int(sys.argv[1]))); print('other connected')
+            except ConnectionRefusedError:
+                print('other refused')
+            """;
+        ProcessResult result = await ExternalProcess.RunAsync("python3", ["-c", Script, ((IPEndPoint)other.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture)],
+            CancellationToken.None, timeout: TimeSpan.FromSeconds(30), environment: new NetworkFilter(library, "on").Environment);
+        Assert.True(result.ExitCode == 0, result.StandardError);
+        Assert.Contains("own ok", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("other refused", result.StandardOutput, StringComparison.Ordinal);
+    }
+
     [RequiresFact("clang", "bash")]
     public async Task A_malformed_rule_stops_the_program_at_start_naming_it()
     {
