@@ -60,6 +60,7 @@ internal sealed partial class SandboxService
             await RemoveAsync(sandbox);
             throw new VesselException(VesselErrorReason.ToolFailed, $"Pausing sandbox {sandbox.Id} failed and the sandbox was stopped: {e.Message}", e);
         }
+        await SaveNetworkAsync(sandbox, paused.Directory, CancellationToken.None);
         sandbox.Layers.Add(paused.Layer);
         sandbox.Live = null;
         sandbox.Paused = paused;

@@ -8,6 +8,9 @@ internal sealed partial class SandboxService
 {
     private const int MaxPortsPerSandbox = 64;
 
+    /// <summary>Beside a paused sandbox's snapshot: its network rules and forwards, so a later daemon resumes it with the same ones.</summary>
+    private const string NetworkFile = "network.json";
+
     /// <summary>
     /// Makes a guest TCP port reachable from the host (docs/api.md, "ports"): slirp's
     /// <c>hostfwd</c> on 127.0.0.1, so HTTP and raw TCP both pass. The same guest port gets the
@@ -106,4 +109,45 @@ internal sealed partial class SandboxService
     private static NetworkRule ParseRule(string? text) => text is null
         ? throw new VesselException(VesselErrorReason.InvalidInput, "network: a rule is null; give CIDR or HOST:PORT strings.")
         : NetworkRule.Parse(text);
+
+    /// <summary>Writes the rules and forwards of a sandbox being paused next to its snapshot.</summary>
+    private static async Task SaveNetworkAsync(ServiceSandbox sandbox, string directory, CancellationToken cancellationToken)
+    {
+        var saved = new SavedNetwork(NetworkConfig.FormatOutbound(sandbox.Network.Outbound),
+            [.. sandbox.Network.Allow.Select(r => r.ToString())], [.. sandbox.Network.Deny.Select(r => r.ToString())],
+            sandbox.Ports.ToDictionary(p => p.Key, p => p.Value));
+        await File.WriteAllTextAsync(Path.Combine(directory, NetworkFile), System.Text.Json.JsonSerializer.Serialize(saved), cancellationToken);
+    }
+
+    /// <summary>The network a paused sandbox was saved with (the daemon's default when it has no file: paused before networks were saved).</summary>
+    private async Task<NetworkConfig> LoadNetworkAsync(string directory, IDictionary<int, int> ports, CancellationToken cancellationToken)
+    {
+        string path = Path.Combine(directory, NetworkFile);
+        if (!File.Exists(path))
+        {
+            return _options.DefaultNetwork;
+        }
+        SavedNetwork saved;
+        try
+        {
+            saved = System.Text.Json.JsonSerializer.Deserialize<SavedNetwork>(await File.ReadAllTextAsync(path, cancellationToken))
+                ?? throw new System.Text.Json.JsonException("null");
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new VesselException(VesselErrorReason.Corrupt, $"{path} is unreadable ({e.Message}).", e);
+        }
+        foreach ((int guest, int host) in saved.Ports ?? [])
+        {
+            ports[guest] = host;
+        }
+        return NetworkConfig.Default with
+        {
+            Outbound = NetworkConfig.ParseOutbound(saved.Outbound),
+            Allow = [.. (saved.Allow ?? []).Select(NetworkRule.Parse)],
+            Deny = [.. (saved.Deny ?? []).Select(NetworkRule.Parse)],
+        };
+    }
+
+    private sealed record SavedNetwork(string Outbound, List<string>? Allow, List<string>? Deny, Dictionary<int, int>? Ports);
 }

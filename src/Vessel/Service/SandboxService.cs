@@ -111,14 +111,21 @@ internal sealed partial class SandboxService : IAsyncDisposable
         }
         TemplateRecord? template = await _state.GetTemplateAsync(record.Template, cancellationToken);
         TemplateConfig config = template is null ? new TemplateConfig() : TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'");
+        var ports = new Dictionary<int, int>();
+        NetworkConfig network = await LoadNetworkAsync(dir, ports, cancellationToken);
         var sandbox = new ServiceSandbox(record.Id, record.Template, config, record.StartedAt, record.TimeoutSeconds, record.AutoPause,
             JsonSerializer.Deserialize<Dictionary<string, string>>(record.MetadataJson) ?? [],
             JsonSerializer.Deserialize<Dictionary<string, string>>(record.EnvJson) ?? [])
         {
             EndAt = record.EndAt,
             Paused = new PausedSandbox(dir, layers[^1], await SandboxSnapshot.ReadAsync(dir, cancellationToken)),
+            Network = network,
         };
         sandbox.Layers.AddRange(layers);
+        foreach ((int guest, int host) in ports)
+        {
+            sandbox.Ports[guest] = host;
+        }
         return sandbox;
     }
 
