@@ -86,6 +86,15 @@ public sealed class PortTests
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
             Assert.Equal("in-guest\n", await http.GetStringAsync($"http://{web}/f"));
             Assert.Equal("raw-tcp\n", await EchoAsync(echo, "raw-tcp\n"));
+            // The SDK and the CLI answer the same address for the same port.
+            await using (var client = new Vessel.Client.VesselClient(new Vessel.Client.VesselClientOptions { SocketPath = _d.Socket }))
+            {
+                Vessel.Client.Sandbox handle = await client.Sandboxes.GetAsync(id);
+                Assert.Equal(web, await handle.GetHostAsync(8080));
+            }
+            Vessel.Common.ProcessResult cli = await VesselCli.RunAsync(CancellationToken.None, "sandbox", "port", id, "8080", "--home", _d.Home);
+            Assert.True(cli.ExitCode == 0, cli.StandardError);
+            Assert.Equal(web, cli.StandardOutput.Trim());
 
             // From inside: neither the daemon's API on the host's loopback nor the other sandbox's forward.
             foreach (string url in new[] { $"http://10.0.2.2:{_d.Port}/sandboxes", $"http://10.0.2.2:{IPEndPoint.Parse(web).Port}/f", $"http://host.vessel.internal:{IPEndPoint.Parse(web).Port}/f" })
