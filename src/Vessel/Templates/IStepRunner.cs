@@ -9,7 +9,11 @@ internal sealed record StepSessionRequest(
     int Cpu,
     int MemoryMb,
     string WorkDirectory,
-    Action<string> Report);
+    Action<string> Report)
+{
+    /// <summary>The build VM's network (the spec's; null: outbound on).</summary>
+    public Vmm.NetworkConfig? Network { get; init; }
+}
 
 /// <summary>
 /// Runs build steps. The sandbox runtime implements it with a VM booted on
