@@ -9,11 +9,8 @@ internal sealed record StepSessionRequest(
     int Cpu,
     int MemoryMb,
     string WorkDirectory,
-    Action<string> Report)
-{
-    /// <summary>The build VM's network (the spec's; null: outbound on).</summary>
-    public Vmm.NetworkConfig? Network { get; init; }
-}
+    Action<string> Report,
+    Vmm.NetworkConfig? Network = null); // the spec's network for the build VM (null: outbound on)
 
 /// <summary>
 /// Runs build steps. The sandbox runtime implements it with a VM booted on
