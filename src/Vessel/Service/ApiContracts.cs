@@ -5,6 +5,18 @@ namespace Vessel.Service;
 
 internal sealed record CreateSandboxRequest(string? Template, int? TimeoutSeconds, Dictionary<string, string>? Metadata, Dictionary<string, string>? Env, bool? AutoPause)
 {
+    /// <summary>A pod instead of a template (docs/api.md, "Pods"): its containers.</summary>
+    public List<PodContainerRequest>? Containers { get; init; }
+
+    /// <summary>"block" (default) or "virtiofs".</summary>
+    public string? Rootfs { get; init; }
+
+    public int? MemoryMb { get; init; }
+
+    public int? Cpu { get; init; }
+
+    public int? UpperMb { get; init; }
+
     /// <summary>The sandbox's network (null: the daemon's default).</summary>
     public NetworkRequest? Network { get; init; }
 }
@@ -13,11 +25,24 @@ internal sealed record NetworkRequest(string? Outbound, List<string>? Allow, Lis
 
 internal sealed record PortInfo(int Port, string Host, string Url);
 
-internal sealed record SandboxInfo(string SandboxId, string Template, string State, DateTime StartedAt, DateTime EndAt, IReadOnlyDictionary<string, string> Metadata);
+internal sealed record PodContainerRequest(string? Name, string? Image, List<string>? Command, Dictionary<string, string>? Env, string? Cwd, string? User);
+
+internal sealed record SandboxInfo(string SandboxId, string Template, string State, DateTime StartedAt, DateTime EndAt, IReadOnlyDictionary<string, string> Metadata)
+{
+    /// <summary>A pod's containers (null for a sandbox from a template).</summary>
+    public IReadOnlyList<ContainerInfo>? Containers { get; init; }
+}
+
+/// <summary>One container of a pod: "running", "exited" (with its exit code) or "unknown" while the sandbox is paused.</summary>
+internal sealed record ContainerInfo(string Name, string Image, string ImageDigest, string State, int? ExitCode);
 
 internal sealed record TimeoutRequest(int? TimeoutSeconds);
 
-internal sealed record CommandRequest(string? Cmd, List<string>? Args, Dictionary<string, string>? Env, string? Cwd, string? User, string? Stdin, bool? Background, int? TimeoutSeconds);
+internal sealed record CommandRequest(string? Cmd, List<string>? Args, Dictionary<string, string>? Env, string? Cwd, string? User, string? Stdin, bool? Background, int? TimeoutSeconds)
+{
+    /// <summary>The pod container to run in (required for a pod, refused otherwise).</summary>
+    public string? Container { get; init; }
+}
 
 internal sealed record CommandInfo(int Pid, string Cmd, IReadOnlyList<string> Args, bool Background, DateTime StartedAt);
 

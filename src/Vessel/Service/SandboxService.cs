@@ -131,6 +131,13 @@ internal sealed partial class SandboxService : IAsyncDisposable
 
     public async Task<SandboxInfo> CreateAsync(CreateSandboxRequest request, CancellationToken cancellationToken)
     {
+        if (request.Containers is not null)
+        {
+            // Pods run with outbound on (filtered: no host loopback); their own rules are not wired yet.
+            return request.Network is null
+                ? await CreatePodAsync(request, cancellationToken)
+                : throw new VesselException(VesselErrorReason.InvalidInput, "network: a pod (containers) runs with outbound on and no rules for now; leave network out.");
+        }
         if (string.IsNullOrWhiteSpace(request.Template))
         {
             throw new VesselException(VesselErrorReason.InvalidInput, "template: the name of a built template is required (GET /templates lists them).");

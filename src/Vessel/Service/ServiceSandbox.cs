@@ -59,6 +59,9 @@ internal sealed class ServiceSandbox
     /// <summary>Guest port to host port on 127.0.0.1 (POST /sandboxes/{id}/ports/{port}); added again on resume.</summary>
     public ConcurrentDictionary<int, int> Ports { get; } = new();
 
+    /// <summary>For a pod: its spec and containers (kept while paused).</summary>
+    public PodInfo? Pod { get; init; }
+
     /// <summary>Set while running.</summary>
     public Sandbox? Live { get; set; }
 
