@@ -17,7 +17,7 @@ packages=(
   fuse3                # fusermount3 for nbdfuse
   rsync                # the peer pipelines in benchmarks
   time                 # /usr/bin/time: peak RSS in bench/rootfs/run.sh
-  clang zlib1g-dev      # the guest agent is published Native AOT (the ILCompiler links with clang)
+  clang zlib1g-dev      # the guest agent is published Native AOT (the ILCompiler links with clang); clang also builds the network filter QEMU loads (src/Vessel/Vmm/NetworkFilter.c)
   util-linux           # setpriv: QEMU runs under PR_SET_PDEATHSIG and dies with Vessel
   jq curl ca-certificates xz-utils zstd
   procps               # kill, pgrep, ps: tests signal and find processes

@@ -76,6 +76,26 @@ public sealed class Sandbox
         Info = SandboxesClient.ToInfo(wire, call, _transport);
     }
 
+    /// <summary>
+    /// Makes <paramref name="port"/>, a TCP port a program in the sandbox listens on, reachable
+    /// from the daemon's machine, and returns where: <c>127.0.0.1:HOSTPORT</c> (HTTP and raw TCP
+    /// alike). Asking again for the same port gives the same address; it stays valid across
+    /// pause and resume.
+    /// </summary>
+    /// <param name="port">The guest port, 1-65535.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <returns>HOST:PORT on the daemon's machine.</returns>
+    /// <exception cref="VesselApiException">409 when the sandbox is paused.</exception>
+    public async Task<string> GetHostAsync(int port, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(port, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(port, 65535);
+        var call = new ApiCall($"forward port {port} of sandbox {SandboxId}", SandboxId);
+        PortWire wire = await _transport.SendAsync(HttpMethod.Post, $"{_route}/ports/{port.ToString(System.Globalization.CultureInfo.InvariantCulture)}", null,
+            WireJson.Default.PortWire, call, cancellationToken);
+        return wire.Host ?? throw _transport.Malformed(call, "a port without a host");
+    }
+
     /// <summary>Kills the sandbox: its VM stops and its disk and snapshot are deleted.</summary>
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <returns>A task that completes when the sandbox is gone.</returns>

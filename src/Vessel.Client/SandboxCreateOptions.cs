@@ -17,4 +17,7 @@ public sealed class SandboxCreateOptions
 
     /// <summary>Environment variables for every command in the sandbox.</summary>
     public IReadOnlyDictionary<string, string>? Env { get; init; }
+
+    /// <summary>The sandbox's network (null: the daemon's default, outbound on).</summary>
+    public SandboxNetwork? Network { get; init; }
 }

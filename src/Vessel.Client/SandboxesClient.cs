@@ -30,6 +30,12 @@ public sealed class SandboxesClient
             AutoPause = options.AutoPause ? true : null,
             Metadata = options.Metadata,
             Env = options.Env,
+            Network = options.Network is { } n ? new NetworkWire
+            {
+                Outbound = n.Outbound switch { null => null, SandboxOutbound.On => "on", SandboxOutbound.Restrict => "restrict", _ => "off" },
+                Allow = n.Allow,
+                Deny = n.Deny,
+            } : null,
         };
         var call = new ApiCall($"create a sandbox from template '{options.Template}'");
         SandboxWire wire = await _transport.SendAsync(HttpMethod.Post, "sandboxes",

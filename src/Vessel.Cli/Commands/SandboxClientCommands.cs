@@ -6,13 +6,13 @@ using Vessel.Common;
 namespace Vessel.Cli.Commands;
 
 /// <summary>
-/// <c>vessel sandbox create|exec|ls|pause|resume|kill|cp|logs</c>: thin clients of the daemon
+/// <c>vessel sandbox create|exec|ls|pause|resume|kill|cp|logs|port</c>: thin clients of the daemon
 /// (<c>vessel serve</c>) through <see cref="VesselClient"/>, so that a shell and a program see one
 /// behaviour. <c>--home</c> finds the daemon's socket; <c>--host</c> and VESSEL_API_KEY reach one on TCP.
 /// </summary>
 internal static class SandboxClientCommands
 {
-    public static IEnumerable<Command> Create() => [CreateCommand(), Exec(), List(), Transition("pause"), Transition("resume"), Kill(), Copy(), Logs()];
+    public static IEnumerable<Command> Create() => [CreateCommand(), Exec(), List(), Transition("pause"), Transition("resume"), Kill(), Copy(), Logs(), Port()];
 
     private static Command CreateCommand()
     {
@@ -23,6 +23,8 @@ internal static class SandboxClientCommands
         var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE for every command's environment (repeatable)." };
         var autoPause = new Option<bool>("--auto-pause") { Description = "Pause instead of kill when the timeout passes." };
         var command = new Command("create", "Create a sandbox from TEMPLATE (or a pod from -f FILE) in the daemon and print its id.") { template, file, timeout, meta, env, autoPause };
+        var network = new NetworkOptions();
+        network.AddTo(command);
         return WithClient(command, async (parse, client, token) =>
         {
             string? name = parse.GetValue(template);
@@ -34,6 +36,10 @@ internal static class SandboxClientCommands
             {
                 throw new VesselException(VesselErrorReason.InvalidInput, "Give a TEMPLATE or --file FILE (a pod spec), not both or neither.");
             }
+            if (path is not null && network.GetForDaemon(parse) is not null)
+            {
+                throw new VesselException(VesselErrorReason.InvalidInput, "--net, --no-net, --outbound, --allow and --deny apply to a sandbox from a TEMPLATE; a pod runs with outbound on for now.");
+            }
             Sandbox sandbox = path is not null
                 ? await client.Sandboxes.CreateFromJsonAsync(await PodRequestAsync(path, seconds, metadata, environment, parse.GetValue(autoPause), token), token)
                 : await client.Sandboxes.CreateAsync(new SandboxCreateOptions
@@ -43,6 +49,7 @@ internal static class SandboxClientCommands
                     Metadata = metadata,
                     Env = environment,
                     AutoPause = parse.GetValue(autoPause),
+                    Network = network.GetForDaemon(parse),
                 }, token);
             Console.WriteLine(sandbox.SandboxId);
             return 0;
@@ -153,6 +160,19 @@ internal static class SandboxClientCommands
                 string metadata = string.Join(',', s.Metadata.Select(kv => kv.Key + "=" + kv.Value));
                 Console.WriteLine($"{s.SandboxId,-22} {s.Template,-16} {s.State.ToString().ToLowerInvariant(),-8} {Time(s.StartedAt),-20} {Time(s.EndAt),-20} {metadata}");
             }
+            return 0;
+        });
+    }
+
+    private static Command Port()
+    {
+        var id = new Argument<string>("id") { Description = "The sandbox's id." };
+        var port = new Argument<int>("port") { Description = "A TCP port a program in the sandbox listens on." };
+        var command = new Command("port", "Make PORT of sandbox ID reachable from this machine and print HOST:PORT (HTTP and raw TCP; kept across pause/resume).") { id, port };
+        return WithClient(command, async (parse, client, token) =>
+        {
+            Sandbox sandbox = await client.Sandboxes.GetAsync(parse.GetValue(id)!, token);
+            Console.WriteLine(await sandbox.GetHostAsync(parse.GetValue(port), token));
             return 0;
         });
     }

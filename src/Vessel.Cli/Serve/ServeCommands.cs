@@ -40,6 +40,11 @@ internal static partial class ServeCommands
         return command;
     }
 
+    /// <summary>VESSEL_OUTBOUND, checked before the daemon starts.</summary>
+    private static Vessel.Vmm.NetworkConfig DefaultNetwork() => VesselSettings.Current.DefaultOutbound is { } outbound
+        ? Vessel.Vmm.NetworkConfig.Default with { Outbound = Vessel.Vmm.NetworkConfig.ParseOutbound(outbound) }
+        : Vessel.Vmm.NetworkConfig.Default;
+
     private static async Task<int> RunAsync(VesselHome home, string socketPath, IPEndPoint? tcp, Vessel.Vmm.Acceleration acceleration, CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(home.Root);
@@ -53,7 +58,7 @@ internal static partial class ServeCommands
         GuestKit kit = await KitCommands.EnsureKitAsync(cancellationToken);
         StateStore state = await StateStore.OpenAsync(home.StateDatabase, cancellationToken);
         using ILoggerFactory logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
-        await using var service = new SandboxService(new SandboxServiceOptions(home) { Acceleration = acceleration, TestCrashPoint = VesselSettings.Current.ServiceTestCrash },
+        await using var service = new SandboxService(new SandboxServiceOptions(home) { Acceleration = acceleration, DefaultNetwork = DefaultNetwork(), TestCrashPoint = VesselSettings.Current.ServiceTestCrash },
             new SandboxManager(home.Root, kit), LayerStore.OpenDirectory(home.Blocks), state, logs.CreateLogger("Vessel.Service"));
         await service.StartAsync(cancellationToken);
         if (tcp is not null && (await state.ListApiKeysAsync(cancellationToken)).Count == 0)
@@ -114,6 +119,7 @@ internal static partial class ServeCommands
         app.UseMiddleware<ApiErrors>();
         app.MapOpenApi();
         SandboxEndpoints.Map(app);
+        PortEndpoints.Map(app);
         FileEndpoints.Map(app);
         TemplateEndpoints.Map(app);
         return app;

@@ -12,6 +12,21 @@ internal sealed class CreateSandboxRequest
     public bool? AutoPause { get; init; }
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
     public IReadOnlyDictionary<string, string>? Env { get; init; }
+    public NetworkWire? Network { get; init; }
+}
+
+internal sealed class NetworkWire
+{
+    public string? Outbound { get; init; }
+    public IReadOnlyList<string>? Allow { get; init; }
+    public IReadOnlyList<string>? Deny { get; init; }
+}
+
+internal sealed class PortWire
+{
+    public int Port { get; init; }
+    public string? Host { get; init; }
+    public string? Url { get; init; }
 }
 
 internal sealed class SandboxWire
@@ -148,4 +163,5 @@ internal sealed class ProblemWire
 [JsonSerializable(typeof(TemplateWire))]
 [JsonSerializable(typeof(List<TemplateWire>))]
 [JsonSerializable(typeof(ProblemWire))]
+[JsonSerializable(typeof(PortWire))]
 internal sealed partial class WireJson : JsonSerializerContext;

@@ -29,6 +29,9 @@ public sealed class VesselHome
     /// <summary>Guest kits: downloads/, kernels/, kits/&lt;id&gt;/.</summary>
     public string Kits => Path.Combine(Root, "kits");
 
+    /// <summary>The compiled network filters QEMU loads (Vmm/NetworkFilter.cs), named by source hash.</summary>
+    public string NetworkFilters => Path.Combine(Kits, "netfilter");
+
     /// <summary>One working directory per live sandbox or build VM, swept when its owner is gone.</summary>
     public string Sandboxes => Path.Combine(Root, "sandboxes");
 

@@ -34,6 +34,9 @@ public sealed record VesselSettings
     /// <summary>VESSEL_CONTAINERD_TEST_HOLD: a test seam that stops `containerd artifacts` at a named step.</summary>
     public string? ContainerdTestHold { get; init; }
 
+    /// <summary>VESSEL_OUTBOUND: on, restrict or off, the daemon's network for sandboxes whose create request names none (null: on).</summary>
+    public string? DefaultOutbound { get; init; }
+
     /// <summary>VESSEL_SERVICE_TEST_CRASH: a test seam that makes `vessel serve` kill itself at a named point (SandboxServiceOptions.TestCrashPoint).</summary>
     public string? ServiceTestCrash { get; init; }
 
@@ -74,6 +77,7 @@ public sealed record VesselSettings
             Profile = Read("VESSEL_PROFILE") == "1",
             ContainerdSnapshotView = Read("VESSEL_CONTAINERD_SNAPSHOT_VIEW"),
             ContainerdTestHold = Read("VESSEL_CONTAINERD_TEST_HOLD"),
+            DefaultOutbound = Read("VESSEL_OUTBOUND"),
             ServiceTestCrash = Read("VESSEL_SERVICE_TEST_CRASH"),
             S3Endpoint = Read("VESSEL_S3_ENDPOINT"),
             S3AccessKey = Read("VESSEL_S3_ACCESS_KEY"),

@@ -130,6 +130,7 @@ public sealed partial class SandboxManager
             }
             TimeSpan prepared = clock.Elapsed;
 
+            NetworkFilter? filter = options.NetworkDevice ? await NetworkFilter.CreateAsync(options.Network, new VesselHome(StateDirectory).NetworkFilters, cancellationToken) : null;
             string token = snapshot?.Token ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
             var config = new VmConfig
             {
@@ -155,8 +156,9 @@ public sealed partial class SandboxManager
                 MemoryBackendShared = snapshot is null,
                 IncomingSnapshot = snapshot is not null,
                 Acceleration = options.Acceleration,
-                Network = options.Network,
+                Network = options.NetworkDevice ? options.Network : null,
                 NetworkForwardCommand = ExternalProcess.ResolveTool("busybox") + " nc",
+                NetworkFilter = filter,
             };
             vm = await _driver.StartAsync(config, cancellationToken);
             if (vm is QemuVm q)

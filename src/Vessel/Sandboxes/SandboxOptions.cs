@@ -61,6 +61,9 @@ public sealed record SandboxOptions
     /// <summary>The sandbox's network (<see cref="NetworkConfig.Default"/>: outbound on). Every sandbox has the device, so snapshots and restores match.</summary>
     public NetworkConfig Network { get; init; } = NetworkConfig.Default;
 
+    /// <summary>False: no virtio-net device at all (benchmarks measure what the device costs; a snapshot and its restore must agree).</summary>
+    internal bool NetworkDevice { get; init; } = true;
+
     /// <summary>Back guest RAM with this file (for snapshots); null: anonymous memory.</summary>
     public string? MemoryBackendFile { get; init; }
 

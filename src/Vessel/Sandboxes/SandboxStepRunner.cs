@@ -60,6 +60,7 @@ internal sealed class SandboxStepRunner : IStepRunner
             Vcpus = request.Cpu,
             Snapshottable = Snapshots,
             Acceleration = Acceleration,
+            Network = request.Network ?? NetworkConfig.Default,
         }, cancellationToken);
         request.Report($"build VM {sandbox.Id} ready in {sandbox.Timings.AgentReady.TotalSeconds:0.0} s ({sandbox.VirtualMachine.Acceleration})");
         try

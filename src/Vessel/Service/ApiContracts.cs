@@ -16,7 +16,14 @@ internal sealed record CreateSandboxRequest(string? Template, int? TimeoutSecond
     public int? Cpu { get; init; }
 
     public int? UpperMb { get; init; }
+
+    /// <summary>The sandbox's network (null: the daemon's default).</summary>
+    public NetworkRequest? Network { get; init; }
 }
+
+internal sealed record NetworkRequest(string? Outbound, List<string>? Allow, List<string>? Deny);
+
+internal sealed record PortInfo(int Port, string Host, string Url);
 
 internal sealed record PodContainerRequest(string? Name, string? Image, List<string>? Command, Dictionary<string, string>? Env, string? Cwd, string? User);
 

@@ -64,6 +64,7 @@ internal sealed partial class SandboxService
             File.Delete(intent);
             throw new VesselException(VesselErrorReason.ToolFailed, $"Pausing sandbox {sandbox.Id} failed and the sandbox was stopped: {e.Message}", e);
         }
+        await SaveNetworkAsync(sandbox, paused.Directory, CancellationToken.None);
         CrashPoint(CrashAfterPauseExport);
         if (paused.Layer != Guid.Empty)
         {
@@ -93,8 +94,9 @@ internal sealed partial class SandboxService
             {
                 var clock = Stopwatch.StartNew();
                 PausedSandbox paused = sandbox.Paused!;
-                Sandbox live = await _manager.ResumeAsync(_layers, paused, new SandboxOptions { Acceleration = _options.Acceleration }, cancellationToken);
+                Sandbox live = await _manager.ResumeAsync(_layers, paused, new SandboxOptions { Acceleration = _options.Acceleration, Network = sandbox.Network }, cancellationToken);
                 sandbox.Live = live;
+                await RestorePortsAsync(sandbox, live, cancellationToken);
                 sandbox.Paused = null;
                 if (timeout is { } t)
                 {

@@ -20,6 +20,9 @@ internal sealed record SandboxServiceOptions(VesselHome Home)
 
     public TimeProvider Time { get; init; } = TimeProvider.System;
 
+    /// <summary>The network of a sandbox whose create request names none (VESSEL_OUTBOUND; default: outbound on).</summary>
+    public NetworkConfig DefaultNetwork { get; init; } = NetworkConfig.Default;
+
     /// <summary>How often timeouts are checked.</summary>
     public TimeSpan TimeoutCheckInterval { get; init; } = TimeSpan.FromMilliseconds(500);
 
@@ -116,14 +119,21 @@ internal sealed partial class SandboxService : IAsyncDisposable
         }
         TemplateRecord? template = await _state.GetTemplateAsync(record.Template, cancellationToken);
         TemplateConfig config = template is null ? new TemplateConfig() : TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'");
+        var ports = new Dictionary<int, int>();
+        NetworkConfig network = await LoadNetworkAsync(dir, ports, cancellationToken);
         var sandbox = new ServiceSandbox(record.Id, record.Template, config, record.StartedAt, record.TimeoutSeconds, record.AutoPause,
             JsonSerializer.Deserialize<Dictionary<string, string>>(record.MetadataJson) ?? [],
             JsonSerializer.Deserialize<Dictionary<string, string>>(record.EnvJson) ?? [])
         {
             EndAt = record.EndAt,
             Paused = new PausedSandbox(dir, layers[^1], await SandboxSnapshot.ReadAsync(dir, cancellationToken)),
+            Network = network,
         };
         sandbox.Layers.AddRange(layers);
+        foreach ((int guest, int host) in ports)
+        {
+            sandbox.Ports[guest] = host;
+        }
         await LoadCommandsAsync(sandbox, dir, cancellationToken);
         return sandbox;
     }
@@ -132,7 +142,10 @@ internal sealed partial class SandboxService : IAsyncDisposable
     {
         if (request.Containers is not null)
         {
-            return await CreatePodAsync(request, cancellationToken);
+            // Pods run with outbound on (filtered: no host loopback); their own rules are not wired yet.
+            return request.Network is null
+                ? await CreatePodAsync(request, cancellationToken)
+                : throw new VesselException(VesselErrorReason.InvalidInput, "network: a pod (containers) runs with outbound on and no rules for now; leave network out.");
         }
         if (string.IsNullOrWhiteSpace(request.Template))
         {
@@ -148,12 +161,14 @@ internal sealed partial class SandboxService : IAsyncDisposable
         TemplateRecord template = await _state.GetTemplateAsync(request.Template, cancellationToken)
             ?? throw new VesselException(VesselErrorReason.NotFound, $"There is no template named '{request.Template}' (GET /templates lists them).");
         TemplateConfig config = TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'");
+        NetworkConfig network = ToNetwork(request.Network);
         var clock = Stopwatch.StartNew();
-        Sandbox live = await _manager.CreateFromTemplateAsync(_layers, template, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration }, restore: true, cancellationToken);
+        Sandbox live = await _manager.CreateFromTemplateAsync(_layers, template, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration, Network = network }, restore: true, cancellationToken);
         var sandbox = new ServiceSandbox(NewId(), template.Name, config, Time.GetUtcNow(), timeout, request.AutoPause ?? false,
             new Dictionary<string, string>(request.Metadata ?? [], StringComparer.Ordinal), new Dictionary<string, string>(request.Env ?? [], StringComparer.Ordinal))
         {
             Live = live,
+            Network = network,
         };
         try
         {

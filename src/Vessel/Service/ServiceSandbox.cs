@@ -53,6 +53,12 @@ internal sealed class ServiceSandbox
 
     public IReadOnlyDictionary<string, string> Env { get; }
 
+    /// <summary>The rules its VMs run with (the same again on every resume).</summary>
+    public Vessel.Vmm.NetworkConfig Network { get; init; } = Vessel.Vmm.NetworkConfig.Default;
+
+    /// <summary>Guest port to host port on 127.0.0.1 (POST /sandboxes/{id}/ports/{port}); added again on resume.</summary>
+    public ConcurrentDictionary<int, int> Ports { get; } = new();
+
     /// <summary>For a pod: its spec and containers (kept while paused).</summary>
     public PodInfo? Pod { get; init; }
 

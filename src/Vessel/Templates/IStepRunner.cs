@@ -9,7 +9,8 @@ internal sealed record StepSessionRequest(
     int Cpu,
     int MemoryMb,
     string WorkDirectory,
-    Action<string> Report);
+    Action<string> Report,
+    Vmm.NetworkConfig? Network = null); // the spec's network for the build VM (null: outbound on)
 
 /// <summary>
 /// Runs build steps. The sandbox runtime implements it with a VM booted on

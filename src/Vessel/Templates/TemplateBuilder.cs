@@ -139,7 +139,7 @@ internal sealed class TemplateBuilder
                             session = await LayerSession.OpenAsync(_layers, layer, null, _workDirectory, cancellationToken);
                             vm = await _runner.StartAsync(new StepSessionRequest(session,
                                 ReservedBlocks.HookOptions(BuildPhase.Step, config.ReservedMb, bootsNewVm: bootsNewVm), spec.Cpu, spec.MemoryMb, _workDirectory,
-                                m => Emit(phase, title, BuildEventKind.Output, m)), cancellationToken);
+                                m => Emit(phase, title, BuildEventKind.Output, m), spec.Network), cancellationToken);
                         }
                         await vm!.RunAsync(step, config, copy, line => Emit(phase, title, BuildEventKind.Output, line), cancellationToken);
                         Guid stepLayer = session.HasPendingChanges ? (await session.ExportAsync(cancellationToken)).BuildId : session.Current.BuildId;
@@ -185,7 +185,7 @@ internal sealed class TemplateBuilder
                         session = await LayerSession.OpenAsync(_layers, layer, null, _workDirectory, cancellationToken);
                         vm = await _runner.StartAsync(new StepSessionRequest(session,
                             ReservedBlocks.HookOptions(BuildPhase.Finalize, config.ReservedMb, sourceCached: cached), spec.Cpu, spec.MemoryMb, _workDirectory,
-                            m => Emit(finalPhase, finalTitle, BuildEventKind.Output, m)), cancellationToken);
+                            m => Emit(finalPhase, finalTitle, BuildEventKind.Output, m), spec.Network), cancellationToken);
                     }
                     // A fresh directory per build: sandboxes restored from an older snapshot map its
                     // memory file copy-on-write, so a published snapshot is never rewritten in place.

@@ -77,6 +77,9 @@ public sealed record TemplateSpec
     /// <summary>Where <c>COPY</c> sources are read from (the spec file's directory by default).</summary>
     public string? ContextDirectory { get; init; }
 
+    /// <summary>The build VMs' network (null: outbound on, no rules); not part of any phase hash.</summary>
+    public Vmm.NetworkConfig? Network { get; init; }
+
     /// <summary>The file the spec came from, for messages.</summary>
     public string? SourcePath { get; init; }
 

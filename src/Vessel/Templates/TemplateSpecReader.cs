@@ -14,7 +14,7 @@ public static class TemplateSpecReader
 {
     public const long MaxSpecBytes = 1 << 20; // a spec is a short text file; anything bigger is a mistake
 
-    private static readonly string[] s_fields = ["name", "from", "fromTemplate", "diskSize", "reservedMb", "cpu", "memoryMb", "steps", "start", "ready", "context"];
+    private static readonly string[] s_fields = ["name", "from", "fromTemplate", "diskSize", "reservedMb", "cpu", "memoryMb", "steps", "start", "ready", "context", "network"];
     private static readonly string[] s_stepKinds = ["run", "copy", "env", "workdir", "user"];
 
     public static TemplateSpec ReadFile(string path)
@@ -138,6 +138,9 @@ public static class TemplateSpecReader
                             break;
                         case "steps":
                             spec = spec with { Steps = Steps() };
+                            break;
+                        case "network":
+                            spec = spec with { Network = Network(field) };
                             break;
                         default:
                             Errors.Add(new(field, line, $"unknown field{Suggest(field, s_fields)}; the fields are {string.Join(", ", s_fields)}."));
@@ -284,6 +287,77 @@ public static class TemplateSpecReader
                 }
             }
             return new TemplateStep(StepKind.Env, args) { Line = line };
+        }
+
+        /// <summary><c>{"outbound": "on|restrict|off", "allow": [RULE...], "deny": [RULE...]}</c>.</summary>
+        private Vmm.NetworkConfig? Network(string field)
+        {
+            if (_reader.TokenType != JsonTokenType.StartObject)
+            {
+                Errors.Add(new(field, Line, $"must be an object such as {{ \"outbound\": \"on\", \"deny\": [\"10.0.0.0/8\"] }}, not {Describe(_reader.TokenType)}."));
+                _reader.Skip();
+                return null;
+            }
+            var network = Vmm.NetworkConfig.Default;
+            while (Next() != JsonTokenType.EndObject)
+            {
+                string key = _reader.GetString()!;
+                int line = Line;
+                Next();
+                string where = $"{field}.{key}";
+                switch (key)
+                {
+                    case "outbound":
+                        string? outbound = String(where);
+                        try
+                        {
+                            network = outbound is null ? network : network with { Outbound = Vmm.NetworkConfig.ParseOutbound(outbound) };
+                        }
+                        catch (VesselException e)
+                        {
+                            Errors.Add(new(where, line, e.Message + "."));
+                        }
+                        break;
+                    case "allow":
+                        network = network with { Allow = Rules(where) };
+                        break;
+                    case "deny":
+                        network = network with { Deny = Rules(where) };
+                        break;
+                    default:
+                        Errors.Add(new(where, line, $"unknown key{Suggest(key, ["outbound", "allow", "deny"])}; network takes outbound, allow and deny."));
+                        _reader.Skip();
+                        break;
+                }
+            }
+            return network;
+        }
+
+        private List<Vmm.NetworkRule> Rules(string field)
+        {
+            var rules = new List<Vmm.NetworkRule>();
+            if (_reader.TokenType != JsonTokenType.StartArray)
+            {
+                Errors.Add(new(field, Line, $"must be an array of rules such as [\"10.0.0.0/8\", \"127.0.0.1:5432\"], not {Describe(_reader.TokenType)}."));
+                _reader.Skip();
+                return rules;
+            }
+            while (Next() != JsonTokenType.EndArray)
+            {
+                string? text = String(field);
+                try
+                {
+                    if (text is not null)
+                    {
+                        rules.Add(Vmm.NetworkRule.Parse(text));
+                    }
+                }
+                catch (VesselException e)
+                {
+                    Errors.Add(new(field, Line, e.Message + "."));
+                }
+            }
+            return rules;
         }
 
         private string? String(string field)

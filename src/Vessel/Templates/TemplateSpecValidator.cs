@@ -75,6 +75,14 @@ public static partial class TemplateSpecValidator
         {
             Error("memoryMb", $"{spec.MemoryMb} is out of range: {MinMemoryMb} to {MaxMemoryMb} MiB.");
         }
+        try
+        {
+            spec.Network?.Validate();
+        }
+        catch (VesselException e)
+        {
+            Error("network", e.Message + ".");
+        }
         if (spec.Steps.Count > MaxSteps)
         {
             Error("steps", $"{spec.Steps.Count} steps; at most {MaxSteps}.");

@@ -28,6 +28,21 @@ public static class TemplateSpecWriter
             w.WriteNumber("reservedMb", spec.ReservedMb);
             w.WriteNumber("cpu", spec.Cpu);
             w.WriteNumber("memoryMb", spec.MemoryMb);
+            if (spec.Network is { } network)
+            {
+                w.WriteStartObject("network");
+                w.WriteString("outbound", Vmm.NetworkConfig.FormatOutbound(network.Outbound));
+                foreach ((string name, IReadOnlyList<Vmm.NetworkRule> rules) in new[] { ("allow", network.Allow), ("deny", network.Deny) })
+                {
+                    w.WriteStartArray(name);
+                    foreach (Vmm.NetworkRule rule in rules)
+                    {
+                        w.WriteStringValue(rule.ToString());
+                    }
+                    w.WriteEndArray();
+                }
+                w.WriteEndObject();
+            }
             w.WriteStartArray("steps");
             foreach (TemplateStep step in spec.Steps)
             {

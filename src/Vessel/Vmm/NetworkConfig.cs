@@ -5,10 +5,12 @@ namespace Vessel.Vmm;
 /// <summary>
 /// A sandbox's network: a virtio-net device on QEMU's user-mode network (libslirp), always
 /// present so that a snapshot and its restore see the same device set. <see cref="Outbound"/>
-/// false runs slirp with <c>restrict=on</c>: the guest reaches nothing but the host ports an
-/// <see cref="Allow"/> rule names (each a <c>guestfwd</c> from <see cref="HostAddress"/>:PORT
-/// to the host's 127.0.0.1:PORT). Rules live in QEMU, outside the guest, so root in the guest
-/// cannot lift them.
+/// says what the guest reaches: <see cref="NetworkOutbound.On"/> everything but the host itself
+/// and what <see cref="Deny"/> names, <see cref="NetworkOutbound.Restrict"/> only what
+/// <see cref="Allow"/> names, <see cref="NetworkOutbound.Off"/> nothing (slirp's <c>restrict=on</c>)
+/// but allowed host loopback ports. Allowed host loopback ports are also reachable as
+/// <see cref="HostAddress"/>:PORT (a <c>guestfwd</c> to the host's 127.0.0.1:PORT). Rules live in
+/// QEMU (slirp and <see cref="NetworkFilter"/>), outside the guest, so root in the guest cannot lift them.
 /// </summary>
 public sealed record NetworkConfig
 {
@@ -35,38 +37,58 @@ public sealed record NetworkConfig
     public static NetworkConfig Default { get; } = new();
 
     /// <summary>No outbound traffic; only allowed host ports.</summary>
-    public static NetworkConfig Isolated { get; } = new() { Outbound = false };
+    public static NetworkConfig Isolated { get; } = new() { Outbound = NetworkOutbound.Off };
 
-    public bool Outbound { get; init; } = true;
+    public NetworkOutbound Outbound { get; init; } = NetworkOutbound.On;
 
     public IReadOnlyList<NetworkRule> Allow { get; init; } = [];
 
     public IReadOnlyList<NetworkRule> Deny { get; init; } = [];
 
-    /// <summary>Throws when a rule cannot be enforced by user-mode networking (see docs/ARCHITECTURE.md, Network).</summary>
+    /// <summary>Throws when a rule cannot be enforced (see docs/ARCHITECTURE.md, Network).</summary>
     public void Validate()
     {
-        if (Deny.Count > 0)
+        if (!Enum.IsDefined(Outbound))
         {
-            throw new VesselException(VesselErrorReason.Unsupported,
-                $"deny rule '{Deny[0]}': user-mode networking (slirp) cannot filter outbound traffic by destination; turn outbound off and allow what the sandbox needs instead");
+            throw new VesselException(VesselErrorReason.InvalidInput, $"outbound '{Outbound}' is none of on, restrict, off");
+        }
+        if (Outbound != NetworkOutbound.Off)
+        {
+            return;
         }
         foreach (NetworkRule rule in Allow)
         {
             if (rule.Port is null || !rule.IsHostLoopback)
             {
                 throw new VesselException(VesselErrorReason.Unsupported,
-                    $"allow rule '{rule}': only host loopback ports (127.0.0.1:PORT, localhost:PORT or {HostName}:PORT) can be allowed; other destinations are reachable only with outbound on");
+                    $"allow rule '{rule}': with outbound off only host loopback ports (127.0.0.1:PORT, localhost:PORT or {HostName}:PORT) can be allowed; use outbound restrict to allow other destinations");
             }
         }
     }
+
+    /// <summary>Parses on, restrict or off (the API's and the template spec's words).</summary>
+    public static NetworkOutbound ParseOutbound(string text) => text switch
+    {
+        "on" => NetworkOutbound.On,
+        "restrict" => NetworkOutbound.Restrict,
+        "off" => NetworkOutbound.Off,
+        _ => throw new VesselException(VesselErrorReason.InvalidInput, $"outbound '{text}' is none of on, restrict, off"),
+    };
+
+    /// <summary>The word <see cref="ParseOutbound"/> reads.</summary>
+    public static string FormatOutbound(NetworkOutbound outbound) => outbound switch
+    {
+        NetworkOutbound.On => "on",
+        NetworkOutbound.Restrict => "restrict",
+        _ => "off",
+    };
 
     /// <summary>QEMU's <c>-netdev</c> and <c>-device</c> arguments.</summary>
     public IReadOnlyList<string> QemuArguments(string forwardCommand)
     {
         Validate();
-        var netdev = new List<string> { "user", "id=" + NetdevId, "net=10.0.2.0/24", "restrict=" + (Outbound ? "off" : "on") };
-        foreach (int port in Allow.Select(r => r.Port!.Value).Distinct())
+        var netdev = new List<string> { "user", "id=" + NetdevId, "net=10.0.2.0/24", "restrict=" + (Outbound == NetworkOutbound.Off ? "on" : "off") };
+        foreach (int port in Allow.Where(r => r.Port is not null && r.IsHostLoopback).Select(r => r.Port!.Value).Distinct().Where(p => !DeniesHostPort(p)))
         {
             string p = port.ToString(CultureInfo.InvariantCulture);
             // cmd: runs once per connection, its stdio being the connection (a tcp: chardev would connect once, at start).
@@ -74,4 +96,9 @@ public sealed record NetworkConfig
         }
         return ["-netdev", string.Join(',', netdev), "-device", $"virtio-net-device,netdev={NetdevId},mac={MacAddress}"];
     }
+
+    /// <summary>True when a deny rule covers the host's 127.0.0.1:<paramref name="port"/> (then no <c>guestfwd</c> relays it).</summary>
+    private bool DeniesHostPort(int port) => Deny.Any(r => r.PrefixLength is { } prefix
+        ? NetworkRule.PrefixMatches(System.Net.IPAddress.Parse(r.Host), System.Net.IPAddress.Loopback, prefix)
+        : r.IsHostLoopback && r.Port == port);
 }

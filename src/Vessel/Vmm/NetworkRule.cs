@@ -36,6 +36,17 @@ public sealed record NetworkRule(string Host, int? Port, int? PrefixLength)
         return new NetworkRule(host, port, null);
     }
 
+    /// <summary>True when the first <paramref name="prefix"/> bits of two IPv4 addresses agree.</summary>
+    public static bool PrefixMatches(IPAddress network, IPAddress address, int prefix)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        ArgumentNullException.ThrowIfNull(address);
+        uint mask = prefix == 0 ? 0 : uint.MaxValue << (32 - prefix);
+        uint a = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(network.GetAddressBytes());
+        uint b = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(address.GetAddressBytes());
+        return (a & mask) == (b & mask);
+    }
+
     public override string ToString() => Port is { } p
         ? $"{Host}:{p.ToString(CultureInfo.InvariantCulture)}"
         : $"{Host}/{PrefixLength!.Value.ToString(CultureInfo.InvariantCulture)}";

@@ -22,8 +22,8 @@ internal static class OwnedProcessLauncher
         return thread;
     });
 
-    /// <summary>Starts <paramref name="fileName"/> with <paramref name="arguments"/> under the parent-death signal.</summary>
-    public static Task<Process> StartAsync(string fileName, IReadOnlyList<string> arguments)
+    /// <summary>Starts <paramref name="fileName"/> with <paramref name="arguments"/> (and <paramref name="environment"/> added) under the parent-death signal.</summary>
+    public static Task<Process> StartAsync(string fileName, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
     {
         var psi = new ProcessStartInfo(Setpriv)
         {
@@ -35,6 +35,10 @@ internal static class OwnedProcessLauncher
         foreach (string a in (string[])["--pdeathsig", "SIGKILL", "--", fileName, .. arguments])
         {
             psi.ArgumentList.Add(a);
+        }
+        foreach ((string name, string value) in environment ?? new Dictionary<string, string>())
+        {
+            psi.Environment[name] = value;
         }
         var result = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
         _ = s_thread.Value;

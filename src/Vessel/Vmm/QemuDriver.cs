@@ -115,7 +115,7 @@ public sealed class QemuDriver : IVmmDriver
         try
         {
             // QEMU dies with this process (PR_SET_PDEATHSIG), also on kill -9.
-            process = await OwnedProcessLauncher.StartAsync(binary, args);
+            process = await OwnedProcessLauncher.StartAsync(binary, args, config.NetworkFilter?.Environment);
         }
         catch (System.ComponentModel.Win32Exception e)
         {

@@ -71,6 +71,9 @@ public sealed record VmConfig
 
     /// <summary>The host command a <c>guestfwd</c> runs per connection, given HOST PORT (a netcat that relays stdio).</summary>
     public string NetworkForwardCommand { get; init; } = "busybox nc";
+
+    /// <summary>The connect filter QEMU runs with (its rules decide every destination slirp connects to); null: none.</summary>
+    public NetworkFilter? NetworkFilter { get; init; }
 }
 
 /// <summary>A virtio-blk disk: a local file, or an NBD export served on a unix socket.</summary>

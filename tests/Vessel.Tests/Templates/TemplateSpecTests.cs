@@ -105,6 +105,10 @@ public sealed class TemplateSpecTests
     [InlineData("{ \"name\": \"a\", \"from\": \"x\", \"steps\": [ { \"workdir\": \"app\" } ] }", "steps[0].workdir")]
     [InlineData("{ \"name\": \"a\", \"from\": \"x\", \"steps\": [ {} ] }", "steps[0]")]
     [InlineData("{ \"name\": \"a\", \"name\": \"b\", \"from\": \"x\" }", "name")]
+    [InlineData("{ \"name\": \"a\", \"from\": \"x\", \"network\": { \"outbound\": \"sideways\" } }", "network.outbound")]
+    [InlineData("{ \"name\": \"a\", \"from\": \"x\", \"network\": { \"deny\": [\"10.0.0.0/40\"] } }", "network.deny")]
+    [InlineData("{ \"name\": \"a\", \"from\": \"x\", \"network\": { \"outbound\": \"off\", \"allow\": [\"10.0.0.0/8\"] } }", "network")]
+    [InlineData("{ \"name\": \"a\", \"from\": \"x\", \"network\": { \"outbund\": \"on\" } }", "network.outbund")]
     public void Rejects_bad_specs_naming_the_field(string json, string field)
     {
         TemplateSpecException e = Assert.Throws<TemplateSpecException>(() => TemplateSpecReader.Parse(json, "s.json", "/"));
@@ -127,5 +131,20 @@ public sealed class TemplateSpecTests
         Assert.Equal(spec.Steps, again.Steps);
         Assert.Equal(PhaseHash.Finalize("h", spec), PhaseHash.Finalize("h", again));
         Assert.Equal(spec.DiskSizeBytes, again.DiskSizeBytes);
+    }
+
+    [Fact]
+    public void A_network_field_is_read_and_written_back()
+    {
+        const string Json = "{ \"name\": \"a\", \"from\": \"x\", \"network\": { \"outbound\": \"restrict\", \"allow\": [\"10.1.0.0/16\", \"localhost:5432\"], \"deny\": [\"10.1.2.3:22\"] } }";
+        TemplateSpec spec = TemplateSpecReader.Parse(Json, "s.json", "/");
+        Assert.Equal(Vessel.Vmm.NetworkOutbound.Restrict, spec.Network!.Outbound);
+        Assert.Equal(["10.1.0.0/16", "localhost:5432"], spec.Network.Allow.Select(r => r.ToString()));
+        Assert.Equal(["10.1.2.3:22"], spec.Network.Deny.Select(r => r.ToString()));
+        TemplateSpec again = TemplateSpecReader.Parse(TemplateSpecWriter.ToJson(spec), "again.json", "/");
+        Assert.Equal(spec.Network.Outbound, again.Network!.Outbound);
+        Assert.Equal(spec.Network.Allow, again.Network.Allow);
+        Assert.Equal(spec.Network.Deny, again.Network.Deny);
+        Assert.Null(TemplateSpecReader.Parse("{ \"name\": \"a\", \"from\": \"x\" }", "s.json", "/").Network);
     }
 }

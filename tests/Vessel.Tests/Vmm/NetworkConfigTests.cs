@@ -37,7 +37,7 @@ public sealed class NetworkConfigTests
     {
         string line = string.Join(' ', NetworkConfig.Default.QemuArguments("/usr/bin/busybox nc"));
         Assert.Equal("-netdev user,id=net0,net=10.0.2.0/24,restrict=off -device virtio-net-device,netdev=net0,mac=52:54:00:12:34:56", line);
-        Assert.True(new Vessel.Sandboxes.SandboxOptions().Network.Outbound);
+        Assert.Equal(NetworkOutbound.On, new Vessel.Sandboxes.SandboxOptions().Network.Outbound);
     }
 
     [Fact]
@@ -51,19 +51,39 @@ public sealed class NetworkConfigTests
     [Theory]
     [InlineData("10.0.0.0/8")]
     [InlineData("example.org:443")]
-    public void Allow_rules_slirp_cannot_enforce_are_refused_before_boot(string rule)
+    public void With_outbound_off_only_host_loopback_ports_can_be_allowed(string rule)
     {
         var config = NetworkConfig.Isolated with { Allow = [NetworkRule.Parse(rule)] };
         VesselException e = Assert.Throws<VesselException>(config.Validate);
         Assert.Equal(VesselErrorReason.Unsupported, e.Reason);
         Assert.Contains(rule, e.Message, StringComparison.Ordinal);
+        (config with { Outbound = NetworkOutbound.Restrict }).Validate();
     }
 
     [Fact]
-    public void Deny_rules_are_refused_rather_than_silently_ignored()
+    public async Task Filter_rules_list_the_policy_the_resolvers_then_allow_and_deny_entries()
     {
-        var config = NetworkConfig.Default with { Deny = [NetworkRule.Parse("192.168.0.0/16")] };
-        VesselException e = Assert.Throws<VesselException>(config.Validate);
-        Assert.Contains("192.168.0.0/16", e.Message, StringComparison.Ordinal);
+        var config = NetworkConfig.Default with
+        {
+            Allow = [NetworkRule.Parse("localhost:8080"), NetworkRule.Parse("host.vessel.internal:9000"), NetworkRule.Parse("10.1.0.0/16")],
+            Deny = [NetworkRule.Parse("192.168.0.0/16"), NetworkRule.Parse("127.0.0.1:8080")],
+        };
+        string rules = await NetworkFilter.RulesAsync(config, [System.Net.IPAddress.Parse("127.0.0.53")], CancellationToken.None);
+        Assert.Equal("on +127.0.0.53/32:53 +127.0.0.1/32:8080 +127.0.0.1/32:9000 +10.1.0.0/16:0 -192.168.0.0/16:0 -127.0.0.1/32:8080", rules);
+        Assert.StartsWith("restrict +127.0.0.53/32:53 ", await NetworkFilter.RulesAsync(config with { Outbound = NetworkOutbound.Restrict }, [System.Net.IPAddress.Parse("127.0.0.53")], CancellationToken.None), StringComparison.Ordinal);
+        Assert.Equal("restrict", await NetworkFilter.RulesAsync(NetworkConfig.Isolated, [System.Net.IPAddress.Parse("127.0.0.53")], CancellationToken.None));
+    }
+
+    [Fact]
+    public void A_denied_host_port_gets_no_guestfwd_relay()
+    {
+        var config = NetworkConfig.Default with
+        {
+            Allow = [NetworkRule.Parse("127.0.0.1:8080"), NetworkRule.Parse("127.0.0.1:9000")],
+            Deny = [NetworkRule.Parse("localhost:8080")],
+        };
+        string netdev = config.QemuArguments("busybox nc")[1];
+        Assert.Equal("user,id=net0,net=10.0.2.0/24,restrict=off,guestfwd=tcp:10.0.2.254:9000-cmd:busybox nc 127.0.0.1 9000", netdev);
+        Assert.DoesNotContain("guestfwd", (config with { Deny = [NetworkRule.Parse("127.0.0.0/8")] }).QemuArguments("busybox nc")[1], StringComparison.Ordinal);
     }
 }
