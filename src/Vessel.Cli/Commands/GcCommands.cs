@@ -38,9 +38,10 @@ internal static class GcCommands
             string verb = dry ? "would remove" : "removed";
             foreach (GcItem item in result.Items)
             {
-                Console.WriteLine($"{verb}  {item.Kind,-8}  {ByteSize.Format(item.Bytes),10}  {item.Path}  ({item.Reason})");
+                string size = item.Kind == "cache" ? "-" : ByteSize.Format(item.Bytes); // a database row
+                Console.WriteLine($"{verb}  {item.Kind,-8}  {size,10}  {item.Path}  ({item.Reason})");
             }
-            Console.WriteLine($"{(dry ? "would free" : "freed")} {ByteSize.Format(result.TotalBytes)} in {result.Items.Count} item{(result.Items.Count == 1 ? "" : "s")}"
+            Console.WriteLine(result.Items.Count == 0 ? "nothing to remove" : $"{(dry ? "would free" : "freed")} {ByteSize.Format(result.TotalBytes)} in {result.Items.Count} item{(result.Items.Count == 1 ? "" : "s")}"
                 + (dry ? " (dry run: nothing was removed)" : string.Empty));
             if (result.FailedBuilds > 0)
             {
