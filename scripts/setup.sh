@@ -36,6 +36,16 @@ else
   echo "setup: all Debian packages present"
 fi
 
+# npm installs s3rver (an S3-compatible server) for the object-store tests
+# (tests/Vessel.IntegrationTests/Blocks/S3Server.cs). A machine whose node already brings npm
+# (e.g. NodeSource's nodejs) keeps it; otherwise Debian's nodejs and npm.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
 # The stock units of these packages must not own the machine: Vessel starts private
 # instances with their own configs and sockets.
 for unit in containerd docker-registry; do

@@ -8,7 +8,8 @@ internal static class Program
 {
     public static async Task<int> Main(string[] args)
     {
-        var root = new RootCommand("Vessel: microVM sandboxes from container images.");
+        // HelpName: the installed command is `vessel`, whatever the assembly is called.
+        var root = new RootCommand("Vessel: microVM sandboxes from container images.") { HelpName = "vessel" };
         // One file per module adds its commands; keep this list in module order.
         root.Subcommands.Add(RootfsCommands.Create());
         root.Subcommands.Add(BlocksCommands.Create());

@@ -10,9 +10,19 @@ internal static class BlocksCommands
     /// <summary>The store directory option shared by the blocks and nbd commands.</summary>
     public static Option<string> StoreOption() => new("--store")
     {
-        Description = "Block store directory (default: blocks/ in Vessel's home, $VESSEL_HOME).",
+        Description = "Block store: a directory (default: blocks/ in Vessel's home, $VESSEL_HOME) or s3://BUCKET/PREFIX (endpoint and keys from VESSEL_S3_*).",
         DefaultValueFactory = _ => VesselSettings.Current.Home.Blocks,
     };
+
+    /// <summary>Opens the store a --store value names: a directory, or a bucket read chunk by chunk.</summary>
+    public static LayerStore OpenStore(string store) => S3StoreOptions.IsS3(store)
+        ? LayerStore.OpenS3(VesselSettings.Current.S3Store(store))
+        : LayerStore.OpenDirectory(store);
+
+    /// <summary>Where an overlay's copy-on-write cache goes for <paramref name="store"/>: its staging directory, or the home's work directory for a bucket.</summary>
+    public static string StagingFor(string store) => S3StoreOptions.IsS3(store)
+        ? VesselSettings.Current.Home.Work
+        : Path.Combine(store, "staging");
 
     public static Command Create()
     {
@@ -24,6 +34,7 @@ internal static class BlocksCommands
         command.Subcommands.Add(Info());
         command.Subcommands.Add(Verify());
         command.Subcommands.Add(Delete());
+        command.Subcommands.Add(Copy());
         return command;
     }
 
@@ -44,7 +55,7 @@ internal static class BlocksCommands
             {
                 throw new VesselException(VesselErrorReason.InvalidInput, $"--block-size {bs} is not a power of two between 512 and 1048576.");
             }
-            LayerStore layers = LayerStore.OpenDirectory(parse.GetValue(store)!);
+            LayerStore layers = OpenStore(parse.GetValue(store)!);
             long size = new FileInfo(path).Exists ? new FileInfo(path).Length : 0;
             var sw = Stopwatch.StartNew();
             BuildHeader header = await layers.ImportAsync(path, bs, new ConsoleProgress("importing", size), ct);
@@ -69,9 +80,9 @@ internal static class BlocksCommands
         };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            LayerStore layers = LayerStore.OpenDirectory(parse.GetValue(store)!);
+            LayerStore layers = OpenStore(parse.GetValue(store)!);
             Guid id = await layers.ResolveAsync(parse.GetValue(baseBuild)!, ct);
-            string workDir = parse.GetValue(work) ?? Path.Combine(parse.GetValue(store)!, "staging");
+            string workDir = parse.GetValue(work) ?? StagingFor(parse.GetValue(store)!);
             var sw = Stopwatch.StartNew();
             BuildHeader header = await BlockDiff.ExportImageAsync(layers, id, parse.GetValue(image)!, workDir, new ConsoleProgress("comparing", null), ct);
             await Console.Error.WriteLineAsync(
@@ -90,7 +101,7 @@ internal static class BlocksCommands
         var command = new Command("flatten", "Write a build as one flat sparse image (zero ranges stay holes).") { build, output, store };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            LayerStore layers = LayerStore.OpenDirectory(parse.GetValue(store)!);
+            LayerStore layers = OpenStore(parse.GetValue(store)!);
             Guid id = await layers.ResolveAsync(parse.GetValue(build)!, ct);
             BuildHeader header = await layers.ReadHeaderAsync(id, ct);
             var sw = Stopwatch.StartNew();
@@ -107,7 +118,7 @@ internal static class BlocksCommands
         var command = new Command("list", "List the builds in the store.") { store };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            LayerStore layers = LayerStore.OpenDirectory(parse.GetValue(store)!);
+            LayerStore layers = OpenStore(parse.GetValue(store)!);
             Console.WriteLine($"{"BUILD",-36}  {"GEN",3}  {"SIZE",10}  {"DATA",10}  BASE");
             foreach (BuildHeader h in await layers.ListAsync(ct))
             {
@@ -127,7 +138,7 @@ internal static class BlocksCommands
         var command = new Command("info", "Show a build's header: sizes, generation, parent, and where its blocks live.") { build, store, mapping };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            LayerStore layers = LayerStore.OpenDirectory(parse.GetValue(store)!);
+            LayerStore layers = OpenStore(parse.GetValue(store)!);
             BuildHeader h = await layers.ReadHeaderAsync(await layers.ResolveAsync(parse.GetValue(build)!, ct), ct);
             Console.WriteLine($"build:       {h.BuildId}");
             Console.WriteLine($"base build:  {(h.BaseBuildId == Guid.Empty ? "-" : h.BaseBuildId)}");
@@ -160,7 +171,7 @@ internal static class BlocksCommands
         var command = new Command("verify", "Check the SHA-256 of every data file a build reads.") { build, store };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            LayerStore layers = LayerStore.OpenDirectory(parse.GetValue(store)!);
+            LayerStore layers = OpenStore(parse.GetValue(store)!);
             Guid id = await layers.ResolveAsync(parse.GetValue(build)!, ct);
             await layers.VerifyAsync(id, ct);
             Console.WriteLine($"{id}: ok");
@@ -176,10 +187,35 @@ internal static class BlocksCommands
         var command = new Command("delete", "Delete a build that no other build uses.") { build, store };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            LayerStore layers = LayerStore.OpenDirectory(parse.GetValue(store)!);
+            LayerStore layers = OpenStore(parse.GetValue(store)!);
             Guid id = await layers.ResolveAsync(parse.GetValue(build)!, ct);
             await layers.DeleteAsync(id, ct);
             await Console.Error.WriteLineAsync($"deleted {id}");
+            return 0;
+        }, ct));
+        return command;
+    }
+
+    private static Command Copy()
+    {
+        var build = new Argument<string>("build") { Description = "Build id or unique prefix (in --from)." };
+        var from = new Option<string>("--from") { Description = "The store to copy from (directory or s3://BUCKET/PREFIX).", DefaultValueFactory = _ => VesselSettings.Current.Home.Blocks };
+        var to = new Option<string>("--to") { Description = "The store to copy to (directory or s3://BUCKET/PREFIX).", Required = true };
+        var command = new Command("copy",
+            "Copy a build and every build it reads from one store to another (push to a bucket, pull from one); ids are kept, builds already there are skipped, data is checked on the way.")
+        {
+            build, from, to,
+        };
+        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        {
+            LayerStore source = OpenStore(parse.GetValue(from)!);
+            LayerStore target = OpenStore(parse.GetValue(to)!);
+            Guid id = await source.ResolveAsync(parse.GetValue(build)!, ct);
+            var sw = Stopwatch.StartNew();
+            LayerCopy.Result r = await LayerCopy.CopyAsync(source, target, id, new ConsoleProgress("copying", null), ct);
+            await Console.Error.WriteLineAsync(
+                $"copied {r.Builds} build(s) ({ByteSize.Format(r.Bytes)} of data) to {target.Storage.Location} in {sw.Elapsed.TotalSeconds:0.00} s; {r.Skipped} already there");
+            Console.WriteLine(id);
             return 0;
         }, ct));
         return command;
@@ -203,4 +239,5 @@ internal sealed class ConsoleProgress(string verb, long? total) : IProgress<long
         string done = total is > 0 ? $"{100.0 * value / total.Value:0}% ({ByteSize.Format(value)} of {ByteSize.Format(total.Value)})" : ByteSize.Format(value);
         Console.Error.WriteLine($"  {verb}: {done}");
     }
+
 }

@@ -98,12 +98,12 @@ internal static class NbdCommands
         }
         else
         {
-            layers = LayerStore.OpenDirectory(storePath);
+            layers = BlocksCommands.OpenStore(storePath);
             Guid id = await layers.ResolveAsync(source, ct);
             Build build = await layers.OpenAsync(id, ct);
             if (useOverlay && !readOnly)
             {
-                cow = OverlayDevice.Create(build, Path.Combine(storePath, "staging"), ownsBase: true);
+                cow = OverlayDevice.Create(build, BlocksCommands.StagingFor(storePath), ownsBase: true);
                 device = cow;
                 owned = cow;
                 what = $"overlay over build {id}";

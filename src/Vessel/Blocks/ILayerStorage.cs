@@ -40,6 +40,12 @@ internal interface ILayerData : IDisposable
 {
     long Length { get; }
 
+    /// <summary>
+    /// True when every read is checked against digests bound to the build's header (object
+    /// storage's chunk index), so the whole-file hash on open is not needed.
+    /// </summary>
+    bool VerifiesReads => false;
+
     /// <summary>Fills <paramref name="destination"/> from <paramref name="offset"/>; the range must lie inside the data.</summary>
     ValueTask ReadAsync(Memory<byte> destination, long offset, CancellationToken cancellationToken);
 

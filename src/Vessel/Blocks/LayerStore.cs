@@ -39,6 +39,9 @@ internal sealed class LayerStore
     /// <summary>The store in a local directory (created when missing).</summary>
     public static LayerStore OpenDirectory(string path, ILogger<LayerStore>? logger = null) => new(new LocalLayerStorage(path), logger);
 
+    /// <summary>The store in an S3-compatible bucket, fetched chunk by chunk into a local cache.</summary>
+    public static LayerStore OpenS3(S3StoreOptions options, ILogger<LayerStore>? logger = null) => new(new S3LayerStorage(options), logger);
+
     public async Task<IReadOnlyList<BuildHeader>> ListAsync(CancellationToken cancellationToken)
     {
         var headers = new List<BuildHeader>();
@@ -285,7 +288,7 @@ internal sealed class LayerStore
             throw new VesselException(VesselErrorReason.Corrupt,
                 $"build {header.BuildId}: data file is {data.Length} bytes, its header says {header.DataLength}; the store at {Storage.Location} is damaged.");
         }
-        if (_verified.ContainsKey(header.BuildId))
+        if (_verified.ContainsKey(header.BuildId) || (trustStamps && data.VerifiesReads))
         {
             return;
         }

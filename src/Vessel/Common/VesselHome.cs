@@ -47,6 +47,9 @@ public sealed class VesselHome
     /// <summary>Root filesystems built from images, cached by content digest.</summary>
     public string Images => Path.Combine(Root, "images");
 
+    /// <summary>Verified data chunks fetched from an object store (bounded, least recently used out).</summary>
+    public string ChunkCache => Path.Combine(Root, "cache", "chunks");
+
     /// <summary>The daemon's unix socket.</summary>
     public string Socket => Path.Combine(Root, "vessel.sock");
 

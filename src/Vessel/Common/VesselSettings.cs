@@ -34,6 +34,21 @@ public sealed record VesselSettings
     /// <summary>VESSEL_CONTAINERD_TEST_HOLD: a test seam that stops `containerd artifacts` at a named step.</summary>
     public string? ContainerdTestHold { get; init; }
 
+    /// <summary>VESSEL_S3_ENDPOINT: the S3-compatible server of <c>s3://</c> stores (e.g. http://127.0.0.1:9000).</summary>
+    public string? S3Endpoint { get; init; }
+
+    /// <summary>VESSEL_S3_ACCESS_KEY and VESSEL_S3_SECRET_KEY: the keys for it.</summary>
+    public string? S3AccessKey { get; init; }
+
+    /// <summary>See <see cref="S3AccessKey"/>.</summary>
+    public string? S3SecretKey { get; init; }
+
+    /// <summary>VESSEL_S3_REGION: the signing region (default us-east-1).</summary>
+    public string? S3Region { get; init; }
+
+    /// <summary>VESSEL_S3_CACHE_MB: the bound of the local chunk cache in MiB (default 8192).</summary>
+    public long? S3CacheMiB { get; init; }
+
     /// <summary>True when this process runs as root (decides the default home).</summary>
     public static bool IsRoot => Environment.UserName == "root";
 
@@ -56,6 +71,37 @@ public sealed record VesselSettings
             Profile = Read("VESSEL_PROFILE") == "1",
             ContainerdSnapshotView = Read("VESSEL_CONTAINERD_SNAPSHOT_VIEW"),
             ContainerdTestHold = Read("VESSEL_CONTAINERD_TEST_HOLD"),
+            S3Endpoint = Read("VESSEL_S3_ENDPOINT"),
+            S3AccessKey = Read("VESSEL_S3_ACCESS_KEY"),
+            S3SecretKey = get("VESSEL_S3_SECRET_KEY"),
+            S3Region = Read("VESSEL_S3_REGION"),
+            S3CacheMiB = long.TryParse(Read("VESSEL_S3_CACHE_MB"), out long mib) && mib > 0 ? mib : null,
+        };
+    }
+
+    /// <summary>The options of the bucket store <paramref name="url"/> (<c>s3://BUCKET/PREFIX</c>), its chunks cached in this home.</summary>
+    public Blocks.S3StoreOptions S3Store(string url)
+    {
+        (string bucket, string prefix) = Blocks.S3StoreOptions.Parse(url);
+        if (S3Endpoint is null || S3AccessKey is null || S3SecretKey is null)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput,
+                $"'{url}' is an object store: set VESSEL_S3_ENDPOINT (e.g. http://127.0.0.1:9000), VESSEL_S3_ACCESS_KEY and VESSEL_S3_SECRET_KEY.");
+        }
+        if (!Uri.TryCreate(S3Endpoint, UriKind.Absolute, out Uri? endpoint) || endpoint.Scheme is not ("http" or "https"))
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"VESSEL_S3_ENDPOINT '{S3Endpoint}' is not an http:// or https:// URL.");
+        }
+        return new Blocks.S3StoreOptions
+        {
+            Endpoint = endpoint,
+            Bucket = bucket,
+            Prefix = prefix,
+            AccessKey = S3AccessKey,
+            SecretKey = S3SecretKey,
+            Region = S3Region ?? "us-east-1",
+            CacheDirectory = Home.ChunkCache,
+            CacheBytes = (S3CacheMiB ?? 8192) << 20,
         };
     }
 

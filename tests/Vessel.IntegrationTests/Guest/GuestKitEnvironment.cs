@@ -1,5 +1,6 @@
 using Vessel.Common;
 using Vessel.Guest;
+using Vessel.IntegrationTests.Sandboxes;
 using Vessel.Oci;
 using Vessel.Rootfs;
 using Vessel.Sandboxes;
@@ -66,29 +67,7 @@ public sealed class GuestKitEnvironment : IAsyncLifetime
     }
 
     /// <summary>QEMU processes whose command line names <paramref name="directory"/>.</summary>
-    public static IReadOnlyList<int> QemusNaming(string directory)
-    {
-        var found = new List<int>();
-        foreach (string dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(dir), out int pid))
-            {
-                continue;
-            }
-            try
-            {
-                string cmdline = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(directory, StringComparison.Ordinal))
-                {
-                    found.Add(pid);
-                }
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-            }
-        }
-        return found;
-    }
+    public static IReadOnlyList<int> QemusNaming(string directory) => SandboxEnvironment.QemusNaming(directory);
 
     /// <summary>Asserts that no sandbox left a QEMU or a directory behind.</summary>
     public void AssertNothingLeft()

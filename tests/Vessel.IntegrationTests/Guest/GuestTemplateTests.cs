@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Vessel.Agent;
 using Vessel.Blocks;
+using Vessel.IntegrationTests.Templates;
 using Vessel.Sandboxes;
 using Vessel.State;
 using Vessel.Templates;
@@ -25,18 +26,8 @@ public sealed class GuestTemplateTests
         _env = env;
     }
 
-    private sealed record Home(string Path, TemplateBuilder Builder, StateStore State, LayerStore Layers, SandboxManager Manager);
-
-    private async Task<Home> OpenAsync(string name, CancellationToken ct)
-    {
-        // Under the environment's state directory, so its leftover checks see these VMs too.
-        string path = System.IO.Path.Combine(_env.StateDirectory, name);
-        Directory.CreateDirectory(path);
-        StateStore state = await StateStore.OpenAsync(System.IO.Path.Combine(path, "state.db"), ct);
-        LayerStore layers = LayerStore.OpenDirectory(System.IO.Path.Combine(path, "blocks"));
-        var manager = new SandboxManager(path, _env.Kit!);
-        return new Home(path, new TemplateBuilder(state, layers, new SandboxStepRunner(manager), path), state, layers, manager);
-    }
+    private Task<TemplateHome> OpenAsync(string name, CancellationToken ct) =>
+        TemplateHome.OpenAsync(_env.StateDirectory, name, _env.Kit!, ct);
 
     private TemplateSpec Spec(string name, int? memoryMb) =>
         (memoryMb is { } m ? Template.From(_env.ImageReference).MemoryMb(m) : Template.From(_env.ImageReference))
@@ -59,7 +50,7 @@ public sealed class GuestTemplateTests
     public async Task A_template_builds_snapshots_and_resumes_at_128_MiB_with_the_guest_clock_set_to_the_hosts()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
-        Home home = await OpenAsync("tpl-128", cts.Token);
+        TemplateHome home = await OpenAsync("tpl-128", cts.Token);
         await home.Builder.BuildAsync(Spec("small", 128), new TemplateBuildOptions(), null, cts.Token);
         TemplateRecord record = (await home.State.GetTemplateAsync("small", cts.Token))!;
         Assert.NotNull(record.SnapshotDirectory);
@@ -81,7 +72,7 @@ public sealed class GuestTemplateTests
     public async Task Twenty_default_memory_template_builds_in_a_row_pass_costly_20_boots()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(39));
-        Home home = await OpenAsync("tpl-20", cts.Token);
+        TemplateHome home = await OpenAsync("tpl-20", cts.Token);
         TemplateSpec spec = Spec("twenty", memoryMb: null);
         Assert.Equal(Vmm.VmConfig.DefaultMemoryMiB, spec.MemoryMb);
         for (int i = 0; i < 20; i++)

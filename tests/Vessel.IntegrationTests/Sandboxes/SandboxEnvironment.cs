@@ -64,11 +64,9 @@ public sealed class SandboxEnvironment : IAsyncLifetime
                     found.Add(pid);
                 }
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-            }
-            catch (UnauthorizedAccessException)
-            {
+                // The process exited or hides its command line: not ours.
             }
         }
         return found;

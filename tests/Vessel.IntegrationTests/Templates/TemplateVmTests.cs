@@ -28,18 +28,8 @@ public sealed class TemplateVmTests
         _env = env;
     }
 
-    private sealed record Home(string Path, TemplateBuilder Builder, StateStore State, LayerStore Layers, SandboxManager Manager);
-
-    private async Task<Home> OpenAsync(string name, CancellationToken ct)
-    {
-        // Under the environment's state directory, so its leftover checks see these VMs too.
-        string path = System.IO.Path.Combine(_env.StateDirectory, name);
-        Directory.CreateDirectory(path);
-        StateStore state = await StateStore.OpenAsync(System.IO.Path.Combine(path, "state.db"), ct);
-        LayerStore layers = LayerStore.OpenDirectory(System.IO.Path.Combine(path, "blocks"));
-        var manager = new SandboxManager(path, _env.Kit!);
-        return new Home(path, new TemplateBuilder(state, layers, new SandboxStepRunner(manager), path), state, layers, manager);
-    }
+    private Task<TemplateHome> OpenAsync(string name, CancellationToken ct) =>
+        TemplateHome.OpenAsync(_env.StateDirectory, name, _env.Kit!, ct);
 
     private static string Context(string home)
     {
@@ -56,7 +46,7 @@ public sealed class TemplateVmTests
         return ctx;
     }
 
-    private static async Task<(TemplateBuildResult Result, List<BuildEvent> Events)> BuildAsync(Home home, TemplateSpec spec, CancellationToken ct)
+    private static async Task<(TemplateBuildResult Result, List<BuildEvent> Events)> BuildAsync(TemplateHome home, TemplateSpec spec, CancellationToken ct)
     {
         var events = new ConcurrentQueue<BuildEvent>();
         TemplateBuildResult r = await home.Builder.BuildAsync(spec, new TemplateBuildOptions(), new SyncProgress(events.Enqueue), ct);
@@ -80,7 +70,7 @@ public sealed class TemplateVmTests
         return output;
     }
 
-    private void AssertNothingLeft(Home home)
+    private void AssertNothingLeft(TemplateHome home)
     {
         _env.AssertNothingLeft();
         string sandboxes = System.IO.Path.Combine(home.Path, "sandboxes");
@@ -94,7 +84,7 @@ public sealed class TemplateVmTests
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
-        Home home = await OpenAsync("tpl-vm", ct);
+        TemplateHome home = await OpenAsync("tpl-vm", ct);
         string ctx = Context(home.Path);
         Template template = Template.From("tarball:" + TestImages.BusyboxTarball).Named("app").DiskSize("256M").ReservedMb(16).Context(ctx)
             .Run("echo step-one-output; mkdir -p /opt/tool && echo v1 > /opt/tool/version")
@@ -187,7 +177,7 @@ public sealed class TemplateVmTests
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
-        Home home = await OpenAsync("tpl-resize", ct);
+        TemplateHome home = await OpenAsync("tpl-resize", ct);
         // The parent's disk is what its snapshot left: a filesystem mounted in a running VM.
         TemplateSpec parent = Template.From("tarball:" + TestImages.BusyboxTarball).Named("parent").DiskSize("256M")
             .Run("mkdir -p /data && head -c 3000000 /dev/urandom > /data/blob && md5sum /data/blob > /data/blob.md5")
@@ -264,7 +254,7 @@ public sealed class TemplateVmTests
     public async Task Cancelling_a_build_mid_step_stops_the_vm_and_leaves_the_cache_and_nothing_else()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(8));
-        Home home = await OpenAsync("tpl-cancel", cts.Token);
+        TemplateHome home = await OpenAsync("tpl-cancel", cts.Token);
         TemplateSpec spec = Template.From("tarball:" + TestImages.BusyboxTarball).Named("slow").DiskSize("128M")
             .Run("echo started-sleeping; sleep 600").ToSpec();
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The layer store in an S3-compatible bucket (s3rver on loopback) served over NBD, against the
+# same build in a local store, in the same run:
+#   - first 4 KiB read through NBD with an empty chunk cache: time and bytes fetched, against
+#     the build's data size (what a node starting a template pays before its first read);
+#   - a whole sequential read (nbdcopy to /dev/null) cold (fetching) and warm (cached);
+#   - the physical limit: the same chunks fetched straight from the server with curl.
+# Usage: bash bench/blocks/s3.sh [MiB of data, default 256]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mib=${1:-256}
+dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
+cli=(dotnet "$PWD/src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll")
+work=$(mktemp -d /tmp/vessel-s3bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+tools=${XDG_CACHE_HOME:-$HOME/.cache}/vessel/test-tools/s3rver-3.7.1
+[ -x "$tools/node_modules/.bin/s3rver" ] || npm install --no-audit --no-fund --prefix "$tools" s3rver@3.7.1 >/dev/null
+mkdir -p "$work/s3"
+"$tools/node_modules/.bin/s3rver" -d "$work/s3" -a 127.0.0.1 -p 0 --configure-bucket vessel -s >"$work/s3.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q listening "$work/s3.log" && break; sleep 0.1; done
+port=$(grep -o '127.0.0.1:[0-9]*' "$work/s3.log" | head -1 | cut -d: -f2)
+export VESSEL_S3_ENDPOINT=http://127.0.0.1:$port VESSEL_S3_ACCESS_KEY=S3RVER VESSEL_S3_SECRET_KEY=S3RVER VESSEL_HOME=$work/home
+
+# An image with data in 3 of every 4 MiB (incompressible), zeros elsewhere.
+img=$work/img.raw
+truncate -s "$((mib * 4 / 3 + 4))M" "$img"
+for ((i = 0; i < mib * 4 / 3; i += 4)); do
+  dd if=/dev/urandom of="$img" bs=1M count=3 seek="$i" conv=notrunc status=none
+done
+id=$("${cli[@]}" blocks import "$img" --store "$work/local" 2>/dev/null)
+"${cli[@]}" blocks copy "$id" --from "$work/local" --to s3://vessel/bench 2>/dev/null >/dev/null
+data=$("${cli[@]}" blocks info "$id" --store "$work/local" 2>/dev/null | awk -F': *' '/data length|data:/ {split($2, a, " "); print a[1]; exit}')
+
+now() { date +%s.%N; }
+serve() { # store socket
+  "${cli[@]}" nbd serve "$id" --store "$1" --socket "$2" >"$2.log" 2>&1 & pids+=($!)
+  for _ in $(seq 300); do [ -S "$2" ] && break; sleep 0.05; done
+}
+cache_bytes() { du -sb "$work/home/cache/chunks" 2>/dev/null | cut -f1 || echo 0; }
+first_read() { # socket -> seconds for one 4 KiB read at the start of the data
+  local t0; t0=$(now)
+  qemu-io -f raw -r -c 'read 4096 4096' "nbd+unix:///?socket=$1" >/dev/null
+  echo "$(now) - $t0" | bc
+}
+full_read() { local t0; t0=$(now); nbdcopy "nbd+unix:///?socket=$1" null: ; echo "$(now) - $t0" | bc; }
+
+serve "$work/local" "$work/local.sock"
+l_first=$(first_read "$work/local.sock"); l_full=$(full_read "$work/local.sock")
+serve s3://vessel/bench "$work/s3.sock"
+s_first=$(first_read "$work/s3.sock"); s_first_bytes=$(cache_bytes)
+s_cold=$(full_read "$work/s3.sock"); s_cold_bytes=$(cache_bytes)
+s_warm=$(full_read "$work/s3.sock")
+# The physical limit here: every chunk object fetched one after another with curl (s3rver
+# serves unsigned GETs), no hashing, no cache writes.
+t0=$(now)
+for f in $(cd "$work/s3/vessel" && find bench/builds -path '*/data/*' -name '*._S3rver_object' | sed 's/\._S3rver_object$//'); do
+  curl -sf -o /dev/null "http://127.0.0.1:$port/vessel/$f" || { echo "curl of $f failed (unsigned GET refused)"; break; }
+done
+curl_all=$(echo "$(now) - $t0" | bc)
+printf 'build data: %s bytes in %s-byte chunks\n' "$data" "$((4 << 20))"
+printf 'first 4 KiB read: local %.3f s, bucket cold %.3f s fetching %s bytes\n' "$l_first" "$s_first" "$s_first_bytes"
+printf 'whole read: local %.2f s, bucket cold %.2f s (%s bytes fetched), bucket warm %.2f s; curl of every chunk %.2f s\n' \
+  "$l_full" "$s_cold" "$s_cold_bytes" "$s_warm" "$curl_all"
