@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Vessel.Common;
+using Vessel.IntegrationTests.Sandboxes;
 using Vessel.State;
 using Vessel.Testing;
 using Xunit;
@@ -20,17 +21,6 @@ public sealed class GcVmTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private static Process StartCli(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        psi.ArgumentList.Add(VesselCli.DllPath);
-        foreach (string a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        return Process.Start(psi)!;
-    }
-
     /// <summary>Reads <paramref name="reader"/> until a line ends with <paramref name="marker"/> (output, not the step's title); fails if the process ends first.</summary>
     private static async Task WaitForLineAsync(Process process, StreamReader reader, string marker, CancellationToken ct)
     {
@@ -45,24 +35,6 @@ public sealed class GcVmTests : IDisposable
         }
         await process.WaitForExitAsync(ct);
         Assert.Fail($"the process ended (exit {process.ExitCode}) before it printed '{marker}':\n{seen}");
-    }
-
-    /// <summary>Processes whose command line names <paramref name="home"/> (QEMU names its sandbox directory), other than the CLI.</summary>
-    private static List<int> ProcessesNaming(string home) => Directory.EnumerateDirectories("/proc")
-        .Select(d => int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out int pid) ? pid : 0)
-        .Where(pid => pid > 0 && ReadCmdline(pid) is string c && c.Contains(home + "/", StringComparison.Ordinal) && !c.Contains("Vessel.Cli.dll", StringComparison.Ordinal))
-        .ToList();
-
-    private static string? ReadCmdline(int pid)
-    {
-        try
-        {
-            return File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ');
-        }
-        catch (IOException)
-        {
-            return null;
-        }
     }
 
     private static async Task<string> CliAsync(CancellationToken ct, params string[] args)
@@ -84,7 +56,7 @@ public sealed class GcVmTests : IDisposable
               "steps": [ { "run": "echo in-the-run-step; sleep 600" } ] }
             """);
         string work = Path.Combine(home, "work");
-        using (Process cli = StartCli("template", "build", "-f", spec, "--home", home))
+        using (Process cli = VesselCli.Start("template", "build", "-f", spec, "--home", home))
         {
             try
             {
@@ -92,7 +64,7 @@ public sealed class GcVmTests : IDisposable
                 await WaitForLineAsync(cli, cli.StandardError, "s in-the-run-step", ct);
                 StateStore running = await StateStore.OpenAsync(Path.Combine(home, "state.db"), ct);
                 Assert.Equal(["running"], (await running.ListBuildsAsync("k9", ct)).Select(b => b.Status));
-                Assert.NotEmpty(ProcessesNaming(home));
+                Assert.NotEmpty(SandboxEnvironment.QemusNaming(home + "/"));
                 cli.Kill(); // SIGKILL: no cleanup runs in the CLI
                 await cli.WaitForExitAsync(ct);
                 _ = await stdout;
@@ -103,11 +75,11 @@ public sealed class GcVmTests : IDisposable
             }
         }
         // The parent-death signal takes QEMU down with the CLI.
-        for (int i = 0; i < 100 && ProcessesNaming(home).Count > 0; i++)
+        for (int i = 0; i < 100 && SandboxEnvironment.QemusNaming(home + "/").Count > 0; i++)
         {
             await Task.Delay(100, ct);
         }
-        Assert.Empty(ProcessesNaming(home));
+        Assert.Empty(SandboxEnvironment.QemusNaming(home + "/"));
         Assert.Contains(Directory.EnumerateFiles(work), f => f.EndsWith(".cache", StringComparison.Ordinal));
         Assert.NotEmpty(Directory.GetDirectories(Path.Combine(home, "sandboxes")));
 
@@ -139,7 +111,7 @@ public sealed class GcVmTests : IDisposable
         Assert.True(Directory.Exists(first.SnapshotDirectory));
 
         // A sandbox resumed from the first snapshot, alive while the template is rebuilt and gc runs.
-        using Process live = StartCli("template", "run", "snap", "--home", home, "--", "sh", "-c", "echo up; sleep 600");
+        using Process live = VesselCli.Start("template", "run", "snap", "--home", home, "--", "sh", "-c", "echo up; sleep 600");
         try
         {
             await WhileALiveSandboxMapsTheFirstSnapshotAsync(live, home, spec, state, first, ct);
@@ -161,7 +133,7 @@ public sealed class GcVmTests : IDisposable
         Assert.Contains($"removed the replaced snapshot {second.SnapshotDirectory}", third, StringComparison.Ordinal);
         Assert.False(Directory.Exists(second.SnapshotDirectory));
         Assert.Single(Directory.GetDirectories(Path.Combine(home, "snapshots")));
-        Assert.Empty(ProcessesNaming(home));
+        Assert.Empty(SandboxEnvironment.QemusNaming(home + "/"));
         Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(home, "sandboxes")));
     }
 
