@@ -170,13 +170,9 @@ internal sealed class GarbageCollector
         var keep = new HashSet<string>(StringComparer.Ordinal) { _options.CurrentKitId };
         foreach (string snapshot in keptSnapshots)
         {
-            try
+            if (await SandboxSnapshot.TryReadKitIdAsync(snapshot, cancellationToken) is { } kit)
             {
-                keep.Add((await SandboxSnapshot.ReadAsync(snapshot, cancellationToken)).KitId);
-            }
-            catch (Exception e) when (e is IOException or InvalidDataException or VesselException or System.Text.Json.JsonException)
-            {
-                // Not a readable snapshot: it pins no kit.
+                keep.Add(kit);
             }
         }
         keep.UnionWith(KitsOfRunningProcesses(kits));

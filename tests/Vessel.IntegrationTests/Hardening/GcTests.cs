@@ -134,6 +134,41 @@ public sealed class GcTests : IDisposable
         Assert.Equal(2, last.Trim().Split('\n').Length);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task Kits_go_unless_current_named_by_a_kept_snapshot_or_being_written()
+    {
+        var home = new VesselHome(_dir.Combine("kithome"));
+        string kits = Path.Combine(home.Kits, "kits");
+        foreach (string id in new[] { "aaaacurrent00000", "bbbbpinned000000", "ccccold000000000", ".dddd.123.tmp" })
+        {
+            Directory.CreateDirectory(Path.Combine(kits, id));
+            File.WriteAllBytes(Path.Combine(kits, id, "vmlinuz"), new byte[8192]);
+        }
+        // A template's snapshot taken with the pinned kit, and an unnamed one taken with the old kit.
+        string pinned = Path.Combine(home.Snapshots, "1111-20261206000000-aaaaaaaa");
+        string stale = Path.Combine(home.Snapshots, "2222-20261206000000-bbbbbbbb");
+        Directory.CreateDirectory(pinned);
+        Directory.CreateDirectory(stale);
+        await new Vessel.Sandboxes.SandboxSnapshot(1, 256, 1, "bbbbpinned000000", "t", DateTimeOffset.UtcNow).WriteAsync(pinned, CancellationToken.None);
+        await new Vessel.Sandboxes.SandboxSnapshot(1, 256, 1, "ccccold000000000", "t", DateTimeOffset.UtcNow).WriteAsync(stale, CancellationToken.None);
+        StateStore state = await StateStore.OpenAsync(home.StateDatabase, CancellationToken.None);
+        await state.PutTemplateAsync(new TemplateRecord("t", "{}", "hash", Guid.NewGuid(), 1 << 20, "{}", pinned, DateTimeOffset.UtcNow), CancellationToken.None);
+
+        var options = new Vessel.Storage.GcOptions { KitCache = home.Kits, CurrentKitId = "aaaacurrent00000" };
+        Vessel.Storage.GcResult dry = await new Vessel.Storage.GarbageCollector(home, options with { DryRun = true }).RunAsync(null, CancellationToken.None);
+        Assert.Equal([stale, Path.Combine(kits, "ccccold000000000")], dry.Items.Select(i => i.Path));
+        Assert.True(Directory.Exists(Path.Combine(kits, "ccccold000000000")));
+        Vessel.Storage.GcResult done = await new Vessel.Storage.GarbageCollector(home, options).RunAsync(null, CancellationToken.None);
+        Assert.Equal(dry.Items, done.Items);
+        Assert.Empty(done.Errors);
+        Assert.Equal([".dddd.123.tmp", "aaaacurrent00000", "bbbbpinned000000"], Directory.GetDirectories(kits).Select(d => Path.GetFileName(d)).Order(StringComparer.Ordinal));
+
+        // Without the current kit known, no kit is collected.
+        Directory.CreateDirectory(Path.Combine(kits, "eeeeother0000000"));
+        Vessel.Storage.GcResult unknown = await new Vessel.Storage.GarbageCollector(home, options with { CurrentKitId = null }).RunAsync(null, CancellationToken.None);
+        Assert.Empty(unknown.Items);
+    }
+
     private static void AssertLists(string output, string verb, string[] doomed, string[] kept)
     {
         string[] lines = output.Split('\n');
