@@ -24,6 +24,8 @@ public enum MessageType : byte
     Remove = 25,
     Rename = 26,
     SetTime = 27,
+    ContainerStart = 28,
+    ContainerList = 29,
 
     // Replies and in-stream messages.
     HealthOk = 32,
@@ -38,12 +40,13 @@ public enum MessageType : byte
     FileEnd = 41,
     StatResult = 42,
     ListResult = 43,
+    ContainerListResult = 44,
 }
 
 public static class MessageTypes
 {
     /// <summary>Requests open a stream; each carries the sandbox token first in its payload.</summary>
-    public static bool IsRequest(MessageType type) => type is >= MessageType.Health and <= MessageType.SetTime;
+    public static bool IsRequest(MessageType type) => type is >= MessageType.Health and <= MessageType.ContainerList;
 
     /// <summary>Data messages count against the receiver's flow-control window.</summary>
     public static bool IsData(MessageType type) => type is MessageType.Stdin or MessageType.Stdout or MessageType.Stderr or MessageType.FileData;

@@ -111,16 +111,18 @@ public sealed record ExecStartRequest(
     string WorkingDirectory,
     string User,
     bool Stdin,
-    uint TimeoutMilliseconds)
+    uint TimeoutMilliseconds,
+    string Container = "")
 {
     public byte[] Encode() => new PayloadWriter()
         .String(Token).Strings(Arguments).Strings(Environment).String(WorkingDirectory).String(User).Bool(Stdin).U32(TimeoutMilliseconds)
+        .OptionalContainer(Container)
         .ToArray();
 
     public static ExecStartRequest Decode(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
-        var m = new ExecStartRequest(r.String(), r.Strings(), r.Strings(), r.String(), r.String(), r.Bool(), r.U32());
+        var m = new ExecStartRequest(r.String(), r.Strings(), r.Strings(), r.String(), r.String(), r.Bool(), r.U32(), r.OptionalContainer());
         r.ExpectEnd();
         return m;
     }
@@ -182,41 +184,41 @@ public sealed record ExitMessage(int ExitCode, int Signal, bool TimedOut)
 }
 
 /// <summary>A request naming one path in the rootfs: read, stat, list.</summary>
-public sealed record PathRequest(string Token, string Path)
+public sealed record PathRequest(string Token, string Path, string Container = "")
 {
-    public byte[] Encode() => new PayloadWriter().String(Token).String(Path).ToArray();
+    public byte[] Encode() => new PayloadWriter().String(Token).String(Path).OptionalContainer(Container).ToArray();
 
     public static PathRequest Decode(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
-        var m = new PathRequest(r.String(), r.String());
+        var m = new PathRequest(r.String(), r.String(), r.OptionalContainer());
         r.ExpectEnd();
         return m;
     }
 }
 
 /// <summary>Write a file (data follows as FileData frames, then FileEnd), or make a directory.</summary>
-public sealed record PathModeRequest(string Token, string Path, uint Mode, bool Flag)
+public sealed record PathModeRequest(string Token, string Path, uint Mode, bool Flag, string Container = "")
 {
-    public byte[] Encode() => new PayloadWriter().String(Token).String(Path).U32(Mode).Bool(Flag).ToArray();
+    public byte[] Encode() => new PayloadWriter().String(Token).String(Path).U32(Mode).Bool(Flag).OptionalContainer(Container).ToArray();
 
     public static PathModeRequest Decode(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
-        var m = new PathModeRequest(r.String(), r.String(), r.U32(), r.Bool());
+        var m = new PathModeRequest(r.String(), r.String(), r.U32(), r.Bool(), r.OptionalContainer());
         r.ExpectEnd();
         return m;
     }
 }
 
-public sealed record RenameRequest(string Token, string From, string To)
+public sealed record RenameRequest(string Token, string From, string To, string Container = "")
 {
-    public byte[] Encode() => new PayloadWriter().String(Token).String(From).String(To).ToArray();
+    public byte[] Encode() => new PayloadWriter().String(Token).String(From).String(To).OptionalContainer(Container).ToArray();
 
     public static RenameRequest Decode(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
-        var m = new RenameRequest(r.String(), r.String(), r.String());
+        var m = new RenameRequest(r.String(), r.String(), r.String(), r.OptionalContainer());
         r.ExpectEnd();
         return m;
     }

@@ -65,6 +65,12 @@ public sealed class PayloadWriter
         return this;
     }
 
+    /// <summary>
+    /// The optional trailing container name of a request (pods): written only when not empty, so a
+    /// request without one has the bytes it always had.
+    /// </summary>
+    public PayloadWriter OptionalContainer(string container) => container.Length == 0 ? this : String(container);
+
     public byte[] ToArray() => _buffer.WrittenSpan.ToArray();
 }
 
@@ -124,6 +130,9 @@ public ref struct PayloadReader
         }
         return result;
     }
+
+    /// <summary>The optional trailing container name (see <see cref="PayloadWriter.OptionalContainer"/>); empty when absent.</summary>
+    public string OptionalContainer() => End ? string.Empty : String();
 
     public readonly void ExpectEnd()
     {

@@ -11,7 +11,7 @@ namespace Vessel.Agent;
 /// </summary>
 internal sealed class AgentProcess
 {
-    private const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    public const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
     private readonly Process _process;
     private readonly object _gate = new();
@@ -34,7 +34,7 @@ internal sealed class AgentProcess
     /// <summary>Completes once the exit status has been delivered to a host.</summary>
     public Task Finished { get; private set; } = Task.CompletedTask;
 
-    public static AgentProcess Start(RootFs rootFs, ExecStartRequest request)
+    public static AgentProcess Start(RootFs rootFs, ExecStartRequest request, Action? enterNamespaces = null)
     {
         if (request.Arguments.Count == 0 || request.Arguments[0].Length == 0)
         {
@@ -87,6 +87,8 @@ internal sealed class AgentProcess
             try
             {
                 Native.Check(Native.Unshare(Native.CloneFs), "unshare");
+                // A pod's container: its mount, PID, UTS and IPC namespaces, where the root path names its overlay.
+                enterNamespaces?.Invoke();
                 Native.Check(Native.Chroot(rootFs.Root), "chroot " + rootFs.Root);
                 Native.Check(Native.Chdir("/"), "chdir /");
                 if (ids.Uid != 0 || ids.Gid != 0)
@@ -316,7 +318,7 @@ internal sealed class AgentProcess
     }
 
     /// <summary>Finds the program like execvp does, but inside the chroot (this runs on the chrooted thread).</summary>
-    private static string ResolveExecutable(string name, string path)
+    public static string ResolveExecutable(string name, string path)
     {
         if (name.Contains('/', StringComparison.Ordinal))
         {

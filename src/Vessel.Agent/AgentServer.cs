@@ -17,6 +17,7 @@ internal sealed class AgentServer
     private readonly byte[] _token;
     private readonly ulong _startUptimeMs;
     private readonly ConcurrentDictionary<int, AgentProcess> _processes = new();
+    private readonly Pod _pod = new();
     private readonly CancellationTokenSource _shutdown = new();
 
     public AgentServer(string root, string token, ulong startUptimeMs)
@@ -73,6 +74,7 @@ internal sealed class AgentServer
 
     public void KillAll()
     {
+        _pod.KillAll();
         foreach (AgentProcess p in _processes.Values)
         {
             p.Signal(9);
@@ -132,22 +134,37 @@ internal sealed class AgentServer
                     await WriteFileAsync(stream, PathModeRequest.Decode(request.Payload));
                     break;
                 case MessageType.Stat:
-                    await stream.SendAsync(MessageType.StatResult, Root().Stat(PathRequest.Decode(request.Payload).Path).Encode(), CancellationToken.None);
-                    break;
+                    {
+                        PathRequest m = PathRequest.Decode(request.Payload);
+                        await stream.SendAsync(MessageType.StatResult, Root(m.Container).Stat(m.Path).Encode(), CancellationToken.None);
+                        break;
+                    }
                 case MessageType.List:
-                    await stream.SendAsync(MessageType.ListResult, FileEntry.EncodeList(Root().List(PathRequest.Decode(request.Payload).Path)), CancellationToken.None);
+                    {
+                        PathRequest m = PathRequest.Decode(request.Payload);
+                        await stream.SendAsync(MessageType.ListResult, FileEntry.EncodeList(Root(m.Container).List(m.Path)), CancellationToken.None);
+                        break;
+                    }
+                case MessageType.ContainerStart:
+                    {
+                        Container c = _pod.Start(ContainerStartRequest.Decode(request.Payload));
+                        await stream.SendAsync(MessageType.ExecStarted, new ExecStartedMessage(c.Pid).Encode(), CancellationToken.None);
+                        break;
+                    }
+                case MessageType.ContainerList:
+                    await stream.SendAsync(MessageType.ContainerListResult, ContainerStatus.EncodeList(_pod.List()), CancellationToken.None);
                     break;
                 case MessageType.Mkdir:
                     {
                         PathModeRequest m = PathModeRequest.Decode(request.Payload);
-                        Root().Mkdir(m.Path, m.Mode, m.Flag);
+                        Root(m.Container).Mkdir(m.Path, m.Mode, m.Flag);
                         await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
                         break;
                     }
                 case MessageType.Remove:
                     {
                         PathModeRequest m = PathModeRequest.Decode(request.Payload);
-                        Root().Remove(m.Path, m.Flag);
+                        Root(m.Container).Remove(m.Path, m.Flag);
                         await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
                         break;
                     }
@@ -158,7 +175,7 @@ internal sealed class AgentServer
                 case MessageType.Rename:
                     {
                         RenameRequest m = RenameRequest.Decode(request.Payload);
-                        Root().Rename(m.From, m.To);
+                        Root(m.Container).Rename(m.From, m.To);
                         await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
                         break;
                     }
@@ -186,9 +203,21 @@ internal sealed class AgentServer
 
     private RootFs Root() => _rootFs ?? throw new AgentErrorException(Native.Enoent, "the sandbox rootfs is not mounted: " + _rootError);
 
+    /// <summary>The sandbox's rootfs, or a pod container's overlay root when a container is named.</summary>
+    private RootFs Root(string container) => container.Length == 0 ? Root() : _pod.Get(container).Root;
+
     private async Task ExecAsync(MuxStream stream, ExecStartRequest request)
     {
-        AgentProcess process = AgentProcess.Start(Root(), request);
+        AgentProcess process;
+        if (request.Container.Length == 0)
+        {
+            process = AgentProcess.Start(Root(), request);
+        }
+        else
+        {
+            Container container = _pod.Get(request.Container);
+            process = AgentProcess.Start(container.Root, container.ForExec(request), container.EnterNamespaces);
+        }
         _processes[process.Pid] = process;
         _ = process.Finished.ContinueWith(_ => _processes.TryRemove(process.Pid, out AgentProcess? _), TaskScheduler.Default);
         await stream.SendAsync(MessageType.ExecStarted, new ExecStartedMessage(process.Pid).Encode(), CancellationToken.None);
@@ -235,7 +264,7 @@ internal sealed class AgentServer
 
     private async Task ReadFileAsync(MuxStream stream, PathRequest request)
     {
-        using Microsoft.Win32.SafeHandles.SafeFileHandle handle = Root().OpenRead(request.Path);
+        using Microsoft.Win32.SafeHandles.SafeFileHandle handle = Root(request.Container).OpenRead(request.Path);
         byte[] buffer = new byte[MuxConnection.MaxDataChunk];
         long offset = 0;
         int n;
@@ -249,7 +278,8 @@ internal sealed class AgentServer
 
     private async Task WriteFileAsync(MuxStream stream, PathModeRequest request)
     {
-        using PendingWrite write = Root().BeginWrite(request.Path, request.Mode);
+        RootFs root = Root(request.Container);
+        using PendingWrite write = root.BeginWrite(request.Path, request.Mode);
         long offset = 0;
         while (true)
         {
@@ -268,7 +298,7 @@ internal sealed class AgentServer
                 break;
             }
         }
-        Root().CommitWrite(write, request.Path);
+        root.CommitWrite(write, request.Path);
         await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
     }
 

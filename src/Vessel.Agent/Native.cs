@@ -24,6 +24,17 @@ internal static partial class Native
     public const int AtEmptyPath = 0x1000;
 
     public const int CloneFs = 0x200;
+    public const int CloneNewNs = 0x20000;
+    public const int CloneNewUts = 0x04000000;
+    public const int CloneNewIpc = 0x08000000;
+    public const int CloneNewPid = 0x20000000;
+
+    public const ulong MountReadOnly = 0x1;
+    public const ulong MountNoSuid = 0x2;
+    public const ulong MountNoDev = 0x4;
+    public const ulong MountNoExec = 0x8;
+    public const ulong MountPrivate = 1 << 18;
+    public const ulong MountRecursive = 0x4000;
 
     public const short PollIn = 0x001;
     public const short PollHangUp = 0x010;
@@ -91,6 +102,24 @@ internal static partial class Native
 
     [LibraryImport("libc", EntryPoint = "fchmod", SetLastError = true)]
     public static partial int Fchmod(int fd, int mode);
+
+    [LibraryImport("libc", EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Mount(string? source, string target, string? type, ulong flags, string? data);
+
+    [LibraryImport("libc", EntryPoint = "umount2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Umount2(string target, int flags);
+
+    [LibraryImport("libc", EntryPoint = "setns", SetLastError = true)]
+    public static partial int Setns(int fd, int nsType);
+
+    [LibraryImport("libc", EntryPoint = "sethostname", SetLastError = true)]
+    public static unsafe partial int Sethostname(byte* name, nint length);
+
+    [LibraryImport("libc", EntryPoint = "dup2", SetLastError = true)]
+    public static partial int Dup2(int oldFd, int newFd);
+
+    [LibraryImport("libc", EntryPoint = "execve", SetLastError = true)]
+    public static unsafe partial int Execve(byte* path, byte** argv, byte** envp);
 
     [LibraryImport("libc", EntryPoint = "sync")]
     public static partial void Sync();

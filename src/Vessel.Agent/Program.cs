@@ -12,6 +12,11 @@ internal static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == ContainerInit.Flag)
+        {
+            // A pod container's first process: sets up its namespaces' mounts and execs its command.
+            return ContainerInit.Run(args);
+        }
         string root = "/mnt/root";
         string? listen = null;
         string? token = null;

@@ -12,6 +12,9 @@ public sealed class CommandOptions
     /// <summary>The user (name or uid[:gid]) in the guest (default root).</summary>
     public string? User { get; init; }
 
+    /// <summary>In a pod, the container to run in (required there; leave it null elsewhere).</summary>
+    public string? Container { get; init; }
+
     /// <summary>Bytes written to the command's stdin before it is closed (foreground commands).</summary>
     public ReadOnlyMemory<byte>? Stdin { get; init; }
 

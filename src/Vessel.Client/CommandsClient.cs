@@ -125,6 +125,7 @@ public sealed class CommandsClient
             Stdin = options?.Stdin?.ToArray(),
             Background = background,
             TimeoutSeconds = options?.Timeout?.TotalSeconds,
+            Container = options?.Container,
         };
     }
 }

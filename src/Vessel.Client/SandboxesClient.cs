@@ -38,6 +38,36 @@ public sealed class SandboxesClient
         return new Sandbox(_transport, ToInfo(wire, call));
     }
 
+    /// <summary>
+    /// Creates a sandbox from a request body as docs/api.md writes it: a template's, or a pod's
+    /// (<c>{"containers": [...], "rootfs": "block", ...}</c>), e.g. the contents of a pod file.
+    /// </summary>
+    /// <param name="requestJson">The JSON object to post to <c>/sandboxes</c>.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <returns>The running sandbox.</returns>
+    /// <exception cref="ArgumentException">The text is not a JSON object.</exception>
+    /// <exception cref="VesselApiException">Bad fields (400, naming the field), an unknown template or image (404).</exception>
+    public async Task<Sandbox> CreateFromJsonAsync(string requestJson, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(requestJson);
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(requestJson);
+            if (document.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object)
+            {
+                throw new ArgumentException("A sandbox request is a JSON object.", nameof(requestJson));
+            }
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new ArgumentException("A sandbox request must be valid JSON: " + e.Message, nameof(requestJson), e);
+        }
+        var call = new ApiCall("create a sandbox");
+        using var content = new StringContent(requestJson, Encoding.UTF8, "application/json");
+        SandboxWire wire = await _transport.SendAsync(HttpMethod.Post, "sandboxes", content, WireJson.Default.SandboxWire, call, cancellationToken);
+        return new Sandbox(_transport, ToInfo(wire, call));
+    }
+
     /// <summary>Lists the daemon's sandboxes that match <paramref name="query"/>.</summary>
     /// <param name="query">A filter by state and metadata; null lists all.</param>
     /// <param name="cancellationToken">Cancels the request.</param>

@@ -37,6 +37,7 @@ public static class TestImages
     private static readonly TimeSpan s_lockWait = TimeSpan.FromMinutes(30); // a Debian build by another test process can take minutes
 
     private static readonly Lazy<string> s_busybox = new(() => Ensure("busybox", BusyboxKey(), BuildBusyboxAsync));
+    private static readonly Lazy<string> s_variant = new(() => Ensure("busybox-variant", Key(BusyboxKey(), VariantMarker), BuildVariantAsync));
     private static readonly Lazy<string> s_debian = new(() => Ensure("debian-" + DebianSuite, DebianKey(), BuildDebianAsync));
 
     /// <summary>$XDG_CACHE_HOME/vessel/test-images, else ~/.cache/vessel/test-images.</summary>
@@ -53,6 +54,17 @@ public static class TestImages
 
     /// <summary>The busybox rootfs as a gzip tarball (entries <c>./bin/busybox</c>, ...), like a distribution's minirootfs.</summary>
     public static string BusyboxTarball => Path.Combine(s_busybox.Value, "rootfs.tar.gz");
+
+    /// <summary>
+    /// A second busybox image (a tarball) that differs from the first by one file,
+    /// <see cref="VariantMarkerPath"/>: for tests that need two distinct images (pods).
+    /// </summary>
+    public static string BusyboxVariantTarball => Path.Combine(s_variant.Value, "rootfs.tar.gz");
+
+    /// <summary>The file only <see cref="BusyboxVariantTarball"/> has, holding <see cref="VariantMarker"/>.</summary>
+    public const string VariantMarkerPath = "/etc/vessel-variant";
+
+    public const string VariantMarker = "busybox variant 1\n";
 
     /// <summary>The same rootfs as an OCI image layout directory (one gzip layer, tag <see cref="BusyboxOciTag"/>).</summary>
     public static string BusyboxOciLayout => Path.Combine(s_busybox.Value, "oci");
@@ -135,6 +147,15 @@ public static class TestImages
             "--config.workingdir", "/root"], ct);
         await ToolAsync("umoci", ["gc", "--layout", layout], ct);
         RemoveTree(bundle);
+    }
+
+    private static async Task BuildVariantAsync(string dir)
+    {
+        string rootfs = Path.Combine(dir, "rootfs");
+        await WriteBusyboxTreeAsync(rootfs, CancellationToken.None);
+        await File.WriteAllTextAsync(rootfs + VariantMarkerPath, VariantMarker, CancellationToken.None);
+        await TarAsync(rootfs, Path.Combine(dir, "rootfs.tar.gz"), CancellationToken.None);
+        RemoveTree(rootfs);
     }
 
     /// <summary>busybox-static with every applet linked where <c>busybox --list-full</c> puts it, a passwd with root and nobody, and a release file.</summary>

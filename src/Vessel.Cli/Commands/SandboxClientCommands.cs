@@ -16,25 +16,70 @@ internal static class SandboxClientCommands
 
     private static Command CreateCommand()
     {
-        var template = new Argument<string>("template") { Description = "The template to create the sandbox from (GET /templates, 'vessel template ls')." };
+        var template = new Argument<string?>("template") { Description = "The template to create the sandbox from (GET /templates, 'vessel template ls').", Arity = ArgumentArity.ZeroOrOne };
+        var file = new Option<string?>("--file", "-f") { Description = "A request body as docs/api.md writes it, e.g. a pod: {\"containers\": [{\"name\", \"image\", \"command\"}], \"rootfs\": \"block\"}." };
         var timeout = new Option<double?>("--timeout") { Description = "Seconds until the daemon kills the sandbox (default 300, at most 86400)." };
         var meta = new Option<string[]>("--meta") { Description = "KEY=VALUE metadata to find the sandbox by (repeatable)." };
         var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE for every command's environment (repeatable)." };
         var autoPause = new Option<bool>("--auto-pause") { Description = "Pause instead of kill when the timeout passes." };
-        var command = new Command("create", "Create a sandbox from TEMPLATE in the daemon and print its id.") { template, timeout, meta, env, autoPause };
+        var command = new Command("create", "Create a sandbox from TEMPLATE (or a pod from -f FILE) in the daemon and print its id.") { template, file, timeout, meta, env, autoPause };
         return WithClient(command, async (parse, client, token) =>
         {
-            Sandbox sandbox = await client.Sandboxes.CreateAsync(new SandboxCreateOptions
+            string? name = parse.GetValue(template);
+            string? path = parse.GetValue(file);
+            double? seconds = parse.GetValue(timeout);
+            Dictionary<string, string>? metadata = Pairs(parse.GetValue(meta), "--meta");
+            Dictionary<string, string>? environment = Pairs(parse.GetValue(env), "--env");
+            if ((name is null) == (path is null))
             {
-                Template = parse.GetValue(template)!,
-                Timeout = parse.GetValue(timeout) is double s ? TimeSpan.FromSeconds(s) : null,
-                Metadata = Pairs(parse.GetValue(meta), "--meta"),
-                Env = Pairs(parse.GetValue(env), "--env"),
-                AutoPause = parse.GetValue(autoPause),
-            }, token);
+                throw new VesselException(VesselErrorReason.InvalidInput, "Give a TEMPLATE or --file FILE (a pod spec), not both or neither.");
+            }
+            Sandbox sandbox = path is not null
+                ? await client.Sandboxes.CreateFromJsonAsync(await PodRequestAsync(path, seconds, metadata, environment, parse.GetValue(autoPause), token), token)
+                : await client.Sandboxes.CreateAsync(new SandboxCreateOptions
+                {
+                    Template = name!,
+                    Timeout = seconds is double s ? TimeSpan.FromSeconds(s) : null,
+                    Metadata = metadata,
+                    Env = environment,
+                    AutoPause = parse.GetValue(autoPause),
+                }, token);
             Console.WriteLine(sandbox.SandboxId);
             return 0;
         });
+    }
+
+    /// <summary>The file's JSON object with the command line's options set on it (they win over the file's).</summary>
+    private static async Task<string> PodRequestAsync(string path, double? timeout, Dictionary<string, string>? metadata, Dictionary<string, string>? env, bool autoPause, CancellationToken token)
+    {
+        InputFile.Require(path, "pod file");
+        System.Text.Json.Nodes.JsonObject request;
+        try
+        {
+            request = System.Text.Json.Nodes.JsonNode.Parse(await File.ReadAllTextAsync(path, token)) as System.Text.Json.Nodes.JsonObject
+                ?? throw new VesselException(VesselErrorReason.InvalidInput, $"{path}: a pod file is one JSON object ({{\"containers\": [...]}}).");
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"{path}: not valid JSON: {e.Message}");
+        }
+        if (timeout is double s)
+        {
+            request["timeoutSeconds"] = (int)Math.Ceiling(s);
+        }
+        if (metadata is not null)
+        {
+            request["metadata"] = new System.Text.Json.Nodes.JsonObject(metadata.Select(p => KeyValuePair.Create(p.Key, (System.Text.Json.Nodes.JsonNode?)p.Value)));
+        }
+        if (env is not null)
+        {
+            request["env"] = new System.Text.Json.Nodes.JsonObject(env.Select(p => KeyValuePair.Create(p.Key, (System.Text.Json.Nodes.JsonNode?)p.Value)));
+        }
+        if (autoPause)
+        {
+            request["autoPause"] = true;
+        }
+        return request.ToJsonString();
     }
 
     private static Command Exec()
@@ -47,9 +92,10 @@ internal static class SandboxClientCommands
         var timeout = new Option<double?>("--timeout") { Description = "Kill the command after this many seconds (exit 124 then)." };
         var stdin = new Option<bool>("--stdin", "-i") { Description = "Read this program's stdin to its end and give it to the command." };
         var background = new Option<bool>("--background", "-d") { Description = "Start the command in the background and print its pid ('vessel sandbox logs ID PID' follows it)." };
+        var container = new Option<string?>("--container", "-c") { Description = "In a pod: the container to run in." };
         var command = new Command("exec", "Run COMMAND in sandbox ID through the daemon, stream its output and exit with its exit code.")
         {
-            id, commandLine, env, cwd, user, timeout, stdin, background,
+            id, commandLine, env, cwd, user, timeout, stdin, background, container,
         };
         return WithClient(command, async (parse, client, token) =>
         {
@@ -63,6 +109,7 @@ internal static class SandboxClientCommands
                 Env = Pairs(parse.GetValue(env), "--env"),
                 Cwd = parse.GetValue(cwd),
                 User = parse.GetValue(user),
+                Container = parse.GetValue(container),
                 Timeout = parse.GetValue(timeout) is double s ? TimeSpan.FromSeconds(s) : null,
                 Stdin = parse.GetValue(stdin) ? await ReadStdinAsync(token) : null,
                 CollectOutput = false,

@@ -23,7 +23,7 @@ internal static class FileEndpoints
         {
             string path = ApiIo.GuestPath(ctx.Request);
             ctx.Response.ContentType = "application/octet-stream";
-            await s.WithAgentAsync(id, agent => agent.ReadFileAsync(path, ctx.Response.Body, ctx.RequestAborted));
+            await s.WithAgentAsync(id, ctx.Request.Query["container"].FirstOrDefault(), agent => agent.ReadFileAsync(path, ctx.Response.Body, ctx.RequestAborted));
         }).Produces(StatusCodes.Status200OK, contentType: "application/octet-stream");
 
         app.MapPut("/sandboxes/{id}/files", async (string id, HttpContext ctx, SandboxService s) =>
@@ -45,7 +45,7 @@ internal static class FileEndpoints
                     throw new VesselException(VesselErrorReason.InvalidInput, $"mode: '{octal}' is more than permission bits (at most 7777).");
                 }
             }
-            FileEntry entry = await s.WithAgentAsync(id, async agent =>
+            FileEntry entry = await s.WithAgentAsync(id, ctx.Request.Query["container"].FirstOrDefault(), async agent =>
             {
                 await agent.WriteFileAsync(path, ctx.Request.Body, mode, ctx.RequestAborted);
                 return await agent.StatAsync(path, ctx.RequestAborted);
@@ -56,7 +56,7 @@ internal static class FileEndpoints
         app.MapDelete("/sandboxes/{id}/files", async (string id, HttpContext ctx, SandboxService s) =>
         {
             string path = ApiIo.GuestPath(ctx.Request);
-            await s.WithAgentAsync(id, async agent =>
+            await s.WithAgentAsync(id, ctx.Request.Query["container"].FirstOrDefault(), async agent =>
             {
                 await agent.RemoveAsync(path, recursive: true, ctx.RequestAborted);
                 return 0;
@@ -67,7 +67,7 @@ internal static class FileEndpoints
         app.MapGet("/sandboxes/{id}/files/stat", async (string id, HttpContext ctx, SandboxService s) =>
         {
             string path = ApiIo.GuestPath(ctx.Request);
-            return Results.Ok(Info(path, await s.WithAgentAsync(id, agent => agent.StatAsync(path, ctx.RequestAborted))));
+            return Results.Ok(Info(path, await s.WithAgentAsync(id, ctx.Request.Query["container"].FirstOrDefault(), agent => agent.StatAsync(path, ctx.RequestAborted))));
         }).Produces<FileEntryInfo>();
 
         app.MapGet("/sandboxes/{id}/files/list", async (string id, HttpContext ctx, SandboxService s) =>
@@ -78,13 +78,13 @@ internal static class FileEndpoints
             {
                 throw new VesselException(VesselErrorReason.InvalidInput, $"depth: '{d}' is not a number from 1 to {MaxDepth}.");
             }
-            return Results.Ok(await s.WithAgentAsync(id, agent => ListAsync(agent, path, depth, ctx.RequestAborted)));
+            return Results.Ok(await s.WithAgentAsync(id, ctx.Request.Query["container"].FirstOrDefault(), agent => ListAsync(agent, path, depth, ctx.RequestAborted)));
         }).Produces<IReadOnlyList<FileEntryInfo>>();
 
         app.MapPost("/sandboxes/{id}/files/mkdir", async (string id, HttpContext ctx, SandboxService s) =>
         {
             string path = ApiIo.GuestPath(ctx.Request);
-            FileEntry entry = await s.WithAgentAsync(id, async agent =>
+            FileEntry entry = await s.WithAgentAsync(id, ctx.Request.Query["container"].FirstOrDefault(), async agent =>
             {
                 await agent.MkdirAsync(path, 493, parents: true, ctx.RequestAborted);
                 return await agent.StatAsync(path, ctx.RequestAborted);
@@ -97,7 +97,7 @@ internal static class FileEndpoints
             MoveRequest move = await ApiIo.ReadJsonAsync<MoveRequest>(ctx.Request);
             string from = CheckPath("from", move.From);
             string to = CheckPath("to", move.To);
-            FileEntry entry = await s.WithAgentAsync(id, async agent =>
+            FileEntry entry = await s.WithAgentAsync(id, ctx.Request.Query["container"].FirstOrDefault(), async agent =>
             {
                 await agent.RenameAsync(from, to, ctx.RequestAborted);
                 return await agent.StatAsync(to, ctx.RequestAborted);

@@ -29,7 +29,7 @@ internal static class SandboxEndpoints
             return Results.Ok(s.List(ctx.Request.Query["state"].FirstOrDefault(), metadata));
         }).Produces<IReadOnlyList<SandboxInfo>>();
 
-        app.MapGet("/sandboxes/{id}", (string id, SandboxService s) => Results.Ok(s.Get(id))).Produces<SandboxInfo>();
+        app.MapGet("/sandboxes/{id}", async (string id, HttpContext ctx, SandboxService s) => Results.Ok(await s.GetAsync(id, ctx.RequestAborted))).Produces<SandboxInfo>();
 
         app.MapDelete("/sandboxes/{id}", async (string id, SandboxService s) =>
         {

@@ -39,6 +39,7 @@ internal sealed class CommandRequest
     public byte[]? Stdin { get; init; }
     public bool Background { get; init; }
     public double? TimeoutSeconds { get; init; }
+    public string? Container { get; init; }
 }
 
 /// <summary>One NDJSON line of a command's output stream.</summary>

@@ -14,12 +14,38 @@ public sealed class AgentClient : IAsyncDisposable
 {
     private readonly MuxConnection _mux;
     private readonly string _token;
+    private readonly string _container;
+    private readonly bool _ownsConnection;
 
-    private AgentClient(MuxConnection mux, string token, HelloOkMessage hello)
+    private AgentClient(MuxConnection mux, string token, HelloOkMessage hello, string container = "", bool ownsConnection = true)
     {
         _mux = mux;
         _token = token;
+        _container = container;
+        _ownsConnection = ownsConnection;
         Hello = hello;
+    }
+
+    /// <summary>
+    /// The same connection with every file request and exec aimed at a pod's container (its overlay
+    /// root and namespaces). Disposing the view leaves the connection open.
+    /// </summary>
+    public AgentClient InContainer(string name) => new(_mux, _token, Hello, name, ownsConnection: false);
+
+    /// <summary>Starts a pod's container (overlay root over the image disk <paramref name="lower"/>, new namespaces); returns its first process's pid.</summary>
+    public async Task<int> StartContainerAsync(string name, string lower, uint upperMiB, ExecRequest process, CancellationToken cancellationToken)
+    {
+        var message = new ContainerStartRequest(_token, name, lower, upperMiB, process.Arguments, process.Environment, process.WorkingDirectory ?? string.Empty, process.User ?? string.Empty);
+        using MuxStream s = await RequestAsync(MessageType.ContainerStart, message.Encode(), cancellationToken);
+        Frame started = await ExpectAsync(s, MessageType.ExecStarted, $"start container {name}", cancellationToken);
+        return ExecStartedMessage.Decode(started.Payload).Pid;
+    }
+
+    /// <summary>The pod's containers: running, or exited with their code.</summary>
+    public async Task<IReadOnlyList<ContainerStatus>> ListContainersAsync(CancellationToken cancellationToken)
+    {
+        using MuxStream s = await RequestAsync(MessageType.ContainerList, new TokenOnlyRequest(_token).Encode(), cancellationToken);
+        return ContainerStatus.DecodeList((await ExpectAsync(s, MessageType.ContainerListResult, "list containers", cancellationToken)).Payload);
     }
 
     /// <summary>The agent's greeting: its version and boot timings.</summary>
@@ -93,7 +119,8 @@ public sealed class AgentClient : IAsyncDisposable
     {
         var message = new ExecStartRequest(
             _token, request.Arguments, request.Environment, request.WorkingDirectory ?? string.Empty, request.User ?? string.Empty,
-            request.Stdin, request.Timeout is { } t ? (uint)Math.Clamp(t.TotalMilliseconds, 1, uint.MaxValue) : 0);
+            request.Stdin, request.Timeout is { } t ? (uint)Math.Clamp(t.TotalMilliseconds, 1, uint.MaxValue) : 0,
+            request.Container ?? _container);
         MuxStream s = await RequestAsync(MessageType.ExecStart, message.Encode(), cancellationToken);
         try
         {
@@ -126,7 +153,7 @@ public sealed class AgentClient : IAsyncDisposable
     /// <summary>Streams a file of the sandbox into <paramref name="destination"/>; returns its length.</summary>
     public async Task<long> ReadFileAsync(string path, Stream destination, CancellationToken cancellationToken)
     {
-        using MuxStream s = await RequestAsync(MessageType.FileRead, new PathRequest(_token, path).Encode(), cancellationToken);
+        using MuxStream s = await RequestAsync(MessageType.FileRead, new PathRequest(_token, path, _container).Encode(), cancellationToken);
         long total = 0;
         while (true)
         {
@@ -148,7 +175,7 @@ public sealed class AgentClient : IAsyncDisposable
     /// <summary>Streams <paramref name="source"/> into a file of the sandbox; the file appears whole or not at all.</summary>
     public async Task WriteFileAsync(string path, Stream source, uint mode, CancellationToken cancellationToken)
     {
-        using MuxStream s = await RequestAsync(MessageType.FileWrite, new PathModeRequest(_token, path, mode, false).Encode(), cancellationToken);
+        using MuxStream s = await RequestAsync(MessageType.FileWrite, new PathModeRequest(_token, path, mode, false, _container).Encode(), cancellationToken);
         byte[] buffer = new byte[MuxConnection.MaxDataChunk];
         try
         {
@@ -169,30 +196,30 @@ public sealed class AgentClient : IAsyncDisposable
 
     public async Task<FileEntry> StatAsync(string path, CancellationToken cancellationToken)
     {
-        using MuxStream s = await RequestAsync(MessageType.Stat, new PathRequest(_token, path).Encode(), cancellationToken);
+        using MuxStream s = await RequestAsync(MessageType.Stat, new PathRequest(_token, path, _container).Encode(), cancellationToken);
         return FileEntry.Decode((await ExpectAsync(s, MessageType.StatResult, "stat " + path, cancellationToken)).Payload);
     }
 
     public async Task<IReadOnlyList<FileEntry>> ListAsync(string path, CancellationToken cancellationToken)
     {
-        using MuxStream s = await RequestAsync(MessageType.List, new PathRequest(_token, path).Encode(), cancellationToken);
+        using MuxStream s = await RequestAsync(MessageType.List, new PathRequest(_token, path, _container).Encode(), cancellationToken);
         return FileEntry.DecodeList((await ExpectAsync(s, MessageType.ListResult, "list " + path, cancellationToken)).Payload);
     }
 
     public Task MkdirAsync(string path, uint mode, bool parents, CancellationToken cancellationToken)
-        => SimpleAsync(MessageType.Mkdir, new PathModeRequest(_token, path, mode, parents).Encode(), "mkdir " + path, cancellationToken);
+        => SimpleAsync(MessageType.Mkdir, new PathModeRequest(_token, path, mode, parents, _container).Encode(), "mkdir " + path, cancellationToken);
 
     public Task RemoveAsync(string path, bool recursive, CancellationToken cancellationToken)
-        => SimpleAsync(MessageType.Remove, new PathModeRequest(_token, path, 0, recursive).Encode(), "remove " + path, cancellationToken);
+        => SimpleAsync(MessageType.Remove, new PathModeRequest(_token, path, 0, recursive, _container).Encode(), "remove " + path, cancellationToken);
 
     public Task RenameAsync(string from, string to, CancellationToken cancellationToken)
-        => SimpleAsync(MessageType.Rename, new RenameRequest(_token, from, to).Encode(), $"rename {from} to {to}", cancellationToken);
+        => SimpleAsync(MessageType.Rename, new RenameRequest(_token, from, to, _container).Encode(), $"rename {from} to {to}", cancellationToken);
 
     /// <summary>Sets the guest's wall clock to <paramref name="time"/> (with nanoseconds), e.g. the host's now after a boot or a restore.</summary>
     public Task SetTimeAsync(DateTimeOffset time, CancellationToken cancellationToken)
         => SimpleAsync(MessageType.SetTime, new SetTimeRequest(_token, (time - DateTimeOffset.UnixEpoch).Ticks * 100).Encode(), "set-time", cancellationToken);
 
-    public ValueTask DisposeAsync() => _mux.DisposeAsync();
+    public ValueTask DisposeAsync() => _ownsConnection ? _mux.DisposeAsync() : ValueTask.CompletedTask;
 
     internal static async Task<Frame> NextAsync(MuxStream s, string what, CancellationToken cancellationToken)
     {

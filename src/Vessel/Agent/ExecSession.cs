@@ -18,6 +18,9 @@ public sealed record ExecRequest(IReadOnlyList<string> Arguments)
 
     /// <summary>When set, the agent kills the process tree after this long.</summary>
     public TimeSpan? Timeout { get; init; }
+
+    /// <summary>A pod's container to run in (its namespaces and overlay root); null: the sandbox's rootfs.</summary>
+    public string? Container { get; init; }
 }
 
 /// <summary>How a process ended. <see cref="ExitCode"/> is 128+signal when a signal killed it.</summary>

@@ -76,13 +76,26 @@ internal static class InitScript
           [ -x {{KitDisk.MountPoint}}{{KitDisk.AgentDirectory}}/vessel-agent ] || fail kit-mount "$kit_dev holds no {{KitDisk.AgentDirectory}}/vessel-agent"
         }
 
+        # A pod (vessel.lowers=ID,ID): no root disk; each image's read-only ext4 (serial i-ID) is
+        # mounted at /vessel/lowers/ID, and the agent builds each container's overlay over one.
+        mount_lowers() {
+          for id in $(echo "$1" | tr ',' ' '); do
+            dev=$(disk_by_serial {{LowerSerialPrefix}}$id) || fail root-mount "no image disk with serial {{LowerSerialPrefix}}$id (disks: $(ls /sys/block | tr '\n' ' '))"
+            mkdir -p /vessel/lowers/$id
+            out=$(mount -t ext4 -o ro,noatime "$dev" /vessel/lowers/$id 2>&1) || fail root-mount "mount image disk $dev: $out"
+          done
+          agent_root=/
+        }
+
         mount_root() {
           root_dev=
           root_opts=rw,noatime
+          agent_root=/mnt/root
           for arg in $(cat /proc/cmdline); do
             case "$arg" in
               vessel.root=*) root_dev=${arg#vessel.root=} ;;
               vessel.rootro=1) root_opts=ro,noatime ;;
+              {{LowersParameter}}=*) mount_lowers "${arg#{{LowersParameter}}=}"; return 0 ;;
             esac
           done
           [ -n "$root_dev" ] || root_dev=$(disk_by_serial {{RootDiskSerial}}) || fail root-mount "no disk with serial {{RootDiskSerial}} (disks: $(ls /sys/block | tr '\n' ' '))"
@@ -110,7 +123,7 @@ internal static class InitScript
           read up idle < /proc/uptime
           echo "vessel-init: starting agent at ${up}s"
           export DOTNET_EnableDiagnostics=0 DOTNET_TieredPGO=0 DOTNET_gcConcurrent=0 HOME=/tmp TMPDIR=/tmp
-          {{KitDisk.MountPoint}}{{KitDisk.AgentDirectory}}/vessel-agent --root /mnt/root
+          {{KitDisk.MountPoint}}{{KitDisk.AgentDirectory}}/vessel-agent --root $agent_root
           rc=$?
           if [ $rc -ne 0 ]; then
             if [ -e {{AgentServingFile}} ]; then fail agent "vessel-agent exited with status $rc"; fi
@@ -136,6 +149,12 @@ internal static class InitScript
         power_off
 
         """;
+
+    /// <summary>The kernel parameter that makes a pod: the ids of its image disks, comma-separated.</summary>
+    public const string LowersParameter = "vessel.lowers";
+
+    /// <summary>The serial of a pod's image disk is this prefix and the disk's id (18 hex digits: serials hold 20 bytes).</summary>
+    public const string LowerSerialPrefix = "i-";
 
     /// <summary>The virtio-blk serial of the sandbox's root disk.</summary>
     public const string RootDiskSerial = "vessel-root";

@@ -17,6 +17,13 @@ public sealed record RootfsBuildOptions
     public long ReservedBytes { get; init; }
     public string Hostname { get; init; } = "vessel";
     public string? BusyboxPath { get; init; }
+
+    /// <summary>
+    /// False: the image's files only, without Vessel's provisioning files (a pod's read-only
+    /// lower, where each container's overlay root is the image as it is).
+    /// </summary>
+    public bool Provision { get; init; } = true;
+
     public TimeProvider Time { get; init; } = TimeProvider.System;
 }
 
@@ -101,7 +108,10 @@ public static class RootfsBuilder
             // Derived from the content so that the same image gives the same filesystem identity.
             byte[] identity = SHA256.HashData(Encoding.UTF8.GetBytes(contentDigest + "|vessel-rootfs|" + Provisioning.Version));
             writer.SetIdentity(new Guid(identity.AsSpan(0, 16)), identity[16..32]);
-            Provisioning.AddTo(writer, files, now);
+            if (options.Provision)
+            {
+                Provisioning.AddTo(writer, files, now);
+            }
             TimeSpan applied = clock.Elapsed;
             TimeSpan waited = writer.WaitedForDisk;
             summary = writer.Finish();

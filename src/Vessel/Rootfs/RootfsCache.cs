@@ -6,7 +6,11 @@ using Vessel.Oci;
 namespace Vessel.Rootfs;
 
 /// <summary>A rootfs from the cache: where it is, which image content it holds, and whether this call built it.</summary>
-public sealed record RootfsCacheEntry(string Path, string ContentDigest, bool Built, TimeSpan Elapsed);
+public sealed record RootfsCacheEntry(string Path, string ContentDigest, bool Built, TimeSpan Elapsed)
+{
+    /// <summary>The image's config (entrypoint, cmd, env, workdir, user).</summary>
+    public ImageConfig Config { get; init; } = ImageConfig.Empty;
+}
 
 /// <summary>
 /// Rootfs images built from container images, kept under one directory (the Vessel home's
@@ -41,16 +45,16 @@ public sealed class RootfsCache
         string path = Path.Combine(Directory, Name(image.ContentDigest) + ".ext4");
         if (File.Exists(path))
         {
-            return new RootfsCacheEntry(path, image.ContentDigest, Built: false, clock.Elapsed);
+            return new RootfsCacheEntry(path, image.ContentDigest, Built: false, clock.Elapsed) { Config = image.Config };
         }
         System.IO.Directory.CreateDirectory(Directory);
         await using FileStream held = await LockAsync(Path.ChangeExtension(path, ".lock"), cancellationToken);
         if (File.Exists(path))
         {
-            return new RootfsCacheEntry(path, image.ContentDigest, Built: false, clock.Elapsed); // built by a concurrent run while we waited
+            return new RootfsCacheEntry(path, image.ContentDigest, Built: false, clock.Elapsed) { Config = image.Config }; // built by a concurrent run while we waited
         }
-        await RootfsBuilder.BuildAsync(source, path, _options, null, cancellationToken);
-        return new RootfsCacheEntry(path, image.ContentDigest, Built: true, clock.Elapsed);
+        RootfsBuildResult built = await RootfsBuilder.BuildAsync(source, path, _options, null, cancellationToken);
+        return new RootfsCacheEntry(path, built.ContentDigest, Built: true, clock.Elapsed) { Config = built.Config };
     }
 
     /// <summary>
@@ -110,7 +114,8 @@ public sealed class RootfsCache
     private string Name(string contentDigest)
     {
         string inputs = string.Join('\n', contentDigest, "provisioning " + Provisioning.Version, "size " + _options.SizeBytes,
-            "free " + _options.FreeBytes, "reserved " + _options.ReservedBytes, "hostname " + _options.Hostname, "busybox " + _options.BusyboxPath);
+            "free " + _options.FreeBytes, "reserved " + _options.ReservedBytes, "hostname " + _options.Hostname, "busybox " + _options.BusyboxPath,
+            "provision " + _options.Provision);
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(inputs)))[..32];
     }
 

@@ -4,7 +4,11 @@ using Vessel.Blocks;
 namespace Vessel.Sandboxes;
 
 /// <summary>What <see cref="Sandbox.PauseAsync"/> left: the snapshot directory and the disk layer to resume on.</summary>
-public sealed record PausedSandbox(string Directory, Guid Layer, SandboxSnapshot Snapshot);
+/// <remarks>A pod has no disk of its own (its uppers are guest tmpfs, inside the RAM): its <see cref="Layer"/> is empty and <see cref="Pod"/> names the image disks to re-attach.</remarks>
+public sealed record PausedSandbox(string Directory, Guid Layer, SandboxSnapshot Snapshot)
+{
+    public PodInfo? Pod { get; init; }
+}
 
 public sealed partial class Sandbox
 {
@@ -18,7 +22,7 @@ public sealed partial class Sandbox
     /// </summary>
     internal async Task<PausedSandbox> PauseAsync(string directory, LayerStore layers, CancellationToken cancellationToken)
     {
-        if (_overlay is null)
+        if (_overlay is null && Pod is null)
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"Sandbox {Id} does not run on a layer (SandboxOptions.Layer): its disk cannot be saved with a pause.");
         }
@@ -32,7 +36,11 @@ public sealed partial class Sandbox
         Guid? exported = null;
         try
         {
-            await SyncGuestAsync(cancellationToken);
+            if (Pod is null)
+            {
+                // A pod writes no disk (read-only lowers, tmpfs uppers): nothing to sync.
+                await SyncGuestAsync(cancellationToken);
+            }
             // The agent keeps its processes; a resumed sandbox connects to it like a reconnect.
             await _agent.DisposeAsync();
             await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
@@ -44,8 +52,12 @@ public sealed partial class Sandbox
                 File.Move(_config.MemoryBackendFile!, Path.Combine(partial, SandboxSnapshot.MemoryFile));
             }
             // QEMU is gone: nothing writes the overlay any more, so the export is exactly the disk the snapshot saw.
-            BuildHeader layer = await _overlay.ExportAsync(layers, null, cancellationToken);
-            exported = layer.BuildId;
+            // A pod's image disks are read-only cache files: nothing to export.
+            Guid layer = Guid.Empty;
+            if (_overlay is not null)
+            {
+                exported = layer = (await _overlay.ExportAsync(layers, null, cancellationToken)).BuildId;
+            }
             var snapshot = new SandboxSnapshot(SandboxSnapshot.CurrentVersion, _config.MemoryMiB, _config.Vcpus, _kitId, _token, DateTimeOffset.UtcNow)
             {
                 MemoryInState = memoryInState,
@@ -53,7 +65,7 @@ public sealed partial class Sandbox
             await snapshot.WriteAsync(partial, cancellationToken);
             Directory.Move(partial, directory);
             await KillAsync();
-            return new PausedSandbox(directory, layer.BuildId, snapshot);
+            return new PausedSandbox(directory, layer, snapshot) { Pod = Pod };
         }
         catch
         {

@@ -43,6 +43,9 @@ public sealed partial class Sandbox : IAsyncDisposable
 
     public SandboxTimings Timings { get; }
 
+    /// <summary>For a pod (<see cref="SandboxManager.CreatePodAsync"/>): its containers; null for a sandbox on one rootfs.</summary>
+    public PodInfo? Pod { get; internal set; }
+
     public IVirtualMachine VirtualMachine => _vm;
 
     /// <summary>The current agent connection (replaced by <see cref="ReconnectAsync"/>).</summary>

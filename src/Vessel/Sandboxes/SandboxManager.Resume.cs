@@ -13,6 +13,10 @@ public sealed partial class SandboxManager
     /// </summary>
     internal async Task<Sandbox> ResumeAsync(LayerStore layers, PausedSandbox paused, SandboxOptions options, CancellationToken cancellationToken)
     {
+        if (paused.Pod is { } pod)
+        {
+            return await ResumePodAsync(paused, pod, options, cancellationToken);
+        }
         Build build = await layers.OpenAsync(paused.Layer, cancellationToken);
         return await CreateAsync(options with
         {

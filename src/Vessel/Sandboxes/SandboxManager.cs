@@ -37,10 +37,10 @@ public sealed partial class SandboxManager
 
     public async Task<Sandbox> CreateAsync(SandboxOptions options, CancellationToken cancellationToken)
     {
-        if ((options.RootfsPath is null ? 0 : 1) + (options.Device is null ? 0 : 1) + (options.Layer is null ? 0 : 1) != 1)
+        if ((options.RootfsPath is null ? 0 : 1) + (options.Device is null ? 0 : 1) + (options.Layer is null ? 0 : 1) != (options.PodLowers is null ? 1 : 0))
         {
             options.Layer?.Dispose();
-            throw new ArgumentException("Give the sandbox one of a rootfs file, a block device or a layer.", nameof(options));
+            throw new ArgumentException("Give the sandbox one of a rootfs file, a block device or a layer (or, for a pod, image disks only).", nameof(options));
         }
         OverlayDevice? overlay = null;
         SandboxSnapshot? snapshot;
@@ -99,8 +99,12 @@ public sealed partial class SandboxManager
             }
             hooks.AddRange(options.PreBootHooks);
 
-            DiskConfig disk;
-            if ((options.Device ?? overlay) is { } device)
+            DiskConfig? disk = null;
+            if (options.PodLowers is not null)
+            {
+                // A pod: nothing to prepare on the host; the image disks are shared, read-only cache files.
+            }
+            else if ((options.Device ?? overlay) is { } device)
             {
                 if (hooks.Count > 0)
                 {
@@ -136,12 +140,16 @@ public sealed partial class SandboxManager
             {
                 KernelPath = _kit.KernelPath,
                 InitramfsPath = _kit.InitramfsPath,
-                KernelParameters = [$"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}"],
+                KernelParameters = options.PodLowers is { } lowers
+                    ? [$"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}", $"{InitScript.LowersParameter}={string.Join(',', lowers.Select(l => l.Id))}"]
+                    : [$"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}"],
                 MemoryMiB = snapshot?.MemoryMiB ?? options.MemoryMiB,
                 Vcpus = snapshot?.Vcpus ?? options.Vcpus,
                 // The root disk and the kit's read-only disk (the agent), found by serial in the guest.
                 // A restore needs this same device set, and the kit id that the snapshot records covers the kit disk.
-                Disks = [disk with { Serial = InitScript.RootDiskSerial }, DiskConfig.File(_kit.KitDiskPath, readOnly: true) with { Serial = KitDisk.Serial }],
+                Disks = disk is not null
+                    ? [disk with { Serial = InitScript.RootDiskSerial }, DiskConfig.File(_kit.KitDiskPath, readOnly: true) with { Serial = KitDisk.Serial }]
+                    : [.. options.PodLowers!.Select(l => l.Disk), DiskConfig.File(_kit.KitDiskPath, readOnly: true) with { Serial = KitDisk.Serial }],
                 ControlSocketPath = Path.Combine(dir, "ctl.sock"),
                 ApiSocketPath = Path.Combine(dir, "qmp.sock"),
                 ConsoleLogPath = Path.Combine(dir, "console.log"),

@@ -23,6 +23,13 @@ public sealed record SandboxOptions
     /// </summary>
     internal Build? Layer { get; init; }
 
+    /// <summary>
+    /// A pod: no root disk; these read-only image disks (one per image) are attached instead and
+    /// the guest mounts each as a lower of its containers' overlays. Then none of
+    /// <see cref="RootfsPath"/>, <see cref="Device"/> or <see cref="Layer"/> is given.
+    /// </summary>
+    internal IReadOnlyList<PodLower>? PodLowers { get; init; }
+
     /// <summary>False: the VM writes to <see cref="RootfsPath"/> itself.</summary>
     public bool CopyRootfs { get; init; } = true;
 

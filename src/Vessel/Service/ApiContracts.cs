@@ -3,13 +3,39 @@ namespace Vessel.Service;
 // The JSON shapes of docs/api.md (camelCase on the wire). Requests take nullable fields so a
 // missing one is reported by name (400) instead of failing deserialization.
 
-internal sealed record CreateSandboxRequest(string? Template, int? TimeoutSeconds, Dictionary<string, string>? Metadata, Dictionary<string, string>? Env, bool? AutoPause);
+internal sealed record CreateSandboxRequest(string? Template, int? TimeoutSeconds, Dictionary<string, string>? Metadata, Dictionary<string, string>? Env, bool? AutoPause)
+{
+    /// <summary>A pod instead of a template (docs/api.md, "Pods"): its containers.</summary>
+    public List<PodContainerRequest>? Containers { get; init; }
 
-internal sealed record SandboxInfo(string SandboxId, string Template, string State, DateTime StartedAt, DateTime EndAt, IReadOnlyDictionary<string, string> Metadata);
+    /// <summary>"block" (default) or "virtiofs".</summary>
+    public string? Rootfs { get; init; }
+
+    public int? MemoryMb { get; init; }
+
+    public int? Cpu { get; init; }
+
+    public int? UpperMb { get; init; }
+}
+
+internal sealed record PodContainerRequest(string? Name, string? Image, List<string>? Command, Dictionary<string, string>? Env, string? Cwd, string? User);
+
+internal sealed record SandboxInfo(string SandboxId, string Template, string State, DateTime StartedAt, DateTime EndAt, IReadOnlyDictionary<string, string> Metadata)
+{
+    /// <summary>A pod's containers (null for a sandbox from a template).</summary>
+    public IReadOnlyList<ContainerInfo>? Containers { get; init; }
+}
+
+/// <summary>One container of a pod: "running", "exited" (with its exit code) or "unknown" while the sandbox is paused.</summary>
+internal sealed record ContainerInfo(string Name, string Image, string ImageDigest, string State, int? ExitCode);
 
 internal sealed record TimeoutRequest(int? TimeoutSeconds);
 
-internal sealed record CommandRequest(string? Cmd, List<string>? Args, Dictionary<string, string>? Env, string? Cwd, string? User, string? Stdin, bool? Background, int? TimeoutSeconds);
+internal sealed record CommandRequest(string? Cmd, List<string>? Args, Dictionary<string, string>? Env, string? Cwd, string? User, string? Stdin, bool? Background, int? TimeoutSeconds)
+{
+    /// <summary>The pod container to run in (required for a pod, refused otherwise).</summary>
+    public string? Container { get; init; }
+}
 
 internal sealed record CommandInfo(int Pid, string Cmd, IReadOnlyList<string> Args, bool Background, DateTime StartedAt);
 

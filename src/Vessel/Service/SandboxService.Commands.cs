@@ -38,6 +38,7 @@ internal sealed partial class SandboxService
             throw new VesselException(VesselErrorReason.InvalidInput, "args: null entries and NUL characters are not allowed.");
         }
         ServiceSandbox sandbox = Find(id);
+        string? container = ContainerOf(sandbox, request.Container);
         bool background = request.Background ?? false;
         ServiceSandbox.Operation operation = sandbox.BeginOperation();
         try
@@ -45,8 +46,10 @@ internal sealed partial class SandboxService
             ExecRequest exec = new([request.Cmd, .. args])
             {
                 Environment = [.. sandbox.Config.Env, .. sandbox.Env.Select(e => $"{e.Key}={e.Value}"), .. (request.Env ?? []).Select(e => $"{e.Key}={e.Value}")],
-                WorkingDirectory = request.Cwd ?? sandbox.Config.Workdir,
-                User = request.User ?? sandbox.Config.User,
+                // In a pod, the container's own workdir and user unless the request names others.
+                WorkingDirectory = request.Cwd ?? (container is null ? sandbox.Config.Workdir : null),
+                User = request.User ?? (container is null ? sandbox.Config.User : null),
+                Container = container,
                 Stdin = background || stdin is not null,
                 Timeout = request.TimeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : null,
             };
@@ -110,10 +113,15 @@ internal sealed partial class SandboxService
     }
 
     /// <summary>Runs a file operation on a running sandbox's agent, counted as in flight.</summary>
-    public async Task<T> WithAgentAsync<T>(string id, Func<AgentClient, Task<T>> operation)
+    public Task<T> WithAgentAsync<T>(string id, Func<AgentClient, Task<T>> operation) => WithAgentAsync(id, null, operation);
+
+    /// <summary>Runs a file operation on a running sandbox's agent (in a pod, on <paramref name="container"/>'s root), counted as in flight.</summary>
+    public async Task<T> WithAgentAsync<T>(string id, string? container, Func<AgentClient, Task<T>> operation)
     {
         ServiceSandbox sandbox = Find(id);
+        container = ContainerOf(sandbox, container);
         using ServiceSandbox.Operation op = sandbox.BeginOperation();
-        return await operation(sandbox.Live!.Agent);
+        AgentClient agent = sandbox.Live!.Agent;
+        return await operation(container is null ? agent : agent.InContainer(container));
     }
 }

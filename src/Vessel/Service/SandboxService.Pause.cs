@@ -63,7 +63,10 @@ internal sealed partial class SandboxService
             await RemoveAsync(sandbox);
             throw new VesselException(VesselErrorReason.ToolFailed, $"Pausing sandbox {sandbox.Id} failed and the sandbox was stopped: {e.Message}", e);
         }
-        sandbox.Layers.Add(paused.Layer);
+        if (paused.Layer != Guid.Empty)
+        {
+            sandbox.Layers.Add(paused.Layer); // a pod has none: its uppers are in the saved RAM
+        }
         sandbox.Live = null;
         sandbox.Paused = paused;
         await _state.PutSandboxAsync(sandbox.ToRecord(), CancellationToken.None);

@@ -121,6 +121,10 @@ internal sealed partial class SandboxService : IAsyncDisposable
 
     public async Task<SandboxInfo> CreateAsync(CreateSandboxRequest request, CancellationToken cancellationToken)
     {
+        if (request.Containers is not null)
+        {
+            return await CreatePodAsync(request, cancellationToken);
+        }
         if (string.IsNullOrWhiteSpace(request.Template))
         {
             throw new VesselException(VesselErrorReason.InvalidInput, "template: the name of a built template is required (GET /templates lists them).");

@@ -53,6 +53,9 @@ internal sealed class ServiceSandbox
 
     public IReadOnlyDictionary<string, string> Env { get; }
 
+    /// <summary>For a pod: its spec and containers (kept while paused).</summary>
+    public PodInfo? Pod { get; init; }
+
     /// <summary>Set while running.</summary>
     public Sandbox? Live { get; set; }
 

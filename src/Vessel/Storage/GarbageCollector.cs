@@ -181,22 +181,31 @@ internal sealed class GarbageCollector
             .ToList();
     }
 
+    /// <summary>Every process's command line (NULs as spaces): what running VMs of any home have open by name.</summary>
+    private static List<string> CommandLines()
+    {
+        var lines = new List<string>();
+        foreach (string proc in Directory.EnumerateDirectories("/proc"))
+        {
+            try
+            {
+                lines.Add(File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' '));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Gone, or not a process.
+            }
+        }
+        return lines;
+    }
+
     /// <summary>Kit ids named in the command line of any process (a VM of any home, or of another Vessel, booting from this cache).</summary>
     private static HashSet<string> KitsOfRunningProcesses(string kits)
     {
         var ids = new HashSet<string>(StringComparer.Ordinal);
         string prefix = kits.TrimEnd('/') + "/";
-        foreach (string proc in Directory.EnumerateDirectories("/proc"))
+        foreach (string cmdline in CommandLines())
         {
-            string cmdline;
-            try
-            {
-                cmdline = File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' ');
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                continue; // gone, or not a process
-            }
             for (int at = cmdline.IndexOf(prefix, StringComparison.Ordinal); at >= 0; at = cmdline.IndexOf(prefix, at + 1, StringComparison.Ordinal))
             {
                 int start = at + prefix.Length;
@@ -210,13 +219,22 @@ internal sealed class GarbageCollector
         return ids;
     }
 
-    /// <summary>Cached rootfs images that no run is building or copying (each held by its lock while it goes).</summary>
+    /// <summary>
+    /// Cached rootfs images that no run is building or copying (each held by its lock while it goes)
+    /// and no running process names (a pod's read-only lower is attached to its VM by path).
+    /// </summary>
     private void RemoveImages(List<GcItem> items, List<string> errors)
     {
+        List<string>? running = null;
         foreach ((string image, FileStream held) in new RootfsCache(_home.Images).TakeUnused())
         {
             using (held)
             {
+                running ??= CommandLines();
+                if (running.Any(c => c.Contains(image, StringComparison.Ordinal)))
+                {
+                    continue;
+                }
                 string metadata = RootfsBuilder.MetadataPath(image);
                 items.Add(new GcItem("image", image, UnixFile.DiskUsage(image) + UnixFile.DiskUsage(metadata), "a rootfs built from an image, not in use (built again when next needed)"));
                 if (_options.DryRun)

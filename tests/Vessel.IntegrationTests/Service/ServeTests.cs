@@ -23,7 +23,7 @@ public sealed class ServeTests
         _d = daemon;
     }
 
-    private sealed record Run(string Stdout, string Stderr, JsonNode Exit, int Pid);
+    internal sealed record Run(string Stdout, string Stderr, JsonNode Exit, int Pid);
 
     private async Task<Run> ExecAsync(string id, object request, HttpStatusCode expected = HttpStatusCode.OK)
     {
@@ -38,7 +38,8 @@ public sealed class ServeTests
         return Parse(body);
     }
 
-    private static Run Parse(string ndjson)
+    /// <summary>A command's NDJSON stream: its output, exit line and pid.</summary>
+    internal static Run Parse(string ndjson)
     {
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();

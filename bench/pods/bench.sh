@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Pods (issue 15, block lowers) through `vessel serve` (docs/BENCHMARKS.md, "Pods"). TCG here: read ratios.
+#   1. create -> first command in a container (POST /sandboxes, then a `true` in it), for a small image
+#      (busybox-static, ~2 MB) and a larger one (LARGE=path of a rootfs tarball, e.g. a Debian minbase):
+#      lower not cached (the home's images/ emptied first) and cached; RUNS runs each, median
+#   2. a pod of 2 containers that each wrote 64 MiB to their upper: pause time and size, resume time
+#      (to the first command), against a cold create of the same pod
+#   bench/pods/bench.sh [RUNS]   (root, after scripts/setup.sh; LARGE=... optional)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${1:-3}
+work=$(mktemp -d /tmp/vpod.XXXXXX)
+daemon=
+cleanup() {
+  if [ -n "$daemon" ]; then kill -TERM "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+source bench/images.sh
+dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
+cli=(dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll)
+home="$work/home"
+busybox_tarball "$work/small.tar.gz"
+"${cli[@]}" serve --home "$home" > "$work/serve.log" 2>&1 &
+daemon=$!
+for _ in $(seq 600); do grep -q "serving on" "$work/serve.log" && break; sleep 0.2; done
+api=(curl -sS --fail-with-body --unix-socket "$home/vessel.sock" -H 'content-type: application/json')
+now() { date +%s%N; }
+ms() { echo $(( ($2 - $1) / 1000000 )); }
+med() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+pod() { # $1 image, $2 memoryMb, $3 upperMb: a pod of one container "c" (or two with $4 = 2)
+  local c='{"name":"c","image":"'$1'","command":["sleep","100000"]}'
+  [ "${4:-1}" = 2 ] && c="$c"',{"name":"d","image":"'$1'","command":["sleep","100000"]}'
+  echo '{"containers":['"$c"'],"rootfs":"block","memoryMb":'$2',"upperMb":'$3',"timeoutSeconds":3600}'
+}
+run_in() { # $1 id, $2 container, $3 script
+  "${api[@]}" -X POST "http://localhost/sandboxes/$1/commands" -d '{"cmd":"/bin/sh","args":["-c","'"$3"'"],"container":"'$2'"}' > "$work/out.ndjson"
+  grep -q '"exitCode":0' "$work/out.ndjson" || { echo "command failed: $(cat "$work/out.ndjson")" >&2; exit 1; }
+}
+create_first() { # $1 body; prints "ms id"
+  local t0 id
+  t0=$(now)
+  id=$("${api[@]}" -X POST http://localhost/sandboxes -d "$1" | sed 's/.*"sandboxId":"\([^"]*\)".*/\1/')
+  run_in "$id" c true
+  echo "$(ms "$t0" "$(now)") $id"
+}
+kill_sb() { "${api[@]}" -X DELETE "http://localhost/sandboxes/$1" >/dev/null; }
+
+measure() { # $1 label, $2 image
+  local cold=() warm=() r id
+  for _ in $(seq "$runs"); do
+    rm -rf "$home/images"
+    read -r r id < <(create_first "$(pod "$2" 256 64)"); cold+=("$r"); kill_sb "$id"
+    read -r r id < <(create_first "$(pod "$2" 256 64)"); warm+=("$r"); kill_sb "$id"
+  done
+  local lower; lower=$(ls -s --block-size=1M "$home"/images/*.ext4 | awk '{ s += $1 } END { print s }')
+  echo "$1: lower not cached $(printf '%s\n' "${cold[@]}" | med) ms, cached $(printf '%s\n' "${warm[@]}" | med) ms (median of $runs; lower ext4 ${lower} MiB allocated)"
+}
+
+echo "== 1. create -> first command (1 container, 256 MiB guest)"
+measure "small ($(du -h "$work/small.tar.gz" | cut -f1) tarball)" "$work/small.tar.gz"
+if [ -n "${LARGE:-}" ]; then measure "large ($(du -h "$LARGE" | cut -f1) tarball)" "$LARGE"; fi
+
+echo "== 2. pause/resume of 2 containers with 64 MiB each in their uppers (768 MiB guest, upperMb 96)"
+body=$(pod "$work/small.tar.gz" 768 96 2)
+read -r cold id < <(create_first "$body")
+run_in "$id" c "dd if=/dev/urandom of=/big bs=1M count=64 2>/dev/null"
+run_in "$id" d "dd if=/dev/urandom of=/big bs=1M count=64 2>/dev/null"
+t0=$(now); "${api[@]}" -X POST "http://localhost/sandboxes/$id/pause" >/dev/null; pause=$(ms "$t0" "$(now)")
+size=$(du -sm "$home"/snapshots/"$id"-* | awk '{ s += $1 } END { print s }')
+t0=$(now); "${api[@]}" -X POST "http://localhost/sandboxes/$id/resume" >/dev/null; run_in "$id" c "test -s /big"; resume=$(ms "$t0" "$(now)")
+kill_sb "$id"
+echo "cold create to first command ${cold} ms; pause ${pause} ms (${size} MiB saved); resume to first command ${resume} ms (the 64 MiB upper file read back)"

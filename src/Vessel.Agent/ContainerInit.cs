@@ -1,0 +1,148 @@
+using System.Collections;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Vessel.Agent;
+
+/// <summary>
+/// The first process of a pod's container (<c>vessel-agent --container-init ...</c>): the agent
+/// starts it from a thread that unshared the mount, PID, UTS and IPC namespaces, so it is PID 1
+/// of the container's PID namespace. Only a process inside that namespace can mount a /proc that
+/// shows it, which is why this step is a process of its own. It mounts /proc, /sys, /dev (with
+/// pts and shm) and a /tmp tmpfs inside the container's overlay root, points its output at the
+/// container's log, chroots, changes to the working directory and user, and execs the container's
+/// command, which stays PID 1. Any failure is written to the log and exits 127.
+/// </summary>
+internal static class ContainerInit
+{
+    public const string Flag = "--container-init";
+
+    /// <summary>Arguments: ROOT LOG CWD UID GID GROUPS(comma-separated, may be empty) -- COMMAND...; the environment is the container's.</summary>
+    public static IReadOnlyList<string> Arguments(string root, string log, string cwd, UserIds ids, IReadOnlyList<string> command)
+    {
+        var args = new List<string>
+        {
+            Flag, root, log, cwd,
+            ids.Uid.ToString(CultureInfo.InvariantCulture),
+            ids.Gid.ToString(CultureInfo.InvariantCulture),
+            string.Join(',', ids.Groups.Select(g => g.ToString(CultureInfo.InvariantCulture))),
+            "--",
+        };
+        args.AddRange(command);
+        return args;
+    }
+
+    public static int Run(string[] args)
+    {
+        if (args.Length < 9 || args[7] != "--")
+        {
+            Console.Error.WriteLine("vessel-agent: usage: --container-init ROOT LOG CWD UID GID GROUPS -- COMMAND...");
+            return 2;
+        }
+        string root = args[1];
+        try
+        {
+            RedirectOutput(args[2]);
+            MountApi(root);
+            Native.Check(Native.Chroot(root), "chroot " + root);
+            string cwd = args[3].Length == 0 ? "/" : args[3];
+            if (Native.Chdir(cwd) < 0)
+            {
+                int errno = Native.LastError;
+                throw new AgentErrorException(errno, $"working directory {cwd}: {Native.Describe(errno)}");
+            }
+            uint uid = uint.Parse(args[4], CultureInfo.InvariantCulture);
+            uint gid = uint.Parse(args[5], CultureInfo.InvariantCulture);
+            uint[] groups = args[6].Length == 0 ? [] : args[6].Split(',').Select(g => uint.Parse(g, CultureInfo.InvariantCulture)).ToArray();
+            if (uid != 0 || gid != 0 || groups.Length > 0)
+            {
+                Native.SetThreadCredentials(uid, gid, groups);
+            }
+            string[] command = args[8..];
+            var env = new List<string>();
+            string path = AgentProcess.DefaultPath;
+            foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
+            {
+                env.Add($"{e.Key}={e.Value}");
+                if ((string)e.Key == "PATH")
+                {
+                    path = (string)e.Value!;
+                }
+            }
+            string exe = AgentProcess.ResolveExecutable(command[0], path);
+            Exec(exe, command, env);
+            return 127; // not reached: Exec throws when execve returns
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"vessel-container-init: {e.Message}");
+            return 127;
+        }
+    }
+
+    private static void RedirectOutput(string log)
+    {
+        int fd = Native.Open(log, Native.OpenWriteOnly | Native.OpenCreate | 0x400 /* O_APPEND */ | Native.OpenCloseOnExec, 0x1A4);
+        Native.Check(fd, "open " + log);
+        int devNull = Native.Open("/dev/null", Native.OpenReadOnly | Native.OpenCloseOnExec, 0);
+        Native.Check(devNull, "open /dev/null");
+        Native.Check(Native.Dup2(devNull, 0), "dup2 stdin");
+        Native.Check(Native.Dup2(fd, 1), "dup2 stdout");
+        Native.Check(Native.Dup2(fd, 2), "dup2 stderr");
+    }
+
+    /// <summary>The kernel's API filesystems inside the container's root, as this PID namespace sees them.</summary>
+    private static void MountApi(string root)
+    {
+        // Nothing mounted here may propagate back to the VM's namespace.
+        Native.Check(Native.Mount(null, "/", null, Native.MountRecursive | Native.MountPrivate, null), "make mounts private");
+        const ulong Safe = Native.MountNoSuid | Native.MountNoDev | Native.MountNoExec;
+        MountAt("proc", root + "/proc", "proc", Safe, null);
+        MountAt("sysfs", root + "/sys", "sysfs", Safe | Native.MountReadOnly, null);
+        MountAt("devtmpfs", root + "/dev", "devtmpfs", Native.MountNoSuid, null);
+        MountAt("devpts", root + "/dev/pts", "devpts", Native.MountNoSuid | Native.MountNoExec, "newinstance,ptmxmode=0666,mode=0620");
+        MountAt("shm", root + "/dev/shm", "tmpfs", Native.MountNoSuid | Native.MountNoDev, "mode=1777");
+        MountAt("tmpfs", root + "/tmp", "tmpfs", Native.MountNoSuid | Native.MountNoDev, "mode=1777");
+    }
+
+    private static void MountAt(string source, string target, string type, ulong flags, string? data)
+    {
+        Directory.CreateDirectory(target);
+        Native.Check(Native.Mount(source, target, type, flags, data), $"mount {type} on {target}");
+    }
+
+    private static unsafe void Exec(string exe, string[] argv, List<string> env)
+    {
+        var allocated = new List<IntPtr>();
+        IntPtr Utf8(string s)
+        {
+            IntPtr p = Marshal.StringToCoTaskMemUTF8(s);
+            allocated.Add(p);
+            return p;
+        }
+        byte** args = (byte**)NativeMemory.AllocZeroed((nuint)(argv.Length + 1), (nuint)sizeof(byte*));
+        byte** envp = (byte**)NativeMemory.AllocZeroed((nuint)(env.Count + 1), (nuint)sizeof(byte*));
+        for (int i = 0; i < argv.Length; i++)
+        {
+            args[i] = (byte*)Utf8(argv[i]);
+        }
+        for (int i = 0; i < env.Count; i++)
+        {
+            envp[i] = (byte*)Utf8(env[i]);
+        }
+        Native.Execve((byte*)Utf8(exe), args, envp);
+        int errno = Native.LastError;
+        throw new AgentErrorException(errno, $"exec {exe}: {Native.Describe(errno)}");
+    }
+
+    /// <summary>sethostname(2) in the calling thread's UTS namespace.</summary>
+    public static unsafe void SetHostname(string name)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(name);
+        fixed (byte* p = bytes)
+        {
+            Native.Check(Native.Sethostname(p, bytes.Length), "sethostname " + name);
+        }
+    }
+}

@@ -1,0 +1,141 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using Vessel.Common;
+using Vessel.IntegrationTests.Sandboxes;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.IntegrationTests.Service;
+
+/// <summary>Pods through `vessel serve` (issue 15): create, per-container commands and files, pause/resume, delete.</summary>
+[Collection(DaemonCollection.Name)]
+public sealed class PodApiTests
+{
+    private readonly DaemonFixture _d;
+
+    public PodApiTests(DaemonFixture daemon)
+    {
+        _d = daemon;
+    }
+
+    private async Task<ServeTests.Run> ExecAsync(string id, string? container, string script, HttpStatusCode expected = HttpStatusCode.OK)
+    {
+        using HttpResponseMessage response = await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", new { cmd = "/bin/sh", args = new[] { "-c", script }, container });
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == expected, $"exec in {container}: {(int)response.StatusCode} {body}");
+        return expected == HttpStatusCode.OK ? ServeTests.Parse(body) : new ServeTests.Run(string.Empty, string.Empty, JsonNode.Parse(body)!, 0);
+    }
+
+    private static int ExitCode(ServeTests.Run run) => run.Exit["exitCode"]!.GetValue<int>();
+
+    private async Task<JsonNode> GetAsync(string id) => await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}"), HttpStatusCode.OK);
+
+    private static Dictionary<string, string> States(JsonNode sandbox)
+        => sandbox["containers"]!.AsArray().ToDictionary(c => c!["name"]!.GetValue<string>(), c => c!["state"]!.GetValue<string>());
+
+    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "busybox-image", Timeout = 900_000)]
+    public async Task A_pod_keeps_its_upper_writes_and_running_processes_across_pause_and_resume_and_leaves_nothing_after_delete()
+    {
+        string id = await _d.CreateSandboxAsync(new
+        {
+            containers = new object[]
+            {
+                new { name = "web", image = TestImages.BusyboxOciReference, command = new[] { "sh", "-c", "i=0; while true; i=$((i+1)); echo $i > /count; do sleep 1; done" } },
+                new { name = "side", image = TestImages.BusyboxVariantTarball, command = new[] { "sleep", "100000" } },
+            },
+            rootfs = "block",
+            memoryMb = 256,
+            upperMb = 32,
+            timeoutSeconds = 900,
+        });
+        JsonNode created = await GetAsync(id);
+        Assert.Equal(new Dictionary<string, string> { ["web"] = "running", ["side"] = "running" }, States(created));
+        Assert.Equal("", created["template"]!.GetValue<string>());
+
+        Assert.Equal(0, ExitCode(await ExecAsync(id, "web", "echo kept > /upper-file")));
+        Assert.NotEqual(0, ExitCode(await ExecAsync(id, "side", "test -e /upper-file")));
+        Assert.Equal(TestImages.VariantMarker, (await ExecAsync(id, "side", "cat " + TestImages.VariantMarkerPath)).Stdout);
+        Assert.Equal("kept\n", await _d.Unix.GetStringAsync($"/sandboxes/{id}/files?path=/upper-file&container=web"));
+        Assert.Contains("is a pod", (await ExecAsync(id, null, "true", HttpStatusCode.BadRequest)).Exit["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Contains("no container 'nope'", (await ExecAsync(id, "nope", "true", HttpStatusCode.NotFound)).Exit["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        int before = int.Parse((await ExecAsync(id, "web", "cat /count")).Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
+        JsonNode paused = await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.OK);
+        Assert.Equal("paused", paused["state"]!.GetValue<string>());
+        Assert.Empty(SandboxEnvironment.QemusNaming(_d.Home));
+        Assert.Equal("unknown", States(await GetAsync(id))["web"]);
+
+        JsonNode resumed = await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/resume", null), HttpStatusCode.OK);
+        Assert.Equal("running", resumed["state"]!.GetValue<string>());
+        Assert.Equal("kept\n", (await ExecAsync(id, "web", "cat /upper-file")).Stdout);
+        Assert.Equal(new Dictionary<string, string> { ["web"] = "running", ["side"] = "running" }, States(await GetAsync(id)));
+        int after = before;
+        for (int i = 0; i < 100 && after <= before; i++)
+        {
+            await Task.Delay(200);
+            after = int.Parse((await ExecAsync(id, "web", "cat /count")).Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+        Assert.True(after > before, $"the counter of the container's first process did not go on after the resume ({before} -> {after})");
+
+        using (HttpResponseMessage deleted = await _d.Unix.DeleteAsync($"/sandboxes/{id}"))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, deleted.StatusCode);
+        }
+        Assert.Empty(SandboxEnvironment.QemusNaming(_d.Home));
+        string sandboxes = Path.Combine(_d.Home, "sandboxes");
+        Assert.True(!Directory.Exists(sandboxes) || Directory.GetFileSystemEntries(sandboxes).Length == 0, "sandbox directories left");
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(_d.Home, "snapshots"), "sbx-*"));
+    }
+
+    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "busybox-image", Timeout = 600_000)]
+    public async Task The_cli_creates_a_pod_from_a_file_and_runs_a_command_in_a_named_container()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
+        string file = _d.Work!.Combine("pod.json");
+        await File.WriteAllTextAsync(file, $$"""
+            { "containers": [
+                { "name": "app", "image": "{{TestImages.BusyboxOciReference}}", "command": ["sleep", "100000"], "env": { "WHO": "app" } },
+                { "name": "job", "image": "{{TestImages.BusyboxVariantTarball}}", "command": ["sh", "-c", "exit 3"] } ],
+              "rootfs": "block", "upperMb": 16 }
+            """, cts.Token);
+        ProcessResult created = await VesselCli.RunAsync(cts.Token, "sandbox", "create", "-f", file, "--timeout", "600", "--home", _d.Home);
+        Assert.True(created.ExitCode == 0, created.StandardError);
+        string id = created.StandardOutput.Trim();
+        try
+        {
+            ProcessResult exec = await VesselCli.RunAsync(cts.Token, "sandbox", "exec", id, "-c", "app", "--home", _d.Home, "--", "sh", "-c", "echo $WHO $(hostname)");
+            Assert.True(exec.ExitCode == 0, exec.StandardError);
+            Assert.Equal("app app\n", exec.StandardOutput);
+            ProcessResult noContainer = await VesselCli.RunAsync(cts.Token, "sandbox", "exec", id, "--home", _d.Home, "--", "true");
+            Assert.NotEqual(0, noContainer.ExitCode);
+            Assert.Contains("is a pod", noContainer.StandardError, StringComparison.Ordinal);
+            JsonNode? job = null;
+            for (int i = 0; i < 100 && job?["state"]?.GetValue<string>() != "exited"; i++)
+            {
+                await Task.Delay(200, cts.Token);
+                job = (await GetAsync(id))["containers"]!.AsArray().Single(c => c!["name"]!.GetValue<string>() == "job");
+            }
+            Assert.Equal("exited", job!["state"]!.GetValue<string>());
+            Assert.Equal(3, job["exitCode"]!.GetValue<int>());
+        }
+        finally
+        {
+            ProcessResult killed = await VesselCli.RunAsync(CancellationToken.None, "sandbox", "kill", id, "--home", _d.Home);
+            Assert.True(killed.ExitCode == 0, killed.StandardError);
+        }
+        Assert.Empty(SandboxEnvironment.QemusNaming(_d.Home));
+    }
+
+    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    public async Task A_container_name_holding_the_derived_separator_is_refused_with_400()
+    {
+        using HttpResponseMessage response = await _d.Unix.PostAsJsonAsync("/sandboxes", new
+        {
+            containers = new object[] { new { name = "web", image = "oci:/nowhere:x" }, new { name = "web_ovl", image = "oci:/nowhere:x" } },
+        });
+        JsonNode problem = await DaemonFixture.JsonAsync(response, HttpStatusCode.BadRequest);
+        Assert.Contains("containers[1].name", problem["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Contains("'_ovl'", problem["detail"]!.GetValue<string>(), StringComparison.Ordinal);
+    }
+}
