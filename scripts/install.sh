@@ -30,6 +30,12 @@ dotnet publish src/Vessel.Cli/Vessel.Cli.csproj -c Release -r linux-x64 --self-c
 rm -rf "$root/artifacts/vessel/agent"
 cp -r "$root/artifacts/agent/Release" "$root/artifacts/vessel/agent"
 
+# containerd's runtime v2 shim (docs/shim.md), published into the same directory: it shares the
+# CLI's libraries and finds the agent beside it.
+echo "install: publishing containerd-shim-vessel-v1"
+dotnet publish src/Vessel.Shim/Vessel.Shim.csproj -c Release -r linux-x64 --self-contained false \
+  -p:PublishReadyToRun=true -o "$root/artifacts/vessel" -v q -nologo >/dev/null
+
 bin=/usr/local/bin
 [ -w "$bin" ] || bin="$HOME/.local/bin"
 mkdir -p "$bin"
@@ -39,6 +45,13 @@ exec "$root/artifacts/vessel/Vessel.Cli" "\$@"
 SH
 chmod +x "$bin/vessel"
 echo "install: vessel -> $bin/vessel"
+# containerd finds a runtime's shim on its PATH by name (io.containerd.vessel.v1 -> containerd-shim-vessel-v1).
+cat > "$bin/containerd-shim-vessel-v1" <<SH
+#!/bin/sh
+exec "$root/artifacts/vessel/containerd-shim-vessel-v1" "\$@"
+SH
+chmod +x "$bin/containerd-shim-vessel-v1"
+echo "install: containerd-shim-vessel-v1 -> $bin/containerd-shim-vessel-v1"
 
 # The daemon's unit. KillMode=mixed: SIGTERM goes to `vessel serve` alone, which stops its
 # sandboxes' VMs itself (paused sandboxes stay on disk); whatever is left of the unit's

@@ -41,6 +41,12 @@ public enum MessageType : byte
     StatResult = 42,
     ListResult = 43,
     ContainerListResult = 44,
+
+    /// <summary>Host to agent on an exec stream: stop sending this process's output here (before a pause).</summary>
+    ExecDetach = 45,
+
+    /// <summary>Agent to host: the last frame of a detached exec stream; output after it waits for the next attach.</summary>
+    ExecDetached = 46,
 }
 
 public static class MessageTypes

@@ -287,6 +287,13 @@ public static class AgentProtocol
     public const ushort Version = 1;
 
     /// <summary>
+    /// The agent version string of an agent that answers <see cref="MessageType.ExecDetach"/>.
+    /// Older agents (still running in snapshots taken before it) say "vessel-agent/1": the host
+    /// then detaches the old way, by dropping the stream.
+    /// </summary>
+    public const string AgentVersion = "vessel-agent/2";
+
+    /// <summary>
     /// Eight bytes the agent writes before its HelloOk. After a reconnect the channel may still
     /// carry bytes of the old session; the host skips everything up to this marker followed by
     /// a HelloOk that echoes its own nonce.

@@ -16,6 +16,7 @@ internal sealed class AgentProcess
     private readonly Process _process;
     private readonly object _gate = new();
     private readonly CancellationTokenSource _exited = new();
+    private readonly SemaphoreSlim _send = new(1, 1);
     private MuxStream? _sink;
     private TaskCompletionSource<MuxStream> _sinkWaiter = NewWaiter();
     private TaskCompletionSource _attachment = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -225,25 +226,7 @@ internal sealed class AgentProcess
         int sent = Volatile.Read(ref _signalSent);
         int signal = sent != 0 && code == 128 + sent ? sent : 0;
         byte[] exit = new ExitMessage(code, signal, _timedOut).Encode();
-        while (true)
-        {
-            MuxStream sink = await WaitForSinkAsync();
-            try
-            {
-                await sink.SendAsync(MessageType.Exit, exit, CancellationToken.None);
-                lock (_gate)
-                {
-                    _exitDelivered = true;
-                    _sink = null;
-                    _attachment.TrySetResult();
-                }
-                break;
-            }
-            catch (IOException)
-            {
-                Detach(sink);
-            }
-        }
+        await SendToSinkAsync(MessageType.Exit, exit, data: false);
         _process.Dispose();
     }
 
@@ -255,23 +238,93 @@ internal sealed class AgentProcess
             int n;
             while ((n = await pipe.ReadAsync(buffer)) > 0)
             {
-                while (true)
-                {
-                    MuxStream sink = await WaitForSinkAsync();
-                    try
-                    {
-                        await sink.SendDataAsync(type, buffer.AsMemory(0, n), CancellationToken.None);
-                        break;
-                    }
-                    catch (IOException)
-                    {
-                        Detach(sink);
-                    }
-                }
+                await SendToSinkAsync(type, buffer.AsMemory(0, n), data: true);
             }
         }
         catch (ObjectDisposedException)
         {
+        }
+    }
+
+    /// <summary>
+    /// Sends one chunk (or the exit) to the attached host, waiting for one while none is. The
+    /// send lock makes a host's detach fall between two chunks, never after a chunk was taken
+    /// for a stream that is about to be let go.
+    /// </summary>
+    private async Task SendToSinkAsync(MessageType type, ReadOnlyMemory<byte> payload, bool data)
+    {
+        while (true)
+        {
+            MuxStream sink = await WaitForSinkAsync();
+            await _send.WaitAsync();
+            try
+            {
+                lock (_gate)
+                {
+                    if (_sink != sink)
+                    {
+                        continue; // Detached between the wait and the lock: wait for the next host.
+                    }
+                }
+                if (data)
+                {
+                    await sink.SendDataAsync(type, payload, CancellationToken.None);
+                    return;
+                }
+                await sink.SendAsync(type, payload.ToArray(), CancellationToken.None);
+                lock (_gate)
+                {
+                    _exitDelivered = true;
+                    _sink = null;
+                    _attachment.TrySetResult();
+                }
+                return;
+            }
+            catch (IOException)
+            {
+                Detach(sink);
+            }
+            finally
+            {
+                _send.Release();
+            }
+        }
+    }
+
+    /// <summary>
+    /// The host asked to stop reading on <paramref name="stream"/> (it is about to pause the VM):
+    /// output stops going there, and <see cref="MessageType.ExecDetached"/> tells the host that
+    /// every chunk sent to it is in; what the process writes next waits for the next attach.
+    /// </summary>
+    public async Task DetachRequestedAsync(MuxStream stream)
+    {
+        await _send.WaitAsync();
+        try
+        {
+            TaskCompletionSource attachment;
+            lock (_gate)
+            {
+                if (_sink != stream)
+                {
+                    return;
+                }
+                _sink = null;
+                _sinkWaiter = NewWaiter();
+                attachment = _attachment;
+            }
+            try
+            {
+                await stream.SendAsync(MessageType.ExecDetached, [], CancellationToken.None);
+            }
+            catch (IOException)
+            {
+                // The host went away too: the output waits for the next attach either way.
+            }
+            attachment.TrySetResult();
+        }
+        finally
+        {
+            _send.Release();
         }
     }
 

@@ -97,7 +97,7 @@ internal sealed class AgentServer
             await connection.WriteFrameAsync(MessageType.Error, 0, new ErrorMessage(Native.Eacces, "wrong sandbox token").Encode(), CancellationToken.None);
             return;
         }
-        var ok = new HelloOkMessage(AgentProtocol.Version, hello.Nonce, "vessel-agent/1", UptimeMilliseconds(), _startUptimeMs);
+        var ok = new HelloOkMessage(AgentProtocol.Version, hello.Nonce, AgentProtocol.AgentVersion, UptimeMilliseconds(), _startUptimeMs);
         await connection.WriteFrameAsync(MessageType.HelloOk, 0, ok.Encode(), CancellationToken.None);
     }
 
@@ -251,6 +251,9 @@ internal sealed class AgentServer
                         break;
                     case MessageType.Signal:
                         process.Signal(SignalMessage.Decode(frame.Payload).Signal);
+                        break;
+                    case MessageType.ExecDetach:
+                        await process.DetachRequestedAsync(stream);
                         break;
                     default:
                         break;

@@ -33,7 +33,14 @@ internal sealed class ApiTransport : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), "VesselClientOptions.RequestTimeout must be positive.");
         }
         _requestTimeout = options.RequestTimeout;
-        var handler = new SocketsHttpHandler { PooledConnectionIdleTimeout = TimeSpan.FromSeconds(30) };
+        var handler = new SocketsHttpHandler
+        {
+            PooledConnectionIdleTimeout = TimeSpan.FromSeconds(30),
+            // The daemon is local or named by its address: never through an HTTP(S)_PROXY of the
+            // environment (which would also cost a proxy lookup per connection).
+            UseProxy = false,
+            AutomaticDecompression = DecompressionMethods.None,
+        };
         Uri baseAddress;
         if (options.SocketPath is string socketPath)
         {

@@ -1,4 +1,3 @@
-using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Vessel.Client.Wire;
@@ -28,7 +27,7 @@ internal sealed class CommandEventReader : IDisposable
 
     public static async Task<CommandEventReader> OpenAsync(ApiTransport transport, HttpMethod method, string path, CommandRequest? body, ApiCall call, CancellationToken cancellationToken)
     {
-        HttpContent? content = body is null ? null : JsonContent.Create(body, WireJson.Default.CommandRequest);
+        HttpContent? content = body is null ? null : JsonBody.Create(body, WireJson.Default.CommandRequest);
         HttpResponseMessage response = await transport.OpenAsync(method, path, content, call, cancellationToken);
         try
         {

@@ -1,4 +1,3 @@
-using System.Net.Http.Json;
 using System.Runtime.CompilerServices;
 using System.Text;
 using Vessel.Client.Wire;
@@ -92,7 +91,7 @@ public sealed class CommandHandle
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <returns>A task that completes when the signal was sent.</returns>
     public Task SignalAsync(int signal, CancellationToken cancellationToken = default)
-        => _transport.SendAsync(HttpMethod.Post, _route + "/signal", JsonContent.Create(new SignalRequest { Signal = signal }, WireJson.Default.SignalRequest),
+        => _transport.SendAsync(HttpMethod.Post, _route + "/signal", JsonBody.Create(new SignalRequest { Signal = signal }, WireJson.Default.SignalRequest),
             new ApiCall($"signal '{_cmd}' (pid {Pid}) in sandbox {_sandboxId}", _sandboxId, NotFoundIsSandbox: false), cancellationToken);
 
     /// <summary>Kills the process (SIGKILL).</summary>

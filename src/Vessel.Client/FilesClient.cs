@@ -1,5 +1,4 @@
 using System.Net.Http.Headers;
-using System.Net.Http.Json;
 using System.Text;
 using Vessel.Client.Wire;
 
@@ -142,7 +141,7 @@ public sealed class FilesClient
     {
         ArgumentException.ThrowIfNullOrEmpty(from);
         ArgumentException.ThrowIfNullOrEmpty(to);
-        return _transport.SendAsync(HttpMethod.Post, _route + "/move", JsonContent.Create(new MoveRequest { From = from, To = to }, WireJson.Default.MoveRequest),
+        return _transport.SendAsync(HttpMethod.Post, _route + "/move", JsonBody.Create(new MoveRequest { From = from, To = to }, WireJson.Default.MoveRequest),
             Call($"move {from} to {to}"), cancellationToken);
     }
 

@@ -71,7 +71,7 @@ public sealed class Sandbox
     {
         var body = new TimeoutRequest { TimeoutSeconds = SandboxesClient.Seconds(timeout, nameof(timeout)) };
         var call = new ApiCall($"set the timeout of sandbox {SandboxId}", SandboxId);
-        SandboxWire wire = await _transport.SendAsync(HttpMethod.Post, _route + "/timeout", JsonContent.Create(body, WireJson.Default.TimeoutRequest),
+        SandboxWire wire = await _transport.SendAsync(HttpMethod.Post, _route + "/timeout", JsonBody.Create(body, WireJson.Default.TimeoutRequest),
             WireJson.Default.SandboxWire, call, cancellationToken);
         Info = SandboxesClient.ToInfo(wire, call, _transport);
     }

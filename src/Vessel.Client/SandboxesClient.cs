@@ -1,4 +1,3 @@
-using System.Net.Http.Json;
 using System.Text;
 using Vessel.Client.Wire;
 
@@ -34,7 +33,7 @@ public sealed class SandboxesClient
         };
         var call = new ApiCall($"create a sandbox from template '{options.Template}'");
         SandboxWire wire = await _transport.SendAsync(HttpMethod.Post, "sandboxes",
-            JsonContent.Create(body, WireJson.Default.CreateSandboxRequest), WireJson.Default.SandboxWire, call, cancellationToken);
+            JsonBody.Create(body, WireJson.Default.CreateSandboxRequest), WireJson.Default.SandboxWire, call, cancellationToken);
         return new Sandbox(_transport, ToInfo(wire, call));
     }
 

@@ -53,7 +53,7 @@ internal static partial class ServeCommands
         GuestKit kit = await KitCommands.EnsureKitAsync(cancellationToken);
         StateStore state = await StateStore.OpenAsync(home.StateDatabase, cancellationToken);
         using ILoggerFactory logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
-        await using var service = new SandboxService(new SandboxServiceOptions(home) { Acceleration = acceleration },
+        await using var service = new SandboxService(new SandboxServiceOptions(home) { Acceleration = acceleration, TestCrashPoint = VesselSettings.Current.ServiceTestCrash },
             new SandboxManager(home.Root, kit), LayerStore.OpenDirectory(home.Blocks), state, logs.CreateLogger("Vessel.Service"));
         await service.StartAsync(cancellationToken);
         if (tcp is not null && (await state.ListApiKeysAsync(cancellationToken)).Count == 0)

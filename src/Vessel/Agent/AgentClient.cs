@@ -53,6 +53,9 @@ public sealed class AgentClient : IAsyncDisposable
 
     public bool IsConnected => !_mux.IsClosed;
 
+    /// <summary>Whether the agent answers <see cref="ExecSession.DetachAsync"/> (agents in snapshots older than it do not).</summary>
+    public bool CanDetach => Hello.AgentVersion == AgentProtocol.AgentVersion;
+
     /// <summary>
     /// Connects to <paramref name="socketPath"/>, retrying until the socket accepts, then waits for
     /// the agent to answer the hello (it may still be booting). <paramref name="cancellationToken"/>
@@ -125,7 +128,7 @@ public sealed class AgentClient : IAsyncDisposable
         try
         {
             Frame started = await ExpectAsync(s, MessageType.ExecStarted, "exec " + (request.Arguments.Count > 0 ? request.Arguments[0] : string.Empty), cancellationToken);
-            return new ExecSession(s, ExecStartedMessage.Decode(started.Payload).Pid);
+            return new ExecSession(s, ExecStartedMessage.Decode(started.Payload).Pid, CanDetach);
         }
         catch
         {
@@ -141,7 +144,7 @@ public sealed class AgentClient : IAsyncDisposable
         try
         {
             Frame started = await ExpectAsync(s, MessageType.ExecStarted, $"attach to process {pid}", cancellationToken);
-            return new ExecSession(s, ExecStartedMessage.Decode(started.Payload).Pid);
+            return new ExecSession(s, ExecStartedMessage.Decode(started.Payload).Pid, CanDetach);
         }
         catch
         {

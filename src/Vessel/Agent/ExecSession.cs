@@ -31,11 +31,15 @@ public sealed class ExecSession : IDisposable
 {
     private readonly MuxStream _stream;
 
-    internal ExecSession(MuxStream stream, int pid)
+    internal ExecSession(MuxStream stream, int pid, bool canDetach)
     {
         _stream = stream;
         Pid = pid;
+        CanDetach = canDetach;
     }
+
+    /// <summary>Whether the agent answers <see cref="DetachAsync"/>.</summary>
+    public bool CanDetach { get; }
 
     /// <summary>The process id in the guest; use it to re-attach after a reconnect.</summary>
     public int Pid { get; }
@@ -50,8 +54,21 @@ public sealed class ExecSession : IDisposable
     public Task SignalAsync(int signal, CancellationToken cancellationToken)
         => _stream.SendAsync(MessageType.Signal, new SignalMessage(signal).Encode(), cancellationToken);
 
+    /// <summary>
+    /// Asks the agent to stop sending this process's output here (before a pause). The reader
+    /// in <see cref="WaitOrDetachedAsync"/> then gets every chunk already sent and returns null;
+    /// the process keeps running and its next output waits for an attach.
+    /// </summary>
+    public Task DetachAsync(CancellationToken cancellationToken)
+        => _stream.SendAsync(MessageType.ExecDetach, [], cancellationToken);
+
     /// <summary>Copies the process's output into the given streams as it arrives; returns its exit status.</summary>
     public async Task<ExitStatus> WaitAsync(Stream? stdout, Stream? stderr, CancellationToken cancellationToken)
+        => await WaitOrDetachedAsync(stdout, stderr, cancellationToken)
+            ?? throw new VesselException(VesselErrorReason.Protocol, $"The agent detached process {Pid} though nobody asked it to.");
+
+    /// <summary>Like <see cref="WaitAsync"/>, but returns null when the agent confirms a <see cref="DetachAsync"/>.</summary>
+    public async Task<ExitStatus?> WaitOrDetachedAsync(Stream? stdout, Stream? stderr, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -75,6 +92,8 @@ public sealed class ExecSession : IDisposable
                 case MessageType.Exit:
                     ExitMessage m = ExitMessage.Decode(f.Payload);
                     return new ExitStatus(m.ExitCode, m.Signal, m.TimedOut);
+                case MessageType.ExecDetached:
+                    return null;
                 default:
                     throw AgentClient.Unexpected(f, $"process {Pid}");
             }

@@ -322,7 +322,18 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     {
         ThrowIfDisposed();
         using IDisposable all = await _writers.AcquireAsync(0, _blocks, cancellationToken);
-        return await ExportCoreAsync(store, Base.Header, _device.Header.Mapping, Size, pendingOnly: false, progress, cancellationToken);
+        return await ExportCoreAsync(store, Guid.NewGuid(), Base.Header, _device.Header.Mapping, Size, pendingOnly: false, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// <see cref="ExportAsync(LayerStore, IProgress{long}?, CancellationToken)"/> under a build id the
+    /// caller chose, so it can record the id before the build exists (and reclaim it after a crash).
+    /// </summary>
+    public async Task<BuildHeader> ExportAsync(LayerStore store, Guid buildId, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        using IDisposable all = await _writers.AcquireAsync(0, _blocks, cancellationToken);
+        return await ExportCoreAsync(store, buildId, Base.Header, _device.Header.Mapping, Size, pendingOnly: false, progress: null, cancellationToken);
     }
 
     /// <summary>
@@ -342,7 +353,7 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
         using IDisposable all = await _writers.AcquireAsync(0, _blocks, cancellationToken);
         BuildHeader parent = LastExport;
         BuildHeader published = await ExportCoreAsync(
-            store, parent, Build.ResizeMapping(parent, length), length, pendingOnly: true, progress: null, cancellationToken);
+            store, Guid.NewGuid(), parent, Build.ResizeMapping(parent, length), length, pendingOnly: true, progress: null, cancellationToken);
         Array.Clear(_pending);
         _lastExport = published;
         return published;
@@ -350,10 +361,9 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
 
     /// <summary>Copies the blocks to export into a staged build over <paramref name="parent"/> and commits it (the caller holds every block's lock).</summary>
     private async Task<BuildHeader> ExportCoreAsync(
-        LayerStore store, BuildHeader parent, IReadOnlyList<BuildMappingEntry> parentMapping, long size, bool pendingOnly,
+        LayerStore store, Guid id, BuildHeader parent, IReadOnlyList<BuildMappingEntry> parentMapping, long size, bool pendingOnly,
         IProgress<long>? progress, CancellationToken cancellationToken)
     {
-        var id = Guid.NewGuid();
         var overlay = new List<BuildMappingEntry>();
         long blocks = size >> _shift;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(CopyChunk);

@@ -34,6 +34,9 @@ public sealed record VesselSettings
     /// <summary>VESSEL_CONTAINERD_TEST_HOLD: a test seam that stops `containerd artifacts` at a named step.</summary>
     public string? ContainerdTestHold { get; init; }
 
+    /// <summary>VESSEL_SERVICE_TEST_CRASH: a test seam that makes `vessel serve` kill itself at a named point (SandboxServiceOptions.TestCrashPoint).</summary>
+    public string? ServiceTestCrash { get; init; }
+
     /// <summary>VESSEL_S3_ENDPOINT: the S3-compatible server of <c>s3://</c> stores (e.g. http://127.0.0.1:9000).</summary>
     public string? S3Endpoint { get; init; }
 
@@ -71,6 +74,7 @@ public sealed record VesselSettings
             Profile = Read("VESSEL_PROFILE") == "1",
             ContainerdSnapshotView = Read("VESSEL_CONTAINERD_SNAPSHOT_VIEW"),
             ContainerdTestHold = Read("VESSEL_CONTAINERD_TEST_HOLD"),
+            ServiceTestCrash = Read("VESSEL_SERVICE_TEST_CRASH"),
             S3Endpoint = Read("VESSEL_S3_ENDPOINT"),
             S3AccessKey = Read("VESSEL_S3_ACCESS_KEY"),
             S3SecretKey = get("VESSEL_S3_SECRET_KEY"),

@@ -55,6 +55,32 @@ internal static class LinuxMount
         }
     }
 
+    /// <summary>
+    /// Mounts one of the rootfs mounts containerd passes a runtime in Create (a container's
+    /// active snapshot) at <paramref name="target"/> as given, read-write unless its options say
+    /// <c>ro</c>, as runc does: <c>overlay</c> (overlayfs snapshotter) or <c>bind</c> (native).
+    /// </summary>
+    public static void MountAsGiven(string type, string source, IEnumerable<string> options, string target)
+    {
+        (ulong flags, string data) = ParseOptions(options);
+        switch (type)
+        {
+            case "bind":
+                Check(LibC.Mount(source, target, null, MsBind | (flags & MsRec), null), "mount --bind", source, target);
+                if ((flags & MsRdonly) != 0)
+                {
+                    Remount(target, flags, source);
+                }
+                break;
+            case "overlay":
+                Check(LibC.Mount(source.Length > 0 ? source : "overlay", target, "overlay", flags & ~(MsBind | MsRec), data), "mount -t overlay", source, target);
+                break;
+            default:
+                throw new VesselException(VesselErrorReason.Unsupported,
+                    $"The snapshotter gave a '{type}' rootfs mount; Vessel mounts only 'bind' and 'overlay'.");
+        }
+    }
+
     /// <summary>Bind-mounts one file read-only (nosuid, nodev, noexec) onto an existing file.</summary>
     public static void BindFileReadOnly(string source, string target)
     {

@@ -18,9 +18,10 @@ public sealed partial class Sandbox
     /// beside it when the VM's RAM was a shared file), and the blocks its disk overlay wrote exported
     /// to <paramref name="layers"/> as a new build over the overlay's base. Resume with
     /// <see cref="SandboxManager.ResumeAsync"/>. The sandbox is stopped whether this succeeds or not;
-    /// a failure leaves no directory and no layer.
+    /// a failure leaves no directory and no layer. <paramref name="layerId"/> (default: a new id) names
+    /// the exported layer, so a caller can record it before it exists.
     /// </summary>
-    internal async Task<PausedSandbox> PauseAsync(string directory, LayerStore layers, CancellationToken cancellationToken)
+    internal async Task<PausedSandbox> PauseAsync(string directory, LayerStore layers, Guid? layerId, CancellationToken cancellationToken)
     {
         if (_overlay is null && Pod is null)
         {
@@ -56,7 +57,7 @@ public sealed partial class Sandbox
             Guid layer = Guid.Empty;
             if (_overlay is not null)
             {
-                exported = layer = (await _overlay.ExportAsync(layers, null, cancellationToken)).BuildId;
+                exported = layer = (await _overlay.ExportAsync(layers, layerId ?? Guid.NewGuid(), cancellationToken)).BuildId;
             }
             var snapshot = new SandboxSnapshot(SandboxSnapshot.CurrentVersion, _config.MemoryMiB, _config.Vcpus, _kitId, _token, DateTimeOffset.UtcNow)
             {

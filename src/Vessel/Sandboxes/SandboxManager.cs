@@ -379,13 +379,20 @@ public sealed partial class SandboxManager
         }
     }
 
-    /// <summary>"pid starttime" from /proc: a pid alone could be recycled.</summary>
+    /// <summary>
+    /// "pid starttime" from /proc: a pid alone could be recycled. A zombie (state Z or X: dead,
+    /// not yet reaped, as a killed containerd shim is until containerd reaps it) has none.
+    /// </summary>
     internal static string? OwnerStamp(int pid)
     {
         try
         {
             string stat = File.ReadAllText($"/proc/{pid}/stat");
             string[] rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            if (rest[0] is "Z" or "X")
+            {
+                return null;
+            }
             return $"{pid} {rest[19]}";
         }
         catch (IOException)

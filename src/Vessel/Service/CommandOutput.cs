@@ -44,6 +44,29 @@ internal sealed class CommandOutput
         }
     }
 
+    /// <summary>The events kept, the bytes dropped before them and the next sequence number (to save them with a pause).</summary>
+    public (IReadOnlyList<CommandEvent> Events, long DroppedBytes, long Next) Export()
+    {
+        lock (_gate)
+        {
+            return ([.. _events], _droppedBytes, _next);
+        }
+    }
+
+    /// <summary>An output as <see cref="Export"/> left it (sequence numbers kept, so readers' positions stay valid).</summary>
+    public static CommandOutput Import(IReadOnlyList<CommandEvent> events, long droppedBytes, long next)
+    {
+        var output = new CommandOutput { _droppedBytes = droppedBytes, _next = next };
+        foreach (CommandEvent e in events.OrderBy(e => e.Sequence))
+        {
+            output._events.AddLast(e);
+            output._bytes += e.Data.Length;
+            output._next = Math.Max(output._next, e.Sequence + 1);
+            output.Completed |= e.Kind is CommandEventKind.Exit or CommandEventKind.Error;
+        }
+        return output;
+    }
+
     public void AddData(CommandEventKind kind, ReadOnlySpan<byte> data) => Add(kind, data.ToArray(), 0, 0, false, null);
 
     public void Complete(int exitCode, int signal, bool timedOut) => Add(CommandEventKind.Exit, [], exitCode, signal, timedOut, null);

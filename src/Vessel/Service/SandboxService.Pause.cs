@@ -48,11 +48,13 @@ internal sealed partial class SandboxService
         string directory = Path.Combine(_options.PausedDirectory, $"{sandbox.Id}-{sandbox.Layers.Count + 1}");
         // The layer and snapshot exist before the row names them: 'vessel gc' waits for this pause.
         using GcLock gcHeld = await GcLock.SharedAsync(_options.Home, null, CancellationToken.None);
+        var layer = Guid.NewGuid();
+        string intent = await WritePauseIntentAsync(directory, layer);
         PausedSandbox paused;
         try
         {
             // Not the request's token: a pause half done is a lost sandbox.
-            paused = await live.PauseAsync(directory, _layers, CancellationToken.None);
+            paused = await live.PauseAsync(directory, _layers, layer, CancellationToken.None);
         }
         catch (Exception e) when (e is VesselException or IOException or TimeoutException)
         {
@@ -60,16 +62,21 @@ internal sealed partial class SandboxService
             sandbox.MarkDeleted();
             _sandboxes.TryRemove(sandbox.Id, out _);
             sandbox.Live = null;
+            await MarkLostAsync(sandbox.Id, sandbox.Template, $"its pause failed, which stops the VM: {e.Message}");
             await RemoveAsync(sandbox);
+            File.Delete(intent);
             throw new VesselException(VesselErrorReason.ToolFailed, $"Pausing sandbox {sandbox.Id} failed and the sandbox was stopped: {e.Message}", e);
         }
+        CrashPoint(CrashAfterPauseExport);
         if (paused.Layer != Guid.Empty)
         {
             sandbox.Layers.Add(paused.Layer); // a pod has none: its uppers are in the saved RAM
         }
         sandbox.Live = null;
         sandbox.Paused = paused;
+        await SaveCommandsAsync(sandbox, paused.Directory);
         await _state.PutSandboxAsync(sandbox.ToRecord(), CancellationToken.None);
+        File.Delete(intent);
         ServiceLog.Paused(_logger, sandbox.Id, clock.ElapsedMilliseconds);
     }
 

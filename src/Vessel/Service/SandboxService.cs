@@ -25,6 +25,9 @@ internal sealed record SandboxServiceOptions(VesselHome Home)
 
     /// <summary>Paused sandboxes' snapshots live beside the templates' (<see cref="VesselHome.Snapshots"/>), named after the sandbox.</summary>
     public string PausedDirectory => Home.Snapshots;
+
+    /// <summary>A test seam: the daemon kills itself (like kill -9) at this point (<see cref="SandboxService.CrashAfterPauseExport"/>); null in real use.</summary>
+    public string? TestCrashPoint { get; init; }
 }
 
 /// <summary>
@@ -74,12 +77,17 @@ internal sealed partial class SandboxService : IAsyncDisposable
             ServiceLog.Swept(_logger, string.Join(' ', swept));
         }
         var keep = new HashSet<string>(StringComparer.Ordinal);
-        foreach (SandboxRecord record in await _state.ListSandboxesAsync(cancellationToken))
+        IReadOnlyList<SandboxRecord> records = await _state.ListSandboxesAsync(cancellationToken);
+        await RecoverAsync(records, cancellationToken);
+        foreach (SandboxRecord record in records)
         {
             ServiceSandbox? adopted = record.State == "paused" ? await TryAdoptPausedAsync(record, cancellationToken) : null;
             if (adopted is null)
             {
                 ServiceLog.RunningDropped(_logger, record.Id);
+                await MarkLostAsync(record.Id, record.Template, record.State == "paused"
+                    ? $"it was paused, but its snapshot {record.SnapshotDirectory} was missing when the daemon started."
+                    : RunningLostReason(Time.GetUtcNow()));
                 await DeleteLayersAsync(record.Id, JsonSerializer.Deserialize<List<Guid>>(record.LayersJson) ?? []);
                 await _state.DeleteSandboxAsync(record.Id);
                 continue;
@@ -116,6 +124,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
             Paused = new PausedSandbox(dir, layers[^1], await SandboxSnapshot.ReadAsync(dir, cancellationToken)),
         };
         sandbox.Layers.AddRange(layers);
+        await LoadCommandsAsync(sandbox, dir, cancellationToken);
         return sandbox;
     }
 
@@ -250,7 +259,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
     private ServiceSandbox Find(string id)
         => _sandboxes.TryGetValue(id, out ServiceSandbox? s) && !s.IsDeleted
             ? s
-            : throw new VesselException(VesselErrorReason.NotFound, $"There is no sandbox '{id}' (GET /sandboxes lists them).");
+            : throw NotFound(id);
 
     private static int CheckTimeout(int? seconds)
     {
@@ -275,7 +284,10 @@ internal sealed partial class SandboxService : IAsyncDisposable
     {
         await _stopping.CancelAsync();
         await _timeouts;
-        await Task.WhenAll(_sandboxes.Values.Where(s => s.Live is not null).Select(s => DeleteQuietlyAsync(s.Id, "the daemon stopped")));
+        ServiceSandbox[] running = _sandboxes.Values.Where(s => s.Live is not null).ToArray();
+        await Task.WhenAll(running.Select(s => MarkLostAsync(s.Id, s.Template,
+            "it was running when the daemon was stopped; a running sandbox's disk is served by the daemon, so its VM was stopped and removed (pause sandboxes before stopping the daemon to keep them).")));
+        await Task.WhenAll(running.Select(s => DeleteQuietlyAsync(s.Id, "the daemon stopped")));
         await WaitForBuildsAsync();
         _stopping.Dispose();
     }

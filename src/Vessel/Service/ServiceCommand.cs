@@ -8,8 +8,11 @@ namespace Vessel.Service;
 /// stops (<see cref="DetachAsync"/>: the agent keeps the process, its pipe waits) and a resume
 /// re-attaches to the same pid (<see cref="AttachAsync"/>).
 /// </summary>
-internal sealed class ServiceCommand
+internal sealed partial class ServiceCommand
 {
+    /// <summary>How long a pause waits for the agent to confirm a detach.</summary>
+    private static readonly TimeSpan DetachWait = TimeSpan.FromSeconds(10);
+
     private readonly SemaphoreSlim _stdin = new(1, 1);
     private ExecSession? _session;
     private CancellationTokenSource? _pump;
@@ -35,7 +38,7 @@ internal sealed class ServiceCommand
 
     public DateTimeOffset StartedAt { get; }
 
-    public CommandOutput Output { get; } = new();
+    public CommandOutput Output { get; private init; } = new();
 
     public bool StdinClosed { get; private set; }
 
@@ -69,16 +72,35 @@ internal sealed class ServiceCommand
         }
     }
 
-    /// <summary>Stops reading (the process keeps running in the guest); used before a pause.</summary>
+    /// <summary>
+    /// Stops reading (the process keeps running in the guest); used before a pause. The agent is
+    /// asked to detach and confirms after its last chunk for this reader, so no output is in
+    /// flight when the VM stops: what the process writes next waits in the guest for the resume.
+    /// An agent that cannot detach (in a snapshot older than that) or does not answer within
+    /// <see cref="DetachWait"/> is dropped instead, as before: output in flight then is lost.
+    /// </summary>
     public async Task DetachAsync()
     {
-        if (_pump is { } pump)
+        if (_pump is not { } pump)
         {
-            await pump.CancelAsync();
-            await _pumpTask;
-            pump.Dispose();
-            _pump = null;
+            return;
         }
+        if (_session is { CanDetach: true } session && !_pumpTask.IsCompleted)
+        {
+            try
+            {
+                await session.DetachAsync(CancellationToken.None);
+                await _pumpTask.WaitAsync(DetachWait);
+            }
+            catch (Exception e) when (e is IOException or TimeoutException or VesselException)
+            {
+                // The connection broke (the pump records it) or the agent did not answer: drop the reader.
+            }
+        }
+        await pump.CancelAsync();
+        await _pumpTask;
+        pump.Dispose();
+        _pump = null;
     }
 
     public async Task WriteStdinAsync(ReadOnlyMemory<byte> data, bool close, CancellationToken cancellationToken)
@@ -117,7 +139,11 @@ internal sealed class ServiceCommand
     {
         try
         {
-            ExitStatus status = await session.WaitAsync(new Sink(Output, CommandEventKind.Stdout), new Sink(Output, CommandEventKind.Stderr), cancellationToken);
+            ExitStatus? status = await session.WaitOrDetachedAsync(new Sink(Output, CommandEventKind.Stdout), new Sink(Output, CommandEventKind.Stderr), cancellationToken);
+            if (status is null)
+            {
+                return; // Detached for a pause (DetachAsync): every chunk sent to us is in.
+            }
             Output.Complete(status.ExitCode, status.Signal, status.TimedOut);
             EndedAt = time.GetUtcNow();
         }

@@ -37,4 +37,10 @@ internal static partial class ServiceLog
 
     [LoggerMessage(7010, LogLevel.Information, "Template build {BuildId} of '{Template}' ended: {Status}")]
     public static partial void BuildEnded(ILogger logger, string buildId, string template, string status);
+
+    [LoggerMessage(7011, LogLevel.Warning, "Reclaimed layer {Layer} of a pause a crash interrupted ({Intent})")]
+    public static partial void OrphanLayerReclaimed(ILogger logger, Guid layer, string intent);
+
+    [LoggerMessage(7012, LogLevel.Critical, "Test crash point '{Point}' reached: the daemon kills itself")]
+    public static partial void TestCrash(ILogger logger, string point);
 }

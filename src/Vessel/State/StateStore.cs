@@ -97,6 +97,7 @@ public sealed partial class StateStore
             await ExecuteAsync(c, ServiceSchema, cancellationToken);
         }
         await AddBuildOwnerColumnAsync(c, cancellationToken);
+        await AddLostSandboxesTableAsync(c, cancellationToken);
         await tx.CommitAsync(cancellationToken);
         return store;
     }

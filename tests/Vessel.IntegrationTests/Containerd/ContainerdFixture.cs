@@ -54,46 +54,7 @@ public sealed class ContainerdFixture : IAsyncLifetime
         }
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         _dir = TempDirectory.Create("vessel-ctrd-");
-        string config = Path.Combine(Root, "config.toml");
-        await File.WriteAllTextAsync(config, $"""
-            version = 2
-            root = "{Root}/root"
-            state = "{Root}/state"
-            disabled_plugins = ["io.containerd.grpc.v1.cri"]
-            [grpc]
-              address = "{Socket}"
-            [ttrpc]
-              address = "{Socket}.ttrpc"
-            """);
-        var psi = new ProcessStartInfo("containerd")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        psi.ArgumentList.Add("--config");
-        psi.ArgumentList.Add(config);
-        _daemon = Process.Start(psi)!;
-        _daemon.OutputDataReceived += (_, _) => { };
-        _daemon.ErrorDataReceived += (_, _) => { };
-        _daemon.BeginOutputReadLine();
-        _daemon.BeginErrorReadLine();
-
-        using (var client = new ContainerdClient(Socket, Namespace))
-        {
-            while (true)
-            {
-                try
-                {
-                    await client.VersionAsync(cts.Token);
-                    break;
-                }
-                catch (VesselException) when (!_daemon.HasExited)
-                {
-                    await Task.Delay(100, cts.Token);
-                }
-            }
-        }
+        _daemon = await StartDaemonAsync(Root, Socket, new Dictionary<string, string>(), cts.Token);
 
         string layout = Path.Combine(Root, "oci");
         await Run(cts.Token, "umoci", "init", "--layout", layout);
@@ -103,6 +64,56 @@ public sealed class ContainerdFixture : IAsyncLifetime
         await ImportAsync(layout, "multi", MultiImage, ["--compress-blobs"], cts.Token);
         await BuildSingleAsync(layout, "packed", cts.Token);
         await ImportAsync(layout, "packed", PackedImage, ["--no-unpack"], cts.Token);
+    }
+
+    /// <summary>
+    /// Starts a private containerd with its root, state and sockets under <paramref name="root"/>
+    /// (CRI off), its environment extended by <paramref name="environment"/>, and waits until it
+    /// answers Version. The caller owns the process (kill its tree, then unmount under root).
+    /// </summary>
+    public static async Task<Process> StartDaemonAsync(string root, string socket, IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken)
+    {
+        string config = Path.Combine(root, "config.toml");
+        await File.WriteAllTextAsync(config, $"""
+            version = 2
+            root = "{root}/root"
+            state = "{root}/state"
+            disabled_plugins = ["io.containerd.grpc.v1.cri"]
+            [grpc]
+              address = "{socket}"
+            [ttrpc]
+              address = "{socket}.ttrpc"
+            """, cancellationToken);
+        var psi = new ProcessStartInfo("containerd")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add("--config");
+        psi.ArgumentList.Add(config);
+        foreach ((string name, string value) in environment)
+        {
+            psi.Environment[name] = value;
+        }
+        Process daemon = Process.Start(psi)!;
+        daemon.OutputDataReceived += (_, _) => { };
+        daemon.ErrorDataReceived += (_, _) => { };
+        daemon.BeginOutputReadLine();
+        daemon.BeginErrorReadLine();
+        using var client = new ContainerdClient(socket, Namespace);
+        while (true)
+        {
+            try
+            {
+                await client.VersionAsync(cancellationToken);
+                return daemon;
+            }
+            catch (VesselException) when (!daemon.HasExited)
+            {
+                await Task.Delay(100, cancellationToken);
+            }
+        }
     }
 
     public async Task DisposeAsync()

@@ -35,6 +35,9 @@ public sealed class DaemonFixture : IAsyncLifetime
 
     public string ApiKeyId { get; private set; } = string.Empty;
 
+    /// <summary>Whether the daemon process is up (false after a stop, or after it died at a test crash point).</summary>
+    public bool IsRunning => _daemon is { HasExited: false };
+
     /// <summary>Over the unix socket (no key).</summary>
     public HttpClient Unix { get; private set; } = new();
 
@@ -108,9 +111,16 @@ public sealed class DaemonFixture : IAsyncLifetime
     }
 
     /// <summary>Starts the daemon and waits until it answers on its socket.</summary>
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public Task StartAsync(CancellationToken cancellationToken) => StartAsync(new Dictionary<string, string>(), cancellationToken);
+
+    /// <summary>Starts the daemon with extra environment variables (a test seam such as VESSEL_SERVICE_TEST_CRASH).</summary>
+    public async Task StartAsync(IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach ((string name, string value) in environment)
+        {
+            psi.Environment[name] = value;
+        }
         foreach (string a in new[] { VesselCli.DllPath, "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}" })
         {
             psi.ArgumentList.Add(a);
@@ -147,7 +157,7 @@ public sealed class DaemonFixture : IAsyncLifetime
         }
         if (kill9)
         {
-            _daemon.Kill();
+            _daemon.Kill(); // nothing when it already died (a test crash point)
         }
         else
         {
@@ -192,6 +202,35 @@ public sealed class DaemonFixture : IAsyncLifetime
         string body = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == expected, $"{response.RequestMessage?.Method} {response.RequestMessage?.RequestUri}: expected {(int)expected}, got {(int)response.StatusCode}: {body}");
         return JsonNode.Parse(body.Length == 0 ? "null" : body) ?? new JsonObject();
+    }
+
+    /// <summary>A command's NDJSON answer: its stdout and stderr, its last line (exit or error; empty when none) and the pid of its start line.</summary>
+    public static (string Stdout, string Stderr, JsonNode Exit, int Pid) ParseCommand(string ndjson)
+    {
+        var stdout = new StringBuilder();
+        var stderr = new StringBuilder();
+        JsonNode? exit = null;
+        int pid = 0;
+        foreach (string line in ndjson.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            JsonNode e = JsonNode.Parse(line)!;
+            switch (e["type"]!.GetValue<string>())
+            {
+                case "start":
+                    pid = e["pid"]!.GetValue<int>();
+                    break;
+                case "stdout":
+                    stdout.Append(Encoding.UTF8.GetString(Convert.FromBase64String(e["data"]!.GetValue<string>())));
+                    break;
+                case "stderr":
+                    stderr.Append(Encoding.UTF8.GetString(Convert.FromBase64String(e["data"]!.GetValue<string>())));
+                    break;
+                default:
+                    exit = e;
+                    break;
+            }
+        }
+        return (stdout.ToString(), stderr.ToString(), exit ?? new JsonObject(), pid);
     }
 
     public async Task<string> CreateSandboxAsync(object request)

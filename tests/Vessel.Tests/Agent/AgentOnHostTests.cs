@@ -103,6 +103,53 @@ public sealed class AgentOnHostTests : IClassFixture<AgentOnHostFixture>
         Assert.EndsWith("after\n", Encoding.UTF8.GetString(stdout.ToArray()), StringComparison.Ordinal);
     }
 
+    [RequiresFact("root", "busybox-image", Timeout = 120_000)]
+    public async Task A_detach_and_reattach_loses_no_output_of_a_process_writing_all_the_time()
+    {
+        // A writer that barely pauses: detaches land while output is in flight. Each detach is
+        // confirmed by the agent, then the host re-attaches on a new connection (as after a
+        // pause); the lines must come out complete, in order, without gaps or repeats.
+        const int Lines = 2000;
+        string script = $"i=1; while [ $i -le {Lines} ]; do echo line $i; if [ $((i % 50)) = 0 ]; then sleep 0.01; fi; i=$((i+1)); done; exit 4";
+        AgentClient client = await _fixture.ConnectAsync();
+        using var stdout = new MemoryStream();
+        int detaches = 0;
+        try
+        {
+            Assert.True(client.CanDetach);
+            ExecSession session = await client.StartAsync(new ExecRequest(["sh", "-c", script]), CancellationToken.None);
+            int pid = session.Pid;
+            while (true)
+            {
+                Task<ExitStatus?> reading = session.WaitOrDetachedAsync(stdout, null, CancellationToken.None);
+                await Task.WhenAny(reading, Task.Delay(15));
+                if (!reading.IsCompleted)
+                {
+                    await session.DetachAsync(CancellationToken.None);
+                }
+                ExitStatus? status = await reading;
+                session.Dispose();
+                if (status is not null)
+                {
+                    Assert.Equal(4, status.ExitCode);
+                    break;
+                }
+                detaches++;
+                // One host connection at a time: the next attach comes on a new one, as after a resume.
+                await client.DisposeAsync();
+                client = await _fixture.ConnectAsync();
+                session = await client.AttachAsync(pid, CancellationToken.None);
+            }
+        }
+        finally
+        {
+            await client.DisposeAsync();
+        }
+        string[] lines = Encoding.UTF8.GetString(stdout.ToArray()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(detaches >= 3, $"only {detaches} detaches happened: the test did not test anything");
+        Assert.Equal(Enumerable.Range(1, Lines).Select(i => $"line {i}"), lines);
+    }
+
     [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task Files_round_trip_list_stat_rename_remove()
     {

@@ -1,0 +1,1 @@
+return await Vessel.Shim.ShimCommand.RunAsync(args);

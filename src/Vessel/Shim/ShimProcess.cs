@@ -1,0 +1,215 @@
+using Microsoft.Win32.SafeHandles;
+using Vessel.Agent;
+using Vessel.Agent.Protocol;
+using Vessel.Sandboxes;
+
+namespace Vessel.Shim;
+
+/// <summary>How a process of a task ended.</summary>
+internal sealed record ShimExit(uint Status, DateTimeOffset At);
+
+/// <summary>
+/// One process of a task (the init process, exec id "", or an exec) run in the task's VM by
+/// the guest agent, with its stdio through the FIFOs containerd passed: stdout and stderr are
+/// opened read-write (the open never blocks, and the reader sees EOF when the shim closes
+/// them after the exit), stdin read-only on a background thread (it waits for containerd's
+/// writer). Stdin reaches the guest until its writer closes or CloseIO; the output is all
+/// written and the FIFOs closed before the exit is reported.
+/// </summary>
+internal sealed class ShimProcess
+{
+    private readonly TaskCompletionSource<ShimExit> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _stdinDone = new();
+    private ExecSession? _session;
+    private Task _stdinPump = Task.CompletedTask;
+    private int _stdinClosed;
+
+    public ShimProcess(string execId, OciProcess process, string stdin, string stdout, string stderr, bool terminal)
+    {
+        ExecId = execId;
+        Process = process;
+        Stdin = stdin;
+        Stdout = stdout;
+        Stderr = stderr;
+        Terminal = terminal;
+    }
+
+    public string ExecId { get; }
+
+    public OciProcess Process { get; }
+
+    public string Stdin { get; }
+
+    public string Stdout { get; }
+
+    public string Stderr { get; }
+
+    public bool Terminal { get; }
+
+    /// <summary>The process id in the guest, 0 before it started.</summary>
+    public int Pid { get; private set; }
+
+    public bool Started => _session is not null || _exited.Task.IsCompleted;
+
+    public Task<ShimExit> Exited => _exited.Task;
+
+    /// <summary>Completed once the start event went out: the exit event waits for it, so containerd sees them in order.</summary>
+    public TaskCompletionSource StartPublished { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Starts the process in the guest; <paramref name="onExit"/> runs once it ended and its output is flushed.</summary>
+    public async Task StartAsync(Sandbox sandbox, Func<ShimProcess, ShimExit, Task> onExit, CancellationToken cancellationToken)
+    {
+        bool hasStdin = Stdin.Length > 0;
+        FileStream? stdout = OpenOutput(Stdout);
+        FileStream? stderr = Stderr.Length > 0 && Stderr == Stdout ? stdout : OpenOutput(Stderr);
+        try
+        {
+            _session = await sandbox.Agent.StartAsync(Process.ToExecRequest(hasStdin), cancellationToken);
+        }
+        catch
+        {
+            stdout?.Dispose();
+            stderr?.Dispose();
+            throw;
+        }
+        Pid = _session.Pid;
+        if (hasStdin)
+        {
+            _stdinPump = Task.Factory.StartNew(() => PumpStdinAsync(_session), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        }
+        _ = Task.Run(async () =>
+        {
+            uint status;
+            try
+            {
+                ExitStatus exit = await _session.WaitAsync(stdout, stderr, sandbox.Killed);
+                status = (uint)exit.ExitCode;
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException or VesselException or ObjectDisposedException)
+            {
+                // The VM went away under the process (killed, crashed): as runc reports a SIGKILLed init.
+                status = 128 + 9;
+            }
+            finally
+            {
+                await CloseStdinAsync();
+                stdout?.Dispose();
+                if (!ReferenceEquals(stderr, stdout))
+                {
+                    stderr?.Dispose();
+                }
+                _session.Dispose();
+            }
+            var ended = new ShimExit(status, DateTimeOffset.UtcNow);
+            try
+            {
+                // The exit event goes out before Wait or Delete can see the exit: containerd gets exit, then delete.
+                await onExit(this, ended);
+            }
+            finally
+            {
+                _exited.TrySetResult(ended);
+            }
+        }, CancellationToken.None);
+    }
+
+    /// <summary>Marks a process that never started as ended (killed before Start, or its task deleted).</summary>
+    public bool EndUnstarted(uint status) => _session is null && _exited.TrySetResult(new ShimExit(status, DateTimeOffset.UtcNow));
+
+    public async Task SignalAsync(int signal, CancellationToken cancellationToken)
+    {
+        if (_session is null || _exited.Task.IsCompleted)
+        {
+            throw new Containerd.Ttrpc.TtrpcStatusException(Containerd.Ttrpc.TtrpcStatusException.NotFound, $"process {Describe()} is not running");
+        }
+        await _session.SignalAsync(signal, cancellationToken);
+    }
+
+    /// <summary>
+    /// CloseIO: containerd's writer is done. What it wrote may still sit in the FIFO, so the pump
+    /// reads on to EOF (a pump still waiting in open(2) for a writer is released by one of ours)
+    /// for up to two seconds before the guest's stdin is closed regardless.
+    /// </summary>
+    public async Task CloseIOAsync()
+    {
+        if (Stdin.Length > 0 && _session is not null)
+        {
+            ReleaseStdinOpen();
+            await Task.WhenAny(_stdinPump, Task.Delay(TimeSpan.FromSeconds(2)));
+        }
+        await CloseStdinAsync();
+    }
+
+    /// <summary>Closes the process's stdin in the guest (the FIFO's writer closed, CloseIO, or the exit); idempotent.</summary>
+    public async Task CloseStdinAsync()
+    {
+        if (Interlocked.Exchange(ref _stdinClosed, 1) != 0)
+        {
+            return;
+        }
+        await _stdinDone.CancelAsync();
+        if (_session is { } session && !_exited.Task.IsCompleted)
+        {
+            try
+            {
+                await session.CloseStdinAsync(CancellationToken.None);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+            }
+        }
+        ReleaseStdinOpen();
+    }
+
+    /// <summary>A pump blocked in open(2) (no writer ever came) is released by a writer of ours that closes at once.</summary>
+    private void ReleaseStdinOpen()
+    {
+        if (Stdin.Length == 0 || _stdinPump.IsCompleted)
+        {
+            return;
+        }
+        try
+        {
+            using SafeFileHandle h = File.OpenHandle(Stdin, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    public string Describe() => ExecId.Length == 0 ? "init" : $"exec {ExecId}";
+
+    private async Task PumpStdinAsync(ExecSession session)
+    {
+        try
+        {
+            // Blocks until containerd opens the writer (or CloseStdinAsync opens one).
+            using var input = new FileStream(Stdin, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+            if (_stdinDone.IsCancellationRequested)
+            {
+                return;
+            }
+            byte[] buffer = new byte[MuxConnection.MaxDataChunk];
+            int n;
+            while ((n = await input.ReadAsync(buffer, _stdinDone.Token)) > 0)
+            {
+                await session.WriteStdinAsync(buffer.AsMemory(0, n), _stdinDone.Token);
+            }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or UnauthorizedAccessException)
+        {
+        }
+        await CloseStdinAsync();
+    }
+
+    private static FileStream? OpenOutput(string path)
+    {
+        if (path.Length == 0)
+        {
+            return null;
+        }
+        // Read-write: open(2) of a FIFO does not wait for a reader, and containerd's reader has it open already.
+        SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        return new FileStream(handle, FileAccess.Write, 1);
+    }
+}

@@ -1,0 +1,192 @@
+using System.Diagnostics;
+using Vessel.Common;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.IntegrationTests.Shim;
+
+/// <summary>containerd-shim-vessel-v1 driven by ctr against a private containerd, with real VMs (TCG here).</summary>
+[Collection(ShimCollection.Name)]
+public sealed class ShimTests
+{
+    private const int Timeout = 600_000;
+
+    private readonly ShimFixture _ctrd;
+
+    public ShimTests(ShimFixture fixture)
+    {
+        _ctrd = fixture;
+    }
+
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    public async Task Ctr_run_rm_prints_the_image_file_and_exits_3_on_the_guest_kernel_and_leaves_nothing()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        ProcessResult run = await _ctrd.CtrAsync(cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t1",
+            "sh", "-c", "cat /etc/vessel-test-release; uname -r; hostname; echo to-stderr >&2; exit 3");
+        Assert.True(run.ExitCode == 3, $"ctr run exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
+        string[] lines = run.StandardOutput.Split('\n');
+        Assert.Equal(TestImages.BusyboxRelease.TrimEnd('\n'), lines[0]);
+        // The guest kernel (the kit's), not the host's.
+        Assert.Equal("linux-image-" + lines[1], _ctrd.Kit!.Manifest.KernelPackage);
+        Assert.NotEqual((await ExternalProcess.RunAsync("uname", ["-r"], cts.Token)).StandardOutput.Trim(), lines[1]);
+        Assert.Equal("t1", lines[2]);
+        Assert.Contains("to-stderr", run.StandardError, StringComparison.Ordinal);
+        await _ctrd.AssertNothingLeftAsync("t1", cts.Token);
+    }
+
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    public async Task Stdin_reaches_the_container_through_its_fifo()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        ProcessResult run = await _ctrd.CtrWithInputAsync("line one\nline two\n", cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t3",
+            "sh", "-c", "wc -l; echo end");
+        Assert.True(run.ExitCode == 0, $"ctr run exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
+        Assert.Equal(["2", "end"], run.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Trim()));
+        await _ctrd.AssertNothingLeftAsync("t3", cts.Token);
+    }
+
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    public async Task Exec_ps_and_kill_act_on_a_detached_task_with_events_in_order_and_rm_leaves_nothing()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        using var events = EventsRecorder.Start(_ctrd);
+        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t2", "sleep", "1d")).EnsureSuccess();
+        try
+        {
+            ProcessResult exec = await _ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "t2", "sh", "-c", "echo ok; exit 4");
+            Assert.True(exec.ExitCode == 4, $"ctr task exec exited with {exec.ExitCode}: {exec.StandardOutput}{exec.StandardError}");
+            Assert.Equal("ok\n", exec.StandardOutput);
+
+            string ps = (await _ctrd.CtrAsync(cts.Token, "task", "ps", "t2")).EnsureSuccess().StandardOutput;
+            string[] pids = ps.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0]).ToArray();
+            Assert.Single(pids);
+            Assert.Contains("RUNNING", (await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput, StringComparison.Ordinal);
+
+            (await _ctrd.CtrAsync(cts.Token, "task", "kill", "-s", "SIGKILL", "t2")).EnsureSuccess();
+            for (int i = 0; i < 100 && !(await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput.Contains("STOPPED", StringComparison.Ordinal); i++)
+            {
+                await Task.Delay(100, cts.Token);
+            }
+            Assert.Contains("STOPPED", (await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput, StringComparison.Ordinal);
+            (await _ctrd.CtrAsync(cts.Token, "task", "rm", "t2")).EnsureSuccess();
+        }
+        finally
+        {
+            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "t2");
+            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "t2");
+        }
+        await _ctrd.AssertNothingLeftAsync("t2", cts.Token);
+
+        IReadOnlyList<string> topics = await events.TopicsAsync("t2", "/containers/delete", cts.Token);
+        Assert.Equal(
+            ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit", "/tasks/exit", "/tasks/delete"],
+            topics.Where(t => t.StartsWith("/tasks/", StringComparison.Ordinal)));
+        string log = events.Text;
+        Assert.Contains("\"exec_id\":\"e1\"", log, StringComparison.Ordinal);
+        Assert.Contains("\"id\":\"e1\",", log, StringComparison.Ordinal);
+        Assert.Contains("\"exit_status\":4", log, StringComparison.Ordinal);
+        Assert.Contains("\"exit_status\":137", log, StringComparison.Ordinal);
+    }
+
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    public async Task After_kill_9_of_the_shim_containerd_calls_delete_and_nothing_is_left()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t4", "sleep", "1d")).EnsureSuccess();
+        try
+        {
+            int shim = _ctrd.ShimPid("t4") ?? throw new InvalidOperationException("no shim process for t4");
+            Assert.Equal(2, _ctrd.MarkedProcesses().Count); // the shim and its VMM
+            using (Process p = Process.GetProcessById(shim))
+            {
+                p.Kill();
+            }
+            // containerd sees the socket close and runs `containerd-shim-vessel-v1 delete` in the bundle.
+            for (int i = 0; i < 200 && (await _ctrd.CtrAsync(cts.Token, "task", "ls", "-q")).StandardOutput.Contains("t4", StringComparison.Ordinal); i++)
+            {
+                await Task.Delay(100, cts.Token);
+            }
+        }
+        finally
+        {
+            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "t4");
+            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "t4");
+        }
+        await _ctrd.AssertNothingLeftAsync("t4", cts.Token);
+    }
+
+    /// <summary>`ctr events` running beside a test: its lines, and the topics of one container in order.</summary>
+    private sealed class EventsRecorder : IDisposable
+    {
+        private readonly Process _process;
+        private readonly System.Text.StringBuilder _text = new();
+
+        private EventsRecorder(Process process)
+        {
+            _process = process;
+        }
+
+        public string Text
+        {
+            get
+            {
+                lock (_text)
+                {
+                    return _text.ToString();
+                }
+            }
+        }
+
+        public static EventsRecorder Start(ShimFixture ctrd)
+        {
+            var psi = new ProcessStartInfo("ctr") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (string a in new[] { "-a", ctrd.Socket, "events" })
+            {
+                psi.ArgumentList.Add(a);
+            }
+            var recorder = new EventsRecorder(Process.Start(psi)!);
+            recorder._process.OutputDataReceived += (_, e) =>
+            {
+                lock (recorder._text)
+                {
+                    recorder._text.Append(e.Data).Append('\n');
+                }
+            };
+            recorder._process.ErrorDataReceived += (_, _) => { };
+            recorder._process.BeginOutputReadLine();
+            recorder._process.BeginErrorReadLine();
+            Thread.Sleep(500); // subscribed before the first event
+            return recorder;
+        }
+
+        /// <summary>The topics of events naming <paramref name="id"/>, once <paramref name="last"/> arrived.</summary>
+        public async Task<IReadOnlyList<string>> TopicsAsync(string id, string last, CancellationToken cancellationToken)
+        {
+            for (int i = 0; i < 100 && !Text.Contains(last, StringComparison.Ordinal); i++)
+            {
+                await Task.Delay(100, cancellationToken);
+            }
+            // "2026-12-06 18:51:40.17 +0000 UTC NAMESPACE /tasks/start {...}"
+            return Text.Split('\n')
+                .Where(l => l.Contains($"\"{id}\"", StringComparison.Ordinal))
+                .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                .Where(f => f.Length > 5)
+                .Select(f => f[5])
+                .ToList();
+        }
+
+        public void Dispose()
+        {
+            try
+            {
+                _process.Kill();
+            }
+            catch (InvalidOperationException)
+            {
+            }
+            _process.WaitForExit();
+            _process.Dispose();
+        }
+    }
+}
