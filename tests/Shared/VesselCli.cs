@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Vessel.Common;
 
 namespace Vessel.Testing;
@@ -9,4 +10,16 @@ public static class VesselCli
 
     public static Task<ProcessResult> RunAsync(CancellationToken cancellationToken, params string[] args)
         => ExternalProcess.RunAsync("dotnet", [DllPath, .. args], cancellationToken, timeout: TimeSpan.FromMinutes(10));
+
+    /// <summary>Starts the CLI with its stdout and stderr redirected, for tests that watch it run, signal or kill it.</summary>
+    public static Process Start(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        psi.ArgumentList.Add(DllPath);
+        foreach (string a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        return Process.Start(psi)!;
+    }
 }

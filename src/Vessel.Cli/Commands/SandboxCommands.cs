@@ -57,7 +57,8 @@ internal static class SandboxCommands
             VesselHome home = HomeOption.Get(parse, state);
             Acceleration acceleration = ParseAcceleration(parse.GetValue(accel));
             // Before the kit or a VM: a file that is neither ext4 nor an image is refused here, in milliseconds.
-            string rootfsPath = await RootfsForAsync(parse.GetValue(source)!, home, parse.GetValue(insecure), token);
+            (string rootfsPath, IDisposable? held) = await RootfsForAsync(parse.GetValue(source)!, home, parse.GetValue(insecure), token);
+            using IDisposable? cacheHold = held; // until the sandbox has its copy
             GuestKit kit = await KitCommands.EnsureKitAsync(token);
             var manager = new SandboxManager(home.Root, kit);
             IReadOnlyList<string> swept = await manager.SweepAsync(token);
@@ -86,20 +87,29 @@ internal static class SandboxCommands
         return command;
     }
 
-    /// <summary>The ext4 image to boot for SOURCE: itself when it is one, else the cached rootfs built from the image it names.</summary>
-    private static async Task<string> RootfsForAsync(string source, VesselHome home, bool insecure, CancellationToken token)
+    /// <summary>
+    /// The ext4 image to boot for SOURCE: itself when it is one, else the cached rootfs built from
+    /// the image it names, with a hold that keeps 'vessel gc' from removing it until it is copied.
+    /// </summary>
+    private static async Task<(string Path, IDisposable? Hold)> RootfsForAsync(string source, VesselHome home, bool insecure, CancellationToken token)
     {
         if (RootfsSource.Classify(source) == RootfsSourceKind.Ext4Image)
         {
-            return source;
+            return (source, null);
         }
         var cache = new RootfsCache(home.Images);
         await using IImageSource image = await ImageSources.OpenAsync(source, new ImageSourceOptions { Insecure = insecure }, token);
         RootfsCacheEntry entry = await cache.EnsureAsync(image, token);
+        // Held against 'vessel gc' until the sandbox has its own copy; gone meanwhile: built again.
+        IDisposable? hold;
+        while ((hold = await RootfsCache.HoldAsync(entry, token)) is null)
+        {
+            entry = await cache.EnsureAsync(image, token);
+        }
         string how = entry.Built ? "built" : "cached";
         await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
             $"vessel: rootfs {how}: {entry.Path} ({source}, {entry.ContentDigest}, {entry.Elapsed.TotalSeconds:0.00} s)"));
-        return entry.Path;
+        return (entry.Path, hold);
     }
 
     /// <summary>Prints the start-up breakdown if asked, runs the command with the console's streams, and returns the exit code to exit with.</summary>

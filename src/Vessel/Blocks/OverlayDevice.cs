@@ -77,27 +77,33 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     public static IReadOnlyList<string> ReclaimLeftoverCaches(string workDirectory)
     {
         var removed = new List<string>();
-        if (!Directory.Exists(workDirectory))
+        foreach (string file in FindLeftoverCaches(workDirectory))
         {
-            return removed;
-        }
-        foreach (string file in Directory.EnumerateFiles(workDirectory).Where(f => f.EndsWith(CacheSuffix, StringComparison.Ordinal)).ToList())
-        {
-            string[] parts = Path.GetFileName(file).Split('.');
-            if (parts.Length == 4 && ProcessOwner.IsStamp(parts[1]) && !ProcessOwner.IsAlive(parts[1]))
+            try
             {
-                try
-                {
-                    File.Delete(file);
-                    removed.Add(file);
-                }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    // Another user's, or removed meanwhile.
-                }
+                File.Delete(file);
+                removed.Add(file);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Another user's, or removed meanwhile.
             }
         }
         return removed;
+    }
+
+    /// <summary>The overlay cache files in <paramref name="workDirectory"/> whose owner process is gone.</summary>
+    public static IReadOnlyList<string> FindLeftoverCaches(string workDirectory)
+    {
+        if (!Directory.Exists(workDirectory))
+        {
+            return [];
+        }
+        return Directory.EnumerateFiles(workDirectory).Where(f => f.EndsWith(CacheSuffix, StringComparison.Ordinal)).Where(f =>
+        {
+            string[] parts = Path.GetFileName(f).Split('.');
+            return parts.Length == 4 && ProcessOwner.IsStamp(parts[1]) && !ProcessOwner.IsAlive(parts[1]);
+        }).ToList();
     }
 
     /// <summary>The build the next <see cref="ExportChangesAsync"/> goes on top of: the last one it published, or the base.</summary>

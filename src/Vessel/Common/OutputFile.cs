@@ -122,31 +122,34 @@ public sealed class OutputFile : IDisposable
     public static IReadOnlyList<string> ReclaimLeftovers(string directory)
     {
         var removed = new List<string>();
-        IEnumerable<string> candidates;
-        try
+        foreach (string file in FindLeftovers(directory))
         {
-            candidates = Directory.EnumerateFiles(directory).Where(f => OwnerOf(System.IO.Path.GetFileName(f)) is not null).ToList();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return removed;
-        }
-        foreach (string file in candidates)
-        {
-            if (OwnerOf(System.IO.Path.GetFileName(file)) is string owner && !ProcessOwner.IsAlive(owner) && UnixFile.TypeOf(file) == UnixFile.TypeRegular)
+            try
             {
-                try
-                {
-                    File.Delete(file);
-                    removed.Add(file);
-                }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    // Another user's leftover: not ours to remove.
-                }
+                File.Delete(file);
+                removed.Add(file);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Another user's leftover: not ours to remove.
             }
         }
         return removed;
+    }
+
+    /// <summary>The partial files in <paramref name="directory"/> whose owner process is gone: what <see cref="ReclaimLeftovers"/> removes.</summary>
+    public static IReadOnlyList<string> FindLeftovers(string directory)
+    {
+        try
+        {
+            return Directory.EnumerateFiles(directory)
+                .Where(f => OwnerOf(System.IO.Path.GetFileName(f)) is string owner && !ProcessOwner.IsAlive(owner) && UnixFile.TypeOf(f) == UnixFile.TypeRegular)
+                .ToList();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return [];
+        }
     }
 
     /// <summary>The owner stamp in <c>.NAME.PID-START.RANDOM.partial</c>, or null for any other name.</summary>

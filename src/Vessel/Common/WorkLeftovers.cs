@@ -15,16 +15,8 @@ public static class WorkLeftovers
     public static async Task<IReadOnlyList<string>> ReclaimAsync(string parent, CancellationToken cancellationToken)
     {
         var removed = new List<string>();
-        if (!Directory.Exists(parent))
+        foreach (string dir in Find(parent))
         {
-            return removed;
-        }
-        foreach (string dir in Directory.EnumerateDirectories(parent).ToList())
-        {
-            if (OwnerOf(Path.GetFileName(dir)) is not string owner || ProcessOwner.IsAlive(owner))
-            {
-                continue;
-            }
             foreach (string mount in MountsUnder(dir))
             {
                 ProcessResult r = await ExternalProcess.RunAsync("fusermount3", ["-u", "-z", mount], cancellationToken, timeout: TimeSpan.FromSeconds(20));
@@ -37,6 +29,16 @@ public static class WorkLeftovers
             removed.Add(dir);
         }
         return removed;
+    }
+
+    /// <summary>The owned directories in <paramref name="parent"/> whose owner is gone: what <see cref="ReclaimAsync"/> removes.</summary>
+    public static IReadOnlyList<string> Find(string parent)
+    {
+        if (!Directory.Exists(parent))
+        {
+            return [];
+        }
+        return Directory.EnumerateDirectories(parent).Where(dir => OwnerOf(Path.GetFileName(dir)) is string owner && !ProcessOwner.IsAlive(owner)).ToList();
     }
 
     /// <summary>The owner in <c>KIND-PID-START.RANDOM</c>, or null for any other name.</summary>

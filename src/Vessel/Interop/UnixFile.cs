@@ -15,6 +15,8 @@ internal static class UnixFile
     private const int FallocFlKeepSize = 0x01;
     private const int FallocFlPunchHole = 0x02;
     private const uint StatxType = 0x1;
+    private const uint StatxBlocks = 0x400;
+    private const int StatxBlocksOffset = 48; // __u64 stx_blocks, in 512-byte units
     private const int StatxSize = 256; // struct statx is 256 bytes
     private const int StatxModeOffset = 28; // __u16 stx_mode
     private const int SIfMt = 0xF000;
@@ -31,6 +33,45 @@ internal static class UnixFile
     }
 
     public static bool IsRegularFile(string path) => TypeOf(path) == TypeRegular;
+
+    /// <summary>
+    /// Bytes on disk of <paramref name="path"/> itself (a final symlink not followed): st_blocks
+    /// × 512, so a sparse file counts what it holds, not its length; 0 if it does not exist.
+    /// </summary>
+    public static unsafe long AllocatedBytes(string path)
+    {
+        byte* buffer = stackalloc byte[StatxSize];
+        if (LibC.Statx(LibC.AtFdCwd, path, LibC.AtSymlinkNoFollow, StatxBlocks, buffer) != 0)
+        {
+            return 0;
+        }
+        return (long)BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(buffer + StatxBlocksOffset, 8)) * 512;
+    }
+
+    /// <summary>
+    /// <see cref="AllocatedBytes"/> of a file, or of a directory and everything below it (symlinks
+    /// counted, never followed; entries that vanish meanwhile count 0): what removing it frees.
+    /// </summary>
+    public static long DiskUsage(string path)
+    {
+        long total = AllocatedBytes(path);
+        if (TypeOf(path) != TypeDirectory)
+        {
+            return total;
+        }
+        try
+        {
+            foreach (string entry in Directory.EnumerateFileSystemEntries(path))
+            {
+                total += TypeOf(entry) == TypeDirectory ? DiskUsage(entry) : AllocatedBytes(entry);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Removed while we walked it: what is left is counted.
+        }
+        return total;
+    }
 
     /// <summary>The S_IFMT bits of what <paramref name="path"/> leads to, symlinks followed, or null if nothing.</summary>
     public static unsafe int? TypeOfFollowingLinks(string path)

@@ -57,6 +57,59 @@ public sealed class RootfsCache
         return new RootfsCacheEntry(path, built.ContentDigest, Built: true, clock.Elapsed) { Config = built.Config };
     }
 
+    /// <summary>
+    /// Keeps <paramref name="entry"/> from <c>vessel gc</c> while the caller copies it: a shared lock
+    /// on the entry's lock file (the builder's and gc's are exclusive). Null when the entry was
+    /// removed before the lock was taken: ensure it again.
+    /// </summary>
+    public static async Task<IDisposable?> HoldAsync(RootfsCacheEntry entry, CancellationToken cancellationToken)
+    {
+        string lockPath = Path.ChangeExtension(entry.Path, ".lock");
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                var held = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.Read, FileShare.ReadWrite);
+                if (File.Exists(entry.Path))
+                {
+                    return held;
+                }
+                await held.DisposeAsync();
+                return null;
+            }
+            catch (IOException) when (waited.Elapsed < s_lockWait)
+            {
+                await Task.Delay(s_lockPoll, cancellationToken); // a gc is removing it, or a build of it runs
+            }
+        }
+    }
+
+    /// <summary>
+    /// For <c>vessel gc</c>: the cache's entries that nobody builds or holds right now, each with
+    /// its exclusive lock taken (dispose it after removing the entry's files). Entries in use are skipped.
+    /// </summary>
+    public IReadOnlyList<(string Path, FileStream Lock)> TakeUnused()
+    {
+        var taken = new List<(string, FileStream)>();
+        if (!System.IO.Directory.Exists(Directory))
+        {
+            return taken;
+        }
+        foreach (string image in System.IO.Directory.EnumerateFiles(Directory, "*.ext4"))
+        {
+            try
+            {
+                taken.Add((image, new FileStream(Path.ChangeExtension(image, ".lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None)));
+            }
+            catch (IOException)
+            {
+                // Being built or copied: in use.
+            }
+        }
+        return taken;
+    }
+
     /// <summary>The entry's name: everything that makes its bytes, hashed.</summary>
     private string Name(string contentDigest)
     {

@@ -87,6 +87,11 @@ public sealed partial class SandboxManager
                 overlay = OverlayDevice.Create(layer, dir, ownsBase: true);
             }
             await File.WriteAllTextAsync(Path.Combine(dir, "owner"), OwnerStamp(Environment.ProcessId) ?? string.Empty, cancellationToken);
+            if (options.RestoreFrom is { } restoreFrom)
+            {
+                // Its memory will be mapped from there: vessel gc and a --no-cache rebuild keep it while this sandbox lives.
+                await File.WriteAllTextAsync(Path.Combine(dir, State.HomeReferences.RestoredFromFile), Path.GetFullPath(restoreFrom), cancellationToken);
+            }
             var hooks = new List<IPreBootHook>();
             if (options.ReservedBytes is { } reserved)
             {
@@ -312,19 +317,8 @@ public sealed partial class SandboxManager
     public static async Task<IReadOnlyList<string>> SweepDirectoryAsync(string stateDirectory, CancellationToken cancellationToken)
     {
         var swept = new List<string>();
-        string sandboxes = new VesselHome(stateDirectory).Sandboxes;
-        if (!Directory.Exists(sandboxes))
+        foreach (string dir in await FindLeftoversAsync(stateDirectory, cancellationToken))
         {
-            return swept;
-        }
-        foreach (string dir in Directory.EnumerateDirectories(sandboxes, "sb-*"))
-        {
-            string ownerFile = Path.Combine(dir, "owner");
-            string? owner = File.Exists(ownerFile) ? (await File.ReadAllTextAsync(ownerFile, cancellationToken)).Trim() : null;
-            if (owner is { Length: > 0 } && IsAlive(owner))
-            {
-                continue;
-            }
             string pidFile = Path.Combine(dir, "vmm.pid");
             if (File.Exists(pidFile) && int.TryParse(await File.ReadAllTextAsync(pidFile, cancellationToken), NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
             {
@@ -334,6 +328,27 @@ public sealed partial class SandboxManager
             swept.Add(Path.GetFileName(dir));
         }
         return swept;
+    }
+
+    /// <summary>Sandbox directories (runs and build VMs) whose owner is gone: what <see cref="SweepDirectoryAsync"/> removes.</summary>
+    public static async Task<IReadOnlyList<string>> FindLeftoversAsync(string stateDirectory, CancellationToken cancellationToken)
+    {
+        var leftovers = new List<string>();
+        string sandboxes = new VesselHome(stateDirectory).Sandboxes;
+        if (!Directory.Exists(sandboxes))
+        {
+            return leftovers;
+        }
+        foreach (string dir in Directory.EnumerateDirectories(sandboxes, "sb-*"))
+        {
+            string ownerFile = Path.Combine(dir, "owner");
+            string? owner = File.Exists(ownerFile) ? (await File.ReadAllTextAsync(ownerFile, cancellationToken)).Trim() : null;
+            if (owner is not { Length: > 0 } || !IsAlive(owner))
+            {
+                leftovers.Add(dir);
+            }
+        }
+        return leftovers;
     }
 
     private static async Task KillLeftoverAsync(int pid, string dir, CancellationToken cancellationToken)

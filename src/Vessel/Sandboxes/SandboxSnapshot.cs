@@ -66,6 +66,24 @@ public sealed record SandboxSnapshot(
         return snapshot;
     }
 
+    /// <summary>
+    /// The kit id that <see cref="InfoFile"/> records, without the checks a restore needs (a snapshot
+    /// missing a file still pins its kit for <c>vessel gc</c>); null when there is no readable record.
+    /// </summary>
+    public static async Task<string?> TryReadKitIdAsync(string directory, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using FileStream stream = File.OpenRead(Path.Combine(directory, InfoFile));
+            SandboxSnapshot? snapshot = await JsonSerializer.DeserializeAsync<SandboxSnapshot>(stream, s_json, cancellationToken);
+            return string.IsNullOrEmpty(snapshot?.KitId) ? null : snapshot.KitId;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        {
+            return null;
+        }
+    }
+
     public async Task WriteAsync(string directory, CancellationToken cancellationToken)
     {
         string path = Path.Combine(directory, InfoFile);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Vessel.Common;
 using Vessel.Sandboxes;
 
 namespace Vessel.Service;
@@ -45,6 +46,8 @@ internal sealed partial class SandboxService
             await c.DetachAsync();
         }
         string directory = Path.Combine(_options.PausedDirectory, $"{sandbox.Id}-{sandbox.Layers.Count + 1}");
+        // The layer and snapshot exist before the row names them: 'vessel gc' waits for this pause.
+        using GcLock gcHeld = await GcLock.SharedAsync(_options.Home, null, CancellationToken.None);
         var layer = Guid.NewGuid();
         string intent = await WritePauseIntentAsync(directory, layer);
         PausedSandbox paused;

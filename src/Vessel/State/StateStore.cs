@@ -174,6 +174,33 @@ public sealed partial class StateStore
         return (int)(long)(await ScalarAsync(c, "SELECT count(*) FROM cache_entries", cancellationToken))!;
     }
 
+    public async Task<IReadOnlyList<CacheEntry>> ListCacheEntriesAsync(CancellationToken cancellationToken)
+    {
+        await using SqliteConnection c = await ConnectAsync(cancellationToken);
+        await using SqliteCommand cmd = Command(c, "SELECT hash, phase, layer_build, config_json, snapshot_dir, created_at FROM cache_entries ORDER BY created_at");
+        await using SqliteDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
+        var list = new List<CacheEntry>();
+        while (await r.ReadAsync(cancellationToken))
+        {
+            list.Add(new CacheEntry(r.GetString(0), r.GetString(1), Guid.Parse(r.GetString(2)), r.GetString(3), r.IsDBNull(4) ? null : r.GetString(4), Time(r.GetString(5))));
+        }
+        return list;
+    }
+
+    /// <summary>Deletes cache entries by hash, in one transaction (before the layers they name are removed).</summary>
+    public async Task DeleteCacheEntriesAsync(IEnumerable<string> hashes, CancellationToken cancellationToken)
+    {
+        await using SqliteConnection c = await ConnectAsync(cancellationToken);
+        await using SqliteTransaction tx = (SqliteTransaction)await c.BeginTransactionAsync(cancellationToken);
+        foreach (string hash in hashes)
+        {
+            await using SqliteCommand cmd = Command(c, "DELETE FROM cache_entries WHERE hash = $h", ("$h", hash));
+            cmd.Transaction = tx;
+            await cmd.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await tx.CommitAsync(cancellationToken);
+    }
+
     /// <summary>Every layer a cache entry or a template refers to (what a garbage collector must keep).</summary>
     public async Task<IReadOnlySet<Guid>> ReferencedLayersAsync(CancellationToken cancellationToken)
     {

@@ -57,6 +57,7 @@ internal sealed class TemplateBuilder
     private readonly string _workDirectory;
     private readonly string _lockDirectory;
     private readonly string _snapshotDirectory;
+    private readonly VesselHome _home;
 
     public TemplateBuilder(StateStore state, LayerStore layers, IStepRunner runner, string homeDirectory)
     {
@@ -64,6 +65,7 @@ internal sealed class TemplateBuilder
         _layers = layers;
         _runner = runner;
         var home = new VesselHome(homeDirectory);
+        _home = home;
         _workDirectory = home.Work;
         _lockDirectory = home.Locks;
         _snapshotDirectory = home.Snapshots;
@@ -73,6 +75,9 @@ internal sealed class TemplateBuilder
     {
         TemplateSpecValidator.ThrowIfInvalid(spec);
         var clock = Stopwatch.StartNew();
+        // Layers and snapshots exist before the rows that name them: 'vessel gc' waits for this build.
+        using GcLock gcHeld = await GcLock.SharedAsync(_home, () => progress?.Report(
+            new BuildEvent(0, spec.Steps.Count + 2, "base", BuildEventKind.Waiting, "vessel gc is running in this home")), cancellationToken);
         // What killed builds left: their rows say 'failed', their overlay caches go.
         await _state.FailBuildsOfDeadOwnersAsync(DateTimeOffset.UtcNow, cancellationToken);
         OverlayDevice.ReclaimLeftoverCaches(_workDirectory);
@@ -171,6 +176,7 @@ internal sealed class TemplateBuilder
             string finalHash = PhaseHash.Finalize(hash, spec, _runner.SnapshotIdentity);
             TemplateConfig finalConfig = config with { Cpu = spec.Cpu, MemoryMb = spec.MemoryMb, Start = spec.Start, Ready = spec.Ready };
             var fsw = Stopwatch.StartNew();
+            CacheEntry? replaced = null;
             CacheEntry? final = options.NoCache ? null : await _state.GetCacheEntryAsync(finalHash, cancellationToken);
             if (final is null)
             {
@@ -178,6 +184,7 @@ internal sealed class TemplateBuilder
                 final = options.NoCache ? null : await _state.GetCacheEntryAsync(finalHash, cancellationToken);
                 if (final is null)
                 {
+                    replaced = options.NoCache ? await _state.GetCacheEntryAsync(finalHash, cancellationToken) : null;
                     Emit(finalPhase, finalTitle, BuildEventKind.Started, hash: finalHash);
                     if (session is null)
                     {
@@ -222,6 +229,7 @@ internal sealed class TemplateBuilder
             TemplateConfig stored = TemplateConfig.FromJson(final.ConfigJson, "finalize");
             await _state.PutTemplateAsync(new TemplateRecord(spec.Name, TemplateSpecWriter.ToJson(spec), finalHash, final.LayerBuildId, stored.DiskSizeBytes,
                 final.ConfigJson, final.SnapshotDirectory, DateTimeOffset.UtcNow), cancellationToken);
+            await RemoveReplacedSnapshotAsync(replaced, final, line => Emit(finalPhase, finalTitle, BuildEventKind.Output, line), cancellationToken);
             return new TemplateBuildResult(spec.Name, finalHash, final.LayerBuildId, stored.DiskSizeBytes, results, clock.Elapsed);
         }
         finally
@@ -327,6 +335,27 @@ internal sealed class TemplateBuilder
             ReservedBlocks.HookOptions(BuildPhase.Base, spec.ReservedMb), _workDirectory, report, cancellationToken);
         TemplateConfig config = parentConfig with { DiskSizeBytes = header.Size, ReservedMb = spec.ReservedMb, Start = null, Ready = null };
         return (header.BuildId, config);
+    }
+
+    /// <summary>
+    /// A --no-cache rebuild replaced the finalize entry: its old snapshot goes now unless something
+    /// still names it (another template built from the same spec, a daemon's sandbox, a live sandbox
+    /// resumed from it); then 'vessel gc' takes it once that is over. The old layers are gc's.
+    /// </summary>
+    private async Task RemoveReplacedSnapshotAsync(CacheEntry? replaced, CacheEntry final, Action<string> report, CancellationToken cancellationToken)
+    {
+        if (replaced?.SnapshotDirectory is not { } old || old == final.SnapshotDirectory || !Directory.Exists(old))
+        {
+            return;
+        }
+        HomeReferences refs = await HomeReferences.ReadAsync(_home, _state, cancellationToken);
+        if (refs.NamesSnapshot(old))
+        {
+            report($"the replaced snapshot {old} is still in use: 'vessel gc' removes it once nothing uses it");
+            return;
+        }
+        Directory.Delete(old, recursive: true);
+        report($"removed the replaced snapshot {old}");
     }
 
     private static async Task CloseAsync(IStepSession? vm, LayerSession? session)

@@ -10,7 +10,7 @@ public sealed class HelpTests
     {
         var result = await VesselCli.RunAsync(CancellationToken.None, "--help");
         Assert.Equal(0, result.ExitCode);
-        foreach (string group in new[] { "rootfs", "blocks", "nbd", "kit", "sandbox", "template", "containerd" })
+        foreach (string group in new[] { "rootfs", "blocks", "nbd", "kit", "sandbox", "template", "containerd", "gc" })
         {
             Assert.Contains(group, result.StandardOutput, StringComparison.Ordinal);
         }

@@ -73,7 +73,7 @@ public sealed class CliMessagesTests : IDisposable
             listener.Start();
             int port = ((IPEndPoint)listener.LocalEndpoint).Port;
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(50));
-            using Process cli = StartCli("rootfs", "build", $"docker://127.0.0.1:{port}/silent:1", "--insecure", "-o", _dir.Combine("x.ext4"));
+            using Process cli = VesselCli.Start("rootfs", "build", $"docker://127.0.0.1:{port}/silent:1", "--insecure", "-o", _dir.Combine("x.ext4"));
             Task<string> stderr = cli.StandardError.ReadToEndAsync(cts.Token);
             using Socket held = await listener.AcceptSocketAsync(cts.Token);
             (await ExternalProcess.RunAsync("kill", [$"-{signal}", cli.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], cts.Token)).EnsureSuccess();
@@ -100,7 +100,7 @@ public sealed class CliMessagesTests : IDisposable
         AssertOneLineError(taken, $"cannot listen on 127.0.0.1:{port}");
         busy.Stop();
 
-        using Process server = StartCli("nbd", "serve", image, "--read-only", "--tcp", $"[::ffff:127.0.0.1]:{port}");
+        using Process server = VesselCli.Start("nbd", "serve", image, "--read-only", "--tcp", $"[::ffff:127.0.0.1]:{port}");
         ProcessResult info = default!;
         for (int i = 0; i < 200; i++)
         {
@@ -128,14 +128,4 @@ public sealed class CliMessagesTests : IDisposable
         AssertOneLineError(import, $"image '{dir}' is a directory");
     }
 
-    private static Process StartCli(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        psi.ArgumentList.Add(VesselCli.DllPath);
-        foreach (string a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        return Process.Start(psi)!;
-    }
 }

@@ -14,17 +14,6 @@ public sealed class CrashLeftoverTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private static Process StartCli(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        psi.ArgumentList.Add(VesselCli.DllPath);
-        foreach (string a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        return Process.Start(psi)!;
-    }
-
     private static string[] Partials(string dir) => Directory.EnumerateFiles(dir)
         .Where(f => Path.GetFileName(f).StartsWith('.') && f.EndsWith(".partial", StringComparison.Ordinal)).ToArray();
 
@@ -48,7 +37,7 @@ public sealed class CrashLeftoverTests : IDisposable
         Directory.CreateDirectory(outDir);
         string output = Path.Combine(outDir, "rootfs.ext4");
 
-        using (Process cli = StartCli("rootfs", "build", big, "-o", output))
+        using (Process cli = VesselCli.Start("rootfs", "build", big, "-o", output))
         {
             Task<string> stderr = cli.StandardError.ReadToEndAsync(cts.Token);
             Task<string> stdout = cli.StandardOutput.ReadToEndAsync(cts.Token);
@@ -124,7 +113,7 @@ public sealed class CrashLeftoverTests : IDisposable
 
     private static async Task KillDuringStepAsync(string spec, string home, string work, CancellationToken ct)
     {
-        using Process cli = StartCli("template", "build", "-f", spec, "--home", home, "--no-vm");
+        using Process cli = VesselCli.Start("template", "build", "-f", spec, "--home", home, "--no-vm");
         Task<string> stderr = cli.StandardError.ReadToEndAsync(ct);
         Task<string> stdout = cli.StandardOutput.ReadToEndAsync(ct);
         while (!Directory.Exists(work) || !Directory.EnumerateFiles(work).Any(f => f.EndsWith(".cache", StringComparison.Ordinal)))
