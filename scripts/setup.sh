@@ -21,6 +21,7 @@ packages=(
   util-linux           # setpriv: QEMU runs under PR_SET_PDEATHSIG and dies with Vessel
   jq curl ca-certificates xz-utils zstd
   procps               # kill, pgrep, ps: tests signal and find processes
+  python3-minimal      # /usr/bin/python3: the network filter tests call sendto/sendmsg under the filter
 )
 
 missing=()
@@ -36,14 +37,18 @@ else
   echo "setup: all Debian packages present"
 fi
 
-# npm installs s3rver (an S3-compatible server) for the object-store tests
-# (tests/Vessel.IntegrationTests/Blocks/S3Server.cs). A machine whose node already brings npm
-# (e.g. NodeSource's nodejs) keeps it; otherwise Debian's nodejs and npm.
-if ! command -v npm >/dev/null 2>&1; then
-  echo "setup: installing nodejs npm"
+# node and npm run s3rver (an S3-compatible server) for the object-store tests
+# (tests/Vessel.IntegrationTests/Blocks/S3Server.cs). A machine whose nodejs already brings
+# npm (NodeSource's nodejs provides and conflicts with Debian's npm) keeps it; otherwise
+# Debian's nodejs and npm.
+node_packages=(
+  nodejs npm
+)
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+  echo "setup: installing ${node_packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  apt-get install -y -qq --no-install-recommends "${node_packages[@]}" >/dev/null
 fi
 
 # The stock units of these packages must not own the machine: Vessel starts private

@@ -48,12 +48,31 @@ public sealed partial class SetupScriptTests
 
     private static HashSet<string> SetupPackages()
     {
+        // The main list, and node_packages (installed when node or npm is missing).
         string script = File.ReadAllText(Path.Combine(TestPaths.RepoRoot, "scripts", "setup.sh"));
-        int start = script.IndexOf("packages=(", StringComparison.Ordinal);
-        int end = script.IndexOf("\n)", start, StringComparison.Ordinal);
-        return PackageLinePattern().Matches(script[start..end])
-            .SelectMany(m => m.Groups[1].Value.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-            .ToHashSet(StringComparer.Ordinal);
+        var packages = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string list in new[] { "\npackages=(", "\nnode_packages=(" })
+        {
+            int start = script.IndexOf(list, StringComparison.Ordinal);
+            int end = script.IndexOf("\n)", start, StringComparison.Ordinal);
+            packages.UnionWith(PackageLinePattern().Matches(script[start..end])
+                .SelectMany(m => m.Groups[1].Value.Split(' ', StringSplitOptions.RemoveEmptyEntries)));
+        }
+        return packages;
+    }
+
+    /// <summary>True when a listed package depends on <paramref name="package"/> (clang -> clang-14).</summary>
+    private static async Task<bool> IsDependencyOfAsync(string package, HashSet<string> listed)
+    {
+        foreach (string p in listed)
+        {
+            ProcessResult r = await ExternalProcess.RunAsync("dpkg-query", ["-W", "-f=${Depends}, ${Pre-Depends}", p], CancellationToken.None);
+            if (r.Succeeded && r.StandardOutput.Split(',', '|').Select(d => d.Trim().Split(' ', ':')[0]).Contains(package, StringComparer.Ordinal))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     private static async Task<string?> PackageOfAsync(string path)
@@ -90,7 +109,7 @@ public sealed partial class SetupScriptTests
                 problems.Add($"{tool}: {path} belongs to no Debian package");
                 continue;
             }
-            if (packages.Contains(package))
+            if (packages.Contains(package) || await IsDependencyOfAsync(package, packages))
             {
                 continue;
             }

@@ -57,7 +57,7 @@ public sealed class NetworkFilterTests : IDisposable
         Assert.True((await ConnectAsync($"on +{own}/32:{port}", own!, port)).Connected);
     }
 
-    [RequiresFact("clang", "python3")]
+    [RequiresFact("clang", "/usr/bin/python3")]
     public async Task A_process_may_connect_to_its_own_loopback_listener_as_slirp_does_for_guestfwd()
     {
         string library = await NetworkFilter.EnsureLibraryAsync(_work.Combine("lib"), CancellationToken.None);
@@ -72,7 +72,7 @@ public sealed class NetworkFilterTests : IDisposable
             except ConnectionRefusedError:
                 print('other refused')
             """;
-        ProcessResult result = await ExternalProcess.RunAsync("python3", ["-c", Script, ((IPEndPoint)other.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture)],
+        ProcessResult result = await ExternalProcess.RunAsync("/usr/bin/python3", ["-c", Script, ((IPEndPoint)other.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture)],
             CancellationToken.None, timeout: TimeSpan.FromSeconds(30), environment: new NetworkFilter(library, "on").Environment);
         Assert.True(result.ExitCode == 0, result.StandardError);
         Assert.Contains("own ok", result.StandardOutput, StringComparison.Ordinal);
