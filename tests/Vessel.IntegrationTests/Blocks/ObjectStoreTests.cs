@@ -216,7 +216,9 @@ public sealed class ObjectStoreTests : IAsyncLifetime
     {
         CancellationToken ct = CancellationToken.None;
         S3StoreOptions options = Server.Options("f", _dir.Combine("cache-f"), Chunk);
+        Assert.True(Server.IsRunning);
         Server.Stop();
+        Assert.False(Server.IsRunning, "s3rver outlived its Stop");
         using var storage = new S3LayerStorage(options);
         var e = await Assert.ThrowsAsync<VesselException>(() => storage.ListAsync(ct));
         Assert.Equal(VesselErrorReason.Unavailable, e.Reason);

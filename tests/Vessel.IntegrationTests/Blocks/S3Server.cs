@@ -31,6 +31,19 @@ public sealed partial class S3Server : IAsyncDisposable
 
     public string Bucket { get; }
 
+    /// <summary>True while an s3rver process started from this server's data directory is alive (node and any child).</summary>
+    public bool IsRunning => Directory.EnumerateDirectories("/proc").Any(d =>
+    {
+        try
+        {
+            return File.ReadAllText(Path.Combine(d, "cmdline")).Contains(_data.Path, StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    });
+
     /// <summary>The environment a `vessel` process needs to use this server.</summary>
     public IReadOnlyDictionary<string, string> Environment => new Dictionary<string, string>
     {
