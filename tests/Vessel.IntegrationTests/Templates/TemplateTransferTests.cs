@@ -89,7 +89,7 @@ public sealed class TemplateTransferTests : IAsyncLifetime
         // An empty home: pull, then resume from the pulled snapshot.
         string pulled = await Vessel("template", "pull", "moved", "--from", bucket, "--home", homeB);
         Assert.Contains("pulled 'moved'", pulled, StringComparison.Ordinal);
-        string run = await Vessel("template", "run", "moved", "--home", homeB, "--", "sh", "-c", "cat /made.txt; pidof sleep >/dev/null && echo start-running");
+        string run = await Vessel("template", "run", "moved", "--home", homeB, "--timings", "--", "sh", "-c", "cat /made.txt; pidof sleep >/dev/null && echo start-running");
         Assert.Contains("made-on-a\nstart-running\n", run, StringComparison.Ordinal);
         Assert.Contains("restored from snapshot", run, StringComparison.Ordinal);
 
