@@ -28,17 +28,8 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
     /// <summary>What a push or pull moved.</summary>
     public sealed record Result(string Name, int BuildsCopied, int BuildsSkipped, long LayerBytes, long SnapshotBytes, long SnapshotSize, TimeSpan Elapsed);
 
-    /// <summary>The manifest's shape (version 1).</summary>
-    internal sealed record Manifest(
-        int Version,
-        string Name,
-        string SpecJson,
-        string FinalHash,
-        Guid LayerBuildId,
-        long DiskSizeBytes,
-        string ConfigJson,
-        DateTimeOffset BuiltAt,
-        ManifestSnapshot? Snapshot);
+    /// <summary>The manifest's shape (version 1): the template's row (its local snapshot path left out) and its snapshot's files.</summary>
+    internal sealed record Manifest(int Version, TemplateRecord Template, ManifestSnapshot? Snapshot);
 
     internal sealed record ManifestSnapshot(string Directory, Dictionary<string, S3BlobStore.BlobRef> Files);
 
@@ -63,7 +54,7 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
             }
             snapshot = new ManifestSnapshot(Path.GetFileName(dir), files);
         }
-        var manifest = new Manifest(1, record.Name, record.SpecJson, record.FinalHash, record.LayerBuildId, record.DiskSizeBytes, record.ConfigJson, record.BuiltAt, snapshot);
+        var manifest = new Manifest(1, record with { SnapshotDirectory = null }, snapshot);
         await bucket.PutAsync(bucket.KeyOf(ManifestKey(name)), JsonSerializer.SerializeToUtf8Bytes(manifest, s_json), cancellationToken);
         return new Result(name, layers.Builds, layers.Skipped, layers.Bytes, sent, size, clock.Elapsed);
     }
@@ -72,12 +63,11 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         Manifest manifest = await ReadManifestAsync(CheckName(name), bucket, cancellationToken);
-        LayerCopy.Result layers = await LayerCopy.CopyAsync(new LayerStore(bucket), local, manifest.LayerBuildId, null, cancellationToken);
+        LayerCopy.Result layers = await LayerCopy.CopyAsync(new LayerStore(bucket), local, manifest.Template.LayerBuildId, null, cancellationToken);
         (string? snapshotDirectory, long fetched, long size) = manifest.Snapshot is { } s
             ? await PullSnapshotAsync(name, s, bucket, cancellationToken)
             : (null, 0, 0);
-        await state.PutTemplateAsync(new TemplateRecord(manifest.Name, manifest.SpecJson, manifest.FinalHash, manifest.LayerBuildId,
-            manifest.DiskSizeBytes, manifest.ConfigJson, snapshotDirectory, manifest.BuiltAt), cancellationToken);
+        await state.PutTemplateAsync(manifest.Template with { SnapshotDirectory = snapshotDirectory }, cancellationToken);
         return new Result(name, layers.Builds, layers.Skipped, layers.Bytes, fetched, size, clock.Elapsed);
     }
 
@@ -112,9 +102,10 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
         {
             null => "the manifest is empty",
             { Version: not 1 } => $"the manifest has version {manifest.Version}; this Vessel reads version 1",
-            _ when manifest.Name != name => $"the manifest names template '{manifest.Name}'",
-            _ when manifest.SpecJson is null || manifest.ConfigJson is null || manifest.FinalHash is null => "the manifest lacks its spec, config or hash",
-            _ when manifest.DiskSizeBytes <= 0 => $"the manifest gives a disk of {manifest.DiskSizeBytes} bytes",
+            { Template: null } => "the manifest lacks its template",
+            { Template.Name: var other } when other != name => $"the manifest names template '{other}'",
+            { Template: { SpecJson: null } or { ConfigJson: null } or { FinalHash: null } } => "the manifest lacks its spec, config or hash",
+            { Template.DiskSizeBytes: <= 0 } => $"the manifest gives a disk of {manifest.Template.DiskSizeBytes} bytes",
             { Snapshot: { } s } when !IsSnapshotName(s.Directory) => $"the snapshot directory '{s.Directory}' is not a snapshot name",
             { Snapshot: { } s } when s.Files is null || s.Files.Keys.Any(f => !s_snapshotFiles.Contains(f)) || !s.Files.ContainsKey(SandboxSnapshot.InfoFile) || !s.Files.ContainsKey(SandboxSnapshot.StateFile)
                 => $"the snapshot lists files other than {string.Join(", ", s_snapshotFiles)} or lacks {SandboxSnapshot.InfoFile}/{SandboxSnapshot.StateFile}",

@@ -149,8 +149,8 @@ public sealed class TemplateTransferTests : IAsyncLifetime
         var transfer = new TemplateTransfer(state, LayerStore.OpenDirectory(home.Blocks), home);
         string blob = new('a', 64);
         string Manifest(string name, string directory, string files) => $$$"""
-            {"version":1,"name":"{{{name}}}","specJson":"{}","finalHash":"h","layerBuildId":"{{{Guid.NewGuid()}}}","diskSizeBytes":4096,
-             "configJson":"{}","builtAt":"2026-12-06T00:00:00Z","snapshot":{"directory":"{{{directory}}}","files":
+            {"version":1,"template":{"name":"{{{name}}}","specJson":"{}","finalHash":"h","layerBuildId":"{{{Guid.NewGuid()}}}","diskSizeBytes":4096,
+             "configJson":"{}","builtAt":"2026-12-06T00:00:00Z"},"snapshot":{"directory":"{{{directory}}}","files":
             """ + "{" + files + "}}}";
         string goodFiles = $$"""
             "snapshot.json":{"sha256":"{{blob}}","length":1},"state":{"sha256":"{{blob}}","length":1}
