@@ -44,7 +44,7 @@ internal static class TemplateCommands
             VesselHome dir = Commands.HomeOption.Get(parse, home);
             StateStore state = await StateStore.OpenAsync(dir.StateDatabase, ct);
             IStepRunner runner = parse.GetValue(noVm) ? new HostStepRunner() : await SandboxRunnerAsync(dir, SandboxCommands.ParseAcceleration(parse.GetValue(accel)), ct);
-            var builder = new TemplateBuilder(state, LayerStore.OpenDirectory(dir.Blocks), runner, dir.Root);
+            var builder = new TemplateBuilder(state, LayerStore.OpenHome(dir, VesselSettings.Current), runner, dir.Root);
             Console.Error.WriteLine($"building template '{spec.Name}' from {spec.FromImage ?? "template " + spec.FromTemplate} ({spec.Steps.Count} steps)");
             TemplateBuildResult result = await builder.BuildAsync(spec,
                 new TemplateBuildOptions { NoCache = parse.GetValue(noCache), Hostname = parse.GetValue(hostname)! },
@@ -101,7 +101,7 @@ internal static class TemplateCommands
             var manager = new SandboxManager(dir.Root, kit);
             await manager.SweepAsync(token);
             TimeSpan prepared = clock.Elapsed;
-            await using Sandbox sandbox = await manager.CreateFromTemplateAsync(LayerStore.OpenDirectory(dir.Blocks), t,
+            await using Sandbox sandbox = await manager.CreateFromTemplateAsync(LayerStore.OpenHome(dir, VesselSettings.Current), t,
                 new SandboxOptions { Acceleration = SandboxCommands.ParseAcceleration(parse.GetValue(accel)) }, restore: !parse.GetValue(cold), token, m => Console.Error.WriteLine("vessel: " + m));
             var request = new ExecRequest(parse.GetValue(commandLine)!)
             {

@@ -59,7 +59,7 @@ internal static partial class ServeCommands
         StateStore state = await StateStore.OpenAsync(home.StateDatabase, cancellationToken);
         using ILoggerFactory logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
         await using var service = new SandboxService(new SandboxServiceOptions(home) { Acceleration = acceleration, DefaultNetwork = DefaultNetwork(), TestCrashPoint = VesselSettings.Current.ServiceTestCrash },
-            new SandboxManager(home.Root, kit), LayerStore.OpenDirectory(home.Blocks), state, logs.CreateLogger("Vessel.Service"));
+            new SandboxManager(home.Root, kit), LayerStore.OpenHome(home, VesselSettings.Current), state, logs.CreateLogger("Vessel.Service"));
         await service.StartAsync(cancellationToken);
         if (tcp is not null && (await state.ListApiKeysAsync(cancellationToken)).Count == 0)
         {

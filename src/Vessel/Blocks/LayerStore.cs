@@ -39,6 +39,15 @@ internal sealed class LayerStore
     /// <summary>The store in a local directory (created when missing).</summary>
     public static LayerStore OpenDirectory(string path, ILogger<LayerStore>? logger = null) => new(new LocalLayerStorage(path), logger);
 
+    /// <summary>
+    /// A home's store: its blocks directory, with the bucket of <see cref="VesselSettings.RemoteStore"/>
+    /// behind it when one is set (<see cref="TieredLayerStorage"/>).
+    /// </summary>
+    public static LayerStore OpenHome(VesselHome home, VesselSettings settings, ILogger<LayerStore>? logger = null)
+        => settings.RemoteStore is { } remote
+            ? new(new TieredLayerStorage(new LocalLayerStorage(home.Blocks), new S3LayerStorage(settings.S3Store(remote, home))), logger)
+            : OpenDirectory(home.Blocks, logger);
+
     /// <summary>The store in an S3-compatible bucket, fetched chunk by chunk into a local cache.</summary>
     public static LayerStore OpenS3(S3StoreOptions options, ILogger<LayerStore>? logger = null) => new(new S3LayerStorage(options), logger);
 

@@ -55,6 +55,12 @@ public sealed record VesselSettings
     /// <summary>VESSEL_S3_CACHE_MB: the bound of the local chunk cache in MiB (default 8192).</summary>
     public long? S3CacheMiB { get; init; }
 
+    /// <summary>
+    /// VESSEL_REMOTE_STORE: a bucket (<c>s3://BUCKET/PREFIX</c>) behind every home's layer store:
+    /// builds missing locally are read from it on demand (templates pulled with <c>--lazy</c>).
+    /// </summary>
+    public string? RemoteStore { get; init; }
+
     /// <summary>True when this process runs as root (decides the default home).</summary>
     public static bool IsRoot => Environment.UserName == "root";
 
@@ -83,12 +89,16 @@ public sealed record VesselSettings
             S3AccessKey = Read("VESSEL_S3_ACCESS_KEY"),
             S3SecretKey = get("VESSEL_S3_SECRET_KEY"),
             S3Region = Read("VESSEL_S3_REGION"),
+            RemoteStore = Read("VESSEL_REMOTE_STORE"),
             S3CacheMiB = long.TryParse(Read("VESSEL_S3_CACHE_MB"), out long mib) && mib > 0 ? mib : null,
         };
     }
 
     /// <summary>The options of the bucket store <paramref name="url"/> (<c>s3://BUCKET/PREFIX</c>), its chunks cached in this home.</summary>
-    public Blocks.S3StoreOptions S3Store(string url)
+    public Blocks.S3StoreOptions S3Store(string url) => S3Store(url, Home);
+
+    /// <summary>The options of the bucket store <paramref name="url"/>, its chunks cached in <paramref name="home"/>.</summary>
+    public Blocks.S3StoreOptions S3Store(string url, VesselHome home)
     {
         (string bucket, string prefix) = Blocks.S3StoreOptions.Parse(url);
         if (S3Endpoint is null || S3AccessKey is null || S3SecretKey is null)
@@ -108,7 +118,7 @@ public sealed record VesselSettings
             AccessKey = S3AccessKey,
             SecretKey = S3SecretKey,
             Region = S3Region ?? "us-east-1",
-            CacheDirectory = Home.ChunkCache,
+            CacheDirectory = home.ChunkCache,
             CacheBytes = (S3CacheMiB ?? 8192) << 20,
         };
     }

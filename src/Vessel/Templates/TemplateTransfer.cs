@@ -59,16 +59,33 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
         return new Result(name, layers.Builds, layers.Skipped, layers.Bytes, sent, size, clock.Elapsed);
     }
 
-    public async Task<Result> PullAsync(string name, S3LayerStorage bucket, CancellationToken cancellationToken)
+    /// <summary>
+    /// Fetches template <paramref name="name"/>; with <paramref name="lazy"/> its layers stay in the
+    /// bucket (the home's store must read through to it: <see cref="TieredLayerStorage"/>).
+    /// </summary>
+    public async Task<Result> PullAsync(string name, S3LayerStorage bucket, bool lazy, CancellationToken cancellationToken)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         Manifest manifest = await ReadManifestAsync(CheckName(name), bucket, cancellationToken);
-        LayerCopy.Result layers = await LayerCopy.CopyAsync(new LayerStore(bucket), local, manifest.Template.LayerBuildId, null, cancellationToken);
+        LayerCopy.Result layers = lazy
+            ? await CheckChainAsync(new LayerStore(bucket), manifest.Template.LayerBuildId, cancellationToken)
+            : await LayerCopy.CopyAsync(new LayerStore(bucket), local, manifest.Template.LayerBuildId, null, cancellationToken);
         (string? snapshotDirectory, long fetched, long size) = manifest.Snapshot is { } s
             ? await PullSnapshotAsync(name, s, bucket, cancellationToken)
             : (null, 0, 0);
         await state.PutTemplateAsync(manifest.Template with { SnapshotDirectory = snapshotDirectory }, cancellationToken);
         return new Result(name, layers.Builds, layers.Skipped, layers.Bytes, fetched, size, clock.Elapsed);
+    }
+
+    /// <summary>Every build of the chain is in the bucket (headers only): a lazy pull copies nothing.</summary>
+    private static async Task<LayerCopy.Result> CheckChainAsync(LayerStore bucket, Guid buildId, CancellationToken cancellationToken)
+    {
+        BuildHeader top = await bucket.ReadHeaderAsync(buildId, cancellationToken);
+        foreach (Guid id in top.ReferencedBuilds.Where(g => g != buildId))
+        {
+            await bucket.ReadHeaderAsync(id, cancellationToken);
+        }
+        return new LayerCopy.Result(0, top.ReferencedBuilds.Count(g => g != buildId) + 1, 0);
     }
 
     /// <summary>The names of the templates in <paramref name="bucket"/>.</summary>

@@ -69,10 +69,12 @@ public sealed class TemplateTransferTests : IAsyncLifetime
             }
             """, ct);
         string bucket = $"s3://{Server.Bucket}/templates-test";
+        var remote = new Dictionary<string, string>(Server.Environment);
+        Task<ProcessResult> Run(IReadOnlyDictionary<string, string> env, string[] args)
+            => ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct, environment: env, timeout: TimeSpan.FromMinutes(10));
         async Task<string> Vessel(params string[] args)
         {
-            ProcessResult r = await ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct,
-                environment: new Dictionary<string, string>(Server.Environment), timeout: TimeSpan.FromMinutes(10));
+            ProcessResult r = await Run(remote, args);
             Assert.True(r.ExitCode == 0, $"vessel {string.Join(' ', args)} failed ({r.ExitCode}): {r.StandardError}");
             return r.StandardOutput + r.StandardError;
         }
@@ -103,6 +105,26 @@ public sealed class TemplateTransferTests : IAsyncLifetime
         Assert.Contains(": 0 builds (0 B)", second, StringComparison.Ordinal);
         Assert.Contains("0 B fetched", second, StringComparison.Ordinal);
         Assert.DoesNotContain(Directory.GetFileSystemEntries(Path.Combine(homeB, "snapshots")), d => d.Contains(".pull-", StringComparison.Ordinal));
+
+        // A lazy pull leaves the layers in the bucket: a sandbox reads them through it as it starts.
+        string homeC = Path.Combine(_env.StateDirectory, "tpl-push-c");
+        ProcessResult refused = await Run(remote, ["template", "pull", "moved", "--from", bucket, "--lazy", "--home", homeC]);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains($"set VESSEL_REMOTE_STORE={bucket}", refused.StandardError, StringComparison.Ordinal);
+        remote["VESSEL_REMOTE_STORE"] = bucket;
+        string lazy = await Vessel("template", "pull", "moved", "--from", bucket, "--lazy", "--home", homeC);
+        Assert.Contains(": 0 builds (0 B)", lazy, StringComparison.Ordinal);
+        string lazyRun = await Vessel("template", "run", "moved", "--home", homeC, "--timings", "--", "sh", "-c", "cat /made.txt; pidof sleep >/dev/null && echo start-running");
+        Assert.Contains("made-on-a\nstart-running\n", lazyRun, StringComparison.Ordinal);
+        Assert.Contains("restored from snapshot", lazyRun, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(homeC, "blocks")) && Directory.EnumerateFiles(Path.Combine(homeC, "blocks"), "*", SearchOption.AllDirectories).Any(f => !f.Contains("staging", StringComparison.Ordinal)),
+            "a lazy pull and a sandbox on it wrote no build into the home");
+        Assert.True(Directory.EnumerateFiles(Path.Combine(homeC, "cache", "chunks"), "*", SearchOption.AllDirectories).Any(), "the sandbox read chunks through the cache");
+        // Without the bucket behind the home, the template's layer is not there: a clear error.
+        remote.Remove("VESSEL_REMOTE_STORE");
+        ProcessResult missing = await Run(remote, ["template", "run", "moved", "--home", homeC, "--", "true"]);
+        Assert.NotEqual(0, missing.ExitCode);
+        Assert.Contains("is not in the store", missing.StandardError, StringComparison.Ordinal);
         _env.AssertNothingLeft();
     }
 
@@ -165,11 +187,11 @@ public sealed class TemplateTransferTests : IAsyncLifetime
         foreach ((string name, string json, string expect) in cases)
         {
             await storage.PutAsync(storage.KeyOf(TemplateTransfer.ManifestKey(name)), Encoding.UTF8.GetBytes(json), ct);
-            var e = await Assert.ThrowsAsync<VesselException>(() => transfer.PullAsync(name, storage, ct));
+            var e = await Assert.ThrowsAsync<VesselException>(() => transfer.PullAsync(name, storage, lazy: false, ct));
             Assert.Equal(VesselErrorReason.Corrupt, e.Reason);
             Assert.Contains(expect, e.Message, StringComparison.Ordinal);
         }
-        var bad = await Assert.ThrowsAsync<VesselException>(() => transfer.PullAsync("../x", storage, ct));
+        var bad = await Assert.ThrowsAsync<VesselException>(() => transfer.PullAsync("../x", storage, lazy: false, ct));
         Assert.Equal(VesselErrorReason.InvalidInput, bad.Reason);
         Assert.Empty(await state.ListTemplatesAsync(ct));
         Assert.False(Directory.Exists(home.Snapshots) && Directory.EnumerateFileSystemEntries(home.Snapshots).Any());
