@@ -39,7 +39,7 @@ internal static class ContainerdCommands
         var mode = new Option<string?>("--mode")
         {
             Description = "view: a read-only snapshot view held by a lease; extract: copy the files out of the layers. "
-                + $"Default: view when enabled by the bundle's '{BootArtifacts.ViewAnnotation}' annotation or {BootArtifacts.ViewEnvironmentVariable}=1, else extract.",
+                + $"Default: view when enabled by the bundle's '{BootArtifacts.ViewAnnotation}' annotation or {VesselSettings.ContainerdSnapshotViewVariable}=1, else extract.",
         };
         mode.AcceptOnlyFromAmong("view", "extract");
         var snapshotter = new Option<string>("--snapshotter")
