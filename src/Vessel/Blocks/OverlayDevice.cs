@@ -516,15 +516,9 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
 
     private void ReadCache(long offset, Span<byte> destination)
     {
-        while (destination.Length > 0)
+        if (PositionalRead.Fill(_cache, destination, offset) < destination.Length)
         {
-            int n = RandomAccess.Read(_cache, destination, offset);
-            if (n == 0)
-            {
-                throw new IOException($"overlay cache {CachePath} is shorter than the device.");
-            }
-            destination = destination[n..];
-            offset += n;
+            throw new IOException($"overlay cache {CachePath} is shorter than the device.");
         }
     }
 
