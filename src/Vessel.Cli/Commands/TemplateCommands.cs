@@ -12,7 +12,7 @@ namespace Vessel.Cli.Commands;
 internal static class TemplateCommands
 {
     public static Command Create() => new Command("template", "Build and manage templates: a base image or parent template, a disk, build steps and a start command, stored as layers.")
-        .WithSubcommands(Build(), Run(), List(), Show(), Remove());
+        .WithSubcommands(Build(), Run(), List(), Show(), Remove(), TemplateTransferCommands.Push(), TemplateTransferCommands.Pull());
 
     private static Command Build()
     {
