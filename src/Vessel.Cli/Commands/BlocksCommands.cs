@@ -24,19 +24,8 @@ internal static class BlocksCommands
         ? VesselSettings.Current.Home.Work
         : Path.Combine(store, "staging");
 
-    public static Command Create()
-    {
-        var command = new Command("blocks", "Work on the layered block store: builds of disk images with copy-on-write layers.");
-        command.Subcommands.Add(Import());
-        command.Subcommands.Add(Export());
-        command.Subcommands.Add(Flatten());
-        command.Subcommands.Add(List());
-        command.Subcommands.Add(Info());
-        command.Subcommands.Add(Verify());
-        command.Subcommands.Add(Delete());
-        command.Subcommands.Add(Copy());
-        return command;
-    }
+    public static Command Create() => new Command("blocks", "Work on the layered block store: builds of disk images with copy-on-write layers.")
+        .WithSubcommands(Import(), Export(), Flatten(), List(), Info(), Verify(), Delete(), Copy());
 
     private static Command Import()
     {
@@ -47,7 +36,7 @@ internal static class BlocksCommands
         {
             image, store, blockSize,
         };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parse, ct) =>
         {
             string path = parse.GetValue(image)!;
             int bs = parse.GetValue(blockSize);
@@ -63,8 +52,7 @@ internal static class BlocksCommands
                 $"imported {ByteSize.Format(header.Size)} in {sw.Elapsed.TotalSeconds:0.00} s: {ByteSize.Format(header.DataLength)} of data stored, {header.Mapping.Count} extents");
             Console.WriteLine(header.BuildId);
             return 0;
-        }, ct));
-        return command;
+        });
     }
 
     private static Command Export()
@@ -78,7 +66,7 @@ internal static class BlocksCommands
         {
             baseBuild, image, store, work,
         };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parse, ct) =>
         {
             LayerStore layers = OpenStore(parse.GetValue(store)!);
             Guid id = await layers.ResolveAsync(parse.GetValue(baseBuild)!, ct);
@@ -89,8 +77,7 @@ internal static class BlocksCommands
                 $"exported generation {header.Generation} over {id} in {sw.Elapsed.TotalSeconds:0.00} s: {ByteSize.Format(header.DataLength)} of changed data stored");
             Console.WriteLine(header.BuildId);
             return 0;
-        }, ct));
-        return command;
+        });
     }
 
     private static Command Flatten()
@@ -99,7 +86,7 @@ internal static class BlocksCommands
         var output = new Argument<string>("output") { Description = "The flat image file to write (replaced atomically if it exists)." };
         var store = StoreOption();
         var command = new Command("flatten", "Write a build as one flat sparse image (zero ranges stay holes).") { build, output, store };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parse, ct) =>
         {
             LayerStore layers = OpenStore(parse.GetValue(store)!);
             Guid id = await layers.ResolveAsync(parse.GetValue(build)!, ct);
@@ -108,15 +95,14 @@ internal static class BlocksCommands
             await layers.FlattenAsync(id, parse.GetValue(output)!, new ConsoleProgress("flattening", header.Size), ct);
             await Console.Error.WriteLineAsync($"flattened {id} ({ByteSize.Format(header.Size)}) in {sw.Elapsed.TotalSeconds:0.00} s");
             return 0;
-        }, ct));
-        return command;
+        });
     }
 
     private static Command List()
     {
         var store = StoreOption();
         var command = new Command("list", "List the builds in the store.") { store };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parse, ct) =>
         {
             LayerStore layers = OpenStore(parse.GetValue(store)!);
             Console.WriteLine($"{"BUILD",-36}  {"GEN",3}  {"SIZE",10}  {"DATA",10}  BASE");
@@ -126,8 +112,7 @@ internal static class BlocksCommands
                 Console.WriteLine($"{h.BuildId,-36}  {h.Generation,3}  {ByteSize.Format(h.Size),10}  {ByteSize.Format(h.DataLength),10}  {parent}");
             }
             return 0;
-        }, ct));
-        return command;
+        });
     }
 
     private static Command Info()
@@ -136,7 +121,7 @@ internal static class BlocksCommands
         var store = StoreOption();
         var mapping = new Option<bool>("--mapping") { Description = "Also print every mapping extent." };
         var command = new Command("info", "Show a build's header: sizes, generation, parent, and where its blocks live.") { build, store, mapping };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parse, ct) =>
         {
             LayerStore layers = OpenStore(parse.GetValue(store)!);
             BuildHeader h = await layers.ReadHeaderAsync(await layers.ResolveAsync(parse.GetValue(build)!, ct), ct);
@@ -160,40 +145,33 @@ internal static class BlocksCommands
                 }
             }
             return 0;
-        }, ct));
-        return command;
+        });
     }
 
-    private static Command Verify()
+    private static Command Verify() => OnBuild("verify", "Check the SHA-256 of every data file a build reads.", async (layers, id, ct) =>
+    {
+        await layers.VerifyAsync(id, ct);
+        Console.WriteLine($"{id}: ok");
+    });
+
+    private static Command Delete() => OnBuild("delete", "Delete a build that no other build uses.", async (layers, id, ct) =>
+    {
+        await layers.DeleteAsync(id, ct);
+        await Console.Error.WriteLineAsync($"deleted {id}");
+    });
+
+    /// <summary>A command that takes a build (id or unique prefix) and a --store, and does <paramref name="act"/> to it.</summary>
+    private static Command OnBuild(string name, string description, Func<LayerStore, Guid, CancellationToken, Task> act)
     {
         var build = new Argument<string>("build") { Description = "Build id or unique prefix." };
         var store = StoreOption();
-        var command = new Command("verify", "Check the SHA-256 of every data file a build reads.") { build, store };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        var command = new Command(name, description) { build, store };
+        return command.WithAction(async (parse, ct) =>
         {
             LayerStore layers = OpenStore(parse.GetValue(store)!);
-            Guid id = await layers.ResolveAsync(parse.GetValue(build)!, ct);
-            await layers.VerifyAsync(id, ct);
-            Console.WriteLine($"{id}: ok");
+            await act(layers, await layers.ResolveAsync(parse.GetValue(build)!, ct), ct);
             return 0;
-        }, ct));
-        return command;
-    }
-
-    private static Command Delete()
-    {
-        var build = new Argument<string>("build") { Description = "Build id or unique prefix." };
-        var store = StoreOption();
-        var command = new Command("delete", "Delete a build that no other build uses.") { build, store };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
-        {
-            LayerStore layers = OpenStore(parse.GetValue(store)!);
-            Guid id = await layers.ResolveAsync(parse.GetValue(build)!, ct);
-            await layers.DeleteAsync(id, ct);
-            await Console.Error.WriteLineAsync($"deleted {id}");
-            return 0;
-        }, ct));
-        return command;
+        });
     }
 
     private static Command Copy()
@@ -206,7 +184,7 @@ internal static class BlocksCommands
         {
             build, from, to,
         };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parse, ct) =>
         {
             LayerStore source = OpenStore(parse.GetValue(from)!);
             LayerStore target = OpenStore(parse.GetValue(to)!);
@@ -217,8 +195,7 @@ internal static class BlocksCommands
                 $"copied {r.Builds} build(s) ({ByteSize.Format(r.Bytes)} of data) to {target.Storage.Location} in {sw.Elapsed.TotalSeconds:0.00} s; {r.Skipped} already there");
             Console.WriteLine(id);
             return 0;
-        }, ct));
-        return command;
+        });
     }
 }
 

@@ -6,14 +6,8 @@ namespace Vessel.Cli.Commands;
 
 internal static class ContainerdCommands
 {
-
-    public static Command Create()
-    {
-        var command = new Command("containerd", "Boot artifacts (kernel, initrd, config) from container images in containerd.");
-        command.Subcommands.Add(CreateArtifacts());
-        command.Subcommands.Add(CreateCleanup());
-        return command;
-    }
+    public static Command Create() => new Command("containerd", "Boot artifacts (kernel, initrd, config) from container images in containerd.")
+        .WithSubcommands(CreateArtifacts(), CreateCleanup());
 
     private static Command CreateArtifacts()
     {
@@ -39,7 +33,7 @@ internal static class ContainerdCommands
         var mode = new Option<string?>("--mode")
         {
             Description = "view: a read-only snapshot view held by a lease; extract: copy the files out of the layers. "
-                + $"Default: view when enabled by the bundle's '{BootArtifacts.ViewAnnotation}' annotation or {BootArtifacts.ViewEnvironmentVariable}=1, else extract.",
+                + $"Default: view when enabled by the bundle's '{BootArtifacts.ViewAnnotation}' annotation or {VesselSettings.ContainerdSnapshotViewVariable}=1, else extract.",
         };
         mode.AcceptOnlyFromAmong("view", "extract");
         var snapshotter = new Option<string>("--snapshotter")
@@ -60,7 +54,7 @@ internal static class ContainerdCommands
         {
             address, ns, image, files, bundle, output, mode, snapshotter, expiry, noFallback,
         };
-        command.SetAction((parseResult, cancellationToken) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parseResult, ct) =>
         {
             // Test seam: a step name (state, lease, view, mount, bind) at which `artifacts` stops
             // and waits to be killed, so tests can crash it exactly there.
@@ -105,8 +99,7 @@ internal static class ContainerdCommands
                 Console.WriteLine($"{file.Path} -> {file.Target}");
             }
             return 0;
-        }, cancellationToken));
-        return command;
+        });
     }
 
     private static Command CreateCleanup()
@@ -118,7 +111,7 @@ internal static class ContainerdCommands
         {
             bundle, address,
         };
-        command.SetAction((parseResult, cancellationToken) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parseResult, ct) =>
         {
             CleanupResult result = await BootArtifacts.CleanupAsync(parseResult.GetValue(bundle)!, parseResult.GetValue(address), ct);
             if (!result.HadState)
@@ -138,8 +131,7 @@ internal static class ContainerdCommands
                 await Console.Error.WriteLineAsync($"vessel: warning: {warning}");
             }
             return 0;
-        }, cancellationToken));
-        return command;
+        });
     }
 
     private static TimeSpan ParseDuration(string text)

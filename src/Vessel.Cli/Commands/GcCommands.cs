@@ -18,7 +18,7 @@ internal static class GcCommands
         {
             dryRun, home,
         };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        return command.WithAction(async (parse, token) =>
         {
             VesselHome dir = HomeOption.GetExisting(parse, home);
             bool dry = parse.GetValue(dryRun);
@@ -52,7 +52,6 @@ internal static class GcCommands
                 await Console.Error.WriteLineAsync("vessel: " + error);
             }
             return result.Errors.Count == 0 ? 0 : 1;
-        }, ct));
-        return command;
+        });
     }
 }

@@ -6,13 +6,8 @@ namespace Vessel.Cli.Commands;
 
 internal static class KitCommands
 {
-    public static Command Create()
-    {
-        var command = new Command("kit", "Build and check the guest kit (kernel, initramfs, kit disk with the agent).");
-        command.Subcommands.Add(CreateBuild());
-        command.Subcommands.Add(CreateCheck());
-        return command;
-    }
+    public static Command Create() => new Command("kit", "Build and check the guest kit (kernel, initramfs, kit disk with the agent).")
+        .WithSubcommands(CreateBuild(), CreateCheck());
 
     /// <summary>
     /// The guest kit (built on first use), with progress on stderr: what every VM command boots.
@@ -34,7 +29,7 @@ internal static class KitCommands
         {
             cache, agent,
         };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        return command.WithAction(async (parse, token) =>
         {
             var options = new KitOptions
             {
@@ -48,20 +43,18 @@ internal static class KitCommands
             Console.WriteLine($"  initramfs {new FileInfo(kit.InitramfsPath).Length / 1024} KiB, modules: {string.Join(' ', kit.Manifest.Modules)}");
             Console.WriteLine($"  kit disk  {new FileInfo(kit.KitDiskPath).Length / 1024} KiB (read-only ext4: the agent and its libraries)");
             return 0;
-        }, ct));
-        return command;
+        });
     }
 
     private static Command CreateCheck()
     {
         var dir = new Argument<string>("dir") { Description = "A kit directory (holding kit.json)." };
         var command = new Command("check", "Verify a kit's kernel, initramfs and kit disk against its manifest.") { dir };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(token =>
+        return command.WithAction((parse, token) =>
         {
             GuestKit kit = GuestKit.Load(parse.GetValue(dir)!);
             Console.WriteLine($"kit {kit.Manifest.Id}: ok");
             return Task.FromResult(0);
-        }, ct));
-        return command;
+        });
     }
 }

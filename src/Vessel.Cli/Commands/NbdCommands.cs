@@ -10,12 +10,8 @@ namespace Vessel.Cli.Commands;
 
 internal static class NbdCommands
 {
-    public static Command Create()
-    {
-        var command = new Command("nbd", "Serve disk images and builds over NBD.");
-        command.Subcommands.Add(Serve());
-        return command;
-    }
+    public static Command Create() => new Command("nbd", "Serve disk images and builds over NBD.")
+        .WithSubcommands(Serve());
 
     private static Command Serve()
     {
@@ -47,7 +43,7 @@ internal static class NbdCommands
         {
             source, socket, tcp, readOnly, overlay, name, store, verbose, socketMode,
         };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parse, ct) =>
         {
             string? socketPath = parse.GetValue(socket);
             string? tcpText = parse.GetValue(tcp);
@@ -65,8 +61,7 @@ internal static class NbdCommands
                 .AddFilter(level => level >= (parse.GetValue(verbose) ? LogLevel.Debug : LogLevel.Warning)));
             return await ServeAsync(parse.GetValue(source)!, socketPath, parse.GetValue(socketMode), endPoint, parse.GetValue(readOnly), parse.GetValue(overlay),
                 parse.GetValue(name)!, parse.GetValue(store)!, logging, ct);
-        }, ct));
-        return command;
+        });
     }
 
     private static async Task<int> ServeAsync(string source, string? socketPath, UnixFileMode socketMode, IPEndPoint? endPoint, bool readOnly, bool useOverlay,

@@ -8,13 +8,8 @@ namespace Vessel.Cli.Commands;
 
 internal static class RootfsCommands
 {
-    public static Command Create()
-    {
-        var command = new Command("rootfs", "Build ext4 root filesystems from container images.");
-        command.Subcommands.Add(CreateBuild());
-        command.Subcommands.Add(CreateCheck());
-        return command;
-    }
+    public static Command Create() => new Command("rootfs", "Build ext4 root filesystems from container images.")
+        .WithSubcommands(CreateBuild(), CreateCheck());
 
     private static Command CreateBuild()
     {
@@ -33,7 +28,7 @@ internal static class RootfsCommands
         {
             source, output, size, free, reserved, hostname, insecure, username,
         };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        return command.WithAction(async (parse, token) =>
         {
             if (parse.GetValue(size) is not null && parse.GetValue(free) is not null)
             {
@@ -56,8 +51,7 @@ internal static class RootfsCommands
             RootfsBuildResult result = await BuildWithProgressAsync(image, parse.GetValue(output)!, options, token);
             Print(result);
             return 0;
-        }, ct));
-        return command;
+        });
     }
 
     private static async Task<RootfsBuildResult> BuildWithProgressAsync(IImageSource image, string output, RootfsBuildOptions options, CancellationToken token)
@@ -104,7 +98,7 @@ internal static class RootfsCommands
     {
         var image = new Argument<string>("image") { Description = "An ext4 image file." };
         var command = new Command("check", "Check an ext4 image with e2fsck (read-only) and show its summary.") { image };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        return command.WithAction(async (parse, token) =>
         {
             string path = parse.GetValue(image)!;
             InputFile.Require(path, "image");
@@ -118,7 +112,6 @@ internal static class RootfsCommands
             }
             Console.WriteLine($"{path}: clean");
             return 0;
-        }, ct));
-        return command;
+        });
     }
 }

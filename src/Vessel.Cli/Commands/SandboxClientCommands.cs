@@ -286,7 +286,7 @@ internal static class SandboxClientCommands
         var host = new Option<string?>("--host") { Description = "A daemon on TCP (vessel serve --listen), e.g. http://10.0.0.5:7070; its key comes from $VESSEL_API_KEY.", HelpName = "URL" };
         command.Options.Add(home);
         command.Options.Add(host);
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        return command.WithAction(async (parse, token) =>
         {
             try
             {
@@ -303,8 +303,7 @@ internal static class SandboxClientCommands
                 await Console.Error.WriteLineAsync("vessel: error: " + e.Message);
                 return 2;
             }
-        }, ct));
-        return command;
+        });
     }
 
     private static VesselClientOptions Options(string? host, VesselHome home)

@@ -16,15 +16,9 @@ internal static class SandboxCommands
 {
     public static Command Create()
     {
-        var command = new Command("sandbox", "Run commands in microVM sandboxes.");
-        command.Subcommands.Add(CreateRun());
-        command.Subcommands.Add(CreateSweep());
-        // The daemon's sandboxes (vessel serve), through the SDK.
-        foreach (Command client in SandboxClientCommands.Create())
-        {
-            command.Subcommands.Add(client);
-        }
-        return command;
+        // After run and sweep, the daemon's sandboxes (vessel serve), through the SDK.
+        return new Command("sandbox", "Run commands in microVM sandboxes.")
+            .WithSubcommands([CreateRun(), CreateSweep(), .. SandboxClientCommands.Create()]);
     }
 
     private static Command CreateRun()
@@ -52,7 +46,7 @@ internal static class SandboxCommands
             source, commandLine, env, cwd, user, memory, timeout, reserved, accel, state, timings, insecure,
         };
         network.AddTo(command);
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        return command.WithAction(async (parse, token) =>
         {
             VesselHome home = HomeOption.Get(parse, state);
             Acceleration acceleration = ParseAcceleration(parse.GetValue(accel));
@@ -83,8 +77,7 @@ internal static class SandboxCommands
                 Timeout = parse.GetValue(timeout) is double s ? TimeSpan.FromSeconds(s) : null,
             };
             return await ExecAsync(sandbox, request, parse.GetValue(timings), token);
-        }, ct));
-        return command;
+        });
     }
 
     /// <summary>
@@ -150,7 +143,7 @@ internal static class SandboxCommands
         var state = HomeOption.Create();
         state.Aliases.Add("--state");
         var command = new Command("sweep", "Remove what crashed runs and template builds left behind (VMM processes, sockets, rootfs copies), by sandbox id.") { state };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        return command.WithAction(async (parse, token) =>
         {
             VesselHome home = HomeOption.Get(parse, state);
             var swept = await SandboxManager.SweepDirectoryAsync(home.Root, token);
@@ -171,7 +164,6 @@ internal static class SandboxCommands
                 }
             }
             return 0;
-        }, ct));
-        return command;
+        });
     }
 }

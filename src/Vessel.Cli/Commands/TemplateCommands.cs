@@ -11,18 +11,8 @@ namespace Vessel.Cli.Commands;
 
 internal static class TemplateCommands
 {
-    public static Command Create()
-    {
-        var command = new Command("template", "Build and manage templates: a base image or parent template, a disk, build steps and a start command, stored as layers.");
-        command.Subcommands.Add(Build());
-        command.Subcommands.Add(Run());
-        command.Subcommands.Add(List());
-        command.Subcommands.Add(Show());
-        command.Subcommands.Add(Remove());
-        command.Subcommands.Add(TemplateTransferCommands.Push());
-        command.Subcommands.Add(TemplateTransferCommands.Pull());
-        return command;
-    }
+    public static Command Create() => new Command("template", "Build and manage templates: a base image or parent template, a disk, build steps and a start command, stored as layers.")
+        .WithSubcommands(Build(), Run(), List(), Show(), Remove(), TemplateTransferCommands.Push(), TemplateTransferCommands.Pull());
 
     private static Command Build()
     {
@@ -38,7 +28,7 @@ internal static class TemplateCommands
         {
             file, noCache, hostname, noVm, accel, home,
         };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parse, ct) =>
         {
             TemplateSpec spec = TemplateSpecReader.ReadFile(parse.GetValue(file)!);
             VesselHome dir = Commands.HomeOption.Get(parse, home);
@@ -54,8 +44,7 @@ internal static class TemplateCommands
                 $"built '{result.Name}' in {result.Elapsed.TotalSeconds:0.00} s ({cached} of {result.Phases.Count} phases cached): layer {result.LayerBuildId}, disk {ByteSize.Format(result.DiskSizeBytes)}");
             Console.WriteLine(result.FinalHash);
             return 0;
-        }, ct));
-        return command;
+        });
     }
 
     /// <summary>Build VMs live under HOME/sandboxes; leftovers of a crashed build are swept first.</summary>
@@ -88,14 +77,13 @@ internal static class TemplateCommands
         {
             name, commandLine, env, cwd, user, timeout, cold, timings, accel, home,
         };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async token =>
+        return command.WithAction(async (parse, token) =>
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
             VesselHome dir = Commands.HomeOption.Get(parse, home);
             StateStore state = await StateStore.OpenAsync(dir.StateDatabase, token);
             string n = parse.GetValue(name)!;
-            TemplateRecord t = await state.GetTemplateAsync(n, token)
-                ?? throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
+            TemplateRecord t = await state.GetTemplateAsync(n, token) ?? throw NoTemplate(n);
             TemplateConfig config = TemplateConfig.FromJson(t.ConfigJson, $"template '{n}'");
             GuestKit kit = await KitCommands.EnsureKitAsync(token);
             var manager = new SandboxManager(dir.Root, kit);
@@ -121,15 +109,14 @@ internal static class TemplateCommands
                     $"vessel: in this process: state + kit + sweep {prepared.TotalMilliseconds:0} ms, sandbox {(created - prepared).TotalMilliseconds:0} ms, command {(ran - created).TotalMilliseconds:0} ms, stop {(clock.Elapsed - ran).TotalMilliseconds:0} ms"));
             }
             return code;
-        }, ct));
-        return command;
+        });
     }
 
     private static Command List()
     {
         var home = Commands.HomeOption.Create();
         var command = new Command("ls", "List the built templates.") { home };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parse, ct) =>
         {
             StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
             IReadOnlyList<TemplateRecord> templates = await state.ListTemplatesAsync(ct);
@@ -139,58 +126,54 @@ internal static class TemplateCommands
                 Console.WriteLine($"{t.Name,-24}  {ByteSize.Format(t.DiskSizeBytes),10}  {t.FinalHash[..12],-12}  {t.LayerBuildId,-36}  {t.BuiltAt:yyyy-MM-dd HH:mm:ss}");
             }
             return 0;
-        }, ct));
-        return command;
+        });
     }
 
-    private static Command Show()
+    private static Command Show() => OnTemplate("show", "Show a template: its spec, runtime config, layer and builds.", async (state, n, ct) =>
     {
-        var name = new Argument<string>("name") { Description = "Template name." };
-        var home = Commands.HomeOption.Create();
-        var command = new Command("show", "Show a template: its spec, runtime config, layer and builds.") { name, home };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        TemplateRecord t = await state.GetTemplateAsync(n, ct) ?? throw NoTemplate(n);
+        Console.WriteLine($"name:      {t.Name}");
+        Console.WriteLine($"hash:      {t.FinalHash}");
+        Console.WriteLine($"layer:     {t.LayerBuildId}");
+        Console.WriteLine($"disk:      {ByteSize.Format(t.DiskSizeBytes)}");
+        Console.WriteLine($"snapshot:  {t.SnapshotDirectory ?? "(none: built without the sandbox runtime)"}");
+        Console.WriteLine($"built at:  {t.BuiltAt:u}");
+        Console.WriteLine($"config:    {t.ConfigJson}");
+        Console.WriteLine("spec:");
+        Console.WriteLine(t.SpecJson);
+        Console.WriteLine("builds:");
+        foreach (BuildRecord b in await state.ListBuildsAsync(n, ct))
         {
-            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
-            string n = parse.GetValue(name)!;
-            TemplateRecord t = await state.GetTemplateAsync(n, ct)
-                ?? throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
-            Console.WriteLine($"name:      {t.Name}");
-            Console.WriteLine($"hash:      {t.FinalHash}");
-            Console.WriteLine($"layer:     {t.LayerBuildId}");
-            Console.WriteLine($"disk:      {ByteSize.Format(t.DiskSizeBytes)}");
-            Console.WriteLine($"snapshot:  {t.SnapshotDirectory ?? "(none: built without the sandbox runtime)"}");
-            Console.WriteLine($"built at:  {t.BuiltAt:u}");
-            Console.WriteLine($"config:    {t.ConfigJson}");
-            Console.WriteLine("spec:");
-            Console.WriteLine(t.SpecJson);
-            Console.WriteLine("builds:");
-            foreach (BuildRecord b in await state.ListBuildsAsync(n, ct))
-            {
-                Console.WriteLine($"  #{b.Id} {b.Status,-9} {b.StartedAt:u}{(b.Error is null ? string.Empty : "  " + b.Error.Split('\n')[0])}");
-            }
-            return 0;
-        }, ct));
-        return command;
-    }
+            Console.WriteLine($"  #{b.Id} {b.Status,-9} {b.StartedAt:u}{(b.Error is null ? string.Empty : "  " + b.Error.Split('\n')[0])}");
+        }
+    });
 
-    private static Command Remove()
-    {
-        var name = new Argument<string>("name") { Description = "Template name." };
-        var home = Commands.HomeOption.Create();
-        var command = new Command("rm", "Remove a template's name. Its layers stay in the block store while cache entries use them, so a rebuild is still cached.") { name, home };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+    private static Command Remove() => OnTemplate("rm",
+        "Remove a template's name. Its layers stay in the block store while cache entries use them, so a rebuild is still cached.", async (state, n, ct) =>
         {
-            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
-            string n = parse.GetValue(name)!;
             if (!await state.DeleteTemplateAsync(n, ct))
             {
-                throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
+                throw NoTemplate(n);
             }
             Console.Error.WriteLine($"removed template '{n}'");
+        });
+
+    /// <summary>A command that takes a template name and an existing --home, and does <paramref name="act"/> with the home's state.</summary>
+    private static Command OnTemplate(string verb, string description, Func<StateStore, string, CancellationToken, Task> act)
+    {
+        var name = new Argument<string>("name") { Description = "Template name." };
+        var home = Commands.HomeOption.Create();
+        var command = new Command(verb, description) { name, home };
+        return command.WithAction(async (parse, ct) =>
+        {
+            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
+            await act(state, parse.GetValue(name)!, ct);
             return 0;
-        }, ct));
-        return command;
+        });
     }
+
+    private static VesselException NoTemplate(string name) =>
+        new(VesselErrorReason.NotFound, $"there is no template named '{name}' (see 'vessel template ls').");
 
     /// <summary>One line per phase event on stderr; step output indented under its phase.</summary>
     private sealed class BuildDisplay : IProgress<BuildEvent>
@@ -200,23 +183,10 @@ internal static class TemplateCommands
 
         public void Report(BuildEvent e)
         {
-            string head = $"[{e.Phase + 1}/{e.Phases}] {e.Title}";
-            string? line = e.Kind switch
+            string line = e.Describe(_clock.Elapsed);
+            lock (_gate)
             {
-                BuildEventKind.Started => $"{head}",
-                BuildEventKind.Cached => $"{head}  CACHED",
-                BuildEventKind.Waiting => $"{head}  waiting: {e.Message}",
-                BuildEventKind.Output => $"      | {_clock.Elapsed.TotalSeconds,6:0.00}s {e.Message}",
-                BuildEventKind.Done => $"      done in {e.Elapsed.TotalSeconds:0.00} s",
-                BuildEventKind.Failed => $"{head}  FAILED: {e.Message}",
-                _ => null,
-            };
-            if (line is not null)
-            {
-                lock (_gate)
-                {
-                    Console.Error.WriteLine(line);
-                }
+                Console.Error.WriteLine(line);
             }
         }
     }

@@ -33,7 +33,7 @@ internal static class TemplateTransferCommands
         {
             command.Options.Add(lazy);
         }
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parse, ct) =>
         {
             // A push reads an existing home; a pull may be the first thing a new home gets.
             VesselHome dir = verb == "push" ? HomeOption.GetExisting(parse, home) : HomeOption.Get(parse, home);
@@ -51,7 +51,6 @@ internal static class TemplateTransferCommands
                 $"{verb}ed '{r.Name}' {preposition} {bucket.Location} in {r.Elapsed.TotalSeconds:0.00} s: {r.BuildsCopied} builds ({ByteSize.Format(r.LayerBytes)}), {r.BuildsSkipped} {present}; "
                 + $"snapshot {ByteSize.Format(r.SnapshotSize)}, {ByteSize.Format(r.SnapshotBytes)} {moved}");
             return 0;
-        }, ct));
-        return command;
+        });
     }
 }

@@ -30,14 +30,13 @@ internal static partial class ServeCommands
         {
             home, socket, listen, accel,
         };
-        command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
+        return command.WithAction(async (parse, ct) =>
         {
             VesselHome dir = HomeOption.Get(parse, home);
             string socketPath = Path.GetFullPath(parse.GetValue(socket) ?? dir.Socket);
             IPEndPoint? tcp = parse.GetValue(listen) is { } l ? ParseEndPoint(l) : null;
             return await RunAsync(dir, socketPath, tcp, SandboxCommands.ParseAcceleration(parse.GetValue(accel) ?? VesselSettings.Current.Accelerator), ct);
-        }, ct));
-        return command;
+        });
     }
 
     /// <summary>VESSEL_OUTBOUND, checked before the daemon starts.</summary>

@@ -1,4 +1,5 @@
 using Microsoft.Win32.SafeHandles;
+using Vessel.Common;
 using Vessel.Interop;
 
 namespace Vessel.Blocks;
@@ -44,17 +45,8 @@ internal sealed class FlatFileDevice : IBlockDevice, IDisposable
     public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
         Span<byte> span = destination.Span;
-        while (span.Length > 0)
-        {
-            int n = RandomAccess.Read(_handle, span, offset);
-            if (n == 0)
-            {
-                span.Clear(); // the file shrank under us: what is gone reads as zeros
-                break;
-            }
-            span = span[n..];
-            offset += n;
-        }
+        int n = PositionalRead.Fill(_handle, span, offset);
+        span[n..].Clear(); // the file shrank under us: what is gone reads as zeros
         return ValueTask.CompletedTask;
     }
 

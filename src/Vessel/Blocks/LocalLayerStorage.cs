@@ -210,16 +210,10 @@ internal sealed class LocalLayerStorage : ILayerStorage
         public ValueTask ReadAsync(Memory<byte> destination, long offset, CancellationToken cancellationToken)
         {
             // Positional reads of page-cached data are faster done here than queued to the pool.
-            Span<byte> span = destination.Span;
-            while (span.Length > 0)
+            int n = PositionalRead.Fill(handle, destination.Span, offset);
+            if (n < destination.Length)
             {
-                int n = RandomAccess.Read(handle, span, offset);
-                if (n == 0)
-                {
-                    throw new InvalidDataException($"Build data ends at {offset}, before the mapping says it should.");
-                }
-                span = span[n..];
-                offset += n;
+                throw new InvalidDataException($"Build data ends at {offset + n}, before the mapping says it should.");
             }
             return ValueTask.CompletedTask;
         }

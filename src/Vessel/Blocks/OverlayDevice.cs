@@ -74,23 +74,8 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     /// Deletes overlay cache files in <paramref name="workDirectory"/> whose owner process is
     /// gone (a build or sandbox killed with SIGKILL); returns what it removed.
     /// </summary>
-    public static IReadOnlyList<string> ReclaimLeftoverCaches(string workDirectory)
-    {
-        var removed = new List<string>();
-        foreach (string file in FindLeftoverCaches(workDirectory))
-        {
-            try
-            {
-                File.Delete(file);
-                removed.Add(file);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // Another user's, or removed meanwhile.
-            }
-        }
-        return removed;
-    }
+    public static IReadOnlyList<string> ReclaimLeftoverCaches(string workDirectory) =>
+        WorkLeftovers.DeleteFiles(FindLeftoverCaches(workDirectory));
 
     /// <summary>The overlay cache files in <paramref name="workDirectory"/> whose owner process is gone.</summary>
     public static IReadOnlyList<string> FindLeftoverCaches(string workDirectory)
@@ -516,15 +501,9 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
 
     private void ReadCache(long offset, Span<byte> destination)
     {
-        while (destination.Length > 0)
+        if (PositionalRead.Fill(_cache, destination, offset) < destination.Length)
         {
-            int n = RandomAccess.Read(_cache, destination, offset);
-            if (n == 0)
-            {
-                throw new IOException($"overlay cache {CachePath} is shorter than the device.");
-            }
-            destination = destination[n..];
-            offset += n;
+            throw new IOException($"overlay cache {CachePath} is shorter than the device.");
         }
     }
 

@@ -119,23 +119,7 @@ public sealed class OutputFile : IDisposable
     /// build killed with SIGKILL). Returns what it removed; partial files of live processes and
     /// files of any other form are left alone.
     /// </summary>
-    public static IReadOnlyList<string> ReclaimLeftovers(string directory)
-    {
-        var removed = new List<string>();
-        foreach (string file in FindLeftovers(directory))
-        {
-            try
-            {
-                File.Delete(file);
-                removed.Add(file);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // Another user's leftover: not ours to remove.
-            }
-        }
-        return removed;
-    }
+    public static IReadOnlyList<string> ReclaimLeftovers(string directory) => WorkLeftovers.DeleteFiles(FindLeftovers(directory));
 
     /// <summary>The partial files in <paramref name="directory"/> whose owner process is gone: what <see cref="ReclaimLeftovers"/> removes.</summary>
     public static IReadOnlyList<string> FindLeftovers(string directory)

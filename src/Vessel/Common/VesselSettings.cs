@@ -10,6 +10,12 @@ public sealed record VesselSettings
     /// <summary>VESSEL_HOME: the one home (<see cref="VesselHome"/>).</summary>
     public const string HomeVariable = "VESSEL_HOME";
 
+    /// <summary>VESSEL_ACCEL: the variable behind <see cref="Accelerator"/>.</summary>
+    public const string AcceleratorVariable = "VESSEL_ACCEL";
+
+    /// <summary>VESSEL_CONTAINERD_SNAPSHOT_VIEW: the host-wide opt-in behind <see cref="ContainerdSnapshotView"/> ("1"/"true").</summary>
+    public const string ContainerdSnapshotViewVariable = "VESSEL_CONTAINERD_SNAPSHOT_VIEW";
+
     /// <summary>The home every command uses unless its --home says otherwise.</summary>
     public required VesselHome Home { get; init; }
 
@@ -76,12 +82,12 @@ public sealed record VesselSettings
         return new VesselSettings
         {
             Home = new VesselHome(home),
-            Accelerator = Read("VESSEL_ACCEL"),
+            Accelerator = Read(AcceleratorVariable),
             AgentDirectory = Read("VESSEL_AGENT_DIR"),
             RegistryPassword = get("VESSEL_REGISTRY_PASSWORD"),
             ApiKey = Read("VESSEL_API_KEY"),
             Profile = Read("VESSEL_PROFILE") == "1",
-            ContainerdSnapshotView = Read("VESSEL_CONTAINERD_SNAPSHOT_VIEW"),
+            ContainerdSnapshotView = Read(ContainerdSnapshotViewVariable),
             ContainerdTestHold = Read("VESSEL_CONTAINERD_TEST_HOLD"),
             DefaultOutbound = Read("VESSEL_OUTBOUND"),
             ServiceTestCrash = Read("VESSEL_SERVICE_TEST_CRASH"),

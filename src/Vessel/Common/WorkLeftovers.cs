@@ -31,6 +31,28 @@ public static class WorkLeftovers
         return removed;
     }
 
+    /// <summary>
+    /// Deletes leftover <paramref name="files"/> (a dead owner's caches or partial outputs) and
+    /// returns those it removed; one it may not remove (another user's) or that went meanwhile is skipped.
+    /// </summary>
+    public static IReadOnlyList<string> DeleteFiles(IEnumerable<string> files)
+    {
+        var removed = new List<string>();
+        foreach (string file in files)
+        {
+            try
+            {
+                File.Delete(file);
+                removed.Add(file);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Another user's leftover, or removed meanwhile: not ours to remove.
+            }
+        }
+        return removed;
+    }
+
     /// <summary>The owned directories in <paramref name="parent"/> whose owner is gone: what <see cref="ReclaimAsync"/> removes.</summary>
     public static IReadOnlyList<string> Find(string parent)
     {

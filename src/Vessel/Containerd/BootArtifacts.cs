@@ -69,9 +69,6 @@ internal static class BootArtifacts
     /// <summary>Per-container opt-in: this annotation in the bundle's config.json ("true"/"false").</summary>
     public const string ViewAnnotation = "dev.vessel.containerd.snapshot-view";
 
-    /// <summary>Host-wide opt-in: this environment variable ("1"/"true").</summary>
-    public const string ViewEnvironmentVariable = "VESSEL_CONTAINERD_SNAPSHOT_VIEW";
-
     public const string ExpireLabel = "containerd.io/gc.expire";
     public const string BundleLabel = "dev.vessel.bundle";
 

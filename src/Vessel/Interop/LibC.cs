@@ -22,6 +22,9 @@ internal static unsafe partial class LibC
     public const int Enxio = 6;
     public const int Eagain = 11;
 
+    public const int SyslogActionReadAll = 3;
+    public const int SyslogActionSizeBuffer = 10;
+
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Open(string path, int flags);
 
@@ -62,6 +65,10 @@ internal static unsafe partial class LibC
 
     [LibraryImport("libc", EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Mount(string source, string target, string? fileSystemType, ulong flags, string? data);
+
+    /// <summary>klogctl(3) (syslog(2)): the type SYSLOG_ACTION_READ_ALL copies the kernel log without consuming it.</summary>
+    [LibraryImport("libc", EntryPoint = "klogctl", SetLastError = true)]
+    public static partial int Klogctl(int type, byte* buffer, int length);
 
     [LibraryImport("libc", EntryPoint = "umount2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Umount2(string target, int flags);

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
 using Vessel.Blocks;
+using Vessel.Common;
 
 namespace Vessel.Nbd;
 
@@ -449,17 +450,11 @@ internal sealed partial class NbdConnection
         byte[] rest = _server.Buffers.Rent(length);
         try
         {
-            Span<byte> span = rest.AsSpan(0, length);
-            for (long at = offset; span.Length > 0;)
+            int n = PositionalRead.Fill(file, rest.AsSpan(0, length), offset);
+            if (n < length)
             {
-                int n = RandomAccess.Read(file, span, at);
-                if (n == 0)
-                {
-                    // The header is out already, so no error reply can follow: drop the client.
-                    throw new IOException($"The served file ended at {at} during a read reply.");
-                }
-                span = span[n..];
-                at += n;
+                // The header is out already, so no error reply can follow: drop the client.
+                throw new IOException($"The served file ended at {offset + n} during a read reply.");
             }
             SendAll(rest.AsSpan(0, length), ct);
         }

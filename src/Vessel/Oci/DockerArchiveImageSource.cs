@@ -85,13 +85,7 @@ internal sealed class DockerArchiveImageSource : IImageSource
 
     public async Task<Stream> OpenLayerAsync(int index, CancellationToken cancellationToken)
     {
-        if (_resolved is null || _layers is null)
-        {
-            throw new InvalidOperationException($"{Description}: call ResolveAsync before OpenLayerAsync.");
-        }
-        ArgumentOutOfRangeException.ThrowIfNegative(index);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _layers.Count);
-        TarMember member = _layers[index];
+        TarMember member = ImageSourceGuard.Layer(Description, _resolved, _layers, index);
         OciDigest diffId = OciDigest.Parse(_resolved.Layers[index].Digest, Description);
         string what = $"layer {index + 1} of {_layers.Count} ({diffId}) of {Description}";
         // The blob has no digest of its own here: the diff_id check on the uncompressed stream (always on) covers it.

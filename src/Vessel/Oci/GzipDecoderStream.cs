@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Vessel.Common;
 
 namespace Vessel.Oci;
 
@@ -12,7 +13,7 @@ namespace Vessel.Oci;
 /// GZipStream calls (libSystem.IO.Compression.Native); calling it directly is what shows where
 /// a member ends, which the stream API hides.
 /// </summary>
-internal sealed partial class GzipDecoderStream : Stream
+internal sealed partial class GzipDecoderStream : ReadOnlyStream
 {
     private const int InputSize = 256 << 10; // bigger reads from the blob cut the per-call cost through HTTP and hashing
     private const int GzipWindowBits = 31; // 15-bit window, gzip wrapper (zlib.h, inflateInit2)
@@ -52,23 +53,7 @@ internal sealed partial class GzipDecoderStream : Stream
         Ended,
     }
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-    public override int Read(Span<byte> buffer)
+    protected override int ReadCore(Span<byte> buffer)
     {
         while (true)
         {
@@ -81,10 +66,7 @@ internal sealed partial class GzipDecoderStream : Stream
         }
     }
 
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    protected override async ValueTask<int> ReadCoreAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -97,17 +79,7 @@ internal sealed partial class GzipDecoderStream : Stream
         }
     }
 
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    protected override unsafe void Dispose(bool disposing)
+    protected override unsafe ValueTask ReleaseAsync()
     {
         if (_z is not null)
         {
@@ -115,7 +87,7 @@ internal sealed partial class GzipDecoderStream : Stream
             NativeMemory.Free(_z);
             _z = null;
         }
-        base.Dispose(disposing);
+        return default;
     }
 
     /// <summary>Decodes into <paramref name="output"/>: bytes produced, 0 at the end, or -1 when it needs input.</summary>

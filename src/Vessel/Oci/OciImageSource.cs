@@ -51,13 +51,7 @@ internal abstract class OciImageSource : IImageSource
 
     public async Task<Stream> OpenLayerAsync(int index, CancellationToken cancellationToken)
     {
-        if (_resolved is null || _layers is null)
-        {
-            throw new InvalidOperationException($"{Description}: call ResolveAsync before OpenLayerAsync.");
-        }
-        ArgumentOutOfRangeException.ThrowIfNegative(index);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _layers.Count);
-        OciDescriptor layer = _layers[index];
+        OciDescriptor layer = ImageSourceGuard.Layer(Description, _resolved, _layers, index);
         string what = LayerName(index, _layers.Count, layer.Digest);
         Stream raw = await OpenBlobAsync(layer, what, cancellationToken);
         var blob = new DigestVerifyingStream(raw, layer.Digest, layer.Size, what);

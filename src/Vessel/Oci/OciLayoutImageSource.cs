@@ -150,22 +150,13 @@ internal sealed class DirectoryLayoutFiles : IOciLayoutFiles
 }
 
 /// <summary>An oci-archive: an OCI layout inside an uncompressed tar file, read in place.</summary>
-internal sealed class ArchiveLayoutFiles : IOciLayoutFiles
+internal sealed class ArchiveLayoutFiles(TarArchiveIndex archive, string what) : IOciLayoutFiles
 {
-    private readonly TarArchiveIndex _archive;
-    private readonly string _what;
-
-    public ArchiveLayoutFiles(TarArchiveIndex archive, string what)
-    {
-        _archive = archive;
-        _what = what;
-    }
-
     public Stream? TryOpen(string relativePath)
     {
-        TarMember? member = _archive.Find(relativePath, _what);
-        return member is null ? null : _archive.OpenMember(member);
+        TarMember? member = archive.Find(relativePath, what);
+        return member is null ? null : archive.OpenMember(member);
     }
 
-    public void Dispose() => _archive.Dispose();
+    public void Dispose() => archive.Dispose();
 }

@@ -346,26 +346,17 @@ internal sealed class RegistryClient : IDisposable
     }
 
     /// <summary>A response body that disposes its response.</summary>
-    private sealed class ResponseStream : ReadOnlyStream
+    private sealed class ResponseStream(Stream body, HttpResponseMessage response) : ReadOnlyStream
     {
-        private readonly Stream _body;
-        private readonly HttpResponseMessage _response;
-
-        public ResponseStream(Stream body, HttpResponseMessage response)
-        {
-            _body = body;
-            _response = response;
-        }
-
-        protected override int ReadCore(Span<byte> buffer) => _body.Read(buffer);
+        protected override int ReadCore(Span<byte> buffer) => body.Read(buffer);
 
         protected override ValueTask<int> ReadCoreAsync(Memory<byte> buffer, CancellationToken cancellationToken) =>
-            _body.ReadAsync(buffer, cancellationToken);
+            body.ReadAsync(buffer, cancellationToken);
 
         protected override async ValueTask ReleaseAsync()
         {
-            await _body.DisposeAsync();
-            _response.Dispose();
+            await body.DisposeAsync();
+            response.Dispose();
         }
     }
 }

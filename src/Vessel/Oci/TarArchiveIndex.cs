@@ -318,15 +318,9 @@ internal sealed class TarArchiveIndex : IDisposable
 
     private static void ReadExactly(SafeFileHandle handle, Span<byte> buffer, long offset)
     {
-        while (!buffer.IsEmpty)
+        if (PositionalRead.Fill(handle, buffer, offset) < buffer.Length)
         {
-            int n = RandomAccess.Read(handle, buffer, offset);
-            if (n == 0)
-            {
-                throw new EndOfStreamException();
-            }
-            buffer = buffer[n..];
-            offset += n;
+            throw new EndOfStreamException();
         }
     }
 

@@ -13,6 +13,23 @@ public sealed record PausedSandbox(string Directory, Guid Layer, SandboxSnapshot
 public sealed partial class Sandbox
 {
     /// <summary>
+    /// Refuses a <paramref name="directory"/> that exists (<paramref name="what"/> names it in the
+    /// error) and makes its empty DIRECTORY.partial, where a pause or snapshot is written before it
+    /// is renamed into place; returns that path.
+    /// </summary>
+    private static string StartPartial(string directory, string what)
+    {
+        if (Directory.Exists(directory) || File.Exists(directory))
+        {
+            throw new VesselException(VesselErrorReason.Conflict, $"{what} directory {directory} already exists.");
+        }
+        string partial = directory + ".partial";
+        SandboxManager.DeleteDirectory(partial);
+        Directory.CreateDirectory(partial);
+        return partial;
+    }
+
+    /// <summary>
     /// Pauses the sandbox into <paramref name="directory"/> (created; must not exist) and stops it:
     /// the guest's writes are synced, its RAM and device state saved (RAM in the state stream, or
     /// beside it when the VM's RAM was a shared file), and the blocks its disk overlay wrote exported
@@ -27,13 +44,7 @@ public sealed partial class Sandbox
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"Sandbox {Id} does not run on a layer (SandboxOptions.Layer): its disk cannot be saved with a pause.");
         }
-        if (Directory.Exists(directory) || File.Exists(directory))
-        {
-            throw new VesselException(VesselErrorReason.Conflict, $"Pause directory {directory} already exists.");
-        }
-        string partial = directory + ".partial";
-        SandboxManager.DeleteDirectory(partial);
-        Directory.CreateDirectory(partial);
+        string partial = StartPartial(directory, "Pause");
         Guid? exported = null;
         try
         {

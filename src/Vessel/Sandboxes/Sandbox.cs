@@ -174,13 +174,7 @@ public sealed partial class Sandbox : IAsyncDisposable
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"Sandbox {Id} was not created snapshottable (SandboxOptions.Snapshottable).");
         }
-        if (Directory.Exists(directory) || File.Exists(directory))
-        {
-            throw new VesselException(VesselErrorReason.Conflict, $"Snapshot directory {directory} already exists.");
-        }
-        string partial = directory + ".partial";
-        SandboxManager.DeleteDirectory(partial);
-        Directory.CreateDirectory(partial);
+        string partial = StartPartial(directory, "Snapshot");
         try
         {
             // Every dirty page of the guest reaches the disk before its state is frozen.

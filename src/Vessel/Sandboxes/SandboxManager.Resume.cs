@@ -17,14 +17,6 @@ public sealed partial class SandboxManager
         {
             return await ResumePodAsync(paused, pod, options, cancellationToken);
         }
-        Build build = await layers.OpenAsync(paused.Layer, cancellationToken);
-        return await CreateAsync(options with
-        {
-            RootfsPath = null,
-            Device = null,
-            Layer = build,
-            RestoreFrom = paused.Directory,
-            Pausable = true,
-        }, cancellationToken);
+        return await CreateOnLayerAsync(layers, paused.Layer, paused.Directory, options with { Device = null, Pausable = true }, cancellationToken);
     }
 }

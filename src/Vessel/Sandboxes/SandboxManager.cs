@@ -240,15 +240,14 @@ public sealed partial class SandboxManager
             warn?.Invoke($"template '{template.Name}' was snapshotted with another guest kit: booting its disk cold; rebuild it (vessel template build) to resume from a snapshot again");
             snapshot = null;
         }
-        Build build = await layers.OpenAsync(template.LayerBuildId, cancellationToken);
-        return await CreateAsync(options with
-        {
-            RootfsPath = null,
-            Layer = build,
-            RestoreFrom = snapshot,
-            MemoryMiB = config.MemoryMb,
-            Vcpus = config.Cpu,
-        }, cancellationToken);
+        return await CreateOnLayerAsync(layers, template.LayerBuildId, snapshot, options with { MemoryMiB = config.MemoryMb, Vcpus = config.Cpu }, cancellationToken);
+    }
+
+    /// <summary>A sandbox on a copy-on-write overlay over <paramref name="layer"/>, its VM restored from <paramref name="restoreFrom"/> when given.</summary>
+    private async Task<Sandbox> CreateOnLayerAsync(LayerStore layers, Guid layer, string? restoreFrom, SandboxOptions options, CancellationToken cancellationToken)
+    {
+        Build build = await layers.OpenAsync(layer, cancellationToken);
+        return await CreateAsync(options with { RootfsPath = null, Layer = build, RestoreFrom = restoreFrom }, cancellationToken);
     }
 
     /// <summary>

@@ -11,7 +11,14 @@ internal sealed partial class SandboxService
     /// processes), the sandbox is snapshotted and its VM stops; the row then says paused. A failed
     /// pause has already stopped the VM, so the sandbox is removed and the error reported.
     /// </summary>
-    public async Task<SandboxInfo> PauseAsync(string id, CancellationToken cancellationToken)
+    public Task<SandboxInfo> PauseAsync(string id, CancellationToken cancellationToken) =>
+        TransitionAsync(id, toPaused: true, sandbox => PauseLockedAsync(sandbox, cancellationToken), cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="body"/> as sandbox <paramref name="id"/>'s one transition (a pause or
+    /// resume asked while another runs is a conflict) and returns the sandbox's info after it.
+    /// </summary>
+    private async Task<SandboxInfo> TransitionAsync(string id, bool toPaused, Func<ServiceSandbox, Task> body, CancellationToken cancellationToken)
     {
         ServiceSandbox sandbox = Find(id);
         if (!await sandbox.Transition.WaitAsync(0, cancellationToken))
@@ -20,10 +27,10 @@ internal sealed partial class SandboxService
         }
         try
         {
-            sandbox.BeginTransition(toPaused: true);
+            sandbox.BeginTransition(toPaused);
             try
             {
-                await PauseLockedAsync(sandbox, cancellationToken);
+                await body(sandbox);
             }
             finally
             {
@@ -82,49 +89,33 @@ internal sealed partial class SandboxService
     }
 
     /// <summary>Resumes a paused sandbox; its timeout clock restarts (with <paramref name="timeoutSeconds"/> when given).</summary>
-    public async Task<SandboxInfo> ResumeAsync(string id, int? timeoutSeconds, CancellationToken cancellationToken)
+    public Task<SandboxInfo> ResumeAsync(string id, int? timeoutSeconds, CancellationToken cancellationToken)
     {
         int? timeout = timeoutSeconds is null ? null : CheckTimeout(timeoutSeconds);
-        ServiceSandbox sandbox = Find(id);
-        if (!await sandbox.Transition.WaitAsync(0, cancellationToken))
+        return TransitionAsync(id, toPaused: false, sandbox => ResumeLockedAsync(sandbox, timeout, cancellationToken), cancellationToken);
+    }
+
+    private async Task ResumeLockedAsync(ServiceSandbox sandbox, int? timeout, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        PausedSandbox paused = sandbox.Paused!;
+        Sandbox live = await _manager.ResumeAsync(_layers, paused, new SandboxOptions { Acceleration = _options.Acceleration, Network = sandbox.Network }, cancellationToken);
+        sandbox.Live = live;
+        await RestorePortsAsync(sandbox, live, cancellationToken);
+        sandbox.Paused = null;
+        if (timeout is { } t)
         {
-            throw new VesselException(VesselErrorReason.Conflict, $"Sandbox {id} is being paused, resumed or deleted: retry when that ends.");
+            sandbox.TimeoutSeconds = t;
         }
-        try
+        sandbox.EndAt = Time.GetUtcNow().AddSeconds(sandbox.TimeoutSeconds);
+        await _state.PutSandboxAsync(sandbox.ToRecord(), CancellationToken.None);
+        // The RAM is loaded: the snapshot is no longer needed (a memory file stays mapped by QEMU even unlinked).
+        SandboxManager.DeleteDirectory(paused.Directory);
+        foreach (ServiceCommand c in sandbox.Commands.Values)
         {
-            sandbox.BeginTransition(toPaused: false);
-            try
-            {
-                var clock = Stopwatch.StartNew();
-                PausedSandbox paused = sandbox.Paused!;
-                Sandbox live = await _manager.ResumeAsync(_layers, paused, new SandboxOptions { Acceleration = _options.Acceleration, Network = sandbox.Network }, cancellationToken);
-                sandbox.Live = live;
-                await RestorePortsAsync(sandbox, live, cancellationToken);
-                sandbox.Paused = null;
-                if (timeout is { } t)
-                {
-                    sandbox.TimeoutSeconds = t;
-                }
-                sandbox.EndAt = Time.GetUtcNow().AddSeconds(sandbox.TimeoutSeconds);
-                await _state.PutSandboxAsync(sandbox.ToRecord(), CancellationToken.None);
-                // The RAM is loaded: the snapshot is no longer needed (a memory file stays mapped by QEMU even unlinked).
-                SandboxManager.DeleteDirectory(paused.Directory);
-                foreach (ServiceCommand c in sandbox.Commands.Values)
-                {
-                    await c.AttachAsync(live.Agent, Time, cancellationToken);
-                }
-                ServiceLog.Resumed(_logger, sandbox.Id, clock.ElapsedMilliseconds);
-            }
-            finally
-            {
-                sandbox.EndTransition();
-            }
-            return sandbox.ToInfo();
+            await c.AttachAsync(live.Agent, Time, cancellationToken);
         }
-        finally
-        {
-            sandbox.Transition.Release();
-        }
+        ServiceLog.Resumed(_logger, sandbox.Id, clock.ElapsedMilliseconds);
     }
 
     /// <summary>Kills (or pauses, with autoPause) running sandboxes past their end; drops finished commands' output after a while.</summary>

@@ -18,34 +18,13 @@ internal sealed partial class SandboxService
         {
             throw new VesselException(VesselErrorReason.InvalidInput, "template and containers: give one of them (a sandbox from a template, or a pod of containers).");
         }
-        int timeout = CheckTimeout(request.TimeoutSeconds);
-        if (request.Metadata is { Count: > MaxMetadataEntries })
-        {
-            throw new VesselException(VesselErrorReason.InvalidInput, $"metadata: at most {MaxMetadataEntries} entries, got {request.Metadata.Count}.");
-        }
-        CheckNoNulls("metadata", request.Metadata);
-        CheckNoNulls("env", request.Env);
+        int timeout = CheckCreate(request);
         PodSpec spec = ToSpec(request);
         spec.Validate();
         var clock = Stopwatch.StartNew();
         Sandbox live = await _manager.CreatePodAsync(spec, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration }, OpenImageAsync, cancellationToken);
-        var sandbox = new ServiceSandbox(NewId(), PodTemplate, new TemplateConfig(), Time.GetUtcNow(), timeout, request.AutoPause ?? false,
-            new Dictionary<string, string>(request.Metadata ?? [], StringComparer.Ordinal), new Dictionary<string, string>(request.Env ?? [], StringComparer.Ordinal))
-        {
-            Live = live,
-            Pod = live.Pod,
-        };
-        try
-        {
-            await _state.PutSandboxAsync(sandbox.ToRecord(), cancellationToken);
-        }
-        catch
-        {
-            await live.KillAsync();
-            throw;
-        }
-        _sandboxes[sandbox.Id] = sandbox;
-        ServiceLog.Created(_logger, sandbox.Id, "(pod)", clock.ElapsedMilliseconds, (long)live.Timings.AgentReady.TotalMilliseconds, live.Timings.Restored);
+        ServiceSandbox sandbox = NewSandbox(request, PodTemplate, new TemplateConfig(), timeout, live);
+        await AddAsync(sandbox, "(pod)", clock, cancellationToken);
         return await InfoAsync(sandbox, cancellationToken);
     }
 

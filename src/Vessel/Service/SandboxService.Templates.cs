@@ -71,7 +71,7 @@ internal sealed partial class SandboxService
     {
         var runner = new SandboxStepRunner(_manager) { Acceleration = _options.Acceleration };
         var builder = new TemplateBuilder(_state, _layers, runner, _options.Home.Root);
-        var progress = new SyncProgress(e => job.Log.AddData(CommandEventKind.Stdout, Encoding.UTF8.GetBytes(Describe(e) + "\n")));
+        var progress = new SyncProgress(e => job.Log.AddData(CommandEventKind.Stdout, Encoding.UTF8.GetBytes(e.Describe() + "\n")));
         try
         {
             TemplateBuildResult result = await builder.BuildAsync(spec, new TemplateBuildOptions(), progress, cancellationToken);
@@ -92,20 +92,6 @@ internal sealed partial class SandboxService
         {
             await job.Task;
         }
-    }
-
-    private static string Describe(BuildEvent e)
-    {
-        string head = $"[{e.Phase + 1}/{e.Phases}] {e.Title}";
-        return e.Kind switch
-        {
-            BuildEventKind.Cached => $"{head}  CACHED",
-            BuildEventKind.Waiting => $"{head}  waiting: {e.Message}",
-            BuildEventKind.Output => $"      | {e.Message}",
-            BuildEventKind.Done => $"      done in {e.Elapsed.TotalSeconds:0.00} s",
-            BuildEventKind.Failed => $"{head}  FAILED: {e.Message}",
-            _ => head,
-        };
     }
 
     private static TemplateInfo ToInfo(TemplateRecord t)

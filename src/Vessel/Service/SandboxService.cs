@@ -151,6 +151,21 @@ internal sealed partial class SandboxService : IAsyncDisposable
         {
             throw new VesselException(VesselErrorReason.InvalidInput, "template: the name of a built template is required (GET /templates lists them).");
         }
+        int timeout = CheckCreate(request);
+        TemplateRecord template = await _state.GetTemplateAsync(request.Template, cancellationToken)
+            ?? throw new VesselException(VesselErrorReason.NotFound, $"There is no template named '{request.Template}' (GET /templates lists them).");
+        TemplateConfig config = TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'");
+        NetworkConfig network = ToNetwork(request.Network);
+        var clock = Stopwatch.StartNew();
+        Sandbox live = await _manager.CreateFromTemplateAsync(_layers, template, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration, Network = network }, restore: true, cancellationToken);
+        ServiceSandbox sandbox = NewSandbox(request, template.Name, config, timeout, live, network);
+        await AddAsync(sandbox, template.Name, clock, cancellationToken);
+        return sandbox.ToInfo();
+    }
+
+    /// <summary>The checks every create request gets (its timeout, metadata and environment); returns the timeout in seconds.</summary>
+    private static int CheckCreate(CreateSandboxRequest request)
+    {
         int timeout = CheckTimeout(request.TimeoutSeconds);
         if (request.Metadata is { Count: > MaxMetadataEntries })
         {
@@ -158,18 +173,22 @@ internal sealed partial class SandboxService : IAsyncDisposable
         }
         CheckNoNulls("metadata", request.Metadata);
         CheckNoNulls("env", request.Env);
-        TemplateRecord template = await _state.GetTemplateAsync(request.Template, cancellationToken)
-            ?? throw new VesselException(VesselErrorReason.NotFound, $"There is no template named '{request.Template}' (GET /templates lists them).");
-        TemplateConfig config = TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'");
-        NetworkConfig network = ToNetwork(request.Network);
-        var clock = Stopwatch.StartNew();
-        Sandbox live = await _manager.CreateFromTemplateAsync(_layers, template, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration, Network = network }, restore: true, cancellationToken);
-        var sandbox = new ServiceSandbox(NewId(), template.Name, config, Time.GetUtcNow(), timeout, request.AutoPause ?? false,
+        return timeout;
+    }
+
+    private ServiceSandbox NewSandbox(CreateSandboxRequest request, string template, TemplateConfig config, int timeout, Sandbox live, NetworkConfig? network = null) =>
+        new(NewId(), template, config, Time.GetUtcNow(), timeout, request.AutoPause ?? false,
             new Dictionary<string, string>(request.Metadata ?? [], StringComparer.Ordinal), new Dictionary<string, string>(request.Env ?? [], StringComparer.Ordinal))
         {
             Live = live,
-            Network = network,
+            Network = network ?? NetworkConfig.Default,
+            Pod = live.Pod,
         };
+
+    /// <summary>Records a new sandbox (its VM is killed when the record cannot be written), then serves it.</summary>
+    private async Task AddAsync(ServiceSandbox sandbox, string logName, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        Sandbox live = sandbox.Live!;
         try
         {
             await _state.PutSandboxAsync(sandbox.ToRecord(), cancellationToken);
@@ -180,8 +199,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
             throw;
         }
         _sandboxes[sandbox.Id] = sandbox;
-        ServiceLog.Created(_logger, sandbox.Id, template.Name, clock.ElapsedMilliseconds, (long)live.Timings.AgentReady.TotalMilliseconds, live.Timings.Restored);
-        return sandbox.ToInfo();
+        ServiceLog.Created(_logger, sandbox.Id, logName, clock.ElapsedMilliseconds, (long)live.Timings.AgentReady.TotalMilliseconds, live.Timings.Restored);
     }
 
     public SandboxInfo Get(string id) => Find(id).ToInfo();

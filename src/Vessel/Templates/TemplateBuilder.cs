@@ -33,7 +33,26 @@ public enum BuildEventKind
 }
 
 /// <summary>Progress of a build, per phase: index 0 is base, 1..n the steps, n+1 finalize.</summary>
-public sealed record BuildEvent(int Phase, int Phases, string Title, BuildEventKind Kind, string? Message = null, string? Hash = null, TimeSpan Elapsed = default);
+public sealed record BuildEvent(int Phase, int Phases, string Title, BuildEventKind Kind, string? Message = null, string? Hash = null, TimeSpan Elapsed = default)
+{
+    /// <summary>
+    /// The event as one line of a build log: the phase's head, or step output indented under it
+    /// (stamped with <paramref name="outputAt"/>, the time since the build started, where given).
+    /// </summary>
+    public string Describe(TimeSpan? outputAt = null)
+    {
+        string head = $"[{Phase + 1}/{Phases}] {Title}";
+        return Kind switch
+        {
+            BuildEventKind.Cached => $"{head}  CACHED",
+            BuildEventKind.Waiting => $"{head}  waiting: {Message}",
+            BuildEventKind.Output => outputAt is { } at ? $"      | {at.TotalSeconds,6:0.00}s {Message}" : $"      | {Message}",
+            BuildEventKind.Done => $"      done in {Elapsed.TotalSeconds:0.00} s",
+            BuildEventKind.Failed => $"{head}  FAILED: {Message}",
+            _ => head,
+        };
+    }
+}
 
 public sealed record PhaseResult(string Title, string Hash, bool Cached, Guid LayerBuildId, TimeSpan Elapsed);
 

@@ -10,8 +10,6 @@ namespace Vessel.Vmm;
 /// </summary>
 public static class AccelerationProbe
 {
-    public const string EnvironmentVariable = "VESSEL_ACCEL";
-
     public static Acceleration Resolve(Acceleration requested, string sysModule = "/sys/module", string devKvm = "/dev/kvm")
     {
         if (requested != Acceleration.Auto)
@@ -25,7 +23,7 @@ public static class AccelerationProbe
             {
                 "kvm" => Acceleration.Kvm,
                 "tcg" => Acceleration.Tcg,
-                _ => throw new VesselException(VesselErrorReason.InvalidInput, $"{EnvironmentVariable}='{env}': use kvm or tcg."),
+                _ => throw new VesselException(VesselErrorReason.InvalidInput, $"{VesselSettings.AcceleratorVariable}='{env}': use kvm or tcg."),
             };
         }
         return Probe(sysModule, devKvm);

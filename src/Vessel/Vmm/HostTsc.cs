@@ -1,6 +1,7 @@
 using System.Globalization;
+using System.Text;
 using System.Text.RegularExpressions;
-using Vessel.Common;
+using Vessel.Interop;
 
 namespace Vessel.Vmm;
 
@@ -32,7 +33,7 @@ public static partial class HostTsc
             return known;
         }
         // 3. The boot log's calibration (the refined value is better than the early one).
-        if (Dmesg() is { } log && FromKernelLog(log) is { } logged)
+        if (ReadKernelLog() is { } log && FromKernelLog(log) is { } logged)
         {
             return logged;
         }
@@ -79,16 +80,22 @@ public static partial class HostTsc
             ? (long)decimal.Round(value * 1000m)
             : null;
 
-    private static string? Dmesg()
+    /// <summary>
+    /// The kernel log, as `dmesg` prints it, read with klogctl(2) (no child process, no wait);
+    /// null where the kernel refuses (dmesg_restrict without CAP_SYSLOG).
+    /// </summary>
+    internal static unsafe string? ReadKernelLog()
     {
-        try
-        {
-            ProcessResult r = ExternalProcess.RunAsync("dmesg", [], CancellationToken.None, timeout: TimeSpan.FromSeconds(5)).GetAwaiter().GetResult();
-            return r.Succeeded ? r.StandardOutput : null;
-        }
-        catch (Exception e) when (e is VesselException or IOException or System.ComponentModel.Win32Exception or TimeoutException)
+        int size = LibC.Klogctl(LibC.SyslogActionSizeBuffer, null, 0);
+        if (size <= 0)
         {
             return null;
+        }
+        byte[] buffer = new byte[size];
+        fixed (byte* p = buffer)
+        {
+            int n = LibC.Klogctl(LibC.SyslogActionReadAll, p, size);
+            return n > 0 ? Encoding.UTF8.GetString(buffer, 0, n) : null;
         }
     }
 

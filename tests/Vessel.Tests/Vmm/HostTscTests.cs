@@ -1,3 +1,4 @@
+using Vessel.Common;
 using Vessel.Vmm;
 using Xunit;
 
@@ -23,5 +24,19 @@ public sealed class HostTscTests
         Assert.Null(HostTsc.FromCpuinfo(Constant, requireKnownFrequency: true));
         Assert.Equal(3_400_000, HostTsc.FromCpuinfo(Constant, requireKnownFrequency: false));
         Assert.Null(HostTsc.FromCpuinfo("processor\t: 0\ncpu MHz\t\t: 3400.000\nflags\t\t: fpu tsc\n", requireKnownFrequency: false));
+    }
+
+    [Fact]
+    public async Task The_kernel_log_read_with_klogctl_agrees_with_dmesg()
+    {
+        ProcessResult dmesg = await ExternalProcess.RunAsync("dmesg", [], CancellationToken.None);
+        string? log = HostTsc.ReadKernelLog();
+        if (!dmesg.Succeeded)
+        {
+            Assert.Null(log); // dmesg_restrict without CAP_SYSLOG refuses both
+            return;
+        }
+        Assert.NotNull(log);
+        Assert.Equal(HostTsc.FromKernelLog(dmesg.StandardOutput), HostTsc.FromKernelLog(log));
     }
 }

@@ -85,15 +85,9 @@ internal sealed class ChunkCache
     public static void Read(string path, Span<byte> destination, long offset)
     {
         using SafeFileHandle h = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
-        while (destination.Length > 0)
+        if (PositionalRead.Fill(h, destination, offset) < destination.Length)
         {
-            int n = RandomAccess.Read(h, destination, offset);
-            if (n == 0)
-            {
-                throw new InvalidDataException($"cached chunk {path} is shorter than it was when verified.");
-            }
-            destination = destination[n..];
-            offset += n;
+            throw new InvalidDataException($"cached chunk {path} is shorter than it was when verified.");
         }
     }
 
