@@ -40,7 +40,7 @@ internal static class TemplateCommands
         {
             TemplateSpec spec = TemplateSpecReader.ReadFile(parse.GetValue(file)!);
             VesselHome dir = Commands.HomeOption.Get(parse, home);
-            StateStore state = await StateStore.OpenAsync(dir.StateDatabase, ct);
+            StateStore state = await StateStore.OpenAsync(VesselSettings.Current.StateLocation(dir), ct);
             IStepRunner runner = parse.GetValue(noVm) ? new HostStepRunner() : await SandboxRunnerAsync(dir, SandboxCommands.ParseAcceleration(parse.GetValue(accel)), ct);
             var builder = new TemplateBuilder(state, LayerStore.OpenDirectory(dir.Blocks), runner, dir.Root);
             Console.Error.WriteLine($"building template '{spec.Name}' from {spec.FromImage ?? "template " + spec.FromTemplate} ({spec.Steps.Count} steps)");
@@ -90,7 +90,7 @@ internal static class TemplateCommands
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
             VesselHome dir = Commands.HomeOption.Get(parse, home);
-            StateStore state = await StateStore.OpenAsync(dir.StateDatabase, token);
+            StateStore state = await StateStore.OpenAsync(VesselSettings.Current.StateLocation(dir), token);
             string n = parse.GetValue(name)!;
             TemplateRecord t = await state.GetTemplateAsync(n, token)
                 ?? throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
@@ -129,7 +129,7 @@ internal static class TemplateCommands
         var command = new Command("ls", "List the built templates.") { home };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
+            StateStore state = await StateStore.OpenAsync(VesselSettings.Current.StateLocation(Commands.HomeOption.GetExisting(parse, home)), ct);
             IReadOnlyList<TemplateRecord> templates = await state.ListTemplatesAsync(ct);
             Console.WriteLine($"{"NAME",-24}  {"DISK",10}  {"HASH",-12}  {"LAYER",-36}  BUILT");
             foreach (TemplateRecord t in templates)
@@ -148,7 +148,7 @@ internal static class TemplateCommands
         var command = new Command("show", "Show a template: its spec, runtime config, layer and builds.") { name, home };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
+            StateStore state = await StateStore.OpenAsync(VesselSettings.Current.StateLocation(Commands.HomeOption.GetExisting(parse, home)), ct);
             string n = parse.GetValue(name)!;
             TemplateRecord t = await state.GetTemplateAsync(n, ct)
                 ?? throw new VesselException(VesselErrorReason.NotFound, $"there is no template named '{n}' (see 'vessel template ls').");
@@ -178,7 +178,7 @@ internal static class TemplateCommands
         var command = new Command("rm", "Remove a template's name. Its layers stay in the block store while cache entries use them, so a rebuild is still cached.") { name, home };
         command.SetAction((parse, ct) => CliRunner.RunAsync(async ct =>
         {
-            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
+            StateStore state = await StateStore.OpenAsync(VesselSettings.Current.StateLocation(Commands.HomeOption.GetExisting(parse, home)), ct);
             string n = parse.GetValue(name)!;
             if (!await state.DeleteTemplateAsync(n, ct))
             {
