@@ -78,7 +78,7 @@ public sealed class PostgresStateStoreTests(PostgresFixture fixture) : StateStor
         await server.DisposeAsync(); // the fast shutdown ends that session too
         Assert.True(server.HasExited);
         Assert.False(Directory.Exists(server.RootDirectory));
-        Assert.False(Directory.EnumerateDirectories("/proc").Any(d => ReadCommandLine(d).Contains(server.RootDirectory, StringComparison.Ordinal)));
+        Assert.DoesNotContain(Directory.EnumerateDirectories("/proc"), d => ReadCommandLine(d).Contains(server.RootDirectory, StringComparison.Ordinal));
     }
 
     private static string ReadCommandLine(string proc)
