@@ -26,6 +26,7 @@ public sealed class PostgresServer : IAsyncDisposable
         _process = process;
         _root = root;
         _stderr = stderr;
+        ProcessId = process.Id;
     }
 
     /// <summary>The directory of the server's socket.</summary>
@@ -34,7 +35,8 @@ public sealed class PostgresServer : IAsyncDisposable
     /// <summary>The directory holding the cluster and the socket (gone after dispose).</summary>
     public string RootDirectory => _root.Path;
 
-    public bool HasExited => _process.HasExited;
+    /// <summary>The postmaster's pid (the process started here: setpriv execs).</summary>
+    public int ProcessId { get; private set; }
 
     /// <summary>A <c>postgres://</c> URL of <paramref name="database"/> on this server (VESSEL_STATE's form).</summary>
     public string Url(string database) => $"postgres://{User}@/{database}?host={Uri.EscapeDataString(SocketDirectory)}&port={Port}";

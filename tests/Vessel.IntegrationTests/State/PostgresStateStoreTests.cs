@@ -76,7 +76,7 @@ public sealed class PostgresStateStoreTests(PostgresFixture fixture) : StateStor
         StateStore state = await StateStore.OpenAsync(url, CancellationToken.None);
         await state.PutApiKeyAsync(new ApiKeyRecord("k", "n", "h", "s", DateTimeOffset.UnixEpoch), CancellationToken.None); // a pooled connection stays open
         await server.DisposeAsync(); // the fast shutdown ends that session too
-        Assert.True(server.HasExited);
+        Assert.False(Directory.Exists($"/proc/{server.ProcessId}"), "the postmaster still runs");
         Assert.False(Directory.Exists(server.RootDirectory));
         Assert.DoesNotContain(Directory.EnumerateDirectories("/proc"), d => ReadCommandLine(d).Contains(server.RootDirectory, StringComparison.Ordinal));
     }
