@@ -1,7 +1,7 @@
-using Xunit;
 using Vessel.Common;
 using Vessel.State;
 using Vessel.Testing;
+using Xunit;
 
 namespace Vessel.IntegrationTests.State;
 

@@ -1,8 +1,8 @@
 using Microsoft.Data.Sqlite;
-using Xunit;
 using Vessel.Common;
 using Vessel.State;
 using Vessel.Testing;
+using Xunit;
 
 namespace Vessel.IntegrationTests.State;
 

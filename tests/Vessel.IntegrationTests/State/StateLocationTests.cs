@@ -1,7 +1,7 @@
 using Npgsql;
-using Xunit;
 using Vessel.Common;
 using Vessel.State;
+using Xunit;
 
 namespace Vessel.IntegrationTests.State;
 

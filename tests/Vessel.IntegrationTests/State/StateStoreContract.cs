@@ -1,7 +1,7 @@
 using System.Data.Common;
-using Xunit;
 using Vessel.State;
 using Vessel.Testing;
+using Xunit;
 
 namespace Vessel.IntegrationTests.State;
 

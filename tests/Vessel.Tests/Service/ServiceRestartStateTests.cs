@@ -1,6 +1,5 @@
 using Vessel.Common;
 using Vessel.Service;
-using Vessel.State;
 using Xunit;
 
 namespace Vessel.Tests.Service;
