@@ -29,7 +29,7 @@ internal static class TemplateTransferCommands
             // A push reads an existing home; a pull may be the first thing a new home gets.
             VesselHome dir = verb == "push" ? HomeOption.GetExisting(parse, home) : HomeOption.Get(parse, home);
             using var bucket = new S3LayerStorage(VesselSettings.Current.S3Store(parse.GetValue(bucketUrl)!));
-            var transfer = new TemplateTransfer(await StateStore.OpenAsync(dir.StateDatabase, ct), LayerStore.OpenDirectory(dir.Blocks), dir);
+            var transfer = new TemplateTransfer(await StateStore.OpenAsync(VesselSettings.Current.StateLocation(dir), ct), LayerStore.OpenDirectory(dir.Blocks), dir);
             TemplateTransfer.Result r = await move(transfer, parse.GetValue(name)!, bucket, ct);
             await Console.Error.WriteLineAsync(
                 $"{verb}ed '{r.Name}' {preposition} {bucket.Location} in {r.Elapsed.TotalSeconds:0.00} s: {r.BuildsCopied} builds ({ByteSize.Format(r.LayerBytes)}), {r.BuildsSkipped} {present}; "
