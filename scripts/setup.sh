@@ -22,6 +22,7 @@ packages=(
   jq curl ca-certificates xz-utils zstd
   procps               # kill, pgrep, ps: tests signal and find processes
   python3-minimal      # /usr/bin/python3: the network filter tests call sendto/sendmsg under the filter
+  postgresql           # PostgreSQL 15 (initdb, postgres): the state store's second database and the cluster's membership, started privately by tests
 )
 
 missing=()
@@ -53,7 +54,7 @@ fi
 
 # The stock units of these packages must not own the machine: Vessel starts private
 # instances with their own configs and sockets.
-for unit in containerd docker-registry; do
+for unit in containerd docker-registry postgresql; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
     systemctl stop "$unit" || true
   fi

@@ -11,6 +11,10 @@ public static class VesselCli
     public static Task<ProcessResult> RunAsync(CancellationToken cancellationToken, params string[] args)
         => ExternalProcess.RunAsync("dotnet", [DllPath, .. args], cancellationToken, timeout: TimeSpan.FromMinutes(10));
 
+    /// <summary>Runs the CLI with extra environment variables (e.g. VESSEL_STATE).</summary>
+    public static Task<ProcessResult> RunAsync(IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken, params string[] args)
+        => ExternalProcess.RunAsync("dotnet", [DllPath, .. args], cancellationToken, timeout: TimeSpan.FromMinutes(10), environment: environment);
+
     /// <summary>Starts the CLI with its stdout and stderr redirected, for tests that watch it run, signal or kill it.</summary>
     public static Process Start(params string[] args)
     {

@@ -11,7 +11,7 @@ internal static class KeysCommands
         .WithSubcommands(New(), List(), Remove());
 
     private static Task<StateStore> OpenAsync(ParseResult parse, Option<string> home, CancellationToken ct)
-        => StateStore.OpenAsync(HomeOption.Get(parse, home).StateDatabase, ct);
+        => StateStore.OpenAsync(Vessel.Common.VesselSettings.Current.StateLocation(HomeOption.Get(parse, home)), ct);
 
     private static Command New()
     {

@@ -154,9 +154,10 @@ internal static class SandboxCommands
             {
                 Console.WriteLine($"removed {cache}");
             }
-            if (File.Exists(home.StateDatabase))
+            string stateLocation = VesselSettings.Current.StateLocation(home);
+            if (stateLocation != home.StateDatabase || File.Exists(home.StateDatabase))
             {
-                StateStore store = await StateStore.OpenAsync(home.StateDatabase, token);
+                StateStore store = await StateStore.OpenAsync(stateLocation, token);
                 int failed = await store.FailBuildsOfDeadOwnersAsync(DateTimeOffset.UtcNow, token);
                 if (failed > 0)
                 {

@@ -32,7 +32,7 @@ internal static class TemplateCommands
         {
             TemplateSpec spec = TemplateSpecReader.ReadFile(parse.GetValue(file)!);
             VesselHome dir = Commands.HomeOption.Get(parse, home);
-            StateStore state = await StateStore.OpenAsync(dir.StateDatabase, ct);
+            StateStore state = await StateStore.OpenAsync(VesselSettings.Current.StateLocation(dir), ct);
             IStepRunner runner = parse.GetValue(noVm) ? new HostStepRunner() : await SandboxRunnerAsync(dir, SandboxCommands.ParseAcceleration(parse.GetValue(accel)), ct);
             var builder = new TemplateBuilder(state, LayerStore.OpenHome(dir, VesselSettings.Current), runner, dir.Root);
             Console.Error.WriteLine($"building template '{spec.Name}' from {spec.FromImage ?? "template " + spec.FromTemplate} ({spec.Steps.Count} steps)");
@@ -81,7 +81,7 @@ internal static class TemplateCommands
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
             VesselHome dir = Commands.HomeOption.Get(parse, home);
-            StateStore state = await StateStore.OpenAsync(dir.StateDatabase, token);
+            StateStore state = await StateStore.OpenAsync(VesselSettings.Current.StateLocation(dir), token);
             string n = parse.GetValue(name)!;
             TemplateRecord t = await state.GetTemplateAsync(n, token) ?? throw NoTemplate(n);
             TemplateConfig config = TemplateConfig.FromJson(t.ConfigJson, $"template '{n}'");
@@ -118,7 +118,7 @@ internal static class TemplateCommands
         var command = new Command("ls", "List the built templates.") { home };
         return command.WithAction(async (parse, ct) =>
         {
-            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
+            StateStore state = await StateStore.OpenAsync(VesselSettings.Current.StateLocation(Commands.HomeOption.GetExisting(parse, home)), ct);
             IReadOnlyList<TemplateRecord> templates = await state.ListTemplatesAsync(ct);
             Console.WriteLine($"{"NAME",-24}  {"DISK",10}  {"HASH",-12}  {"LAYER",-36}  BUILT");
             foreach (TemplateRecord t in templates)
@@ -166,7 +166,7 @@ internal static class TemplateCommands
         var command = new Command(verb, description) { name, home };
         return command.WithAction(async (parse, ct) =>
         {
-            StateStore state = await StateStore.OpenAsync(Commands.HomeOption.GetExisting(parse, home).StateDatabase, ct);
+            StateStore state = await StateStore.OpenAsync(VesselSettings.Current.StateLocation(Commands.HomeOption.GetExisting(parse, home)), ct);
             await act(state, parse.GetValue(name)!, ct);
             return 0;
         });

@@ -45,7 +45,7 @@ internal static class TemplateTransferCommands
                     $"--lazy leaves the layers in {url}, read when sandboxes start: set VESSEL_REMOTE_STORE={url} for every vessel command on this home (it is '{VesselSettings.Current.RemoteStore}').");
             }
             using var bucket = new S3LayerStorage(VesselSettings.Current.S3Store(url, dir));
-            var transfer = new TemplateTransfer(await StateStore.OpenAsync(dir.StateDatabase, ct), LayerStore.OpenDirectory(dir.Blocks), dir);
+            var transfer = new TemplateTransfer(await StateStore.OpenAsync(VesselSettings.Current.StateLocation(dir), ct), LayerStore.OpenDirectory(dir.Blocks), dir);
             TemplateTransfer.Result r = await move(transfer, parse.GetValue(name)!, bucket, isLazy, ct);
             await Console.Error.WriteLineAsync(
                 $"{verb}ed '{r.Name}' {preposition} {bucket.Location} in {r.Elapsed.TotalSeconds:0.00} s: {r.BuildsCopied} builds ({ByteSize.Format(r.LayerBytes)}), {r.BuildsSkipped} {present}; "

@@ -55,7 +55,7 @@ internal static partial class ServeCommands
             stop.Cancel();
         });
         GuestKit kit = await KitCommands.EnsureKitAsync(cancellationToken);
-        StateStore state = await StateStore.OpenAsync(home.StateDatabase, cancellationToken);
+        StateStore state = await StateStore.OpenAsync(VesselSettings.Current.StateLocation(home), cancellationToken);
         using ILoggerFactory logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
         await using var service = new SandboxService(new SandboxServiceOptions(home) { Acceleration = acceleration, DefaultNetwork = DefaultNetwork(), TestCrashPoint = VesselSettings.Current.ServiceTestCrash },
             new SandboxManager(home.Root, kit), LayerStore.OpenHome(home, VesselSettings.Current), state, logs.CreateLogger("Vessel.Service"));

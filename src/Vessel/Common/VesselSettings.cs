@@ -67,6 +67,13 @@ public sealed record VesselSettings
     /// </summary>
     public string? RemoteStore { get; init; }
 
+    /// <summary>
+    /// VESSEL_STATE: where the state lives instead of the home's SQLite file: a PostgreSQL URL
+    /// (<c>postgres://USER@HOST:PORT/DB</c>, <c>?host=/socket/dir</c> for a unix socket) or an
+    /// Npgsql connection string; what the nodes of a cluster share (docs/cluster.md).
+    /// </summary>
+    public string? State { get; init; }
+
     /// <summary>True when this process runs as root (decides the default home).</summary>
     public static bool IsRoot => Environment.UserName == "root";
 
@@ -96,9 +103,13 @@ public sealed record VesselSettings
             S3SecretKey = get("VESSEL_S3_SECRET_KEY"),
             S3Region = Read("VESSEL_S3_REGION"),
             RemoteStore = Read("VESSEL_REMOTE_STORE"),
+            State = Read("VESSEL_STATE"),
             S3CacheMiB = long.TryParse(Read("VESSEL_S3_CACHE_MB"), out long mib) && mib > 0 ? mib : null,
         };
     }
+
+    /// <summary>The location <see cref="State.StateStore.OpenAsync"/> opens for <paramref name="home"/>: <see cref="State"/> when set, else the home's SQLite file.</summary>
+    public string StateLocation(VesselHome home) => State ?? home.StateDatabase;
 
     /// <summary>The options of the bucket store <paramref name="url"/> (<c>s3://BUCKET/PREFIX</c>), its chunks cached in this home.</summary>
     public Blocks.S3StoreOptions S3Store(string url) => S3Store(url, Home);

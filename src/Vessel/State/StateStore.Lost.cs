@@ -1,4 +1,4 @@
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Vessel.State;
 
@@ -8,40 +8,30 @@ namespace Vessel.State;
 /// </summary>
 public sealed record LostSandboxRecord(string Id, string Template, DateTimeOffset LostAt, string Reason);
 
-public sealed partial class StateStore
+public abstract partial class StateStore
 {
-    /// <summary>
-    /// lost_sandboxes, created where missing rather than by a schema version (like builds.owner),
-    /// so it merges with other additive changes.
-    /// </summary>
-    private static async Task AddLostSandboxesTableAsync(SqliteConnection c, CancellationToken cancellationToken)
-        => await ExecuteAsync(c, """
-            CREATE TABLE IF NOT EXISTS lost_sandboxes (
-                id TEXT PRIMARY KEY,
-                template TEXT NOT NULL,
-                lost_at TEXT NOT NULL,
-                reason TEXT NOT NULL);
-            """, cancellationToken);
-
     /// <summary>Records a lost sandbox (replacing an older record of the same id). No cancellation: it is part of a cleanup.</summary>
     public async Task PutLostSandboxAsync(LostSandboxRecord lost)
     {
-        await using SqliteConnection c = await ConnectAsync(CancellationToken.None);
-        await using SqliteCommand cmd = Command(c, "INSERT OR REPLACE INTO lost_sandboxes (id, template, lost_at, reason) VALUES ($id, $t, $at, $r)",
-            ("$id", lost.Id), ("$t", lost.Template), ("$at", Text(lost.LostAt)), ("$r", lost.Reason));
+        await using DbConnection c = await ConnectAsync(CancellationToken.None);
+        await using DbCommand cmd = Command(c, """
+            INSERT INTO lost_sandboxes (id, template, lost_at, reason) VALUES (@id, @t, @at, @r)
+            ON CONFLICT (id) DO UPDATE SET template = excluded.template, lost_at = excluded.lost_at, reason = excluded.reason
+            """,
+            ("@id", lost.Id), ("@t", lost.Template), ("@at", Text(lost.LostAt)), ("@r", lost.Reason));
         await cmd.ExecuteNonQueryAsync(CancellationToken.None);
     }
 
     /// <summary>Lost sandboxes recorded at or after <paramref name="since"/>; older records are deleted.</summary>
     public async Task<IReadOnlyList<LostSandboxRecord>> ListLostSandboxesAsync(DateTimeOffset since, CancellationToken cancellationToken)
     {
-        await using SqliteConnection c = await ConnectAsync(cancellationToken);
-        await using (SqliteCommand prune = Command(c, "DELETE FROM lost_sandboxes WHERE lost_at < $since", ("$since", Text(since))))
+        await using DbConnection c = await ConnectAsync(cancellationToken);
+        await using (DbCommand prune = Command(c, "DELETE FROM lost_sandboxes WHERE lost_at < @since", ("@since", Text(since))))
         {
             await prune.ExecuteNonQueryAsync(cancellationToken);
         }
-        await using SqliteCommand cmd = Command(c, "SELECT id, template, lost_at, reason FROM lost_sandboxes ORDER BY lost_at");
-        await using SqliteDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
+        await using DbCommand cmd = Command(c, "SELECT id, template, lost_at, reason FROM lost_sandboxes ORDER BY lost_at");
+        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
         var list = new List<LostSandboxRecord>();
         while (await r.ReadAsync(cancellationToken))
         {
@@ -53,8 +43,8 @@ public sealed partial class StateStore
     /// <summary>Forgets a lost sandbox; false when there was no record.</summary>
     public async Task<bool> DeleteLostSandboxAsync(string id, CancellationToken cancellationToken)
     {
-        await using SqliteConnection c = await ConnectAsync(cancellationToken);
-        await using SqliteCommand cmd = Command(c, "DELETE FROM lost_sandboxes WHERE id = $id", ("$id", id));
+        await using DbConnection c = await ConnectAsync(cancellationToken);
+        await using DbCommand cmd = Command(c, "DELETE FROM lost_sandboxes WHERE id = @id", ("@id", id));
         return await cmd.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 }

@@ -1,4 +1,4 @@
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Vessel.State;
 
@@ -24,49 +24,30 @@ public sealed record SandboxRecord(
 /// <summary>An API key: only the SHA-256 of the key is stored; <see cref="Suffix"/> (its last 4 characters) helps a person tell keys apart.</summary>
 public sealed record ApiKeyRecord(string Id, string Name, string Hash, string Suffix, DateTimeOffset CreatedAt);
 
-public sealed partial class StateStore
+public abstract partial class StateStore
 {
-    /// <summary>Schema version 2: what the daemon keeps (additive: version 1 databases gain these tables).</summary>
-    private const string ServiceSchema = """
-        CREATE TABLE IF NOT EXISTS sandboxes (
-            id TEXT PRIMARY KEY,
-            template TEXT NOT NULL,
-            state TEXT NOT NULL CHECK (state IN ('running', 'paused')),
-            started_at TEXT NOT NULL,
-            end_at TEXT NOT NULL,
-            timeout_seconds INTEGER NOT NULL,
-            auto_pause INTEGER NOT NULL,
-            metadata_json TEXT NOT NULL,
-            env_json TEXT NOT NULL,
-            layers_json TEXT NOT NULL,
-            snapshot_dir TEXT,
-            work_dir TEXT);
-        CREATE TABLE IF NOT EXISTS api_keys (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            hash TEXT NOT NULL UNIQUE,
-            suffix TEXT NOT NULL,
-            created_at TEXT NOT NULL);
-        PRAGMA user_version = 2;
-        """;
-
     private const string SandboxColumns = "id, template, state, started_at, end_at, timeout_seconds, auto_pause, metadata_json, env_json, layers_json, snapshot_dir, work_dir";
 
     /// <summary>Inserts or replaces a sandbox's row (one transaction).</summary>
     public async Task PutSandboxAsync(SandboxRecord s, CancellationToken cancellationToken)
     {
-        await using SqliteConnection c = await ConnectAsync(cancellationToken);
-        await using SqliteCommand cmd = Command(c, $"INSERT OR REPLACE INTO sandboxes ({SandboxColumns}) VALUES ($id, $t, $s, $st, $e, $to, $ap, $m, $env, $l, $sd, $wd)",
-            ("$id", s.Id), ("$t", s.Template), ("$s", s.State), ("$st", Text(s.StartedAt)), ("$e", Text(s.EndAt)), ("$to", s.TimeoutSeconds),
-            ("$ap", s.AutoPause ? 1 : 0), ("$m", s.MetadataJson), ("$env", s.EnvJson), ("$l", s.LayersJson), ("$sd", s.SnapshotDirectory), ("$wd", s.WorkDirectory));
+        await using DbConnection c = await ConnectAsync(cancellationToken);
+        await using DbCommand cmd = Command(c, $"""
+            INSERT INTO sandboxes ({SandboxColumns}) VALUES (@id, @t, @s, @st, @e, @to, @ap, @m, @env, @l, @sd, @wd)
+            ON CONFLICT (id) DO UPDATE SET template = excluded.template, state = excluded.state, started_at = excluded.started_at, end_at = excluded.end_at,
+                timeout_seconds = excluded.timeout_seconds, auto_pause = excluded.auto_pause, metadata_json = excluded.metadata_json,
+                env_json = excluded.env_json, layers_json = excluded.layers_json, snapshot_dir = excluded.snapshot_dir, work_dir = excluded.work_dir
+            """,
+            ("@id", s.Id), ("@t", s.Template), ("@s", s.State), ("@st", Text(s.StartedAt)), ("@e", Text(s.EndAt)), ("@to", s.TimeoutSeconds),
+            ("@ap", s.AutoPause ? 1 : 0), ("@m", s.MetadataJson), ("@env", s.EnvJson), ("@l", s.LayersJson), ("@sd", s.SnapshotDirectory), ("@wd", s.WorkDirectory));
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
     public async Task<IReadOnlyList<SandboxRecord>> ListSandboxesAsync(CancellationToken cancellationToken)
     {
-        await using SqliteConnection c = await ConnectAsync(cancellationToken);
-        await using SqliteCommand cmd = Command(c, $"SELECT {SandboxColumns} FROM sandboxes ORDER BY started_at");
-        await using SqliteDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
+        await using DbConnection c = await ConnectAsync(cancellationToken);
+        await using DbCommand cmd = Command(c, $"SELECT {SandboxColumns} FROM sandboxes ORDER BY started_at");
+        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
         var list = new List<SandboxRecord>();
         while (await r.ReadAsync(cancellationToken))
         {
@@ -79,24 +60,24 @@ public sealed partial class StateStore
     /// <summary>Deletes a sandbox's row. Uses no cancellation token: cleanup must finish.</summary>
     public async Task DeleteSandboxAsync(string id)
     {
-        await using SqliteConnection c = await ConnectAsync(CancellationToken.None);
-        await using SqliteCommand cmd = Command(c, "DELETE FROM sandboxes WHERE id = $id", ("$id", id));
+        await using DbConnection c = await ConnectAsync(CancellationToken.None);
+        await using DbCommand cmd = Command(c, "DELETE FROM sandboxes WHERE id = @id", ("@id", id));
         await cmd.ExecuteNonQueryAsync(CancellationToken.None);
     }
 
     public async Task PutApiKeyAsync(ApiKeyRecord key, CancellationToken cancellationToken)
     {
-        await using SqliteConnection c = await ConnectAsync(cancellationToken);
-        await using SqliteCommand cmd = Command(c, "INSERT INTO api_keys (id, name, hash, suffix, created_at) VALUES ($id, $n, $h, $s, $t)",
-            ("$id", key.Id), ("$n", key.Name), ("$h", key.Hash), ("$s", key.Suffix), ("$t", Text(key.CreatedAt)));
+        await using DbConnection c = await ConnectAsync(cancellationToken);
+        await using DbCommand cmd = Command(c, "INSERT INTO api_keys (id, name, hash, suffix, created_at) VALUES (@id, @n, @h, @s, @t)",
+            ("@id", key.Id), ("@n", key.Name), ("@h", key.Hash), ("@s", key.Suffix), ("@t", Text(key.CreatedAt)));
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
     public async Task<IReadOnlyList<ApiKeyRecord>> ListApiKeysAsync(CancellationToken cancellationToken)
     {
-        await using SqliteConnection c = await ConnectAsync(cancellationToken);
-        await using SqliteCommand cmd = Command(c, "SELECT id, name, hash, suffix, created_at FROM api_keys ORDER BY created_at");
-        await using SqliteDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
+        await using DbConnection c = await ConnectAsync(cancellationToken);
+        await using DbCommand cmd = Command(c, "SELECT id, name, hash, suffix, created_at FROM api_keys ORDER BY created_at");
+        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
         var list = new List<ApiKeyRecord>();
         while (await r.ReadAsync(cancellationToken))
         {
@@ -107,15 +88,15 @@ public sealed partial class StateStore
 
     public async Task<bool> ApiKeyHashExistsAsync(string hash, CancellationToken cancellationToken)
     {
-        await using SqliteConnection c = await ConnectAsync(cancellationToken);
-        await using SqliteCommand cmd = Command(c, "SELECT 1 FROM api_keys WHERE hash = $h", ("$h", hash));
+        await using DbConnection c = await ConnectAsync(cancellationToken);
+        await using DbCommand cmd = Command(c, "SELECT 1 FROM api_keys WHERE hash = @h", ("@h", hash));
         return await cmd.ExecuteScalarAsync(cancellationToken) is not null;
     }
 
     public async Task<bool> DeleteApiKeyAsync(string id, CancellationToken cancellationToken)
     {
-        await using SqliteConnection c = await ConnectAsync(cancellationToken);
-        await using SqliteCommand cmd = Command(c, "DELETE FROM api_keys WHERE id = $id", ("$id", id));
+        await using DbConnection c = await ConnectAsync(cancellationToken);
+        await using DbCommand cmd = Command(c, "DELETE FROM api_keys WHERE id = @id", ("@id", id));
         return await cmd.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 }

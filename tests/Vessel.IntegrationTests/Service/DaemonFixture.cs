@@ -25,6 +25,9 @@ public sealed class DaemonFixture : IAsyncLifetime
 
     public TempDirectory? Work { get; private set; }
 
+    /// <summary>Environment of every CLI run and daemon start of this fixture (e.g. VESSEL_STATE for a daemon on PostgreSQL).</summary>
+    public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
+
     public string Home => Work!.Combine("home");
 
     public string Socket => Path.Combine(Home, "vessel.sock");
@@ -66,9 +69,9 @@ public sealed class DaemonFixture : IAsyncLifetime
             { "name": "t", "from": "oci:{{image}}:t", "diskSize": "64M", "memoryMb": 256,
               "start": "while true; do date > /tmp/heartbeat; sleep 1; done", "ready": "test -s /tmp/heartbeat" }
             """, cts.Token);
-        ProcessResult built = await VesselCli.RunAsync(cts.Token, "template", "build", "-f", spec, "--home", Home);
+        ProcessResult built = await VesselCli.RunAsync(Environment, cts.Token, "template", "build", "-f", spec, "--home", Home);
         Assert.True(built.ExitCode == 0, "template build failed: " + built.StandardError);
-        ProcessResult key = await VesselCli.RunAsync(cts.Token, "keys", "create", "--name", "tests", "--home", Home);
+        ProcessResult key = await VesselCli.RunAsync(Environment, cts.Token, "keys", "create", "--name", "tests", "--home", Home);
         Assert.True(key.ExitCode == 0, key.StandardError);
         ApiKey = key.StandardOutput.Trim();
         ApiKeyId = key.StandardError.Split(' ')[2];
@@ -117,7 +120,7 @@ public sealed class DaemonFixture : IAsyncLifetime
     public async Task StartAsync(IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach ((string name, string value) in environment)
+        foreach ((string name, string value) in Environment.Concat(environment))
         {
             psi.Environment[name] = value;
         }
@@ -258,7 +261,7 @@ public sealed class DaemonFixture : IAsyncLifetime
         {
             // Whatever an assertion above found, nothing outlives the tests: the CLI's sweep kills
             // leftover VMMs (their owner, the daemon, is gone) before the home is deleted.
-            await VesselCli.RunAsync(CancellationToken.None, "sandbox", "sweep", "--home", Home);
+            await VesselCli.RunAsync(Environment, CancellationToken.None, "sandbox", "sweep", "--home", Home);
             Work.Dispose();
         }
     }

@@ -1,6 +1,5 @@
 using Vessel.Common;
 using Vessel.Service;
-using Vessel.State;
 using Xunit;
 
 namespace Vessel.Tests.Service;
@@ -49,20 +48,5 @@ public sealed class ServiceRestartStateTests : IDisposable
         VesselException e = await Assert.ThrowsAsync<VesselException>(() => ServiceCommand.ReadAllAsync(_dir.Path, CancellationToken.None));
         Assert.Equal(VesselErrorReason.Corrupt, e.Reason);
         Assert.Contains(ServiceCommand.SavedFile, e.Message, StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task Lost_sandboxes_are_kept_with_their_reason_until_they_are_older_than_the_cutoff()
-    {
-        StateStore state = await StateStore.OpenAsync(_dir.Combine("state.db"), CancellationToken.None);
-        var now = new DateTimeOffset(2026, 12, 6, 18, 0, 0, TimeSpan.Zero);
-        await state.PutLostSandboxAsync(new LostSandboxRecord("sbx-old", "t", now.AddDays(-2), "old"));
-        await state.PutLostSandboxAsync(new LostSandboxRecord("sbx-new", "t", now, "it was running"));
-        LostSandboxRecord kept = Assert.Single(await state.ListLostSandboxesAsync(now.AddDays(-1), CancellationToken.None));
-        Assert.Equal(new LostSandboxRecord("sbx-new", "t", now, "it was running"), kept);
-        // The old one was pruned, not only filtered.
-        Assert.Single(await state.ListLostSandboxesAsync(DateTimeOffset.MinValue, CancellationToken.None));
-        Assert.True(await state.DeleteLostSandboxAsync("sbx-new", CancellationToken.None));
-        Assert.Empty(await state.ListLostSandboxesAsync(DateTimeOffset.MinValue, CancellationToken.None));
     }
 }
