@@ -22,6 +22,7 @@ packages=(
   jq curl ca-certificates xz-utils zstd
   procps               # kill, pgrep, ps: tests signal and find processes
   python3-minimal      # /usr/bin/python3: the network filter tests call sendto/sendmsg under the filter
+  passt                # the other user-mode network stack, measured against slirp (bench/net/bench.sh, docs/BENCHMARKS.md "slirp or passt")
 )
 
 missing=()

@@ -97,6 +97,14 @@ public sealed record NetworkConfig
         return ["-netdev", string.Join(',', netdev), "-device", $"virtio-net-device,netdev={NetdevId},mac={MacAddress}"];
     }
 
+    /// <summary>QEMU's arguments for a passt backend listening on <paramref name="socketPath"/> (passt has no <c>guestfwd</c>: <see cref="HostAddress"/> is not answered).</summary>
+    public IReadOnlyList<string> PasstQemuArguments(string socketPath)
+    {
+        Validate();
+        return ["-netdev", $"stream,id={NetdevId},server=off,addr.type=unix,addr.path={socketPath.Replace(",", ",,", StringComparison.Ordinal)}",
+            "-device", $"virtio-net-device,netdev={NetdevId},mac={MacAddress}"];
+    }
+
     /// <summary>True when a deny rule covers the host's 127.0.0.1:<paramref name="port"/> (then no <c>guestfwd</c> relays it).</summary>
     private bool DeniesHostPort(int port) => Deny.Any(r => r.PrefixLength is { } prefix
         ? NetworkRule.PrefixMatches(System.Net.IPAddress.Parse(r.Host), System.Net.IPAddress.Loopback, prefix)

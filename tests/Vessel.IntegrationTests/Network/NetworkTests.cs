@@ -22,7 +22,7 @@ namespace Vessel.IntegrationTests.Network;
 /// traffic stays on this machine's loopback.
 /// </summary>
 [Collection(GuestKitCollection.Name)]
-public sealed class NetworkTests
+public sealed partial class NetworkTests
 {
     private readonly GuestKitEnvironment _env;
     private readonly ITestOutputHelper _output;
