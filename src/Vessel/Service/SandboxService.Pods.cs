@@ -27,13 +27,16 @@ internal sealed partial class SandboxService
         CheckNoNulls("env", request.Env);
         PodSpec spec = ToSpec(request);
         spec.Validate();
+        // One network for the pod: its containers share the VM's network namespace (lo, eth0), as they do in a Kubernetes pod.
+        Vmm.NetworkConfig network = ToNetwork(request.Network);
         var clock = Stopwatch.StartNew();
-        Sandbox live = await _manager.CreatePodAsync(spec, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration }, OpenImageAsync, cancellationToken);
+        Sandbox live = await _manager.CreatePodAsync(spec, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration, Network = network }, OpenImageAsync, cancellationToken);
         var sandbox = new ServiceSandbox(NewId(), PodTemplate, new TemplateConfig(), Time.GetUtcNow(), timeout, request.AutoPause ?? false,
             new Dictionary<string, string>(request.Metadata ?? [], StringComparer.Ordinal), new Dictionary<string, string>(request.Env ?? [], StringComparer.Ordinal))
         {
             Live = live,
             Pod = live.Pod,
+            Network = network,
         };
         try
         {

@@ -35,10 +35,10 @@ internal sealed class PasstProcess : IAsyncDisposable
         {
             throw new VesselException(VesselErrorReason.ToolMissing, "The passt network backend needs passt: install it (scripts/setup.sh).");
         }
-        // --runas: as root passt would drop to nobody, who cannot bind in a sandbox's directory.
+        // --runas (numeric: this passt takes no names): as root passt would drop to nobody, who cannot bind in a sandbox's directory.
         string[] args =
         [
-            "--foreground", "--one-off", "--ipv4-only", "--runas", Environment.UserName, "--socket", socketPath, "--log-file", logPath,
+            "--foreground", "--one-off", "--ipv4-only", "--runas", string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Interop.LibC.Geteuid()}:{Interop.LibC.Getegid()}"), "--socket", socketPath, "--log-file", logPath,
             "--address", NetworkConfig.GuestAddress, "--netmask", NetworkConfig.PrefixLength.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--gateway", NetworkConfig.Gateway, "--dns-forward", NetworkConfig.Nameserver,
         ];
