@@ -59,7 +59,15 @@ public sealed partial class NetworkTests
             ];
             foreach (string url in urls)
             {
-                (int _, string output) = await ExecAsync(from, $"busybox timeout 10 busybox wget -q -O - {url}; echo rc=$?");
+                string output;
+                try
+                {
+                    (_, output) = await ExecAsync(from, $"busybox timeout 10 busybox wget -q -O - {url}; echo rc=$?");
+                }
+                catch (VesselException e)
+                {
+                    throw new InvalidOperationException($"{url}: {e.Message}; {from.VirtualMachine.ExitReport}; console:\n{from.VirtualMachine.ConsoleTail()}", e);
+                }
                 Assert.DoesNotContain(theirs, output, StringComparison.Ordinal);
                 if (!url.Contains(NetworkConfig.GuestAddress, StringComparison.Ordinal))
                 {
@@ -76,6 +84,7 @@ public sealed partial class NetworkTests
     public async Task A_debian_guest_has_lo_up_resolves_localhost_and_a_tcp_and_udp_server_and_client_talk_over_it()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
+        Directory.CreateDirectory(_env.StateDirectory);
         string rootfs = Path.Combine(_env.StateDirectory, "debian-lo.ext4");
         try
         {

@@ -28,10 +28,18 @@ public sealed partial class NetworkTests
         foreach (NetworkBackend backend in new[] { NetworkBackend.Slirp, NetworkBackend.Passt })
         {
             await using Sandbox sandbox = await _env.Manager.CreateAsync(new SandboxOptions { RootfsPath = _env.RootfsPath, Network = network, NetworkBackend = backend }, CancellationToken.None);
-            double mibPerSecond = await ThroughputAsync(sandbox, sink, NetworkConfig.Gateway, port, total);
             (double p50, double p90) = await GuestEchoAsync(sandbox, sink, NetworkConfig.Gateway, port);
-            _output.WriteLine(FormattableString.Invariant($"{backend}, {sandbox.VirtualMachine.Acceleration}: guest->host 256 MiB {mibPerSecond:0.0} MiB/s; 1-byte echo on a guest-opened connection p50 {p50:0.000} ms, p90 {p90:0.000} ms; boot to agent ready {sandbox.Timings.AgentReady.TotalMilliseconds:0} ms"));
+            (double mibPerSecond, long received) = await TransferAsync(sandbox, sink, NetworkConfig.Gateway, port, total);
+            string log = Path.Combine(sandbox.WorkDirectory, "passt.log");
+            _output.WriteLine(FormattableString.Invariant($"{backend}, {sandbox.VirtualMachine.Acceleration}: guest->host {received >> 20} of 256 MiB at {mibPerSecond:0.0} MiB/s; 1-byte echo on a guest-opened connection p50 {p50:0.000} ms, p90 {p90:0.000} ms; boot to agent ready {sandbox.Timings.AgentReady.TotalMilliseconds:0} ms"));
+            if (received < total && File.Exists(log))
+            {
+                _output.WriteLine($"passt's log:\n{string.Join('\n', File.ReadLines(log).TakeLast(20))}");
+            }
             Assert.True(mibPerSecond > 0.5, $"{backend}: {mibPerSecond} MiB/s");
+            // slirp carries the whole stream. passt 0.0~git20230309 under TCG was seen to end it early
+            // (97 of 256 MiB, docs/BENCHMARKS.md "slirp or passt"): measured and reported, not required.
+            Assert.True(backend != NetworkBackend.Slirp || received == total, $"slirp: the guest stopped after {received} bytes");
             (int code, string output) = await ExecAsync(sandbox, $"rm -f /tmp/o; busybox timeout 10 busybox wget -q -O /tmp/o http://{NetworkConfig.Gateway}:{unnamed.Port}/f; echo rc=$?; cat /tmp/o 2>/dev/null");
             Assert.DoesNotContain("rc=0", output, StringComparison.Ordinal);
             (code, output) = await ExecAsync(sandbox, $"busybox timeout 30 busybox wget -q -O - http://{NetworkConfig.Gateway}:{allowed.Port}/f");
