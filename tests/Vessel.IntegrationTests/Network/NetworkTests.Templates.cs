@@ -1,7 +1,7 @@
 using Vessel.Blocks;
+using Vessel.IntegrationTests.Templates;
 using Vessel.Sandboxes;
 using Vessel.State;
-using Vessel.IntegrationTests.Templates;
 using Vessel.Templates;
 using Vessel.Testing;
 using Vessel.Vmm;
