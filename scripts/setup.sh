@@ -23,6 +23,7 @@ packages=(
   procps               # kill, pgrep, ps: tests signal and find processes
   python3-minimal      # /usr/bin/python3: the network filter tests call sendto/sendmsg under the filter
   postgresql           # PostgreSQL 15 (initdb, postgres): the state store's second database and the cluster's membership, started privately by tests
+  passt                # the other user-mode network stack, measured against slirp (bench/net/bench.sh, docs/BENCHMARKS.md "slirp or passt")
 )
 
 missing=()

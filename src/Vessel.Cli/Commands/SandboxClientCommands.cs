@@ -36,12 +36,8 @@ internal static class SandboxClientCommands
             {
                 throw new VesselException(VesselErrorReason.InvalidInput, "Give a TEMPLATE or --file FILE (a pod spec), not both or neither.");
             }
-            if (path is not null && network.GetForDaemon(parse) is not null)
-            {
-                throw new VesselException(VesselErrorReason.InvalidInput, "--net, --no-net, --outbound, --allow and --deny apply to a sandbox from a TEMPLATE; a pod runs with outbound on for now.");
-            }
             Sandbox sandbox = path is not null
-                ? await client.Sandboxes.CreateFromJsonAsync(await PodRequestAsync(path, seconds, metadata, environment, parse.GetValue(autoPause), token), token)
+                ? await client.Sandboxes.CreateFromJsonAsync(await PodRequestAsync(path, seconds, metadata, environment, parse.GetValue(autoPause), network.GetForDaemon(parse), token), token)
                 : await client.Sandboxes.CreateAsync(new SandboxCreateOptions
                 {
                     Template = name!,
@@ -57,7 +53,7 @@ internal static class SandboxClientCommands
     }
 
     /// <summary>The file's JSON object with the command line's options set on it (they win over the file's).</summary>
-    private static async Task<string> PodRequestAsync(string path, double? timeout, Dictionary<string, string>? metadata, Dictionary<string, string>? env, bool autoPause, CancellationToken token)
+    private static async Task<string> PodRequestAsync(string path, double? timeout, Dictionary<string, string>? metadata, Dictionary<string, string>? env, bool autoPause, Vessel.Client.SandboxNetwork? network, CancellationToken token)
     {
         InputFile.Require(path, "pod file");
         System.Text.Json.Nodes.JsonObject request;
@@ -85,6 +81,20 @@ internal static class SandboxClientCommands
         if (autoPause)
         {
             request["autoPause"] = true;
+        }
+        if (network is not null)
+        {
+            // The pod's one network (its containers share the VM's), as for a sandbox from a template.
+            var rules = new System.Text.Json.Nodes.JsonObject
+            {
+                ["allow"] = new System.Text.Json.Nodes.JsonArray([.. (network.Allow ?? []).Select(r => (System.Text.Json.Nodes.JsonNode?)r)]),
+                ["deny"] = new System.Text.Json.Nodes.JsonArray([.. (network.Deny ?? []).Select(r => (System.Text.Json.Nodes.JsonNode?)r)]),
+            };
+            if (network.Outbound is { } outbound)
+            {
+                rules["outbound"] = outbound switch { Vessel.Client.SandboxOutbound.On => "on", Vessel.Client.SandboxOutbound.Restrict => "restrict", _ => "off" };
+            }
+            request["network"] = rules;
         }
         return request.ToJsonString();
     }

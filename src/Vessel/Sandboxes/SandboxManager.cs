@@ -164,6 +164,7 @@ public sealed partial class SandboxManager
                 Network = options.NetworkDevice ? options.Network : null,
                 NetworkForwardCommand = ExternalProcess.ResolveTool("busybox") + " nc",
                 NetworkFilter = filter,
+                NetworkBackend = options.NetworkBackend,
             };
             vm = await _driver.StartAsync(config, cancellationToken);
             if (vm is QemuVm q)

@@ -64,6 +64,9 @@ public sealed record SandboxOptions
     /// <summary>False: no virtio-net device at all (benchmarks measure what the device costs; a snapshot and its restore must agree).</summary>
     internal bool NetworkDevice { get; init; } = true;
 
+    /// <summary>The stack behind the device: slirp (the default) or passt (benchmarks compare them, docs/BENCHMARKS.md).</summary>
+    internal NetworkBackend NetworkBackend { get; init; }
+
     /// <summary>Back guest RAM with this file (for snapshots); null: anonymous memory.</summary>
     public string? MemoryBackendFile { get; init; }
 

@@ -21,9 +21,11 @@ internal sealed partial class SandboxService
         int timeout = CheckCreate(request);
         PodSpec spec = ToSpec(request);
         spec.Validate();
+        // One network for the pod: its containers share the VM's network namespace (lo, eth0), as they do in a Kubernetes pod.
+        Vmm.NetworkConfig network = ToNetwork(request.Network);
         var clock = Stopwatch.StartNew();
-        Sandbox live = await _manager.CreatePodAsync(spec, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration }, OpenImageAsync, cancellationToken);
-        ServiceSandbox sandbox = NewSandbox(request, PodTemplate, new TemplateConfig(), timeout, live);
+        Sandbox live = await _manager.CreatePodAsync(spec, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration, Network = network }, OpenImageAsync, cancellationToken);
+        ServiceSandbox sandbox = NewSandbox(request, PodTemplate, new TemplateConfig(), timeout, live, network);
         await AddAsync(sandbox, "(pod)", clock, cancellationToken);
         return await InfoAsync(sandbox, cancellationToken);
     }

@@ -142,10 +142,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
     {
         if (request.Containers is not null)
         {
-            // Pods run with outbound on (filtered: no host loopback); their own rules are not wired yet.
-            return request.Network is null
-                ? await CreatePodAsync(request, cancellationToken)
-                : throw new VesselException(VesselErrorReason.InvalidInput, "network: a pod (containers) runs with outbound on and no rules for now; leave network out.");
+            return await CreatePodAsync(request, cancellationToken);
         }
         if (string.IsNullOrWhiteSpace(request.Template))
         {

@@ -42,6 +42,9 @@ public sealed record Template
 
     public Template User(string user) => Add(StepKind.User, user);
 
+    /// <summary>The build VM's network (the spec's <c>network</c>): what RUN steps, start and ready may reach.</summary>
+    public Template Network(Vmm.NetworkConfig network) => this with { Spec = Spec with { Network = network } };
+
     public Template Start(string command) => this with { Spec = Spec with { Start = command } };
 
     public Template Ready(string command) => this with { Spec = Spec with { Ready = command } };

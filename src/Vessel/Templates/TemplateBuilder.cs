@@ -140,7 +140,7 @@ internal sealed class TemplateBuilder
                 CopySource? copy = step.Kind == StepKind.Copy
                     ? await CopySource.OpenAsync(spec.ContextDirectory ?? Directory.GetCurrentDirectory(), step.Arguments[0], $"step {phase} ({step})", cancellationToken)
                     : null;
-                string stepHash = PhaseHash.Step(hash, step, copy?.Hash);
+                string stepHash = PhaseHash.Step(hash, step, copy?.Hash, spec.Network);
                 TemplateConfig next = step.Kind switch
                 {
                     StepKind.Env => config.WithEnv(step.Arguments),

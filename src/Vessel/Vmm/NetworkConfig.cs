@@ -87,7 +87,10 @@ public sealed record NetworkConfig
     public IReadOnlyList<string> QemuArguments(string forwardCommand)
     {
         Validate();
-        var netdev = new List<string> { "user", "id=" + NetdevId, "net=10.0.2.0/24", "restrict=" + (Outbound == NetworkOutbound.Off ? "on" : "off") };
+        // ipv6=off: rules are IPv4 and the guest is configured for IPv4 only; and QEMU 7.2's libslirp
+        // crashed (SIGSEGV) when the filter refused a guest's TCP connect to one of the host's IPv6
+        // addresses (NetworkTests.Two_sandboxes_cannot_reach_each_other...).
+        var netdev = new List<string> { "user", "id=" + NetdevId, "net=10.0.2.0/24", "ipv6=off", "restrict=" + (Outbound == NetworkOutbound.Off ? "on" : "off") };
         foreach (int port in Allow.Where(r => r.Port is not null && r.IsHostLoopback).Select(r => r.Port!.Value).Distinct().Where(p => !DeniesHostPort(p)))
         {
             string p = port.ToString(CultureInfo.InvariantCulture);
@@ -95,6 +98,14 @@ public sealed record NetworkConfig
             netdev.Add($"guestfwd=tcp:{HostAddress}:{p}-cmd:{forwardCommand.Replace(",", ",,", StringComparison.Ordinal)} 127.0.0.1 {p}");
         }
         return ["-netdev", string.Join(',', netdev), "-device", $"virtio-net-device,netdev={NetdevId},mac={MacAddress}"];
+    }
+
+    /// <summary>QEMU's arguments for a passt backend listening on <paramref name="socketPath"/> (passt has no <c>guestfwd</c>: <see cref="HostAddress"/> is not answered).</summary>
+    public IReadOnlyList<string> PasstQemuArguments(string socketPath)
+    {
+        Validate();
+        return ["-netdev", $"stream,id={NetdevId},server=off,addr.type=unix,addr.path={socketPath.Replace(",", ",,", StringComparison.Ordinal)}",
+            "-device", $"virtio-net-device,netdev={NetdevId},mac={MacAddress}"];
     }
 
     /// <summary>True when a deny rule covers the host's 127.0.0.1:<paramref name="port"/> (then no <c>guestfwd</c> relays it).</summary>

@@ -77,7 +77,7 @@ public sealed class QemuDriver : IVmmDriver
         }
         if (config.Network is { } network)
         {
-            args.AddRange(network.QemuArguments(config.NetworkForwardCommand));
+            args.AddRange(config.NetworkBackend == NetworkBackend.Passt ? network.PasstQemuArguments(config.PasstSocketPath) : network.QemuArguments(config.NetworkForwardCommand));
         }
         args.AddRange(["-device", "virtio-serial-device"]);
         args.AddRange(["-chardev", $"socket,id=ctl,path={Escape(config.ControlSocketPath)},server=on,wait=off"]);
@@ -111,17 +111,28 @@ public sealed class QemuDriver : IVmmDriver
         {
             throw new VesselException(VesselErrorReason.ToolMissing, $"Cannot run {_binary}: not found. Install qemu-system-x86 (scripts/setup.sh).");
         }
+        bool passt = config.Network is not null && config.NetworkBackend == NetworkBackend.Passt;
+        // With passt the filter decides passt's connects instead of QEMU's.
+        PasstProcess? network = passt
+            ? await PasstProcess.StartAsync(config.PasstSocketPath, Path.ChangeExtension(config.PasstSocketPath, ".log"), config.NetworkFilter?.Environment, cancellationToken)
+            : null;
         Process process;
         try
         {
             // QEMU dies with this process (PR_SET_PDEATHSIG), also on kill -9.
-            process = await OwnedProcessLauncher.StartAsync(binary, args, config.NetworkFilter?.Environment);
+            process = await OwnedProcessLauncher.StartAsync(binary, args, passt ? null : config.NetworkFilter?.Environment);
         }
-        catch (System.ComponentModel.Win32Exception e)
+        catch (Exception e)
         {
-            throw new VesselException(VesselErrorReason.ToolMissing, $"Cannot run {_binary}: {e.Message}. Install qemu-system-x86 (scripts/setup.sh).", e);
+            if (network is not null)
+            {
+                await network.DisposeAsync();
+            }
+            throw e is System.ComponentModel.Win32Exception
+                ? new VesselException(VesselErrorReason.ToolMissing, $"Cannot run {_binary}: {e.Message}. Install qemu-system-x86 (scripts/setup.sh).", e)
+                : e;
         }
-        var vm = new QemuVm(process, config, acceleration);
+        var vm = new QemuVm(process, config, acceleration, network);
         try
         {
             await vm.ConnectQmpAsync(cancellationToken);
@@ -146,12 +157,14 @@ public sealed class QemuVm : IVirtualMachine
     private readonly StringBuilder _stderr = new();
     private readonly Task _exited;
     private readonly Task _stderrPump;
+    private readonly PasstProcess? _passt;
     private QmpClient? _qmp;
     private int _disposed;
 
-    internal QemuVm(Process process, VmConfig config, Acceleration acceleration)
+    internal QemuVm(Process process, VmConfig config, Acceleration acceleration, PasstProcess? passt = null)
     {
         _process = process;
+        _passt = passt;
         _config = config;
         Acceleration = acceleration;
         Pid = process.Id;
@@ -318,6 +331,10 @@ public sealed class QemuVm : IVirtualMachine
         {
             throw new VesselException(VesselErrorReason.Unsupported, "This VM has no network device.");
         }
+        if (_config.NetworkBackend == NetworkBackend.Passt)
+        {
+            throw new VesselException(VesselErrorReason.Unsupported, "This VM's network is served by passt, which cannot add a port forward at run time.");
+        }
         string rule = FormattableString.Invariant($"tcp:127.0.0.1:{hostPort}-{NetworkConfig.GuestAddress}:{guestPort}");
         JsonNode? reply = await Qmp.ExecuteAsync("human-monitor-command", new JsonObject
         {
@@ -467,6 +484,10 @@ public sealed class QemuVm : IVirtualMachine
                 await _qmp.DisposeAsync();
             }
             _process.Dispose();
+            if (_passt is not null)
+            {
+                await _passt.DisposeAsync();
+            }
         }
     }
 }

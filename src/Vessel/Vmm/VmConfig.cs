@@ -74,6 +74,12 @@ public sealed record VmConfig
 
     /// <summary>The connect filter QEMU runs with (its rules decide every destination slirp connects to); null: none.</summary>
     public NetworkFilter? NetworkFilter { get; init; }
+
+    /// <summary>Which stack serves <see cref="Network"/>: slirp in QEMU (the default) or a passt process (the filter then runs in passt).</summary>
+    public NetworkBackend NetworkBackend { get; init; }
+
+    /// <summary>passt's socket, next to <see cref="ApiSocketPath"/> (used with <see cref="NetworkBackend.Passt"/>).</summary>
+    public string PasstSocketPath => Path.Combine(Path.GetDirectoryName(ApiSocketPath) ?? ".", "passt.sock");
 }
 
 /// <summary>A virtio-blk disk: a local file, or an NBD export served on a unix socket.</summary>

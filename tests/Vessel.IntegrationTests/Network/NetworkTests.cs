@@ -22,7 +22,7 @@ namespace Vessel.IntegrationTests.Network;
 /// traffic stays on this machine's loopback.
 /// </summary>
 [Collection(GuestKitCollection.Name)]
-public sealed class NetworkTests
+public sealed partial class NetworkTests
 {
     private readonly GuestKitEnvironment _env;
     private readonly ITestOutputHelper _output;
@@ -203,22 +203,30 @@ public sealed class NetworkTests
 
     private static async Task<double> ThroughputAsync(Sandbox sandbox, TcpListener sink, string address, int port, long total)
     {
+        (double mibPerSecond, long received) = await TransferAsync(sandbox, sink, address, port, total);
+        Assert.True(received == total, $"{address}: the guest stopped after {received} bytes");
+        return mibPerSecond;
+    }
+
+    /// <summary>MiB/s of a guest -> host stream of <paramref name="total"/> bytes, and how many arrived before it ended.</summary>
+    private static async Task<(double MiBPerSecond, long Received)> TransferAsync(Sandbox sandbox, TcpListener sink, string address, int port, long total)
+    {
         Task<(int, string)> send = ExecAsync(sandbox, $"busybox dd if=/dev/zero bs=65536 count={total / 65536} 2>/dev/null | busybox nc {address} {port}");
         using TcpClient client = await sink.AcceptTcpClientAsync().WaitAsync(TimeSpan.FromSeconds(60));
         var clock = System.Diagnostics.Stopwatch.StartNew();
         NetworkStream stream = client.GetStream();
         byte[] buffer = new byte[1 << 16];
         long received = 0;
-        while (received < total)
+        int n = 1;
+        while (received < total && n > 0)
         {
-            int n = await stream.ReadAsync(buffer);
-            Assert.True(n > 0, $"{address}: the guest stopped after {received} bytes");
+            n = await stream.ReadAsync(buffer);
             received += n;
         }
         TimeSpan elapsed = clock.Elapsed;
         client.Close();
         await send.WaitAsync(TimeSpan.FromSeconds(120));
-        return total / (double)(1 << 20) / elapsed.TotalSeconds;
+        return (received / (double)(1 << 20) / elapsed.TotalSeconds, received);
     }
 
     private static async Task<(double P50, double P90)> GuestEchoAsync(Sandbox sandbox, TcpListener sink, string address, int port)
@@ -307,54 +315,5 @@ public sealed class NetworkTests
         _output.WriteLine(FormattableString.Invariant(
             $"snapshot restore to agent ready, median of {Rounds}: with net {Median(restores[true]):0} ms, without {Median(restores[false]):0} ms (all: {string.Join(' ', restores[true].Select(x => x.ToString("0", System.Globalization.CultureInfo.InvariantCulture)))} / {string.Join(' ', restores[false].Select(x => x.ToString("0", System.Globalization.CultureInfo.InvariantCulture)))})"));
         _env.AssertNothingLeft();
-    }
-
-    /// <summary>A one-response-per-connection HTTP server on the host's 127.0.0.1.</summary>
-    private sealed class HostHttpServer : IAsyncDisposable
-    {
-        private readonly TcpListener _listener;
-        private readonly CancellationTokenSource _stop = new();
-        private readonly Task _loop;
-        private readonly byte[] _response;
-        private int _requests;
-
-        public HostHttpServer(string body, IPAddress? address = null)
-        {
-            _listener = new TcpListener(address ?? IPAddress.Loopback, 0);
-            _response = Encoding.ASCII.GetBytes($"HTTP/1.0 200 OK\r\nContent-Length: {body.Length}\r\n\r\n{body}");
-            _listener.Start();
-            _loop = ServeAsync();
-        }
-
-        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
-
-        public int Requests => Volatile.Read(ref _requests);
-
-        private async Task ServeAsync()
-        {
-            try
-            {
-                while (true)
-                {
-                    using TcpClient client = await _listener.AcceptTcpClientAsync(_stop.Token);
-                    Interlocked.Increment(ref _requests);
-                    NetworkStream stream = client.GetStream();
-                    byte[] buffer = new byte[4096];
-                    _ = await stream.ReadAsync(buffer, _stop.Token);
-                    await stream.WriteAsync(_response, _stop.Token);
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _stop.CancelAsync();
-            _listener.Stop();
-            await _loop;
-            _stop.Dispose();
-        }
     }
 }

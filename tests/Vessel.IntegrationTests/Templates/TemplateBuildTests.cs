@@ -259,10 +259,4 @@ public sealed class TemplateBuildTests : IDisposable
         }
         return ms.ToArray();
     }
-
-    /// <summary>Progress that reports on the calling thread (Progress&lt;T&gt; posts to the thread pool and may report late).</summary>
-    private sealed class SyncProgress(Action<BuildEvent> report) : IProgress<BuildEvent>
-    {
-        public void Report(BuildEvent value) => report(value);
-    }
 }

@@ -272,10 +272,4 @@ public sealed class TemplateVmTests
         Assert.Equal("cancelled", (await home.State.ListBuildsAsync("slow", cts.Token)).Single().Status);
         AssertNothingLeft(home);
     }
-
-    /// <summary>Progress that reports on the calling thread.</summary>
-    private sealed class SyncProgress(Action<BuildEvent> report) : IProgress<BuildEvent>
-    {
-        public void Report(BuildEvent value) => report(value);
-    }
 }

@@ -54,4 +54,35 @@ public sealed class PhaseHashTests
         Assert.NotEqual(h, PhaseHash.Finalize("p", spec with { Ready = null }));
         Assert.NotEqual(h, PhaseHash.Finalize("q", spec));
     }
+
+    [Fact]
+    public void A_network_change_rebuilds_run_steps_and_finalize_but_no_rules_keep_the_old_hashes()
+    {
+        var run = new TemplateStep(StepKind.Run, ["apt-get update"]);
+        var workdir = new TemplateStep(StepKind.Workdir, ["/srv"]);
+        var allowA = Vessel.Vmm.NetworkConfig.Default with { Allow = [Vessel.Vmm.NetworkRule.Parse("127.0.0.1:8080")] };
+        var allowB = Vessel.Vmm.NetworkConfig.Default with { Allow = [Vessel.Vmm.NetworkRule.Parse("127.0.0.1:8081")] };
+        var denyA = Vessel.Vmm.NetworkConfig.Default with { Deny = [Vessel.Vmm.NetworkRule.Parse("127.0.0.1:8080")] };
+        string plain = PhaseHash.Step("b", run, null);
+        // The default network (written or not) hashes as before networks existed.
+        Assert.Equal(plain, PhaseHash.Step("b", run, null, Vessel.Vmm.NetworkConfig.Default));
+        Assert.All(
+            new[]
+            {
+                PhaseHash.Step("b", run, null, allowA),
+                PhaseHash.Step("b", run, null, allowB),
+                PhaseHash.Step("b", run, null, denyA),
+                PhaseHash.Step("b", run, null, Vessel.Vmm.NetworkConfig.Isolated),
+                PhaseHash.Step("b", run, null, allowA with { Outbound = Vessel.Vmm.NetworkOutbound.Restrict }),
+            },
+            other => Assert.NotEqual(plain, other));
+        Assert.NotEqual(PhaseHash.Step("b", run, null, allowA), PhaseHash.Step("b", run, null, denyA));
+        // Rule order does not matter; steps that run no command ignore the network.
+        var both = Vessel.Vmm.NetworkConfig.Default with { Allow = [.. allowA.Allow, .. allowB.Allow] };
+        Assert.Equal(PhaseHash.Step("b", run, null, both), PhaseHash.Step("b", run, null, both with { Allow = [.. both.Allow.Reverse()] }));
+        Assert.Equal(PhaseHash.Step("b", workdir, null), PhaseHash.Step("b", workdir, null, allowA));
+        TemplateSpec spec = Template.From("x").Named("t").Start("s").ToSpec();
+        Assert.Equal(PhaseHash.Finalize("p", spec), PhaseHash.Finalize("p", spec with { Network = Vessel.Vmm.NetworkConfig.Default }));
+        Assert.NotEqual(PhaseHash.Finalize("p", spec), PhaseHash.Finalize("p", spec with { Network = allowA }));
+    }
 }

@@ -36,7 +36,7 @@ public sealed class NetworkConfigTests
     public void Outbound_on_is_the_default_and_runs_slirp_unrestricted_with_a_fixed_mac()
     {
         string line = string.Join(' ', NetworkConfig.Default.QemuArguments("/usr/bin/busybox nc"));
-        Assert.Equal("-netdev user,id=net0,net=10.0.2.0/24,restrict=off -device virtio-net-device,netdev=net0,mac=52:54:00:12:34:56", line);
+        Assert.Equal("-netdev user,id=net0,net=10.0.2.0/24,ipv6=off,restrict=off -device virtio-net-device,netdev=net0,mac=52:54:00:12:34:56", line);
         Assert.Equal(NetworkOutbound.On, new Vessel.Sandboxes.SandboxOptions().Network.Outbound);
     }
 
@@ -45,7 +45,7 @@ public sealed class NetworkConfigTests
     {
         var config = NetworkConfig.Isolated with { Allow = [NetworkRule.Parse("127.0.0.1:8080"), NetworkRule.Parse("localhost:8080"), NetworkRule.Parse("host.vessel.internal:9000")] };
         string netdev = config.QemuArguments("/opt/a,b/busybox nc")[1];
-        Assert.Equal("user,id=net0,net=10.0.2.0/24,restrict=on,guestfwd=tcp:10.0.2.254:8080-cmd:/opt/a,,b/busybox nc 127.0.0.1 8080,guestfwd=tcp:10.0.2.254:9000-cmd:/opt/a,,b/busybox nc 127.0.0.1 9000", netdev);
+        Assert.Equal("user,id=net0,net=10.0.2.0/24,ipv6=off,restrict=on,guestfwd=tcp:10.0.2.254:8080-cmd:/opt/a,,b/busybox nc 127.0.0.1 8080,guestfwd=tcp:10.0.2.254:9000-cmd:/opt/a,,b/busybox nc 127.0.0.1 9000", netdev);
     }
 
     [Theory]
@@ -83,7 +83,7 @@ public sealed class NetworkConfigTests
             Deny = [NetworkRule.Parse("localhost:8080")],
         };
         string netdev = config.QemuArguments("busybox nc")[1];
-        Assert.Equal("user,id=net0,net=10.0.2.0/24,restrict=off,guestfwd=tcp:10.0.2.254:9000-cmd:busybox nc 127.0.0.1 9000", netdev);
+        Assert.Equal("user,id=net0,net=10.0.2.0/24,ipv6=off,restrict=off,guestfwd=tcp:10.0.2.254:9000-cmd:busybox nc 127.0.0.1 9000", netdev);
         Assert.DoesNotContain("guestfwd", (config with { Deny = [NetworkRule.Parse("127.0.0.0/8")] }).QemuArguments("busybox nc")[1], StringComparison.Ordinal);
     }
 }
