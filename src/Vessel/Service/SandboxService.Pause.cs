@@ -14,6 +14,10 @@ internal sealed partial class SandboxService
     public async Task<SandboxInfo> PauseAsync(string id, CancellationToken cancellationToken)
     {
         ServiceSandbox sandbox = Find(id);
+        if (sandbox.Pod?.Spec.Rootfs == PodRootfsMode.Virtiofs)
+        {
+            throw Sandbox.VirtioFsPauseRefused(id); // before anything stops: the pod keeps running
+        }
         if (!await sandbox.Transition.WaitAsync(0, cancellationToken))
         {
             throw new VesselException(VesselErrorReason.Conflict, $"Sandbox {id} is being paused, resumed or deleted: retry when that ends.");

@@ -27,6 +27,10 @@ internal sealed partial class SandboxService
         CheckNoNulls("env", request.Env);
         PodSpec spec = ToSpec(request);
         spec.Validate();
+        if (spec.Rootfs == PodRootfsMode.Virtiofs && request.AutoPause == true)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, "autoPause: a virtio-fs pod cannot pause (QEMU 7.2's vhost-user-fs device is unmigratable); use \"rootfs\": \"block\" or leave autoPause out.");
+        }
         var clock = Stopwatch.StartNew();
         Sandbox live = await _manager.CreatePodAsync(spec, new SandboxOptions { Pausable = true, Acceleration = _options.Acceleration }, OpenImageAsync, cancellationToken);
         var sandbox = new ServiceSandbox(NewId(), PodTemplate, new TemplateConfig(), Time.GetUtcNow(), timeout, request.AutoPause ?? false,

@@ -74,7 +74,16 @@ public sealed record VmConfig
 
     /// <summary>The connect filter QEMU runs with (its rules decide every destination slirp connects to); null: none.</summary>
     public NetworkFilter? NetworkFilter { get; init; }
+
+    /// <summary>
+    /// A virtio-fs device on a vhost-user backend (<see cref="VirtioFsDaemon"/>); null: none. Its
+    /// backend maps guest RAM, so the RAM is a shared memfd (or a shared memory file).
+    /// </summary>
+    public VirtioFsConfig? VirtioFs { get; init; }
 }
+
+/// <summary>A virtio-fs device: the backend's vhost-user socket and the tag the guest mounts.</summary>
+public sealed record VirtioFsConfig(string SocketPath, string Tag);
 
 /// <summary>A virtio-blk disk: a local file, or an NBD export served on a unix socket.</summary>
 public sealed record DiskConfig
