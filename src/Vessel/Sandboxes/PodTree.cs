@@ -54,8 +54,68 @@ internal sealed record PodTree(string Id, string Path)
         return new PodTree(lower.Id, path);
     }
 
-    /// <summary>Whether <paramref name="name"/> (a directory in <c>images/trees/</c>) is a partial unpack.</summary>
-    public static bool IsPartial(string name) => name.StartsWith(TemporaryPrefix, StringComparison.Ordinal);
+    /// <summary>
+    /// The trees of <paramref name="home"/> that nothing uses or unpacks: neither a live sandbox
+    /// (its <see cref="UsedTreesFile"/>) nor an unpack in progress (its lock, taken here and
+    /// returned held, so the caller removes the tree before anyone can start on it). Partial unpacks
+    /// of dead processes are listed too (their lock is null).
+    /// </summary>
+    public static async Task<IReadOnlyList<(string Path, FileStream? Lock)>> TakeUnusedAsync(VesselHome home, CancellationToken cancellationToken)
+    {
+        var taken = new List<(string, FileStream?)>();
+        if (!Directory.Exists(home.ImageTrees))
+        {
+            return taken;
+        }
+        HashSet<string> used = await UsedAsync(home, cancellationToken);
+        foreach (string dir in Directory.EnumerateDirectories(home.ImageTrees))
+        {
+            string name = System.IO.Path.GetFileName(dir);
+            if (name.StartsWith(TemporaryPrefix, StringComparison.Ordinal))
+            {
+                int dash = name.LastIndexOf('-');
+                int before = dash > 0 ? name.LastIndexOf('-', dash - 1) : -1;
+                if (before > 0 && !ProcessOwner.IsAlive(name[(before + 1)..]))
+                {
+                    taken.Add((dir, null));
+                }
+                continue;
+            }
+            if (used.Contains(dir))
+            {
+                continue;
+            }
+            try
+            {
+                taken.Add((dir, new FileStream(dir + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None)));
+            }
+            catch (IOException)
+            {
+                // Being unpacked again by a concurrent run: in use.
+            }
+        }
+        return taken;
+    }
+
+    /// <summary>The trees that live sandboxes serve (each lists its own in its directory).</summary>
+    private static async Task<HashSet<string>> UsedAsync(VesselHome home, CancellationToken cancellationToken)
+    {
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        if (!Directory.Exists(home.Sandboxes))
+        {
+            return used;
+        }
+        HashSet<string> dead = [.. await SandboxManager.FindLeftoversAsync(home.Root, cancellationToken)];
+        foreach (string dir in Directory.EnumerateDirectories(home.Sandboxes, "sb-*").Where(d => !dead.Contains(d)))
+        {
+            string list = System.IO.Path.Combine(dir, UsedTreesFile);
+            if (File.Exists(list))
+            {
+                used.UnionWith((await File.ReadAllLinesAsync(list, cancellationToken)).Where(l => l.Length > 0));
+            }
+        }
+        return used;
+    }
 
     private static async Task DumpAsync(string image, string destination, CancellationToken cancellationToken)
     {
