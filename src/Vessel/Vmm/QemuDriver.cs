@@ -87,6 +87,9 @@ public sealed class QemuDriver : IVmmDriver
             {
                 throw new ArgumentException("A virtio-fs device needs guest RAM shared with its backend; a private memory file is not.", nameof(config));
             }
+            // microvm's virtio-mmio transports default to the legacy (version 1) interface, which
+            // libvhost-user refuses ("virtio legacy devices aren't supported"): modern transports.
+            args.AddRange(["-global", "virtio-mmio.force-legacy=false"]);
             args.AddRange(["-chardev", $"socket,id=fs0,path={Escape(fs.SocketPath)}", "-device", $"vhost-user-fs-device,chardev=fs0,tag={Escape(fs.Tag)}"]);
         }
         if (config.Network is { } network)

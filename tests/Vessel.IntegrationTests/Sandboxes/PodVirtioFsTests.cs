@@ -105,7 +105,7 @@ public sealed class PodVirtioFsTests
         var refused = new (string Name, byte[] Tar, string Expected)[]
         {
             ("vfs-dotdot", HostileInputs.Tar((TarEntryType.RegularFile, "a/../../escape", "x")), "escape"),
-            ("vfs-hardlink", HostileInputs.Tar((TarEntryType.HardLink, "hl", "../../../../../../" + victim.TrimStart('/'))), "hl"),
+            ("vfs-hardlink", HostileInputs.Tar((TarEntryType.HardLink, "hl", "../../../../../../" + victim.TrimStart('/'))), ".."),
         };
         foreach ((string name, byte[] tar, string expected) in refused)
         {
@@ -132,7 +132,10 @@ public sealed class PodVirtioFsTests
         Assert.Equal(outside, new FileInfo(Path.Combine(tree.Path, "out")).LinkTarget);
         Assert.Equal("../../../../../..", new FileInfo(Path.Combine(tree.Path, "up")).LinkTarget);
         Assert.Equal("absolute\n", await File.ReadAllTextAsync(Path.Combine(tree.Path, "copy")));
-        Assert.True(File.GetUnixFileMode(Path.Combine(tree.Path, "suid")).HasFlag(UnixFileMode.SetUser), "the setuid bit was lost");
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.True(File.GetUnixFileMode(Path.Combine(tree.Path, "suid")).HasFlag(UnixFileMode.SetUser), "the setuid bit was lost");
+        }
         Assert.Equal(["victim"], Directory.GetFileSystemEntries(outside).Select(Path.GetFileName));
         Assert.Equal("host file\n", await File.ReadAllTextAsync(victim));
         Assert.Empty(Directory.GetDirectories(Home.ImageTrees, ".tmp-*"));
