@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   e2fsprogs            # mke2fs/e2fsck/debugfs/tune2fs/resize2fs: the oracle and the resize tools
   busybox-static       # provisioning busybox and the guest initramfs
-  qemu-system-x86      # the VMM (TCG here), includes virtiofsd
+  qemu-system-x86      # the VMM (TCG here); depends on qemu-system-common, which holds /usr/lib/qemu/virtiofsd (virtio-fs pods)
   qemu-utils           # qemu-img, qemu-io, qemu-nbd
   libnbd-bin           # nbdinfo, nbdcopy, nbdfuse (file view of an NBD export)
   nbdkit               # reference NBD server for benchmarks
@@ -18,7 +18,7 @@ packages=(
   rsync                # the peer pipelines in benchmarks
   time                 # /usr/bin/time: peak RSS in bench/rootfs/run.sh
   clang zlib1g-dev      # the guest agent is published Native AOT (the ILCompiler links with clang); clang also builds the network filter QEMU loads (src/Vessel/Vmm/NetworkFilter.c)
-  util-linux           # setpriv: QEMU runs under PR_SET_PDEATHSIG and dies with Vessel
+  util-linux           # setpriv: QEMU runs under PR_SET_PDEATHSIG and dies with Vessel; unshare: virtiofsd in a private mount namespace
   jq curl ca-certificates xz-utils zstd
   procps               # kill, pgrep, ps: tests signal and find processes
   python3-minimal      # /usr/bin/python3: the network filter tests call sendto/sendmsg under the filter

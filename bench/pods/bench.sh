@@ -5,10 +5,15 @@
 #      lower not cached (the home's images/ emptied first) and cached; RUNS runs each, median
 #   2. a pod of 2 containers that each wrote 64 MiB to their upper: pause time and size, resume time
 #      (to the first command), against a cold create of the same pod
-#   bench/pods/bench.sh [RUNS]   (root, after scripts/setup.sh; LARGE=... optional)
+#   3. (READ=1) sequential read of a 512 MiB file in the guest: block lower, virtio-fs lower, and a
+#      template sandbox (today's ext4 rootfs over NBD) of the same image (busybox + /big, 512 MiB random)
+#   MODE=block|virtiofs picks the lower of 1. and 2. (2. needs block: a virtio-fs pod cannot pause);
+#   SKIP_PAUSE=1 leaves 2. out
+#   bench/pods/bench.sh [RUNS]   (root, after scripts/setup.sh; LARGE=..., MODE=..., READ=1 optional)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
+mode=${MODE:-block}
 work=$(mktemp -d /tmp/vpod.XXXXXX)
 daemon=
 cleanup() {
@@ -33,7 +38,7 @@ med() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 pod() { # $1 image, $2 memoryMb, $3 upperMb: a pod of one container "c" (or two with $4 = 2)
   local c='{"name":"c","image":"'$1'","command":["sleep","100000"]}'
   [ "${4:-1}" = 2 ] && c="$c"',{"name":"d","image":"'$1'","command":["sleep","100000"]}'
-  echo '{"containers":['"$c"'],"rootfs":"block","memoryMb":'$2',"upperMb":'$3',"timeoutSeconds":3600}'
+  echo '{"containers":['"$c"'],"rootfs":"'${5:-$mode}'","memoryMb":'$2',"upperMb":'$3',"timeoutSeconds":3600}'
 }
 run_in() { # $1 id, $2 container, $3 script
   "${api[@]}" -X POST "http://localhost/sandboxes/$1/commands" -d '{"cmd":"/bin/sh","args":["-c","'"$3"'"],"container":"'$2'"}' > "$work/out.ndjson"
@@ -56,13 +61,15 @@ measure() { # $1 label, $2 image
     read -r r id < <(create_first "$(pod "$2" 256 64)"); warm+=("$r"); kill_sb "$id"
   done
   local lower; lower=$(ls -s --block-size=1M "$home"/images/*.ext4 | awk '{ s += $1 } END { print s }')
-  echo "$1: lower not cached $(printf '%s\n' "${cold[@]}" | med) ms, cached $(printf '%s\n' "${warm[@]}" | med) ms (median of $runs; lower ext4 ${lower} MiB allocated)"
+  [ "$mode" = virtiofs ] && lower="$lower (+ tree $(du -sm "$home/images/trees" | cut -f1))"
+  echo "$mode $1: lower not cached $(printf '%s\n' "${cold[@]}" | med) ms, cached $(printf '%s\n' "${warm[@]}" | med) ms (median of $runs; lower ext4 ${lower} MiB allocated)"
 }
 
 echo "== 1. create -> first command (1 container, 256 MiB guest)"
 measure "small ($(du -h "$work/small.tar.gz" | cut -f1) tarball)" "$work/small.tar.gz"
 if [ -n "${LARGE:-}" ]; then measure "large ($(du -h "$LARGE" | cut -f1) tarball)" "$LARGE"; fi
 
+if [ "${SKIP_PAUSE:-}" != 1 ] && [ "$mode" = block ]; then
 echo "== 2. pause/resume of 2 containers with 64 MiB each in their uppers (768 MiB guest, upperMb 96)"
 body=$(pod "$work/small.tar.gz" 768 96 2)
 read -r cold id < <(create_first "$body")
@@ -73,3 +80,28 @@ size=$(du -sm "$home"/snapshots/"$id"-* | awk '{ s += $1 } END { print s }')
 t0=$(now); "${api[@]}" -X POST "http://localhost/sandboxes/$id/resume" >/dev/null; run_in "$id" c "test -s /big"; resume=$(ms "$t0" "$(now)")
 kill_sb "$id"
 echo "cold create to first command ${cold} ms; pause ${pause} ms (${size} MiB saved); resume to first command ${resume} ms (the 64 MiB upper file read back)"
+fi
+
+if [ "${READ:-}" = 1 ]; then
+  echo "== 3. sequential read of a 512 MiB file in the guest (first read after boot; host page cache warm)"
+  mkdir -p "$work/bigroot" && tar -xzf "$work/small.tar.gz" -C "$work/bigroot"
+  head -c $((512 << 20)) /dev/urandom > "$work/bigroot/big"
+  tar -C "$work/bigroot" -cf "$work/big.tar" . && rm -rf "$work/bigroot"
+  read_once() { # $1 sandbox id, $2 container ("" for a template sandbox): ms for dd of /big
+    local t0 extra=''
+    [ -n "$2" ] && extra=',"container":"'$2'"'
+    t0=$(now)
+    "${api[@]}" -X POST "http://localhost/sandboxes/$1/commands" -d '{"cmd":"/bin/sh","args":["-c","dd if=/big of=/dev/null bs=1M"]'"$extra"'}' > "$work/out.ndjson"
+    ms "$t0" "$(now)"
+  }
+  for m in block virtiofs; do
+    read -r _ id < <(create_first "$(pod "$work/big.tar" 512 64 1 "$m")")
+    echo "$m lower: $(read_once "$id" c) ms"
+    kill_sb "$id"
+  done
+  printf '{"name":"bigread","from":"%s","memoryMb":512}\n' "$work/big.tar" > "$work/bigread.json"
+  "${cli[@]}" template build -f "$work/bigread.json" --home "$home" --no-vm > /dev/null
+  id=$("${api[@]}" -X POST http://localhost/sandboxes -d '{"template":"bigread","timeoutSeconds":3600}' | sed 's/.*"sandboxId":"\([^"]*\)".*/\1/')
+  echo "template sandbox (ext4 over NBD): $(read_once "$id" "") ms"
+  kill_sb "$id"
+fi

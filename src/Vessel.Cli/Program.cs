@@ -19,6 +19,7 @@ internal static class Program
         root.Subcommands.Add(TemplateCommands.Create());
         root.Subcommands.Add(ContainerdCommands.Create());
         root.Subcommands.Add(GcCommands.Create());
+        root.Subcommands.Add(ImagesCommands.Create());
         root.Subcommands.Add(ServeCommands.Serve());
         root.Subcommands.Add(KeysCommands.Create());
         return await CliRunner.InvokeAsync(root, args);

@@ -41,23 +41,29 @@ internal static class GcCommands
                 await Console.Error.WriteLineAsync($"vessel: kits are not collected here: the kit cache {kitCache} belongs to another home (run 'vessel gc' there)");
             }
             GcResult result = await new GarbageCollector(dir, options).RunAsync(m => Console.Error.WriteLine("vessel: " + m), token);
-            string verb = dry ? "would remove" : "removed";
-            foreach (GcItem item in result.Items)
-            {
-                string size = item.Kind == "cache" ? "-" : ByteSize.Format(item.Bytes); // a database row
-                Console.WriteLine($"{verb}  {item.Kind,-8}  {size,10}  {item.Path}  ({item.Reason})");
-            }
-            Console.WriteLine(result.Items.Count == 0 ? "nothing to remove" : $"{(dry ? "would free" : "freed")} {ByteSize.Format(result.TotalBytes)} in {result.Items.Count} item{(result.Items.Count == 1 ? "" : "s")}"
-                + (dry ? " (dry run: nothing was removed)" : string.Empty));
-            if (result.FailedBuilds > 0)
-            {
-                Console.WriteLine($"marked {result.FailedBuilds} build{(result.FailedBuilds == 1 ? "" : "s")} of dead processes as failed");
-            }
-            foreach (string error in result.Errors)
-            {
-                await Console.Error.WriteLineAsync("vessel: " + error);
-            }
-            return result.Errors.Count == 0 ? 0 : 1;
+            return await PrintAsync(result, dry);
         });
+    }
+
+    /// <summary>Prints a collection's items with sizes, the total and its errors; the exit status (1 when something could not be removed).</summary>
+    internal static async Task<int> PrintAsync(GcResult result, bool dry)
+    {
+        string verb = dry ? "would remove" : "removed";
+        foreach (GcItem item in result.Items)
+        {
+            string size = item.Kind == "cache" ? "-" : ByteSize.Format(item.Bytes); // a database row
+            Console.WriteLine($"{verb}  {item.Kind,-8}  {size,10}  {item.Path}  ({item.Reason})");
+        }
+        Console.WriteLine(result.Items.Count == 0 ? "nothing to remove" : $"{(dry ? "would free" : "freed")} {ByteSize.Format(result.TotalBytes)} in {result.Items.Count} item{(result.Items.Count == 1 ? "" : "s")}"
+            + (dry ? " (dry run: nothing was removed)" : string.Empty));
+        if (result.FailedBuilds > 0)
+        {
+            Console.WriteLine($"marked {result.FailedBuilds} build{(result.FailedBuilds == 1 ? "" : "s")} of dead processes as failed");
+        }
+        foreach (string error in result.Errors)
+        {
+            await Console.Error.WriteLineAsync("vessel: " + error);
+        }
+        return result.Errors.Count == 0 ? 0 : 1;
     }
 }

@@ -50,6 +50,12 @@ public sealed class VesselHome
     /// <summary>Root filesystems built from images, cached by content digest.</summary>
     public string Images => Path.Combine(Root, "images");
 
+    /// <summary>Unpacked image trees that virtio-fs pods serve read-only, one directory per image content digest.</summary>
+    public string ImageTrees => Path.Combine(Images, "trees");
+
+    /// <summary>The unpacked tree of the image whose content digest's hex is <paramref name="digestHex"/>.</summary>
+    public string ImageTree(string digestHex) => Path.Combine(ImageTrees, digestHex);
+
     /// <summary>Verified data chunks fetched from an object store (bounded, least recently used out).</summary>
     public string ChunkCache => Path.Combine(Root, "cache", "chunks");
 

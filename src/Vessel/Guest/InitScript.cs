@@ -87,6 +87,19 @@ internal static class InitScript
           agent_root=/
         }
 
+        # A virtio-fs pod (vessel.fslowers=ID,ID): one read-only virtio-fs share (tag {{VirtioFsTag}})
+        # holding ID/rootfs per image, each bound at /vessel/lowers/ID like an image disk.
+        mount_fs_lowers() {
+          mkdir -p /vessel/fs
+          out=$(mount -t virtiofs -o ro {{VirtioFsTag}} /vessel/fs 2>&1) || fail root-mount "mount virtio-fs {{VirtioFsTag}}: $out"
+          for id in $(echo "$1" | tr ',' ' '); do
+            [ -d /vessel/fs/$id/rootfs ] || fail root-mount "virtio-fs {{VirtioFsTag}} holds no $id/rootfs (it has: $(ls /vessel/fs | tr '\n' ' '))"
+            mkdir -p /vessel/lowers/$id
+            out=$(mount --bind /vessel/fs/$id/rootfs /vessel/lowers/$id 2>&1) || fail root-mount "bind $id/rootfs: $out"
+          done
+          agent_root=/
+        }
+
         mount_root() {
           root_dev=
           root_opts=rw,noatime
@@ -96,6 +109,7 @@ internal static class InitScript
               vessel.root=*) root_dev=${arg#vessel.root=} ;;
               vessel.rootro=1) root_opts=ro,noatime ;;
               {{LowersParameter}}=*) mount_lowers "${arg#{{LowersParameter}}=}"; return 0 ;;
+              {{FsLowersParameter}}=*) mount_fs_lowers "${arg#{{FsLowersParameter}}=}"; return 0 ;;
             esac
           done
           [ -n "$root_dev" ] || root_dev=$(disk_by_serial {{RootDiskSerial}}) || fail root-mount "no disk with serial {{RootDiskSerial}} (disks: $(ls /sys/block | tr '\n' ' '))"
@@ -152,6 +166,12 @@ internal static class InitScript
 
     /// <summary>The kernel parameter that makes a pod: the ids of its image disks, comma-separated.</summary>
     public const string LowersParameter = "vessel.lowers";
+
+    /// <summary>The kernel parameter of a virtio-fs pod: the ids of its trees (<c>ID/rootfs</c> in the share tagged <see cref="VirtioFsTag"/>), comma-separated.</summary>
+    public const string FsLowersParameter = "vessel.fslowers";
+
+    /// <summary>The virtio-fs tag of a pod's share of image trees.</summary>
+    public const string VirtioFsTag = "vessel-lowers";
 
     /// <summary>The serial of a pod's image disk is this prefix and the disk's id (18 hex digits: serials hold 20 bytes).</summary>
     public const string LowerSerialPrefix = "i-";

@@ -120,7 +120,7 @@ public sealed class RootfsCache
     }
 
     /// <summary>An exclusive lock held by an open file (.NET takes flock for FileShare.None on Unix), polled until free.</summary>
-    private static async Task<FileStream> LockAsync(string path, CancellationToken cancellationToken)
+    internal static async Task<FileStream> LockAsync(string path, CancellationToken cancellationToken)
     {
         var waited = Stopwatch.StartNew();
         while (true)

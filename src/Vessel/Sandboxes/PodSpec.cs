@@ -9,7 +9,7 @@ public enum PodRootfsMode
     /// <summary>A read-only ext4 per image digest, attached as a virtio-blk disk and shared by every sandbox.</summary>
     Block = 0,
 
-    /// <summary>Unpacked trees served read-only by virtiofsd (not implemented yet: refused).</summary>
+    /// <summary>Unpacked trees (one per image digest) served read-only by a virtiofsd per VM. Such a pod cannot pause (QEMU 7.2's vhost-user-fs is unmigratable).</summary>
     Virtiofs,
 }
 
@@ -85,10 +85,6 @@ public sealed record PodSpec(IReadOnlyList<PodContainerSpec> Containers)
         if (UpperMiB < 1 || UpperMiB > MemoryMiB)
         {
             throw Invalid($"upperMb: {UpperMiB} is outside 1 to the sandbox's memory ({MemoryMiB} MiB): the uppers are guest tmpfs.");
-        }
-        if (Rootfs == PodRootfsMode.Virtiofs)
-        {
-            throw new VesselException(VesselErrorReason.InvalidInput, "rootfs: 'virtiofs' is not implemented yet; use 'block' (a read-only ext4 per image).");
         }
     }
 

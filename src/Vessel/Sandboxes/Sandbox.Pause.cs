@@ -40,6 +40,10 @@ public sealed partial class Sandbox
     /// </summary>
     internal async Task<PausedSandbox> PauseAsync(string directory, LayerStore layers, Guid? layerId, CancellationToken cancellationToken)
     {
+        if (Pod?.Spec.Rootfs == PodRootfsMode.Virtiofs)
+        {
+            throw VirtioFsPauseRefused(Id);
+        }
         if (_overlay is null && Pod is null)
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"Sandbox {Id} does not run on a layer (SandboxOptions.Layer): its disk cannot be saved with a pause.");
@@ -101,4 +105,9 @@ public sealed partial class Sandbox
             throw new VesselException(VesselErrorReason.ToolFailed, $"sync in sandbox {Id} exited with {synced.ExitCode}: {System.Text.Encoding.UTF8.GetString(output.ToArray())}");
         }
     }
+
+    /// <summary>Why a virtio-fs pod cannot pause (docs/ARCHITECTURE.md, "Pods").</summary>
+    internal static VesselException VirtioFsPauseRefused(string id) => new(VesselErrorReason.Conflict,
+        $"Sandbox {id} is a virtio-fs pod and cannot pause: QEMU 7.2 (Debian 12) marks its vhost-user-fs device unmigratable, so no snapshot can be taken, "
+        + "and Debian 12's C virtiofsd lacks the device-state protocol that newer QEMU needs to migrate it. Create the pod with \"rootfs\": \"block\" to pause it.");
 }

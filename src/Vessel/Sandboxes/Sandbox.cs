@@ -20,11 +20,13 @@ public sealed partial class Sandbox : IAsyncDisposable
     private readonly NbdServer? _nbd;
     private readonly OverlayDevice? _overlay;
     private readonly string _kitId;
+    private readonly VirtioFsDaemon? _fileServer;
     private AgentClient _agent;
     private bool _stopped;
 
-    internal Sandbox(string id, string workDirectory, string token, VmConfig config, IVirtualMachine vm, AgentClient agent, SandboxTimings timings, NbdServer? nbd, OverlayDevice? overlay, string kitId)
+    internal Sandbox(string id, string workDirectory, string token, VmConfig config, IVirtualMachine vm, AgentClient agent, SandboxTimings timings, NbdServer? nbd, OverlayDevice? overlay, string kitId, VirtioFsDaemon? fileServer = null)
     {
+        _fileServer = fileServer;
         Id = id;
         WorkDirectory = workDirectory;
         _token = token;
@@ -253,6 +255,10 @@ public sealed partial class Sandbox : IAsyncDisposable
                         await _nbd.DisposeAsync();
                     }
                     _overlay?.Dispose();
+                    if (_fileServer is not null)
+                    {
+                        await _fileServer.DisposeAsync();
+                    }
                     SandboxManager.DeleteDirectory(WorkDirectory);
                 }
             }

@@ -6,10 +6,12 @@ namespace Vessel.Sandboxes;
 public sealed partial class SandboxManager
 {
     /// <summary>
-    /// A pod: one VM whose containers each run on an overlay root (the image's read-only ext4 as
-    /// lower, a guest tmpfs of <see cref="PodSpec.UpperMiB"/> as upper) in their own namespaces.
-    /// Each image is built once into the home's <c>images/</c> (<see cref="PodLower"/>) and attached
-    /// read-only; the containers start in order once the agent answers. A failure removes everything.
+    /// A pod: one VM whose containers each run on an overlay root (the image's read-only ext4, or
+    /// its unpacked tree over virtio-fs, as lower, a guest tmpfs of <see cref="PodSpec.UpperMiB"/> as
+    /// upper) in their own namespaces. Each image is built once into the home's <c>images/</c>
+    /// (<see cref="PodLower"/>) and attached read-only, or (virtio-fs) unpacked once from there
+    /// into <c>images/trees/</c> (<see cref="PodTree"/>) and served by the sandbox's own
+    /// virtiofsd; the containers start in order once the agent answers. A failure removes everything.
     /// </summary>
     /// <param name="openImage">Opens an image reference as the user wrote it.</param>
     public async Task<Sandbox> CreatePodAsync(PodSpec spec, SandboxOptions options, Func<string, CancellationToken, Task<IImageSource>> openImage, CancellationToken cancellationToken)
@@ -28,10 +30,21 @@ public sealed partial class SandboxManager
             }
         }
         List<PodLower> lowers = byImage.Values.DistinctBy(l => l.Id).ToList();
+        List<PodTree>? trees = null;
+        if (spec.Rootfs == PodRootfsMode.Virtiofs)
+        {
+            trees = [];
+            foreach (PodLower lower in lowers)
+            {
+                trees.Add(await PodTree.EnsureAsync(new VesselHome(StateDirectory), lower, cancellationToken));
+            }
+        }
         Sandbox sandbox = await CreateAsync(options with
         {
             RootfsPath = null,
             PodLowers = lowers,
+            PodTrees = trees,
+            Pausable = options.Pausable && trees is null,
             MemoryMiB = spec.MemoryMiB,
             Vcpus = spec.Vcpus,
         }, cancellationToken);

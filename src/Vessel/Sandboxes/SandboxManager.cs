@@ -80,6 +80,7 @@ public sealed partial class SandboxManager
         IVirtualMachine? vm = null;
         AgentClient? agent = null;
         NbdServer? nbd = null;
+        VirtioFsDaemon? fileServer = null;
         try
         {
             if (options.Layer is { } layer)
@@ -100,7 +101,15 @@ public sealed partial class SandboxManager
             hooks.AddRange(options.PreBootHooks);
 
             DiskConfig? disk = null;
-            if (options.PodLowers is not null)
+            if (options.PodTrees is { } trees)
+            {
+                // A virtio-fs pod: its own virtiofsd serving ID/rootfs per image tree, read-only.
+                // The trees it uses are listed here, so an images prune keeps them while it lives.
+                await File.WriteAllLinesAsync(Path.Combine(dir, PodTree.UsedTreesFile), trees.Select(t => t.Path), cancellationToken);
+                fileServer = await VirtioFsDaemon.StartAsync([.. trees.Select(t => KeyValuePair.Create(t.Id, t.Path))],
+                    Path.Combine(dir, "fs.sock"), Path.Combine(dir, "fs"), cancellationToken);
+            }
+            else if (options.PodLowers is not null)
             {
                 // A pod: nothing to prepare on the host; the image disks are shared, read-only cache files.
             }
@@ -142,7 +151,7 @@ public sealed partial class SandboxManager
                 KernelPath = _kit.KernelPath,
                 InitramfsPath = _kit.InitramfsPath,
                 KernelParameters = options.PodLowers is { } lowers
-                    ? [$"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}", $"{InitScript.LowersParameter}={string.Join(',', lowers.Select(l => l.Id))}"]
+                    ? [$"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}", $"{(fileServer is null ? InitScript.LowersParameter : InitScript.FsLowersParameter)}={string.Join(',', lowers.Select(l => l.Id))}"]
                     : [$"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}"],
                 MemoryMiB = snapshot?.MemoryMiB ?? options.MemoryMiB,
                 Vcpus = snapshot?.Vcpus ?? options.Vcpus,
@@ -150,7 +159,8 @@ public sealed partial class SandboxManager
                 // A restore needs this same device set, and the kit id that the snapshot records covers the kit disk.
                 Disks = disk is not null
                     ? [disk with { Serial = InitScript.RootDiskSerial }, DiskConfig.File(_kit.KitDiskPath, readOnly: true) with { Serial = KitDisk.Serial }]
-                    : [.. options.PodLowers!.Select(l => l.Disk), DiskConfig.File(_kit.KitDiskPath, readOnly: true) with { Serial = KitDisk.Serial }],
+                    : [.. fileServer is null ? options.PodLowers!.Select(l => l.Disk) : [], DiskConfig.File(_kit.KitDiskPath, readOnly: true) with { Serial = KitDisk.Serial }],
+                VirtioFs = fileServer is null ? null : new VirtioFsConfig(fileServer.SocketPath, InitScript.VirtioFsTag),
                 ControlSocketPath = Path.Combine(dir, "ctl.sock"),
                 ApiSocketPath = Path.Combine(dir, "qmp.sock"),
                 ConsoleLogPath = Path.Combine(dir, "console.log"),
@@ -192,7 +202,7 @@ public sealed partial class SandboxManager
             {
                 Restored = snapshot is not null,
             };
-            var sandbox = new Sandbox(id, dir, token, config, vm, agent, timings, nbd, overlay, _kit.Manifest.Id);
+            var sandbox = new Sandbox(id, dir, token, config, vm, agent, timings, nbd, overlay, _kit.Manifest.Id, fileServer);
             if (options.Timeout is { } lifetime)
             {
                 sandbox.KillAfter(lifetime);
@@ -212,6 +222,10 @@ public sealed partial class SandboxManager
             if (nbd is not null)
             {
                 await nbd.DisposeAsync();
+            }
+            if (fileServer is not null)
+            {
+                await fileServer.DisposeAsync();
             }
             if (overlay is not null)
             {

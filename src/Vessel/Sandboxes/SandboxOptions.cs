@@ -30,6 +30,12 @@ public sealed record SandboxOptions
     /// </summary>
     internal IReadOnlyList<PodLower>? PodLowers { get; init; }
 
+    /// <summary>
+    /// A virtio-fs pod: these unpacked trees (one per image, the same ids as <see cref="PodLowers"/>)
+    /// are served read-only by a virtiofsd the sandbox owns, instead of attaching the image disks.
+    /// </summary>
+    internal IReadOnlyList<PodTree>? PodTrees { get; init; }
+
     /// <summary>False: the VM writes to <see cref="RootfsPath"/> itself.</summary>
     public bool CopyRootfs { get; init; } = true;
 

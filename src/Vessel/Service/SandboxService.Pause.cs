@@ -21,6 +21,10 @@ internal sealed partial class SandboxService
     private async Task<SandboxInfo> TransitionAsync(string id, bool toPaused, Func<ServiceSandbox, Task> body, CancellationToken cancellationToken)
     {
         ServiceSandbox sandbox = Find(id);
+        if (sandbox.Pod?.Spec.Rootfs == PodRootfsMode.Virtiofs)
+        {
+            throw Sandbox.VirtioFsPauseRefused(id); // before anything stops: the pod keeps running
+        }
         if (!await sandbox.Transition.WaitAsync(0, cancellationToken))
         {
             throw new VesselException(VesselErrorReason.Conflict, $"Sandbox {id} is being paused, resumed or deleted: retry when that ends.");

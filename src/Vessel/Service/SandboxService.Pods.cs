@@ -21,6 +21,10 @@ internal sealed partial class SandboxService
         int timeout = CheckCreate(request);
         PodSpec spec = ToSpec(request);
         spec.Validate();
+        if (spec.Rootfs == PodRootfsMode.Virtiofs && request.AutoPause == true)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, "autoPause: a virtio-fs pod cannot pause (QEMU 7.2's vhost-user-fs device is unmigratable); use \"rootfs\": \"block\" or leave autoPause out.");
+        }
         // One network for the pod: its containers share the VM's network namespace (lo, eth0), as they do in a Kubernetes pod.
         Vmm.NetworkConfig network = ToNetwork(request.Network);
         var clock = Stopwatch.StartNew();

@@ -20,6 +20,9 @@ public sealed record GcOptions
 
     /// <summary>The kit this Vessel boots: always kept. Kits are collected only when it is known.</summary>
     public string? CurrentKitId { get; init; }
+
+    /// <summary>Only the image caches (<c>vessel images prune</c>): pods' block lowers and rootfs files, and unpacked trees.</summary>
+    public bool ImagesOnly { get; init; }
 }
 
 /// <summary>What a collection found and did.</summary>
@@ -57,6 +60,12 @@ internal sealed class GarbageCollector
             () => waiting?.Invoke($"waiting for the template builds and pauses in {_home} to finish"), cancellationToken);
         var items = new List<GcItem>();
         var errors = new List<string>();
+        if (_options.ImagesOnly)
+        {
+            RemoveImages(items, errors);
+            await RemoveTreesAsync(items, errors, cancellationToken);
+            return new GcResult(items, errors, 0);
+        }
         StateStore? state = File.Exists(_home.StateDatabase) ? await StateStore.OpenAsync(_home.StateDatabase, cancellationToken) : null;
         int failedBuilds = await CollectLeftoversAsync(state, items, cancellationToken);
 
@@ -82,6 +91,7 @@ internal sealed class GarbageCollector
         await RemoveLayersAsync(layers, doomedLayers, items, errors, cancellationToken);
         Remove(items, errors, doomedKits, "kit", "a guest kit that this Vessel, the kept snapshots and running VMs do not use", dir => Directory.Delete(dir, recursive: true));
         RemoveImages(items, errors);
+        await RemoveTreesAsync(items, errors, cancellationToken);
         return new GcResult(items, errors, failedBuilds);
     }
 
@@ -250,6 +260,36 @@ internal sealed class GarbageCollector
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
                     errors.Add($"cannot remove {image}: {e.Message}");
+                }
+            }
+        }
+    }
+
+    /// <summary>Unpacked image trees (virtio-fs pods) that no live sandbox serves, and partial unpacks of dead processes.</summary>
+    private async Task RemoveTreesAsync(List<GcItem> items, List<string> errors, CancellationToken cancellationToken)
+    {
+        foreach ((string tree, FileStream? held) in await PodTree.TakeUnusedAsync(_home, cancellationToken))
+        {
+            using (held)
+            {
+                items.Add(new GcItem("tree", tree, UnixFile.DiskUsage(tree), held is null
+                    ? "a partial image tree left by a process that is gone"
+                    : "an unpacked image tree no sandbox serves (unpacked again when next needed)"));
+                if (_options.DryRun)
+                {
+                    continue;
+                }
+                try
+                {
+                    Directory.Delete(tree, recursive: true);
+                    if (held is not null)
+                    {
+                        File.Delete(tree + ".lock");
+                    }
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    errors.Add($"cannot remove {tree}: {e.Message}");
                 }
             }
         }

@@ -37,6 +37,12 @@ public sealed class QemuDriver : IVmmDriver
             args.AddRange(["-object", $"memory-backend-file,id=mem0,size={config.MemoryMiB}M,mem-path={Escape(config.MemoryBackendFile)},share={(config.MemoryBackendShared ? "on" : "off")}"]);
             machine += ",memory-backend=mem0";
         }
+        else if (config.VirtioFs is not null)
+        {
+            // vhost-user: the backend maps guest RAM, which must be shared (a memfd here).
+            args.AddRange(["-object", $"memory-backend-memfd,id=mem0,size={config.MemoryMiB}M,share=on"]);
+            machine += ",memory-backend=mem0";
+        }
         else if (config.MemoryBackendRam)
         {
             args.AddRange(["-object", $"memory-backend-ram,id=mem0,size={config.MemoryMiB}M"]);
@@ -74,6 +80,17 @@ public sealed class QemuDriver : IVmmDriver
             string ro = d.ReadOnly ? ",readonly=on" : string.Empty;
             string serial = d.Serial is { } name ? ",serial=" + Escape(name) : string.Empty;
             args.AddRange(["-drive", $"id=d{i},{source},if=none,cache=unsafe,discard=unmap{ro}", "-device", $"virtio-blk-device,drive=d{i}{serial}"]);
+        }
+        if (config.VirtioFs is { } fs)
+        {
+            if (config.MemoryBackendFile is not null && !config.MemoryBackendShared)
+            {
+                throw new ArgumentException("A virtio-fs device needs guest RAM shared with its backend; a private memory file is not.", nameof(config));
+            }
+            // microvm's virtio-mmio transports default to the legacy (version 1) interface, which
+            // libvhost-user refuses ("virtio legacy devices aren't supported"): modern transports.
+            args.AddRange(["-global", "virtio-mmio.force-legacy=false"]);
+            args.AddRange(["-chardev", $"socket,id=fs0,path={Escape(fs.SocketPath)}", "-device", $"vhost-user-fs-device,chardev=fs0,tag={Escape(fs.Tag)}"]);
         }
         if (config.Network is { } network)
         {

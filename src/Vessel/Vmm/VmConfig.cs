@@ -80,7 +80,16 @@ public sealed record VmConfig
 
     /// <summary>passt's socket, next to <see cref="ApiSocketPath"/> (used with <see cref="NetworkBackend.Passt"/>).</summary>
     public string PasstSocketPath => Path.Combine(Path.GetDirectoryName(ApiSocketPath) ?? ".", "passt.sock");
+
+    /// <summary>
+    /// A virtio-fs device on a vhost-user backend (<see cref="VirtioFsDaemon"/>); null: none. Its
+    /// backend maps guest RAM, so the RAM is a shared memfd (or a shared memory file).
+    /// </summary>
+    public VirtioFsConfig? VirtioFs { get; init; }
 }
+
+/// <summary>A virtio-fs device: the backend's vhost-user socket and the tag the guest mounts.</summary>
+public sealed record VirtioFsConfig(string SocketPath, string Tag);
 
 /// <summary>A virtio-blk disk: a local file, or an NBD export served on a unix socket.</summary>
 public sealed record DiskConfig

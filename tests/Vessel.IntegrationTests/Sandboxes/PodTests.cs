@@ -24,7 +24,7 @@ public sealed class PodTests
     private static Task<IImageSource> OpenImageAsync(string reference, CancellationToken cancellationToken)
         => ImageSources.OpenAsync(reference, new ImageSourceOptions(), cancellationToken);
 
-    private static async Task<(int Code, string Stdout, string Stderr)> RunAsync(Sandbox sandbox, string container, params string[] args)
+    internal static async Task<(int Code, string Stdout, string Stderr)> RunAsync(Sandbox sandbox, string container, params string[] args)
     {
         using var stdout = new MemoryStream();
         using var stderr = new MemoryStream();
@@ -32,7 +32,7 @@ public sealed class PodTests
         return (status.ExitCode, Encoding.UTF8.GetString(stdout.ToArray()), Encoding.UTF8.GetString(stderr.ToArray()));
     }
 
-    private static PodSpec TwoImages(params PodContainerSpec[] extra) => new([
+    internal static PodSpec TwoImages(params PodContainerSpec[] extra) => new([
         new PodContainerSpec("web", TestImages.BusyboxOciReference) { Command = ["sleep", "100000"] },
         new PodContainerSpec("side", TestImages.BusyboxVariantTarball) { Command = ["sleep", "100000"], Env = new Dictionary<string, string> { ["ROLE"] = "side" } },
         .. extra,
@@ -44,38 +44,44 @@ public sealed class PodTests
         Sandbox pod = await _environment.Manager.CreatePodAsync(TwoImages(), new SandboxOptions(), OpenImageAsync, CancellationToken.None);
         await using (pod)
         {
-            Assert.NotNull(pod.Pod);
-            Assert.Equal(["web", "side"], pod.Pod.Containers.Select(c => c.Name));
-            Assert.NotEqual(pod.Pod.Containers[0].LowerId, pod.Pod.Containers[1].LowerId);
-
-            // Each sees its own image: only the variant has the marker file.
-            Assert.Equal(TestImages.VariantMarker, (await RunAsync(pod, "side", "cat", TestImages.VariantMarkerPath)).Stdout);
-            Assert.NotEqual(0, (await RunAsync(pod, "web", "test", "-e", TestImages.VariantMarkerPath)).Code);
-
-            // A write in one is not seen in the other, and is seen through the files API.
-            Assert.Equal(0, (await RunAsync(pod, "web", "sh", "-c", "echo hello > /written-by-web")).Code);
-            Assert.Equal("hello\n", (await RunAsync(pod, "web", "cat", "/written-by-web")).Stdout);
-            Assert.NotEqual(0, (await RunAsync(pod, "side", "test", "-e", "/written-by-web")).Code);
-            using (var read = new MemoryStream())
-            {
-                await pod.Agent.InContainer("web").ReadFileAsync("/written-by-web", read, CancellationToken.None);
-                Assert.Equal("hello\n", Encoding.UTF8.GetString(read.ToArray()));
-            }
-            await Assert.ThrowsAsync<AgentException>(() => pod.Agent.InContainer("side").StatAsync("/written-by-web", CancellationToken.None));
-
-            // An overlay root, its own hostname, PID namespace and environment.
-            string mounts = (await RunAsync(pod, "web", "mount")).Stdout;
-            Assert.Contains("web_ovl on / type overlay", mounts, StringComparison.Ordinal);
-            Assert.Equal("web\n", (await RunAsync(pod, "web", "hostname")).Stdout);
-            Assert.Equal("sleep", (await RunAsync(pod, "web", "cat", "/proc/1/comm")).Stdout.Trim());
-            Assert.Equal("side\n", (await RunAsync(pod, "side", "sh", "-c", "echo $ROLE")).Stdout);
-            // The image config's PATH reached the container (the OCI image sets it; the tarball has none).
-            Assert.Equal("/usr/sbin:/usr/bin:/sbin:/bin\n", (await RunAsync(pod, "web", "sh", "-c", "echo $PATH")).Stdout);
-
-            IReadOnlyList<ContainerStatus> states = await pod.Agent.ListContainersAsync(CancellationToken.None);
-            Assert.All(states, s => Assert.True(s.Running, s.Name + " should run"));
+            await AssertTwoImagesIsolatedAsync(pod);
         }
         _environment.AssertNothingLeft();
+    }
+
+    /// <summary>The pod of <see cref="TwoImages"/>: each container sees its own image and writes, on an overlay root with its own namespaces.</summary>
+    internal static async Task AssertTwoImagesIsolatedAsync(Sandbox pod)
+    {
+        Assert.NotNull(pod.Pod);
+        Assert.Equal(["web", "side"], pod.Pod.Containers.Select(c => c.Name));
+        Assert.NotEqual(pod.Pod.Containers[0].LowerId, pod.Pod.Containers[1].LowerId);
+
+        // Each sees its own image: only the variant has the marker file.
+        Assert.Equal(TestImages.VariantMarker, (await RunAsync(pod, "side", "cat", TestImages.VariantMarkerPath)).Stdout);
+        Assert.NotEqual(0, (await RunAsync(pod, "web", "test", "-e", TestImages.VariantMarkerPath)).Code);
+
+        // A write in one is not seen in the other, and is seen through the files API.
+        Assert.Equal(0, (await RunAsync(pod, "web", "sh", "-c", "echo hello > /written-by-web")).Code);
+        Assert.Equal("hello\n", (await RunAsync(pod, "web", "cat", "/written-by-web")).Stdout);
+        Assert.NotEqual(0, (await RunAsync(pod, "side", "test", "-e", "/written-by-web")).Code);
+        using (var read = new MemoryStream())
+        {
+            await pod.Agent.InContainer("web").ReadFileAsync("/written-by-web", read, CancellationToken.None);
+            Assert.Equal("hello\n", Encoding.UTF8.GetString(read.ToArray()));
+        }
+        await Assert.ThrowsAsync<AgentException>(() => pod.Agent.InContainer("side").StatAsync("/written-by-web", CancellationToken.None));
+
+        // An overlay root, its own hostname, PID namespace and environment.
+        string mounts = (await RunAsync(pod, "web", "mount")).Stdout;
+        Assert.Contains("web_ovl on / type overlay", mounts, StringComparison.Ordinal);
+        Assert.Equal("web\n", (await RunAsync(pod, "web", "hostname")).Stdout);
+        Assert.Equal("sleep", (await RunAsync(pod, "web", "cat", "/proc/1/comm")).Stdout.Trim());
+        Assert.Equal("side\n", (await RunAsync(pod, "side", "sh", "-c", "echo $ROLE")).Stdout);
+        // The image config's PATH reached the container (the OCI image sets it; the tarball has none).
+        Assert.Equal("/usr/sbin:/usr/bin:/sbin:/bin\n", (await RunAsync(pod, "web", "sh", "-c", "echo $PATH")).Stdout);
+
+        IReadOnlyList<ContainerStatus> states = await pod.Agent.ListContainersAsync(CancellationToken.None);
+        Assert.All(states, s => Assert.True(s.Running, s.Name + " should run"));
     }
 
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 600_000)]

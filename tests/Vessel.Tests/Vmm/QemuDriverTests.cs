@@ -35,6 +35,16 @@ public sealed class QemuDriverTests
     }
 
     [Fact]
+    public void A_virtio_fs_device_gets_shared_memfd_ram_modern_transports_and_a_vhost_user_socket()
+    {
+        string line = string.Join(' ', QemuDriver.BuildArguments(Config() with { VirtioFs = new VirtioFsConfig("/s/fs,1.sock", "vessel-lowers") }, Acceleration.Tcg));
+        Assert.Contains("-object memory-backend-memfd,id=mem0,size=256M,share=on -M microvm,memory-backend=mem0", line, StringComparison.Ordinal);
+        Assert.Contains("-global virtio-mmio.force-legacy=false", line, StringComparison.Ordinal);
+        Assert.Contains("-chardev socket,id=fs0,path=/s/fs,,1.sock -device vhost-user-fs-device,chardev=fs0,tag=vessel-lowers", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("force-legacy", string.Join(' ', QemuDriver.BuildArguments(Config(), Acceleration.Tcg)), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Without_a_known_tsc_frequency_the_guest_calibrates_its_own()
     {
         string line = string.Join(' ', QemuDriver.BuildArguments(Config() with { TscKhz = null }, Acceleration.Tcg));
