@@ -9,14 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
-work=$(mktemp -d /tmp/vpod.XXXXXX)
-daemon=
-cleanup() {
-  if [ -n "$daemon" ]; then kill -TERM "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+source bench/lib/work.sh
+bench_work vpod
 source bench/images.sh
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
 cli=(dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll)

@@ -8,9 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 boots=${1:-3}
-work=$(mktemp -d /tmp/vbench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+source bench/lib/work.sh
+bench_work vbench
 
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
 dotnet build bench/sandbox/SandboxBench -c Release -nologo -v q -o "$work/bench" >/dev/null
