@@ -10,12 +10,11 @@
 #   bench/api/bench.sh [RUNS [CONCURRENT [built]]]   (root, after scripts/setup.sh; defaults 20 20)
 #   "built": use the `dotnet build` output instead of publishing ReadyToRun (quicker to start)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/../lib/work.sh"
+bench_work vapi
 runs=${1:-20}
 conc=${2:-20}
 how=${3:-publish}
-source bench/lib/work.sh
-bench_work vapi
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
 if [ "$how" = built ]; then
   cli=(dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The start every sandbox/API benchmark shares: source this file from the repository root.
-#   bench_work PREFIX  makes $work (mktemp -d /tmp/PREFIX.XXXXXX) and removes it at exit, first
-#                      stopping $daemon (SIGTERM, then wait) when the script started one; quiets dotnet
+# The start every sandbox/API benchmark shares: source this file.
+#   bench_work PREFIX  goes to the repository root, makes $work (mktemp -d /tmp/PREFIX.XXXXXX) and
+#                      removes it at exit, first stopping $daemon (SIGTERM, then wait) when the script
+#                      started one; quiets dotnet
 bench_work() {
+  cd "$(dirname "${BASH_SOURCE[0]}")/../.."
   work=$(mktemp -d "/tmp/$1.XXXXXX")
   daemon=
   trap bench_work_cleanup EXIT

@@ -7,10 +7,9 @@
 #      (to the first command), against a cold create of the same pod
 #   bench/pods/bench.sh [RUNS]   (root, after scripts/setup.sh; LARGE=... optional)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-runs=${1:-3}
-source bench/lib/work.sh
+source "$(dirname "$0")/../lib/work.sh"
 bench_work vpod
+runs=${1:-3}
 source bench/images.sh
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
 cli=(dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll)

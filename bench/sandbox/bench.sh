@@ -6,10 +6,9 @@
 #        PSS=1 bench/sandbox/bench.sh [boots]   also host memory per sandbox (one cold, ten resumed)
 # The image is Debian's busybox-static, made into an OCI image here with umoci: nothing from outside the repository.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-boots=${1:-3}
-source bench/lib/work.sh
+source "$(dirname "$0")/../lib/work.sh"
 bench_work vbench
+boots=${1:-3}
 
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
 dotnet build bench/sandbox/SandboxBench -c Release -nologo -v q -o "$work/bench" >/dev/null

@@ -7,10 +7,9 @@
 # TCG on this machine: compare the ratio, not the absolute times.
 #   bench/sandbox/restore-bench.sh [RUNS]     (root, after scripts/setup.sh; default 5)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-runs=${1:-5}
-source bench/lib/work.sh
+source "$(dirname "$0")/../lib/work.sh"
 bench_work vrestore
+runs=${1:-5}
 # The CLI as scripts/install.sh publishes it (ReadyToRun), with the guest agent beside it.
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
 dotnet publish src/Vessel.Cli/Vessel.Cli.csproj -c Release -r linux-x64 --self-contained false \
