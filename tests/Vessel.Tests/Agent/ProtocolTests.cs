@@ -1,6 +1,6 @@
 using System.Net.Sockets;
-using Vessel.Common;
 using Vessel.Agent.Protocol;
+using Vessel.Common;
 using Xunit;
 
 namespace Vessel.Tests.Agent;
