@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text;
 using Vessel.Blocks;
 using Vessel.Common;
@@ -53,9 +52,9 @@ public sealed class TemplateBuilderCacheTests : IAsyncLifetime
 
     private async Task<(TemplateBuildResult Result, List<BuildEvent> Events)> BuildAsync(TemplateSpec spec, bool noCache = false)
     {
-        var events = new ConcurrentQueue<BuildEvent>();
-        TemplateBuildResult result = await _builder!.BuildAsync(spec, new TemplateBuildOptions { NoCache = noCache }, new SyncProgress(events.Enqueue), _ct);
-        return (result, [.. events]);
+        var events = new List<BuildEvent>(); // reported in order on the build's own flow
+        TemplateBuildResult result = await _builder!.BuildAsync(spec, new TemplateBuildOptions { NoCache = noCache }, new SyncProgress(events.Add), _ct);
+        return (result, events);
     }
 
     private static bool[] Cached(TemplateBuildResult result) => [.. result.Phases.Select(p => p.Cached)];
