@@ -1,4 +1,3 @@
-using System.Text;
 using Vessel.Blocks;
 using Vessel.Common;
 using Vessel.State;
@@ -213,7 +212,7 @@ public sealed class TemplateBuilderCacheTests : IAsyncLifetime
                     throw new TemplateStepFailedException(step.ToString(), 1, "failing on purpose");
                 }
                 byte[] block = new byte[disk.BlockSize];
-                Encoding.UTF8.GetBytes($"{runner.Ran.Count}: {command}").CopyTo(block, 0);
+                System.Text.Encoding.UTF8.GetBytes($"{runner.Ran.Count}: {command}").CopyTo(block, 0);
                 await disk.WriteAsync(disk.Size - (runner.Ran.Count * (long)disk.BlockSize), block, cancellationToken);
             }
 
