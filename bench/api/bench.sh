@@ -10,18 +10,11 @@
 #   bench/api/bench.sh [RUNS [CONCURRENT [built]]]   (root, after scripts/setup.sh; defaults 20 20)
 #   "built": use the `dotnet build` output instead of publishing ReadyToRun (quicker to start)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/../lib/work.sh"
+bench_work vapi
 runs=${1:-20}
 conc=${2:-20}
 how=${3:-publish}
-work=$(mktemp -d /tmp/vapi.XXXXXX)
-daemon=
-cleanup() {
-  if [ -n "$daemon" ]; then kill -TERM "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
 if [ "$how" = built ]; then
   cli=(dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll)

@@ -14,28 +14,9 @@ VESSEL=(dotnet "$REPO/src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll")
 [ -f "${VESSEL[1]}" ] || { echo "build first: dotnet build src/Vessel.Cli -c Release" >&2; exit 1; }
 W=$(mktemp -d /tmp/vessel-bench-ctrd.XXXXXX)
 NS=bench
-SOCK=$W/containerd.sock
-CTR=(ctr -a "$SOCK" -n "$NS")
-cleanup() {
-  [ -n "${DAEMON:-}" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
-  { grep -o " $W[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount "$m" || true; done
-  rm -rf "$W"
-}
-trap cleanup EXIT
-
-cat >"$W/config.toml" <<TOML
-version = 2
-root = "$W/root"
-state = "$W/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$SOCK"
-[ttrpc]
-  address = "$SOCK.ttrpc"
-TOML
-containerd --config "$W/config.toml" >"$W/containerd.log" 2>&1 &
-DAEMON=$!
-for _ in $(seq 100); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
+source "$REPO/bench/lib/containerd.sh"
+trap 'containerd_cleanup "$W"' EXIT
+containerd_start "$W"
 
 # An OCI layout with uncompressed layers, written by hand: layer i holds dir layer$i.
 # Artifacts: kernel in the first layer, initrd in the middle, config in the top one.

@@ -11,17 +11,10 @@
 #   SKIP_PAUSE=1 leaves 2. out
 #   bench/pods/bench.sh [RUNS]   (root, after scripts/setup.sh; LARGE=..., MODE=..., READ=1 optional)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/../lib/work.sh"
+bench_work vpod
 runs=${1:-3}
 mode=${MODE:-block}
-work=$(mktemp -d /tmp/vpod.XXXXXX)
-daemon=
-cleanup() {
-  if [ -n "$daemon" ]; then kill -TERM "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 source bench/images.sh
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
 cli=(dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll)

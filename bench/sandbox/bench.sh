@@ -6,11 +6,9 @@
 #        PSS=1 bench/sandbox/bench.sh [boots]   also host memory per sandbox (one cold, ten resumed)
 # The image is Debian's busybox-static, made into an OCI image here with umoci: nothing from outside the repository.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/../lib/work.sh"
+bench_work vbench
 boots=${1:-3}
-work=$(mktemp -d /tmp/vbench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
 dotnet build bench/sandbox/SandboxBench -c Release -nologo -v q -o "$work/bench" >/dev/null

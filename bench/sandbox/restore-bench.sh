@@ -7,11 +7,9 @@
 # TCG on this machine: compare the ratio, not the absolute times.
 #   bench/sandbox/restore-bench.sh [RUNS]     (root, after scripts/setup.sh; default 5)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/../lib/work.sh"
+bench_work vrestore
 runs=${1:-5}
-work=$(mktemp -d /tmp/vrestore.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 # The CLI as scripts/install.sh publishes it (ReadyToRun), with the guest agent beside it.
 dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
 dotnet publish src/Vessel.Cli/Vessel.Cli.csproj -c Release -r linux-x64 --self-contained false \

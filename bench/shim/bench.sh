@@ -13,28 +13,9 @@ SHIM_DIR=$REPO/src/Vessel.Shim/bin/Release/net10.0
 [ -x "$SHIM_DIR/containerd-shim-vessel-v1" ] || { echo "build first: dotnet build src/Vessel.Shim -c Release" >&2; exit 1; }
 W=$(mktemp -d /tmp/vessel-bench-shim.XXXXXX)
 NS=bench
-SOCK=$W/c.sock
-CTR=(ctr -a "$SOCK" -n "$NS")
-cleanup() {
-  [ -n "${DAEMON:-}" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
-  { grep -o " $W[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount "$m" || true; done
-  rm -rf "$W"
-}
-trap cleanup EXIT
-
-cat >"$W/config.toml" <<TOML
-version = 2
-root = "$W/root"
-state = "$W/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$SOCK"
-[ttrpc]
-  address = "$SOCK.ttrpc"
-TOML
-PATH="$SHIM_DIR:$PATH" containerd --config "$W/config.toml" >"$W/containerd.log" 2>&1 &
-DAEMON=$!
-for _ in $(seq 100); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
+source "$REPO/bench/lib/containerd.sh"
+trap 'containerd_cleanup "$W"' EXIT
+containerd_start "$W" "$SHIM_DIR"
 
 # The busybox image as the tests make it (bench/images.sh), as an OCI layout (umoci), imported.
 source "$REPO/bench/images.sh"

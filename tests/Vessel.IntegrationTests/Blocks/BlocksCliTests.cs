@@ -22,6 +22,17 @@ public sealed class BlocksCliTests : IDisposable
         return r.StandardOutput.Trim();
     }
 
+    /// <summary>Imports a sparse file of <paramref name="size"/> zero bytes with `vessel blocks import`; returns the build id.</summary>
+    private async Task<string> ImportZerosAsync(string name, long size, CancellationToken ct)
+    {
+        string zeros = _dir.Combine(name);
+        using (var f = File.Create(zeros))
+        {
+            f.SetLength(size);
+        }
+        return await Vessel(ct, "blocks", "import", zeros, "--store", Store);
+    }
+
     [RequiresFact("mke2fs", "e2fsck", Timeout = 240_000)]
     public async Task Import_export_and_flatten_round_trip_an_ext4_image()
     {
@@ -75,12 +86,7 @@ public sealed class BlocksCliTests : IDisposable
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         CancellationToken ct = cts.Token;
         // A base of zeros, and an image whose every block differs: the export copies 192 MiB.
-        string zeros = _dir.Combine("zeros.raw");
-        using (var f = File.Create(zeros))
-        {
-            f.SetLength(192L << 20);
-        }
-        string baseId = await Vessel(ct, "blocks", "import", zeros, "--store", Store);
+        string baseId = await ImportZerosAsync("zeros.raw", 192L << 20, ct);
         string changed = _dir.Combine("changed.raw");
         using (var f = File.Create(changed))
         {
@@ -152,12 +158,7 @@ public sealed class BlocksCliTests : IDisposable
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         CancellationToken ct = cts.Token;
-        string zeros = _dir.Combine("disk.raw");
-        using (var f = File.Create(zeros))
-        {
-            f.SetLength(16L << 20);
-        }
-        string baseId = await Vessel(ct, "blocks", "import", zeros, "--store", Store);
+        string baseId = await ImportZerosAsync("disk.raw", 16L << 20, ct);
         string socket = _dir.Combine("serve.sock");
         using var server = Process.Start(new ProcessStartInfo("dotnet")
         {

@@ -20,29 +20,14 @@ public sealed partial class S3Server : IAsyncDisposable
     private readonly TempDirectory _data;
 
     private S3Server(Process process, TempDirectory data, Uri endpoint, string bucket)
-    {
-        _process = process;
-        _data = data;
-        Endpoint = endpoint;
-        Bucket = bucket;
-    }
+        => (_process, _data, Endpoint, Bucket) = (process, data, endpoint, bucket);
 
     public Uri Endpoint { get; }
 
     public string Bucket { get; }
 
     /// <summary>True while an s3rver process started from this server's data directory is alive (node and any child).</summary>
-    public bool IsRunning => Directory.EnumerateDirectories("/proc").Any(d =>
-    {
-        try
-        {
-            return File.ReadAllText(Path.Combine(d, "cmdline")).Contains(_data.Path, StringComparison.Ordinal);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return false;
-        }
-    });
+    public bool IsRunning => ProcessTable.Matching(c => c.Contains(_data.Path, StringComparison.Ordinal)).Count > 0;
 
     /// <summary>The environment a `vessel` process needs to use this server.</summary>
     public IReadOnlyDictionary<string, string> Environment => new Dictionary<string, string>

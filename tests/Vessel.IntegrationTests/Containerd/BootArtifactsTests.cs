@@ -114,26 +114,22 @@ public sealed class BootArtifactsTests
     {
         using var cts = new CancellationTokenSource(Timeout);
         var (bundle, output) = _ctrd.NewBundle();
-        ProcessResult create = await Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/urunc.json");
-        Assert.True(create.Succeeded, create.StandardError);
-        Assert.StartsWith("artifacts: view", create.StandardOutput, StringComparison.Ordinal);
+        string create = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/urunc.json"));
+        Assert.StartsWith("artifacts: view", create, StringComparison.Ordinal);
         Assert.Equal(_ctrd.KernelV2, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), cts.Token));
 
         // The same request again finds the bundle ready.
-        ProcessResult again = await Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/urunc.json");
-        Assert.True(again.Succeeded, again.StandardError);
-        Assert.Contains("already prepared", again.StandardOutput, StringComparison.Ordinal);
+        string again = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/urunc.json"));
+        Assert.Contains("already prepared", again, StringComparison.Ordinal);
 
         // Shim Stop: a separate process that knows only the bundle.
-        ProcessResult stop = await VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle);
-        Assert.True(stop.Succeeded, stop.StandardError);
-        Assert.Contains("lease vessel-", stop.StandardOutput, StringComparison.Ordinal);
+        string stop = await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
+        Assert.Contains("lease vessel-", stop, StringComparison.Ordinal);
         await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
 
         // Task Delete after Stop: nothing left to do, and no error.
-        ProcessResult second = await VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle);
-        Assert.True(second.Succeeded, second.StandardError);
-        Assert.Contains("nothing to clean", second.StandardOutput, StringComparison.Ordinal);
+        string second = await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
+        Assert.Contains("nothing to clean", second, StringComparison.Ordinal);
         await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
@@ -172,11 +168,9 @@ public sealed class BootArtifactsTests
         var (bundle, output) = _ctrd.NewBundle();
         await CrashAtAsync(step, ContainerdFixture.MultiImage, bundle, output, cts.Token);
 
-        ProcessResult cleanup = await VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle);
-        Assert.True(cleanup.Succeeded, cleanup.StandardError);
+        await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
         await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
-        ProcessResult twice = await VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle);
-        Assert.True(twice.Succeeded, twice.StandardError);
+        await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
     }
 
     [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
@@ -186,8 +180,7 @@ public sealed class BootArtifactsTests
         var (bundle, output) = _ctrd.NewBundle();
         await CrashAtAsync("mount", ContainerdFixture.MultiImage, bundle, output, cts.Token);
 
-        ProcessResult retry = await Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/boot/initrd.img");
-        Assert.True(retry.Succeeded, retry.StandardError);
+        string retry = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/boot/initrd.img"));
         Assert.Equal(_ctrd.Initrd, await File.ReadAllBytesAsync(Path.Combine(output, "boot/initrd.img"), cts.Token));
         // One view mount, not two stacked.
         string mountinfo = await File.ReadAllTextAsync("/proc/self/mountinfo", cts.Token);
@@ -202,10 +195,9 @@ public sealed class BootArtifactsTests
     {
         using var cts = new CancellationTokenSource(Timeout);
         var (bundle, output) = _ctrd.NewBundle();
-        ProcessResult run = await Artifacts(cts.Token, ContainerdFixture.PackedImage, bundle, output, "view", "/boot/vmlinuz");
-        Assert.True(run.Succeeded, run.StandardError);
-        Assert.StartsWith("artifacts: extract (view unavailable:", run.StandardOutput, StringComparison.Ordinal);
-        Assert.Contains("not unpacked", run.StandardOutput, StringComparison.Ordinal);
+        string run = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.PackedImage, bundle, output, "view", "/boot/vmlinuz"));
+        Assert.StartsWith("artifacts: extract (view unavailable:", run, StringComparison.Ordinal);
+        Assert.Contains("not unpacked", run, StringComparison.Ordinal);
         Assert.Equal(_ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), cts.Token));
         Assert.True((await VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle)).Succeeded);
         await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
@@ -250,6 +242,14 @@ public sealed class BootArtifactsTests
         Assert.Contains("not a directory", e.Message, StringComparison.Ordinal);
         Assert.Empty(Directory.EnumerateFileSystemEntries(elsewhere));
         Assert.False(File.Exists(Path.Combine(bundle, "vessel-artifacts.json")));
+    }
+
+    /// <summary>Awaits a CLI run, asserts it succeeded (its stderr as the message) and returns its stdout.</summary>
+    private static async Task<string> SucceedsAsync(Task<ProcessResult> run)
+    {
+        ProcessResult r = await run;
+        Assert.True(r.Succeeded, r.StandardError);
+        return r.StandardOutput;
     }
 
     private ArtifactRequest Request(string image, string bundle, string output, ArtifactMode? mode, params string[] files) => new()

@@ -120,24 +120,36 @@ public sealed class ContainerdFixture : IAsyncLifetime
     {
         if (_daemon is not null)
         {
-            try
-            {
-                _daemon.Kill(entireProcessTree: true);
-            }
-            catch (InvalidOperationException)
-            {
-            }
-            await _daemon.WaitForExitAsync();
-            _daemon.Dispose();
+            await StopDaemonAsync(_daemon);
         }
         if (_dir is not null)
         {
-            foreach (string mount in LinuxMount.MountsUnder(_dir.Path).OrderByDescending(m => m.Length))
-            {
-                LinuxMount.UnmountAll(mount);
-            }
-            _dir.Dispose();
+            RemoveDirectory(_dir);
         }
+    }
+
+    /// <summary>Kills a containerd from <see cref="StartDaemonAsync"/> with its children, waits for it and disposes it.</summary>
+    public static async Task StopDaemonAsync(Process daemon)
+    {
+        try
+        {
+            daemon.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+        await daemon.WaitForExitAsync();
+        daemon.Dispose();
+    }
+
+    /// <summary>Unmounts everything under a private containerd's directory, deepest first, and deletes it.</summary>
+    public static void RemoveDirectory(TempDirectory directory)
+    {
+        foreach (string mount in LinuxMount.MountsUnder(directory.Path).OrderByDescending(m => m.Length))
+        {
+            LinuxMount.UnmountAll(mount);
+        }
+        directory.Dispose();
     }
 
     public Task<ProcessResult> CtrAsync(CancellationToken cancellationToken, params string[] args)

@@ -70,13 +70,7 @@ public sealed class GuestKitEnvironment : IAsyncLifetime
     public static IReadOnlyList<int> QemusNaming(string directory) => SandboxEnvironment.QemusNaming(directory);
 
     /// <summary>Asserts that no sandbox left a QEMU or a directory behind.</summary>
-    public void AssertNothingLeft()
-    {
-        Assert.Empty(QemusNaming(StateDirectory));
-        string sandboxes = new VesselHome(StateDirectory).Sandboxes;
-        Assert.True(!Directory.Exists(sandboxes) || Directory.GetFileSystemEntries(sandboxes).Length == 0,
-            "sandbox directories left: " + (Directory.Exists(sandboxes) ? string.Join(", ", Directory.GetFileSystemEntries(sandboxes)) : string.Empty));
-    }
+    public void AssertNothingLeft() => SandboxEnvironment.AssertNothingLeft(StateDirectory);
 
     public Task DisposeAsync()
     {

@@ -14,12 +14,7 @@ internal sealed class LocalRegistry : IAsyncDisposable
     private readonly Process _process;
     private readonly TempDirectory _dir;
 
-    private LocalRegistry(Process process, TempDirectory dir, int port)
-    {
-        _process = process;
-        _dir = dir;
-        Port = port;
-    }
+    private LocalRegistry(Process process, TempDirectory dir, int port) => (_process, _dir, Port) = (process, dir, port);
 
     public int Port { get; }
 

@@ -14,12 +14,7 @@ internal sealed class LoopMount : IAsyncDisposable
     private bool _mounted;
     private bool _attached;
 
-    private LoopMount(string image, string mountPoint, string device)
-    {
-        Image = image;
-        MountPoint = mountPoint;
-        Device = device;
-    }
+    private LoopMount(string image, string mountPoint, string device) => (Image, MountPoint, Device) = (image, mountPoint, device);
 
     public string Image { get; }
 

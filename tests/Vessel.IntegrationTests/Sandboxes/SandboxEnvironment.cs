@@ -47,36 +47,16 @@ public sealed class SandboxEnvironment : IAsyncLifetime
     public IReadOnlyList<int> LeftoverQemus() => QemusNaming(StateDirectory);
 
     /// <summary>QEMU processes whose command line names <paramref name="text"/> (a state directory or home).</summary>
-    public static IReadOnlyList<int> QemusNaming(string text)
-    {
-        var found = new List<int>();
-        foreach (string dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(dir), out int pid))
-            {
-                continue;
-            }
-            try
-            {
-                string cmdline = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(text, StringComparison.Ordinal))
-                {
-                    found.Add(pid);
-                }
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // The process exited or hides its command line: not ours.
-            }
-        }
-        return found;
-    }
+    public static IReadOnlyList<int> QemusNaming(string text) => ProcessTable.QemusNaming(text);
 
     /// <summary>Asserts that no sandbox left a process or a directory (sockets, rootfs copy, console log) behind.</summary>
-    public void AssertNothingLeft()
+    public void AssertNothingLeft() => AssertNothingLeft(StateDirectory);
+
+    /// <summary>Asserts that no sandbox of the home <paramref name="stateDirectory"/> left a QEMU or a directory behind.</summary>
+    public static void AssertNothingLeft(string stateDirectory)
     {
-        Assert.Empty(LeftoverQemus());
-        string sandboxes = Path.Combine(StateDirectory, "sandboxes");
+        Assert.Empty(QemusNaming(stateDirectory));
+        string sandboxes = new VesselHome(stateDirectory).Sandboxes;
         Assert.True(!Directory.Exists(sandboxes) || Directory.GetFileSystemEntries(sandboxes).Length == 0,
             "sandbox directories left: " + (Directory.Exists(sandboxes) ? string.Join(", ", Directory.GetFileSystemEntries(sandboxes)) : string.Empty));
     }

@@ -176,29 +176,7 @@ public sealed class DaemonFixture : IAsyncLifetime
     }
 
     /// <summary>QEMU processes whose command line names this home.</summary>
-    public IReadOnlyList<int> Qemus()
-    {
-        var found = new List<int>();
-        foreach (string dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(dir), out int pid))
-            {
-                continue;
-            }
-            try
-            {
-                string cmdline = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(Home + "/", StringComparison.Ordinal))
-                {
-                    found.Add(pid);
-                }
-            }
-            catch (IOException)
-            {
-            }
-        }
-        return found;
-    }
+    public IReadOnlyList<int> Qemus() => ProcessTable.QemusNaming(Home + "/");
 
     public static async Task<JsonNode> JsonAsync(HttpResponseMessage response, HttpStatusCode expected)
     {

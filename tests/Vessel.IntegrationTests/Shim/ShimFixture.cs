@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Vessel.Common;
 using Vessel.Containerd;
 using Vessel.Guest;
+using Vessel.IntegrationTests.Containerd;
 using Vessel.Testing;
 using Xunit;
 
@@ -56,7 +57,7 @@ public sealed class ShimFixture : IAsyncLifetime
             [VesselSettings.HomeVariable] = Home,
             [MarkerVariable] = _marker,
         };
-        _daemon = await global::Vessel.IntegrationTests.Containerd.ContainerdFixture.StartDaemonAsync(Root, Socket, environment, cts.Token);
+        _daemon = await ContainerdFixture.StartDaemonAsync(Root, Socket, environment, cts.Token);
         _daemonPid = _daemon.Id;
         string archive = Path.Combine(Root, "busybox-oci.tar");
         (await ExternalProcess.RunAsync("tar", ["-C", TestImages.BusyboxOciLayout, "-cf", archive, "."], cts.Token)).EnsureSuccess();
@@ -68,15 +69,7 @@ public sealed class ShimFixture : IAsyncLifetime
     {
         if (_daemon is not null)
         {
-            try
-            {
-                _daemon.Kill(entireProcessTree: true);
-            }
-            catch (InvalidOperationException)
-            {
-            }
-            await _daemon.WaitForExitAsync();
-            _daemon.Dispose();
+            await ContainerdFixture.StopDaemonAsync(_daemon);
             foreach (int pid in MarkedProcesses())
             {
                 // A failed test may leave a shim or VMM: never leak it past the fixture.
@@ -92,11 +85,7 @@ public sealed class ShimFixture : IAsyncLifetime
         }
         if (_dir is not null)
         {
-            foreach (string mount in LinuxMount.MountsUnder(_dir.Path).OrderByDescending(m => m.Length))
-            {
-                LinuxMount.UnmountAll(mount);
-            }
-            _dir.Dispose();
+            ContainerdFixture.RemoveDirectory(_dir);
         }
     }
 
@@ -107,34 +96,7 @@ public sealed class ShimFixture : IAsyncLifetime
         => ExternalProcess.RunAsync("ctr", ["-a", Socket, "-n", Namespace, .. args], cancellationToken, standardInput: stdin ?? string.Empty, timeout: TimeSpan.FromMinutes(5));
 
     /// <summary>Processes that inherited containerd's marker (shims, their VMMs), containerd itself excepted.</summary>
-    public IReadOnlyList<int> MarkedProcesses()
-    {
-        var found = new List<int>();
-        foreach (string dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(dir), out int pid) || pid == _daemonPid)
-            {
-                continue;
-            }
-            try
-            {
-                string environ = File.ReadAllText(Path.Combine(dir, "environ"));
-                string stat = File.ReadAllText(Path.Combine(dir, "stat"));
-                bool zombie = stat[(stat.LastIndexOf(')') + 2)..].StartsWith('Z');
-                if (!zombie && environ.Contains($"{MarkerVariable}={_marker}", StringComparison.Ordinal))
-                {
-                    found.Add(pid);
-                }
-            }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
-        }
-        return found;
-    }
+    public IReadOnlyList<int> MarkedProcesses() => ProcessTable.WithEnvironment(MarkerVariable, _marker).Where(pid => pid != _daemonPid).ToList();
 
     /// <summary>The long-lived shim of container <paramref name="id"/>, by its command line.</summary>
     public int? ShimPid(string id) => MarkedProcesses().Cast<int?>().FirstOrDefault(pid =>

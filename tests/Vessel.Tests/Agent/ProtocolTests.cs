@@ -1,5 +1,6 @@
-using System.IO.Pipes;
+using System.Net.Sockets;
 using Vessel.Agent.Protocol;
+using Vessel.Common;
 using Xunit;
 
 namespace Vessel.Tests.Agent;
@@ -33,13 +34,18 @@ public sealed class ProtocolTests
     [Fact(Timeout = 30_000)]
     public async Task Streams_are_flow_controlled_and_a_stalled_stream_does_not_block_another()
     {
-        using var server = new AnonymousPipeServerStream(PipeDirection.Out);
-        using var client = new AnonymousPipeClientStream(PipeDirection.In, server.ClientSafePipeHandle);
-        using var back = new AnonymousPipeServerStream(PipeDirection.Out);
-        using var backClient = new AnonymousPipeClientStream(PipeDirection.In, back.ClientSafePipeHandle);
+        // A connected pair of unix sockets: the agent's end and the host's.
+        using TempDirectory dir = TempDirectory.Create("vessel-mux-test-");
+        var endpoint = new UnixDomainSocketEndPoint(dir.Combine("mux.sock"));
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(endpoint);
+        listener.Listen(1);
+        using var hostSocket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await hostSocket.ConnectAsync(endpoint);
+        using Socket agentSocket = await listener.AcceptAsync();
         var accepted = new List<MuxStream>();
         var gotSecond = new TaskCompletionSource<Frame>();
-        await using var agent = new MuxConnection(new DuplexStream(client, back), (s, first) =>
+        await using var agent = new MuxConnection(new NetworkStream(agentSocket), (s, first) =>
         {
             lock (accepted)
             {
@@ -51,7 +57,7 @@ public sealed class ProtocolTests
             }
             return Task.Delay(Timeout.Infinite);
         });
-        await using var host = new MuxConnection(new DuplexStream(backClient, server));
+        await using var host = new MuxConnection(new NetworkStream(hostSocket));
         agent.Start();
         host.Start();
 
@@ -66,45 +72,5 @@ public sealed class ProtocolTests
         await other.SendAsync(MessageType.Health, [0, 0, 0, 0], CancellationToken.None);
         Frame f = await gotSecond.Task.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(MessageType.Health, f.Type);
-    }
-
-    private sealed class DuplexStream : Stream
-    {
-        private readonly Stream _read;
-        private readonly Stream _write;
-
-        public DuplexStream(Stream read, Stream write)
-        {
-            _read = read;
-            _write = write;
-        }
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => throw new NotSupportedException();
-            set => throw new NotSupportedException();
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => _read.Read(buffer, offset, count);
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => _read.ReadAsync(buffer, cancellationToken);
-
-        public override void Write(byte[] buffer, int offset, int count) => _write.Write(buffer, offset, count);
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => _write.WriteAsync(buffer, cancellationToken);
-
-        public override void Flush() => _write.Flush();
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

@@ -113,15 +113,20 @@ public sealed class LayerStoreTests : IDisposable
         Assert.Empty(await store.ListAsync(CancellationToken.None));
     }
 
+    /// <summary>A 1 MiB image with data in its first 64 KiB, imported into the store at <paramref name="root"/>: its header, data file and verified-stamp path.</summary>
+    private async Task<(BuildHeader Header, string Data, string Stamp)> ImportStampedAsync(string root, CancellationToken ct)
+    {
+        BuildHeader h = await Store(root).ImportAsync(MakeImage(1 << 20, (0, 65536)), cancellationToken: ct);
+        string build = Path.Combine(root, "builds", h.BuildId.ToString());
+        return (h, Path.Combine(build, "data"), Path.Combine(build, "verified"));
+    }
+
     [Fact(Timeout = 30_000)]
     public async Task A_verified_stamp_is_saved_only_for_a_settled_file_and_a_changed_file_is_still_caught()
     {
         var ct = CancellationToken.None;
-        string image = MakeImage(1 << 20, (0, 65536));
         string root = _dir.Combine("store");
-        BuildHeader h = await Store(root).ImportAsync(image, cancellationToken: ct);
-        string data = Path.Combine(root, "builds", h.BuildId.ToString(), "data");
-        string stamp = Path.Combine(root, "builds", h.BuildId.ToString(), "verified");
+        (BuildHeader h, string data, string stamp) = await ImportStampedAsync(root, ct);
 
         // A data file changed moments ago may still change within the same timestamp tick: no stamp.
         using (await Store(root).OpenAsync(h.BuildId, ct))
@@ -147,11 +152,8 @@ public sealed class LayerStoreTests : IDisposable
     public async Task A_matching_stamp_skips_the_hash_but_verify_still_reads_everything()
     {
         var ct = CancellationToken.None;
-        string image = MakeImage(1 << 20, (0, 65536));
         string root = _dir.Combine("store");
-        BuildHeader h = await Store(root).ImportAsync(image, cancellationToken: ct);
-        string data = Path.Combine(root, "builds", h.BuildId.ToString(), "data");
-        string stamp = Path.Combine(root, "builds", h.BuildId.ToString(), "verified");
+        (BuildHeader h, string data, string stamp) = await ImportStampedAsync(root, ct);
         using (await Store(root, new LaterClock(TimeSpan.FromHours(1))).OpenAsync(h.BuildId, ct))
         {
         }

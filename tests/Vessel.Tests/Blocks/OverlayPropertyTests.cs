@@ -7,7 +7,7 @@ namespace Vessel.Tests.Blocks;
 /// <summary>Random writes, trims and zeroes over random chains of builds, checked block by block against a byte array.</summary>
 public sealed class OverlayPropertyTests : IDisposable
 {
-    private const int BlockSize = 4096;
+    private const int BlockSize = BlockModel.BlockSize;
     private const int Blocks = 96;
     private const int Size = BlockSize * Blocks;
     private readonly TempDirectory _dir = TempDirectory.Create("vessel-overlay-test-");
@@ -15,30 +15,14 @@ public sealed class OverlayPropertyTests : IDisposable
     public void Dispose() => _dir.Dispose();
 
     [Theory(Timeout = 120_000)]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(3)]
-    [InlineData(4)]
-    [InlineData(5)]
-    [InlineData(6)]
+    [MemberData(nameof(BlockModel.Seeds), 6, MemberType = typeof(BlockModel))]
     public async Task Random_operations_over_random_chains_match_a_plain_model(int seed)
     {
         var rng = new Random(seed);
         var ct = CancellationToken.None;
         LayerStore store = LayerStore.OpenDirectory(_dir.Combine("store"));
 
-        // A base image with random data in some blocks and zeros elsewhere.
-        byte[] model = new byte[Size];
-        for (int b = 0; b < Blocks; b++)
-        {
-            if (rng.Next(3) == 0)
-            {
-                rng.NextBytes(model.AsSpan(b * BlockSize, BlockSize));
-            }
-        }
-        string image = _dir.Combine($"base-{seed}.raw");
-        await File.WriteAllBytesAsync(image, model, ct);
-        BuildHeader current = await store.ImportAsync(image, BlockSize, null, ct);
+        (byte[] model, BuildHeader current) = await BlockModel.ImportRandomImageAsync(store, rng, Blocks, _dir.Combine($"base-{seed}.raw"), ct);
 
         int depth = rng.Next(2, 7);
         for (int layer = 0; layer < depth; layer++)
@@ -143,13 +127,8 @@ public sealed class OverlayPropertyTests : IDisposable
 
     private static async Task AssertMatchesAsync(IBlockDevice device, byte[] model, string what)
     {
-        byte[] got = new byte[model.Length];
-        await device.ReadAsync(0, got, CancellationToken.None);
+        await BlockModel.AssertBlocksAsync(device, model, 0, model.Length, what);
         AssertCachedReadMatches(device, model, 0, model.Length, what);
-        for (int b = 0; b < Blocks; b++)
-        {
-            Assert.True(got.AsSpan(b * BlockSize, BlockSize).SequenceEqual(model.AsSpan(b * BlockSize, BlockSize)), $"{what}: block {b} differs");
-        }
     }
 
     /// <summary>

@@ -95,7 +95,7 @@ public sealed class TtrpcTests
             var notFound = await Assert.ThrowsAsync<TtrpcStatusException>(() => client.CallAsync("containerd.task.v2.Task", "Kill", new KillRequest { ExecId = "x" }, Empty.Parser, CancellationToken.None));
             Assert.Equal(TtrpcStatusException.NotFound, notFound.Code);
             Assert.Contains("process x not found", notFound.Message, StringComparison.Ordinal);
-            var missing = await Assert.ThrowsAsync<TtrpcStatusException>(() => client.CallAsync("containerd.task.v2.Task", "Checkpoint", new CheckpointTaskRequest(), Empty.Parser, CancellationToken.None));
+            var missing = await Assert.ThrowsAsync<TtrpcStatusException>(() => client.CallAsync("containerd.task.v2.Task", "Checkpoint", new Empty(), Empty.Parser, CancellationToken.None));
             Assert.Equal(TtrpcStatusException.Unimplemented, missing.Code);
         }
         Assert.False(File.Exists(socket), "the server left its socket file");

@@ -32,6 +32,29 @@ public sealed class NbdServerTests : IAsyncLifetime
         await _server.StartAsync(CancellationToken.None);
     }
 
+    /// <summary>A raw client connected to the server that chose <paramref name="export"/> (NBD_OPT_GO).</summary>
+    private async Task<RawNbdClient> OpenAsync(string export)
+    {
+        RawNbdClient client = await RawNbdClient.ConnectAsync(SocketPath);
+        try
+        {
+            await client.GoAsync(export);
+            return client;
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reads <paramref name="length"/> bytes at <paramref name="offset"/> and asserts they are the export's content.</summary>
+    private async Task AssertReadsContentAsync(RawNbdClient client, ulong cookie, int offset, int length)
+    {
+        await client.SendRequestAsync(NbdCommand.Read, cookie, (ulong)offset, (uint)length);
+        Assert.Equal(_content.AsSpan(offset, length).ToArray(), (await client.ReadSimpleReplyAsync(length)).Data);
+    }
+
     public async Task DisposeAsync()
     {
         if (_server is not null)
@@ -89,23 +112,18 @@ public sealed class NbdServerTests : IAsyncLifetime
     [Fact(Timeout = 20_000)]
     public async Task Bad_request_magic_closes_that_connection_only()
     {
-        using RawNbdClient good = await RawNbdClient.ConnectAsync(SocketPath);
-        await good.GoAsync("ro");
-        using RawNbdClient bad = await RawNbdClient.ConnectAsync(SocketPath);
-        await bad.GoAsync("ro");
+        using RawNbdClient good = await OpenAsync("ro");
+        using RawNbdClient bad = await OpenAsync("ro");
         await bad.SendRequestAsync(NbdCommand.Read, 1, 0, 512, magic: 0xdeadbeef);
         Assert.True(await bad.IsClosedByServerAsync(TimeSpan.FromSeconds(5)));
 
-        await good.SendRequestAsync(NbdCommand.Read, 2, 0, 512);
-        var r = await good.ReadSimpleReplyAsync(512);
-        Assert.Equal(_content.AsSpan(0, 512).ToArray(), r.Data);
+        await AssertReadsContentAsync(good, 2, 0, 512);
     }
 
     [Fact(Timeout = 20_000)]
     public async Task Oversized_write_and_oversized_option_close_the_connection()
     {
-        using RawNbdClient w = await RawNbdClient.ConnectAsync(SocketPath);
-        await w.GoAsync("rw");
+        using RawNbdClient w = await OpenAsync("rw");
         await w.SendRequestAsync(NbdCommand.Write, 1, 0, 64u << 20);
         Assert.True(await w.IsClosedByServerAsync(TimeSpan.FromSeconds(5)));
 
@@ -131,10 +149,8 @@ public sealed class NbdServerTests : IAsyncLifetime
             new NbdRequest(NbdCommandFlags.None, NbdCommand.Write, 1, 0, 4096).Write(m); // promises 4096, sends 1000
             await gone.WriteAsync(m);
         }
-        using RawNbdClient next = await RawNbdClient.ConnectAsync(SocketPath);
-        await next.GoAsync("rw");
-        await next.SendRequestAsync(NbdCommand.Read, 5, 0, 4096);
-        Assert.Equal(_content.AsSpan(0, 4096).ToArray(), (await next.ReadSimpleReplyAsync(4096)).Data);
+        using RawNbdClient next = await OpenAsync("rw");
+        await AssertReadsContentAsync(next, 5, 0, 4096);
         Assert.Equal(_content, await File.ReadAllBytesAsync(_dir.Combine("rw.raw")));
     }
 
@@ -151,8 +167,7 @@ public sealed class NbdServerTests : IAsyncLifetime
     {
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _server!.AddExport("gated", new GatedDevice(_ro!, gate.Task));
-        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
-        await c.GoAsync("gated");
+        using RawNbdClient c = await OpenAsync("gated");
         await c.SendRequestAsync(NbdCommand.Read, 100, 0, 512); // waits on the gate
         await c.SendRequestAsync(NbdCommand.Read, 200, 4096, 512); // answers at once
         var first = await c.ReadSimpleReplyAsync(512);
@@ -168,8 +183,7 @@ public sealed class NbdServerTests : IAsyncLifetime
     [InlineData("rw")] // a writable file is always copied
     public async Task Pipelined_reads_of_every_size_are_each_answered_once_with_the_right_data(string export)
     {
-        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
-        await c.GoAsync(export);
+        using RawNbdClient c = await OpenAsync(export);
         var rng = new Random(5);
         var expected = new Dictionary<ulong, (int Offset, int Length)>();
         var requests = new List<byte>();
@@ -206,8 +220,7 @@ public sealed class NbdServerTests : IAsyncLifetime
     [Fact(Timeout = 20_000)]
     public async Task Writes_and_reads_in_one_packet_and_a_request_sent_byte_by_byte_are_all_answered()
     {
-        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
-        await c.GoAsync("rw");
+        using RawNbdClient c = await OpenAsync("rw");
         byte[] small = new byte[4096];
         byte[] large = new byte[200 << 10]; // larger than the server's input buffer: received straight into the payload
         new Random(7).NextBytes(small);
@@ -261,8 +274,7 @@ public sealed class NbdServerTests : IAsyncLifetime
     [Fact(Timeout = 20_000)]
     public async Task A_client_vanishing_mid_batch_is_dropped_and_others_are_served()
     {
-        using RawNbdClient good = await RawNbdClient.ConnectAsync(SocketPath);
-        await good.GoAsync("ro");
+        using RawNbdClient good = await OpenAsync("ro");
         using (RawNbdClient gone = await RawNbdClient.ConnectAsync(SocketPath))
         {
             await gone.GoAsync("ro");
@@ -276,16 +288,13 @@ public sealed class NbdServerTests : IAsyncLifetime
         }
         // Its thread ends (RunAsync waits for it before the connection is removed); the other client is unaffected.
         await WaitForAsync(() => _server!.ConnectionCount == 1, TimeSpan.FromSeconds(10));
-        await good.SendRequestAsync(NbdCommand.Read, 9, 8192, 4096);
-        var r = await good.ReadSimpleReplyAsync(4096);
-        Assert.Equal(_content.AsSpan(8192, 4096).ToArray(), r.Data);
+        await AssertReadsContentAsync(good, 9, 8192, 4096);
     }
 
     [Fact(Timeout = 20_000)]
     public async Task A_client_that_never_reads_its_replies_blocks_only_itself_and_not_shutdown()
     {
-        using RawNbdClient stuck = await RawNbdClient.ConnectAsync(SocketPath);
-        await stuck.GoAsync("ro");
+        using RawNbdClient stuck = await OpenAsync("ro");
         // 128 MiB of replies asked for, none read: the server's sends wait for socket space.
         byte[] burst = new byte[4096 * NbdRequest.Size];
         for (int i = 0; i < 4096; i++)
@@ -295,10 +304,8 @@ public sealed class NbdServerTests : IAsyncLifetime
         await stuck.WriteAsync(burst);
         await Task.Delay(200);
 
-        using RawNbdClient good = await RawNbdClient.ConnectAsync(SocketPath);
-        await good.GoAsync("ro");
-        await good.SendRequestAsync(NbdCommand.Read, 1, 4096, 4096);
-        Assert.Equal(_content.AsSpan(4096, 4096).ToArray(), (await good.ReadSimpleReplyAsync(4096)).Data);
+        using RawNbdClient good = await OpenAsync("ro");
+        await AssertReadsContentAsync(good, 1, 4096, 4096);
 
         var stopwatch = System.Diagnostics.Stopwatch.StartNew();
         await _server!.DisposeAsync();
@@ -319,8 +326,7 @@ public sealed class NbdServerTests : IAsyncLifetime
     [Fact(Timeout = 20_000)]
     public async Task Dispose_closes_clients_and_removes_the_socket_file()
     {
-        using RawNbdClient c = await RawNbdClient.ConnectAsync(SocketPath);
-        await c.GoAsync("ro");
+        using RawNbdClient c = await OpenAsync("ro");
         Assert.Equal(1, _server!.ConnectionCount);
         await _server.DisposeAsync();
         Assert.False(File.Exists(SocketPath));

@@ -18,6 +18,44 @@ public sealed class ImageSourceTests : IDisposable
         .AddLayer(TestImage.Tar(("etc/hostname", "one\n"), ("bin/a", "aaa")))
         .AddLayer(TestImage.Tar(("etc/hostname", "two\n")), gzip: false);
 
+    /// <summary><see cref="TwoLayers"/> with a manifest, in an OCI layout whose index tags it v1.</summary>
+    private (TestImage Image, byte[] Manifest, string Layout) TwoLayerLayout()
+    {
+        TestImage img = TwoLayers();
+        byte[] manifest = img.AddManifest();
+        return (img, manifest, WriteLayout(img, manifest));
+    }
+
+    /// <summary>Writes <paramref name="img"/> as the OCI layout "layout", its index tagging <paramref name="manifest"/> v1.</summary>
+    private string WriteLayout(TestImage img, byte[] manifest)
+    {
+        string layout = _dir.Combine("layout");
+        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        return layout;
+    }
+
+    /// <summary>Resolves <paramref name="reference"/> and reads layer <paramref name="index"/> to its end, which must fail with bad data.</summary>
+    private async Task<InvalidDataException> LayerReadFailsAsync(string reference, int index = 0)
+    {
+        await using IImageSource source = await OpenAsync(reference);
+        await source.ResolveAsync(_ct);
+        await using Stream layer = await source.OpenLayerAsync(index, _ct);
+        return await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
+    }
+
+    private Task<IImageSource> OpenAsync(string reference) => ImageSources.OpenAsync(reference, ImageSourceOptions.Default, _ct);
+
+    /// <summary>Asserts that <paramref name="source"/> yields <paramref name="img"/>'s layers, uncompressed, in order.</summary>
+    private async Task AssertLayersAsync(IImageSource source, TestImage img)
+    {
+        var layers = await ReadAllLayersAsync(source, _ct);
+        Assert.Equal(img.Layers.Count, layers.Count);
+        for (int i = 0; i < layers.Count; i++)
+        {
+            Assert.Equal(img.Layers[i].Tar, layers[i]);
+        }
+    }
+
     private static async Task<List<byte[]>> ReadAllLayersAsync(IImageSource source, CancellationToken ct)
     {
         ResolvedImage image = await source.ResolveAsync(ct);
@@ -33,12 +71,9 @@ public sealed class ImageSourceTests : IDisposable
     [Fact(Timeout = Timeout)]
     public async Task Layout_directory_yields_config_and_uncompressed_layers()
     {
-        TestImage img = TwoLayers();
-        byte[] manifest = img.AddManifest();
-        string layout = _dir.Combine("layout");
-        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        (TestImage img, byte[] manifest, string layout) = TwoLayerLayout();
 
-        await using IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
+        await using IImageSource source = await OpenAsync(layout);
         ResolvedImage image = await source.ResolveAsync(_ct);
         Assert.Equal(TestImage.Digest(manifest), image.ManifestDigest);
         Assert.Equal(image.ManifestDigest, image.ContentDigest);
@@ -46,9 +81,7 @@ public sealed class ImageSourceTests : IDisposable
         Assert.Equal("/root", image.Config.WorkingDir);
         Assert.Equal(2, image.Layers.Count);
         Assert.Equal(OciMediaTypes.LayerGzip, image.Layers[0].MediaType);
-        var layers = await ReadAllLayersAsync(source, _ct);
-        Assert.Equal(img.Layers[0].Tar, layers[0]);
-        Assert.Equal(img.Layers[1].Tar, layers[1]);
+        await AssertLayersAsync(source, img);
     }
 
     [Fact(Timeout = Timeout)]
@@ -65,19 +98,19 @@ public sealed class ImageSourceTests : IDisposable
         string layout = _dir.Combine("layout");
         a.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(ma, "a"), TestImage.Tagged(mb, "b")));
 
-        await using (IImageSource byTag = await ImageSources.OpenAsync(layout + ":b", ImageSourceOptions.Default, _ct))
+        await using (IImageSource byTag = await OpenAsync(layout + ":b"))
         {
             Assert.Equal(TestImage.Digest(mb), (await byTag.ResolveAsync(_ct)).ManifestDigest);
         }
-        await using (IImageSource byDigest = await ImageSources.OpenAsync($"oci:{layout}@{TestImage.Digest(ma)}", ImageSourceOptions.Default, _ct))
+        await using (IImageSource byDigest = await OpenAsync($"oci:{layout}@{TestImage.Digest(ma)}"))
         {
             Assert.Equal(TestImage.Digest(ma), (await byDigest.ResolveAsync(_ct)).ManifestDigest);
         }
-        await using IImageSource ambiguous = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
+        await using IImageSource ambiguous = await OpenAsync(layout);
         var e = await Assert.ThrowsAsync<VesselException>(() => ambiguous.ResolveAsync(_ct));
         Assert.Contains("holds 2 images", e.Message, StringComparison.Ordinal);
         Assert.Contains("'a'", e.Message, StringComparison.Ordinal);
-        await using IImageSource missing = await ImageSources.OpenAsync($"oci:{layout}:nope", ImageSourceOptions.Default, _ct);
+        await using IImageSource missing = await OpenAsync($"oci:{layout}:nope");
         e = await Assert.ThrowsAsync<VesselException>(() => missing.ResolveAsync(_ct));
         Assert.Equal(VesselErrorReason.NotFound, e.Reason);
     }
@@ -101,20 +134,20 @@ public sealed class ImageSourceTests : IDisposable
             TestImage.Descriptor(OciMediaTypes.ImageIndex, armOnly, new() { ["annotations"] = new Dictionary<string, string> { [OciDescriptor.RefNameAnnotation] = "armonly" } }),
             TestImage.Tagged(armManifest, "armsingle")));
 
-        await using (IImageSource multi = await ImageSources.OpenAsync(layout + ":multi", ImageSourceOptions.Default, _ct))
+        await using (IImageSource multi = await OpenAsync(layout + ":multi"))
         {
             ResolvedImage image = await multi.ResolveAsync(_ct);
             Assert.Equal(TestImage.Digest(amdManifest), image.ManifestDigest);
             Assert.Equal(amd.Layers[0].Tar, (await ReadAllLayersAsync(multi, _ct))[0]);
         }
-        await using (IImageSource armOnlySource = await ImageSources.OpenAsync(layout + ":armonly", ImageSourceOptions.Default, _ct))
+        await using (IImageSource armOnlySource = await OpenAsync(layout + ":armonly"))
         {
             var e = await Assert.ThrowsAsync<VesselException>(() => armOnlySource.ResolveAsync(_ct));
             Assert.Equal(VesselErrorReason.Unsupported, e.Reason);
             Assert.Contains("no linux/amd64 image", e.Message, StringComparison.Ordinal);
             Assert.Contains("linux/arm64, linux/s390x", e.Message, StringComparison.Ordinal);
         }
-        await using IImageSource single = await ImageSources.OpenAsync(layout + ":armsingle", ImageSourceOptions.Default, _ct);
+        await using IImageSource single = await OpenAsync(layout + ":armsingle");
         var e2 = await Assert.ThrowsAsync<VesselException>(() => single.ResolveAsync(_ct));
         Assert.Contains("built for linux/arm64", e2.Message, StringComparison.Ordinal);
     }
@@ -122,17 +155,14 @@ public sealed class ImageSourceTests : IDisposable
     [Fact(Timeout = Timeout)]
     public async Task Tampered_blob_fails_on_the_read_that_reaches_the_end_naming_layer_and_both_digests()
     {
-        TestImage img = TwoLayers();
-        byte[] manifest = img.AddManifest();
-        string layout = _dir.Combine("layout");
-        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        (TestImage img, _, string layout) = TwoLayerLayout();
         string expected = TestImage.Digest(img.Layers[1].Blob);
         string blobPath = Path.Combine(layout, "blobs", "sha256", expected["sha256:".Length..]);
         byte[] tampered = TestImage.Tar(("etc/hostname", "EVIL\n"));
         Assert.Equal(img.Layers[1].Blob.Length, tampered.Length);
         File.WriteAllBytes(blobPath, tampered);
 
-        await using IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
+        await using IImageSource source = await OpenAsync(layout);
         await source.ResolveAsync(_ct);
         await using Stream layer = await source.OpenLayerAsync(1, _ct);
         byte[] buffer = new byte[512];
@@ -158,26 +188,13 @@ public sealed class ImageSourceTests : IDisposable
     {
         TestImage img = new TestImage().AddLayer(TestImage.Tar(("a", "a")), gzip: false);
         byte[] manifest = img.AddManifest();
-        string layout = _dir.Combine("layout");
-        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        string layout = WriteLayout(img, manifest);
         string blobPath = Path.Combine(layout, "blobs", "sha256", TestImage.Digest(img.Layers[0].Blob)["sha256:".Length..]);
 
         File.WriteAllBytes(blobPath, [.. img.Layers[0].Blob, .. new byte[4096]]);
-        await using (IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct))
-        {
-            await source.ResolveAsync(_ct);
-            await using Stream layer = await source.OpenLayerAsync(0, _ct);
-            var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
-            Assert.Contains("longer than", e.Message, StringComparison.Ordinal);
-        }
+        Assert.Contains("longer than", (await LayerReadFailsAsync(layout)).Message, StringComparison.Ordinal);
         File.WriteAllBytes(blobPath, img.Layers[0].Blob[..1000]);
-        await using (IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct))
-        {
-            await source.ResolveAsync(_ct);
-            await using Stream layer = await source.OpenLayerAsync(0, _ct);
-            var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
-            Assert.Contains("truncated", e.Message, StringComparison.Ordinal);
-        }
+        Assert.Contains("truncated", (await LayerReadFailsAsync(layout)).Message, StringComparison.Ordinal);
     }
 
     [Fact(Timeout = Timeout)]
@@ -186,12 +203,8 @@ public sealed class ImageSourceTests : IDisposable
         TestImage img = new TestImage().AddLayer(TestImage.Tar(("a", "a")));
         byte[] config = Encoding.UTF8.GetBytes(Encoding.UTF8.GetString(img.ConfigJson()).Replace(TestImage.Digest(img.Layers[0].Tar), "sha256:" + new string('0', 64), StringComparison.Ordinal));
         byte[] manifest = img.AddManifest(config: config);
-        string layout = _dir.Combine("layout");
-        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
-        await using IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
-        await source.ResolveAsync(_ct);
-        await using Stream layer = await source.OpenLayerAsync(0, _ct);
-        var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
+        string layout = WriteLayout(img, manifest);
+        var e = await LayerReadFailsAsync(layout);
         Assert.Contains("diff_id", e.Message, StringComparison.Ordinal);
     }
 
@@ -208,12 +221,8 @@ public sealed class ImageSourceTests : IDisposable
             blob[i] ^= 0x5a; // corrupt the deflate data, then re-describe the blob so only the gzip is wrong
         }
         byte[] manifest = img.AddManifest();
-        string layout = _dir.Combine("layout");
-        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
-        await using IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
-        await source.ResolveAsync(_ct);
-        await using Stream layer = await source.OpenLayerAsync(0, _ct);
-        var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
+        string layout = WriteLayout(img, manifest);
+        var e = await LayerReadFailsAsync(layout);
         Assert.Contains("layer 1 of 1", e.Message, StringComparison.Ordinal);
         Assert.Contains(layout, e.Message, StringComparison.Ordinal);
         Assert.Contains("gzip data is corrupt", e.Message, StringComparison.Ordinal); // the digest matched: the image itself is broken
@@ -238,20 +247,20 @@ public sealed class ImageSourceTests : IDisposable
         string layout = _dir.Combine("layout");
         img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "huge"), TestImage.Tagged(broken, "broken")));
 
-        await using (IImageSource source = await ImageSources.OpenAsync(layout + ":huge", ImageSourceOptions.Default, _ct))
+        await using (IImageSource source = await OpenAsync(layout + ":huge"))
         {
             var e = await Assert.ThrowsAsync<InvalidDataException>(() => source.ResolveAsync(_ct));
             Assert.Contains("config " + TestImage.Digest(config), e.Message, StringComparison.Ordinal);
             Assert.Contains("4 MiB", e.Message, StringComparison.Ordinal);
         }
-        await using (IImageSource source = await ImageSources.OpenAsync(layout + ":broken", ImageSourceOptions.Default, _ct))
+        await using (IImageSource source = await OpenAsync(layout + ":broken"))
         {
             var e = await Assert.ThrowsAsync<InvalidDataException>(() => source.ResolveAsync(_ct));
             Assert.Contains("manifest " + TestImage.Digest(broken), e.Message, StringComparison.Ordinal);
             Assert.Contains("not valid JSON", e.Message, StringComparison.Ordinal);
         }
         File.WriteAllText(Path.Combine(layout, "index.json"), "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:../../../../etc/passwd\",\"size\":1}]}");
-        await using (IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct))
+        await using (IImageSource source = await OpenAsync(layout))
         {
             var e = await Assert.ThrowsAsync<InvalidDataException>(() => source.ResolveAsync(_ct));
             Assert.Contains("index.json", e.Message, StringComparison.Ordinal);
@@ -266,13 +275,11 @@ public sealed class ImageSourceTests : IDisposable
         byte[] manifest = img.AddManifest();
         string archive = _dir.Combine("img.tar");
         img.WriteOciArchive(archive, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
-        await using (IImageSource source = await ImageSources.OpenAsync(archive, ImageSourceOptions.Default, _ct))
+        await using (IImageSource source = await OpenAsync(archive))
         {
-            var layers = await ReadAllLayersAsync(source, _ct);
-            Assert.Equal(img.Layers[0].Tar, layers[0]);
-            Assert.Equal(img.Layers[1].Tar, layers[1]);
+            await AssertLayersAsync(source, img);
         }
-        await using (IImageSource source = await ImageSources.OpenAsync($"oci-archive:{archive}:v1", ImageSourceOptions.Default, _ct))
+        await using (IImageSource source = await OpenAsync($"oci-archive:{archive}:v1"))
         {
             Assert.Equal(TestImage.Digest(manifest), (await source.ResolveAsync(_ct)).ManifestDigest);
         }
@@ -280,9 +287,9 @@ public sealed class ImageSourceTests : IDisposable
 
         string evil = _dir.Combine("evil.tar");
         img.WriteOciArchive(evil, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")), ("../../escape", "x"u8.ToArray()));
-        var e = await Assert.ThrowsAsync<InvalidDataException>(() => ImageSources.OpenAsync(evil, ImageSourceOptions.Default, _ct));
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => OpenAsync(evil));
         Assert.Contains("../../escape", e.Message, StringComparison.Ordinal);
-        e = await Assert.ThrowsAsync<InvalidDataException>(() => ImageSources.OpenAsync("oci-archive:" + evil, ImageSourceOptions.Default, _ct));
+        e = await Assert.ThrowsAsync<InvalidDataException>(() => OpenAsync("oci-archive:" + evil));
         Assert.Contains("escapes the archive root", e.Message, StringComparison.Ordinal);
     }
 
@@ -292,7 +299,7 @@ public sealed class ImageSourceTests : IDisposable
         TestImage img = TwoLayers();
         string archive = _dir.Combine("docker.tar");
         img.WriteDockerArchive(archive, "example/app:1");
-        await using (IImageSource source = await ImageSources.OpenAsync(archive + ":example/app:1", ImageSourceOptions.Default, _ct))
+        await using (IImageSource source = await OpenAsync(archive + ":example/app:1"))
         {
             ResolvedImage image = await source.ResolveAsync(_ct);
             Assert.Null(image.ManifestDigest);
@@ -302,7 +309,7 @@ public sealed class ImageSourceTests : IDisposable
         }
         string tampered = _dir.Combine("tampered.tar");
         img.WriteDockerArchive(tampered, "example/app:1", tamper: (i, tar) => i == 1 ? TestImage.Tar(("etc/hostname", "EVIL\n")) : tar);
-        await using IImageSource bad = await ImageSources.OpenAsync("docker-archive:" + tampered, ImageSourceOptions.Default, _ct);
+        await using IImageSource bad = await OpenAsync("docker-archive:" + tampered);
         await bad.ResolveAsync(_ct);
         await using Stream layer = await bad.OpenLayerAsync(1, _ct);
         var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
@@ -330,11 +337,11 @@ public sealed class ImageSourceTests : IDisposable
             return file;
         }
 
-        await using (IImageSource source = await ImageSources.OpenAsync(Archive("ok.tar", $"../{hex}.tar"), ImageSourceOptions.Default, _ct))
+        await using (IImageSource source = await OpenAsync(Archive("ok.tar", $"../{hex}.tar")))
         {
             Assert.Equal(img.Layers[0].Tar, (await ReadAllLayersAsync(source, _ct))[0]);
         }
-        await using IImageSource escaping = await ImageSources.OpenAsync(Archive("bad.tar", "../../etc/passwd"), ImageSourceOptions.Default, _ct);
+        await using IImageSource escaping = await OpenAsync(Archive("bad.tar", "../../etc/passwd"));
         var e = await Assert.ThrowsAsync<InvalidDataException>(() => escaping.ResolveAsync(_ct));
         Assert.Contains("points outside the archive", e.Message, StringComparison.Ordinal);
     }
@@ -374,7 +381,7 @@ public sealed class ImageSourceTests : IDisposable
         byte[] gz = TestImage.Gzip(tar);
         string file = _dir.Combine("rootfs.tar.gz");
         File.WriteAllBytes(file, gz);
-        await using IImageSource source = await ImageSources.OpenAsync(file, ImageSourceOptions.Default, _ct);
+        await using IImageSource source = await OpenAsync(file);
         ResolvedImage image = await source.ResolveAsync(_ct);
         Assert.Null(image.ManifestDigest);
         Assert.Equal(TestImage.Digest(gz), image.ContentDigest);
@@ -392,10 +399,7 @@ public sealed class ImageSourceTests : IDisposable
         byte[] gz = TestImage.Gzip(TestImage.Tar(("blob", Convert.ToBase64String(content))));
         string file = _dir.Combine("cut.tar.gz");
         File.WriteAllBytes(file, gz[..(gz.Length / 2)]);
-        await using IImageSource source = await ImageSources.OpenAsync(file, ImageSourceOptions.Default, _ct);
-        await source.ResolveAsync(_ct);
-        await using Stream layer = await source.OpenLayerAsync(0, _ct);
-        var e = await Assert.ThrowsAsync<InvalidDataException>(() => TestImage.ReadAllAsync(layer, _ct));
+        var e = await LayerReadFailsAsync(file);
         Assert.Contains("gzip data is truncated", e.Message, StringComparison.Ordinal);
         Assert.Contains(file, e.Message, StringComparison.Ordinal);
     }
@@ -412,8 +416,7 @@ public sealed class ImageSourceTests : IDisposable
         var img = new TestImage();
         img.Layers.Add((zst, tar, OciMediaTypes.LayerZstd));
         byte[] manifest = img.AddManifest();
-        string layout = _dir.Combine("layout");
-        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
+        string layout = WriteLayout(img, manifest);
         await using (IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, cts.Token))
         {
             Assert.Equal(tar, (await ReadAllLayersAsync(source, cts.Token))[0]);
@@ -436,26 +439,23 @@ public sealed class ImageSourceTests : IDisposable
     [Fact(Timeout = Timeout)]
     public async Task Sources_that_do_not_exist_or_are_not_images_say_so()
     {
-        var e = await Assert.ThrowsAsync<VesselException>(() => ImageSources.OpenAsync("./no/such.tar", ImageSourceOptions.Default, _ct));
+        var e = await Assert.ThrowsAsync<VesselException>(() => OpenAsync("./no/such.tar"));
         Assert.Equal(VesselErrorReason.NotFound, e.Reason);
         string plainDir = _dir.Combine("plain");
         Directory.CreateDirectory(plainDir);
-        e = await Assert.ThrowsAsync<VesselException>(() => ImageSources.OpenAsync(plainDir, ImageSourceOptions.Default, _ct));
+        e = await Assert.ThrowsAsync<VesselException>(() => OpenAsync(plainDir));
         Assert.Contains("not an OCI image layout", e.Message, StringComparison.Ordinal);
         string junk = _dir.Combine("junk.bin");
         File.WriteAllBytes(junk, Enumerable.Repeat((byte)'x', 2048).ToArray());
-        var e2 = await Assert.ThrowsAsync<InvalidDataException>(() => ImageSources.OpenAsync(junk, ImageSourceOptions.Default, _ct));
+        var e2 = await Assert.ThrowsAsync<InvalidDataException>(() => OpenAsync(junk));
         Assert.Contains("not a tar archive", e2.Message, StringComparison.Ordinal);
     }
 
     [Fact(Timeout = Timeout)]
     public async Task Cancellation_stops_a_layer_read()
     {
-        TestImage img = TwoLayers();
-        byte[] manifest = img.AddManifest();
-        string layout = _dir.Combine("layout");
-        img.WriteLayout(layout, TestImage.IndexJson(TestImage.Tagged(manifest, "v1")));
-        await using IImageSource source = await ImageSources.OpenAsync(layout, ImageSourceOptions.Default, _ct);
+        (_, _, string layout) = TwoLayerLayout();
+        await using IImageSource source = await OpenAsync(layout);
         await source.ResolveAsync(_ct);
         using var cts = new CancellationTokenSource();
         await cts.CancelAsync();

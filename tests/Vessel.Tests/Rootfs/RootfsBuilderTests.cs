@@ -8,6 +8,14 @@ namespace Vessel.Tests.Rootfs;
 
 public sealed class RootfsBuilderTests
 {
+    /// <summary>Builds <paramref name="source"/> into <paramref name="output"/> and asserts that e2fsck finds the image clean.</summary>
+    private static async Task BuildCleanAsync(LayersImageSource source, string output, RootfsBuildOptions options)
+    {
+        await RootfsBuilder.BuildAsync(source, output, options, null, CancellationToken.None);
+        string? fsck = await E2fs.CheckAsync(output);
+        Assert.True(fsck is null, fsck);
+    }
+
     [RequiresFact("e2fsck", "debugfs", "busybox", "busybox-image", Timeout = 120_000)]
     public async Task Busybox_tarball_builds_a_clean_image()
     {
@@ -36,9 +44,7 @@ public sealed class RootfsBuilderTests
                 LayersImageSource.File(w, $"many/file-with-a-longer-name-{i:D6}", i % 7 == 0 ? "x" : "");
             }
         });
-        await RootfsBuilder.BuildAsync(new LayersImageSource("many", layer), output, new RootfsBuildOptions { FreeBytes = 16 << 20 }, null, CancellationToken.None);
-        string? fsck = await E2fs.CheckAsync(output);
-        Assert.True(fsck is null, fsck);
+        await BuildCleanAsync(new LayersImageSource("many", layer), output, new RootfsBuildOptions { FreeBytes = 16 << 20 });
         string ls = await E2fs.DebugfsAsync(output, "stat /many");
         Assert.Contains("Flags: 0x81000", ls, StringComparison.Ordinal); // extents + htree index
     }
@@ -64,9 +70,7 @@ public sealed class RootfsBuilderTests
             LayersImageSource.File(w, "opq/.wh..wh..opq", "");
             LayersImageSource.Link(w, TarEntryType.HardLink, "hard", "target");
         });
-        await RootfsBuilder.BuildAsync(new LayersImageSource("two", lower, upper), output, new RootfsBuildOptions { FreeBytes = 8 << 20 }, null, CancellationToken.None);
-        string? fsck = await E2fs.CheckAsync(output);
-        Assert.True(fsck is null, fsck);
+        await BuildCleanAsync(new LayersImageSource("two", lower, upper), output, new RootfsBuildOptions { FreeBytes = 8 << 20 });
         string a = await E2fs.DebugfsAsync(output, "ls -l /a");
         Assert.DoesNotContain("gone", a, StringComparison.Ordinal);
         Assert.Contains("kept", a, StringComparison.Ordinal);
@@ -99,9 +103,7 @@ public sealed class RootfsBuilderTests
             LayersImageSource.Dir(w, "c/d/");
             LayersImageSource.File(w, "c/d/six", "upper");
         });
-        await RootfsBuilder.BuildAsync(new LayersImageSource("cache", lower, upper), output, new RootfsBuildOptions { FreeBytes = 8 << 20 }, null, CancellationToken.None);
-        string? fsck = await E2fs.CheckAsync(output);
-        Assert.True(fsck is null, fsck);
+        await BuildCleanAsync(new LayersImageSource("cache", lower, upper), output, new RootfsBuildOptions { FreeBytes = 8 << 20 });
         string b = await E2fs.DebugfsAsync(output, "ls -l /a/b");
         Assert.Contains("four", b, StringComparison.Ordinal);
         Assert.DoesNotContain("one", b, StringComparison.Ordinal);

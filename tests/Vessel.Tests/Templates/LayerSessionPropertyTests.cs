@@ -1,6 +1,7 @@
 using Vessel.Blocks;
 using Vessel.Common;
 using Vessel.Templates;
+using Vessel.Tests.Blocks;
 using Xunit;
 
 namespace Vessel.Tests.Templates;
@@ -13,38 +14,21 @@ namespace Vessel.Tests.Templates;
 /// </summary>
 public sealed class LayerSessionPropertyTests : IDisposable
 {
-    private const int BlockSize = 4096;
+    private const int BlockSize = BlockModel.BlockSize;
     private const int ParentBlocks = 80;
     private readonly TempDirectory _dir = TempDirectory.Create("vessel-session-test-");
 
     public void Dispose() => _dir.Dispose();
 
     [Theory(Timeout = 120_000)]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(3)]
-    [InlineData(4)]
-    [InlineData(5)]
-    [InlineData(6)]
-    [InlineData(7)]
-    [InlineData(8)]
+    [MemberData(nameof(BlockModel.Seeds), 8, MemberType = typeof(BlockModel))]
     public async Task Phases_exported_as_layers_match_a_byte_array_model(int seed)
     {
         var rng = new Random(seed);
         var ct = CancellationToken.None;
         string storePath = _dir.Combine("store");
         LayerStore store = LayerStore.OpenDirectory(storePath);
-        byte[] parentImage = new byte[ParentBlocks * BlockSize];
-        for (int b = 0; b < ParentBlocks; b++)
-        {
-            if (rng.Next(3) == 0)
-            {
-                rng.NextBytes(parentImage.AsSpan(b * BlockSize, BlockSize));
-            }
-        }
-        string image = _dir.Combine($"parent-{seed}.raw");
-        await File.WriteAllBytesAsync(image, parentImage, ct);
-        BuildHeader parent = await store.ImportAsync(image, BlockSize, null, ct);
+        (byte[] parentImage, BuildHeader parent) = await BlockModel.ImportRandomImageAsync(store, rng, ParentBlocks, _dir.Combine($"parent-{seed}.raw"), ct);
 
         // Same size, grown or shrunk; the device is the larger of parent and target.
         int targetBlocks = (seed % 3) switch { 0 => ParentBlocks, 1 => ParentBlocks + rng.Next(1, 60), _ => ParentBlocks - rng.Next(1, 40) };
@@ -56,7 +40,7 @@ public sealed class LayerSessionPropertyTests : IDisposable
         using LayerSession session = await LayerSession.OpenAsync(store, parent.BuildId, target, _dir.Combine("work"), ct);
         Assert.Equal(deviceSize, session.Size);
         Assert.False(session.HasPendingChanges);
-        await AssertReadsAsync(session, model, 0, deviceSize, $"seed {seed}: fresh session");
+        await BlockModel.AssertBlocksAsync(session, model, 0, deviceSize, $"seed {seed}: fresh session");
 
         BuildHeader previous = parent;
         int phases = rng.Next(2, 6);
@@ -70,7 +54,7 @@ public sealed class LayerSessionPropertyTests : IDisposable
             }
             Assert.Equal(written.Count > 0, session.HasPendingChanges);
             Assert.True(session.PendingDataBytes <= (long)written.Count * BlockSize, $"seed {seed} phase {phase}: pending data counts only this phase's written blocks");
-            await AssertReadsAsync(session, model, 0, deviceSize, $"seed {seed} phase {phase}: session");
+            await BlockModel.AssertBlocksAsync(session, model, 0, deviceSize, $"seed {seed} phase {phase}: session");
 
             BuildHeader layer = await session.ExportAsync(ct);
             Assert.Equal(previous.BuildId, layer.BaseBuildId);
@@ -85,7 +69,7 @@ public sealed class LayerSessionPropertyTests : IDisposable
             LayerStore fresh = LayerStore.OpenDirectory(storePath);
             using (Build reopened = await fresh.OpenAsync(layer.BuildId, ct))
             {
-                await AssertReadsAsync(reopened, model, 0, (int)target, $"seed {seed} phase {phase}: layer");
+                await BlockModel.AssertBlocksAsync(reopened, model, 0, (int)target, $"seed {seed} phase {phase}: layer");
             }
             previous = layer;
         }
@@ -154,16 +138,6 @@ public sealed class LayerSessionPropertyTests : IDisposable
         for (int b = offset / BlockSize; b <= (offset + length - 1) / BlockSize; b++)
         {
             written.Add(b);
-        }
-    }
-
-    private static async Task AssertReadsAsync(IBlockDevice device, byte[] model, int offset, int length, string what)
-    {
-        byte[] got = new byte[length];
-        await device.ReadAsync(offset, got, CancellationToken.None);
-        for (int b = 0; b < length / BlockSize; b++)
-        {
-            Assert.True(got.AsSpan(b * BlockSize, BlockSize).SequenceEqual(model.AsSpan(offset + (b * BlockSize), BlockSize)), $"{what}: block {b} differs");
         }
     }
 }
