@@ -29,6 +29,8 @@ internal sealed partial class TaskService : IAsyncDisposable
     private readonly ShimEvents _events;
     private readonly ILogger _logger;
     private readonly string _home;
+    private readonly string _address;
+    private readonly string _namespace;
     private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly ConcurrentDictionary<string, ShimProcess> _execs = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _shutdown = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -39,10 +41,14 @@ internal sealed partial class TaskService : IAsyncDisposable
     private uint _vmmPid;
     private bool _tornDown;
 
-    public TaskService(ShimEvents events, string home, ILogger logger)
+    /// <param name="address">containerd's gRPC socket (the shim's -address): boot artifacts are fetched through it.</param>
+    /// <param name="ns">The containerd namespace of the task.</param>
+    public TaskService(ShimEvents events, string home, string address, string ns, ILogger logger)
     {
         _events = events;
         _home = home;
+        _address = address;
+        _namespace = ns;
         _logger = logger;
     }
 
@@ -135,7 +141,8 @@ internal sealed partial class TaskService : IAsyncDisposable
         string rootfs = Path.Combine(_bundle, "rootfs");
         string image = Path.Combine(_bundle, "vessel-rootfs.ext4");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var state = new ShimState { Home = _home, RootfsMounted = request.Rootfs.Count > 0, RootfsImage = image };
+        ShimConfig config = ShimConfig.Load();
+        var state = new ShimState { Home = _home, RootfsMounted = request.Rootfs.Count > 0, RootfsImage = image, BootArtifacts = config.BootArtifacts };
         state.Write(_bundle);
         ContainerRootfs.Mount(request.Rootfs, rootfs);
         LogStep(_logger, _id, "rootfs mounted; writing the VM's image");
@@ -143,9 +150,22 @@ internal sealed partial class TaskService : IAsyncDisposable
         TimeSpan imageWritten = clock.Elapsed;
         GuestKit kit = await new KitBuilder(new KitOptions()).EnsureAsync(cancellationToken);
         TimeSpan kitReady = clock.Elapsed;
+        // Seed 002: the image's own kernel (initrd, config) when enabled and named; BootArtifacts records each step in the bundle.
+        BootOverride? boot = await ShimBoot.PrepareAsync(config, _address, _namespace, _id, _bundle, kit, cancellationToken);
+        if (boot is not null)
+        {
+            LogStep(_logger, _id, boot.Summary);
+        }
         var manager = new SandboxManager(_home, kit);
         LogStep(_logger, _id, "booting the VM");
-        _sandbox = await manager.CreateAsync(new SandboxOptions { RootfsPath = image, CopyRootfs = false }, cancellationToken);
+        _sandbox = await manager.CreateAsync(new SandboxOptions
+        {
+            RootfsPath = image,
+            CopyRootfs = false,
+            KernelPath = boot?.KernelPath,
+            InitramfsPath = boot?.InitramfsPath,
+            ExtraKernelParameters = boot?.KernelParameters ?? [],
+        }, cancellationToken);
         _vmmPid = _sandbox.VirtualMachine is QemuVm qemu ? (uint)qemu.Pid : 0;
         (state with { SandboxDirectory = _sandbox.WorkDirectory, VmmPid = (int)_vmmPid }).Write(_bundle);
         LogStep(_logger, _id, $"VM up (sandbox {_sandbox.Id}, VMM pid {_vmmPid})");
@@ -376,7 +396,7 @@ internal sealed partial class TaskService : IAsyncDisposable
         }
         try
         {
-            Cleanup(_bundle);
+            await CleanupAsync(_bundle);
         }
         catch (Exception e)
         {
@@ -388,9 +408,16 @@ internal sealed partial class TaskService : IAsyncDisposable
         }
     }
 
-    /// <summary>Unmounts BUNDLE/rootfs and removes what the shim wrote in the bundle (also <c>delete</c> after a crash).</summary>
-    public static void Cleanup(string bundle)
+    /// <summary>
+    /// Releases the boot artifacts (binds, view mount, view, lease), unmounts BUNDLE/rootfs and
+    /// removes what the shim wrote in the bundle (also <c>delete</c> after a crash). The VM must be gone.
+    /// </summary>
+    public static async Task CleanupAsync(string bundle)
     {
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            await ShimBoot.CleanupAsync(bundle, deadline.Token);
+        }
         LinuxMount.UnmountAll(Path.Combine(bundle, "rootfs"));
         File.Delete(Path.Combine(bundle, "vessel-rootfs.ext4"));
         ShimState.Remove(bundle);
