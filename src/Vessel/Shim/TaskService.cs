@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Microsoft.Extensions.Logging;
+using Vessel.Agent;
 using Vessel.Containerd;
 using Vessel.Containerd.Api.Events;
 using Vessel.Containerd.Api.Task;
@@ -102,6 +103,8 @@ internal sealed partial class TaskService : IAsyncDisposable
                 throw new TtrpcStatusException(TtrpcStatusException.Unimplemented, "Vessel cannot restore a checkpoint");
             }
             (OciProcess process, string? hostname) = OciProcess.ReadBundle(request.Bundle);
+            // Checked before anything is made: a mount the VM cannot honour fails Create naming it.
+            MountPlan mounts = ContainerMounts.Plan(OciMount.ReadBundle(request.Bundle));
             if (request.Terminal || process.Terminal)
             {
                 throw new TtrpcStatusException(TtrpcStatusException.Unimplemented, "a terminal (ctr -t) is not supported yet: Vessel's guest agent has no pty");
@@ -110,7 +113,7 @@ internal sealed partial class TaskService : IAsyncDisposable
             _bundle = request.Bundle;
             try
             {
-                await BootAsync(request, hostname, cancellationToken);
+                await BootAsync(request, hostname, mounts, cancellationToken);
             }
             catch
             {
@@ -136,7 +139,7 @@ internal sealed partial class TaskService : IAsyncDisposable
     }
 
     /// <summary>Mounts the rootfs, writes the VM's image from it and boots the VM; the state file is written before each step.</summary>
-    private async Task BootAsync(CreateTaskRequest request, string? hostname, CancellationToken cancellationToken)
+    private async Task BootAsync(CreateTaskRequest request, string? hostname, MountPlan mounts, CancellationToken cancellationToken)
     {
         string rootfs = Path.Combine(_bundle, "rootfs");
         string image = Path.Combine(_bundle, "vessel-rootfs.ext4");
@@ -146,7 +149,7 @@ internal sealed partial class TaskService : IAsyncDisposable
         state.Write(_bundle);
         ContainerRootfs.Mount(request.Rootfs, rootfs);
         LogStep(_logger, _id, "rootfs mounted; writing the VM's image");
-        await ContainerRootfs.WriteImageAsync(rootfs, image, ContainerRootfs.Hostname(hostname, _id), cancellationToken);
+        await ContainerRootfs.WriteImageAsync(rootfs, image, ContainerRootfs.Hostname(hostname, _id), mounts.Files, cancellationToken);
         TimeSpan imageWritten = clock.Elapsed;
         GuestKit kit = await new KitBuilder(new KitOptions()).EnsureAsync(cancellationToken);
         TimeSpan kitReady = clock.Elapsed;
@@ -168,10 +171,26 @@ internal sealed partial class TaskService : IAsyncDisposable
         }, cancellationToken);
         _vmmPid = _sandbox.VirtualMachine is QemuVm qemu ? (uint)qemu.Pid : 0;
         (state with { SandboxDirectory = _sandbox.WorkDirectory, VmmPid = (int)_vmmPid }).Write(_bundle);
+        await MountTmpfsAsync(_sandbox, mounts.Tmpfs, cancellationToken);
         LogStep(_logger, _id, $"VM up (sandbox {_sandbox.Id}, VMM pid {_vmmPid})");
         // One line for bench/shim/bench.sh: where Create's time went.
         LogStep(_logger, _id, string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"timings: rootfs mount and ext4 image {imageWritten.TotalSeconds:F3} s, kit check {(kitReady - imageWritten).TotalSeconds:F3} s, VMM started {_sandbox.Timings.VmmStarted.TotalSeconds:F3} s, agent ready {_sandbox.Timings.AgentReady.TotalSeconds:F3} s, create total {clock.Elapsed.TotalSeconds:F3} s"));
+    }
+
+    /// <summary>The spec's tmpfs mounts, made in the guest (as root, Vessel's busybox) before any process of the task runs.</summary>
+    private static async Task MountTmpfsAsync(Sandbox sandbox, IReadOnlyList<OciMount> tmpfs, CancellationToken cancellationToken)
+    {
+        foreach (OciMount m in tmpfs)
+        {
+            using var output = new MemoryStream();
+            ExitStatus status = await sandbox.ExecAsync(new ExecRequest(ContainerMounts.TmpfsCommand(m)) { User = "0:0" }, null, output, output, cancellationToken);
+            if (status.ExitCode != 0)
+            {
+                throw new VesselException(VesselErrorReason.ToolFailed,
+                    $"mount {m.Destination} (tmpfs, {string.Join(',', m.Options)}) failed in the guest with {status.ExitCode}: {System.Text.Encoding.UTF8.GetString(output.ToArray()).Trim()}");
+            }
+        }
     }
 
     private async Task<StartResponse> StartAsync(StartRequest request, CancellationToken cancellationToken)
