@@ -88,6 +88,7 @@ internal static class ContainerMounts
         }
         byte[] content = File.ReadAllBytes(m.Source);
         // Permission bits only: no setuid or setgid from a host file.
-        return new ProvisioningFile(m.Destination, (int)File.GetUnixFileMode(m.Source) & 0x1FF, content);
+        int mode = OperatingSystem.IsLinux() ? (int)File.GetUnixFileMode(m.Source) & 0x1FF : 0x1A4;
+        return new ProvisioningFile(m.Destination, mode, content);
     }
 }
