@@ -123,7 +123,7 @@ public sealed class ShimTests
         string hostFile = Path.Combine(_ctrd.Root, "from-host.txt");
         await File.WriteAllTextAsync(hostFile, "written on the host\n", cts.Token);
         (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, "--env", "GREETING=hello", "--cwd", "/tmp",
-            "--mount", "type=tmpfs,src=tmpfs,dst=/scratch,options=size=1m:mode=1777",
+            "--mount", "type=tmpfs,src=tmpfs,dst=/scratch,options=size=1m:mode=750",
             "--mount", $"type=bind,src={hostFile},dst=/etc/from-host,options=rbind:ro",
             ShimFixture.Image, "t5", "sh", "-c", "echo \"$GREETING $(pwd)\" > /scratch/init.txt; sleep 1d")).EnsureSuccess();
         try
@@ -135,7 +135,7 @@ public sealed class ShimTests
             Assert.Equal("hello /tmp", lines[0]);
             Assert.StartsWith("tmpfs /scratch tmpfs ", lines[1], StringComparison.Ordinal);
             Assert.Contains("size=1024k", lines[1], StringComparison.Ordinal);
-            Assert.Contains("mode=1777", lines[1], StringComparison.Ordinal);
+            Assert.Contains("mode=750", lines[1], StringComparison.Ordinal);
             Assert.Equal("1", lines[2]); // containerd's default spec mounts a tmpfs on /run
             Assert.Equal("written on the host", lines[3]);
 
