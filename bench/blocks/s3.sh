@@ -16,14 +16,10 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-tools=${XDG_CACHE_HOME:-$HOME/.cache}/vessel/test-tools/s3rver-3.7.1
-[ -x "$tools/node_modules/.bin/s3rver" ] || npm install --no-audit --no-fund --prefix "$tools" s3rver@3.7.1 >/dev/null
-mkdir -p "$work/s3"
-"$tools/node_modules/.bin/s3rver" -d "$work/s3" -a 127.0.0.1 -p 0 --configure-bucket vessel -s >"$work/s3.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q listening "$work/s3.log" && break; sleep 0.1; done
-port=$(grep -o '127.0.0.1:[0-9]*' "$work/s3.log" | head -1 | cut -d: -f2)
-export VESSEL_S3_ENDPOINT=http://127.0.0.1:$port VESSEL_S3_ACCESS_KEY=S3RVER VESSEL_S3_SECRET_KEY=S3RVER VESSEL_HOME=$work/home
+source bench/lib/s3rver.sh
+start_s3rver "$work"
+port=$s3_port
+export VESSEL_HOME=$work/home
 
 # An image with data in 3 of every 4 MiB (incompressible), zeros elsewhere.
 img=$work/img.raw

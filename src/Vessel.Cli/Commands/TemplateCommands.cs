@@ -19,6 +19,8 @@ internal static class TemplateCommands
         command.Subcommands.Add(List());
         command.Subcommands.Add(Show());
         command.Subcommands.Add(Remove());
+        command.Subcommands.Add(TemplateTransferCommands.Push());
+        command.Subcommands.Add(TemplateTransferCommands.Pull());
         return command;
     }
 

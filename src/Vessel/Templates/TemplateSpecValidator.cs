@@ -194,6 +194,9 @@ public static partial class TemplateSpecValidator
     private static bool IsAbsoluteGuestPath(string path)
         => path.StartsWith('/') && !path.Split('/').Contains("..") && !path.Contains('\0', StringComparison.Ordinal) && path.Length <= 4096;
 
+    /// <summary>True for a template name: 1-63 of lowercase letters, digits, '.', '_' or '-', starting with a letter or digit.</summary>
+    public static bool IsValidName(string name) => NamePattern().IsMatch(name);
+
     [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,62}$")]
     private static partial Regex NamePattern();
 

@@ -47,29 +47,24 @@ internal sealed class S3LayerStorage : ILayerStorage, IDisposable
 
     public string Location => $"s3://{_options.Bucket}/{_options.Prefix}";
 
+    /// <summary>Bytes per data object.</summary>
+    internal int ChunkSize => _options.ChunkSize;
+
     /// <summary>The local cache of verified chunks (its counters say what was fetched).</summary>
     public ChunkCache Cache { get; }
 
     public async Task<IReadOnlyList<Guid>> ListAsync(CancellationToken cancellationToken)
     {
         var ids = new List<Guid>();
-        string prefix = _options.Prefix + "builds/";
-        var request = new ListObjectsV2Request { BucketName = _options.Bucket, Prefix = prefix };
-        do
+        foreach (string key in await ListKeysAsync("builds/", cancellationToken))
         {
-            ListObjectsV2Response response = await CallAsync(() => _s3.ListObjectsV2Async(request, cancellationToken), "list builds");
-            foreach (S3Object o in response.S3Objects ?? [])
+            string rest = key["builds/".Length..];
+            if (rest.EndsWith("/" + HeaderName, StringComparison.Ordinal)
+                && Guid.TryParseExact(rest[..^(HeaderName.Length + 1)], "D", out Guid id))
             {
-                string rest = o.Key[prefix.Length..];
-                if (rest.EndsWith("/" + HeaderName, StringComparison.Ordinal)
-                    && Guid.TryParseExact(rest[..^(HeaderName.Length + 1)], "D", out Guid id))
-                {
-                    ids.Add(id);
-                }
+                ids.Add(id);
             }
-            request.ContinuationToken = response.IsTruncated == true ? response.NextContinuationToken : null;
         }
-        while (request.ContinuationToken is not null);
         ids.Sort();
         return ids;
     }
@@ -118,6 +113,24 @@ internal sealed class S3LayerStorage : ILayerStorage, IDisposable
     public void Dispose() => _s3.Dispose();
 
     internal string Key(Guid buildId, string name) => $"{_options.Prefix}builds/{buildId:D}/{name}";
+
+    /// <summary>A key outside the builds (<c>PREFIX/</c> + <paramref name="relative"/>): blobs and template manifests.</summary>
+    internal string KeyOf(string relative) => _options.Prefix + relative;
+
+    /// <summary>The keys under <c>PREFIX/</c> + <paramref name="relative"/>, without the prefix.</summary>
+    internal async Task<IReadOnlyList<string>> ListKeysAsync(string relative, CancellationToken cancellationToken)
+    {
+        var keys = new List<string>();
+        var request = new ListObjectsV2Request { BucketName = _options.Bucket, Prefix = KeyOf(relative) };
+        do
+        {
+            ListObjectsV2Response response = await CallAsync(() => _s3.ListObjectsV2Async(request, cancellationToken), $"list {relative}");
+            keys.AddRange((response.S3Objects ?? []).Select(o => o.Key[_options.Prefix.Length..]));
+            request.ContinuationToken = response.IsTruncated == true ? response.NextContinuationToken : null;
+        }
+        while (request.ContinuationToken is not null);
+        return keys;
+    }
 
     internal static string ChunkName(int index) => "data/" + index.ToString("x8", CultureInfo.InvariantCulture);
 
@@ -169,7 +182,7 @@ internal sealed class S3LayerStorage : ILayerStorage, IDisposable
     }
 
     /// <summary>An object's bytes, or null when it does not exist; refuses one larger than <paramref name="limit"/>.</summary>
-    private async Task<byte[]?> TryGetAsync(string key, CancellationToken cancellationToken, long limit = 1L << 30)
+    internal async Task<byte[]?> TryGetAsync(string key, CancellationToken cancellationToken, long limit = 1L << 30)
     {
         try
         {

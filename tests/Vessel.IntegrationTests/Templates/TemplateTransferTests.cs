@@ -1,0 +1,178 @@
+using System.Security.Cryptography;
+using System.Text;
+using Vessel.Blocks;
+using Vessel.Common;
+using Vessel.IntegrationTests.Blocks;
+using Vessel.IntegrationTests.Sandboxes;
+using Vessel.State;
+using Vessel.Templates;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.IntegrationTests.Templates;
+
+/// <summary>
+/// Templates through a bucket (a real s3rver on loopback): a template built and snapshotted in
+/// one home is pushed, pulled into an empty home and resumed there from its snapshot; what a
+/// bucket holds already is not sent again; a damaged blob or a hostile manifest is refused
+/// with nothing written.
+/// </summary>
+[Collection(SandboxCollection.Name)]
+public sealed class TemplateTransferTests : IAsyncLifetime
+{
+    private const int Chunk = 64 << 10;
+    private readonly SandboxEnvironment _env;
+    private readonly TempDirectory _dir = TempDirectory.Create("vessel-tpl-s3-");
+    private S3Server? _server;
+
+    public TemplateTransferTests(SandboxEnvironment env)
+    {
+        _env = env;
+    }
+
+    private S3Server Server => _server!;
+
+    public async Task InitializeAsync()
+    {
+        if (Requirements.FirstMissing(["npm", "node"]) is null)
+        {
+            _server = await S3Server.StartAsync(CancellationToken.None);
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+        _dir.Dispose();
+    }
+
+    [RequiresFact("npm", "node", "qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "root", Timeout = 900_000)]
+    public async Task A_pushed_template_is_pulled_into_an_empty_home_and_resumes_there_from_its_snapshot()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
+        CancellationToken ct = cts.Token;
+        string homeA = Path.Combine(_env.StateDirectory, "tpl-push-a");
+        string homeB = Path.Combine(_env.StateDirectory, "tpl-push-b");
+        Directory.CreateDirectory(homeA);
+        string spec = Path.Combine(homeA, "spec.json");
+        await File.WriteAllTextAsync(spec, $$"""
+            {
+              "name": "moved",
+              "from": "{{TestImages.BusyboxOciReference}}",
+              "diskSize": "128M",
+              "steps": [ { "run": "echo made-on-a > /made.txt" } ],
+              "start": "sleep 100000",
+              "ready": "pidof sleep"
+            }
+            """, ct);
+        string bucket = $"s3://{Server.Bucket}/templates-test";
+        async Task<string> Vessel(params string[] args)
+        {
+            ProcessResult r = await ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct,
+                environment: new Dictionary<string, string>(Server.Environment), timeout: TimeSpan.FromMinutes(10));
+            Assert.True(r.ExitCode == 0, $"vessel {string.Join(' ', args)} failed ({r.ExitCode}): {r.StandardError}");
+            return r.StandardOutput + r.StandardError;
+        }
+
+        await Vessel("template", "build", "-f", spec, "--home", homeA);
+        string pushed = await Vessel("template", "push", "moved", "--to", bucket, "--home", homeA);
+        Assert.Contains("pushed 'moved'", pushed, StringComparison.Ordinal);
+        Assert.DoesNotContain(" 0 builds", pushed, StringComparison.Ordinal);
+        // A second push finds everything there: no build copied, no snapshot byte sent.
+        string again = await Vessel("template", "push", "moved", "--to", bucket, "--home", homeA);
+        Assert.Contains(": 0 builds (0 B)", again, StringComparison.Ordinal);
+        Assert.Contains("0 B sent", again, StringComparison.Ordinal);
+
+        // An empty home: pull, then resume from the pulled snapshot.
+        string pulled = await Vessel("template", "pull", "moved", "--from", bucket, "--home", homeB);
+        Assert.Contains("pulled 'moved'", pulled, StringComparison.Ordinal);
+        string run = await Vessel("template", "run", "moved", "--home", homeB, "--timings", "--", "sh", "-c", "cat /made.txt; pidof sleep >/dev/null && echo start-running");
+        Assert.Contains("made-on-a\nstart-running\n", run, StringComparison.Ordinal);
+        Assert.Contains("restored from snapshot", run, StringComparison.Ordinal);
+
+        // The same records in both homes; a second pull fetches nothing.
+        TemplateRecord a = (await (await StateStore.OpenAsync(Path.Combine(homeA, "state.db"), ct)).GetTemplateAsync("moved", ct))!;
+        TemplateRecord b = (await (await StateStore.OpenAsync(Path.Combine(homeB, "state.db"), ct)).GetTemplateAsync("moved", ct))!;
+        Assert.Equal((a.FinalHash, a.LayerBuildId, a.ConfigJson), (b.FinalHash, b.LayerBuildId, b.ConfigJson));
+        Assert.Equal(Path.GetFileName(a.SnapshotDirectory), Path.GetFileName(b.SnapshotDirectory));
+        Assert.StartsWith(Path.Combine(homeB, "snapshots"), b.SnapshotDirectory, StringComparison.Ordinal);
+        string second = await Vessel("template", "pull", "moved", "--from", bucket, "--home", homeB);
+        Assert.Contains(": 0 builds (0 B)", second, StringComparison.Ordinal);
+        Assert.Contains("0 B fetched", second, StringComparison.Ordinal);
+        Assert.DoesNotContain(Directory.GetFileSystemEntries(Path.Combine(homeB, "snapshots")), d => d.Contains(".pull-", StringComparison.Ordinal));
+        _env.AssertNothingLeft();
+    }
+
+    [RequiresFact("npm", "node", Timeout = 180_000)]
+    public async Task A_blob_round_trips_with_holes_and_a_damaged_chunk_is_refused_leaving_no_file()
+    {
+        CancellationToken ct = CancellationToken.None;
+        using var storage = new S3LayerStorage(Server.Options("blobs", _dir.Combine("cache"), Chunk));
+        var blobs = new S3BlobStore(storage);
+        // Ten chunks: random, zeros, random...; the zero ones are not sent.
+        byte[] bytes = new byte[(10 * Chunk) + 123];
+        for (int i = 0; i < 11; i += 2)
+        {
+            RandomNumberGenerator.Fill(bytes.AsSpan(i * Chunk, Math.Min(Chunk, bytes.Length - (i * Chunk))));
+        }
+        string source = _dir.Combine("blob.bin");
+        await File.WriteAllBytesAsync(source, bytes, ct);
+        S3BlobStore.Transfer put = await blobs.PutFileAsync(source, ct);
+        Assert.Equal((5 * Chunk) + 123, put.Bytes);
+        Assert.True((await blobs.PutFileAsync(source, ct)).Skipped);
+
+        string copy = _dir.Combine("copy.bin");
+        S3BlobStore.Transfer got = await blobs.GetFileAsync(put.Blob, copy, "test blob", ct);
+        Assert.Equal(put.Bytes, got.Bytes);
+        Assert.True((await File.ReadAllBytesAsync(copy, ct)).AsSpan().SequenceEqual(bytes));
+
+        await storage.PutAsync(storage.KeyOf($"blobs/{put.Blob.Sha256}/{S3LayerStorage.ChunkName(4)}"), RandomNumberGenerator.GetBytes(Chunk), ct);
+        string damaged = _dir.Combine("damaged.bin");
+        var e = await Assert.ThrowsAsync<VesselException>(() => blobs.GetFileAsync(put.Blob, damaged, "test blob", ct));
+        Assert.Equal(VesselErrorReason.Corrupt, e.Reason);
+        Assert.Contains("chunk 4", e.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(damaged));
+        Assert.False(File.Exists(damaged + ".part"));
+    }
+
+    [RequiresFact("npm", "node", Timeout = 180_000)]
+    public async Task A_hostile_manifest_is_refused_naming_the_problem_and_nothing_is_written()
+    {
+        CancellationToken ct = CancellationToken.None;
+        using var storage = new S3LayerStorage(Server.Options("hostile", _dir.Combine("cache-h"), Chunk));
+        var home = new VesselHome(_dir.Combine("home"));
+        Directory.CreateDirectory(home.Root);
+        StateStore state = await StateStore.OpenAsync(home.StateDatabase, ct);
+        var transfer = new TemplateTransfer(state, LayerStore.OpenDirectory(home.Blocks), home);
+        string blob = new('a', 64);
+        string Manifest(string name, string directory, string files) => $$$"""
+            {"version":1,"template":{"name":"{{{name}}}","specJson":"{}","finalHash":"h","layerBuildId":"{{{Guid.NewGuid()}}}","diskSizeBytes":4096,
+             "configJson":"{}","builtAt":"2026-12-06T00:00:00Z"},"snapshot":{"directory":"{{{directory}}}","files":
+            """ + "{" + files + "}}}";
+        string goodFiles = $$"""
+            "snapshot.json":{"sha256":"{{blob}}","length":1},"state":{"sha256":"{{blob}}","length":1}
+            """;
+        (string Name, string Json, string Expect)[] cases =
+        [
+            ("escape", Manifest("escape", "../../etc", goodFiles), "is not a snapshot name"),
+            ("other", Manifest("someone-else", "s1", goodFiles), "names template 'someone-else'"),
+            ("files", Manifest("files", "s1", goodFiles + $$""","../../x":{"sha256":"{{blob}}","length":1}"""), "lists files other than"),
+            ("garbage", "{not json", "not valid JSON"),
+        ];
+        foreach ((string name, string json, string expect) in cases)
+        {
+            await storage.PutAsync(storage.KeyOf(TemplateTransfer.ManifestKey(name)), Encoding.UTF8.GetBytes(json), ct);
+            var e = await Assert.ThrowsAsync<VesselException>(() => transfer.PullAsync(name, storage, ct));
+            Assert.Equal(VesselErrorReason.Corrupt, e.Reason);
+            Assert.Contains(expect, e.Message, StringComparison.Ordinal);
+        }
+        var bad = await Assert.ThrowsAsync<VesselException>(() => transfer.PullAsync("../x", storage, ct));
+        Assert.Equal(VesselErrorReason.InvalidInput, bad.Reason);
+        Assert.Empty(await state.ListTemplatesAsync(ct));
+        Assert.False(Directory.Exists(home.Snapshots) && Directory.EnumerateFileSystemEntries(home.Snapshots).Any());
+        Assert.False(Directory.Exists(Path.Combine(_dir.Path, "etc")));
+    }
+}
