@@ -37,6 +37,9 @@ public sealed record VesselSettings
     /// <summary>VESSEL_CONTAINERD_SNAPSHOT_VIEW: use containerd snapshot views for boot artifacts (null: unset).</summary>
     public string? ContainerdSnapshotView { get; init; }
 
+    /// <summary>VESSEL_SHIM_CONFIG: the shim's config file instead of /etc/vessel/shim.toml (tests point it at their own).</summary>
+    public string? ShimConfig { get; init; }
+
     /// <summary>VESSEL_CONTAINERD_TEST_HOLD: a test seam that stops `containerd artifacts` at a named step.</summary>
     public string? ContainerdTestHold { get; init; }
 
@@ -96,6 +99,7 @@ public sealed record VesselSettings
             Profile = Read("VESSEL_PROFILE") == "1",
             ContainerdSnapshotView = Read(ContainerdSnapshotViewVariable),
             ContainerdTestHold = Read("VESSEL_CONTAINERD_TEST_HOLD"),
+            ShimConfig = Read("VESSEL_SHIM_CONFIG"),
             DefaultOutbound = Read("VESSEL_OUTBOUND"),
             ServiceTestCrash = Read("VESSEL_SERVICE_TEST_CRASH"),
             S3Endpoint = Read("VESSEL_S3_ENDPOINT"),

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Vessel.Containerd.Api.Containers;
 using Vessel.Containerd.Api.Content;
 using Vessel.Containerd.Api.Images;
 using Vessel.Containerd.Api.Leases;
@@ -14,7 +15,7 @@ using Vessel.Oci;
 namespace Vessel.Containerd;
 
 /// <summary>
-/// The containerd calls Vessel uses (version, images, content, leases, snapshots), each in one
+/// The containerd calls Vessel uses (version, images, containers, content, leases, snapshots), each in one
 /// namespace, over Grpc.Net.Client on containerd's unix socket (HTTP/2 with prior knowledge).
 /// Errors are <see cref="VesselException"/>s whose reason follows the gRPC status; cancelling a
 /// call's token throws <see cref="OperationCanceledException"/>.
@@ -33,6 +34,7 @@ internal sealed class ContainerdClient : IDisposable
     private readonly GrpcChannel _channel;
     private readonly Api.Version.Version.VersionClient _version;
     private readonly Images.ImagesClient _images;
+    private readonly Containers.ContainersClient _containers;
     private readonly Content.ContentClient _content;
     private readonly Leases.LeasesClient _leases;
     private readonly Snapshots.SnapshotsClient _snapshots;
@@ -48,6 +50,7 @@ internal sealed class ContainerdClient : IDisposable
         _channel = CreateChannel(address);
         _version = new Api.Version.Version.VersionClient(_channel);
         _images = new Images.ImagesClient(_channel);
+        _containers = new Containers.ContainersClient(_channel);
         _content = new Content.ContentClient(_channel);
         _leases = new Leases.LeasesClient(_channel);
         _snapshots = new Snapshots.SnapshotsClient(_channel);
@@ -65,6 +68,14 @@ internal sealed class ContainerdClient : IDisposable
         GetImageResponse response = await UnaryAsync("Images/Get",
             o => _images.GetAsync(new GetImageRequest { Name = name }, o), lease: null, cancellationToken);
         return response.Image ?? throw new VesselException(VesselErrorReason.Protocol, $"containerd Images/Get '{name}': empty response.");
+    }
+
+    /// <summary>The container record (its image and snapshotter): what a shim's Create is not told.</summary>
+    public async Task<Container> GetContainerAsync(string id, CancellationToken cancellationToken)
+    {
+        GetContainerResponse response = await UnaryAsync("Containers/Get",
+            o => _containers.GetAsync(new GetContainerRequest { Id = id }, o), lease: null, cancellationToken);
+        return response.Container ?? throw new VesselException(VesselErrorReason.Protocol, $"containerd Containers/Get '{id}': empty response.");
     }
 
     public async Task<IReadOnlyList<Image>> ListImagesAsync(IEnumerable<string> filters, CancellationToken cancellationToken)

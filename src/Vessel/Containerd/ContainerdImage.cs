@@ -8,7 +8,8 @@ namespace Vessel.Containerd;
 /// <param name="Name">The name containerd stores it under ("docker.io/library/alpine:3.20").</param>
 /// <param name="Target">The image record's target descriptor (a manifest or an index), where a layer read starts again.</param>
 /// <param name="ChainId">The chain id of all layers: the key of the image's committed top snapshot.</param>
-internal sealed record ContainerdImage(string Name, OciDescriptor Target, string ManifestDigest, IReadOnlyList<LayerDescriptor> Layers, string ChainId)
+/// <param name="Labels">The image config's labels (where an image carries its boot-artifact annotations).</param>
+internal sealed record ContainerdImage(string Name, OciDescriptor Target, string ManifestDigest, IReadOnlyList<LayerDescriptor> Layers, string ChainId, IReadOnlyDictionary<string, string> Labels)
 {
     /// <summary>
     /// Finds <paramref name="reference"/> (as given, then in its normalized docker form) and reads
@@ -37,7 +38,7 @@ internal sealed record ContainerdImage(string Name, OciDescriptor Target, string
             throw new VesselException(VesselErrorReason.Corrupt,
                 $"Image '{name}': the manifest lists {image.Layers.Count} layers but the config has {image.Config.DiffIds.Count} diff ids.");
         }
-        return new ContainerdImage(name, target, image.ManifestDigest!, image.Layers, ComputeChainId(image.Config.DiffIds));
+        return new ContainerdImage(name, target, image.ManifestDigest!, image.Layers, ComputeChainId(image.Config.DiffIds), image.Config.Labels);
     }
 
     /// <summary>

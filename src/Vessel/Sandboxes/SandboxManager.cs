@@ -148,11 +148,11 @@ public sealed partial class SandboxManager
             string token = snapshot?.Token ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
             var config = new VmConfig
             {
-                KernelPath = _kit.KernelPath,
-                InitramfsPath = _kit.InitramfsPath,
+                KernelPath = options.KernelPath ?? _kit.KernelPath,
+                InitramfsPath = options.InitramfsPath ?? _kit.InitramfsPath,
                 KernelParameters = options.PodLowers is { } lowers
-                    ? [$"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}", $"{(fileServer is null ? InitScript.LowersParameter : InitScript.FsLowersParameter)}={string.Join(',', lowers.Select(l => l.Id))}"]
-                    : [$"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}"],
+                    ? [.. options.ExtraKernelParameters, $"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}", $"{(fileServer is null ? InitScript.LowersParameter : InitScript.FsLowersParameter)}={string.Join(',', lowers.Select(l => l.Id))}"]
+                    : [.. options.ExtraKernelParameters, $"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}"],
                 MemoryMiB = snapshot?.MemoryMiB ?? options.MemoryMiB,
                 Vcpus = snapshot?.Vcpus ?? options.Vcpus,
                 // The root disk and the kit's read-only disk (the agent), found by serial in the guest.

@@ -36,6 +36,15 @@ public sealed record SandboxOptions
     /// </summary>
     internal IReadOnlyList<PodTree>? PodTrees { get; init; }
 
+    /// <summary>Boot this kernel instead of the kit's (the shim's boot artifacts); it must boot the initramfs and load the kit's modules.</summary>
+    internal string? KernelPath { get; init; }
+
+    /// <summary>Boot this initramfs instead of the kit's; it must end with the kit's own (Vessel's /init), as the shim's combined initrd does.</summary>
+    internal string? InitramfsPath { get; init; }
+
+    /// <summary>Kernel parameters put before Vessel's own (an image's boot config); none may start with "vessel.".</summary>
+    internal IReadOnlyList<string> ExtraKernelParameters { get; init; } = [];
+
     /// <summary>False: the VM writes to <see cref="RootfsPath"/> itself.</summary>
     public bool CopyRootfs { get; init; } = true;
 

@@ -29,8 +29,11 @@ internal static class ContainerRootfs
         }
     }
 
-    /// <summary>Writes the tree at <paramref name="tree"/> into a new ext4 image at <paramref name="image"/>.</summary>
-    public static async Task WriteImageAsync(string tree, string image, string hostname, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes the tree at <paramref name="tree"/> into a new ext4 image at <paramref name="image"/>,
+    /// then Vessel's provisioning files, then <paramref name="boundFiles"/> (the spec's binds of host files, which win).
+    /// </summary>
+    public static async Task WriteImageAsync(string tree, string image, string hostname, IReadOnlyList<ProvisioningFile> boundFiles, CancellationToken cancellationToken)
     {
         using OutputFile output = OutputFile.Begin(image);
         var psi = new ProcessStartInfo(ExternalProcess.ResolveTool("tar"))
@@ -57,7 +60,7 @@ internal static class ContainerRootfs
             {
                 throw new VesselException(VesselErrorReason.ToolFailed, $"tar of the container rootfs {tree} exited with {tar.ExitCode}: {(await stderr).Trim()}");
             }
-            Provisioning.AddTo(writer, Provisioning.Files(new ProvisioningOptions { Hostname = hostname }), now);
+            Provisioning.AddTo(writer, [.. Provisioning.Files(new ProvisioningOptions { Hostname = hostname }), .. boundFiles], now);
             writer.Finish();
         }
         finally

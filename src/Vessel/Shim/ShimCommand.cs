@@ -150,7 +150,7 @@ internal static class ShimCommand
         string socket = arguments.Socket ?? SocketPath(arguments.Address, arguments.Namespace, arguments.Id);
         using ShimLog log = ShimLog.Open(bundle, arguments.Debug);
         await using var events = new ShimEvents(arguments, Environment.GetEnvironmentVariable("TTRPC_ADDRESS"), log);
-        var service = new TaskService(events, VesselSettings.Current.Home.Root, log);
+        var service = new TaskService(events, VesselSettings.Current.Home.Root, arguments.Address, arguments.Namespace, log);
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c =>
         {
             c.Cancel = true;
@@ -175,8 +175,8 @@ internal static class ShimCommand
 
     /// <summary>
     /// containerd's cleanup after a shim died (or never answered): the dead shim's VM (swept
-    /// by its owner stamp: only sandboxes whose owner process is gone), the rootfs mount, the
-    /// image, the state file and the socket. Prints a DeleteResponse (SIGKILL status) on stdout.
+    /// by its owner stamp: only sandboxes whose owner process is gone), the boot artifacts' binds,
+    /// view and lease, the rootfs mount, the image, the state file and the socket. Prints a DeleteResponse (SIGKILL status) on stdout.
     /// </summary>
     private static async Task<int> DeleteAsync(ShimArguments arguments)
     {
@@ -186,7 +186,7 @@ internal static class ShimCommand
         {
             await SandboxManager.SweepDirectoryAsync(home, CancellationToken.None);
         }
-        TaskService.Cleanup(bundle);
+        await TaskService.CleanupAsync(bundle);
         File.Delete(SocketPath(arguments.Address, arguments.Namespace, arguments.Id));
         var response = new DeleteResponse { ExitStatus = 128 + 9, ExitedAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) };
         using Stream stdout = Console.OpenStandardOutput();

@@ -19,6 +19,9 @@ internal sealed record ShimState
     /// <summary>The VM's rootfs image (an ext4 the shim wrote from the mounted rootfs).</summary>
     public string? RootfsImage { get; init; }
 
+    /// <summary>True once boot artifacts may be fetched (the shim's config enables them): their own state is BUNDLE/vessel-artifacts.json.</summary>
+    public bool BootArtifacts { get; init; }
+
     /// <summary>Vessel's home, whose sandboxes/ holds the VM's directory.</summary>
     public string? Home { get; init; }
 

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Microsoft.Extensions.Logging;
+using Vessel.Agent;
 using Vessel.Containerd;
 using Vessel.Containerd.Api.Events;
 using Vessel.Containerd.Api.Task;
@@ -29,6 +30,8 @@ internal sealed partial class TaskService : IAsyncDisposable
     private readonly ShimEvents _events;
     private readonly ILogger _logger;
     private readonly string _home;
+    private readonly string _address;
+    private readonly string _namespace;
     private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly ConcurrentDictionary<string, ShimProcess> _execs = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _shutdown = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -39,10 +42,14 @@ internal sealed partial class TaskService : IAsyncDisposable
     private uint _vmmPid;
     private bool _tornDown;
 
-    public TaskService(ShimEvents events, string home, ILogger logger)
+    /// <param name="address">containerd's gRPC socket (the shim's -address): boot artifacts are fetched through it.</param>
+    /// <param name="ns">The containerd namespace of the task.</param>
+    public TaskService(ShimEvents events, string home, string address, string ns, ILogger logger)
     {
         _events = events;
         _home = home;
+        _address = address;
+        _namespace = ns;
         _logger = logger;
     }
 
@@ -96,6 +103,8 @@ internal sealed partial class TaskService : IAsyncDisposable
                 throw new TtrpcStatusException(TtrpcStatusException.Unimplemented, "Vessel cannot restore a checkpoint");
             }
             (OciProcess process, string? hostname) = OciProcess.ReadBundle(request.Bundle);
+            // Checked before anything is made: a mount the VM cannot honour fails Create naming it.
+            MountPlan mounts = ContainerMounts.Plan(OciMount.ReadBundle(request.Bundle));
             if (request.Terminal || process.Terminal)
             {
                 throw new TtrpcStatusException(TtrpcStatusException.Unimplemented, "a terminal (ctr -t) is not supported yet: Vessel's guest agent has no pty");
@@ -104,7 +113,7 @@ internal sealed partial class TaskService : IAsyncDisposable
             _bundle = request.Bundle;
             try
             {
-                await BootAsync(request, hostname, cancellationToken);
+                await BootAsync(request, hostname, mounts, cancellationToken);
             }
             catch
             {
@@ -130,28 +139,58 @@ internal sealed partial class TaskService : IAsyncDisposable
     }
 
     /// <summary>Mounts the rootfs, writes the VM's image from it and boots the VM; the state file is written before each step.</summary>
-    private async Task BootAsync(CreateTaskRequest request, string? hostname, CancellationToken cancellationToken)
+    private async Task BootAsync(CreateTaskRequest request, string? hostname, MountPlan mounts, CancellationToken cancellationToken)
     {
         string rootfs = Path.Combine(_bundle, "rootfs");
         string image = Path.Combine(_bundle, "vessel-rootfs.ext4");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var state = new ShimState { Home = _home, RootfsMounted = request.Rootfs.Count > 0, RootfsImage = image };
+        ShimConfig config = ShimConfig.Load();
+        var state = new ShimState { Home = _home, RootfsMounted = request.Rootfs.Count > 0, RootfsImage = image, BootArtifacts = config.BootArtifacts };
         state.Write(_bundle);
         ContainerRootfs.Mount(request.Rootfs, rootfs);
         LogStep(_logger, _id, "rootfs mounted; writing the VM's image");
-        await ContainerRootfs.WriteImageAsync(rootfs, image, ContainerRootfs.Hostname(hostname, _id), cancellationToken);
+        await ContainerRootfs.WriteImageAsync(rootfs, image, ContainerRootfs.Hostname(hostname, _id), mounts.Files, cancellationToken);
         TimeSpan imageWritten = clock.Elapsed;
         GuestKit kit = await new KitBuilder(new KitOptions()).EnsureAsync(cancellationToken);
         TimeSpan kitReady = clock.Elapsed;
+        // Seed 002: the image's own kernel (initrd, config) when enabled and named; BootArtifacts records each step in the bundle.
+        BootOverride? boot = await ShimBoot.PrepareAsync(config, _address, _namespace, _id, _bundle, kit, cancellationToken);
+        if (boot is not null)
+        {
+            LogStep(_logger, _id, boot.Summary);
+        }
         var manager = new SandboxManager(_home, kit);
         LogStep(_logger, _id, "booting the VM");
-        _sandbox = await manager.CreateAsync(new SandboxOptions { RootfsPath = image, CopyRootfs = false }, cancellationToken);
+        _sandbox = await manager.CreateAsync(new SandboxOptions
+        {
+            RootfsPath = image,
+            CopyRootfs = false,
+            KernelPath = boot?.KernelPath,
+            InitramfsPath = boot?.InitramfsPath,
+            ExtraKernelParameters = boot?.KernelParameters ?? [],
+        }, cancellationToken);
         _vmmPid = _sandbox.VirtualMachine is QemuVm qemu ? (uint)qemu.Pid : 0;
         (state with { SandboxDirectory = _sandbox.WorkDirectory, VmmPid = (int)_vmmPid }).Write(_bundle);
+        await MountTmpfsAsync(_sandbox, mounts.Tmpfs, cancellationToken);
         LogStep(_logger, _id, $"VM up (sandbox {_sandbox.Id}, VMM pid {_vmmPid})");
         // One line for bench/shim/bench.sh: where Create's time went.
         LogStep(_logger, _id, string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"timings: rootfs mount and ext4 image {imageWritten.TotalSeconds:F3} s, kit check {(kitReady - imageWritten).TotalSeconds:F3} s, VMM started {_sandbox.Timings.VmmStarted.TotalSeconds:F3} s, agent ready {_sandbox.Timings.AgentReady.TotalSeconds:F3} s, create total {clock.Elapsed.TotalSeconds:F3} s"));
+    }
+
+    /// <summary>The spec's tmpfs mounts, made in the guest (as root, Vessel's busybox) before any process of the task runs.</summary>
+    private static async Task MountTmpfsAsync(Sandbox sandbox, IReadOnlyList<OciMount> tmpfs, CancellationToken cancellationToken)
+    {
+        foreach (OciMount m in tmpfs)
+        {
+            using var output = new MemoryStream();
+            ExitStatus status = await sandbox.ExecAsync(new ExecRequest(ContainerMounts.TmpfsCommand(m)) { User = "0:0" }, null, output, output, cancellationToken);
+            if (status.ExitCode != 0)
+            {
+                throw new VesselException(VesselErrorReason.ToolFailed,
+                    $"mount {m.Destination} (tmpfs, {string.Join(',', m.Options)}) failed in the guest with {status.ExitCode}: {System.Text.Encoding.UTF8.GetString(output.ToArray()).Trim()}");
+            }
+        }
     }
 
     private async Task<StartResponse> StartAsync(StartRequest request, CancellationToken cancellationToken)
@@ -376,7 +415,7 @@ internal sealed partial class TaskService : IAsyncDisposable
         }
         try
         {
-            Cleanup(_bundle);
+            await CleanupAsync(_bundle);
         }
         catch (Exception e)
         {
@@ -388,9 +427,16 @@ internal sealed partial class TaskService : IAsyncDisposable
         }
     }
 
-    /// <summary>Unmounts BUNDLE/rootfs and removes what the shim wrote in the bundle (also <c>delete</c> after a crash).</summary>
-    public static void Cleanup(string bundle)
+    /// <summary>
+    /// Releases the boot artifacts (binds, view mount, view, lease), unmounts BUNDLE/rootfs and
+    /// removes what the shim wrote in the bundle (also <c>delete</c> after a crash). The VM must be gone.
+    /// </summary>
+    public static async Task CleanupAsync(string bundle)
     {
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            await ShimBoot.CleanupAsync(bundle, deadline.Token);
+        }
         LinuxMount.UnmountAll(Path.Combine(bundle, "rootfs"));
         File.Delete(Path.Combine(bundle, "vessel-rootfs.ext4"));
         ShimState.Remove(bundle);

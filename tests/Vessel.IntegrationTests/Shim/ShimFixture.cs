@@ -23,6 +23,12 @@ public sealed class ShimFixture : IAsyncLifetime
 
     public const string Image = "docker.io/library/vessel-busybox:" + TestImages.BusyboxOciTag;
 
+    /// <summary>The busybox image plus the kit's kernel, an initrd and a boot config, named by urunc's and Vessel's labels (seed 002).</summary>
+    public const string BootImage = "docker.io/library/vessel-boot:" + TestImages.BusyboxOciTag;
+
+    /// <summary>The boot config inside <see cref="BootImage"/>: kernel parameters the guest must see.</summary>
+    public const string BootParameter = "vessel_boot_test=42";
+
     public const string Runtime = "io.containerd.vessel.v1";
 
     private const string MarkerVariable = "SHIM_TEST_MARKER";
@@ -40,6 +46,12 @@ public sealed class ShimFixture : IAsyncLifetime
 
     public GuestKit? Kit { get; private set; }
 
+    /// <summary>The shim's config (VESSEL_SHIM_CONFIG in containerd's environment): boot artifacts on, snapshot views.</summary>
+    public string ShimConfigPath => Path.Combine(Root, "shim.toml");
+
+    /// <summary>The initrd inside <see cref="BootImage"/> (one cpio file).</summary>
+    public byte[] BootInitrd { get; private set; } = [];
+
     public async Task InitializeAsync()
     {
         if (global::Vessel.Testing.Requirements.FirstMissing(Requirements) is not null)
@@ -56,13 +68,63 @@ public sealed class ShimFixture : IAsyncLifetime
             ["PATH"] = AppContext.BaseDirectory.TrimEnd('/') + ":" + Environment.GetEnvironmentVariable("PATH"),
             [VesselSettings.HomeVariable] = Home,
             [MarkerVariable] = _marker,
+            ["VESSEL_SHIM_CONFIG"] = ShimConfigPath,
         };
+        await File.WriteAllTextAsync(ShimConfigPath, "[boot_artifacts]\nenabled = true\nmode = \"view\"\n", cts.Token);
         _daemon = await ContainerdFixture.StartDaemonAsync(Root, Socket, environment, cts.Token);
         _daemonPid = _daemon.Id;
         string archive = Path.Combine(Root, "busybox-oci.tar");
         (await ExternalProcess.RunAsync("tar", ["-C", TestImages.BusyboxOciLayout, "-cf", archive, "."], cts.Token)).EnsureSuccess();
         (await CtrAsync(cts.Token, "images", "import", "--base-name", Image.Split(':')[0], archive)).EnsureSuccess();
         File.Delete(archive);
+        await ImportBootImageAsync(cts.Token);
+    }
+
+    /// <summary>Builds <see cref="BootImage"/> from the busybox layout with umoci (kernel, initrd, config and labels) and imports it.</summary>
+    private async Task ImportBootImageAsync(CancellationToken cancellationToken)
+    {
+        string layout = Path.Combine(Root, "boot-oci");
+        string unpacked = Path.Combine(Root, "boot-unpack");
+        string reference = layout + ":" + TestImages.BusyboxOciTag;
+        (await ExternalProcess.RunAsync("cp", ["-a", TestImages.BusyboxOciLayout, layout], cancellationToken)).EnsureSuccess();
+        (await ExternalProcess.RunAsync("umoci", ["unpack", "--image", reference, unpacked], cancellationToken)).EnsureSuccess();
+        string rootfs = Path.Combine(unpacked, "rootfs");
+        Directory.CreateDirectory(Path.Combine(rootfs, "boot"));
+        File.Copy(Kit!.KernelPath, Path.Combine(rootfs, "boot", "vmlinuz"));
+        using (var initrd = new MemoryStream())
+        {
+            using (var cpio = new CpioWriter(initrd))
+            {
+                cpio.AddFile("vessel-image-initrd", "from the image\n"u8.ToArray());
+                cpio.Finish();
+            }
+            BootInitrd = initrd.ToArray();
+        }
+        await File.WriteAllBytesAsync(Path.Combine(rootfs, "boot", "initrd.img"), BootInitrd, cancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(rootfs, "etc", "vessel-boot.conf"), BootParameter + "\n", cancellationToken);
+        (await ExternalProcess.RunAsync("umoci", ["repack", "--image", reference, unpacked], cancellationToken)).EnsureSuccess();
+        (await ExternalProcess.RunAsync("umoci", ["config", "--image", reference,
+            "--config.label", "com.urunc.unikernel.binary=/boot/vmlinuz",
+            "--config.label", "com.urunc.unikernel.initrd=/boot/initrd.img",
+            "--config.label", "dev.vessel.boot.config=/etc/vessel-boot.conf"], cancellationToken)).EnsureSuccess();
+        Directory.Delete(unpacked, recursive: true);
+        string archive = Path.Combine(Root, "boot-oci.tar");
+        (await ExternalProcess.RunAsync("tar", ["-C", layout, "-cf", archive, "."], cancellationToken)).EnsureSuccess();
+        (await CtrAsync(cancellationToken, "images", "import", "--base-name", BootImage.Split(':')[0], archive)).EnsureSuccess();
+        File.Delete(archive);
+        Directory.Delete(layout, recursive: true);
+    }
+
+    /// <summary>The bundle containerd made for task <paramref name="id"/> (its runtime v2 state directory).</summary>
+    public string Bundle(string id) => Path.Combine(Root, "state", "io.containerd.runtime.v2.task", Namespace, id);
+
+    /// <summary>Asserts that containerd holds no snapshot view and no lease Vessel made (seed 002's boot artifacts).</summary>
+    public async Task AssertNoViewOrLeaseAsync(CancellationToken cancellationToken)
+    {
+        string snapshots = (await CtrAsync(cancellationToken, "snapshots", "ls")).EnsureSuccess().StandardOutput;
+        Assert.DoesNotContain("vessel-view-", snapshots, StringComparison.Ordinal);
+        string leases = (await CtrAsync(cancellationToken, "leases", "ls")).EnsureSuccess().StandardOutput;
+        Assert.DoesNotContain("vessel-", leases, StringComparison.Ordinal);
     }
 
     public async Task DisposeAsync()

@@ -116,6 +116,93 @@ public sealed class ShimTests
         await _ctrd.AssertNothingLeftAsync("t4", cts.Token);
     }
 
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    public async Task Spec_tmpfs_and_file_bind_mounts_env_cwd_and_an_exec_user_are_honoured_in_the_vm()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        string hostFile = Path.Combine(_ctrd.Root, "from-host.txt");
+        await File.WriteAllTextAsync(hostFile, "written on the host\n", cts.Token);
+        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, "--env", "GREETING=hello", "--cwd", "/tmp",
+            "--mount", "type=tmpfs,src=tmpfs,dst=/scratch,options=size=1m:mode=750",
+            "--mount", $"type=bind,src={hostFile},dst=/etc/from-host,options=rbind:ro",
+            ShimFixture.Image, "t5", "sh", "-c", "echo \"$GREETING $(pwd)\" > /scratch/init.txt; sleep 1d")).EnsureSuccess();
+        try
+        {
+            ProcessResult look = await _ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "t5", "sh", "-c",
+                "sleep 1; cat /scratch/init.txt; grep ' /scratch ' /proc/mounts; grep -c ' /run tmpfs ' /proc/mounts; cat /etc/from-host");
+            Assert.True(look.ExitCode == 0, $"exec exited with {look.ExitCode}: {look.StandardOutput}{look.StandardError}");
+            string[] lines = look.StandardOutput.Split('\n');
+            Assert.Equal("hello /tmp", lines[0]);
+            Assert.StartsWith("tmpfs /scratch tmpfs ", lines[1], StringComparison.Ordinal);
+            Assert.Contains("size=1024k", lines[1], StringComparison.Ordinal);
+            Assert.Contains("mode=750", lines[1], StringComparison.Ordinal);
+            Assert.Equal("1", lines[2]); // containerd's default spec mounts a tmpfs on /run
+            Assert.Equal("written on the host", lines[3]);
+
+            ProcessResult user = await _ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e2", "--user", "1000", "--cwd", "/etc", "t5", "sh", "-c", "id -u; pwd");
+            Assert.True(user.ExitCode == 0, $"exec exited with {user.ExitCode}: {user.StandardOutput}{user.StandardError}");
+            Assert.Equal("1000\n/etc\n", user.StandardOutput);
+            (await _ctrd.CtrAsync(cts.Token, "task", "kill", "-s", "SIGKILL", "t5")).EnsureSuccess();
+            for (int i = 0; i < 100 && !(await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput.Contains("STOPPED", StringComparison.Ordinal); i++)
+            {
+                await Task.Delay(100, cts.Token);
+            }
+        }
+        finally
+        {
+            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "t5");
+            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "t5");
+        }
+        await _ctrd.AssertNothingLeftAsync("t5", cts.Token);
+    }
+
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    public async Task A_bind_of_a_host_directory_is_refused_naming_it_and_leaves_nothing()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        string hostDir = Path.Combine(_ctrd.Root, "host-dir");
+        Directory.CreateDirectory(hostDir);
+        ProcessResult run;
+        try
+        {
+            run = await _ctrd.CtrAsync(cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime,
+                "--mount", $"type=bind,src={hostDir},dst=/host,options=rbind:rw", ShimFixture.Image, "t6", "true");
+        }
+        finally
+        {
+            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "t6");
+        }
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains($"mount /host: a bind of the host directory {hostDir} cannot reach a Vessel VM", run.StandardError, StringComparison.Ordinal);
+        await _ctrd.AssertNothingLeftAsync("t6", cts.Token);
+    }
+
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    public async Task Without_ttrpc_address_events_go_through_containerd_publish_binary_in_order()
+    {
+        // containerd 1.6 always sets TTRPC_ADDRESS for its shims; a shim started without it
+        // (another containerd, or an operator) must still reach containerd: `containerd publish`.
+        using var cts = new CancellationTokenSource(Timeout);
+        using var events = EventsRecorder.Start(_ctrd);
+        var arguments = new global::Vessel.Shim.ShimArguments
+        {
+            Namespace = ShimFixture.Namespace,
+            Address = _ctrd.Socket,
+            PublishBinary = ExternalProcess.ResolveTool("containerd"),
+            Id = "pub1",
+        };
+        await using (var publisher = new global::Vessel.Shim.ShimEvents(arguments, ttrpcAddress: null, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance))
+        {
+            await publisher.PublishAsync("/tasks/create", new global::Vessel.Containerd.Api.Events.TaskCreate { ContainerId = "pub1", Bundle = "/nonexistent", Pid = 42 });
+            await publisher.PublishAsync("/tasks/start", new global::Vessel.Containerd.Api.Events.TaskStart { ContainerId = "pub1", Pid = 43 });
+            await publisher.PublishAsync("/tasks/exit", new global::Vessel.Containerd.Api.Events.TaskExit { ContainerId = "pub1", Id = "pub1", Pid = 43, ExitStatus = 7 });
+        }
+        IReadOnlyList<string> topics = await events.TopicsAsync("pub1", "/tasks/exit", cts.Token);
+        Assert.Equal(["/tasks/create", "/tasks/start", "/tasks/exit"], topics);
+        Assert.Contains("\"exit_status\":7", events.Text, StringComparison.Ordinal);
+        Assert.Contains(ShimFixture.Namespace + " /tasks/create", events.Text, StringComparison.Ordinal);
+    }
+
     /// <summary>`ctr events` running beside a test: its lines, and the topics of one container in order.</summary>
     private sealed class EventsRecorder : IDisposable
     {

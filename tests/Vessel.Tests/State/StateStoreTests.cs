@@ -189,7 +189,7 @@ public sealed class SqliteStateStoreTests : StateStoreTests
         StateStore reopened = await StateStore.OpenAsync(DbPath, Ct);
         Assert.Equal(Entry("h", layer), await reopened.GetCacheEntryAsync("h", Ct));
         Assert.Equal(TemplateNamed("web", layer), await reopened.GetTemplateAsync("web", Ct));
-        Assert.Equal(DbPath, reopened.Path);
+        Assert.Equal(DbPath, reopened.Location);
     }
 
     [Fact]
@@ -199,13 +199,13 @@ public sealed class SqliteStateStoreTests : StateStoreTests
         {
             await c.OpenAsync();
             await using SqliteCommand cmd = c.CreateCommand();
-            cmd.CommandText = $"PRAGMA user_version = {StateStore.SchemaVersion + 1};";
+            cmd.CommandText = $"PRAGMA user_version = {SqliteStateStore.SchemaVersion + 1};";
             await cmd.ExecuteNonQueryAsync();
         }
         var e = await Assert.ThrowsAsync<VesselException>(() => StateStore.OpenAsync(DbPath, Ct));
         Assert.Equal(VesselErrorReason.Unsupported, e.Reason);
-        Assert.Contains($"schema version {StateStore.SchemaVersion + 1}", e.Message, StringComparison.Ordinal);
-        Assert.Contains($"knows version {StateStore.SchemaVersion}", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"schema version {SqliteStateStore.SchemaVersion + 1}", e.Message, StringComparison.Ordinal);
+        Assert.Contains($"knows version {SqliteStateStore.SchemaVersion}", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

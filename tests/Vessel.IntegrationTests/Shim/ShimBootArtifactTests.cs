@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using Vessel.Common;
+using Vessel.Containerd;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.IntegrationTests.Shim;
+
+/// <summary>
+/// Seed 002 in the shim: an image whose labels name a kernel, an initrd and a boot config
+/// (urunc's names and Vessel's) boots that kernel through a containerd snapshot view under a
+/// lease, and Delete, or containerd's <c>delete</c> after kill -9 of the shim, leaves no view,
+/// lease, bind or mount (asked of containerd with ctr, and of /proc/self/mountinfo).
+/// </summary>
+[Collection(ShimCollection.Name)]
+public sealed class ShimBootArtifactTests
+{
+    private const int Timeout = 600_000;
+
+    private readonly ShimFixture _ctrd;
+
+    public ShimBootArtifactTests(ShimFixture fixture)
+    {
+        _ctrd = fixture;
+    }
+
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    public async Task An_image_naming_its_kernel_boots_it_from_a_snapshot_view_and_delete_removes_view_lease_and_binds()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, ShimFixture.BootImage, "b1", "sleep", "1d")).EnsureSuccess();
+        try
+        {
+            string bundle = _ctrd.Bundle("b1");
+            ProcessResult cmdline = await _ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "b1", "cat", "/proc/cmdline");
+            Assert.True(cmdline.ExitCode == 0, $"exec exited with {cmdline.ExitCode}: {cmdline.StandardOutput}{cmdline.StandardError}");
+            Assert.Contains(ShimFixture.BootParameter, cmdline.StandardOutput.Split(' ', '\n'));
+
+            // The VMM boots the image's kernel, bound read-only from the view, and the combined initrd.
+            int shim = _ctrd.ShimPid("b1") ?? throw new InvalidOperationException("no shim process for b1");
+            int vmm = Assert.Single(_ctrd.MarkedProcesses(), p => p != shim);
+            string[] args = File.ReadAllText($"/proc/{vmm}/cmdline").Split('\0');
+            string kernel = Path.Combine(bundle, "vessel-boot", "boot", "vmlinuz");
+            string initrd = Path.Combine(bundle, "vessel-initrd.img");
+            Assert.Equal(kernel, args[Array.IndexOf(args, "-kernel") + 1]);
+            Assert.Equal(initrd, args[Array.IndexOf(args, "-initrd") + 1]);
+            Assert.True(LinuxMount.IsMountPoint(kernel), $"{kernel} is not a bind from the view");
+            Assert.True(LinuxMount.IsMountPoint(Path.Combine(bundle, ViewState.MountDirectoryName)), "the view is not mounted in the bundle");
+            Assert.Equal(await File.ReadAllBytesAsync(_ctrd.Kit!.KernelPath, cts.Token), await File.ReadAllBytesAsync(kernel, cts.Token));
+            byte[] combined = await File.ReadAllBytesAsync(initrd, cts.Token);
+            byte[] kitInitramfs = await File.ReadAllBytesAsync(_ctrd.Kit.InitramfsPath, cts.Token);
+            Assert.Equal(_ctrd.BootInitrd, combined[.._ctrd.BootInitrd.Length]);
+            Assert.Equal(kitInitramfs, combined[^kitInitramfs.Length..]);
+
+            // containerd holds the view under the lease while the task runs.
+            Assert.Contains("vessel-view-", (await _ctrd.CtrAsync(cts.Token, "snapshots", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
+            Assert.Contains("vessel-", (await _ctrd.CtrAsync(cts.Token, "leases", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
+
+            (await _ctrd.CtrAsync(cts.Token, "task", "kill", "-s", "SIGKILL", "b1")).EnsureSuccess();
+            for (int i = 0; i < 100 && !(await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput.Contains("STOPPED", StringComparison.Ordinal); i++)
+            {
+                await Task.Delay(100, cts.Token);
+            }
+            (await _ctrd.CtrAsync(cts.Token, "task", "rm", "b1")).EnsureSuccess();
+        }
+        finally
+        {
+            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "b1");
+            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "b1");
+        }
+        await _ctrd.AssertNothingLeftAsync("b1", cts.Token);
+        await _ctrd.AssertNoViewOrLeaseAsync(cts.Token);
+    }
+
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    public async Task After_kill_9_of_a_shim_that_booted_boot_artifacts_delete_removes_view_lease_and_binds()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, ShimFixture.BootImage, "b2", "sleep", "1d")).EnsureSuccess();
+        try
+        {
+            Assert.True(File.Exists(Path.Combine(_ctrd.Bundle("b2"), ViewState.FileName)), "no boot-artifact state in the bundle");
+            int shim = _ctrd.ShimPid("b2") ?? throw new InvalidOperationException("no shim process for b2");
+            using (Process p = Process.GetProcessById(shim))
+            {
+                p.Kill();
+            }
+            for (int i = 0; i < 200 && (await _ctrd.CtrAsync(cts.Token, "task", "ls", "-q")).StandardOutput.Contains("b2", StringComparison.Ordinal); i++)
+            {
+                await Task.Delay(100, cts.Token);
+            }
+        }
+        finally
+        {
+            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "b2");
+            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "b2");
+        }
+        await _ctrd.AssertNothingLeftAsync("b2", cts.Token);
+        await _ctrd.AssertNoViewOrLeaseAsync(cts.Token);
+    }
+}
