@@ -176,6 +176,7 @@ internal sealed class Container
             mounted.Add(root);
             var rootFs = new RootFs(root);
             Process init = Spawn(request, rootFs, Path.Combine(rw, "console.log"));
+            WaitForExec(init);
             return new Container(request.Name, directory, rootFs, init, request);
         }
         catch
@@ -192,6 +193,35 @@ internal sealed class Container
             {
             }
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Waits until the container's init has set up its root (/proc, /sys, /dev, /tmp, the chroot)
+    /// and exec'd the container's command, or has exited: an exec into the container that came
+    /// earlier would find an empty /dev. The init runs this agent's executable until then.
+    /// </summary>
+    private static void WaitForExec(Process init)
+    {
+        string self = new FileInfo("/proc/self/exe").LinkTarget ?? string.Empty;
+        string exe = $"/proc/{init.Id.ToString(CultureInfo.InvariantCulture)}/exe";
+        long deadline = Environment.TickCount64 + 30_000;
+        while (!init.HasExited && Environment.TickCount64 < deadline)
+        {
+            string? now;
+            try
+            {
+                now = new FileInfo(exe).LinkTarget;
+            }
+            catch (IOException)
+            {
+                return; // gone between the checks: Status() reports its exit
+            }
+            if (now is not null && now != self)
+            {
+                return;
+            }
+            Thread.Sleep(2);
         }
     }
 
