@@ -85,7 +85,7 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
         {
             await bucket.ReadHeaderAsync(id, cancellationToken);
         }
-        return new LayerCopy.Result(0, top.ReferencedBuilds.Count(g => g != buildId) + 1, 0);
+        return new LayerCopy.Result(0, 0, 0);
     }
 
     /// <summary>The names of the templates in <paramref name="bucket"/>.</summary>
