@@ -77,6 +77,25 @@ public sealed record VesselSettings
     /// </summary>
     public string? State { get; init; }
 
+    /// <summary>VESSEL_NODE: this daemon's node name in a cluster and in the rows it owns (default: the host name; <c>vessel serve --node</c> overrides it).</summary>
+    public string Node { get; init; } = Environment.MachineName;
+
+    /// <summary>VESSEL_CLUSTER_ADDRESS: the IP address other nodes reach this one's silo and API at (default: the --listen address when it names one).</summary>
+    public string? ClusterAddress { get; init; }
+
+    /// <summary>VESSEL_SILO_PORT: the Orleans silo-to-silo port of <c>vessel serve --cluster</c> (default 11111).</summary>
+    public int SiloPort { get; init; } = 11111;
+
+    /// <summary>VESSEL_GATEWAY_PORT: the Orleans client gateway port (default 30000).</summary>
+    public int GatewayPort { get; init; } = 30000;
+
+    /// <summary>
+    /// VESSEL_CLUSTER_PROBE_MS: Orleans' probe timeout in milliseconds (default 5000); the other
+    /// membership timings scale with it, so a dead node is declared dead after about 3 missed probes
+    /// (tests shorten it to find a killed node in seconds).
+    /// </summary>
+    public int ClusterProbeMilliseconds { get; init; } = 5000;
+
     /// <summary>True when this process runs as root (decides the default home).</summary>
     public static bool IsRoot => Environment.UserName == "root";
 
@@ -108,9 +127,19 @@ public sealed record VesselSettings
             S3Region = Read("VESSEL_S3_REGION"),
             RemoteStore = Read("VESSEL_REMOTE_STORE"),
             State = Read("VESSEL_STATE"),
+            Node = Read("VESSEL_NODE") ?? Environment.MachineName,
+            ClusterAddress = Read("VESSEL_CLUSTER_ADDRESS"),
+            SiloPort = Port(Read("VESSEL_SILO_PORT"), "VESSEL_SILO_PORT") ?? 11111,
+            GatewayPort = Port(Read("VESSEL_GATEWAY_PORT"), "VESSEL_GATEWAY_PORT") ?? 30000,
+            ClusterProbeMilliseconds = int.TryParse(Read("VESSEL_CLUSTER_PROBE_MS"), out int probe) && probe >= 100 ? probe : 5000,
             S3CacheMiB = long.TryParse(Read("VESSEL_S3_CACHE_MB"), out long mib) && mib > 0 ? mib : null,
         };
     }
+
+    private static int? Port(string? value, string name)
+        => value is null ? null
+            : int.TryParse(value, out int port) && port is > 0 and < 65536 ? port
+            : throw new VesselException(VesselErrorReason.InvalidInput, $"{name}: '{value}' is not a port number (1 to 65535).");
 
     /// <summary>The location <see cref="State.StateStore.OpenAsync"/> opens for <paramref name="home"/>: <see cref="State"/> when set, else the home's SQLite file.</summary>
     public string StateLocation(VesselHome home) => State ?? home.StateDatabase;

@@ -87,7 +87,7 @@ internal sealed partial class SandboxService
         sandbox.Live = null;
         sandbox.Paused = paused;
         await SaveCommandsAsync(sandbox, paused.Directory);
-        await _state.PutSandboxAsync(sandbox.ToRecord(), CancellationToken.None);
+        await _state.PutSandboxAsync(sandbox.ToRecord(_options.Node), CancellationToken.None);
         File.Delete(intent);
         ServiceLog.Paused(_logger, sandbox.Id, clock.ElapsedMilliseconds);
     }
@@ -112,7 +112,7 @@ internal sealed partial class SandboxService
             sandbox.TimeoutSeconds = t;
         }
         sandbox.EndAt = Time.GetUtcNow().AddSeconds(sandbox.TimeoutSeconds);
-        await _state.PutSandboxAsync(sandbox.ToRecord(), CancellationToken.None);
+        await _state.PutSandboxAsync(sandbox.ToRecord(_options.Node), CancellationToken.None);
         // The RAM is loaded: the snapshot is no longer needed (a memory file stays mapped by QEMU even unlinked).
         SandboxManager.DeleteDirectory(paused.Directory);
         foreach (ServiceCommand c in sandbox.Commands.Values)

@@ -128,9 +128,12 @@ internal sealed partial class SandboxService
     /// <summary>The 404 for an id: unknown, or lost with its reason.</summary>
     private VesselException NotFound(string id)
         => _lost.TryGetValue(id, out LostSandboxRecord? lost)
-            ? new VesselException(VesselErrorReason.NotFound,
-                $"Sandbox {id} is gone since {lost.LostAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}: {lost.Reason}")
+            ? Lost(lost)
             : new VesselException(VesselErrorReason.NotFound, $"There is no sandbox '{id}' (GET /sandboxes lists them).");
+
+    /// <summary>The 404 for a lost sandbox, with when and why (also what a cluster node answers for a sandbox another node lost).</summary>
+    public static VesselException Lost(LostSandboxRecord lost)
+        => new(VesselErrorReason.NotFound, $"Sandbox {lost.Id} is gone since {lost.LostAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}: {lost.Reason}");
 
     private static string RunningLostReason(DateTimeOffset now)
         => $"it was running when the daemon serving its disk stopped (found by the daemon started at {now.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}). " +

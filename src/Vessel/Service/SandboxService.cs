@@ -29,6 +29,9 @@ internal sealed record SandboxServiceOptions(VesselHome Home)
     /// <summary>Paused sandboxes' snapshots live beside the templates' (<see cref="VesselHome.Snapshots"/>), named after the sandbox.</summary>
     public string PausedDirectory => Home.Snapshots;
 
+    /// <summary>The node this daemon is (docs/cluster.md): its rows name it, and at start it takes over only its own rows (and those of no node).</summary>
+    public string Node { get; init; } = Environment.MachineName;
+
     /// <summary>A test seam: the daemon kills itself (like kill -9) at this point (<see cref="SandboxService.CrashAfterPauseExport"/>); null in real use.</summary>
     public string? TestCrashPoint { get; init; }
 }
@@ -65,11 +68,24 @@ internal sealed partial class SandboxService : IAsyncDisposable
 
     public StateStore State => _state;
 
+    /// <summary>The node this daemon is (<see cref="SandboxServiceOptions.Node"/>).</summary>
+    public string Node => _options.Node;
+
+    /// <summary>How many sandboxes run a VM here now (a cluster node's heartbeat).</summary>
+    public int RunningCount => _sandboxes.Values.Count(s => !s.IsDeleted && s.Live is not null);
+
+    /// <summary>Whether this daemon serves sandbox <paramref name="id"/> (running or paused here).</summary>
+    public bool Serves(string id) => _sandboxes.TryGetValue(id, out ServiceSandbox? s) && !s.IsDeleted;
+
+    /// <summary>The layer store of this daemon (what builds its home holds, for placement).</summary>
+    public LayerStore Layers => _layers;
+
     private TimeProvider Time => _options.Time;
 
     /// <summary>
-    /// Takes over what a previous daemon left: its running sandboxes' VMs are stopped and removed
+    /// Takes over what a previous daemon of this node left: its running sandboxes' VMs are stopped and removed
     /// (their disks were served by that daemon), paused ones are kept; then starts the timeout clock.
+    /// Rows of other nodes of a shared database are theirs (docs/cluster.md).
     /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -80,7 +96,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
             ServiceLog.Swept(_logger, string.Join(' ', swept));
         }
         var keep = new HashSet<string>(StringComparer.Ordinal);
-        IReadOnlyList<SandboxRecord> records = await _state.ListSandboxesAsync(cancellationToken);
+        IReadOnlyList<SandboxRecord> records = await _state.ListSandboxesAsync(_options.Node, cancellationToken);
         await RecoverAsync(records, cancellationToken);
         foreach (SandboxRecord record in records)
         {
@@ -188,7 +204,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
         Sandbox live = sandbox.Live!;
         try
         {
-            await _state.PutSandboxAsync(sandbox.ToRecord(), cancellationToken);
+            await _state.PutSandboxAsync(sandbox.ToRecord(_options.Node), cancellationToken);
         }
         catch
         {
@@ -221,7 +237,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
         ServiceSandbox sandbox = Find(id);
         sandbox.TimeoutSeconds = timeout;
         sandbox.EndAt = Time.GetUtcNow().AddSeconds(timeout);
-        await _state.PutSandboxAsync(sandbox.ToRecord(), cancellationToken);
+        await _state.PutSandboxAsync(sandbox.ToRecord(_options.Node), cancellationToken);
         return sandbox.ToInfo();
     }
 

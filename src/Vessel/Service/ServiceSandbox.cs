@@ -154,10 +154,11 @@ internal sealed class ServiceSandbox
 
     public SandboxInfo ToInfo() => new(Id, Template, State, StartedAt.UtcDateTime, EndAt.UtcDateTime, Metadata);
 
-    public SandboxRecord ToRecord() => new(
+    /// <summary>Its row, owned by <paramref name="node"/> (the daemon that runs it).</summary>
+    public SandboxRecord ToRecord(string node) => new(
         Id, Template, State, StartedAt, EndAt, TimeoutSeconds, AutoPause,
         JsonSerializer.Serialize(Metadata), JsonSerializer.Serialize(Env), JsonSerializer.Serialize(Layers),
-        Paused?.Directory, Live?.WorkDirectory);
+        Paused?.Directory, Live?.WorkDirectory, node);
 
     /// <summary>An operation in flight; disposing ends it.</summary>
     public sealed class Operation(ServiceSandbox owner) : IDisposable

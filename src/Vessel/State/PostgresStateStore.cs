@@ -14,7 +14,7 @@ namespace Vessel.State;
 /// </summary>
 internal sealed class PostgresStateStore : StateStore
 {
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
 
     /// <summary>The advisory lock key migrations hold ("vessel" in ASCII).</summary>
     private const long MigrationLock = 0x76_65_73_73_65_6c;
@@ -73,8 +73,25 @@ internal sealed class PostgresStateStore : StateStore
             reason TEXT NOT NULL);
         """;
 
+    /// <summary>Version 2 (SQLite's version 4): the node that owns each sandbox, and the nodes' heartbeats.</summary>
+    private const string Version2 = """
+        ALTER TABLE sandboxes ADD COLUMN node TEXT NOT NULL DEFAULT '';
+        CREATE TABLE nodes (
+            name TEXT PRIMARY KEY,
+            api_url TEXT NOT NULL,
+            running INTEGER NOT NULL,
+            memory_available BIGINT NOT NULL,
+            builds_json TEXT NOT NULL,
+            updated_at TEXT NOT NULL);
+        """;
+
     /// <summary>Migrations[i] takes the schema from version i to i + 1.</summary>
-    private static readonly string[] Migrations = [Version1];
+    private static readonly string[] Migrations =
+    [
+        Version1,
+        // Orleans' AdoNet clustering tables (vessel serve --cluster), as dotnet/orleans ships them (MIT, src/Vessel/State/Orleans).
+        Version2 + OrleansScript("PostgreSQL-Main.sql") + OrleansScript("PostgreSQL-Clustering.sql"),
+    ];
 
     private static readonly ConcurrentDictionary<string, NpgsqlDataSource> s_dataSources = new(StringComparer.Ordinal);
     private readonly NpgsqlDataSource _dataSource;
@@ -82,12 +99,16 @@ internal sealed class PostgresStateStore : StateStore
 
     private PostgresStateStore(NpgsqlConnectionStringBuilder builder)
     {
+        ConnectionString = builder.ConnectionString;
         _display = $"postgres://{builder.Username}@{builder.Host}:{builder.Port}/{builder.Database}";
         // One pool per database for the life of the process: stores are opened often and never disposed.
         _dataSource = s_dataSources.GetOrAdd(builder.ConnectionString, NpgsqlDataSource.Create);
     }
 
     public override string Location => _display;
+
+    /// <summary>The Npgsql connection string of this database (with its password): what Orleans' AdoNet clustering connects with.</summary>
+    public string ConnectionString { get; }
 
     /// <summary>Whether <paramref name="location"/> names PostgreSQL rather than a SQLite file.</summary>
     public static bool IsLocation(string location)
@@ -179,6 +200,14 @@ internal sealed class PostgresStateStore : StateStore
             await record.ExecuteNonQueryAsync(cancellationToken);
         }
         await tx.CommitAsync(cancellationToken);
+    }
+
+    private static string OrleansScript(string name)
+    {
+        using Stream stream = typeof(PostgresStateStore).Assembly.GetManifestResourceStream("Vessel.State.Orleans." + name)
+            ?? throw new InvalidOperationException($"the embedded resource Vessel.State.Orleans.{name} is missing from the build");
+        using var reader = new StreamReader(stream);
+        return "\n" + reader.ReadToEnd();
     }
 
     private protected override async Task<DbConnection> ConnectAsync(CancellationToken cancellationToken)

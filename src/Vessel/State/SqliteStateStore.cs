@@ -12,7 +12,7 @@ namespace Vessel.State;
 /// </summary>
 internal sealed class SqliteStateStore : StateStore
 {
-    public const int SchemaVersion = 3;
+    public const int SchemaVersion = 4;
     public static readonly TimeSpan BusyTimeout = TimeSpan.FromSeconds(30);
 
     /// <summary>Version 1: templates, builds and the phase cache.</summary>
@@ -76,6 +76,18 @@ internal sealed class SqliteStateStore : StateStore
             reason TEXT NOT NULL);
         """;
 
+    /// <summary>Version 4: the node that owns each sandbox, and the nodes' heartbeats (docs/cluster.md; the same tables as PostgreSQL's version 2).</summary>
+    private const string NodeSchema = """
+        ALTER TABLE sandboxes ADD COLUMN node TEXT NOT NULL DEFAULT '';
+        CREATE TABLE IF NOT EXISTS nodes (
+            name TEXT PRIMARY KEY,
+            api_url TEXT NOT NULL,
+            running INTEGER NOT NULL,
+            memory_available INTEGER NOT NULL,
+            builds_json TEXT NOT NULL,
+            updated_at TEXT NOT NULL);
+        """;
+
     private static readonly Func<DbConnection, CancellationToken, Task>[] Migrations =
     [
         (c, ct) => ExecuteAsync(c, TemplatesSchema, ct),
@@ -85,6 +97,7 @@ internal sealed class SqliteStateStore : StateStore
             await AddBuildOwnerColumnAsync(c, ct);
             await ExecuteAsync(c, LostSchema, ct);
         },
+        (c, ct) => ExecuteAsync(c, NodeSchema, ct),
     ];
 
     private readonly string _path;

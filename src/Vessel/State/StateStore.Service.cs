@@ -5,7 +5,8 @@ namespace Vessel.State;
 /// <summary>
 /// A sandbox that <c>vessel serve</c> manages. <see cref="Layers"/> is its chain of paused disk
 /// layers, oldest first (each over the previous one, the first over the template's layer);
-/// <see cref="SnapshotDirectory"/> is set while it is paused.
+/// <see cref="SnapshotDirectory"/> is set while it is paused. <see cref="Node"/> is the daemon that
+/// owns it (runs its VM or holds its snapshot, docs/cluster.md); empty in rows of an earlier Vessel.
 /// </summary>
 public sealed record SandboxRecord(
     string Id,
@@ -19,43 +20,60 @@ public sealed record SandboxRecord(
     string EnvJson,
     string LayersJson,
     string? SnapshotDirectory,
-    string? WorkDirectory);
+    string? WorkDirectory,
+    string Node = "");
 
 /// <summary>An API key: only the SHA-256 of the key is stored; <see cref="Suffix"/> (its last 4 characters) helps a person tell keys apart.</summary>
 public sealed record ApiKeyRecord(string Id, string Name, string Hash, string Suffix, DateTimeOffset CreatedAt);
 
 public abstract partial class StateStore
 {
-    private const string SandboxColumns = "id, template, state, started_at, end_at, timeout_seconds, auto_pause, metadata_json, env_json, layers_json, snapshot_dir, work_dir";
+    private const string SandboxColumns = "id, template, state, started_at, end_at, timeout_seconds, auto_pause, metadata_json, env_json, layers_json, snapshot_dir, work_dir, node";
 
     /// <summary>Inserts or replaces a sandbox's row (one transaction).</summary>
     public async Task PutSandboxAsync(SandboxRecord s, CancellationToken cancellationToken)
     {
         await using DbConnection c = await ConnectAsync(cancellationToken);
         await using DbCommand cmd = Command(c, $"""
-            INSERT INTO sandboxes ({SandboxColumns}) VALUES (@id, @t, @s, @st, @e, @to, @ap, @m, @env, @l, @sd, @wd)
+            INSERT INTO sandboxes ({SandboxColumns}) VALUES (@id, @t, @s, @st, @e, @to, @ap, @m, @env, @l, @sd, @wd, @n)
             ON CONFLICT (id) DO UPDATE SET template = excluded.template, state = excluded.state, started_at = excluded.started_at, end_at = excluded.end_at,
                 timeout_seconds = excluded.timeout_seconds, auto_pause = excluded.auto_pause, metadata_json = excluded.metadata_json,
-                env_json = excluded.env_json, layers_json = excluded.layers_json, snapshot_dir = excluded.snapshot_dir, work_dir = excluded.work_dir
+                env_json = excluded.env_json, layers_json = excluded.layers_json, snapshot_dir = excluded.snapshot_dir, work_dir = excluded.work_dir, node = excluded.node
             """,
             ("@id", s.Id), ("@t", s.Template), ("@s", s.State), ("@st", Text(s.StartedAt)), ("@e", Text(s.EndAt)), ("@to", s.TimeoutSeconds),
-            ("@ap", s.AutoPause ? 1 : 0), ("@m", s.MetadataJson), ("@env", s.EnvJson), ("@l", s.LayersJson), ("@sd", s.SnapshotDirectory), ("@wd", s.WorkDirectory));
+            ("@ap", s.AutoPause ? 1 : 0), ("@m", s.MetadataJson), ("@env", s.EnvJson), ("@l", s.LayersJson), ("@sd", s.SnapshotDirectory), ("@wd", s.WorkDirectory), ("@n", s.Node));
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public async Task<IReadOnlyList<SandboxRecord>> ListSandboxesAsync(CancellationToken cancellationToken)
+    /// <summary>Every sandbox row, of every node.</summary>
+    public Task<IReadOnlyList<SandboxRecord>> ListSandboxesAsync(CancellationToken cancellationToken)
+        => QuerySandboxesAsync($"SELECT {SandboxColumns} FROM sandboxes ORDER BY started_at", [], cancellationToken);
+
+    /// <summary>The rows a daemon on <paramref name="node"/> takes over at start: its own, and those of no node (an earlier Vessel's).</summary>
+    public Task<IReadOnlyList<SandboxRecord>> ListSandboxesAsync(string node, CancellationToken cancellationToken)
+        => QuerySandboxesAsync($"SELECT {SandboxColumns} FROM sandboxes WHERE node = @n OR node = '' ORDER BY started_at", [("@n", node)], cancellationToken);
+
+    /// <summary>One sandbox's row (null: none), wherever it runs: how a node of a cluster finds a sandbox's owner.</summary>
+    public async Task<SandboxRecord?> GetSandboxAsync(string id, CancellationToken cancellationToken)
+        => (await QuerySandboxesAsync($"SELECT {SandboxColumns} FROM sandboxes WHERE id = @id", [("@id", id)], cancellationToken)).SingleOrDefault();
+
+    private async Task<IReadOnlyList<SandboxRecord>> QuerySandboxesAsync(string sql, (string Name, object? Value)[] parameters, CancellationToken cancellationToken)
     {
         await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, $"SELECT {SandboxColumns} FROM sandboxes ORDER BY started_at");
+        await using DbCommand cmd = Command(c, sql, parameters);
         await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
         var list = new List<SandboxRecord>();
         while (await r.ReadAsync(cancellationToken))
         {
-            list.Add(new SandboxRecord(r.GetString(0), r.GetString(1), r.GetString(2), Time(r.GetString(3)), Time(r.GetString(4)), r.GetInt32(5),
-                r.GetInt32(6) != 0, r.GetString(7), r.GetString(8), r.GetString(9), r.IsDBNull(10) ? null : r.GetString(10), r.IsDBNull(11) ? null : r.GetString(11)));
+            list.Add(ReadSandbox(r));
         }
         return list;
     }
+
+    private static SandboxRecord ReadSandbox(DbDataReader r)
+        => new(r.GetString(0), r.GetString(1), r.GetString(2), Time(r.GetString(3)), Time(r.GetString(4)), r.GetInt32(5),
+            r.GetInt32(6) != 0, r.GetString(7), r.GetString(8), r.GetString(9), r.IsDBNull(10) ? null : r.GetString(10), r.IsDBNull(11) ? null : r.GetString(11),
+            r.GetString(12));
 
     /// <summary>Deletes a sandbox's row. Uses no cancellation token: cleanup must finish.</summary>
     public async Task DeleteSandboxAsync(string id)

@@ -28,6 +28,12 @@ public sealed class DaemonFixture : IAsyncLifetime
     /// <summary>Environment of every CLI run and daemon start of this fixture (e.g. VESSEL_STATE for a daemon on PostgreSQL).</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>More arguments of <c>vessel serve</c> (e.g. --cluster).</summary>
+    public IReadOnlyList<string> ServeArguments { get; init; } = [];
+
+    /// <summary>Whether <see cref="InitializeAsync"/> builds template "t" into this home (false: a cluster node that uses another node's template).</summary>
+    public bool BuildsTemplate { get; init; } = true;
+
     public string Home => Work!.Combine("home");
 
     public string Socket => Path.Combine(Home, "vessel.sock");
@@ -63,14 +69,10 @@ public sealed class DaemonFixture : IAsyncLifetime
         }
         Work = TempDirectory.Create("vsv-", "/tmp"); // short: unix socket paths stay under 108 bytes
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(10));
-        string image = await MakeImageAsync(cts.Token);
-        string spec = Work.Combine("t.json");
-        await File.WriteAllTextAsync(spec, $$"""
-            { "name": "t", "from": "oci:{{image}}:t", "diskSize": "64M", "memoryMb": 256,
-              "start": "while true; do date > /tmp/heartbeat; sleep 1; done", "ready": "test -s /tmp/heartbeat" }
-            """, cts.Token);
-        ProcessResult built = await VesselCli.RunAsync(Environment, cts.Token, "template", "build", "-f", spec, "--home", Home);
-        Assert.True(built.ExitCode == 0, "template build failed: " + built.StandardError);
+        if (BuildsTemplate)
+        {
+            await BuildTemplateAsync(cts.Token);
+        }
         ProcessResult key = await VesselCli.RunAsync(Environment, cts.Token, "keys", "create", "--name", "tests", "--home", Home);
         Assert.True(key.ExitCode == 0, key.StandardError);
         ApiKey = key.StandardOutput.Trim();
@@ -78,6 +80,18 @@ public sealed class DaemonFixture : IAsyncLifetime
         Port = FreePort();
         Unix = UnixClient(Socket);
         await StartAsync(cts.Token);
+    }
+
+    private async Task BuildTemplateAsync(CancellationToken ct)
+    {
+        string image = await MakeImageAsync(ct);
+        string spec = Work!.Combine("t.json");
+        await File.WriteAllTextAsync(spec, $$"""
+            { "name": "t", "from": "oci:{{image}}:t", "diskSize": "64M", "memoryMb": 256,
+              "start": "while true; do date > /tmp/heartbeat; sleep 1; done", "ready": "test -s /tmp/heartbeat" }
+            """, ct);
+        ProcessResult built = await VesselCli.RunAsync(Environment, ct, "template", "build", "-f", spec, "--home", Home);
+        Assert.True(built.ExitCode == 0, "template build failed: " + built.StandardError);
     }
 
     /// <summary>A client on TCP sending <paramref name="key"/> (null: none).</summary>
@@ -124,7 +138,7 @@ public sealed class DaemonFixture : IAsyncLifetime
         {
             psi.Environment[name] = value;
         }
-        foreach (string a in new[] { VesselCli.DllPath, "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}" })
+        foreach (string a in new[] { VesselCli.DllPath, "serve", "--home", Home, "--listen", $"127.0.0.1:{Port}" }.Concat(ServeArguments))
         {
             psi.ArgumentList.Add(a);
         }
@@ -280,7 +294,7 @@ public sealed class DaemonFixture : IAsyncLifetime
         return layout;
     }
 
-    private static int FreePort()
+    public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -97,6 +97,50 @@ public abstract class StateStoreContract
     }
 
     [RequiresFact(PostgresInitdb)]
+    public async Task Rows_name_their_node_and_a_daemon_takes_over_only_its_own_and_those_of_no_node()
+    {
+        StateStore state = await OpenFreshAsync(CancellationToken.None);
+        SandboxRecord Row(string id, string node, string st = "running") => new(id, "web", st, Now, Now.AddMinutes(5), 300, false, "{}", "{}", "[]", null, null, node);
+        await state.PutSandboxAsync(Row("sbx-a1", "a"), CancellationToken.None);
+        await state.PutSandboxAsync(Row("sbx-b1", "b"), CancellationToken.None);
+        await state.PutSandboxAsync(Row("sbx-old", ""), CancellationToken.None);
+
+        StateStore again = await ReopenAsync(state, CancellationToken.None);
+        Assert.Equal(["sbx-a1", "sbx-old"], (await again.ListSandboxesAsync("a", CancellationToken.None)).Select(r => r.Id).Order());
+        Assert.Equal(Row("sbx-b1", "b"), await again.GetSandboxAsync("sbx-b1", CancellationToken.None));
+        Assert.Null(await again.GetSandboxAsync("sbx-none", CancellationToken.None));
+        Assert.Equal(3, (await again.ListSandboxesAsync(CancellationToken.None)).Count);
+    }
+
+    [RequiresFact(PostgresInitdb)]
+    public async Task A_dead_node_loses_its_running_sandboxes_once_with_the_reason_and_keeps_its_paused_ones()
+    {
+        StateStore state = await OpenFreshAsync(CancellationToken.None);
+        SandboxRecord Row(string id, string node, string st) => new(id, "web", st, Now, Now.AddMinutes(5), 300, false, "{}", "{}", "[]", null, null, node);
+        await state.PutSandboxAsync(Row("sbx-run", "a", "running"), CancellationToken.None);
+        await state.PutSandboxAsync(Row("sbx-paused", "a", "paused"), CancellationToken.None);
+        await state.PutSandboxAsync(Row("sbx-other", "b", "running"), CancellationToken.None);
+
+        Assert.Equal(["sbx-run"], await state.LoseRunningSandboxesOfAsync("a", "node a died", Now));
+        Assert.Empty(await state.LoseRunningSandboxesOfAsync("a", "seen again by another survivor", Now.AddSeconds(1)));
+        Assert.Equal(["sbx-other", "sbx-paused"], (await state.ListSandboxesAsync(CancellationToken.None)).Select(r => r.Id).Order());
+        Assert.Equal(new LostSandboxRecord("sbx-run", "web", Now, "node a died"), await state.GetLostSandboxAsync("sbx-run", CancellationToken.None));
+        Assert.Null(await state.GetLostSandboxAsync("sbx-paused", CancellationToken.None));
+    }
+
+    [RequiresFact(PostgresInitdb)]
+    public async Task Node_heartbeats_are_upserted_by_name()
+    {
+        StateStore state = await OpenFreshAsync(CancellationToken.None);
+        await state.PutNodeAsync(new NodeRecord("b", "http://10.0.0.2:7080/", 1, 1L << 33, "[]", Now), CancellationToken.None);
+        await state.PutNodeAsync(new NodeRecord("a", "http://10.0.0.1:7080/", 0, 1L << 32, "[]", Now), CancellationToken.None);
+        await state.PutNodeAsync(new NodeRecord("b", "http://10.0.0.2:7080/", 3, 1L << 30, "[\"x\"]", Now.AddSeconds(2)), CancellationToken.None);
+        Assert.Equal(
+            [new NodeRecord("a", "http://10.0.0.1:7080/", 0, 1L << 32, "[]", Now), new NodeRecord("b", "http://10.0.0.2:7080/", 3, 1L << 30, "[\"x\"]", Now.AddSeconds(2))],
+            await (await ReopenAsync(state, CancellationToken.None)).ListNodesAsync(CancellationToken.None));
+    }
+
+    [RequiresFact(PostgresInitdb)]
     public async Task Api_keys_are_found_by_hash_and_a_second_key_with_the_same_hash_is_refused()
     {
         StateStore state = await OpenFreshAsync(CancellationToken.None);

@@ -1,0 +1,96 @@
+using Microsoft.AspNetCore.Http;
+using Vessel.Common;
+using Vessel.Service;
+using Vessel.State;
+
+namespace Vessel.Cli.Serve.Cluster;
+
+/// <summary>
+/// Any node answers for any sandbox (docs/cluster.md, "Forwarding"): a request for a sandbox
+/// another node owns (its row names that node) is passed to the owner's API as a streaming
+/// reverse proxy, and a create goes to the node <see cref="ClusterPlacement"/> picks. A forwarded
+/// request carries <see cref="ForwardedHeader"/> and is always served where it lands (no loops).
+/// Runs after <see cref="ApiErrors"/>, so a request is authenticated here before it travels.
+/// </summary>
+internal sealed class ClusterForwarding(RequestDelegate next, SandboxService service, ClusterNode node, ClusterPlacement placement, ClusterProxy proxy)
+{
+    /// <summary>Set on a forwarded request: the node that forwarded it.</summary>
+    public const string ForwardedHeader = "X-Vessel-Forwarded-By";
+
+    /// <summary>Set on every answer of a cluster node: the node that served the request.</summary>
+    public const string ServedByHeader = "X-Vessel-Node";
+
+    /// <summary>The largest create body placement reads (JSON; the real cap is ApiIo's on the node that serves it).</summary>
+    private const int MaxCreateBody = 1 << 20;
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        HttpRequest request = context.Request;
+        if (request.Headers.ContainsKey(ForwardedHeader))
+        {
+            context.Response.Headers[ServedByHeader] = service.Node;
+            await next(context);
+            return;
+        }
+        string[] segments = request.Path.Value?.Split('/', StringSplitOptions.RemoveEmptyEntries) ?? [];
+        if (segments is ["sandboxes"] && HttpMethods.IsPost(request.Method))
+        {
+            await CreateAsync(context);
+            return;
+        }
+        if (segments is ["sandboxes", string id, ..] && !service.Serves(id) && await OwnerAsync(id, context.RequestAborted) is { } owner)
+        {
+            await proxy.ForwardAsync(context, owner, body: null);
+            return;
+        }
+        context.Response.Headers[ServedByHeader] = service.Node;
+        await next(context);
+    }
+
+    /// <summary>The node row of the sandbox's owner when another node owns it; throws the lost sandbox's 404 when a node lost it; null: serve here.</summary>
+    private async Task<NodeRecord?> OwnerAsync(string id, CancellationToken cancellationToken)
+    {
+        SandboxRecord? row = await service.State.GetSandboxAsync(id, cancellationToken);
+        if (row is null)
+        {
+            return await service.State.GetLostSandboxAsync(id, cancellationToken) is { } lost ? throw SandboxService.Lost(lost) : null;
+        }
+        if (row.Node.Length == 0 || row.Node == service.Node)
+        {
+            return null;
+        }
+        NodeRecord? owner = (await service.State.ListNodesAsync(cancellationToken)).FirstOrDefault(n => n.Name == row.Node);
+        return owner ?? throw new VesselException(VesselErrorReason.Unavailable,
+            $"Sandbox {id} runs on node '{row.Node}', which has never written its heartbeat row: its API address is unknown (docs/cluster.md).");
+    }
+
+    private async Task CreateAsync(HttpContext context)
+    {
+        byte[] body = await ReadBodyAsync(context.Request, context.RequestAborted);
+        NodeRecord? target = await placement.PlaceAsync(body, node.LiveNodes(), context.RequestAborted);
+        if (target is null || target.Name == service.Node)
+        {
+            context.Request.Body = new MemoryStream(body, writable: false);
+            context.Response.Headers[ServedByHeader] = service.Node;
+            await next(context);
+            return;
+        }
+        await proxy.ForwardAsync(context, target, body);
+    }
+
+    private static async Task<byte[]> ReadBodyAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        using var buffer = new MemoryStream();
+        byte[] chunk = new byte[16384];
+        int n;
+        while ((n = await request.Body.ReadAsync(chunk, cancellationToken)) > 0)
+        {
+            buffer.Write(chunk, 0, n);
+            if (buffer.Length > MaxCreateBody)
+            {
+                throw new VesselException(VesselErrorReason.InvalidInput, $"The create request's body is over {MaxCreateBody} bytes.");
+            }
+        }
+        return buffer.ToArray();
+    }
+}
