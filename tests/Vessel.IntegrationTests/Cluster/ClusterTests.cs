@@ -129,7 +129,7 @@ public sealed class ClusterTests(ClusterFixture fixture) : IClassFixture<Cluster
         var seen = new StringBuilder();
         while (!DaemonFixture.ParseCommand(seen.ToString()).Stdout.Contains("first", StringComparison.Ordinal))
         {
-            string line = await lines.ReadLineAsync().AsTask().WaitAsync(TimeSpan.FromMinutes(1)) ?? throw new InvalidDataException("the stream ended before 'first': " + seen);
+            string line = await lines.ReadLineAsync().WaitAsync(TimeSpan.FromMinutes(1)) ?? throw new InvalidDataException("the stream ended before 'first': " + seen);
             seen.AppendLine(line);
         }
         (string _, string _, JsonNode exit, int _) = DaemonFixture.ParseCommand(seen.ToString());
