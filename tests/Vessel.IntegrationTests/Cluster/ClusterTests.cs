@@ -78,7 +78,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     }
 }
 
-public sealed class ClusterTests(ClusterFixture fixture) : IClassFixture<ClusterFixture>
+public sealed class ClusterTests(ClusterFixture fixture, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<ClusterFixture>
 {
     private static object Sh(string script) => new { cmd = "/bin/sh", args = new[] { "-c", script } };
 
@@ -106,6 +106,7 @@ public sealed class ClusterTests(ClusterFixture fixture) : IClassFixture<Cluster
         Assert.Contains("node-a", detail, StringComparison.Ordinal);
         Assert.Contains("declared dead", detail, StringComparison.Ordinal);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90), $"node a's loss took {clock.Elapsed}");
+        output.WriteLine($"node b reported the sandbox lost {clock.Elapsed.TotalSeconds:F1} s after node a was killed (probe timeout {ClusterFixture.ProbeMilliseconds} ms): {detail}");
 
         // Node a comes back under its name: it sweeps the VM its crash left, and its sandbox stays lost.
         await a.StartAsync(CancellationToken.None);
