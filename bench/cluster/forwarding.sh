@@ -22,6 +22,7 @@ trap stop_all EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # PostgreSQL as nobody (it refuses root), on a unix socket only.
+chmod 755 "$work" # nobody (the server) must reach its directory
 mkdir -p "$work/pg/sock" && chown -R nobody:nogroup "$work/pg"
 as_pg=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
 "${as_pg[@]}" "$pg/initdb" -D "$work/pg/data" -U vessel --auth=trust -E UTF8 --no-sync --no-instructions >/dev/null

@@ -62,9 +62,9 @@ internal static partial class ServeCommands
             c.Cancel = true;
             stop.Cancel();
         });
-        GuestKit kit = await KitCommands.EnsureKitAsync(cancellationToken);
         StateStore state = await StateStore.OpenAsync(VesselSettings.Current.StateLocation(home), cancellationToken);
         ClusterConfig? cluster = options.Cluster ? ClusterConfig.Create(VesselSettings.Current, options.Node, state, tcp) : null;
+        GuestKit kit = await KitCommands.EnsureKitAsync(cancellationToken);
         using ILoggerFactory logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
         await using var service = new SandboxService(new SandboxServiceOptions(home) { Acceleration = options.Acceleration, Node = options.Node, DefaultNetwork = DefaultNetwork(), TestCrashPoint = VesselSettings.Current.ServiceTestCrash },
             new SandboxManager(home.Root, kit), LayerStore.OpenHome(home, VesselSettings.Current), state, logs.CreateLogger("Vessel.Service"));
