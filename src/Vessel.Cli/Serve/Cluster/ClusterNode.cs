@@ -55,7 +55,7 @@ internal sealed partial class ClusterNode(ClusterConfig config, IClusterMembersh
             }
             string reason = $"its node '{dead.Name}' ({dead.SiloAddress}) was declared dead by the cluster's membership at " +
                 $"{DateTimeOffset.UtcNow.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}, seen by node '{config.Node}': " +
-                "a running sandbox's VM and disk live on its node, so it is gone (docs/cluster.md, \"Node loss\").";
+                "a running sandbox's VM and disk live on its node, so it is gone (docs/cluster.md, \"On each failure (cluster)\").";
             try
             {
                 IReadOnlyList<string> lost = await service.State.LoseRunningSandboxesOfAsync(dead.Name, reason, DateTimeOffset.UtcNow);
