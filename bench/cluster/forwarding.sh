@@ -55,8 +55,9 @@ declare -A api
 for n in a b; do
   port=$(free_port)
   api[$n]="http://127.0.0.1:$port"
+  : > "$work/$n.log"
   VESSEL_NODE=node-$n VESSEL_SILO_PORT=$(free_port) VESSEL_GATEWAY_PORT=$(free_port) \
-    "${cli[@]}" serve --home "$work/$n" --listen "127.0.0.1:$port" --cluster 2>"$work/$n.log" &
+    "${cli[@]}" serve --home "$work/$n" --listen "127.0.0.1:$port" --cluster >"$work/$n.log" 2>&1 &
   pids+=($!)
   t0=$(date +%s.%N)
   until grep -q "vessel: serving on" "$work/$n.log"; do
