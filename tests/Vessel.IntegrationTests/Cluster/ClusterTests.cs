@@ -57,6 +57,8 @@ public sealed class ClusterFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
+        string[] homes = [.. new[] { A, B }.Where(d => d?.Work is not null).Select(d => d!.Home)];
+        int postgres = _server?.ProcessId ?? 0;
         try
         {
             foreach (DaemonFixture? d in new[] { B, A })
@@ -74,7 +76,9 @@ public sealed class ClusterFixture : IAsyncLifetime
                 await _server.DisposeAsync();
             }
         }
-        Assert.Empty(ProcessTable.Matching(c => c.Contains("vsv-", StringComparison.Ordinal) && c.Contains(" serve ", StringComparison.Ordinal)));
+        // Nothing of the cluster outlives it: no daemon or VM naming a node's home, no PostgreSQL.
+        Assert.Empty(ProcessTable.Matching(c => homes.Any(h => c.Contains(h, StringComparison.Ordinal))));
+        Assert.False(postgres != 0 && Directory.Exists($"/proc/{postgres}"), $"PostgreSQL (pid {postgres}) outlived the fixture");
     }
 }
 
