@@ -61,11 +61,7 @@ public abstract partial class StateStore
         }
         foreach ((string id, string template) in lost)
         {
-            await using DbCommand insert = Command(c, """
-                INSERT INTO lost_sandboxes (id, template, lost_at, reason) VALUES (@id, @t, @at, @r)
-                ON CONFLICT (id) DO UPDATE SET template = excluded.template, lost_at = excluded.lost_at, reason = excluded.reason
-                """,
-                ("@id", id), ("@t", template), ("@at", Text(at)), ("@r", reason));
+            await using DbCommand insert = Command(c, LostUpsert, ("@id", id), ("@t", template), ("@at", Text(at)), ("@r", reason));
             insert.Transaction = tx;
             await insert.ExecuteNonQueryAsync(CancellationToken.None);
         }

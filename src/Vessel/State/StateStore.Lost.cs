@@ -10,14 +10,17 @@ public sealed record LostSandboxRecord(string Id, string Template, DateTimeOffse
 
 public abstract partial class StateStore
 {
+    /// <summary>Records a lost sandbox (@id, @t, @at, @r), replacing an older record of the same id.</summary>
+    private const string LostUpsert = """
+        INSERT INTO lost_sandboxes (id, template, lost_at, reason) VALUES (@id, @t, @at, @r)
+        ON CONFLICT (id) DO UPDATE SET template = excluded.template, lost_at = excluded.lost_at, reason = excluded.reason
+        """;
+
     /// <summary>Records a lost sandbox (replacing an older record of the same id). No cancellation: it is part of a cleanup.</summary>
     public async Task PutLostSandboxAsync(LostSandboxRecord lost)
     {
         await using DbConnection c = await ConnectAsync(CancellationToken.None);
-        await using DbCommand cmd = Command(c, """
-            INSERT INTO lost_sandboxes (id, template, lost_at, reason) VALUES (@id, @t, @at, @r)
-            ON CONFLICT (id) DO UPDATE SET template = excluded.template, lost_at = excluded.lost_at, reason = excluded.reason
-            """,
+        await using DbCommand cmd = Command(c, LostUpsert,
             ("@id", lost.Id), ("@t", lost.Template), ("@at", Text(lost.LostAt)), ("@r", lost.Reason));
         await cmd.ExecuteNonQueryAsync(CancellationToken.None);
     }
