@@ -1,5 +1,6 @@
 using Vessel.Agent;
 using Vessel.Blocks;
+using Vessel.Rootfs;
 
 namespace Vessel.Sandboxes;
 
@@ -99,7 +100,7 @@ public sealed partial class Sandbox
     private async Task SyncGuestAsync(CancellationToken cancellationToken)
     {
         using var output = new MemoryStream();
-        ExitStatus synced = await ExecAsync(new ExecRequest([SandboxStepRunner.Busybox, "sync"]), null, output, output, cancellationToken);
+        ExitStatus synced = await ExecAsync(new ExecRequest([Provisioning.GuestBusybox, "sync"]), null, output, output, cancellationToken);
         if (synced.ExitCode != 0)
         {
             throw new VesselException(VesselErrorReason.ToolFailed, $"sync in sandbox {Id} exited with {synced.ExitCode}: {System.Text.Encoding.UTF8.GetString(output.ToArray())}");

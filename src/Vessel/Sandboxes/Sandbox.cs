@@ -2,6 +2,7 @@ using Vessel.Agent;
 using Vessel.Agent.Protocol;
 using Vessel.Blocks;
 using Vessel.Nbd;
+using Vessel.Rootfs;
 using Vessel.Vmm;
 
 namespace Vessel.Sandboxes;
@@ -181,7 +182,7 @@ public sealed partial class Sandbox : IAsyncDisposable
         {
             // Every dirty page of the guest reaches the disk before its state is frozen.
             using var sync = new MemoryStream();
-            ExitStatus synced = await ExecAsync(new ExecRequest(["/.vessel/busybox", "sync"]), null, sync, sync, cancellationToken);
+            ExitStatus synced = await ExecAsync(new ExecRequest([Provisioning.GuestBusybox, "sync"]), null, sync, sync, cancellationToken);
             if (synced.ExitCode != 0)
             {
                 throw new VesselException(VesselErrorReason.ToolFailed, $"sync in sandbox {Id} exited with {synced.ExitCode}: {System.Text.Encoding.UTF8.GetString(sync.ToArray())}");
