@@ -31,10 +31,7 @@ internal sealed class ExecOptions
     public void AddTo(Command command)
     {
         command.Arguments.Add(CommandLine);
-        command.Options.Add(Env);
-        command.Options.Add(Cwd);
-        command.Options.Add(User);
-        command.Options.Add(Timeout);
+        command.WithOptions(Env, Cwd, User, Timeout);
     }
 
     public TimeSpan? GetTimeout(ParseResult parse) => parse.GetValue(Timeout) is double s ? TimeSpan.FromSeconds(s) : null;

@@ -111,10 +111,7 @@ internal static class SandboxClientCommands
             id,
         };
         exec.AddTo(command);
-        foreach (Option option in new Option[] { stdin, background, container })
-        {
-            command.Options.Add(option);
-        }
+        command.WithOptions(stdin, background, container);
         return WithClient(command, async (parse, client, token) =>
         {
             string[] argv = parse.GetValue(exec.CommandLine)!;

@@ -43,10 +43,7 @@ internal static class SandboxCommands
             source,
         };
         exec.AddTo(command);
-        foreach (Option option in new Option[] { memory, reserved, accel, state, timings, insecure })
-        {
-            command.Options.Add(option);
-        }
+        command.WithOptions(memory, reserved, accel, state, timings, insecure);
         network.AddTo(command);
         return command.WithAction(async (parse, token) =>
         {

@@ -74,10 +74,7 @@ internal static class TemplateCommands
             name,
         };
         exec.AddTo(command);
-        foreach (Option option in new Option[] { cold, timings, accel, home })
-        {
-            command.Options.Add(option);
-        }
+        command.WithOptions(cold, timings, accel, home);
         return command.WithAction(async (parse, token) =>
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
