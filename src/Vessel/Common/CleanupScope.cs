@@ -21,11 +21,14 @@ internal sealed class CleanupScope
     public void Add(string name, Func<ValueTask> release) => _steps.Push((name, release));
 
     /// <summary>Pushes a synchronous release.</summary>
-    public void Add(string name, Action release) => _steps.Push((name, () =>
+    public void Add(string name, Action release)
     {
-        release();
-        return ValueTask.CompletedTask;
-    }));
+        _steps.Push((name, () =>
+        {
+            release();
+            return ValueTask.CompletedTask;
+        }));
+    }
 
     /// <summary>Pushes the disposal of <paramref name="resource"/>.</summary>
     public T Add<T>(string name, T resource)
