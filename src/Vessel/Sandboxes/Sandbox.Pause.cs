@@ -1,5 +1,6 @@
 using Vessel.Agent;
 using Vessel.Blocks;
+using Vessel.Common;
 using Vessel.Rootfs;
 
 namespace Vessel.Sandboxes;
@@ -84,14 +85,17 @@ public sealed partial class Sandbox
             await KillAsync();
             return new PausedSandbox(directory, layer, snapshot) { Pod = Pod };
         }
-        catch
+        catch (Exception failure)
         {
-            await KillAsync();
-            SandboxManager.DeleteDirectory(partial);
+            // In this order: the VM, the partial directory, a layer already exported.
+            var cleanup = new CleanupScope();
             if (exported is { } id)
             {
-                await layers.DeleteAsync(id, CancellationToken.None);
+                cleanup.Add($"exported layer {id}", async () => await layers.DeleteAsync(id, CancellationToken.None));
             }
+            cleanup.Add("partial pause directory", () => SandboxManager.DeleteDirectory(partial));
+            cleanup.Add("sandbox", async () => await KillAsync());
+            await cleanup.RunAfterFailureAsync(failure);
             throw;
         }
     }

@@ -1,6 +1,7 @@
 using Vessel.Agent;
 using Vessel.Agent.Protocol;
 using Vessel.Blocks;
+using Vessel.Common;
 using Vessel.Nbd;
 using Vessel.Rootfs;
 using Vessel.Vmm;
@@ -199,10 +200,12 @@ public sealed partial class Sandbox : IAsyncDisposable
             await KillAsync();
             return snapshot;
         }
-        catch
+        catch (Exception failure)
         {
-            await KillAsync();
-            SandboxManager.DeleteDirectory(partial);
+            var cleanup = new CleanupScope();
+            cleanup.Add("partial snapshot directory", () => SandboxManager.DeleteDirectory(partial));
+            cleanup.Add("sandbox", async () => await KillAsync());
+            await cleanup.RunAfterFailureAsync(failure);
             throw;
         }
     }
