@@ -23,11 +23,13 @@ internal sealed class CleanupScope
     /// <summary>Pushes a synchronous release.</summary>
     public void Add(string name, Action release)
     {
-        _steps.Push((name, () =>
+        _steps.Push((name, Release));
+
+        ValueTask Release()
         {
             release();
             return ValueTask.CompletedTask;
-        }));
+        }
     }
 
     /// <summary>Pushes the disposal of <paramref name="resource"/>.</summary>
