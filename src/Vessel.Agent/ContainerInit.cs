@@ -45,33 +45,7 @@ internal static class ContainerInit
         {
             RedirectOutput(args[2]);
             MountApi(root);
-            Native.Check(Native.Chroot(root), "chroot " + root);
-            string cwd = args[3].Length == 0 ? "/" : args[3];
-            if (Native.Chdir(cwd) < 0)
-            {
-                int errno = Native.LastError;
-                throw new AgentErrorException(errno, $"working directory {cwd}: {Native.Describe(errno)}");
-            }
-            uint uid = uint.Parse(args[4], CultureInfo.InvariantCulture);
-            uint gid = uint.Parse(args[5], CultureInfo.InvariantCulture);
-            uint[] groups = args[6].Length == 0 ? [] : args[6].Split(',').Select(g => uint.Parse(g, CultureInfo.InvariantCulture)).ToArray();
-            if (uid != 0 || gid != 0 || groups.Length > 0)
-            {
-                Native.SetThreadCredentials(uid, gid, groups);
-            }
-            string[] command = args[8..];
-            var env = new List<string>();
-            string path = AgentProcess.DefaultPath;
-            foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
-            {
-                env.Add($"{e.Key}={e.Value}");
-                if ((string)e.Key == "PATH")
-                {
-                    path = (string)e.Value!;
-                }
-            }
-            string exe = AgentProcess.ResolveExecutable(command[0], path);
-            Exec(exe, command, env);
+            ChrootAndExec(root, args[3], args[4], args[5], args[6], args[8..]);
             return 127; // not reached: Exec throws when execve returns
         }
         catch (Exception e)
@@ -79,6 +53,41 @@ internal static class ContainerInit
             Console.Error.WriteLine($"vessel-container-init: {e.Message}");
             return 127;
         }
+    }
+
+    /// <summary>
+    /// Chroots to <paramref name="root"/>, changes to <paramref name="cwd"/> and to the user (decimal
+    /// ids, groups comma-separated), and execs <paramref name="command"/> found on the environment's
+    /// PATH inside the root. Returns only by throwing.
+    /// </summary>
+    public static void ChrootAndExec(string root, string cwd, string uidText, string gidText, string groupsText, string[] command)
+    {
+        Native.Check(Native.Chroot(root), "chroot " + root);
+        cwd = cwd.Length == 0 ? "/" : cwd;
+        if (Native.Chdir(cwd) < 0)
+        {
+            int errno = Native.LastError;
+            throw new AgentErrorException(errno, $"working directory {cwd}: {Native.Describe(errno)}");
+        }
+        uint uid = uint.Parse(uidText, CultureInfo.InvariantCulture);
+        uint gid = uint.Parse(gidText, CultureInfo.InvariantCulture);
+        uint[] groups = groupsText.Length == 0 ? [] : groupsText.Split(',').Select(g => uint.Parse(g, CultureInfo.InvariantCulture)).ToArray();
+        if (uid != 0 || gid != 0 || groups.Length > 0)
+        {
+            Native.SetThreadCredentials(uid, gid, groups);
+        }
+        var env = new List<string>();
+        string path = AgentProcess.DefaultPath;
+        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
+        {
+            env.Add($"{e.Key}={e.Value}");
+            if ((string)e.Key == "PATH")
+            {
+                path = (string)e.Value!;
+            }
+        }
+        string exe = AgentProcess.ResolveExecutable(command[0], path);
+        Exec(exe, command, env);
     }
 
     private static void RedirectOutput(string log)

@@ -36,6 +36,13 @@ internal static partial class Native
     public const ulong MountPrivate = 1 << 18;
     public const ulong MountRecursive = 0x4000;
 
+    public const nuint TiocGetPtyNumber = 0x80045430; // TIOCGPTN
+    public const nuint TiocSetPtyLock = 0x40045431; // TIOCSPTLCK
+    public const nuint TiocSetWindowSize = 0x5414; // TIOCSWINSZ
+    public const nuint TiocSetControllingTty = 0x540E; // TIOCSCTTY
+    public const int OpenNoControllingTty = 0x100; // O_NOCTTY
+    public const int FcntlDupCloseOnExec = 1030; // F_DUPFD_CLOEXEC
+
     public const short PollIn = 0x001;
     public const short PollHangUp = 0x010;
 
@@ -120,6 +127,15 @@ internal static partial class Native
 
     [LibraryImport("libc", EntryPoint = "execve", SetLastError = true)]
     public static unsafe partial int Execve(byte* path, byte** argv, byte** envp);
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static unsafe partial int Ioctl(int fd, nuint request, void* argument);
+
+    [LibraryImport("libc", EntryPoint = "setsid", SetLastError = true)]
+    public static partial int Setsid();
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int command, int argument);
 
     [LibraryImport("libc", EntryPoint = "sync")]
     public static partial void Sync();

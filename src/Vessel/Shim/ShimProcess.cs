@@ -23,6 +23,7 @@ internal sealed class ShimProcess
     private ExecSession? _session;
     private Task _stdinPump = Task.CompletedTask;
     private int _stdinClosed;
+    private TerminalSize _terminalSize;
 
     public ShimProcess(string execId, OciProcess process, string stdin, string stdout, string stderr, bool terminal)
     {
@@ -64,7 +65,8 @@ internal sealed class ShimProcess
         FileStream? stderr = Stderr.Length > 0 && Stderr == Stdout ? stdout : OpenOutput(Stderr);
         try
         {
-            _session = await sandbox.Agent.StartAsync(Process.ToExecRequest(hasStdin), cancellationToken);
+            ExecRequest request = Process.ToExecRequest(hasStdin);
+            _session = await sandbox.Agent.StartAsync(Terminal ? request with { Terminal = _terminalSize } : request, cancellationToken);
         }
         catch
         {
@@ -123,6 +125,30 @@ internal sealed class ShimProcess
             throw new Containerd.Ttrpc.TtrpcStatusException(Containerd.Ttrpc.TtrpcStatusException.NotFound, $"process {Describe()} is not running");
         }
         await _session.SignalAsync(signal, cancellationToken);
+    }
+
+    /// <summary>
+    /// ResizePty: the terminal's size in the guest. Before the start (containerd may resize first)
+    /// it becomes the size the terminal is made with.
+    /// </summary>
+    public async Task ResizeAsync(TerminalSize size, CancellationToken cancellationToken)
+    {
+        if (!Terminal)
+        {
+            return; // As containerd's runc shim: a process without a console ignores a resize.
+        }
+        _terminalSize = size;
+        if (_session is { } session && !_exited.Task.IsCompleted)
+        {
+            try
+            {
+                await session.ResizeAsync(size, cancellationToken);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+                // The process ended meanwhile: as runc, a resize of a gone terminal is not an error.
+            }
+        }
     }
 
     /// <summary>
