@@ -109,14 +109,14 @@ internal sealed partial class TaskService : IAsyncDisposable
             {
                 throw new TtrpcStatusException(TtrpcStatusException.Unimplemented, "Vessel cannot restore a checkpoint");
             }
-            (OciProcess process, string? hostname) = OciProcess.ReadBundle(request.Bundle);
+            (OciProcess process, string? hostname, string specRoot) = OciProcess.ReadBundle(request.Bundle);
             // Checked before anything is made: a mount the VM cannot honour fails Create naming it.
             MountPlan mounts = ContainerMounts.Plan(OciMount.ReadBundle(request.Bundle));
             _id = request.Id;
             _bundle = request.Bundle;
             try
             {
-                await BootAsync(request, hostname, mounts, cancellationToken);
+                await BootAsync(request, hostname, specRoot, mounts, cancellationToken);
             }
             catch
             {
@@ -141,10 +141,17 @@ internal sealed partial class TaskService : IAsyncDisposable
         }
     }
 
-    /// <summary>Mounts the rootfs, writes the VM's image from it and boots the VM; the state file is written before each step.</summary>
-    private async Task BootAsync(CreateTaskRequest request, string? hostname, MountPlan mounts, CancellationToken cancellationToken)
+    /// <summary>
+    /// Mounts the rootfs, writes the VM's image from it and boots the VM; the state file is written
+    /// before each step. With no rootfs mounts the spec's root path is the tree (runc's rule).
+    /// </summary>
+    private async Task BootAsync(CreateTaskRequest request, string? hostname, string specRoot, MountPlan mounts, CancellationToken cancellationToken)
     {
-        string rootfs = Path.Combine(_bundle, "rootfs");
+        string rootfs = request.Rootfs.Count > 0 ? Path.Combine(_bundle, "rootfs") : specRoot;
+        if (request.Rootfs.Count == 0 && !Directory.Exists(rootfs))
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"the spec's root {rootfs} is not a directory and containerd passed no rootfs mounts.");
+        }
         string image = Path.Combine(_bundle, "vessel-rootfs.ext4");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         ShimConfig config = ShimConfig.Load();
