@@ -16,6 +16,12 @@ public sealed partial class ShimTerminalTests
 {
     private const int Timeout = 600_000;
 
+    /// <summary>
+    /// ctr sends the terminal's size (ResizePty) just after Start, as it does for runc: until it
+    /// arrives the guest's terminal is 0 x 0 and busybox stty fails on it.
+    /// </summary>
+    private const string WaitForSize = "until stty size >/dev/null 2>&1; do sleep 0.1; done; ";
+
     private readonly ShimFixture _ctrd;
 
     public ShimTerminalTests(ShimFixture fixture)
@@ -28,7 +34,7 @@ public sealed partial class ShimTerminalTests
     {
         using var cts = new CancellationTokenSource(Timeout);
         ProcessResult run = await CtrOnTerminalAsync(33, 101, cts.Token, "run", "-t", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "tt1",
-            "sh", "-c", "tty; stty size; [ -t 2 ] && echo stderr-is-tty; exit 5");
+            "sh", "-c", WaitForSize + "tty; stty size; [ -t 2 ] && echo stderr-is-tty; exit 5");
         Assert.True(run.ExitCode == 5, $"ctr run -t exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
         // ctr's own terminal (script's) adds a second \r to each of the guest terminal's \r\n.
         string[] lines = Lines(run.StandardOutput);
@@ -43,7 +49,7 @@ public sealed partial class ShimTerminalTests
         (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "tt2", "sleep", "1d")).EnsureSuccess();
         try
         {
-            ProcessResult exec = await CtrOnTerminalAsync(21, 77, cts.Token, "task", "exec", "-t", "--exec-id", "e1", "tt2", "sh", "-c", "tty; stty size; exit 4");
+            ProcessResult exec = await CtrOnTerminalAsync(21, 77, cts.Token, "task", "exec", "-t", "--exec-id", "e1", "tt2", "sh", "-c", WaitForSize + "tty; stty size; exit 4");
             Assert.True(exec.ExitCode == 4, $"ctr task exec -t exited with {exec.ExitCode}: {exec.StandardOutput}{exec.StandardError}");
             string[] lines = Lines(exec.StandardOutput);
             Assert.True(lines.Length == 2 && PtyLine().IsMatch(lines[0]) && lines[1] == "21 77", "output: " + exec.StandardOutput);
