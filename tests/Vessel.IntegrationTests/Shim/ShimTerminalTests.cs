@@ -20,7 +20,7 @@ public sealed partial class ShimTerminalTests
     /// ctr sends the terminal's size (ResizePty) just after Start, as it does for runc: until it
     /// arrives the guest's terminal is 0 x 0 and busybox stty fails on it.
     /// </summary>
-    private const string WaitForSize = "until stty size >/dev/null 2>&1; do sleep 0.1; done; ";
+    private const string WaitForSize = "until [ -n \"$(stty size 2>/dev/null)\" ]; do sleep 0.1; done; ";
 
     private readonly ShimFixture _ctrd;
 
