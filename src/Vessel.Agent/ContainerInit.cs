@@ -20,10 +20,14 @@ internal static class ContainerInit
 
     /// <summary>Arguments: ROOT LOG CWD UID GID GROUPS(comma-separated, may be empty) -- COMMAND...; the environment is the container's.</summary>
     public static IReadOnlyList<string> Arguments(string root, string log, string cwd, UserIds ids, IReadOnlyList<string> command)
+        => StepArguments(Flag, root, log, cwd, ids, command);
+
+    /// <summary>The command line of an agent step that ends in <see cref="ChrootAndExec"/>: FLAG FIRST SECOND CWD UID GID GROUPS -- COMMAND...</summary>
+    public static IReadOnlyList<string> StepArguments(string flag, string first, string second, string cwd, UserIds ids, IReadOnlyList<string> command)
     {
         var args = new List<string>
         {
-            Flag, root, log, cwd,
+            flag, first, second, cwd,
             ids.Uid.ToString(CultureInfo.InvariantCulture),
             ids.Gid.ToString(CultureInfo.InvariantCulture),
             string.Join(',', ids.Groups.Select(g => g.ToString(CultureInfo.InvariantCulture))),

@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace Vessel.Agent;
 
 /// <summary>
@@ -16,18 +14,7 @@ internal static class TerminalExec
     public const string Flag = "--terminal-exec";
 
     public static IReadOnlyList<string> Arguments(string slave, string root, string cwd, UserIds ids, IReadOnlyList<string> command)
-    {
-        var args = new List<string>
-        {
-            Flag, slave, root, cwd,
-            ids.Uid.ToString(CultureInfo.InvariantCulture),
-            ids.Gid.ToString(CultureInfo.InvariantCulture),
-            string.Join(',', ids.Groups.Select(g => g.ToString(CultureInfo.InvariantCulture))),
-            "--",
-        };
-        args.AddRange(command);
-        return args;
-    }
+        => ContainerInit.StepArguments(Flag, slave, root, cwd, ids, command);
 
     public static int Run(string[] args)
     {

@@ -29,7 +29,7 @@ public sealed class AgentTerminalTests : IClassFixture<AgentOnHostFixture>
         using var output = new WatchedOutput();
         Task<ExitStatus> exit = session.WaitAsync(output, null, CancellationToken.None);
 
-        await output.WaitForAsync("30 100", exit);
+        await output.WaitForAsync("30 100\r\nerr\r\n", exit);
         await session.ResizeAsync(new TerminalSize(40, 120), CancellationToken.None);
         await session.WriteStdinAsync("go\n"u8.ToArray(), CancellationToken.None);
         ExitStatus status = await exit;
