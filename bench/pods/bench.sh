@@ -19,14 +19,15 @@ runs=${1:-3}
 modes=${MODE:-block}
 large_runs=${LARGE_RUNS:-1}
 source bench/images.sh
-dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
+dotnet build src/Vessel.Cli -c Release -nologo -v q > "$work/build.log" || { cat "$work/build.log" >&2; exit 1; }
 cli=(dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll)
 home="$work/home"
 busybox_tarball "$work/small.tar.gz"
 small=$(random_tarball 8)
 "${cli[@]}" serve --home "$home" > "$work/serve.log" 2>&1 &
 daemon=$!
-for _ in $(seq 600); do grep -q "serving on" "$work/serve.log" && break; sleep 0.2; done
+for _ in $(seq 3000); do grep -q "serving on" "$work/serve.log" && break; sleep 0.2; done # a new kit is built first
+grep -q "serving on" "$work/serve.log" || { echo "vessel serve did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
 api=(curl -sS --fail-with-body --unix-socket "$home/vessel.sock" -H 'content-type: application/json')
 now() { date +%s%N; }
 ms() { echo $(( ($2 - $1) / 1000000 )); }
