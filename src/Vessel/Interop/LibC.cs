@@ -11,6 +11,7 @@ internal static unsafe partial class LibC
 {
     public const int ORdonly = 0;
     public const int OWronly = 0x1;
+    public const int ONonblock = 0x800;
     public const int ODirectory = 0x10000;
     public const int OCloexec = 0x80000;
 
@@ -21,6 +22,13 @@ internal static unsafe partial class LibC
     public const int Eintr = 4;
     public const int Enxio = 6;
     public const int Eagain = 11;
+
+    public const short PollIn = 0x001;
+    public const short PollErr = 0x008;
+    public const short PollHup = 0x010;
+
+    public const int EfdNonblock = 0x800;
+    public const int EfdCloexec = 0x80000;
 
     public const int SyslogActionReadAll = 3;
     public const int SyslogActionSizeBuffer = 10;
@@ -36,6 +44,15 @@ internal static unsafe partial class LibC
 
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
+    public static partial nint Read(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
+    public static partial nint Write(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "eventfd", SetLastError = true)]
+    public static partial int Eventfd(uint initval, int flags);
 
     [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
     public static partial int Fsync(int fd);

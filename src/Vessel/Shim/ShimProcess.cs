@@ -12,17 +12,19 @@ internal sealed record ShimExit(uint Status, DateTimeOffset At);
 /// One process of a task (the init process, exec id "", or an exec) run in the task's VM by
 /// the guest agent, with its stdio through the FIFOs containerd passed: stdout and stderr are
 /// opened read-write (the open never blocks, and the reader sees EOF when the shim closes
-/// them after the exit), stdin read-only on a background thread (it waits for containerd's
-/// writer). Stdin reaches the guest until its writer closes or CloseIO; the output is all
-/// written and the FIFOs closed before the exit is reported.
+/// them after the exit), stdin read-only and non-blocking (<see cref="StdinFifo"/>), pumped
+/// on a background thread. Stdin reaches the guest until its writer closes or CloseIO (what
+/// the FIFO holds then is still delivered); the output is all written and the FIFOs closed
+/// before the exit is reported.
 /// </summary>
 internal sealed class ShimProcess
 {
     private readonly TaskCompletionSource<ShimExit> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly CancellationTokenSource _stdinDone = new();
+    private readonly TaskCompletionSource _stdinPumped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _stdinLock = new();
     private ExecSession? _session;
-    private Task _stdinPump = Task.CompletedTask;
-    private int _stdinClosed;
+    private StdinFifo? _stdin;
+    private bool _stdinDrainAsked;
 
     public ShimProcess(string execId, OciProcess process, string stdin, string stdout, string stderr, bool terminal)
     {
@@ -62,20 +64,28 @@ internal sealed class ShimProcess
         bool hasStdin = Stdin.Length > 0;
         FileStream? stdout = OpenOutput(Stdout);
         FileStream? stderr = Stderr.Length > 0 && Stderr == Stdout ? stdout : OpenOutput(Stderr);
+        StdinFifo? stdin = null;
         try
         {
+            stdin = hasStdin ? OpenStdin() : null;
             _session = await sandbox.Agent.StartAsync(Process.ToExecRequest(hasStdin), cancellationToken);
         }
         catch
         {
             stdout?.Dispose();
             stderr?.Dispose();
+            stdin?.Dispose();
+            _stdinPumped.TrySetResult();
             throw;
         }
         Pid = _session.Pid;
-        if (hasStdin)
+        if (stdin is null)
         {
-            _stdinPump = Task.Factory.StartNew(() => PumpStdinAsync(_session), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+            _stdinPumped.TrySetResult();
+        }
+        else
+        {
+            _ = Task.Factory.StartNew(() => PumpStdinAsync(_session, stdin), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         }
         _ = Task.Run(async () =>
         {
@@ -92,7 +102,7 @@ internal sealed class ShimProcess
             }
             finally
             {
-                await CloseStdinAsync();
+                StopStdin();
                 stdout?.Dispose();
                 if (!ReferenceEquals(stderr, stdout))
                 {
@@ -126,80 +136,78 @@ internal sealed class ShimProcess
     }
 
     /// <summary>
-    /// CloseIO: containerd's writer is done. What it wrote may still sit in the FIFO, so the pump
-    /// reads on to EOF (a pump still waiting in open(2) for a writer is released by one of ours)
-    /// for up to two seconds before the guest's stdin is closed regardless.
+    /// CloseIO: containerd's writer is done, but what it wrote may still sit in the FIFO (and
+    /// ctr closes its end only once CloseIO returns): the pump reads the FIFO out, then closes
+    /// the guest's stdin. CloseIO may come before Start has finished (ctr writes as soon as the
+    /// FIFO has a reader): the drain is then remembered and the pump does it once it runs. A
+    /// guest that stops taking stdin does not hold CloseIO past ten seconds.
     /// </summary>
     public async Task CloseIOAsync()
     {
-        if (Stdin.Length > 0 && _session is not null)
+        StdinFifo? stdin;
+        lock (_stdinLock)
         {
-            ReleaseStdinOpen();
-            await Task.WhenAny(_stdinPump, Task.Delay(TimeSpan.FromSeconds(2)));
+            _stdinDrainAsked = true;
+            stdin = _stdin;
         }
-        await CloseStdinAsync();
+        stdin?.Drain();
+        if (_session is not null)
+        {
+            await Task.WhenAny(_stdinPumped.Task, Task.Delay(TimeSpan.FromSeconds(10)));
+        }
     }
 
-    /// <summary>Closes the process's stdin in the guest (the FIFO's writer closed, CloseIO, or the exit); idempotent.</summary>
-    public async Task CloseStdinAsync()
+    /// <summary>Opens the stdin FIFO (without waiting for a writer) and applies a CloseIO that came first.</summary>
+    private StdinFifo OpenStdin()
     {
-        if (Interlocked.Exchange(ref _stdinClosed, 1) != 0)
+        StdinFifo stdin = StdinFifo.Open(Stdin);
+        lock (_stdinLock)
         {
-            return;
-        }
-        await _stdinDone.CancelAsync();
-        if (_session is { } session && !_exited.Task.IsCompleted)
-        {
-            try
+            _stdin = stdin;
+            if (_stdinDrainAsked)
             {
-                await session.CloseStdinAsync(CancellationToken.None);
-            }
-            catch (Exception e) when (e is IOException or ObjectDisposedException)
-            {
+                stdin.Drain();
             }
         }
-        ReleaseStdinOpen();
+        return stdin;
     }
 
-    /// <summary>A pump blocked in open(2) (no writer ever came) is released by a writer of ours that closes at once.</summary>
-    private void ReleaseStdinOpen()
+    /// <summary>The process ended: the pump stops without reading more.</summary>
+    private void StopStdin()
     {
-        if (Stdin.Length == 0 || _stdinPump.IsCompleted)
+        lock (_stdinLock)
         {
-            return;
-        }
-        try
-        {
-            using SafeFileHandle h = File.OpenHandle(Stdin, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
-        }
-        catch (IOException)
-        {
+            _stdin?.Stop();
         }
     }
 
     public string Describe() => ExecId.Length == 0 ? "init" : $"exec {ExecId}";
 
-    private async Task PumpStdinAsync(ExecSession session)
+    /// <summary>Copies the FIFO into the guest process's stdin until EOF, a drained CloseIO or the exit, then closes the guest's stdin.</summary>
+    private async Task PumpStdinAsync(ExecSession session, StdinFifo stdin)
     {
         try
         {
-            // Blocks until containerd opens the writer (or CloseStdinAsync opens one).
-            using var input = new FileStream(Stdin, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
-            if (_stdinDone.IsCancellationRequested)
-            {
-                return;
-            }
             byte[] buffer = new byte[MuxConnection.MaxDataChunk];
             int n;
-            while ((n = await input.ReadAsync(buffer, _stdinDone.Token)) > 0)
+            while ((n = stdin.Read(buffer)) > 0)
             {
-                await session.WriteStdinAsync(buffer.AsMemory(0, n), _stdinDone.Token);
+                await session.WriteStdinAsync(buffer.AsMemory(0, n), CancellationToken.None);
+            }
+            if (!_exited.Task.IsCompleted)
+            {
+                await session.CloseStdinAsync(CancellationToken.None);
             }
         }
-        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
         {
+            // The process ended (its session is gone) while we wrote: nothing left to deliver.
         }
-        await CloseStdinAsync();
+        finally
+        {
+            stdin.Dispose();
+            _stdinPumped.TrySetResult();
+        }
     }
 
     private static FileStream? OpenOutput(string path)
