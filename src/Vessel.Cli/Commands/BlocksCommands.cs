@@ -46,13 +46,19 @@ internal static class BlocksCommands
             }
             LayerStore layers = OpenStore(parse.GetValue(store)!);
             long size = new FileInfo(path).Exists ? new FileInfo(path).Length : 0;
-            var sw = Stopwatch.StartNew();
-            BuildHeader header = await layers.ImportAsync(path, bs, new ConsoleProgress("importing", size), ct);
-            await Console.Error.WriteLineAsync(
-                $"imported {ByteSize.Format(header.Size)} in {sw.Elapsed.TotalSeconds:0.00} s: {ByteSize.Format(header.DataLength)} of data stored, {header.Mapping.Count} extents");
-            Console.WriteLine(header.BuildId);
-            return 0;
+            return await StoreAsync(() => layers.ImportAsync(path, bs, new ConsoleProgress("importing", size), ct),
+                (header, seconds) => $"imported {ByteSize.Format(header.Size)} in {seconds:0.00} s: {ByteSize.Format(header.DataLength)} of data stored, {header.Mapping.Count} extents");
         });
+    }
+
+    /// <summary>Stores a build, says on stderr what it took (<paramref name="describe"/> gets the header and the seconds) and prints its id on stdout.</summary>
+    private static async Task<int> StoreAsync(Func<Task<BuildHeader>> store, Func<BuildHeader, double, string> describe)
+    {
+        var sw = Stopwatch.StartNew();
+        BuildHeader header = await store();
+        await Console.Error.WriteLineAsync(describe(header, sw.Elapsed.TotalSeconds));
+        Console.WriteLine(header.BuildId);
+        return 0;
     }
 
     private static Command Export()
@@ -71,12 +77,8 @@ internal static class BlocksCommands
             LayerStore layers = OpenStore(parse.GetValue(store)!);
             Guid id = await layers.ResolveAsync(parse.GetValue(baseBuild)!, ct);
             string workDir = parse.GetValue(work) ?? StagingFor(parse.GetValue(store)!);
-            var sw = Stopwatch.StartNew();
-            BuildHeader header = await BlockDiff.ExportImageAsync(layers, id, parse.GetValue(image)!, workDir, new ConsoleProgress("comparing", null), ct);
-            await Console.Error.WriteLineAsync(
-                $"exported generation {header.Generation} over {id} in {sw.Elapsed.TotalSeconds:0.00} s: {ByteSize.Format(header.DataLength)} of changed data stored");
-            Console.WriteLine(header.BuildId);
-            return 0;
+            return await StoreAsync(() => BlockDiff.ExportImageAsync(layers, id, parse.GetValue(image)!, workDir, new ConsoleProgress("comparing", null), ct),
+                (header, seconds) => $"exported generation {header.Generation} over {id} in {seconds:0.00} s: {ByteSize.Format(header.DataLength)} of changed data stored");
         });
     }
 

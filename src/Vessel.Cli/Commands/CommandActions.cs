@@ -15,6 +15,16 @@ internal static class CommandActions
         return command;
     }
 
+    /// <summary>Adds <paramref name="options"/> to <paramref name="command"/>, in order, and returns it.</summary>
+    public static Command WithOptions(this Command command, params IEnumerable<Option> options)
+    {
+        foreach (Option option in options)
+        {
+            command.Options.Add(option);
+        }
+        return command;
+    }
+
     /// <summary>
     /// Makes <paramref name="body"/> the command's action, run through <see cref="CliRunner.RunAsync"/>
     /// (a failure becomes one line on stderr and exit code 1), and returns the command.

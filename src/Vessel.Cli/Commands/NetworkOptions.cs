@@ -12,14 +12,7 @@ internal sealed class NetworkOptions
     private readonly Option<string[]> _allow = new("--allow") { Description = "CIDR or HOST:PORT the guest may reach; the host's loopback only as 127.0.0.1:PORT or localhost:PORT (also reached as host.vessel.internal:PORT); repeatable." };
     private readonly Option<string[]> _deny = new("--deny") { Description = "CIDR or HOST:PORT the guest may not reach, enforced in QEMU outside the guest; repeatable." };
 
-    public void AddTo(Command command)
-    {
-        command.Options.Add(_net);
-        command.Options.Add(_noNet);
-        command.Options.Add(_outbound);
-        command.Options.Add(_allow);
-        command.Options.Add(_deny);
-    }
+    public void AddTo(Command command) => command.WithOptions(_net, _noNet, _outbound, _allow, _deny);
 
     /// <summary>The options as the daemon's create request takes them (null when none was given: the daemon's default).</summary>
     public Vessel.Client.SandboxNetwork? GetForDaemon(ParseResult parse)

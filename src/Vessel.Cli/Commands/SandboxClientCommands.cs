@@ -102,32 +102,30 @@ internal static class SandboxClientCommands
     private static Command Exec()
     {
         var id = new Argument<string>("id") { Description = "The sandbox's id." };
-        var commandLine = new Argument<string[]>("command") { Description = "The command and its arguments, after --.", Arity = ArgumentArity.OneOrMore };
-        var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE for the command's environment (repeatable)." };
-        var cwd = new Option<string?>("--cwd", "-w") { Description = "Working directory in the guest (default /)." };
-        var user = new Option<string?>("--user", "-u") { Description = "User: name, uid, name:group or uid:gid (default root)." };
-        var timeout = new Option<double?>("--timeout") { Description = "Kill the command after this many seconds (exit 124 then)." };
+        var exec = new ExecOptions("KEY=VALUE for the command's environment (repeatable).", "in the guest; default /", "User: name, uid, name:group or uid:gid (default root).");
         var stdin = new Option<bool>("--stdin", "-i") { Description = "Read this program's stdin to its end and give it to the command." };
         var background = new Option<bool>("--background", "-d") { Description = "Start the command in the background and print its pid ('vessel sandbox logs ID PID' follows it)." };
         var container = new Option<string?>("--container", "-c") { Description = "In a pod: the container to run in." };
         var command = new Command("exec", "Run COMMAND in sandbox ID through the daemon, stream its output and exit with its exit code.")
         {
-            id, commandLine, env, cwd, user, timeout, stdin, background, container,
+            id,
         };
+        exec.AddTo(command);
+        command.WithOptions(stdin, background, container);
         return WithClient(command, async (parse, client, token) =>
         {
-            string[] argv = parse.GetValue(commandLine)!;
+            string[] argv = parse.GetValue(exec.CommandLine)!;
             // A paused sandbox is the daemon's 409 ("resume it"), not a silent resume.
             Sandbox sandbox = await client.Sandboxes.GetAsync(parse.GetValue(id)!, token);
             await using Stream stdout = Console.OpenStandardOutput();
             await using Stream stderr = Console.OpenStandardError();
             var options = new CommandOptions
             {
-                Env = Pairs(parse.GetValue(env), "--env"),
-                Cwd = parse.GetValue(cwd),
-                User = parse.GetValue(user),
+                Env = Pairs(parse.GetValue(exec.Env), "--env"),
+                Cwd = parse.GetValue(exec.Cwd),
+                User = parse.GetValue(exec.User),
                 Container = parse.GetValue(container),
-                Timeout = parse.GetValue(timeout) is double s ? TimeSpan.FromSeconds(s) : null,
+                Timeout = exec.GetTimeout(parse),
                 Stdin = parse.GetValue(stdin) ? await ReadStdinAsync(token) : null,
                 CollectOutput = false,
                 OnStdout = d => stdout.Write(d.Span),

@@ -28,12 +28,9 @@ internal static class SandboxCommands
             Description = "An ext4 rootfs image (e.g. from 'vessel rootfs build'), or an image: a rootfs tarball, oci:DIR[:TAG], docker-archive:FILE, docker://REF "
                 + "(docs/formats/image-sources.md), built into a rootfs cached by its content digest in the home's images/. The sandbox boots a copy; the original is not changed.",
         };
-        var commandLine = new Argument<string[]>("command") { Description = "The command and its arguments, after --.", Arity = ArgumentArity.OneOrMore };
-        var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE for the command's environment (repeatable)." };
-        var cwd = new Option<string?>("--cwd", "-w") { Description = "Working directory inside the rootfs (default /)." };
-        var user = new Option<string?>("--user", "-u") { Description = "User (name or uid[:gid]) from the rootfs's /etc/passwd (default root)." };
+        var exec = new ExecOptions("KEY=VALUE for the command's environment (repeatable).", "inside the rootfs; default /",
+            "User (name or uid[:gid]) from the rootfs's /etc/passwd (default root).");
         var memory = new Option<string>("--memory", "-m") { Description = $"Guest memory (default {Vessel.Vmm.VmConfig.DefaultMemoryMiB}M, at least {Vessel.Guest.GuestKit.MinimumMemoryMiB}M).", DefaultValueFactory = _ => $"{Vessel.Vmm.VmConfig.DefaultMemoryMiB}M" };
-        var timeout = CliOptions.Seconds("--timeout", "Kill the command after this many seconds (exit 124 then).");
         var reserved = new Option<string?>("--reserved") { Description = "Reserve this much ext4 space for root with the host's tune2fs -r before boot, e.g. 64M." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };
         var state = HomeOption.Create();
@@ -43,8 +40,10 @@ internal static class SandboxCommands
         var network = new NetworkOptions();
         var command = new Command("run", "Boot a microVM on SOURCE, run COMMAND in it, stream its output and exit with its exit code.")
         {
-            source, commandLine, env, cwd, user, memory, timeout, reserved, accel, state, timings, insecure,
+            source,
         };
+        exec.AddTo(command);
+        command.WithOptions(memory, reserved, accel, state, timings, insecure);
         network.AddTo(command);
         return command.WithAction(async (parse, token) =>
         {
@@ -69,14 +68,7 @@ internal static class SandboxCommands
                 Network = network.Get(parse),
             };
             await using Sandbox sandbox = await manager.CreateAsync(options, token);
-            var request = new ExecRequest(parse.GetValue(commandLine)!)
-            {
-                Environment = parse.GetValue(env) ?? [],
-                WorkingDirectory = parse.GetValue(cwd),
-                User = parse.GetValue(user),
-                Timeout = parse.GetValue(timeout) is double s ? TimeSpan.FromSeconds(s) : null,
-            };
-            return await ExecAsync(sandbox, request, parse.GetValue(timings), token);
+            return await ExecAsync(sandbox, exec.ToRequest(parse), parse.GetValue(timings), token);
         });
     }
 

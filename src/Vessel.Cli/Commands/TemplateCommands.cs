@@ -63,11 +63,7 @@ internal static class TemplateCommands
     private static Command Run()
     {
         var name = new Argument<string>("name") { Description = "Template name." };
-        var commandLine = new Argument<string[]>("command") { Description = "The command and its arguments, after --.", Arity = ArgumentArity.OneOrMore };
-        var env = new Option<string[]>("--env", "-e") { Description = "KEY=VALUE added to the template's environment (repeatable)." };
-        var cwd = new Option<string?>("--cwd", "-w") { Description = "Working directory (default: the template's WORKDIR)." };
-        var user = new Option<string?>("--user", "-u") { Description = "User (default: the template's USER)." };
-        var timeout = CliOptions.Seconds("--timeout", "Kill the command after this many seconds (exit 124 then).");
+        var exec = new ExecOptions("KEY=VALUE added to the template's environment (repeatable).", "default: the template's WORKDIR", "User (default: the template's USER).");
         var cold = new Option<bool>("--cold") { Description = "Boot the template's disk instead of resuming its snapshot." };
         var timings = new Option<bool>("--timings") { Description = "Print the start-up breakdown to stderr." };
         var accel = new Option<string?>("--accel") { Description = "kvm or tcg (default: probe; $VESSEL_ACCEL)." };
@@ -75,8 +71,10 @@ internal static class TemplateCommands
         var command = new Command("run",
             "Start a sandbox from template NAME (resuming its snapshot: memory copy-on-write from the template's file, disk a copy-on-write layer over the template's), run COMMAND, exit with its code. The template is not changed.")
         {
-            name, commandLine, env, cwd, user, timeout, cold, timings, accel, home,
+            name,
         };
+        exec.AddTo(command);
+        command.WithOptions(cold, timings, accel, home);
         return command.WithAction(async (parse, token) =>
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -91,13 +89,7 @@ internal static class TemplateCommands
             TimeSpan prepared = clock.Elapsed;
             await using Sandbox sandbox = await manager.CreateFromTemplateAsync(LayerStore.OpenHome(dir, VesselSettings.Current), t,
                 new SandboxOptions { Acceleration = SandboxCommands.ParseAcceleration(parse.GetValue(accel)) }, restore: !parse.GetValue(cold), token, m => Console.Error.WriteLine("vessel: " + m));
-            var request = new ExecRequest(parse.GetValue(commandLine)!)
-            {
-                Environment = [.. config.Env, .. parse.GetValue(env) ?? []],
-                WorkingDirectory = parse.GetValue(cwd) ?? config.Workdir,
-                User = parse.GetValue(user) ?? config.User,
-                Timeout = parse.GetValue(timeout) is double s ? TimeSpan.FromSeconds(s) : null,
-            };
+            ExecRequest request = exec.ToRequest(parse, config.Env, config.Workdir, config.User);
             TimeSpan created = clock.Elapsed;
             int code = await SandboxCommands.ExecAsync(sandbox, request, parse.GetValue(timings), token);
             TimeSpan ran = clock.Elapsed;

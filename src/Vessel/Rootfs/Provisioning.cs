@@ -31,6 +31,9 @@ public static class Provisioning
     public const int Version = 2;
     public const string VesselDirectory = "/.vessel";
 
+    /// <summary>The static busybox every rootfs gets, for Vessel's own commands in the guest (sync, tar, a shell when the image has none).</summary>
+    public const string GuestBusybox = VesselDirectory + "/busybox";
+
     public static IReadOnlyList<ProvisioningFile> Files(ProvisioningOptions options)
     {
         string busybox = options.BusyboxPath ?? ExternalProcess.ResolveTool("busybox");
@@ -50,7 +53,7 @@ public static class Provisioning
                 $"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n{Vmm.NetworkConfig.HostAddress}\t{Vmm.NetworkConfig.HostName}\n")),
             new("/etc/hostname", 0x1A4, Encoding.ASCII.GetBytes(hostname + "\n")),
             new("/etc/resolv.conf", 0x1A4, "nameserver 10.0.2.3\n"u8.ToArray()),
-            new(VesselDirectory + "/busybox", 0x1ED, File.ReadAllBytes(busybox)),
+            new(GuestBusybox, 0x1ED, File.ReadAllBytes(busybox)),
             new(VesselDirectory + "/image.json", 0x1A4, JsonSerializer.SerializeToUtf8Bytes(options.Config, RootfsJsonContext.Default.ImageConfig)),
             new(VesselDirectory + "/provision.json", 0x1A4, JsonSerializer.SerializeToUtf8Bytes(
                 new ProvisionInfo(Version, hostname), RootfsJsonContext.Default.ProvisionInfo)),

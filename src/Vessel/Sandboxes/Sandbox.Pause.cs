@@ -1,5 +1,7 @@
 using Vessel.Agent;
 using Vessel.Blocks;
+using Vessel.Common;
+using Vessel.Rootfs;
 
 namespace Vessel.Sandboxes;
 
@@ -88,14 +90,17 @@ public sealed partial class Sandbox
             await KillAsync();
             return new PausedSandbox(directory, layer, snapshot) { Pod = Pod };
         }
-        catch
+        catch (Exception failure)
         {
-            await KillAsync();
-            SandboxManager.DeleteDirectory(partial);
+            // In this order: the VM, the partial directory, a layer already exported.
+            var cleanup = new CleanupScope();
             if (exported is { } id)
             {
-                await layers.DeleteAsync(id, CancellationToken.None);
+                cleanup.Add($"exported layer {id}", async () => await layers.DeleteAsync(id, CancellationToken.None));
             }
+            cleanup.Add("partial pause directory", () => SandboxManager.DeleteDirectory(partial));
+            cleanup.Add("sandbox", async () => await KillAsync());
+            await cleanup.RunAfterFailureAsync(failure);
             throw;
         }
     }
@@ -104,7 +109,7 @@ public sealed partial class Sandbox
     private async Task SyncGuestAsync(CancellationToken cancellationToken)
     {
         using var output = new MemoryStream();
-        ExitStatus synced = await ExecAsync(new ExecRequest([SandboxStepRunner.Busybox, "sync"]), null, output, output, cancellationToken);
+        ExitStatus synced = await ExecAsync(new ExecRequest([Provisioning.GuestBusybox, "sync"]), null, output, output, cancellationToken);
         if (synced.ExitCode != 0)
         {
             throw new VesselException(VesselErrorReason.ToolFailed, $"sync in sandbox {Id} exited with {synced.ExitCode}: {System.Text.Encoding.UTF8.GetString(output.ToArray())}");

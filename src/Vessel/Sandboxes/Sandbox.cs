@@ -1,7 +1,9 @@
 using Vessel.Agent;
 using Vessel.Agent.Protocol;
 using Vessel.Blocks;
+using Vessel.Common;
 using Vessel.Nbd;
+using Vessel.Rootfs;
 using Vessel.Vmm;
 
 namespace Vessel.Sandboxes;
@@ -181,7 +183,7 @@ public sealed partial class Sandbox : IAsyncDisposable
         {
             // Every dirty page of the guest reaches the disk before its state is frozen.
             using var sync = new MemoryStream();
-            ExitStatus synced = await ExecAsync(new ExecRequest(["/.vessel/busybox", "sync"]), null, sync, sync, cancellationToken);
+            ExitStatus synced = await ExecAsync(new ExecRequest([Provisioning.GuestBusybox, "sync"]), null, sync, sync, cancellationToken);
             if (synced.ExitCode != 0)
             {
                 throw new VesselException(VesselErrorReason.ToolFailed, $"sync in sandbox {Id} exited with {synced.ExitCode}: {System.Text.Encoding.UTF8.GetString(sync.ToArray())}");
@@ -198,10 +200,12 @@ public sealed partial class Sandbox : IAsyncDisposable
             await KillAsync();
             return snapshot;
         }
-        catch
+        catch (Exception failure)
         {
-            await KillAsync();
-            SandboxManager.DeleteDirectory(partial);
+            var cleanup = new CleanupScope();
+            cleanup.Add("partial snapshot directory", () => SandboxManager.DeleteDirectory(partial));
+            cleanup.Add("sandbox", async () => await KillAsync());
+            await cleanup.RunAfterFailureAsync(failure);
             throw;
         }
     }

@@ -6,6 +6,7 @@ using Vessel.Blocks;
 using Vessel.Common;
 using Vessel.Guest;
 using Vessel.Nbd;
+using Vessel.Templates;
 using Vessel.Vmm;
 
 namespace Vessel.Sandboxes;
@@ -37,31 +38,10 @@ public sealed partial class SandboxManager
 
     public async Task<Sandbox> CreateAsync(SandboxOptions options, CancellationToken cancellationToken)
     {
-        if ((options.RootfsPath is null ? 0 : 1) + (options.Device is null ? 0 : 1) + (options.Layer is null ? 0 : 1) != (options.PodLowers is null ? 1 : 0))
-        {
-            options.Layer?.Dispose();
-            throw new ArgumentException("Give the sandbox one of a rootfs file, a block device or a layer (or, for a pod, image disks only).", nameof(options));
-        }
-        OverlayDevice? overlay = null;
         SandboxSnapshot? snapshot;
         try
         {
-            if (options.RootfsPath is not null && Directory.Exists(options.RootfsPath))
-            {
-                throw new VesselException(VesselErrorReason.InvalidInput, $"Rootfs {options.RootfsPath} is a directory; give an ext4 image file.");
-            }
-            GuestKit.CheckMemory(options.MemoryMiB);
-            options.Network.Validate();
-            if (options.RootfsPath is not null && !File.Exists(options.RootfsPath))
-            {
-                throw new VesselException(VesselErrorReason.NotFound, $"Rootfs {options.RootfsPath} does not exist.");
-            }
-            snapshot = options.RestoreFrom is { } from ? await SandboxSnapshot.ReadAsync(from, cancellationToken) : null;
-            if (snapshot is not null && snapshot.KitId != _kit.Manifest.Id)
-            {
-                throw new VesselException(VesselErrorReason.Conflict,
-                    $"Snapshot {options.RestoreFrom} was taken with guest kit {snapshot.KitId[..12]}, this Vessel has {_kit.Manifest.Id[..12]}: rebuild the template (vessel template build --no-cache).");
-            }
+            snapshot = await CheckOptionsAsync(options, cancellationToken);
         }
         catch
         {
@@ -77,10 +57,21 @@ public sealed partial class SandboxManager
             // The agent socket accepts whoever can reach it: only the owner may.
             File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
-        IVirtualMachine? vm = null;
-        AgentClient? agent = null;
-        NbdServer? nbd = null;
-        VirtioFsDaemon? fileServer = null;
+        // Released in reverse on failure: agent, VM, NBD server or virtiofsd, overlay (or the layer), directory.
+        var cleanup = new CleanupScope();
+        cleanup.Add("sandbox directory", () => DeleteDirectory(dir));
+        OverlayDevice? overlay = null;
+        cleanup.Add("overlay", () =>
+        {
+            if (overlay is not null)
+            {
+                overlay.Dispose(); // it owns the layer
+            }
+            else
+            {
+                options.Layer?.Dispose();
+            }
+        });
         try
         {
             if (options.Layer is { } layer)
@@ -93,90 +84,13 @@ public sealed partial class SandboxManager
                 // Its memory will be mapped from there: vessel gc and a --no-cache rebuild keep it while this sandbox lives.
                 await File.WriteAllTextAsync(Path.Combine(dir, State.HomeReferences.RestoredFromFile), Path.GetFullPath(restoreFrom), cancellationToken);
             }
-            var hooks = new List<IPreBootHook>();
-            if (options.ReservedBytes is { } reserved)
-            {
-                hooks.Add(new ReservedBlocksHook(reserved));
-            }
-            hooks.AddRange(options.PreBootHooks);
-
-            DiskConfig? disk = null;
-            if (options.PodTrees is { } trees)
-            {
-                // A virtio-fs pod: its own virtiofsd serving ID/rootfs per image tree, read-only.
-                // The trees it uses are listed here, so an images prune keeps them while it lives.
-                await File.WriteAllLinesAsync(Path.Combine(dir, PodTree.UsedTreesFile), trees.Select(t => t.Path), cancellationToken);
-                fileServer = await VirtioFsDaemon.StartAsync([.. trees.Select(t => KeyValuePair.Create(t.Id, t.Path))],
-                    Path.Combine(dir, "fs.sock"), Path.Combine(dir, "fs"), cancellationToken);
-            }
-            else if (options.PodLowers is not null)
-            {
-                // A pod: nothing to prepare on the host; the image disks are shared, read-only cache files.
-            }
-            else if ((options.Device ?? overlay) is { } device)
-            {
-                if (hooks.Count > 0)
-                {
-                    // The host's tools need a file: a FUSE view of the device, gone before the VM starts.
-                    NbdFuseFile view = await NbdFuseFile.MountAsync(device, dir, cancellationToken);
-                    await Templates.CleanupScope.RunAsync(view, async v =>
-                    {
-                        await RunHooksAsync(hooks, new PreBootContext(id, v.FilePath, dir), cancellationToken);
-                        return 0;
-                    });
-                }
-                string socket = Path.Combine(dir, "nbd.sock");
-                nbd = new NbdServer(new NbdServerOptions { UnixSocketPath = socket });
-                nbd.AddExport(DiskExport, device);
-                await nbd.StartAsync(cancellationToken);
-                disk = DiskConfig.Nbd(socket, DiskExport);
-            }
-            else
-            {
-                string rootfs = options.RootfsPath!;
-                if (options.CopyRootfs)
-                {
-                    rootfs = Path.Combine(dir, "rootfs.ext4");
-                    (await ExternalProcess.RunAsync("cp", ["--sparse=always", "--reflink=auto", options.RootfsPath!, rootfs], cancellationToken, timeout: TimeSpan.FromMinutes(10))).EnsureSuccess();
-                }
-                await RunHooksAsync(hooks, new PreBootContext(id, rootfs, dir), cancellationToken);
-                disk = options.DiskOverride ?? DiskConfig.File(rootfs);
-            }
-            TimeSpan prepared = clock.Elapsed;
+            PreparedDisk prepared = await PrepareDiskAsync(options, id, dir, overlay, cleanup, cancellationToken);
+            TimeSpan preparedAt = clock.Elapsed;
 
             NetworkFilter? filter = options.NetworkDevice ? await NetworkFilter.CreateAsync(options.Network, new VesselHome(StateDirectory).NetworkFilters, cancellationToken) : null;
             string token = snapshot?.Token ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
-            var config = new VmConfig
-            {
-                KernelPath = options.KernelPath ?? _kit.KernelPath,
-                InitramfsPath = options.InitramfsPath ?? _kit.InitramfsPath,
-                KernelParameters = options.PodLowers is { } lowers
-                    ? [.. options.ExtraKernelParameters, $"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}", $"{(fileServer is null ? InitScript.LowersParameter : InitScript.FsLowersParameter)}={string.Join(',', lowers.Select(l => l.Id))}"]
-                    : [.. options.ExtraKernelParameters, $"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}"],
-                MemoryMiB = snapshot?.MemoryMiB ?? options.MemoryMiB,
-                Vcpus = snapshot?.Vcpus ?? options.Vcpus,
-                // The root disk and the kit's read-only disk (the agent), found by serial in the guest.
-                // A restore needs this same device set, and the kit id that the snapshot records covers the kit disk.
-                Disks = disk is not null
-                    ? [disk with { Serial = InitScript.RootDiskSerial }, DiskConfig.File(_kit.KitDiskPath, readOnly: true) with { Serial = KitDisk.Serial }]
-                    : [.. fileServer is null ? options.PodLowers!.Select(l => l.Disk) : [], DiskConfig.File(_kit.KitDiskPath, readOnly: true) with { Serial = KitDisk.Serial }],
-                VirtioFs = fileServer is null ? null : new VirtioFsConfig(fileServer.SocketPath, InitScript.VirtioFsTag),
-                ControlSocketPath = Path.Combine(dir, "ctl.sock"),
-                ApiSocketPath = Path.Combine(dir, "qmp.sock"),
-                ConsoleLogPath = Path.Combine(dir, "console.log"),
-                MemoryBackendFile = snapshot is not null
-                    ? snapshot.MemoryInState ? null : Path.Combine(options.RestoreFrom!, SandboxSnapshot.MemoryFile)
-                    : options.Snapshottable ? Path.Combine(dir, SandboxSnapshot.MemoryFile) : options.MemoryBackendFile,
-                MemoryBackendRam = snapshot?.MemoryInState ?? (options.Pausable && !options.Snapshottable && options.MemoryBackendFile is null),
-                MemoryBackendShared = snapshot is null,
-                IncomingSnapshot = snapshot is not null,
-                Acceleration = options.Acceleration,
-                Network = options.NetworkDevice ? options.Network : null,
-                NetworkForwardCommand = ExternalProcess.ResolveTool("busybox") + " nc",
-                NetworkFilter = filter,
-                NetworkBackend = options.NetworkBackend,
-            };
-            vm = await _driver.StartAsync(config, cancellationToken);
+            VmConfig config = MakeVmConfig(options, snapshot, dir, token, prepared, filter);
+            IVirtualMachine vm = cleanup.Add("VM", await _driver.StartAsync(config, cancellationToken));
             if (vm is QemuVm q)
             {
                 await File.WriteAllTextAsync(Path.Combine(dir, "vmm.pid"), q.Pid.ToString(CultureInfo.InvariantCulture), cancellationToken);
@@ -187,7 +101,7 @@ public sealed partial class SandboxManager
             }
             TimeSpan vmmStarted = clock.Elapsed;
 
-            agent = await ConnectAgentAsync(id, vm, config, token, options.BootTimeout, cancellationToken);
+            AgentClient agent = cleanup.Add("agent connection", await ConnectAgentAsync(id, vm, config, token, options.BootTimeout, cancellationToken));
             TimeSpan ready = clock.Elapsed;
             var health = await agent.HealthAsync(cancellationToken);
             if (!health.RootMounted)
@@ -197,47 +111,142 @@ public sealed partial class SandboxManager
             // A booted guest starts at the RTC's whole second, a restored one at the snapshot's time: both get the host's now.
             await agent.SetTimeAsync(DateTimeOffset.UtcNow, cancellationToken);
             var timings = new SandboxTimings(
-                prepared, vmmStarted, ready, snapshot is null ? ParseInitStart(Path.Combine(dir, "console.log")) : null,
+                preparedAt, vmmStarted, ready, snapshot is null ? ParseInitStart(Path.Combine(dir, "console.log")) : null,
                 TimeSpan.FromMilliseconds(agent.Hello.AgentStartMilliseconds), TimeSpan.FromMilliseconds(agent.Hello.UptimeMilliseconds))
             {
                 Restored = snapshot is not null,
             };
-            var sandbox = new Sandbox(id, dir, token, config, vm, agent, timings, nbd, overlay, _kit.Manifest.Id, fileServer);
+            var sandbox = new Sandbox(id, dir, token, config, vm, agent, timings, prepared.Nbd, overlay, _kit.Manifest.Id, prepared.FileServer);
+            cleanup.Dismiss(); // the sandbox owns them all now
             if (options.Timeout is { } lifetime)
             {
                 sandbox.KillAfter(lifetime);
             }
             return sandbox;
         }
-        catch
+        catch (Exception failure)
         {
-            if (agent is not null)
-            {
-                await agent.DisposeAsync();
-            }
-            if (vm is not null)
-            {
-                await vm.DisposeAsync();
-            }
-            if (nbd is not null)
-            {
-                await nbd.DisposeAsync();
-            }
-            if (fileServer is not null)
-            {
-                await fileServer.DisposeAsync();
-            }
-            if (overlay is not null)
-            {
-                overlay.Dispose();
-            }
-            else
-            {
-                options.Layer?.Dispose();
-            }
-            DeleteDirectory(dir);
+            await cleanup.RunAfterFailureAsync(failure);
             throw;
         }
+    }
+
+    /// <summary>Refuses options that cannot make a sandbox; returns the snapshot to resume, if any.</summary>
+    private async Task<SandboxSnapshot?> CheckOptionsAsync(SandboxOptions options, CancellationToken cancellationToken)
+    {
+        if ((options.RootfsPath is null ? 0 : 1) + (options.Device is null ? 0 : 1) + (options.Layer is null ? 0 : 1) != (options.PodLowers is null ? 1 : 0))
+        {
+            throw new ArgumentException("Give the sandbox one of a rootfs file, a block device or a layer (or, for a pod, image disks only).", nameof(options));
+        }
+        if (options.RootfsPath is not null && Directory.Exists(options.RootfsPath))
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"Rootfs {options.RootfsPath} is a directory; give an ext4 image file.");
+        }
+        GuestKit.CheckMemory(options.MemoryMiB);
+        options.Network.Validate();
+        if (options.RootfsPath is not null && !File.Exists(options.RootfsPath))
+        {
+            throw new VesselException(VesselErrorReason.NotFound, $"Rootfs {options.RootfsPath} does not exist.");
+        }
+        SandboxSnapshot? snapshot = options.RestoreFrom is { } from ? await SandboxSnapshot.ReadAsync(from, cancellationToken) : null;
+        if (snapshot is not null && snapshot.KitId != _kit.Manifest.Id)
+        {
+            throw new VesselException(VesselErrorReason.Conflict,
+                $"Snapshot {options.RestoreFrom} was taken with guest kit {snapshot.KitId[..12]}, this Vessel has {_kit.Manifest.Id[..12]}: rebuild the template (vessel template build --no-cache).");
+        }
+        return snapshot;
+    }
+
+    /// <summary>The root disk (or a pod's file server) ready for the VM: pre-boot hooks run, the NBD server or virtiofsd started.</summary>
+    private sealed record PreparedDisk(DiskConfig? Disk, NbdServer? Nbd, VirtioFsDaemon? FileServer);
+
+    /// <summary>
+    /// Runs the pre-boot hooks on the rootfs (a FUSE view of a device) and starts what serves it;
+    /// what it starts goes on <paramref name="cleanup"/>.
+    /// </summary>
+    private static async Task<PreparedDisk> PrepareDiskAsync(SandboxOptions options, string id, string dir, OverlayDevice? overlay, CleanupScope cleanup, CancellationToken cancellationToken)
+    {
+        var hooks = new List<PreBootHook>();
+        if (options.ReservedBytes is { } reserved)
+        {
+            hooks.Add(ReservedBlocks.Hook(reserved));
+        }
+        hooks.AddRange(options.PreBootHooks);
+        if (options.PodTrees is { } trees)
+        {
+            // A virtio-fs pod: its own virtiofsd serving ID/rootfs per image tree, read-only.
+            // The trees it uses are listed here, so an images prune keeps them while it lives.
+            await File.WriteAllLinesAsync(Path.Combine(dir, PodTree.UsedTreesFile), trees.Select(t => t.Path), cancellationToken);
+            VirtioFsDaemon fileServer = cleanup.Add("virtiofsd", await VirtioFsDaemon.StartAsync([.. trees.Select(t => KeyValuePair.Create(t.Id, t.Path))],
+                Path.Combine(dir, "fs.sock"), Path.Combine(dir, "fs"), cancellationToken));
+            return new PreparedDisk(null, null, fileServer);
+        }
+        if (options.PodLowers is not null)
+        {
+            // A pod: nothing to prepare on the host; the image disks are shared, read-only cache files.
+            return new PreparedDisk(null, null, null);
+        }
+        if ((options.Device ?? overlay) is { } device)
+        {
+            if (hooks.Count > 0)
+            {
+                // The host's tools need a file: a FUSE view of the device, gone before the VM starts.
+                NbdFuseFile view = await NbdFuseFile.MountAsync(device, dir, cancellationToken);
+                await CleanupScope.RunAsync(view, async v =>
+                {
+                    await PreBootHook.RunAllAsync(hooks, new PreBootContext(v.FilePath, dir, id), options.Report, cancellationToken);
+                    return 0;
+                });
+            }
+            string socket = Path.Combine(dir, "nbd.sock");
+            NbdServer nbd = cleanup.Add("NBD server", new NbdServer(new NbdServerOptions { UnixSocketPath = socket }));
+            nbd.AddExport(DiskExport, device);
+            await nbd.StartAsync(cancellationToken);
+            return new PreparedDisk(DiskConfig.Nbd(socket, DiskExport), nbd, null);
+        }
+        string rootfs = options.RootfsPath!;
+        if (options.CopyRootfs)
+        {
+            rootfs = Path.Combine(dir, "rootfs.ext4");
+            (await ExternalProcess.RunAsync("cp", ["--sparse=always", "--reflink=auto", options.RootfsPath!, rootfs], cancellationToken, timeout: TimeSpan.FromMinutes(10))).EnsureSuccess();
+        }
+        await PreBootHook.RunAllAsync(hooks, new PreBootContext(rootfs, dir, id), options.Report, cancellationToken);
+        return new PreparedDisk(options.DiskOverride ?? DiskConfig.File(rootfs), null, null);
+    }
+
+    /// <summary>The VM of a sandbox: kit, kernel parameters, disks, sockets in <paramref name="dir"/>, memory backend (a snapshot's when resuming).</summary>
+    private VmConfig MakeVmConfig(SandboxOptions options, SandboxSnapshot? snapshot, string dir, string token, PreparedDisk prepared, NetworkFilter? filter)
+    {
+        return new VmConfig
+        {
+            KernelPath = options.KernelPath ?? _kit.KernelPath,
+            InitramfsPath = options.InitramfsPath ?? _kit.InitramfsPath,
+            KernelParameters = options.PodLowers is { } lowers
+                ? [.. options.ExtraKernelParameters, $"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}", $"{(prepared.FileServer is null ? InitScript.LowersParameter : InitScript.FsLowersParameter)}={string.Join(',', lowers.Select(l => l.Id))}"]
+                : [.. options.ExtraKernelParameters, $"{Vessel.Agent.Protocol.AgentProtocol.TokenParameter}={token}"],
+            MemoryMiB = snapshot?.MemoryMiB ?? options.MemoryMiB,
+            Vcpus = snapshot?.Vcpus ?? options.Vcpus,
+            // The root disk and the kit's read-only disk (the agent), found by serial in the guest.
+            // A restore needs this same device set, and the kit id that the snapshot records covers the kit disk.
+            Disks = prepared.Disk is { } disk
+                ? [disk with { Serial = InitScript.RootDiskSerial }, DiskConfig.File(_kit.KitDiskPath, readOnly: true) with { Serial = KitDisk.Serial }]
+                : [.. prepared.FileServer is null ? options.PodLowers!.Select(l => l.Disk) : [], DiskConfig.File(_kit.KitDiskPath, readOnly: true) with { Serial = KitDisk.Serial }],
+            VirtioFs = prepared.FileServer is null ? null : new VirtioFsConfig(prepared.FileServer.SocketPath, InitScript.VirtioFsTag),
+            ControlSocketPath = Path.Combine(dir, "ctl.sock"),
+            ApiSocketPath = Path.Combine(dir, "qmp.sock"),
+            ConsoleLogPath = Path.Combine(dir, "console.log"),
+            MemoryBackendFile = snapshot is not null
+                ? snapshot.MemoryInState ? null : Path.Combine(options.RestoreFrom!, SandboxSnapshot.MemoryFile)
+                : options.Snapshottable ? Path.Combine(dir, SandboxSnapshot.MemoryFile) : options.MemoryBackendFile,
+            MemoryBackendRam = snapshot?.MemoryInState ?? (options.Pausable && !options.Snapshottable && options.MemoryBackendFile is null),
+            MemoryBackendShared = snapshot is null,
+            IncomingSnapshot = snapshot is not null,
+            Acceleration = options.Acceleration,
+            Network = options.NetworkDevice ? options.Network : null,
+            NetworkForwardCommand = ExternalProcess.ResolveTool("busybox") + " nc",
+            NetworkFilter = filter,
+            NetworkBackend = options.NetworkBackend,
+        };
     }
 
     /// <summary>
@@ -308,21 +317,6 @@ public sealed partial class SandboxManager
 
     /// <summary>The NBD export name of a sandbox's disk.</summary>
     internal const string DiskExport = "rootfs";
-
-    private static async Task RunHooksAsync(List<IPreBootHook> hooks, PreBootContext context, CancellationToken cancellationToken)
-    {
-        foreach (IPreBootHook hook in hooks)
-        {
-            try
-            {
-                await hook.RunAsync(context, cancellationToken);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                throw new VesselException(VesselErrorReason.ToolFailed, $"Pre-boot hook '{hook.Name}' failed, sandbox not created: {e.Message}", e);
-            }
-        }
-    }
 
     /// <summary>Removes leftovers of runs whose Vessel process is gone; returns the sandbox ids swept.</summary>
     public Task<IReadOnlyList<string>> SweepAsync(CancellationToken cancellationToken) => SweepDirectoryAsync(StateDirectory, cancellationToken);

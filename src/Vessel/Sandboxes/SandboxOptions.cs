@@ -1,4 +1,5 @@
 using Vessel.Blocks;
+using Vessel.Templates;
 using Vessel.Vmm;
 
 namespace Vessel.Sandboxes;
@@ -69,7 +70,10 @@ public sealed record SandboxOptions
     public long? ReservedBytes { get; init; }
 
     /// <summary>Hooks run in order after the reserved-blocks hook.</summary>
-    public IReadOnlyList<IPreBootHook> PreBootHooks { get; init; } = [];
+    public IReadOnlyList<PreBootHook> PreBootHooks { get; init; } = [];
+
+    /// <summary>Progress lines while the sandbox is prepared (each pre-boot hook as it starts); null: none.</summary>
+    public Action<string>? Report { get; init; }
 
     public Acceleration Acceleration { get; init; } = Acceleration.Auto;
 

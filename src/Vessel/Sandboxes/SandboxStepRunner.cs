@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using Vessel.Agent;
 using Vessel.Agent.Protocol;
+using Vessel.Rootfs;
 using Vessel.Tar;
 using Vessel.Templates;
 using Vessel.Vmm;
@@ -19,11 +20,8 @@ namespace Vessel.Sandboxes;
 /// </summary>
 internal sealed class SandboxStepRunner : IStepRunner
 {
-    /// <summary>The provisioning busybox every Vessel rootfs has (Rootfs.Provisioning).</summary>
-    internal const string Busybox = "/.vessel/busybox";
-
     /// <summary>Where the start command's output goes in the guest (a file: nobody reads a pipe after the snapshot).</summary>
-    internal const string StartLog = "/.vessel/start.log";
+    internal const string StartLog = Provisioning.VesselDirectory + "/start.log";
 
     private readonly SandboxManager _manager;
 
@@ -46,16 +44,12 @@ internal sealed class SandboxStepRunner : IStepRunner
 
     public async Task<IStepSession> StartAsync(StepSessionRequest request, CancellationToken cancellationToken)
     {
-        var hooks = request.PreBootHooks.Select(h => (IPreBootHook)new DelegatePreBootHook(h.Name, (ctx, ct) =>
-        {
-            request.Report($"pre-boot hook: {h.Name}");
-            return h.Hook(ctx.RootfsPath, ct);
-        })).ToList();
         request.Report($"booting a build VM ({request.Cpu} vCPU, {request.MemoryMb} MiB)");
         Sandbox sandbox = await _manager.CreateAsync(new SandboxOptions
         {
             Device = request.Disk,
-            PreBootHooks = hooks,
+            PreBootHooks = request.PreBootHooks,
+            Report = request.Report,
             MemoryMiB = request.MemoryMb,
             Vcpus = request.Cpu,
             Snapshottable = Snapshots,
@@ -65,7 +59,7 @@ internal sealed class SandboxStepRunner : IStepRunner
         request.Report($"build VM {sandbox.Id} ready in {sandbox.Timings.AgentReady.TotalSeconds:0.0} s ({sandbox.VirtualMachine.Acceleration})");
         try
         {
-            string shell = await TryStatAsync(sandbox, "/bin/sh", cancellationToken) is not null ? "/bin/sh" : Busybox;
+            string shell = await TryStatAsync(sandbox, "/bin/sh", cancellationToken) is not null ? "/bin/sh" : Provisioning.GuestBusybox;
             return new Session(this, sandbox, shell, request.WorkDirectory);
         }
         catch
@@ -90,7 +84,7 @@ internal sealed class SandboxStepRunner : IStepRunner
 
     private sealed class Session(SandboxStepRunner runner, Sandbox sandbox, string shell, string workDirectory) : IStepSession
     {
-        private string[] Shell(string command) => shell == Busybox ? [Busybox, "sh", "-c", command] : [shell, "-c", command];
+        private string[] Shell(string command) => shell == Provisioning.GuestBusybox ? [Provisioning.GuestBusybox, "sh", "-c", command] : [shell, "-c", command];
 
         public async Task RunAsync(TemplateStep step, TemplateConfig config, CopySource? copy, Action<string> output, CancellationToken cancellationToken)
         {
@@ -121,10 +115,10 @@ internal sealed class SandboxStepRunner : IStepRunner
             if (config.Start is { } start)
             {
                 // The log file is made by root and writable by the start command's user.
-                await RunCommandAsync("start log", new ExecRequest([Busybox, "sh", "-c", $": > {StartLog} && chmod 666 {StartLog}"]), output, cancellationToken);
+                await RunCommandAsync("start log", new ExecRequest([Provisioning.GuestBusybox, "sh", "-c", $": > {StartLog} && chmod 666 {StartLog}"]), output, cancellationToken);
                 // setsid + & : the start command outlives this exec and the agent connection, in its own session.
-                string launch = $"{Busybox} setsid {string.Join(' ', Shell(Quote(start)))} </dev/null >>{StartLog} 2>&1 &";
-                await RunCommandAsync("start " + start, new ExecRequest([Busybox, "sh", "-c", launch])
+                string launch = $"{Provisioning.GuestBusybox} setsid {string.Join(' ', Shell(Quote(start)))} </dev/null >>{StartLog} 2>&1 &";
+                await RunCommandAsync("start " + start, new ExecRequest([Provisioning.GuestBusybox, "sh", "-c", launch])
                 {
                     Environment = config.Env,
                     WorkingDirectory = config.Workdir,
@@ -237,7 +231,7 @@ internal sealed class SandboxStepRunner : IStepRunner
             {
                 await WriteTarAsync(copy, fileName, tar, cancellationToken);
                 await using FileStream stdin = File.OpenRead(tar);
-                await RunCommandAsync(step.ToString(), new ExecRequest([Busybox, "tar", "-x", "-f", "-", "-C", extractInto]), output, cancellationToken, stdin);
+                await RunCommandAsync(step.ToString(), new ExecRequest([Provisioning.GuestBusybox, "tar", "-x", "-f", "-", "-C", extractInto]), output, cancellationToken, stdin);
             }
             finally
             {
@@ -274,7 +268,7 @@ internal sealed class SandboxStepRunner : IStepRunner
         }
 
         private async Task SyncAsync(Action<string> output, CancellationToken cancellationToken)
-            => await RunCommandAsync("sync", new ExecRequest([Busybox, "sync"]), output, cancellationToken);
+            => await RunCommandAsync("sync", new ExecRequest([Provisioning.GuestBusybox, "sync"]), output, cancellationToken);
 
         /// <summary>Runs a command, streaming its output by lines; a non-zero exit throws with the tail of the output.</summary>
         private async Task RunCommandAsync(string what, ExecRequest request, Action<string> output, CancellationToken cancellationToken, Stream? stdin = null)

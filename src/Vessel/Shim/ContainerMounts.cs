@@ -61,7 +61,7 @@ internal static class ContainerMounts
     /// <summary>The guest command (run as root with the image's root) that makes a tmpfs mount, with Vessel's own busybox.</summary>
     public static IReadOnlyList<string> TmpfsCommand(OciMount m)
     {
-        string busybox = Provisioning.VesselDirectory + "/busybox";
+        string busybox = Provisioning.GuestBusybox;
         string options = m.Options.Count > 0 ? string.Join(',', m.Options) : "defaults";
         return [busybox, "sh", "-c", $"{busybox} mkdir -p \"$1\" && {busybox} mount -t tmpfs -o \"$2\" tmpfs \"$1\"", "mount", m.Destination, options];
     }

@@ -1,3 +1,4 @@
+using Vessel.Common;
 using Vessel.Nbd;
 
 namespace Vessel.Templates;
@@ -19,10 +20,9 @@ internal sealed class HostStepRunner : IStepRunner
     public async Task<IStepSession> StartAsync(StepSessionRequest request, CancellationToken cancellationToken)
     {
         var session = new Session(request);
-        foreach (PreBootHookOption hook in request.PreBootHooks)
+        if (request.PreBootHooks.Count > 0)
         {
-            request.Report($"pre-boot hook: {hook.Name}");
-            await session.WithViewAsync(image => hook.Hook(image, cancellationToken), cancellationToken);
+            await session.WithViewAsync(image => PreBootHook.RunAllAsync(request.PreBootHooks, new PreBootContext(image, request.WorkDirectory), request.Report, cancellationToken), cancellationToken);
         }
         return session;
     }

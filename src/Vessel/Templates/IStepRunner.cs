@@ -5,7 +5,7 @@ namespace Vessel.Templates;
 /// <summary>What a build VM is started with.</summary>
 internal sealed record StepSessionRequest(
     IBlockDevice Disk,
-    IReadOnlyList<PreBootHookOption> PreBootHooks,
+    IReadOnlyList<PreBootHook> PreBootHooks,
     int Cpu,
     int MemoryMb,
     string WorkDirectory,

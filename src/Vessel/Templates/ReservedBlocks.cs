@@ -1,3 +1,4 @@
+using Vessel.Common;
 using Vessel.Ext4;
 
 namespace Vessel.Templates;
@@ -13,7 +14,10 @@ public enum BuildPhase
 /// <summary>
 /// Reserved blocks, set with the host's <c>tune2fs -r</c> through a pre-boot hook, never
 /// inside the guest (seed 000: a guest without e2fsprogs, or with an old one, cannot do it).
-/// <see cref="HookOptions"/> is the one place that decides, for all three call sites:
+/// <see cref="Hook"/> is the one rule for the amount (round up to whole blocks, skip when
+/// unchanged, refuse over half: <see cref="Ext4Tools.SetReservedAsync"/>), on both paths:
+/// <c>sandbox run --reserved</c> and template builds. <see cref="Hooks"/> is the one place that
+/// decides when a template build sets them, for all three call sites:
 /// <list type="bullet">
 /// <item>base: always (it writes the layer every later phase starts from; 0 MiB resets a parent's value);</item>
 /// <item>step: only in the step that boots a new VM, that is the first uncached one;</item>
@@ -29,7 +33,7 @@ public static class ReservedBlocks
     /// <param name="reservedMb">The template's reserved space.</param>
     /// <param name="bootsNewVm">Step: this step starts a new build VM (it is the first uncached step of a run).</param>
     /// <param name="sourceCached">Finalize: the layer it starts from came from the cache (no step ran in this build).</param>
-    public static IReadOnlyList<PreBootHookOption> HookOptions(BuildPhase phase, int reservedMb, bool bootsNewVm = false, bool sourceCached = false)
+    public static IReadOnlyList<PreBootHook> Hooks(BuildPhase phase, int reservedMb, bool bootsNewVm = false, bool sourceCached = false)
     {
         bool wanted = phase switch
         {
@@ -42,7 +46,19 @@ public static class ReservedBlocks
         {
             return [];
         }
-        long bytes = (long)reservedMb << 20;
-        return [new PreBootHookOption($"{HookName}: {reservedMb} MiB", (image, ct) => Ext4Tools.SetReservedAsync(image, bytes, ct))];
+        return [Hook((long)reservedMb << 20)];
+    }
+
+    /// <summary>
+    /// Sets the ext4 reserved blocks to <paramref name="bytes"/> with the host's <c>tune2fs -r</c>,
+    /// so the guest image needs no e2fsprogs of its own and never runs an old one against newer features.
+    /// </summary>
+    public static PreBootHook Hook(long bytes)
+    {
+        if (bytes < 0)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, "Reserved space cannot be negative.");
+        }
+        return new PreBootHook($"{HookName}: {ByteSize.Format(bytes)}", (context, ct) => Ext4Tools.SetReservedAsync(context.RootfsPath, bytes, ct));
     }
 }

@@ -162,7 +162,7 @@ internal sealed class TemplateBuilder
                         {
                             session = await LayerSession.OpenAsync(_layers, layer, null, _workDirectory, cancellationToken);
                             vm = await _runner.StartAsync(new StepSessionRequest(session,
-                                ReservedBlocks.HookOptions(BuildPhase.Step, config.ReservedMb, bootsNewVm: bootsNewVm), spec.Cpu, spec.MemoryMb, _workDirectory,
+                                ReservedBlocks.Hooks(BuildPhase.Step, config.ReservedMb, bootsNewVm: bootsNewVm), spec.Cpu, spec.MemoryMb, _workDirectory,
                                 m => Emit(phase, title, BuildEventKind.Output, m), spec.Network), cancellationToken);
                         }
                         await vm!.RunAsync(step, config, copy, line => Emit(phase, title, BuildEventKind.Output, line), cancellationToken);
@@ -210,7 +210,7 @@ internal sealed class TemplateBuilder
                         // The source layer came from the cache (or from base): this VM is the first to boot on it.
                         session = await LayerSession.OpenAsync(_layers, layer, null, _workDirectory, cancellationToken);
                         vm = await _runner.StartAsync(new StepSessionRequest(session,
-                            ReservedBlocks.HookOptions(BuildPhase.Finalize, config.ReservedMb, sourceCached: cached), spec.Cpu, spec.MemoryMb, _workDirectory,
+                            ReservedBlocks.Hooks(BuildPhase.Finalize, config.ReservedMb, sourceCached: cached), spec.Cpu, spec.MemoryMb, _workDirectory,
                             m => Emit(finalPhase, finalTitle, BuildEventKind.Output, m), spec.Network), cancellationToken);
                     }
                     // A fresh directory per build: sandboxes restored from an older snapshot map its
@@ -323,11 +323,7 @@ internal sealed class TemplateBuilder
             throw new VesselException(VesselErrorReason.Conflict,
                 $"{source.Description} changed during the build ({image.ContentDigest} became {built.ContentDigest}); build again.");
         }
-        foreach (PreBootHookOption hook in ReservedBlocks.HookOptions(BuildPhase.Base, spec.ReservedMb))
-        {
-            report($"pre-boot hook: {hook.Name}");
-            await hook.Hook(rootfs, cancellationToken);
-        }
+        await PreBootHook.RunAllAsync(ReservedBlocks.Hooks(BuildPhase.Base, spec.ReservedMb), new PreBootContext(rootfs, temp.Path), report, cancellationToken);
         report("storing the base layer");
         BuildHeader header = await _layers.ImportAsync(rootfs, cancellationToken: cancellationToken);
         var config = new TemplateConfig
@@ -351,7 +347,7 @@ internal sealed class TemplateBuilder
             : ImageConfig.Empty;
         IReadOnlyList<ProvisioningFile> files = Provisioning.Files(new ProvisioningOptions { Hostname = options.Hostname, Config = imageConfig, BusyboxPath = options.BusyboxPath });
         BuildHeader header = await TemplateResize.BuildBaseAsync(_layers, parent.LayerBuildId, size, files,
-            ReservedBlocks.HookOptions(BuildPhase.Base, spec.ReservedMb), _workDirectory, report, cancellationToken);
+            ReservedBlocks.Hooks(BuildPhase.Base, spec.ReservedMb), _workDirectory, report, cancellationToken);
         TemplateConfig config = parentConfig with { DiskSizeBytes = header.Size, ReservedMb = spec.ReservedMb, Start = null, Ready = null };
         return (header.BuildId, config);
     }

@@ -24,7 +24,7 @@ internal static class TemplateResize
         Guid parentLayer,
         long targetSize,
         IReadOnlyList<ProvisioningFile> files,
-        IReadOnlyList<PreBootHookOption> hooks,
+        IReadOnlyList<PreBootHook> hooks,
         string workDirectory,
         Action<string>? report,
         CancellationToken cancellationToken)
@@ -70,11 +70,7 @@ internal static class TemplateResize
             }
             report?.Invoke("rewriting the provisioning files (debugfs)");
             await DebugfsWriter.WriteFilesAsync(image, files, DateTimeOffset.UtcNow, workDirectory, cancellationToken);
-            foreach (PreBootHookOption hook in hooks)
-            {
-                report?.Invoke($"pre-boot hook: {hook.Name}");
-                await hook.Hook(image, cancellationToken);
-            }
+            await PreBootHook.RunAllAsync(hooks, new PreBootContext(image, workDirectory), report, cancellationToken);
             report?.Invoke("checking the result (e2fsck -fy)");
             await Ext4Tools.CheckAsync(image, cancellationToken);
             return 0;

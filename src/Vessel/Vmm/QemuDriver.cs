@@ -129,35 +129,32 @@ public sealed class QemuDriver : IVmmDriver
             throw new VesselException(VesselErrorReason.ToolMissing, $"Cannot run {_binary}: not found. Install qemu-system-x86 (scripts/setup.sh).");
         }
         bool passt = config.Network is not null && config.NetworkBackend == NetworkBackend.Passt;
-        // With passt the filter decides passt's connects instead of QEMU's.
-        PasstProcess? network = passt
-            ? await PasstProcess.StartAsync(config.PasstSocketPath, Path.ChangeExtension(config.PasstSocketPath, ".log"), config.NetworkFilter?.Environment, cancellationToken)
-            : null;
-        Process process;
+        var cleanup = new CleanupScope();
         try
         {
-            // QEMU dies with this process (PR_SET_PDEATHSIG), also on kill -9.
-            process = await OwnedProcessLauncher.StartAsync(binary, args, passt ? null : config.NetworkFilter?.Environment);
-        }
-        catch (Exception e)
-        {
-            if (network is not null)
+            // With passt the filter decides passt's connects instead of QEMU's.
+            PasstProcess? network = passt
+                ? cleanup.Add("passt", await PasstProcess.StartAsync(config.PasstSocketPath, Path.ChangeExtension(config.PasstSocketPath, ".log"), config.NetworkFilter?.Environment, cancellationToken))
+                : null;
+            Process process;
+            try
             {
-                await network.DisposeAsync();
+                // QEMU dies with this process (PR_SET_PDEATHSIG), also on kill -9.
+                process = await OwnedProcessLauncher.StartAsync(binary, args, passt ? null : config.NetworkFilter?.Environment);
             }
-            throw e is System.ComponentModel.Win32Exception
-                ? new VesselException(VesselErrorReason.ToolMissing, $"Cannot run {_binary}: {e.Message}. Install qemu-system-x86 (scripts/setup.sh).", e)
-                : e;
-        }
-        var vm = new QemuVm(process, config, acceleration, network);
-        try
-        {
+            catch (System.ComponentModel.Win32Exception e)
+            {
+                throw new VesselException(VesselErrorReason.ToolMissing, $"Cannot run {_binary}: {e.Message}. Install qemu-system-x86 (scripts/setup.sh).", e);
+            }
+            cleanup.Dismiss(); // the VM owns passt from here
+            QemuVm vm = cleanup.Add("QEMU", new QemuVm(process, config, acceleration, network));
             await vm.ConnectQmpAsync(cancellationToken);
+            cleanup.Dismiss();
             return vm;
         }
-        catch
+        catch (Exception failure)
         {
-            await vm.DisposeAsync();
+            await cleanup.RunAfterFailureAsync(failure);
             throw;
         }
     }

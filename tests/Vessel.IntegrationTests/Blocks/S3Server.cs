@@ -50,6 +50,10 @@ public sealed partial class S3Server : IAsyncDisposable
         CacheBytes = cacheBytes,
     };
 
+    /// <summary>A started server when npm and node are here, else null (the tests that need it name them in RequiresFact and skip).</summary>
+    public static async Task<S3Server?> StartIfAvailableAsync(CancellationToken ct) =>
+        Requirements.FirstMissing(["npm", "node"]) is null ? await StartAsync(ct) : null;
+
     public static async Task<S3Server> StartAsync(CancellationToken ct)
     {
         string bin = Install();

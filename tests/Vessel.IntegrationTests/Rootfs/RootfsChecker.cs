@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Vessel.Common;
+using Vessel.Rootfs;
 using Xunit;
 
 namespace Vessel.IntegrationTests.Rootfs;
@@ -113,11 +114,11 @@ internal static class RootfsChecker
         }
         Assert.Contains("localhost", File.ReadAllText(mountPoint + "/etc/hosts"), StringComparison.Ordinal);
 
-        Assert.True(snapshot.Entries.TryGetValue(VesselDirectory + "/busybox", out TreeEntry? busybox), "/.vessel/busybox is missing");
+        Assert.True(snapshot.Entries.TryGetValue(Provisioning.GuestBusybox, out TreeEntry? busybox), "/.vessel/busybox is missing");
         Assert.Equal(EntryType.File, busybox.Type);
         Assert.True((busybox.Permissions & 0x49) == 0x49, $"/.vessel/busybox is not executable (mode {Convert.ToString(busybox.Permissions, 8)})");
         byte[] magic = new byte[4];
-        using (FileStream f = File.OpenRead(mountPoint + VesselDirectory + "/busybox"))
+        using (FileStream f = File.OpenRead(mountPoint + Provisioning.GuestBusybox))
         {
             f.ReadExactly(magic);
         }

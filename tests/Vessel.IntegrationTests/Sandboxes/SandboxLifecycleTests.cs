@@ -3,6 +3,7 @@ using System.Text;
 using Vessel.Agent;
 using Vessel.Common;
 using Vessel.Sandboxes;
+using Vessel.Templates;
 using Vessel.Testing;
 using Vessel.Vmm;
 using Xunit;
@@ -31,7 +32,7 @@ public sealed class SandboxLifecycleTests
     public async Task Pre_boot_hooks_set_reserved_blocks_and_change_the_rootfs_before_boot()
     {
         string? reservedSeen = null;
-        var writeMarker = new DelegatePreBootHook("write-marker", async (ctx, ct) =>
+        var writeMarker = new PreBootHook("write-marker", async (ctx, ct) =>
         {
             ProcessResult info = (await ExternalProcess.RunAsync("tune2fs", ["-l", ctx.RootfsPath], ct)).EnsureSuccess();
             reservedSeen = info.StandardOutput.Split('\n').First(l => l.StartsWith("Reserved block count:", StringComparison.Ordinal));
@@ -58,7 +59,7 @@ public sealed class SandboxLifecycleTests
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 120_000)]
     public async Task A_failing_hook_aborts_creation_and_leaves_nothing_behind()
     {
-        var failing = new DelegatePreBootHook("always-fails", (_, _) => throw new InvalidOperationException("hook says no"));
+        var failing = new PreBootHook("always-fails", (_, _) => throw new InvalidOperationException("hook says no"));
         VesselException e = await Assert.ThrowsAsync<VesselException>(() => _env.Manager.CreateAsync(new SandboxOptions
         {
             RootfsPath = _env.RootfsPath,

@@ -32,20 +32,11 @@ public sealed class TemplateTransferTests : IAsyncLifetime
 
     private S3Server Server => _server!;
 
-    public async Task InitializeAsync()
-    {
-        if (Requirements.FirstMissing(["npm", "node"]) is null)
-        {
-            _server = await S3Server.StartAsync(CancellationToken.None);
-        }
-    }
+    public async Task InitializeAsync() => _server = await S3Server.StartIfAvailableAsync(CancellationToken.None);
 
     public async Task DisposeAsync()
     {
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
+        await (_server?.DisposeAsync() ?? ValueTask.CompletedTask);
         _dir.Dispose();
     }
 

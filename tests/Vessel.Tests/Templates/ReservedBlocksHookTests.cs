@@ -1,11 +1,10 @@
 using Vessel.Common;
 using Vessel.Ext4;
-using Vessel.Sandboxes;
 using Vessel.Templates;
 using Vessel.Testing;
 using Xunit;
 
-namespace Vessel.Tests.Sandboxes;
+namespace Vessel.Tests.Templates;
 
 public sealed class ReservedBlocksHookTests
 {
@@ -15,7 +14,7 @@ public sealed class ReservedBlocksHookTests
         using TempDirectory dir = TempDirectory.Create("vessel-hook-");
         string image = dir.Combine("r.ext4");
         (await ExternalProcess.RunAsync("mke2fs", ["-q", "-t", "ext4", "-b", "4096", "-m", "0", image, "64M"], CancellationToken.None)).EnsureSuccess();
-        await new ReservedBlocksHook(8L << 20).RunAsync(new PreBootContext("sb-test", image, dir.Path), CancellationToken.None);
+        await ReservedBlocks.Hook(8L << 20).RunAsync(new PreBootContext(image, dir.Path), CancellationToken.None);
         ProcessResult info = (await ExternalProcess.RunAsync("tune2fs", ["-l", image], CancellationToken.None)).EnsureSuccess();
         Assert.Contains("Reserved block count:     2048", info.StandardOutput, StringComparison.Ordinal);
     }
@@ -26,11 +25,11 @@ public sealed class ReservedBlocksHookTests
         using TempDirectory dir = TempDirectory.Create("vessel-hook-");
         string image = dir.Combine("r.ext4");
         (await ExternalProcess.RunAsync("mke2fs", ["-q", "-t", "ext4", image, "16M"], CancellationToken.None)).EnsureSuccess();
-        VesselException e = await Assert.ThrowsAsync<VesselException>(() => new ReservedBlocksHook(15L << 20).RunAsync(new PreBootContext("sb", image, dir.Path), CancellationToken.None));
+        VesselException e = await Assert.ThrowsAsync<VesselException>(() => ReservedBlocks.Hook(15L << 20).RunAsync(new PreBootContext(image, dir.Path), CancellationToken.None));
         Assert.Contains("over half", e.Message, StringComparison.Ordinal);
         string junk = dir.Combine("junk");
         await File.WriteAllBytesAsync(junk, new byte[1 << 20]);
-        await Assert.ThrowsAsync<VesselException>(() => new ReservedBlocksHook(1 << 20).RunAsync(new PreBootContext("sb", junk, dir.Path), CancellationToken.None));
+        await Assert.ThrowsAsync<VesselException>(() => ReservedBlocks.Hook(1 << 20).RunAsync(new PreBootContext(junk, dir.Path), CancellationToken.None));
     }
 
     [RequiresFact("mke2fs", "tune2fs", "dumpe2fs", Timeout = 60_000)]
@@ -49,18 +48,15 @@ public sealed class ReservedBlocksHookTests
         long odd = (8L << 20) + 1;
         string viaHook = await Image("hook.ext4");
         string viaTools = await Image("tools.ext4");
-        await new ReservedBlocksHook(odd).RunAsync(new PreBootContext("sb", viaHook, dir.Path), CancellationToken.None);
+        await ReservedBlocks.Hook(odd).RunAsync(new PreBootContext(viaHook, dir.Path), CancellationToken.None);
         await Ext4Tools.SetReservedAsync(viaTools, odd, CancellationToken.None);
         Assert.Equal(2049, await Reserved(viaHook));
         Assert.Equal(await Reserved(viaHook), await Reserved(viaTools));
 
         // The template's base hook for 8 MiB and the sandbox hook for 8 MiB agree too.
         string viaTemplate = await Image("template.ext4");
-        foreach (PreBootHookOption option in ReservedBlocks.HookOptions(BuildPhase.Base, 8))
-        {
-            await option.Hook(viaTemplate, CancellationToken.None);
-        }
-        await new ReservedBlocksHook(8L << 20).RunAsync(new PreBootContext("sb", viaHook, dir.Path), CancellationToken.None);
+        await PreBootHook.RunAllAsync(ReservedBlocks.Hooks(BuildPhase.Base, 8), new PreBootContext(viaTemplate, dir.Path), null, CancellationToken.None);
+        await ReservedBlocks.Hook(8L << 20).RunAsync(new PreBootContext(viaHook, dir.Path), CancellationToken.None);
         Assert.Equal(2048, await Reserved(viaTemplate));
         Assert.Equal(await Reserved(viaTemplate), await Reserved(viaHook));
     }
