@@ -61,6 +61,9 @@ internal static partial class Native
     private const long SysSetresgid = 119;
     private const long SysGetdents64 = 217;
     private const long SysOpenat2 = 437;
+    private const long SysMknodat = 259;
+    private const int AtFdCwd = -100;
+    public const int TypeCharacterDevice = 0x2000; // S_IFCHR
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Open(string path, int flags, int mode);
@@ -166,6 +169,17 @@ internal static partial class Native
         fixed (byte* p = bytes)
         {
             return (int)Syscall(SysOpenat2, rootFd, (long)p, (long)how, 24);
+        }
+    }
+
+    /// <summary>mknodat(2) relative to the working directory; the kernel's dev_t encoding (new_encode_dev) for the given major and minor.</summary>
+    public static unsafe int Mknod(string path, int mode, uint major, uint minor)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        long dev = (minor & 0xff) | (major << 8) | ((long)(minor & ~0xffu) << 12);
+        fixed (byte* p = bytes)
+        {
+            return (int)Syscall(SysMknodat, AtFdCwd, (long)p, mode, dev);
         }
     }
 
