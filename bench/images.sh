@@ -57,3 +57,23 @@ debian_tarball() {
   fi
   echo "$out"
 }
+
+# Prints the path of an uncompressed tarball of the busybox image above plus /big, MIB MiB of
+# random data (no zero blocks to skip), cached under ~/.cache/vessel/bench-images by size: the
+# pods bench's sized images (10 MB, 1 GiB) and its 512 MiB read file. Seconds the first time.
+random_tarball() {
+  local mib=$1 dir out tmp
+  dir=${XDG_CACHE_HOME:-$HOME/.cache}/vessel/bench-images
+  out="$dir/busybox-random-${mib}M.tar"
+  if [ ! -f "$out" ]; then
+    mkdir -p "$dir"
+    tmp=$(mktemp -d "$dir/.random.XXXXXX")
+    busybox_tarball "$tmp/small.tar.gz"
+    mkdir "$tmp/root" && tar -xzf "$tmp/small.tar.gz" -C "$tmp/root"
+    head -c $((mib << 20)) /dev/urandom > "$tmp/root/big"
+    tar --numeric-owner --sort=name -cf "$tmp/image.tar" -C "$tmp/root" .
+    mv "$tmp/image.tar" "$out"
+    rm -rf "$tmp"
+  fi
+  echo "$out"
+}

@@ -27,6 +27,9 @@ public enum MessageType : byte
     ContainerStart = 28,
     ContainerList = 29,
 
+    /// <summary>Like <see cref="ExecStart"/>, but the process gets a pseudo-terminal as its stdin, stdout and stderr.</summary>
+    ExecTerminal = 30,
+
     // Replies and in-stream messages.
     HealthOk = 32,
     ExecStarted = 33,
@@ -47,12 +50,15 @@ public enum MessageType : byte
 
     /// <summary>Agent to host: the last frame of a detached exec stream; output after it waits for the next attach.</summary>
     ExecDetached = 46,
+
+    /// <summary>Host to agent on a terminal exec stream: the terminal's new size (TIOCSWINSZ; the process gets SIGWINCH).</summary>
+    Resize = 47,
 }
 
 public static class MessageTypes
 {
     /// <summary>Requests open a stream; each carries the sandbox token first in its payload.</summary>
-    public static bool IsRequest(MessageType type) => type is >= MessageType.Health and <= MessageType.ContainerList;
+    public static bool IsRequest(MessageType type) => type is >= MessageType.Health and <= MessageType.ExecTerminal;
 
     /// <summary>Data messages count against the receiver's flow-control window.</summary>
     public static bool IsData(MessageType type) => type is MessageType.Stdin or MessageType.Stdout or MessageType.Stderr or MessageType.FileData;

@@ -18,6 +18,7 @@ internal sealed class AgentProcess
     private readonly CancellationTokenSource _exited = new();
     private readonly SemaphoreSlim _send = new(1, 1);
     private MuxStream? _sink;
+    private PseudoTerminal? _terminal;
     private TaskCompletionSource<MuxStream> _sinkWaiter = NewWaiter();
     private TaskCompletionSource _attachment = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _exitDelivered;
@@ -35,7 +36,8 @@ internal sealed class AgentProcess
     /// <summary>Completes once the exit status has been delivered to a host.</summary>
     public Task Finished { get; private set; } = Task.CompletedTask;
 
-    public static AgentProcess Start(RootFs rootFs, ExecStartRequest request, Action? enterNamespaces = null)
+    /// <param name="terminal">When set, the process runs on a new pseudo-terminal of this size (<see cref="TerminalExec"/>).</param>
+    public static AgentProcess Start(RootFs rootFs, ExecStartRequest request, Action? enterNamespaces = null, TerminalSize? terminal = null)
     {
         if (request.Arguments.Count == 0 || request.Arguments[0].Length == 0)
         {
@@ -58,31 +60,88 @@ internal sealed class AgentProcess
         }
         string cwd = request.WorkingDirectory.Length == 0 ? "/" : request.WorkingDirectory;
 
-        // Everything that touches the agent's own files (assemblies loaded on first use, the
-        // executable lookup's code) must happen before the thread chroots: after it, the
-        // agent's files are out of that thread's sight.
+        PseudoTerminal? pty = terminal is { } size ? PseudoTerminal.Open(rootFs.Root, size) : null;
+        Process process;
+        try
+        {
+            process = pty is null
+                ? Spawn(ChrootedStart(request, env, cwd), rootFs.Root, ids, enterNamespaces, request.Arguments[0], env["PATH"])
+                : Spawn(TerminalStart(pty, rootFs.Root, cwd, ids, request.Arguments, env), null, ids, enterNamespaces, null, null);
+        }
+        catch
+        {
+            pty?.Dispose();
+            throw;
+        }
+
+        var p = new AgentProcess(process) { _terminal = pty };
+        if (!request.Stdin || pty is not null)
+        {
+            process.StandardInput.Close();
+        }
+        if (request.TimeoutMilliseconds > 0)
+        {
+            _ = p.KillAfterAsync(TimeSpan.FromMilliseconds(request.TimeoutMilliseconds));
+        }
+        p.Finished = p.RunAsync();
+        return p;
+    }
+
+    /// <summary>The process itself, started on a thread that chrooted (its working directory is inside the root).</summary>
+    private static ProcessStartInfo ChrootedStart(ExecStartRequest request, Dictionary<string, string> env, string cwd)
+    {
+        var psi = NewStartInfo(env);
+        psi.WorkingDirectory = cwd;
+        for (int i = 1; i < request.Arguments.Count; i++)
+        {
+            psi.ArgumentList.Add(request.Arguments[i]);
+        }
+        return psi;
+    }
+
+    /// <summary>The agent's own executable as <see cref="TerminalExec"/>: it attaches the terminal, then chroots and execs.</summary>
+    private static ProcessStartInfo TerminalStart(PseudoTerminal pty, string root, string cwd, UserIds ids, IReadOnlyList<string> command, Dictionary<string, string> env)
+    {
+        var psi = NewStartInfo(env);
+        psi.FileName = Environment.ProcessPath ?? throw new AgentErrorException(Native.Enoent, "exec: the agent cannot find its own executable for a terminal");
+        foreach (string a in TerminalExec.Arguments(pty.SlavePath, root, cwd, ids, command))
+        {
+            psi.ArgumentList.Add(a);
+        }
+        return psi;
+    }
+
+    // Redirected, so the child never inherits the agent's own stdio; a terminal process puts its
+    // terminal over them (what it wrote before, its own failure, still arrives as output).
+    private static ProcessStartInfo NewStartInfo(Dictionary<string, string> env)
+    {
         var psi = new ProcessStartInfo
         {
             UseShellExecute = false,
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
-            WorkingDirectory = cwd,
         };
-        for (int i = 1; i < request.Arguments.Count; i++)
-        {
-            psi.ArgumentList.Add(request.Arguments[i]);
-        }
         psi.Environment.Clear();
         foreach (var (k, v) in env)
         {
             psi.Environment[k] = v;
         }
+        return psi;
+    }
 
+    /// <summary>
+    /// Starts <paramref name="psi"/> from a thread of its own. chroot and the credentials change
+    /// apply to that thread only (unshare(CLONE_FS) and raw set*id syscalls) and the fork inherits
+    /// them; with no <paramref name="chrootTo"/> the thread keeps the agent's root and user (the
+    /// terminal step does both itself). Everything that touches the agent's own files (assemblies
+    /// loaded on first use, the executable lookup's code) happens before the chroot.
+    /// </summary>
+    private static Process Spawn(ProcessStartInfo psi, string? chrootTo, UserIds ids, Action? enterNamespaces, string? program, string? path)
+    {
         Process? process = null;
         Exception? failure = null;
-        // chroot and the credentials change apply to this thread only (unshare(CLONE_FS) and raw
-        // set*id syscalls), and the fork inherits them; the thread ends right after.
+        string what = program ?? psi.FileName;
         var spawner = new Thread(() =>
         {
             try
@@ -90,18 +149,21 @@ internal sealed class AgentProcess
                 Native.Check(Native.Unshare(Native.CloneFs), "unshare");
                 // A pod's container: its mount, PID, UTS and IPC namespaces, where the root path names its overlay.
                 enterNamespaces?.Invoke();
-                Native.Check(Native.Chroot(rootFs.Root), "chroot " + rootFs.Root);
-                Native.Check(Native.Chdir("/"), "chdir /");
-                if (ids.Uid != 0 || ids.Gid != 0)
+                if (chrootTo is not null)
                 {
-                    Native.SetThreadCredentials(ids.Uid, ids.Gid, ids.Groups);
+                    Native.Check(Native.Chroot(chrootTo), "chroot " + chrootTo);
+                    Native.Check(Native.Chdir("/"), "chdir /");
+                    if (ids.Uid != 0 || ids.Gid != 0)
+                    {
+                        Native.SetThreadCredentials(ids.Uid, ids.Gid, ids.Groups);
+                    }
+                    psi.FileName = ResolveExecutable(program!, path!);
                 }
-                psi.FileName = ResolveExecutable(request.Arguments[0], env["PATH"]);
                 process = Process.Start(psi);
             }
             catch (Win32Exception e)
             {
-                failure = new AgentErrorException(e.NativeErrorCode, $"exec {request.Arguments[0]}: {e.Message}");
+                failure = new AgentErrorException(e.NativeErrorCode, $"exec {what}: {e.Message}");
             }
             catch (Exception e)
             {
@@ -118,22 +180,7 @@ internal sealed class AgentProcess
         {
             throw failure;
         }
-        if (process is null)
-        {
-            throw new AgentErrorException(Native.Einval, $"exec {request.Arguments[0]}: the process did not start");
-        }
-
-        var p = new AgentProcess(process);
-        if (!request.Stdin)
-        {
-            process.StandardInput.Close();
-        }
-        if (request.TimeoutMilliseconds > 0)
-        {
-            _ = p.KillAfterAsync(TimeSpan.FromMilliseconds(request.TimeoutMilliseconds));
-        }
-        p.Finished = p.RunAsync();
-        return p;
+        return process ?? throw new AgentErrorException(Native.Einval, $"exec {what}: the process did not start");
     }
 
     /// <summary>Binds this process's output and exit to <paramref name="stream"/>; completes when that binding ends.</summary>
@@ -170,8 +217,9 @@ internal sealed class AgentProcess
     {
         try
         {
-            await _process.StandardInput.BaseStream.WriteAsync(data);
-            await _process.StandardInput.BaseStream.FlushAsync();
+            Stream input = _terminal?.Input ?? _process.StandardInput.BaseStream;
+            await input.WriteAsync(data);
+            await input.FlushAsync();
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
@@ -179,8 +227,13 @@ internal sealed class AgentProcess
         }
     }
 
+    /// <summary>Closes the process's stdin; a terminal stays open (as with runc: the process keeps its terminal until it exits).</summary>
     public void CloseStdin()
     {
+        if (_terminal is not null)
+        {
+            return;
+        }
         try
         {
             _process.StandardInput.Close();
@@ -200,6 +253,23 @@ internal sealed class AgentProcess
         ProcessTree.Signal(Pid, signal);
     }
 
+    /// <summary>The terminal's new size; ignored for a process without one.</summary>
+    public void Resize(TerminalSize size)
+    {
+        if (_terminal is null || _exited.IsCancellationRequested)
+        {
+            return;
+        }
+        try
+        {
+            _terminal.Resize(size);
+        }
+        catch (AgentErrorException)
+        {
+            // The terminal went away with the process: nothing left to resize.
+        }
+    }
+
     private async Task KillAfterAsync(TimeSpan timeout)
     {
         try
@@ -217,11 +287,14 @@ internal sealed class AgentProcess
     {
         Task stdout = PumpAsync(_process.StandardOutput.BaseStream, MessageType.Stdout);
         Task stderr = PumpAsync(_process.StandardError.BaseStream, MessageType.Stderr);
+        // The terminal's output is the process's stdout (a terminal has one output side).
+        Task terminal = _terminal is null ? Task.CompletedTask : Task.Run(() => PumpAsync(_terminal.Output, MessageType.Stdout));
         await _process.WaitForExitAsync();
         await _exited.CancelAsync();
-        // A background child may keep the pipes open after the process itself exited: give the
-        // pumps a moment to drain, then report the exit anyway.
-        await Task.WhenAny(Task.WhenAll(stdout, stderr), Task.Delay(TimeSpan.FromSeconds(2)));
+        // A background child may keep the pipes (or the terminal) open after the process itself
+        // exited: give the pumps a moment to drain, then report the exit anyway.
+        await Task.WhenAny(Task.WhenAll(stdout, stderr, terminal), Task.Delay(TimeSpan.FromSeconds(2)));
+        _terminal?.Dispose();
         int code = _process.ExitCode;
         int sent = Volatile.Read(ref _signalSent);
         int signal = sent != 0 && code == 128 + sent ? sent : 0;
@@ -243,6 +316,10 @@ internal sealed class AgentProcess
         }
         catch (ObjectDisposedException)
         {
+        }
+        catch (IOException)
+        {
+            // A terminal's master reads EIO once the last holder of the slave closed it: the end of its output.
         }
     }
 

@@ -122,8 +122,14 @@ internal sealed class AgentServer
                     await _shutdown.CancelAsync();
                     break;
                 case MessageType.ExecStart:
-                    await ExecAsync(stream, ExecStartRequest.Decode(request.Payload));
+                    await ExecAsync(stream, ExecStartRequest.Decode(request.Payload), terminal: null);
                     break;
+                case MessageType.ExecTerminal:
+                    {
+                        ExecTerminalRequest m = ExecTerminalRequest.Decode(request.Payload);
+                        await ExecAsync(stream, m.ToExecStart(), m.Size);
+                        break;
+                    }
                 case MessageType.ExecAttach:
                     await AttachAsync(stream, ExecAttachRequest.Decode(request.Payload));
                     break;
@@ -206,12 +212,17 @@ internal sealed class AgentServer
     /// <summary>The sandbox's rootfs, or a pod container's overlay root when a container is named.</summary>
     private RootFs Root(string container) => container.Length == 0 ? Root() : _pod.Get(container).Root;
 
-    private async Task ExecAsync(MuxStream stream, ExecStartRequest request)
+    private async Task ExecAsync(MuxStream stream, ExecStartRequest request, TerminalSize? terminal)
     {
         AgentProcess process;
         if (request.Container.Length == 0)
         {
-            process = AgentProcess.Start(Root(), request);
+            process = AgentProcess.Start(Root(), request, enterNamespaces: null, terminal);
+        }
+        else if (terminal is not null)
+        {
+            // The container's devpts is a new instance inside its mount namespace, out of the agent's reach.
+            throw new AgentErrorException(Native.Einval, $"exec in container {request.Container}: a terminal in a pod's container is not supported");
         }
         else
         {
@@ -251,6 +262,9 @@ internal sealed class AgentServer
                         break;
                     case MessageType.Signal:
                         process.Signal(SignalMessage.Decode(frame.Payload).Signal);
+                        break;
+                    case MessageType.Resize:
+                        process.Resize(TerminalSize.Decode(frame.Payload));
                         break;
                     case MessageType.ExecDetach:
                         await process.DetachRequestedAsync(stream);

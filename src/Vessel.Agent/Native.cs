@@ -36,6 +36,13 @@ internal static partial class Native
     public const ulong MountPrivate = 1 << 18;
     public const ulong MountRecursive = 0x4000;
 
+    public const nuint TiocGetPtyNumber = 0x80045430; // TIOCGPTN
+    public const nuint TiocSetPtyLock = 0x40045431; // TIOCSPTLCK
+    public const nuint TiocSetWindowSize = 0x5414; // TIOCSWINSZ
+    public const nuint TiocSetControllingTty = 0x540E; // TIOCSCTTY
+    public const int OpenNoControllingTty = 0x100; // O_NOCTTY
+    public const int FcntlDupCloseOnExec = 1030; // F_DUPFD_CLOEXEC
+
     public const short PollIn = 0x001;
     public const short PollHangUp = 0x010;
 
@@ -54,6 +61,9 @@ internal static partial class Native
     private const long SysSetresgid = 119;
     private const long SysGetdents64 = 217;
     private const long SysOpenat2 = 437;
+    private const long SysMknodat = 259;
+    private const int AtFdCwd = -100;
+    public const int TypeCharacterDevice = 0x2000; // S_IFCHR
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Open(string path, int flags, int mode);
@@ -121,6 +131,15 @@ internal static partial class Native
     [LibraryImport("libc", EntryPoint = "execve", SetLastError = true)]
     public static unsafe partial int Execve(byte* path, byte** argv, byte** envp);
 
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static unsafe partial int Ioctl(int fd, nuint request, void* argument);
+
+    [LibraryImport("libc", EntryPoint = "setsid", SetLastError = true)]
+    public static partial int Setsid();
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int command, int argument);
+
     [LibraryImport("libc", EntryPoint = "sync")]
     public static partial void Sync();
 
@@ -150,6 +169,17 @@ internal static partial class Native
         fixed (byte* p = bytes)
         {
             return (int)Syscall(SysOpenat2, rootFd, (long)p, (long)how, 24);
+        }
+    }
+
+    /// <summary>mknodat(2) relative to the working directory; the kernel's dev_t encoding (new_encode_dev) for the given major and minor.</summary>
+    public static unsafe int Mknod(string path, int mode, uint major, uint minor)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        long dev = (minor & 0xff) | (major << 8) | ((long)(minor & ~0xffu) << 12);
+        fixed (byte* p = bytes)
+        {
+            return (int)Syscall(SysMknodat, AtFdCwd, (long)p, mode, dev);
         }
     }
 

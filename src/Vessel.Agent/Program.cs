@@ -17,6 +17,11 @@ internal static class Program
             // A pod container's first process: sets up its namespaces' mounts and execs its command.
             return ContainerInit.Run(args);
         }
+        if (args.Length > 0 && args[0] == TerminalExec.Flag)
+        {
+            // A process on a pseudo-terminal: attaches it as the controlling terminal and execs the command.
+            return TerminalExec.Run(args);
+        }
         string root = "/mnt/root";
         string? listen = null;
         string? token = null;

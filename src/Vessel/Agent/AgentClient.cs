@@ -120,11 +120,13 @@ public sealed class AgentClient : IAsyncDisposable
 
     public async Task<ExecSession> StartAsync(ExecRequest request, CancellationToken cancellationToken)
     {
-        var message = new ExecStartRequest(
-            _token, request.Arguments, request.Environment, request.WorkingDirectory ?? string.Empty, request.User ?? string.Empty,
-            request.Stdin, request.Timeout is { } t ? (uint)Math.Clamp(t.TotalMilliseconds, 1, uint.MaxValue) : 0,
-            request.Container ?? _container);
-        MuxStream s = await RequestAsync(MessageType.ExecStart, message.Encode(), cancellationToken);
+        uint timeout = request.Timeout is { } t ? (uint)Math.Clamp(t.TotalMilliseconds, 1, uint.MaxValue) : 0;
+        string cwd = request.WorkingDirectory ?? string.Empty;
+        string user = request.User ?? string.Empty;
+        string container = request.Container ?? _container;
+        MuxStream s = request.Terminal is { } size
+            ? await RequestAsync(MessageType.ExecTerminal, new ExecTerminalRequest(_token, request.Arguments, request.Environment, cwd, user, timeout, container, size).Encode(), cancellationToken)
+            : await RequestAsync(MessageType.ExecStart, new ExecStartRequest(_token, request.Arguments, request.Environment, cwd, user, request.Stdin, timeout, container).Encode(), cancellationToken);
         try
         {
             Frame started = await ExpectAsync(s, MessageType.ExecStarted, "exec " + (request.Arguments.Count > 0 ? request.Arguments[0] : string.Empty), cancellationToken);

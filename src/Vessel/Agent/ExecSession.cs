@@ -21,6 +21,13 @@ public sealed record ExecRequest(IReadOnlyList<string> Arguments)
 
     /// <summary>A pod's container to run in (its namespaces and overlay root); null: the sandbox's rootfs.</summary>
     public string? Container { get; init; }
+
+    /// <summary>
+    /// When set, the process runs on a pseudo-terminal of this size in the guest: its output (stdout
+    /// and stderr together, as a terminal shows them) arrives as stdout, stdin is what is typed, and
+    /// <see cref="ExecSession.ResizeAsync"/> changes the size. Not in a pod's container.
+    /// </summary>
+    public TerminalSize? Terminal { get; init; }
 }
 
 /// <summary>How a process ended. <see cref="ExitCode"/> is 128+signal when a signal killed it.</summary>
@@ -53,6 +60,10 @@ public sealed class ExecSession : IDisposable
     /// <summary>Sends a signal to the process and its descendants (9 = SIGKILL, 15 = SIGTERM).</summary>
     public Task SignalAsync(int signal, CancellationToken cancellationToken)
         => _stream.SendAsync(MessageType.Signal, new SignalMessage(signal).Encode(), cancellationToken);
+
+    /// <summary>Sets the size of the process's terminal (the process gets SIGWINCH); ignored by a process without one.</summary>
+    public Task ResizeAsync(TerminalSize size, CancellationToken cancellationToken)
+        => _stream.SendAsync(MessageType.Resize, size.Encode(), cancellationToken);
 
     /// <summary>
     /// Asks the agent to stop sending this process's output here (before a pause). The reader

@@ -1,5 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using Microsoft.Win32.SafeHandles;
+using Vessel.Blocks;
 
 namespace Vessel.Oci;
 
@@ -186,13 +188,15 @@ internal sealed class DockerArchiveImageSource : IImageSource
 /// checks it again, so a file changed in between is noticed;
 /// <see cref="ResolveForStreamingAsync"/> leaves it to the layer stream, which reads the
 /// file once. gzip truncation, which .NET's decoder does not report, is caught by comparing
-/// the output length with the gzip trailer.
+/// the output length with the gzip trailer. A cache that knows the file's identity skips the
+/// up-front hash (<see cref="IFileImageSource"/>).
 /// </summary>
-internal sealed class RootfsTarballImageSource : IStreamingDigestImageSource
+internal sealed class RootfsTarballImageSource : IStreamingDigestImageSource, IFileImageSource
 {
     private readonly string _path;
     private ResolvedImage? _resolved;
     private DigestVerifyingStream? _blob;
+    private long _hashedBytes;
 
     public RootfsTarballImageSource(string path, string description)
     {
@@ -204,18 +208,42 @@ internal sealed class RootfsTarballImageSource : IStreamingDigestImageSource
 
     public string? StreamedContentDigest => _blob?.Actual?.ToString();
 
-    public Task<ResolvedImage> ResolveAsync(CancellationToken cancellationToken) => ResolveCoreAsync(hash: true, cancellationToken);
+    /// <summary>Bytes of the file read so far (its magic not counted): the up-front hash and the layer stream.</summary>
+    public long BytesRead => _hashedBytes + (_blob?.BytesRead ?? 0);
+
+    public Task<ResolvedImage> ResolveAsync(CancellationToken cancellationToken) => ResolveCoreAsync(hash: true, null, cancellationToken);
 
     public async Task<ResolvedImage> ResolveForStreamingAsync(CancellationToken cancellationToken) =>
-        _resolved ?? await ResolveCoreAsync(hash: false, cancellationToken);
+        _resolved ?? await ResolveCoreAsync(hash: false, null, cancellationToken);
 
-    private async Task<ResolvedImage> ResolveCoreAsync(bool hash, CancellationToken cancellationToken)
+    public Task<ResolvedImage> ResolveKnownAsync(string contentDigest, CancellationToken cancellationToken) =>
+        ResolveCoreAsync(hash: false, OciDigest.Parse(contentDigest, $"the recorded digest of tarball {Description}").ToString(), cancellationToken);
+
+    public FileIdentity? GetIdentity()
+    {
+        try
+        {
+            using SafeFileHandle handle = File.OpenHandle(_path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            return LinuxFile.TryGetIdentity(handle);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null; // gone or unreadable: the full read says why
+        }
+    }
+
+    private async Task<ResolvedImage> ResolveCoreAsync(bool hash, string? known, CancellationToken cancellationToken)
     {
         await using var file = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
         byte[] magic = new byte[2];
         int have = await file.ReadAtLeastAsync(magic, 2, throwOnEndOfStream: false, cancellationToken);
         file.Position = 0;
-        string digest = hash ? OciDigest.FromHash(await SHA256.HashDataAsync(file, cancellationToken)).ToString() : string.Empty;
+        string digest = known ?? string.Empty;
+        if (hash)
+        {
+            digest = OciDigest.FromHash(await SHA256.HashDataAsync(file, cancellationToken)).ToString();
+            _hashedBytes += file.Position;
+        }
         string mediaType = have == 2 && magic[0] == 0x1f && magic[1] == 0x8b ? OciMediaTypes.LayerGzip : OciMediaTypes.Layer;
         _resolved = new ResolvedImage(null, digest, ImageConfig.Empty, [new LayerDescriptor(digest, mediaType, file.Length)]);
         return _resolved;

@@ -1,6 +1,9 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
+using Vessel.Blocks;
+using Vessel.Common;
 using Vessel.Oci;
 
 namespace Vessel.Rootfs;
@@ -26,23 +29,55 @@ public sealed class RootfsCache
     private static readonly TimeSpan s_lockPoll = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan s_lockWait = TimeSpan.FromMinutes(30); // another run may be pulling and building a large image
     private readonly RootfsBuildOptions _options;
+    private readonly TimeProvider _time;
 
-    public RootfsCache(string directory, RootfsBuildOptions? options = null)
+    /// <summary>The suffix of a key: a tarball's identity, named by its hash, holding its content digest.</summary>
+    public const string KeyFile = ".key";
+
+    /// <summary>How old a file's change time must be before its identity may stand for its content (timestamps move in coarse steps).</summary>
+    private static readonly TimeSpan KeySettleTime = TimeSpan.FromSeconds(2);
+
+    /// <param name="time">The clock a file's change time is compared with before its identity is remembered.</param>
+    public RootfsCache(string directory, RootfsBuildOptions? options = null, TimeProvider? time = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
         Directory = Path.GetFullPath(directory);
         _options = options ?? new RootfsBuildOptions();
+        _time = time ?? TimeProvider.System;
     }
 
     public string Directory { get; }
 
-    /// <summary>Resolves the image, and returns its cached rootfs, building it first if there is none.</summary>
+    /// <summary>
+    /// Resolves the image, and returns its cached rootfs, building it first if there is none. A
+    /// source that only a full read can name (<see cref="IFileImageSource"/>: a rootfs tarball)
+    /// is found again by its file's identity (<see cref="KeyFile"/>) without reading it.
+    /// </summary>
     public async Task<RootfsCacheEntry> EnsureAsync(IImageSource source, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(source);
         var clock = Stopwatch.StartNew();
+        var file = source as IFileImageSource;
+        DateTimeOffset started = _time.GetUtcNow();
+        FileIdentity? before = file?.GetIdentity();
+        if (before is { } known && await TryKnownAsync(file!, known, clock, cancellationToken) is { } hit)
+        {
+            return hit;
+        }
+        RootfsCacheEntry entry = await EnsureResolvedAsync(source, clock, cancellationToken);
+        // Remember the file only when it did not change while it was read, and when no later
+        // write can keep its identity (a change time older than the clock's coarse steps).
+        if (before is { } b && file!.GetIdentity() == b && b.Ctime <= started - KeySettleTime)
+        {
+            await RememberAsync(b, entry.ContentDigest, cancellationToken);
+        }
+        return entry;
+    }
+
+    private async Task<RootfsCacheEntry> EnsureResolvedAsync(IImageSource source, Stopwatch clock, CancellationToken cancellationToken)
+    {
         ResolvedImage image = await source.ResolveAsync(cancellationToken);
-        string path = Path.Combine(Directory, Name(image.ContentDigest) + ".ext4");
+        string path = PathOf(image.ContentDigest);
         if (File.Exists(path))
         {
             return new RootfsCacheEntry(path, image.ContentDigest, Built: false, clock.Elapsed) { Config = image.Config };
@@ -55,6 +90,58 @@ public sealed class RootfsCache
         }
         RootfsBuildResult built = await RootfsBuilder.BuildAsync(source, path, _options, null, cancellationToken);
         return new RootfsCacheEntry(path, built.ContentDigest, Built: true, clock.Elapsed) { Config = built.Config };
+    }
+
+    /// <summary>The entry of a file whose identity a key names, when both are still there; null sends the caller the long way.</summary>
+    private async Task<RootfsCacheEntry?> TryKnownAsync(IFileImageSource file, FileIdentity identity, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        string key = KeyPath(identity);
+        string? digest;
+        try
+        {
+            digest = File.Exists(key) ? (await File.ReadAllTextAsync(key, cancellationToken)).Trim() : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            digest = null; // being replaced, or removed by a prune
+        }
+        if (digest is null || !OciDigest.TryParse(digest, out _) || !File.Exists(PathOf(digest)))
+        {
+            return null;
+        }
+        ResolvedImage image = await file.ResolveKnownAsync(digest, cancellationToken);
+        return new RootfsCacheEntry(PathOf(digest), digest, Built: false, clock.Elapsed) { Config = image.Config };
+    }
+
+    private async Task RememberAsync(FileIdentity identity, string contentDigest, CancellationToken cancellationToken)
+    {
+        string key = KeyPath(identity);
+        if (File.Exists(key))
+        {
+            return;
+        }
+        try
+        {
+            await OutputFile.WriteAllBytesAsync(key, Encoding.UTF8.GetBytes(contentDigest + "\n"), "rootfs cache key", cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or VesselException)
+        {
+            _ = e; // a concurrent run wrote it, or the disk is full: the next start hashes the file again
+        }
+    }
+
+    private string PathOf(string contentDigest) => Path.Combine(Directory, Name(contentDigest) + ".ext4");
+
+    /// <summary>
+    /// <c>KEY.key</c> beside the entries: the content digest (one line) of the file whose identity
+    /// hashes to KEY. Keys are hints: one whose file changed is never looked up again (its identity
+    /// is gone), one whose entry is gone sends the caller the long way.
+    /// </summary>
+    internal string KeyPath(FileIdentity identity)
+    {
+        string text = string.Join(' ', identity.DeviceMajor, identity.DeviceMinor, identity.Inode, identity.Size,
+            identity.MtimeSeconds, identity.MtimeNanoseconds, identity.CtimeSeconds, identity.CtimeNanoseconds);
+        return Path.Combine(Directory, Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..32] + KeyFile);
     }
 
     /// <summary>
@@ -108,6 +195,50 @@ public sealed class RootfsCache
             }
         }
         return taken;
+    }
+
+    /// <summary>
+    /// For <c>vessel gc</c>: the keys whose content digest no entry here holds any more (each
+    /// entry's metadata, <c>NAME.ext4.json</c>, names its digest), so a removed entry's keys go with it.
+    /// </summary>
+    public IReadOnlyList<string> StaleKeys()
+    {
+        if (!System.IO.Directory.Exists(Directory))
+        {
+            return [];
+        }
+        var held = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string image in System.IO.Directory.EnumerateFiles(Directory, "*.ext4"))
+        {
+            try
+            {
+                using JsonDocument metadata = JsonDocument.Parse(File.ReadAllBytes(RootfsBuilder.MetadataPath(image)));
+                if (metadata.RootElement.TryGetProperty("contentDigest", out JsonElement digest) && digest.ValueKind == JsonValueKind.String)
+                {
+                    held.Add(digest.GetString()!);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+            {
+                // No metadata (being written or removed): its keys lead nowhere anyway.
+            }
+        }
+        var stale = new List<string>();
+        foreach (string key in System.IO.Directory.EnumerateFiles(Directory, "*" + KeyFile))
+        {
+            try
+            {
+                if (!held.Contains(File.ReadAllText(key).Trim()))
+                {
+                    stale.Add(key);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _ = e; // removed meanwhile
+            }
+        }
+        return stale;
     }
 
     /// <summary>The entry's name: everything that makes its bytes, hashed.</summary>

@@ -1,6 +1,7 @@
 using Vessel.Guest;
 using Vessel.Oci;
 using Vessel.Rootfs;
+using Vessel.State;
 using Vessel.Vmm;
 
 namespace Vessel.Sandboxes;
@@ -15,6 +16,9 @@ internal sealed record PodLower(string Id, string Path, string ContentDigest, Im
     /// <summary>Serials hold 20 bytes: "i-" and 18 hex digits (72 bits of the digest).</summary>
     public const int IdLength = 18;
 
+    /// <summary>The file in a paused pod's snapshot directory that lists the image disks its resume attaches, one path a line.</summary>
+    public const string PausedLowersFile = "lowers";
+
     /// <summary>Room to spare in a lower: none is needed (nothing writes to it), a little keeps ext4's metadata comfortable.</summary>
     private const long LowerFreeBytes = 8L << 20;
 
@@ -22,6 +26,21 @@ internal sealed record PodLower(string Id, string Path, string ContentDigest, Im
 
     /// <summary>The cache of lowers under <paramref name="imagesDirectory"/>: built once per digest (a lock per name, a temporary file renamed when complete).</summary>
     public static RootfsCache Cache(string imagesDirectory) => new(imagesDirectory, new RootfsBuildOptions { Provision = false, FreeBytes = LowerFreeBytes });
+
+    /// <summary>The image disks that the paused pods among <paramref name="sandboxes"/> (the state's rows) resume on: each snapshot's <see cref="PausedLowersFile"/>.</summary>
+    public static async Task<HashSet<string>> PausedAsync(IEnumerable<SandboxRecord> sandboxes, CancellationToken cancellationToken)
+    {
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        foreach (SandboxRecord s in sandboxes)
+        {
+            string? list = s.SnapshotDirectory is { } dir ? System.IO.Path.Combine(dir, PausedLowersFile) : null;
+            if (list is not null && File.Exists(list))
+            {
+                used.UnionWith((await File.ReadAllLinesAsync(list, cancellationToken)).Where(l => l.Length > 0));
+            }
+        }
+        return used;
+    }
 
     public static async Task<PodLower> EnsureAsync(RootfsCache cache, IImageSource source, CancellationToken cancellationToken)
     {

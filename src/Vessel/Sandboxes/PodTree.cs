@@ -1,5 +1,7 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using Vessel.Common;
+using Vessel.Interop;
 using Vessel.Rootfs;
 
 namespace Vessel.Sandboxes;
@@ -11,8 +13,9 @@ namespace Vessel.Sandboxes;
 /// layer rules are <see cref="LayerApplier"/>'s: whiteouts applied, hostile names refused, the
 /// image's symlinks never followed) with e2fsprogs' <c>debugfs rdump</c>, which creates each
 /// entry inside the directory it has just created; owners and modes are kept (setuid, setgid
-/// and sticky bits restored after the dump), hard links become copies and extended attributes
-/// are not carried. It is written under a temporary name and renamed when complete.
+/// and sticky bits restored after the dump), hard links are made again after the dump (rdump
+/// writes each name as a copy) and extended attributes are not carried. It is written under a
+/// temporary name and renamed when complete.
 /// </summary>
 /// <param name="Path">The tree's directory.</param>
 internal sealed record PodTree(string Id, string Path)
@@ -43,7 +46,7 @@ internal sealed record PodTree(string Id, string Path)
         try
         {
             await DumpAsync(lower.Path, partial, cancellationToken);
-            await RestoreSpecialBitsAsync(lower.Path, partial, cancellationToken);
+            await RestoreMetadataAsync(lower.Path, partial, cancellationToken);
             Directory.Move(partial, path);
         }
         catch
@@ -128,11 +131,13 @@ internal sealed record PodTree(string Id, string Path)
     }
 
     /// <summary>
-    /// rdump sets the mode before the owner, and the chown clears setuid and setgid: lists every
-    /// directory once more (<c>ls -p</c>: <c>/INODE/MODE/UID/GID/NAME/SIZE/</c>) and sets the mode
-    /// again where it has bits over 0777. Symlinks are never touched.
+    /// What rdump loses: it sets the mode before the owner, and the chown clears setuid and setgid;
+    /// and it writes every name of a hard-linked file as a copy. Lists every directory once more
+    /// (<c>ls -p</c>: <c>/INODE/MODE/UID/GID/NAME/SIZE/</c>), sets the mode again where it has bits
+    /// over 0777, and replaces each later name of a regular file's inode by a hard link to its
+    /// first. Symlinks are never touched or followed (the directories come from the host tree).
     /// </summary>
-    private static async Task RestoreSpecialBitsAsync(string image, string root, CancellationToken cancellationToken)
+    private static async Task RestoreMetadataAsync(string image, string root, CancellationToken cancellationToken)
     {
         var directories = new List<string> { string.Empty };
         for (int i = 0; i < directories.Count; i++)
@@ -159,6 +164,7 @@ internal sealed record PodTree(string Id, string Path)
             ProcessResult r = (await ExternalProcess.RunAsync("debugfs", ["-f", commands, image], cancellationToken, timeout: TimeSpan.FromMinutes(10))).EnsureSuccess();
             string? directory = null;
             int next = 0;
+            var firstNames = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (string line in r.StandardOutput.Split('\n'))
             {
                 if (line.StartsWith("debugfs: ls -p", StringComparison.Ordinal))
@@ -167,25 +173,36 @@ internal sealed record PodTree(string Id, string Path)
                     continue;
                 }
                 string[] f = line.Split('/');
-                if (directory is null || f.Length != 8 || f[2].Length == 0 || f[2].Any(c => c is < '0' or > '7'))
+                if (directory is null || f.Length != 8 || f[2].Length == 0 || f[2].Any(c => c is < '0' or > '7') || f[5] is "." or "..")
                 {
                     continue;
                 }
                 int bits = Convert.ToInt32(f[2], 8);
-                string name = f[5];
-                if ((bits & 0xE00) != 0 && (bits & 0xF000) is 0x8000 or 0x4000 && name is not ("." or "..") && OperatingSystem.IsLinux())
+                string host = System.IO.Path.Combine(root, directory, f[5]);
+                if ((bits & 0xF000) == 0x8000 && UnixFile.IsRegularFile(host) && !firstNames.TryAdd(f[1], host))
                 {
-                    string host = System.IO.Path.Combine(root, directory, name);
-                    if (new FileInfo(host).LinkTarget is null)
-                    {
-                        File.SetUnixFileMode(host, (UnixFileMode)(bits & 0xFFF));
-                    }
+                    Relink(firstNames[f[1]], host);
+                }
+                if ((bits & 0xE00) != 0 && (bits & 0xF000) is 0x8000 or 0x4000 && OperatingSystem.IsLinux() && new FileInfo(host).LinkTarget is null)
+                {
+                    File.SetUnixFileMode(host, (UnixFileMode)(bits & 0xFFF));
                 }
             }
         }
         finally
         {
             File.Delete(commands);
+        }
+    }
+
+    /// <summary>Replaces the copy at <paramref name="copy"/> by a hard link to <paramref name="first"/> (both regular files inside the partial tree).</summary>
+    private static void Relink(string first, string copy)
+    {
+        File.Delete(copy);
+        if (LibC.Link(first, copy) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new VesselException(VesselErrorReason.ToolFailed, $"Cannot hard-link {copy} to {first} in an image tree: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).");
         }
     }
 

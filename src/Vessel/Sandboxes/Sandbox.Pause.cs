@@ -81,6 +81,11 @@ public sealed partial class Sandbox
                 MemoryInState = memoryInState,
             };
             await snapshot.WriteAsync(partial, cancellationToken);
+            if (Pod is { } pod)
+            {
+                // What a resume re-attaches, for 'vessel images prune' to keep while the pod is paused.
+                await File.WriteAllLinesAsync(Path.Combine(partial, PodLower.PausedLowersFile), pod.Lowers.Select(l => l.Path), cancellationToken);
+            }
             Directory.Move(partial, directory);
             await KillAsync();
             return new PausedSandbox(directory, layer, snapshot) { Pod = Pod };

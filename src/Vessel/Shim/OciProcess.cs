@@ -11,8 +11,12 @@ namespace Vessel.Shim;
 /// </summary>
 internal sealed record OciProcess(IReadOnlyList<string> Args, IReadOnlyList<string> Env, string Cwd, uint Uid, uint Gid, bool Terminal)
 {
-    /// <summary>Reads <c>config.json</c> of a bundle: the process and the hostname.</summary>
-    public static (OciProcess Process, string? Hostname) ReadBundle(string bundle)
+    /// <summary>
+    /// Reads <c>config.json</c> of a bundle: the process, the hostname and the root's path (relative
+    /// to the bundle, or absolute: <c>ctr run --config</c> and <c>--rootfs</c> name a tree that
+    /// containerd passes no mounts for).
+    /// </summary>
+    public static (OciProcess Process, string? Hostname, string RootPath) ReadBundle(string bundle)
     {
         string path = Path.Combine(bundle, "config.json");
         if (!File.Exists(path))
@@ -25,7 +29,13 @@ internal sealed record OciProcess(IReadOnlyList<string> Args, IReadOnlyList<stri
             throw new VesselException(VesselErrorReason.InvalidInput, $"{path}: the spec has no process to run.");
         }
         string? hostname = doc.RootElement.TryGetProperty("hostname", out JsonElement h) && h.ValueKind == JsonValueKind.String ? h.GetString() : null;
-        return (Parse(process, path), hostname);
+        string root = "rootfs";
+        if (doc.RootElement.TryGetProperty("root", out JsonElement r) && r.ValueKind == JsonValueKind.Object
+            && r.TryGetProperty("path", out JsonElement p) && p.ValueKind == JsonValueKind.String && p.GetString() is { Length: > 0 } rootPath)
+        {
+            root = rootPath;
+        }
+        return (Parse(process, path), hostname, Path.GetFullPath(root, bundle));
     }
 
     /// <summary>Reads a process as JSON (the spec of an Exec: its Any's value).</summary>

@@ -25,6 +25,7 @@ internal sealed class ShimProcess
     private ExecSession? _session;
     private StdinFifo? _stdin;
     private bool _stdinDrainAsked;
+    private TerminalSize _terminalSize;
 
     public ShimProcess(string execId, OciProcess process, string stdin, string stdout, string stderr, bool terminal)
     {
@@ -68,7 +69,8 @@ internal sealed class ShimProcess
         try
         {
             stdin = hasStdin ? OpenStdin() : null;
-            _session = await sandbox.Agent.StartAsync(Process.ToExecRequest(hasStdin), cancellationToken);
+            ExecRequest request = Process.ToExecRequest(hasStdin);
+            _session = await sandbox.Agent.StartAsync(Terminal ? request with { Terminal = _terminalSize } : request, cancellationToken);
         }
         catch
         {
@@ -133,6 +135,30 @@ internal sealed class ShimProcess
             throw new Containerd.Ttrpc.TtrpcStatusException(Containerd.Ttrpc.TtrpcStatusException.NotFound, $"process {Describe()} is not running");
         }
         await _session.SignalAsync(signal, cancellationToken);
+    }
+
+    /// <summary>
+    /// ResizePty: the terminal's size in the guest. Before the start (containerd may resize first)
+    /// it becomes the size the terminal is made with.
+    /// </summary>
+    public async Task ResizeAsync(TerminalSize size, CancellationToken cancellationToken)
+    {
+        if (!Terminal)
+        {
+            return; // As containerd's runc shim: a process without a console ignores a resize.
+        }
+        _terminalSize = size;
+        if (_session is { } session && !_exited.Task.IsCompleted)
+        {
+            try
+            {
+                await session.ResizeAsync(size, cancellationToken);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+                // The process ended meanwhile: as runc, a resize of a gone terminal is not an error.
+            }
+        }
     }
 
     /// <summary>

@@ -3,6 +3,7 @@ using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Microsoft.Extensions.Logging;
 using Vessel.Agent;
+using Vessel.Agent.Protocol;
 using Vessel.Containerd;
 using Vessel.Containerd.Api.Events;
 using Vessel.Containerd.Api.Task;
@@ -18,8 +19,9 @@ namespace Vessel.Shim;
 /// containerd's task API (<c>containerd.task.v2.Task</c>, api/runtime/task/v2/shim.proto) for
 /// one container run in one Vessel microVM. Create mounts the rootfs, writes it into an ext4
 /// image and boots the VM (the init process is created, not started); Start, Exec, Kill, Wait,
-/// CloseIO, State, Pids, Delete, Connect and Shutdown act on processes the guest agent runs.
-/// Pause, Resume, Checkpoint, Update, Stats and ResizePty are not registered: the server answers
+/// CloseIO, ResizePty, State, Pids, Delete, Connect and Shutdown act on processes the guest agent
+/// runs (a terminal process, ctr -t, on a pseudo-terminal in the guest: its output goes to the
+/// stdout FIFO, stderr stays empty). Pause, Resume, Checkpoint, Update and Stats are not registered: the server answers
 /// UNIMPLEMENTED, which containerd reports as "not implemented". Events go out in containerd's
 /// order: create, start, exec-added, exec-started, exit, delete.
 /// </summary>
@@ -76,6 +78,11 @@ internal sealed partial class TaskService : IAsyncDisposable
             }
             return new Empty();
         });
+        server.Register(ServiceName, "ResizePty", ResizePtyRequest.Parser, async (r, ct) =>
+        {
+            await Find(r.Id, r.ExecId).ResizeAsync(new TerminalSize((ushort)Math.Min(r.Height, ushort.MaxValue), (ushort)Math.Min(r.Width, ushort.MaxValue)), ct);
+            return new Empty();
+        });
         server.Register(ServiceName, "Connect", ConnectRequest.Parser, (r, _) => Task.FromResult<IMessage>(
             new ConnectResponse { ShimPid = (uint)Environment.ProcessId, TaskPid = _vmmPid, Version = "vessel" }));
         server.Register(ServiceName, "Shutdown", ShutdownRequest.Parser, (r, _) =>
@@ -102,25 +109,21 @@ internal sealed partial class TaskService : IAsyncDisposable
             {
                 throw new TtrpcStatusException(TtrpcStatusException.Unimplemented, "Vessel cannot restore a checkpoint");
             }
-            (OciProcess process, string? hostname) = OciProcess.ReadBundle(request.Bundle);
+            (OciProcess process, string? hostname, string specRoot) = OciProcess.ReadBundle(request.Bundle);
             // Checked before anything is made: a mount the VM cannot honour fails Create naming it.
             MountPlan mounts = ContainerMounts.Plan(OciMount.ReadBundle(request.Bundle));
-            if (request.Terminal || process.Terminal)
-            {
-                throw new TtrpcStatusException(TtrpcStatusException.Unimplemented, "a terminal (ctr -t) is not supported yet: Vessel's guest agent has no pty");
-            }
             _id = request.Id;
             _bundle = request.Bundle;
             try
             {
-                await BootAsync(request, hostname, mounts, cancellationToken);
+                await BootAsync(request, hostname, specRoot, mounts, cancellationToken);
             }
             catch
             {
                 await TeardownAsync();
                 throw;
             }
-            _init = new ShimProcess(string.Empty, process, request.Stdin, request.Stdout, request.Stderr, request.Terminal);
+            _init = new ShimProcess(string.Empty, process, request.Stdin, request.Stdout, request.Stderr, request.Terminal || process.Terminal);
             var created = new TaskCreate
             {
                 ContainerId = _id,
@@ -138,10 +141,17 @@ internal sealed partial class TaskService : IAsyncDisposable
         }
     }
 
-    /// <summary>Mounts the rootfs, writes the VM's image from it and boots the VM; the state file is written before each step.</summary>
-    private async Task BootAsync(CreateTaskRequest request, string? hostname, MountPlan mounts, CancellationToken cancellationToken)
+    /// <summary>
+    /// Mounts the rootfs, writes the VM's image from it and boots the VM; the state file is written
+    /// before each step. With no rootfs mounts the spec's root path is the tree (runc's rule).
+    /// </summary>
+    private async Task BootAsync(CreateTaskRequest request, string? hostname, string specRoot, MountPlan mounts, CancellationToken cancellationToken)
     {
-        string rootfs = Path.Combine(_bundle, "rootfs");
+        string rootfs = request.Rootfs.Count > 0 ? Path.Combine(_bundle, "rootfs") : specRoot;
+        if (request.Rootfs.Count == 0 && !Directory.Exists(rootfs))
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput, $"the spec's root {rootfs} is not a directory and containerd passed no rootfs mounts.");
+        }
         string image = Path.Combine(_bundle, "vessel-rootfs.ext4");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         ShimConfig config = ShimConfig.Load();
@@ -292,16 +302,12 @@ internal sealed partial class TaskService : IAsyncDisposable
         {
             throw new TtrpcStatusException(TtrpcStatusException.NotFound, $"task {request.Id} not found");
         }
-        if (request.Terminal)
-        {
-            throw new TtrpcStatusException(TtrpcStatusException.Unimplemented, "a terminal (ctr task exec -t) is not supported yet: Vessel's guest agent has no pty");
-        }
         if (request.ExecId.Length == 0)
         {
             throw new TtrpcStatusException(TtrpcStatusException.InvalidArgument, "an exec needs an exec id");
         }
         OciProcess process = OciProcess.Parse((request.Spec?.Value ?? ByteString.Empty).Span, $"exec {request.ExecId}");
-        var p = new ShimProcess(request.ExecId, process, request.Stdin, request.Stdout, request.Stderr, request.Terminal);
+        var p = new ShimProcess(request.ExecId, process, request.Stdin, request.Stdout, request.Stderr, request.Terminal || process.Terminal);
         if (!_execs.TryAdd(request.ExecId, p))
         {
             throw new TtrpcStatusException(TtrpcStatusException.AlreadyExists, $"exec {request.ExecId} of {_id} already exists");

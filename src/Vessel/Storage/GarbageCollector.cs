@@ -62,7 +62,9 @@ internal sealed class GarbageCollector
         var errors = new List<string>();
         if (_options.ImagesOnly)
         {
-            RemoveImages(items, errors);
+            StateStore? rows = File.Exists(_home.StateDatabase) ? await StateStore.OpenAsync(_home.StateDatabase, cancellationToken) : null;
+            IReadOnlyList<SandboxRecord> sandboxes = rows is null ? [] : await rows.ListSandboxesAsync(cancellationToken);
+            RemoveImages(await PodLower.PausedAsync(sandboxes, cancellationToken), items, errors);
             await RemoveTreesAsync(items, errors, cancellationToken);
             return new GcResult(items, errors, 0);
         }
@@ -90,7 +92,7 @@ internal sealed class GarbageCollector
         Remove(items, errors, doomedSnapshots, "snapshot", "a snapshot that no template, cache entry or sandbox names", dir => Directory.Delete(dir, recursive: true));
         await RemoveLayersAsync(layers, doomedLayers, items, errors, cancellationToken);
         Remove(items, errors, doomedKits, "kit", "a guest kit that this Vessel, the kept snapshots and running VMs do not use", dir => Directory.Delete(dir, recursive: true));
-        RemoveImages(items, errors);
+        RemoveImages(await PodLower.PausedAsync(refs.Sandboxes, cancellationToken), items, errors);
         await RemoveTreesAsync(items, errors, cancellationToken);
         return new GcResult(items, errors, failedBuilds);
     }
@@ -230,10 +232,11 @@ internal sealed class GarbageCollector
     }
 
     /// <summary>
-    /// Cached rootfs images that no run is building or copying (each held by its lock while it goes)
-    /// and no running process names (a pod's read-only lower is attached to its VM by path).
+    /// Cached rootfs images that no run is building or copying (each held by its lock while it goes),
+    /// no running process names (a pod's read-only lower is attached to its VM by path) and no
+    /// paused pod resumes on (<paramref name="paused"/>).
     /// </summary>
-    private void RemoveImages(List<GcItem> items, List<string> errors)
+    private void RemoveImages(IReadOnlySet<string> paused, List<GcItem> items, List<string> errors)
     {
         List<string>? running = null;
         foreach ((string image, FileStream held) in new RootfsCache(_home.Images).TakeUnused())
@@ -241,7 +244,7 @@ internal sealed class GarbageCollector
             using (held)
             {
                 running ??= CommandLines();
-                if (running.Any(c => c.Contains(image, StringComparison.Ordinal)))
+                if (paused.Contains(image) || running.Any(c => c.Contains(image, StringComparison.Ordinal)))
                 {
                     continue;
                 }
@@ -261,6 +264,14 @@ internal sealed class GarbageCollector
                 {
                     errors.Add($"cannot remove {image}: {e.Message}");
                 }
+            }
+        }
+        if (!_options.DryRun)
+        {
+            // Keys of the tarballs whose entries went (or were never kept): tiny hints, listed in the dry run only through their entries.
+            foreach (string key in new RootfsCache(_home.Images).StaleKeys())
+            {
+                File.Delete(key);
             }
         }
     }

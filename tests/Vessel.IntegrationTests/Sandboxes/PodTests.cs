@@ -80,6 +80,12 @@ public sealed class PodTests
         // The image config's PATH reached the container (the OCI image sets it; the tarball has none).
         Assert.Equal("/usr/sbin:/usr/bin:/sbin:/bin\n", (await RunAsync(pod, "web", "sh", "-c", "echo $PATH")).Stdout);
 
+        // A minimal /dev of its own: the default devices, not the VM's devtmpfs with the pod's image disks.
+        string[] dev = (await RunAsync(pod, "side", "ls", "-A", "/dev")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal(["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"], dev);
+        Assert.Equal("4\n", (await RunAsync(pod, "side", "sh", "-c", "head -c 4 /dev/urandom | wc -c; echo gone > /dev/null")).Stdout.TrimStart());
+        Assert.Equal("crw-rw-rw-", (await RunAsync(pod, "web", "ls", "-l", "/dev/null")).Stdout[..10]);
+
         IReadOnlyList<ContainerStatus> states = await pod.Agent.ListContainersAsync(CancellationToken.None);
         Assert.All(states, s => Assert.True(s.Running, s.Name + " should run"));
     }

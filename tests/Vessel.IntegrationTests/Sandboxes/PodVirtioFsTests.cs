@@ -117,8 +117,8 @@ public sealed class PodVirtioFsTests
         }
 
         // Accepted: symlinks pointing out stay links (never
-        // followed on the host, even by a later entry through them), a hard link inside is a copy,
-        // a setuid file keeps its bit.
+        // followed on the host, even by a later entry through them), a hard link inside stays one
+        // (one inode, two names), a setuid file keeps its bit.
         byte[] accepted = AcceptedHostileTar(outside);
         string acceptedLayout = _environment.Work!.Combine("hostile-vfs-accepted");
         HostileInputs.WriteOciLayout(acceptedLayout, accepted, gzip: false, "amd64", viaIndex: false);
@@ -131,6 +131,7 @@ public sealed class PodVirtioFsTests
         Assert.Equal(outside, new FileInfo(Path.Combine(tree.Path, "out")).LinkTarget);
         Assert.Equal("../../../../../..", new FileInfo(Path.Combine(tree.Path, "up")).LinkTarget);
         Assert.Equal("absolute\n", await File.ReadAllTextAsync(Path.Combine(tree.Path, "copy")));
+        Assert.Equal(InodeOf(Path.Combine(tree.Path, "etc", "abs-file")), InodeOf(Path.Combine(tree.Path, "copy")));
         if (!OperatingSystem.IsWindows())
         {
             Assert.True(File.GetUnixFileMode(Path.Combine(tree.Path, "suid")).HasFlag(UnixFileMode.SetUser), "the setuid bit was lost");
@@ -139,6 +140,12 @@ public sealed class PodVirtioFsTests
         Assert.Equal("host file\n", await File.ReadAllTextAsync(victim));
         Assert.Empty(Directory.GetDirectories(Home.ImageTrees, ".tmp-*"));
         _environment.AssertNothingLeft();
+    }
+
+    private static ulong InodeOf(string path)
+    {
+        using Microsoft.Win32.SafeHandles.SafeFileHandle handle = File.OpenHandle(path);
+        return (Vessel.Blocks.LinuxFile.TryGetIdentity(handle) ?? throw new IOException("no statx for " + path)).Inode;
     }
 
     private static byte[] AcceptedHostileTar(string outside)

@@ -88,6 +88,45 @@ public sealed class PodApiTests
         Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(_d.Home, "snapshots"), "sbx-*"));
     }
 
+    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "busybox-image", Timeout = 900_000)]
+    public async Task Images_prune_keeps_the_image_disks_of_a_paused_block_pod_which_then_resumes()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
+        string id = await _d.CreateSandboxAsync(new
+        {
+            containers = new object[] { new { name = "web", image = TestImages.BusyboxOciReference, command = new[] { "sleep", "100000" } } },
+            rootfs = "block",
+            memoryMb = 256,
+            upperMb = 16,
+            timeoutSeconds = 900,
+        });
+        try
+        {
+            Assert.Equal(0, ExitCode(await ExecAsync(id, "web", "echo kept > /upper-file")));
+            JsonNode paused = await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.OK);
+            Assert.Equal("paused", paused["state"]!.GetValue<string>());
+            Assert.Empty(SandboxEnvironment.QemusNaming(_d.Home)); // no VM has the image disk open now
+            string[] disks = Directory.GetFiles(Path.Combine(_d.Home, "images"), "*.ext4");
+            Assert.NotEmpty(disks);
+
+            ProcessResult pruned = await VesselCli.RunAsync(cts.Token, "images", "prune", "--home", _d.Home);
+            Assert.True(pruned.ExitCode == 0, pruned.StandardError);
+            string[] kept = Directory.GetFiles(Path.Combine(_d.Home, "images"), "*.ext4");
+            Assert.NotEmpty(kept);
+            Assert.All(kept, k => Assert.DoesNotContain(k, pruned.StandardOutput, StringComparison.Ordinal));
+
+            JsonNode resumed = await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/resume", null), HttpStatusCode.OK);
+            Assert.Equal("running", resumed["state"]!.GetValue<string>());
+            Assert.Equal("kept\n", (await ExecAsync(id, "web", "cat /upper-file")).Stdout);
+        }
+        finally
+        {
+            using HttpResponseMessage deleted = await _d.Unix.DeleteAsync($"/sandboxes/{id}");
+            Assert.Equal(HttpStatusCode.NoContent, deleted.StatusCode);
+        }
+        Assert.Empty(SandboxEnvironment.QemusNaming(_d.Home));
+    }
+
     [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "busybox-image", Timeout = 600_000)]
     public async Task The_cli_creates_a_pod_from_a_file_and_runs_a_command_in_a_named_container()
     {

@@ -31,6 +31,23 @@ public sealed class ProtocolTests
         Assert.Throws<AgentProtocolException>(() => ExecStartRequest.Decode(extra));
     }
 
+    [Fact]
+    public void A_terminal_exec_round_trips_and_a_size_beyond_65535_cells_or_a_missing_size_is_rejected()
+    {
+        var request = new ExecTerminalRequest("t", ["sh"], ["TERM=xterm"], "/root", "0:0", 0, string.Empty, new TerminalSize(24, 80));
+        ExecTerminalRequest back = ExecTerminalRequest.Decode(request.Encode());
+        Assert.Equal(new TerminalSize(24, 80), back.Size);
+        Assert.Equal(["sh"], back.Arguments);
+        Assert.True(back.ToExecStart().Stdin);
+        Assert.True(MessageTypes.IsRequest(MessageType.ExecTerminal));
+        Assert.False(MessageTypes.IsRequest(MessageType.Resize));
+
+        Assert.Equal(new TerminalSize(50, 200), TerminalSize.Decode(new TerminalSize(50, 200).Encode()));
+        Assert.Throws<AgentProtocolException>(() => TerminalSize.Decode(new PayloadWriter().U32(70_000).U32(80).ToArray()));
+        byte[] encoded = request.Encode();
+        Assert.Throws<AgentProtocolException>(() => ExecTerminalRequest.Decode(encoded.AsSpan(0, encoded.Length - 8)));
+    }
+
     [Fact(Timeout = 30_000)]
     public async Task Streams_are_flow_controlled_and_a_stalled_stream_does_not_block_another()
     {

@@ -1,5 +1,6 @@
 using Vessel.Blocks;
 using Vessel.Common;
+using Vessel.Testing;
 using Xunit;
 
 namespace Vessel.Tests.Blocks;
@@ -187,11 +188,5 @@ public sealed class LayerStoreTests : IDisposable
         int b = f.ReadByte();
         f.Position = offset;
         f.WriteByte((byte)(b ^ 0xff));
-    }
-
-    /// <summary>A clock ahead of the real one, so files written by the test count as long settled.</summary>
-    private sealed class LaterClock(TimeSpan ahead) : TimeProvider
-    {
-        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + ahead;
     }
 }

@@ -1,0 +1,114 @@
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Vessel.Common;
+using Vessel.Testing;
+using Xunit;
+
+namespace Vessel.IntegrationTests.Shim;
+
+/// <summary>
+/// <c>ctr run -t</c> and <c>ctr task exec -t</c> through the shim: ctr needs a terminal of its own,
+/// so util-linux <c>script</c> gives it one, sized with stty first; ctr passes that size on
+/// (ResizePty) and the process in the VM sees it on its pseudo-terminal. Also the OCI spec's hostname.
+/// </summary>
+[Collection(ShimCollection.Name)]
+public sealed partial class ShimTerminalTests
+{
+    private const int Timeout = 600_000;
+
+    /// <summary>
+    /// ctr sends the terminal's size (ResizePty) just after Start, as it does for runc: until it
+    /// arrives the guest's terminal is 0 x 0 and busybox stty fails on it.
+    /// </summary>
+    private const string WaitForSize = "until [ -n \"$(stty size 2>/dev/null)\" ]; do sleep 0.1; done; ";
+
+    private readonly ShimFixture _ctrd;
+
+    public ShimTerminalTests(ShimFixture fixture)
+    {
+        _ctrd = fixture;
+    }
+
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", "script", Timeout = Timeout)]
+    public async Task Ctr_run_t_gives_the_container_a_pty_of_ctrs_terminal_size_and_its_exit_code()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        ProcessResult run = await CtrOnTerminalAsync(33, 101, cts.Token, "run", "-t", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "tt1",
+            "sh", "-c", WaitForSize + "tty; stty size; [ -t 2 ] && echo stderr-is-tty; exit 5");
+        Assert.True(run.ExitCode == 5, $"ctr run -t exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
+        // ctr's own terminal (script's) adds a second \r to each of the guest terminal's \r\n.
+        string[] lines = Lines(run.StandardOutput);
+        Assert.True(lines.Length == 3 && PtyLine().IsMatch(lines[0]) && lines[1] == "33 101" && lines[2] == "stderr-is-tty", "output: " + run.StandardOutput);
+        await _ctrd.AssertNothingLeftAsync("tt1", cts.Token);
+    }
+
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", "script", Timeout = Timeout)]
+    public async Task Ctr_task_exec_t_runs_on_its_own_pty_beside_a_detached_task()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "tt2", "sleep", "1d")).EnsureSuccess();
+        try
+        {
+            ProcessResult exec = await CtrOnTerminalAsync(21, 77, cts.Token, "task", "exec", "-t", "--exec-id", "e1", "tt2", "sh", "-c", WaitForSize + "tty; stty size; exit 4");
+            Assert.True(exec.ExitCode == 4, $"ctr task exec -t exited with {exec.ExitCode}: {exec.StandardOutput}{exec.StandardError}");
+            string[] lines = Lines(exec.StandardOutput);
+            Assert.True(lines.Length == 2 && PtyLine().IsMatch(lines[0]) && lines[1] == "21 77", "output: " + exec.StandardOutput);
+            (await _ctrd.CtrAsync(cts.Token, "task", "kill", "-s", "SIGKILL", "tt2")).EnsureSuccess();
+            for (int i = 0; i < 100 && !(await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput.Contains("STOPPED", StringComparison.Ordinal); i++)
+            {
+                await Task.Delay(100, cts.Token);
+            }
+        }
+        finally
+        {
+            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "tt2");
+            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "tt2");
+        }
+        await _ctrd.AssertNothingLeftAsync("tt2", cts.Token);
+    }
+
+    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    public async Task The_spec_hostname_is_the_guests_and_a_spec_root_path_without_mounts_is_the_rootfs()
+    {
+        // ctr 1.6 has no --hostname: `ctr run --config` takes a whole spec (ctr's default, edited),
+        // whose root is a tree on the host that containerd passes no mounts for (runc's rule).
+        using var cts = new CancellationTokenSource(Timeout);
+        string tree = Path.Combine(_ctrd.Root, "th1-rootfs");
+        Directory.CreateDirectory(tree);
+        (await ExternalProcess.RunAsync("tar", ["-xzf", TestImages.BusyboxTarball, "-C", tree], cts.Token)).EnsureSuccess();
+        var spec = JsonNode.Parse((await _ctrd.CtrAsync(cts.Token, "oci", "spec")).EnsureSuccess().StandardOutput)!;
+        spec["hostname"] = "spec-host";
+        spec["root"] = new JsonObject { ["path"] = tree };
+        spec["process"]!["args"] = new JsonArray("sh", "-c", "hostname; cat /etc/hostname; cat /etc/vessel-test-release");
+        string specPath = Path.Combine(_ctrd.Root, "th1-spec.json");
+        await File.WriteAllTextAsync(specPath, spec.ToJsonString(), cts.Token);
+        ProcessResult run;
+        try
+        {
+            run = await _ctrd.CtrAsync(cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, "--config", specPath, "th1");
+        }
+        finally
+        {
+            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "th1");
+        }
+        Assert.True(run.ExitCode == 0, $"ctr run exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
+        Assert.Equal($"spec-host\nspec-host\n{TestImages.BusyboxRelease}", run.StandardOutput);
+        await _ctrd.AssertNothingLeftAsync("th1", cts.Token);
+    }
+
+    /// <summary>ctr on a terminal of <paramref name="rows"/> x <paramref name="columns"/> (script's pty, sized by stty); script exits with ctr's code.</summary>
+    private Task<ProcessResult> CtrOnTerminalAsync(int rows, int columns, CancellationToken cancellationToken, params string[] args)
+    {
+        string ctr = string.Join(' ', new[] { "ctr", "-a", _ctrd.Socket, "-n", ShimFixture.Namespace }.Concat(args).Select(Quote));
+        return ExternalProcess.RunAsync("script", ["-qec", $"stty rows {rows} cols {columns}; exec {ctr}", "/dev/null"], cancellationToken, standardInput: string.Empty, timeout: TimeSpan.FromMinutes(5));
+    }
+
+    /// <summary>The output's lines, each ended by the terminal's \r\n; a NUL or two echoed from the closed input (shown ^@) is dropped.</summary>
+    private static string[] Lines(string output) => output.Replace("^@", string.Empty, StringComparison.Ordinal)
+        .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToArray();
+
+    private static string Quote(string s) => "'" + s.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+
+    [GeneratedRegex(@"^/dev/pts/[0-9]+$")]
+    private static partial Regex PtyLine();
+}
