@@ -85,6 +85,8 @@ public sealed partial class Sandbox
             {
                 // What a resume re-attaches, for 'vessel images prune' to keep while the pod is paused.
                 await File.WriteAllLinesAsync(Path.Combine(partial, PodLower.PausedLowersFile), pod.Lowers.Select(l => l.Path), cancellationToken);
+                // What a daemon that restarts needs to adopt the paused pod.
+                await PausedPod.WriteAsync(partial, pod, cancellationToken);
             }
             Directory.Move(partial, directory);
             await KillAsync();

@@ -100,13 +100,21 @@ internal sealed partial class SandboxService : IAsyncDisposable
         await RecoverAsync(records, cancellationToken);
         foreach (SandboxRecord record in records)
         {
-            ServiceSandbox? adopted = record.State == "paused" ? await TryAdoptPausedAsync(record, cancellationToken) : null;
+            ServiceSandbox? adopted = null;
+            string? damaged = null;
+            try
+            {
+                adopted = record.State == "paused" ? await TryAdoptPausedAsync(record, cancellationToken) : null;
+            }
+            catch (VesselException e) when (e.Reason == VesselErrorReason.InvalidInput)
+            {
+                damaged = e.Message;
+            }
             if (adopted is null)
             {
                 ServiceLog.RunningDropped(_logger, record.Id);
-                await MarkLostAsync(record.Id, record.Template, record.State == "paused"
-                    ? $"it was paused, but its snapshot {record.SnapshotDirectory} was missing when the daemon started."
-                    : RunningLostReason(Time.GetUtcNow()));
+                await MarkLostAsync(record.Id, record.Template, record.State != "paused" ? RunningLostReason(Time.GetUtcNow())
+                    : damaged ?? $"it was paused, but its snapshot {record.SnapshotDirectory} was missing when the daemon started.");
                 await DeleteLayersAsync(record.Id, JsonSerializer.Deserialize<List<Guid>>(record.LayersJson) ?? []);
                 await _state.DeleteSandboxAsync(record.Id);
                 continue;
@@ -129,7 +137,13 @@ internal sealed partial class SandboxService : IAsyncDisposable
     private async Task<ServiceSandbox?> TryAdoptPausedAsync(SandboxRecord record, CancellationToken cancellationToken)
     {
         List<Guid> layers = JsonSerializer.Deserialize<List<Guid>>(record.LayersJson) ?? [];
-        if (record.SnapshotDirectory is not { } dir || layers.Count == 0 || !Directory.Exists(dir))
+        if (record.SnapshotDirectory is not { } dir || !Directory.Exists(dir))
+        {
+            return null;
+        }
+        // A paused pod has no disk layer: its description beside the snapshot names its containers and image disks.
+        PodInfo? pod = layers.Count == 0 ? await PausedPod.ReadAsync(dir, _options.Home.Images, cancellationToken) : null;
+        if (layers.Count == 0 && pod is null)
         {
             return null;
         }
@@ -142,8 +156,9 @@ internal sealed partial class SandboxService : IAsyncDisposable
             JsonSerializer.Deserialize<Dictionary<string, string>>(record.EnvJson) ?? [])
         {
             EndAt = record.EndAt,
-            Paused = new PausedSandbox(dir, layers[^1], await SandboxSnapshot.ReadAsync(dir, cancellationToken)),
+            Paused = new PausedSandbox(dir, pod is null ? layers[^1] : Guid.Empty, await SandboxSnapshot.ReadAsync(dir, cancellationToken)) { Pod = pod },
             Network = network,
+            Pod = pod,
         };
         sandbox.Layers.AddRange(layers);
         foreach ((int guest, int host) in ports)

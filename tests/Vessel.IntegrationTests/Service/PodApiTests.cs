@@ -35,7 +35,7 @@ public sealed class PodApiTests
         => sandbox["containers"]!.AsArray().ToDictionary(c => c!["name"]!.GetValue<string>(), c => c!["state"]!.GetValue<string>());
 
     [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "busybox-image", Timeout = 900_000)]
-    public async Task A_pod_keeps_its_upper_writes_and_running_processes_across_pause_and_resume_and_leaves_nothing_after_delete()
+    public async Task A_pod_keeps_its_upper_writes_and_running_processes_across_pause_a_daemon_restart_and_resume_and_leaves_nothing_after_delete()
     {
         string id = await _d.CreateSandboxAsync(new
         {
@@ -65,6 +65,13 @@ public sealed class PodApiTests
         Assert.Equal("paused", paused["state"]!.GetValue<string>());
         Assert.Empty(SandboxEnvironment.QemusNaming(_d.Home));
         Assert.Equal("unknown", States(await GetAsync(id))["web"]);
+
+        // A daemon that restarts adopts the paused pod from the description beside its snapshot.
+        await _d.StopAsync(kill9: true);
+        await _d.StartAsync(CancellationToken.None);
+        JsonNode adopted = await GetAsync(id);
+        Assert.Equal("paused", adopted["state"]!.GetValue<string>());
+        Assert.Equal(["web", "side"], States(adopted).Keys);
 
         JsonNode resumed = await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/resume", null), HttpStatusCode.OK);
         Assert.Equal("running", resumed["state"]!.GetValue<string>());
