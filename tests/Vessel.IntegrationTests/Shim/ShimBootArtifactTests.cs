@@ -56,17 +56,12 @@ public sealed class ShimBootArtifactTests
             Assert.Contains("vessel-view-", (await _ctrd.CtrAsync(cts.Token, "snapshots", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
             Assert.Contains("vessel-", (await _ctrd.CtrAsync(cts.Token, "leases", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
 
-            (await _ctrd.CtrAsync(cts.Token, "task", "kill", "-s", "SIGKILL", "b1")).EnsureSuccess();
-            for (int i = 0; i < 100 && !(await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput.Contains("STOPPED", StringComparison.Ordinal); i++)
-            {
-                await Task.Delay(100, cts.Token);
-            }
+            await _ctrd.KillAndWaitStoppedAsync("b1", cts.Token);
             (await _ctrd.CtrAsync(cts.Token, "task", "rm", "b1")).EnsureSuccess();
         }
         finally
         {
-            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "b1");
-            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "b1");
+            await _ctrd.RemoveAsync("b1");
         }
         await _ctrd.AssertNothingLeftAsync("b1", cts.Token);
         await _ctrd.AssertNoViewOrLeaseAsync(cts.Token);
@@ -92,8 +87,7 @@ public sealed class ShimBootArtifactTests
         }
         finally
         {
-            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "b2");
-            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "b2");
+            await _ctrd.RemoveAsync("b2");
         }
         await _ctrd.AssertNothingLeftAsync("b2", cts.Token);
         await _ctrd.AssertNoViewOrLeaseAsync(cts.Token);

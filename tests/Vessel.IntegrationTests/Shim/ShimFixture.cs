@@ -115,6 +115,23 @@ public sealed class ShimFixture : IAsyncLifetime
         Directory.Delete(layout, recursive: true);
     }
 
+    /// <summary>SIGKILLs task <paramref name="id"/> and waits (up to about 10 s) until ctr lists a stopped task.</summary>
+    public async Task KillAndWaitStoppedAsync(string id, CancellationToken cancellationToken)
+    {
+        (await CtrAsync(cancellationToken, "task", "kill", "-s", "SIGKILL", id)).EnsureSuccess();
+        for (int i = 0; i < 100 && !(await CtrAsync(cancellationToken, "task", "ls")).StandardOutput.Contains("STOPPED", StringComparison.Ordinal); i++)
+        {
+            await Task.Delay(100, cancellationToken);
+        }
+    }
+
+    /// <summary>Removes task and container <paramref name="id"/> whatever state they are in (a test's finally: failures are ignored).</summary>
+    public async Task RemoveAsync(string id)
+    {
+        await CtrAsync(CancellationToken.None, "task", "rm", "-f", id);
+        await CtrAsync(CancellationToken.None, "containers", "rm", id);
+    }
+
     /// <summary>The bundle containerd made for task <paramref name="id"/> (its runtime v2 state directory).</summary>
     public string Bundle(string id) => Path.Combine(Root, "state", "io.containerd.runtime.v2.task", Namespace, id);
 

@@ -53,16 +53,11 @@ public sealed partial class ShimTerminalTests
             Assert.True(exec.ExitCode == 4, $"ctr task exec -t exited with {exec.ExitCode}: {exec.StandardOutput}{exec.StandardError}");
             string[] lines = Lines(exec.StandardOutput);
             Assert.True(lines.Length == 2 && PtyLine().IsMatch(lines[0]) && lines[1] == "21 77", "output: " + exec.StandardOutput);
-            (await _ctrd.CtrAsync(cts.Token, "task", "kill", "-s", "SIGKILL", "tt2")).EnsureSuccess();
-            for (int i = 0; i < 100 && !(await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput.Contains("STOPPED", StringComparison.Ordinal); i++)
-            {
-                await Task.Delay(100, cts.Token);
-            }
+            await _ctrd.KillAndWaitStoppedAsync("tt2", cts.Token);
         }
         finally
         {
-            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "tt2");
-            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "tt2");
+            await _ctrd.RemoveAsync("tt2");
         }
         await _ctrd.AssertNothingLeftAsync("tt2", cts.Token);
     }

@@ -63,18 +63,13 @@ public sealed class ShimTests
             Assert.Single(pids);
             Assert.Contains("RUNNING", (await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput, StringComparison.Ordinal);
 
-            (await _ctrd.CtrAsync(cts.Token, "task", "kill", "-s", "SIGKILL", "t2")).EnsureSuccess();
-            for (int i = 0; i < 100 && !(await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput.Contains("STOPPED", StringComparison.Ordinal); i++)
-            {
-                await Task.Delay(100, cts.Token);
-            }
+            await _ctrd.KillAndWaitStoppedAsync("t2", cts.Token);
             Assert.Contains("STOPPED", (await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput, StringComparison.Ordinal);
             (await _ctrd.CtrAsync(cts.Token, "task", "rm", "t2")).EnsureSuccess();
         }
         finally
         {
-            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "t2");
-            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "t2");
+            await _ctrd.RemoveAsync("t2");
         }
         await _ctrd.AssertNothingLeftAsync("t2", cts.Token);
 
@@ -110,8 +105,7 @@ public sealed class ShimTests
         }
         finally
         {
-            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "t4");
-            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "t4");
+            await _ctrd.RemoveAsync("t4");
         }
         await _ctrd.AssertNothingLeftAsync("t4", cts.Token);
     }
@@ -142,16 +136,11 @@ public sealed class ShimTests
             ProcessResult user = await _ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e2", "--user", "1000", "--cwd", "/etc", "t5", "sh", "-c", "id -u; pwd");
             Assert.True(user.ExitCode == 0, $"exec exited with {user.ExitCode}: {user.StandardOutput}{user.StandardError}");
             Assert.Equal("1000\n/etc\n", user.StandardOutput);
-            (await _ctrd.CtrAsync(cts.Token, "task", "kill", "-s", "SIGKILL", "t5")).EnsureSuccess();
-            for (int i = 0; i < 100 && !(await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput.Contains("STOPPED", StringComparison.Ordinal); i++)
-            {
-                await Task.Delay(100, cts.Token);
-            }
+            await _ctrd.KillAndWaitStoppedAsync("t5", cts.Token);
         }
         finally
         {
-            await _ctrd.CtrAsync(CancellationToken.None, "task", "rm", "-f", "t5");
-            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "t5");
+            await _ctrd.RemoveAsync("t5");
         }
         await _ctrd.AssertNothingLeftAsync("t5", cts.Token);
     }
