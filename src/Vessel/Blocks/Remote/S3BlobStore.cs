@@ -20,9 +20,18 @@ internal sealed class S3BlobStore(S3LayerStorage storage)
     /// <summary>What a put or a get moved: bytes sent or fetched, and the blob's length.</summary>
     public readonly record struct Transfer(BlobRef Blob, long Bytes, bool Skipped);
 
-    public async Task<Transfer> PutFileAsync(string path, CancellationToken cancellationToken)
+    public Task<Transfer> PutFileAsync(string path, CancellationToken cancellationToken) => PutFileAsync(path, storage.ChunkSize, cancellationToken);
+
+    /// <summary>
+    /// Puts the file in chunks of <paramref name="chunkSize"/> bytes (a power of two, 4 KiB to 64
+    /// MiB); a blob already there (its index exists) is not sent again, whatever its chunk size.
+    /// </summary>
+    public async Task<Transfer> PutFileAsync(string path, int chunkSize, CancellationToken cancellationToken)
     {
-        int chunkSize = storage.ChunkSize;
+        if (chunkSize < 4096 || chunkSize > 64 << 20 || (chunkSize & (chunkSize - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize, "a power of two from 4 KiB to 64 MiB");
+        }
         await using FileStream file = new(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous);
         long length = file.Length;
         string sha = Convert.ToHexStringLower(await SHA256.HashDataAsync(file, cancellationToken));
