@@ -1,6 +1,4 @@
 using System.Reflection;
-using Vessel.Common;
-using Xunit;
 using Xunit.Sdk;
 
 [assembly: Vessel.Testing.RequirementsGateAttribute]

@@ -1,9 +1,3 @@
-using System.Security.Cryptography;
-using Vessel.Blocks;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Blocks;
 
 /// <summary>

@@ -1,10 +1,6 @@
-using System.Net;
-using System.Text;
 using Vessel.Client;
-using Vessel.Common;
+using Sandbox = Vessel.Client.Sandbox;
 using Vessel.IntegrationTests.Service;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Client;
 

@@ -1,9 +1,3 @@
-using System.Diagnostics;
-using Vessel.Common;
-using Vessel.Containerd;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Containerd;
 
 /// <summary>

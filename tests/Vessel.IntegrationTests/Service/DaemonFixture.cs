@@ -1,13 +1,3 @@
-using System.Diagnostics;
-using System.Net;
-using System.Net.Http.Json;
-using System.Net.Sockets;
-using System.Text;
-using System.Text.Json.Nodes;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Service;
 
 /// <summary>

@@ -1,9 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json.Nodes;
 using Vessel.IntegrationTests.Service;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.State;
 

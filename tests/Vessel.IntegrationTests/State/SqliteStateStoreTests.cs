@@ -1,8 +1,4 @@
 using Microsoft.Data.Sqlite;
-using Vessel.Common;
-using Vessel.State;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.State;
 

@@ -1,13 +1,5 @@
-using System.Security.Cryptography;
-using System.Text;
-using Vessel.Blocks;
-using Vessel.Common;
 using Vessel.IntegrationTests.Blocks;
 using Vessel.IntegrationTests.Sandboxes;
-using Vessel.State;
-using Vessel.Templates;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Templates;
 
@@ -18,17 +10,11 @@ namespace Vessel.IntegrationTests.Templates;
 /// with nothing written.
 /// </summary>
 [Collection(SandboxCollection.Name)]
-public sealed class TemplateTransferTests : IAsyncLifetime
+public sealed class TemplateTransferTests(SandboxEnvironment env) : IAsyncLifetime
 {
     private const int Chunk = 64 << 10;
-    private readonly SandboxEnvironment _env;
     private readonly TempDirectory _dir = TempDirectory.Create("vessel-tpl-s3-");
     private S3Server? _server;
-
-    public TemplateTransferTests(SandboxEnvironment env)
-    {
-        _env = env;
-    }
 
     private S3Server Server => _server!;
 
@@ -45,24 +31,15 @@ public sealed class TemplateTransferTests : IAsyncLifetime
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
-        string homeA = Path.Combine(_env.StateDirectory, "tpl-push-a");
-        string homeB = Path.Combine(_env.StateDirectory, "tpl-push-b");
+        string homeA = Path.Combine(env.StateDirectory, "tpl-push-a");
+        string homeB = Path.Combine(env.StateDirectory, "tpl-push-b");
         Directory.CreateDirectory(homeA);
-        string spec = Path.Combine(homeA, "spec.json");
-        await File.WriteAllTextAsync(spec, $$"""
-            {
-              "name": "moved",
-              "from": "{{TestImages.BusyboxOciReference}}",
-              "diskSize": "128M",
-              "steps": [ { "run": "echo made-on-a > /made.txt" } ],
-              "start": "sleep 100000",
-              "ready": "pidof sleep"
-            }
-            """, ct);
+        string spec = TestImages.WriteTemplateSpec(Path.Combine(homeA, "spec.json"), "moved",
+            """ "steps": [ { "run": "echo made-on-a > /made.txt" } ], "start": "sleep 100000", "ready": "pidof sleep" """, TestImages.BusyboxOciReference);
         string bucket = $"s3://{Server.Bucket}/templates-test";
         var remote = new Dictionary<string, string>(Server.Environment);
-        Task<ProcessResult> Run(IReadOnlyDictionary<string, string> env, string[] args)
-            => ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct, environment: env, timeout: TimeSpan.FromMinutes(10));
+        Task<ProcessResult> Run(IReadOnlyDictionary<string, string> environment, string[] args)
+            => ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct, environment: environment, timeout: TimeSpan.FromMinutes(10));
         async Task<string> Vessel(params string[] args)
         {
             ProcessResult r = await Run(remote, args);
@@ -98,7 +75,7 @@ public sealed class TemplateTransferTests : IAsyncLifetime
         Assert.DoesNotContain(Directory.GetFileSystemEntries(Path.Combine(homeB, "snapshots")), d => d.Contains(".pull-", StringComparison.Ordinal));
 
         // A lazy pull leaves the layers in the bucket: a sandbox reads them through it as it starts.
-        string homeC = Path.Combine(_env.StateDirectory, "tpl-push-c");
+        string homeC = Path.Combine(env.StateDirectory, "tpl-push-c");
         ProcessResult refused = await Run(remote, ["template", "pull", "moved", "--from", bucket, "--lazy", "--home", homeC]);
         Assert.NotEqual(0, refused.ExitCode);
         Assert.Contains($"set VESSEL_REMOTE_STORE={bucket}", refused.StandardError, StringComparison.Ordinal);
@@ -116,7 +93,7 @@ public sealed class TemplateTransferTests : IAsyncLifetime
         ProcessResult missing = await Run(remote, ["template", "run", "moved", "--home", homeC, "--", "true"]);
         Assert.NotEqual(0, missing.ExitCode);
         Assert.Contains("is not in the store", missing.StandardError, StringComparison.Ordinal);
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("npm", "node", Timeout = 180_000)]

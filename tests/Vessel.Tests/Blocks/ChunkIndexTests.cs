@@ -1,7 +1,3 @@
-using System.Security.Cryptography;
-using Vessel.Blocks;
-using Xunit;
-
 namespace Vessel.Tests.Blocks;
 
 /// <summary>The object store's chunk index and bucket addresses, including damaged and hostile forms.</summary>

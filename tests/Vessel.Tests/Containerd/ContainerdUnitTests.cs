@@ -1,7 +1,3 @@
-using Vessel.Common;
-using Vessel.Containerd;
-using Xunit;
-
 namespace Vessel.Tests.Containerd;
 
 public sealed class ContainerdUnitTests

@@ -1,8 +1,3 @@
-using Vessel.Common;
-using Vessel.Oci;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.Tests.Oci;
 
 /// <summary>Gzip tarballs made by the real <c>gzip</c>, read as <c>gzip -d</c> reads them (it is the oracle).</summary>

@@ -1,6 +1,3 @@
-using Vessel.Oci;
-using Xunit;
-
 namespace Vessel.Tests.Oci;
 
 public sealed class OciDigestTests

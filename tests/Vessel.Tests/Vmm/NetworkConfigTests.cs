@@ -1,6 +1,3 @@
-using Vessel.Vmm;
-using Xunit;
-
 namespace Vessel.Tests.Vmm;
 
 public sealed class NetworkConfigTests
