@@ -3,9 +3,9 @@ namespace Vessel.IntegrationTests.Containerd;
 [Collection(ContainerdCollection.Name)]
 public sealed class BootArtifactsTests(ContainerdFixture ctrd)
 {
-    private const int Timeout = 120_000;
+    private const int Timeout = ContainerdFixture.TestTimeout;
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task View_of_a_single_layer_image_binds_the_files_read_only_and_delete_removes_everything()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -36,7 +36,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task View_of_a_multi_layer_image_sees_the_top_layer_and_extraction_gives_the_same_bytes()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -68,7 +68,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresTheory("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdTheory]
     [InlineData("view")]
     [InlineData("extract")]
     public async Task A_missing_or_whited_out_artifact_fails_naming_the_file_and_the_image_and_leaves_nothing(string mode)
@@ -96,7 +96,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle2, output2, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task Create_then_stop_from_another_process_and_a_second_cleanup_is_a_no_op()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -120,7 +120,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task Cleanup_never_unmounts_the_view_while_a_bind_is_in_use()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -143,7 +143,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresTheory("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdTheory]
     [InlineData("state")]
     [InlineData("lease")]
     [InlineData("view")]
@@ -160,7 +160,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task A_retry_after_a_crash_reuses_the_view_and_lease()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -177,7 +177,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task An_image_without_a_snapshot_falls_back_to_extraction_and_says_so()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -197,7 +197,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task The_mode_is_extract_unless_the_bundle_annotation_enables_the_view()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -214,7 +214,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task A_symlink_in_the_output_directory_is_refused_and_nothing_is_written_through_it()
     {
         using var cts = new CancellationTokenSource(Timeout);

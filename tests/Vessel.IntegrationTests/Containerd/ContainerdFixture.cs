@@ -9,6 +9,9 @@ public sealed class ContainerdFixture : IAsyncLifetime
 {
     public static readonly string[] Requirements = ["root", "containerd", "ctr", "umoci", "skopeo"];
 
+    /// <summary>The timeout of each test of the collection (its attribute\'s, and its cancellation\'s).</summary>
+    public const int TestTimeout = 120_000;
+
     public const string Namespace = "vessel-test";
 
     /// <summary>One layer, uncompressed: kernel, initrd, config, and a symlink to the kernel.</summary>

@@ -3,9 +3,9 @@ namespace Vessel.IntegrationTests.Containerd;
 [Collection(ContainerdCollection.Name)]
 public sealed class ContentStreamTests(ContainerdFixture ctrd)
 {
-    private const int Timeout = 120_000;
+    private const int Timeout = ContainerdFixture.TestTimeout;
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task A_content_store_blob_streams_like_every_read_stream_over_the_grpc_client()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -20,7 +20,7 @@ public sealed class ContentStreamTests(ContainerdFixture ctrd)
         await ReadStreamChecks.RunAllAsync(() => Task.FromResult<(Stream, byte[])>((new ContentStream(client, OciDigest.Parse(digest, "a layer")), expected)));
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task A_missing_blob_fails_with_not_found_naming_the_call()
     {
         using var cts = new CancellationTokenSource(Timeout);

@@ -21,7 +21,7 @@ public sealed class DaemonRestartTests(DaemonFixture daemon)
         return (stdout, exit, pid);
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task A_crash_between_a_pause_export_and_its_row_leaves_no_layer_after_the_restart()
     {
         await daemon.StopAsync(kill9: false);
@@ -63,7 +63,7 @@ public sealed class DaemonRestartTests(DaemonFixture daemon)
         }
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Background_commands_of_a_paused_sandbox_keep_their_pid_and_output_across_a_kill_9_of_the_daemon()
     {
         string id = await daemon.CreateSandboxAsync(new { template = "t" });

@@ -21,7 +21,7 @@ public sealed class PodApiTests(DaemonFixture daemon)
     private static Dictionary<string, string> States(JsonNode sandbox)
         => sandbox["containers"]!.AsArray().ToDictionary(c => c!["name"]!.GetValue<string>(), c => c!["state"]!.GetValue<string>());
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "busybox-image", Timeout = 900_000)]
+    [DaemonFact("busybox-image", Timeout = 900_000)]
     public async Task A_pod_keeps_its_upper_writes_and_running_processes_across_pause_a_daemon_restart_and_resume_and_leaves_nothing_after_delete()
     {
         string id = await daemon.CreateSandboxAsync(new
@@ -82,7 +82,7 @@ public sealed class PodApiTests(DaemonFixture daemon)
         Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(daemon.Home, "snapshots"), "sbx-*"));
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "busybox-image", Timeout = 900_000)]
+    [DaemonFact("busybox-image", Timeout = 900_000)]
     public async Task Images_prune_keeps_the_image_disks_of_a_paused_block_pod_which_then_resumes()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
@@ -121,7 +121,7 @@ public sealed class PodApiTests(DaemonFixture daemon)
         Assert.Empty(SandboxEnvironment.QemusNaming(daemon.Home));
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "busybox-image", Timeout = 600_000)]
+    [DaemonFact("busybox-image", Timeout = 600_000)]
     public async Task The_cli_creates_a_pod_from_a_file_and_runs_a_command_in_a_named_container()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
@@ -160,7 +160,7 @@ public sealed class PodApiTests(DaemonFixture daemon)
         Assert.Empty(SandboxEnvironment.QemusNaming(daemon.Home));
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task A_container_name_holding_the_derived_separator_is_refused_with_400()
     {
         using HttpResponseMessage response = await daemon.Unix.PostAsJsonAsync("/sandboxes", new

@@ -57,7 +57,7 @@ public sealed class PortTests(DaemonFixture daemon)
         return Encoding.ASCII.GetString(buffer);
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "clang", Timeout = 600_000)]
+    [DaemonFact("clang", Timeout = 600_000)]
     public async Task A_guest_port_answers_http_and_raw_tcp_through_the_daemon_and_again_after_pause_and_resume()
     {
         string id = await daemon.CreateSandboxAsync(new { template = "t", timeoutSeconds = 600 });
@@ -105,7 +105,7 @@ public sealed class PortTests(DaemonFixture daemon)
         }
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Create_requests_with_bad_network_rules_are_refused_naming_the_rule()
     {
         foreach ((object network, string named) in new (object, string)[]

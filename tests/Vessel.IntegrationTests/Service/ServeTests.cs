@@ -32,7 +32,7 @@ public sealed class ServeTests(DaemonFixture daemon)
 
     private static object Sh(string script, bool background = false) => new { cmd = "/bin/sh", args = new[] { "-c", script }, background };
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Sandboxes_commands_and_files_work_through_every_route()
     {
         string id = await daemon.CreateSandboxAsync(new { template = "t", timeoutSeconds = 600, metadata = new { owner = "alice" }, env = new Dictionary<string, string> { ["GREETING"] = "hello" } });
@@ -105,7 +105,7 @@ public sealed class ServeTests(DaemonFixture daemon)
         Assert.Empty(daemon.Qemus());
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Tcp_needs_an_api_key_and_the_unix_socket_does_not()
     {
         using HttpClient none = daemon.Tcp(null);
@@ -145,7 +145,7 @@ public sealed class ServeTests(DaemonFixture daemon)
         return (created.StandardOutput.Trim(), created.StandardError.Split(' ')[2]);
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Hostile_file_paths_stay_inside_the_guest()
     {
         string id = await daemon.CreateSandboxAsync(new { template = "t" });
@@ -174,7 +174,7 @@ public sealed class ServeTests(DaemonFixture daemon)
         }
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Five_pause_resume_cycles_keep_every_file_and_a_running_process()
     {
         string id = await daemon.CreateSandboxAsync(new { template = "t" });
@@ -220,7 +220,7 @@ public sealed class ServeTests(DaemonFixture daemon)
         Assert.Empty(Directory.GetDirectories(Path.Combine(daemon.Home, "snapshots"), "sbx-*"));
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task A_timeout_kills_the_sandbox_or_pauses_it_with_auto_pause()
     {
         string killed = await daemon.CreateSandboxAsync(new { template = "t", timeoutSeconds = 2 });
@@ -248,7 +248,7 @@ public sealed class ServeTests(DaemonFixture daemon)
         }
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Kill_9_of_the_daemon_keeps_the_paused_sandbox_and_cleans_the_running_one()
     {
         string running = await daemon.CreateSandboxAsync(new { template = "t" });

@@ -9,9 +9,9 @@ namespace Vessel.IntegrationTests.Shim;
 [Collection(ShimCollection.Name)]
 public sealed class ShimBootArtifactTests(ShimFixture ctrd)
 {
-    private const int Timeout = 600_000;
+    private const int Timeout = ShimFixture.TestTimeout;
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task An_image_naming_its_kernel_boots_it_from_a_snapshot_view_and_delete_removes_view_lease_and_binds()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -48,7 +48,7 @@ public sealed class ShimBootArtifactTests(ShimFixture ctrd)
         await ctrd.AssertNoViewOrLeaseAsync(cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task After_kill_9_of_a_shim_that_booted_boot_artifacts_delete_removes_view_lease_and_binds()
     {
         using var cts = new CancellationTokenSource(Timeout);

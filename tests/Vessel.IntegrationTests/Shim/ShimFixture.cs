@@ -13,6 +13,9 @@ public sealed class ShimFixture : IAsyncLifetime
 {
     public static readonly string[] Requirements = ["root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar"];
 
+    /// <summary>The timeout of each test of the collection (its attribute\'s, and its cancellation\'s).</summary>
+    public const int TestTimeout = 600_000;
+
     public const string Namespace = "vessel-shim";
 
     public const string Image = "docker.io/library/vessel-busybox:" + TestImages.BusyboxOciTag;

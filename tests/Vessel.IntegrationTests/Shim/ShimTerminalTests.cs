@@ -10,7 +10,7 @@ namespace Vessel.IntegrationTests.Shim;
 [Collection(ShimCollection.Name)]
 public sealed partial class ShimTerminalTests(ShimFixture ctrd)
 {
-    private const int Timeout = 600_000;
+    private const int Timeout = ShimFixture.TestTimeout;
 
     /// <summary>
     /// ctr sends the terminal's size (ResizePty) just after Start, as it does for runc: until it
@@ -18,7 +18,7 @@ public sealed partial class ShimTerminalTests(ShimFixture ctrd)
     /// </summary>
     private const string WaitForSize = "until [ -n \"$(stty size 2>/dev/null)\" ]; do sleep 0.1; done; ";
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", "script", Timeout = Timeout)]
+    [ShimFact("script")]
     public async Task Ctr_run_t_gives_the_container_a_pty_of_ctrs_terminal_size_and_its_exit_code()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -31,7 +31,7 @@ public sealed partial class ShimTerminalTests(ShimFixture ctrd)
         await ctrd.AssertNothingLeftAsync("tt1", cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", "script", Timeout = Timeout)]
+    [ShimFact("script")]
     public async Task Ctr_task_exec_t_runs_on_its_own_pty_beside_a_detached_task()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -45,7 +45,7 @@ public sealed partial class ShimTerminalTests(ShimFixture ctrd)
         }, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task The_spec_hostname_is_the_guests_and_a_spec_root_path_without_mounts_is_the_rootfs()
     {
         // ctr 1.6 has no --hostname: `ctr run --config` takes a whole spec (ctr's default, edited),

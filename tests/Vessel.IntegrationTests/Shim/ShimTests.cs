@@ -4,9 +4,9 @@ namespace Vessel.IntegrationTests.Shim;
 [Collection(ShimCollection.Name)]
 public sealed class ShimTests(ShimFixture ctrd)
 {
-    private const int Timeout = 600_000;
+    private const int Timeout = ShimFixture.TestTimeout;
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task Ctr_run_rm_prints_the_image_file_and_exits_3_on_the_guest_kernel_and_leaves_nothing()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -23,7 +23,7 @@ public sealed class ShimTests(ShimFixture ctrd)
         await ctrd.AssertNothingLeftAsync("t1", cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task Stdin_reaches_the_container_through_its_fifo()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -34,7 +34,7 @@ public sealed class ShimTests(ShimFixture ctrd)
         await ctrd.AssertNothingLeftAsync("t3", cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task Exec_ps_and_kill_act_on_a_detached_task_with_events_in_order_and_rm_leaves_nothing()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -66,7 +66,7 @@ public sealed class ShimTests(ShimFixture ctrd)
         Assert.Contains("\"exit_status\":137", log, StringComparison.Ordinal);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task After_kill_9_of_the_shim_containerd_calls_delete_and_nothing_is_left()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -77,7 +77,7 @@ public sealed class ShimTests(ShimFixture ctrd)
         }, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task Spec_tmpfs_and_file_bind_mounts_env_cwd_and_an_exec_user_are_honoured_in_the_vm()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -106,7 +106,7 @@ public sealed class ShimTests(ShimFixture ctrd)
         }, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task A_bind_of_a_host_directory_is_refused_naming_it_and_leaves_nothing()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -118,7 +118,7 @@ public sealed class ShimTests(ShimFixture ctrd)
         await ctrd.AssertNothingLeftAsync("t6", cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task Without_ttrpc_address_events_go_through_containerd_publish_binary_in_order()
     {
         // containerd 1.6 always sets TTRPC_ADDRESS for its shims; a shim started without it
