@@ -97,9 +97,13 @@ public sealed class AgentOnHostTests(AgentOnHostFixture fixture) : IClassFixture
     {
         // A writer that barely pauses: detaches land while output is in flight. Each detach is
         // confirmed by the agent, then the host re-attaches on a new connection (as after a
-        // pause); the lines must come out complete, in order, without gaps or repeats.
-        const int Lines = 2000;
-        string script = $"i=1; while [ $i -le {Lines} ]; do echo line $i; if [ $((i % 50)) = 0 ]; then sleep 0.01; fi; i=$((i+1)); done; exit 4";
+        // pause); the lines must come out complete, in order, without gaps or repeats. The writer
+        // runs until the test has detached a few times (a stop file in the agent's root), so a
+        // slow host cannot let it finish before the first detach.
+        const int MinLines = 500;
+        string stopName = $"tmp/stop-{Guid.NewGuid():N}";
+        string stopPath = Path.Combine(fixture.Root, stopName);
+        string script = $"i=1; while [ $i -le {MinLines} ] || [ ! -e /{stopName} ]; do echo line $i; if [ $((i % 50)) = 0 ]; then sleep 0.01; fi; i=$((i+1)); done; exit 4";
         AgentClient client = await fixture.ConnectAsync();
         using var stdout = new MemoryStream();
         int detaches = 0;
@@ -123,7 +127,11 @@ public sealed class AgentOnHostTests(AgentOnHostFixture fixture) : IClassFixture
                     Assert.Equal(4, status.ExitCode);
                     break;
                 }
-                detaches++;
+                if (++detaches == 5)
+                {
+                    Directory.CreateDirectory(Path.GetDirectoryName(stopPath)!);
+                    await File.WriteAllTextAsync(stopPath, "");
+                }
                 // One host connection at a time: the next attach comes on a new one, as after a resume.
                 await client.DisposeAsync();
                 client = await fixture.ConnectAsync();
@@ -133,10 +141,12 @@ public sealed class AgentOnHostTests(AgentOnHostFixture fixture) : IClassFixture
         finally
         {
             await client.DisposeAsync();
+            File.Delete(stopPath);
         }
         string[] lines = Encoding.UTF8.GetString(stdout.ToArray()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.True(detaches >= 3, $"only {detaches} detaches happened: the test did not test anything");
-        Assert.Equal(Enumerable.Range(1, Lines).Select(i => $"line {i}"), lines);
+        Assert.True(detaches >= 5, $"only {detaches} detaches happened: the test did not test anything");
+        Assert.True(lines.Length >= MinLines, $"only {lines.Length} lines came out, the writer prints at least {MinLines}");
+        Assert.Equal(Enumerable.Range(1, lines.Length).Select(i => $"line {i}"), lines);
     }
 
     [RequiresFact("root", "busybox-image", Timeout = 60_000)]
