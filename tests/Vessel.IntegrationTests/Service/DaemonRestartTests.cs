@@ -10,17 +10,6 @@ public sealed class DaemonRestartTests(DaemonFixture daemon)
 {
     private string LayerDirectory(string layer) => Path.Combine(daemon.Home, "blocks", "builds", layer);
 
-    private static object Sh(string script, bool background = false) => new { cmd = "/bin/sh", args = new[] { "-c", script }, background };
-
-    private async Task<(string Stdout, JsonNode Exit, int Pid)> RunAsync(string id, object request)
-    {
-        using HttpResponseMessage response = await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", request);
-        string body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"exec: {(int)response.StatusCode} {body}");
-        (string stdout, _, JsonNode exit, int pid) = DaemonFixture.ParseCommand(body);
-        return (stdout, exit, pid);
-    }
-
     [DaemonFact]
     public async Task A_crash_between_a_pause_export_and_its_row_leaves_no_layer_after_the_restart()
     {
@@ -30,7 +19,7 @@ public sealed class DaemonRestartTests(DaemonFixture daemon)
         {
             await daemon.StartAsync(new Dictionary<string, string> { ["VESSEL_SERVICE_TEST_CRASH"] = "after-pause-export" }, CancellationToken.None);
             string id = await daemon.CreateSandboxAsync(new { template = "t" });
-            await RunAsync(id, Sh("echo data > /root/data; sync"));
+            await daemon.ExecAsync(id, DaemonFixture.Sh("echo data > /root/data; sync"));
 
             // The daemon kills itself after the layer is exported, before the row says paused.
             await Assert.ThrowsAnyAsync<HttpRequestException>(() => daemon.Unix.PostAsync($"/sandboxes/{id}/pause", null));
@@ -69,7 +58,7 @@ public sealed class DaemonRestartTests(DaemonFixture daemon)
         string id = await daemon.CreateSandboxAsync(new { template = "t" });
         try
         {
-            (_, _, int pid) = await RunAsync(id, Sh("i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done", background: true));
+            (_, _, _, int pid) = await daemon.ExecAsync(id, DaemonFixture.Sh("i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done", background: true));
             await Task.Delay(2500);
             await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.OK);
 

@@ -6,15 +6,10 @@ namespace Vessel.IntegrationTests.Service;
 [Collection(DaemonCollection.Name)]
 public sealed class PodApiTests(DaemonFixture daemon)
 {
-    private async Task<ServeTests.Run> ExecAsync(string id, string? container, string script, HttpStatusCode expected = HttpStatusCode.OK)
-    {
-        using HttpResponseMessage response = await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", new { cmd = "/bin/sh", args = new[] { "-c", script }, container });
-        string body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == expected, $"exec in {container}: {(int)response.StatusCode} {body}");
-        return expected == HttpStatusCode.OK ? ServeTests.Parse(body) : new ServeTests.Run(string.Empty, string.Empty, JsonNode.Parse(body)!, 0);
-    }
+    private Task<CommandRun> ExecAsync(string id, string? container, string script, HttpStatusCode expected = HttpStatusCode.OK)
+        => daemon.ExecAsync(id, DaemonFixture.Sh(script, container), expected);
 
-    private static int ExitCode(ServeTests.Run run) => run.Exit["exitCode"]!.GetValue<int>();
+    private static int ExitCode(CommandRun run) => run.Exit["exitCode"]!.GetValue<int>();
 
     private async Task<JsonNode> GetAsync(string id) => await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}"), HttpStatusCode.OK);
 

@@ -13,10 +13,7 @@ public sealed class PodNetworkTests(DaemonFixture daemon)
 {
     private async Task<string> ShAsync(string id, string container, string script)
     {
-        using HttpResponseMessage response = await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", new { cmd = "/bin/sh", args = new[] { "-c", script }, container });
-        string body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"exec in {container}: {(int)response.StatusCode} {body}");
-        ServeTests.Run run = ServeTests.Parse(body);
+        CommandRun run = await daemon.ExecAsync(id, DaemonFixture.Sh(script, container));
         return run.Stdout + run.Stderr + "exit=" + run.Exit["exitCode"];
     }
 

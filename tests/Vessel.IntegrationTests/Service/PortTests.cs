@@ -11,24 +11,8 @@ public sealed class PortTests(DaemonFixture daemon)
 {
     private async Task<string> ShAsync(string id, string script)
     {
-        using HttpResponseMessage response = await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", new { cmd = "/bin/sh", args = new[] { "-c", script } });
-        string body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"exec: {(int)response.StatusCode} {body}");
-        var output = new StringBuilder();
-        foreach (string line in body.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            JsonNode e = JsonNode.Parse(line)!;
-            string type = e["type"]!.GetValue<string>();
-            if (type is "stdout" or "stderr")
-            {
-                output.Append(Encoding.UTF8.GetString(Convert.FromBase64String(e["data"]!.GetValue<string>())));
-            }
-            else if (type == "exit")
-            {
-                output.Append("exit=").Append(e["exitCode"]?.ToString());
-            }
-        }
-        return output.ToString();
+        CommandRun run = await daemon.ExecAsync(id, DaemonFixture.Sh(script));
+        return run.Stdout + run.Stderr + "exit=" + run.Exit["exitCode"];
     }
 
     private async Task<string> ForwardAsync(string id, int port)

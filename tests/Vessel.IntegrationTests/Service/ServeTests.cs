@@ -8,30 +8,6 @@ namespace Vessel.IntegrationTests.Service;
 [Collection(DaemonCollection.Name)]
 public sealed class ServeTests(DaemonFixture daemon)
 {
-    internal sealed record Run(string Stdout, string Stderr, JsonNode Exit, int Pid);
-
-    private async Task<Run> ExecAsync(string id, object request, HttpStatusCode expected = HttpStatusCode.OK)
-    {
-        using HttpResponseMessage response = await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", request);
-        string body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == expected, $"exec: {(int)response.StatusCode} {body}");
-        if (expected != HttpStatusCode.OK)
-        {
-            return new Run(string.Empty, string.Empty, JsonNode.Parse(body)!, 0);
-        }
-        Assert.Equal("application/x-ndjson", response.Content.Headers.ContentType?.MediaType);
-        return Parse(body);
-    }
-
-    /// <summary>A command's NDJSON stream: its output, exit line and pid.</summary>
-    internal static Run Parse(string ndjson)
-    {
-        (string stdout, string stderr, JsonNode exit, int pid) = DaemonFixture.ParseCommand(ndjson);
-        return new Run(stdout, stderr, exit, pid);
-    }
-
-    private static object Sh(string script, bool background = false) => new { cmd = "/bin/sh", args = new[] { "-c", script }, background };
-
     [DaemonFact]
     public async Task Sandboxes_commands_and_files_work_through_every_route()
     {
@@ -45,26 +21,26 @@ public sealed class ServeTests(DaemonFixture daemon)
         Assert.DoesNotContain(id, (await daemon.Unix.GetStringAsync("/sandboxes?state=paused")));
 
         // Foreground: stdout, stderr, exit code, sandbox env, stdin.
-        Run run = await ExecAsync(id, Sh("echo $GREETING; echo oops >&2; exit 3"));
+        CommandRun run = await daemon.ExecAsync(id, DaemonFixture.Sh("echo $GREETING; echo oops >&2; exit 3"));
         Assert.Equal("hello\n", run.Stdout);
         Assert.Equal("oops\n", run.Stderr);
         Assert.Equal(3, run.Exit["exitCode"]!.GetValue<int>());
-        Run cat = await ExecAsync(id, new { cmd = "cat", stdin = Convert.ToBase64String("piped\n"u8.ToArray()) });
+        CommandRun cat = await daemon.ExecAsync(id, new { cmd = "cat", stdin = Convert.ToBase64String("piped\n"u8.ToArray()) });
         Assert.Equal("piped\n", cat.Stdout);
-        Run killed = await ExecAsync(id, new { cmd = "sleep", args = new[] { "100" }, timeoutSeconds = 1 });
+        CommandRun killed = await daemon.ExecAsync(id, new { cmd = "sleep", args = new[] { "100" }, timeoutSeconds = 1 });
         Assert.True(killed.Exit["timedOut"]?.GetValue<bool>() ?? false, killed.Exit.ToJsonString());
 
         // Background: listed, stdin, output re-attached from the start, signal.
-        Run started = await ExecAsync(id, new { cmd = "/bin/sh", args = new[] { "-c", "echo ready; while read l; do echo got $l; done" }, background = true });
+        CommandRun started = await daemon.ExecAsync(id, new { cmd = "/bin/sh", args = new[] { "-c", "echo ready; while read l; do echo got $l; done" }, background = true });
         Assert.True(started.Pid > 0);
         Assert.Contains($"\"pid\":{started.Pid}", await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands"));
         Assert.Equal(HttpStatusCode.NoContent, (await daemon.Unix.PostAsync($"/sandboxes/{id}/commands/{started.Pid}/stdin?close=true", new ByteArrayContent("line\n"u8.ToArray()))).StatusCode);
-        Run output = Parse(await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands/{started.Pid}/output?from=start"));
+        CommandRun output = DaemonFixture.ParseCommand(await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands/{started.Pid}/output?from=start"));
         Assert.Equal("ready\ngot line\n", output.Stdout);
         Assert.Equal(0, output.Exit["exitCode"]!.GetValue<int>());
-        Run sleeper = await ExecAsync(id, new { cmd = "sleep", args = new[] { "1000" }, background = true });
+        CommandRun sleeper = await daemon.ExecAsync(id, new { cmd = "sleep", args = new[] { "1000" }, background = true });
         Assert.Equal(HttpStatusCode.NoContent, (await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands/{sleeper.Pid}/signal", new { signal = 15 })).StatusCode);
-        Assert.Equal(15, Parse(await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands/{sleeper.Pid}/output")).Exit["signal"]!.GetValue<int>());
+        Assert.Equal(15, DaemonFixture.ParseCommand(await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands/{sleeper.Pid}/output")).Exit["signal"]!.GetValue<int>());
 
         // Files: a 3 MiB upload streamed in and out byte for byte; list, stat, mkdir, move, delete.
         byte[] data = new byte[3 << 20];
@@ -156,7 +132,7 @@ public sealed class ServeTests(DaemonFixture daemon)
             string passwd = await daemon.Unix.GetStringAsync($"/sandboxes/{id}/files?path=/../../../../etc/passwd");
             Assert.Equal("root:x:0:0:root:/root:/bin/sh\n", passwd);
             // Symlinks resolve in the guest: one that names the host's files reaches the guest's instead.
-            await ExecAsync(id, Sh($"ln -s /../../..{marker} /root/out; ln -s /../../../etc /root/etc-link; mkdir -p /root/d; ln -s /../../../tmp /root/d/up"));
+            await daemon.ExecAsync(id, DaemonFixture.Sh($"ln -s /../../..{marker} /root/out; ln -s /../../../etc /root/etc-link; mkdir -p /root/d; ln -s /../../../tmp /root/d/up"));
             JsonNode link = await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}/files/stat?path=/root/out"), HttpStatusCode.OK);
             Assert.Equal("symlink", link["type"]!.GetValue<string>());
             Assert.Equal(passwd, await daemon.Unix.GetStringAsync($"/sandboxes/{id}/files?path=/root/etc-link/passwd"));
@@ -165,7 +141,7 @@ public sealed class ServeTests(DaemonFixture daemon)
             await DaemonFixture.JsonAsync(await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/files/move", new { from = "/root/etc-link/passwd", to = $"/../..{marker}.moved" }), HttpStatusCode.OK);
             Assert.False(File.Exists(marker), "a write through a guest symlink reached the host");
             Assert.False(File.Exists(marker + ".moved"), "a move reached the host");
-            Assert.Equal("y", (await ExecAsync(id, new { cmd = "cat", args = new[] { marker } })).Stdout);
+            Assert.Equal("y", (await daemon.ExecAsync(id, new { cmd = "cat", args = new[] { marker } })).Stdout);
             await DaemonFixture.JsonAsync(await daemon.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/x%00y", new ByteArrayContent([])), HttpStatusCode.BadRequest);
         }
         finally
@@ -180,31 +156,31 @@ public sealed class ServeTests(DaemonFixture daemon)
         string id = await daemon.CreateSandboxAsync(new { template = "t" });
         try
         {
-            Run counter = await ExecAsync(id, Sh("i=0; while true; do i=$((i+1)); echo $i > /root/count; echo tick $i; sleep 1; done", background: true));
+            CommandRun counter = await daemon.ExecAsync(id, DaemonFixture.Sh("i=0; while true; do i=$((i+1)); echo $i > /root/count; echo tick $i; sleep 1; done", background: true));
             for (int cycle = 1; cycle <= 5; cycle++)
             {
-                await ExecAsync(id, Sh($"dd if=/dev/urandom of=/root/file{cycle} bs=64k count=4 2>/dev/null; sync"));
-                string before = (await ExecAsync(id, Sh("cat /root/file* | md5sum"))).Stdout;
+                await daemon.ExecAsync(id, DaemonFixture.Sh($"dd if=/dev/urandom of=/root/file{cycle} bs=64k count=4 2>/dev/null; sync"));
+                string before = (await daemon.ExecAsync(id, DaemonFixture.Sh("cat /root/file* | md5sum"))).Stdout;
                 JsonNode paused = await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.OK);
                 Assert.Equal("paused", paused["state"]!.GetValue<string>());
                 Assert.Empty(daemon.Qemus());
-                JsonNode refused = (await ExecAsync(id, Sh("true"), HttpStatusCode.Conflict)).Exit;
+                JsonNode refused = (await daemon.ExecAsync(id, DaemonFixture.Sh("true"), HttpStatusCode.Conflict)).Exit;
                 Assert.Contains("paused", refused["detail"]!.GetValue<string>(), StringComparison.Ordinal);
                 await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.Conflict);
                 Assert.Contains(id, await daemon.Unix.GetStringAsync("/sandboxes?state=paused"));
                 JsonNode resumed = await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/resume", null), HttpStatusCode.OK);
                 Assert.Equal("running", resumed["state"]!.GetValue<string>());
-                Assert.Equal(before, (await ExecAsync(id, Sh("cat /root/file* | md5sum"))).Stdout);
-                Assert.Equal(cycle.ToString(System.Globalization.CultureInfo.InvariantCulture), (await ExecAsync(id, Sh("ls /root/file* | wc -l"))).Stdout.Trim());
+                Assert.Equal(before, (await daemon.ExecAsync(id, DaemonFixture.Sh("cat /root/file* | md5sum"))).Stdout);
+                Assert.Equal(cycle.ToString(System.Globalization.CultureInfo.InvariantCulture), (await daemon.ExecAsync(id, DaemonFixture.Sh("ls /root/file* | wc -l"))).Stdout.Trim());
             }
             // The counter ran through all five: still listed, still counting.
             Assert.Contains($"\"pid\":{counter.Pid}", await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands"));
-            int first = int.Parse((await ExecAsync(id, Sh("cat /root/count"))).Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            int first = int.Parse((await daemon.ExecAsync(id, DaemonFixture.Sh("cat /root/count"))).Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
             await Task.Delay(3000);
-            int later = int.Parse((await ExecAsync(id, Sh("cat /root/count"))).Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            int later = int.Parse((await daemon.ExecAsync(id, DaemonFixture.Sh("cat /root/count"))).Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
             Assert.True(later > first, $"the counter stopped at {first}");
             Assert.Equal(HttpStatusCode.NoContent, (await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands/{counter.Pid}/signal", new { signal = 9 })).StatusCode);
-            Run output = Parse(await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands/{counter.Pid}/output?from=start"));
+            CommandRun output = DaemonFixture.ParseCommand(await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands/{counter.Pid}/output?from=start"));
             // Every line the counter wrote is there, in order, across the five pauses: a pause
             // waits for the agent to confirm the detach, so no line is in flight when the VM stops.
             int[] ticks = output.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
@@ -253,8 +229,8 @@ public sealed class ServeTests(DaemonFixture daemon)
     {
         string running = await daemon.CreateSandboxAsync(new { template = "t" });
         string paused = await daemon.CreateSandboxAsync(new { template = "t" });
-        await ExecAsync(paused, Sh("echo kept > /root/kept"));
-        await ExecAsync(paused, new { cmd = "sleep", args = new[] { "100000" }, background = true });
+        await daemon.ExecAsync(paused, DaemonFixture.Sh("echo kept > /root/kept"));
+        await daemon.ExecAsync(paused, new { cmd = "sleep", args = new[] { "100000" }, background = true });
         await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{paused}/pause", null), HttpStatusCode.OK);
         Assert.NotEmpty(daemon.Qemus());
 
@@ -268,7 +244,7 @@ public sealed class ServeTests(DaemonFixture daemon)
         Assert.Equal("paused", (await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{paused}"), HttpStatusCode.OK))["state"]!.GetValue<string>());
         await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{paused}/resume", null), HttpStatusCode.OK);
         Assert.Equal("kept\n", await daemon.Unix.GetStringAsync($"/sandboxes/{paused}/files?path=/root/kept"));
-        Assert.Contains("sleep 100000", (await ExecAsync(paused, Sh("ps"))).Stdout, StringComparison.Ordinal);
+        Assert.Contains("sleep 100000", (await daemon.ExecAsync(paused, DaemonFixture.Sh("ps"))).Stdout, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.NoContent, (await daemon.Unix.DeleteAsync($"/sandboxes/{paused}")).StatusCode);
         Assert.Empty(daemon.Qemus());
     }

@@ -44,14 +44,9 @@ public sealed class PostgresDaemonFixture : IAsyncLifetime
 
 public sealed class PostgresDaemonTests(PostgresDaemonFixture fixture) : IClassFixture<PostgresDaemonFixture>
 {
-    private static object Sh(string script) => new { cmd = "/bin/sh", args = new[] { "-c", script } };
-
     private static async Task<string> ExecAsync(DaemonFixture d, string id, string script)
     {
-        using HttpResponseMessage response = await d.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", Sh(script));
-        string body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"exec: {(int)response.StatusCode} {body}");
-        (string stdout, _, JsonNode exit, _) = DaemonFixture.ParseCommand(body);
+        (string stdout, _, JsonNode exit, _) = await d.ExecAsync(id, DaemonFixture.Sh(script));
         Assert.Equal(0, exit["exitCode"]?.GetValue<int>() ?? -1);
         return stdout;
     }
