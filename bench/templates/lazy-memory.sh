@@ -13,15 +13,11 @@
 # Usage: bash bench/templates/lazy-memory.sh [MiB of random data, default 900] [guest MiB, default 512]
 # (root, after scripts/setup.sh; needs about 4x the data in free disk)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/../lib/work.sh"
+bench_work vessel-tplmem
 mib=${1:-900}
 mem=${2:-512}
-dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
-cli=(dotnet "$PWD/src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll")
-work=$(mktemp -d /tmp/vessel-tplmem.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_cli
 source bench/lib/s3rver.sh
 source bench/images.sh
 start_s3rver "$work"
