@@ -68,7 +68,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [ContainerdTheory]
+    [RequiresTheory("root", "containerd", "ctr", "umoci", "skopeo", Timeout = ContainerdFixture.TestTimeout)]
     [InlineData("view")]
     [InlineData("extract")]
     public async Task A_missing_or_whited_out_artifact_fails_naming_the_file_and_the_image_and_leaves_nothing(string mode)
@@ -77,9 +77,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         var (bundle, output) = ctrd.NewBundle();
         foreach (string missing in new[] { "/boot/old-initrd", "/boot/nope", "/passwd-of-host" })
         {
-            ProcessResult run = await VesselCli.RunAsync(cts.Token, "containerd", "artifacts", "--address", ctrd.Socket,
-                "--namespace", ContainerdFixture.Namespace, "--image", ContainerdFixture.MultiImage, "--file", "/boot/vmlinuz",
-                "--file", missing, "--bundle", bundle, "--out", output, "--mode", mode);
+            ProcessResult run = await Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, mode, "/boot/vmlinuz", missing);
             Assert.Equal(1, run.ExitCode);
             Assert.Contains(missing, run.StandardError, StringComparison.Ordinal);
             Assert.Contains(ContainerdFixture.MultiImage, run.StandardError, StringComparison.Ordinal);
@@ -143,7 +141,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [ContainerdTheory]
+    [RequiresTheory("root", "containerd", "ctr", "umoci", "skopeo", Timeout = ContainerdFixture.TestTimeout)]
     [InlineData("state")]
     [InlineData("lease")]
     [InlineData("view")]
