@@ -54,17 +54,19 @@ public static class XattrLayer
         },
     };
 
-    /// <summary>The layer (an uncompressed pax tarball).</summary>
+    private static readonly DateTimeOffset Time = new(2024, 1, 2, 3, 4, 5, TimeSpan.Zero);
+
+    /// <summary>The layer (an uncompressed pax tarball, the same bytes on every call: one digest).</summary>
     public static byte[] Tar()
     {
         using var buffer = new MemoryStream();
         using (var tar = new TarWriter(buffer, TarEntryFormat.Pax, leaveOpen: true))
         {
-            tar.WriteEntry(new PaxTarEntry(TarEntryType.Directory, "xattr/") { Mode = (UnixFileMode)0x1ED });
-            tar.WriteEntry(new PaxTarEntry(TarEntryType.Directory, AclDirectory + "/", Records(AclDirectory)) { Mode = (UnixFileMode)0x1ED });
-            tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, CapabilityFile, Records(CapabilityFile)) { Mode = (UnixFileMode)0x1ED, DataStream = new MemoryStream("#!/bin/sh\necho ping\n"u8.ToArray()) });
-            tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, LargeFile, Records(LargeFile)) { Mode = (UnixFileMode)0x1A4, DataStream = new MemoryStream("large\n"u8.ToArray()) });
-            tar.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, Symlink, Records(Symlink)) { LinkName = "ping", Mode = (UnixFileMode)0x1FF });
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.Directory, "xattr/") { Mode = (UnixFileMode)0x1ED, ModificationTime = Time });
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.Directory, AclDirectory + "/", Records(AclDirectory)) { Mode = (UnixFileMode)0x1ED, ModificationTime = Time });
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, CapabilityFile, Records(CapabilityFile)) { Mode = (UnixFileMode)0x1ED, ModificationTime = Time, DataStream = new MemoryStream("#!/bin/sh\necho ping\n"u8.ToArray()) });
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, LargeFile, Records(LargeFile)) { Mode = (UnixFileMode)0x1A4, ModificationTime = Time, DataStream = new MemoryStream("large\n"u8.ToArray()) });
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, Symlink, Records(Symlink)) { LinkName = "ping", Mode = (UnixFileMode)0x1FF, ModificationTime = Time });
         }
         return buffer.ToArray();
     }

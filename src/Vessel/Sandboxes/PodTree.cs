@@ -180,7 +180,7 @@ internal sealed record PodTree(string Id, string Path)
                     continue;
                 }
                 string[] f = line.Split('/');
-                if (directory is null || f.Length != 8 || f[2].Length == 0 || f[2].Any(c => c is < '0' or > '7') || f[5] is "." or "..")
+                if (directory is null || f.Length != 8 || f[2].Length == 0 || f[2].Any(c => c is < '0' or > '7') || f[5] is "." or ".." || f[1] == "0")
                 {
                     continue;
                 }

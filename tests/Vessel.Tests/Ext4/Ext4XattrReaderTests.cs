@@ -50,6 +50,14 @@ public sealed partial class Ext4XattrReaderTests
         Assert.Empty(reader.Read(await InodeOfAsync(image, "xattr")));
     }
 
+    [Fact]
+    public async Task The_layer_is_the_same_bytes_on_every_call_so_its_image_has_one_digest()
+    {
+        byte[] first = XattrLayer.Tar();
+        await Task.Delay(1100);
+        Assert.Equal(Convert.ToHexString(first), Convert.ToHexString(XattrLayer.Tar()));
+    }
+
     [RequiresFact("e2fsck", "debugfs", Timeout = 60_000)]
     public async Task A_damaged_attribute_block_or_an_inode_out_of_range_is_refused_naming_the_inode()
     {
