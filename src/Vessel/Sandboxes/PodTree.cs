@@ -235,12 +235,16 @@ internal sealed record PodTree(string Id, string Path)
     /// <summary>Replaces the copy at <paramref name="copy"/> by a hard link to <paramref name="first"/> (both regular files inside the partial tree).</summary>
     private static void Relink(string first, string copy)
     {
+        // The directory keeps the mtime rdump gave it from the image.
+        string directory = System.IO.Path.GetDirectoryName(copy)!;
+        DateTime mtime = Directory.GetLastWriteTimeUtc(directory);
         File.Delete(copy);
         if (LibC.Link(first, copy) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             throw new VesselException(VesselErrorReason.ToolFailed, $"Cannot hard-link {copy} to {first} in an image tree: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).");
         }
+        Directory.SetLastWriteTimeUtc(directory, mtime);
     }
 
     private static string[] DebugfsProblems(string stderr) => stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
