@@ -14,7 +14,7 @@ namespace Vessel.State;
 /// </summary>
 internal sealed class PostgresStateStore : StateStore
 {
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 3;
 
     /// <summary>The advisory lock key migrations hold ("vessel" in ASCII).</summary>
     private const long MigrationLock = 0x76_65_73_73_65_6c;
@@ -85,12 +85,16 @@ internal sealed class PostgresStateStore : StateStore
             updated_at TEXT NOT NULL);
         """;
 
+    /// <summary>Version 3 (SQLite's version 5): a paused sandbox's snapshot in the cluster's bucket.</summary>
+    private const string Version3 = "ALTER TABLE sandboxes ADD COLUMN remote_snapshot TEXT;";
+
     /// <summary>Migrations[i] takes the schema from version i to i + 1.</summary>
     private static readonly string[] Migrations =
     [
         Version1,
         // Orleans' AdoNet clustering tables (vessel serve --cluster), as dotnet/orleans ships them (MIT, src/Vessel/State/Orleans).
         Version2 + OrleansScript("PostgreSQL-Main.sql") + OrleansScript("PostgreSQL-Clustering.sql"),
+        Version3,
     ];
 
     private static readonly ConcurrentDictionary<string, NpgsqlDataSource> s_dataSources = new(StringComparer.Ordinal);

@@ -12,7 +12,7 @@ namespace Vessel.State;
 /// </summary>
 internal sealed class SqliteStateStore : StateStore
 {
-    public const int SchemaVersion = 4;
+    public const int SchemaVersion = 5;
     public static readonly TimeSpan BusyTimeout = TimeSpan.FromSeconds(30);
 
     /// <summary>Version 1: templates, builds and the phase cache.</summary>
@@ -88,6 +88,9 @@ internal sealed class SqliteStateStore : StateStore
             updated_at TEXT NOT NULL);
         """;
 
+    /// <summary>Version 5: a paused sandbox's snapshot in the cluster's bucket (docs/cluster.md; PostgreSQL's version 3).</summary>
+    private const string RemoteSnapshotSchema = "ALTER TABLE sandboxes ADD COLUMN remote_snapshot TEXT;";
+
     private static readonly Func<DbConnection, CancellationToken, Task>[] Migrations =
     [
         (c, ct) => ExecuteAsync(c, TemplatesSchema, ct),
@@ -98,6 +101,7 @@ internal sealed class SqliteStateStore : StateStore
             await ExecuteAsync(c, LostSchema, ct);
         },
         (c, ct) => ExecuteAsync(c, NodeSchema, ct),
+        (c, ct) => ExecuteAsync(c, RemoteSnapshotSchema, ct),
     ];
 
     private readonly string _path;
