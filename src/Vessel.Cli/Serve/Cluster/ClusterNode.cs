@@ -14,7 +14,9 @@ namespace Vessel.Cli.Serve.Cluster;
 /// This daemon as a node of the cluster, beside its Orleans silo (docs/cluster.md): writes its
 /// heartbeat row (API address, running VMs, memory left, the builds its home holds) and watches
 /// Orleans' membership. When a silo is declared dead, the running sandboxes of its node are
-/// marked lost (its paused rows stay: their snapshots are in that node's home).
+/// marked lost (its paused rows stay: resumable elsewhere when their snapshot is in the bucket,
+/// else when it comes back). Each heartbeat also releases this home's copies of paused sandboxes
+/// another node has resumed.
 /// </summary>
 internal sealed partial class ClusterNode(ClusterConfig config, IClusterMembershipService membership, SandboxService service, ILogger<ClusterNode> logger)
     : BackgroundService
@@ -79,6 +81,7 @@ internal sealed partial class ClusterNode(ClusterConfig config, IClusterMembersh
                 IReadOnlyList<BuildHeader> builds = await service.Layers.ListAsync(stoppingToken);
                 await service.State.PutNodeAsync(new NodeRecord(config.Node, config.ApiUrl.ToString(), service.RunningCount, MemoryAvailable(),
                     JsonSerializer.Serialize(builds.Select(b => b.BuildId)), DateTimeOffset.UtcNow), stoppingToken);
+                await service.ReleaseMovedAsync(stoppingToken); // paused sandboxes another node resumed
             }
             catch (Exception e) when (e is VesselException or IOException or System.Data.Common.DbException)
             {
