@@ -272,11 +272,16 @@ internal sealed partial class SandboxService : IAsyncDisposable
             var rowMetadata = JsonSerializer.Deserialize<Dictionary<string, string>>(row.MetadataJson) ?? [];
             if (!Serves(row.Id) && (state is null || row.State == state) && metadata.All(m => rowMetadata.TryGetValue(m.Key, out string? v) && v == m.Value))
             {
-                all.Add(new SandboxInfo(row.Id, row.Template, row.State, row.StartedAt.UtcDateTime, row.EndAt.UtcDateTime, rowMetadata) { Node = row.Node });
+                all.Add(InfoOf(row));
             }
         }
         return all;
     }
+
+    /// <summary>A sandbox as its row describes it (another node's, on a cluster).</summary>
+    public static SandboxInfo InfoOf(SandboxRecord row)
+        => new(row.Id, row.Template, row.State, row.StartedAt.UtcDateTime, row.EndAt.UtcDateTime,
+            JsonSerializer.Deserialize<Dictionary<string, string>>(row.MetadataJson) ?? []) { Node = row.Node };
 
     public async Task<SandboxInfo> SetTimeoutAsync(string id, int? timeoutSeconds, CancellationToken cancellationToken)
     {

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using Vessel.Blocks;
+using Vessel.Common;
 using Vessel.IntegrationTests.Blocks;
 using Vessel.IntegrationTests.Service;
 using Vessel.IntegrationTests.State;
@@ -62,7 +63,7 @@ public sealed class ThreeNodeFixture : IAsyncLifetime
     }
 
     /// <summary>The bucket as a store (to look at and damage its objects).</summary>
-    public S3LayerStorage Store(string cache) => new(Bucket!.Options(Prefix, cache));
+    internal S3LayerStorage Store(string cache) => new(Bucket!.Options(Prefix, cache));
 
     public async Task DisposeAsync()
     {

@@ -43,7 +43,15 @@ internal sealed class ClusterForwarding(RequestDelegate next, SandboxService ser
             await ResumeAsync(context, resumed);
             return;
         }
-        if (segments is ["sandboxes", string id, ..] && !service.Serves(id) && await OwnerAsync(id, context.RequestAborted) is { } owner)
+        if (segments is ["sandboxes", string id] && HttpMethods.IsGet(request.Method) && !service.Serves(id)
+            && await service.State.GetSandboxAsync(id, context.RequestAborted) is { State: "paused" } paused && !node.LiveNodes().Contains(paused.Node))
+        {
+            // Its node is dead (or gone): the row says all there is, and the sandbox is still paused (resumable elsewhere when its snapshot is in the bucket).
+            context.Response.Headers[ServedByHeader] = service.Node;
+            await Results.Ok(SandboxService.InfoOf(paused)).ExecuteAsync(context);
+            return;
+        }
+        if (segments is ["sandboxes", string target, ..] && !service.Serves(target) && await OwnerAsync(target, context.RequestAborted) is { } owner)
         {
             await proxy.ForwardAsync(context, owner, body: null);
             return;
