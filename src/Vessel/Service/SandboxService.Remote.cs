@@ -20,6 +20,10 @@ internal sealed partial class SandboxService
     /// <summary>The cluster's bucket (the home's store is tiered over an <c>s3://</c> one) on a cluster node; else null.</summary>
     private S3LayerStorage? Bucket => _options.Clustered && _layers.Storage is TieredLayerStorage { Remote: S3LayerStorage bucket } ? bucket : null;
 
+    /// <summary>The builds this home holds itself (not those it would read from the bucket): what placement prefers.</summary>
+    public Task<IReadOnlyList<Guid>> LocalBuildsAsync(CancellationToken cancellationToken)
+        => (_layers.Storage is TieredLayerStorage tiered ? tiered.Local : _layers.Storage).ListAsync(cancellationToken);
+
     /// <summary>Uploads a pause just taken; returns the row's <c>remote_snapshot</c>, or null (no bucket, a pod, or the upload failed: it stays resumable here).</summary>
     private async Task<string?> UploadPauseAsync(ServiceSandbox sandbox, PausedSandbox paused)
     {

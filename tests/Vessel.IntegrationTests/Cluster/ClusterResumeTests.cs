@@ -128,7 +128,9 @@ public sealed class ClusterResumeTests(ThreeNodeFixture fixture, Xunit.Abstracti
         await ADamagedSnapshotFailsTheResumeNamingItAndTheSandboxStaysPausedAsync(viaC, id);
 
         // A second sandbox runs on a when a is killed: it is lost; the paused one stays paused.
-        string running = (await DaemonFixture.JsonAsync(await viaB.PostAsJsonAsync("/sandboxes", new { template = "t" }), HttpStatusCode.Created))["sandboxId"]!.GetValue<string>();
+        using HttpResponseMessage second = await viaB.PostAsJsonAsync("/sandboxes", new { template = "t" });
+        string running = (await DaemonFixture.JsonAsync(second, HttpStatusCode.Created))["sandboxId"]!.GetValue<string>();
+        Assert.Equal("node-a", second.Headers.GetValues("X-Vessel-Node").Single()); // the template's layers in the bucket do not count as held
         await a.StopAsync(kill9: true);
         foreach (HttpClient survivor in new[] { viaB, viaC })
         {

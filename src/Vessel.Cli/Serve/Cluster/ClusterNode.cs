@@ -3,7 +3,6 @@ using System.Text.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
-using Vessel.Blocks;
 using Vessel.Common;
 using Vessel.Service;
 using Vessel.State;
@@ -78,9 +77,10 @@ internal sealed partial class ClusterNode(ClusterConfig config, IClusterMembersh
         {
             try
             {
-                IReadOnlyList<BuildHeader> builds = await service.Layers.ListAsync(stoppingToken);
+                // The home's own builds: those in the bucket every node can read, but slower (chunk by chunk).
+                IReadOnlyList<Guid> builds = await service.LocalBuildsAsync(stoppingToken);
                 await service.State.PutNodeAsync(new NodeRecord(config.Node, config.ApiUrl.ToString(), service.RunningCount, MemoryAvailable(),
-                    JsonSerializer.Serialize(builds.Select(b => b.BuildId)), DateTimeOffset.UtcNow), stoppingToken);
+                    JsonSerializer.Serialize(builds), DateTimeOffset.UtcNow), stoppingToken);
                 await service.ReleaseMovedAsync(stoppingToken); // paused sandboxes another node resumed
             }
             catch (Exception e) when (e is VesselException or IOException or System.Data.Common.DbException)
