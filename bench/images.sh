@@ -2,6 +2,9 @@
 # Input images for the benchmarks, made from Debian packages (nothing from outside the repository): source this file.
 # The same recipes as the tests' images (tests/Shared/TestImages.cs).
 #   busybox_tarball OUT.tar.gz   busybox-static with every applet linked, a passwd; ~300 entries, about 1 s
+#   busybox_oci LAYOUT TAG APPLET...  a one-layer OCI image LAYOUT:TAG (umoci, rootless) of busybox-static
+#                                with these applets linked in /bin, root in /etc/passwd and /etc/group,
+#                                cmd /bin/sh and PATH=/bin; about 1 s
 #   debian_tarball               prints the path of a Debian minbase tarball (debootstrap --variant=minbase
 #                                bookworm, the machine's apt mirror), cached under ~/.cache/vessel/bench-images
 #                                by suite and mirror; minutes the first time (root)
@@ -23,6 +26,23 @@ busybox_tarball() {
   printf 'busybox-test 1\n' > "$tree/etc/vessel-test-release"
   tar --numeric-owner --sort=name --use-compress-program='gzip -n' -cf "$out" -C "$tree" .
   rm -rf "$tree"
+}
+
+busybox_oci() {
+  local layout=$1 tag=$2 bundle applet
+  shift 2
+  bundle="$layout.bundle-$tag"
+  [ -d "$layout" ] || umoci init --layout "$layout" >/dev/null
+  umoci new --image "$layout:$tag" >/dev/null
+  umoci unpack --rootless --image "$layout:$tag" "$bundle" >/dev/null
+  mkdir -p "$bundle/rootfs"/{bin,etc,root,tmp,mnt}
+  cp "$(command -v busybox)" "$bundle/rootfs/bin/busybox"
+  for applet in "$@"; do ln -sf busybox "$bundle/rootfs/bin/$applet"; done
+  printf 'root:x:0:0:root:/root:/bin/sh\n' > "$bundle/rootfs/etc/passwd"
+  printf 'root:x:0:\n' > "$bundle/rootfs/etc/group"
+  umoci repack --image "$layout:$tag" "$bundle" >/dev/null
+  umoci config --image "$layout:$tag" --config.cmd /bin/sh --config.env PATH=/bin >/dev/null
+  rm -rf "$bundle"
 }
 
 # The apt mirror for bookworm from /etc/apt/sources.list(.d) (one-line or deb822), else deb.debian.org.

@@ -17,6 +17,15 @@ trap 'rm -rf "$work"' EXIT
 
 t() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(t)" 'BEGIN { printf "%.2f s", b - a }'; }
+# timed_run WHAT CMD...: runs CMD, prints its exit code and time ("including WHAT"), stops the demo if it failed.
+timed_run() {
+  local what=$1 start rc=0
+  shift
+  start=$(t)
+  "$@" || rc=$?
+  echo "   exit code $rc, $(elapsed "$start") $what"
+  [ "$rc" = 0 ] || exit "$rc"
+}
 
 echo
 echo "== 1. an OCI image from Debian's busybox-static (umoci)"
@@ -53,13 +62,8 @@ echo "   $(elapsed "$start")"
 
 echo
 echo "== 5. vessel sandbox run: boot a microVM on the rootfs and run a command (QEMU; TCG here)"
-start=$(t)
-set +e
-vessel sandbox run --timings "$work/rootfs.ext4" -- sh -c 'echo "hello from $(hostname): $(uname -srm)"; id; df -h / | tail -1'
-rc=$?
-set -e
-echo "   exit code $rc, $(elapsed "$start") including boot (TCG times: compare as ratios)"
-[ "$rc" = 0 ] || exit $rc
+timed_run "including boot (TCG times: compare as ratios)" \
+  vessel sandbox run --timings "$work/rootfs.ext4" -- sh -c 'echo "hello from $(hostname): $(uname -srm)"; id; df -h / | tail -1'
 
 echo
 echo "== 6. vessel template build: base from the image, a RUN step in a build VM, start + ready, snapshot"
@@ -85,13 +89,8 @@ echo "   $(elapsed "$start") including CLI start"
 
 echo
 echo "== 7. vessel template run: resume a sandbox from the template's snapshot and run a command"
-start=$(t)
-set +e
-vessel template run demo --timings -- sh -c 'echo "$GREETING"; cat /root/built.txt; echo "start command still running: $(cat /tmp/heartbeat)"'
-rc=$?
-set -e
-echo "   exit code $rc, $(elapsed "$start") including CLI start and restore (TCG)"
-[ "$rc" = 0 ] || exit $rc
+timed_run "including CLI start and restore (TCG)" \
+  vessel template run demo --timings -- sh -c 'echo "$GREETING"; cat /root/built.txt; echo "start command still running: $(cat /tmp/heartbeat)"'
 
 echo
 echo "== 8. vessel serve: sandboxes that live, through the daemon's API (curl) and its CLI client (vessel sandbox ...)"

@@ -15,10 +15,8 @@ bench_work vapi
 runs=${1:-20}
 conc=${2:-20}
 how=${3:-publish}
-dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
-if [ "$how" = built ]; then
-  cli=(dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll)
-else
+bench_cli
+if [ "$how" != built ]; then
   dotnet publish src/Vessel.Cli/Vessel.Cli.csproj -c Release -r linux-x64 --self-contained false \
     -p:PublishReadyToRun=true -o "$work/cli" -nologo -v q >/dev/null
   cp -r artifacts/agent/Release "$work/cli/agent"
@@ -27,16 +25,8 @@ fi
 home="$work/home"
 
 # A one-layer busybox-static image (as scripts/demo.sh makes it) and a template with a start command.
-umoci init --layout "$work/oci" >/dev/null
-umoci new --image "$work/oci:t" >/dev/null
-umoci unpack --rootless --image "$work/oci:t" "$work/bundle" >/dev/null
-r="$work/bundle/rootfs"
-mkdir -p "$r/bin" "$r/etc" "$r/root" "$r/tmp" "$r/mnt"
-cp "$(command -v busybox)" "$r/bin/busybox"
-for a in sh true cat echo sleep date test dd mount mkdir; do ln -sf busybox "$r/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$r/etc/passwd"
-umoci repack --image "$work/oci:t" "$work/bundle" >/dev/null
-umoci config --image "$work/oci:t" --config.env PATH=/bin >/dev/null
+source bench/images.sh
+busybox_oci "$work/oci" t sh true cat echo sleep date test dd mount mkdir
 cat > "$work/t.json" <<EOF
 { "name": "t", "from": "oci:$work/oci:t", "diskSize": "64M", "memoryMb": 256,
   "start": "while true; do date > /tmp/heartbeat; sleep 1; done", "ready": "test -s /tmp/heartbeat" }

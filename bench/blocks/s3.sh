@@ -7,14 +7,10 @@
 #   - the physical limit: the same chunks fetched straight from the server with curl.
 # Usage: bash bench/blocks/s3.sh [MiB of data, default 256]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/../lib/work.sh"
+bench_work vessel-s3bench
 mib=${1:-256}
-dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
-cli=(dotnet "$PWD/src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll")
-work=$(mktemp -d /tmp/vessel-s3bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_cli
 
 source bench/lib/s3rver.sh
 start_s3rver "$work"

@@ -9,16 +9,8 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/work.sh"
 bench_work vclus
 runs=${1:-10}
-dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
-cli=(dotnet "$PWD/src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll")
+bench_cli
 pg=/usr/lib/postgresql/15/bin
-pids=()
-stop_all() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  bench_work_cleanup
-}
-trap stop_all EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # PostgreSQL as nobody (it refuses root), on a unix socket only.
@@ -34,16 +26,8 @@ until grep -q "ready to accept connections" "$work/pg/log"; do sleep 0.2; done
 export VESSEL_STATE="postgres://vessel@/vessel?host=$work/pg/sock&port=$pgport"
 
 # A one-layer busybox-static image and template "t", built into node a's home only.
-umoci init --layout "$work/oci" >/dev/null
-umoci new --image "$work/oci:t" >/dev/null
-umoci unpack --rootless --image "$work/oci:t" "$work/bundle" >/dev/null
-r="$work/bundle/rootfs"
-mkdir -p "$r/bin" "$r/etc" "$r/root" "$r/tmp"
-cp "$(command -v busybox)" "$r/bin/busybox"
-for a in sh true cat echo sleep date test; do ln -sf busybox "$r/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$r/etc/passwd"
-umoci repack --image "$work/oci:t" "$work/bundle" >/dev/null
-umoci config --image "$work/oci:t" --config.env PATH=/bin >/dev/null
+source bench/images.sh
+busybox_oci "$work/oci" t sh true cat echo sleep date test
 cat > "$work/t.json" <<JSON
 { "name": "t", "from": "oci:$work/oci:t", "diskSize": "64M", "memoryMb": 256,
   "start": "while true; do date > /tmp/heartbeat; sleep 1; done", "ready": "test -s /tmp/heartbeat" }

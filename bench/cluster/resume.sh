@@ -14,16 +14,8 @@ source "$(dirname "$0")/../lib/work.sh"
 bench_work vresume
 runs=${1:-3}
 mib=${2:-32}
-dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
-cli=(dotnet "$PWD/src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll")
+bench_cli
 pg=/usr/lib/postgresql/15/bin
-pids=()
-stop_all() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  bench_work_cleanup
-}
-trap stop_all EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 secs() { echo "$(now) - $1" | bc; }

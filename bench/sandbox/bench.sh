@@ -15,14 +15,8 @@ dotnet build bench/sandbox/SandboxBench -c Release -nologo -v q -o "$work/bench"
 cli="dotnet src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll"
 kitdir=$($cli kit build 2>/dev/null | sed -n 's/^kit [0-9a-f]*: //p')
 # The image: Debian's busybox-static in an OCI layout made with umoci (as scripts/demo.sh does).
-umoci init --layout "$work/oci" >/dev/null
-umoci new --image "$work/oci:bench" >/dev/null
-umoci unpack --rootless --image "$work/oci:bench" "$work/bundle" >/dev/null
-mkdir -p "$work/bundle/rootfs/bin" "$work/bundle/rootfs/root"
-cp /bin/busybox "$work/bundle/rootfs/bin/busybox"
-for applet in sh true cat echo sleep test mkdir; do ln -sf busybox "$work/bundle/rootfs/bin/$applet"; done
-umoci repack --image "$work/oci:bench" "$work/bundle" >/dev/null
-umoci config --image "$work/oci:bench" --config.cmd /bin/sh --config.env PATH=/bin >/dev/null
+source bench/images.sh
+busybox_oci "$work/oci" bench sh true cat echo sleep test mkdir
 $cli rootfs build "oci:$work/oci:bench" -o "$work/rootfs.ext4" --size 256M >/dev/null
 tsc=$(dotnet "$work/bench/Vessel.Bench.dll" --tsc)
 tsc_arg=${tsc:+tsc_early_khz=$tsc}

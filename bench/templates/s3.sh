@@ -9,14 +9,10 @@
 #     layer bytes the sandbox fetched (its chunk cache) against the template's layer bytes.
 # Usage: bash bench/templates/s3.sh [MiB of data the template writes, default 64] (root, after scripts/setup.sh)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/../lib/work.sh"
+bench_work vessel-tpls3
 mib=${1:-64}
-dotnet build src/Vessel.Cli -c Release -nologo -v q >/dev/null
-cli=(dotnet "$PWD/src/Vessel.Cli/bin/Release/net10.0/Vessel.Cli.dll")
-work=$(mktemp -d /tmp/vessel-tpls3.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_cli
 source bench/lib/s3rver.sh
 source bench/images.sh
 start_s3rver "$work"

@@ -1,5 +1,3 @@
-using Vessel.Common;
-
 namespace Vessel.Testing;
 
 /// <summary>e2fsprogs as the oracle for images.</summary>

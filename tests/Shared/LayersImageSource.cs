@@ -1,7 +1,5 @@
 using System.Formats.Tar;
 using System.IO.Compression;
-using System.Security.Cryptography;
-using Vessel.Oci;
 
 namespace Vessel.Testing;
 

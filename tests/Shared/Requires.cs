@@ -1,6 +1,4 @@
 using System.Reflection;
-using Vessel.Common;
-using Xunit;
 using Xunit.Sdk;
 
 [assembly: Vessel.Testing.RequirementsGateAttribute]
@@ -13,9 +11,11 @@ namespace Vessel.Testing;
 /// <see cref="RequirementsGateAttribute"/>), so a missing install step in scripts/setup.sh
 /// cannot hide behind a skip.
 /// Requirements: a tool name on PATH, "root", "busybox-image", "debian-image" (<see cref="TestImages"/>).
+/// A collection whose tests share a fixture names its requirements once, in an attribute derived
+/// from this one (e.g. ShimFactAttribute).
 /// </summary>
 [AttributeUsage(AttributeTargets.Method)]
-public sealed class RequiresFactAttribute : FactAttribute
+public class RequiresFactAttribute : FactAttribute
 {
     public RequiresFactAttribute(params string[] requirements)
     {
@@ -28,7 +28,7 @@ public sealed class RequiresFactAttribute : FactAttribute
 
 /// <summary>The theory form of <see cref="RequiresFactAttribute"/>.</summary>
 [AttributeUsage(AttributeTargets.Method)]
-public sealed class RequiresTheoryAttribute : TheoryAttribute
+public class RequiresTheoryAttribute : TheoryAttribute
 {
     public RequiresTheoryAttribute(params string[] requirements)
     {

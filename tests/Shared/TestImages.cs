@@ -1,8 +1,3 @@
-using System.Globalization;
-using System.Security.Cryptography;
-using System.Text;
-using Vessel.Common;
-
 namespace Vessel.Testing;
 
 /// <summary>
@@ -54,6 +49,17 @@ public static class TestImages
 
     /// <summary>The busybox rootfs as a gzip tarball (entries <c>./bin/busybox</c>, ...), like a distribution's minirootfs.</summary>
     public static string BusyboxTarball => Path.Combine(s_busybox.Value, "rootfs.tar.gz");
+
+    /// <summary>
+    /// Writes a template spec to <paramref name="path"/>: <paramref name="name"/>, from
+    /// <paramref name="from"/> (default: <see cref="BusyboxTarball"/>) on a 128 MiB disk, with
+    /// <paramref name="fields"/> (more JSON members: steps, start, ready) added. Returns the path.
+    /// </summary>
+    public static string WriteTemplateSpec(string path, string name, string fields, string? from = null)
+    {
+        File.WriteAllText(path, $$"""{ "name": "{{name}}", "from": "{{from ?? "tarball:" + BusyboxTarball}}", "diskSize": "128M", {{fields}} }""");
+        return path;
+    }
 
     /// <summary>
     /// A second busybox image (a tarball) that differs from the first by one file,

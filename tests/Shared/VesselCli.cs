@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using Vessel.Common;
-
 namespace Vessel.Testing;
 
 /// <summary>Runs the built <c>vessel</c> CLI as a separate process, as a user would.</summary>

@@ -1,8 +1,4 @@
 using System.Text;
-using System.Text.Json;
-using Microsoft.AspNetCore.Http;
-using Xunit;
-using static Vessel.Client.Tests.ScriptedDaemon;
 
 namespace Vessel.Client.Tests;
 

@@ -1,8 +1,3 @@
-using System.Text.Json;
-using Microsoft.AspNetCore.Http;
-using Xunit;
-using static Vessel.Client.Tests.ScriptedDaemon;
-
 namespace Vessel.Client.Tests;
 
 public sealed class FilesTests

@@ -1,7 +1,4 @@
 using System.Net;
-using System.Text.Json;
-using Microsoft.AspNetCore.Http;
-using Xunit;
 
 namespace Vessel.Client.Tests;
 

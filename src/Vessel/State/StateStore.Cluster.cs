@@ -12,31 +12,19 @@ public sealed record NodeRecord(string Name, string ApiUrl, int Running, long Me
 public abstract partial class StateStore
 {
     /// <summary>Inserts or replaces a node's heartbeat row.</summary>
-    public async Task PutNodeAsync(NodeRecord node, CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, """
+    public Task PutNodeAsync(NodeRecord node, CancellationToken cancellationToken)
+        => NonQueryAsync("""
             INSERT INTO nodes (name, api_url, running, memory_available, builds_json, updated_at) VALUES (@n, @u, @r, @m, @b, @t)
             ON CONFLICT (name) DO UPDATE SET api_url = excluded.api_url, running = excluded.running, memory_available = excluded.memory_available,
                 builds_json = excluded.builds_json, updated_at = excluded.updated_at
             """,
-            ("@n", node.Name), ("@u", node.ApiUrl), ("@r", node.Running), ("@m", node.MemoryAvailableBytes), ("@b", node.BuildsJson), ("@t", Text(node.UpdatedAt)));
-        await cmd.ExecuteNonQueryAsync(cancellationToken);
-    }
+            [("@n", node.Name), ("@u", node.ApiUrl), ("@r", node.Running), ("@m", node.MemoryAvailableBytes), ("@b", node.BuildsJson), ("@t", Text(node.UpdatedAt))],
+            cancellationToken);
 
     /// <summary>Every node's last heartbeat, by name.</summary>
     public async Task<IReadOnlyList<NodeRecord>> ListNodesAsync(CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, "SELECT name, api_url, running, memory_available, builds_json, updated_at FROM nodes ORDER BY name");
-        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
-        var list = new List<NodeRecord>();
-        while (await r.ReadAsync(cancellationToken))
-        {
-            list.Add(new NodeRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), r.GetInt64(3), r.GetString(4), Time(r.GetString(5))));
-        }
-        return list;
-    }
+        => await QueryAsync("SELECT name, api_url, running, memory_available, builds_json, updated_at FROM nodes ORDER BY name", [],
+            r => new NodeRecord(r.GetString(0), r.GetString(1), r.GetInt32(2), r.GetInt64(3), r.GetString(4), Time(r.GetString(5))), cancellationToken);
 
     /// <summary>
     /// What a surviving node does when <paramref name="node"/> is declared dead: its running
@@ -71,10 +59,5 @@ public abstract partial class StateStore
 
     /// <summary>One lost sandbox's record (null: none), for a node asked about a sandbox another node lost.</summary>
     public async Task<LostSandboxRecord?> GetLostSandboxAsync(string id, CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, "SELECT id, template, lost_at, reason FROM lost_sandboxes WHERE id = @id", ("@id", id));
-        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
-        return await r.ReadAsync(cancellationToken) ? new LostSandboxRecord(r.GetString(0), r.GetString(1), Time(r.GetString(2)), r.GetString(3)) : null;
-    }
+        => (await QueryAsync("SELECT id, template, lost_at, reason FROM lost_sandboxes WHERE id = @id", [("@id", id)], ReadLostSandbox, cancellationToken)).SingleOrDefault();
 }

@@ -17,37 +17,19 @@ public abstract partial class StateStore
         """;
 
     /// <summary>Records a lost sandbox (replacing an older record of the same id). No cancellation: it is part of a cleanup.</summary>
-    public async Task PutLostSandboxAsync(LostSandboxRecord lost)
-    {
-        await using DbConnection c = await ConnectAsync(CancellationToken.None);
-        await using DbCommand cmd = Command(c, LostUpsert,
-            ("@id", lost.Id), ("@t", lost.Template), ("@at", Text(lost.LostAt)), ("@r", lost.Reason));
-        await cmd.ExecuteNonQueryAsync(CancellationToken.None);
-    }
+    public Task PutLostSandboxAsync(LostSandboxRecord lost)
+        => NonQueryAsync(LostUpsert, [("@id", lost.Id), ("@t", lost.Template), ("@at", Text(lost.LostAt)), ("@r", lost.Reason)], CancellationToken.None);
 
     /// <summary>Lost sandboxes recorded at or after <paramref name="since"/>; older records are deleted.</summary>
     public async Task<IReadOnlyList<LostSandboxRecord>> ListLostSandboxesAsync(DateTimeOffset since, CancellationToken cancellationToken)
     {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using (DbCommand prune = Command(c, "DELETE FROM lost_sandboxes WHERE lost_at < @since", ("@since", Text(since))))
-        {
-            await prune.ExecuteNonQueryAsync(cancellationToken);
-        }
-        await using DbCommand cmd = Command(c, "SELECT id, template, lost_at, reason FROM lost_sandboxes ORDER BY lost_at");
-        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
-        var list = new List<LostSandboxRecord>();
-        while (await r.ReadAsync(cancellationToken))
-        {
-            list.Add(new LostSandboxRecord(r.GetString(0), r.GetString(1), Time(r.GetString(2)), r.GetString(3)));
-        }
-        return list;
+        await NonQueryAsync("DELETE FROM lost_sandboxes WHERE lost_at < @since", [("@since", Text(since))], cancellationToken);
+        return await QueryAsync("SELECT id, template, lost_at, reason FROM lost_sandboxes ORDER BY lost_at", [], ReadLostSandbox, cancellationToken);
     }
+
+    private static LostSandboxRecord ReadLostSandbox(DbDataReader r) => new(r.GetString(0), r.GetString(1), Time(r.GetString(2)), r.GetString(3));
 
     /// <summary>Forgets a lost sandbox; false when there was no record.</summary>
     public async Task<bool> DeleteLostSandboxAsync(string id, CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, "DELETE FROM lost_sandboxes WHERE id = @id", ("@id", id));
-        return await cmd.ExecuteNonQueryAsync(cancellationToken) > 0;
-    }
+        => await NonQueryAsync("DELETE FROM lost_sandboxes WHERE id = @id", [("@id", id)], cancellationToken) > 0;
 }

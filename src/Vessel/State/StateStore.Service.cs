@@ -34,20 +34,17 @@ public abstract partial class StateStore
     private const string SandboxColumns = "id, template, state, started_at, end_at, timeout_seconds, auto_pause, metadata_json, env_json, layers_json, snapshot_dir, work_dir, node, remote_snapshot";
 
     /// <summary>Inserts or replaces a sandbox's row (one transaction).</summary>
-    public async Task PutSandboxAsync(SandboxRecord s, CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, $"""
+    public Task PutSandboxAsync(SandboxRecord s, CancellationToken cancellationToken)
+        => NonQueryAsync($"""
             INSERT INTO sandboxes ({SandboxColumns}) VALUES (@id, @t, @s, @st, @e, @to, @ap, @m, @env, @l, @sd, @wd, @n, @rs)
             ON CONFLICT (id) DO UPDATE SET template = excluded.template, state = excluded.state, started_at = excluded.started_at, end_at = excluded.end_at,
                 timeout_seconds = excluded.timeout_seconds, auto_pause = excluded.auto_pause, metadata_json = excluded.metadata_json,
                 env_json = excluded.env_json, layers_json = excluded.layers_json, snapshot_dir = excluded.snapshot_dir, work_dir = excluded.work_dir, node = excluded.node,
                 remote_snapshot = excluded.remote_snapshot
             """,
-            ("@id", s.Id), ("@t", s.Template), ("@s", s.State), ("@st", Text(s.StartedAt)), ("@e", Text(s.EndAt)), ("@to", s.TimeoutSeconds),
-            ("@ap", s.AutoPause ? 1 : 0), ("@m", s.MetadataJson), ("@env", s.EnvJson), ("@l", s.LayersJson), ("@sd", s.SnapshotDirectory), ("@wd", s.WorkDirectory), ("@n", s.Node), ("@rs", s.RemoteSnapshot));
-        await cmd.ExecuteNonQueryAsync(cancellationToken);
-    }
+            [("@id", s.Id), ("@t", s.Template), ("@s", s.State), ("@st", Text(s.StartedAt)), ("@e", Text(s.EndAt)), ("@to", s.TimeoutSeconds),
+                ("@ap", s.AutoPause ? 1 : 0), ("@m", s.MetadataJson), ("@env", s.EnvJson), ("@l", s.LayersJson), ("@sd", s.SnapshotDirectory), ("@wd", s.WorkDirectory), ("@n", s.Node), ("@rs", s.RemoteSnapshot)],
+            cancellationToken);
 
     /// <summary>Every sandbox row, of every node.</summary>
     public Task<IReadOnlyList<SandboxRecord>> ListSandboxesAsync(CancellationToken cancellationToken)
@@ -62,17 +59,7 @@ public abstract partial class StateStore
         => (await QuerySandboxesAsync($"SELECT {SandboxColumns} FROM sandboxes WHERE id = @id", [("@id", id)], cancellationToken)).SingleOrDefault();
 
     private async Task<IReadOnlyList<SandboxRecord>> QuerySandboxesAsync(string sql, (string Name, object? Value)[] parameters, CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, sql, parameters);
-        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
-        var list = new List<SandboxRecord>();
-        while (await r.ReadAsync(cancellationToken))
-        {
-            list.Add(ReadSandbox(r));
-        }
-        return list;
-    }
+        => await QueryAsync(sql, parameters, ReadSandbox, cancellationToken);
 
     private static SandboxRecord ReadSandbox(DbDataReader r)
         => new(r.GetString(0), r.GetString(1), r.GetString(2), Time(r.GetString(3)), Time(r.GetString(4)), r.GetInt32(5),
@@ -87,42 +74,19 @@ public abstract partial class StateStore
     /// whose snapshot is in the bucket goes through here (docs/cluster.md, "Resume elsewhere").
     /// </summary>
     public async Task<bool> TryMovePausedSandboxAsync(string id, string owner, string expectedRemote, string node, string? remote, CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c,
-            "UPDATE sandboxes SET node = @to, remote_snapshot = @r WHERE id = @id AND node = @from AND state = 'paused' AND remote_snapshot = @expected",
-            ("@to", node), ("@r", remote), ("@id", id), ("@from", owner), ("@expected", expectedRemote));
-        return await cmd.ExecuteNonQueryAsync(cancellationToken) == 1;
-    }
+        => await NonQueryAsync("UPDATE sandboxes SET node = @to, remote_snapshot = @r WHERE id = @id AND node = @from AND state = 'paused' AND remote_snapshot = @expected",
+            [("@to", node), ("@r", remote), ("@id", id), ("@from", owner), ("@expected", expectedRemote)], cancellationToken) == 1;
 
     /// <summary>Deletes a sandbox's row. Uses no cancellation token: cleanup must finish.</summary>
-    public async Task DeleteSandboxAsync(string id)
-    {
-        await using DbConnection c = await ConnectAsync(CancellationToken.None);
-        await using DbCommand cmd = Command(c, "DELETE FROM sandboxes WHERE id = @id", ("@id", id));
-        await cmd.ExecuteNonQueryAsync(CancellationToken.None);
-    }
+    public Task DeleteSandboxAsync(string id) => NonQueryAsync("DELETE FROM sandboxes WHERE id = @id", [("@id", id)], CancellationToken.None);
 
-    public async Task PutApiKeyAsync(ApiKeyRecord key, CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, "INSERT INTO api_keys (id, name, hash, suffix, created_at) VALUES (@id, @n, @h, @s, @t)",
-            ("@id", key.Id), ("@n", key.Name), ("@h", key.Hash), ("@s", key.Suffix), ("@t", Text(key.CreatedAt)));
-        await cmd.ExecuteNonQueryAsync(cancellationToken);
-    }
+    public Task PutApiKeyAsync(ApiKeyRecord key, CancellationToken cancellationToken)
+        => NonQueryAsync("INSERT INTO api_keys (id, name, hash, suffix, created_at) VALUES (@id, @n, @h, @s, @t)",
+            [("@id", key.Id), ("@n", key.Name), ("@h", key.Hash), ("@s", key.Suffix), ("@t", Text(key.CreatedAt))], cancellationToken);
 
     public async Task<IReadOnlyList<ApiKeyRecord>> ListApiKeysAsync(CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, "SELECT id, name, hash, suffix, created_at FROM api_keys ORDER BY created_at");
-        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
-        var list = new List<ApiKeyRecord>();
-        while (await r.ReadAsync(cancellationToken))
-        {
-            list.Add(new ApiKeyRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), Time(r.GetString(4))));
-        }
-        return list;
-    }
+        => await QueryAsync("SELECT id, name, hash, suffix, created_at FROM api_keys ORDER BY created_at", [],
+            r => new ApiKeyRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), Time(r.GetString(4))), cancellationToken);
 
     public async Task<bool> ApiKeyHashExistsAsync(string hash, CancellationToken cancellationToken)
     {
@@ -132,9 +96,5 @@ public abstract partial class StateStore
     }
 
     public async Task<bool> DeleteApiKeyAsync(string id, CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, "DELETE FROM api_keys WHERE id = @id", ("@id", id));
-        return await cmd.ExecuteNonQueryAsync(cancellationToken) > 0;
-    }
+        => await NonQueryAsync("DELETE FROM api_keys WHERE id = @id", [("@id", id)], cancellationToken) > 0;
 }

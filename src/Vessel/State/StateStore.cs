@@ -105,15 +105,10 @@ public abstract partial class StateStore
         return dead.Count;
     }
 
+    private const string CacheEntryColumns = "hash, phase, layer_build, config_json, snapshot_dir, created_at";
+
     public async Task<CacheEntry?> GetCacheEntryAsync(string hash, CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, "SELECT hash, phase, layer_build, config_json, snapshot_dir, created_at FROM cache_entries WHERE hash = @h", ("@h", hash));
-        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
-        return await r.ReadAsync(cancellationToken)
-            ? new CacheEntry(r.GetString(0), r.GetString(1), Guid.Parse(r.GetString(2)), r.GetString(3), r.IsDBNull(4) ? null : r.GetString(4), Time(r.GetString(5)))
-            : null;
-    }
+        => (await QueryAsync($"SELECT {CacheEntryColumns} FROM cache_entries WHERE hash = @h", [("@h", hash)], ReadCacheEntry, cancellationToken)).SingleOrDefault();
 
     /// <summary>Publishes a cache entry (replacing one with the same hash, as --no-cache does). Call only after its artifacts are stored.</summary>
     public async Task PutCacheEntryAsync(CacheEntry entry, CancellationToken cancellationToken)
@@ -139,17 +134,10 @@ public abstract partial class StateStore
     }
 
     public async Task<IReadOnlyList<CacheEntry>> ListCacheEntriesAsync(CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, "SELECT hash, phase, layer_build, config_json, snapshot_dir, created_at FROM cache_entries ORDER BY created_at");
-        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
-        var list = new List<CacheEntry>();
-        while (await r.ReadAsync(cancellationToken))
-        {
-            list.Add(new CacheEntry(r.GetString(0), r.GetString(1), Guid.Parse(r.GetString(2)), r.GetString(3), r.IsDBNull(4) ? null : r.GetString(4), Time(r.GetString(5))));
-        }
-        return list;
-    }
+        => await QueryAsync($"SELECT {CacheEntryColumns} FROM cache_entries ORDER BY created_at", [], ReadCacheEntry, cancellationToken);
+
+    private static CacheEntry ReadCacheEntry(DbDataReader r)
+        => new(r.GetString(0), r.GetString(1), Guid.Parse(r.GetString(2)), r.GetString(3), r.IsDBNull(4) ? null : r.GetString(4), Time(r.GetString(5)));
 
     /// <summary>Deletes cache entries by hash, in one transaction (before the layers they name are removed).</summary>
     public async Task DeleteCacheEntriesAsync(IEnumerable<string> hashes, CancellationToken cancellationToken)
@@ -167,44 +155,33 @@ public abstract partial class StateStore
 
     /// <summary>Every layer a cache entry or a template refers to (what a garbage collector must keep).</summary>
     public async Task<IReadOnlySet<Guid>> ReferencedLayersAsync(CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, "SELECT layer_build FROM cache_entries UNION SELECT layer_build FROM templates");
-        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
-        var set = new HashSet<Guid>();
-        while (await r.ReadAsync(cancellationToken))
-        {
-            set.Add(Guid.Parse(r.GetString(0)));
-        }
-        return set;
-    }
+        => (await QueryAsync("SELECT layer_build FROM cache_entries UNION SELECT layer_build FROM templates", [], r => Guid.Parse(r.GetString(0)), cancellationToken)).ToHashSet();
 
-    public async Task PutTemplateAsync(TemplateRecord t, CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, """
-            INSERT INTO templates (name, spec_json, final_hash, layer_build, disk_size, config_json, snapshot_dir, built_at)
+    private const string TemplateColumns = "name, spec_json, final_hash, layer_build, disk_size, config_json, snapshot_dir, built_at";
+
+    public Task PutTemplateAsync(TemplateRecord t, CancellationToken cancellationToken)
+        => NonQueryAsync($"""
+            INSERT INTO templates ({TemplateColumns})
             VALUES (@n, @s, @h, @l, @d, @c, @sd, @t)
             ON CONFLICT (name) DO UPDATE SET spec_json = excluded.spec_json, final_hash = excluded.final_hash, layer_build = excluded.layer_build,
                 disk_size = excluded.disk_size, config_json = excluded.config_json, snapshot_dir = excluded.snapshot_dir, built_at = excluded.built_at
             """,
-            ("@n", t.Name), ("@s", t.SpecJson), ("@h", t.FinalHash), ("@l", t.LayerBuildId.ToString()), ("@d", t.DiskSizeBytes),
-            ("@c", t.ConfigJson), ("@sd", t.SnapshotDirectory), ("@t", Text(t.BuiltAt)));
-        await cmd.ExecuteNonQueryAsync(cancellationToken);
-    }
+            [("@n", t.Name), ("@s", t.SpecJson), ("@h", t.FinalHash), ("@l", t.LayerBuildId.ToString()), ("@d", t.DiskSizeBytes),
+                ("@c", t.ConfigJson), ("@sd", t.SnapshotDirectory), ("@t", Text(t.BuiltAt))],
+            cancellationToken);
 
     public async Task<TemplateRecord?> GetTemplateAsync(string name, CancellationToken cancellationToken)
-        => (await QueryTemplatesAsync("WHERE name = @n", ("@n", name), cancellationToken)) is { Count: > 0 } list ? list[0] : null;
+        => (await QueryAsync($"SELECT {TemplateColumns} FROM templates WHERE name = @n", [("@n", name)], ReadTemplate, cancellationToken)).SingleOrDefault();
 
-    public Task<IReadOnlyList<TemplateRecord>> ListTemplatesAsync(CancellationToken cancellationToken)
-        => QueryTemplatesAsync("ORDER BY name", null, cancellationToken);
+    public async Task<IReadOnlyList<TemplateRecord>> ListTemplatesAsync(CancellationToken cancellationToken)
+        => await QueryAsync($"SELECT {TemplateColumns} FROM templates ORDER BY name", [], ReadTemplate, cancellationToken);
+
+    private static TemplateRecord ReadTemplate(DbDataReader r)
+        => new(r.GetString(0), r.GetString(1), r.GetString(2), Guid.Parse(r.GetString(3)), r.GetInt64(4), r.GetString(5),
+            r.IsDBNull(6) ? null : r.GetString(6), Time(r.GetString(7)));
 
     public async Task<bool> DeleteTemplateAsync(string name, CancellationToken cancellationToken)
-    {
-        await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, "DELETE FROM templates WHERE name = @n", ("@n", name));
-        return await cmd.ExecuteNonQueryAsync(cancellationToken) > 0;
-    }
+        => await NonQueryAsync("DELETE FROM templates WHERE name = @n", [("@n", name)], cancellationToken) > 0;
 
     public async Task<long> StartBuildAsync(string template, DateTimeOffset now, CancellationToken cancellationToken)
     {
@@ -215,40 +192,34 @@ public abstract partial class StateStore
     }
 
     /// <summary>Records how a build ended. Uses no cancellation token: a cancelled build must still be marked.</summary>
-    public async Task FinishBuildAsync(long id, string status, string? error, string? finalHash, DateTimeOffset now)
-    {
-        await using DbConnection c = await ConnectAsync(CancellationToken.None);
-        await using DbCommand cmd = Command(c, "UPDATE builds SET status = @s, error = @e, final_hash = @h, finished_at = @t WHERE id = @id",
-            ("@s", status), ("@e", error), ("@h", finalHash), ("@t", Text(now)), ("@id", id));
-        await cmd.ExecuteNonQueryAsync(CancellationToken.None);
-    }
+    public Task FinishBuildAsync(long id, string status, string? error, string? finalHash, DateTimeOffset now)
+        => NonQueryAsync("UPDATE builds SET status = @s, error = @e, final_hash = @h, finished_at = @t WHERE id = @id",
+            [("@s", status), ("@e", error), ("@h", finalHash), ("@t", Text(now)), ("@id", id)], CancellationToken.None);
 
     public async Task<IReadOnlyList<BuildRecord>> ListBuildsAsync(string template, CancellationToken cancellationToken)
+        => await QueryAsync("SELECT id, template, status, started_at, finished_at, error, final_hash FROM builds WHERE template = @n ORDER BY id", [("@n", template)],
+            r => new BuildRecord(r.GetInt64(0), r.GetString(1), r.GetString(2), Time(r.GetString(3)), r.IsDBNull(4) ? null : Time(r.GetString(4)),
+                r.IsDBNull(5) ? null : r.GetString(5), r.IsDBNull(6) ? null : r.GetString(6)),
+            cancellationToken);
+
+    /// <summary>Runs one statement on a connection of its own; returns how many rows it changed.</summary>
+    private async Task<int> NonQueryAsync(string sql, (string Name, object? Value)[] parameters, CancellationToken cancellationToken)
     {
         await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = Command(c, "SELECT id, template, status, started_at, finished_at, error, final_hash FROM builds WHERE template = @n ORDER BY id", ("@n", template));
-        await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
-        var list = new List<BuildRecord>();
-        while (await r.ReadAsync(cancellationToken))
-        {
-            list.Add(new BuildRecord(r.GetInt64(0), r.GetString(1), r.GetString(2), Time(r.GetString(3)), r.IsDBNull(4) ? null : Time(r.GetString(4)),
-                r.IsDBNull(5) ? null : r.GetString(5), r.IsDBNull(6) ? null : r.GetString(6)));
-        }
-        return list;
+        await using DbCommand cmd = Command(c, sql, parameters);
+        return await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private async Task<IReadOnlyList<TemplateRecord>> QueryTemplatesAsync(string where, (string, object?)? parameter, CancellationToken cancellationToken)
+    /// <summary>Every row of one query (on a connection of its own), each made by <paramref name="read"/>.</summary>
+    private async Task<List<T>> QueryAsync<T>(string sql, (string Name, object? Value)[] parameters, Func<DbDataReader, T> read, CancellationToken cancellationToken)
     {
         await using DbConnection c = await ConnectAsync(cancellationToken);
-        await using DbCommand cmd = parameter is { } p
-            ? Command(c, $"SELECT name, spec_json, final_hash, layer_build, disk_size, config_json, snapshot_dir, built_at FROM templates {where}", p)
-            : Command(c, $"SELECT name, spec_json, final_hash, layer_build, disk_size, config_json, snapshot_dir, built_at FROM templates {where}");
+        await using DbCommand cmd = Command(c, sql, parameters);
         await using DbDataReader r = await cmd.ExecuteReaderAsync(cancellationToken);
-        var list = new List<TemplateRecord>();
+        var list = new List<T>();
         while (await r.ReadAsync(cancellationToken))
         {
-            list.Add(new TemplateRecord(r.GetString(0), r.GetString(1), r.GetString(2), Guid.Parse(r.GetString(3)), r.GetInt64(4), r.GetString(5),
-                r.IsDBNull(6) ? null : r.GetString(6), Time(r.GetString(7))));
+            list.Add(read(r));
         }
         return list;
     }

@@ -1,9 +1,3 @@
-using System.Diagnostics;
-using Vessel.Blocks;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Blocks;
 
 /// <summary>The <c>vessel blocks</c> and <c>vessel nbd serve</c> commands as a user runs them.</summary>

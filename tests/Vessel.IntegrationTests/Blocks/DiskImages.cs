@@ -1,5 +1,3 @@
-using Vessel.Common;
-
 namespace Vessel.IntegrationTests.Blocks;
 
 /// <summary>Disk images made by real tools for block and NBD tests.</summary>

@@ -1,9 +1,3 @@
-using System.Security.Cryptography;
-using Vessel.Blocks;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Blocks;
 
 /// <summary>
@@ -11,22 +5,8 @@ namespace Vessel.IntegrationTests.Blocks;
 /// chunks with a chunk index, read back chunk by chunk on demand, checked, cached with a bound,
 /// and copied between a directory and a bucket with their chains.
 /// </summary>
-public sealed class ObjectStoreTests : IAsyncLifetime
+public sealed class ObjectStoreTests() : S3TestBase("vessel-s3-it-")
 {
-    private const int Chunk = 64 << 10;
-    private readonly TempDirectory _dir = TempDirectory.Create("vessel-s3-it-");
-    private S3Server? _server;
-
-    private S3Server Server => _server!;
-
-    public async Task InitializeAsync() => _server = await S3Server.StartIfAvailableAsync(CancellationToken.None);
-
-    public async Task DisposeAsync()
-    {
-        await (_server?.DisposeAsync() ?? ValueTask.CompletedTask);
-        _dir.Dispose();
-    }
-
     private async Task<(string Path, byte[] Bytes)> RandomImageAsync(string name, int megabytes, int seed)
     {
         // Random data in two of every three 4 KiB blocks, zeros in the rest (zero blocks are not stored).
@@ -39,7 +19,7 @@ public sealed class ObjectStoreTests : IAsyncLifetime
                 rng.NextBytes(bytes.AsSpan(b * 4096, 4096));
             }
         }
-        string path = _dir.Combine(name);
+        string path = Dir.Combine(name);
         await File.WriteAllBytesAsync(path, bytes);
         return (path, bytes);
     }
@@ -57,7 +37,7 @@ public sealed class ObjectStoreTests : IAsyncLifetime
         CancellationToken ct = CancellationToken.None;
         (string image, byte[] bytes) = await RandomImageAsync("a.raw", 4, 1);
         BuildHeader header;
-        using (var writer = new S3LayerStorage(Server.Options("a", _dir.Combine("cache-w"), Chunk)))
+        using (var writer = new S3LayerStorage(Server.Options("a", Dir.Combine("cache-w"), Chunk)))
         {
             header = await new LayerStore(writer).ImportAsync(image, 4096, null, ct);
         }
@@ -65,7 +45,7 @@ public sealed class ObjectStoreTests : IAsyncLifetime
         Assert.True(chunks > 10, $"{chunks} chunks");
 
         // Another node: an empty cache. One 4 KiB read at the middle fetches one chunk.
-        using var reader = new S3LayerStorage(Server.Options("a", _dir.Combine("cache-r"), Chunk));
+        using var reader = new S3LayerStorage(Server.Options("a", Dir.Combine("cache-r"), Chunk));
         var store = new LayerStore(reader);
         Assert.Equal([header.BuildId], await reader.ListAsync(ct));
         using (Build build = await store.OpenAsync(header.BuildId, ct))
@@ -94,14 +74,14 @@ public sealed class ObjectStoreTests : IAsyncLifetime
     {
         CancellationToken ct = CancellationToken.None;
         (string image, _) = await RandomImageAsync("b.raw", 1, 2);
-        using var storage = new S3LayerStorage(Server.Options("b", _dir.Combine("cache-b"), Chunk));
+        using var storage = new S3LayerStorage(Server.Options("b", Dir.Combine("cache-b"), Chunk));
         BuildHeader header = await new LayerStore(storage).ImportAsync(image, 4096, null, ct);
 
         // Overwrite chunk 3 through the server's own API with bytes of the same length.
         byte[] garbage = RandomNumberGenerator.GetBytes(Chunk);
         await storage.PutAsync(storage.Key(header.BuildId, S3LayerStorage.ChunkName(3)), garbage, ct);
 
-        using var fresh = new S3LayerStorage(Server.Options("b", _dir.Combine("cache-b2"), Chunk));
+        using var fresh = new S3LayerStorage(Server.Options("b", Dir.Combine("cache-b2"), Chunk));
         using Build build = await new LayerStore(fresh).OpenAsync(header.BuildId, ct);
         var e = await Assert.ThrowsAsync<VesselException>(() => ReadAllAsync(build));
         Assert.Equal(VesselErrorReason.Corrupt, e.Reason);
@@ -116,11 +96,11 @@ public sealed class ObjectStoreTests : IAsyncLifetime
     {
         CancellationToken ct = CancellationToken.None;
         (string image, byte[] bytes) = await RandomImageAsync("c.raw", 2, 3);
-        using (var writer = new S3LayerStorage(Server.Options("c", _dir.Combine("cache-cw"), Chunk)))
+        using (var writer = new S3LayerStorage(Server.Options("c", Dir.Combine("cache-cw"), Chunk)))
         {
             await new LayerStore(writer).ImportAsync(image, 4096, null, ct);
         }
-        string cache = _dir.Combine("cache-small");
+        string cache = Dir.Combine("cache-small");
         using var reader = new S3LayerStorage(Server.Options("c", cache, Chunk, cacheBytes: 4 * Chunk));
         var store = new LayerStore(reader);
         Guid id = (await reader.ListAsync(ct)).Single();
@@ -140,20 +120,20 @@ public sealed class ObjectStoreTests : IAsyncLifetime
     {
         CancellationToken ct = CancellationToken.None;
         (string image, byte[] bytes) = await RandomImageAsync("d.raw", 2, 4);
-        LayerStore local = LayerStore.OpenDirectory(_dir.Combine("local"));
+        LayerStore local = LayerStore.OpenDirectory(Dir.Combine("local"));
         BuildHeader baseHeader = await local.ImportAsync(image, 4096, null, ct);
         // A layer on top: 3 blocks changed.
         RandomNumberGenerator.Fill(bytes.AsSpan(8192, 3 * 4096));
         await File.WriteAllBytesAsync(image, bytes, ct);
-        BuildHeader layer = await BlockDiff.ExportImageAsync(local, baseHeader.BuildId, image, _dir.Combine("work"), null, ct);
+        BuildHeader layer = await BlockDiff.ExportImageAsync(local, baseHeader.BuildId, image, Dir.Combine("work"), null, ct);
 
-        using var bucket = new S3LayerStorage(Server.Options("d", _dir.Combine("cache-d"), Chunk));
+        using var bucket = new S3LayerStorage(Server.Options("d", Dir.Combine("cache-d"), Chunk));
         var remote = new LayerStore(bucket);
         LayerCopy.Result pushed = await LayerCopy.CopyAsync(local, remote, layer.BuildId, null, ct);
         Assert.Equal(2, pushed.Builds);
         Assert.Equal(0, (await LayerCopy.CopyAsync(local, remote, layer.BuildId, null, ct)).Builds);
 
-        LayerStore pulledStore = LayerStore.OpenDirectory(_dir.Combine("pulled"));
+        LayerStore pulledStore = LayerStore.OpenDirectory(Dir.Combine("pulled"));
         LayerCopy.Result pulled = await LayerCopy.CopyAsync(remote, pulledStore, layer.BuildId, null, ct);
         Assert.Equal(2, pulled.Builds);
         await pulledStore.VerifyAsync(layer.BuildId, ct);
@@ -166,11 +146,11 @@ public sealed class ObjectStoreTests : IAsyncLifetime
     {
         CancellationToken ct = CancellationToken.None;
         (string image, byte[] bytes) = await RandomImageAsync("h.raw", 1, 6);
-        using (var writer = new S3LayerStorage(Server.Options("h", _dir.Combine("cache-hw"), Chunk)))
+        using (var writer = new S3LayerStorage(Server.Options("h", Dir.Combine("cache-hw"), Chunk)))
         {
             await new LayerStore(writer).ImportAsync(image, 4096, null, ct);
         }
-        using var reader = new S3LayerStorage(Server.Options("h", _dir.Combine("cache-h"), Chunk));
+        using var reader = new S3LayerStorage(Server.Options("h", Dir.Combine("cache-h"), Chunk));
         Guid id = (await reader.ListAsync(ct)).Single();
         using Build build = await new LayerStore(reader).OpenAsync(id, ct);
         byte[][] results = await Task.WhenAll(Enumerable.Range(0, 16).Select(async i =>
@@ -190,7 +170,7 @@ public sealed class ObjectStoreTests : IAsyncLifetime
     public async Task An_upload_that_is_not_committed_leaves_nothing_in_the_bucket()
     {
         CancellationToken ct = CancellationToken.None;
-        using var storage = new S3LayerStorage(Server.Options("e", _dir.Combine("cache-e"), Chunk));
+        using var storage = new S3LayerStorage(Server.Options("e", Dir.Combine("cache-e"), Chunk));
         var id = Guid.NewGuid();
         await using (ILayerUpload upload = await storage.BeginUploadAsync(id, ct))
         {
@@ -206,7 +186,7 @@ public sealed class ObjectStoreTests : IAsyncLifetime
     public async Task A_dead_endpoint_gives_one_clear_error_naming_it()
     {
         CancellationToken ct = CancellationToken.None;
-        S3StoreOptions options = Server.Options("f", _dir.Combine("cache-f"), Chunk);
+        S3StoreOptions options = Server.Options("f", Dir.Combine("cache-f"), Chunk);
         Assert.True(Server.IsRunning);
         Server.Stop();
         Assert.False(Server.IsRunning, "s3rver outlived its Stop");
@@ -223,24 +203,24 @@ public sealed class ObjectStoreTests : IAsyncLifetime
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         CancellationToken ct = cts.Token;
         (string image, byte[] bytes) = await RandomImageAsync("g.raw", 2, 5);
-        var env = new Dictionary<string, string>(Server.Environment) { ["VESSEL_HOME"] = _dir.Combine("home") };
+        var env = new Dictionary<string, string>(Server.Environment) { ["VESSEL_HOME"] = Dir.Combine("home") };
         async Task<string> Vessel(params string[] args)
         {
             ProcessResult r = await ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct, environment: env);
             Assert.True(r.ExitCode == 0, $"vessel {string.Join(' ', args)} failed: {r.StandardError}");
             return r.StandardOutput.Trim();
         }
-        string local = _dir.Combine("cli-local");
+        string local = Dir.Combine("cli-local");
         string id = await Vessel("blocks", "import", image, "--store", local);
         Assert.Equal(id, await Vessel("blocks", "copy", id, "--from", local, "--to", $"s3://{Server.Bucket}/cli"));
         Assert.Contains(id, await Vessel("blocks", "list", "--store", $"s3://{Server.Bucket}/cli"), StringComparison.Ordinal);
-        string flat = _dir.Combine("g-flat.raw");
+        string flat = Dir.Combine("g-flat.raw");
         await Vessel("blocks", "flatten", id, flat, "--store", $"s3://{Server.Bucket}/cli");
         Assert.True((await File.ReadAllBytesAsync(flat, ct)).AsSpan().SequenceEqual(bytes));
 
         // Without the endpoint settings: one line that says what to set.
         ProcessResult bad = await ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, "blocks", "list", "--store", "s3://vessel/cli"], ct,
-            environment: new Dictionary<string, string> { ["VESSEL_S3_ENDPOINT"] = "", ["VESSEL_HOME"] = _dir.Combine("home") });
+            environment: new Dictionary<string, string> { ["VESSEL_S3_ENDPOINT"] = "", ["VESSEL_HOME"] = Dir.Combine("home") });
         Assert.NotEqual(0, bad.ExitCode);
         Assert.Contains("set VESSEL_S3_ENDPOINT", bad.StandardError, StringComparison.Ordinal);
     }

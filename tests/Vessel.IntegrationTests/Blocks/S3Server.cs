@@ -1,8 +1,4 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
-using Vessel.Blocks;
-using Vessel.Common;
-using Vessel.Testing;
 
 namespace Vessel.IntegrationTests.Blocks;
 

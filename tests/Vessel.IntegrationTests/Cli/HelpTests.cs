@@ -1,6 +1,3 @@
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Cli;
 
 public sealed class HelpTests

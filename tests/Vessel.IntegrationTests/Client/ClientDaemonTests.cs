@@ -1,10 +1,6 @@
-using System.Net;
-using System.Text;
 using Vessel.Client;
-using Vessel.Common;
+using Sandbox = Vessel.Client.Sandbox;
 using Vessel.IntegrationTests.Service;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Client;
 
@@ -19,7 +15,7 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
     private const string Template = "t";
 
     private VesselClient Client() => new(new VesselClientOptions { SocketPath = daemon.Socket, RequestTimeout = TimeSpan.FromMinutes(5) });
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", Timeout = 900_000)]
+    [DaemonFact(Timeout = 900_000)]
     public async Task The_sdk_drives_a_sandbox_through_every_method_of_a_real_daemon()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
@@ -125,7 +121,7 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
         Assert.DoesNotContain(await client.Templates.ListAsync(ct), t => t.Name == "sdk");
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", Timeout = 600_000)]
+    [DaemonFact(Timeout = 600_000)]
     public async Task Cancelling_a_foreground_command_mid_stream_stops_it_in_the_guest()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
@@ -153,7 +149,7 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
         }
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", Timeout = 600_000)]
+    [DaemonFact(Timeout = 600_000)]
     public async Task The_cli_creates_execs_copies_pauses_resumes_and_kills_through_the_daemon()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
@@ -192,7 +188,7 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
         Assert.Contains("(HTTP 404)", gone.StandardError, StringComparison.Ordinal);
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", Timeout = 600_000)]
+    [DaemonFact(Timeout = 600_000)]
     public async Task The_code_interpreter_sample_runs_generated_code_and_collects_its_file()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
@@ -208,7 +204,7 @@ public sealed class ClientDaemonTests(DaemonFixture daemon) : IClassFixture<Daem
         Assert.Empty(await client.Sandboxes.ListAsync(new SandboxQuery { Metadata = new Dictionary<string, string> { ["purpose"] = "code-interpreter-sample" } }, cts.Token));
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", Timeout = 600_000)]
+    [DaemonFact(Timeout = 600_000)]
     public async Task A_daemon_killed_mid_stream_is_a_clear_exception_without_a_hang_and_a_new_daemon_serves_again()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));

@@ -1,60 +1,47 @@
-using System.Diagnostics;
-using Vessel.Common;
-using Vessel.Containerd;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Containerd;
 
 [Collection(ContainerdCollection.Name)]
-public sealed class BootArtifactsTests
+public sealed class BootArtifactsTests(ContainerdFixture ctrd)
 {
-    private const int Timeout = 120_000;
+    private const int Timeout = ContainerdFixture.TestTimeout;
 
-    private readonly ContainerdFixture _ctrd;
-
-    public BootArtifactsTests(ContainerdFixture fixture)
-    {
-        _ctrd = fixture;
-    }
-
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task View_of_a_single_layer_image_binds_the_files_read_only_and_delete_removes_everything()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        var (bundle, output) = _ctrd.NewBundle();
+        var (bundle, output) = ctrd.NewBundle();
         ArtifactResult result = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.SingleImage, bundle, output, ArtifactMode.View,
             "/boot/vmlinuz", "/boot/initrd.img", "urunc.json", "/vmlinuz", "/escape"), cts.Token);
 
         Assert.Equal(ArtifactMode.View, result.Mode);
         Assert.Null(result.FallbackReason);
-        Assert.Equal(_ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), cts.Token));
-        Assert.Equal(_ctrd.Initrd, await File.ReadAllBytesAsync(Path.Combine(output, "boot/initrd.img"), cts.Token));
-        Assert.Equal(_ctrd.Config, await File.ReadAllBytesAsync(Path.Combine(output, "urunc.json"), cts.Token));
+        Assert.Equal(ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), cts.Token));
+        Assert.Equal(ctrd.Initrd, await File.ReadAllBytesAsync(Path.Combine(output, "boot/initrd.img"), cts.Token));
+        Assert.Equal(ctrd.Config, await File.ReadAllBytesAsync(Path.Combine(output, "urunc.json"), cts.Token));
         // Symlinks resolve inside the image: /vmlinuz -> boot/vmlinuz; /escape climbs above the root and stops there.
-        Assert.Equal(_ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "vmlinuz"), cts.Token));
-        Assert.Equal(_ctrd.Config, await File.ReadAllBytesAsync(Path.Combine(output, "escape"), cts.Token));
+        Assert.Equal(ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "vmlinuz"), cts.Token));
+        Assert.Equal(ctrd.Config, await File.ReadAllBytesAsync(Path.Combine(output, "escape"), cts.Token));
         // A one-layer view is a bind mount; every artifact is a read-only bind.
         Assert.True(LinuxMount.IsMountPoint(Path.Combine(bundle, "vessel-view")));
         Assert.Throws<IOException>(() => File.WriteAllText(Path.Combine(output, "urunc.json"), "x"));
-        string leases = (await _ctrd.CtrAsync(cts.Token, "leases", "ls")).EnsureSuccess().StandardOutput;
+        string leases = (await ctrd.CtrAsync(cts.Token, "leases", "ls")).EnsureSuccess().StandardOutput;
         Assert.Contains(result.LeaseId!, leases, StringComparison.Ordinal);
         Assert.Contains("containerd.io/gc.expire=", leases, StringComparison.Ordinal);
-        string snapshots = (await _ctrd.CtrAsync(cts.Token, "snapshots", "ls")).EnsureSuccess().StandardOutput;
+        string snapshots = (await ctrd.CtrAsync(cts.Token, "snapshots", "ls")).EnsureSuccess().StandardOutput;
         Assert.Contains(result.ViewKey!, snapshots, StringComparison.Ordinal);
 
         // Task Delete.
         CleanupResult cleanup = await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
         Assert.True(cleanup.HadState);
-        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task View_of_a_multi_layer_image_sees_the_top_layer_and_extraction_gives_the_same_bytes()
     {
         using var cts = new CancellationTokenSource(Timeout);
         string[] files = ["/boot/vmlinuz", "/boot/initrd.img", "/urunc.json", "/kernel"];
-        var (bundle, output) = _ctrd.NewBundle();
+        var (bundle, output) = ctrd.NewBundle();
         ArtifactResult view = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.MultiImage, bundle, output, ArtifactMode.View, files), cts.Token);
         Assert.Equal(ArtifactMode.View, view.Mode);
         var viewBytes = files.ToDictionary(f => f, f => File.ReadAllBytes(output + f));
@@ -62,7 +49,7 @@ public sealed class BootArtifactsTests
         string mountinfo = await File.ReadAllTextAsync("/proc/self/mountinfo", cts.Token);
         Assert.Contains($"{bundle}/vessel-view ro", mountinfo, StringComparison.Ordinal);
         await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
-        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
 
         ArtifactResult extract = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.MultiImage, bundle, output, ArtifactMode.Extract, files), cts.Token);
         Assert.Equal(ArtifactMode.Extract, extract.Mode);
@@ -70,53 +57,53 @@ public sealed class BootArtifactsTests
         {
             Assert.Equal(viewBytes[f], await File.ReadAllBytesAsync(output + f, cts.Token));
         }
-        Assert.Equal(_ctrd.KernelV2, viewBytes["/boot/vmlinuz"]);
-        Assert.Equal(_ctrd.KernelV2, viewBytes["/kernel"]);
-        Assert.Equal(_ctrd.Initrd, viewBytes["/boot/initrd.img"]);
-        Assert.Equal(_ctrd.Config, viewBytes["/urunc.json"]);
+        Assert.Equal(ctrd.KernelV2, viewBytes["/boot/vmlinuz"]);
+        Assert.Equal(ctrd.KernelV2, viewBytes["/kernel"]);
+        Assert.Equal(ctrd.Initrd, viewBytes["/boot/initrd.img"]);
+        Assert.Equal(ctrd.Config, viewBytes["/urunc.json"]);
         // Extraction wrote only the requested files.
         Assert.Equal(files.Select(f => output + f).Order(StringComparer.Ordinal),
             Directory.EnumerateFiles(output, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal));
         await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
-        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresTheory("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdTheory]
     [InlineData("view")]
     [InlineData("extract")]
     public async Task A_missing_or_whited_out_artifact_fails_naming_the_file_and_the_image_and_leaves_nothing(string mode)
     {
         using var cts = new CancellationTokenSource(Timeout);
-        var (bundle, output) = _ctrd.NewBundle();
+        var (bundle, output) = ctrd.NewBundle();
         foreach (string missing in new[] { "/boot/old-initrd", "/boot/nope", "/passwd-of-host" })
         {
-            ProcessResult run = await VesselCli.RunAsync(cts.Token, "containerd", "artifacts", "--address", _ctrd.Socket,
+            ProcessResult run = await VesselCli.RunAsync(cts.Token, "containerd", "artifacts", "--address", ctrd.Socket,
                 "--namespace", ContainerdFixture.Namespace, "--image", ContainerdFixture.MultiImage, "--file", "/boot/vmlinuz",
                 "--file", missing, "--bundle", bundle, "--out", output, "--mode", mode);
             Assert.Equal(1, run.ExitCode);
             Assert.Contains(missing, run.StandardError, StringComparison.Ordinal);
             Assert.Contains(ContainerdFixture.MultiImage, run.StandardError, StringComparison.Ordinal);
-            await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+            await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
         }
 
         // A symlink to /etc/passwd means the image's /etc/passwd, which this image lacks: never the host's.
-        var (bundle2, output2) = _ctrd.NewBundle();
+        var (bundle2, output2) = ctrd.NewBundle();
         var e = await Assert.ThrowsAsync<VesselException>(() => BootArtifacts.PrepareAsync(
             Request(ContainerdFixture.SingleImage, bundle2, output2, mode == "view" ? ArtifactMode.View : ArtifactMode.Extract, "/passwd"), cts.Token));
         Assert.Equal(VesselErrorReason.NotFound, e.Reason);
         Assert.Contains("'/passwd'", e.Message, StringComparison.Ordinal);
         Assert.Contains("/etc", e.Message, StringComparison.Ordinal);
-        await _ctrd.AssertNothingLeftAsync(bundle2, output2, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle2, output2, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task Create_then_stop_from_another_process_and_a_second_cleanup_is_a_no_op()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        var (bundle, output) = _ctrd.NewBundle();
+        var (bundle, output) = ctrd.NewBundle();
         string create = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/urunc.json"));
         Assert.StartsWith("artifacts: view", create, StringComparison.Ordinal);
-        Assert.Equal(_ctrd.KernelV2, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), cts.Token));
+        Assert.Equal(ctrd.KernelV2, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), cts.Token));
 
         // The same request again finds the bundle ready.
         string again = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/urunc.json"));
@@ -125,19 +112,19 @@ public sealed class BootArtifactsTests
         // Shim Stop: a separate process that knows only the bundle.
         string stop = await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
         Assert.Contains("lease vessel-", stop, StringComparison.Ordinal);
-        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
 
         // Task Delete after Stop: nothing left to do, and no error.
         string second = await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
         Assert.Contains("nothing to clean", second, StringComparison.Ordinal);
-        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task Cleanup_never_unmounts_the_view_while_a_bind_is_in_use()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        var (bundle, output) = _ctrd.NewBundle();
+        var (bundle, output) = ctrd.NewBundle();
         await BootArtifacts.PrepareAsync(Request(ContainerdFixture.MultiImage, bundle, output, ArtifactMode.View, "/boot/vmlinuz"), cts.Token);
         string kernel = Path.Combine(output, "boot/vmlinuz");
         using (FileStream inUse = File.OpenRead(kernel))
@@ -150,13 +137,13 @@ public sealed class BootArtifactsTests
             Assert.True(File.Exists(Path.Combine(bundle, "vessel-artifacts.json")));
             byte[] head = new byte[4096];
             Assert.Equal(head.Length, await inUse.ReadAsync(head, cts.Token));
-            Assert.Equal(_ctrd.KernelV2.AsSpan(0, head.Length).ToArray(), head);
+            Assert.Equal(ctrd.KernelV2.AsSpan(0, head.Length).ToArray(), head);
         }
         await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
-        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresTheory("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdTheory]
     [InlineData("state")]
     [InlineData("lease")]
     [InlineData("view")]
@@ -165,56 +152,56 @@ public sealed class BootArtifactsTests
     public async Task A_crash_at_any_step_is_cleaned_up_by_cleanup(string step)
     {
         using var cts = new CancellationTokenSource(Timeout);
-        var (bundle, output) = _ctrd.NewBundle();
+        var (bundle, output) = ctrd.NewBundle();
         await CrashAtAsync(step, ContainerdFixture.MultiImage, bundle, output, cts.Token);
 
         await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
-        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
         await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task A_retry_after_a_crash_reuses_the_view_and_lease()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        var (bundle, output) = _ctrd.NewBundle();
+        var (bundle, output) = ctrd.NewBundle();
         await CrashAtAsync("mount", ContainerdFixture.MultiImage, bundle, output, cts.Token);
 
         string retry = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/boot/initrd.img"));
-        Assert.Equal(_ctrd.Initrd, await File.ReadAllBytesAsync(Path.Combine(output, "boot/initrd.img"), cts.Token));
+        Assert.Equal(ctrd.Initrd, await File.ReadAllBytesAsync(Path.Combine(output, "boot/initrd.img"), cts.Token));
         // One view mount, not two stacked.
         string mountinfo = await File.ReadAllTextAsync("/proc/self/mountinfo", cts.Token);
         Assert.Single(mountinfo.Split('\n'), l => l.Contains($" {bundle}/vessel-view ", StringComparison.Ordinal));
 
         await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
-        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task An_image_without_a_snapshot_falls_back_to_extraction_and_says_so()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        var (bundle, output) = _ctrd.NewBundle();
+        var (bundle, output) = ctrd.NewBundle();
         string run = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.PackedImage, bundle, output, "view", "/boot/vmlinuz"));
         Assert.StartsWith("artifacts: extract (view unavailable:", run, StringComparison.Ordinal);
         Assert.Contains("not unpacked", run, StringComparison.Ordinal);
-        Assert.Equal(_ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), cts.Token));
+        Assert.Equal(ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), cts.Token));
         Assert.True((await VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle)).Succeeded);
-        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
 
-        ProcessResult strict = await VesselCli.RunAsync(cts.Token, "containerd", "artifacts", "--address", _ctrd.Socket,
+        ProcessResult strict = await VesselCli.RunAsync(cts.Token, "containerd", "artifacts", "--address", ctrd.Socket,
             "--namespace", ContainerdFixture.Namespace, "--image", ContainerdFixture.PackedImage, "--file", "/boot/vmlinuz",
             "--bundle", bundle, "--out", output, "--mode", "view", "--no-fallback");
         Assert.Equal(1, strict.ExitCode);
         Assert.Contains("not unpacked", strict.StandardError, StringComparison.Ordinal);
-        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task The_mode_is_extract_unless_the_bundle_annotation_enables_the_view()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        var (bundle, output) = _ctrd.NewBundle();
+        var (bundle, output) = ctrd.NewBundle();
         ArtifactResult off = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.SingleImage, bundle, output, null, "/urunc.json"), cts.Token);
         Assert.Equal(ArtifactMode.Extract, off.Mode);
         await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
@@ -224,14 +211,14 @@ public sealed class BootArtifactsTests
         ArtifactResult on = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.SingleImage, bundle, output, null, "/urunc.json"), cts.Token);
         Assert.Equal(ArtifactMode.View, on.Mode);
         await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
-        await _ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "umoci", "skopeo", Timeout = Timeout)]
+    [ContainerdFact]
     public async Task A_symlink_in_the_output_directory_is_refused_and_nothing_is_written_through_it()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        var (bundle, output) = _ctrd.NewBundle();
+        var (bundle, output) = ctrd.NewBundle();
         string elsewhere = Path.Combine(Path.GetDirectoryName(bundle)!, "elsewhere");
         Directory.CreateDirectory(elsewhere);
         Directory.CreateDirectory(output);
@@ -254,7 +241,7 @@ public sealed class BootArtifactsTests
 
     private ArtifactRequest Request(string image, string bundle, string output, ArtifactMode? mode, params string[] files) => new()
     {
-        Address = _ctrd.Socket,
+        Address = ctrd.Socket,
         Namespace = ContainerdFixture.Namespace,
         Image = image,
         Files = files,
@@ -267,7 +254,7 @@ public sealed class BootArtifactsTests
     {
         var args = new List<string>
         {
-            "containerd", "artifacts", "--address", _ctrd.Socket, "--namespace", ContainerdFixture.Namespace,
+            "containerd", "artifacts", "--address", ctrd.Socket, "--namespace", ContainerdFixture.Namespace,
             "--image", image, "--bundle", bundle, "--out", output, "--mode", mode,
         };
         foreach (string f in files)
@@ -289,7 +276,7 @@ public sealed class BootArtifactsTests
         };
         foreach (string a in new[]
         {
-            VesselCli.DllPath, "containerd", "artifacts", "--address", _ctrd.Socket, "--namespace", ContainerdFixture.Namespace,
+            VesselCli.DllPath, "containerd", "artifacts", "--address", ctrd.Socket, "--namespace", ContainerdFixture.Namespace,
             "--image", image, "--file", "/boot/vmlinuz", "--file", "/boot/initrd.img", "--bundle", bundle, "--out", output, "--mode", "view",
         })
         {

@@ -1,9 +1,3 @@
-using System.Diagnostics;
-using Vessel.Common;
-using Vessel.Containerd;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Containerd;
 
 /// <summary>
@@ -14,6 +8,9 @@ namespace Vessel.IntegrationTests.Containerd;
 public sealed class ContainerdFixture : IAsyncLifetime
 {
     public static readonly string[] Requirements = ["root", "containerd", "ctr", "umoci", "skopeo"];
+
+    /// <summary>The timeout of each test of the collection (its attribute\'s, and its cancellation\'s).</summary>
+    public const int TestTimeout = 120_000;
 
     public const string Namespace = "vessel-test";
 

@@ -1,8 +1,3 @@
-using Vessel.Common;
-using Vessel.Rootfs;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Ext4;
 
 /// <summary>The kernel and e2fsprogs accept what the writer produces: mount read-write, write, grow, shrink.</summary>

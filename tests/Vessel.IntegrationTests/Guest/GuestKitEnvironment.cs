@@ -1,11 +1,4 @@
-using Vessel.Common;
-using Vessel.Guest;
 using Vessel.IntegrationTests.Sandboxes;
-using Vessel.Oci;
-using Vessel.Rootfs;
-using Vessel.Sandboxes;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Guest;
 

@@ -1,13 +1,4 @@
-using System.Diagnostics;
-using System.Globalization;
-using System.Text;
-using Vessel.Agent;
-using Vessel.Common;
-using Vessel.Guest;
-using Vessel.Sandboxes;
-using Vessel.Testing;
-using Vessel.Vmm;
-using Xunit;
+using static Vessel.IntegrationTests.Sandboxes.SandboxShell;
 
 namespace Vessel.IntegrationTests.Guest;
 
@@ -17,26 +8,12 @@ namespace Vessel.IntegrationTests.Guest;
 /// quoted, QEMU dying with its owner, and the guest clock following the host's.
 /// </summary>
 [Collection(GuestKitCollection.Name)]
-public sealed class GuestKitTests
+public sealed class GuestKitTests(GuestKitEnvironment env)
 {
-    private readonly GuestKitEnvironment _env;
-
-    public GuestKitTests(GuestKitEnvironment env)
-    {
-        _env = env;
-    }
-
-    private static async Task<(int Code, string Output)> ExecAsync(Sandbox sandbox, string script)
-    {
-        using var output = new MemoryStream();
-        ExitStatus status = await sandbox.ExecAsync(new ExecRequest(["/bin/sh", "-c", script]), null, output, output, CancellationToken.None);
-        return (status.ExitCode, Encoding.UTF8.GetString(output.ToArray()));
-    }
-
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", "e2fsck", Timeout = 300_000)]
     public async Task The_initramfs_holds_no_agent_and_the_kit_disk_is_a_clean_ext4_with_it()
     {
-        GuestKit kit = _env.Kit!;
+        GuestKit kit = env.Kit!;
         long initramfs = new FileInfo(kit.InitramfsPath).Length;
         Assert.True(initramfs <= KitBuilder.MaxInitramfsBytes, $"initramfs is {initramfs} bytes");
         ProcessResult check = await ExternalProcess.RunAsync("e2fsck", ["-fn", kit.KitDiskPath], CancellationToken.None);
@@ -50,7 +27,7 @@ public sealed class GuestKitTests
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 300_000)]
     public async Task A_sandbox_boots_and_runs_at_128_MiB_with_lo_up_and_the_kit_disk_read_only()
     {
-        await using (Sandbox sandbox = await _env.Manager.CreateAsync(new SandboxOptions { RootfsPath = _env.RootfsPath, MemoryMiB = 128 }, CancellationToken.None))
+        await using (Sandbox sandbox = await env.Manager.CreateAsync(new SandboxOptions { RootfsPath = env.RootfsPath, MemoryMiB = 128 }, CancellationToken.None))
         {
             (int code, string output) = await ExecAsync(sandbox, "awk '/MemTotal/ {print $2}' /proc/meminfo; cat /sys/class/net/lo/operstate; exit 5");
             Assert.Equal(5, code);
@@ -58,32 +35,32 @@ public sealed class GuestKitTests
             Assert.InRange(long.Parse(lines[0], CultureInfo.InvariantCulture), 80_000, 131_072);
             Assert.Equal("unknown", lines[1]); // lo is up (operstate "unknown" for loopback); "down" otherwise
         }
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 60_000)]
     public async Task Memory_below_the_kit_minimum_is_refused_before_boot_naming_the_minimum()
     {
-        VesselException e = await Assert.ThrowsAsync<VesselException>(() => _env.Manager.CreateAsync(new SandboxOptions { RootfsPath = _env.RootfsPath, MemoryMiB = 64 }, CancellationToken.None));
+        VesselException e = await Assert.ThrowsAsync<VesselException>(() => env.Manager.CreateAsync(new SandboxOptions { RootfsPath = env.RootfsPath, MemoryMiB = 64 }, CancellationToken.None));
         Assert.Equal(VesselErrorReason.InvalidInput, e.Reason);
         Assert.Contains($"minimum of {GuestKit.MinimumMemoryMiB} MiB", e.Message, StringComparison.Ordinal);
-        string sandboxes = new VesselHome(_env.StateDirectory).Sandboxes;
+        string sandboxes = new VesselHome(env.StateDirectory).Sandboxes;
         Assert.False(Directory.Exists(sandboxes) && Directory.GetFileSystemEntries(sandboxes).Length > 0);
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 300_000)]
     public async Task A_rootfs_that_is_not_ext4_fails_at_the_root_mount_stage_with_the_console_quoted()
     {
-        string random = _env.Work!.Combine("random.img");
+        string random = env.Work!.Combine("random.img");
         await File.WriteAllBytesAsync(random, System.Security.Cryptography.RandomNumberGenerator.GetBytes(8 << 20));
         var clock = Stopwatch.StartNew();
-        VesselException e = await Assert.ThrowsAsync<VesselException>(() => _env.Manager.CreateAsync(new SandboxOptions { RootfsPath = random }, CancellationToken.None));
+        VesselException e = await Assert.ThrowsAsync<VesselException>(() => env.Manager.CreateAsync(new SandboxOptions { RootfsPath = random }, CancellationToken.None));
         Assert.Contains("stage 'root-mount'", e.Message, StringComparison.Ordinal);
         Assert.Contains("Console:", e.Message, StringComparison.Ordinal);
         Assert.Contains("vessel-init: stage=root-mount failed", e.Message, StringComparison.Ordinal);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(100), $"took {clock.Elapsed}");
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 300_000)]
@@ -91,27 +68,27 @@ public sealed class GuestKitTests
     {
         // A copy of the kit whose disk is zeros: not ext4 (GuestKit.Load would refuse it; the record is built directly).
         using TempDirectory broken = TempDirectory.Create("vgk-kit-", "/tmp");
-        foreach (string f in Directory.GetFiles(_env.Kit!.Directory))
+        foreach (string f in Directory.GetFiles(env.Kit!.Directory))
         {
             File.Copy(f, broken.Combine(Path.GetFileName(f)));
         }
-        await File.WriteAllBytesAsync(broken.Combine(_env.Kit.Manifest.KitDisk!), new byte[1 << 20]);
-        var manager = new SandboxManager(_env.StateDirectory, new GuestKit(broken.Path, _env.Kit.Manifest));
-        VesselException e = await Assert.ThrowsAsync<VesselException>(() => manager.CreateAsync(new SandboxOptions { RootfsPath = _env.RootfsPath }, CancellationToken.None));
+        await File.WriteAllBytesAsync(broken.Combine(env.Kit.Manifest.KitDisk!), new byte[1 << 20]);
+        var manager = new SandboxManager(env.StateDirectory, new GuestKit(broken.Path, env.Kit.Manifest));
+        VesselException e = await Assert.ThrowsAsync<VesselException>(() => manager.CreateAsync(new SandboxOptions { RootfsPath = env.RootfsPath }, CancellationToken.None));
         Assert.Contains("stage 'kit-mount'", e.Message, StringComparison.Ordinal);
         Assert.Contains("/vessel/kit", e.Message, StringComparison.Ordinal);
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 120_000)]
     public async Task A_guest_that_does_not_reach_its_agent_in_time_times_out_naming_its_last_stage()
     {
-        VesselException e = await Assert.ThrowsAsync<VesselException>(() => _env.Manager.CreateAsync(
-            new SandboxOptions { RootfsPath = _env.RootfsPath, BootTimeout = TimeSpan.FromSeconds(1) }, CancellationToken.None));
+        VesselException e = await Assert.ThrowsAsync<VesselException>(() => env.Manager.CreateAsync(
+            new SandboxOptions { RootfsPath = env.RootfsPath, BootTimeout = TimeSpan.FromSeconds(1) }, CancellationToken.None));
         Assert.Equal(VesselErrorReason.Timeout, e.Reason);
         Assert.Contains("did not reach its agent within 1 s", e.Message, StringComparison.Ordinal);
         Assert.Contains("Console:", e.Message, StringComparison.Ordinal);
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 60_000)]
@@ -121,7 +98,7 @@ public sealed class GuestKitTests
         var config = new VmConfig
         {
             KernelPath = dir.Combine("no-such-kernel"),
-            InitramfsPath = _env.Kit!.InitramfsPath,
+            InitramfsPath = env.Kit!.InitramfsPath,
             ControlSocketPath = dir.Combine("ctl.sock"),
             ApiSocketPath = dir.Combine("qmp.sock"),
             ConsoleLogPath = dir.Combine("console.log"),
@@ -135,12 +112,12 @@ public sealed class GuestKitTests
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 300_000)]
     public async Task Killing_the_cli_with_sigkill_takes_its_qemu_with_it()
     {
-        string state = _env.Work!.Combine("kill-home");
+        string state = env.Work!.Combine("kill-home");
         Directory.CreateDirectory(state);
         // The CLI finds the kit the environment built in its home's kits/ (no second kernel download).
-        Directory.CreateSymbolicLink(Path.Combine(state, "kits"), Path.GetDirectoryName(Path.GetDirectoryName(_env.Kit!.Directory))!);
+        Directory.CreateSymbolicLink(Path.Combine(state, "kits"), Path.GetDirectoryName(Path.GetDirectoryName(env.Kit!.Directory))!);
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in new[] { VesselCli.DllPath, "sandbox", "run", "--home", state, _env.RootfsPath, "--", "sh", "-c", "echo started; sleep 600" })
+        foreach (string a in new[] { VesselCli.DllPath, "sandbox", "run", "--home", state, env.RootfsPath, "--", "sh", "-c", "echo started; sleep 600" })
         {
             psi.ArgumentList.Add(a);
         }
@@ -170,7 +147,7 @@ public sealed class GuestKitTests
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 300_000)]
     public async Task The_guest_clock_is_the_hosts_and_drifts_less_than_a_thousandth_over_20_seconds()
     {
-        await using (Sandbox sandbox = await _env.Manager.CreateAsync(new SandboxOptions { RootfsPath = _env.RootfsPath }, CancellationToken.None))
+        await using (Sandbox sandbox = await env.Manager.CreateAsync(new SandboxOptions { RootfsPath = env.RootfsPath }, CancellationToken.None))
         {
             (double guest0, double host0, double error0) = await ClockPairAsync(sandbox);
             // Set at boot from the host: the clocks agree to well under a second.
@@ -181,7 +158,7 @@ public sealed class GuestKitTests
             double drift = Math.Max(0, Math.Abs((guest1 - guest0) - (host1 - host0)) - error0 - error1) / (host1 - host0);
             Assert.True(drift < 0.001, $"guest {guest1 - guest0:F3} s vs host {host1 - host0:F3} s (± {error0 + error1:F3} s): drift {drift:P3}");
         }
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     /// <summary>

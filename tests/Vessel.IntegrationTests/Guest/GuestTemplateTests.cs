@@ -1,13 +1,5 @@
-using System.Globalization;
-using System.Text;
-using Vessel.Agent;
-using Vessel.Blocks;
 using Vessel.IntegrationTests.Templates;
-using Vessel.Sandboxes;
-using Vessel.State;
-using Vessel.Templates;
-using Vessel.Testing;
-using Xunit;
+using static Vessel.IntegrationTests.Sandboxes.SandboxShell;
 
 namespace Vessel.IntegrationTests.Guest;
 
@@ -17,34 +9,18 @@ namespace Vessel.IntegrationTests.Guest;
 /// guest could not unpack the old 85 MB initramfs).
 /// </summary>
 [Collection(GuestKitCollection.Name)]
-public sealed class GuestTemplateTests
+public sealed class GuestTemplateTests(GuestKitEnvironment env)
 {
-    private readonly GuestKitEnvironment _env;
-
-    public GuestTemplateTests(GuestKitEnvironment env)
-    {
-        _env = env;
-    }
-
     private Task<TemplateHome> OpenAsync(string name, CancellationToken ct) =>
-        TemplateHome.OpenAsync(_env.StateDirectory, name, _env.Kit!, ct);
+        TemplateHome.OpenAsync(env.StateDirectory, name, env.Kit!, ct);
 
     private TemplateSpec Spec(string name, int? memoryMb) =>
-        (memoryMb is { } m ? Template.From(_env.ImageReference).MemoryMb(m) : Template.From(_env.ImageReference))
+        (memoryMb is { } m ? Template.From(env.ImageReference).MemoryMb(m) : Template.From(env.ImageReference))
             .Named(name).DiskSize("64M")
             .Run("mkdir -p /srv && echo ok > /srv/health")
             .Start("while true; do cat /srv/health > /tmp/served; sleep 1; done")
             .Ready("test -s /tmp/served")
             .ToSpec();
-
-    private static async Task<string> OutputAsync(Sandbox sandbox, string script)
-    {
-        using var output = new MemoryStream();
-        ExitStatus status = await sandbox.ExecAsync(new ExecRequest(["/bin/sh", "-c", script]), null, output, output, CancellationToken.None);
-        string text = Encoding.UTF8.GetString(output.ToArray());
-        Assert.True(status.ExitCode == 0, $"'{script}' exited with {status.ExitCode}: {text}");
-        return text;
-    }
 
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", "root", Timeout = 600_000)]
     public async Task A_template_builds_snapshots_and_resumes_at_128_MiB_with_the_guest_clock_set_to_the_hosts()
@@ -64,7 +40,7 @@ public sealed class GuestTemplateTests
             double guest = double.Parse(await OutputAsync(resumed, "busybox adjtimex | awk '/tv_sec/ {s=$2} /tv_usec/ {u=$2} END {printf \"%d.%06d\\n\", s, u}'"), CultureInfo.InvariantCulture);
             Assert.InRange(guest - (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).TotalSeconds, -2.0, 0.5);
         }
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     // Costly: 20 build VMs booted and snapshotted (--no-cache), a few minutes under TCG.
@@ -80,6 +56,6 @@ public sealed class GuestTemplateTests
             TemplateBuildResult result = await home.Builder.BuildAsync(spec, new TemplateBuildOptions { NoCache = true }, null, cts.Token);
             Assert.All(result.Phases, p => Assert.False(p.Cached));
         }
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 }

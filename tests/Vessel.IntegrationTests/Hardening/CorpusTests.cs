@@ -1,9 +1,3 @@
-using Vessel.Common;
-using Vessel.Oci;
-using Vessel.Rootfs;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Hardening;
 
 /// <summary>

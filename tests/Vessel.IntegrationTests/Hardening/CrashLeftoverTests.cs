@@ -1,8 +1,3 @@
-using System.Diagnostics;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Hardening;
 
 /// <summary>

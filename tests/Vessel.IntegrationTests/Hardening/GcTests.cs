@@ -1,11 +1,4 @@
-using System.Security.Cryptography;
 using System.Text.Json;
-using Vessel.Common;
-using Vessel.Oci;
-using Vessel.Rootfs;
-using Vessel.State;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Hardening;
 
@@ -28,12 +21,7 @@ public sealed class GcTests : IDisposable
     {
         Directory.CreateDirectory(_dir.Combine(src));
         File.WriteAllText(_dir.Combine(src, "f.txt"), name + "\n");
-        string spec = _dir.Combine(name + ".json");
-        File.WriteAllText(spec, $$"""
-            { "name": "{{name}}", "from": "tarball:{{TestImages.BusyboxTarball}}", "diskSize": "128M",
-              "steps": [ { "copy": { "src": "{{src}}", "dest": "/{{src}}" } } ] }
-            """);
-        return spec;
+        return TestImages.WriteTemplateSpec(_dir.Combine(name + ".json"), name, $$""" "steps": [ { "copy": { "src": "{{src}}", "dest": "/{{src}}" } } ] """);
     }
 
     private static async Task<string> CliAsync(CancellationToken ct, params string[] args)

@@ -1,10 +1,4 @@
-using System.Diagnostics;
-using System.Globalization;
-using Vessel.Common;
 using Vessel.IntegrationTests.Sandboxes;
-using Vessel.State;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Hardening;
 
@@ -50,11 +44,7 @@ public sealed class GcVmTests : IDisposable
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
         CancellationToken ct = cts.Token;
         string home = _dir.Combine("h");
-        string spec = _dir.Combine("k9.json");
-        File.WriteAllText(spec, $$"""
-            { "name": "k9", "from": "tarball:{{TestImages.BusyboxTarball}}", "diskSize": "128M",
-              "steps": [ { "run": "echo in-the-run-step; sleep 600" } ] }
-            """);
+        string spec = TestImages.WriteTemplateSpec(_dir.Combine("k9.json"), "k9", """ "steps": [ { "run": "echo in-the-run-step; sleep 600" } ] """);
         string work = Path.Combine(home, "work");
         using (Process cli = VesselCli.Start("template", "build", "-f", spec, "--home", home))
         {
@@ -100,11 +90,8 @@ public sealed class GcVmTests : IDisposable
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
         string home = _dir.Combine("h");
-        string spec = _dir.Combine("snap.json");
-        File.WriteAllText(spec, $$"""
-            { "name": "snap", "from": "tarball:{{TestImages.BusyboxTarball}}", "diskSize": "128M",
-              "steps": [ { "run": "echo baked > /baked.txt" } ], "start": "sleep 100000", "ready": "pidof sleep" }
-            """);
+        string spec = TestImages.WriteTemplateSpec(_dir.Combine("snap.json"), "snap",
+            """ "steps": [ { "run": "echo baked > /baked.txt" } ], "start": "sleep 100000", "ready": "pidof sleep" """);
         await CliAsync(ct, "template", "build", "-f", spec, "--home", home);
         StateStore state = await StateStore.OpenAsync(Path.Combine(home, "state.db"), ct);
         TemplateRecord first = (await state.GetTemplateAsync("snap", ct))!;

@@ -1,7 +1,4 @@
 using System.Formats.Tar;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Hardening;
 

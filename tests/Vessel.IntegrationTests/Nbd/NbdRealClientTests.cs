@@ -1,10 +1,5 @@
-using System.Net;
-using Vessel.Blocks;
-using Vessel.Common;
 using Vessel.IntegrationTests.Blocks;
 using Vessel.Nbd;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Nbd;
 

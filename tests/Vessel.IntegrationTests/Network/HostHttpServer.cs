@@ -1,7 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Text;
-
 namespace Vessel.IntegrationTests.Network;
 
 /// <summary>A one-response-per-connection HTTP server on the host's 127.0.0.1.</summary>

@@ -1,12 +1,5 @@
-using System.Net;
 using System.Net.NetworkInformation;
-using System.Net.Sockets;
-using Vessel.Oci;
-using Vessel.Rootfs;
-using Vessel.Sandboxes;
-using Vessel.Testing;
-using Vessel.Vmm;
-using Xunit;
+using static Vessel.IntegrationTests.Sandboxes.SandboxShell;
 
 namespace Vessel.IntegrationTests.Network;
 

@@ -1,10 +1,4 @@
-using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
-using Vessel.Sandboxes;
-using Vessel.Testing;
-using Vessel.Vmm;
-using Xunit;
+using static Vessel.IntegrationTests.Sandboxes.SandboxShell;
 
 namespace Vessel.IntegrationTests.Network;
 
@@ -59,73 +53,23 @@ public sealed partial class NetworkTests
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", "clang", "passt", Timeout = 900_000)]
     public async Task Cold_boot_and_restore_are_measured_on_slirp_and_on_passt()
     {
-        const int Rounds = 3;
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         NetworkBackend[] backends = [NetworkBackend.Slirp, NetworkBackend.Passt];
-        var boots = backends.ToDictionary(b => b, _ => new List<double>());
-        var restores = backends.ToDictionary(b => b, _ => new List<double>());
         await using var host = new HostHttpServer("from-host");
         var allowHost = NetworkConfig.Default with { Allow = [NetworkRule.Parse("127.0.0.1:" + host.Port)] };
-        string work = Path.Combine(_env.StateDirectory, "netbackends");
-        Directory.CreateDirectory(work);
-        try
-        {
-            for (int round = 0; round < Rounds; round++)
+        var (boots, restores) = await MeasureBootAndRestoreAsync("netbackends", backends, (options, backend) => options with { NetworkBackend = backend },
+            new RestoreCheck<NetworkBackend>(options => options with { Network = allowHost }, async (restored, backend) =>
             {
-                foreach (NetworkBackend backend in round % 2 == 0 ? backends : backends.Reverse())
-                {
-                    bool snapshot = round == 0;
-                    string disk = Path.Combine(work, $"disk-{backend}.ext4");
-                    if (snapshot)
-                    {
-                        File.Copy(_env.RootfsPath, disk, overwrite: true);
-                    }
-                    await using Sandbox sandbox = await _env.Manager.CreateAsync(new SandboxOptions
-                    {
-                        RootfsPath = snapshot ? disk : _env.RootfsPath,
-                        CopyRootfs = !snapshot,
-                        Snapshottable = snapshot,
-                        NetworkBackend = backend,
-                    }, cts.Token);
-                    boots[backend].Add(sandbox.Timings.AgentReady.TotalMilliseconds);
-                    if (snapshot)
-                    {
-                        await sandbox.SnapshotAndStopAsync(Path.Combine(work, $"snap-{backend}"), cts.Token);
-                    }
-                }
-            }
-            for (int round = 0; round < Rounds; round++)
-            {
-                foreach (NetworkBackend backend in round % 2 == 0 ? backends : backends.Reverse())
-                {
-                    await using Sandbox restored = await _env.Manager.CreateAsync(new SandboxOptions
-                    {
-                        RootfsPath = Path.Combine(work, $"disk-{backend}.ext4"),
-                        RestoreFrom = Path.Combine(work, $"snap-{backend}"),
-                        Network = allowHost,
-                        NetworkBackend = backend,
-                    }, cts.Token);
-                    Assert.True(restored.Timings.Restored);
-                    restores[backend].Add(restored.Timings.AgentReady.TotalMilliseconds);
-                    // The restored guest's network works on its new stack (new host-side sockets, the same guest addresses).
-                    (int code, string output) = await ExecAsync(restored, $"busybox timeout 30 busybox wget -q -O - http://{NetworkConfig.Gateway}:{host.Port}/f");
-                    Assert.True(code == 0 && output.Contains("from-host", StringComparison.Ordinal), $"{backend}, restored: {code} {output}");
-                }
-            }
-        }
-        finally
-        {
-            SandboxManager.DeleteDirectory(work);
-        }
+                // The restored guest's network works on its new stack (new host-side sockets, the same guest addresses).
+                (int code, string output) = await ExecAsync(restored, $"busybox timeout 30 busybox wget -q -O - http://{NetworkConfig.Gateway}:{host.Port}/f");
+                Assert.True(code == 0 && output.Contains("from-host", StringComparison.Ordinal), $"{backend}, restored: {code} {output}");
+            }), cts.Token);
         foreach (NetworkBackend backend in backends)
         {
             _output.WriteLine(FormattableString.Invariant(
                 $"{backend}: cold boot to agent ready median {Median(boots[backend]):0} ms (all: {All(boots[backend])}); snapshot restore median {Median(restores[backend]):0} ms (all: {All(restores[backend])})"));
         }
-        Assert.Equal(2 * Rounds, host.Requests);
+        Assert.Equal(2 * MeasureRounds, host.Requests);
         _env.AssertNothingLeft();
-
-        static double Median(List<double> v) => v.Order().ElementAt(v.Count / 2);
-        static string All(List<double> v) => string.Join(' ', v.Select(x => x.ToString("0", CultureInfo.InvariantCulture)));
     }
 }

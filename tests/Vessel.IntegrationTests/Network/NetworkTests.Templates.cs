@@ -1,11 +1,4 @@
-using Vessel.Blocks;
 using Vessel.IntegrationTests.Templates;
-using Vessel.Sandboxes;
-using Vessel.State;
-using Vessel.Templates;
-using Vessel.Testing;
-using Vessel.Vmm;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Network;
 

@@ -1,16 +1,6 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Text;
-using Vessel.Agent;
-using Vessel.Blocks;
 using Vessel.IntegrationTests.Guest;
-using Vessel.Sandboxes;
-using Vessel.State;
-using Vessel.Templates;
-using Vessel.Testing;
-using Vessel.Vmm;
-using Xunit;
 using Xunit.Abstractions;
+using static Vessel.IntegrationTests.Sandboxes.SandboxShell;
 
 namespace Vessel.IntegrationTests.Network;
 
@@ -31,13 +21,6 @@ public sealed partial class NetworkTests
     {
         _env = env;
         _output = output;
-    }
-
-    private static async Task<(int Code, string Output)> ExecAsync(Sandbox sandbox, string script)
-    {
-        using var output = new MemoryStream();
-        ExitStatus status = await sandbox.ExecAsync(new ExecRequest(["/bin/sh", "-c", script]), null, output, output, CancellationToken.None);
-        return (status.ExitCode, Encoding.UTF8.GetString(output.ToArray()));
     }
 
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", Timeout = 300_000)]
@@ -256,64 +239,80 @@ public sealed partial class NetworkTests
     [RequiresFact("qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs", "clang", Timeout = 900_000)]
     public async Task Cold_boot_and_restore_are_measured_with_and_without_the_net_device()
     {
-        const int Rounds = 3;
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
-        var boots = new Dictionary<bool, List<double>> { [true] = [], [false] = [] };
-        var restores = new Dictionary<bool, List<double>> { [true] = [], [false] = [] };
-        var snapshots = new Dictionary<bool, string>();
-        string work = Path.Combine(_env.StateDirectory, "netcost");
+        var (boots, restores) = await MeasureBootAndRestoreAsync("netcost", [true, false], (options, device) => options with { NetworkDevice = device }, null, cts.Token);
+        _output.WriteLine(FormattableString.Invariant(
+            $"cold boot to agent ready, median of {MeasureRounds}: with net {Median(boots[true]):0} ms, without {Median(boots[false]):0} ms (all: {All(boots[true])} / {All(boots[false])})"));
+        _output.WriteLine(FormattableString.Invariant(
+            $"snapshot restore to agent ready, median of {MeasureRounds}: with net {Median(restores[true]):0} ms, without {Median(restores[false]):0} ms (all: {All(restores[true])} / {All(restores[false])})"));
+        _env.AssertNothingLeft();
+    }
+
+    private const int MeasureRounds = 3;
+
+    /// <summary>
+    /// Agent-ready times of <see cref="MeasureRounds"/> cold boots and as many snapshot restores of
+    /// each variant (a net device or not, a backend), the variants alternating in order each round.
+    /// The first boot of each variant runs on its own copy of the rootfs and is snapshotted: a
+    /// restore needs a snapshot taken with the same variant. <paramref name="restored"/> checks each
+    /// restored sandbox, and may change its options (the network it restores with) first.
+    /// </summary>
+    private async Task<(Dictionary<T, List<double>> Boots, Dictionary<T, List<double>> Restores)> MeasureBootAndRestoreAsync<T>(
+        string name, T[] variants, Func<SandboxOptions, T, SandboxOptions> withVariant, RestoreCheck<T>? restored, CancellationToken ct)
+        where T : notnull
+    {
+        var boots = variants.ToDictionary(v => v, _ => new List<double>());
+        var restores = variants.ToDictionary(v => v, _ => new List<double>());
+        string work = Path.Combine(_env.StateDirectory, name);
         Directory.CreateDirectory(work);
         try
         {
-            for (int round = 0; round < Rounds; round++)
+            for (int round = 0; round < MeasureRounds; round++)
             {
-                foreach (bool device in new[] { true, false })
+                foreach (T variant in round % 2 == 0 ? variants : variants.Reverse())
                 {
-                    string disk = Path.Combine(work, $"disk-{device}.ext4");
                     bool snapshot = round == 0;
+                    string disk = Path.Combine(work, $"disk-{variant}.ext4");
                     if (snapshot)
                     {
                         File.Copy(_env.RootfsPath, disk, overwrite: true);
                     }
-                    await using Sandbox sandbox = await _env.Manager.CreateAsync(new SandboxOptions
-                    {
-                        RootfsPath = snapshot ? disk : _env.RootfsPath,
-                        CopyRootfs = !snapshot,
-                        Snapshottable = snapshot,
-                        NetworkDevice = device,
-                    }, cts.Token);
-                    boots[device].Add(sandbox.Timings.AgentReady.TotalMilliseconds);
+                    var options = new SandboxOptions { RootfsPath = snapshot ? disk : _env.RootfsPath, CopyRootfs = !snapshot, Snapshottable = snapshot };
+                    await using Sandbox sandbox = await _env.Manager.CreateAsync(withVariant(options, variant), ct);
+                    boots[variant].Add(sandbox.Timings.AgentReady.TotalMilliseconds);
                     if (snapshot)
                     {
-                        snapshots[device] = Path.Combine(work, $"snap-{device}");
-                        await sandbox.SnapshotAndStopAsync(snapshots[device], cts.Token);
+                        await sandbox.SnapshotAndStopAsync(Path.Combine(work, $"snap-{variant}"), ct);
                     }
                 }
             }
-            for (int round = 0; round < Rounds; round++)
+            for (int round = 0; round < MeasureRounds; round++)
             {
-                foreach (bool device in new[] { true, false })
+                foreach (T variant in round % 2 == 0 ? variants : variants.Reverse())
                 {
-                    await using Sandbox restored = await _env.Manager.CreateAsync(new SandboxOptions
+                    var options = new SandboxOptions { RootfsPath = Path.Combine(work, $"disk-{variant}.ext4"), RestoreFrom = Path.Combine(work, $"snap-{variant}") };
+                    options = withVariant(restored?.Options(options) ?? options, variant);
+                    await using Sandbox sandbox = await _env.Manager.CreateAsync(options, ct);
+                    Assert.True(sandbox.Timings.Restored);
+                    restores[variant].Add(sandbox.Timings.AgentReady.TotalMilliseconds);
+                    if (restored is not null)
                     {
-                        RootfsPath = Path.Combine(work, $"disk-{device}.ext4"),
-                        RestoreFrom = snapshots[device],
-                        NetworkDevice = device,
-                    }, cts.Token);
-                    Assert.True(restored.Timings.Restored);
-                    restores[device].Add(restored.Timings.AgentReady.TotalMilliseconds);
+                        await restored.Check(sandbox, variant);
+                    }
                 }
             }
         }
         finally
         {
-            Vessel.Sandboxes.SandboxManager.DeleteDirectory(work);
+            SandboxManager.DeleteDirectory(work);
         }
-        static double Median(List<double> v) => v.Order().ElementAt(v.Count / 2);
-        _output.WriteLine(FormattableString.Invariant(
-            $"cold boot to agent ready, median of {Rounds}: with net {Median(boots[true]):0} ms, without {Median(boots[false]):0} ms (all: {string.Join(' ', boots[true].Select(x => x.ToString("0", System.Globalization.CultureInfo.InvariantCulture)))} / {string.Join(' ', boots[false].Select(x => x.ToString("0", System.Globalization.CultureInfo.InvariantCulture)))})"));
-        _output.WriteLine(FormattableString.Invariant(
-            $"snapshot restore to agent ready, median of {Rounds}: with net {Median(restores[true]):0} ms, without {Median(restores[false]):0} ms (all: {string.Join(' ', restores[true].Select(x => x.ToString("0", System.Globalization.CultureInfo.InvariantCulture)))} / {string.Join(' ', restores[false].Select(x => x.ToString("0", System.Globalization.CultureInfo.InvariantCulture)))})"));
-        _env.AssertNothingLeft();
+        return (boots, restores);
     }
+
+    /// <summary>What a measurement does to each restore: its options first, then a check of the restored sandbox.</summary>
+    private sealed record RestoreCheck<T>(Func<SandboxOptions, SandboxOptions> Options, Func<Sandbox, T, Task> Check);
+
+    private static double Median(List<double> v) => v.Order().ElementAt(v.Count / 2);
+
+    private static string All(List<double> v) => string.Join(' ', v.Select(x => x.ToString("0", CultureInfo.InvariantCulture)));
 }

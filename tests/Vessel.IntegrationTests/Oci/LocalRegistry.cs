@@ -1,8 +1,3 @@
-using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
-using Vessel.Common;
-
 namespace Vessel.IntegrationTests.Oci;
 
 /// <summary>

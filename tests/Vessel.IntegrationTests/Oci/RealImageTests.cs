@@ -1,13 +1,5 @@
-using System.Diagnostics;
 using System.Formats.Tar;
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
-using System.Text.Json.Nodes;
-using Vessel.Common;
-using Vessel.Oci;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Oci;
 
@@ -152,12 +144,8 @@ public sealed class RealImageTests
             Assert.Equal(fromLayout.Image.Config.Cmd, other.Image.Config.Cmd);
         }
 
-        int registryPid;
-        string registryDir;
-        await using (LocalRegistry registry = await LocalRegistry.StartAsync(ct))
+        await WithRegistryAsync(async registry =>
         {
-            registryPid = registry.ProcessId;
-            registryDir = registry.DirectoryPath;
             await Tool(ct, "skopeo", "copy", "--dest-tls-verify=false", $"oci:{layout}:base", $"docker://{registry.Host}/test/app:v1");
             var insecure = new ImageSourceOptions { Insecure = true };
             Pulled byTag = await PullAsync($"{registry.Host}/test/app:v1", insecure, ct);
@@ -170,8 +158,7 @@ public sealed class RealImageTests
             Assert.Equal(VesselErrorReason.NotFound, missing.Reason);
             var tls = await Assert.ThrowsAsync<VesselException>(() => PullAsync($"{registry.Host}/test/app:v1", ImageSourceOptions.Default, ct));
             Assert.Contains("--insecure", tls.Message, StringComparison.Ordinal);
-        }
-        AssertGone(registryPid, registryDir);
+        }, ct);
     }
 
     [RequiresFact("umoci", "skopeo", "docker-registry")]
@@ -182,12 +169,8 @@ public sealed class RealImageTests
         using var dir = TempDirectory.Create("vessel-oci-it-");
         string layout = await BuildLayoutAsync(dir, ct);
         var insecure = new ImageSourceOptions { Insecure = true };
-        int registryPid;
-        string registryDir;
-        await using (LocalRegistry registry = await LocalRegistry.StartAsync(ct))
+        await WithRegistryAsync(async registry =>
         {
-            registryPid = registry.ProcessId;
-            registryDir = registry.DirectoryPath;
             await Tool(ct, "skopeo", "copy", "--all", "--dest-tls-verify=false", $"oci:{layout}:multi", $"docker://{registry.Host}/test/multi:1");
             await Tool(ct, "skopeo", "copy", "--all", "--dest-tls-verify=false", $"oci:{layout}:armonly", $"docker://{registry.Host}/test/armonly:1");
 
@@ -226,8 +209,7 @@ public sealed class RealImageTests
             Assert.Contains("layer 2 of 3", e.Message, StringComparison.Ordinal);
             Assert.Contains(victim, e.Message, StringComparison.Ordinal);
             Assert.Contains(OciDigest.Compute(tampered).ToString(), e.Message, StringComparison.Ordinal);
-        }
-        AssertGone(registryPid, registryDir);
+        }, ct);
     }
 
     [RequiresFact("umoci", "skopeo", "docker-registry")]
@@ -255,6 +237,20 @@ public sealed class RealImageTests
         Assert.Equal(3, pulled.LayerDigests.Count);
         Assert.Equal(pulled.Image.Config.DiffIds, pulled.LayerDigests);
         Assert.Equal(1, proxy.TokensIssued); // one token served the manifest, the config and every blob
+    }
+
+    /// <summary>Runs <paramref name="body"/> against a fresh local registry, then asserts that its process and directory are gone.</summary>
+    private static async Task WithRegistryAsync(Func<LocalRegistry, Task> body, CancellationToken ct)
+    {
+        int pid;
+        string directory;
+        await using (LocalRegistry registry = await LocalRegistry.StartAsync(ct))
+        {
+            pid = registry.ProcessId;
+            directory = registry.DirectoryPath;
+            await body(registry);
+        }
+        AssertGone(pid, directory);
     }
 
     private static void AssertGone(int pid, string dir)

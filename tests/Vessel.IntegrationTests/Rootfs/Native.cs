@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.ComponentModel;
 using System.Runtime.InteropServices;
-using System.Text;
 
 namespace Vessel.IntegrationTests.Rootfs;
 

@@ -1,5 +1,3 @@
-using Vessel.Common;
-
 namespace Vessel.IntegrationTests.Rootfs;
 
 /// <summary>

@@ -1,6 +1,3 @@
-using Vessel.Common;
-using Vessel.Testing;
-
 namespace Vessel.IntegrationTests.Rootfs;
 
 /// <summary>

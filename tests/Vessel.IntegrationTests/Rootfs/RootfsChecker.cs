@@ -1,8 +1,4 @@
-using System.Text;
 using System.Text.Json;
-using Vessel.Common;
-using Vessel.Rootfs;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Rootfs;
 

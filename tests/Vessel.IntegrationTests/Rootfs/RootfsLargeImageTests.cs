@@ -1,7 +1,3 @@
-using System.Diagnostics;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
 using Xunit.Abstractions;
 
 namespace Vessel.IntegrationTests.Rootfs;
@@ -23,7 +19,7 @@ public sealed class RootfsLargeImageTests
     [RequiresFact("root", "e2fsck", "losetup", "mount", Timeout = 300_000)]
     public async Task Over_100k_files_and_a_file_over_4_GiB_read_back_exactly()
     {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(300_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        using CancellationTokenSource deadline = TestDeadline.Before(300_000);
         CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-large-");
         string tarball = work.Combine("large.tar");

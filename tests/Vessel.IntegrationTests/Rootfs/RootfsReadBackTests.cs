@@ -1,22 +1,11 @@
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Rootfs;
 
 /// <summary>
 /// Builds rootfs images from every kind of source with the CLI and checks each one against
 /// an independent oracle: e2fsck -fn, then a read-only loop mount compared entry by entry.
 /// </summary>
-public sealed class RootfsReadBackTests : IClassFixture<RulesImage>
+public sealed class RootfsReadBackTests(RulesImage rules) : IClassFixture<RulesImage>
 {
-    private readonly RulesImage _rules;
-
-    public RootfsReadBackTests(RulesImage rules)
-    {
-        _rules = rules;
-    }
-
     [RequiresTheory("root", "umoci", "skopeo", "e2fsck", "losetup", "mount", "mknod", "mkfifo", "touch", Timeout = 120_000)]
     [InlineData("oci-layout")]
     [InlineData("oci-layout-uncompressed")]
@@ -24,15 +13,15 @@ public sealed class RootfsReadBackTests : IClassFixture<RulesImage>
     [InlineData("docker-archive")]
     public async Task Multi_layer_image_matches_umoci_unpack(string kind)
     {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        using CancellationTokenSource deadline = TestDeadline.Before(120_000);
         CancellationToken ct = deadline.Token;
-        Assert.Null(_rules.Missing);
+        Assert.Null(rules.Missing);
         string source = kind switch
         {
-            "oci-layout" => $"{_rules.Layout}:{RulesImage.Tag}",
-            "oci-layout-uncompressed" => $"{_rules.UncompressedLayout}:{RulesImage.Tag}",
-            "oci-archive" => _rules.OciArchive,
-            "docker-archive" => _rules.DockerArchive,
+            "oci-layout" => $"{rules.Layout}:{RulesImage.Tag}",
+            "oci-layout-uncompressed" => $"{rules.UncompressedLayout}:{RulesImage.Tag}",
+            "oci-archive" => rules.OciArchive,
+            "docker-archive" => rules.DockerArchive,
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
         using TempDirectory work = TempDirectory.Create("vessel-readback-");
@@ -41,7 +30,7 @@ public sealed class RootfsReadBackTests : IClassFixture<RulesImage>
         await RootfsBuild.BuildAsync(source, image, ct);
 
         RootfsChecker.AssertMetadata(image, RulesImage.Env, RulesImage.WorkingDir);
-        TreeSnapshot actual = await RootfsChecker.AssertImageMatchesAsync(image, _rules.Expected, work.Path, ct);
+        TreeSnapshot actual = await RootfsChecker.AssertImageMatchesAsync(image, rules.Expected, work.Path, ct);
         // The rules the oracle applied, spelled out, so a wrong oracle cannot hide a wrong image.
         Assert.False(actual.Entries.ContainsKey("/gone/file-to-delete"));
         Assert.False(actual.Entries.ContainsKey("/gone/dir-to-delete"));
@@ -69,7 +58,7 @@ public sealed class RootfsDebianTests
     public async Task Debian_minbase_tarball_matches_tar_extraction()
     {
         string tarball = TestImages.DebianTarball; // built (minutes) and cached on first use, before the deadline starts
-        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(180_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        using CancellationTokenSource deadline = TestDeadline.Before(180_000);
         CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-readback-");
         string image = work.Combine("debian.ext4");
@@ -88,7 +77,7 @@ public sealed class RootfsDebianTests
     [RequiresFact("root", "e2fsck", "losetup", "mount", "tar", "busybox-image", Timeout = 120_000)]
     public async Task Busybox_tarball_matches_tar_extraction()
     {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000));
+        using CancellationTokenSource deadline = TestDeadline.Before(120_000);
         CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-readback-");
         string image = work.Combine("busybox.ext4");

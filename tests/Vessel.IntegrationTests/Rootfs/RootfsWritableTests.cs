@@ -1,7 +1,4 @@
 using System.Text.RegularExpressions;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Rootfs;
 
@@ -15,7 +12,7 @@ public sealed partial class RootfsWritableTests
     [RequiresFact("root", "e2fsck", "resize2fs", "dumpe2fs", "losetup", "mount", "busybox-image", Timeout = 120_000)]
     public async Task Image_mounts_read_write_takes_writes_and_grows_with_resize2fs()
     {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        using CancellationTokenSource deadline = TestDeadline.Before(120_000);
         CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-rw-");
         string image = work.Combine("rw.ext4");
@@ -54,32 +51,20 @@ public sealed partial class RootfsWritableTests
     [RequiresFact("e2fsck", "dumpe2fs", "busybox-image", Timeout = 120_000)]
     public async Task Size_and_reserved_options_set_the_superblock()
     {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        using CancellationTokenSource deadline = TestDeadline.Before(120_000);
         CancellationToken ct = deadline.Token;
-        using TempDirectory work = TempDirectory.Create("vessel-size-");
-        string image = work.Combine("sized.ext4");
-        await RootfsBuild.BuildAsync(TestImages.BusyboxTarball, image, ct, "--size", "200M", "--reserved", "16M");
-        await RootfsChecker.AssertFsckCleanAsync(image, ct);
-
-        Dictionary<string, string> sb = await Dumpe2fsAsync(image, ct);
-        long blockSize = long.Parse(sb["Block size"]);
+        var (sb, blockSize, length) = await BuildBusyboxAsync("sized", ct, "--size", "200M", "--reserved", "16M");
         Assert.Equal(200L << 20, long.Parse(sb["Block count"]) * blockSize);
         Assert.Equal(16L << 20, long.Parse(sb["Reserved block count"]) * blockSize);
-        Assert.Equal(200L << 20, new FileInfo(image).Length);
+        Assert.Equal(200L << 20, length);
     }
 
     [RequiresFact("e2fsck", "dumpe2fs", "busybox-image", Timeout = 120_000)]
     public async Task Free_option_leaves_at_least_that_much_free_space()
     {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000)); // cancels (and kills tools) before xunit gives up
+        using CancellationTokenSource deadline = TestDeadline.Before(120_000);
         CancellationToken ct = deadline.Token;
-        using TempDirectory work = TempDirectory.Create("vessel-free-");
-        string image = work.Combine("free.ext4");
-        await RootfsBuild.BuildAsync(TestImages.BusyboxTarball, image, ct, "--free", "300M");
-        await RootfsChecker.AssertFsckCleanAsync(image, ct);
-
-        Dictionary<string, string> sb = await Dumpe2fsAsync(image, ct);
-        long blockSize = long.Parse(sb["Block size"]);
+        var (sb, blockSize, _) = await BuildBusyboxAsync("free", ct, "--free", "300M");
         long free = (long.Parse(sb["Free blocks"]) - long.Parse(sb["Reserved block count"])) * blockSize;
         Assert.True(free >= 300L << 20, $"only {free >> 20} MiB free for a --free of 300M");
         Assert.True(free < 600L << 20, $"{free >> 20} MiB free for a --free of 300M: the size is not derived from the content");
@@ -88,7 +73,7 @@ public sealed partial class RootfsWritableTests
     [RequiresFact("e2fsck", "dumpe2fs", Timeout = 120_000)]
     public async Task Free_space_comes_with_free_inodes_even_when_the_content_is_many_small_files()
     {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(120_000 - 15_000));
+        using CancellationTokenSource deadline = TestDeadline.Before(120_000);
         CancellationToken ct = deadline.Token;
         using TempDirectory work = TempDirectory.Create("vessel-inodes-");
         string tarball = work.Combine("many.tar");
@@ -104,6 +89,20 @@ public sealed partial class RootfsWritableTests
         // A sandbox writes files into the free space; mke2fs gives one inode per 16 KiB, ask for a quarter of that.
         Assert.True(freeInodes >= freeBytes / (64 << 10),
             $"{freeBytes >> 20} MiB free but only {freeInodes} free inodes: the image is full as soon as a sandbox creates files");
+    }
+
+    /// <summary>
+    /// The busybox image built with these options in a work directory of its own, checked clean
+    /// by e2fsck: its superblock (dumpe2fs -h), block size and file length.
+    /// </summary>
+    private static async Task<(Dictionary<string, string> Superblock, long BlockSize, long Length)> BuildBusyboxAsync(string name, CancellationToken ct, params string[] options)
+    {
+        using TempDirectory work = TempDirectory.Create($"vessel-{name}-");
+        string image = work.Combine(name + ".ext4");
+        await RootfsBuild.BuildAsync(TestImages.BusyboxTarball, image, ct, options);
+        await RootfsChecker.AssertFsckCleanAsync(image, ct);
+        Dictionary<string, string> sb = await Dumpe2fsAsync(image, ct);
+        return (sb, long.Parse(sb["Block size"], CultureInfo.InvariantCulture), new FileInfo(image).Length);
     }
 
     /// <summary><c>dumpe2fs -h</c> as "Key: value" pairs.</summary>

@@ -1,9 +1,6 @@
 using System.Buffers.Binary;
 using System.Formats.Tar;
-using System.Text;
 using System.Text.Json;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Rootfs;
 

@@ -1,7 +1,3 @@
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Rootfs;
 
 /// <summary>

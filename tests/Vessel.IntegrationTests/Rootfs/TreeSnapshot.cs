@@ -1,6 +1,3 @@
-using System.Globalization;
-using System.Text;
-
 namespace Vessel.IntegrationTests.Rootfs;
 
 internal enum EntryType

@@ -1,11 +1,3 @@
-using Vessel.Common;
-using Vessel.Guest;
-using Vessel.Oci;
-using Vessel.Rootfs;
-using Vessel.Sandboxes;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Sandboxes;
 
 /// <summary>

@@ -1,11 +1,3 @@
-using System.Diagnostics;
-using System.Security.Cryptography;
-using System.Text;
-using Vessel.Agent;
-using Vessel.Sandboxes;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Sandboxes;
 
 /// <summary>One booted busybox sandbox (the test image from Debian's busybox-static) (real QEMU, TCG) shared by the exec and file tests of this class.</summary>

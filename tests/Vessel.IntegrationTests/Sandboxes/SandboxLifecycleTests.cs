@@ -1,25 +1,8 @@
-using System.Diagnostics;
-using System.Text;
-using Vessel.Agent;
-using Vessel.Common;
-using Vessel.Sandboxes;
-using Vessel.Templates;
-using Vessel.Testing;
-using Vessel.Vmm;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Sandboxes;
 
 [Collection(SandboxCollection.Name)]
-public sealed class SandboxLifecycleTests
+public sealed class SandboxLifecycleTests(SandboxEnvironment env)
 {
-    private readonly SandboxEnvironment _env;
-
-    public SandboxLifecycleTests(SandboxEnvironment env)
-    {
-        _env = env;
-    }
-
     private static async Task<string> OutputAsync(Sandbox sandbox, params string[] argv)
     {
         using var stdout = new MemoryStream();
@@ -40,9 +23,9 @@ public sealed class SandboxLifecycleTests
             await File.WriteAllTextAsync(marker, "written by a pre-boot hook\n", ct);
             (await ExternalProcess.RunAsync("debugfs", ["-w", "-R", $"write {marker} /hook-marker.txt", ctx.RootfsPath], ct)).EnsureSuccess();
         });
-        await using (Sandbox sandbox = await _env.Manager.CreateAsync(new SandboxOptions
+        await using (Sandbox sandbox = await env.Manager.CreateAsync(new SandboxOptions
         {
-            RootfsPath = _env.RootfsPath,
+            RootfsPath = env.RootfsPath,
             ReservedBytes = 16L << 20,
             PreBootHooks = [writeMarker],
         }, CancellationToken.None))
@@ -50,9 +33,9 @@ public sealed class SandboxLifecycleTests
             Assert.Equal("written by a pre-boot hook\n", await OutputAsync(sandbox, "cat", "/hook-marker.txt"));
         }
         Assert.Equal("Reserved block count:     4096", reservedSeen);
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
         // The original image is untouched: the sandbox worked on its own copy.
-        ProcessResult original = await ExternalProcess.RunAsync("debugfs", ["-R", "stat /hook-marker.txt", _env.RootfsPath], CancellationToken.None);
+        ProcessResult original = await ExternalProcess.RunAsync("debugfs", ["-R", "stat /hook-marker.txt", env.RootfsPath], CancellationToken.None);
         Assert.Contains("not found", original.StandardError + original.StandardOutput, StringComparison.OrdinalIgnoreCase);
     }
 
@@ -60,14 +43,14 @@ public sealed class SandboxLifecycleTests
     public async Task A_failing_hook_aborts_creation_and_leaves_nothing_behind()
     {
         var failing = new PreBootHook("always-fails", (_, _) => throw new InvalidOperationException("hook says no"));
-        VesselException e = await Assert.ThrowsAsync<VesselException>(() => _env.Manager.CreateAsync(new SandboxOptions
+        VesselException e = await Assert.ThrowsAsync<VesselException>(() => env.Manager.CreateAsync(new SandboxOptions
         {
-            RootfsPath = _env.RootfsPath,
+            RootfsPath = env.RootfsPath,
             PreBootHooks = [failing],
         }, CancellationToken.None));
         Assert.Contains("always-fails", e.Message, StringComparison.Ordinal);
         Assert.Contains("hook says no", e.Message, StringComparison.Ordinal);
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
@@ -77,15 +60,15 @@ public sealed class SandboxLifecycleTests
         using TempDirectory nbd = TempDirectory.Create("vnbd-", "/tmp");
         string socket = nbd.Combine("nbd.sock");
         string image = nbd.Combine("disk.ext4");
-        File.Copy(_env.RootfsPath, image);
+        File.Copy(env.RootfsPath, image);
         using (var device = Vessel.Blocks.FlatFileDevice.Open(image, readOnly: false))
         {
             await using var server = new Vessel.Nbd.NbdServer(new Vessel.Nbd.NbdServerOptions { UnixSocketPath = socket });
             server.AddExport("rootfs", device);
             await server.StartAsync(CancellationToken.None);
-            await using Sandbox sandbox = await _env.Manager.CreateAsync(new SandboxOptions
+            await using Sandbox sandbox = await env.Manager.CreateAsync(new SandboxOptions
             {
-                RootfsPath = _env.RootfsPath,
+                RootfsPath = env.RootfsPath,
                 CopyRootfs = false,
                 DiskOverride = DiskConfig.Nbd(socket, "rootfs"),
             }, CancellationToken.None);
@@ -95,14 +78,14 @@ public sealed class SandboxLifecycleTests
         Assert.False(File.Exists(socket), "the server removes its socket");
         ProcessResult written = (await ExternalProcess.RunAsync("debugfs", ["-R", "cat /root/nbd.txt", image], CancellationToken.None)).EnsureSuccess();
         Assert.Equal("over-nbd\n", written.StandardOutput);
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 120_000)]
     public async Task Sweep_kills_the_vmm_and_removes_the_directory_of_a_crashed_run()
     {
         // A crashed run: its owner process is gone, its QEMU still runs (paused, -S) with sockets in its directory.
-        string dir = Path.Combine(_env.StateDirectory, "sandboxes", "sb-crashed0001");
+        string dir = Path.Combine(env.StateDirectory, "sandboxes", "sb-crashed0001");
         Directory.CreateDirectory(dir);
         using (Process dead = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!)
         {
@@ -117,22 +100,22 @@ public sealed class SandboxLifecycleTests
         using Process qemu = Process.Start(psi)!;
         await File.WriteAllTextAsync(Path.Combine(dir, "vmm.pid"), qemu.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
-        IReadOnlyList<string> swept = await SandboxManager.SweepDirectoryAsync(_env.StateDirectory, CancellationToken.None);
+        IReadOnlyList<string> swept = await SandboxManager.SweepDirectoryAsync(env.StateDirectory, CancellationToken.None);
 
         Assert.Equal(["sb-crashed0001"], swept);
         Assert.True(qemu.WaitForExit(10_000));
         Assert.False(Directory.Exists(dir));
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task Cli_sandbox_run_streams_output_and_exits_with_the_command_code()
     {
-        ProcessResult r = await ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, "sandbox", "run", "--state", _env.StateDirectory, _env.RootfsPath, "--", "sh", "-c", "echo out; echo err >&2; exit 5"],
+        ProcessResult r = await ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, "sandbox", "run", "--state", env.StateDirectory, env.RootfsPath, "--", "sh", "-c", "echo out; echo err >&2; exit 5"],
             CancellationToken.None, timeout: TimeSpan.FromMinutes(4));
         Assert.Equal(5, r.ExitCode);
         Assert.Equal("out\n", r.StandardOutput);
         Assert.Contains("err\n", r.StandardError, StringComparison.Ordinal);
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 }

@@ -1,8 +1,4 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Sandboxes;
 
@@ -12,27 +8,20 @@ namespace Vessel.IntegrationTests.Sandboxes;
 /// nor an image is refused before a VM (or the kit) is touched.
 /// </summary>
 [Collection(SandboxCollection.Name)]
-public sealed class SandboxSourceTests
+public sealed class SandboxSourceTests(SandboxEnvironment env)
 {
-    private readonly SandboxEnvironment _env;
-
-    public SandboxSourceTests(SandboxEnvironment env)
-    {
-        _env = env;
-    }
-
     private static Task<ProcessResult> CliAsync(params string[] args) =>
         ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], CancellationToken.None, timeout: TimeSpan.FromMinutes(4));
 
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 120_000)]
     public async Task Random_bytes_are_refused_in_under_3_seconds_before_any_vm_starts()
     {
-        string noise = _env.Work!.Combine("noise.img");
+        string noise = env.Work!.Combine("noise.img");
         byte[] data = new byte[4 << 20];
         new Random(5).NextBytes(data);
         data[0] = 0; // never a gzip magic by chance
         await File.WriteAllBytesAsync(noise, data);
-        string home = _env.Work.Combine("refused-home");
+        string home = env.Work.Combine("refused-home");
 
         var clock = Stopwatch.StartNew();
         ProcessResult r = await CliAsync("sandbox", "run", "--home", home, noise, "--", "true");
@@ -49,7 +38,7 @@ public sealed class SandboxSourceTests
     public async Task A_tarball_source_runs_and_its_rootfs_is_built_once_then_taken_from_the_cache()
     {
         // The environment's state directory is the home: its sandboxes/ is checked for leftovers, its kits/ is built once.
-        string home = _env.StateDirectory;
+        string home = env.StateDirectory;
         string tarball = TestImages.BusyboxTarball;
 
         ProcessResult first = await CliAsync("sandbox", "run", "--home", home, tarball, "--", "sh", "-c", "cat /etc/vessel-test-release; exit 5");
@@ -68,17 +57,17 @@ public sealed class SandboxSourceTests
         Assert.Equal(identity, await IdentityAsync(cached));
         Assert.Null(await E2fs.CheckAsync(cached)); // the sandbox wrote to its own copy, never to the cache
         Assert.DoesNotContain("x", (await E2fs.DebugfsAsync(cached, "ls -p /root")).Split('/'));
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task An_oci_layout_source_runs()
     {
-        ProcessResult r = await CliAsync("sandbox", "run", "--home", _env.StateDirectory, TestImages.BusyboxOciReference,
+        ProcessResult r = await CliAsync("sandbox", "run", "--home", env.StateDirectory, TestImages.BusyboxOciReference,
             "--", "cat", "/etc/vessel-test-release");
         Assert.True(r.ExitCode == 0, $"exit {r.ExitCode}: {r.StandardError}");
         Assert.Equal(TestImages.BusyboxRelease, r.StandardOutput);
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     private static async Task<(long Inode, DateTime Written)> IdentityAsync(string path)

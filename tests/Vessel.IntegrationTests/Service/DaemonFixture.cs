@@ -1,13 +1,3 @@
-using System.Diagnostics;
-using System.Net;
-using System.Net.Http.Json;
-using System.Net.Sockets;
-using System.Text;
-using System.Text.Json.Nodes;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Service;
 
 /// <summary>
@@ -199,8 +189,30 @@ public sealed class DaemonFixture : IAsyncLifetime
         return JsonNode.Parse(body.Length == 0 ? "null" : body) ?? new JsonObject();
     }
 
+    /// <summary>The API's request for <c>/bin/sh -c</c> <paramref name="script"/> (in <paramref name="container"/> of a pod; in the background).</summary>
+    public static object Sh(string script, string? container = null, bool background = false)
+        => new { cmd = "/bin/sh", args = new[] { "-c", script }, container, background };
+
+    /// <summary>
+    /// Runs a command through POST /sandboxes/{id}/commands (<paramref name="request"/>, the API's
+    /// JSON, e.g. <see cref="Sh"/>) and parses its NDJSON answer. A status other than
+    /// <paramref name="expected"/> fails with the body; a refusal's body comes back as the exit node.
+    /// </summary>
+    public async Task<CommandRun> ExecAsync(string id, object request, HttpStatusCode expected = HttpStatusCode.OK)
+    {
+        using HttpResponseMessage response = await Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", request);
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == expected, $"exec in {id}: {(int)response.StatusCode} {body}");
+        if (expected != HttpStatusCode.OK)
+        {
+            return new CommandRun(string.Empty, string.Empty, JsonNode.Parse(body)!, 0);
+        }
+        Assert.Equal("application/x-ndjson", response.Content.Headers.ContentType?.MediaType);
+        return ParseCommand(body);
+    }
+
     /// <summary>A command's NDJSON answer: its stdout and stderr, its last line (exit or error; empty when none) and the pid of its start line.</summary>
-    public static (string Stdout, string Stderr, JsonNode Exit, int Pid) ParseCommand(string ndjson)
+    public static CommandRun ParseCommand(string ndjson)
     {
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
@@ -225,7 +237,7 @@ public sealed class DaemonFixture : IAsyncLifetime
                     break;
             }
         }
-        return (stdout.ToString(), stderr.ToString(), exit ?? new JsonObject(), pid);
+        return new CommandRun(stdout.ToString(), stderr.ToString(), exit ?? new JsonObject(), pid);
     }
 
     public async Task<string> CreateSandboxAsync(object request)

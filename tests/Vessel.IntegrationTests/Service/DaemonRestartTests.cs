@@ -1,9 +1,3 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json.Nodes;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Service;
 
 /// <summary>
@@ -12,88 +6,70 @@ namespace Vessel.IntegrationTests.Service;
 /// a kill -9. Shares the daemon of <see cref="ServeTests"/> (one template build for both).
 /// </summary>
 [Collection(DaemonCollection.Name)]
-public sealed class DaemonRestartTests
+public sealed class DaemonRestartTests(DaemonFixture daemon)
 {
-    private readonly DaemonFixture _d;
+    private string LayerDirectory(string layer) => Path.Combine(daemon.Home, "blocks", "builds", layer);
 
-    public DaemonRestartTests(DaemonFixture daemon)
-    {
-        _d = daemon;
-    }
-
-    private string LayerDirectory(string layer) => Path.Combine(_d.Home, "blocks", "builds", layer);
-
-    private static object Sh(string script, bool background = false) => new { cmd = "/bin/sh", args = new[] { "-c", script }, background };
-
-    private async Task<(string Stdout, JsonNode Exit, int Pid)> RunAsync(string id, object request)
-    {
-        using HttpResponseMessage response = await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", request);
-        string body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"exec: {(int)response.StatusCode} {body}");
-        (string stdout, _, JsonNode exit, int pid) = DaemonFixture.ParseCommand(body);
-        return (stdout, exit, pid);
-    }
-
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task A_crash_between_a_pause_export_and_its_row_leaves_no_layer_after_the_restart()
     {
-        await _d.StopAsync(kill9: false);
+        await daemon.StopAsync(kill9: false);
         bool plainDaemon = false;
         try
         {
-            await _d.StartAsync(new Dictionary<string, string> { ["VESSEL_SERVICE_TEST_CRASH"] = "after-pause-export" }, CancellationToken.None);
-            string id = await _d.CreateSandboxAsync(new { template = "t" });
-            await RunAsync(id, Sh("echo data > /root/data; sync"));
+            await daemon.StartAsync(new Dictionary<string, string> { ["VESSEL_SERVICE_TEST_CRASH"] = "after-pause-export" }, CancellationToken.None);
+            string id = await daemon.CreateSandboxAsync(new { template = "t" });
+            await daemon.ExecAsync(id, DaemonFixture.Sh("echo data > /root/data; sync"));
 
             // The daemon kills itself after the layer is exported, before the row says paused.
-            await Assert.ThrowsAnyAsync<HttpRequestException>(() => _d.Unix.PostAsync($"/sandboxes/{id}/pause", null));
-            string intent = Assert.Single(Directory.GetFiles(Path.Combine(_d.Home, "snapshots"), id + "-*.layer"));
+            await Assert.ThrowsAnyAsync<HttpRequestException>(() => daemon.Unix.PostAsync($"/sandboxes/{id}/pause", null));
+            string intent = Assert.Single(Directory.GetFiles(Path.Combine(daemon.Home, "snapshots"), id + "-*.layer"));
             string layer = File.ReadAllText(intent);
             Assert.True(Directory.Exists(LayerDirectory(layer)), "the crash point came before the export: the test tests nothing");
-            await _d.StopAsync(kill9: true);
+            await daemon.StopAsync(kill9: true);
 
-            await _d.StartAsync(CancellationToken.None);
+            await daemon.StartAsync(CancellationToken.None);
             plainDaemon = true;
             Assert.False(Directory.Exists(LayerDirectory(layer)), $"the orphan layer {layer} is still in the store");
             Assert.False(File.Exists(intent));
-            Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(_d.Home, "snapshots"), id + "*"));
-            Assert.Contains($"Reclaimed layer {layer}", _d.DaemonLog, StringComparison.Ordinal);
+            Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(daemon.Home, "snapshots"), id + "*"));
+            Assert.Contains($"Reclaimed layer {layer}", daemon.DaemonLog, StringComparison.Ordinal);
             // Its row still said running: it is reported gone, with the reason, never running.
-            JsonNode gone = await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}"), HttpStatusCode.NotFound);
+            JsonNode gone = await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}"), HttpStatusCode.NotFound);
             Assert.Contains("running when the daemon serving its disk stopped", gone["detail"]!.GetValue<string>(), StringComparison.Ordinal);
-            Assert.DoesNotContain(id, await _d.Unix.GetStringAsync("/sandboxes"), StringComparison.Ordinal);
-            Assert.Empty(_d.Qemus());
-            Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(_d.Home, "sandboxes")));
+            Assert.DoesNotContain(id, await daemon.Unix.GetStringAsync("/sandboxes"), StringComparison.Ordinal);
+            Assert.Empty(daemon.Qemus());
+            Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(daemon.Home, "sandboxes")));
         }
         finally
         {
             // Whatever failed above, the next test gets a daemon without the crash point.
-            if (!plainDaemon || !_d.IsRunning)
+            if (!plainDaemon || !daemon.IsRunning)
             {
-                await _d.StopAsync(kill9: true);
-                await _d.StartAsync(CancellationToken.None);
+                await daemon.StopAsync(kill9: true);
+                await daemon.StartAsync(CancellationToken.None);
             }
         }
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Background_commands_of_a_paused_sandbox_keep_their_pid_and_output_across_a_kill_9_of_the_daemon()
     {
-        string id = await _d.CreateSandboxAsync(new { template = "t" });
+        string id = await daemon.CreateSandboxAsync(new { template = "t" });
         try
         {
-            (_, _, int pid) = await RunAsync(id, Sh("i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done", background: true));
+            (_, _, _, int pid) = await daemon.ExecAsync(id, DaemonFixture.Sh("i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done", background: true));
             await Task.Delay(2500);
-            await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.OK);
+            await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.OK);
 
-            await _d.StopAsync(kill9: true);
-            await _d.StartAsync(CancellationToken.None);
+            await daemon.StopAsync(kill9: true);
+            await daemon.StartAsync(CancellationToken.None);
 
-            Assert.Contains($"\"pid\":{pid}", await _d.Unix.GetStringAsync($"/sandboxes/{id}/commands"), StringComparison.Ordinal);
-            await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/resume", null), HttpStatusCode.OK);
+            Assert.Contains($"\"pid\":{pid}", await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands"), StringComparison.Ordinal);
+            await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/resume", null), HttpStatusCode.OK);
             await Task.Delay(2500);
-            Assert.Equal(HttpStatusCode.NoContent, (await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands/{pid}/signal", new { signal = 9 })).StatusCode);
-            (string stdout, _, JsonNode exit, _) = DaemonFixture.ParseCommand(await _d.Unix.GetStringAsync($"/sandboxes/{id}/commands/{pid}/output?from=start"));
+            Assert.Equal(HttpStatusCode.NoContent, (await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands/{pid}/signal", new { signal = 9 })).StatusCode);
+            (string stdout, _, JsonNode exit, _) = DaemonFixture.ParseCommand(await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands/{pid}/output?from=start"));
             int[] ticks = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
                 .Select(l => int.Parse(l["tick ".Length..], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
             // The output from before the restart was saved with the pause, the rest came after the resume: all of it, in order.
@@ -103,8 +79,8 @@ public sealed class DaemonRestartTests
         }
         finally
         {
-            await _d.Unix.DeleteAsync($"/sandboxes/{id}");
+            await daemon.Unix.DeleteAsync($"/sandboxes/{id}");
         }
-        Assert.Empty(Directory.GetDirectories(Path.Combine(_d.Home, "snapshots"), "sbx-*"));
+        Assert.Empty(Directory.GetDirectories(Path.Combine(daemon.Home, "snapshots"), "sbx-*"));
     }
 }

@@ -1,11 +1,5 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text;
-using System.Text.Json.Nodes;
 using Vessel.IntegrationTests.Network;
 using Vessel.IntegrationTests.Sandboxes;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Service;
 
@@ -15,30 +9,20 @@ namespace Vessel.IntegrationTests.Service;
 /// port forwarded to the host.
 /// </summary>
 [Collection(DaemonCollection.Name)]
-public sealed class PodNetworkTests
+public sealed class PodNetworkTests(DaemonFixture daemon)
 {
-    private readonly DaemonFixture _d;
-
-    public PodNetworkTests(DaemonFixture daemon)
-    {
-        _d = daemon;
-    }
-
     private async Task<string> ShAsync(string id, string container, string script)
     {
-        using HttpResponseMessage response = await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", new { cmd = "/bin/sh", args = new[] { "-c", script }, container });
-        string body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"exec in {container}: {(int)response.StatusCode} {body}");
-        ServeTests.Run run = ServeTests.Parse(body);
+        CommandRun run = await daemon.ExecAsync(id, DaemonFixture.Sh(script, container));
         return run.Stdout + run.Stderr + "exit=" + run.Exit["exitCode"];
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "clang", "busybox-image", Timeout = 900_000)]
+    [DaemonFact("clang", "busybox-image", Timeout = 900_000)]
     public async Task A_pod_with_rules_talks_over_127_0_0_1_within_and_between_containers_reaches_only_the_allowed_host_port_and_forwards_a_port()
     {
         await using var allowed = new HostHttpServer("from-allowed");
         await using var other = new HostHttpServer("from-other");
-        string id = await _d.CreateSandboxAsync(new
+        string id = await daemon.CreateSandboxAsync(new
         {
             containers = new object[]
             {
@@ -65,21 +49,21 @@ public sealed class PodNetworkTests
             Assert.Contains("in-pod", between, StringComparison.Ordinal);
             // The pod's rules: the allowed host port through host.vessel.internal's address, nothing else of the host.
             Assert.Contains("from-allowed", await ShAsync(id, "side", $"busybox timeout 30 busybox wget -q -O - http://10.0.2.254:{allowed.Port}/f"), StringComparison.Ordinal);
-            foreach (string url in new[] { $"http://10.0.2.254:{other.Port}/f", $"http://10.0.2.2:{other.Port}/f", $"http://10.0.2.2:{_d.Port}/sandboxes" })
+            foreach (string url in new[] { $"http://10.0.2.254:{other.Port}/f", $"http://10.0.2.2:{other.Port}/f", $"http://10.0.2.2:{daemon.Port}/sandboxes" })
             {
                 string refused = await ShAsync(id, "web", $"busybox timeout 10 busybox wget -q -O - {url}");
                 Assert.DoesNotContain("exit=0", refused, StringComparison.Ordinal);
             }
             Assert.Equal(0, other.Requests);
             // A container's port, forwarded to the host.
-            JsonNode port = await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/ports/8080", null), HttpStatusCode.OK);
+            JsonNode port = await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/ports/8080", null), HttpStatusCode.OK);
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
             Assert.Equal("in-pod\n", await http.GetStringAsync($"http://{port["host"]!.GetValue<string>()}/f"));
         }
         finally
         {
-            await _d.Unix.DeleteAsync($"/sandboxes/{id}");
+            await daemon.Unix.DeleteAsync($"/sandboxes/{id}");
         }
-        Assert.Empty(SandboxEnvironment.QemusNaming(_d.Home));
+        Assert.Empty(SandboxEnvironment.QemusNaming(daemon.Home));
     }
 }

@@ -1,11 +1,3 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Net.Sockets;
-using System.Text;
-using System.Text.Json.Nodes;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Service;
 
 /// <summary>
@@ -15,40 +7,17 @@ namespace Vessel.IntegrationTests.Service;
 /// bad network rules refused by name.
 /// </summary>
 [Collection(DaemonCollection.Name)]
-public sealed class PortTests
+public sealed class PortTests(DaemonFixture daemon)
 {
-    private readonly DaemonFixture _d;
-
-    public PortTests(DaemonFixture daemon)
-    {
-        _d = daemon;
-    }
-
     private async Task<string> ShAsync(string id, string script)
     {
-        using HttpResponseMessage response = await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", new { cmd = "/bin/sh", args = new[] { "-c", script } });
-        string body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"exec: {(int)response.StatusCode} {body}");
-        var output = new StringBuilder();
-        foreach (string line in body.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            JsonNode e = JsonNode.Parse(line)!;
-            string type = e["type"]!.GetValue<string>();
-            if (type is "stdout" or "stderr")
-            {
-                output.Append(Encoding.UTF8.GetString(Convert.FromBase64String(e["data"]!.GetValue<string>())));
-            }
-            else if (type == "exit")
-            {
-                output.Append("exit=").Append(e["exitCode"]?.ToString());
-            }
-        }
-        return output.ToString();
+        CommandRun run = await daemon.ExecAsync(id, DaemonFixture.Sh(script));
+        return run.Stdout + run.Stderr + "exit=" + run.Exit["exitCode"];
     }
 
     private async Task<string> ForwardAsync(string id, int port)
     {
-        JsonNode got = await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/ports/{port}", null), HttpStatusCode.OK);
+        JsonNode got = await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/ports/{port}", null), HttpStatusCode.OK);
         Assert.Equal(port, got["port"]!.GetValue<int>());
         string host = got["host"]!.GetValue<string>();
         Assert.Equal("http://" + host, got["url"]!.GetValue<string>());
@@ -72,11 +41,11 @@ public sealed class PortTests
         return Encoding.ASCII.GetString(buffer);
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "clang", Timeout = 600_000)]
+    [DaemonFact("clang", Timeout = 600_000)]
     public async Task A_guest_port_answers_http_and_raw_tcp_through_the_daemon_and_again_after_pause_and_resume()
     {
-        string id = await _d.CreateSandboxAsync(new { template = "t", timeoutSeconds = 600 });
-        string neighbour = await _d.CreateSandboxAsync(new { template = "t", timeoutSeconds = 600, network = new { outbound = "on" } });
+        string id = await daemon.CreateSandboxAsync(new { template = "t", timeoutSeconds = 600 });
+        string neighbour = await daemon.CreateSandboxAsync(new { template = "t", timeoutSeconds = 600, network = new { outbound = "on" } });
         try
         {
             Assert.Contains("exit=0", await ShAsync(id, "mkdir -p /tmp/www && echo in-guest > /tmp/www/f && busybox httpd -p 8080 -h /tmp/www && (busybox nc -ll -p 7 -e /bin/cat </dev/null >/dev/null 2>&1 &)"), StringComparison.Ordinal);
@@ -87,27 +56,27 @@ public sealed class PortTests
             Assert.Equal("in-guest\n", await http.GetStringAsync($"http://{web}/f"));
             Assert.Equal("raw-tcp\n", await EchoAsync(echo, "raw-tcp\n"));
             // The SDK and the CLI answer the same address for the same port.
-            await using (var client = new Vessel.Client.VesselClient(new Vessel.Client.VesselClientOptions { SocketPath = _d.Socket }))
+            await using (var client = new Vessel.Client.VesselClient(new Vessel.Client.VesselClientOptions { SocketPath = daemon.Socket }))
             {
                 Vessel.Client.Sandbox handle = await client.Sandboxes.GetAsync(id);
                 Assert.Equal(web, await handle.GetHostAsync(8080));
             }
-            Vessel.Common.ProcessResult cli = await VesselCli.RunAsync(CancellationToken.None, "sandbox", "port", id, "8080", "--home", _d.Home);
+            Vessel.Common.ProcessResult cli = await VesselCli.RunAsync(CancellationToken.None, "sandbox", "port", id, "8080", "--home", daemon.Home);
             Assert.True(cli.ExitCode == 0, cli.StandardError);
             Assert.Equal(web, cli.StandardOutput.Trim());
 
             // From inside: neither the daemon's API on the host's loopback nor the other sandbox's forward.
-            foreach (string url in new[] { $"http://10.0.2.2:{_d.Port}/sandboxes", $"http://10.0.2.2:{IPEndPoint.Parse(web).Port}/f", $"http://host.vessel.internal:{IPEndPoint.Parse(web).Port}/f" })
+            foreach (string url in new[] { $"http://10.0.2.2:{daemon.Port}/sandboxes", $"http://10.0.2.2:{IPEndPoint.Parse(web).Port}/f", $"http://host.vessel.internal:{IPEndPoint.Parse(web).Port}/f" })
             {
                 string output = await ShAsync(neighbour, $"busybox timeout 10 busybox wget -q -O - {url}; echo rc=$?");
                 Assert.DoesNotContain("rc=0", output, StringComparison.Ordinal);
                 Assert.DoesNotContain("in-guest", output, StringComparison.Ordinal);
             }
 
-            await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.OK);
-            Assert.Equal(HttpStatusCode.Conflict, (await _d.Unix.PostAsync($"/sandboxes/{id}/ports/9000", null)).StatusCode);
-            await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/resume", null), HttpStatusCode.OK);
-            JsonNode ports = await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}/ports"), HttpStatusCode.OK);
+            await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.OK);
+            Assert.Equal(HttpStatusCode.Conflict, (await daemon.Unix.PostAsync($"/sandboxes/{id}/ports/9000", null)).StatusCode);
+            await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/resume", null), HttpStatusCode.OK);
+            JsonNode ports = await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}/ports"), HttpStatusCode.OK);
             string webAfter = ports.AsArray().Single(p => p!["port"]!.GetValue<int>() == 8080)!["host"]!.GetValue<string>();
             Assert.Equal("in-guest\n", await http.GetStringAsync($"http://{webAfter}/f"));
             Assert.Equal("again\n", await EchoAsync(ports.AsArray().Single(p => p!["port"]!.GetValue<int>() == 7)!["host"]!.GetValue<string>(), "again\n"));
@@ -115,12 +84,12 @@ public sealed class PortTests
         }
         finally
         {
-            await _d.Unix.DeleteAsync($"/sandboxes/{id}");
-            await _d.Unix.DeleteAsync($"/sandboxes/{neighbour}");
+            await daemon.Unix.DeleteAsync($"/sandboxes/{id}");
+            await daemon.Unix.DeleteAsync($"/sandboxes/{neighbour}");
         }
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Create_requests_with_bad_network_rules_are_refused_naming_the_rule()
     {
         foreach ((object network, string named) in new (object, string)[]
@@ -130,11 +99,11 @@ public sealed class PortTests
             (new { deny = new[] { "10.0.0.0/40" } }, "10.0.0.0/40"),
         })
         {
-            using HttpResponseMessage response = await _d.Unix.PostAsJsonAsync("/sandboxes", new { template = "t", network });
+            using HttpResponseMessage response = await daemon.Unix.PostAsJsonAsync("/sandboxes", new { template = "t", network });
             string body = await response.Content.ReadAsStringAsync();
             Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{(int)response.StatusCode}: {body}");
             Assert.Contains(named, body, StringComparison.Ordinal);
         }
-        Assert.Empty(await _d.Unix.GetFromJsonAsync<JsonArray>("/sandboxes") ?? []);
+        Assert.Empty(await daemon.Unix.GetFromJsonAsync<JsonArray>("/sandboxes") ?? []);
     }
 }

@@ -1,11 +1,3 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text;
-using System.Text.Json.Nodes;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Service;
 
 /// <summary>
@@ -14,118 +6,87 @@ namespace Vessel.IntegrationTests.Service;
 /// up its sandboxes and the fixture checks that nothing is left.
 /// </summary>
 [Collection(DaemonCollection.Name)]
-public sealed class ServeTests
+public sealed class ServeTests(DaemonFixture daemon)
 {
-    private readonly DaemonFixture _d;
-
-    public ServeTests(DaemonFixture daemon)
-    {
-        _d = daemon;
-    }
-
-    internal sealed record Run(string Stdout, string Stderr, JsonNode Exit, int Pid);
-
-    private async Task<Run> ExecAsync(string id, object request, HttpStatusCode expected = HttpStatusCode.OK)
-    {
-        using HttpResponseMessage response = await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", request);
-        string body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == expected, $"exec: {(int)response.StatusCode} {body}");
-        if (expected != HttpStatusCode.OK)
-        {
-            return new Run(string.Empty, string.Empty, JsonNode.Parse(body)!, 0);
-        }
-        Assert.Equal("application/x-ndjson", response.Content.Headers.ContentType?.MediaType);
-        return Parse(body);
-    }
-
-    /// <summary>A command's NDJSON stream: its output, exit line and pid.</summary>
-    internal static Run Parse(string ndjson)
-    {
-        (string stdout, string stderr, JsonNode exit, int pid) = DaemonFixture.ParseCommand(ndjson);
-        return new Run(stdout, stderr, exit, pid);
-    }
-
-    private static object Sh(string script, bool background = false) => new { cmd = "/bin/sh", args = new[] { "-c", script }, background };
-
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Sandboxes_commands_and_files_work_through_every_route()
     {
-        string id = await _d.CreateSandboxAsync(new { template = "t", timeoutSeconds = 600, metadata = new { owner = "alice" }, env = new Dictionary<string, string> { ["GREETING"] = "hello" } });
-        JsonNode got = await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}"), HttpStatusCode.OK);
+        string id = await daemon.CreateSandboxAsync(new { template = "t", timeoutSeconds = 600, metadata = new { owner = "alice" }, env = new Dictionary<string, string> { ["GREETING"] = "hello" } });
+        JsonNode got = await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}"), HttpStatusCode.OK);
         Assert.Equal("running", got["state"]!.GetValue<string>());
         Assert.Equal("t", got["template"]!.GetValue<string>());
         Assert.Equal("alice", got["metadata"]!["owner"]!.GetValue<string>());
-        Assert.Contains(id, (await _d.Unix.GetStringAsync("/sandboxes?state=running&metadata.owner=alice")));
-        Assert.DoesNotContain(id, (await _d.Unix.GetStringAsync("/sandboxes?metadata.owner=bob")));
-        Assert.DoesNotContain(id, (await _d.Unix.GetStringAsync("/sandboxes?state=paused")));
+        Assert.Contains(id, (await daemon.Unix.GetStringAsync("/sandboxes?state=running&metadata.owner=alice")));
+        Assert.DoesNotContain(id, (await daemon.Unix.GetStringAsync("/sandboxes?metadata.owner=bob")));
+        Assert.DoesNotContain(id, (await daemon.Unix.GetStringAsync("/sandboxes?state=paused")));
 
         // Foreground: stdout, stderr, exit code, sandbox env, stdin.
-        Run run = await ExecAsync(id, Sh("echo $GREETING; echo oops >&2; exit 3"));
+        CommandRun run = await daemon.ExecAsync(id, DaemonFixture.Sh("echo $GREETING; echo oops >&2; exit 3"));
         Assert.Equal("hello\n", run.Stdout);
         Assert.Equal("oops\n", run.Stderr);
         Assert.Equal(3, run.Exit["exitCode"]!.GetValue<int>());
-        Run cat = await ExecAsync(id, new { cmd = "cat", stdin = Convert.ToBase64String("piped\n"u8.ToArray()) });
+        CommandRun cat = await daemon.ExecAsync(id, new { cmd = "cat", stdin = Convert.ToBase64String("piped\n"u8.ToArray()) });
         Assert.Equal("piped\n", cat.Stdout);
-        Run killed = await ExecAsync(id, new { cmd = "sleep", args = new[] { "100" }, timeoutSeconds = 1 });
+        CommandRun killed = await daemon.ExecAsync(id, new { cmd = "sleep", args = new[] { "100" }, timeoutSeconds = 1 });
         Assert.True(killed.Exit["timedOut"]?.GetValue<bool>() ?? false, killed.Exit.ToJsonString());
 
         // Background: listed, stdin, output re-attached from the start, signal.
-        Run started = await ExecAsync(id, new { cmd = "/bin/sh", args = new[] { "-c", "echo ready; while read l; do echo got $l; done" }, background = true });
+        CommandRun started = await daemon.ExecAsync(id, new { cmd = "/bin/sh", args = new[] { "-c", "echo ready; while read l; do echo got $l; done" }, background = true });
         Assert.True(started.Pid > 0);
-        Assert.Contains($"\"pid\":{started.Pid}", await _d.Unix.GetStringAsync($"/sandboxes/{id}/commands"));
-        Assert.Equal(HttpStatusCode.NoContent, (await _d.Unix.PostAsync($"/sandboxes/{id}/commands/{started.Pid}/stdin?close=true", new ByteArrayContent("line\n"u8.ToArray()))).StatusCode);
-        Run output = Parse(await _d.Unix.GetStringAsync($"/sandboxes/{id}/commands/{started.Pid}/output?from=start"));
+        Assert.Contains($"\"pid\":{started.Pid}", await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands"));
+        Assert.Equal(HttpStatusCode.NoContent, (await daemon.Unix.PostAsync($"/sandboxes/{id}/commands/{started.Pid}/stdin?close=true", new ByteArrayContent("line\n"u8.ToArray()))).StatusCode);
+        CommandRun output = DaemonFixture.ParseCommand(await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands/{started.Pid}/output?from=start"));
         Assert.Equal("ready\ngot line\n", output.Stdout);
         Assert.Equal(0, output.Exit["exitCode"]!.GetValue<int>());
-        Run sleeper = await ExecAsync(id, new { cmd = "sleep", args = new[] { "1000" }, background = true });
-        Assert.Equal(HttpStatusCode.NoContent, (await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands/{sleeper.Pid}/signal", new { signal = 15 })).StatusCode);
-        Assert.Equal(15, Parse(await _d.Unix.GetStringAsync($"/sandboxes/{id}/commands/{sleeper.Pid}/output")).Exit["signal"]!.GetValue<int>());
+        CommandRun sleeper = await daemon.ExecAsync(id, new { cmd = "sleep", args = new[] { "1000" }, background = true });
+        Assert.Equal(HttpStatusCode.NoContent, (await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands/{sleeper.Pid}/signal", new { signal = 15 })).StatusCode);
+        Assert.Equal(15, DaemonFixture.ParseCommand(await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands/{sleeper.Pid}/output")).Exit["signal"]!.GetValue<int>());
 
         // Files: a 3 MiB upload streamed in and out byte for byte; list, stat, mkdir, move, delete.
         byte[] data = new byte[3 << 20];
         new Random(7).NextBytes(data);
-        JsonNode put = await DaemonFixture.JsonAsync(await _d.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/data.bin&mode=600", new ByteArrayContent(data)), HttpStatusCode.OK);
+        JsonNode put = await DaemonFixture.JsonAsync(await daemon.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/data.bin&mode=600", new ByteArrayContent(data)), HttpStatusCode.OK);
         Assert.Equal(data.Length, put["size"]!.GetValue<long>());
         Assert.Equal(384, put["mode"]!.GetValue<int>());
-        Assert.Equal(data, await _d.Unix.GetByteArrayAsync($"/sandboxes/{id}/files?path=/root/data.bin"));
-        await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/files/mkdir?path=/root/a/b", null), HttpStatusCode.OK);
-        JsonNode moved = await DaemonFixture.JsonAsync(await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/files/move", new { from = "/root/data.bin", to = "/root/a/b/data.bin" }), HttpStatusCode.OK);
+        Assert.Equal(data, await daemon.Unix.GetByteArrayAsync($"/sandboxes/{id}/files?path=/root/data.bin"));
+        await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/files/mkdir?path=/root/a/b", null), HttpStatusCode.OK);
+        JsonNode moved = await DaemonFixture.JsonAsync(await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/files/move", new { from = "/root/data.bin", to = "/root/a/b/data.bin" }), HttpStatusCode.OK);
         Assert.Equal("/root/a/b/data.bin", moved["path"]!.GetValue<string>());
-        JsonArray list = (await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}/files/list?path=/root&depth=3"), HttpStatusCode.OK)).AsArray();
+        JsonArray list = (await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}/files/list?path=/root&depth=3"), HttpStatusCode.OK)).AsArray();
         Assert.Contains(list, e => e!["path"]!.GetValue<string>() == "/root/a/b/data.bin" && e["type"]!.GetValue<string>() == "file");
         Assert.Contains(list, e => e!["path"]!.GetValue<string>() == "/root/a" && e["type"]!.GetValue<string>() == "dir");
-        JsonNode stat = await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}/files/stat?path=/root/a/b/data.bin"), HttpStatusCode.OK);
+        JsonNode stat = await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}/files/stat?path=/root/a/b/data.bin"), HttpStatusCode.OK);
         Assert.Equal("0:0", stat["owner"]!.GetValue<string>());
-        Assert.Equal(HttpStatusCode.NoContent, (await _d.Unix.DeleteAsync($"/sandboxes/{id}/files?path=/root/a")).StatusCode);
-        await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}/files/stat?path=/root/a"), HttpStatusCode.NotFound);
+        Assert.Equal(HttpStatusCode.NoContent, (await daemon.Unix.DeleteAsync($"/sandboxes/{id}/files?path=/root/a")).StatusCode);
+        await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}/files/stat?path=/root/a"), HttpStatusCode.NotFound);
 
         // Timeout: the clock restarts now.
-        JsonNode timed = await DaemonFixture.JsonAsync(await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/timeout", new { timeoutSeconds = 3600 }), HttpStatusCode.OK);
+        JsonNode timed = await DaemonFixture.JsonAsync(await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/timeout", new { timeoutSeconds = 3600 }), HttpStatusCode.OK);
         Assert.True(timed["endAt"]!.GetValue<DateTime>() > DateTime.UtcNow.AddMinutes(59));
 
         // Bad input is a 400/404 problem, never a 500.
-        JsonNode bad = await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/commands", new StringContent("{not json", Encoding.UTF8, "application/json")), HttpStatusCode.BadRequest);
+        JsonNode bad = await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/commands", new StringContent("{not json", Encoding.UTF8, "application/json")), HttpStatusCode.BadRequest);
         Assert.Contains("JSON", bad["detail"]!.GetValue<string>(), StringComparison.Ordinal);
-        await DaemonFixture.JsonAsync(await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", new { args = new[] { "x" } }), HttpStatusCode.BadRequest);
-        await DaemonFixture.JsonAsync(await _d.Unix.PostAsJsonAsync("/sandboxes", new { template = "t", timeoutSeconds = 999999 }), HttpStatusCode.BadRequest);
-        await DaemonFixture.JsonAsync(await _d.Unix.PostAsJsonAsync("/sandboxes", new { template = "nope" }), HttpStatusCode.NotFound);
-        await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}/files?path=relative"), HttpStatusCode.BadRequest);
-        await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}/files?path=/nope"), HttpStatusCode.NotFound);
-        await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}/commands/99999/output"), HttpStatusCode.NotFound);
-        await DaemonFixture.JsonAsync(await _d.Unix.GetAsync("/sandboxes/sbx-0000"), HttpStatusCode.NotFound);
-        await DaemonFixture.JsonAsync(await _d.Unix.DeleteAsync("/templates/t"), HttpStatusCode.Conflict);
+        await DaemonFixture.JsonAsync(await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", new { args = new[] { "x" } }), HttpStatusCode.BadRequest);
+        await DaemonFixture.JsonAsync(await daemon.Unix.PostAsJsonAsync("/sandboxes", new { template = "t", timeoutSeconds = 999999 }), HttpStatusCode.BadRequest);
+        await DaemonFixture.JsonAsync(await daemon.Unix.PostAsJsonAsync("/sandboxes", new { template = "nope" }), HttpStatusCode.NotFound);
+        await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}/files?path=relative"), HttpStatusCode.BadRequest);
+        await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}/files?path=/nope"), HttpStatusCode.NotFound);
+        await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}/commands/99999/output"), HttpStatusCode.NotFound);
+        await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync("/sandboxes/sbx-0000"), HttpStatusCode.NotFound);
+        await DaemonFixture.JsonAsync(await daemon.Unix.DeleteAsync("/templates/t"), HttpStatusCode.Conflict);
 
-        Assert.Equal(HttpStatusCode.NoContent, (await _d.Unix.DeleteAsync($"/sandboxes/{id}")).StatusCode);
-        await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}"), HttpStatusCode.NotFound);
-        Assert.Empty(_d.Qemus());
+        Assert.Equal(HttpStatusCode.NoContent, (await daemon.Unix.DeleteAsync($"/sandboxes/{id}")).StatusCode);
+        await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}"), HttpStatusCode.NotFound);
+        Assert.Empty(daemon.Qemus());
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Tcp_needs_an_api_key_and_the_unix_socket_does_not()
     {
-        using HttpClient none = _d.Tcp(null);
-        using HttpClient wrong = _d.Tcp("vk_" + new string('0', 64));
-        using HttpClient right = _d.Tcp(_d.ApiKey);
+        using HttpClient none = daemon.Tcp(null);
+        using HttpClient wrong = daemon.Tcp("vk_" + new string('0', 64));
+        using HttpClient right = daemon.Tcp(daemon.ApiKey);
         foreach (string path in new[] { "/sandboxes", "/templates", "/openapi/v1.json", "/sandboxes/x/files?path=/etc/passwd" })
         {
             JsonNode refused = await DaemonFixture.JsonAsync(await none.GetAsync(path), HttpStatusCode.Unauthorized);
@@ -137,89 +98,89 @@ public sealed class ServeTests
         Assert.True(templates.Single()!["hasSnapshot"]!.GetValue<bool>());
         JsonNode openapi = await DaemonFixture.JsonAsync(await right.GetAsync("/openapi/v1.json"), HttpStatusCode.OK);
         Assert.NotNull(openapi["paths"]!["/sandboxes/{id}/commands"]);
-        await DaemonFixture.JsonAsync(await _d.Unix.GetAsync("/templates/t"), HttpStatusCode.OK);
+        await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync("/templates/t"), HttpStatusCode.OK);
         if (!OperatingSystem.IsWindows())
         {
-            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(_d.Socket));
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(daemon.Socket));
         }
 
         // A removed key stops working at once.
         (string Key, string Id) extra = await NewKeyAsync();
-        using HttpClient second = _d.Tcp(extra.Key);
+        using HttpClient second = daemon.Tcp(extra.Key);
         await DaemonFixture.JsonAsync(await second.GetAsync("/sandboxes"), HttpStatusCode.OK);
-        Assert.Equal(0, (await VesselCli.RunAsync(CancellationToken.None, "keys", "rm", extra.Id, "--home", _d.Home)).ExitCode);
+        Assert.Equal(0, (await VesselCli.RunAsync(CancellationToken.None, "keys", "rm", extra.Id, "--home", daemon.Home)).ExitCode);
         await DaemonFixture.JsonAsync(await second.GetAsync("/sandboxes"), HttpStatusCode.Unauthorized);
-        Assert.DoesNotContain(extra.Key, (await VesselCli.RunAsync(CancellationToken.None, "keys", "ls", "--home", _d.Home)).StandardOutput, StringComparison.Ordinal);
-        Assert.DoesNotContain(extra.Key, await File.ReadAllTextAsync(Path.Combine(_d.Home, "state.db")), StringComparison.Ordinal);
+        Assert.DoesNotContain(extra.Key, (await VesselCli.RunAsync(CancellationToken.None, "keys", "ls", "--home", daemon.Home)).StandardOutput, StringComparison.Ordinal);
+        Assert.DoesNotContain(extra.Key, await File.ReadAllTextAsync(Path.Combine(daemon.Home, "state.db")), StringComparison.Ordinal);
     }
 
     private async Task<(string Key, string Id)> NewKeyAsync()
     {
-        ProcessResult created = await VesselCli.RunAsync(CancellationToken.None, "keys", "create", "--name", "extra", "--home", _d.Home);
+        ProcessResult created = await VesselCli.RunAsync(CancellationToken.None, "keys", "create", "--name", "extra", "--home", daemon.Home);
         Assert.Equal(0, created.ExitCode);
         return (created.StandardOutput.Trim(), created.StandardError.Split(' ')[2]);
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Hostile_file_paths_stay_inside_the_guest()
     {
-        string id = await _d.CreateSandboxAsync(new { template = "t" });
+        string id = await daemon.CreateSandboxAsync(new { template = "t" });
         string marker = Path.Combine("/tmp", "vessel-escape-" + Guid.NewGuid().ToString("N"));
         try
         {
             // '..' stops at the guest's root: this is the guest's passwd, not the host's.
-            string passwd = await _d.Unix.GetStringAsync($"/sandboxes/{id}/files?path=/../../../../etc/passwd");
+            string passwd = await daemon.Unix.GetStringAsync($"/sandboxes/{id}/files?path=/../../../../etc/passwd");
             Assert.Equal("root:x:0:0:root:/root:/bin/sh\n", passwd);
             // Symlinks resolve in the guest: one that names the host's files reaches the guest's instead.
-            await ExecAsync(id, Sh($"ln -s /../../..{marker} /root/out; ln -s /../../../etc /root/etc-link; mkdir -p /root/d; ln -s /../../../tmp /root/d/up"));
-            JsonNode link = await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{id}/files/stat?path=/root/out"), HttpStatusCode.OK);
+            await daemon.ExecAsync(id, DaemonFixture.Sh($"ln -s /../../..{marker} /root/out; ln -s /../../../etc /root/etc-link; mkdir -p /root/d; ln -s /../../../tmp /root/d/up"));
+            JsonNode link = await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{id}/files/stat?path=/root/out"), HttpStatusCode.OK);
             Assert.Equal("symlink", link["type"]!.GetValue<string>());
-            Assert.Equal(passwd, await _d.Unix.GetStringAsync($"/sandboxes/{id}/files?path=/root/etc-link/passwd"));
-            await DaemonFixture.JsonAsync(await _d.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/out", new ByteArrayContent("x"u8.ToArray())), HttpStatusCode.OK);
-            await DaemonFixture.JsonAsync(await _d.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/d/up/{Path.GetFileName(marker)}", new ByteArrayContent("y"u8.ToArray())), HttpStatusCode.OK);
-            await DaemonFixture.JsonAsync(await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/files/move", new { from = "/root/etc-link/passwd", to = $"/../..{marker}.moved" }), HttpStatusCode.OK);
+            Assert.Equal(passwd, await daemon.Unix.GetStringAsync($"/sandboxes/{id}/files?path=/root/etc-link/passwd"));
+            await DaemonFixture.JsonAsync(await daemon.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/out", new ByteArrayContent("x"u8.ToArray())), HttpStatusCode.OK);
+            await DaemonFixture.JsonAsync(await daemon.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/d/up/{Path.GetFileName(marker)}", new ByteArrayContent("y"u8.ToArray())), HttpStatusCode.OK);
+            await DaemonFixture.JsonAsync(await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/files/move", new { from = "/root/etc-link/passwd", to = $"/../..{marker}.moved" }), HttpStatusCode.OK);
             Assert.False(File.Exists(marker), "a write through a guest symlink reached the host");
             Assert.False(File.Exists(marker + ".moved"), "a move reached the host");
-            Assert.Equal("y", (await ExecAsync(id, new { cmd = "cat", args = new[] { marker } })).Stdout);
-            await DaemonFixture.JsonAsync(await _d.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/x%00y", new ByteArrayContent([])), HttpStatusCode.BadRequest);
+            Assert.Equal("y", (await daemon.ExecAsync(id, new { cmd = "cat", args = new[] { marker } })).Stdout);
+            await DaemonFixture.JsonAsync(await daemon.Unix.PutAsync($"/sandboxes/{id}/files?path=/root/x%00y", new ByteArrayContent([])), HttpStatusCode.BadRequest);
         }
         finally
         {
-            await _d.Unix.DeleteAsync($"/sandboxes/{id}");
+            await daemon.Unix.DeleteAsync($"/sandboxes/{id}");
         }
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Five_pause_resume_cycles_keep_every_file_and_a_running_process()
     {
-        string id = await _d.CreateSandboxAsync(new { template = "t" });
+        string id = await daemon.CreateSandboxAsync(new { template = "t" });
         try
         {
-            Run counter = await ExecAsync(id, Sh("i=0; while true; do i=$((i+1)); echo $i > /root/count; echo tick $i; sleep 1; done", background: true));
+            CommandRun counter = await daemon.ExecAsync(id, DaemonFixture.Sh("i=0; while true; do i=$((i+1)); echo $i > /root/count; echo tick $i; sleep 1; done", background: true));
             for (int cycle = 1; cycle <= 5; cycle++)
             {
-                await ExecAsync(id, Sh($"dd if=/dev/urandom of=/root/file{cycle} bs=64k count=4 2>/dev/null; sync"));
-                string before = (await ExecAsync(id, Sh("cat /root/file* | md5sum"))).Stdout;
-                JsonNode paused = await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.OK);
+                await daemon.ExecAsync(id, DaemonFixture.Sh($"dd if=/dev/urandom of=/root/file{cycle} bs=64k count=4 2>/dev/null; sync"));
+                string before = (await daemon.ExecAsync(id, DaemonFixture.Sh("cat /root/file* | md5sum"))).Stdout;
+                JsonNode paused = await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.OK);
                 Assert.Equal("paused", paused["state"]!.GetValue<string>());
-                Assert.Empty(_d.Qemus());
-                JsonNode refused = (await ExecAsync(id, Sh("true"), HttpStatusCode.Conflict)).Exit;
+                Assert.Empty(daemon.Qemus());
+                JsonNode refused = (await daemon.ExecAsync(id, DaemonFixture.Sh("true"), HttpStatusCode.Conflict)).Exit;
                 Assert.Contains("paused", refused["detail"]!.GetValue<string>(), StringComparison.Ordinal);
-                await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.Conflict);
-                Assert.Contains(id, await _d.Unix.GetStringAsync("/sandboxes?state=paused"));
-                JsonNode resumed = await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{id}/resume", null), HttpStatusCode.OK);
+                await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/pause", null), HttpStatusCode.Conflict);
+                Assert.Contains(id, await daemon.Unix.GetStringAsync("/sandboxes?state=paused"));
+                JsonNode resumed = await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{id}/resume", null), HttpStatusCode.OK);
                 Assert.Equal("running", resumed["state"]!.GetValue<string>());
-                Assert.Equal(before, (await ExecAsync(id, Sh("cat /root/file* | md5sum"))).Stdout);
-                Assert.Equal(cycle.ToString(System.Globalization.CultureInfo.InvariantCulture), (await ExecAsync(id, Sh("ls /root/file* | wc -l"))).Stdout.Trim());
+                Assert.Equal(before, (await daemon.ExecAsync(id, DaemonFixture.Sh("cat /root/file* | md5sum"))).Stdout);
+                Assert.Equal(cycle.ToString(System.Globalization.CultureInfo.InvariantCulture), (await daemon.ExecAsync(id, DaemonFixture.Sh("ls /root/file* | wc -l"))).Stdout.Trim());
             }
             // The counter ran through all five: still listed, still counting.
-            Assert.Contains($"\"pid\":{counter.Pid}", await _d.Unix.GetStringAsync($"/sandboxes/{id}/commands"));
-            int first = int.Parse((await ExecAsync(id, Sh("cat /root/count"))).Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Contains($"\"pid\":{counter.Pid}", await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands"));
+            int first = int.Parse((await daemon.ExecAsync(id, DaemonFixture.Sh("cat /root/count"))).Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
             await Task.Delay(3000);
-            int later = int.Parse((await ExecAsync(id, Sh("cat /root/count"))).Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            int later = int.Parse((await daemon.ExecAsync(id, DaemonFixture.Sh("cat /root/count"))).Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
             Assert.True(later > first, $"the counter stopped at {first}");
-            Assert.Equal(HttpStatusCode.NoContent, (await _d.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands/{counter.Pid}/signal", new { signal = 9 })).StatusCode);
-            Run output = Parse(await _d.Unix.GetStringAsync($"/sandboxes/{id}/commands/{counter.Pid}/output?from=start"));
+            Assert.Equal(HttpStatusCode.NoContent, (await daemon.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands/{counter.Pid}/signal", new { signal = 9 })).StatusCode);
+            CommandRun output = DaemonFixture.ParseCommand(await daemon.Unix.GetStringAsync($"/sandboxes/{id}/commands/{counter.Pid}/output?from=start"));
             // Every line the counter wrote is there, in order, across the five pauses: a pause
             // waits for the agent to confirm the detach, so no line is in flight when the VM stops.
             int[] ticks = output.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
@@ -230,61 +191,61 @@ public sealed class ServeTests
         }
         finally
         {
-            await _d.Unix.DeleteAsync($"/sandboxes/{id}");
+            await daemon.Unix.DeleteAsync($"/sandboxes/{id}");
         }
-        Assert.Empty(Directory.GetDirectories(Path.Combine(_d.Home, "snapshots"), "sbx-*"));
+        Assert.Empty(Directory.GetDirectories(Path.Combine(daemon.Home, "snapshots"), "sbx-*"));
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task A_timeout_kills_the_sandbox_or_pauses_it_with_auto_pause()
     {
-        string killed = await _d.CreateSandboxAsync(new { template = "t", timeoutSeconds = 2 });
-        string paused = await _d.CreateSandboxAsync(new { template = "t", timeoutSeconds = 2, autoPause = true });
+        string killed = await daemon.CreateSandboxAsync(new { template = "t", timeoutSeconds = 2 });
+        string paused = await daemon.CreateSandboxAsync(new { template = "t", timeoutSeconds = 2, autoPause = true });
         try
         {
             var deadline = DateTime.UtcNow.AddMinutes(2);
             while (DateTime.UtcNow < deadline)
             {
-                bool gone = (await _d.Unix.GetAsync($"/sandboxes/{killed}")).StatusCode == HttpStatusCode.NotFound;
-                HttpResponseMessage p = await _d.Unix.GetAsync($"/sandboxes/{paused}");
+                bool gone = (await daemon.Unix.GetAsync($"/sandboxes/{killed}")).StatusCode == HttpStatusCode.NotFound;
+                HttpResponseMessage p = await daemon.Unix.GetAsync($"/sandboxes/{paused}");
                 if (gone && (await p.Content.ReadAsStringAsync()).Contains("\"paused\"", StringComparison.Ordinal))
                 {
                     break;
                 }
                 await Task.Delay(500);
             }
-            await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{killed}"), HttpStatusCode.NotFound);
-            Assert.Equal("paused", (await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{paused}"), HttpStatusCode.OK))["state"]!.GetValue<string>());
-            Assert.Empty(_d.Qemus());
+            await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{killed}"), HttpStatusCode.NotFound);
+            Assert.Equal("paused", (await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{paused}"), HttpStatusCode.OK))["state"]!.GetValue<string>());
+            Assert.Empty(daemon.Qemus());
         }
         finally
         {
-            await _d.Unix.DeleteAsync($"/sandboxes/{paused}");
+            await daemon.Unix.DeleteAsync($"/sandboxes/{paused}");
         }
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill")]
+    [DaemonFact]
     public async Task Kill_9_of_the_daemon_keeps_the_paused_sandbox_and_cleans_the_running_one()
     {
-        string running = await _d.CreateSandboxAsync(new { template = "t" });
-        string paused = await _d.CreateSandboxAsync(new { template = "t" });
-        await ExecAsync(paused, Sh("echo kept > /root/kept"));
-        await ExecAsync(paused, new { cmd = "sleep", args = new[] { "100000" }, background = true });
-        await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{paused}/pause", null), HttpStatusCode.OK);
-        Assert.NotEmpty(_d.Qemus());
+        string running = await daemon.CreateSandboxAsync(new { template = "t" });
+        string paused = await daemon.CreateSandboxAsync(new { template = "t" });
+        await daemon.ExecAsync(paused, DaemonFixture.Sh("echo kept > /root/kept"));
+        await daemon.ExecAsync(paused, new { cmd = "sleep", args = new[] { "100000" }, background = true });
+        await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{paused}/pause", null), HttpStatusCode.OK);
+        Assert.NotEmpty(daemon.Qemus());
 
-        await _d.StopAsync(kill9: true);
-        await _d.StartAsync(CancellationToken.None);
+        await daemon.StopAsync(kill9: true);
+        await daemon.StartAsync(CancellationToken.None);
 
-        await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{running}"), HttpStatusCode.NotFound);
-        Assert.Empty(_d.Qemus());
-        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(_d.Home, "sandboxes")));
-        Assert.Contains("was running when the previous daemon stopped", _d.DaemonLog, StringComparison.Ordinal);
-        Assert.Equal("paused", (await DaemonFixture.JsonAsync(await _d.Unix.GetAsync($"/sandboxes/{paused}"), HttpStatusCode.OK))["state"]!.GetValue<string>());
-        await DaemonFixture.JsonAsync(await _d.Unix.PostAsync($"/sandboxes/{paused}/resume", null), HttpStatusCode.OK);
-        Assert.Equal("kept\n", await _d.Unix.GetStringAsync($"/sandboxes/{paused}/files?path=/root/kept"));
-        Assert.Contains("sleep 100000", (await ExecAsync(paused, Sh("ps"))).Stdout, StringComparison.Ordinal);
-        Assert.Equal(HttpStatusCode.NoContent, (await _d.Unix.DeleteAsync($"/sandboxes/{paused}")).StatusCode);
-        Assert.Empty(_d.Qemus());
+        await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{running}"), HttpStatusCode.NotFound);
+        Assert.Empty(daemon.Qemus());
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(daemon.Home, "sandboxes")));
+        Assert.Contains("was running when the previous daemon stopped", daemon.DaemonLog, StringComparison.Ordinal);
+        Assert.Equal("paused", (await DaemonFixture.JsonAsync(await daemon.Unix.GetAsync($"/sandboxes/{paused}"), HttpStatusCode.OK))["state"]!.GetValue<string>());
+        await DaemonFixture.JsonAsync(await daemon.Unix.PostAsync($"/sandboxes/{paused}/resume", null), HttpStatusCode.OK);
+        Assert.Equal("kept\n", await daemon.Unix.GetStringAsync($"/sandboxes/{paused}/files?path=/root/kept"));
+        Assert.Contains("sleep 100000", (await daemon.ExecAsync(paused, DaemonFixture.Sh("ps"))).Stdout, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.NoContent, (await daemon.Unix.DeleteAsync($"/sandboxes/{paused}")).StatusCode);
+        Assert.Empty(daemon.Qemus());
     }
 }

@@ -1,9 +1,3 @@
-using System.Diagnostics;
-using Vessel.Common;
-using Vessel.Containerd;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Shim;
 
 /// <summary>
@@ -13,32 +7,24 @@ namespace Vessel.IntegrationTests.Shim;
 /// lease, bind or mount (asked of containerd with ctr, and of /proc/self/mountinfo).
 /// </summary>
 [Collection(ShimCollection.Name)]
-public sealed class ShimBootArtifactTests
+public sealed class ShimBootArtifactTests(ShimFixture ctrd)
 {
-    private const int Timeout = 600_000;
+    private const int Timeout = ShimFixture.TestTimeout;
 
-    private readonly ShimFixture _ctrd;
-
-    public ShimBootArtifactTests(ShimFixture fixture)
-    {
-        _ctrd = fixture;
-    }
-
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task An_image_naming_its_kernel_boots_it_from_a_snapshot_view_and_delete_removes_view_lease_and_binds()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, ShimFixture.BootImage, "b1", "sleep", "1d")).EnsureSuccess();
-        try
+        await ctrd.WithDetachedTaskAsync("b1", [ShimFixture.BootImage, "b1", "sleep", "1d"], async () =>
         {
-            string bundle = _ctrd.Bundle("b1");
-            ProcessResult cmdline = await _ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "b1", "cat", "/proc/cmdline");
+            string bundle = ctrd.Bundle("b1");
+            ProcessResult cmdline = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "b1", "cat", "/proc/cmdline");
             Assert.True(cmdline.ExitCode == 0, $"exec exited with {cmdline.ExitCode}: {cmdline.StandardOutput}{cmdline.StandardError}");
             Assert.Contains(ShimFixture.BootParameter, cmdline.StandardOutput.Split(' ', '\n'));
 
             // The VMM boots the image's kernel, bound read-only from the view, and the combined initrd.
-            int shim = _ctrd.ShimPid("b1") ?? throw new InvalidOperationException("no shim process for b1");
-            int vmm = Assert.Single(_ctrd.MarkedProcesses(), p => p != shim);
+            int shim = ctrd.ShimPid("b1") ?? throw new InvalidOperationException("no shim process for b1");
+            int vmm = Assert.Single(ctrd.MarkedProcesses(), p => p != shim);
             string[] args = File.ReadAllText($"/proc/{vmm}/cmdline").Split('\0');
             string kernel = Path.Combine(bundle, "vessel-boot", "boot", "vmlinuz");
             string initrd = Path.Combine(bundle, "vessel-initrd.img");
@@ -46,50 +32,31 @@ public sealed class ShimBootArtifactTests
             Assert.Equal(initrd, args[Array.IndexOf(args, "-initrd") + 1]);
             Assert.True(LinuxMount.IsMountPoint(kernel), $"{kernel} is not a bind from the view");
             Assert.True(LinuxMount.IsMountPoint(Path.Combine(bundle, ViewState.MountDirectoryName)), "the view is not mounted in the bundle");
-            Assert.Equal(await File.ReadAllBytesAsync(_ctrd.Kit!.KernelPath, cts.Token), await File.ReadAllBytesAsync(kernel, cts.Token));
+            Assert.Equal(await File.ReadAllBytesAsync(ctrd.Kit!.KernelPath, cts.Token), await File.ReadAllBytesAsync(kernel, cts.Token));
             byte[] combined = await File.ReadAllBytesAsync(initrd, cts.Token);
-            byte[] kitInitramfs = await File.ReadAllBytesAsync(_ctrd.Kit.InitramfsPath, cts.Token);
-            Assert.Equal(_ctrd.BootInitrd, combined[.._ctrd.BootInitrd.Length]);
+            byte[] kitInitramfs = await File.ReadAllBytesAsync(ctrd.Kit.InitramfsPath, cts.Token);
+            Assert.Equal(ctrd.BootInitrd, combined[..ctrd.BootInitrd.Length]);
             Assert.Equal(kitInitramfs, combined[^kitInitramfs.Length..]);
 
             // containerd holds the view under the lease while the task runs.
-            Assert.Contains("vessel-view-", (await _ctrd.CtrAsync(cts.Token, "snapshots", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
-            Assert.Contains("vessel-", (await _ctrd.CtrAsync(cts.Token, "leases", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
+            Assert.Contains("vessel-view-", (await ctrd.CtrAsync(cts.Token, "snapshots", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
+            Assert.Contains("vessel-", (await ctrd.CtrAsync(cts.Token, "leases", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
 
-            await _ctrd.KillAndWaitStoppedAsync("b1", cts.Token);
-            (await _ctrd.CtrAsync(cts.Token, "task", "rm", "b1")).EnsureSuccess();
-        }
-        finally
-        {
-            await _ctrd.RemoveAsync("b1");
-        }
-        await _ctrd.AssertNothingLeftAsync("b1", cts.Token);
-        await _ctrd.AssertNoViewOrLeaseAsync(cts.Token);
+            await ctrd.KillAndWaitStoppedAsync("b1", cts.Token);
+            (await ctrd.CtrAsync(cts.Token, "task", "rm", "b1")).EnsureSuccess();
+        }, cts.Token);
+        await ctrd.AssertNoViewOrLeaseAsync(cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task After_kill_9_of_a_shim_that_booted_boot_artifacts_delete_removes_view_lease_and_binds()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, ShimFixture.BootImage, "b2", "sleep", "1d")).EnsureSuccess();
-        try
+        await ctrd.WithDetachedTaskAsync("b2", [ShimFixture.BootImage, "b2", "sleep", "1d"], async () =>
         {
-            Assert.True(File.Exists(Path.Combine(_ctrd.Bundle("b2"), ViewState.FileName)), "no boot-artifact state in the bundle");
-            int shim = _ctrd.ShimPid("b2") ?? throw new InvalidOperationException("no shim process for b2");
-            using (Process p = Process.GetProcessById(shim))
-            {
-                p.Kill();
-            }
-            for (int i = 0; i < 200 && (await _ctrd.CtrAsync(cts.Token, "task", "ls", "-q")).StandardOutput.Contains("b2", StringComparison.Ordinal); i++)
-            {
-                await Task.Delay(100, cts.Token);
-            }
-        }
-        finally
-        {
-            await _ctrd.RemoveAsync("b2");
-        }
-        await _ctrd.AssertNothingLeftAsync("b2", cts.Token);
-        await _ctrd.AssertNoViewOrLeaseAsync(cts.Token);
+            Assert.True(File.Exists(Path.Combine(ctrd.Bundle("b2"), ViewState.FileName)), "no boot-artifact state in the bundle");
+            await ctrd.KillShimAndWaitGoneAsync("b2", cts.Token);
+        }, cts.Token);
+        await ctrd.AssertNoViewOrLeaseAsync(cts.Token);
     }
 }

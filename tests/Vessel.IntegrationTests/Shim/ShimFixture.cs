@@ -1,10 +1,4 @@
-using System.Diagnostics;
-using Vessel.Common;
-using Vessel.Containerd;
-using Vessel.Guest;
 using Vessel.IntegrationTests.Containerd;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Shim;
 
@@ -18,6 +12,9 @@ namespace Vessel.IntegrationTests.Shim;
 public sealed class ShimFixture : IAsyncLifetime
 {
     public static readonly string[] Requirements = ["root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar"];
+
+    /// <summary>The timeout of each test of the collection (its attribute\'s, and its cancellation\'s).</summary>
+    public const int TestTimeout = 600_000;
 
     public const string Namespace = "vessel-shim";
 
@@ -113,6 +110,57 @@ public sealed class ShimFixture : IAsyncLifetime
         (await CtrAsync(cancellationToken, "images", "import", "--base-name", BootImage.Split(':')[0], archive)).EnsureSuccess();
         File.Delete(archive);
         Directory.Delete(layout, recursive: true);
+    }
+
+    /// <summary>
+    /// Runs a detached task (<c>ctr run -d --runtime vessel</c> then <paramref name="runArguments"/>:
+    /// options, image, <paramref name="id"/>, command), runs <paramref name="body"/> on it, removes
+    /// task and container whatever happened, and then asserts that nothing of it is left.
+    /// </summary>
+    public async Task WithDetachedTaskAsync(string id, string[] runArguments, Func<Task> body, CancellationToken cancellationToken)
+    {
+        (await CtrAsync(cancellationToken, ["run", "-d", "--runtime", Runtime, .. runArguments])).EnsureSuccess();
+        try
+        {
+            await body();
+        }
+        finally
+        {
+            await RemoveAsync(id);
+        }
+        await AssertNothingLeftAsync(id, cancellationToken);
+    }
+
+    /// <summary>
+    /// <c>ctr run --rm --runtime vessel</c> then <paramref name="runArguments"/> (options, image,
+    /// <paramref name="id"/>, command): the run's result, with the container removed even where
+    /// the run failed before ctr could remove it.
+    /// </summary>
+    public async Task<ProcessResult> RunAndRemoveAsync(string id, string[] runArguments, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await CtrAsync(cancellationToken, ["run", "--rm", "--runtime", Runtime, .. runArguments]);
+        }
+        finally
+        {
+            await CtrAsync(CancellationToken.None, "containers", "rm", id);
+        }
+    }
+
+    /// <summary>SIGKILLs the shim of task <paramref name="id"/> and waits (up to about 20 s) until containerd has called its <c>delete</c> and lists no task.</summary>
+    public async Task KillShimAndWaitGoneAsync(string id, CancellationToken cancellationToken)
+    {
+        int shim = ShimPid(id) ?? throw new InvalidOperationException($"no shim process for {id}");
+        using (Process p = Process.GetProcessById(shim))
+        {
+            p.Kill();
+        }
+        // containerd sees the socket close and runs `containerd-shim-vessel-v1 delete` in the bundle.
+        for (int i = 0; i < 200 && (await CtrAsync(cancellationToken, "task", "ls", "-q")).StandardOutput.Contains(id, StringComparison.Ordinal); i++)
+        {
+            await Task.Delay(100, cancellationToken);
+        }
     }
 
     /// <summary>SIGKILLs task <paramref name="id"/> and waits (up to about 10 s) until ctr lists a stopped task.</summary>

@@ -1,8 +1,4 @@
-using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Shim;
 
@@ -12,9 +8,9 @@ namespace Vessel.IntegrationTests.Shim;
 /// (ResizePty) and the process in the VM sees it on its pseudo-terminal. Also the OCI spec's hostname.
 /// </summary>
 [Collection(ShimCollection.Name)]
-public sealed partial class ShimTerminalTests
+public sealed partial class ShimTerminalTests(ShimFixture ctrd)
 {
-    private const int Timeout = 600_000;
+    private const int Timeout = ShimFixture.TestTimeout;
 
     /// <summary>
     /// ctr sends the terminal's size (ResizePty) just after Start, as it does for runc: until it
@@ -22,14 +18,7 @@ public sealed partial class ShimTerminalTests
     /// </summary>
     private const string WaitForSize = "until [ -n \"$(stty size 2>/dev/null)\" ]; do sleep 0.1; done; ";
 
-    private readonly ShimFixture _ctrd;
-
-    public ShimTerminalTests(ShimFixture fixture)
-    {
-        _ctrd = fixture;
-    }
-
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", "script", Timeout = Timeout)]
+    [ShimFact("script")]
     public async Task Ctr_run_t_gives_the_container_a_pty_of_ctrs_terminal_size_and_its_exit_code()
     {
         using var cts = new CancellationTokenSource(Timeout);
@@ -39,62 +28,48 @@ public sealed partial class ShimTerminalTests
         // ctr's own terminal (script's) adds a second \r to each of the guest terminal's \r\n.
         string[] lines = Lines(run.StandardOutput);
         Assert.True(lines.Length == 3 && PtyLine().IsMatch(lines[0]) && lines[1] == "33 101" && lines[2] == "stderr-is-tty", "output: " + run.StandardOutput);
-        await _ctrd.AssertNothingLeftAsync("tt1", cts.Token);
+        await ctrd.AssertNothingLeftAsync("tt1", cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", "script", Timeout = Timeout)]
+    [ShimFact("script")]
     public async Task Ctr_task_exec_t_runs_on_its_own_pty_beside_a_detached_task()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "tt2", "sleep", "1d")).EnsureSuccess();
-        try
+        await ctrd.WithDetachedTaskAsync("tt2", [ShimFixture.Image, "tt2", "sleep", "1d"], async () =>
         {
             ProcessResult exec = await CtrOnTerminalAsync(21, 77, cts.Token, "task", "exec", "-t", "--exec-id", "e1", "tt2", "sh", "-c", WaitForSize + "tty; stty size; exit 4");
             Assert.True(exec.ExitCode == 4, $"ctr task exec -t exited with {exec.ExitCode}: {exec.StandardOutput}{exec.StandardError}");
             string[] lines = Lines(exec.StandardOutput);
             Assert.True(lines.Length == 2 && PtyLine().IsMatch(lines[0]) && lines[1] == "21 77", "output: " + exec.StandardOutput);
-            await _ctrd.KillAndWaitStoppedAsync("tt2", cts.Token);
-        }
-        finally
-        {
-            await _ctrd.RemoveAsync("tt2");
-        }
-        await _ctrd.AssertNothingLeftAsync("tt2", cts.Token);
+            await ctrd.KillAndWaitStoppedAsync("tt2", cts.Token);
+        }, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task The_spec_hostname_is_the_guests_and_a_spec_root_path_without_mounts_is_the_rootfs()
     {
         // ctr 1.6 has no --hostname: `ctr run --config` takes a whole spec (ctr's default, edited),
         // whose root is a tree on the host that containerd passes no mounts for (runc's rule).
         using var cts = new CancellationTokenSource(Timeout);
-        string tree = Path.Combine(_ctrd.Root, "th1-rootfs");
+        string tree = Path.Combine(ctrd.Root, "th1-rootfs");
         Directory.CreateDirectory(tree);
         (await ExternalProcess.RunAsync("tar", ["-xzf", TestImages.BusyboxTarball, "-C", tree], cts.Token)).EnsureSuccess();
-        var spec = JsonNode.Parse((await _ctrd.CtrAsync(cts.Token, "oci", "spec")).EnsureSuccess().StandardOutput)!;
+        var spec = JsonNode.Parse((await ctrd.CtrAsync(cts.Token, "oci", "spec")).EnsureSuccess().StandardOutput)!;
         spec["hostname"] = "spec-host";
         spec["root"] = new JsonObject { ["path"] = tree };
         spec["process"]!["args"] = new JsonArray("sh", "-c", "hostname; cat /etc/hostname; cat /etc/vessel-test-release");
-        string specPath = Path.Combine(_ctrd.Root, "th1-spec.json");
+        string specPath = Path.Combine(ctrd.Root, "th1-spec.json");
         await File.WriteAllTextAsync(specPath, spec.ToJsonString(), cts.Token);
-        ProcessResult run;
-        try
-        {
-            run = await _ctrd.CtrAsync(cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, "--config", specPath, "th1");
-        }
-        finally
-        {
-            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "th1");
-        }
+        ProcessResult run = await ctrd.RunAndRemoveAsync("th1", ["--config", specPath, "th1"], cts.Token);
         Assert.True(run.ExitCode == 0, $"ctr run exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
         Assert.Equal($"spec-host\nspec-host\n{TestImages.BusyboxRelease}", run.StandardOutput);
-        await _ctrd.AssertNothingLeftAsync("th1", cts.Token);
+        await ctrd.AssertNothingLeftAsync("th1", cts.Token);
     }
 
     /// <summary>ctr on a terminal of <paramref name="rows"/> x <paramref name="columns"/> (script's pty, sized by stty); script exits with ctr's code.</summary>
     private Task<ProcessResult> CtrOnTerminalAsync(int rows, int columns, CancellationToken cancellationToken, params string[] args)
     {
-        string ctr = string.Join(' ', new[] { "ctr", "-a", _ctrd.Socket, "-n", ShimFixture.Namespace }.Concat(args).Select(Quote));
+        string ctr = string.Join(' ', new[] { "ctr", "-a", ctrd.Socket, "-n", ShimFixture.Namespace }.Concat(args).Select(Quote));
         return ExternalProcess.RunAsync("script", ["-qec", $"stty rows {rows} cols {columns}; exec {ctr}", "/dev/null"], cancellationToken, standardInput: string.Empty, timeout: TimeSpan.FromMinutes(5));
     }
 

@@ -1,77 +1,59 @@
-using System.Diagnostics;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Shim;
 
 /// <summary>containerd-shim-vessel-v1 driven by ctr against a private containerd, with real VMs (TCG here).</summary>
 [Collection(ShimCollection.Name)]
-public sealed class ShimTests
+public sealed class ShimTests(ShimFixture ctrd)
 {
-    private const int Timeout = 600_000;
+    private const int Timeout = ShimFixture.TestTimeout;
 
-    private readonly ShimFixture _ctrd;
-
-    public ShimTests(ShimFixture fixture)
-    {
-        _ctrd = fixture;
-    }
-
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task Ctr_run_rm_prints_the_image_file_and_exits_3_on_the_guest_kernel_and_leaves_nothing()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        ProcessResult run = await _ctrd.CtrAsync(cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t1",
+        ProcessResult run = await ctrd.CtrAsync(cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t1",
             "sh", "-c", "cat /etc/vessel-test-release; uname -r; hostname; echo to-stderr >&2; exit 3");
         Assert.True(run.ExitCode == 3, $"ctr run exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
         string[] lines = run.StandardOutput.Split('\n');
         Assert.Equal(TestImages.BusyboxRelease.TrimEnd('\n'), lines[0]);
         // The guest kernel (the kit's), not the host's.
-        Assert.Equal("linux-image-" + lines[1], _ctrd.Kit!.Manifest.KernelPackage);
+        Assert.Equal("linux-image-" + lines[1], ctrd.Kit!.Manifest.KernelPackage);
         Assert.NotEqual((await ExternalProcess.RunAsync("uname", ["-r"], cts.Token)).StandardOutput.Trim(), lines[1]);
         Assert.Equal("t1", lines[2]);
         Assert.Contains("to-stderr", run.StandardError, StringComparison.Ordinal);
-        await _ctrd.AssertNothingLeftAsync("t1", cts.Token);
+        await ctrd.AssertNothingLeftAsync("t1", cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task Stdin_reaches_the_container_through_its_fifo()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        ProcessResult run = await _ctrd.CtrWithInputAsync("line one\nline two\n", cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t3",
+        ProcessResult run = await ctrd.CtrWithInputAsync("line one\nline two\n", cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t3",
             "sh", "-c", "wc -l; echo end");
         Assert.True(run.ExitCode == 0, $"ctr run exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
         Assert.Equal(["2", "end"], run.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Trim()));
-        await _ctrd.AssertNothingLeftAsync("t3", cts.Token);
+        await ctrd.AssertNothingLeftAsync("t3", cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task Exec_ps_and_kill_act_on_a_detached_task_with_events_in_order_and_rm_leaves_nothing()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        using var events = EventsRecorder.Start(_ctrd);
-        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t2", "sleep", "1d")).EnsureSuccess();
-        try
+        using var events = EventsRecorder.Start(ctrd);
+        await ctrd.WithDetachedTaskAsync("t2", [ShimFixture.Image, "t2", "sleep", "1d"], async () =>
         {
-            ProcessResult exec = await _ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "t2", "sh", "-c", "echo ok; exit 4");
+            ProcessResult exec = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "t2", "sh", "-c", "echo ok; exit 4");
             Assert.True(exec.ExitCode == 4, $"ctr task exec exited with {exec.ExitCode}: {exec.StandardOutput}{exec.StandardError}");
             Assert.Equal("ok\n", exec.StandardOutput);
 
-            string ps = (await _ctrd.CtrAsync(cts.Token, "task", "ps", "t2")).EnsureSuccess().StandardOutput;
+            string ps = (await ctrd.CtrAsync(cts.Token, "task", "ps", "t2")).EnsureSuccess().StandardOutput;
             string[] pids = ps.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0]).ToArray();
             Assert.Single(pids);
-            Assert.Contains("RUNNING", (await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput, StringComparison.Ordinal);
+            Assert.Contains("RUNNING", (await ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput, StringComparison.Ordinal);
 
-            await _ctrd.KillAndWaitStoppedAsync("t2", cts.Token);
-            Assert.Contains("STOPPED", (await _ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput, StringComparison.Ordinal);
-            (await _ctrd.CtrAsync(cts.Token, "task", "rm", "t2")).EnsureSuccess();
-        }
-        finally
-        {
-            await _ctrd.RemoveAsync("t2");
-        }
-        await _ctrd.AssertNothingLeftAsync("t2", cts.Token);
+            await ctrd.KillAndWaitStoppedAsync("t2", cts.Token);
+            Assert.Contains("STOPPED", (await ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput, StringComparison.Ordinal);
+            (await ctrd.CtrAsync(cts.Token, "task", "rm", "t2")).EnsureSuccess();
+        }, cts.Token);
 
         IReadOnlyList<string> topics = await events.TopicsAsync("t2", "/containers/delete", cts.Token);
         Assert.Equal(
@@ -84,45 +66,29 @@ public sealed class ShimTests
         Assert.Contains("\"exit_status\":137", log, StringComparison.Ordinal);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task After_kill_9_of_the_shim_containerd_calls_delete_and_nothing_is_left()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t4", "sleep", "1d")).EnsureSuccess();
-        try
+        await ctrd.WithDetachedTaskAsync("t4", [ShimFixture.Image, "t4", "sleep", "1d"], async () =>
         {
-            int shim = _ctrd.ShimPid("t4") ?? throw new InvalidOperationException("no shim process for t4");
-            Assert.Equal(2, _ctrd.MarkedProcesses().Count); // the shim and its VMM
-            using (Process p = Process.GetProcessById(shim))
-            {
-                p.Kill();
-            }
-            // containerd sees the socket close and runs `containerd-shim-vessel-v1 delete` in the bundle.
-            for (int i = 0; i < 200 && (await _ctrd.CtrAsync(cts.Token, "task", "ls", "-q")).StandardOutput.Contains("t4", StringComparison.Ordinal); i++)
-            {
-                await Task.Delay(100, cts.Token);
-            }
-        }
-        finally
-        {
-            await _ctrd.RemoveAsync("t4");
-        }
-        await _ctrd.AssertNothingLeftAsync("t4", cts.Token);
+            Assert.Equal(2, ctrd.MarkedProcesses().Count); // the shim and its VMM
+            await ctrd.KillShimAndWaitGoneAsync("t4", cts.Token);
+        }, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task Spec_tmpfs_and_file_bind_mounts_env_cwd_and_an_exec_user_are_honoured_in_the_vm()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        string hostFile = Path.Combine(_ctrd.Root, "from-host.txt");
+        string hostFile = Path.Combine(ctrd.Root, "from-host.txt");
         await File.WriteAllTextAsync(hostFile, "written on the host\n", cts.Token);
-        (await _ctrd.CtrAsync(cts.Token, "run", "-d", "--runtime", ShimFixture.Runtime, "--env", "GREETING=hello", "--cwd", "/tmp",
+        await ctrd.WithDetachedTaskAsync("t5", ["--env", "GREETING=hello", "--cwd", "/tmp",
             "--mount", "type=tmpfs,src=tmpfs,dst=/scratch,options=size=1m:mode=750",
             "--mount", $"type=bind,src={hostFile},dst=/etc/from-host,options=rbind:ro",
-            ShimFixture.Image, "t5", "sh", "-c", "echo \"$GREETING $(pwd)\" > /scratch/init.txt; sleep 1d")).EnsureSuccess();
-        try
+            ShimFixture.Image, "t5", "sh", "-c", "echo \"$GREETING $(pwd)\" > /scratch/init.txt; sleep 1d"], async () =>
         {
-            ProcessResult look = await _ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "t5", "sh", "-c",
+            ProcessResult look = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "t5", "sh", "-c",
                 "sleep 1; cat /scratch/init.txt; grep ' /scratch ' /proc/mounts; grep -c ' /run tmpfs ' /proc/mounts; cat /etc/from-host");
             Assert.True(look.ExitCode == 0, $"exec exited with {look.ExitCode}: {look.StandardOutput}{look.StandardError}");
             string[] lines = look.StandardOutput.Split('\n');
@@ -133,50 +99,36 @@ public sealed class ShimTests
             Assert.Equal("1", lines[2]); // containerd's default spec mounts a tmpfs on /run
             Assert.Equal("written on the host", lines[3]);
 
-            ProcessResult user = await _ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e2", "--user", "1000", "--cwd", "/etc", "t5", "sh", "-c", "id -u; pwd");
+            ProcessResult user = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e2", "--user", "1000", "--cwd", "/etc", "t5", "sh", "-c", "id -u; pwd");
             Assert.True(user.ExitCode == 0, $"exec exited with {user.ExitCode}: {user.StandardOutput}{user.StandardError}");
             Assert.Equal("1000\n/etc\n", user.StandardOutput);
-            await _ctrd.KillAndWaitStoppedAsync("t5", cts.Token);
-        }
-        finally
-        {
-            await _ctrd.RemoveAsync("t5");
-        }
-        await _ctrd.AssertNothingLeftAsync("t5", cts.Token);
+            await ctrd.KillAndWaitStoppedAsync("t5", cts.Token);
+        }, cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task A_bind_of_a_host_directory_is_refused_naming_it_and_leaves_nothing()
     {
         using var cts = new CancellationTokenSource(Timeout);
-        string hostDir = Path.Combine(_ctrd.Root, "host-dir");
+        string hostDir = Path.Combine(ctrd.Root, "host-dir");
         Directory.CreateDirectory(hostDir);
-        ProcessResult run;
-        try
-        {
-            run = await _ctrd.CtrAsync(cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime,
-                "--mount", $"type=bind,src={hostDir},dst=/host,options=rbind:rw", ShimFixture.Image, "t6", "true");
-        }
-        finally
-        {
-            await _ctrd.CtrAsync(CancellationToken.None, "containers", "rm", "t6");
-        }
+        ProcessResult run = await ctrd.RunAndRemoveAsync("t6", ["--mount", $"type=bind,src={hostDir},dst=/host,options=rbind:rw", ShimFixture.Image, "t6", "true"], cts.Token);
         Assert.NotEqual(0, run.ExitCode);
         Assert.Contains($"mount /host: a bind of the host directory {hostDir} cannot reach a Vessel VM", run.StandardError, StringComparison.Ordinal);
-        await _ctrd.AssertNothingLeftAsync("t6", cts.Token);
+        await ctrd.AssertNothingLeftAsync("t6", cts.Token);
     }
 
-    [RequiresFact("root", "containerd", "ctr", "qemu-system-x86_64", "busybox-image", "apt-get", "dpkg-deb", "modinfo", "setsid", "tar", Timeout = Timeout)]
+    [ShimFact]
     public async Task Without_ttrpc_address_events_go_through_containerd_publish_binary_in_order()
     {
         // containerd 1.6 always sets TTRPC_ADDRESS for its shims; a shim started without it
         // (another containerd, or an operator) must still reach containerd: `containerd publish`.
         using var cts = new CancellationTokenSource(Timeout);
-        using var events = EventsRecorder.Start(_ctrd);
+        using var events = EventsRecorder.Start(ctrd);
         var arguments = new global::Vessel.Shim.ShimArguments
         {
             Namespace = ShimFixture.Namespace,
-            Address = _ctrd.Socket,
+            Address = ctrd.Socket,
             PublishBinary = ExternalProcess.ResolveTool("containerd"),
             Id = "pub1",
         };

@@ -1,9 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json.Nodes;
 using Vessel.IntegrationTests.Service;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.State;
 
@@ -49,19 +44,14 @@ public sealed class PostgresDaemonFixture : IAsyncLifetime
 
 public sealed class PostgresDaemonTests(PostgresDaemonFixture fixture) : IClassFixture<PostgresDaemonFixture>
 {
-    private static object Sh(string script) => new { cmd = "/bin/sh", args = new[] { "-c", script } };
-
     private static async Task<string> ExecAsync(DaemonFixture d, string id, string script)
     {
-        using HttpResponseMessage response = await d.Unix.PostAsJsonAsync($"/sandboxes/{id}/commands", Sh(script));
-        string body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"exec: {(int)response.StatusCode} {body}");
-        (string stdout, _, JsonNode exit, _) = DaemonFixture.ParseCommand(body);
+        (string stdout, _, JsonNode exit, _) = await d.ExecAsync(id, DaemonFixture.Sh(script));
         Assert.Equal(0, exit["exitCode"]?.GetValue<int>() ?? -1);
         return stdout;
     }
 
-    [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "/usr/lib/postgresql/15/bin/initdb")]
+    [DaemonFact("/usr/lib/postgresql/15/bin/initdb")]
     public async Task A_daemon_on_postgres_state_keeps_a_paused_sandbox_across_a_restart_and_resumes_it_with_its_files()
     {
         DaemonFixture d = fixture.Daemon!;

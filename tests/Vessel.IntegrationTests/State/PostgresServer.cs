@@ -1,7 +1,4 @@
-using System.Diagnostics;
-using System.Globalization;
 using Npgsql;
-using Vessel.Common;
 
 namespace Vessel.IntegrationTests.State;
 

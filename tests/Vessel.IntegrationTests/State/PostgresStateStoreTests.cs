@@ -1,8 +1,3 @@
-using Vessel.Common;
-using Vessel.State;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.State;
 
 /// <summary>One PostgreSQL server for the class (a fresh database per test).</summary>

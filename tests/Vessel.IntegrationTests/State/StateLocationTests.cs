@@ -1,7 +1,4 @@
 using Npgsql;
-using Vessel.Common;
-using Vessel.State;
-using Xunit;
 
 namespace Vessel.IntegrationTests.State;
 

@@ -1,7 +1,4 @@
 using System.Data.Common;
-using Vessel.State;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.State;
 

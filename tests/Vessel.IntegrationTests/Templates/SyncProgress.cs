@@ -1,5 +1,3 @@
-using Vessel.Templates;
-
 namespace Vessel.IntegrationTests.Templates;
 
 /// <summary>Progress that reports on the calling thread (Progress&lt;T&gt; posts to the thread pool and may report late).</summary>

@@ -1,12 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.Text;
-using Vessel.Blocks;
-using Vessel.Common;
-using Vessel.State;
-using Vessel.Templates;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Templates;
 

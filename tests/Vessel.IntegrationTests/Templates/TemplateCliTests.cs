@@ -1,7 +1,3 @@
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.IntegrationTests.Templates;
 
 public sealed class TemplateCliTests : IDisposable
@@ -17,15 +13,7 @@ public sealed class TemplateCliTests : IDisposable
         CancellationToken ct = cts.Token;
         Directory.CreateDirectory(_dir.Combine("app"));
         File.WriteAllText(_dir.Combine("app", "a.txt"), "a\n");
-        string spec = _dir.Combine("spec.json");
-        File.WriteAllText(spec, $$"""
-            {
-              "name": "cli",
-              "from": "tarball:{{TestImages.BusyboxTarball}}",
-              "diskSize": "128M",
-              "steps": [ { "copy": { "src": "app", "dest": "/app" } }, { "env": { "A": "1" } } ]
-            }
-            """);
+        string spec = TestImages.WriteTemplateSpec(_dir.Combine("spec.json"), "cli", """ "steps": [ { "copy": { "src": "app", "dest": "/app" } }, { "env": { "A": "1" } } ] """);
         string home = _dir.Combine("home");
         ProcessResult first = await VesselCli.RunAsync(ct, "template", "build", "-f", spec, "--home", home);
         Assert.True(first.ExitCode == 0, first.StandardError);

@@ -1,9 +1,3 @@
-using Vessel.Blocks;
-using Vessel.Guest;
-using Vessel.Sandboxes;
-using Vessel.State;
-using Vessel.Templates;
-
 namespace Vessel.IntegrationTests.Templates;
 
 /// <summary>A home for VM template builds in tests: state, layers, a sandbox manager and a builder on them.</summary>

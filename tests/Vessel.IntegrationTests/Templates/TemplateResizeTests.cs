@@ -1,11 +1,4 @@
-using Vessel.Blocks;
-using Vessel.Common;
 using Vessel.Nbd;
-using Vessel.Oci;
-using Vessel.Rootfs;
-using Vessel.Templates;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Templates;
 
@@ -24,11 +17,8 @@ public sealed class TemplateResizeTests : IDisposable
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(4));
         CancellationToken ct = cts.Token;
-        LayerStore store = LayerStore.OpenDirectory(_dir.Combine("blocks"));
-        BuildHeader parent = await ImportBusyboxAsync(store, 256L << 20, ct);
+        var (store, parent, work) = await ArrangeAsync(ct);
         IReadOnlyList<ProvisioningFile> files = Provisioning.Files(new ProvisioningOptions { Hostname = "child" });
-        string work = _dir.Combine("work");
-        Directory.CreateDirectory(work);
 
         BuildHeader grown = await TemplateResize.BuildBaseAsync(store, parent.BuildId, 512L << 20, files, [], work, null, ct);
         Assert.Equal(512L << 20, grown.Size);
@@ -57,11 +47,8 @@ public sealed class TemplateResizeTests : IDisposable
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         CancellationToken ct = cts.Token;
-        LayerStore store = LayerStore.OpenDirectory(_dir.Combine("blocks"));
-        BuildHeader parent = await ImportBusyboxAsync(store, 256L << 20, ct);
+        var (store, parent, work) = await ArrangeAsync(ct);
         IReadOnlyList<ProvisioningFile> files = Provisioning.Files(new ProvisioningOptions());
-        string work = _dir.Combine("work");
-        Directory.CreateDirectory(work);
         int before = (await store.ListAsync(ct)).Count;
 
         VesselException e = await Assert.ThrowsAsync<VesselException>(
@@ -76,10 +63,7 @@ public sealed class TemplateResizeTests : IDisposable
     public async Task Cancellation_mid_resize_unmounts_and_removes_everything()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        LayerStore store = LayerStore.OpenDirectory(_dir.Combine("blocks"));
-        BuildHeader parent = await ImportBusyboxAsync(store, 256L << 20, cts.Token);
-        string work = _dir.Combine("work");
-        Directory.CreateDirectory(work);
+        var (store, parent, work) = await ArrangeAsync(cts.Token);
         int before = (await store.ListAsync(cts.Token)).Count;
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
         Task<BuildHeader> build = TemplateResize.BuildBaseAsync(store, parent.BuildId, 1L << 30, Provisioning.Files(new ProvisioningOptions()), [],
@@ -87,6 +71,16 @@ public sealed class TemplateResizeTests : IDisposable
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => build);
         Assert.Equal(before, (await store.ListAsync(cts.Token)).Count);
         AssertNothingLeft(work);
+    }
+
+    /// <summary>A layer store in the test directory holding the busybox image on a 256 MiB disk (the parent), and an empty work directory.</summary>
+    private async Task<(LayerStore Store, BuildHeader Parent, string Work)> ArrangeAsync(CancellationToken ct)
+    {
+        LayerStore store = LayerStore.OpenDirectory(_dir.Combine("blocks"));
+        BuildHeader parent = await ImportBusyboxAsync(store, 256L << 20, ct);
+        string work = _dir.Combine("work");
+        Directory.CreateDirectory(work);
+        return (store, parent, work);
     }
 
     internal static async Task<BuildHeader> ImportBusyboxAsync(LayerStore store, long size, CancellationToken ct, string? flatCopy = null)

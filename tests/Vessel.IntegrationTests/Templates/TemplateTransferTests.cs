@@ -1,13 +1,5 @@
-using System.Security.Cryptography;
-using System.Text;
-using Vessel.Blocks;
-using Vessel.Common;
 using Vessel.IntegrationTests.Blocks;
 using Vessel.IntegrationTests.Sandboxes;
-using Vessel.State;
-using Vessel.Templates;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Templates;
 
@@ -18,51 +10,22 @@ namespace Vessel.IntegrationTests.Templates;
 /// with nothing written.
 /// </summary>
 [Collection(SandboxCollection.Name)]
-public sealed class TemplateTransferTests : IAsyncLifetime
+public sealed class TemplateTransferTests(SandboxEnvironment env) : S3TestBase("vessel-tpl-s3-")
 {
-    private const int Chunk = 64 << 10;
-    private readonly SandboxEnvironment _env;
-    private readonly TempDirectory _dir = TempDirectory.Create("vessel-tpl-s3-");
-    private S3Server? _server;
-
-    public TemplateTransferTests(SandboxEnvironment env)
-    {
-        _env = env;
-    }
-
-    private S3Server Server => _server!;
-
-    public async Task InitializeAsync() => _server = await S3Server.StartIfAvailableAsync(CancellationToken.None);
-
-    public async Task DisposeAsync()
-    {
-        await (_server?.DisposeAsync() ?? ValueTask.CompletedTask);
-        _dir.Dispose();
-    }
-
     [RequiresFact("npm", "node", "qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "root", Timeout = 900_000)]
     public async Task A_pushed_template_is_pulled_into_an_empty_home_and_resumes_there_from_its_snapshot()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
-        string homeA = Path.Combine(_env.StateDirectory, "tpl-push-a");
-        string homeB = Path.Combine(_env.StateDirectory, "tpl-push-b");
+        string homeA = Path.Combine(env.StateDirectory, "tpl-push-a");
+        string homeB = Path.Combine(env.StateDirectory, "tpl-push-b");
         Directory.CreateDirectory(homeA);
-        string spec = Path.Combine(homeA, "spec.json");
-        await File.WriteAllTextAsync(spec, $$"""
-            {
-              "name": "moved",
-              "from": "{{TestImages.BusyboxOciReference}}",
-              "diskSize": "128M",
-              "steps": [ { "run": "echo made-on-a > /made.txt" } ],
-              "start": "sleep 100000",
-              "ready": "pidof sleep"
-            }
-            """, ct);
+        string spec = TestImages.WriteTemplateSpec(Path.Combine(homeA, "spec.json"), "moved",
+            """ "steps": [ { "run": "echo made-on-a > /made.txt" } ], "start": "sleep 100000", "ready": "pidof sleep" """, TestImages.BusyboxOciReference);
         string bucket = $"s3://{Server.Bucket}/templates-test";
         var remote = new Dictionary<string, string>(Server.Environment);
-        Task<ProcessResult> Run(IReadOnlyDictionary<string, string> env, string[] args)
-            => ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct, environment: env, timeout: TimeSpan.FromMinutes(10));
+        Task<ProcessResult> Run(IReadOnlyDictionary<string, string> environment, string[] args)
+            => ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct, environment: environment, timeout: TimeSpan.FromMinutes(10));
         async Task<string> Vessel(params string[] args)
         {
             ProcessResult r = await Run(remote, args);
@@ -98,7 +61,7 @@ public sealed class TemplateTransferTests : IAsyncLifetime
         Assert.DoesNotContain(Directory.GetFileSystemEntries(Path.Combine(homeB, "snapshots")), d => d.Contains(".pull-", StringComparison.Ordinal));
 
         // A lazy pull leaves the layers in the bucket: a sandbox reads them through it as it starts.
-        string homeC = Path.Combine(_env.StateDirectory, "tpl-push-c");
+        string homeC = Path.Combine(env.StateDirectory, "tpl-push-c");
         ProcessResult refused = await Run(remote, ["template", "pull", "moved", "--from", bucket, "--lazy", "--home", homeC]);
         Assert.NotEqual(0, refused.ExitCode);
         Assert.Contains($"set VESSEL_REMOTE_STORE={bucket}", refused.StandardError, StringComparison.Ordinal);
@@ -116,14 +79,14 @@ public sealed class TemplateTransferTests : IAsyncLifetime
         ProcessResult missing = await Run(remote, ["template", "run", "moved", "--home", homeC, "--", "true"]);
         Assert.NotEqual(0, missing.ExitCode);
         Assert.Contains("is not in the store", missing.StandardError, StringComparison.Ordinal);
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("npm", "node", Timeout = 180_000)]
     public async Task A_blob_round_trips_with_holes_and_a_damaged_chunk_is_refused_leaving_no_file()
     {
         CancellationToken ct = CancellationToken.None;
-        using var storage = new S3LayerStorage(Server.Options("blobs", _dir.Combine("cache"), Chunk));
+        using var storage = new S3LayerStorage(Server.Options("blobs", Dir.Combine("cache"), Chunk));
         var blobs = new S3BlobStore(storage);
         // Ten chunks: random, zeros, random...; the zero ones are not sent.
         byte[] bytes = new byte[(10 * Chunk) + 123];
@@ -131,19 +94,19 @@ public sealed class TemplateTransferTests : IAsyncLifetime
         {
             RandomNumberGenerator.Fill(bytes.AsSpan(i * Chunk, Math.Min(Chunk, bytes.Length - (i * Chunk))));
         }
-        string source = _dir.Combine("blob.bin");
+        string source = Dir.Combine("blob.bin");
         await File.WriteAllBytesAsync(source, bytes, ct);
         S3BlobStore.Transfer put = await blobs.PutFileAsync(source, ct);
         Assert.Equal((5 * Chunk) + 123, put.Bytes);
         Assert.True((await blobs.PutFileAsync(source, ct)).Skipped);
 
-        string copy = _dir.Combine("copy.bin");
+        string copy = Dir.Combine("copy.bin");
         S3BlobStore.Transfer got = await blobs.GetFileAsync(put.Blob, copy, "test blob", ct);
         Assert.Equal(put.Bytes, got.Bytes);
         Assert.True((await File.ReadAllBytesAsync(copy, ct)).AsSpan().SequenceEqual(bytes));
 
         await storage.PutAsync(storage.KeyOf($"blobs/{put.Blob.Sha256}/{S3LayerStorage.ChunkName(4)}"), RandomNumberGenerator.GetBytes(Chunk), ct);
-        string damaged = _dir.Combine("damaged.bin");
+        string damaged = Dir.Combine("damaged.bin");
         var e = await Assert.ThrowsAsync<VesselException>(() => blobs.GetFileAsync(put.Blob, damaged, "test blob", ct));
         Assert.Equal(VesselErrorReason.Corrupt, e.Reason);
         Assert.Contains("chunk 4", e.Message, StringComparison.Ordinal);
@@ -155,8 +118,8 @@ public sealed class TemplateTransferTests : IAsyncLifetime
     public async Task A_hostile_manifest_is_refused_naming_the_problem_and_nothing_is_written()
     {
         CancellationToken ct = CancellationToken.None;
-        using var storage = new S3LayerStorage(Server.Options("hostile", _dir.Combine("cache-h"), Chunk));
-        var home = new VesselHome(_dir.Combine("home"));
+        using var storage = new S3LayerStorage(Server.Options("hostile", Dir.Combine("cache-h"), Chunk));
+        var home = new VesselHome(Dir.Combine("home"));
         Directory.CreateDirectory(home.Root);
         StateStore state = await StateStore.OpenAsync(home.StateDatabase, ct);
         var transfer = new TemplateTransfer(state, LayerStore.OpenDirectory(home.Blocks), home);
@@ -186,6 +149,6 @@ public sealed class TemplateTransferTests : IAsyncLifetime
         Assert.Equal(VesselErrorReason.InvalidInput, bad.Reason);
         Assert.Empty(await state.ListTemplatesAsync(ct));
         Assert.False(Directory.Exists(home.Snapshots) && Directory.EnumerateFileSystemEntries(home.Snapshots).Any());
-        Assert.False(Directory.Exists(Path.Combine(_dir.Path, "etc")));
+        Assert.False(Directory.Exists(Path.Combine(Dir.Path, "etc")));
     }
 }

@@ -1,15 +1,6 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.Text;
-using Vessel.Agent;
-using Vessel.Blocks;
-using Vessel.Common;
 using Vessel.IntegrationTests.Sandboxes;
-using Vessel.Sandboxes;
-using Vessel.State;
-using Vessel.Templates;
-using Vessel.Testing;
-using Xunit;
+using static Vessel.IntegrationTests.Sandboxes.SandboxShell;
 
 namespace Vessel.IntegrationTests.Templates;
 
@@ -19,17 +10,10 @@ namespace Vessel.IntegrationTests.Templates;
 /// template's disk, and children that grow or shrink the disk, each booted and checked inside.
 /// </summary>
 [Collection(SandboxCollection.Name)]
-public sealed class TemplateVmTests
+public sealed class TemplateVmTests(SandboxEnvironment env)
 {
-    private readonly SandboxEnvironment _env;
-
-    public TemplateVmTests(SandboxEnvironment env)
-    {
-        _env = env;
-    }
-
     private Task<TemplateHome> OpenAsync(string name, CancellationToken ct) =>
-        TemplateHome.OpenAsync(_env.StateDirectory, name, _env.Kit!, ct);
+        TemplateHome.OpenAsync(env.StateDirectory, name, env.Kit!, ct);
 
     private static string Context(string home)
     {
@@ -56,23 +40,9 @@ public sealed class TemplateVmTests
     private static bool HookRan(List<BuildEvent> events, int phase)
         => events.Any(e => e.Phase == phase && e.Kind == BuildEventKind.Output && e.Message!.Contains(ReservedBlocks.HookName, StringComparison.Ordinal));
 
-    private static async Task<(int Code, string Output)> ExecAsync(Sandbox sandbox, string script, string? user = null, string? cwd = null)
-    {
-        using var output = new MemoryStream();
-        ExitStatus status = await sandbox.ExecAsync(new ExecRequest(["/bin/sh", "-c", script]) { User = user, WorkingDirectory = cwd }, null, output, output, CancellationToken.None);
-        return (status.ExitCode, Encoding.UTF8.GetString(output.ToArray()));
-    }
-
-    private static async Task<string> OutputAsync(Sandbox sandbox, string script)
-    {
-        (int code, string output) = await ExecAsync(sandbox, script);
-        Assert.True(code == 0, $"'{script}' exited with {code}: {output}");
-        return output;
-    }
-
     private void AssertNothingLeft(TemplateHome home)
     {
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
         string sandboxes = System.IO.Path.Combine(home.Path, "sandboxes");
         Assert.True(!Directory.Exists(sandboxes) || Directory.GetFileSystemEntries(sandboxes).Length == 0, "build VM directories left in " + sandboxes);
         Assert.Empty(Directory.GetFileSystemEntries(System.IO.Path.Combine(home.Path, "work")));
@@ -217,19 +187,11 @@ public sealed class TemplateVmTests
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "root", Timeout = 600_000)]
     public async Task Cli_template_build_runs_steps_in_a_vm_and_template_run_resumes_its_snapshot()
     {
-        string home = Path.Combine(_env.StateDirectory, "tpl-cli");
+        string home = Path.Combine(env.StateDirectory, "tpl-cli");
         Directory.CreateDirectory(home);
-        string spec = Path.Combine(home, "spec.json");
-        await File.WriteAllTextAsync(spec, $$"""
-            {
-              "name": "cli",
-              "from": "{{TestImages.BusyboxOciReference}}",
-              "diskSize": "128M",
-              "steps": [ { "run": "echo from-the-build-vm; echo baked > /baked.txt" }, { "env": { "WHO": "template" } } ],
-              "start": "sleep 100000",
-              "ready": "pidof sleep"
-            }
-            """);
+        string spec = TestImages.WriteTemplateSpec(Path.Combine(home, "spec.json"), "cli",
+            """ "steps": [ { "run": "echo from-the-build-vm; echo baked > /baked.txt" }, { "env": { "WHO": "template" } } ], "start": "sleep 100000", "ready": "pidof sleep" """,
+            TestImages.BusyboxOciReference);
         ProcessResult build = await VesselCli.RunAsync(CancellationToken.None, "template", "build", "-f", spec, "--home", home);
         Assert.True(build.ExitCode == 0, build.StandardError);
         Assert.Contains("from-the-build-vm", build.StandardError, StringComparison.Ordinal);
@@ -247,7 +209,7 @@ public sealed class TemplateVmTests
         Assert.NotEqual(0, missing.ExitCode);
         Assert.Contains("no template named 'nope'", missing.StandardError, StringComparison.Ordinal);
         Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(home, "sandboxes")));
-        _env.AssertNothingLeft();
+        env.AssertNothingLeft();
     }
 
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "root", Timeout = 600_000)]

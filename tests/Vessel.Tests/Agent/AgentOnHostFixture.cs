@@ -1,9 +1,3 @@
-using System.Diagnostics;
-using Vessel.Agent;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.Tests.Agent;
 
 /// <summary>

@@ -1,25 +1,14 @@
-using System.Text;
-using Vessel.Agent;
 using Vessel.Agent.Protocol;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.Tests.Agent;
 
 /// <summary>ExecTerminal on the real agent run on the host: a process on a pseudo-terminal, its size and its resize.</summary>
-public sealed class AgentTerminalTests : IClassFixture<AgentOnHostFixture>
+public sealed class AgentTerminalTests(AgentOnHostFixture fixture) : IClassFixture<AgentOnHostFixture>
 {
-    private readonly AgentOnHostFixture _fixture;
-
-    public AgentTerminalTests(AgentOnHostFixture fixture)
-    {
-        _fixture = fixture;
-    }
-
     [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task A_terminal_exec_has_a_tty_on_all_three_fds_of_the_size_asked_and_a_resize_reaches_it()
     {
-        await using AgentClient client = await _fixture.ConnectAsync();
+        await using AgentClient client = await fixture.ConnectAsync();
         using ExecSession session = await client.StartAsync(
             new ExecRequest(["sh", "-c", "for fd in 0 1 2; do [ -t $fd ] && echo tty$fd; done; stty size; echo err >&2; read line; stty size; echo \"got $line\"; exit 6"])
             {
@@ -44,7 +33,7 @@ public sealed class AgentTerminalTests : IClassFixture<AgentOnHostFixture>
     [RequiresFact("root", "busybox-image", Timeout = 60_000)]
     public async Task A_terminal_exec_of_an_unknown_program_says_so_on_the_terminal_and_exits_127()
     {
-        await using AgentClient client = await _fixture.ConnectAsync();
+        await using AgentClient client = await fixture.ConnectAsync();
         using ExecSession session = await client.StartAsync(new ExecRequest(["no-such-program"]) { Terminal = new TerminalSize(24, 80) }, CancellationToken.None);
         using var output = new WatchedOutput();
         ExitStatus status = await session.WaitAsync(output, null, CancellationToken.None);

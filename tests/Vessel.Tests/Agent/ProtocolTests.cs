@@ -1,7 +1,4 @@
-using System.Net.Sockets;
 using Vessel.Agent.Protocol;
-using Vessel.Common;
-using Xunit;
 
 namespace Vessel.Tests.Agent;
 

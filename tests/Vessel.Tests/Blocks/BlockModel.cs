@@ -1,6 +1,3 @@
-using Vessel.Blocks;
-using Xunit;
-
 namespace Vessel.Tests.Blocks;
 
 /// <summary>The byte-array model the block property tests check devices against (overlays, layer sessions).</summary>

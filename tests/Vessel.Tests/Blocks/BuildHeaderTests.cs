@@ -1,6 +1,3 @@
-using Vessel.Blocks;
-using Xunit;
-
 namespace Vessel.Tests.Blocks;
 
 public sealed class BuildHeaderTests

@@ -1,8 +1,3 @@
-using Vessel.Blocks;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.Tests.Blocks;
 
 public sealed class LayerStoreTests : IDisposable

@@ -1,7 +1,3 @@
-using Vessel.Blocks;
-using Vessel.Common;
-using Xunit;
-
 namespace Vessel.Tests.Blocks;
 
 /// <summary>Random writes, trims and zeroes over random chains of builds, checked block by block against a byte array.</summary>

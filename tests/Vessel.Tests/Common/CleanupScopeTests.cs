@@ -1,6 +1,3 @@
-using Vessel.Common;
-using Xunit;
-
 namespace Vessel.Tests.Common;
 
 public sealed class CleanupScopeTests

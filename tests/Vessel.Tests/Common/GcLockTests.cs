@@ -1,7 +1,3 @@
-using System.Diagnostics;
-using Vessel.Common;
-using Xunit;
-
 namespace Vessel.Tests.Common;
 
 /// <summary>The home's gc lock against another process's flock(1): builders share it, gc excludes them.</summary>

@@ -1,7 +1,4 @@
 using System.Text.RegularExpressions;
-using Vessel.Common;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.Tests.Common;
 

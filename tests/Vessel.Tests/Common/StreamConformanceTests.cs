@@ -1,9 +1,5 @@
-using System.Diagnostics;
 using System.IO.Compression;
-using Vessel.Common;
-using Vessel.Oci;
 using Vessel.Tar;
-using Vessel.Testing;
 
 namespace Vessel.Tests.Common;
 

@@ -1,11 +1,9 @@
 using System.Buffers.Binary;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
-using Vessel.Common;
 using Vessel.Containerd.Api.Task;
 using Vessel.Containerd.Ttrpc;
 using Vessel.Containerd.Ttrpc.Wire;
-using Xunit;
 
 namespace Vessel.Tests.Containerd;
 

@@ -1,9 +1,5 @@
 using System.Buffers.Binary;
-using System.Text;
-using Vessel.Common;
 using Vessel.Ext4;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.Tests.Ext4;
 

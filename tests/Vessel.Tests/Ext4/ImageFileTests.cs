@@ -1,6 +1,4 @@
-using Vessel.Common;
 using Vessel.Ext4;
-using Xunit;
 
 namespace Vessel.Tests.Ext4;
 

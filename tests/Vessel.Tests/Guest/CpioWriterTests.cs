@@ -1,9 +1,3 @@
-using System.Text;
-using Vessel.Common;
-using Vessel.Guest;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.Tests.Guest;
 
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]

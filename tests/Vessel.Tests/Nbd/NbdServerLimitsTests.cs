@@ -1,11 +1,4 @@
-using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
-using Vessel.Blocks;
-using Vessel.Common;
 using Vessel.Nbd;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.Tests.Nbd;
 

@@ -1,8 +1,5 @@
 using System.Buffers.Binary;
-using Vessel.Blocks;
-using Vessel.Common;
 using Vessel.Nbd;
-using Xunit;
 
 namespace Vessel.Tests.Nbd;
 

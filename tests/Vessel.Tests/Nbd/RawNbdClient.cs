@@ -1,6 +1,4 @@
 using System.Buffers.Binary;
-using System.Net.Sockets;
-using System.Text;
 using Vessel.Nbd;
 
 namespace Vessel.Tests.Nbd;

@@ -1,8 +1,3 @@
-using Vessel.Common;
-using Vessel.Oci;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.Tests.Oci;
 
 /// <summary>Gzip tarballs made by the real <c>gzip</c>, read as <c>gzip -d</c> reads them (it is the oracle).</summary>
@@ -43,13 +38,19 @@ public sealed class GzipDecoderTests : IDisposable
     private static async Task<ProcessResult> GzipTestAsync(string file, CancellationToken ct) =>
         await ExternalProcess.RunAsync("gzip", ["-t", file], ct);
 
+    /// <summary>gzip -t accepts <paramref name="file"/>, and the layer reader decodes it to <paramref name="tar"/>.</summary>
+    private static async Task AssertAcceptedAsync(string file, byte[] tar, CancellationToken ct)
+    {
+        Assert.Equal(0, (await GzipTestAsync(file, ct)).ExitCode);
+        Assert.Equal(tar, await ReadLayerAsync(file, ct));
+    }
+
     [RequiresFact("gzip", Timeout = Timeout)]
     public async Task A_multi_member_tarball_made_by_gzip_decodes_whole()
     {
         using var cts = new CancellationTokenSource(Timeout);
         (string file, byte[] tar, _) = await TwoMemberTarballAsync(cts.Token);
-        Assert.Equal(0, (await GzipTestAsync(file, cts.Token)).ExitCode);
-        Assert.Equal(tar, await ReadLayerAsync(file, cts.Token));
+        await AssertAcceptedAsync(file, tar, cts.Token);
     }
 
     [RequiresFact("gzip", Timeout = Timeout)]
@@ -77,8 +78,7 @@ public sealed class GzipDecoderTests : IDisposable
         {
             f.Write(new byte[10_240]); // a tape block's worth, as some tools pad
         }
-        Assert.Equal(0, (await GzipTestAsync(file, cts.Token)).ExitCode);
-        Assert.Equal(tar, await ReadLayerAsync(file, cts.Token));
+        await AssertAcceptedAsync(file, tar, cts.Token);
     }
 
     [RequiresFact("gzip", Timeout = Timeout)]

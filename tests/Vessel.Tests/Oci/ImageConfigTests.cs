@@ -1,8 +1,3 @@
-using System.Text;
-using Vessel.Common;
-using Vessel.Oci;
-using Xunit;
-
 namespace Vessel.Tests.Oci;
 
 public sealed class ImageConfigTests

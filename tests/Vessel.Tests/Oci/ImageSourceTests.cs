@@ -1,9 +1,3 @@
-using System.Text;
-using Vessel.Common;
-using Vessel.Oci;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.Tests.Oci;
 
 public sealed class ImageSourceTests : IDisposable

@@ -1,8 +1,6 @@
 using System.Formats.Tar;
 using System.IO.Compression;
-using System.Text;
 using System.Text.Json;
-using Vessel.Oci;
 
 namespace Vessel.Tests.Oci;
 

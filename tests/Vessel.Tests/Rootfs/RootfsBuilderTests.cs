@@ -1,8 +1,4 @@
 using System.Formats.Tar;
-using Vessel.Common;
-using Vessel.Rootfs;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.Tests.Rootfs;
 

@@ -1,9 +1,3 @@
-using Vessel.Common;
-using Vessel.Oci;
-using Vessel.Rootfs;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.Tests.Rootfs;
 
 /// <summary>A rootfs tarball found again in the cache by its file's identity, without reading it (issue 15: cached start must not grow with image size).</summary>

@@ -1,8 +1,3 @@
-using Vessel.Common;
-using Vessel.Rootfs;
-using Vessel.Testing;
-using Xunit;
-
 namespace Vessel.Tests.Rootfs;
 
 public sealed class RootfsCacheTests : IDisposable

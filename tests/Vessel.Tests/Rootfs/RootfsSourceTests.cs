@@ -1,9 +1,5 @@
 using System.Formats.Tar;
 using System.IO.Compression;
-using Vessel.Common;
-using Vessel.Rootfs;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.Tests.Rootfs;
 

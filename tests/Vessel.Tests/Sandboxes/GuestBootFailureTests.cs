@@ -1,6 +1,3 @@
-using Vessel.Sandboxes;
-using Xunit;
-
 namespace Vessel.Tests.Sandboxes;
 
 public sealed class GuestBootFailureTests

@@ -1,7 +1,3 @@
-using Vessel.Oci;
-using Vessel.Sandboxes;
-using Xunit;
-
 namespace Vessel.Tests.Sandboxes;
 
 public sealed class PausedPodTests : IDisposable

@@ -1,7 +1,6 @@
 using Vessel.Agent.Protocol;
 using Vessel.Oci;
 using Vessel.Sandboxes;
-using Xunit;
 
 namespace Vessel.Tests.Sandboxes;
 

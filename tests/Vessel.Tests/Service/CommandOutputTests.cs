@@ -1,8 +1,5 @@
 using Microsoft.Data.Sqlite;
-using Vessel.Common;
 using Vessel.Service;
-using Vessel.State;
-using Xunit;
 
 namespace Vessel.Tests.Service;
 

@@ -1,6 +1,4 @@
-using Vessel.Common;
 using Vessel.Service;
-using Xunit;
 
 namespace Vessel.Tests.Service;
 

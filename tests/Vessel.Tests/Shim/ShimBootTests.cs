@@ -1,6 +1,4 @@
-using Vessel.Containerd;
 using Vessel.Shim;
-using Xunit;
 
 namespace Vessel.Tests.Shim;
 

@@ -1,6 +1,4 @@
-using System.Text;
 using Vessel.Shim;
-using Xunit;
 
 namespace Vessel.Tests.Shim;
 

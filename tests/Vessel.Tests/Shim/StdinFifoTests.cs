@@ -1,7 +1,4 @@
-using System.Diagnostics;
-using System.Text;
 using Vessel.Shim;
-using Xunit;
 
 namespace Vessel.Tests.Shim;
 

@@ -1,7 +1,4 @@
 using Microsoft.Data.Sqlite;
-using Vessel.Common;
-using Vessel.State;
-using Xunit;
 
 namespace Vessel.Tests.State;
 

@@ -1,6 +1,4 @@
-using System.Text;
 using Vessel.Tar;
-using Xunit;
 using SysTar = System.Formats.Tar;
 
 namespace Vessel.Tests.Tar;

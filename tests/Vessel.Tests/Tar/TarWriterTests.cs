@@ -1,9 +1,4 @@
-using System.Diagnostics;
-using System.Text;
-using Vessel.Common;
 using Vessel.Tar;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.Tests.Tar;
 

@@ -1,8 +1,4 @@
-using Vessel.Blocks;
-using Vessel.Common;
-using Vessel.Templates;
 using Vessel.Tests.Blocks;
-using Xunit;
 
 namespace Vessel.Tests.Templates;
 

@@ -1,6 +1,3 @@
-using Vessel.Templates;
-using Xunit;
-
 namespace Vessel.Tests.Templates;
 
 public sealed class PhaseHashTests

@@ -1,8 +1,4 @@
-using Vessel.Common;
 using Vessel.Ext4;
-using Vessel.Templates;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.Tests.Templates;
 

@@ -1,6 +1,3 @@
-using Vessel.Templates;
-using Xunit;
-
 namespace Vessel.Tests.Templates;
 
 /// <summary>The decision of seed 000, one case per call site.</summary>

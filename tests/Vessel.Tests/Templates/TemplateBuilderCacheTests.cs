@@ -1,10 +1,4 @@
-using Vessel.Blocks;
-using Vessel.Common;
-using Vessel.State;
-using Vessel.Templates;
-using Vessel.Testing;
 using Vessel.Tests.Oci;
-using Xunit;
 
 namespace Vessel.Tests.Templates;
 

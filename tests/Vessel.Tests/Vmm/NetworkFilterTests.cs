@@ -1,10 +1,4 @@
-using System.Net;
 using System.Net.NetworkInformation;
-using System.Net.Sockets;
-using Vessel.Common;
-using Vessel.Testing;
-using Vessel.Vmm;
-using Xunit;
 
 namespace Vessel.Tests.Vmm;
 

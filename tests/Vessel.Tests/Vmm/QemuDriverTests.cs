@@ -1,7 +1,3 @@
-using Vessel.Common;
-using Vessel.Vmm;
-using Xunit;
-
 namespace Vessel.Tests.Vmm;
 
 public sealed class QemuDriverTests
