@@ -42,6 +42,9 @@ internal sealed class ServiceSandbox(string id, string template, TemplateConfig 
     /// <summary>The rules its VMs run with (the same again on every resume).</summary>
     public Vessel.Vmm.NetworkConfig Network { get; init; } = Vessel.Vmm.NetworkConfig.Default;
 
+    /// <summary>While paused with its snapshot in the cluster's bucket: the row's <c>remote_snapshot</c> (<see cref="Service.RemoteSnapshot"/>), else null.</summary>
+    public string? RemoteSnapshot { get; set; }
+
     /// <summary>Guest port to host port on 127.0.0.1 (POST /sandboxes/{id}/ports/{port}); added again on resume.</summary>
     public ConcurrentDictionary<int, int> Ports { get; } = new();
 
@@ -144,7 +147,7 @@ internal sealed class ServiceSandbox(string id, string template, TemplateConfig 
     public SandboxRecord ToRecord(string node) => new(
         Id, Template, State, StartedAt, EndAt, TimeoutSeconds, AutoPause,
         JsonSerializer.Serialize(Metadata), JsonSerializer.Serialize(Env), JsonSerializer.Serialize(Layers),
-        Paused?.Directory, Live?.WorkDirectory, node);
+        Paused?.Directory, Live?.WorkDirectory, node, Paused is null ? null : RemoteSnapshot);
 
     /// <summary>An operation in flight; disposing ends it.</summary>
     public sealed class Operation(ServiceSandbox owner) : IDisposable
