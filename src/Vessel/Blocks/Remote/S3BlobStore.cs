@@ -9,8 +9,10 @@ namespace Vessel.Blocks;
 /// SHA-256) and <c>.../data/&lt;index&gt;</c> for every chunk that is not all zeros. A snapshot's
 /// memory and device state travel this way. The same file is stored once; a download is
 /// checked chunk by chunk and then whole, and appears under its name only when complete.
+/// <paramref name="root"/> is the folder of the blobs (<c>blobs/</c>; a paused sandbox's snapshot
+/// files go under <c>sandboxes/&lt;id&gt;/&lt;pause&gt;/</c>, deleted with it).
 /// </summary>
-internal sealed class S3BlobStore(S3LayerStorage storage)
+internal sealed class S3BlobStore(S3LayerStorage storage, string root = "blobs/")
 {
     private const int MaxInFlight = 4;
 
@@ -69,7 +71,7 @@ internal sealed class S3BlobStore(S3LayerStorage storage)
         catch
         {
             await Task.WhenAll(puts.Select(p => p.ContinueWith(_ => { }, TaskScheduler.Default)));
-            await storage.DeletePrefixAsync(storage.KeyOf($"blobs/{sha}/"), CancellationToken.None);
+            await storage.DeletePrefixAsync(storage.KeyOf($"{root}{sha}/"), CancellationToken.None);
             throw;
         }
         var index = new ChunkIndex { BuildId = IdOf(sha), ChunkSize = chunkSize, DataLength = length, DataSha256 = Convert.FromHexString(sha), ChunkSha256 = digests };
@@ -221,7 +223,7 @@ internal sealed class S3BlobStore(S3LayerStorage storage)
     /// <summary>The id an index of blob <paramref name="sha"/> carries: its first 16 bytes, so an index is bound to its blob.</summary>
     private static Guid IdOf(string sha) => new(Convert.FromHexString(sha.AsSpan(0, 32)), bigEndian: true);
 
-    private string IndexKey(string sha) => storage.KeyOf($"blobs/{sha}/{S3LayerStorage.IndexName}");
+    private string IndexKey(string sha) => storage.KeyOf($"{root}{sha}/{S3LayerStorage.IndexName}");
 
-    private string ChunkKey(string sha, int index) => storage.KeyOf($"blobs/{sha}/{S3LayerStorage.ChunkName(index)}");
+    private string ChunkKey(string sha, int index) => storage.KeyOf($"{root}{sha}/{S3LayerStorage.ChunkName(index)}");
 }
