@@ -16,7 +16,7 @@ internal static class SandboxEndpoints
             return Results.Created($"/sandboxes/{info.SandboxId}", info);
         }).Accepts<CreateSandboxRequest>("application/json").Produces<SandboxInfo>(StatusCodes.Status201Created);
 
-        app.MapGet("/sandboxes", (HttpContext ctx, SandboxService s) =>
+        app.MapGet("/sandboxes", async (HttpContext ctx, SandboxService s) =>
         {
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach ((string key, Microsoft.Extensions.Primitives.StringValues value) in ctx.Request.Query)
@@ -26,7 +26,7 @@ internal static class SandboxEndpoints
                     metadata[key["metadata.".Length..]] = value.ToString();
                 }
             }
-            return Results.Ok(s.List(ctx.Request.Query["state"].FirstOrDefault(), metadata));
+            return Results.Ok(await s.ListAsync(ctx.Request.Query["state"].FirstOrDefault(), metadata, ctx.RequestAborted));
         }).Produces<IReadOnlyList<SandboxInfo>>();
 
         app.MapGet("/sandboxes/{id}", async (string id, HttpContext ctx, SandboxService s) => Results.Ok(await s.GetAsync(id, ctx.RequestAborted))).Produces<SandboxInfo>();
@@ -45,8 +45,8 @@ internal static class SandboxEndpoints
             .Produces<SandboxInfo>();
 
         app.MapPost("/sandboxes/{id}/resume", async (string id, HttpContext ctx, SandboxService s) =>
-            Results.Ok(await s.ResumeAsync(id, (await ApiIo.ReadJsonAsync<TimeoutRequest>(ctx.Request, optional: true)).TimeoutSeconds, ctx.RequestAborted)))
-            .Accepts<TimeoutRequest>("application/json").Produces<SandboxInfo>();
+            Results.Ok(await s.ResumeAsync(id, (await ApiIo.ReadJsonAsync<ResumeRequest>(ctx.Request, optional: true)).TimeoutSeconds, ctx.RequestAborted)))
+            .Accepts<ResumeRequest>("application/json").Produces<SandboxInfo>();
 
         MapCommands(app);
     }

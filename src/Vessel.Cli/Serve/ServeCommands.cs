@@ -66,7 +66,7 @@ internal static partial class ServeCommands
         ClusterConfig? cluster = options.Cluster ? ClusterConfig.Create(VesselSettings.Current, options.Node, state, tcp) : null;
         GuestKit kit = await KitCommands.EnsureKitAsync(cancellationToken);
         using ILoggerFactory logs = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
-        await using var service = new SandboxService(new SandboxServiceOptions(home) { Acceleration = options.Acceleration, Node = options.Node, DefaultNetwork = DefaultNetwork(), TestCrashPoint = VesselSettings.Current.ServiceTestCrash },
+        await using var service = new SandboxService(new SandboxServiceOptions(home) { Acceleration = options.Acceleration, Node = options.Node, Clustered = options.Cluster, DefaultNetwork = DefaultNetwork(), TestCrashPoint = VesselSettings.Current.ServiceTestCrash },
             new SandboxManager(home.Root, kit), LayerStore.OpenHome(home, VesselSettings.Current), state, logs.CreateLogger("Vessel.Service"));
         await service.StartAsync(cancellationToken);
         if (tcp is not null && (await state.ListApiKeysAsync(cancellationToken)).Count == 0)

@@ -31,12 +31,18 @@ internal sealed record SandboxInfo(string SandboxId, string Template, string Sta
 {
     /// <summary>A pod's containers (null for a sandbox from a template).</summary>
     public IReadOnlyList<ContainerInfo>? Containers { get; init; }
+
+    /// <summary>On a cluster, the node that owns it (runs its VM or holds its snapshot); null on a single daemon.</summary>
+    public string? Node { get; init; }
 }
 
 /// <summary>One container of a pod: "running", "exited" (with its exit code) or "unknown" while the sandbox is paused.</summary>
 internal sealed record ContainerInfo(string Name, string Image, string ImageDigest, string State, int? ExitCode);
 
 internal sealed record TimeoutRequest(int? TimeoutSeconds);
+
+/// <summary>A resume: a new timeout, and on a cluster the node to resume on (null: placement picks, docs/cluster.md).</summary>
+internal sealed record ResumeRequest(int? TimeoutSeconds, string? Node);
 
 internal sealed record CommandRequest(string? Cmd, List<string>? Args, Dictionary<string, string>? Env, string? Cwd, string? User, string? Stdin, bool? Background, int? TimeoutSeconds)
 {

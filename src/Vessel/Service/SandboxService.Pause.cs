@@ -87,23 +87,39 @@ internal sealed partial class SandboxService
         sandbox.Live = null;
         sandbox.Paused = paused;
         await SaveCommandsAsync(sandbox, paused.Directory);
+        sandbox.RemoteSnapshot = await UploadPauseAsync(sandbox, paused);
         await _state.PutSandboxAsync(sandbox.ToRecord(_options.Node), CancellationToken.None);
         File.Delete(intent);
         ServiceLog.Paused(_logger, sandbox.Id, clock.ElapsedMilliseconds);
     }
 
     /// <summary>Resumes a paused sandbox; its timeout clock restarts (with <paramref name="timeoutSeconds"/> when given).</summary>
-    public Task<SandboxInfo> ResumeAsync(string id, int? timeoutSeconds, CancellationToken cancellationToken)
+    public async Task<SandboxInfo> ResumeAsync(string id, int? timeoutSeconds, CancellationToken cancellationToken)
     {
         int? timeout = timeoutSeconds is null ? null : CheckTimeout(timeoutSeconds);
-        return TransitionAsync(id, toPaused: false, sandbox => ResumeLockedAsync(sandbox, timeout, cancellationToken), cancellationToken);
+        if (!Serves(id) && Bucket is not null)
+        {
+            await TakeOverAsync(id, cancellationToken); // paused on another node, its snapshot in the bucket
+        }
+        return await TransitionAsync(id, toPaused: false, sandbox => ResumeLockedAsync(sandbox, timeout, cancellationToken), cancellationToken);
     }
 
     private async Task ResumeLockedAsync(ServiceSandbox sandbox, int? timeout, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         PausedSandbox paused = sandbox.Paused!;
-        Sandbox live = await _manager.ResumeAsync(_layers, paused, new SandboxOptions { Acceleration = _options.Acceleration, Network = sandbox.Network }, cancellationToken);
+        string? remote = await ClaimRemoteAsync(sandbox, cancellationToken);
+        Sandbox live;
+        try
+        {
+            live = await _manager.ResumeAsync(_layers, paused, new SandboxOptions { Acceleration = _options.Acceleration, Network = sandbox.Network }, cancellationToken);
+        }
+        catch when (remote is not null)
+        {
+            sandbox.RemoteSnapshot = remote; // still paused: resumable from the bucket again, here or elsewhere
+            await _state.PutSandboxAsync(sandbox.ToRecord(_options.Node), CancellationToken.None);
+            throw;
+        }
         sandbox.Live = live;
         await RestorePortsAsync(sandbox, live, cancellationToken);
         sandbox.Paused = null;
@@ -115,6 +131,7 @@ internal sealed partial class SandboxService
         await _state.PutSandboxAsync(sandbox.ToRecord(_options.Node), CancellationToken.None);
         // The RAM is loaded: the snapshot is no longer needed (a memory file stays mapped by QEMU even unlinked).
         SandboxManager.DeleteDirectory(paused.Directory);
+        await DeleteRemoteFilesAsync(sandbox.Id, remote);
         foreach (ServiceCommand c in sandbox.Commands.Values)
         {
             await c.AttachAsync(live.Agent, Time, cancellationToken);

@@ -32,6 +32,9 @@ internal sealed record SandboxServiceOptions(VesselHome Home)
     /// <summary>The node this daemon is (docs/cluster.md): its rows name it, and at start it takes over only its own rows (and those of no node).</summary>
     public string Node { get; init; } = Environment.MachineName;
 
+    /// <summary>Whether this daemon is a node of a cluster (<c>vessel serve --cluster</c>): a pause then goes to the bucket too, when one is set, and the list is every node's.</summary>
+    public bool Clustered { get; init; }
+
     /// <summary>A test seam: the daemon kills itself (like kill -9) at this point (<see cref="SandboxService.CrashAfterPauseExport"/>); null in real use.</summary>
     public string? TestCrashPoint { get; init; }
 }
@@ -246,6 +249,41 @@ internal sealed partial class SandboxService : IAsyncDisposable
             .ToList();
     }
 
+    /// <summary>
+    /// <see cref="List"/>, and on a cluster every node's sandboxes: the rows of the shared state, each
+    /// with its node (those this node serves as it knows them, pods' containers included).
+    /// </summary>
+    public async Task<IReadOnlyList<SandboxInfo>> ListAsync(string? state, IReadOnlyDictionary<string, string> metadata, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<SandboxInfo> here = List(state, metadata);
+        if (!_options.Clustered)
+        {
+            return here;
+        }
+        var local = here.ToDictionary(i => i.SandboxId, StringComparer.Ordinal);
+        var all = new List<SandboxInfo>();
+        foreach (SandboxRecord row in await _state.ListSandboxesAsync(cancellationToken))
+        {
+            if (local.TryGetValue(row.Id, out SandboxInfo? mine))
+            {
+                all.Add(mine with { Node = _options.Node });
+                continue;
+            }
+            var rowMetadata = JsonSerializer.Deserialize<Dictionary<string, string>>(row.MetadataJson) ?? [];
+            if (!Serves(row.Id) && (state is null || row.State == state) && metadata.All(m => rowMetadata.TryGetValue(m.Key, out string? v) && v == m.Value))
+            {
+                all.Add(InfoOf(row));
+            }
+        }
+        return all;
+    }
+
+    /// <summary>A sandbox as its row describes it (another node's, on a cluster).</summary>
+    public static SandboxInfo InfoOf(SandboxRecord row)
+        => new(row.Id, row.Template, row.State, row.StartedAt.UtcDateTime, row.EndAt.UtcDateTime,
+            JsonSerializer.Deserialize<Dictionary<string, string>>(row.MetadataJson) ?? [])
+        { Node = row.Node };
+
     public async Task<SandboxInfo> SetTimeoutAsync(string id, int? timeoutSeconds, CancellationToken cancellationToken)
     {
         int timeout = CheckTimeout(timeoutSeconds ?? throw new VesselException(VesselErrorReason.InvalidInput, "timeoutSeconds is required."));
@@ -293,7 +331,15 @@ internal sealed partial class SandboxService : IAsyncDisposable
             {
                 SandboxManager.DeleteDirectory(paused.Directory);
             }
-            await DeleteLayersAsync(sandbox.Id, sandbox.Layers);
+            if (Bucket is not null)
+            {
+                await DeleteFromBucketAsync(sandbox);
+                await DeleteLocalCopiesAsync(sandbox.Id, sandbox.Layers);
+            }
+            else
+            {
+                await DeleteLayersAsync(sandbox.Id, sandbox.Layers);
+            }
         }
         finally
         {
@@ -351,6 +397,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
         await Task.WhenAll(running.Select(s => DeleteQuietlyAsync(s.Id, "the daemon stopped")));
         await WaitForBuildsAsync();
         _stopping.Dispose();
+        _takeovers.Dispose();
     }
 
     private async Task DeleteQuietlyAsync(string id, string why)

@@ -41,6 +41,18 @@ internal static partial class ServiceLog
     [LoggerMessage(7011, LogLevel.Warning, "Reclaimed layer {Layer} of a pause a crash interrupted ({Intent})")]
     public static partial void OrphanLayerReclaimed(ILogger logger, Guid layer, string intent);
 
+    [LoggerMessage(7013, LogLevel.Information, "Sandbox {SandboxId}: pause {Pause} uploaded to the bucket in {Milliseconds} ms ({LayerBytes} layer bytes, {FileBytes} of {FileSize} snapshot file bytes sent)")]
+    public static partial void PauseUploaded(ILogger logger, string sandboxId, int pause, long milliseconds, long layerBytes, long fileBytes, long fileSize);
+
+    [LoggerMessage(7014, LogLevel.Error, "Sandbox {SandboxId}: uploading its pause to the bucket failed; it stays paused on this node only")]
+    public static partial void PauseUploadFailed(ILogger logger, Exception exception, string sandboxId);
+
+    [LoggerMessage(7015, LogLevel.Information, "Sandbox {SandboxId}: took over from node '{From}', snapshot fetched from the bucket in {Milliseconds} ms ({FileBytes} of {FileSize} bytes)")]
+    public static partial void TakenOver(ILogger logger, string sandboxId, string from, long milliseconds, long fileBytes, long fileSize);
+
+    [LoggerMessage(7016, LogLevel.Information, "Sandbox {SandboxId}: now owned by node '{Node}', local copy of its snapshot released")]
+    public static partial void Released(ILogger logger, string sandboxId, string node);
+
     [LoggerMessage(7012, LogLevel.Critical, "Test crash point '{Point}' reached: the daemon kills itself")]
     public static partial void TestCrash(ILogger logger, string point);
 }

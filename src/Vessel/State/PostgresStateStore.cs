@@ -14,7 +14,7 @@ namespace Vessel.State;
 /// </summary>
 internal sealed class PostgresStateStore : StateStore
 {
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 3;
 
     /// <summary>The advisory lock key migrations hold ("vessel" in ASCII).</summary>
     private const long MigrationLock = 0x76_65_73_73_65_6c;
@@ -26,6 +26,8 @@ internal sealed class PostgresStateStore : StateStore
         StateSchema.Templates(SqlDialect.Postgres) + StateSchema.BuildOwner + StateSchema.Service + StateSchema.Lost,
         // Version 2 (SQLite's version 4), with Orleans' AdoNet clustering tables (vessel serve --cluster) as dotnet/orleans ships them (MIT, third_party/orleans).
         StateSchema.Nodes(SqlDialect.Postgres) + OrleansScript("PostgreSQL-Main.sql") + OrleansScript("PostgreSQL-Clustering.sql"),
+        // Version 3 (SQLite's version 5): a paused sandbox's snapshot in the cluster's bucket.
+        StateSchema.RemoteSnapshot,
     ];
 
     private static readonly ConcurrentDictionary<string, NpgsqlDataSource> s_dataSources = new(StringComparer.Ordinal);

@@ -12,7 +12,7 @@ namespace Vessel.State;
 /// </summary>
 internal sealed class SqliteStateStore : StateStore
 {
-    public const int SchemaVersion = 4;
+    public const int SchemaVersion = 5;
     public static readonly TimeSpan BusyTimeout = TimeSpan.FromSeconds(30);
 
     /// <summary>Migrations[i] takes the schema from version i to i + 1 (the tables: <see cref="StateSchema"/>).</summary>
@@ -26,6 +26,7 @@ internal sealed class SqliteStateStore : StateStore
             await ExecuteAsync(c, StateSchema.Lost, ct);
         },
         (c, ct) => ExecuteAsync(c, StateSchema.Nodes(SqlDialect.Sqlite), ct),
+        (c, ct) => ExecuteAsync(c, StateSchema.RemoteSnapshot, ct),
     ];
 
     private readonly string _path;

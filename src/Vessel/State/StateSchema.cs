@@ -3,9 +3,9 @@ namespace Vessel.State;
 /// <summary>
 /// The tables of Vessel's state, written once for both databases: each part is rendered for a
 /// <see cref="SqlDialect"/>, which names the types the two spell differently. SQLite applies the
-/// parts as its versions 1 to 4 (<see cref="SqliteStateStore"/>); PostgreSQL, which came later,
-/// applies the first four together as its version 1 and <see cref="Nodes"/> as its version 2
-/// (<see cref="PostgresStateStore"/>). A new column or table is a new part, appended to both.
+/// parts as its versions 1 to 5 (<see cref="SqliteStateStore"/>); PostgreSQL, which came later,
+/// applies the first four together as its version 1, <see cref="Nodes"/> as its version 2 and
+/// <see cref="RemoteSnapshot"/> as its version 3 (<see cref="PostgresStateStore"/>). A new column or table is a new part, appended to both.
 /// </summary>
 internal static class StateSchema
 {
@@ -84,4 +84,7 @@ internal static class StateSchema
             builds_json TEXT NOT NULL,
             updated_at TEXT NOT NULL);
         """;
+
+    /// <summary>A paused sandbox's snapshot in the cluster's bucket, with its digests (docs/cluster.md, "Resume elsewhere").</summary>
+    public const string RemoteSnapshot = "ALTER TABLE sandboxes ADD COLUMN remote_snapshot TEXT;";
 }

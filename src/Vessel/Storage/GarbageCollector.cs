@@ -51,16 +51,10 @@ public sealed record GcResult(IReadOnlyList<GcItem> Items, IReadOnlyList<string>
 /// that neither this Vessel, a kept snapshot nor a running VM uses; and cached rootfs images
 /// that no run is building or copying. The dry run computes the same list and removes nothing.
 /// </summary>
-internal sealed class GarbageCollector
+internal sealed class GarbageCollector(VesselHome home, GcOptions options)
 {
-    private readonly VesselHome _home;
-    private readonly GcOptions _options;
-
-    public GarbageCollector(VesselHome home, GcOptions options)
-    {
-        _home = home;
-        _options = options;
-    }
+    private readonly VesselHome _home = home;
+    private readonly GcOptions _options = options;
 
     /// <summary>Collects; <paramref name="waiting"/> is told once if builds or pauses hold the home's lock.</summary>
     public async Task<GcResult> RunAsync(Action<string>? waiting, CancellationToken cancellationToken)

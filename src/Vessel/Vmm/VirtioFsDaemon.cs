@@ -182,15 +182,8 @@ public sealed class VirtioFsDaemon : IAsyncDisposable
         }
         try
         {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-            }
+            ExternalProcess.KillTree(_process);
             await _process.WaitForExitAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
-        }
-        catch (InvalidOperationException)
-        {
-            // It had already gone.
         }
         finally
         {

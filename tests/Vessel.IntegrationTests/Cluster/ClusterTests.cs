@@ -97,7 +97,10 @@ public sealed class ClusterTests(ClusterFixture fixture, Xunit.Abstractions.ITes
         string id = (await DaemonFixture.JsonAsync(created, HttpStatusCode.Created))["sandboxId"]!.GetValue<string>();
         Assert.Equal("node-a", created.Headers.GetValues("X-Vessel-Node").Single());
         Assert.Contains(id, await a.Unix.GetStringAsync("/sandboxes"), StringComparison.Ordinal);
-        Assert.DoesNotContain(id, await b.Unix.GetStringAsync("/sandboxes"), StringComparison.Ordinal);
+        // Every node lists every node's sandboxes, each with its node.
+        JsonNode listedByB = JsonNode.Parse(await b.Unix.GetStringAsync("/sandboxes"))!.AsArray().Single(s => s!["sandboxId"]!.GetValue<string>() == id)!;
+        Assert.Equal("node-a", listedByB["node"]!.GetValue<string>());
+        Assert.Equal("running", listedByB["state"]!.GetValue<string>());
         Assert.NotEmpty(a.Qemus());
         Assert.Empty(b.Qemus());
 

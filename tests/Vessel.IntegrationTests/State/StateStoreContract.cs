@@ -126,6 +126,31 @@ public abstract class StateStoreContract
     }
 
     [RequiresFact(PostgresInitdb)]
+    public async Task A_paused_sandbox_with_a_remote_snapshot_moves_to_exactly_one_node_and_only_while_its_row_is_unchanged()
+    {
+        StateStore state = await OpenFreshAsync(CancellationToken.None);
+        SandboxRecord paused = new("sbx-p", "web", "paused", Now, Now.AddMinutes(5), 300, false, "{}", "{}", "[\"l1\"]", "/snap/p", null, "a", "{\"pause\":1}");
+        await state.PutSandboxAsync(paused, CancellationToken.None);
+        await state.PutSandboxAsync(paused with { Id = "sbx-r", State = "running", RemoteSnapshot = null }, CancellationToken.None);
+        StateStore again = await ReopenAsync(state, CancellationToken.None);
+        Assert.Equal(paused, await again.GetSandboxAsync("sbx-p", CancellationToken.None));
+
+        // Two nodes race for it: the row changes once.
+        bool[] won = await Task.WhenAll(
+            state.TryMovePausedSandboxAsync("sbx-p", "a", "{\"pause\":1}", "b", "{\"pause\":1}", CancellationToken.None),
+            again.TryMovePausedSandboxAsync("sbx-p", "a", "{\"pause\":1}", "c", "{\"pause\":1}", CancellationToken.None));
+        Assert.Equal(1, won.Count(w => w));
+        string winner = won[0] ? "b" : "c";
+        Assert.Equal(paused with { Node = winner }, await state.GetSandboxAsync("sbx-p", CancellationToken.None));
+        // The owner's own resume clears the remote snapshot; an older pause's or a running row never moves.
+        Assert.False(await state.TryMovePausedSandboxAsync("sbx-p", winner, "{\"pause\":0}", winner, null, CancellationToken.None));
+        Assert.False(await state.TryMovePausedSandboxAsync("sbx-r", "a", "{\"pause\":1}", "b", null, CancellationToken.None));
+        Assert.True(await state.TryMovePausedSandboxAsync("sbx-p", winner, "{\"pause\":1}", winner, null, CancellationToken.None));
+        Assert.Null((await state.GetSandboxAsync("sbx-p", CancellationToken.None))!.RemoteSnapshot);
+        Assert.False(await state.TryMovePausedSandboxAsync("sbx-p", winner, "{\"pause\":1}", "a", null, CancellationToken.None));
+    }
+
+    [RequiresFact(PostgresInitdb)]
     public async Task Node_heartbeats_are_upserted_by_name()
     {
         StateStore state = await OpenFreshAsync(CancellationToken.None);

@@ -38,7 +38,20 @@ internal sealed class ClusterForwarding(RequestDelegate next, SandboxService ser
             await CreateAsync(context);
             return;
         }
-        if (segments is ["sandboxes", string id, ..] && !service.Serves(id) && await OwnerAsync(id, context.RequestAborted) is { } owner)
+        if (segments is ["sandboxes", string resumed, "resume"] && HttpMethods.IsPost(request.Method))
+        {
+            await ResumeAsync(context, resumed);
+            return;
+        }
+        if (segments is ["sandboxes", string id] && HttpMethods.IsGet(request.Method) && !service.Serves(id)
+            && await service.State.GetSandboxAsync(id, context.RequestAborted) is { State: "paused" } paused && !node.LiveNodes().Contains(paused.Node))
+        {
+            // Its node is dead (or gone): the row says all there is, and the sandbox is still paused (resumable elsewhere when its snapshot is in the bucket).
+            context.Response.Headers[ServedByHeader] = service.Node;
+            await Results.Ok(SandboxService.InfoOf(paused)).ExecuteAsync(context);
+            return;
+        }
+        if (segments is ["sandboxes", string target, ..] && !service.Serves(target) && await OwnerAsync(target, context.RequestAborted) is { } owner)
         {
             await proxy.ForwardAsync(context, owner, body: null);
             return;
@@ -76,6 +89,44 @@ internal sealed class ClusterForwarding(RequestDelegate next, SandboxService ser
             return;
         }
         await proxy.ForwardAsync(context, target, body);
+    }
+
+    /// <summary>
+    /// A resume goes where <see cref="ClusterPlacement.PlaceResumeAsync"/> says when the snapshot is
+    /// in the bucket (the node that paused it if it is live, else another; or the node the request
+    /// names); otherwise to the owner, as every request.
+    /// </summary>
+    private async Task ResumeAsync(HttpContext context, string id)
+    {
+        byte[] body = await ReadBodyAsync(context.Request, context.RequestAborted);
+        string? asked = NodeOf(body);
+        SandboxRecord? row = await service.State.GetSandboxAsync(id, context.RequestAborted);
+        NodeRecord? target = row is { State: "paused", RemoteSnapshot: not null }
+            ? await placement.PlaceResumeAsync(row, asked, node.LiveNodes(), context.RequestAborted)
+            : service.Serves(id) ? null : await OwnerAsync(id, context.RequestAborted);
+        if (target is null || target.Name == service.Node)
+        {
+            context.Request.Body = new MemoryStream(body, writable: false);
+            context.Response.Headers[ServedByHeader] = service.Node;
+            await next(context);
+            return;
+        }
+        await proxy.ForwardAsync(context, target, body);
+    }
+
+    /// <summary>The node a resume request names (null: none, or a body the serving node will refuse).</summary>
+    private static string? NodeOf(byte[] body)
+    {
+        try
+        {
+            using System.Text.Json.JsonDocument doc = System.Text.Json.JsonDocument.Parse(body.Length == 0 ? "{}"u8.ToArray() : body);
+            return doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object && doc.RootElement.TryGetProperty("node", out System.Text.Json.JsonElement n)
+                && n.ValueKind == System.Text.Json.JsonValueKind.String ? n.GetString() : null;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
     }
 
     private static async Task<byte[]> ReadBodyAsync(HttpRequest request, CancellationToken cancellationToken)

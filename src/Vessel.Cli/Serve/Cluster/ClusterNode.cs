@@ -3,7 +3,6 @@ using System.Text.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
-using Vessel.Blocks;
 using Vessel.Common;
 using Vessel.Service;
 using Vessel.State;
@@ -14,7 +13,9 @@ namespace Vessel.Cli.Serve.Cluster;
 /// This daemon as a node of the cluster, beside its Orleans silo (docs/cluster.md): writes its
 /// heartbeat row (API address, running VMs, memory left, the builds its home holds) and watches
 /// Orleans' membership. When a silo is declared dead, the running sandboxes of its node are
-/// marked lost (its paused rows stay: their snapshots are in that node's home).
+/// marked lost (its paused rows stay: resumable elsewhere when their snapshot is in the bucket,
+/// else when it comes back). Each heartbeat also releases this home's copies of paused sandboxes
+/// another node has resumed.
 /// </summary>
 internal sealed partial class ClusterNode(ClusterConfig config, IClusterMembershipService membership, SandboxService service, ILogger<ClusterNode> logger)
     : BackgroundService
@@ -76,9 +77,11 @@ internal sealed partial class ClusterNode(ClusterConfig config, IClusterMembersh
         {
             try
             {
-                IReadOnlyList<BuildHeader> builds = await service.Layers.ListAsync(stoppingToken);
+                // The home's own builds: those in the bucket every node can read, but slower (chunk by chunk).
+                IReadOnlyList<Guid> builds = await service.LocalBuildsAsync(stoppingToken);
                 await service.State.PutNodeAsync(new NodeRecord(config.Node, config.ApiUrl.ToString(), service.RunningCount, MemoryAvailable(),
-                    JsonSerializer.Serialize(builds.Select(b => b.BuildId)), DateTimeOffset.UtcNow), stoppingToken);
+                    JsonSerializer.Serialize(builds), DateTimeOffset.UtcNow), stoppingToken);
+                await service.ReleaseMovedAsync(stoppingToken); // paused sandboxes another node resumed
             }
             catch (Exception e) when (e is VesselException or IOException or System.Data.Common.DbException)
             {

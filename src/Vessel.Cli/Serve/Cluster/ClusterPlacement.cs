@@ -32,6 +32,34 @@ internal sealed class ClusterPlacement(SandboxService service, ClusterConfig con
             .FirstOrDefault();
     }
 
+    /// <summary>
+    /// Where paused sandbox <paramref name="row"/>, its snapshot in the bucket, resumes: <paramref name="asked"/>
+    /// when given (it must be live with the memory), else among the live nodes with the template's
+    /// memory free the one that paused it (its home holds the snapshot), then the fewest running VMs,
+    /// then the most memory, then this node.
+    /// </summary>
+    public async Task<NodeRecord> PlaceResumeAsync(SandboxRecord row, string? asked, IReadOnlySet<string> liveNodes, CancellationToken cancellationToken)
+    {
+        TemplateRecord? template = await service.State.GetTemplateAsync(row.Template, cancellationToken);
+        long memory = template is null ? 0 : (long)TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'").MemoryMb << 20;
+        DateTimeOffset fresh = DateTimeOffset.UtcNow - (3 * config.HeartbeatInterval) - config.ProbeTimeout;
+        List<NodeRecord> candidates = (await service.State.ListNodesAsync(cancellationToken))
+            .Where(n => liveNodes.Contains(n.Name) && n.UpdatedAt >= fresh && n.MemoryAvailableBytes >= memory)
+            .ToList();
+        if (asked is not null)
+        {
+            return candidates.FirstOrDefault(n => n.Name == asked) ?? throw new VesselException(VesselErrorReason.Unavailable,
+                $"Sandbox {row.Id} cannot resume on node '{asked}': it is not a live node of the cluster with {memory >> 20} MiB free (live: {string.Join(", ", candidates.Select(n => n.Name))}).");
+        }
+        return candidates
+            .OrderByDescending(n => n.Name == row.Node)
+            .ThenBy(n => n.Running)
+            .ThenByDescending(n => n.MemoryAvailableBytes >> 28)
+            .ThenByDescending(n => n.Name == config.Node)
+            .FirstOrDefault() ?? throw new VesselException(VesselErrorReason.Unavailable,
+                $"Sandbox {row.Id} cannot resume: no live node of the cluster has {memory >> 20} MiB free.");
+    }
+
     private static bool Holds(NodeRecord node, string layer)
         => (JsonSerializer.Deserialize<List<string>>(node.BuildsJson) ?? []).Contains(layer, StringComparer.OrdinalIgnoreCase);
 

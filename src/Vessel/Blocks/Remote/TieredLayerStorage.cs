@@ -14,6 +14,9 @@ internal sealed class TieredLayerStorage(ILayerStorage local, ILayerStorage remo
     /// <summary>The bucket behind the local store.</summary>
     public ILayerStorage Remote => remote;
 
+    /// <summary>The home's own directory.</summary>
+    public ILayerStorage Local => local;
+
     public async Task<IReadOnlyList<Guid>> ListAsync(CancellationToken cancellationToken)
     {
         var ids = new SortedSet<Guid>(await local.ListAsync(cancellationToken));
