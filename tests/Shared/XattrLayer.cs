@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Formats.Tar;
-using System.Text;
 
 namespace Vessel.Testing;
 

@@ -1,12 +1,6 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Vessel.Common;
 using Vessel.IntegrationTests.State;
-using Vessel.Rootfs;
-using Vessel.Sandboxes;
-using Vessel.State;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Hardening;
 

@@ -1,10 +1,3 @@
-using System.Text;
-using Vessel.Agent;
-using Vessel.Common;
-using Vessel.Oci;
-using Vessel.Sandboxes;
-using Vessel.Testing;
-
 namespace Vessel.IntegrationTests.Sandboxes;
 
 /// <summary>

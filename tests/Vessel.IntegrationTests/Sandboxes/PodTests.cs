@@ -1,12 +1,6 @@
 using System.Formats.Tar;
-using System.Text;
-using Vessel.Agent;
 using Vessel.Agent.Protocol;
 using Vessel.IntegrationTests.Rootfs;
-using Vessel.Oci;
-using Vessel.Sandboxes;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Sandboxes;
 

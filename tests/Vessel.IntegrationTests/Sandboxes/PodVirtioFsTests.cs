@@ -1,12 +1,5 @@
 using System.Formats.Tar;
-using System.Text;
-using Vessel.Agent;
-using Vessel.Common;
 using Vessel.IntegrationTests.Rootfs;
-using Vessel.Oci;
-using Vessel.Sandboxes;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Sandboxes;
 

@@ -1,8 +1,4 @@
 using Vessel.IntegrationTests.Rootfs;
-using Vessel.Oci;
-using Vessel.Sandboxes;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.IntegrationTests.Sandboxes;
 

@@ -1,11 +1,6 @@
 using System.Buffers.Binary;
-using System.Globalization;
 using System.Text.RegularExpressions;
-using Vessel.Common;
 using Vessel.Ext4;
-using Vessel.Rootfs;
-using Vessel.Testing;
-using Xunit;
 
 namespace Vessel.Tests.Ext4;
 
