@@ -55,7 +55,7 @@ public sealed partial class SandboxManager
             {
                 PodLower lower = byImage[c.Image];
                 Agent.ExecRequest process = ContainerProcess(c, lower.Config);
-                int pid = await sandbox.Agent.StartContainerAsync(c.Name, lower.Id, (uint)spec.UpperMiB, process, cancellationToken);
+                int pid = await StartContainerAsync(sandbox, c, lower, (uint)spec.UpperMiB, process, cancellationToken);
                 containers.Add(new PodContainer(c.Name, c.Image, lower.ContentDigest, lower.Id, pid));
             }
             sandbox.Pod = new PodInfo(spec, containers) { Lowers = lowers };
@@ -65,6 +65,29 @@ public sealed partial class SandboxManager
         {
             await sandbox.KillAsync();
             throw;
+        }
+    }
+
+    /// <summary>How long one container may take to start in the guest (mount its overlay root, exec its process).</summary>
+    internal static readonly TimeSpan ContainerStartTimeout = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Starts one container, bounded by <see cref="ContainerStartTimeout"/>: a guest that never
+    /// answers (a mount stuck on its lower) fails the create naming the container and the
+    /// console's tail instead of holding the request open.
+    /// </summary>
+    private static async Task<int> StartContainerAsync(Sandbox sandbox, PodContainerSpec container, PodLower lower, uint upperMiB, Agent.ExecRequest process, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(ContainerStartTimeout);
+        try
+        {
+            return await sandbox.Agent.StartContainerAsync(container.Name, lower.Id, upperMiB, process, deadline.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new VesselException(VesselErrorReason.Unavailable,
+                $"Container '{container.Name}' of sandbox {sandbox.Id} did not start within {ContainerStartTimeout.TotalSeconds:0} s: the guest agent did not answer (its overlay root over the image's lower may be stuck). Console:\n{sandbox.VirtualMachine.ConsoleTail()}");
         }
     }
 
