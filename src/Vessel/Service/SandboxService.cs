@@ -281,7 +281,10 @@ internal sealed partial class SandboxService : IAsyncDisposable
     /// <summary>A sandbox as its row describes it (another node's, on a cluster).</summary>
     public static SandboxInfo InfoOf(SandboxRecord row)
         => new(row.Id, row.Template, row.State, row.StartedAt.UtcDateTime, row.EndAt.UtcDateTime,
-            JsonSerializer.Deserialize<Dictionary<string, string>>(row.MetadataJson) ?? []) { Node = row.Node };
+            JsonSerializer.Deserialize<Dictionary<string, string>>(row.MetadataJson) ?? [])
+        {
+            Node = row.Node,
+        };
 
     public async Task<SandboxInfo> SetTimeoutAsync(string id, int? timeoutSeconds, CancellationToken cancellationToken)
     {
