@@ -21,41 +21,19 @@ public sealed record ContainerStartRequest(
         .ToArray();
 
     public static ContainerStartRequest Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new ContainerStartRequest(r.String(), r.String(), r.String(), r.U32(), r.Strings(), r.Strings(), r.String(), r.String());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new ContainerStartRequest(r.String(), r.String(), r.String(), r.U32(), r.Strings(), r.Strings(), r.String(), r.String()));
 }
 
 /// <summary>One container's state: running, or exited with a code (128+signal when killed).</summary>
 public sealed record ContainerStatus(string Name, int Pid, bool Running, int ExitCode, int Signal)
 {
-    public static byte[] EncodeList(IReadOnlyList<ContainerStatus> list)
-    {
-        var w = new PayloadWriter().U32((uint)list.Count);
-        foreach (ContainerStatus c in list)
-        {
-            w.String(c.Name).I32(c.Pid).Bool(c.Running).I32(c.ExitCode).I32(c.Signal);
-        }
-        return w.ToArray();
-    }
+    public void Write(PayloadWriter w) => w.String(Name).I32(Pid).Bool(Running).I32(ExitCode).I32(Signal);
 
+    public static ContainerStatus Read(ref PayloadReader r) => new(r.String(), r.I32(), r.Bool(), r.I32(), r.I32());
+
+    public static byte[] EncodeList(IReadOnlyList<ContainerStatus> list) => new PayloadWriter().List(list, static (w, c) => c.Write(w)).ToArray();
+
+    /// <summary>The list <see cref="EncodeList"/> wrote; each status takes at least 17 bytes.</summary>
     public static IReadOnlyList<ContainerStatus> DecodeList(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        uint count = r.U32();
-        if (count > payload.Length / 17)
-        {
-            throw new AgentProtocolException($"List of {count} containers runs past the end of the payload.");
-        }
-        var list = new List<ContainerStatus>((int)count);
-        for (uint i = 0; i < count; i++)
-        {
-            list.Add(new ContainerStatus(r.String(), r.I32(), r.Bool(), r.I32(), r.I32()));
-        }
-        r.ExpectEnd();
-        return list;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => r.List(17, "containers", Read));
 }

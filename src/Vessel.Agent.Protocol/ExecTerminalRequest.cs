@@ -25,12 +25,7 @@ public sealed record ExecTerminalRequest(
     }
 
     public static ExecTerminalRequest Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new ExecTerminalRequest(r.String(), r.Strings(), r.Strings(), r.String(), r.String(), r.U32(), r.String(), TerminalSize.Read(ref r));
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new ExecTerminalRequest(r.String(), r.Strings(), r.Strings(), r.String(), r.String(), r.U32(), r.String(), TerminalSize.Read(ref r)));
 
     /// <summary>The same process as an ExecStart request (with stdin): what the agent runs, less the terminal.</summary>
     public ExecStartRequest ToExecStart() => new(Token, Arguments, Environment, WorkingDirectory, User, true, TimeoutMilliseconds, Container);

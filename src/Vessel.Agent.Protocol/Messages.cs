@@ -9,12 +9,7 @@ public sealed record HelloMessage(ushort Version, string Token, ulong Nonce)
     public byte[] Encode() => new PayloadWriter().U32(Version).String(Token).U64(Nonce).ToArray();
 
     public static HelloMessage Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new HelloMessage(checked((ushort)r.U32()), r.String(), r.U64());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new HelloMessage(checked((ushort)r.U32()), r.String(), r.U64()));
 }
 
 /// <summary>Agent to host on stream 0: the session is open. Echoes the hello's nonce.</summary>
@@ -23,12 +18,7 @@ public sealed record HelloOkMessage(ushort Version, ulong Nonce, string AgentVer
     public byte[] Encode() => new PayloadWriter().U32(Version).U64(Nonce).String(AgentVersion).U64(UptimeMilliseconds).U64(AgentStartMilliseconds).ToArray();
 
     public static HelloOkMessage Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new HelloOkMessage(checked((ushort)r.U32()), r.U64(), r.String(), r.U64(), r.U64());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new HelloOkMessage(checked((ushort)r.U32()), r.U64(), r.String(), r.U64(), r.U64()));
 }
 
 /// <summary>Ends a stream with a failure. <see cref="Code"/> is a Linux errno where one applies.</summary>
@@ -37,12 +27,7 @@ public sealed record ErrorMessage(int Code, string Message)
     public byte[] Encode() => new PayloadWriter().I32(Code).String(Message).ToArray();
 
     public static ErrorMessage Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new ErrorMessage(r.I32(), r.String());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new ErrorMessage(r.I32(), r.String()));
 }
 
 /// <summary>Grants the peer more bytes of data messages on this stream.</summary>
@@ -51,12 +36,7 @@ public sealed record WindowUpdateMessage(uint Bytes)
     public byte[] Encode() => new PayloadWriter().U32(Bytes).ToArray();
 
     public static WindowUpdateMessage Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new WindowUpdateMessage(r.U32());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new WindowUpdateMessage(r.U32()));
 }
 
 /// <summary>A request with only the token: health, shutdown.</summary>
@@ -65,12 +45,7 @@ public sealed record TokenOnlyRequest(string Token)
     public byte[] Encode() => new PayloadWriter().String(Token).ToArray();
 
     public static TokenOnlyRequest Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new TokenOnlyRequest(r.String());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new TokenOnlyRequest(r.String()));
 }
 
 /// <summary>Sets the guest's wall clock (CLOCK_REALTIME) to the host's, in nanoseconds since the Unix epoch.</summary>
@@ -79,12 +54,7 @@ public sealed record SetTimeRequest(string Token, long UnixNanoseconds)
     public byte[] Encode() => new PayloadWriter().String(Token).I64(UnixNanoseconds).ToArray();
 
     public static SetTimeRequest Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new SetTimeRequest(r.String(), r.I64());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new SetTimeRequest(r.String(), r.I64()));
 }
 
 public sealed record HealthOkMessage(ulong UptimeMilliseconds, bool RootMounted, uint RunningProcesses)
@@ -92,12 +62,7 @@ public sealed record HealthOkMessage(ulong UptimeMilliseconds, bool RootMounted,
     public byte[] Encode() => new PayloadWriter().U64(UptimeMilliseconds).Bool(RootMounted).U32(RunningProcesses).ToArray();
 
     public static HealthOkMessage Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new HealthOkMessage(r.U64(), r.Bool(), r.U32());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new HealthOkMessage(r.U64(), r.Bool(), r.U32()));
 }
 
 /// <summary>Starts a process chrooted in the sandbox rootfs.</summary>
@@ -120,12 +85,7 @@ public sealed record ExecStartRequest(
         .ToArray();
 
     public static ExecStartRequest Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new ExecStartRequest(r.String(), r.Strings(), r.Strings(), r.String(), r.String(), r.Bool(), r.U32(), r.OptionalContainer());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new ExecStartRequest(r.String(), r.Strings(), r.Strings(), r.String(), r.String(), r.Bool(), r.U32(), r.OptionalContainer()));
 }
 
 /// <summary>Re-attaches a new session to a process started earlier (after a reconnect).</summary>
@@ -134,12 +94,7 @@ public sealed record ExecAttachRequest(string Token, int Pid)
     public byte[] Encode() => new PayloadWriter().String(Token).I32(Pid).ToArray();
 
     public static ExecAttachRequest Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new ExecAttachRequest(r.String(), r.I32());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new ExecAttachRequest(r.String(), r.I32()));
 }
 
 public sealed record ExecStartedMessage(int Pid)
@@ -147,12 +102,7 @@ public sealed record ExecStartedMessage(int Pid)
     public byte[] Encode() => new PayloadWriter().I32(Pid).ToArray();
 
     public static ExecStartedMessage Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new ExecStartedMessage(r.I32());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new ExecStartedMessage(r.I32()));
 }
 
 /// <summary>Sends a signal (Linux number) to the process's whole tree.</summary>
@@ -161,12 +111,7 @@ public sealed record SignalMessage(int Signal)
     public byte[] Encode() => new PayloadWriter().I32(Signal).ToArray();
 
     public static SignalMessage Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new SignalMessage(r.I32());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new SignalMessage(r.I32()));
 }
 
 /// <summary>The process ended: its exit code, or the signal that killed it (then ExitCode is 128+signal).</summary>
@@ -175,12 +120,7 @@ public sealed record ExitMessage(int ExitCode, int Signal, bool TimedOut)
     public byte[] Encode() => new PayloadWriter().I32(ExitCode).I32(Signal).Bool(TimedOut).ToArray();
 
     public static ExitMessage Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new ExitMessage(r.I32(), r.I32(), r.Bool());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new ExitMessage(r.I32(), r.I32(), r.Bool()));
 }
 
 /// <summary>A request naming one path in the rootfs: read, stat, list.</summary>
@@ -189,12 +129,7 @@ public sealed record PathRequest(string Token, string Path, string Container = "
     public byte[] Encode() => new PayloadWriter().String(Token).String(Path).OptionalContainer(Container).ToArray();
 
     public static PathRequest Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new PathRequest(r.String(), r.String(), r.OptionalContainer());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new PathRequest(r.String(), r.String(), r.OptionalContainer()));
 }
 
 /// <summary>Write a file (data follows as FileData frames, then FileEnd), or make a directory.</summary>
@@ -203,12 +138,7 @@ public sealed record PathModeRequest(string Token, string Path, uint Mode, bool 
     public byte[] Encode() => new PayloadWriter().String(Token).String(Path).U32(Mode).Bool(Flag).OptionalContainer(Container).ToArray();
 
     public static PathModeRequest Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new PathModeRequest(r.String(), r.String(), r.U32(), r.Bool(), r.OptionalContainer());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new PathModeRequest(r.String(), r.String(), r.U32(), r.Bool(), r.OptionalContainer()));
 }
 
 public sealed record RenameRequest(string Token, string From, string To, string Container = "")
@@ -216,12 +146,7 @@ public sealed record RenameRequest(string Token, string From, string To, string 
     public byte[] Encode() => new PayloadWriter().String(Token).String(From).String(To).OptionalContainer(Container).ToArray();
 
     public static RenameRequest Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        var m = new RenameRequest(r.String(), r.String(), r.String(), r.OptionalContainer());
-        r.ExpectEnd();
-        return m;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => new RenameRequest(r.String(), r.String(), r.String(), r.OptionalContainer()));
 }
 
 public enum FileKind : byte
@@ -239,47 +164,15 @@ public sealed record FileEntry(string Name, FileKind Kind, uint Mode, ulong Size
 
     public static FileEntry Read(ref PayloadReader r) => new(r.String(), (FileKind)r.U8(), r.U32(), r.U64(), r.I64(), r.U32(), r.U32(), r.String());
 
-    public byte[] Encode()
-    {
-        var w = new PayloadWriter();
-        Write(w);
-        return w.ToArray();
-    }
+    public byte[] Encode() => PayloadWriter.Build(Write);
 
-    public static FileEntry Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        FileEntry e = Read(ref r);
-        r.ExpectEnd();
-        return e;
-    }
+    public static FileEntry Decode(ReadOnlySpan<byte> payload) => PayloadReader.ReadWhole(payload, Read);
 
-    public static byte[] EncodeList(IReadOnlyList<FileEntry> entries)
-    {
-        var w = new PayloadWriter().U32((uint)entries.Count);
-        foreach (FileEntry e in entries)
-        {
-            e.Write(w);
-        }
-        return w.ToArray();
-    }
+    public static byte[] EncodeList(IReadOnlyList<FileEntry> entries) => new PayloadWriter().List(entries, static (w, e) => e.Write(w)).ToArray();
 
+    /// <summary>The list <see cref="EncodeList"/> wrote; each entry takes at least 16 bytes.</summary>
     public static IReadOnlyList<FileEntry> DecodeList(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        uint count = r.U32();
-        if (count > payload.Length / 16)
-        {
-            throw new AgentProtocolException($"List of {count} entries runs past the end of the payload.");
-        }
-        var list = new List<FileEntry>((int)count);
-        for (uint i = 0; i < count; i++)
-        {
-            list.Add(Read(ref r));
-        }
-        r.ExpectEnd();
-        return list;
-    }
+        => PayloadReader.ReadWhole(payload, static (ref PayloadReader r) => r.List(16, "entries", Read));
 }
 
 public static class AgentProtocol

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Numerics;
 using System.Text;
 
 namespace Vessel.Agent.Protocol;
@@ -18,33 +19,13 @@ public sealed class PayloadWriter
 
     public PayloadWriter Bool(bool value) => U8(value ? (byte)1 : (byte)0);
 
-    public PayloadWriter U32(uint value)
-    {
-        BinaryPrimitives.WriteUInt32BigEndian(_buffer.GetSpan(4), value);
-        _buffer.Advance(4);
-        return this;
-    }
+    public PayloadWriter U32(uint value) => BigEndian(value);
 
-    public PayloadWriter I32(int value)
-    {
-        BinaryPrimitives.WriteInt32BigEndian(_buffer.GetSpan(4), value);
-        _buffer.Advance(4);
-        return this;
-    }
+    public PayloadWriter I32(int value) => BigEndian(value);
 
-    public PayloadWriter U64(ulong value)
-    {
-        BinaryPrimitives.WriteUInt64BigEndian(_buffer.GetSpan(8), value);
-        _buffer.Advance(8);
-        return this;
-    }
+    public PayloadWriter U64(ulong value) => BigEndian(value);
 
-    public PayloadWriter I64(long value)
-    {
-        BinaryPrimitives.WriteInt64BigEndian(_buffer.GetSpan(8), value);
-        _buffer.Advance(8);
-        return this;
-    }
+    public PayloadWriter I64(long value) => BigEndian(value);
 
     public PayloadWriter String(string value)
     {
@@ -55,12 +36,15 @@ public sealed class PayloadWriter
         return this;
     }
 
-    public PayloadWriter Strings(IReadOnlyList<string> values)
+    public PayloadWriter Strings(IReadOnlyList<string> values) => List(values, static (w, v) => w.String(v));
+
+    /// <summary>A count (u32) and then each item as <paramref name="write"/> writes it.</summary>
+    public PayloadWriter List<T>(IReadOnlyList<T> items, Action<PayloadWriter, T> write)
     {
-        U32((uint)values.Count);
-        foreach (string v in values)
+        U32((uint)items.Count);
+        foreach (T item in items)
         {
-            String(v);
+            write(this, item);
         }
         return this;
     }
@@ -72,7 +56,27 @@ public sealed class PayloadWriter
     public PayloadWriter OptionalContainer(string container) => container.Length == 0 ? this : String(container);
 
     public byte[] ToArray() => _buffer.WrittenSpan.ToArray();
+
+    /// <summary>The payload that <paramref name="write"/> writes: the Encode of a body that also travels inside others (<see cref="TerminalSize"/>, <see cref="FileEntry"/>).</summary>
+    public static byte[] Build(Action<PayloadWriter> write)
+    {
+        var w = new PayloadWriter();
+        write(w);
+        return w.ToArray();
+    }
+
+    /// <summary>An integer in its own width (4 bytes for a uint, 8 for a long...), big-endian.</summary>
+    private PayloadWriter BigEndian<T>(T value)
+        where T : IBinaryInteger<T>
+    {
+        int written = value.WriteBigEndian(_buffer.GetSpan(value.GetByteCount()));
+        _buffer.Advance(written);
+        return this;
+    }
 }
+
+/// <summary>Reads one value of a payload: a message body's fields in order (see <see cref="PayloadReader.ReadWhole"/>).</summary>
+public delegate T PayloadRead<out T>(ref PayloadReader reader);
 
 /// <summary>Reads a message payload written by <see cref="PayloadWriter"/>; every read is bounds-checked.</summary>
 public ref struct PayloadReader
@@ -115,24 +119,43 @@ public ref struct PayloadReader
         return Encoding.UTF8.GetString(Take((int)length));
     }
 
-    public string[] Strings()
+    /// <summary>A list of strings: each takes at least its 4-byte length.</summary>
+    public string[] Strings() => [.. List(4, "strings", static (ref PayloadReader r) => r.String())];
+
+    /// <summary>
+    /// A list written by <see cref="PayloadWriter.List"/>: a count, then each item by
+    /// <paramref name="read"/>. A count that could not fit in the bytes left, at
+    /// <paramref name="minItemBytes"/> an item, is refused before anything is allocated.
+    /// </summary>
+    public List<T> List<T>(int minItemBytes, string what, PayloadRead<T> read)
     {
         uint count = U32();
-        // Each string takes at least its 4-byte length: a larger count cannot be honest.
-        if (count > (_source.Length - _position) / 4)
+        if (count > (_source.Length - _position) / minItemBytes)
         {
-            throw new AgentProtocolException($"List of {count} strings runs past the end of the payload.");
+            throw new AgentProtocolException($"List of {count} {what} runs past the end of the payload.");
         }
-        var result = new string[count];
-        for (int i = 0; i < result.Length; i++)
+        var list = new List<T>((int)count);
+        for (uint i = 0; i < count; i++)
         {
-            result[i] = String();
+            list.Add(read(ref this));
         }
-        return result;
+        return list;
     }
 
     /// <summary>The optional trailing container name (see <see cref="PayloadWriter.OptionalContainer"/>); empty when absent.</summary>
     public string OptionalContainer() => End ? string.Empty : String();
+
+    /// <summary>
+    /// Reads a whole payload with <paramref name="read"/> and refuses bytes left after it: the
+    /// one body of every message's Decode.
+    /// </summary>
+    public static T ReadWhole<T>(ReadOnlySpan<byte> payload, PayloadRead<T> read)
+    {
+        var r = new PayloadReader(payload);
+        T value = read(ref r);
+        r.ExpectEnd();
+        return value;
+    }
 
     public readonly void ExpectEnd()
     {

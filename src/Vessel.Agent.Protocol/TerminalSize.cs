@@ -16,18 +16,7 @@ public readonly record struct TerminalSize(ushort Rows, ushort Columns)
         return new TerminalSize((ushort)rows, (ushort)columns);
     }
 
-    public byte[] Encode()
-    {
-        var w = new PayloadWriter();
-        Write(w);
-        return w.ToArray();
-    }
+    public byte[] Encode() => PayloadWriter.Build(Write);
 
-    public static TerminalSize Decode(ReadOnlySpan<byte> payload)
-    {
-        var r = new PayloadReader(payload);
-        TerminalSize size = Read(ref r);
-        r.ExpectEnd();
-        return size;
-    }
+    public static TerminalSize Decode(ReadOnlySpan<byte> payload) => PayloadReader.ReadWhole(payload, Read);
 }

@@ -138,50 +138,22 @@ internal sealed class AgentProcess
     /// loaded on first use, the executable lookup's code) happens before the chroot.
     /// </summary>
     private static Process Spawn(ProcessStartInfo psi, string? chrootTo, UserIds ids, Action? enterNamespaces, string? program, string? path)
-    {
-        Process? process = null;
-        Exception? failure = null;
-        string what = program ?? psi.FileName;
-        var spawner = new Thread(() =>
+        => ThreadSpawn.Start("vessel-spawn", "exec " + (program ?? psi.FileName), psi, () =>
         {
-            try
+            Native.Check(Native.Unshare(Native.CloneFs), "unshare");
+            // A pod's container: its mount, PID, UTS and IPC namespaces, where the root path names its overlay.
+            enterNamespaces?.Invoke();
+            if (chrootTo is not null)
             {
-                Native.Check(Native.Unshare(Native.CloneFs), "unshare");
-                // A pod's container: its mount, PID, UTS and IPC namespaces, where the root path names its overlay.
-                enterNamespaces?.Invoke();
-                if (chrootTo is not null)
+                Native.Check(Native.Chroot(chrootTo), "chroot " + chrootTo);
+                Native.Check(Native.Chdir("/"), "chdir /");
+                if (ids.Uid != 0 || ids.Gid != 0)
                 {
-                    Native.Check(Native.Chroot(chrootTo), "chroot " + chrootTo);
-                    Native.Check(Native.Chdir("/"), "chdir /");
-                    if (ids.Uid != 0 || ids.Gid != 0)
-                    {
-                        Native.SetThreadCredentials(ids.Uid, ids.Gid, ids.Groups);
-                    }
-                    psi.FileName = ResolveExecutable(program!, path!);
+                    Native.SetThreadCredentials(ids.Uid, ids.Gid, ids.Groups);
                 }
-                process = Process.Start(psi);
+                psi.FileName = ResolveExecutable(program!, path!);
             }
-            catch (Win32Exception e)
-            {
-                failure = new AgentErrorException(e.NativeErrorCode, $"exec {what}: {e.Message}");
-            }
-            catch (Exception e)
-            {
-                failure = e;
-            }
-        })
-        {
-            IsBackground = true,
-            Name = "vessel-spawn",
-        };
-        spawner.Start();
-        spawner.Join();
-        if (failure is not null)
-        {
-            throw failure;
-        }
-        return process ?? throw new AgentErrorException(Native.Einval, $"exec {what}: the process did not start");
-    }
+        });
 
     /// <summary>Binds this process's output and exit to <paramref name="stream"/>; completes when that binding ends.</summary>
     public Task AttachAsync(MuxStream stream)

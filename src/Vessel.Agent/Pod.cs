@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
 using Vessel.Agent.Protocol;
@@ -252,36 +251,11 @@ internal sealed class Container
             }
             psi.Environment[kv[..eq]] = kv[(eq + 1)..];
         }
-        Process? process = null;
-        Exception? failure = null;
         // The namespaces are the spawning thread's only; its fork is PID 1 of the new PID namespace.
-        var spawner = new Thread(() =>
+        return ThreadSpawn.Start("vessel-container", $"container {request.Name}", psi, () =>
         {
-            try
-            {
-                Native.Check(Native.Unshare(Native.CloneFs | Native.CloneNewNs | Native.CloneNewPid | Native.CloneNewUts | Native.CloneNewIpc), "unshare namespaces");
-                ContainerInit.SetHostname(request.Name);
-                process = Process.Start(psi);
-            }
-            catch (Win32Exception e)
-            {
-                failure = new AgentErrorException(e.NativeErrorCode, $"container {request.Name}: {e.Message}");
-            }
-            catch (Exception e)
-            {
-                failure = e;
-            }
-        })
-        {
-            IsBackground = true,
-            Name = "vessel-container",
-        };
-        spawner.Start();
-        spawner.Join();
-        if (failure is not null)
-        {
-            throw failure;
-        }
-        return process ?? throw new AgentErrorException(Native.Einval, $"container {request.Name}: the process did not start");
+            Native.Check(Native.Unshare(Native.CloneFs | Native.CloneNewNs | Native.CloneNewPid | Native.CloneNewUts | Native.CloneNewIpc), "unshare namespaces");
+            ContainerInit.SetHostname(request.Name);
+        });
     }
 }

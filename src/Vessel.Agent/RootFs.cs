@@ -351,23 +351,16 @@ internal sealed class RootFs : IDisposable
 }
 
 /// <summary>A file being written under a temporary name; disposing it without commit removes it.</summary>
-internal sealed class PendingWrite : IDisposable
+internal sealed class PendingWrite(int parentFd, string tempName, string name, SafeFileHandle handle) : IDisposable
 {
-    public PendingWrite(int parentFd, string tempName, string name, SafeFileHandle handle)
-    {
-        ParentFd = parentFd;
-        TempName = tempName;
-        Name = name;
-        Handle = handle;
-    }
 
-    public int ParentFd { get; }
+    public int ParentFd { get; } = parentFd;
 
-    public string TempName { get; }
+    public string TempName { get; } = tempName;
 
-    public string Name { get; }
+    public string Name { get; } = name;
 
-    public SafeFileHandle Handle { get; }
+    public SafeFileHandle Handle { get; } = handle;
 
     public bool Committed { get; set; }
 

@@ -6,6 +6,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Vessel.Client.Wire;
+using Vessel.Interop;
 
 namespace Vessel.Client;
 
@@ -44,7 +45,7 @@ internal sealed class ApiTransport : IDisposable
         Uri baseAddress;
         if (options.SocketPath is string socketPath)
         {
-            handler.ConnectCallback = (_, ct) => ConnectUnixAsync(socketPath, ct);
+            handler.ConnectCallback = (_, ct) => UnixSocket.ConnectStreamAsync(socketPath, ct);
             baseAddress = s_socketBase;
             Endpoint = "unix:" + socketPath;
         }
@@ -256,19 +257,4 @@ internal sealed class ApiTransport : IDisposable
             SocketError.AccessDenied => "permission denied",
             _ => s.Message,
         } : e.Message;
-
-    private static async ValueTask<Stream> ConnectUnixAsync(string socketPath, CancellationToken cancellationToken)
-    {
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken);
-            return new NetworkStream(socket, ownsSocket: true);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
 }

@@ -39,6 +39,17 @@ public sealed class LayersImageSource : IImageSource
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 
+    /// <summary><paramref name="data"/> gzipped (one member, fastest level): a compressed layer or blob for the tests.</summary>
+    public static byte[] Gzip(byte[] data)
+    {
+        using var output = new MemoryStream();
+        using (var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true))
+        {
+            gzip.Write(data);
+        }
+        return output.ToArray();
+    }
+
     /// <summary>A tarball made with System.Formats.Tar (pax format).</summary>
     public static byte[] Tar(Action<TarWriter> write)
     {

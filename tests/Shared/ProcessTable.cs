@@ -7,6 +7,14 @@ namespace Vessel.Testing;
 /// </summary>
 public static class ProcessTable
 {
+    /// <summary>Kills <paramref name="process"/> and its children, waits for it and disposes it (a server fixture's cleanup when its start failed).</summary>
+    public static async Task KillTreeAsync(Process process)
+    {
+        process.Kill(entireProcessTree: true);
+        await process.WaitForExitAsync(CancellationToken.None);
+        process.Dispose();
+    }
+
     /// <summary>Live processes whose command line (arguments joined by spaces) satisfies <paramref name="match"/>.</summary>
     public static IReadOnlyList<int> Matching(Func<string, bool> match)
         => Where(dir => match(File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ')));

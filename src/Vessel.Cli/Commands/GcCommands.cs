@@ -22,13 +22,8 @@ internal static class GcCommands
         {
             VesselHome dir = HomeOption.GetExisting(parse, home);
             bool dry = parse.GetValue(dryRun);
-            if (VesselSettings.Current.State is not null)
-            {
-                // The shared state names layers and snapshots of every node; this home holds only its own.
-                throw new VesselException(VesselErrorReason.Unsupported,
-                    "vessel gc does not collect a home whose state is shared (VESSEL_STATE is set): it would judge other nodes' layers unused. Unset VESSEL_STATE for a home of its own.");
-            }
-            var options = new GcOptions { DryRun = dry };
+            // On a shared state (VESSEL_STATE), every node's rows keep what they name and no shared row is removed (docs/cluster.md, "gc and prune").
+            var options = new GcOptions { DryRun = dry, SharedState = VesselSettings.Current.State, Node = VesselSettings.Current.Node };
             string kitCache = KitOptions.DefaultCacheDirectory;
             if (Path.GetFullPath(kitCache) == dir.Kits && Directory.Exists(Path.Combine(kitCache, "kits")))
             {

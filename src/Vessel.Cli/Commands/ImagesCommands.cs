@@ -28,7 +28,7 @@ internal static class ImagesCommands
         {
             VesselHome dir = HomeOption.GetExisting(parse, home);
             bool dry = parse.GetValue(dryRun);
-            GcResult result = await new GarbageCollector(dir, new GcOptions { DryRun = dry, ImagesOnly = true })
+            GcResult result = await new GarbageCollector(dir, new GcOptions { DryRun = dry, ImagesOnly = true, SharedState = VesselSettings.Current.State, Node = VesselSettings.Current.Node })
                 .RunAsync(m => Console.Error.WriteLine("vessel: " + m), token);
             return await GcCommands.PrintAsync(result, dry);
         }, ct));

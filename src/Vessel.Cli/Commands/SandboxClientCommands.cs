@@ -101,22 +101,17 @@ internal static class SandboxClientCommands
 
     private static Command Exec()
     {
-        var id = new Argument<string>("id") { Description = "The sandbox's id." };
         var exec = new ExecOptions("KEY=VALUE for the command's environment (repeatable).", "in the guest; default /", "User: name, uid, name:group or uid:gid (default root).");
         var stdin = new Option<bool>("--stdin", "-i") { Description = "Read this program's stdin to its end and give it to the command." };
         var background = new Option<bool>("--background", "-d") { Description = "Start the command in the background and print its pid ('vessel sandbox logs ID PID' follows it)." };
         var container = new Option<string?>("--container", "-c") { Description = "In a pod: the container to run in." };
-        var command = new Command("exec", "Run COMMAND in sandbox ID through the daemon, stream its output and exit with its exit code.")
-        {
-            id,
-        };
+        var command = new Command("exec", "Run COMMAND in sandbox ID through the daemon, stream its output and exit with its exit code.");
         exec.AddTo(command);
         command.WithOptions(stdin, background, container);
-        return WithClient(command, async (parse, client, token) =>
+        // A paused sandbox is the daemon's 409 ("resume it"), not a silent resume.
+        return WithSandbox(command, async (parse, sandbox, token) =>
         {
             string[] argv = parse.GetValue(exec.CommandLine)!;
-            // A paused sandbox is the daemon's 409 ("resume it"), not a silent resume.
-            Sandbox sandbox = await client.Sandboxes.GetAsync(parse.GetValue(id)!, token);
             await using Stream stdout = Console.OpenStandardOutput();
             await using Stream stderr = Console.OpenStandardError();
             var options = new CommandOptions
@@ -174,12 +169,10 @@ internal static class SandboxClientCommands
 
     private static Command Port()
     {
-        var id = new Argument<string>("id") { Description = "The sandbox's id." };
         var port = new Argument<int>("port") { Description = "A TCP port a program in the sandbox listens on." };
-        var command = new Command("port", "Make PORT of sandbox ID reachable from this machine and print HOST:PORT (HTTP and raw TCP; kept across pause/resume).") { id, port };
-        return WithClient(command, async (parse, client, token) =>
+        var command = new Command("port", "Make PORT of sandbox ID reachable from this machine and print HOST:PORT (HTTP and raw TCP; kept across pause/resume).") { port };
+        return WithSandbox(command, async (parse, sandbox, token) =>
         {
-            Sandbox sandbox = await client.Sandboxes.GetAsync(parse.GetValue(id)!, token);
             Console.WriteLine(await sandbox.GetHostAsync(parse.GetValue(port), token));
             return 0;
         });
@@ -187,14 +180,12 @@ internal static class SandboxClientCommands
 
     private static Command Transition(string verb)
     {
-        var id = new Argument<string>("id") { Description = "The sandbox's id." };
         string description = verb == "pause"
             ? "Pause sandbox ID: snapshot its memory and disk and stop its VM ('vessel sandbox resume' brings it back)."
             : "Resume paused sandbox ID with its processes and files.";
-        var command = new Command(verb, description) { id };
-        return WithClient(command, async (parse, client, token) =>
+        var command = new Command(verb, description);
+        return WithSandbox(command, async (parse, sandbox, token) =>
         {
-            Sandbox sandbox = await client.Sandboxes.GetAsync(parse.GetValue(id)!, token);
             if (verb == "pause")
             {
                 await sandbox.PauseAsync(token);
@@ -266,13 +257,11 @@ internal static class SandboxClientCommands
 
     private static Command Logs()
     {
-        var id = new Argument<string>("id") { Description = "The sandbox's id." };
         var pid = new Argument<int>("pid") { Description = "The process id ('vessel sandbox exec --background' printed it)." };
         var now = new Option<bool>("--now") { Description = "Only what the process writes from now on (default: from its start, as far as the daemon kept it)." };
-        var command = new Command("logs", "Stream the output of background process PID in sandbox ID until it exits, and exit with its code.") { id, pid, now };
-        return WithClient(command, async (parse, client, token) =>
+        var command = new Command("logs", "Stream the output of background process PID in sandbox ID until it exits, and exit with its code.") { pid, now };
+        return WithSandbox(command, async (parse, sandbox, token) =>
         {
-            Sandbox sandbox = await client.Sandboxes.GetAsync(parse.GetValue(id)!, token);
             CommandHandle handle = sandbox.Commands.Connect(parse.GetValue(pid));
             await using Stream stdout = Console.OpenStandardOutput();
             await using Stream stderr = Console.OpenStandardError();
@@ -284,6 +273,17 @@ internal static class SandboxClientCommands
             }
             return handle.ExitCode ?? 0;
         });
+    }
+
+    /// <summary>
+    /// A command on one sandbox: puts its ID argument first and runs <paramref name="body"/> with
+    /// that sandbox, looked up through <see cref="WithClient"/> (an unknown id is the daemon's 404).
+    /// </summary>
+    private static Command WithSandbox(Command command, Func<ParseResult, Sandbox, CancellationToken, Task<int>> body)
+    {
+        var id = new Argument<string>("id") { Description = "The sandbox's id." };
+        command.Arguments.Insert(0, id);
+        return WithClient(command, async (parse, client, token) => await body(parse, await client.Sandboxes.GetAsync(parse.GetValue(id)!, token), token));
     }
 
     /// <summary>Adds --home and --host to <paramref name="command"/> and runs <paramref name="body"/> with a client of that daemon.</summary>

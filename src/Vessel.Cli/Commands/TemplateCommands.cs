@@ -87,7 +87,8 @@ internal static class TemplateCommands
             var manager = new SandboxManager(dir.Root, kit);
             await manager.SweepAsync(token);
             TimeSpan prepared = clock.Elapsed;
-            await using Sandbox sandbox = await manager.CreateFromTemplateAsync(LayerStore.OpenHome(dir, VesselSettings.Current), t,
+            LayerStore layers = LayerStore.OpenHome(dir, VesselSettings.Current);
+            await using Sandbox sandbox = await manager.CreateFromTemplateAsync(layers, t,
                 new SandboxOptions { Acceleration = SandboxCommands.ParseAcceleration(parse.GetValue(accel)) }, restore: !parse.GetValue(cold), token, m => Console.Error.WriteLine("vessel: " + m));
             ExecRequest request = exec.ToRequest(parse, config.Env, config.Workdir, config.User);
             TimeSpan created = clock.Elapsed;
@@ -99,6 +100,12 @@ internal static class TemplateCommands
             {
                 await Console.Error.WriteLineAsync(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                     $"vessel: in this process: state + kit + sweep {prepared.TotalMilliseconds:0} ms, sandbox {(created - prepared).TotalMilliseconds:0} ms, command {(ran - created).TotalMilliseconds:0} ms, stop {(clock.Elapsed - ran).TotalMilliseconds:0} ms"));
+                if ((layers.Storage as TieredLayerStorage)?.Remote is S3LayerStorage bucket)
+                {
+                    long memory = sandbox.RemoteMemoryFetchedBytes;
+                    await Console.Error.WriteLineAsync(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"vessel: fetched from {bucket.Location}: {bucket.Cache.FetchedBytes} bytes (memory {memory}, layers {bucket.Cache.FetchedBytes - memory})"));
+                }
             }
             return code;
         });

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using Vessel.Agent.Protocol;
 using Vessel.Common;
+using Vessel.Interop;
 
 namespace Vessel.Agent;
 
@@ -68,7 +69,7 @@ public sealed class AgentClient : IAsyncDisposable
         Socket? socket = null;
         try
         {
-            socket = await ConnectSocketAsync(socketPath, deadline.Token);
+            socket = await UnixSocket.ConnectWhenListeningAsync(socketPath, TimeSpan.FromMilliseconds(20), deadline.Token);
             var stream = new NetworkStream(socket, ownsSocket: true);
             socket = null;
             ulong nonce = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
@@ -279,29 +280,6 @@ public sealed class AgentClient : IAsyncDisposable
         }
         catch (IOException)
         {
-        }
-    }
-
-    private static async Task<Socket> ConnectSocketAsync(string path, CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            try
-            {
-                await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken);
-                return socket;
-            }
-            catch (SocketException)
-            {
-                socket.Dispose();
-                await Task.Delay(20, cancellationToken);
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
         }
     }
 

@@ -7,20 +7,14 @@ namespace Vessel.Blocks;
 /// published with its header in one atomic step. A staged build that failed is faulted: it
 /// refuses further calls, so a half-written build is never published.
 /// </summary>
-internal sealed class StagedBuild : IAsyncDisposable
+internal sealed class StagedBuild(Guid id, ILayerUpload upload) : IAsyncDisposable
 {
-    private readonly ILayerUpload _upload;
+    private readonly ILayerUpload _upload = upload;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private Exception? _fault;
     private bool _committed;
 
-    internal StagedBuild(Guid id, ILayerUpload upload)
-    {
-        Id = id;
-        _upload = upload;
-    }
-
-    public Guid Id { get; }
+    public Guid Id { get; } = id;
 
     /// <summary>Bytes of data appended so far: the storage offset of the next append.</summary>
     public long Length { get; private set; }

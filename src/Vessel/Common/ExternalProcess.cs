@@ -91,7 +91,7 @@ public static class ExternalProcess
         }
         catch (OperationCanceledException)
         {
-            Kill(process);
+            KillTree(process);
             await process.WaitForExitAsync(CancellationToken.None);
             if (!cancellationToken.IsCancellationRequested)
             {
@@ -125,11 +125,19 @@ public static class ExternalProcess
     /// <summary>True when the tool can be found on PATH or in the sbin directories.</summary>
     public static bool IsAvailable(string fileName) => File.Exists(ResolveTool(fileName));
 
-    private static void Kill(Process process)
+    /// <summary>
+    /// Kills <paramref name="process"/> and its children unless it has ended: how every owner of
+    /// a helper process (QEMU, virtiofsd, passt, zstd, nbdfuse) stops it. One that exits between
+    /// the check and the kill is not an error.
+    /// </summary>
+    public static void KillTree(Process process)
     {
         try
         {
-            process.Kill(entireProcessTree: true);
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
         }
         catch (InvalidOperationException)
         {

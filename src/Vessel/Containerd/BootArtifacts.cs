@@ -211,18 +211,13 @@ internal static class BootArtifacts
 
         (string viewKey, string leaseId) = NamesFor(bundle);
         bool resumed = existing is not null;
-        ViewState state = existing ?? new ViewState
+        ViewState state = existing ?? NewState("view", client, image, request);
+        if (existing is null)
         {
-            Mode = "view",
-            Address = client.Address,
-            Namespace = client.Namespace,
-            Snapshotter = request.Snapshotter,
-            Image = request.Image,
-            ChainId = image.ChainId,
-            LeaseId = leaseId,
-            ViewKey = viewKey,
-            Mountpoint = Path.Combine(bundle, ViewState.MountDirectoryName),
-        };
+            state.LeaseId = leaseId;
+            state.ViewKey = viewKey;
+            state.Mountpoint = Path.Combine(bundle, ViewState.MountDirectoryName);
+        }
         try
         {
             // Write-ahead: everything is named in the bundle before it exists.
@@ -306,19 +301,22 @@ internal static class BootArtifacts
         }
     }
 
+    /// <summary>The state of a new preparation in <paramref name="mode"/> ("view" or "extract"): which containerd, image and snapshotter it uses.</summary>
+    private static ViewState NewState(string mode, ContainerdClient client, ContainerdImage image, ArtifactRequest request) => new()
+    {
+        Mode = mode,
+        Address = client.Address,
+        Namespace = client.Namespace,
+        Snapshotter = request.Snapshotter,
+        Image = request.Image,
+        ChainId = image.ChainId,
+    };
+
     private static async Task<ArtifactResult> PrepareExtractAsync(
         ContainerdClient client, ContainerdImage image, ArtifactRequest request, string? fallbackReason, CancellationToken cancellationToken)
     {
         string bundle = request.Bundle;
-        var state = new ViewState
-        {
-            Mode = "extract",
-            Address = client.Address,
-            Namespace = client.Namespace,
-            Snapshotter = request.Snapshotter,
-            Image = request.Image,
-            ChainId = image.ChainId,
-        };
+        ViewState state = NewState("extract", client, image, request);
         try
         {
             OutputTree output = OutputTree.Resolve(request.OutDirectory);

@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
@@ -10,6 +9,7 @@ using Vessel.Containerd.Api.Leases;
 using Vessel.Containerd.Api.Snapshots;
 using Vessel.Containerd.Api.Types;
 using Vessel.Containerd.Api.Version;
+using Vessel.Interop;
 using Vessel.Oci;
 
 namespace Vessel.Containerd;
@@ -181,20 +181,7 @@ internal sealed class ContainerdClient : IDisposable
     {
         var handler = new SocketsHttpHandler
         {
-            ConnectCallback = async (_, cancellationToken) =>
-            {
-                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                try
-                {
-                    await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken);
-                    return new NetworkStream(socket, ownsSocket: true);
-                }
-                catch
-                {
-                    socket.Dispose();
-                    throw;
-                }
-            },
+            ConnectCallback = (_, cancellationToken) => UnixSocket.ConnectStreamAsync(socketPath, cancellationToken),
             // One HTTP/2 connection multiplexes every call; keep it open between calls.
             PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
         };

@@ -18,21 +18,26 @@ internal static class ImagePath
         var parts = new List<string>();
         foreach (string part in path.Split('/', StringSplitOptions.RemoveEmptyEntries))
         {
-            if (part == ".")
+            if (!ApplyDots(parts, part))
             {
-                continue;
+                parts.Add(part);
             }
-            if (part == "..")
-            {
-                if (parts.Count > 0)
-                {
-                    parts.RemoveAt(parts.Count - 1);
-                }
-                continue;
-            }
-            parts.Add(part);
         }
         return "/" + string.Join('/', parts);
+    }
+
+    /// <summary>Applies a "." or ".." component to <paramref name="parts"/> (".." stops at the root) and says so; false for a name.</summary>
+    private static bool ApplyDots(List<string> parts, string part)
+    {
+        if (part == "..")
+        {
+            if (parts.Count > 0)
+            {
+                parts.RemoveAt(parts.Count - 1);
+            }
+            return true;
+        }
+        return part == ".";
     }
 
     /// <summary>Cleans a requested artifact path, rejecting the root and NUL bytes.</summary>
@@ -71,16 +76,8 @@ internal static class ImagePath
         while (pending.Count > 0)
         {
             string part = pending.Pop();
-            if (part == ".")
+            if (ApplyDots(resolved, part))
             {
-                continue;
-            }
-            if (part == "..")
-            {
-                if (resolved.Count > 0)
-                {
-                    resolved.RemoveAt(resolved.Count - 1);
-                }
                 continue;
             }
             string host = HostPath(root, resolved, part);

@@ -19,9 +19,11 @@ internal static unsafe partial class LibC
     public const int AtSymlinkNoFollow = 0x100;
     public const int AtEmptyPath = 0x1000;
 
+    public const int Eperm = 1;
     public const int Eintr = 4;
     public const int Enxio = 6;
     public const int Eagain = 11;
+    public const int Eopnotsupp = 95;
 
     public const short PollIn = 0x001;
     public const short PollErr = 0x008;
@@ -67,6 +69,10 @@ internal static unsafe partial class LibC
     /// <summary>link(2): a final symlink in <paramref name="oldPath"/> is not followed (Linux).</summary>
     [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Link(string oldPath, string newPath);
+
+    /// <summary>lsetxattr(2): sets an extended attribute of the path itself, a final symlink not followed.</summary>
+    [LibraryImport("libc", EntryPoint = "lsetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Lsetxattr(string path, string name, byte* value, nuint size, int flags);
 
     [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
     public static partial int Fallocate(int fd, int mode, long offset, long length);

@@ -191,20 +191,14 @@ internal sealed class DockerArchiveImageSource : IImageSource
 /// the output length with the gzip trailer. A cache that knows the file's identity skips the
 /// up-front hash (<see cref="IFileImageSource"/>).
 /// </summary>
-internal sealed class RootfsTarballImageSource : IStreamingDigestImageSource, IFileImageSource
+internal sealed class RootfsTarballImageSource(string path, string description) : IStreamingDigestImageSource, IFileImageSource
 {
-    private readonly string _path;
+    private readonly string _path = path;
     private ResolvedImage? _resolved;
     private DigestVerifyingStream? _blob;
     private long _hashedBytes;
 
-    public RootfsTarballImageSource(string path, string description)
-    {
-        _path = path;
-        Description = description;
-    }
-
-    public string Description { get; }
+    public string Description { get; } = description;
 
     public string? StreamedContentDigest => _blob?.Actual?.ToString();
 

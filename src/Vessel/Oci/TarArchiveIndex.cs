@@ -384,19 +384,12 @@ internal sealed class TarArchiveIndex : IDisposable
     }
 
     /// <summary>A window on the archive file, read with positional reads.</summary>
-    private sealed class TarMemberStream : ReadOnlyStream
+    private sealed class TarMemberStream(SafeFileHandle handle, long start, long length) : ReadOnlyStream
     {
-        private readonly SafeFileHandle _handle;
-        private readonly long _start;
-        private readonly long _length;
+        private readonly SafeFileHandle _handle = handle;
+        private readonly long _start = start;
+        private readonly long _length = length;
         private long _position;
-
-        public TarMemberStream(SafeFileHandle handle, long start, long length)
-        {
-            _handle = handle;
-            _start = start;
-            _length = length;
-        }
 
         public override bool CanSeek => CanRead;
 

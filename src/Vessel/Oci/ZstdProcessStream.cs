@@ -76,17 +76,7 @@ internal sealed class ZstdProcessStream : ReadOnlyStream
     private async Task StopAsync()
     {
         _stop.Cancel();
-        try
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-            }
-        }
-        catch (InvalidOperationException)
-        {
-            // It exited between the check and the kill.
-        }
+        ExternalProcess.KillTree(_process);
         await _process.WaitForExitAsync(CancellationToken.None);
         try
         {

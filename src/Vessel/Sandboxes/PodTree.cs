@@ -1,6 +1,8 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using Vessel.Common;
+using Vessel.Ext4;
 using Vessel.Interop;
 using Vessel.Rootfs;
 
@@ -14,13 +16,15 @@ namespace Vessel.Sandboxes;
 /// image's symlinks never followed) with e2fsprogs' <c>debugfs rdump</c>, which creates each
 /// entry inside the directory it has just created; owners and modes are kept (setuid, setgid
 /// and sticky bits restored after the dump), hard links are made again after the dump (rdump
-/// writes each name as a copy) and extended attributes are not carried. It is written under a
+/// writes each name as a copy) and extended attributes, which rdump drops, are read from the
+/// image's inodes (<see cref="Ext4XattrReader"/>) and set again. It is written under a
 /// temporary name and renamed when complete.
 /// </summary>
 /// <param name="Path">The tree's directory.</param>
 internal sealed record PodTree(string Id, string Path)
 {
     private const string TemporaryPrefix = ".tmp-";
+    private const uint RootInode = 2;
 
     /// <summary>The file in a live sandbox's directory that lists the trees it serves, one path a line.</summary>
     public const string UsedTreesFile = "trees";
@@ -132,10 +136,11 @@ internal sealed record PodTree(string Id, string Path)
 
     /// <summary>
     /// What rdump loses: it sets the mode before the owner, and the chown clears setuid and setgid;
-    /// and it writes every name of a hard-linked file as a copy. Lists every directory once more
-    /// (<c>ls -p</c>: <c>/INODE/MODE/UID/GID/NAME/SIZE/</c>), sets the mode again where it has bits
-    /// over 0777, and replaces each later name of a regular file's inode by a hard link to its
-    /// first. Symlinks are never touched or followed (the directories come from the host tree).
+    /// it writes every name of a hard-linked file as a copy; and it drops extended attributes.
+    /// Lists every directory once more (<c>ls -p</c>: <c>/INODE/MODE/UID/GID/NAME/SIZE/</c>), sets
+    /// the mode again where it has bits over 0777, replaces each later name of a regular file's
+    /// inode by a hard link to its first, and sets each inode's extended attributes. Symlinks are
+    /// never followed (the directories come from the host tree; attributes go on the link itself).
     /// </summary>
     private static async Task RestoreMetadataAsync(string image, string root, CancellationToken cancellationToken)
     {
@@ -162,6 +167,8 @@ internal sealed record PodTree(string Id, string Path)
         try
         {
             ProcessResult r = (await ExternalProcess.RunAsync("debugfs", ["-f", commands, image], cancellationToken, timeout: TimeSpan.FromMinutes(10))).EnsureSuccess();
+            using Ext4XattrReader xattrs = Ext4XattrReader.Open(image);
+            CopyXattrs(xattrs, RootInode, root, 0x4000);
             string? directory = null;
             int next = 0;
             var firstNames = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -173,7 +180,7 @@ internal sealed record PodTree(string Id, string Path)
                     continue;
                 }
                 string[] f = line.Split('/');
-                if (directory is null || f.Length != 8 || f[2].Length == 0 || f[2].Any(c => c is < '0' or > '7') || f[5] is "." or "..")
+                if (directory is null || f.Length != 8 || f[2].Length == 0 || f[2].Any(c => c is < '0' or > '7') || f[5] is "." or ".." || f[1] == "0")
                 {
                     continue;
                 }
@@ -187,6 +194,7 @@ internal sealed record PodTree(string Id, string Path)
                 {
                     File.SetUnixFileMode(host, (UnixFileMode)(bits & 0xFFF));
                 }
+                CopyXattrs(xattrs, uint.Parse(f[1], CultureInfo.InvariantCulture), host, bits);
             }
         }
         finally
@@ -195,15 +203,48 @@ internal sealed record PodTree(string Id, string Path)
         }
     }
 
+    /// <summary>
+    /// Sets the extended attributes that <paramref name="inode"/> has in the image on
+    /// <paramref name="host"/> itself (<c>lsetxattr</c>: a symlink is never followed; its parent
+    /// directories are the tree's own). Skipped, as the host allows no more: <c>user.*</c> on what
+    /// is neither a file nor a directory (the kernel refuses it there, and hides it in the block
+    /// lower too), and a namespace the host's filesystem does not support (EOPNOTSUPP).
+    /// </summary>
+    private static unsafe void CopyXattrs(Ext4XattrReader reader, uint inode, string host, int bits)
+    {
+        bool fileOrDirectory = (bits & 0xF000) is 0x8000 or 0x4000;
+        foreach ((string name, byte[] value) in reader.Read(inode))
+        {
+            if (!fileOrDirectory && name.StartsWith("user.", StringComparison.Ordinal))
+            {
+                continue;
+            }
+            int rc;
+            fixed (byte* p = value)
+            {
+                rc = LibC.Lsetxattr(host, name, p, (nuint)value.Length, 0);
+            }
+            int errno = rc == 0 ? 0 : Marshal.GetLastPInvokeError();
+            if (rc != 0 && errno != LibC.Eopnotsupp)
+            {
+                throw new VesselException(VesselErrorReason.ToolFailed, $"Cannot set the extended attribute {name} of {host} in an image tree: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).");
+            }
+        }
+    }
+
     /// <summary>Replaces the copy at <paramref name="copy"/> by a hard link to <paramref name="first"/> (both regular files inside the partial tree).</summary>
     private static void Relink(string first, string copy)
     {
+        // The directory keeps the mtime rdump gave it from the image.
+        string directory = System.IO.Path.GetDirectoryName(copy)!;
+        DateTime mtime = Directory.GetLastWriteTimeUtc(directory);
         File.Delete(copy);
         if (LibC.Link(first, copy) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             throw new VesselException(VesselErrorReason.ToolFailed, $"Cannot hard-link {copy} to {first} in an image tree: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}).");
         }
+        Directory.SetLastWriteTimeUtc(directory, mtime);
     }
 
     private static string[] DebugfsProblems(string stderr) => stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)

@@ -23,12 +23,14 @@ public sealed partial class Sandbox : IAsyncDisposable
     private readonly OverlayDevice? _overlay;
     private readonly string _kitId;
     private readonly VirtioFsDaemon? _fileServer;
+    private readonly RemoteMemory? _memory;
     private AgentClient _agent;
     private bool _stopped;
 
-    internal Sandbox(string id, string workDirectory, string token, VmConfig config, IVirtualMachine vm, AgentClient agent, SandboxTimings timings, NbdServer? nbd, OverlayDevice? overlay, string kitId, VirtioFsDaemon? fileServer = null)
+    internal Sandbox(string id, string workDirectory, string token, VmConfig config, IVirtualMachine vm, AgentClient agent, SandboxTimings timings, NbdServer? nbd, OverlayDevice? overlay, string kitId, VirtioFsDaemon? fileServer = null, RemoteMemory? memory = null)
     {
         _fileServer = fileServer;
+        _memory = memory;
         Id = id;
         WorkDirectory = workDirectory;
         _token = token;
@@ -51,6 +53,9 @@ public sealed partial class Sandbox : IAsyncDisposable
     public PodInfo? Pod { get; internal set; }
 
     public IVirtualMachine VirtualMachine => _vm;
+
+    /// <summary>Bytes of the template's memory fetched from the bucket for this sandbox (0 when its memory is a local file).</summary>
+    public long RemoteMemoryFetchedBytes => _memory?.FetchedBytes ?? 0;
 
     /// <summary>The current agent connection (replaced by <see cref="ReconnectAsync"/>).</summary>
     public AgentClient Agent => _agent;
@@ -254,6 +259,10 @@ public sealed partial class Sandbox : IAsyncDisposable
                 }
                 finally
                 {
+                    if (_memory is not null)
+                    {
+                        await _memory.DisposeAsync(); // the VM that mapped it is gone
+                    }
                     if (_nbd is not null)
                     {
                         await _nbd.DisposeAsync();

@@ -61,6 +61,7 @@ public sealed partial class SandboxManager
         var cleanup = new CleanupScope();
         cleanup.Add("sandbox directory", () => DeleteDirectory(dir));
         OverlayDevice? overlay = null;
+        RemoteMemory? memory = null;
         cleanup.Add("overlay", () =>
         {
             if (overlay is not null)
@@ -85,11 +86,12 @@ public sealed partial class SandboxManager
                 await File.WriteAllTextAsync(Path.Combine(dir, State.HomeReferences.RestoredFromFile), Path.GetFullPath(restoreFrom), cancellationToken);
             }
             PreparedDisk prepared = await PrepareDiskAsync(options, id, dir, overlay, cleanup, cancellationToken);
+            memory = await MountRemoteMemoryAsync(options, snapshot, dir, cleanup, cancellationToken);
             TimeSpan preparedAt = clock.Elapsed;
 
             NetworkFilter? filter = options.NetworkDevice ? await NetworkFilter.CreateAsync(options.Network, new VesselHome(StateDirectory).NetworkFilters, cancellationToken) : null;
             string token = snapshot?.Token ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
-            VmConfig config = MakeVmConfig(options, snapshot, dir, token, prepared, filter);
+            VmConfig config = MakeVmConfig(options, snapshot, dir, token, prepared, filter, memory?.FilePath);
             IVirtualMachine vm = cleanup.Add("VM", await _driver.StartAsync(config, cancellationToken));
             if (vm is QemuVm q)
             {
@@ -116,7 +118,7 @@ public sealed partial class SandboxManager
             {
                 Restored = snapshot is not null,
             };
-            var sandbox = new Sandbox(id, dir, token, config, vm, agent, timings, prepared.Nbd, overlay, _kit.Manifest.Id, prepared.FileServer);
+            var sandbox = new Sandbox(id, dir, token, config, vm, agent, timings, prepared.Nbd, overlay, _kit.Manifest.Id, prepared.FileServer, memory);
             cleanup.Dismiss(); // the sandbox owns them all now
             if (options.Timeout is { } lifetime)
             {
@@ -127,8 +129,32 @@ public sealed partial class SandboxManager
         catch (Exception failure)
         {
             await cleanup.RunAfterFailureAsync(failure);
+            if (memory?.Failure is { } read && failure is not OperationCanceledException)
+            {
+                // The VM died of a page it could not load (SIGBUS) or stalled on it: the object is the cause.
+                throw new VesselException(read.Reason, $"Sandbox {id} could not be restored: reading its memory from the bucket failed: {read.Message}", failure);
+            }
             throw;
         }
+    }
+
+    /// <summary>
+    /// For a snapshot whose memory is in the bucket (<see cref="SandboxSnapshot.RemoteMemoryFile"/>):
+    /// mounts it as a file on <paramref name="cleanup"/>; null when the memory is a local file or not needed.
+    /// </summary>
+    private static async Task<RemoteMemory?> MountRemoteMemoryAsync(SandboxOptions options, SandboxSnapshot? snapshot, string dir, CleanupScope cleanup, CancellationToken cancellationToken)
+    {
+        if (snapshot is null || snapshot.MemoryInState || File.Exists(Path.Combine(options.RestoreFrom!, SandboxSnapshot.MemoryFile))
+            || await RemoteMemory.TryReadReferenceAsync(options.RestoreFrom!, cancellationToken) is not { } blob)
+        {
+            return null;
+        }
+        if (options.RemoteStore is not { } bucket)
+        {
+            throw new VesselException(VesselErrorReason.InvalidInput,
+                $"Snapshot {options.RestoreFrom} keeps its memory in a bucket ({SandboxSnapshot.RemoteMemoryFile}, from 'vessel template pull --lazy'): set VESSEL_REMOTE_STORE to that bucket, or pull the template without --lazy.");
+        }
+        return cleanup.Add("template memory view", await RemoteMemory.MountAsync(bucket, blob, snapshot.MemoryMiB, $"snapshot memory of {Path.GetFileName(options.RestoreFrom)}", dir, cancellationToken));
     }
 
     /// <summary>Refuses options that cannot make a sandbox; returns the snapshot to resume, if any.</summary>
@@ -215,7 +241,7 @@ public sealed partial class SandboxManager
     }
 
     /// <summary>The VM of a sandbox: kit, kernel parameters, disks, sockets in <paramref name="dir"/>, memory backend (a snapshot's when resuming).</summary>
-    private VmConfig MakeVmConfig(SandboxOptions options, SandboxSnapshot? snapshot, string dir, string token, PreparedDisk prepared, NetworkFilter? filter)
+    private VmConfig MakeVmConfig(SandboxOptions options, SandboxSnapshot? snapshot, string dir, string token, PreparedDisk prepared, NetworkFilter? filter, string? remoteMemory)
     {
         return new VmConfig
         {
@@ -236,7 +262,7 @@ public sealed partial class SandboxManager
             ApiSocketPath = Path.Combine(dir, "qmp.sock"),
             ConsoleLogPath = Path.Combine(dir, "console.log"),
             MemoryBackendFile = snapshot is not null
-                ? snapshot.MemoryInState ? null : Path.Combine(options.RestoreFrom!, SandboxSnapshot.MemoryFile)
+                ? snapshot.MemoryInState ? null : remoteMemory ?? Path.Combine(options.RestoreFrom!, SandboxSnapshot.MemoryFile)
                 : options.Snapshottable ? Path.Combine(dir, SandboxSnapshot.MemoryFile) : options.MemoryBackendFile,
             MemoryBackendRam = snapshot?.MemoryInState ?? (options.Pausable && !options.Snapshottable && options.MemoryBackendFile is null),
             MemoryBackendShared = snapshot is null,
@@ -264,7 +290,8 @@ public sealed partial class SandboxManager
             warn?.Invoke($"template '{template.Name}' was snapshotted with another guest kit: booting its disk cold; rebuild it (vessel template build) to resume from a snapshot again");
             snapshot = null;
         }
-        return await CreateOnLayerAsync(layers, template.LayerBuildId, snapshot, options with { MemoryMiB = config.MemoryMb, Vcpus = config.Cpu }, cancellationToken);
+        return await CreateOnLayerAsync(layers, template.LayerBuildId, snapshot,
+            options with { MemoryMiB = config.MemoryMb, Vcpus = config.Cpu, RemoteStore = options.RemoteStore ?? (layers.Storage as TieredLayerStorage)?.Remote as S3LayerStorage }, cancellationToken);
     }
 
     /// <summary>A sandbox on a copy-on-write overlay over <paramref name="layer"/>, its VM restored from <paramref name="restoreFrom"/> when given.</summary>
@@ -332,6 +359,7 @@ public sealed partial class SandboxManager
             {
                 await KillLeftoverAsync(pid, dir, cancellationToken);
             }
+            await WorkLeftovers.ReclaimAsync(dir, cancellationToken); // a dead run's FUSE views (pre-boot hooks, template memory) are detached first
             DeleteDirectory(dir);
             swept.Add(Path.GetFileName(dir));
         }

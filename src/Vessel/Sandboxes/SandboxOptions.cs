@@ -104,6 +104,12 @@ public sealed record SandboxOptions
     /// held when the snapshot was taken (a fresh overlay over the same layer).
     /// </summary>
     public string? RestoreFrom { get; init; }
+
+    /// <summary>
+    /// The bucket behind the home (<c>VESSEL_REMOTE_STORE</c>): where a lazily pulled template's
+    /// snapshot memory is read from on demand (<see cref="RemoteMemory"/>); null: local only.
+    /// </summary>
+    internal Blocks.S3LayerStorage? RemoteStore { get; init; }
 }
 
 /// <summary>Where a sandbox's start-up time went (host clock, plus guest uptimes the agent reports).</summary>

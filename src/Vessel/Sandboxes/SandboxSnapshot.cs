@@ -22,6 +22,9 @@ public sealed record SandboxSnapshot(
     public const string StateFile = "state";
     public const string InfoFile = "snapshot.json";
 
+    /// <summary>Instead of <see cref="MemoryFile"/>: where the RAM is in the bucket (a lazily pulled template, <see cref="RemoteMemory"/>).</summary>
+    public const string RemoteMemoryFile = "memory.remote";
+
     /// <summary>
     /// True for a paused sandbox (<see cref="Sandbox.PauseAsync"/>): its RAM is in the state stream,
     /// there is no memory file, and the restoring VM gets a named RAM backend (<c>mem0</c>).
@@ -59,7 +62,7 @@ public sealed record SandboxSnapshot(
         {
             throw new VesselException(VesselErrorReason.Corrupt, $"Snapshot {directory}: {InfoFile} is not a version {CurrentVersion} snapshot; rebuild the template.");
         }
-        if (!snapshot.MemoryInState && !File.Exists(Path.Combine(directory, MemoryFile)))
+        if (!snapshot.MemoryInState && !File.Exists(Path.Combine(directory, MemoryFile)) && !File.Exists(Path.Combine(directory, RemoteMemoryFile)))
         {
             throw new VesselException(VesselErrorReason.NotFound, $"Snapshot {directory} is incomplete: {MemoryFile} is missing; rebuild the template.");
         }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using Vessel.Agent;
 using Vessel.Agent.Protocol;
+using Vessel.Common;
 using Vessel.Rootfs;
 using Vessel.Tar;
 using Vessel.Templates;
@@ -291,7 +292,7 @@ internal sealed class SandboxStepRunner : IStepRunner
     }
 
     /// <summary>A write-only stream that hands each complete line to a callback and keeps the last lines for error messages.</summary>
-    private sealed class LineStream(Action<string> output) : Stream
+    private sealed class LineStream(Action<string> output) : WriteOnlyStream
     {
         private const int TailLines = 20;
         private readonly Queue<string> _tail = new();
@@ -308,18 +309,6 @@ internal sealed class SandboxStepRunner : IStepRunner
                 }
             }
         }
-
-        public override bool CanRead => false;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
@@ -344,18 +333,6 @@ internal sealed class SandboxStepRunner : IStepRunner
             }
         }
 
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            Write(buffer.Span);
-            return ValueTask.CompletedTask;
-        }
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
-        {
-            Write(buffer.AsSpan(offset, count));
-            return Task.CompletedTask;
-        }
-
         public void Complete()
         {
             lock (_gate)
@@ -378,15 +355,5 @@ internal sealed class SandboxStepRunner : IStepRunner
             }
             output(line);
         }
-
-        public override void Flush()
-        {
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

@@ -282,9 +282,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
     public static SandboxInfo InfoOf(SandboxRecord row)
         => new(row.Id, row.Template, row.State, row.StartedAt.UtcDateTime, row.EndAt.UtcDateTime,
             JsonSerializer.Deserialize<Dictionary<string, string>>(row.MetadataJson) ?? [])
-        {
-            Node = row.Node,
-        };
+        { Node = row.Node };
 
     public async Task<SandboxInfo> SetTimeoutAsync(string id, int? timeoutSeconds, CancellationToken cancellationToken)
     {

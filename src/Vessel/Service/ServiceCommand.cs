@@ -1,4 +1,5 @@
 using Vessel.Agent;
+using Vessel.Common;
 
 namespace Vessel.Service;
 
@@ -163,40 +164,8 @@ internal sealed partial class ServiceCommand
     }
 
     /// <summary>A write-only stream that appends what the process wrote to its output log.</summary>
-    private sealed class Sink(CommandOutput output, CommandEventKind kind) : Stream
+    private sealed class Sink(CommandOutput output, CommandEventKind kind) : WriteOnlyStream
     {
-        public override bool CanRead => false;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => throw new NotSupportedException();
-            set => throw new NotSupportedException();
-        }
-
-        public override void Write(byte[] buffer, int offset, int count) => output.AddData(kind, buffer.AsSpan(offset, count));
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            output.AddData(kind, buffer.Span);
-            return ValueTask.CompletedTask;
-        }
-
-        public override void Flush()
-        {
-        }
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(ReadOnlySpan<byte> buffer) => output.AddData(kind, buffer);
     }
 }

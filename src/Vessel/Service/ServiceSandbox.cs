@@ -13,45 +13,31 @@ namespace Vessel.Service;
 /// operations count as in flight; pause and resume hold <see cref="Transition"/> and are refused
 /// (409) while anything is in flight; delete waits for a transition and ignores operations.
 /// </summary>
-internal sealed class ServiceSandbox
+internal sealed class ServiceSandbox(string id, string template, TemplateConfig config, DateTimeOffset startedAt, int timeoutSeconds, bool autoPause, IReadOnlyDictionary<string, string> metadata, IReadOnlyDictionary<string, string> env)
 {
     private readonly object _gate = new();
     private int _operations;
     private bool _transition;
     private bool _deleted;
 
-    public ServiceSandbox(string id, string template, TemplateConfig config, DateTimeOffset startedAt, int timeoutSeconds, bool autoPause,
-        IReadOnlyDictionary<string, string> metadata, IReadOnlyDictionary<string, string> env)
-    {
-        Id = id;
-        Template = template;
-        Config = config;
-        StartedAt = startedAt;
-        TimeoutSeconds = timeoutSeconds;
-        AutoPause = autoPause;
-        Metadata = metadata;
-        Env = env;
-        EndAt = startedAt.AddSeconds(timeoutSeconds);
-    }
+    public string Id { get; } = id;
 
-    public string Id { get; }
-
-    public string Template { get; }
+    public string Template { get; } = template;
 
     /// <summary>The template's runtime config: default env, workdir and user of commands.</summary>
-    public TemplateConfig Config { get; }
+    public TemplateConfig Config { get; } = config;
 
-    public DateTimeOffset StartedAt { get; }
+    public DateTimeOffset StartedAt { get; } = startedAt;
 
-    public int TimeoutSeconds { get; set; }
+    public int TimeoutSeconds { get; set; } = timeoutSeconds;
 
-    public DateTimeOffset EndAt { get; set; }
+    public DateTimeOffset EndAt { get; set; } = startedAt.AddSeconds(timeoutSeconds);
 
-    public bool AutoPause { get; }
+    public bool AutoPause { get; } = autoPause;
 
-    public IReadOnlyDictionary<string, string> Metadata { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; } = metadata;
 
-    public IReadOnlyDictionary<string, string> Env { get; }
+    public IReadOnlyDictionary<string, string> Env { get; } = env;
 
     /// <summary>The rules its VMs run with (the same again on every resume).</summary>
     public Vessel.Vmm.NetworkConfig Network { get; init; } = Vessel.Vmm.NetworkConfig.Default;

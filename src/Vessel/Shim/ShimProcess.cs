@@ -17,7 +17,7 @@ internal sealed record ShimExit(uint Status, DateTimeOffset At);
 /// the FIFO holds then is still delivered); the output is all written and the FIFOs closed
 /// before the exit is reported.
 /// </summary>
-internal sealed class ShimProcess
+internal sealed class ShimProcess(string execId, OciProcess process, string stdin, string stdout, string stderr, bool terminal)
 {
     private readonly TaskCompletionSource<ShimExit> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stdinPumped = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -27,27 +27,17 @@ internal sealed class ShimProcess
     private bool _stdinDrainAsked;
     private TerminalSize _terminalSize;
 
-    public ShimProcess(string execId, OciProcess process, string stdin, string stdout, string stderr, bool terminal)
-    {
-        ExecId = execId;
-        Process = process;
-        Stdin = stdin;
-        Stdout = stdout;
-        Stderr = stderr;
-        Terminal = terminal;
-    }
+    public string ExecId { get; } = execId;
 
-    public string ExecId { get; }
+    public OciProcess Process { get; } = process;
 
-    public OciProcess Process { get; }
+    public string Stdin { get; } = stdin;
 
-    public string Stdin { get; }
+    public string Stdout { get; } = stdout;
 
-    public string Stdout { get; }
+    public string Stderr { get; } = stderr;
 
-    public string Stderr { get; }
-
-    public bool Terminal { get; }
+    public bool Terminal { get; } = terminal;
 
     /// <summary>The process id in the guest, 0 before it started.</summary>
     public int Pid { get; private set; }

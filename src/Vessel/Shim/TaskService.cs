@@ -25,15 +25,17 @@ namespace Vessel.Shim;
 /// UNIMPLEMENTED, which containerd reports as "not implemented". Events go out in containerd's
 /// order: create, start, exec-added, exec-started, exit, delete.
 /// </summary>
-internal sealed partial class TaskService : IAsyncDisposable
+/// <param name="address">containerd's gRPC socket (the shim's -address): boot artifacts are fetched through it.</param>
+/// <param name="ns">The containerd namespace of the task.</param>
+internal sealed partial class TaskService(ShimEvents events, string home, string address, string ns, ILogger logger) : IAsyncDisposable
 {
     public const string ServiceName = "containerd.task.v2.Task";
 
-    private readonly ShimEvents _events;
-    private readonly ILogger _logger;
-    private readonly string _home;
-    private readonly string _address;
-    private readonly string _namespace;
+    private readonly ShimEvents _events = events;
+    private readonly ILogger _logger = logger;
+    private readonly string _home = home;
+    private readonly string _address = address;
+    private readonly string _namespace = ns;
     private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly ConcurrentDictionary<string, ShimProcess> _execs = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _shutdown = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -43,17 +45,6 @@ internal sealed partial class TaskService : IAsyncDisposable
     private ShimProcess? _init;
     private uint _vmmPid;
     private bool _tornDown;
-
-    /// <param name="address">containerd's gRPC socket (the shim's -address): boot artifacts are fetched through it.</param>
-    /// <param name="ns">The containerd namespace of the task.</param>
-    public TaskService(ShimEvents events, string home, string address, string ns, ILogger logger)
-    {
-        _events = events;
-        _home = home;
-        _address = address;
-        _namespace = ns;
-        _logger = logger;
-    }
 
     /// <summary>Completes when containerd asked the shim to exit (Shutdown), or a signal did.</summary>
     public Task ShutdownRequested => _shutdown.Task;

@@ -23,6 +23,15 @@ public sealed record GcOptions
 
     /// <summary>Only the image caches (<c>vessel images prune</c>): pods' block lowers and rootfs files, and unpacked trees.</summary>
     public bool ImagesOnly { get; init; }
+
+    /// <summary>
+    /// The state shared by the nodes of a cluster (a PostgreSQL location, <c>VESSEL_STATE</c>) that
+    /// this home's rows live in, or null for the home's own SQLite file.
+    /// </summary>
+    public string? SharedState { get; init; }
+
+    /// <summary>This node's name: on a <see cref="SharedState"/>, only its rows (and those of no node) pin the home's image caches.</summary>
+    public string Node { get; init; } = string.Empty;
 }
 
 /// <summary>What a collection found and did.</summary>
@@ -42,16 +51,10 @@ public sealed record GcResult(IReadOnlyList<GcItem> Items, IReadOnlyList<string>
 /// that neither this Vessel, a kept snapshot nor a running VM uses; and cached rootfs images
 /// that no run is building or copying. The dry run computes the same list and removes nothing.
 /// </summary>
-internal sealed class GarbageCollector
+internal sealed class GarbageCollector(VesselHome home, GcOptions options)
 {
-    private readonly VesselHome _home;
-    private readonly GcOptions _options;
-
-    public GarbageCollector(VesselHome home, GcOptions options)
-    {
-        _home = home;
-        _options = options;
-    }
+    private readonly VesselHome _home = home;
+    private readonly GcOptions _options = options;
 
     /// <summary>Collects; <paramref name="waiting"/> is told once if builds or pauses hold the home's lock.</summary>
     public async Task<GcResult> RunAsync(Action<string>? waiting, CancellationToken cancellationToken)
@@ -60,20 +63,19 @@ internal sealed class GarbageCollector
             () => waiting?.Invoke($"waiting for the template builds and pauses in {_home} to finish"), cancellationToken);
         var items = new List<GcItem>();
         var errors = new List<string>();
+        StateStore? state = _options.SharedState is { } shared ? await StateStore.OpenAsync(shared, cancellationToken)
+            : File.Exists(_home.StateDatabase) ? await StateStore.OpenAsync(_home.StateDatabase, cancellationToken) : null;
         if (_options.ImagesOnly)
         {
-            StateStore? rows = File.Exists(_home.StateDatabase) ? await StateStore.OpenAsync(_home.StateDatabase, cancellationToken) : null;
-            IReadOnlyList<SandboxRecord> sandboxes = rows is null ? [] : await rows.ListSandboxesAsync(cancellationToken);
-            RemoveImages(await PodLower.PausedAsync(sandboxes, cancellationToken), items, errors);
+            RemoveImages(await PodLower.PausedAsync(await PinningSandboxesAsync(state, cancellationToken), cancellationToken), items, errors);
             await RemoveTreesAsync(items, errors, cancellationToken);
             return new GcResult(items, errors, 0);
         }
-        StateStore? state = File.Exists(_home.StateDatabase) ? await StateStore.OpenAsync(_home.StateDatabase, cancellationToken) : null;
         int failedBuilds = await CollectLeftoversAsync(state, items, cancellationToken);
 
         HomeReferences refs = await HomeReferences.ReadAsync(_home, state, cancellationToken);
         LayerStore? layers = Directory.Exists(_home.Blocks) ? LayerStore.OpenDirectory(_home.Blocks) : null;
-        (List<BuildHeader> doomedLayers, HashSet<Guid> keptLayers) = await PlanLayersAsync(layers, refs, cancellationToken);
+        (List<BuildHeader> doomedLayers, HashSet<Guid> keptLayers) = await PlanLayersAsync(layers, refs, _options.SharedState is not null, cancellationToken);
         List<CacheEntry> doomedEntries = refs.CacheEntries.Where(e => !keptLayers.Contains(e.LayerBuildId)).ToList();
         HashSet<string> doomedHashes = doomedEntries.Select(e => e.Hash).ToHashSet(StringComparer.Ordinal);
         List<string> snapshots = Directory.Exists(_home.Snapshots) ? Directory.EnumerateDirectories(_home.Snapshots).ToList() : [];
@@ -92,10 +94,20 @@ internal sealed class GarbageCollector
         Remove(items, errors, doomedSnapshots, "snapshot", "a snapshot that no template, cache entry or sandbox names", dir => Directory.Delete(dir, recursive: true));
         await RemoveLayersAsync(layers, doomedLayers, items, errors, cancellationToken);
         Remove(items, errors, doomedKits, "kit", "a guest kit that this Vessel, the kept snapshots and running VMs do not use", dir => Directory.Delete(dir, recursive: true));
-        RemoveImages(await PodLower.PausedAsync(refs.Sandboxes, cancellationToken), items, errors);
+        RemoveImages(await PodLower.PausedAsync(await PinningSandboxesAsync(state, cancellationToken), cancellationToken), items, errors);
         await RemoveTreesAsync(items, errors, cancellationToken);
         return new GcResult(items, errors, failedBuilds);
     }
+
+    /// <summary>
+    /// The rows whose paused pods pin this home's image caches: every row of the home's own
+    /// state; of a shared state, this node's and those of no node (another node's rows name its
+    /// own home, which may lie at the same path here).
+    /// </summary>
+    private async Task<IReadOnlyList<SandboxRecord>> PinningSandboxesAsync(StateStore? state, CancellationToken cancellationToken)
+        => state is null ? []
+            : _options.SharedState is null ? await state.ListSandboxesAsync(cancellationToken)
+            : await state.ListSandboxesAsync(_options.Node, cancellationToken);
 
     /// <summary>Leftovers of processes that are gone (what <c>vessel sandbox sweep</c> removes): listed with their sizes, then removed unless dry.</summary>
     private async Task<int> CollectLeftoversAsync(StateStore? state, List<GcItem> items, CancellationToken cancellationToken)
@@ -116,16 +128,24 @@ internal sealed class GarbageCollector
         return state is null ? 0 : await state.FailBuildsOfDeadOwnersAsync(DateTimeOffset.UtcNow, cancellationToken);
     }
 
-    /// <summary>The layers to remove (children first) and the closure of what is kept: the roots, and every build their data or base chain reaches.</summary>
-    private static async Task<(List<BuildHeader> Doomed, HashSet<Guid> Kept)> PlanLayersAsync(LayerStore? layers, HomeReferences refs, CancellationToken cancellationToken)
+    /// <summary>
+    /// The layers to remove (children first) and the closure of what is kept: the roots, and every
+    /// build their data or base chain reaches. On a shared state the cache entries are roots too:
+    /// they are every node's, so none is removed, and the layers they name stay.
+    /// </summary>
+    private static async Task<(List<BuildHeader> Doomed, HashSet<Guid> Kept)> PlanLayersAsync(LayerStore? layers, HomeReferences refs, bool shared, CancellationToken cancellationToken)
     {
         var kept = new HashSet<Guid>();
         if (layers is null)
         {
+            if (shared)
+            {
+                kept.UnionWith(refs.CacheEntries.Select(e => e.LayerBuildId));
+            }
             return ([], kept);
         }
         Dictionary<Guid, BuildHeader> headers = (await layers.ListAsync(cancellationToken)).ToDictionary(h => h.BuildId);
-        var pending = new Stack<Guid>(refs.RootLayers);
+        var pending = new Stack<Guid>(shared ? refs.RootLayers.Concat(refs.CacheEntries.Select(e => e.LayerBuildId)) : refs.RootLayers);
         while (pending.TryPop(out Guid id))
         {
             if (!kept.Add(id) || !headers.TryGetValue(id, out BuildHeader? header))

@@ -148,19 +148,8 @@ internal static class DebugfsWriter
         var all = parents.Concat(targets.Select(t => t.Path)).Distinct(StringComparer.Ordinal).ToList();
         Dictionary<string, string> types = await StatTypesAsync(image, all, cancellationToken);
         var script = new StringBuilder();
-        foreach (string dir in parents)
-        {
-            string? type = types.GetValueOrDefault(dir);
-            if (type is null)
-            {
-                script.Append(CultureInfo.InvariantCulture, $"cd {Quote(ParentOf(dir))}\nmkdir {Quote(Path.GetFileName(dir))}\n");
-                AppendInodeFields(script, dir, 0x41ED, time);
-            }
-            else if (type != "directory")
-            {
-                throw new VesselException(VesselErrorReason.InvalidInput, $"COPY to {destination}: '{dir}' in the image is a {type}, not a directory; Vessel never follows symlinks in the image.");
-            }
-        }
+        AppendMissingDirectories(script, parents, types, time,
+            (dir, type) => $"COPY to {destination}: '{dir}' in the image is a {type}, not a directory; Vessel never follows symlinks in the image.");
         foreach ((CopyEntry e, string path) in targets)
         {
             string? type = types.GetValueOrDefault(path);
@@ -218,7 +207,25 @@ internal static class DebugfsWriter
         var chain = Parents(path).Append(path.TrimEnd('/')).Where(p => p.Length > 0).Distinct(StringComparer.Ordinal).ToList();
         Dictionary<string, string> types = await StatTypesAsync(image, chain, cancellationToken);
         var script = new StringBuilder();
-        foreach (string dir in chain)
+        AppendMissingDirectories(script, chain, types, time, (dir, type) => $"WORKDIR {path}: '{dir}' in the image is a {type}, not a directory.");
+        if (script.Length == 0)
+        {
+            return;
+        }
+        using TempDirectory temp = TempDirectory.Create("mkdir-");
+        string commands = temp.Combine("commands");
+        await File.WriteAllTextAsync(commands, script.ToString(), cancellationToken);
+        (await ExternalProcess.RunAsync("debugfs", ["-w", "-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+    }
+
+    /// <summary>
+    /// Appends the commands that create each of <paramref name="dirs"/> (parents first) that the
+    /// image lacks, owned by root, mode 0755; one that exists as anything but a directory is
+    /// refused with <paramref name="notDirectory"/>(path, type) (never followed: it may be a symlink).
+    /// </summary>
+    private static void AppendMissingDirectories(StringBuilder script, IEnumerable<string> dirs, Dictionary<string, string> types, DateTimeOffset time, Func<string, string, string> notDirectory)
+    {
+        foreach (string dir in dirs)
         {
             string? type = types.GetValueOrDefault(dir);
             if (type is null)
@@ -228,17 +235,9 @@ internal static class DebugfsWriter
             }
             else if (type != "directory")
             {
-                throw new VesselException(VesselErrorReason.InvalidInput, $"WORKDIR {path}: '{dir}' in the image is a {type}, not a directory.");
+                throw new VesselException(VesselErrorReason.InvalidInput, notDirectory(dir, type));
             }
         }
-        if (script.Length == 0)
-        {
-            return;
-        }
-        using TempDirectory temp = TempDirectory.Create("mkdir-");
-        string commands = temp.Combine("commands");
-        await File.WriteAllTextAsync(commands, script.ToString(), cancellationToken);
-        (await ExternalProcess.RunAsync("debugfs", ["-w", "-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
     }
 
     private static string Join(string dir, string name) => dir == "/" ? "/" + name : dir + "/" + name;

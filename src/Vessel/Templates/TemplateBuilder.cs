@@ -68,27 +68,12 @@ public sealed record TemplateBuildResult(string Name, string FinalHash, Guid Lay
 /// concurrent builds do the work once), stores its layer, and only then publishes its cache
 /// entry. A failure leaves the cache as it was before that phase.
 /// </summary>
-internal sealed class TemplateBuilder
+internal sealed class TemplateBuilder(StateStore state, LayerStore layers, IStepRunner runner, string homeDirectory)
 {
-    private readonly StateStore _state;
-    private readonly LayerStore _layers;
-    private readonly IStepRunner _runner;
-    private readonly string _workDirectory;
-    private readonly string _lockDirectory;
-    private readonly string _snapshotDirectory;
-    private readonly VesselHome _home;
-
-    public TemplateBuilder(StateStore state, LayerStore layers, IStepRunner runner, string homeDirectory)
-    {
-        _state = state;
-        _layers = layers;
-        _runner = runner;
-        var home = new VesselHome(homeDirectory);
-        _home = home;
-        _workDirectory = home.Work;
-        _lockDirectory = home.Locks;
-        _snapshotDirectory = home.Snapshots;
-    }
+    private readonly StateStore _state = state;
+    private readonly LayerStore _layers = layers;
+    private readonly IStepRunner _runner = runner;
+    private readonly VesselHome _home = new(homeDirectory);
 
     public async Task<TemplateBuildResult> BuildAsync(TemplateSpec spec, TemplateBuildOptions options, IProgress<BuildEvent>? progress, CancellationToken cancellationToken)
     {
@@ -99,8 +84,8 @@ internal sealed class TemplateBuilder
             new BuildEvent(0, spec.Steps.Count + 2, "base", BuildEventKind.Waiting, "vessel gc is running in this home")), cancellationToken);
         // What killed builds left: their rows say 'failed', their overlay caches go.
         await _state.FailBuildsOfDeadOwnersAsync(DateTimeOffset.UtcNow, cancellationToken);
-        OverlayDevice.ReclaimLeftoverCaches(_workDirectory);
-        await WorkLeftovers.ReclaimAsync(_workDirectory, cancellationToken);
+        OverlayDevice.ReclaimLeftoverCaches(_home.Work);
+        await WorkLeftovers.ReclaimAsync(_home.Work, cancellationToken);
         long buildId = await _state.StartBuildAsync(spec.Name, DateTimeOffset.UtcNow, cancellationToken);
         try
         {
@@ -118,7 +103,7 @@ internal sealed class TemplateBuilder
 
     private async Task<TemplateBuildResult> RunAsync(TemplateSpec spec, TemplateBuildOptions options, IProgress<BuildEvent>? progress, Stopwatch clock, CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(_workDirectory);
+        Directory.CreateDirectory(_home.Work);
         int phases = spec.Steps.Count + 2;
         var results = new List<PhaseResult>();
         void Emit(int phase, string title, BuildEventKind kind, string? message = null, string? hash = null, TimeSpan elapsed = default)
@@ -152,7 +137,7 @@ internal sealed class TemplateBuilder
                 CacheEntry? hit = options.NoCache ? null : await _state.GetCacheEntryAsync(stepHash, cancellationToken);
                 if (hit is null)
                 {
-                    await using PhaseLock held = await PhaseLock.AcquireAsync(_lockDirectory, stepHash, () => Emit(phase, title, BuildEventKind.Waiting, "another build is running this phase"), cancellationToken);
+                    await using PhaseLock held = await PhaseLock.AcquireAsync(_home.Locks, stepHash, () => Emit(phase, title, BuildEventKind.Waiting, "another build is running this phase"), cancellationToken);
                     hit = options.NoCache ? null : await _state.GetCacheEntryAsync(stepHash, cancellationToken);
                     if (hit is null)
                     {
@@ -160,9 +145,9 @@ internal sealed class TemplateBuilder
                         bool bootsNewVm = session is null;
                         if (session is null)
                         {
-                            session = await LayerSession.OpenAsync(_layers, layer, null, _workDirectory, cancellationToken);
+                            session = await LayerSession.OpenAsync(_layers, layer, null, _home.Work, cancellationToken);
                             vm = await _runner.StartAsync(new StepSessionRequest(session,
-                                ReservedBlocks.Hooks(BuildPhase.Step, config.ReservedMb, bootsNewVm: bootsNewVm), spec.Cpu, spec.MemoryMb, _workDirectory,
+                                ReservedBlocks.Hooks(BuildPhase.Step, config.ReservedMb, bootsNewVm: bootsNewVm), spec.Cpu, spec.MemoryMb, _home.Work,
                                 m => Emit(phase, title, BuildEventKind.Output, m), spec.Network), cancellationToken);
                         }
                         await vm!.RunAsync(step, config, copy, line => Emit(phase, title, BuildEventKind.Output, line), cancellationToken);
@@ -199,7 +184,7 @@ internal sealed class TemplateBuilder
             CacheEntry? final = options.NoCache ? null : await _state.GetCacheEntryAsync(finalHash, cancellationToken);
             if (final is null)
             {
-                await using PhaseLock held = await PhaseLock.AcquireAsync(_lockDirectory, finalHash, () => Emit(finalPhase, finalTitle, BuildEventKind.Waiting, "another build is running this phase"), cancellationToken);
+                await using PhaseLock held = await PhaseLock.AcquireAsync(_home.Locks, finalHash, () => Emit(finalPhase, finalTitle, BuildEventKind.Waiting, "another build is running this phase"), cancellationToken);
                 final = options.NoCache ? null : await _state.GetCacheEntryAsync(finalHash, cancellationToken);
                 if (final is null)
                 {
@@ -208,15 +193,15 @@ internal sealed class TemplateBuilder
                     if (session is null)
                     {
                         // The source layer came from the cache (or from base): this VM is the first to boot on it.
-                        session = await LayerSession.OpenAsync(_layers, layer, null, _workDirectory, cancellationToken);
+                        session = await LayerSession.OpenAsync(_layers, layer, null, _home.Work, cancellationToken);
                         vm = await _runner.StartAsync(new StepSessionRequest(session,
-                            ReservedBlocks.Hooks(BuildPhase.Finalize, config.ReservedMb, sourceCached: cached), spec.Cpu, spec.MemoryMb, _workDirectory,
+                            ReservedBlocks.Hooks(BuildPhase.Finalize, config.ReservedMb, sourceCached: cached), spec.Cpu, spec.MemoryMb, _home.Work,
                             m => Emit(finalPhase, finalTitle, BuildEventKind.Output, m), spec.Network), cancellationToken);
                     }
                     // A fresh directory per build: sandboxes restored from an older snapshot map its
                     // memory file copy-on-write, so a published snapshot is never rewritten in place.
-                    Directory.CreateDirectory(_snapshotDirectory);
-                    string snapshots = Path.Combine(_snapshotDirectory, $"{finalHash[..16]}-{DateTimeOffset.UtcNow:yyyyMMddHHmmss}-{Guid.NewGuid().ToString("N")[..8]}");
+                    Directory.CreateDirectory(_home.Snapshots);
+                    string snapshots = Path.Combine(_home.Snapshots, $"{finalHash[..16]}-{DateTimeOffset.UtcNow:yyyyMMddHHmmss}-{Guid.NewGuid().ToString("N")[..8]}");
                     string? snapshot = null;
                     try
                     {
@@ -286,7 +271,7 @@ internal sealed class TemplateBuilder
             CacheEntry? hit = options.NoCache ? null : await _state.GetCacheEntryAsync(hash, cancellationToken);
             if (hit is null)
             {
-                await using PhaseLock held = await PhaseLock.AcquireAsync(_lockDirectory, hash, () => emit(BuildEventKind.Waiting, "another build is running this phase", null, default), cancellationToken);
+                await using PhaseLock held = await PhaseLock.AcquireAsync(_home.Locks, hash, () => emit(BuildEventKind.Waiting, "another build is running this phase", null, default), cancellationToken);
                 hit = options.NoCache ? null : await _state.GetCacheEntryAsync(hash, cancellationToken);
                 if (hit is null)
                 {
@@ -313,7 +298,7 @@ internal sealed class TemplateBuilder
 
     private async Task<(Guid, TemplateConfig)> BuildFromImageAsync(TemplateSpec spec, TemplateBuildOptions options, IImageSource source, ResolvedImage image, Action<string> report, CancellationToken cancellationToken)
     {
-        using TempDirectory temp = TempDirectory.Create(WorkLeftovers.Prefix("base"), _workDirectory);
+        using TempDirectory temp = TempDirectory.Create(WorkLeftovers.Prefix("base"), _home.Work);
         string rootfs = temp.Combine("rootfs.ext4");
         report($"writing the rootfs of {source.Description} ({image.Layers.Count} layers)");
         RootfsBuildResult built = await RootfsBuilder.BuildAsync(source, rootfs,
@@ -347,7 +332,7 @@ internal sealed class TemplateBuilder
             : ImageConfig.Empty;
         IReadOnlyList<ProvisioningFile> files = Provisioning.Files(new ProvisioningOptions { Hostname = options.Hostname, Config = imageConfig, BusyboxPath = options.BusyboxPath });
         BuildHeader header = await TemplateResize.BuildBaseAsync(_layers, parent.LayerBuildId, size, files,
-            ReservedBlocks.Hooks(BuildPhase.Base, spec.ReservedMb), _workDirectory, report, cancellationToken);
+            ReservedBlocks.Hooks(BuildPhase.Base, spec.ReservedMb), _home.Work, report, cancellationToken);
         TemplateConfig config = parentConfig with { DiskSizeBytes = header.Size, ReservedMb = spec.ReservedMb, Start = null, Ready = null };
         return (header.BuildId, config);
     }

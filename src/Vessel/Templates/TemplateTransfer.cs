@@ -23,6 +23,13 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
+    /// <summary>
+    /// Chunk size of a snapshot's memory in the bucket: a restore that maps it lazily fetches whole
+    /// chunks as the guest touches pages scattered over its RAM, so smaller than a layer's 4 MiB
+    /// (docs/BENCHMARKS.md, "A 1 GiB template on an empty node", compares sizes).
+    /// </summary>
+    internal const int MemoryChunkSize = 256 << 10;
+
     private static readonly string[] s_snapshotFiles = [SandboxSnapshot.InfoFile, SandboxSnapshot.StateFile, SandboxSnapshot.MemoryFile];
 
     /// <summary>What a push or pull moved.</summary>
@@ -47,7 +54,9 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
             var files = new Dictionary<string, S3BlobStore.BlobRef>(StringComparer.Ordinal);
             foreach (string file in s_snapshotFiles.Where(f => File.Exists(Path.Combine(dir, f))))
             {
-                S3BlobStore.Transfer t = await blobs.PutFileAsync(Path.Combine(dir, file), cancellationToken);
+                S3BlobStore.Transfer t = file == SandboxSnapshot.MemoryFile
+                    ? await blobs.PutFileAsync(Path.Combine(dir, file), MemoryChunkSize, cancellationToken)
+                    : await blobs.PutFileAsync(Path.Combine(dir, file), cancellationToken);
                 files[file] = t.Blob;
                 sent += t.Bytes;
                 size += t.Blob.Length;
@@ -60,8 +69,9 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
     }
 
     /// <summary>
-    /// Fetches template <paramref name="name"/>; with <paramref name="lazy"/> its layers stay in the
-    /// bucket (the home's store must read through to it: <see cref="TieredLayerStorage"/>).
+    /// Fetches template <paramref name="name"/>; with <paramref name="lazy"/> its layers and its
+    /// snapshot's memory stay in the bucket (the home's store must read through to it:
+    /// <see cref="TieredLayerStorage"/>; a restore maps the memory through <see cref="RemoteMemory"/>).
     /// </summary>
     public async Task<Result> PullAsync(string name, S3LayerStorage bucket, bool lazy, CancellationToken cancellationToken)
     {
@@ -71,7 +81,7 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
             ? await CheckChainAsync(new LayerStore(bucket), manifest.Template.LayerBuildId, cancellationToken)
             : await LayerCopy.CopyAsync(new LayerStore(bucket), local, manifest.Template.LayerBuildId, null, cancellationToken);
         (string? snapshotDirectory, long fetched, long size) = manifest.Snapshot is { } s
-            ? await PullSnapshotAsync(name, s, bucket, cancellationToken)
+            ? await PullSnapshotAsync(name, s, bucket, lazy, cancellationToken)
             : (null, 0, 0);
         await state.PutTemplateAsync(manifest.Template with { SnapshotDirectory = snapshotDirectory }, cancellationToken);
         return new Result(name, layers.Builds, layers.Skipped, layers.Bytes, fetched, size, clock.Elapsed);
@@ -131,10 +141,14 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
         return problem is null ? manifest! : throw new VesselException(VesselErrorReason.Corrupt, $"{what}: {problem}.");
     }
 
-    private async Task<(string Directory, long Fetched, long Size)> PullSnapshotAsync(string name, ManifestSnapshot snapshot, S3LayerStorage bucket, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes the snapshot's files (with <paramref name="lazy"/>: all but <c>memory</c>, for which a
+    /// reference is written once its chunk index is found) under a temp name, then renames it into place.
+    /// </summary>
+    private async Task<(string Directory, long Fetched, long Size)> PullSnapshotAsync(string name, ManifestSnapshot snapshot, S3LayerStorage bucket, bool lazy, CancellationToken cancellationToken)
     {
         string target = Path.Combine(home.Snapshots, snapshot.Directory);
-        if (await SameSnapshotAsync(target, snapshot, cancellationToken))
+        if (await SameSnapshotAsync(target, snapshot, lazy, cancellationToken))
         {
             return (target, 0, snapshot.Files.Values.Sum(f => f.Length));
         }
@@ -147,7 +161,15 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
             long fetched = 0;
             foreach ((string file, S3BlobStore.BlobRef blob) in snapshot.Files)
             {
-                fetched += (await blobs.GetFileAsync(blob, Path.Combine(partial, file), $"template '{name}' snapshot file {file}", cancellationToken)).Bytes;
+                string what = $"template '{name}' snapshot file {file}";
+                if (lazy && file == SandboxSnapshot.MemoryFile)
+                {
+                    // Left in the bucket: its index is read now, so a missing blob fails the pull, not a start.
+                    (await blobs.OpenAsync(blob, what, null, cancellationToken)).Dispose();
+                    await RemoteMemory.WriteReferenceAsync(partial, blob, cancellationToken);
+                    continue;
+                }
+                fetched += (await blobs.GetFileAsync(blob, Path.Combine(partial, file), what, cancellationToken)).Bytes;
             }
             if (Directory.Exists(target))
             {
@@ -165,12 +187,30 @@ internal sealed class TemplateTransfer(StateStore state, LayerStore local, Vesse
         }
     }
 
-    /// <summary>True when <paramref name="directory"/> already holds exactly the snapshot's files (a second pull).</summary>
-    private static async Task<bool> SameSnapshotAsync(string directory, ManifestSnapshot snapshot, CancellationToken cancellationToken)
+    /// <summary>
+    /// True when <paramref name="directory"/> already holds exactly the snapshot's files (a second
+    /// pull); with <paramref name="lazy"/>, a reference to the same memory blob stands for <c>memory</c>.
+    /// </summary>
+    private static async Task<bool> SameSnapshotAsync(string directory, ManifestSnapshot snapshot, bool lazy, CancellationToken cancellationToken)
     {
         foreach ((string file, S3BlobStore.BlobRef blob) in snapshot.Files)
         {
             string path = Path.Combine(directory, file);
+            if (lazy && file == SandboxSnapshot.MemoryFile && !File.Exists(path) && Directory.Exists(directory))
+            {
+                try
+                {
+                    if (await RemoteMemory.TryReadReferenceAsync(directory, cancellationToken) != blob)
+                    {
+                        return false;
+                    }
+                }
+                catch (VesselException)
+                {
+                    return false; // a damaged reference: pulled again
+                }
+                continue;
+            }
             if (!File.Exists(path) || new FileInfo(path).Length != blob.Length)
             {
                 return false;

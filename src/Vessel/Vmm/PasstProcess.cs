@@ -78,16 +78,7 @@ internal sealed class PasstProcess : IAsyncDisposable
         {
             return;
         }
-        try
-        {
-            if (!_exited.IsCompleted)
-            {
-                _process.Kill(entireProcessTree: true);
-            }
-        }
-        catch (InvalidOperationException)
-        {
-        }
+        ExternalProcess.KillTree(_process);
         await _exited.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
         _process.Dispose();
     }

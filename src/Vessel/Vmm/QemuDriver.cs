@@ -324,13 +324,7 @@ public sealed class QemuVm : IVirtualMachine
                 return;
             }
         }
-        try
-        {
-            _process.Kill(entireProcessTree: true);
-        }
-        catch (InvalidOperationException)
-        {
-        }
+        ExternalProcess.KillTree(_process);
         await _exited.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
     }
 

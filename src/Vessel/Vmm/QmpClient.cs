@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Threading.Channels;
+using Vessel.Interop;
 
 namespace Vessel.Vmm;
 
@@ -42,31 +43,13 @@ public sealed class QmpClient : IAsyncDisposable
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
         Socket socket;
-        while (true)
+        try
         {
-            socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            try
-            {
-                await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), deadline.Token);
-                break;
-            }
-            catch (SocketException)
-            {
-                socket.Dispose();
-                try
-                {
-                    await Task.Delay(10, deadline.Token);
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    throw new TimeoutException($"QMP socket {socketPath} did not accept a connection within {timeout.TotalSeconds:0.#} s.");
-                }
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                socket.Dispose();
-                throw new TimeoutException($"QMP socket {socketPath} did not accept a connection within {timeout.TotalSeconds:0.#} s.");
-            }
+            socket = await UnixSocket.ConnectWhenListeningAsync(socketPath, TimeSpan.FromMilliseconds(10), deadline.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"QMP socket {socketPath} did not accept a connection within {timeout.TotalSeconds:0.#} s.");
         }
         var client = new QmpClient(socket);
         try

@@ -14,7 +14,10 @@ namespace Vessel.Vmm;
 /// execs in its place (<c>unshare --mount --propagation private</c>, so none of these mounts is
 /// ever visible on the host and all of them go when the process does). Symlinks inside a tree
 /// are served as symlinks (virtiofsd's own namespace sandbox pivots into the shared directory),
-/// never resolved on the host. The process is started under the parent-death signal
+/// never resolved on the host. Extended attributes are served (<c>-o xattr</c>, and
+/// <c>-o posix_acl</c> so the guest reads and enforces POSIX ACLs) as far as virtiofsd's own
+/// capabilities reach: it runs without CAP_SYS_ADMIN, so <c>trusted.*</c> attributes on the host
+/// tree are not shown to the guest. The process is started under the parent-death signal
 /// (<see cref="OwnedProcessLauncher"/>), so it dies with Vessel; virtiofsd itself exits when
 /// QEMU disconnects. Disposal kills it and removes the socket.
 /// </summary>
@@ -40,7 +43,7 @@ public sealed class VirtioFsDaemon : IAsyncDisposable
           shift 2
         done
         mount -o remount,ro,bind "$shared"
-        exec "$bin" --socket-path="$sock" -o source="$shared" -o cache=always -o sandbox=namespace -o log_level=warn
+        exec "$bin" --socket-path="$sock" -o source="$shared" -o cache=always -o sandbox=namespace -o xattr -o posix_acl -o log_level=warn
         """;
 
     private readonly Process _process;
@@ -179,15 +182,8 @@ public sealed class VirtioFsDaemon : IAsyncDisposable
         }
         try
         {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-            }
+            ExternalProcess.KillTree(_process);
             await _process.WaitForExitAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
-        }
-        catch (InvalidOperationException)
-        {
-            // It had already gone.
         }
         finally
         {

@@ -1,6 +1,6 @@
 using Vessel.Client;
-using Sandbox = Vessel.Client.Sandbox;
 using Vessel.IntegrationTests.Service;
+using Sandbox = Vessel.Client.Sandbox;
 
 namespace Vessel.IntegrationTests.Client;
 

@@ -68,7 +68,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [ContainerdTheory]
+    [RequiresTheory("root", "containerd", "ctr", "umoci", "skopeo", Timeout = ContainerdFixture.TestTimeout)]
     [InlineData("view")]
     [InlineData("extract")]
     public async Task A_missing_or_whited_out_artifact_fails_naming_the_file_and_the_image_and_leaves_nothing(string mode)
@@ -77,9 +77,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         var (bundle, output) = ctrd.NewBundle();
         foreach (string missing in new[] { "/boot/old-initrd", "/boot/nope", "/passwd-of-host" })
         {
-            ProcessResult run = await VesselCli.RunAsync(cts.Token, "containerd", "artifacts", "--address", ctrd.Socket,
-                "--namespace", ContainerdFixture.Namespace, "--image", ContainerdFixture.MultiImage, "--file", "/boot/vmlinuz",
-                "--file", missing, "--bundle", bundle, "--out", output, "--mode", mode);
+            ProcessResult run = await Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, mode, "/boot/vmlinuz", missing);
             Assert.Equal(1, run.ExitCode);
             Assert.Contains(missing, run.StandardError, StringComparison.Ordinal);
             Assert.Contains(ContainerdFixture.MultiImage, run.StandardError, StringComparison.Ordinal);
@@ -143,7 +141,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
     }
 
-    [ContainerdTheory]
+    [RequiresTheory("root", "containerd", "ctr", "umoci", "skopeo", Timeout = ContainerdFixture.TestTimeout)]
     [InlineData("state")]
     [InlineData("lease")]
     [InlineData("view")]
@@ -189,9 +187,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         Assert.True((await VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle)).Succeeded);
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
 
-        ProcessResult strict = await VesselCli.RunAsync(cts.Token, "containerd", "artifacts", "--address", ctrd.Socket,
-            "--namespace", ContainerdFixture.Namespace, "--image", ContainerdFixture.PackedImage, "--file", "/boot/vmlinuz",
-            "--bundle", bundle, "--out", output, "--mode", "view", "--no-fallback");
+        ProcessResult strict = await Artifacts(cts.Token, ContainerdFixture.PackedImage, bundle, output, "view", "/boot/vmlinuz", "--", "--no-fallback");
         Assert.Equal(1, strict.ExitCode);
         Assert.Contains("not unpacked", strict.StandardError, StringComparison.Ordinal);
         await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
@@ -250,19 +246,25 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         Mode = mode,
     };
 
+    /// <summary><c>vessel containerd artifacts</c> for these files (a "--" entry starts the CLI's further options, e.g. --no-fallback).</summary>
     private Task<ProcessResult> Artifacts(CancellationToken cancellationToken, string image, string bundle, string output, string mode, params string[] files)
+        => VesselCli.RunAsync(cancellationToken, ArtifactsArguments(image, bundle, output, mode, files));
+
+    /// <summary>The CLI arguments of <see cref="Artifacts"/>.</summary>
+    private string[] ArtifactsArguments(string image, string bundle, string output, string mode, string[] files)
     {
         var args = new List<string>
         {
             "containerd", "artifacts", "--address", ctrd.Socket, "--namespace", ContainerdFixture.Namespace,
             "--image", image, "--bundle", bundle, "--out", output, "--mode", mode,
         };
-        foreach (string f in files)
+        foreach (string f in files.TakeWhile(f => f != "--"))
         {
             args.Add("--file");
             args.Add(f);
         }
-        return VesselCli.RunAsync(cancellationToken, [.. args]);
+        args.AddRange(files.SkipWhile(f => f != "--").Skip(1));
+        return [.. args];
     }
 
     /// <summary>Runs `artifacts` with the test hold at <paramref name="step"/>, waits until it gets there, and SIGKILLs it.</summary>
@@ -274,11 +276,8 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
             RedirectStandardOutput = true,
             UseShellExecute = false,
         };
-        foreach (string a in new[]
-        {
-            VesselCli.DllPath, "containerd", "artifacts", "--address", ctrd.Socket, "--namespace", ContainerdFixture.Namespace,
-            "--image", image, "--file", "/boot/vmlinuz", "--file", "/boot/initrd.img", "--bundle", bundle, "--out", output, "--mode", "view",
-        })
+        string[] arguments = [VesselCli.DllPath, .. ArtifactsArguments(image, bundle, output, "view", ["/boot/vmlinuz", "/boot/initrd.img"])];
+        foreach (string a in arguments)
         {
             psi.ArgumentList.Add(a);
         }

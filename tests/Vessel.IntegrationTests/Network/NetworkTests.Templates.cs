@@ -11,11 +11,7 @@ public sealed partial class NetworkTests
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         await using var allowed = new HostHttpServer("from-allowed");
         await using var denied = new HostHttpServer("from-denied");
-        string path = Path.Combine(_env.StateDirectory, "tpl-netrules");
-        Directory.CreateDirectory(path);
-        StateStore state = await StateStore.OpenAsync(Path.Combine(path, "state.db"), cts.Token);
-        LayerStore layers = LayerStore.OpenDirectory(Path.Combine(path, "blocks"));
-        var builder = new TemplateBuilder(state, layers, new SandboxStepRunner(new SandboxManager(path, _env.Kit!)), path);
+        TemplateBuilder builder = (await TemplateHome.OpenAsync(_env.StateDirectory, "tpl-netrules", _env.Kit!, cts.Token)).Builder;
         var rules = NetworkConfig.Default with
         {
             Allow = [NetworkRule.Parse("127.0.0.1:" + allowed.Port)],

@@ -1,4 +1,5 @@
 using Vessel.IntegrationTests.Guest;
+using Vessel.IntegrationTests.Templates;
 using Xunit.Abstractions;
 using static Vessel.IntegrationTests.Sandboxes.SandboxShell;
 
@@ -134,21 +135,16 @@ public sealed partial class NetworkTests
     public async Task A_server_started_by_a_template_answers_through_a_forward_after_a_snapshot_restore()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
-        string path = Path.Combine(_env.StateDirectory, "tpl-net");
-        Directory.CreateDirectory(path);
-        StateStore state = await StateStore.OpenAsync(Path.Combine(path, "state.db"), cts.Token);
-        LayerStore layers = LayerStore.OpenDirectory(Path.Combine(path, "blocks"));
-        var manager = new SandboxManager(path, _env.Kit!);
-        var builder = new TemplateBuilder(state, layers, new SandboxStepRunner(manager), path);
+        TemplateHome home = await TemplateHome.OpenAsync(_env.StateDirectory, "tpl-net", _env.Kit!, cts.Token);
         TemplateSpec spec = Template.From(_env.ImageReference).Named("web").DiskSize("64M")
             .Run("mkdir -p /srv && echo served > /srv/health")
             .Start("busybox httpd -f -p 8080 -h /srv")
             .Ready("busybox wget -qO- http://127.0.0.1:8080/health")
             .ToSpec();
-        await builder.BuildAsync(spec, new TemplateBuildOptions(), null, cts.Token);
-        TemplateRecord record = (await state.GetTemplateAsync("web", cts.Token))!;
+        await home.Builder.BuildAsync(spec, new TemplateBuildOptions(), null, cts.Token);
+        TemplateRecord record = (await home.State.GetTemplateAsync("web", cts.Token))!;
         Assert.NotNull(record.SnapshotDirectory);
-        await using (Sandbox resumed = await manager.CreateFromTemplateAsync(layers, record, new SandboxOptions(), restore: true, cts.Token))
+        await using (Sandbox resumed = await home.Manager.CreateFromTemplateAsync(home.Layers, record, new SandboxOptions(), restore: true, cts.Token))
         {
             Assert.True(resumed.Timings.Restored);
             IPEndPoint endpoint = await resumed.ForwardPortAsync(8080, cts.Token);

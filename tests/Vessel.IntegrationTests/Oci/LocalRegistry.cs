@@ -63,9 +63,7 @@ internal sealed class LocalRegistry : IAsyncDisposable
         {
             if (process is not null)
             {
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync(CancellationToken.None);
-                process.Dispose();
+                await ProcessTable.KillTreeAsync(process);
             }
             dir.Dispose();
             throw;

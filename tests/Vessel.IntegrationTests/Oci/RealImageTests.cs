@@ -162,64 +162,52 @@ public sealed class RealImageTests
     }
 
     [RequiresFact("umoci", "skopeo", "docker-registry")]
-    public async Task Registry_manifest_lists_pick_amd64_and_a_tampered_blob_fails_its_digest()
+    public Task Registry_manifest_lists_pick_amd64_and_a_tampered_blob_fails_its_digest() => WithLayoutAndRegistryAsync(async (layout, registry, ct) =>
     {
-        using var cts = new CancellationTokenSource(Timeout);
-        CancellationToken ct = cts.Token;
-        using var dir = TempDirectory.Create("vessel-oci-it-");
-        string layout = await BuildLayoutAsync(dir, ct);
         var insecure = new ImageSourceOptions { Insecure = true };
-        await WithRegistryAsync(async registry =>
+        await Tool(ct, "skopeo", "copy", "--all", "--dest-tls-verify=false", $"oci:{layout}:multi", $"docker://{registry.Host}/test/multi:1");
+        await Tool(ct, "skopeo", "copy", "--all", "--dest-tls-verify=false", $"oci:{layout}:armonly", $"docker://{registry.Host}/test/armonly:1");
+
+        Pulled multi = await PullAsync($"{registry.Host}/test/multi:1", insecure, ct);
+        Pulled local = await PullAsync($"{layout}:base", ImageSourceOptions.Default, ct);
+        Assert.Equal(local.Image.ManifestDigest, multi.Image.ManifestDigest); // the amd64 entry, not the list
+        Assert.Equal(local.LayerDigests, multi.LayerDigests);
+
+        // Cancellation: before resolving, and in the middle of a layer's HTTP body.
+        await using (IImageSource source = await ImageSources.OpenAsync($"{registry.Host}/test/multi:1", insecure, ct))
         {
-            await Tool(ct, "skopeo", "copy", "--all", "--dest-tls-verify=false", $"oci:{layout}:multi", $"docker://{registry.Host}/test/multi:1");
-            await Tool(ct, "skopeo", "copy", "--all", "--dest-tls-verify=false", $"oci:{layout}:armonly", $"docker://{registry.Host}/test/armonly:1");
+            using var cancelled = new CancellationTokenSource();
+            await cancelled.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => source.ResolveAsync(cancelled.Token));
+            await source.ResolveAsync(ct);
+            using var midway = new CancellationTokenSource();
+            await using Stream layer = await source.OpenLayerAsync(1, midway.Token);
+            byte[] buffer = new byte[4096];
+            Assert.True(await layer.ReadAsync(buffer, midway.Token) > 0);
+            await midway.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => _ = await layer.ReadAsync(buffer, midway.Token));
+        }
 
-            Pulled multi = await PullAsync($"{registry.Host}/test/multi:1", insecure, ct);
-            Pulled local = await PullAsync($"{layout}:base", ImageSourceOptions.Default, ct);
-            Assert.Equal(local.Image.ManifestDigest, multi.Image.ManifestDigest); // the amd64 entry, not the list
-            Assert.Equal(local.LayerDigests, multi.LayerDigests);
+        var arm = await Assert.ThrowsAsync<VesselException>(() => PullAsync($"{registry.Host}/test/armonly:1", insecure, ct));
+        Assert.Equal(VesselErrorReason.Unsupported, arm.Reason);
+        Assert.Contains("platforms present: linux/arm64", arm.Message, StringComparison.Ordinal);
 
-            // Cancellation: before resolving, and in the middle of a layer's HTTP body.
-            await using (IImageSource source = await ImageSources.OpenAsync($"{registry.Host}/test/multi:1", insecure, ct))
-            {
-                using var cancelled = new CancellationTokenSource();
-                await cancelled.CancelAsync();
-                await Assert.ThrowsAnyAsync<OperationCanceledException>(() => source.ResolveAsync(cancelled.Token));
-                await source.ResolveAsync(ct);
-                using var midway = new CancellationTokenSource();
-                await using Stream layer = await source.OpenLayerAsync(1, midway.Token);
-                byte[] buffer = new byte[4096];
-                Assert.True(await layer.ReadAsync(buffer, midway.Token) > 0);
-                await midway.CancelAsync();
-                await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => _ = await layer.ReadAsync(buffer, midway.Token));
-            }
-
-            var arm = await Assert.ThrowsAsync<VesselException>(() => PullAsync($"{registry.Host}/test/armonly:1", insecure, ct));
-            Assert.Equal(VesselErrorReason.Unsupported, arm.Reason);
-            Assert.Contains("platforms present: linux/arm64", arm.Message, StringComparison.Ordinal);
-
-            // Overwrite the second layer's stored blob with other bytes of the same length.
-            string victim = local.Image.Layers[1].Digest;
-            string data = registry.BlobDataPath(victim);
-            byte[] original = await File.ReadAllBytesAsync(data, ct);
-            byte[] tampered = (byte[])original.Clone();
-            tampered[^100] ^= 0xff;
-            await File.WriteAllBytesAsync(data, tampered, ct);
-            var e = await Assert.ThrowsAsync<InvalidDataException>(() => PullAsync($"{registry.Host}/test/multi:1", insecure, ct));
-            Assert.Contains("layer 2 of 3", e.Message, StringComparison.Ordinal);
-            Assert.Contains(victim, e.Message, StringComparison.Ordinal);
-            Assert.Contains(OciDigest.Compute(tampered).ToString(), e.Message, StringComparison.Ordinal);
-        }, ct);
-    }
+        // Overwrite the second layer's stored blob with other bytes of the same length.
+        string victim = local.Image.Layers[1].Digest;
+        string data = registry.BlobDataPath(victim);
+        byte[] original = await File.ReadAllBytesAsync(data, ct);
+        byte[] tampered = (byte[])original.Clone();
+        tampered[^100] ^= 0xff;
+        await File.WriteAllBytesAsync(data, tampered, ct);
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => PullAsync($"{registry.Host}/test/multi:1", insecure, ct));
+        Assert.Contains("layer 2 of 3", e.Message, StringComparison.Ordinal);
+        Assert.Contains(victim, e.Message, StringComparison.Ordinal);
+        Assert.Contains(OciDigest.Compute(tampered).ToString(), e.Message, StringComparison.Ordinal);
+    });
 
     [RequiresFact("umoci", "skopeo", "docker-registry")]
-    public async Task Token_auth_challenge_is_answered_with_credentials_and_refused_without()
+    public Task Token_auth_challenge_is_answered_with_credentials_and_refused_without() => WithLayoutAndRegistryAsync(async (layout, registry, ct) =>
     {
-        using var cts = new CancellationTokenSource(Timeout);
-        CancellationToken ct = cts.Token;
-        using var dir = TempDirectory.Create("vessel-oci-it-");
-        string layout = await BuildLayoutAsync(dir, ct);
-        await using LocalRegistry registry = await LocalRegistry.StartAsync(ct);
         await Tool(ct, "skopeo", "copy", "--dest-tls-verify=false", $"oci:{layout}:base", $"docker://{registry.Host}/private/app:v1");
         await using var proxy = new TokenAuthProxy(registry.Host);
 
@@ -237,6 +225,18 @@ public sealed class RealImageTests
         Assert.Equal(3, pulled.LayerDigests.Count);
         Assert.Equal(pulled.Image.Config.DiffIds, pulled.LayerDigests);
         Assert.Equal(1, proxy.TokensIssued); // one token served the manifest, the config and every blob
+    });
+
+    /// <summary>
+    /// The test image's OCI layout in a temp directory and a fresh local registry for
+    /// <paramref name="body"/>, under the test's deadline; then the registry's process and directory must be gone.
+    /// </summary>
+    private static async Task WithLayoutAndRegistryAsync(Func<string, LocalRegistry, CancellationToken, Task> body)
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        using var dir = TempDirectory.Create("vessel-oci-it-");
+        string layout = await BuildLayoutAsync(dir, cts.Token);
+        await WithRegistryAsync(registry => body(layout, registry, cts.Token), cts.Token);
     }
 
     /// <summary>Runs <paramref name="body"/> against a fresh local registry, then asserts that its process and directory are gone.</summary>

@@ -1,5 +1,4 @@
 using System.Formats.Tar;
-using System.IO.Compression;
 using System.Text.Json;
 
 namespace Vessel.IntegrationTests.Rootfs;
@@ -78,16 +77,6 @@ internal static class HostileInputs
         return buffer.ToArray();
     }
 
-    public static byte[] Gzip(byte[] data)
-    {
-        using var output = new MemoryStream();
-        using (var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true))
-        {
-            gzip.Write(data);
-        }
-        return output.ToArray();
-    }
-
     /// <summary>
     /// Writes an OCI image layout with one layer. With <paramref name="viaIndex"/> the
     /// tag points at an image index (a "manifest list") whose only manifest is for
@@ -98,7 +87,7 @@ internal static class HostileInputs
     {
         Directory.CreateDirectory(Path.Combine(layout, "blobs", "sha256"));
         File.WriteAllText(Path.Combine(layout, "oci-layout"), """{"imageLayoutVersion":"1.0.0"}""");
-        byte[] layer = gzip ? Gzip(layerTar) : layerTar;
+        byte[] layer = gzip ? LayersImageSource.Gzip(layerTar) : layerTar;
         (string layerDigest, string layerPath) = WriteBlob(layout, layer);
         var config = new
         {

@@ -84,7 +84,7 @@ public sealed class RootfsHostileInputTests
         string source = kind switch
         {
             "plain-tar" => Write(root.Combine("control.tar"), tar),
-            "gzip-tar" => Write(root.Combine("control.tar.gz"), HostileInputs.Gzip(tar)),
+            "gzip-tar" => Write(root.Combine("control.tar.gz"), LayersImageSource.Gzip(tar)),
             "oci-layout-direct" => Layout(root.Combine("layout"), tar, gzip: true, "amd64", viaIndex: false),
             "oci-layout-via-index" => Layout(root.Combine("layout"), tar, gzip: false, "amd64", viaIndex: true),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
@@ -123,13 +123,13 @@ public sealed class RootfsHostileInputTests
                 return (tarPath, [], ["outside-file", "stolen"]);
             case "truncated-gzip":
                 {
-                    byte[] gz = HostileInputs.Gzip(HostileInputs.TarWithRandomFile("data/random", 512 << 10));
+                    byte[] gz = LayersImageSource.Gzip(HostileInputs.TarWithRandomFile("data/random", 512 << 10));
                     string path = Write(Path.Combine(input, "truncated.tar.gz"), gz.AsSpan(0, gz.Length / 2).ToArray());
                     return (path, [], ["gzip", "compress", "truncat", "unexpected end", "end of"]);
                 }
             case "corrupt-gzip":
                 {
-                    byte[] gz = HostileInputs.Gzip(HostileInputs.TarWithRandomFile("data/random", 512 << 10));
+                    byte[] gz = LayersImageSource.Gzip(HostileInputs.TarWithRandomFile("data/random", 512 << 10));
                     gz.AsSpan(gz.Length / 2, 64).Fill(0xFF);
                     string path = Write(Path.Combine(input, "corrupt.tar.gz"), gz);
                     return (path, [], ["gzip", "compress", "corrupt", "crc", "checksum", "deflate", "invalid"]);
@@ -154,7 +154,7 @@ public sealed class RootfsHostileInputTests
             case "entry-claiming-1-EiB-in-gzip-layer":
                 {
                     // Through the streaming layer reader rather than the archive sniffer.
-                    string path = Write(Path.Combine(input, "huge.tar.gz"), HostileInputs.Gzip(HostileInputs.TarClaimingSize("huge-file", 1L << 60)));
+                    string path = Write(Path.Combine(input, "huge.tar.gz"), LayersImageSource.Gzip(HostileInputs.TarClaimingSize("huge-file", 1L << 60)));
                     return (path, [], ["huge-file", "size"]);
                 }
             case "size-option-absurd":

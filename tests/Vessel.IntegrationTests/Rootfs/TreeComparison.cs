@@ -11,7 +11,7 @@ internal sealed class TreeComparison
     /// <summary>Paths that may exist only in the actual tree (lost+found, an /etc made for provisioning files).</summary>
     public HashSet<string> AllowedExtras { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>Directories whose mtime may differ (those the provisioning files were added to).</summary>
+    /// <summary>Paths whose mtime may differ (directories the provisioning files were added to, symlinks a tool cannot time).</summary>
     public HashSet<string> IgnoreMtime { get; } = new(StringComparer.Ordinal);
 
     /// <summary>Returns one line per difference (empty when the trees match).</summary>
@@ -62,7 +62,7 @@ internal sealed class TreeComparison
             Differs("link count", e.LinkCount, a.LinkCount);
             Differs("hard links", string.Join(',', e.HardLinks), string.Join(',', a.HardLinks));
         }
-        if (e.Type != EntryType.Directory || !IgnoreMtime.Contains(path))
+        if (!IgnoreMtime.Contains(path))
         {
             Differs("mtime", e.MtimeSeconds, a.MtimeSeconds);
         }

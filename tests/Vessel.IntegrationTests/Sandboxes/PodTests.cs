@@ -12,41 +12,22 @@ namespace Vessel.IntegrationTests.Sandboxes;
 
 /// <summary>Pods (issue 15): several containers from two images in one real VM, block lowers.</summary>
 [Collection(SandboxCollection.Name)]
-public sealed class PodTests
+public sealed class PodTests : PodTestBase
 {
-    private readonly SandboxEnvironment _environment;
-
     public PodTests(SandboxEnvironment environment)
+        : base(environment)
     {
-        _environment = environment;
     }
-
-    private static Task<IImageSource> OpenImageAsync(string reference, CancellationToken cancellationToken)
-        => ImageSources.OpenAsync(reference, new ImageSourceOptions(), cancellationToken);
-
-    internal static async Task<(int Code, string Stdout, string Stderr)> RunAsync(Sandbox sandbox, string container, params string[] args)
-    {
-        using var stdout = new MemoryStream();
-        using var stderr = new MemoryStream();
-        ExitStatus status = await sandbox.ExecAsync(new ExecRequest(args) { Container = container }, null, stdout, stderr, CancellationToken.None);
-        return (status.ExitCode, Encoding.UTF8.GetString(stdout.ToArray()), Encoding.UTF8.GetString(stderr.ToArray()));
-    }
-
-    internal static PodSpec TwoImages(params PodContainerSpec[] extra) => new([
-        new PodContainerSpec("web", TestImages.BusyboxOciReference) { Command = ["sleep", "100000"] },
-        new PodContainerSpec("side", TestImages.BusyboxVariantTarball) { Command = ["sleep", "100000"], Env = new Dictionary<string, string> { ["ROLE"] = "side" } },
-        .. extra,
-    ]);
 
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 600_000)]
     public async Task Two_containers_from_two_images_each_see_only_their_own_image_and_their_own_writes()
     {
-        Sandbox pod = await _environment.Manager.CreatePodAsync(TwoImages(), new SandboxOptions(), OpenImageAsync, CancellationToken.None);
+        Sandbox pod = await CreatePodAsync(TwoImages(), CancellationToken.None);
         await using (pod)
         {
             await AssertTwoImagesIsolatedAsync(pod);
         }
-        _environment.AssertNothingLeft();
+        Fixture.AssertNothingLeft();
     }
 
     /// <summary>The pod of <see cref="TwoImages"/>: each container sees its own image and writes, on an overlay root with its own namespaces.</summary>
@@ -94,7 +75,7 @@ public sealed class PodTests
     public async Task A_container_that_exits_leaves_the_others_running_and_shows_its_code()
     {
         PodSpec spec = TwoImages(new PodContainerSpec("job", TestImages.BusyboxOciReference) { Command = ["sh", "-c", "echo done; exit 7"] });
-        Sandbox pod = await _environment.Manager.CreatePodAsync(spec, new SandboxOptions(), OpenImageAsync, CancellationToken.None);
+        Sandbox pod = await CreatePodAsync(spec, CancellationToken.None);
         await using (pod)
         {
             ContainerStatus? job = null;
@@ -118,13 +99,13 @@ public sealed class PodTests
             AgentException missing = await Assert.ThrowsAsync<AgentException>(() => RunAsync(pod, "nope", "true"));
             Assert.Contains("no container 'nope'", missing.Message, StringComparison.Ordinal);
         }
-        _environment.AssertNothingLeft();
+        Fixture.AssertNothingLeft();
     }
 
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", Timeout = 300_000)]
     public async Task A_hostile_image_is_refused_naming_the_entry_before_any_vm_starts_and_writes_nothing_outside_the_cache()
     {
-        string outside = _environment.Work!.Combine("outside");
+        string outside = Fixture.Work!.Combine("outside");
         Directory.CreateDirectory(outside);
         var cases = new (string Name, byte[] Tar, string Expected)[]
         {
@@ -133,17 +114,17 @@ public sealed class PodTests
         };
         foreach ((string name, byte[] tar, string expected) in cases)
         {
-            string layout = _environment.Work!.Combine("hostile-" + name);
+            string layout = Fixture.Work!.Combine("hostile-" + name);
             HostileInputs.WriteOciLayout(layout, tar, gzip: false, "amd64", viaIndex: false);
             var spec = new PodSpec([new PodContainerSpec("bad", $"oci:{layout}:{HostileInputs.Tag}") { Command = ["true"] }]);
-            Exception e = await Assert.ThrowsAnyAsync<Exception>(() => _environment.Manager.CreatePodAsync(spec, new SandboxOptions(), OpenImageAsync, CancellationToken.None));
+            Exception e = await Assert.ThrowsAnyAsync<Exception>(() => CreatePodAsync(spec, CancellationToken.None));
             Assert.True(e is VesselException or InvalidDataException, e.ToString());
             Assert.Contains(expected, e.Message, StringComparison.Ordinal);
         }
         Assert.Empty(Directory.GetFileSystemEntries(outside));
-        Assert.False(File.Exists(_environment.Work!.Combine("escape")));
-        string images = Path.Combine(_environment.StateDirectory, "images");
+        Assert.False(File.Exists(Fixture.Work!.Combine("escape")));
+        string images = Path.Combine(Fixture.StateDirectory, "images");
         Assert.Empty(Directory.Exists(images) ? Directory.GetFiles(images, "*.partial") : []);
-        _environment.AssertNothingLeft();
+        Fixture.AssertNothingLeft();
     }
 }

@@ -12,57 +12,29 @@ namespace Vessel.IntegrationTests.Sandboxes;
 
 /// <summary>Pods on virtio-fs lowers (issue 15): unpacked trees by digest, served by a virtiofsd per VM.</summary>
 [Collection(SandboxCollection.Name)]
-public sealed class PodVirtioFsTests
+public sealed class PodVirtioFsTests : PodTestBase
 {
-    private readonly SandboxEnvironment _environment;
-
     public PodVirtioFsTests(SandboxEnvironment environment)
+        : base(environment)
     {
-        _environment = environment;
     }
-
-    private static Task<IImageSource> OpenImageAsync(string reference, CancellationToken cancellationToken)
-        => ImageSources.OpenAsync(reference, new ImageSourceOptions(), cancellationToken);
-
-    private VesselHome Home => new(_environment.StateDirectory);
 
     /// <summary>Processes whose command line names <paramref name="text"/>.</summary>
-    private static List<int> ProcessesNaming(string text)
-    {
-        var pids = new List<int>();
-        foreach (string proc in Directory.EnumerateDirectories("/proc"))
-        {
-            if (int.TryParse(Path.GetFileName(proc), out int pid))
-            {
-                try
-                {
-                    if (File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' ').Contains(text, StringComparison.Ordinal))
-                    {
-                        pids.Add(pid);
-                    }
-                }
-                catch (IOException)
-                {
-                    // Gone.
-                }
-            }
-        }
-        return pids;
-    }
+    private static IReadOnlyList<int> ProcessesNaming(string text) => ProcessTable.Matching(c => c.Contains(text, StringComparison.Ordinal));
 
     [RequiresFact("qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "debugfs", "root", Timeout = 600_000)]
     public async Task Two_containers_from_two_images_on_virtiofs_see_only_their_own_image_and_virtiofsd_and_its_mounts_go_with_the_sandbox()
     {
-        PodSpec spec = PodTests.TwoImages() with { Rootfs = PodRootfsMode.Virtiofs };
-        Sandbox pod = await _environment.Manager.CreatePodAsync(spec, new SandboxOptions(), OpenImageAsync, CancellationToken.None);
+        PodSpec spec = TwoImages() with { Rootfs = PodRootfsMode.Virtiofs };
+        Sandbox pod = await CreatePodAsync(spec, CancellationToken.None);
         string socket = Path.Combine(pod.WorkDirectory, "fs.sock");
         await using (pod)
         {
             await PodTests.AssertTwoImagesIsolatedAsync(pod);
 
             // The lowers come over virtio-fs: the only disk is the kit's.
-            Assert.Contains("lowerdir=/vessel/lowers/", (await PodTests.RunAsync(pod, "web", "cat", "/proc/self/mountinfo")).Stdout, StringComparison.Ordinal);
-            Assert.NotEqual(0, (await PodTests.RunAsync(pod, "web", "test", "-e", "/dev/vdb")).Code);
+            Assert.Contains("lowerdir=/vessel/lowers/", (await RunAsync(pod, "web", "cat", "/proc/self/mountinfo")).Stdout, StringComparison.Ordinal);
+            Assert.NotEqual(0, (await RunAsync(pod, "web", "test", "-e", "/dev/vdb")).Code);
 
             // virtiofsd runs for this VM; none of its mounts is visible on the host.
             Assert.NotEmpty(ProcessesNaming(socket));
@@ -78,23 +50,23 @@ public sealed class PodVirtioFsTests
             }
 
             // Pausing is refused, naming the QEMU limitation, and the pod keeps running.
-            VesselException refused = await Assert.ThrowsAsync<VesselException>(() => pod.PauseAsync(_environment.Work!.Combine("paused-vfs"), null!, null, CancellationToken.None));
+            VesselException refused = await Assert.ThrowsAsync<VesselException>(() => pod.PauseAsync(Fixture.Work!.Combine("paused-vfs"), null!, null, CancellationToken.None));
             Assert.Equal(VesselErrorReason.Conflict, refused.Reason);
             Assert.Contains("QEMU 7.2", refused.Message, StringComparison.Ordinal);
             Assert.Contains("vhost-user-fs", refused.Message, StringComparison.Ordinal);
-            Assert.Equal(0, (await PodTests.RunAsync(pod, "web", "true")).Code);
+            Assert.Equal(0, (await RunAsync(pod, "web", "true")).Code);
         }
         Assert.Empty(ProcessesNaming(socket));
         Assert.Empty(ProcessesNaming("virtiofsd --socket-path=" + socket));
         Assert.False(File.Exists(socket));
         Assert.DoesNotContain(pod.WorkDirectory, await File.ReadAllTextAsync("/proc/self/mountinfo"), StringComparison.Ordinal);
-        _environment.AssertNothingLeft();
+        Fixture.AssertNothingLeft();
     }
 
     [RequiresFact("busybox-image", "tune2fs", "debugfs", "root", Timeout = 300_000)]
     public async Task A_hostile_image_is_unpacked_into_its_tree_with_its_symlinks_kept_as_links_and_nothing_written_outside_the_cache()
     {
-        string outside = _environment.Work!.Combine("outside-vfs");
+        string outside = Fixture.Work!.Combine("outside-vfs");
         Directory.CreateDirectory(outside);
         string victim = Path.Combine(outside, "victim");
         await File.WriteAllTextAsync(victim, "host file\n");
@@ -108,10 +80,10 @@ public sealed class PodVirtioFsTests
         };
         foreach ((string name, byte[] tar, string expected) in refused)
         {
-            string layout = _environment.Work!.Combine("hostile-" + name);
+            string layout = Fixture.Work!.Combine("hostile-" + name);
             HostileInputs.WriteOciLayout(layout, tar, gzip: false, "amd64", viaIndex: false);
             var spec = new PodSpec([new PodContainerSpec("bad", $"oci:{layout}:{HostileInputs.Tag}") { Command = ["true"] }]) { Rootfs = PodRootfsMode.Virtiofs };
-            Exception e = await Assert.ThrowsAnyAsync<Exception>(() => _environment.Manager.CreatePodAsync(spec, new SandboxOptions(), OpenImageAsync, CancellationToken.None));
+            Exception e = await Assert.ThrowsAnyAsync<Exception>(() => CreatePodAsync(spec, CancellationToken.None));
             Assert.True(e is VesselException or InvalidDataException, e.ToString());
             Assert.Contains(expected, e.Message, StringComparison.Ordinal);
         }
@@ -120,7 +92,7 @@ public sealed class PodVirtioFsTests
         // followed on the host, even by a later entry through them), a hard link inside stays one
         // (one inode, two names), a setuid file keeps its bit.
         byte[] accepted = AcceptedHostileTar(outside);
-        string acceptedLayout = _environment.Work!.Combine("hostile-vfs-accepted");
+        string acceptedLayout = Fixture.Work!.Combine("hostile-vfs-accepted");
         HostileInputs.WriteOciLayout(acceptedLayout, accepted, gzip: false, "amd64", viaIndex: false);
         await using IImageSource source = await OpenImageAsync($"oci:{acceptedLayout}:{HostileInputs.Tag}", CancellationToken.None);
         PodLower lower = await PodLower.EnsureAsync(PodLower.Cache(Home.Images), source, CancellationToken.None);
@@ -139,7 +111,7 @@ public sealed class PodVirtioFsTests
         Assert.Equal(["victim"], Directory.GetFileSystemEntries(outside).Select(Path.GetFileName));
         Assert.Equal("host file\n", await File.ReadAllTextAsync(victim));
         Assert.Empty(Directory.GetDirectories(Home.ImageTrees, ".tmp-*"));
-        _environment.AssertNothingLeft();
+        Fixture.AssertNothingLeft();
     }
 
     private static ulong InodeOf(string path)
@@ -174,27 +146,27 @@ public sealed class PodVirtioFsTests
             await PodTree.EnsureAsync(Home, await PodLower.EnsureAsync(PodLower.Cache(Home.Images), variant, ct), ct);
         }
         var spec = new PodSpec([new PodContainerSpec("web", TestImages.BusyboxOciReference) { Command = ["sleep", "100000"] }]) { Rootfs = PodRootfsMode.Virtiofs };
-        Sandbox pod = await _environment.Manager.CreatePodAsync(spec, new SandboxOptions(), OpenImageAsync, ct);
+        Sandbox pod = await CreatePodAsync(spec, ct);
         await using (pod)
         {
             string used = Home.ImageTree(pod.Pod!.Containers[0].ContentDigest["sha256:".Length..]);
             List<string> unused = Directory.GetDirectories(Home.ImageTrees).Where(d => d != used).ToList();
             Assert.NotEmpty(unused);
 
-            ProcessResult dry = await VesselCli.RunAsync(ct, "images", "prune", "--dry-run", "--home", _environment.StateDirectory);
+            ProcessResult dry = await VesselCli.RunAsync(ct, "images", "prune", "--dry-run", "--home", Fixture.StateDirectory);
             Assert.True(dry.ExitCode == 0, dry.StandardError);
             Assert.All(unused, d => Assert.Contains($"tree  ", dry.StandardOutput.Split('\n').Single(l => l.Contains(d, StringComparison.Ordinal)), StringComparison.Ordinal));
             Assert.DoesNotContain(used, dry.StandardOutput, StringComparison.Ordinal);
             Assert.Contains("dry run", dry.StandardOutput, StringComparison.Ordinal);
             Assert.All(unused, d => Assert.True(Directory.Exists(d)));
 
-            ProcessResult done = await VesselCli.RunAsync(ct, "images", "prune", "--home", _environment.StateDirectory);
+            ProcessResult done = await VesselCli.RunAsync(ct, "images", "prune", "--home", Fixture.StateDirectory);
             Assert.True(done.ExitCode == 0, done.StandardError);
             Assert.Contains("freed", done.StandardOutput, StringComparison.Ordinal);
             Assert.All(unused, d => Assert.False(Directory.Exists(d), d));
             Assert.True(Directory.Exists(used));
-            Assert.Equal("ok\n", (await PodTests.RunAsync(pod, "web", "sh", "-c", "cat /bin/busybox > /dev/null && echo ok")).Stdout);
+            Assert.Equal("ok\n", (await RunAsync(pod, "web", "sh", "-c", "cat /bin/busybox > /dev/null && echo ok")).Stdout);
         }
-        _environment.AssertNothingLeft();
+        Fixture.AssertNothingLeft();
     }
 }

@@ -240,6 +240,16 @@ public sealed class DaemonFixture : IAsyncLifetime
         return new CommandRun(stdout.ToString(), stderr.ToString(), exit ?? new JsonObject(), pid);
     }
 
+    /// <summary>
+    /// The containers of the pods the API tests create: "web" (the busybox OCI image) running
+    /// <paramref name="webCommand"/>, and "side" (the busybox variant, another image) sleeping.
+    /// </summary>
+    public static object[] WebAndSidePod(params string[] webCommand) =>
+    [
+        new { name = "web", image = TestImages.BusyboxOciReference, command = webCommand },
+        new { name = "side", image = TestImages.BusyboxVariantTarball, command = new[] { "sleep", "100000" } },
+    ];
+
     public async Task<string> CreateSandboxAsync(object request)
     {
         JsonNode created = await JsonAsync(await Unix.PostAsJsonAsync("/sandboxes", request), HttpStatusCode.Created);

@@ -21,11 +21,7 @@ public sealed class PodApiTests(DaemonFixture daemon)
     {
         string id = await daemon.CreateSandboxAsync(new
         {
-            containers = new object[]
-            {
-                new { name = "web", image = TestImages.BusyboxOciReference, command = new[] { "sh", "-c", "i=0; while true; i=$((i+1)); echo $i > /count; do sleep 1; done" } },
-                new { name = "side", image = TestImages.BusyboxVariantTarball, command = new[] { "sleep", "100000" } },
-            },
+            containers = DaemonFixture.WebAndSidePod("sh", "-c", "i=0; while true; i=$((i+1)); echo $i > /count; do sleep 1; done"),
             rootfs = "block",
             memoryMb = 256,
             upperMb = 32,

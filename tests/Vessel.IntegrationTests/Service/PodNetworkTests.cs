@@ -24,11 +24,7 @@ public sealed class PodNetworkTests(DaemonFixture daemon)
         await using var other = new HostHttpServer("from-other");
         string id = await daemon.CreateSandboxAsync(new
         {
-            containers = new object[]
-            {
-                new { name = "web", image = TestImages.BusyboxOciReference, command = new[] { "sh", "-c", "mkdir -p /www && echo in-pod > /www/f && exec busybox httpd -f -p 8080 -h /www" } },
-                new { name = "side", image = TestImages.BusyboxVariantTarball, command = new[] { "sleep", "100000" } },
-            },
+            containers = DaemonFixture.WebAndSidePod("sh", "-c", "mkdir -p /www && echo in-pod > /www/f && exec busybox httpd -f -p 8080 -h /www"),
             rootfs = "block",
             upperMb = 16,
             timeoutSeconds = 900,

@@ -19,7 +19,7 @@ public sealed class ShimBootArtifactTests(ShimFixture ctrd)
         {
             string bundle = ctrd.Bundle("b1");
             ProcessResult cmdline = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "b1", "cat", "/proc/cmdline");
-            Assert.True(cmdline.ExitCode == 0, $"exec exited with {cmdline.ExitCode}: {cmdline.StandardOutput}{cmdline.StandardError}");
+            ShimFixture.AssertExit(cmdline, 0);
             Assert.Contains(ShimFixture.BootParameter, cmdline.StandardOutput.Split(' ', '\n'));
 
             // The VMM boots the image's kernel, bound read-only from the view, and the combined initrd.

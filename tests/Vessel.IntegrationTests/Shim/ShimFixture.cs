@@ -163,6 +163,10 @@ public sealed class ShimFixture : IAsyncLifetime
         }
     }
 
+    /// <summary>Asserts that <paramref name="result"/> (ctr's, or script's around it) exited with <paramref name="code"/>; the message quotes the command and its output.</summary>
+    public static void AssertExit(ProcessResult result, int code)
+        => Assert.True(result.ExitCode == code, $"{result.FileName} {string.Join(' ', result.Arguments)} exited with {result.ExitCode}: {result.StandardOutput}{result.StandardError}");
+
     /// <summary>SIGKILLs task <paramref name="id"/> and waits (up to about 10 s) until ctr lists a stopped task.</summary>
     public async Task KillAndWaitStoppedAsync(string id, CancellationToken cancellationToken)
     {

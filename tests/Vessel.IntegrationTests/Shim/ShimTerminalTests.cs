@@ -24,7 +24,7 @@ public sealed partial class ShimTerminalTests(ShimFixture ctrd)
         using var cts = new CancellationTokenSource(Timeout);
         ProcessResult run = await CtrOnTerminalAsync(33, 101, cts.Token, "run", "-t", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "tt1",
             "sh", "-c", WaitForSize + "tty; stty size; [ -t 2 ] && echo stderr-is-tty; exit 5");
-        Assert.True(run.ExitCode == 5, $"ctr run -t exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
+        ShimFixture.AssertExit(run, 5);
         // ctr's own terminal (script's) adds a second \r to each of the guest terminal's \r\n.
         string[] lines = Lines(run.StandardOutput);
         Assert.True(lines.Length == 3 && PtyLine().IsMatch(lines[0]) && lines[1] == "33 101" && lines[2] == "stderr-is-tty", "output: " + run.StandardOutput);
@@ -38,7 +38,7 @@ public sealed partial class ShimTerminalTests(ShimFixture ctrd)
         await ctrd.WithDetachedTaskAsync("tt2", [ShimFixture.Image, "tt2", "sleep", "1d"], async () =>
         {
             ProcessResult exec = await CtrOnTerminalAsync(21, 77, cts.Token, "task", "exec", "-t", "--exec-id", "e1", "tt2", "sh", "-c", WaitForSize + "tty; stty size; exit 4");
-            Assert.True(exec.ExitCode == 4, $"ctr task exec -t exited with {exec.ExitCode}: {exec.StandardOutput}{exec.StandardError}");
+            ShimFixture.AssertExit(exec, 4);
             string[] lines = Lines(exec.StandardOutput);
             Assert.True(lines.Length == 2 && PtyLine().IsMatch(lines[0]) && lines[1] == "21 77", "output: " + exec.StandardOutput);
             await ctrd.KillAndWaitStoppedAsync("tt2", cts.Token);
@@ -61,7 +61,7 @@ public sealed partial class ShimTerminalTests(ShimFixture ctrd)
         string specPath = Path.Combine(ctrd.Root, "th1-spec.json");
         await File.WriteAllTextAsync(specPath, spec.ToJsonString(), cts.Token);
         ProcessResult run = await ctrd.RunAndRemoveAsync("th1", ["--config", specPath, "th1"], cts.Token);
-        Assert.True(run.ExitCode == 0, $"ctr run exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
+        ShimFixture.AssertExit(run, 0);
         Assert.Equal($"spec-host\nspec-host\n{TestImages.BusyboxRelease}", run.StandardOutput);
         await ctrd.AssertNothingLeftAsync("th1", cts.Token);
     }

@@ -12,7 +12,7 @@ public sealed class ShimTests(ShimFixture ctrd)
         using var cts = new CancellationTokenSource(Timeout);
         ProcessResult run = await ctrd.CtrAsync(cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t1",
             "sh", "-c", "cat /etc/vessel-test-release; uname -r; hostname; echo to-stderr >&2; exit 3");
-        Assert.True(run.ExitCode == 3, $"ctr run exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
+        ShimFixture.AssertExit(run, 3);
         string[] lines = run.StandardOutput.Split('\n');
         Assert.Equal(TestImages.BusyboxRelease.TrimEnd('\n'), lines[0]);
         // The guest kernel (the kit's), not the host's.
@@ -29,7 +29,7 @@ public sealed class ShimTests(ShimFixture ctrd)
         using var cts = new CancellationTokenSource(Timeout);
         ProcessResult run = await ctrd.CtrWithInputAsync("line one\nline two\n", cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t3",
             "sh", "-c", "wc -l; echo end");
-        Assert.True(run.ExitCode == 0, $"ctr run exited with {run.ExitCode}: {run.StandardOutput}{run.StandardError}");
+        ShimFixture.AssertExit(run, 0);
         Assert.Equal(["2", "end"], run.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Trim()));
         await ctrd.AssertNothingLeftAsync("t3", cts.Token);
     }
@@ -42,7 +42,7 @@ public sealed class ShimTests(ShimFixture ctrd)
         await ctrd.WithDetachedTaskAsync("t2", [ShimFixture.Image, "t2", "sleep", "1d"], async () =>
         {
             ProcessResult exec = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "t2", "sh", "-c", "echo ok; exit 4");
-            Assert.True(exec.ExitCode == 4, $"ctr task exec exited with {exec.ExitCode}: {exec.StandardOutput}{exec.StandardError}");
+            ShimFixture.AssertExit(exec, 4);
             Assert.Equal("ok\n", exec.StandardOutput);
 
             string ps = (await ctrd.CtrAsync(cts.Token, "task", "ps", "t2")).EnsureSuccess().StandardOutput;
@@ -90,7 +90,7 @@ public sealed class ShimTests(ShimFixture ctrd)
         {
             ProcessResult look = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "t5", "sh", "-c",
                 "sleep 1; cat /scratch/init.txt; grep ' /scratch ' /proc/mounts; grep -c ' /run tmpfs ' /proc/mounts; cat /etc/from-host");
-            Assert.True(look.ExitCode == 0, $"exec exited with {look.ExitCode}: {look.StandardOutput}{look.StandardError}");
+            ShimFixture.AssertExit(look, 0);
             string[] lines = look.StandardOutput.Split('\n');
             Assert.Equal("hello /tmp", lines[0]);
             Assert.StartsWith("tmpfs /scratch tmpfs ", lines[1], StringComparison.Ordinal);
@@ -100,7 +100,7 @@ public sealed class ShimTests(ShimFixture ctrd)
             Assert.Equal("written on the host", lines[3]);
 
             ProcessResult user = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e2", "--user", "1000", "--cwd", "/etc", "t5", "sh", "-c", "id -u; pwd");
-            Assert.True(user.ExitCode == 0, $"exec exited with {user.ExitCode}: {user.StandardOutput}{user.StandardError}");
+            ShimFixture.AssertExit(user, 0);
             Assert.Equal("1000\n/etc\n", user.StandardOutput);
             await ctrd.KillAndWaitStoppedAsync("t5", cts.Token);
         }, cts.Token);

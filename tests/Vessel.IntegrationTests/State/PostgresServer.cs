@@ -118,9 +118,7 @@ public sealed class PostgresServer : IAsyncDisposable
         {
             if (process is not null)
             {
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync(CancellationToken.None);
-                process.Dispose();
+                await ProcessTable.KillTreeAsync(process);
             }
             root.Dispose();
             throw;

@@ -193,7 +193,7 @@ public sealed class TemplateBuildTests : IDisposable
         Assert.True(same.FullyCached);
         // Same reference, new content (what a moved tag is): the base must rebuild.
         byte[] extra = Vessel.Testing.LayersImageSource.Tar(w => Vessel.Testing.LayersImageSource.File(w, "etc/moved", "yes\n"));
-        await File.WriteAllBytesAsync(image, GzipBytes(extra), ct);
+        await File.WriteAllBytesAsync(image, LayersImageSource.Gzip(extra), ct);
         (TemplateBuildResult moved, _) = await BuildAsync(builder, spec, ct);
         Assert.False(moved.Phases[0].Cached);
         Assert.NotEqual(first.FinalHash, moved.FinalHash);
@@ -242,13 +242,4 @@ public sealed class TemplateBuildTests : IDisposable
     private static async Task ToolAsync(CancellationToken ct, string tool, params string[] args)
         => (await ExternalProcess.RunAsync(tool, args, ct, timeout: TimeSpan.FromMinutes(2))).EnsureSuccess();
 
-    private static byte[] GzipBytes(byte[] data)
-    {
-        using var ms = new MemoryStream();
-        using (var gz = new System.IO.Compression.GZipStream(ms, System.IO.Compression.CompressionLevel.Fastest))
-        {
-            gz.Write(data);
-        }
-        return ms.ToArray();
-    }
 }

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Vessel.IntegrationTests.Blocks;
 using Vessel.IntegrationTests.Sandboxes;
 
@@ -80,6 +81,90 @@ public sealed class TemplateTransferTests(SandboxEnvironment env) : S3TestBase("
         Assert.NotEqual(0, missing.ExitCode);
         Assert.Contains("is not in the store", missing.StandardError, StringComparison.Ordinal);
         env.AssertNothingLeft();
+    }
+
+    [RequiresFact("npm", "node", "qemu-system-x86_64", "busybox-image", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "nbdfuse", "fusermount3", "root", Timeout = 900_000)]
+    public async Task A_lazily_pulled_template_maps_its_memory_from_the_bucket_fetching_part_of_it_and_a_damaged_chunk_fails_the_start_naming_it()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
+        CancellationToken ct = cts.Token;
+        string homeA = Path.Combine(env.StateDirectory, "tpl-mem-a");
+        string homeC = Path.Combine(env.StateDirectory, "tpl-mem-c");
+        Directory.CreateDirectory(homeA);
+        string spec = TestImages.WriteTemplateSpec(Path.Combine(homeA, "spec.json"), "lazymem",
+            """ "steps": [ { "run": "echo made-on-a > /made.txt" } ], "start": "sleep 100000", "ready": "pidof sleep" """, TestImages.BusyboxOciReference);
+        string bucket = $"s3://{Server.Bucket}/lazymem-test";
+        var remote = new Dictionary<string, string>(Server.Environment) { ["VESSEL_REMOTE_STORE"] = bucket };
+        Task<ProcessResult> Run(string[] args)
+            => ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct, environment: remote, timeout: TimeSpan.FromMinutes(10));
+        async Task<string> Vessel(params string[] args)
+        {
+            ProcessResult r = await Run(args);
+            Assert.True(r.ExitCode == 0, $"vessel {string.Join(' ', args)} failed ({r.ExitCode}): {r.StandardError}");
+            return r.StandardOutput + r.StandardError;
+        }
+
+        await Vessel("template", "build", "-f", spec, "--home", homeA);
+        await Vessel("template", "push", "lazymem", "--to", bucket, "--home", homeA);
+        string memoryFile = Path.Combine(Directory.GetDirectories(Path.Combine(homeA, "snapshots")).Single(), SandboxSnapshot.MemoryFile);
+        long stored = NonZeroChunkBytes(memoryFile, TemplateTransfer.MemoryChunkSize); // what a whole pull fetches of it
+
+        // The lazy pull writes a reference, not the memory; the restore maps it from the bucket.
+        string pulled = await Vessel("template", "pull", "lazymem", "--from", bucket, "--lazy", "--home", homeC);
+        Assert.Contains("pulled 'lazymem'", pulled, StringComparison.Ordinal);
+        string snapshot = Directory.GetDirectories(Path.Combine(homeC, "snapshots")).Single();
+        Assert.False(File.Exists(Path.Combine(snapshot, SandboxSnapshot.MemoryFile)), "the memory stays in the bucket");
+        S3BlobStore.BlobRef blob = (await RemoteMemory.TryReadReferenceAsync(snapshot, ct))!;
+        Assert.Equal(new FileInfo(memoryFile).Length, blob.Length);
+        string run = await Vessel("template", "run", "lazymem", "--home", homeC, "--timings", "--", "sh", "-c", "cat /made.txt; pidof sleep >/dev/null && echo start-running");
+        Assert.Contains("made-on-a\nstart-running\n", run, StringComparison.Ordinal);
+        Assert.Contains("restored from snapshot", run, StringComparison.Ordinal);
+        Match fetched = Regex.Match(run, @"fetched from \S+: (\d+) bytes \(memory (\d+), layers (\d+)\)");
+        Assert.True(fetched.Success, run);
+        long memory = long.Parse(fetched.Groups[2].Value, CultureInfo.InvariantCulture);
+        Assert.InRange(memory, 1, stored - 1);
+        AssertNothingLeft(homeC);
+
+        // Damage every memory chunk that run fetched, in the bucket, and empty the node's cache: the next start fails naming the object.
+        string chunks = Path.Combine(homeC, "cache", "chunks", new Guid(Convert.FromHexString(blob.Sha256[..32]), bigEndian: true).ToString("D"));
+        string[] indexes = [.. Directory.GetFiles(chunks).Select(Path.GetFileName).OfType<string>()];
+        Assert.NotEmpty(indexes);
+        using (var storage = new S3LayerStorage(Server.Options("lazymem-test", Dir.Combine("cache-mem"))))
+        {
+            foreach (string index in indexes)
+            {
+                await storage.PutAsync(storage.KeyOf($"blobs/{blob.Sha256}/data/{index}"), RandomNumberGenerator.GetBytes(TemplateTransfer.MemoryChunkSize), ct);
+            }
+        }
+        Directory.Delete(Path.Combine(homeC, "cache", "chunks"), recursive: true);
+        ProcessResult damaged = await Run(["template", "run", "lazymem", "--home", homeC, "--", "true"]);
+        Assert.NotEqual(0, damaged.ExitCode);
+        Assert.Contains("reading its memory from the bucket failed", damaged.StandardError, StringComparison.Ordinal);
+        Assert.Matches($@"chunk \d+ of blob {blob.Sha256} \(lazymem-test/blobs/{blob.Sha256}/data/[0-9a-f]{{8}}, \d+ bytes\) does not match its SHA-256", damaged.StandardError);
+        AssertNothingLeft(homeC);
+        env.AssertNothingLeft();
+    }
+
+    /// <summary>No QEMU, nbdfuse, mount or sandbox directory of <paramref name="home"/> is left.</summary>
+    private static void AssertNothingLeft(string home)
+    {
+        SandboxEnvironment.AssertNothingLeft(home);
+        Assert.DoesNotContain(File.ReadAllLines("/proc/self/mountinfo"), l => l.Contains(home, StringComparison.Ordinal));
+        Assert.Empty(ProcessTable.Matching(c => c.Contains("nbdfuse", StringComparison.Ordinal) && c.Contains(home, StringComparison.Ordinal)));
+    }
+
+    /// <summary>The bytes of <paramref name="path"/>'s chunks that are not all zeros: what the bucket stores of it.</summary>
+    private static long NonZeroChunkBytes(string path, int chunkSize)
+    {
+        using FileStream file = File.OpenRead(path);
+        byte[] buffer = new byte[chunkSize];
+        long total = 0;
+        int n;
+        while ((n = file.ReadAtLeast(buffer, chunkSize, throwOnEndOfStream: false)) > 0)
+        {
+            total += buffer.AsSpan(0, n).IndexOfAnyExcept((byte)0) >= 0 ? n : 0;
+        }
+        return total;
     }
 
     [RequiresFact("npm", "node", Timeout = 180_000)]

@@ -9,47 +9,41 @@ namespace Vessel.Tests.Common;
 /// </summary>
 public sealed class MalformedInputTests
 {
-    private static readonly Dictionary<string, Action<string>> s_parsers = new(StringComparer.Ordinal)
+    /// <summary>A parser, what its message must contain for a text (null: nothing promised), and texts it must refuse.</summary>
+    private sealed record Parser(Action<string> Parse, Func<string, string?> Named, string[] Malformed);
+
+    private static readonly Dictionary<string, Parser> s_parsers = new(StringComparer.Ordinal)
     {
-        ["bucket address"] = text => S3StoreOptions.Parse(text),
-        ["byte size"] = text => ByteSize.Parse(text),
-        ["registry reference"] = text => RegistryReference.Parse(text),
-        ["network rule"] = text => NetworkRule.Parse(text),
-        ["image path"] = text => ImagePath.CleanRequested(text),
+        ["bucket address"] = new(text => S3StoreOptions.Parse(text), text => text,
+            ["/var/lib/vessel/blocks", "s3://", "s3://UPPER", "s3://ab", "s3://vessel/a/../b", "s3://vessel/a//b"]),
+        ["byte size"] = new(text => ByteSize.Parse(text), _ => null, ["", "12X", "-1G", "99999999999T"]),
+        ["registry reference"] = new(text => RegistryReference.Parse(text), _ => null,
+            ["Upper/Case", "host:5000/name@sha256:123", "name:bad/tag", "name:-tag", "host:5000/../x"]),
+        ["network rule"] = new(text => NetworkRule.Parse(text), text => $"'{text}'",
+            ["8080", "host:0", "host:70000", ":80", "10.0.0.0/33", "not an ip/8", "a b:80"]),
+        ["image path"] = new(text => ImagePath.CleanRequested(text), _ => null, ["", "/", "..", "a\0b"]),
     };
 
-    [Theory]
-    [InlineData("bucket address", "/var/lib/vessel/blocks", "/var/lib/vessel/blocks")]
-    [InlineData("bucket address", "s3://", "s3://")]
-    [InlineData("bucket address", "s3://UPPER", "s3://UPPER")]
-    [InlineData("bucket address", "s3://ab", "s3://ab")]
-    [InlineData("bucket address", "s3://vessel/a/../b", "s3://vessel/a/../b")]
-    [InlineData("bucket address", "s3://vessel/a//b", "s3://vessel/a//b")]
-    [InlineData("byte size", "", null)]
-    [InlineData("byte size", "12X", null)]
-    [InlineData("byte size", "-1G", null)]
-    [InlineData("byte size", "99999999999T", null)]
-    [InlineData("registry reference", "Upper/Case", null)]
-    [InlineData("registry reference", "host:5000/name@sha256:123", null)]
-    [InlineData("registry reference", "name:bad/tag", null)]
-    [InlineData("registry reference", "name:-tag", null)]
-    [InlineData("registry reference", "host:5000/../x", null)]
-    [InlineData("network rule", "8080", "'8080'")]
-    [InlineData("network rule", "host:0", "'host:0'")]
-    [InlineData("network rule", "host:70000", "'host:70000'")]
-    [InlineData("network rule", ":80", "':80'")]
-    [InlineData("network rule", "10.0.0.0/33", "'10.0.0.0/33'")]
-    [InlineData("network rule", "not an ip/8", "'not an ip/8'")]
-    [InlineData("network rule", "a b:80", "'a b:80'")]
-    [InlineData("image path", "", null)]
-    [InlineData("image path", "/", null)]
-    [InlineData("image path", "..", null)]
-    [InlineData("image path", "a\0b", null)]
-    public void Malformed_text_is_refused_as_invalid_input_naming_it_where_promised(string parser, string text, string? named)
+    public static TheoryData<string, string> Cases()
     {
-        VesselException e = Assert.Throws<VesselException>(() => s_parsers[parser](text));
+        var cases = new TheoryData<string, string>();
+        foreach ((string name, Parser parser) in s_parsers)
+        {
+            foreach (string text in parser.Malformed)
+            {
+                cases.Add(name, text);
+            }
+        }
+        return cases;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Malformed_text_is_refused_as_invalid_input_naming_it_where_promised(string parser, string text)
+    {
+        VesselException e = Assert.Throws<VesselException>(() => s_parsers[parser].Parse(text));
         Assert.Equal(VesselErrorReason.InvalidInput, e.Reason);
-        if (named is not null)
+        if (s_parsers[parser].Named(text) is string named)
         {
             Assert.Contains(named, e.Message, StringComparison.Ordinal);
         }

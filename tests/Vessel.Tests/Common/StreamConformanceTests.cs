@@ -1,4 +1,3 @@
-using System.IO.Compression;
 using Vessel.Tar;
 
 namespace Vessel.Tests.Common;
@@ -13,16 +12,6 @@ internal static class StreamSamples
         byte[] data = new byte[length];
         new Random(12).NextBytes(data);
         return data;
-    }
-
-    public static byte[] Gzip(byte[] data)
-    {
-        using var output = new MemoryStream();
-        using (var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true))
-        {
-            gzip.Write(data);
-        }
-        return output.ToArray();
     }
 
     public static byte[] Zstd(byte[] data)
@@ -67,7 +56,7 @@ public sealed class DigestVerifyingStreamConformanceTests : ReadStreamConformanc
 
 public sealed class GzipLayerStreamConformanceTests : ReadStreamConformanceTests
 {
-    private static readonly byte[] Compressed = StreamSamples.Gzip(StreamSamples.Content);
+    private static readonly byte[] Compressed = LayersImageSource.Gzip(StreamSamples.Content);
 
     protected override async Task<(Stream Stream, byte[] Expected)> OpenAsync()
     {

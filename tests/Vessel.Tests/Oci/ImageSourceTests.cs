@@ -372,7 +372,7 @@ public sealed class ImageSourceTests : IDisposable
     public async Task Rootfs_tarball_is_one_layer_with_an_empty_config_and_the_file_digest()
     {
         byte[] tar = TestImage.Tar(("etc/os-release", "ID=test\n"));
-        byte[] gz = TestImage.Gzip(tar);
+        byte[] gz = LayersImageSource.Gzip(tar);
         string file = _dir.Combine("rootfs.tar.gz");
         File.WriteAllBytes(file, gz);
         await using IImageSource source = await OpenAsync(file);
@@ -390,7 +390,7 @@ public sealed class ImageSourceTests : IDisposable
         var rnd = new Random(3);
         byte[] content = new byte[300_000];
         rnd.NextBytes(content);
-        byte[] gz = TestImage.Gzip(TestImage.Tar(("blob", Convert.ToBase64String(content))));
+        byte[] gz = LayersImageSource.Gzip(TestImage.Tar(("blob", Convert.ToBase64String(content))));
         string file = _dir.Combine("cut.tar.gz");
         File.WriteAllBytes(file, gz[..(gz.Length / 2)]);
         var e = await LayerReadFailsAsync(file);

@@ -1,5 +1,4 @@
 using System.Formats.Tar;
-using System.IO.Compression;
 using System.Text.Json;
 
 namespace Vessel.Tests.Oci;
@@ -27,21 +26,11 @@ internal sealed class TestImage
         return ms.ToArray();
     }
 
-    public static byte[] Gzip(byte[] data)
-    {
-        using var ms = new MemoryStream();
-        using (var gz = new GZipStream(ms, CompressionLevel.Fastest, leaveOpen: true))
-        {
-            gz.Write(data);
-        }
-        return ms.ToArray();
-    }
-
     public static string Digest(byte[] data) => OciDigest.Compute(data).ToString();
 
     public TestImage AddLayer(byte[] tar, bool gzip = true)
     {
-        byte[] blob = gzip ? Gzip(tar) : tar;
+        byte[] blob = gzip ? LayersImageSource.Gzip(tar) : tar;
         Layers.Add((blob, tar, gzip ? OciMediaTypes.LayerGzip : OciMediaTypes.Layer));
         return this;
     }

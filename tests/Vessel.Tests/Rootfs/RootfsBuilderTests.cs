@@ -2,36 +2,39 @@ using System.Formats.Tar;
 
 namespace Vessel.Tests.Rootfs;
 
-public sealed class RootfsBuilderTests
+public sealed class RootfsBuilderTests : IDisposable
 {
-    /// <summary>Builds <paramref name="source"/> into <paramref name="output"/> and asserts that e2fsck finds the image clean.</summary>
-    private static async Task BuildCleanAsync(LayersImageSource source, string output, RootfsBuildOptions options)
+    private readonly TempDirectory _dir = TempDirectory.Create();
+
+    private string Output => _dir.Combine("rootfs.ext4");
+
+    public void Dispose() => _dir.Dispose();
+
+    /// <summary>Builds <paramref name="source"/> into the test's rootfs.ext4, asserts that e2fsck finds the image clean and returns its path.</summary>
+    private async Task<string> BuildCleanAsync(LayersImageSource source, RootfsBuildOptions options)
     {
-        await RootfsBuilder.BuildAsync(source, output, options, null, CancellationToken.None);
-        string? fsck = await E2fs.CheckAsync(output);
+        await RootfsBuilder.BuildAsync(source, Output, options, null, CancellationToken.None);
+        string? fsck = await E2fs.CheckAsync(Output);
         Assert.True(fsck is null, fsck);
+        return Output;
     }
 
     [RequiresFact("e2fsck", "debugfs", "busybox", "busybox-image", Timeout = 120_000)]
     public async Task Busybox_tarball_builds_a_clean_image()
     {
-        using var dir = TempDirectory.Create();
-        string output = dir.Combine("rootfs.ext4");
         var source = new LayersImageSource("busybox", await File.ReadAllBytesAsync(TestImages.BusyboxTarball));
-        RootfsBuildResult result = await RootfsBuilder.BuildAsync(source, output, new RootfsBuildOptions(), null, CancellationToken.None);
-        string? fsck = await E2fs.CheckAsync(output);
+        RootfsBuildResult result = await RootfsBuilder.BuildAsync(source, Output, new RootfsBuildOptions(), null, CancellationToken.None);
+        string? fsck = await E2fs.CheckAsync(Output);
         Assert.True(fsck is null, fsck);
         Assert.True(result.Filesystem.Files > 50);
-        string busybox = await E2fs.DebugfsAsync(output, "stat /bin/busybox");
+        string busybox = await E2fs.DebugfsAsync(Output, "stat /bin/busybox");
         Assert.Contains("Type: regular", busybox, StringComparison.Ordinal);
-        Assert.Equal("vessel\n", System.Text.Encoding.ASCII.GetString(await E2fs.ReadFileAsync(output, "/etc/hostname")));
+        Assert.Equal("vessel\n", System.Text.Encoding.ASCII.GetString(await E2fs.ReadFileAsync(Output, "/etc/hostname")));
     }
 
     [RequiresFact("e2fsck", "busybox", Timeout = 120_000)]
     public async Task Large_directory_becomes_a_valid_htree()
     {
-        using var dir = TempDirectory.Create();
-        string output = dir.Combine("rootfs.ext4");
         byte[] layer = LayersImageSource.Tar(w =>
         {
             LayersImageSource.Dir(w, "many/");
@@ -40,7 +43,7 @@ public sealed class RootfsBuilderTests
                 LayersImageSource.File(w, $"many/file-with-a-longer-name-{i:D6}", i % 7 == 0 ? "x" : "");
             }
         });
-        await BuildCleanAsync(new LayersImageSource("many", layer), output, new RootfsBuildOptions { FreeBytes = 16 << 20 });
+        string output = await BuildCleanAsync(new LayersImageSource("many", layer), new RootfsBuildOptions { FreeBytes = 16 << 20 });
         string ls = await E2fs.DebugfsAsync(output, "stat /many");
         Assert.Contains("Flags: 0x81000", ls, StringComparison.Ordinal); // extents + htree index
     }
@@ -48,8 +51,6 @@ public sealed class RootfsBuilderTests
     [RequiresFact("e2fsck", "busybox", Timeout = 120_000)]
     public async Task Whiteouts_opaque_dirs_and_hard_links_follow_oci_rules()
     {
-        using var dir = TempDirectory.Create();
-        string output = dir.Combine("rootfs.ext4");
         byte[] lower = LayersImageSource.Tar(w =>
         {
             LayersImageSource.Dir(w, "a/");
@@ -66,7 +67,7 @@ public sealed class RootfsBuilderTests
             LayersImageSource.File(w, "opq/.wh..wh..opq", "");
             LayersImageSource.Link(w, TarEntryType.HardLink, "hard", "target");
         });
-        await BuildCleanAsync(new LayersImageSource("two", lower, upper), output, new RootfsBuildOptions { FreeBytes = 8 << 20 });
+        string output = await BuildCleanAsync(new LayersImageSource("two", lower, upper), new RootfsBuildOptions { FreeBytes = 8 << 20 });
         string a = await E2fs.DebugfsAsync(output, "ls -l /a");
         Assert.DoesNotContain("gone", a, StringComparison.Ordinal);
         Assert.Contains("kept", a, StringComparison.Ordinal);
@@ -82,8 +83,6 @@ public sealed class RootfsBuilderTests
     {
         // LayerApplier reuses the previous entry's parent while the directory part repeats;
         // a whiteout or a replacement of that directory must not leave later entries in it.
-        using var dir = TempDirectory.Create();
-        string output = dir.Combine("rootfs.ext4");
         byte[] lower = LayersImageSource.Tar(w =>
         {
             LayersImageSource.File(w, "a/b/one", "lower");
@@ -99,7 +98,7 @@ public sealed class RootfsBuilderTests
             LayersImageSource.Dir(w, "c/d/");
             LayersImageSource.File(w, "c/d/six", "upper");
         });
-        await BuildCleanAsync(new LayersImageSource("cache", lower, upper), output, new RootfsBuildOptions { FreeBytes = 8 << 20 });
+        string output = await BuildCleanAsync(new LayersImageSource("cache", lower, upper), new RootfsBuildOptions { FreeBytes = 8 << 20 });
         string b = await E2fs.DebugfsAsync(output, "ls -l /a/b");
         Assert.Contains("four", b, StringComparison.Ordinal);
         Assert.DoesNotContain("one", b, StringComparison.Ordinal);

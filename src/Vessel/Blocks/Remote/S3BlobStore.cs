@@ -22,9 +22,18 @@ internal sealed class S3BlobStore(S3LayerStorage storage, string root = "blobs/"
     /// <summary>What a put or a get moved: bytes sent or fetched, and the blob's length.</summary>
     public readonly record struct Transfer(BlobRef Blob, long Bytes, bool Skipped);
 
-    public async Task<Transfer> PutFileAsync(string path, CancellationToken cancellationToken)
+    public Task<Transfer> PutFileAsync(string path, CancellationToken cancellationToken) => PutFileAsync(path, storage.ChunkSize, cancellationToken);
+
+    /// <summary>
+    /// Puts the file in chunks of <paramref name="chunkSize"/> bytes (a power of two, 4 KiB to 64
+    /// MiB); a blob already there (its index exists) is not sent again, whatever its chunk size.
+    /// </summary>
+    public async Task<Transfer> PutFileAsync(string path, int chunkSize, CancellationToken cancellationToken)
     {
-        int chunkSize = storage.ChunkSize;
+        if (chunkSize < 4096 || chunkSize > 64 << 20 || (chunkSize & (chunkSize - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize, "a power of two from 4 KiB to 64 MiB");
+        }
         await using FileStream file = new(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous);
         long length = file.Length;
         string sha = Convert.ToHexStringLower(await SHA256.HashDataAsync(file, cancellationToken));
@@ -89,17 +98,7 @@ internal sealed class S3BlobStore(S3LayerStorage storage, string root = "blobs/"
     /// </summary>
     public async Task<Transfer> GetFileAsync(BlobRef blob, string destination, string what, CancellationToken cancellationToken)
     {
-        if (blob.Sha256 is not { Length: 64 } || !blob.Sha256.All(char.IsAsciiHexDigitLower) || blob.Length < 0)
-        {
-            throw new VesselException(VesselErrorReason.Corrupt, $"{what}: '{blob.Sha256}' ({blob.Length} bytes) is not a blob reference (64 lowercase hex digits, a length).");
-        }
-        byte[] raw = await storage.TryGetAsync(IndexKey(blob.Sha256), cancellationToken, 16 << 20)
-            ?? throw new VesselException(VesselErrorReason.NotFound, $"{what}: blob {blob.Sha256} is missing from {storage.Location}.");
-        ChunkIndex index = ChunkIndex.Read(raw, $"{what}: the chunk index of blob {blob.Sha256}");
-        if (index.BuildId != IdOf(blob.Sha256) || index.DataLength != blob.Length || Convert.ToHexStringLower(index.DataSha256) != blob.Sha256)
-        {
-            throw new VesselException(VesselErrorReason.Corrupt, $"{what}: the chunk index stored as blob {blob.Sha256} belongs to other data; {storage.Location} is damaged.");
-        }
+        ChunkIndex index = await ReadIndexAsync(blob, what, cancellationToken);
         string partial = destination + ".part";
         long fetched = 0;
         try
@@ -124,6 +123,51 @@ internal sealed class S3BlobStore(S3LayerStorage storage, string root = "blobs/"
         return new Transfer(blob, fetched, Skipped: false);
     }
 
+    /// <summary>
+    /// <paramref name="blob"/> read in place, chunk by chunk on demand through the storage's
+    /// chunk cache (keyed by the blob's id), every chunk checked before use; all-zero chunks read
+    /// as zeros without a fetch. <paramref name="fetched"/> is called with each chunk's bytes as
+    /// it arrives from the bucket (not for cache hits).
+    /// </summary>
+    public async Task<S3LayerData> OpenAsync(BlobRef blob, string what, Action<int>? fetched, CancellationToken cancellationToken)
+    {
+        ChunkIndex index = await ReadIndexAsync(blob, what, cancellationToken);
+        var zeros = new HashSet<int>();
+        var zeroDigests = new Dictionary<int, byte[]>();
+        for (int i = 0; i < index.ChunkCount; i++)
+        {
+            int length = index.LengthOf(i);
+            byte[] zero = zeroDigests.TryGetValue(length, out byte[]? d) ? d : zeroDigests[length] = ZeroDigest(length);
+            if (index.ChunkSha256[i].AsSpan().SequenceEqual(zero))
+            {
+                zeros.Add(i);
+            }
+        }
+        return new S3LayerData(storage.Cache, IdOf(blob.Sha256), index, async (chunk, ct) =>
+        {
+            byte[] data = await FetchChunkAsync(index, blob, chunk, what, ct);
+            fetched?.Invoke(data.Length);
+            return data;
+        }, $"{what} (blob {blob.Sha256})", zeros);
+    }
+
+    /// <summary>The chunk index of <paramref name="blob"/>, checked to belong to it.</summary>
+    private async Task<ChunkIndex> ReadIndexAsync(BlobRef blob, string what, CancellationToken cancellationToken)
+    {
+        if (blob.Sha256 is not { Length: 64 } || !blob.Sha256.All(char.IsAsciiHexDigitLower) || blob.Length < 0)
+        {
+            throw new VesselException(VesselErrorReason.Corrupt, $"{what}: '{blob.Sha256}' ({blob.Length} bytes) is not a blob reference (64 lowercase hex digits, a length).");
+        }
+        byte[] raw = await storage.TryGetAsync(IndexKey(blob.Sha256), cancellationToken, 16 << 20)
+            ?? throw new VesselException(VesselErrorReason.NotFound, $"{what}: blob {blob.Sha256} is missing from {storage.Location}.");
+        ChunkIndex index = ChunkIndex.Read(raw, $"{what}: the chunk index of blob {blob.Sha256}");
+        if (index.BuildId != IdOf(blob.Sha256) || index.DataLength != blob.Length || Convert.ToHexStringLower(index.DataSha256) != blob.Sha256)
+        {
+            throw new VesselException(VesselErrorReason.Corrupt, $"{what}: the chunk index stored as blob {blob.Sha256} belongs to other data; {storage.Location} is damaged.");
+        }
+        return index;
+    }
+
     private async Task<long> FetchChunksAsync(ChunkIndex index, BlobRef blob, FileStream file, string what, CancellationToken cancellationToken)
     {
         long fetched = 0;
@@ -140,18 +184,26 @@ internal sealed class S3BlobStore(S3LayerStorage storage, string root = "blobs/"
             {
                 return; // a hole: the file was set to its length and reads zeros here
             }
-            string key = ChunkKey(blob.Sha256, i);
-            byte[] data = await storage.TryGetAsync(key, ct, length)
-                ?? throw new VesselException(VesselErrorReason.NotFound, $"{what}: chunk {i} of blob {blob.Sha256} ({key}) is missing from {storage.Location}.");
-            if (data.Length != length || !SHA256.HashData(data).AsSpan().SequenceEqual(index.ChunkSha256[i]))
-            {
-                throw new VesselException(VesselErrorReason.Corrupt,
-                    $"{what}: chunk {i} of blob {blob.Sha256} ({key}, {data.Length} bytes) does not match its SHA-256; {storage.Location} is damaged.");
-            }
+            byte[] data = await FetchChunkAsync(index, blob, i, what, ct);
             await RandomAccess.WriteAsync(file.SafeFileHandle, data, (long)i * index.ChunkSize, ct);
             Interlocked.Add(ref fetched, data.Length);
         });
         return fetched;
+    }
+
+    /// <summary>Chunk <paramref name="i"/> of <paramref name="blob"/>, checked against its SHA-256 in the index.</summary>
+    private async Task<byte[]> FetchChunkAsync(ChunkIndex index, BlobRef blob, int i, string what, CancellationToken cancellationToken)
+    {
+        int length = index.LengthOf(i);
+        string key = ChunkKey(blob.Sha256, i);
+        byte[] data = await storage.TryGetAsync(key, cancellationToken, length)
+            ?? throw new VesselException(VesselErrorReason.NotFound, $"{what}: chunk {i} of blob {blob.Sha256} ({key}) is missing from {storage.Location}.");
+        if (data.Length != length || !SHA256.HashData(data).AsSpan().SequenceEqual(index.ChunkSha256[i]))
+        {
+            throw new VesselException(VesselErrorReason.Corrupt,
+                $"{what}: chunk {i} of blob {blob.Sha256} ({key}, {data.Length} bytes) does not match its SHA-256; {storage.Location} is damaged.");
+        }
+        return data;
     }
 
     private static byte[] ZeroDigest(int length)

@@ -1,10 +1,13 @@
 namespace Vessel.Blocks;
 
 /// <summary>
-/// A build's data in a bucket, read chunk by chunk on demand through the storage's cache; every
-/// chunk is checked against the chunk index before it is used (<see cref="VerifiesReads"/>).
+/// Data in a bucket cut in chunks (a build's, or a blob's such as a template's memory), read
+/// chunk by chunk on demand through the storage's cache; every chunk is checked against the
+/// chunk index before it is used (<see cref="VerifiesReads"/>, done by <paramref name="fetch"/>).
+/// Chunks listed in <paramref name="zeroChunks"/> (a blob's all-zero chunks, never stored) read
+/// as zeros without a fetch. <paramref name="cacheId"/> keys the chunks in the cache.
 /// </summary>
-internal sealed class S3LayerData(S3LayerStorage storage, Guid buildId, ChunkIndex index) : ILayerData
+internal sealed class S3LayerData(ChunkCache cache, Guid cacheId, ChunkIndex index, Func<int, CancellationToken, Task<byte[]>> fetch, string what, IReadOnlySet<int>? zeroChunks = null) : ILayerData
 {
     public long Length => index.DataLength;
 
@@ -18,8 +21,15 @@ internal sealed class S3LayerData(S3LayerStorage storage, Guid buildId, ChunkInd
             int chunk = (int)(offset / index.ChunkSize);
             long within = offset - ((long)chunk * index.ChunkSize);
             int n = (int)Math.Min(destination.Length, index.LengthOf(chunk) - within);
-            string path = await storage.Cache.GetAsync(buildId, chunk, ct => storage.FetchChunkAsync(buildId, index, chunk, ct), cancellationToken);
-            ChunkCache.Read(path, destination.Span[..n], within);
+            if (zeroChunks?.Contains(chunk) == true)
+            {
+                destination.Span[..n].Clear();
+            }
+            else
+            {
+                string path = await cache.GetAsync(cacheId, chunk, ct => fetch(chunk, ct), cancellationToken);
+                ChunkCache.Read(path, destination.Span[..n], within);
+            }
             destination = destination[n..];
             offset += n;
         }
@@ -31,7 +41,8 @@ internal sealed class S3LayerData(S3LayerStorage storage, Guid buildId, ChunkInd
         // Only when every chunk of the range is here: a miss must not block the caller.
         for (long at = offset; at < offset + destination.Length; at = ((at / index.ChunkSize) + 1) * index.ChunkSize)
         {
-            if (storage.Cache.TryGet(buildId, (int)(at / index.ChunkSize)) is null)
+            int chunk = (int)(at / index.ChunkSize);
+            if (zeroChunks?.Contains(chunk) != true && cache.TryGet(cacheId, chunk) is null)
             {
                 return false;
             }
@@ -43,12 +54,18 @@ internal sealed class S3LayerData(S3LayerStorage storage, Guid buildId, ChunkInd
                 int chunk = (int)(offset / index.ChunkSize);
                 long within = offset - ((long)chunk * index.ChunkSize);
                 int n = (int)Math.Min(destination.Length, index.LengthOf(chunk) - within);
-                string? path = storage.Cache.TryGet(buildId, chunk);
-                if (path is null)
+                if (zeroChunks?.Contains(chunk) == true)
+                {
+                    destination[..n].Clear();
+                }
+                else if (cache.TryGet(cacheId, chunk) is { } path)
+                {
+                    ChunkCache.Read(path, destination[..n], within);
+                }
+                else
                 {
                     return false;
                 }
-                ChunkCache.Read(path, destination[..n], within);
                 destination = destination[n..];
                 offset += n;
             }
@@ -59,6 +76,12 @@ internal sealed class S3LayerData(S3LayerStorage storage, Guid buildId, ChunkInd
             return false; // evicted between the check and the read: the slow way fetches it again
         }
     }
+
+    /// <summary>True when chunk <paramref name="chunk"/> reads as zeros without being stored.</summary>
+    public bool IsZeroChunk(int chunk) => zeroChunks?.Contains(chunk) == true;
+
+    /// <summary>Bytes per chunk.</summary>
+    public int ChunkSize => index.ChunkSize;
 
     public bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges) => false;
 
@@ -72,7 +95,7 @@ internal sealed class S3LayerData(S3LayerStorage storage, Guid buildId, ChunkInd
     {
         if (offset < 0 || offset + length > index.DataLength)
         {
-            throw new InvalidDataException($"build {buildId}: read of {length} bytes at {offset} is outside its {index.DataLength} bytes of data.");
+            throw new InvalidDataException($"{what}: read of {length} bytes at {offset} is outside its {index.DataLength} bytes of data.");
         }
     }
 }

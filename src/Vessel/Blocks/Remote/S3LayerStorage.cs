@@ -85,7 +85,7 @@ internal sealed class S3LayerStorage : ILayerStorage, IDisposable
             throw new VesselException(VesselErrorReason.Corrupt,
                 $"build {buildId}: its chunk index in {Location} does not belong to its header (another build's, or damaged).");
         }
-        return new S3LayerData(this, buildId, index);
+        return new S3LayerData(Cache, buildId, index, (chunk, ct) => FetchChunkAsync(buildId, index, chunk, ct), $"build {buildId}");
     }
 
     public Task<ILayerUpload> BeginUploadAsync(Guid buildId, CancellationToken cancellationToken)

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net.Sockets;
 using Google.Protobuf;
 using Vessel.Containerd.Ttrpc.Wire;
+using Vessel.Interop;
 
 namespace Vessel.Containerd.Ttrpc;
 
@@ -29,17 +30,7 @@ internal sealed class TtrpcClient : IAsyncDisposable
     public static async Task<TtrpcClient> ConnectAsync(string address, CancellationToken cancellationToken)
     {
         string path = address.StartsWith("unix://", StringComparison.Ordinal) ? address["unix://".Length..] : address;
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-        return new TtrpcClient(new NetworkStream(socket, ownsSocket: true));
+        return new TtrpcClient(new NetworkStream(await UnixSocket.ConnectAsync(path, cancellationToken), ownsSocket: true));
     }
 
     public async Task<TResponse> CallAsync<TResponse>(string service, string method, IMessage request, MessageParser<TResponse> parser, CancellationToken cancellationToken)
