@@ -20,19 +20,11 @@ public sealed class TemplateTransferTests(SandboxEnvironment env) : S3TestBase("
         CancellationToken ct = cts.Token;
         string homeA = Path.Combine(env.StateDirectory, "tpl-push-a");
         string homeB = Path.Combine(env.StateDirectory, "tpl-push-b");
-        Directory.CreateDirectory(homeA);
-        string spec = TestImages.WriteTemplateSpec(Path.Combine(homeA, "spec.json"), "moved",
-            """ "steps": [ { "run": "echo made-on-a > /made.txt" } ], "start": "sleep 100000", "ready": "pidof sleep" """, TestImages.BusyboxOciReference);
+        string spec = WriteSpec(homeA, "moved");
         string bucket = $"s3://{Server.Bucket}/templates-test";
         var remote = new Dictionary<string, string>(Server.Environment);
-        Task<ProcessResult> Run(IReadOnlyDictionary<string, string> environment, string[] args)
-            => ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct, environment: environment, timeout: TimeSpan.FromMinutes(10));
-        async Task<string> Vessel(params string[] args)
-        {
-            ProcessResult r = await Run(remote, args);
-            Assert.True(r.ExitCode == 0, $"vessel {string.Join(' ', args)} failed ({r.ExitCode}): {r.StandardError}");
-            return r.StandardOutput + r.StandardError;
-        }
+        Task<ProcessResult> Run(IReadOnlyDictionary<string, string> environment, string[] args) => RunVesselAsync(environment, args, ct);
+        Task<string> Vessel(params string[] args) => VesselAsync(remote, args, ct);
 
         await Vessel("template", "build", "-f", spec, "--home", homeA);
         string pushed = await Vessel("template", "push", "moved", "--to", bucket, "--home", homeA);
@@ -90,19 +82,10 @@ public sealed class TemplateTransferTests(SandboxEnvironment env) : S3TestBase("
         CancellationToken ct = cts.Token;
         string homeA = Path.Combine(env.StateDirectory, "tpl-mem-a");
         string homeC = Path.Combine(env.StateDirectory, "tpl-mem-c");
-        Directory.CreateDirectory(homeA);
-        string spec = TestImages.WriteTemplateSpec(Path.Combine(homeA, "spec.json"), "lazymem",
-            """ "steps": [ { "run": "echo made-on-a > /made.txt" } ], "start": "sleep 100000", "ready": "pidof sleep" """, TestImages.BusyboxOciReference);
+        string spec = WriteSpec(homeA, "lazymem");
         string bucket = $"s3://{Server.Bucket}/lazymem-test";
         var remote = new Dictionary<string, string>(Server.Environment) { ["VESSEL_REMOTE_STORE"] = bucket };
-        Task<ProcessResult> Run(string[] args)
-            => ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct, environment: remote, timeout: TimeSpan.FromMinutes(10));
-        async Task<string> Vessel(params string[] args)
-        {
-            ProcessResult r = await Run(args);
-            Assert.True(r.ExitCode == 0, $"vessel {string.Join(' ', args)} failed ({r.ExitCode}): {r.StandardError}");
-            return r.StandardOutput + r.StandardError;
-        }
+        Task<string> Vessel(params string[] args) => VesselAsync(remote, args, ct);
 
         await Vessel("template", "build", "-f", spec, "--home", homeA);
         await Vessel("template", "push", "lazymem", "--to", bucket, "--home", homeA);
@@ -137,12 +120,31 @@ public sealed class TemplateTransferTests(SandboxEnvironment env) : S3TestBase("
             }
         }
         Directory.Delete(Path.Combine(homeC, "cache", "chunks"), recursive: true);
-        ProcessResult damaged = await Run(["template", "run", "lazymem", "--home", homeC, "--", "true"]);
+        ProcessResult damaged = await RunVesselAsync(remote, ["template", "run", "lazymem", "--home", homeC, "--", "true"], ct);
         Assert.NotEqual(0, damaged.ExitCode);
         Assert.Contains("reading its memory from the bucket failed", damaged.StandardError, StringComparison.Ordinal);
         Assert.Matches($@"chunk \d+ of blob {blob.Sha256} \(lazymem-test/blobs/{blob.Sha256}/data/[0-9a-f]{{8}}, \d+ bytes\) does not match its SHA-256", damaged.StandardError);
         AssertNothingLeft(homeC);
         env.AssertNothingLeft();
+    }
+
+    /// <summary>A busybox template <paramref name="name"/> (a RUN step writes /made.txt, a start command) specified in <paramref name="home"/>.</summary>
+    private static string WriteSpec(string home, string name)
+    {
+        Directory.CreateDirectory(home);
+        return TestImages.WriteTemplateSpec(Path.Combine(home, "spec.json"), name,
+            """ "steps": [ { "run": "echo made-on-a > /made.txt" } ], "start": "sleep 100000", "ready": "pidof sleep" """, TestImages.BusyboxOciReference);
+    }
+
+    private static Task<ProcessResult> RunVesselAsync(IReadOnlyDictionary<string, string> environment, string[] args, CancellationToken ct)
+        => ExternalProcess.RunAsync("dotnet", [VesselCli.DllPath, .. args], ct, environment: environment, timeout: TimeSpan.FromMinutes(10));
+
+    /// <summary>Runs the CLI and asserts that it succeeded; its output (stdout then stderr).</summary>
+    private static async Task<string> VesselAsync(IReadOnlyDictionary<string, string> environment, string[] args, CancellationToken ct)
+    {
+        ProcessResult r = await RunVesselAsync(environment, args, ct);
+        Assert.True(r.ExitCode == 0, $"vessel {string.Join(' ', args)} failed ({r.ExitCode}): {r.StandardError}");
+        return r.StandardOutput + r.StandardError;
     }
 
     /// <summary>No QEMU, nbdfuse, mount or sandbox directory of <paramref name="home"/> is left.</summary>
