@@ -48,6 +48,7 @@ declare -A api
 for n in a b; do
   port=$(free_port)
   api[$n]="http://127.0.0.1:$port"
+  : > "$work/$n.log"
   VESSEL_NODE=node-$n VESSEL_SILO_PORT=$(free_port) VESSEL_GATEWAY_PORT=$(free_port) \
     "${cli[@]}" serve --home "$work/$n" --listen "127.0.0.1:$port" --cluster >"$work/$n.log" 2>&1 &
   pids+=($!)

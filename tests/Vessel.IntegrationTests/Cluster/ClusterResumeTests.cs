@@ -99,8 +99,6 @@ public sealed class ThreeNodeFixture : IAsyncLifetime
 
 public sealed class ClusterResumeTests(ThreeNodeFixture fixture, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<ThreeNodeFixture>
 {
-    private static object Sh(string script, bool background = false) => new { cmd = "/bin/sh", args = new[] { "-c", script }, background };
-
     [RequiresFact("qemu-system-x86_64", "umoci", "busybox", "tune2fs", "apt-get", "dpkg-deb", "modinfo", "kill", "npm", "node", "/usr/lib/postgresql/15/bin/initdb")]
     public async Task A_sandbox_paused_on_one_node_resumes_on_another_with_its_files_and_processes_even_after_its_node_died()
     {
@@ -113,7 +111,7 @@ public sealed class ClusterResumeTests(ThreeNodeFixture fixture, Xunit.Abstracti
         Assert.Equal("node-a", created.Headers.GetValues("X-Vessel-Node").Single());
         Assert.Equal("hello\n", await RunAsync(viaB, id, "echo hello"));
         await RunAsync(viaB, id, "echo kept > /root/file; sync");
-        using (HttpResponseMessage bg = await viaB.PostAsJsonAsync($"/sandboxes/{id}/commands", Sh("echo $$ > /root/pid; exec sleep 100000", background: true)))
+        using (HttpResponseMessage bg = await viaB.PostAsJsonAsync($"/sandboxes/{id}/commands", DaemonFixture.Sh("echo $$ > /root/pid; exec sleep 100000", background: true)))
         {
             Assert.Equal(HttpStatusCode.OK, bg.StatusCode);
         }
@@ -134,7 +132,7 @@ public sealed class ClusterResumeTests(ThreeNodeFixture fixture, Xunit.Abstracti
         await a.StopAsync(kill9: true);
         foreach (HttpClient survivor in new[] { viaB, viaC })
         {
-            string detail = await WaitUntilLostAsync(survivor, running);
+            string detail = await ClusterTests.WaitUntilLostAsync(survivor, running);
             Assert.Contains("declared dead", detail, StringComparison.Ordinal);
             JsonNode paused = await DaemonFixture.JsonAsync(await survivor.GetAsync($"/sandboxes/{id}"), HttpStatusCode.OK);
             Assert.Equal("paused", paused["state"]!.GetValue<string>());
@@ -245,7 +243,7 @@ public sealed class ClusterResumeTests(ThreeNodeFixture fixture, Xunit.Abstracti
 
     private static async Task<string> RunAsync(HttpClient client, string id, string script)
     {
-        using HttpResponseMessage r = await client.PostAsJsonAsync($"/sandboxes/{id}/commands", Sh(script));
+        using HttpResponseMessage r = await client.PostAsJsonAsync($"/sandboxes/{id}/commands", DaemonFixture.Sh(script));
         string body = await r.Content.ReadAsStringAsync();
         Assert.True(r.StatusCode == HttpStatusCode.OK, $"'{script}': {(int)r.StatusCode} {body}");
         (string stdout, string stderr, JsonNode exit, _) = DaemonFixture.ParseCommand(body);
@@ -259,24 +257,6 @@ public sealed class ClusterResumeTests(ThreeNodeFixture fixture, Xunit.Abstracti
         while (!await condition())
         {
             Assert.True(clock.Elapsed < TimeSpan.FromMinutes(1), "timed out waiting until " + what);
-            await Task.Delay(250);
-        }
-    }
-
-    /// <summary>Polls until the node says the sandbox is gone; before that it may say the owner does not answer (503), never that it runs.</summary>
-    private static async Task<string> WaitUntilLostAsync(HttpClient client, string id)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            using HttpResponseMessage r = await client.GetAsync($"/sandboxes/{id}");
-            string body = await r.Content.ReadAsStringAsync();
-            if (r.StatusCode == HttpStatusCode.NotFound)
-            {
-                return JsonNode.Parse(body)!["detail"]!.GetValue<string>();
-            }
-            Assert.True(r.StatusCode == HttpStatusCode.ServiceUnavailable, $"while node a is dead, {client.BaseAddress} answered {(int)r.StatusCode}: {body}");
-            Assert.True(clock.Elapsed < TimeSpan.FromMinutes(2), "the sandbox was never declared lost: " + body);
             await Task.Delay(250);
         }
     }

@@ -165,20 +165,20 @@ public sealed class ClusterTests(ClusterFixture fixture, Xunit.Abstractions.ITes
         Assert.Equal(SHA256.HashData(data), SHA256.HashData(await get.Content.ReadAsByteArrayAsync()));
     }
 
-    /// <summary>Polls node b until it says the sandbox is gone; before that it may say the owner does not answer (503), never that it runs.</summary>
-    private static async Task<string> WaitUntilLostAsync(HttpClient viaB, string id)
+    /// <summary>Polls a surviving node until it says the sandbox is gone; before that it may say the owner does not answer (503), never that it runs.</summary>
+    internal static async Task<string> WaitUntilLostAsync(HttpClient survivor, string id)
     {
         var clock = Stopwatch.StartNew();
         while (true)
         {
-            using HttpResponseMessage r = await viaB.GetAsync($"/sandboxes/{id}");
+            using HttpResponseMessage r = await survivor.GetAsync($"/sandboxes/{id}");
             string body = await r.Content.ReadAsStringAsync();
             if (r.StatusCode == HttpStatusCode.NotFound)
             {
                 return JsonNode.Parse(body)!["detail"]!.GetValue<string>();
             }
-            Assert.True(r.StatusCode == HttpStatusCode.ServiceUnavailable, $"while node a is dead, b answered {(int)r.StatusCode}: {body}");
-            Assert.True(clock.Elapsed < TimeSpan.FromMinutes(2), "node b never declared the sandbox lost: " + body);
+            Assert.True(r.StatusCode == HttpStatusCode.ServiceUnavailable, $"while node a is dead, {survivor.BaseAddress} answered {(int)r.StatusCode}: {body}");
+            Assert.True(clock.Elapsed < TimeSpan.FromMinutes(2), "the sandbox was never declared lost: " + body);
             await Task.Delay(250);
         }
     }

@@ -20,16 +20,8 @@ internal sealed class ClusterPlacement(SandboxService service, ClusterConfig con
         {
             return null;
         }
-        long memory = (long)TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'").MemoryMb << 20;
         string layer = template.LayerBuildId.ToString();
-        DateTimeOffset fresh = DateTimeOffset.UtcNow - (3 * config.HeartbeatInterval) - config.ProbeTimeout;
-        return (await service.State.ListNodesAsync(cancellationToken))
-            .Where(n => liveNodes.Contains(n.Name) && n.UpdatedAt >= fresh && n.MemoryAvailableBytes >= memory)
-            .OrderByDescending(n => Holds(n, layer))
-            .ThenBy(n => n.Running)
-            .ThenByDescending(n => n.MemoryAvailableBytes >> 28) // 256 MiB steps: small differences do not decide
-            .ThenByDescending(n => n.Name == config.Node)
-            .FirstOrDefault();
+        return Rank(await CandidatesAsync(MemoryOf(template), liveNodes, cancellationToken), n => Holds(n, layer)).FirstOrDefault();
     }
 
     /// <summary>
@@ -41,24 +33,35 @@ internal sealed class ClusterPlacement(SandboxService service, ClusterConfig con
     public async Task<NodeRecord> PlaceResumeAsync(SandboxRecord row, string? asked, IReadOnlySet<string> liveNodes, CancellationToken cancellationToken)
     {
         TemplateRecord? template = await service.State.GetTemplateAsync(row.Template, cancellationToken);
-        long memory = template is null ? 0 : (long)TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'").MemoryMb << 20;
-        DateTimeOffset fresh = DateTimeOffset.UtcNow - (3 * config.HeartbeatInterval) - config.ProbeTimeout;
-        List<NodeRecord> candidates = (await service.State.ListNodesAsync(cancellationToken))
-            .Where(n => liveNodes.Contains(n.Name) && n.UpdatedAt >= fresh && n.MemoryAvailableBytes >= memory)
-            .ToList();
+        long memory = template is null ? 0 : MemoryOf(template);
+        List<NodeRecord> candidates = await CandidatesAsync(memory, liveNodes, cancellationToken);
         if (asked is not null)
         {
             return candidates.FirstOrDefault(n => n.Name == asked) ?? throw new VesselException(VesselErrorReason.Unavailable,
                 $"Sandbox {row.Id} cannot resume on node '{asked}': it is not a live node of the cluster with {memory >> 20} MiB free (live: {string.Join(", ", candidates.Select(n => n.Name))}).");
         }
-        return candidates
-            .OrderByDescending(n => n.Name == row.Node)
-            .ThenBy(n => n.Running)
-            .ThenByDescending(n => n.MemoryAvailableBytes >> 28)
-            .ThenByDescending(n => n.Name == config.Node)
-            .FirstOrDefault() ?? throw new VesselException(VesselErrorReason.Unavailable,
-                $"Sandbox {row.Id} cannot resume: no live node of the cluster has {memory >> 20} MiB free.");
+        return Rank(candidates, n => n.Name == row.Node).FirstOrDefault() ?? throw new VesselException(VesselErrorReason.Unavailable,
+            $"Sandbox {row.Id} cannot resume: no live node of the cluster has {memory >> 20} MiB free.");
     }
+
+    private static long MemoryOf(TemplateRecord template) => (long)TemplateConfig.FromJson(template.ConfigJson, $"template '{template.Name}'").MemoryMb << 20;
+
+    /// <summary>The live nodes (an active silo and a fresh heartbeat) with <paramref name="memory"/> bytes free.</summary>
+    private async Task<List<NodeRecord>> CandidatesAsync(long memory, IReadOnlySet<string> liveNodes, CancellationToken cancellationToken)
+    {
+        DateTimeOffset fresh = DateTimeOffset.UtcNow - (3 * config.HeartbeatInterval) - config.ProbeTimeout;
+        return (await service.State.ListNodesAsync(cancellationToken))
+            .Where(n => liveNodes.Contains(n.Name) && n.UpdatedAt >= fresh && n.MemoryAvailableBytes >= memory)
+            .ToList();
+    }
+
+    /// <summary>Those <paramref name="first"/> prefers, then the fewest running VMs, then the most memory, then this node.</summary>
+    private IOrderedEnumerable<NodeRecord> Rank(List<NodeRecord> candidates, Func<NodeRecord, bool> first)
+        => candidates
+            .OrderByDescending(first)
+            .ThenBy(n => n.Running)
+            .ThenByDescending(n => n.MemoryAvailableBytes >> 28) // 256 MiB steps: small differences do not decide
+            .ThenByDescending(n => n.Name == config.Node);
 
     private static bool Holds(NodeRecord node, string layer)
         => (JsonSerializer.Deserialize<List<string>>(node.BuildsJson) ?? []).Contains(layer, StringComparer.OrdinalIgnoreCase);
