@@ -81,14 +81,7 @@ internal sealed class ClusterForwarding(RequestDelegate next, SandboxService ser
     {
         byte[] body = await ReadBodyAsync(context.Request, context.RequestAborted);
         NodeRecord? target = await placement.PlaceAsync(body, node.LiveNodes(), context.RequestAborted);
-        if (target is null || target.Name == service.Node)
-        {
-            context.Request.Body = new MemoryStream(body, writable: false);
-            context.Response.Headers[ServedByHeader] = service.Node;
-            await next(context);
-            return;
-        }
-        await proxy.ForwardAsync(context, target, body);
+        await ServeHereOrForwardAsync(context, target, body);
     }
 
     /// <summary>
@@ -104,6 +97,12 @@ internal sealed class ClusterForwarding(RequestDelegate next, SandboxService ser
         NodeRecord? target = row is { State: "paused", RemoteSnapshot: not null }
             ? await placement.PlaceResumeAsync(row, asked, node.LiveNodes(), context.RequestAborted)
             : service.Serves(id) ? null : await OwnerAsync(id, context.RequestAborted);
+        await ServeHereOrForwardAsync(context, target, body);
+    }
+
+    /// <summary>A request whose body was read for placement: served here (the body replayed) when <paramref name="target"/> is this node or none, else forwarded.</summary>
+    private async Task ServeHereOrForwardAsync(HttpContext context, NodeRecord? target, byte[] body)
+    {
         if (target is null || target.Name == service.Node)
         {
             context.Request.Body = new MemoryStream(body, writable: false);
