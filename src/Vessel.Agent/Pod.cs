@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using Vessel.Agent.Protocol;
+using Vessel.Interop;
 
 namespace Vessel.Agent;
 
@@ -139,7 +140,7 @@ internal sealed class Container
             {
                 if (fd >= 0)
                 {
-                    Native.Close(fd);
+                    LibC.Close(fd);
                 }
                 ContainerStatus s = Status();
                 throw new AgentErrorException(3 /* ESRCH */, $"container '{Name}' has exited (code {s.ExitCode}): nothing to exec into");
@@ -150,7 +151,7 @@ internal sealed class Container
             }
             finally
             {
-                Native.Close(fd);
+                LibC.Close(fd);
             }
         }
     }
@@ -182,7 +183,7 @@ internal sealed class Container
         {
             for (int i = mounted.Count - 1; i >= 0; i--)
             {
-                Native.Umount2(mounted[i], 2 /* MNT_DETACH */);
+                LibC.Umount2(mounted[i], 2 /* MNT_DETACH */);
             }
             try
             {

@@ -1,3 +1,5 @@
+using Vessel.Interop;
+
 namespace Vessel.Agent;
 
 /// <summary>
@@ -49,7 +51,7 @@ internal static class TerminalExec
         }
         if (fd > 2)
         {
-            Native.Close(fd);
+            LibC.Close(fd);
         }
     }
 }
