@@ -4,7 +4,7 @@ namespace Vessel.Interop;
 
 /// <summary>
 /// Every libc function Vessel calls that .NET does not expose, each declared once (the guest
-/// agent, a separate assembly, has its own). Callers check the result and read errno with
+/// agent, a separate assembly, compiles this file too). Callers check the result and read errno with
 /// <see cref="Marshal.GetLastPInvokeError"/>. Flag values are Linux's for x86-64 and arm64.
 /// </summary>
 internal static unsafe partial class LibC
