@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using Vessel.Interop;
 
 namespace Vessel.Agent;
 

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using Vessel.Agent.Protocol;
-using Vessel.Interop;
 
 namespace Vessel.Agent;
 

@@ -2,7 +2,6 @@ using System.Buffers.Binary;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
 using Vessel.Agent.Protocol;
-using Vessel.Interop;
 
 namespace Vessel.Agent;
 

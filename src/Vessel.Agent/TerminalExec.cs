@@ -1,5 +1,3 @@
-using Vessel.Interop;
-
 namespace Vessel.Agent;
 
 /// <summary>

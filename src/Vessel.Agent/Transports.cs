@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using Vessel.Interop;
 
 namespace Vessel.Agent;
 
