@@ -44,7 +44,6 @@ internal static partial class Native
     public const int OpenNoControllingTty = 0x100; // O_NOCTTY
     public const int FcntlDupCloseOnExec = 1030; // F_DUPFD_CLOEXEC
 
-
     public const int Enoent = 2;
     public const int Eexist = 17;
     public const int Einval = 22;
