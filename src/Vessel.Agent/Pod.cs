@@ -80,9 +80,8 @@ internal sealed class Container
     private readonly string _directory;
     private readonly ContainerStartRequest _request;
 
-    private Container(string name, string directory, RootFs root, Process init, ContainerStartRequest request)
+    private Container(string directory, RootFs root, Process init, ContainerStartRequest request)
     {
-        Name = name;
         _request = request;
         _directory = directory;
         Root = root;
@@ -90,7 +89,7 @@ internal sealed class Container
         Pid = init.Id;
     }
 
-    public string Name { get; }
+    public string Name => _request.Name;
 
     public RootFs Root { get; }
 
@@ -176,7 +175,7 @@ internal sealed class Container
             var rootFs = new RootFs(root);
             Process init = Spawn(request, rootFs, Path.Combine(rw, "console.log"));
             WaitForExec(init);
-            return new Container(request.Name, directory, rootFs, init, request);
+            return new Container(directory, rootFs, init, request);
         }
         catch
         {
