@@ -13,18 +13,14 @@ namespace Vessel.Blocks;
 /// </summary>
 internal static class LinuxFile
 {
-    private const int SeekData = 3;
-    private const int SeekHole = 4;
-    private const int RwfNoWait = 0x08;
-    private const long SysCachestat = 451; // the same number on x86-64 and arm64 (Linux 6.5+)
     private const int PageSize = 4096; // cachestat counts pages; only "all of them" matters here
     private static volatile bool s_noCachestat;
 
     /// <summary>The next offset at or after <paramref name="offset"/> that holds data, or -1 when none does.</summary>
-    public static long NextData(SafeFileHandle handle, long offset) => SeekOrEnd(handle, offset, SeekData);
+    public static long NextData(SafeFileHandle handle, long offset) => SeekOrEnd(handle, offset, LibC.SeekData);
 
     /// <summary>The next hole at or after <paramref name="offset"/> (the end of the file counts as a hole).</summary>
-    public static long NextHole(SafeFileHandle handle, long offset) => SeekOrEnd(handle, offset, SeekHole);
+    public static long NextHole(SafeFileHandle handle, long offset) => SeekOrEnd(handle, offset, LibC.SeekHole);
 
     /// <summary>
     /// Fills <paramref name="destination"/> from <paramref name="offset"/> only as far as the page
@@ -45,7 +41,7 @@ internal static class LinuxFile
                 while (total < destination.Length)
                 {
                     var iov = new LibC.IoVec { Base = start + total, Length = (nuint)(destination.Length - total) };
-                    long n = LibC.Preadv2(fd, &iov, 1, offset + total, RwfNoWait);
+                    long n = LibC.Preadv2(fd, &iov, 1, offset + total, LibC.RwfNowait);
                     if (n > 0)
                     {
                         total += (int)n;
@@ -100,9 +96,9 @@ internal static class LinuxFile
             long pages = ((offset + length + PageSize - 1) / PageSize) - first;
             LibC.CachestatRange range = new() { Offset = (ulong)(first * PageSize), Length = (ulong)(pages * PageSize) };
             LibC.Cachestat stat = default;
-            if (LibC.SyscallCachestat(SysCachestat, (int)handle.DangerousGetHandle(), &range, &stat, 0) != 0)
+            if (LibC.SyscallCachestat(LibC.SysCachestat, (int)handle.DangerousGetHandle(), &range, &stat, 0) != 0)
             {
-                s_noCachestat = Marshal.GetLastPInvokeError() is 38 or 1; // ENOSYS, or EPERM from a seccomp filter
+                s_noCachestat = Marshal.GetLastPInvokeError() is LibC.Enosys or LibC.Eperm; // EPERM from a seccomp filter
                 return false;
             }
             return stat.NrCache >= (ulong)pages;
@@ -155,7 +151,7 @@ internal static class LinuxFile
                 {
                     return total;
                 }
-                if (total == 0 && errno is 22 or 38 or 95) // EINVAL, ENOSYS, EOPNOTSUPP
+                if (total == 0 && errno is LibC.Einval or LibC.Enosys or LibC.Eopnotsupp)
                 {
                     return -1;
                 }
@@ -180,32 +176,30 @@ internal static class LinuxFile
     public static unsafe FileIdentity? TryGetIdentity(SafeFileHandle handle)
     {
         // struct statx (linux/stat.h) has one layout on every architecture, unlike struct stat.
-        const uint StatxBasicStats = 0x7ff;
-        const int InoAt = 32, SizeAt = 40, CtimeAt = 96, MtimeAt = 112, DevMajorAt = 136, DevMinorAt = 140;
-        const uint Needed = 0x100 | 0x200 | 0x80 | 0x40; // STATX_INO | STATX_SIZE | STATX_CTIME | STATX_MTIME
+        const uint Needed = LibC.StatxIno | LibC.StatxSize | LibC.StatxCtime | LibC.StatxMtime;
         bool added = false;
         handle.DangerousAddRef(ref added);
         try
         {
-            byte* buffer = stackalloc byte[256];
-            if (LibC.Statx((int)handle.DangerousGetHandle(), "", LibC.AtEmptyPath, StatxBasicStats, buffer) != 0)
+            byte* buffer = stackalloc byte[LibC.StatxBufferSize];
+            if (LibC.Statx((int)handle.DangerousGetHandle(), "", LibC.AtEmptyPath, LibC.StatxBasicStats, buffer) != 0)
             {
                 return null;
             }
-            var s = new ReadOnlySpan<byte>(buffer, 256);
+            var s = new ReadOnlySpan<byte>(buffer, LibC.StatxBufferSize);
             if ((BinaryPrimitives.ReadUInt32LittleEndian(s) & Needed) != Needed)
             {
                 return null;
             }
             return new FileIdentity(
-                BinaryPrimitives.ReadUInt32LittleEndian(s[DevMajorAt..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(s[DevMinorAt..]),
-                BinaryPrimitives.ReadUInt64LittleEndian(s[InoAt..]),
-                BinaryPrimitives.ReadInt64LittleEndian(s[SizeAt..]),
-                BinaryPrimitives.ReadInt64LittleEndian(s[MtimeAt..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(s[(MtimeAt + 8)..]),
-                BinaryPrimitives.ReadInt64LittleEndian(s[CtimeAt..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(s[(CtimeAt + 8)..]));
+                BinaryPrimitives.ReadUInt32LittleEndian(s[LibC.StatxDevMajorAt..]),
+                BinaryPrimitives.ReadUInt32LittleEndian(s[LibC.StatxDevMinorAt..]),
+                BinaryPrimitives.ReadUInt64LittleEndian(s[LibC.StatxInoAt..]),
+                BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxSizeAt..]),
+                BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxMtimeAt..]),
+                BinaryPrimitives.ReadUInt32LittleEndian(s[(LibC.StatxMtimeAt + 8)..]),
+                BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxCtimeAt..]),
+                BinaryPrimitives.ReadUInt32LittleEndian(s[(LibC.StatxCtimeAt + 8)..]));
         }
         finally
         {
@@ -218,7 +212,7 @@ internal static class LinuxFile
 
     // EOPNOTSUPP: a filesystem without nowait buffered reads; EINVAL: a kernel without the
     // flag; ENOSYS: no preadv2 at all (seccomp filters answer this too).
-    private static bool IsNoWaitUnsupported(int errno) => errno is 95 or 22 or 38;
+    private static bool IsNoWaitUnsupported(int errno) => errno is LibC.Eopnotsupp or LibC.Einval or LibC.Enosys;
 
     private static long SeekOrEnd(SafeFileHandle handle, long offset, int whence)
     {
@@ -237,7 +231,7 @@ internal static class LinuxFile
                 return -1;
             }
             // Filesystems without SEEK_DATA support: treat everything as data.
-            return whence == SeekData ? offset : RandomAccess.GetLength(handle);
+            return whence == LibC.SeekData ? offset : RandomAccess.GetLength(handle);
         }
         finally
         {

@@ -12,13 +12,6 @@ namespace Vessel.Nbd;
 /// </summary>
 internal static class LinuxSocket
 {
-    private const int MsgDontWait = 0x40;
-    private const int MsgNoSignal = 0x4000; // a vanished peer is EPIPE, not SIGPIPE
-    private const short PollIn = 0x001;
-    private const short PollOut = 0x004;
-    private const int Eintr = 4;
-    private const int Eagain = 11;
-
     /// <summary>Receives what is there now: the bytes read, 0 at the peer's orderly close, or -1 when nothing is available yet.</summary>
     public static unsafe int TryReceive(SafeHandle socket, Span<byte> buffer)
     {
@@ -47,17 +40,17 @@ internal static class LinuxSocket
             int fd = (int)socket.DangerousGetHandle();
             while (true)
             {
-                long n = send ? LibC.Send(fd, p, (nuint)length, MsgDontWait | MsgNoSignal) : LibC.Recv(fd, p, (nuint)length, MsgDontWait);
+                long n = send ? LibC.Send(fd, p, (nuint)length, LibC.MsgDontwait | LibC.MsgNosignal) : LibC.Recv(fd, p, (nuint)length, LibC.MsgDontwait);
                 if (n >= 0)
                 {
                     return (int)n;
                 }
                 int errno = Marshal.GetLastPInvokeError();
-                if (errno == Eagain)
+                if (errno == LibC.Eagain)
                 {
                     return -1;
                 }
-                if (errno != Eintr)
+                if (errno != LibC.Eintr)
                 {
                     throw new IOException($"{(send ? "send" : "recv")} failed (errno {errno}).", errno);
                 }
@@ -82,7 +75,7 @@ internal static class LinuxSocket
         socket.DangerousAddRef(ref added);
         try
         {
-            var pfd = new LibC.PollFd { Fd = (int)socket.DangerousGetHandle(), Events = write ? PollOut : PollIn };
+            var pfd = new LibC.PollFd { Fd = (int)socket.DangerousGetHandle(), Events = write ? LibC.PollOut : LibC.PollIn };
             while (true)
             {
                 int n = LibC.Poll(&pfd, 1, timeoutMs);
@@ -91,7 +84,7 @@ internal static class LinuxSocket
                     return n > 0;
                 }
                 int errno = Marshal.GetLastPInvokeError();
-                if (errno != Eintr)
+                if (errno != LibC.Eintr)
                 {
                     throw new IOException($"poll failed (errno {errno}).", errno);
                 }
