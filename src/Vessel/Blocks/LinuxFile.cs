@@ -30,52 +30,41 @@ internal static class LinuxFile
     /// </summary>
     public static unsafe int ReadCached(SafeFileHandle handle, Span<byte> destination, long offset)
     {
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
+        using var held = new HeldDescriptor(handle);
+        int fd = held.Fd;
+        int total = 0;
+        fixed (byte* start = destination)
         {
-            int fd = (int)handle.DangerousGetHandle();
-            int total = 0;
-            fixed (byte* start = destination)
+            while (total < destination.Length)
             {
-                while (total < destination.Length)
+                var iov = new LibC.IoVec { Base = start + total, Length = (nuint)(destination.Length - total) };
+                long n = LibC.Preadv2(fd, &iov, 1, offset + total, LibC.RwfNowait);
+                if (n > 0)
                 {
-                    var iov = new LibC.IoVec { Base = start + total, Length = (nuint)(destination.Length - total) };
-                    long n = LibC.Preadv2(fd, &iov, 1, offset + total, LibC.RwfNowait);
-                    if (n > 0)
-                    {
-                        total += (int)n;
-                        continue;
-                    }
-                    if (n == 0)
-                    {
-                        return total; // end of file
-                    }
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == LibC.Eintr)
-                    {
-                        continue;
-                    }
-                    if (errno == LibC.Eagain)
-                    {
-                        return total;
-                    }
-                    if (total == 0 && IsNoWaitUnsupported(errno))
-                    {
-                        return -1;
-                    }
-                    throw new IOException($"preadv2 at {offset + total} failed (errno {errno}).", errno);
+                    total += (int)n;
+                    continue;
                 }
+                if (n == 0)
+                {
+                    return total; // end of file
+                }
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == LibC.Eintr)
+                {
+                    continue;
+                }
+                if (errno == LibC.Eagain)
+                {
+                    return total;
+                }
+                if (total == 0 && IsNoWaitUnsupported(errno))
+                {
+                    return -1;
+                }
+                throw new IOException($"preadv2 at {offset + total} failed (errno {errno}).", errno);
             }
-            return total;
         }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
+        return total;
     }
 
     /// <summary>
@@ -88,28 +77,17 @@ internal static class LinuxFile
         {
             return false;
         }
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
+        using var held = new HeldDescriptor(handle);
+        long first = offset / PageSize;
+        long pages = ((offset + length + PageSize - 1) / PageSize) - first;
+        LibC.CachestatRange range = new() { Offset = (ulong)(first * PageSize), Length = (ulong)(pages * PageSize) };
+        LibC.Cachestat stat = default;
+        if (LibC.SyscallCachestat(LibC.SysCachestat, held.Fd, &range, &stat, 0) != 0)
         {
-            long first = offset / PageSize;
-            long pages = ((offset + length + PageSize - 1) / PageSize) - first;
-            LibC.CachestatRange range = new() { Offset = (ulong)(first * PageSize), Length = (ulong)(pages * PageSize) };
-            LibC.Cachestat stat = default;
-            if (LibC.SyscallCachestat(LibC.SysCachestat, (int)handle.DangerousGetHandle(), &range, &stat, 0) != 0)
-            {
-                s_noCachestat = Marshal.GetLastPInvokeError() is LibC.Enosys or LibC.Eperm; // EPERM from a seccomp filter
-                return false;
-            }
-            return stat.NrCache >= (ulong)pages;
+            s_noCachestat = Marshal.GetLastPInvokeError() is LibC.Enosys or LibC.Eperm; // EPERM from a seccomp filter
+            return false;
         }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
+        return stat.NrCache >= (ulong)pages;
     }
 
     /// <summary>
@@ -120,56 +98,38 @@ internal static class LinuxFile
     /// </summary>
     public static unsafe int SendFile(SafeHandle socket, SafeFileHandle file, long offset, int count)
     {
-        bool socketAdded = false;
-        bool fileAdded = false;
-        socket.DangerousAddRef(ref socketAdded);
-        try
+        using var outFd = new HeldDescriptor(socket);
+        using var inFd = new HeldDescriptor(file);
+        int total = 0;
+        while (total < count)
         {
-            file.DangerousAddRef(ref fileAdded);
-            int outFd = (int)socket.DangerousGetHandle();
-            int inFd = (int)file.DangerousGetHandle();
-            int total = 0;
-            while (total < count)
+            long at = offset + total;
+            long n = LibC.Sendfile(outFd.Fd, inFd.Fd, &at, (nuint)(count - total));
+            if (n > 0)
             {
-                long at = offset + total;
-                long n = LibC.Sendfile(outFd, inFd, &at, (nuint)(count - total));
-                if (n > 0)
-                {
-                    total += (int)n;
-                    continue;
-                }
-                if (n == 0)
-                {
-                    return total; // the file ended early: the caller's copy path reports it
-                }
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == LibC.Eintr)
-                {
-                    continue;
-                }
-                if (errno == LibC.Eagain)
-                {
-                    return total;
-                }
-                if (total == 0 && errno is LibC.Einval or LibC.Enosys or LibC.Eopnotsupp)
-                {
-                    return -1;
-                }
-                throw new IOException($"sendfile failed (errno {errno}).", errno);
+                total += (int)n;
+                continue;
             }
-            return total;
+            if (n == 0)
+            {
+                return total; // the file ended early: the caller's copy path reports it
+            }
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == LibC.Eintr)
+            {
+                continue;
+            }
+            if (errno == LibC.Eagain)
+            {
+                return total;
+            }
+            if (total == 0 && errno is LibC.Einval or LibC.Enosys or LibC.Eopnotsupp)
+            {
+                return -1;
+            }
+            throw new IOException($"sendfile failed (errno {errno}).", errno);
         }
-        finally
-        {
-            if (fileAdded)
-            {
-                file.DangerousRelease();
-            }
-            if (socketAdded)
-            {
-                socket.DangerousRelease();
-            }
-        }
+        return total;
     }
 
     /// <summary>The identity of the file behind <paramref name="handle"/> (statx), or null where the kernel cannot say.</summary>
@@ -177,37 +137,26 @@ internal static class LinuxFile
     {
         // struct statx (linux/stat.h) has one layout on every architecture, unlike struct stat.
         const uint Needed = LibC.StatxIno | LibC.StatxSize | LibC.StatxCtime | LibC.StatxMtime;
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
+        using var held = new HeldDescriptor(handle);
+        byte* buffer = stackalloc byte[LibC.StatxBufferSize];
+        if (LibC.Statx(held.Fd, "", LibC.AtEmptyPath, LibC.StatxBasicStats, buffer) != 0)
         {
-            byte* buffer = stackalloc byte[LibC.StatxBufferSize];
-            if (LibC.Statx((int)handle.DangerousGetHandle(), "", LibC.AtEmptyPath, LibC.StatxBasicStats, buffer) != 0)
-            {
-                return null;
-            }
-            var s = new ReadOnlySpan<byte>(buffer, LibC.StatxBufferSize);
-            if ((BinaryPrimitives.ReadUInt32LittleEndian(s) & Needed) != Needed)
-            {
-                return null;
-            }
-            return new FileIdentity(
-                BinaryPrimitives.ReadUInt32LittleEndian(s[LibC.StatxDevMajorAt..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(s[LibC.StatxDevMinorAt..]),
-                BinaryPrimitives.ReadUInt64LittleEndian(s[LibC.StatxInoAt..]),
-                BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxSizeAt..]),
-                BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxMtimeAt..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(s[(LibC.StatxMtimeAt + 8)..]),
-                BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxCtimeAt..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(s[(LibC.StatxCtimeAt + 8)..]));
+            return null;
         }
-        finally
+        var s = new ReadOnlySpan<byte>(buffer, LibC.StatxBufferSize);
+        if ((BinaryPrimitives.ReadUInt32LittleEndian(s) & Needed) != Needed)
         {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
+            return null;
         }
+        return new FileIdentity(
+            BinaryPrimitives.ReadUInt32LittleEndian(s[LibC.StatxDevMajorAt..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(s[LibC.StatxDevMinorAt..]),
+            BinaryPrimitives.ReadUInt64LittleEndian(s[LibC.StatxInoAt..]),
+            BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxSizeAt..]),
+            BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxMtimeAt..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(s[(LibC.StatxMtimeAt + 8)..]),
+            BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxCtimeAt..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(s[(LibC.StatxCtimeAt + 8)..]));
     }
 
     // EOPNOTSUPP: a filesystem without nowait buffered reads; EINVAL: a kernel without the
@@ -216,29 +165,18 @@ internal static class LinuxFile
 
     private static long SeekOrEnd(SafeFileHandle handle, long offset, int whence)
     {
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
+        using var held = new HeldDescriptor(handle);
+        long result = LibC.Lseek(held.Fd, offset, whence);
+        if (result >= 0)
         {
-            long result = LibC.Lseek((int)handle.DangerousGetHandle(), offset, whence);
-            if (result >= 0)
-            {
-                return result;
-            }
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno == LibC.Enxio)
-            {
-                return -1;
-            }
-            // Filesystems without SEEK_DATA support: treat everything as data.
-            return whence == LibC.SeekData ? offset : RandomAccess.GetLength(handle);
+            return result;
         }
-        finally
+        int errno = Marshal.GetLastPInvokeError();
+        if (errno == LibC.Enxio)
         {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
+            return -1;
         }
+        // Filesystems without SEEK_DATA support: treat everything as data.
+        return whence == LibC.SeekData ? offset : RandomAccess.GetLength(handle);
     }
 }

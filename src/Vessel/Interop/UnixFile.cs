@@ -96,19 +96,8 @@ internal static class UnixFile
     /// <summary>Deallocates a range, keeping the file size; returns false where the filesystem cannot punch holes.</summary>
     public static bool TryPunchHole(SafeFileHandle handle, long offset, long length)
     {
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
-        {
-            return LibC.Fallocate((int)handle.DangerousGetHandle(), LibC.FallocFlPunchHole | LibC.FallocFlKeepSize, offset, length) == 0;
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
+        using var held = new HeldDescriptor(handle);
+        return LibC.Fallocate(held.Fd, LibC.FallocFlPunchHole | LibC.FallocFlKeepSize, offset, length) == 0;
     }
 
     /// <summary>The S_IFMT bits of stx_mode for <paramref name="path"/>, statx(2) given <paramref name="flags"/>, or null if nothing is there.</summary>
