@@ -12,6 +12,9 @@ namespace Vessel.Common;
 /// </summary>
 internal sealed class ChildProcess : IAsyncDisposable
 {
+    /// <summary>Enough of a helper's stderr for its error messages.</summary>
+    public const int DefaultMaxOutputChars = 16 << 10;
+
     private static readonly TimeSpan s_killWait = TimeSpan.FromSeconds(10);
 
     private readonly StringBuilder _output = new();
@@ -22,7 +25,7 @@ internal sealed class ChildProcess : IAsyncDisposable
     /// <param name="process">A started process with redirected stdin, stdout and stderr; this object owns it from now on.</param>
     /// <param name="maxOutputChars">How much of its output to keep; the rest is read and dropped.</param>
     /// <param name="keepStdout">Whether stdout joins stderr in <see cref="Output"/> (else it is read and dropped).</param>
-    public ChildProcess(Process process, int maxOutputChars, bool keepStdout = false)
+    public ChildProcess(Process process, int maxOutputChars = DefaultMaxOutputChars, bool keepStdout = false)
     {
         Process = process;
         Pid = process.Id;

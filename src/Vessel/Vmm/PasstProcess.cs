@@ -15,13 +15,11 @@ internal sealed class PasstProcess : IAsyncDisposable
 {
     public const string Binary = "passt";
 
-    private const int MaxStderrChars = 16 << 10;
-
     private readonly ChildProcess _process;
 
     private PasstProcess(Process process)
     {
-        _process = new ChildProcess(process, MaxStderrChars);
+        _process = new ChildProcess(process);
     }
 
     /// <summary>Starts passt listening on <paramref name="socketPath"/>, logging to <paramref name="logPath"/>; returns once the socket exists.</summary>

@@ -26,8 +26,6 @@ public sealed class VirtioFsDaemon : IAsyncDisposable
     /// <summary>Debian 12's virtiofsd (package qemu-system-common).</summary>
     public const string DefaultBinary = "/usr/lib/qemu/virtiofsd";
 
-    private const int MaxStderrChars = 16 << 10;
-
     /// <summary>
     /// Runs as <c>sh -c SCRIPT sh BINARY SOCKET MOUNTPOINT NAME SOURCE...</c> inside the new mount
     /// namespace: every path is an argument, never spliced into the script.
@@ -51,7 +49,7 @@ public sealed class VirtioFsDaemon : IAsyncDisposable
 
     private VirtioFsDaemon(Process process, string socketPath, string mountPoint)
     {
-        _process = new ChildProcess(process, MaxStderrChars);
+        _process = new ChildProcess(process);
         SocketPath = socketPath;
         MountPoint = mountPoint;
     }
