@@ -145,10 +145,8 @@ public static class TemplateSpecReader
         private List<TemplateStep> Steps()
         {
             var steps = new List<TemplateStep>();
-            if (_reader.TokenType != JsonTokenType.StartArray)
+            if (!Expect(JsonTokenType.StartArray, "steps", Line, "must be an array of steps such as [{ \"run\": \"apk add curl\" }]."))
             {
-                Errors.Add(new("steps", Line, "must be an array of steps such as [{ \"run\": \"apk add curl\" }]."));
-                _reader.Skip();
                 return steps;
             }
             while (Next() != JsonTokenType.EndArray)
@@ -156,10 +154,8 @@ public static class TemplateSpecReader
                 int index = steps.Count;
                 string where = $"steps[{index}]";
                 int line = Line;
-                if (_reader.TokenType != JsonTokenType.StartObject)
+                if (!Expect(JsonTokenType.StartObject, where, line, "must be an object with one key: run, copy, env, workdir or user."))
                 {
-                    Errors.Add(new(where, line, "must be an object with one key: run, copy, env, workdir or user."));
-                    _reader.Skip();
                     steps.Add(new TemplateStep(StepKind.Run, [string.Empty]) { Line = line, Malformed = true });
                     continue;
                 }
@@ -208,12 +204,7 @@ public static class TemplateSpecReader
         {
             string? src = null;
             string? dest = null;
-            if (_reader.TokenType != JsonTokenType.StartObject)
-            {
-                Errors.Add(new(field, line, "must be an object: { \"src\": \"path in the context\", \"dest\": \"/absolute/path\" }."));
-                _reader.Skip();
-            }
-            else
+            if (Expect(JsonTokenType.StartObject, field, line, "must be an object: { \"src\": \"path in the context\", \"dest\": \"/absolute/path\" }."))
             {
                 while (Next() == JsonTokenType.PropertyName)
                 {
@@ -249,12 +240,7 @@ public static class TemplateSpecReader
         private TemplateStep EnvStep(string field, int line)
         {
             var args = new List<string>();
-            if (_reader.TokenType != JsonTokenType.StartObject)
-            {
-                Errors.Add(new(field, line, "must be an object of names to values: { \"PORT\": \"8080\" }."));
-                _reader.Skip();
-            }
-            else
+            if (Expect(JsonTokenType.StartObject, field, line, "must be an object of names to values: { \"PORT\": \"8080\" }."))
             {
                 while (Next() == JsonTokenType.PropertyName)
                 {
@@ -274,10 +260,8 @@ public static class TemplateSpecReader
         /// <summary><c>{"outbound": "on|restrict|off", "allow": [RULE...], "deny": [RULE...]}</c>.</summary>
         private Vmm.NetworkConfig? Network(string field)
         {
-            if (_reader.TokenType != JsonTokenType.StartObject)
+            if (!Expect(JsonTokenType.StartObject, field, Line, $"must be an object such as {{ \"outbound\": \"on\", \"deny\": [\"10.0.0.0/8\"] }}, not {Describe(_reader.TokenType)}."))
             {
-                Errors.Add(new(field, Line, $"must be an object such as {{ \"outbound\": \"on\", \"deny\": [\"10.0.0.0/8\"] }}, not {Describe(_reader.TokenType)}."));
-                _reader.Skip();
                 return null;
             }
             var network = Vmm.NetworkConfig.Default;
@@ -318,10 +302,8 @@ public static class TemplateSpecReader
         private List<Vmm.NetworkRule> Rules(string field)
         {
             var rules = new List<Vmm.NetworkRule>();
-            if (_reader.TokenType != JsonTokenType.StartArray)
+            if (!Expect(JsonTokenType.StartArray, field, Line, $"must be an array of rules such as [\"10.0.0.0/8\", \"127.0.0.1:5432\"], not {Describe(_reader.TokenType)}."))
             {
-                Errors.Add(new(field, Line, $"must be an array of rules such as [\"10.0.0.0/8\", \"127.0.0.1:5432\"], not {Describe(_reader.TokenType)}."));
-                _reader.Skip();
                 return rules;
             }
             while (Next() != JsonTokenType.EndArray)
@@ -343,14 +325,21 @@ public static class TemplateSpecReader
         }
 
         private string? String(string field)
+            => Expect(JsonTokenType.String, field, Line, $"must be a string, not {Describe(_reader.TokenType)}.") ? _reader.GetString() : null;
+
+        /// <summary>
+        /// Whether the value starts with <paramref name="token"/>; if not, the error
+        /// "<paramref name="field"/> <paramref name="mustBe"/>" is recorded at <paramref name="line"/> and the value skipped.
+        /// </summary>
+        private bool Expect(JsonTokenType token, string field, int line, string mustBe)
         {
-            if (_reader.TokenType == JsonTokenType.String)
+            if (_reader.TokenType == token)
             {
-                return _reader.GetString();
+                return true;
             }
-            Errors.Add(new(field, Line, $"must be a string, not {Describe(_reader.TokenType)}."));
+            Errors.Add(new(field, line, mustBe));
             _reader.Skip();
-            return null;
+            return false;
         }
 
         private int? Integer(string field)
