@@ -29,7 +29,7 @@ public sealed record ProcessResult(string FileName, IReadOnlyList<string> Argume
 /// </summary>
 public static class ExternalProcess
 {
-    public static async Task<ProcessResult> RunAsync(
+    public static Task<ProcessResult> RunAsync(
         string fileName,
         IEnumerable<string> arguments,
         CancellationToken cancellationToken,
@@ -38,12 +38,29 @@ public static class ExternalProcess
         TimeSpan? timeout = null,
         IReadOnlyDictionary<string, string>? environment = null)
     {
+        Func<StreamWriter, Task>? writeInput = standardInput is null ? null : input => input.WriteAsync(standardInput);
+        return RunAsync(fileName, arguments, writeInput, workingDirectory, timeout, environment, cancellationToken);
+    }
+
+    /// <summary>Runs a program that reads <paramref name="standardInput"/>, bytes (a protobuf message, say), from its stdin.</summary>
+    public static Task<ProcessResult> RunAsync(string fileName, IEnumerable<string> arguments, ReadOnlyMemory<byte> standardInput, TimeSpan timeout, CancellationToken cancellationToken)
+        => RunAsync(fileName, arguments, input => input.BaseStream.WriteAsync(standardInput).AsTask(), null, timeout, null, cancellationToken);
+
+    private static async Task<ProcessResult> RunAsync(
+        string fileName,
+        IEnumerable<string> arguments,
+        Func<StreamWriter, Task>? writeInput,
+        string? workingDirectory,
+        TimeSpan? timeout,
+        IReadOnlyDictionary<string, string>? environment,
+        CancellationToken cancellationToken)
+    {
         var args = arguments.ToList();
         var psi = new ProcessStartInfo(ResolveTool(fileName))
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
-            RedirectStandardInput = standardInput is not null,
+            RedirectStandardInput = writeInput is not null,
             UseShellExecute = false,
             WorkingDirectory = workingDirectory ?? string.Empty,
         };
@@ -74,9 +91,9 @@ public static class ExternalProcess
         var stderr = new StringBuilder();
         Task outTask = PumpAsync(process.StandardOutput, stdout);
         Task errTask = PumpAsync(process.StandardError, stderr);
-        if (standardInput is not null)
+        if (writeInput is not null)
         {
-            await process.StandardInput.WriteAsync(standardInput);
+            await writeInput(process.StandardInput);
             process.StandardInput.Close();
         }
 

@@ -46,7 +46,7 @@ public sealed partial class Sandbox
         {
             throw VirtioFsPauseRefused(Id);
         }
-        if (_overlay is null && Pod is null)
+        if (_parts.Overlay is null && Pod is null)
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"Sandbox {Id} does not run on a layer (SandboxOptions.Layer): its disk cannot be saved with a pause.");
         }
@@ -72,11 +72,11 @@ public sealed partial class Sandbox
             // QEMU is gone: nothing writes the overlay any more, so the export is exactly the disk the snapshot saw.
             // A pod's image disks are read-only cache files: nothing to export.
             Guid layer = Guid.Empty;
-            if (_overlay is not null)
+            if (_parts.Overlay is not null)
             {
-                exported = layer = (await _overlay.ExportAsync(layers, layerId ?? Guid.NewGuid(), cancellationToken)).BuildId;
+                exported = layer = (await _parts.Overlay.ExportAsync(layers, layerId ?? Guid.NewGuid(), cancellationToken)).BuildId;
             }
-            var snapshot = new SandboxSnapshot(SandboxSnapshot.CurrentVersion, _config.MemoryMiB, _config.Vcpus, _kitId, _token, DateTimeOffset.UtcNow)
+            var snapshot = new SandboxSnapshot(SandboxSnapshot.CurrentVersion, _config.MemoryMiB, _config.Vcpus, _parts.KitId, _token, DateTimeOffset.UtcNow)
             {
                 MemoryInState = memoryInState,
             };

@@ -1,16 +1,15 @@
 using Vessel.Agent;
 using Vessel.Agent.Protocol;
-using Vessel.Blocks;
 using Vessel.Common;
-using Vessel.Nbd;
 using Vessel.Rootfs;
 using Vessel.Vmm;
 
 namespace Vessel.Sandboxes;
 
 /// <summary>
-/// A running microVM with its agent. Owns the VM, the agent connection and the working
-/// directory; disposal (or <see cref="KillAsync"/>, or the timeout) releases all three.
+/// A running microVM with its agent. Owns the VM, the agent connection and its
+/// <see cref="SandboxParts"/> (the disk, the working directory); disposal (or
+/// <see cref="KillAsync"/>, or the timeout) releases them all.
 /// </summary>
 public sealed partial class Sandbox : IAsyncDisposable
 {
@@ -19,18 +18,12 @@ public sealed partial class Sandbox : IAsyncDisposable
     private readonly IVirtualMachine _vm;
     private readonly SemaphoreSlim _stopLock = new(1, 1);
     private readonly CancellationTokenSource _lifetime = new();
-    private readonly NbdServer? _nbd;
-    private readonly OverlayDevice? _overlay;
-    private readonly string _kitId;
-    private readonly VirtioFsDaemon? _fileServer;
-    private readonly RemoteMemory? _memory;
+    private readonly SandboxParts _parts;
     private AgentClient _agent;
     private bool _stopped;
 
-    internal Sandbox(string id, string workDirectory, string token, VmConfig config, IVirtualMachine vm, AgentClient agent, SandboxTimings timings, NbdServer? nbd, OverlayDevice? overlay, string kitId, VirtioFsDaemon? fileServer = null, RemoteMemory? memory = null)
+    internal Sandbox(string id, string workDirectory, string token, VmConfig config, IVirtualMachine vm, AgentClient agent, SandboxTimings timings, SandboxParts parts)
     {
-        _fileServer = fileServer;
-        _memory = memory;
         Id = id;
         WorkDirectory = workDirectory;
         _token = token;
@@ -38,9 +31,7 @@ public sealed partial class Sandbox : IAsyncDisposable
         _vm = vm;
         _agent = agent;
         Timings = timings;
-        _nbd = nbd;
-        _overlay = overlay;
-        _kitId = kitId;
+        _parts = parts;
     }
 
     public string Id { get; }
@@ -55,7 +46,7 @@ public sealed partial class Sandbox : IAsyncDisposable
     public IVirtualMachine VirtualMachine => _vm;
 
     /// <summary>Bytes of the template's memory fetched from the bucket for this sandbox (0 when its memory is a local file).</summary>
-    public long RemoteMemoryFetchedBytes => _memory?.FetchedBytes ?? 0;
+    public long RemoteMemoryFetchedBytes => _parts.Memory?.FetchedBytes ?? 0;
 
     /// <summary>The current agent connection (replaced by <see cref="ReconnectAsync"/>).</summary>
     public AgentClient Agent => _agent;
@@ -199,7 +190,7 @@ public sealed partial class Sandbox : IAsyncDisposable
             await _vm.SnapshotAsync(Path.Combine(partial, SandboxSnapshot.StateFile), cancellationToken);
             await _vm.StopAsync(TimeSpan.Zero, cancellationToken);
             File.Move(_config.MemoryBackendFile, Path.Combine(partial, SandboxSnapshot.MemoryFile));
-            var snapshot = new SandboxSnapshot(SandboxSnapshot.CurrentVersion, _config.MemoryMiB, _config.Vcpus, _kitId, _token, DateTimeOffset.UtcNow);
+            var snapshot = new SandboxSnapshot(SandboxSnapshot.CurrentVersion, _config.MemoryMiB, _config.Vcpus, _parts.KitId, _token, DateTimeOffset.UtcNow);
             await snapshot.WriteAsync(partial, cancellationToken);
             Directory.Move(partial, directory);
             await KillAsync();
@@ -259,20 +250,7 @@ public sealed partial class Sandbox : IAsyncDisposable
                 }
                 finally
                 {
-                    if (_memory is not null)
-                    {
-                        await _memory.DisposeAsync(); // the VM that mapped it is gone
-                    }
-                    if (_nbd is not null)
-                    {
-                        await _nbd.DisposeAsync();
-                    }
-                    _overlay?.Dispose();
-                    if (_fileServer is not null)
-                    {
-                        await _fileServer.DisposeAsync();
-                    }
-                    SandboxManager.DeleteDirectory(WorkDirectory);
+                    await _parts.Release.RunAsync(); // the VM that mapped the memory view and read the disk is gone
                 }
             }
         }

@@ -57,12 +57,13 @@ public sealed partial class SandboxManager
             // The agent socket accepts whoever can reach it: only the owner may.
             File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
-        // Released in reverse on failure: agent, VM, NBD server or virtiofsd, overlay (or the layer), directory.
-        var cleanup = new CleanupScope();
-        cleanup.Add("sandbox directory", () => DeleteDirectory(dir));
+        // What the sandbox will own besides its VM and agent (SandboxParts), released in reverse:
+        // template memory view, NBD server or virtiofsd, overlay (or the layer), directory.
+        var parts = new CleanupScope();
+        parts.Add("sandbox directory", () => DeleteDirectory(dir));
         OverlayDevice? overlay = null;
         RemoteMemory? memory = null;
-        cleanup.Add("overlay", () =>
+        parts.Add("overlay", () =>
         {
             if (overlay is not null)
             {
@@ -73,6 +74,9 @@ public sealed partial class SandboxManager
                 options.Layer?.Dispose();
             }
         });
+        // On a failure: agent, VM, then the parts.
+        var cleanup = new CleanupScope();
+        cleanup.Add("sandbox parts", async () => await parts.RunAsync());
         try
         {
             if (options.Layer is { } layer)
@@ -85,8 +89,8 @@ public sealed partial class SandboxManager
                 // Its memory will be mapped from there: vessel gc and a --no-cache rebuild keep it while this sandbox lives.
                 await File.WriteAllTextAsync(Path.Combine(dir, State.HomeReferences.RestoredFromFile), Path.GetFullPath(restoreFrom), cancellationToken);
             }
-            PreparedDisk prepared = await PrepareDiskAsync(options, id, dir, overlay, cleanup, cancellationToken);
-            memory = await MountRemoteMemoryAsync(options, snapshot, dir, cleanup, cancellationToken);
+            PreparedDisk prepared = await PrepareDiskAsync(options, id, dir, overlay, parts, cancellationToken);
+            memory = await MountRemoteMemoryAsync(options, snapshot, dir, parts, cancellationToken);
             TimeSpan preparedAt = clock.Elapsed;
 
             NetworkFilter? filter = options.NetworkDevice ? await NetworkFilter.CreateAsync(options.Network, new VesselHome(StateDirectory).NetworkFilters, cancellationToken) : null;
@@ -118,7 +122,7 @@ public sealed partial class SandboxManager
             {
                 Restored = snapshot is not null,
             };
-            var sandbox = new Sandbox(id, dir, token, config, vm, agent, timings, prepared.Nbd, overlay, _kit.Manifest.Id, prepared.FileServer, memory);
+            var sandbox = new Sandbox(id, dir, token, config, vm, agent, timings, new SandboxParts(_kit.Manifest.Id, overlay, memory, parts));
             cleanup.Dismiss(); // the sandbox owns them all now
             if (options.Timeout is { } lifetime)
             {
@@ -184,7 +188,7 @@ public sealed partial class SandboxManager
     }
 
     /// <summary>The root disk (or a pod's file server) ready for the VM: pre-boot hooks run, the NBD server or virtiofsd started.</summary>
-    private sealed record PreparedDisk(DiskConfig? Disk, NbdServer? Nbd, VirtioFsDaemon? FileServer);
+    private sealed record PreparedDisk(DiskConfig? Disk, VirtioFsDaemon? FileServer);
 
     /// <summary>
     /// Runs the pre-boot hooks on the rootfs (a FUSE view of a device) and starts what serves it;
@@ -205,12 +209,12 @@ public sealed partial class SandboxManager
             await File.WriteAllLinesAsync(Path.Combine(dir, PodTree.UsedTreesFile), trees.Select(t => t.Path), cancellationToken);
             VirtioFsDaemon fileServer = cleanup.Add("virtiofsd", await VirtioFsDaemon.StartAsync([.. trees.Select(t => KeyValuePair.Create(t.Id, t.Path))],
                 Path.Combine(dir, "fs.sock"), Path.Combine(dir, "fs"), cancellationToken));
-            return new PreparedDisk(null, null, fileServer);
+            return new PreparedDisk(null, fileServer);
         }
         if (options.PodLowers is not null)
         {
             // A pod: nothing to prepare on the host; the image disks are shared, read-only cache files.
-            return new PreparedDisk(null, null, null);
+            return new PreparedDisk(null, null);
         }
         if ((options.Device ?? overlay) is { } device)
         {
@@ -228,7 +232,7 @@ public sealed partial class SandboxManager
             NbdServer nbd = cleanup.Add("NBD server", new NbdServer(new NbdServerOptions { UnixSocketPath = socket }));
             nbd.AddExport(DiskExport, device);
             await nbd.StartAsync(cancellationToken);
-            return new PreparedDisk(DiskConfig.Nbd(socket, DiskExport), nbd, null);
+            return new PreparedDisk(DiskConfig.Nbd(socket, DiskExport), null);
         }
         string rootfs = options.RootfsPath!;
         if (options.CopyRootfs)
@@ -237,7 +241,7 @@ public sealed partial class SandboxManager
             (await ExternalProcess.RunAsync("cp", ["--sparse=always", "--reflink=auto", options.RootfsPath!, rootfs], cancellationToken, timeout: TimeSpan.FromMinutes(10))).EnsureSuccess();
         }
         await PreBootHook.RunAllAsync(hooks, new PreBootContext(rootfs, dir, id), options.Report, cancellationToken);
-        return new PreparedDisk(options.DiskOverride ?? DiskConfig.File(rootfs), null, null);
+        return new PreparedDisk(options.DiskOverride ?? DiskConfig.File(rootfs), null);
     }
 
     /// <summary>The VM of a sandbox: kit, kernel parameters, disks, sockets in <paramref name="dir"/>, memory backend (a snapshot's when resuming).</summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
 using Vessel.Common;
 using Vessel.Sandboxes;
 
@@ -69,7 +70,7 @@ internal sealed partial class SandboxService
         }
         catch (Exception e) when (e is VesselException or IOException or TimeoutException)
         {
-            ServiceLog.PauseFailed(_logger, e, sandbox.Id);
+            Log.PauseFailed(_logger, e, sandbox.Id);
             sandbox.MarkDeleted();
             _sandboxes.TryRemove(sandbox.Id, out _);
             sandbox.Live = null;
@@ -90,7 +91,7 @@ internal sealed partial class SandboxService
         sandbox.RemoteSnapshot = await UploadPauseAsync(sandbox, paused);
         await _state.PutSandboxAsync(sandbox.ToRecord(_options.Node), CancellationToken.None);
         File.Delete(intent);
-        ServiceLog.Paused(_logger, sandbox.Id, clock.ElapsedMilliseconds);
+        Log.Paused(_logger, sandbox.Id, clock.ElapsedMilliseconds);
     }
 
     /// <summary>Resumes a paused sandbox; its timeout clock restarts (with <paramref name="timeoutSeconds"/> when given).</summary>
@@ -136,7 +137,7 @@ internal sealed partial class SandboxService
         {
             await c.AttachAsync(live.Agent, Time, cancellationToken);
         }
-        ServiceLog.Resumed(_logger, sandbox.Id, clock.ElapsedMilliseconds);
+        Log.Resumed(_logger, sandbox.Id, clock.ElapsedMilliseconds);
     }
 
     /// <summary>Kills (or pauses, with autoPause) running sandboxes past their end; drops finished commands' output after a while.</summary>
@@ -166,11 +167,11 @@ internal sealed partial class SandboxService
                     }
                     catch (VesselException e) when (e.Reason == VesselErrorReason.Conflict)
                     {
-                        ServiceLog.AutoPauseRetry(_logger, e, s.Id);
+                        Log.AutoPauseRetry(_logger, e, s.Id);
                     }
                     catch (VesselException e)
                     {
-                        ServiceLog.CleanupFailed(_logger, e, s.Id);
+                        Log.CleanupFailed(_logger, e, s.Id);
                     }
                 }
             }
@@ -190,5 +191,20 @@ internal sealed partial class SandboxService
                 sandbox.Commands.TryRemove(c.Pid, out _);
             }
         }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(7002, LogLevel.Information, "Sandbox {SandboxId} paused in {Milliseconds} ms")]
+        public static partial void Paused(ILogger logger, string sandboxId, long milliseconds);
+
+        [LoggerMessage(7003, LogLevel.Information, "Sandbox {SandboxId} resumed in {Milliseconds} ms")]
+        public static partial void Resumed(ILogger logger, string sandboxId, long milliseconds);
+
+        [LoggerMessage(7007, LogLevel.Warning, "Sandbox {SandboxId} reached its timeout and could not be paused: retrying")]
+        public static partial void AutoPauseRetry(ILogger logger, Exception exception, string sandboxId);
+
+        [LoggerMessage(7009, LogLevel.Error, "Sandbox {SandboxId}: pause failed, the sandbox is lost")]
+        public static partial void PauseFailed(ILogger logger, Exception exception, string sandboxId);
     }
 }

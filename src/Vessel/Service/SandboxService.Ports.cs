@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Extensions.Logging;
 using Vessel.Sandboxes;
 using Vessel.Vmm;
 
@@ -44,7 +45,7 @@ internal sealed partial class SandboxService
                 return ToPortInfo(port, sandbox.Ports[port]);
             }
         }
-        ServiceLog.PortForwarded(_logger, id, port, hostPort);
+        Log.PortForwarded(_logger, id, port, hostPort);
         return ToPortInfo(port, hostPort);
     }
 
@@ -61,7 +62,7 @@ internal sealed partial class SandboxService
             if (now != host)
             {
                 sandbox.Ports[guest] = now;
-                ServiceLog.PortMoved(_logger, sandbox.Id, guest, host, now);
+                Log.PortMoved(_logger, sandbox.Id, guest, host, now);
             }
         }
     }
@@ -150,4 +151,13 @@ internal sealed partial class SandboxService
     }
 
     private sealed record SavedNetwork(string Outbound, List<string>? Allow, List<string>? Deny, Dictionary<int, int>? Ports);
+
+    private static partial class Log
+    {
+        [LoggerMessage(7050, LogLevel.Information, "Sandbox {SandboxId}: guest port {GuestPort} is reachable at 127.0.0.1:{HostPort}")]
+        public static partial void PortForwarded(ILogger logger, string sandboxId, int guestPort, int hostPort);
+
+        [LoggerMessage(7051, LogLevel.Warning, "Sandbox {SandboxId}: host port {OldPort} of guest port {GuestPort} was taken while paused; it moved to {HostPort}")]
+        public static partial void PortMoved(ILogger logger, string sandboxId, int guestPort, int oldPort, int hostPort);
+    }
 }

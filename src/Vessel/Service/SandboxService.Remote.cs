@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
 using Vessel.Blocks;
 using Vessel.Sandboxes;
 using Vessel.State;
@@ -35,12 +36,12 @@ internal sealed partial class SandboxService
         {
             (RemoteSnapshot snapshot, RemoteSnapshot.Transfer moved) = await RemoteSnapshot.UploadAsync(
                 bucket, _layers, sandbox.Id, sandbox.Layers.Count, paused.Layer, paused.Directory, CancellationToken.None);
-            ServiceLog.PauseUploaded(_logger, sandbox.Id, snapshot.Pause, (long)moved.Elapsed.TotalMilliseconds, moved.LayerBytes, moved.FileBytes, moved.FileSize);
+            Log.PauseUploaded(_logger, sandbox.Id, snapshot.Pause, (long)moved.Elapsed.TotalMilliseconds, moved.LayerBytes, moved.FileBytes, moved.FileSize);
             return snapshot.ToJson();
         }
         catch (Exception e) when (e is VesselException or IOException)
         {
-            ServiceLog.PauseUploadFailed(_logger, e, sandbox.Id);
+            Log.PauseUploadFailed(_logger, e, sandbox.Id);
             return null;
         }
     }
@@ -99,7 +100,7 @@ internal sealed partial class SandboxService
             SandboxManager.DeleteDirectory(directory);
             throw;
         }
-        ServiceLog.TakenOver(_logger, id, row.Node, clock.ElapsedMilliseconds, fetched.FileBytes, fetched.FileSize);
+        Log.TakenOver(_logger, id, row.Node, clock.ElapsedMilliseconds, fetched.FileBytes, fetched.FileSize);
     }
 
     /// <summary>
@@ -137,7 +138,7 @@ internal sealed partial class SandboxService
         }
         catch (VesselException e)
         {
-            ServiceLog.CleanupFailed(_logger, e, id);
+            Log.CleanupFailed(_logger, e, id);
         }
     }
 
@@ -161,7 +162,7 @@ internal sealed partial class SandboxService
         }
         catch (VesselException e)
         {
-            ServiceLog.CleanupFailed(_logger, e, sandbox.Id);
+            Log.CleanupFailed(_logger, e, sandbox.Id);
         }
     }
 
@@ -203,7 +204,7 @@ internal sealed partial class SandboxService
             SandboxManager.DeleteDirectory(paused.Directory);
         }
         await DeleteLocalCopiesAsync(sandbox.Id, sandbox.Layers); // the bucket's stay for the new owner
-        ServiceLog.Released(_logger, sandbox.Id, owner);
+        Log.Released(_logger, sandbox.Id, owner);
     }
 
     /// <summary>
@@ -224,8 +225,23 @@ internal sealed partial class SandboxService
             }
             catch (Exception e) when (e is VesselException or IOException)
             {
-                ServiceLog.CleanupFailed(_logger, e, id);
+                Log.CleanupFailed(_logger, e, id);
             }
         }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(7013, LogLevel.Information, "Sandbox {SandboxId}: pause {Pause} uploaded to the bucket in {Milliseconds} ms ({LayerBytes} layer bytes, {FileBytes} of {FileSize} snapshot file bytes sent)")]
+        public static partial void PauseUploaded(ILogger logger, string sandboxId, int pause, long milliseconds, long layerBytes, long fileBytes, long fileSize);
+
+        [LoggerMessage(7014, LogLevel.Error, "Sandbox {SandboxId}: uploading its pause to the bucket failed; it stays paused on this node only")]
+        public static partial void PauseUploadFailed(ILogger logger, Exception exception, string sandboxId);
+
+        [LoggerMessage(7015, LogLevel.Information, "Sandbox {SandboxId}: took over from node '{From}', snapshot fetched from the bucket in {Milliseconds} ms ({FileBytes} of {FileSize} bytes)")]
+        public static partial void TakenOver(ILogger logger, string sandboxId, string from, long milliseconds, long fileBytes, long fileSize);
+
+        [LoggerMessage(7016, LogLevel.Information, "Sandbox {SandboxId}: now owned by node '{Node}', local copy of its snapshot released")]
+        public static partial void Released(ILogger logger, string sandboxId, string node);
     }
 }

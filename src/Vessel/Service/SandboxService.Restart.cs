@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
 using Vessel.Sandboxes;
 using Vessel.State;
 
@@ -39,7 +40,7 @@ internal sealed partial class SandboxService
                 try
                 {
                     await _layers.DeleteAsync(layer, CancellationToken.None);
-                    ServiceLog.OrphanLayerReclaimed(_logger, layer, Path.GetFileName(intent));
+                    Log.OrphanLayerReclaimed(_logger, layer, Path.GetFileName(intent));
                 }
                 catch (VesselException e) when (e.Reason == VesselErrorReason.NotFound)
                 {
@@ -47,7 +48,7 @@ internal sealed partial class SandboxService
                 }
                 catch (Exception e) when (e is VesselException or IOException)
                 {
-                    ServiceLog.CleanupFailed(_logger, e, Path.GetFileName(intent));
+                    Log.CleanupFailed(_logger, e, Path.GetFileName(intent));
                 }
             }
             File.Delete(intent);
@@ -71,7 +72,7 @@ internal sealed partial class SandboxService
     {
         if (_options.TestCrashPoint == point)
         {
-            ServiceLog.TestCrash(_logger, point);
+            Log.TestCrash(_logger, point);
             using Process self = Process.GetCurrentProcess();
             self.Kill();
             Thread.Sleep(Timeout.Infinite);
@@ -90,7 +91,7 @@ internal sealed partial class SandboxService
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            ServiceLog.CleanupFailed(_logger, e, sandbox.Id);
+            Log.CleanupFailed(_logger, e, sandbox.Id);
         }
     }
 
@@ -106,7 +107,7 @@ internal sealed partial class SandboxService
         }
         catch (Exception e) when (e is VesselException or IOException)
         {
-            ServiceLog.CleanupFailed(_logger, e, sandbox.Id);
+            Log.CleanupFailed(_logger, e, sandbox.Id);
         }
     }
 
@@ -121,7 +122,7 @@ internal sealed partial class SandboxService
         }
         catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException)
         {
-            ServiceLog.CleanupFailed(_logger, e, id);
+            Log.CleanupFailed(_logger, e, id);
         }
     }
 
@@ -139,4 +140,13 @@ internal sealed partial class SandboxService
         => $"it was running when the daemon serving its disk stopped (found by the daemon started at {now.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}). " +
            "A running sandbox's disk is served by the daemon, so its VM cannot outlive it: the VM was stopped and its disk and files removed. " +
            "Pause sandboxes before stopping the daemon to keep them (docs/api.md, \"Daemon restarts\").";
+
+    private static partial class Log
+    {
+        [LoggerMessage(7011, LogLevel.Warning, "Reclaimed layer {Layer} of a pause a crash interrupted ({Intent})")]
+        public static partial void OrphanLayerReclaimed(ILogger logger, Guid layer, string intent);
+
+        [LoggerMessage(7012, LogLevel.Critical, "Test crash point '{Point}' reached: the daemon kills itself")]
+        public static partial void TestCrash(ILogger logger, string point);
+    }
 }

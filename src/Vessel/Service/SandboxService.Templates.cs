@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
+using Microsoft.Extensions.Logging;
 using Vessel.Sandboxes;
 using Vessel.State;
 using Vessel.Templates;
@@ -83,7 +84,7 @@ internal sealed partial class SandboxService
             job.Log.AddData(CommandEventKind.Stderr, Encoding.UTF8.GetBytes($"build failed: {e.Message}\n"));
             job.Finish("failed", e.Message, Time.GetUtcNow());
         }
-        ServiceLog.BuildEnded(_logger, job.Id, job.Template, job.Status);
+        Log.BuildEnded(_logger, job.Id, job.Template, job.Status);
     }
 
     private async Task WaitForBuildsAsync()
@@ -132,5 +133,11 @@ internal sealed partial class SandboxService
         }
 
         public BuildInfo ToInfo() => new(id, template, Status, startedAt.UtcDateTime, FinishedAt?.UtcDateTime, Error);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(7010, LogLevel.Information, "Template build {BuildId} of '{Template}' ended: {Status}")]
+        public static partial void BuildEnded(ILogger logger, string buildId, string template, string status);
     }
 }

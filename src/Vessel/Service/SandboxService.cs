@@ -96,7 +96,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
         IReadOnlyList<string> swept = await SandboxManager.SweepDirectoryAsync(_options.Home.Root, cancellationToken);
         if (swept.Count > 0)
         {
-            ServiceLog.Swept(_logger, string.Join(' ', swept));
+            Log.Swept(_logger, string.Join(' ', swept));
         }
         var keep = new HashSet<string>(StringComparer.Ordinal);
         IReadOnlyList<SandboxRecord> records = await _state.ListSandboxesAsync(_options.Node, cancellationToken);
@@ -115,7 +115,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
             }
             if (adopted is null)
             {
-                ServiceLog.RunningDropped(_logger, record.Id);
+                Log.RunningDropped(_logger, record.Id);
                 await MarkLostAsync(record.Id, record.Template, record.State != "paused" ? RunningLostReason(Time.GetUtcNow())
                     : damaged ?? $"it was paused, but its snapshot {record.SnapshotDirectory} was missing when the daemon started.");
                 await DeleteLayersAsync(record.Id, JsonSerializer.Deserialize<List<Guid>>(record.LayersJson) ?? []);
@@ -124,7 +124,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
             }
             keep.Add(Path.GetFileName(adopted.Paused!.Directory));
             _sandboxes[adopted.Id] = adopted;
-            ServiceLog.PausedAdopted(_logger, adopted.Id);
+            Log.PausedAdopted(_logger, adopted.Id);
         }
         // A pause that a crash interrupted left a directory no row names.
         foreach (string dir in Directory.EnumerateDirectories(_options.PausedDirectory, "sbx-*"))
@@ -230,7 +230,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
             throw;
         }
         _sandboxes[sandbox.Id] = sandbox;
-        ServiceLog.Created(_logger, sandbox.Id, logName, clock.ElapsedMilliseconds, (long)live.Timings.AgentReady.TotalMilliseconds, live.Timings.Restored);
+        Log.Created(_logger, sandbox.Id, logName, clock.ElapsedMilliseconds, (long)live.Timings.AgentReady.TotalMilliseconds, live.Timings.Restored);
     }
 
     public SandboxInfo Get(string id) => Find(id).ToInfo();
@@ -307,7 +307,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
             }
             _sandboxes.TryRemove(id, out _);
             await RemoveAsync(sandbox);
-            ServiceLog.Deleted(_logger, id, why);
+            Log.Deleted(_logger, id, why);
         }
         finally
         {
@@ -358,7 +358,7 @@ internal sealed partial class SandboxService : IAsyncDisposable
             }
             catch (Exception e) when (e is VesselException or IOException)
             {
-                ServiceLog.CleanupFailed(_logger, e, id);
+                Log.CleanupFailed(_logger, e, id);
             }
         }
     }
@@ -408,7 +408,29 @@ internal sealed partial class SandboxService : IAsyncDisposable
         }
         catch (Exception e) when (e is VesselException or IOException)
         {
-            ServiceLog.CleanupFailed(_logger, e, id);
+            Log.CleanupFailed(_logger, e, id);
         }
+    }
+
+    /// <summary>Log messages of the sandbox daemon (event ids 7000-7099, port forwards 7050-7059), each in the file of the concern that logs it.</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(7000, LogLevel.Information, "Sandbox {SandboxId} created from template '{Template}' in {Milliseconds} ms, agent ready {AgentReady} ms (restored: {Restored})")]
+        public static partial void Created(ILogger logger, string sandboxId, string template, long milliseconds, long agentReady, bool restored);
+
+        [LoggerMessage(7001, LogLevel.Information, "Sandbox {SandboxId} deleted ({Why})")]
+        public static partial void Deleted(ILogger logger, string sandboxId, string why);
+
+        [LoggerMessage(7004, LogLevel.Warning, "Sandbox {SandboxId} was running when the previous daemon stopped: its VM could not outlive the daemon's disk server, so it was stopped and removed")]
+        public static partial void RunningDropped(ILogger logger, string sandboxId);
+
+        [LoggerMessage(7005, LogLevel.Information, "Sandbox {SandboxId} is paused and was kept across the daemon restart")]
+        public static partial void PausedAdopted(ILogger logger, string sandboxId);
+
+        [LoggerMessage(7006, LogLevel.Error, "Sandbox {SandboxId}: cleanup failed")]
+        public static partial void CleanupFailed(ILogger logger, Exception exception, string sandboxId);
+
+        [LoggerMessage(7008, LogLevel.Warning, "Removed leftovers of crashed runs: {Leftovers}")]
+        public static partial void Swept(ILogger logger, string leftovers);
     }
 }

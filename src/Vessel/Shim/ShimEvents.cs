@@ -1,7 +1,7 @@
-using System.Diagnostics;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Microsoft.Extensions.Logging;
+using Vessel.Common;
 using Vessel.Containerd.Api.TtrpcEvents;
 using Vessel.Containerd.Ttrpc;
 
@@ -45,7 +45,7 @@ internal sealed partial class ShimEvents : IAsyncDisposable
                 await PublishBinaryAsync(topic, any);
             }
         }
-        catch (Exception e) when (e is IOException or TtrpcStatusException or System.Net.Sockets.SocketException or OperationCanceledException or VesselException or System.ComponentModel.Win32Exception)
+        catch (Exception e) when (e is IOException or TtrpcStatusException or System.Net.Sockets.SocketException or OperationCanceledException or TimeoutException or VesselException)
         {
             LogPublishFailed(_logger, topic, e.Message);
         }
@@ -82,37 +82,11 @@ internal sealed partial class ShimEvents : IAsyncDisposable
         {
             return;
         }
-        var psi = new ProcessStartInfo(_arguments.PublishBinary)
+        ProcessResult r = await ExternalProcess.RunAsync(_arguments.PublishBinary, ["--address", _arguments.Address, "publish", "--topic", topic, "--namespace", _arguments.Namespace],
+            any.ToByteArray(), TimeSpan.FromSeconds(10), CancellationToken.None);
+        if (!r.Succeeded)
         {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (string a in new[] { "--address", _arguments.Address, "publish", "--topic", topic, "--namespace", _arguments.Namespace })
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using var process = Process.Start(psi)!;
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        await process.StandardInput.BaseStream.WriteAsync(any.ToByteArray());
-        process.StandardInput.Close();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync(CancellationToken.None);
-            throw;
-        }
-        await stdout;
-        if (process.ExitCode != 0)
-        {
-            throw new IOException($"{_arguments.PublishBinary} publish exited with {process.ExitCode}: {(await stderr).Trim()}");
+            throw new IOException($"{_arguments.PublishBinary} publish exited with {r.ExitCode}: {r.StandardError.Trim()}");
         }
     }
 

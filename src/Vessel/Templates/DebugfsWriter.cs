@@ -29,21 +29,8 @@ internal static class DebugfsWriter
         var directories = files.SelectMany(f => Parents(f.Path)).Distinct(StringComparer.Ordinal).ToList();
         Dictionary<string, string> types = await StatTypesAsync(image, directories, cancellationToken);
         var script = new StringBuilder();
-        foreach (string dir in directories)
-        {
-            string? type = types.GetValueOrDefault(dir);
-            if (type is null)
-            {
-                // debugfs links a new name into its current directory, so cd to the parent first.
-                script.Append(CultureInfo.InvariantCulture, $"cd {Quote(ParentOf(dir))}\nmkdir {Quote(Path.GetFileName(dir))}\n");
-                AppendInodeFields(script, dir, 0x41ED, time);
-            }
-            else if (type != "directory")
-            {
-                throw new VesselException(VesselErrorReason.InvalidInput,
-                    $"the parent template has '{dir}' as a {type}, so Vessel cannot rewrite its provisioning files; Vessel never follows an image's symlinks");
-            }
-        }
+        AppendMissingDirectories(script, directories, types, time,
+            (dir, type) => $"the parent template has '{dir}' as a {type}, so Vessel cannot rewrite its provisioning files; Vessel never follows an image's symlinks");
         for (int i = 0; i < files.Count; i++)
         {
             ProvisioningFile file = files[i];
@@ -53,19 +40,11 @@ internal static class DebugfsWriter
             script.Append(CultureInfo.InvariantCulture, $"cd {Quote(ParentOf(file.Path))}\nwrite {Quote(source)} {Quote(Path.GetFileName(file.Path))}\n");
             AppendInodeFields(script, file.Path, 0x8000 | file.Mode, time);
         }
-        string commands = temp.Combine("commands");
-        await File.WriteAllTextAsync(commands, script.ToString(), cancellationToken);
-        (await ExternalProcess.RunAsync("debugfs", ["-w", "-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        await RunScriptAsync(image, script.ToString(), write: true, workDirectory, cancellationToken);
 
         // Read back: every file exists as a regular file of the right size.
-        var check = new StringBuilder();
-        foreach (ProvisioningFile file in files)
-        {
-            check.Append(CultureInfo.InvariantCulture, $"stat {Quote(file.Path)}\n");
-        }
-        string checkFile = temp.Combine("check");
-        await File.WriteAllTextAsync(checkFile, check.ToString(), cancellationToken);
-        ProcessResult r = (await ExternalProcess.RunAsync("debugfs", ["-f", checkFile, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        string check = string.Concat(files.Select(f => $"stat {Quote(f.Path)}\n"));
+        ProcessResult r = await RunScriptAsync(image, check, write: false, workDirectory, cancellationToken);
         string[] blocks = r.StandardOutput.Split("Inode: ", StringSplitOptions.RemoveEmptyEntries).Where(b => b.Contains("Type:", StringComparison.Ordinal)).ToArray();
         if (blocks.Length != files.Count)
         {
@@ -97,10 +76,7 @@ internal static class DebugfsWriter
         {
             return types;
         }
-        using TempDirectory temp = TempDirectory.Create("stat-");
-        string commands = temp.Combine("commands");
-        await File.WriteAllTextAsync(commands, string.Concat(paths.Select(p => $"stat {Quote(p)}\n")), cancellationToken);
-        ProcessResult r = (await ExternalProcess.RunAsync("debugfs", ["-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        ProcessResult r = await RunScriptAsync(image, string.Concat(paths.Select(p => $"stat {Quote(p)}\n")), write: false, parent: null, cancellationToken);
         // debugfs echoes each command as "debugfs: stat PATH"; the stat output follows it.
         string? current = null;
         foreach (string line in r.StandardOutput.Split('\n'))
@@ -186,10 +162,7 @@ internal static class DebugfsWriter
                     break;
             }
         }
-        using TempDirectory temp = TempDirectory.Create("copy-");
-        string commands = temp.Combine("commands");
-        await File.WriteAllTextAsync(commands, script.ToString(), cancellationToken);
-        (await ExternalProcess.RunAsync("debugfs", ["-w", "-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        await RunScriptAsync(image, script.ToString(), write: true, parent: null, cancellationToken);
         Dictionary<string, string> after = await StatTypesAsync(image, [.. targets.Select(t => t.Path)], cancellationToken);
         foreach ((CopyEntry e, string path) in targets)
         {
@@ -212,10 +185,21 @@ internal static class DebugfsWriter
         {
             return;
         }
-        using TempDirectory temp = TempDirectory.Create("mkdir-");
+        await RunScriptAsync(image, script.ToString(), write: true, parent: null, cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="script"/> as one debugfs command file, kept in a temporary directory
+    /// under <paramref name="parent"/> (default: the system's) that is gone afterwards; the image
+    /// is opened for writing only when <paramref name="write"/>.
+    /// </summary>
+    private static async Task<ProcessResult> RunScriptAsync(string image, string script, bool write, string? parent, CancellationToken cancellationToken)
+    {
+        using TempDirectory temp = TempDirectory.Create("debugfs-", parent);
         string commands = temp.Combine("commands");
-        await File.WriteAllTextAsync(commands, script.ToString(), cancellationToken);
-        (await ExternalProcess.RunAsync("debugfs", ["-w", "-f", commands, image], cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
+        await File.WriteAllTextAsync(commands, script, cancellationToken);
+        string[] arguments = write ? ["-w", "-f", commands, image] : ["-f", commands, image];
+        return (await ExternalProcess.RunAsync("debugfs", arguments, cancellationToken, timeout: s_toolTimeout)).EnsureSuccess();
     }
 
     /// <summary>
@@ -230,6 +214,7 @@ internal static class DebugfsWriter
             string? type = types.GetValueOrDefault(dir);
             if (type is null)
             {
+                // debugfs links a new name into its current directory, so cd to the parent first.
                 script.Append(CultureInfo.InvariantCulture, $"cd {Quote(ParentOf(dir))}\nmkdir {Quote(Path.GetFileName(dir))}\n");
                 AppendInodeFields(script, dir, 0x41ED, time);
             }

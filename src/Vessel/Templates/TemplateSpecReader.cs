@@ -14,7 +14,6 @@ public static class TemplateSpecReader
 {
     public const long MaxSpecBytes = 1 << 20; // a spec is a short text file; anything bigger is a mistake
 
-    private static readonly string[] s_fields = ["name", "from", "fromTemplate", "diskSize", "reservedMb", "cpu", "memoryMb", "steps", "start", "ready", "context", "network"];
     private static readonly string[] s_stepKinds = ["run", "copy", "env", "workdir", "user"];
 
     public static TemplateSpec ReadFile(string path)
@@ -52,8 +51,29 @@ public static class TemplateSpecReader
 
     public static TemplateSpec Parse(string json, string source, string baseDirectory) => Parse(Encoding.UTF8.GetBytes(json), source, baseDirectory);
 
+    private delegate TemplateSpec FieldReader(ref Parser parser, TemplateSpec spec, string field, string baseDirectory);
+
     private ref struct Parser
     {
+        /// <summary>The spec's fields in the order the docs list them: each reads its value into the spec.</summary>
+        private static readonly OrderedDictionary<string, FieldReader> s_fields = new(StringComparer.Ordinal)
+        {
+            ["name"] = static (ref p, spec, field, _) => spec with { Name = p.String(field) ?? string.Empty },
+            ["from"] = static (ref p, spec, field, _) => spec with { FromImage = p.String(field) },
+            ["fromTemplate"] = static (ref p, spec, field, _) => spec with { FromTemplate = p.String(field) },
+            ["diskSize"] = static (ref p, spec, field, _) => spec with { DiskSizeBytes = p.Size(field) },
+            ["reservedMb"] = static (ref p, spec, field, _) => spec with { ReservedMb = p.Integer(field) ?? 0 },
+            ["cpu"] = static (ref p, spec, field, _) => spec with { Cpu = p.Integer(field) ?? TemplateSpec.DefaultCpu },
+            ["memoryMb"] = static (ref p, spec, field, _) => spec with { MemoryMb = p.Integer(field) ?? TemplateSpec.DefaultMemoryMb },
+            ["steps"] = static (ref p, spec, _, _) => spec with { Steps = p.Steps() },
+            ["start"] = static (ref p, spec, field, _) => spec with { Start = p.String(field) },
+            ["ready"] = static (ref p, spec, field, _) => spec with { Ready = p.String(field) },
+            ["context"] = static (ref p, spec, field, baseDirectory) => p.String(field) is string context
+                ? spec with { ContextDirectory = Path.GetFullPath(Path.Combine(baseDirectory, context)) }
+                : spec,
+            ["network"] = static (ref p, spec, field, _) => spec with { Network = p.Network(field) },
+        };
+
         private readonly ReadOnlySpan<byte> _json;
         private readonly string _source;
         private readonly List<int> _lineStarts;
@@ -100,52 +120,14 @@ public static class TemplateSpecReader
                     }
                     lines[field] = line;
                     Next();
-                    switch (field)
+                    if (s_fields.TryGetValue(field, out FieldReader? read))
                     {
-                        case "name":
-                            spec = spec with { Name = String(field) ?? string.Empty };
-                            break;
-                        case "from":
-                            spec = spec with { FromImage = String(field) };
-                            break;
-                        case "fromTemplate":
-                            spec = spec with { FromTemplate = String(field) };
-                            break;
-                        case "diskSize":
-                            spec = spec with { DiskSizeBytes = Size(field) };
-                            break;
-                        case "reservedMb":
-                            spec = spec with { ReservedMb = Integer(field) ?? 0 };
-                            break;
-                        case "cpu":
-                            spec = spec with { Cpu = Integer(field) ?? TemplateSpec.DefaultCpu };
-                            break;
-                        case "memoryMb":
-                            spec = spec with { MemoryMb = Integer(field) ?? TemplateSpec.DefaultMemoryMb };
-                            break;
-                        case "start":
-                            spec = spec with { Start = String(field) };
-                            break;
-                        case "ready":
-                            spec = spec with { Ready = String(field) };
-                            break;
-                        case "context":
-                            string? context = String(field);
-                            if (context is not null)
-                            {
-                                spec = spec with { ContextDirectory = Path.GetFullPath(Path.Combine(baseDirectory, context)) };
-                            }
-                            break;
-                        case "steps":
-                            spec = spec with { Steps = Steps() };
-                            break;
-                        case "network":
-                            spec = spec with { Network = Network(field) };
-                            break;
-                        default:
-                            Errors.Add(new(field, line, $"unknown field{Suggest(field, s_fields)}; the fields are {string.Join(", ", s_fields)}."));
-                            _reader.Skip();
-                            break;
+                        spec = read(ref this, spec, field, baseDirectory);
+                    }
+                    else
+                    {
+                        Errors.Add(new(field, line, $"unknown field{Suggest(field, [.. s_fields.Keys])}; the fields are {string.Join(", ", s_fields.Keys)}."));
+                        _reader.Skip();
                     }
                 }
                 if (_reader.Read())
@@ -163,10 +145,8 @@ public static class TemplateSpecReader
         private List<TemplateStep> Steps()
         {
             var steps = new List<TemplateStep>();
-            if (_reader.TokenType != JsonTokenType.StartArray)
+            if (!Expect(JsonTokenType.StartArray, "steps", Line, "must be an array of steps such as [{ \"run\": \"apk add curl\" }]."))
             {
-                Errors.Add(new("steps", Line, "must be an array of steps such as [{ \"run\": \"apk add curl\" }]."));
-                _reader.Skip();
                 return steps;
             }
             while (Next() != JsonTokenType.EndArray)
@@ -174,10 +154,8 @@ public static class TemplateSpecReader
                 int index = steps.Count;
                 string where = $"steps[{index}]";
                 int line = Line;
-                if (_reader.TokenType != JsonTokenType.StartObject)
+                if (!Expect(JsonTokenType.StartObject, where, line, "must be an object with one key: run, copy, env, workdir or user."))
                 {
-                    Errors.Add(new(where, line, "must be an object with one key: run, copy, env, workdir or user."));
-                    _reader.Skip();
                     steps.Add(new TemplateStep(StepKind.Run, [string.Empty]) { Line = line, Malformed = true });
                     continue;
                 }
@@ -226,12 +204,7 @@ public static class TemplateSpecReader
         {
             string? src = null;
             string? dest = null;
-            if (_reader.TokenType != JsonTokenType.StartObject)
-            {
-                Errors.Add(new(field, line, "must be an object: { \"src\": \"path in the context\", \"dest\": \"/absolute/path\" }."));
-                _reader.Skip();
-            }
-            else
+            if (Expect(JsonTokenType.StartObject, field, line, "must be an object: { \"src\": \"path in the context\", \"dest\": \"/absolute/path\" }."))
             {
                 while (Next() == JsonTokenType.PropertyName)
                 {
@@ -267,12 +240,7 @@ public static class TemplateSpecReader
         private TemplateStep EnvStep(string field, int line)
         {
             var args = new List<string>();
-            if (_reader.TokenType != JsonTokenType.StartObject)
-            {
-                Errors.Add(new(field, line, "must be an object of names to values: { \"PORT\": \"8080\" }."));
-                _reader.Skip();
-            }
-            else
+            if (Expect(JsonTokenType.StartObject, field, line, "must be an object of names to values: { \"PORT\": \"8080\" }."))
             {
                 while (Next() == JsonTokenType.PropertyName)
                 {
@@ -292,10 +260,8 @@ public static class TemplateSpecReader
         /// <summary><c>{"outbound": "on|restrict|off", "allow": [RULE...], "deny": [RULE...]}</c>.</summary>
         private Vmm.NetworkConfig? Network(string field)
         {
-            if (_reader.TokenType != JsonTokenType.StartObject)
+            if (!Expect(JsonTokenType.StartObject, field, Line, $"must be an object such as {{ \"outbound\": \"on\", \"deny\": [\"10.0.0.0/8\"] }}, not {Describe(_reader.TokenType)}."))
             {
-                Errors.Add(new(field, Line, $"must be an object such as {{ \"outbound\": \"on\", \"deny\": [\"10.0.0.0/8\"] }}, not {Describe(_reader.TokenType)}."));
-                _reader.Skip();
                 return null;
             }
             var network = Vmm.NetworkConfig.Default;
@@ -336,10 +302,8 @@ public static class TemplateSpecReader
         private List<Vmm.NetworkRule> Rules(string field)
         {
             var rules = new List<Vmm.NetworkRule>();
-            if (_reader.TokenType != JsonTokenType.StartArray)
+            if (!Expect(JsonTokenType.StartArray, field, Line, $"must be an array of rules such as [\"10.0.0.0/8\", \"127.0.0.1:5432\"], not {Describe(_reader.TokenType)}."))
             {
-                Errors.Add(new(field, Line, $"must be an array of rules such as [\"10.0.0.0/8\", \"127.0.0.1:5432\"], not {Describe(_reader.TokenType)}."));
-                _reader.Skip();
                 return rules;
             }
             while (Next() != JsonTokenType.EndArray)
@@ -361,14 +325,21 @@ public static class TemplateSpecReader
         }
 
         private string? String(string field)
+            => Expect(JsonTokenType.String, field, Line, $"must be a string, not {Describe(_reader.TokenType)}.") ? _reader.GetString() : null;
+
+        /// <summary>
+        /// Whether the value starts with <paramref name="token"/>; if not, the error
+        /// "<paramref name="field"/> <paramref name="mustBe"/>" is recorded at <paramref name="line"/> and the value skipped.
+        /// </summary>
+        private bool Expect(JsonTokenType token, string field, int line, string mustBe)
         {
-            if (_reader.TokenType == JsonTokenType.String)
+            if (_reader.TokenType == token)
             {
-                return _reader.GetString();
+                return true;
             }
-            Errors.Add(new(field, Line, $"must be a string, not {Describe(_reader.TokenType)}."));
+            Errors.Add(new(field, line, mustBe));
             _reader.Skip();
-            return null;
+            return false;
         }
 
         private int? Integer(string field)

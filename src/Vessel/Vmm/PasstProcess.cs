@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text;
 using Vessel.Common;
 
 namespace Vessel.Vmm;
@@ -16,15 +15,11 @@ internal sealed class PasstProcess : IAsyncDisposable
 {
     public const string Binary = "passt";
 
-    private readonly Process _process;
-    private readonly Task _exited;
-    private int _disposed;
+    private readonly ChildProcess _process;
 
     private PasstProcess(Process process)
     {
-        _process = process;
-        process.StandardInput.Close();
-        _exited = process.WaitForExitAsync();
+        _process = new ChildProcess(process);
     }
 
     /// <summary>Starts passt listening on <paramref name="socketPath"/>, logging to <paramref name="logPath"/>; returns once the socket exists.</summary>
@@ -45,17 +40,14 @@ internal sealed class PasstProcess : IAsyncDisposable
         var passt = new PasstProcess(await OwnedProcessLauncher.StartAsync(binary, args, environment));
         try
         {
-            var stderr = new StringBuilder();
-            Task pump = Task.Run(async () => stderr.Append(await passt._process.StandardError.ReadToEndAsync(cancellationToken)), cancellationToken);
-            _ = passt._process.StandardOutput.ReadToEndAsync(cancellationToken);
             var clock = Stopwatch.StartNew();
             while (!File.Exists(socketPath))
             {
-                if (passt._exited.IsCompleted)
+                if (passt._process.Exited.IsCompleted)
                 {
-                    await Task.WhenAny(pump, Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None));
+                    string stderr = await passt._process.FinalOutputAsync(TimeSpan.FromSeconds(1));
                     string log = File.Exists(logPath) ? await File.ReadAllTextAsync(logPath, cancellationToken) : string.Empty;
-                    throw new VesselException(VesselErrorReason.ToolFailed, $"passt exited with status {passt._process.ExitCode} before it listened on {socketPath}: {stderr.ToString().Trim()} {log.Trim()}");
+                    throw new VesselException(VesselErrorReason.ToolFailed, $"passt exited with status {passt._process.Process.ExitCode} before it listened on {socketPath}: {stderr} {log.Trim()}");
                 }
                 if (clock.Elapsed > TimeSpan.FromSeconds(30))
                 {
@@ -72,14 +64,5 @@ internal sealed class PasstProcess : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
-        ExternalProcess.KillTree(_process);
-        await _exited.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
-        _process.Dispose();
-    }
+    public ValueTask DisposeAsync() => _process.DisposeAsync();
 }

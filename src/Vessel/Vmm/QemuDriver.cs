@@ -166,59 +166,44 @@ public sealed class QemuDriver : IVmmDriver
 /// <summary>A running QEMU process with its QMP session.</summary>
 public sealed class QemuVm : IVirtualMachine
 {
-    private readonly Process _process;
+    private const int MaxStderrChars = 64 << 10;
+
+    private readonly ChildProcess _process;
     private readonly VmConfig _config;
-    private readonly StringBuilder _stderr = new();
-    private readonly Task _exited;
-    private readonly Task _stderrPump;
     private readonly PasstProcess? _passt;
     private QmpClient? _qmp;
     private int _disposed;
 
     internal QemuVm(Process process, VmConfig config, Acceleration acceleration, PasstProcess? passt = null)
     {
-        _process = process;
+        _process = new ChildProcess(process, MaxStderrChars, keepStdout: true);
         _passt = passt;
         _config = config;
         Acceleration = acceleration;
-        Pid = process.Id;
-        process.StandardInput.Close();
-        _ = PumpAsync(process.StandardOutput);
-        _stderrPump = PumpAsync(process.StandardError);
-        _exited = process.WaitForExitAsync();
     }
 
-    public int Pid { get; }
+    public int Pid => _process.Pid;
 
     public Acceleration Acceleration { get; }
 
-    public Task Exited => _exited;
+    public Task Exited => _process.Exited;
 
     public QmpClient Qmp => _qmp ?? throw new InvalidOperationException("QMP is not connected.");
 
     /// <summary>What QEMU wrote to stderr (its own errors, not the guest's).</summary>
-    public string StandardError
-    {
-        get
-        {
-            lock (_stderr)
-            {
-                return _stderr.ToString();
-            }
-        }
-    }
+    public string StandardError => _process.Output;
 
     /// <summary>"exited with status N" or "was killed by signal S (NAME)", or "is running".</summary>
     public string ExitDescription
     {
         get
         {
-            if (!_exited.IsCompleted)
+            if (!_process.Exited.IsCompleted)
             {
                 return "is running";
             }
             // .NET reports a process killed by signal N as exit code 128 + N.
-            int code = _process.ExitCode;
+            int code = _process.Process.ExitCode;
             return code > 128 && code < 128 + 65
                 ? $"was killed by signal {code - 128} ({SignalName(code - 128)})"
                 : $"exited with status {code}";
@@ -262,8 +247,8 @@ public sealed class QemuVm : IVirtualMachine
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Task<QmpClient> connect = QmpClient.ConnectAsync(_config.ApiSocketPath, TimeSpan.FromSeconds(30), linked.Token);
-        Task first = await Task.WhenAny(connect, _exited);
-        if (first == _exited && !connect.IsCompleted)
+        Task first = await Task.WhenAny(connect, _process.Exited);
+        if (first == _process.Exited && !connect.IsCompleted)
         {
             await linked.CancelAsync();
             try
@@ -293,13 +278,13 @@ public sealed class QemuVm : IVirtualMachine
     private async Task<VesselException> ExitedAtStartAsync(Exception? inner)
     {
         // The stderr pump may still be reading QEMU's last words: it ends at the pipe's end.
-        await Task.WhenAny(_stderrPump, Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None));
-        return new VesselException(VesselErrorReason.ToolFailed, $"QEMU {ExitDescription} at start: {StandardError.Trim()}", inner);
+        string stderr = await _process.FinalOutputAsync(TimeSpan.FromSeconds(1));
+        return new VesselException(VesselErrorReason.ToolFailed, $"QEMU {ExitDescription} at start: {stderr}", inner);
     }
 
     public async Task StopAsync(TimeSpan grace, CancellationToken cancellationToken)
     {
-        if (_exited.IsCompleted)
+        if (_process.Exited.IsCompleted)
         {
             return;
         }
@@ -324,8 +309,8 @@ public sealed class QemuVm : IVirtualMachine
                 return;
             }
         }
-        ExternalProcess.KillTree(_process);
-        await _exited.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
+        ExternalProcess.KillTree(_process.Process);
+        await _process.Exited.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
     }
 
     /// <summary>
@@ -411,7 +396,7 @@ public sealed class QemuVm : IVirtualMachine
     {
         while (true)
         {
-            if (_exited.IsCompleted)
+            if (_process.Exited.IsCompleted)
             {
                 throw new VesselException(VesselErrorReason.ToolFailed, $"QEMU {ExitDescription} during the {what}: {StandardError.Trim()}");
             }
@@ -444,34 +429,12 @@ public sealed class QemuVm : IVirtualMachine
     {
         try
         {
-            await _exited.WaitAsync(timeout, cancellationToken);
+            await _process.Exited.WaitAsync(timeout, cancellationToken);
             return true;
         }
         catch (TimeoutException)
         {
             return false;
-        }
-    }
-
-    private async Task PumpAsync(StreamReader reader)
-    {
-        char[] buffer = new char[4096];
-        int n;
-        try
-        {
-            while ((n = await reader.ReadAsync(buffer)) > 0)
-            {
-                lock (_stderr)
-                {
-                    if (_stderr.Length < 64 * 1024)
-                    {
-                        _stderr.Append(buffer, 0, n);
-                    }
-                }
-            }
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
-        {
         }
     }
 
@@ -491,7 +454,7 @@ public sealed class QemuVm : IVirtualMachine
             {
                 await _qmp.DisposeAsync();
             }
-            _process.Dispose();
+            await _process.DisposeAsync();
             if (_passt is not null)
             {
                 await _passt.DisposeAsync();

@@ -26,8 +26,6 @@ public sealed class VirtioFsDaemon : IAsyncDisposable
     /// <summary>Debian 12's virtiofsd (package qemu-system-common).</summary>
     public const string DefaultBinary = "/usr/lib/qemu/virtiofsd";
 
-    private const int MaxStderrChars = 16 << 10;
-
     /// <summary>
     /// Runs as <c>sh -c SCRIPT sh BINARY SOCKET MOUNTPOINT NAME SOURCE...</c> inside the new mount
     /// namespace: every path is an argument, never spliced into the script.
@@ -46,19 +44,14 @@ public sealed class VirtioFsDaemon : IAsyncDisposable
         exec "$bin" --socket-path="$sock" -o source="$shared" -o cache=always -o sandbox=namespace -o xattr -o posix_acl -o log_level=warn
         """;
 
-    private readonly Process _process;
-    private readonly StringBuilder _stderr = new();
-    private readonly Task _stderrPump;
+    private readonly ChildProcess _process;
     private int _disposed;
 
     private VirtioFsDaemon(Process process, string socketPath, string mountPoint)
     {
-        _process = process;
+        _process = new ChildProcess(process);
         SocketPath = socketPath;
         MountPoint = mountPoint;
-        Pid = process.Id;
-        _stderrPump = PumpAsync(process.StandardError);
-        _ = process.StandardOutput.ReadToEndAsync();
     }
 
     /// <summary>The vhost-user socket that virtiofsd listens on and QEMU connects to.</summary>
@@ -68,22 +61,13 @@ public sealed class VirtioFsDaemon : IAsyncDisposable
     public string MountPoint { get; }
 
     /// <summary>The process id of virtiofsd (the same process as the namespace's first).</summary>
-    public int Pid { get; }
+    public int Pid => _process.Pid;
 
     /// <summary>Whether the process has exited.</summary>
-    public bool HasExited => _process.HasExited;
+    public bool HasExited => _process.Process.HasExited;
 
     /// <summary>What virtiofsd wrote to stderr so far, for error messages.</summary>
-    public string StandardError
-    {
-        get
-        {
-            lock (_stderr)
-            {
-                return _stderr.ToString();
-            }
-        }
-    }
+    public string StandardError => _process.Output;
 
     /// <summary>
     /// Starts virtiofsd serving <paramref name="trees"/> (name: a directory on the host) as
@@ -144,32 +128,16 @@ public sealed class VirtioFsDaemon : IAsyncDisposable
         var clock = Stopwatch.StartNew();
         while (!File.Exists(SocketPath))
         {
-            if (_process.HasExited)
+            if (HasExited)
             {
-                await _stderrPump.WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                throw new VesselException(VesselErrorReason.ToolFailed, $"virtiofsd exited with status {_process.ExitCode} before it listened on {SocketPath}; its stderr:\n{StandardError.Trim()}");
+                string stderr = await _process.FinalOutputAsync(TimeSpan.FromSeconds(2));
+                throw new VesselException(VesselErrorReason.ToolFailed, $"virtiofsd exited with status {_process.Process.ExitCode} before it listened on {SocketPath}; its stderr:\n{stderr}");
             }
             if (clock.Elapsed > TimeSpan.FromSeconds(30))
             {
                 throw new VesselException(VesselErrorReason.Timeout, $"virtiofsd did not listen on {SocketPath} within 30 s; its stderr:\n{StandardError.Trim()}");
             }
             await Task.Delay(5, cancellationToken);
-        }
-    }
-
-    private async Task PumpAsync(StreamReader reader)
-    {
-        char[] buffer = new char[4096];
-        int n;
-        while ((n = await reader.ReadAsync(buffer)) > 0)
-        {
-            lock (_stderr)
-            {
-                if (_stderr.Length < MaxStderrChars)
-                {
-                    _stderr.Append(buffer, 0, Math.Min(n, MaxStderrChars - _stderr.Length));
-                }
-            }
         }
     }
 
@@ -182,12 +150,10 @@ public sealed class VirtioFsDaemon : IAsyncDisposable
         }
         try
         {
-            ExternalProcess.KillTree(_process);
-            await _process.WaitForExitAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+            await _process.DisposeAsync();
         }
         finally
         {
-            _process.Dispose();
             File.Delete(SocketPath);
             if (Directory.Exists(MountPoint) && !Directory.EnumerateFileSystemEntries(MountPoint).Any())
             {
