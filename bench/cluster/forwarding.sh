@@ -16,12 +16,7 @@ start_cluster_state
 # A one-layer busybox-static image and template "t", built into node a's home only.
 source bench/images.sh
 busybox_oci "$work/oci" t sh true cat echo sleep date test
-cat > "$work/t.json" <<JSON
-{ "name": "t", "from": "oci:$work/oci:t", "diskSize": "64M", "memoryMb": 256,
-  "start": "while true; do date > /tmp/heartbeat; sleep 1; done", "ready": "test -s /tmp/heartbeat" }
-JSON
-"${cli[@]}" template build -f "$work/t.json" --home "$work/a" 2>&1 | grep -E "^built"
-key=$("${cli[@]}" keys create --name bench --home "$work/a" 2>/dev/null)
+cluster_template "oci:$work/oci:t" 64M
 
 start_cluster_nodes a b
 

@@ -25,12 +25,7 @@ export VESSEL_REMOTE_STORE=s3://vessel/bench
 
 source bench/images.sh
 busybox_tarball "$work/busybox.tar.gz"
-cat > "$work/t.json" <<JSON
-{ "name": "t", "from": "tarball:$work/busybox.tar.gz", "diskSize": "$((mib * 2 + 64))M", "memoryMb": 256,
-  "start": "while true; do date > /tmp/heartbeat; sleep 1; done", "ready": "test -s /tmp/heartbeat" }
-JSON
-"${cli[@]}" template build -f "$work/t.json" --home "$work/a" 2>&1 | grep -E "^built"
-key=$("${cli[@]}" keys create --name bench --home "$work/a" 2>/dev/null)
+cluster_template "tarball:$work/busybox.tar.gz" "$((mib * 2 + 64))M"
 
 start_cluster_nodes a b
 sleep 5 # both silos active and both heartbeats written

@@ -4,6 +4,9 @@
 #   start_cluster_state   a private PostgreSQL 15 as nobody (it refuses root) in $work/pg, on a unix
 #                         socket only, with a database `vessel`; appends its pid to `pids` and exports
 #                         VESSEL_STATE
+#   cluster_template FROM DISK  template "t" (FROM, DISK of disk, 256 MiB of memory, a heartbeat start
+#                         command and ready check) built into node a's home only ($work/a); sets `key`,
+#                         an API key of that home
 #   start_cluster_nodes N...  one `vessel serve --cluster` per name on loopback (home $work/N, log
 #                         $work/N.log, VESSEL_NODE=node-N); fills the associative array `api` (name ->
 #                         base URL), appends each pid to `pids`, prints when each serves; a node that
@@ -24,6 +27,15 @@ start_cluster_state() {
   until grep -q "ready to accept connections" "$work/pg/log"; do sleep 0.2; done
   "$pg/psql" -h "$work/pg/sock" -p "$pgport" -U vessel -d postgres -qc "CREATE DATABASE vessel" >/dev/null
   export VESSEL_STATE="postgres://vessel@/vessel?host=$work/pg/sock&port=$pgport"
+}
+
+cluster_template() {
+  cat > "$work/t.json" <<JSON
+{ "name": "t", "from": "$1", "diskSize": "$2", "memoryMb": 256,
+  "start": "while true; do date > /tmp/heartbeat; sleep 1; done", "ready": "test -s /tmp/heartbeat" }
+JSON
+  "${cli[@]}" template build -f "$work/t.json" --home "$work/a" 2>&1 | grep -E "^built"
+  key=$("${cli[@]}" keys create --name bench --home "$work/a" 2>/dev/null)
 }
 
 start_cluster_nodes() {
