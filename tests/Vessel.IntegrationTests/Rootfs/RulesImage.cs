@@ -25,6 +25,35 @@ public sealed class RulesImage : IAsyncLifetime
     private static readonly string LongName = new string('n', 251) + ".txt"; // 255 bytes, the ext4 maximum
     private static readonly string DeepDirectory = string.Join('/', Enumerable.Range(1, 9).Select(i => $"level-{i:00}-abcdefghij")); // > 150 bytes
 
+    /// <summary>
+    /// What layer 1 holds for layers 2 and 3 to replace, delete or change, parents first: a
+    /// directory (no content) or a file, with its mode.
+    /// </summary>
+    private static readonly (string Path, string? Content, int Mode)[] ChangedAbove =
+    [
+        ("replace", null, 0x1ED),
+        ("replace/file-becomes-dir", "I was a file\n", 0x1A4),
+        ("replace/dir-becomes-file", null, 0x1ED),
+        ("replace/dir-becomes-file/inner", "inner\n", 0x1A4),
+        ("replace/file-becomes-symlink", "I was a file too\n", 0x1A4),
+        ("replace/dir-becomes-symlink", null, 0x1ED),
+        ("replace/dir-becomes-symlink/child", "gone with my directory\n", 0x1A4),
+        ("gone", null, 0x1ED),
+        ("gone/file-to-delete", "bye\n", 0x1A4),
+        ("gone/dir-to-delete", null, 0x1ED),
+        ("gone/dir-to-delete/a", "a\n", 0x1A4),
+        ("gone/dir-to-delete/b", null, 0x1ED),
+        ("gone/dir-to-delete/b/c", "c\n", 0x1A4),
+        ("gone/survivor", "still here\n", 0x1A4),
+        ("opaque", null, 0x1ED),
+        ("opaque/old1", "old 1\n", 0x1A4),
+        ("opaque/sub", null, 0x1ED),
+        ("opaque/sub/old2", "old 2\n", 0x1A4),
+        ("meta", null, 0x1ED),
+        ("meta/chmod-me", "mode changes in layer 2\n", 0x1A4),
+        ("meta/chown-me", "owner changes in layer 2\n", 0x1A4),
+    ];
+
     private Vessel.Common.TempDirectory? _temp;
     private TreeSnapshot? _expected;
 
@@ -161,28 +190,18 @@ public sealed class RulesImage : IAsyncLifetime
         WriteFile(r, "data/long/" + LongName, "a 255-byte name\n", 0x1A4);
         Directory.CreateDirectory(P(r, "data/" + DeepDirectory));
         WriteFile(r, "data/" + DeepDirectory + "/file-at-the-end-of-a-long-path", "deep\n", 0x1A4);
-        Dir(r, "replace", 0x1ED);
-        WriteFile(r, "replace/file-becomes-dir", "I was a file\n", 0x1A4);
-        Dir(r, "replace/dir-becomes-file", 0x1ED);
-        WriteFile(r, "replace/dir-becomes-file/inner", "inner\n", 0x1A4);
+        foreach ((string path, string? content, int mode) in ChangedAbove)
+        {
+            if (content is null)
+            {
+                Dir(r, path, mode);
+            }
+            else
+            {
+                WriteFile(r, path, content, mode);
+            }
+        }
         File.CreateSymbolicLink(P(r, "replace/symlink-becomes-file"), "../data/hello.txt");
-        WriteFile(r, "replace/file-becomes-symlink", "I was a file too\n", 0x1A4);
-        Dir(r, "replace/dir-becomes-symlink", 0x1ED);
-        WriteFile(r, "replace/dir-becomes-symlink/child", "gone with my directory\n", 0x1A4);
-        Dir(r, "gone", 0x1ED);
-        WriteFile(r, "gone/file-to-delete", "bye\n", 0x1A4);
-        Dir(r, "gone/dir-to-delete", 0x1ED);
-        WriteFile(r, "gone/dir-to-delete/a", "a\n", 0x1A4);
-        Directory.CreateDirectory(P(r, "gone/dir-to-delete/b"));
-        WriteFile(r, "gone/dir-to-delete/b/c", "c\n", 0x1A4);
-        WriteFile(r, "gone/survivor", "still here\n", 0x1A4);
-        Dir(r, "opaque", 0x1ED);
-        WriteFile(r, "opaque/old1", "old 1\n", 0x1A4);
-        Dir(r, "opaque/sub", 0x1ED);
-        WriteFile(r, "opaque/sub/old2", "old 2\n", 0x1A4);
-        Dir(r, "meta", 0x1ED);
-        WriteFile(r, "meta/chmod-me", "mode changes in layer 2\n", 0x1A4);
-        WriteFile(r, "meta/chown-me", "owner changes in layer 2\n", 0x1A4);
 
         // Times last: adding children changes a directory's mtime.
         File.SetLastWriteTimeUtc(P(r, "data/hello.txt"), DateTime.UnixEpoch.AddSeconds(OldTime));
