@@ -26,32 +26,20 @@ public sealed class RulesImage : IAsyncLifetime
     private static readonly string DeepDirectory = string.Join('/', Enumerable.Range(1, 9).Select(i => $"level-{i:00}-abcdefghij")); // > 150 bytes
 
     /// <summary>
-    /// What layer 1 holds for layers 2 and 3 to replace, delete or change, parents first: a
-    /// directory (no content) or a file, with its mode.
+    /// What layer 1 holds for layers 2 and 3 to replace, delete or change: directories (0755),
+    /// parents first, each with its files (0644).
     /// </summary>
-    private static readonly (string Path, string? Content, int Mode)[] ChangedAbove =
+    private static readonly (string Directory, (string Name, string Content)[] Files)[] ChangedAbove =
     [
-        ("replace", null, 0x1ED),
-        ("replace/file-becomes-dir", "I was a file\n", 0x1A4),
-        ("replace/dir-becomes-file", null, 0x1ED),
-        ("replace/dir-becomes-file/inner", "inner\n", 0x1A4),
-        ("replace/file-becomes-symlink", "I was a file too\n", 0x1A4),
-        ("replace/dir-becomes-symlink", null, 0x1ED),
-        ("replace/dir-becomes-symlink/child", "gone with my directory\n", 0x1A4),
-        ("gone", null, 0x1ED),
-        ("gone/file-to-delete", "bye\n", 0x1A4),
-        ("gone/dir-to-delete", null, 0x1ED),
-        ("gone/dir-to-delete/a", "a\n", 0x1A4),
-        ("gone/dir-to-delete/b", null, 0x1ED),
-        ("gone/dir-to-delete/b/c", "c\n", 0x1A4),
-        ("gone/survivor", "still here\n", 0x1A4),
-        ("opaque", null, 0x1ED),
-        ("opaque/old1", "old 1\n", 0x1A4),
-        ("opaque/sub", null, 0x1ED),
-        ("opaque/sub/old2", "old 2\n", 0x1A4),
-        ("meta", null, 0x1ED),
-        ("meta/chmod-me", "mode changes in layer 2\n", 0x1A4),
-        ("meta/chown-me", "owner changes in layer 2\n", 0x1A4),
+        ("replace", [("file-becomes-dir", "I was a file\n"), ("file-becomes-symlink", "I was a file too\n")]),
+        ("replace/dir-becomes-file", [("inner", "inner\n")]),
+        ("replace/dir-becomes-symlink", [("child", "gone with my directory\n")]),
+        ("gone", [("file-to-delete", "bye\n"), ("survivor", "still here\n")]),
+        ("gone/dir-to-delete", [("a", "a\n")]),
+        ("gone/dir-to-delete/b", [("c", "c\n")]),
+        ("opaque", [("old1", "old 1\n")]),
+        ("opaque/sub", [("old2", "old 2\n")]),
+        ("meta", [("chmod-me", "mode changes in layer 2\n"), ("chown-me", "owner changes in layer 2\n")]),
     ];
 
     private Vessel.Common.TempDirectory? _temp;
@@ -190,15 +178,12 @@ public sealed class RulesImage : IAsyncLifetime
         WriteFile(r, "data/long/" + LongName, "a 255-byte name\n", 0x1A4);
         Directory.CreateDirectory(P(r, "data/" + DeepDirectory));
         WriteFile(r, "data/" + DeepDirectory + "/file-at-the-end-of-a-long-path", "deep\n", 0x1A4);
-        foreach ((string path, string? content, int mode) in ChangedAbove)
+        foreach ((string directory, (string Name, string Content)[] files) in ChangedAbove)
         {
-            if (content is null)
+            Dir(r, directory, 0x1ED);
+            foreach ((string name, string content) in files)
             {
-                Dir(r, path, mode);
-            }
-            else
-            {
-                WriteFile(r, path, content, mode);
+                WriteFile(r, directory + "/" + name, content, 0x1A4);
             }
         }
         File.CreateSymbolicLink(P(r, "replace/symlink-becomes-file"), "../data/hello.txt");
