@@ -1,5 +1,5 @@
-using Vessel.IntegrationTests.Rootfs;
 using Vessel.Ext4;
+using Vessel.IntegrationTests.Rootfs;
 
 namespace Vessel.IntegrationTests.Sandboxes;
 
