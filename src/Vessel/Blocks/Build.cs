@@ -70,70 +70,52 @@ internal sealed class Build : ReadOnlyBlockDevice, IBlockDevice, IDisposable
 
     public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
-        int i = BuildMapping.Find(_mapping, offset);
-        while (destination.Length > 0)
+        var piece = new Piece(this, offset, destination.Length);
+        while (piece.MoveNext())
         {
-            BuildMappingEntry e = _mapping[i];
-            int n = (int)Math.Min(destination.Length, e.End - offset);
-            Memory<byte> part = destination[..n];
-            ILayerData? source = _sources[i];
-            if (source is null)
+            Memory<byte> part = destination.Slice(piece.Done, piece.Length);
+            if (piece.Source is not ILayerData source)
             {
                 part.Span.Clear();
             }
             else
             {
-                await source.ReadAsync(part, e.StorageOffset + (offset - e.Offset), cancellationToken);
+                await source.ReadAsync(part, piece.StorageOffset, cancellationToken);
             }
-            destination = destination[n..];
-            offset += n;
-            i++;
         }
     }
 
     public bool TryReadCached(long offset, Span<byte> destination)
     {
-        int i = BuildMapping.Find(_mapping, offset);
-        while (destination.Length > 0)
+        var piece = new Piece(this, offset, destination.Length);
+        while (piece.MoveNext())
         {
-            BuildMappingEntry e = _mapping[i];
-            int n = (int)Math.Min(destination.Length, e.End - offset);
-            Span<byte> part = destination[..n];
-            ILayerData? source = _sources[i];
-            if (source is null)
+            Span<byte> part = destination.Slice(piece.Done, piece.Length);
+            if (piece.Source is not ILayerData source)
             {
                 part.Clear();
             }
-            else if (!source.TryReadCached(part, e.StorageOffset + (offset - e.Offset)))
+            else if (!source.TryReadCached(part, piece.StorageOffset))
             {
                 return false;
             }
-            destination = destination[n..];
-            offset += n;
-            i++;
         }
         return true;
     }
 
     public bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges)
     {
-        int i = BuildMapping.Find(_mapping, offset);
-        while (length > 0)
+        var piece = new Piece(this, offset, length);
+        while (piece.MoveNext())
         {
-            BuildMappingEntry e = _mapping[i];
-            int n = (int)Math.Min(length, e.End - offset);
-            ILayerData? source = _sources[i];
-            if (source is null)
+            if (piece.Source is not ILayerData source)
             {
-                ranges.Add(new FileRange(null, 0, n));
+                ranges.Add(new FileRange(null, 0, piece.Length));
             }
-            else if (!source.TryGetCachedFileRanges(e.StorageOffset + (offset - e.Offset), n, ranges))
+            else if (!source.TryGetCachedFileRanges(piece.StorageOffset, piece.Length, ranges))
             {
                 return false;
             }
-            length -= n;
-            offset += n;
-            i++;
         }
         return true;
     }
@@ -164,4 +146,53 @@ internal sealed class Build : ReadOnlyBlockDevice, IBlockDevice, IDisposable
     }
 
     protected override VesselException ReadOnlyError() => new(VesselErrorReason.InvalidInput, $"build {Id} is read-only; write through an overlay.");
+
+    /// <summary>
+    /// Walks <c>[offset, offset + length)</c> of the build one mapping entry at a time: each
+    /// piece is <see cref="Length"/> bytes, <see cref="Done"/> bytes into the range, read from
+    /// <see cref="Source"/> at <see cref="StorageOffset"/> (zeros where the source is null).
+    /// </summary>
+    private struct Piece
+    {
+        private readonly Build _build;
+        private readonly int _length;
+        private int _index;
+        private long _offset;
+
+        public Piece(Build build, long offset, int length)
+        {
+            _build = build;
+            _length = length;
+            _index = BuildMapping.Find(build._mapping, offset) - 1;
+            _offset = offset;
+        }
+
+        public int Done { get; private set; }
+
+        public int Length { get; private set; }
+
+        public readonly ILayerData? Source => _build._sources[_index];
+
+        public readonly long StorageOffset
+        {
+            get
+            {
+                BuildMappingEntry e = _build._mapping[_index];
+                return e.StorageOffset + (_offset - e.Offset);
+            }
+        }
+
+        public bool MoveNext()
+        {
+            _offset += Length;
+            Done += Length;
+            if (Done == _length)
+            {
+                return false;
+            }
+            _index++;
+            Length = (int)Math.Min(_length - Done, _build._mapping[_index].End - _offset);
+            return true;
+        }
+    }
 }

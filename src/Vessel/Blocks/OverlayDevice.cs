@@ -126,44 +126,35 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
 
     public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
-        long block = offset >> _shift;
-        while (destination.Length > 0)
+        var piece = new Piece(this, offset, destination.Length);
+        while (piece.MoveNext())
         {
-            (long run, BlockState state) = Run(block, ((offset + destination.Length - 1) >> _shift) + 1);
-            long runEnd = (block + run) << _shift;
-            int n = (int)Math.Min(destination.Length, runEnd - offset);
-            Memory<byte> part = destination[..n];
-            switch (state)
+            Memory<byte> part = destination.Slice(piece.Done, piece.Length);
+            switch (piece.State)
             {
                 case BlockState.Clean:
-                    await _device.ReadAsync(offset, part, cancellationToken);
+                    await _device.ReadAsync(piece.Offset, part, cancellationToken);
                     break;
                 case BlockState.Zero:
                     part.Span.Clear();
                     break;
                 default:
-                    ReadCache(offset, part.Span);
+                    ReadCache(piece.Offset, part.Span);
                     break;
             }
-            destination = destination[n..];
-            offset += n;
-            block += run;
         }
     }
 
     public bool TryReadCached(long offset, Span<byte> destination)
     {
-        long block = offset >> _shift;
-        while (destination.Length > 0)
+        var piece = new Piece(this, offset, destination.Length);
+        while (piece.MoveNext())
         {
-            (long run, BlockState state) = Run(block, ((offset + destination.Length - 1) >> _shift) + 1);
-            long runEnd = (block + run) << _shift;
-            int n = (int)Math.Min(destination.Length, runEnd - offset);
-            Span<byte> part = destination[..n];
-            switch (state)
+            Span<byte> part = destination.Slice(piece.Done, piece.Length);
+            switch (piece.State)
             {
                 case BlockState.Clean:
-                    if (!_device.TryReadCached(offset, part))
+                    if (!_device.TryReadCached(piece.Offset, part))
                     {
                         return false;
                     }
@@ -172,52 +163,49 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
                     part.Clear();
                     break;
                 default:
-                    if (_cacheNoWaitUnsupported)
-                    {
-                        return false;
-                    }
-                    int got = LinuxFile.ReadCached(_cache, part, offset);
-                    _cacheNoWaitUnsupported = got < 0;
-                    if (got != n)
+                    if (!TryReadCacheFile(piece.Offset, part))
                     {
                         return false;
                     }
                     break;
             }
-            destination = destination[n..];
-            offset += n;
-            block += run;
         }
         return true;
+    }
+
+    /// <summary>Fills <paramref name="destination"/> from the cache file, false unless the page cache held all of it.</summary>
+    private bool TryReadCacheFile(long offset, Span<byte> destination)
+    {
+        if (_cacheNoWaitUnsupported)
+        {
+            return false;
+        }
+        int got = LinuxFile.ReadCached(_cache, destination, offset);
+        _cacheNoWaitUnsupported = got < 0;
+        return got == destination.Length;
     }
 
     public bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges)
     {
         // Clean blocks come from the immutable build below and zeroed ones are zeros; the cache
         // file is rewritten in place by later writes, so a read touching it is always copied.
-        long block = offset >> _shift;
-        long end = ((offset + length - 1) >> _shift) + 1;
-        while (length > 0)
+        var piece = new Piece(this, offset, length);
+        while (piece.MoveNext())
         {
-            (long run, BlockState state) = Run(block, end);
-            int n = (int)Math.Min(length, ((block + run) << _shift) - offset);
-            switch (state)
+            switch (piece.State)
             {
                 case BlockState.Clean:
-                    if (!_device.TryGetCachedFileRanges(offset, n, ranges))
+                    if (!_device.TryGetCachedFileRanges(piece.Offset, piece.Length, ranges))
                     {
                         return false;
                     }
                     break;
                 case BlockState.Zero:
-                    ranges.Add(new FileRange(null, 0, n));
+                    ranges.Add(new FileRange(null, 0, piece.Length));
                     break;
                 default:
                     return false;
             }
-            length -= n;
-            offset += n;
-            block += run;
         }
         return true;
     }
@@ -574,4 +562,50 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed != 0, this);
+
+    /// <summary>
+    /// Walks <c>[offset, offset + length)</c> of the overlay one run of like blocks at a time:
+    /// each piece is <see cref="Length"/> bytes at device offset <see cref="Offset"/>,
+    /// <see cref="Done"/> bytes into the range, all of them in <see cref="State"/>.
+    /// </summary>
+    private struct Piece
+    {
+        private readonly OverlayDevice _overlay;
+        private readonly int _length;
+        private readonly long _endBlock;
+        private long _block;
+        private long _run;
+
+        public Piece(OverlayDevice overlay, long offset, int length)
+        {
+            _overlay = overlay;
+            _length = length;
+            _endBlock = ((offset + length - 1) >> overlay._shift) + 1;
+            _block = offset >> overlay._shift;
+            Offset = offset;
+        }
+
+        public long Offset { get; private set; }
+
+        public int Done { get; private set; }
+
+        public int Length { get; private set; }
+
+        public BlockState State { get; private set; }
+
+        public bool MoveNext()
+        {
+            Offset += Length;
+            Done += Length;
+            _block += _run;
+            if (Done == _length)
+            {
+                return false;
+            }
+            (_run, BlockState state) = _overlay.Run(_block, _endBlock);
+            State = state;
+            Length = (int)Math.Min(_length - Done, ((_block + _run) << _overlay._shift) - Offset);
+            return true;
+        }
+    }
 }
