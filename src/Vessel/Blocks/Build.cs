@@ -152,32 +152,22 @@ internal sealed class Build : ReadOnlyBlockDevice, IBlockDevice, IDisposable
     /// piece is <see cref="Length"/> bytes, <see cref="Done"/> bytes into the range, read from
     /// <see cref="Source"/> at <see cref="StorageOffset"/> (zeros where the source is null).
     /// </summary>
-    private struct Piece
+    private struct Piece(Build build, long offset, int length)
     {
-        private readonly Build _build;
-        private readonly int _length;
-        private int _index;
-        private long _offset;
-
-        public Piece(Build build, long offset, int length)
-        {
-            _build = build;
-            _length = length;
-            _index = BuildMapping.Find(build._mapping, offset) - 1;
-            _offset = offset;
-        }
+        private int _index = -1;
+        private long _offset = offset;
 
         public int Done { get; private set; }
 
         public int Length { get; private set; }
 
-        public readonly ILayerData? Source => _build._sources[_index];
+        public readonly ILayerData? Source => build._sources[_index];
 
         public readonly long StorageOffset
         {
             get
             {
-                BuildMappingEntry e = _build._mapping[_index];
+                BuildMappingEntry e = build._mapping[_index];
                 return e.StorageOffset + (_offset - e.Offset);
             }
         }
@@ -186,12 +176,12 @@ internal sealed class Build : ReadOnlyBlockDevice, IBlockDevice, IDisposable
         {
             _offset += Length;
             Done += Length;
-            if (Done == _length)
+            if (Done == length)
             {
                 return false;
             }
-            _index++;
-            Length = (int)Math.Min(_length - Done, _build._mapping[_index].End - _offset);
+            _index = _index < 0 ? BuildMapping.Find(build._mapping, _offset) : _index + 1;
+            Length = (int)Math.Min(length - Done, build._mapping[_index].End - _offset);
             return true;
         }
     }

@@ -568,24 +568,12 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
     /// each piece is <see cref="Length"/> bytes at device offset <see cref="Offset"/>,
     /// <see cref="Done"/> bytes into the range, all of them in <see cref="State"/>.
     /// </summary>
-    private struct Piece
+    private struct Piece(OverlayDevice overlay, long offset, int length)
     {
-        private readonly OverlayDevice _overlay;
-        private readonly int _length;
-        private readonly long _endBlock;
-        private long _block;
+        private long _block = -1;
         private long _run;
 
-        public Piece(OverlayDevice overlay, long offset, int length)
-        {
-            _overlay = overlay;
-            _length = length;
-            _endBlock = ((offset + length - 1) >> overlay._shift) + 1;
-            _block = offset >> overlay._shift;
-            Offset = offset;
-        }
-
-        public long Offset { get; private set; }
+        public long Offset { get; private set; } = offset;
 
         public int Done { get; private set; }
 
@@ -597,14 +585,14 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
         {
             Offset += Length;
             Done += Length;
-            _block += _run;
-            if (Done == _length)
+            if (Done == length)
             {
                 return false;
             }
-            (_run, BlockState state) = _overlay.Run(_block, _endBlock);
+            _block = _block < 0 ? Offset >> overlay._shift : _block + _run;
+            (_run, BlockState state) = overlay.Run(_block, ((Offset + length - Done - 1) >> overlay._shift) + 1);
             State = state;
-            Length = (int)Math.Min(_length - Done, ((_block + _run) << _overlay._shift) - Offset);
+            Length = (int)Math.Min(length - Done, ((_block + _run) << overlay._shift) - Offset);
             return true;
         }
     }
