@@ -122,7 +122,7 @@ internal sealed class ShimProcess(string execId, OciProcess process, string stdi
     {
         if (_session is null || _exited.Task.IsCompleted)
         {
-            throw new Containerd.Ttrpc.TtrpcStatusException(Containerd.Ttrpc.TtrpcStatusException.NotFound, $"process {Describe()} is not running");
+            throw new Containerd.Ttrpc.TtrpcStatusException(Grpc.Core.StatusCode.NotFound, $"process {Describe()} is not running");
         }
         await _session.SignalAsync(signal, cancellationToken);
     }

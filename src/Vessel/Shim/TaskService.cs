@@ -11,6 +11,7 @@ using Vessel.Containerd.Ttrpc;
 using Vessel.Guest;
 using Vessel.Sandboxes;
 using Vessel.Vmm;
+using StatusCode = Grpc.Core.StatusCode;
 using TaskStatus = Vessel.Containerd.Api.Types.Task.Status;
 
 namespace Vessel.Shim;
@@ -94,11 +95,11 @@ internal sealed partial class TaskService(ShimEvents events, string home, string
         {
             if (_init is not null)
             {
-                throw new TtrpcStatusException(TtrpcStatusException.AlreadyExists, $"this shim already runs task {_id}");
+                throw new TtrpcStatusException(StatusCode.AlreadyExists, $"this shim already runs task {_id}");
             }
             if (request.Checkpoint.Length > 0)
             {
-                throw new TtrpcStatusException(TtrpcStatusException.Unimplemented, "Vessel cannot restore a checkpoint");
+                throw new TtrpcStatusException(StatusCode.Unimplemented, "Vessel cannot restore a checkpoint");
             }
             (OciProcess process, string? hostname, string specRoot) = OciProcess.ReadBundle(request.Bundle);
             // Checked before anything is made: a mount the VM cannot honour fails Create naming it.
@@ -202,9 +203,9 @@ internal sealed partial class TaskService(ShimEvents events, string home, string
         {
             if (p.Started)
             {
-                throw new TtrpcStatusException(TtrpcStatusException.FailedPrecondition, $"{p.Describe()} of {_id} was already started");
+                throw new TtrpcStatusException(StatusCode.FailedPrecondition, $"{p.Describe()} of {_id} was already started");
             }
-            Sandbox sandbox = _sandbox ?? throw new TtrpcStatusException(TtrpcStatusException.FailedPrecondition, $"task {_id} has no VM");
+            Sandbox sandbox = _sandbox ?? throw new TtrpcStatusException(StatusCode.FailedPrecondition, $"task {_id} has no VM");
             await p.StartAsync(sandbox, OnExitAsync, cancellationToken);
             try
             {
@@ -257,7 +258,7 @@ internal sealed partial class TaskService(ShimEvents events, string home, string
         ShimProcess p = Find(request.Id, request.ExecId);
         if (p.Started && !p.Exited.IsCompleted)
         {
-            throw new TtrpcStatusException(TtrpcStatusException.FailedPrecondition, $"{p.Describe()} of {_id} is running: kill it first");
+            throw new TtrpcStatusException(StatusCode.FailedPrecondition, $"{p.Describe()} of {_id} is running: kill it first");
         }
         p.EndUnstarted(0);
         ShimExit exit = await p.Exited;
@@ -291,17 +292,17 @@ internal sealed partial class TaskService(ShimEvents events, string home, string
     {
         if (_init is null || request.Id != _id || _tornDown)
         {
-            throw new TtrpcStatusException(TtrpcStatusException.NotFound, $"task {request.Id} not found");
+            throw new TtrpcStatusException(StatusCode.NotFound, $"task {request.Id} not found");
         }
         if (request.ExecId.Length == 0)
         {
-            throw new TtrpcStatusException(TtrpcStatusException.InvalidArgument, "an exec needs an exec id");
+            throw new TtrpcStatusException(StatusCode.InvalidArgument, "an exec needs an exec id");
         }
         OciProcess process = OciProcess.Parse((request.Spec?.Value ?? ByteString.Empty).Span, $"exec {request.ExecId}");
         var p = new ShimProcess(request.ExecId, process, request.Stdin, request.Stdout, request.Stderr, request.Terminal || process.Terminal);
         if (!_execs.TryAdd(request.ExecId, p))
         {
-            throw new TtrpcStatusException(TtrpcStatusException.AlreadyExists, $"exec {request.ExecId} of {_id} already exists");
+            throw new TtrpcStatusException(StatusCode.AlreadyExists, $"exec {request.ExecId} of {_id} already exists");
         }
         await _events.PublishAsync("/tasks/exec-added", new TaskExecAdded { ContainerId = _id, ExecId = request.ExecId });
         cancellationToken.ThrowIfCancellationRequested();
@@ -357,7 +358,7 @@ internal sealed partial class TaskService(ShimEvents events, string home, string
         }
         if (!p.Started)
         {
-            throw new TtrpcStatusException(TtrpcStatusException.FailedPrecondition, $"{p.Describe()} of {_id} is not started");
+            throw new TtrpcStatusException(StatusCode.FailedPrecondition, $"{p.Describe()} of {_id} is not started");
         }
         if (request.All && p.ExecId.Length == 0)
         {
@@ -380,14 +381,14 @@ internal sealed partial class TaskService(ShimEvents events, string home, string
     {
         if (_init is null || id != _id)
         {
-            throw new TtrpcStatusException(TtrpcStatusException.NotFound, $"task {id} not found");
+            throw new TtrpcStatusException(StatusCode.NotFound, $"task {id} not found");
         }
         if (execId.Length == 0)
         {
             return _init;
         }
         return _execs.TryGetValue(execId, out ShimProcess? p) ? p
-            : throw new TtrpcStatusException(TtrpcStatusException.NotFound, $"exec {execId} of task {id} not found");
+            : throw new TtrpcStatusException(StatusCode.NotFound, $"exec {execId} of task {id} not found");
     }
 
     /// <summary>Stops the VM, unmounts the rootfs, removes the image and the state file; idempotent.</summary>

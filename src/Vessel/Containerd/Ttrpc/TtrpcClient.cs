@@ -71,7 +71,7 @@ internal sealed class TtrpcClient : IAsyncDisposable
         }
         if (response.Status is { Code: not 0 } status)
         {
-            throw new TtrpcStatusException(status.Code, $"{service}/{method}: {status.Message}");
+            throw new TtrpcStatusException((Grpc.Core.StatusCode)status.Code, $"{service}/{method}: {status.Message}");
         }
         return parser.ParseFrom(response.Payload);
     }

@@ -4,6 +4,7 @@ using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Vessel.Containerd.Ttrpc.Wire;
+using StatusCode = Grpc.Core.StatusCode;
 
 namespace Vessel.Containerd.Ttrpc;
 
@@ -134,27 +135,27 @@ internal sealed partial class TtrpcServer : IAsyncDisposable
             }
             if ((frame.Header.Flags & (TtrpcFrameHeader.FlagRemoteOpen | TtrpcFrameHeader.FlagRemoteClosed)) != 0)
             {
-                throw new TtrpcStatusException(TtrpcStatusException.Unimplemented, $"{request.Service}/{request.Method}: streaming requests are not supported");
+                throw new TtrpcStatusException(StatusCode.Unimplemented, $"{request.Service}/{request.Method}: streaming requests are not supported");
             }
             if (!_methods.TryGetValue(request.Service + "/" + request.Method, out TtrpcMethod? method))
             {
-                throw new TtrpcStatusException(TtrpcStatusException.Unimplemented, $"{request.Service}/{request.Method} is not implemented");
+                throw new TtrpcStatusException(StatusCode.Unimplemented, $"{request.Service}/{request.Method} is not implemented");
             }
             IMessage result = await method(request.Payload, timeout.Token);
             response.Payload = result.ToByteString();
         }
         catch (TtrpcStatusException e)
         {
-            response.Status = new Vessel.Containerd.Api.Rpc.Status { Code = e.Code, Message = e.Message };
+            response.Status = new Vessel.Containerd.Api.Rpc.Status { Code = (int)e.Code, Message = e.Message };
         }
         catch (InvalidProtocolBufferException e)
         {
-            response.Status = new Vessel.Containerd.Api.Rpc.Status { Code = TtrpcStatusException.InvalidArgument, Message = "ttrpc: undecodable request: " + e.Message };
+            response.Status = new Vessel.Containerd.Api.Rpc.Status { Code = (int)StatusCode.InvalidArgument, Message = "ttrpc: undecodable request: " + e.Message };
         }
         catch (Exception e)
         {
             LogHandlerFailed(_logger, e);
-            response.Status = new Vessel.Containerd.Api.Rpc.Status { Code = TtrpcStatusException.Unknown, Message = e.Message };
+            response.Status = new Vessel.Containerd.Api.Rpc.Status { Code = (int)StatusCode.Unknown, Message = e.Message };
         }
         await writeLock.WaitAsync(CancellationToken.None);
         try
