@@ -34,10 +34,6 @@ EOF
 echo "== template build (TCG)"
 "${cli[@]}" template build -f "$work/t.json" --home "$home" 2>&1 | grep -E "snapshot:|built"
 
-pct() { # $1: percentile (50, 95) of the numbers on stdin
-  sort -n | awk -v p="$1" '{ a[NR] = $1 } END { i = int((NR * p + 99) / 100); if (i < 1) i = 1; print a[i] }'
-}
-
 echo "== 1. in process: vessel template run t --timings -- true (5 runs)"
 for _ in $(seq 5); do
   "${cli[@]}" template run t --home "$home" --timings -- true 2>&1 >/dev/null \

@@ -7,13 +7,9 @@
 #   - the physical limit: the same chunks fetched straight from the server with curl.
 # Usage: bash bench/blocks/s3.sh [MiB of data, default 256]
 set -euo pipefail
-source "$(dirname "$0")/../lib/work.sh"
-bench_work vessel-s3bench
+source "$(dirname "$0")/../lib/s3rver.sh"
+bench_s3_work vessel-s3bench
 mib=${1:-256}
-bench_cli
-
-source bench/lib/s3rver.sh
-start_s3rver "$work"
 port=$s3_port
 export VESSEL_HOME=$work/home
 
@@ -27,7 +23,6 @@ id=$("${cli[@]}" blocks import "$img" --store "$work/local" 2>/dev/null)
 "${cli[@]}" blocks copy "$id" --from "$work/local" --to s3://vessel/bench 2>/dev/null >/dev/null
 data=$("${cli[@]}" blocks info "$id" --store "$work/local" 2>/dev/null | awk -F': *' '/data length|data:/ {split($2, a, " "); print a[1]; exit}')
 
-now() { date +%s.%N; }
 serve() { # store socket
   "${cli[@]}" nbd serve "$id" --store "$1" --socket "$2" >"$2.log" 2>&1 & pids+=($!)
   for _ in $(seq 300); do [ -S "$2" ] && break; sleep 0.05; done

@@ -15,47 +15,19 @@ bench_work vresume
 runs=${1:-3}
 mib=${2:-32}
 bench_cli
-pg=/usr/lib/postgresql/15/bin
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-secs() { echo "$(now) - $1" | bc; }
 
-# PostgreSQL as nobody (it refuses root), on a unix socket only; the bucket.
-chmod 755 "$work"
-mkdir -p "$work/pg/sock" && chown -R nobody:nogroup "$work/pg"
-as_pg=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
-"${as_pg[@]}" "$pg/initdb" -D "$work/pg/data" -U vessel --auth=trust -E UTF8 --no-sync --no-instructions >/dev/null
-pgport=$(free_port)
-"${as_pg[@]}" "$pg/postgres" -D "$work/pg/data" -k "$work/pg/sock" -p "$pgport" -c listen_addresses= -c fsync=off 2>"$work/pg/log" &
-pids+=($!)
-until grep -q "ready to accept connections" "$work/pg/log"; do sleep 0.2; done
-"$pg/psql" -h "$work/pg/sock" -p "$pgport" -U vessel -d postgres -qc "CREATE DATABASE vessel" >/dev/null
-export VESSEL_STATE="postgres://vessel@/vessel?host=$work/pg/sock&port=$pgport"
+# PostgreSQL (bench/lib/cluster.sh) and the bucket.
+source bench/lib/cluster.sh
+start_cluster_state
 source bench/lib/s3rver.sh
 start_s3rver "$work"
 export VESSEL_REMOTE_STORE=s3://vessel/bench
 
 source bench/images.sh
 busybox_tarball "$work/busybox.tar.gz"
-cat > "$work/t.json" <<JSON
-{ "name": "t", "from": "tarball:$work/busybox.tar.gz", "diskSize": "$((mib * 2 + 64))M", "memoryMb": 256,
-  "start": "while true; do date > /tmp/heartbeat; sleep 1; done", "ready": "test -s /tmp/heartbeat" }
-JSON
-"${cli[@]}" template build -f "$work/t.json" --home "$work/a" 2>&1 | grep -E "^built"
-key=$("${cli[@]}" keys create --name bench --home "$work/a" 2>/dev/null)
+cluster_template "tarball:$work/busybox.tar.gz" "$((mib * 2 + 64))M"
 
-declare -A api
-for n in a b; do
-  port=$(free_port)
-  api[$n]="http://127.0.0.1:$port"
-  : > "$work/$n.log"
-  VESSEL_NODE=node-$n VESSEL_SILO_PORT=$(free_port) VESSEL_GATEWAY_PORT=$(free_port) \
-    "${cli[@]}" serve --home "$work/$n" --listen "127.0.0.1:$port" --cluster >"$work/$n.log" 2>&1 &
-  pids+=($!)
-  until grep -q "vessel: serving on" "$work/$n.log"; do
-    kill -0 "${pids[-1]}" 2>/dev/null || { cat "$work/$n.log"; exit 1; }; sleep 0.2
-  done
-done
+start_cluster_nodes a b
 sleep 5 # both silos active and both heartbeats written
 
 call() { # node method path [body] -> body on stdout; fails on an error status

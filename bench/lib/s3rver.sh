@@ -3,6 +3,16 @@
 #   start_s3rver DIR   serves a bucket `vessel` from DIR/s3 on a loopback port, appends its pid to
 #                      the caller's `pids` array, exports VESSEL_S3_ENDPOINT/ACCESS_KEY/SECRET_KEY
 #                      and sets `s3_port`
+#   bench_s3_work PREFIX  the start the bucket benchmarks share: bench_work PREFIX (bench/lib/work.sh),
+#                      bench_cli, then start_s3rver "$work"
+source "$(dirname "${BASH_SOURCE[0]}")/work.sh"
+
+bench_s3_work() {
+  bench_work "$1"
+  bench_cli
+  start_s3rver "$work"
+}
+
 start_s3rver() {
   local dir=$1 tools=${XDG_CACHE_HOME:-$HOME/.cache}/vessel/test-tools/s3rver-3.7.1
   [ -x "$tools/node_modules/.bin/s3rver" ] || npm install --no-audit --no-fund --prefix "$tools" s3rver@3.7.1 >/dev/null

@@ -13,14 +13,11 @@
 # Usage: bash bench/templates/lazy-memory.sh [MiB of random data, default 900] [guest MiB, default 512]
 # (root, after scripts/setup.sh; needs about 4x the data in free disk)
 set -euo pipefail
-source "$(dirname "$0")/../lib/work.sh"
-bench_work vessel-tplmem
+source "$(dirname "$0")/../lib/s3rver.sh"
+bench_s3_work vessel-tplmem
 mib=${1:-900}
 mem=${2:-512}
-bench_cli
-source bench/lib/s3rver.sh
 source bench/images.sh
-start_s3rver "$work"
 bucket=s3://vessel/bench
 
 debian=$(debian_tarball)
@@ -30,8 +27,6 @@ cat > "$work/t.json" <<JSON
   "steps": [ { "copy": { "src": "random.bin", "dest": "/data/random.bin" } } ],
   "start": "while true; do date > /tmp/heartbeat; sleep 1; done", "ready": "test -s /tmp/heartbeat" }
 JSON
-now() { date +%s.%N; }
-secs() { echo "$(now) - $1" | bc; }
 "${cli[@]}" template build -f "$work/t.json" --home "$work/a" 2>&1 | grep -E "^built"
 t0=$(now); push=$("${cli[@]}" template push t --to $bucket --home "$work/a" 2>&1) || { echo "push failed: $push" >&2; exit 1; }; push_s=$(secs "$t0")
 first_exec() { # home -> wall seconds of `template run t -- true`; its stderr in $work/run.log

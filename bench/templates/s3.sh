@@ -9,13 +9,10 @@
 #     layer bytes the sandbox fetched (its chunk cache) against the template's layer bytes.
 # Usage: bash bench/templates/s3.sh [MiB of data the template writes, default 64] (root, after scripts/setup.sh)
 set -euo pipefail
-source "$(dirname "$0")/../lib/work.sh"
-bench_work vessel-tpls3
+source "$(dirname "$0")/../lib/s3rver.sh"
+bench_s3_work vessel-tpls3
 mib=${1:-64}
-bench_cli
-source bench/lib/s3rver.sh
 source bench/images.sh
-start_s3rver "$work"
 
 busybox_tarball "$work/busybox.tar.gz"
 cat > "$work/t.json" <<JSON
@@ -23,8 +20,6 @@ cat > "$work/t.json" <<JSON
   "steps": [ { "run": "dd if=/dev/urandom of=/data.bin bs=1M count=$mib 2>/dev/null; sync" } ],
   "start": "while true; do date > /tmp/heartbeat; sleep 1; done", "ready": "test -s /tmp/heartbeat" }
 JSON
-now() { date +%s.%N; }
-secs() { echo "$(now) - $1" | bc; }
 "${cli[@]}" template build -f "$work/t.json" --home "$work/a" 2>&1 | grep -E "^built"
 t0=$(now); push=$("${cli[@]}" template push t --to s3://vessel/bench --home "$work/a" 2>&1); push_s=$(secs "$t0")
 first_exec() { # home -> wall seconds of `template run t -- true`

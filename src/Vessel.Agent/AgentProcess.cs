@@ -60,7 +60,7 @@ internal sealed class AgentProcess
         }
         string cwd = request.WorkingDirectory.Length == 0 ? "/" : request.WorkingDirectory;
 
-        PseudoTerminal? pty = terminal is { } size ? PseudoTerminal.Open(rootFs.Root, size) : null;
+        PseudoTerminal? pty = terminal is { } size ? new PseudoTerminal(rootFs.Root, size) : null;
         Process process;
         try
         {

@@ -112,9 +112,6 @@ internal sealed class AgentServer
             }
             switch (request.Type)
             {
-                case MessageType.Health:
-                    await stream.SendAsync(MessageType.HealthOk, new HealthOkMessage(UptimeMilliseconds(), _rootFs is not null, (uint)_processes.Count).Encode(), CancellationToken.None);
-                    break;
                 case MessageType.Shutdown:
                     KillAll();
                     Native.Sync();
@@ -139,54 +136,10 @@ internal sealed class AgentServer
                 case MessageType.FileWrite:
                     await WriteFileAsync(stream, PathModeRequest.Decode(request.Payload));
                     break;
-                case MessageType.Stat:
-                    {
-                        PathRequest m = PathRequest.Decode(request.Payload);
-                        await stream.SendAsync(MessageType.StatResult, Root(m.Container).Stat(m.Path).Encode(), CancellationToken.None);
-                        break;
-                    }
-                case MessageType.List:
-                    {
-                        PathRequest m = PathRequest.Decode(request.Payload);
-                        await stream.SendAsync(MessageType.ListResult, FileEntry.EncodeList(Root(m.Container).List(m.Path)), CancellationToken.None);
-                        break;
-                    }
-                case MessageType.ContainerStart:
-                    {
-                        Container c = _pod.Start(ContainerStartRequest.Decode(request.Payload));
-                        await stream.SendAsync(MessageType.ExecStarted, new ExecStartedMessage(c.Pid).Encode(), CancellationToken.None);
-                        break;
-                    }
-                case MessageType.ContainerList:
-                    await stream.SendAsync(MessageType.ContainerListResult, ContainerStatus.EncodeList(_pod.List()), CancellationToken.None);
-                    break;
-                case MessageType.Mkdir:
-                    {
-                        PathModeRequest m = PathModeRequest.Decode(request.Payload);
-                        Root(m.Container).Mkdir(m.Path, m.Mode, m.Flag);
-                        await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
-                        break;
-                    }
-                case MessageType.Remove:
-                    {
-                        PathModeRequest m = PathModeRequest.Decode(request.Payload);
-                        Root(m.Container).Remove(m.Path, m.Flag);
-                        await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
-                        break;
-                    }
-                case MessageType.SetTime:
-                    Native.SetRealtimeClock(SetTimeRequest.Decode(request.Payload).UnixNanoseconds);
-                    await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
-                    break;
-                case MessageType.Rename:
-                    {
-                        RenameRequest m = RenameRequest.Decode(request.Payload);
-                        Root(m.Container).Rename(m.From, m.To);
-                        await stream.SendAsync(MessageType.Ok, [], CancellationToken.None);
-                        break;
-                    }
                 default:
-                    throw new AgentErrorException(Native.Einval, $"unknown request {request.Type}");
+                    (MessageType type, byte[] payload) = Answer(request.Type, request.Payload);
+                    await stream.SendAsync(type, payload, CancellationToken.None);
+                    break;
             }
         }
         catch (AgentErrorException e)
@@ -204,6 +157,47 @@ internal sealed class AgentServer
         catch (Exception e)
         {
             await TrySendErrorAsync(stream, Native.Einval, $"agent failure: {e.GetType().Name}: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// The requests that do their work at once and answer with one message: the message, or
+    /// <see cref="AgentErrorException"/> for the caller to send as an Error.
+    /// </summary>
+    private (MessageType Type, byte[] Payload) Answer(MessageType type, ReadOnlySpan<byte> payload)
+    {
+        switch (type)
+        {
+            case MessageType.Health:
+                return (MessageType.HealthOk, new HealthOkMessage(UptimeMilliseconds(), _rootFs is not null, (uint)_processes.Count).Encode());
+            case MessageType.Stat:
+                PathRequest stat = PathRequest.Decode(payload);
+                return (MessageType.StatResult, Root(stat.Container).Stat(stat.Path).Encode());
+            case MessageType.List:
+                PathRequest list = PathRequest.Decode(payload);
+                return (MessageType.ListResult, FileEntry.EncodeList(Root(list.Container).List(list.Path)));
+            case MessageType.ContainerStart:
+                Container started = _pod.Start(ContainerStartRequest.Decode(payload));
+                return (MessageType.ExecStarted, new ExecStartedMessage(started.Pid).Encode());
+            case MessageType.ContainerList:
+                return (MessageType.ContainerListResult, ContainerStatus.EncodeList(_pod.List()));
+            case MessageType.Mkdir:
+                PathModeRequest mkdir = PathModeRequest.Decode(payload);
+                Root(mkdir.Container).Mkdir(mkdir.Path, mkdir.Mode, mkdir.Flag);
+                return (MessageType.Ok, []);
+            case MessageType.Remove:
+                PathModeRequest remove = PathModeRequest.Decode(payload);
+                Root(remove.Container).Remove(remove.Path, remove.Flag);
+                return (MessageType.Ok, []);
+            case MessageType.SetTime:
+                Native.SetRealtimeClock(SetTimeRequest.Decode(payload).UnixNanoseconds);
+                return (MessageType.Ok, []);
+            case MessageType.Rename:
+                RenameRequest rename = RenameRequest.Decode(payload);
+                Root(rename.Container).Rename(rename.From, rename.To);
+                return (MessageType.Ok, []);
+            default:
+                throw new AgentErrorException(Native.Einval, $"unknown request {type}");
         }
     }
 

@@ -2,7 +2,10 @@ using System.Runtime.InteropServices;
 
 namespace Vessel.Agent;
 
-/// <summary>The few Linux calls the agent needs that .NET does not expose (x86-64 numbers).</summary>
+/// <summary>
+/// The Linux calls and constants only the agent needs (x86-64 numbers); those Vessel also calls
+/// come from <see cref="LibC"/>, compiled in here too (Vessel.Agent.csproj).
+/// </summary>
 internal static partial class Native
 {
     public const int OpenReadOnly = 0;
@@ -19,9 +22,7 @@ internal static partial class Native
     public const ulong ResolveNoMagicLinks = 0x02;
     public const ulong ResolveInRoot = 0x10;
 
-    public const int AtSymlinkNoFollow = 0x100;
     public const int AtRemoveDir = 0x200;
-    public const int AtEmptyPath = 0x1000;
 
     public const int CloneFs = 0x200;
     public const int CloneNewNs = 0x20000;
@@ -43,10 +44,6 @@ internal static partial class Native
     public const int OpenNoControllingTty = 0x100; // O_NOCTTY
     public const int FcntlDupCloseOnExec = 1030; // F_DUPFD_CLOEXEC
 
-    public const short PollIn = 0x001;
-    public const short PollHangUp = 0x010;
-
-    public const int Eintr = 4;
     public const int Enoent = 2;
     public const int Eexist = 17;
     public const int Einval = 22;
@@ -54,7 +51,6 @@ internal static partial class Native
     public const int Enotdir = 20;
     public const int Eisdir = 21;
     public const int Ebusy = 16;
-    public const int Eperm = 1;
 
     private const long SysSetgroups = 116;
     private const long SysSetresuid = 117;
@@ -62,7 +58,6 @@ internal static partial class Native
     private const long SysGetdents64 = 217;
     private const long SysOpenat2 = 437;
     private const long SysMknodat = 259;
-    private const int AtFdCwd = -100;
     public const int TypeCharacterDevice = 0x2000; // S_IFCHR
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
@@ -70,18 +65,6 @@ internal static partial class Native
 
     [LibraryImport("libc", EntryPoint = "openat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int OpenAt(int dirFd, string path, int flags, int mode);
-
-    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
-    public static partial int Close(int fd);
-
-    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
-    public static unsafe partial nint Read(int fd, byte* buffer, nint count);
-
-    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
-    public static unsafe partial nint Write(int fd, byte* buffer, nint count);
-
-    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
-    public static unsafe partial int Poll(PollFd* fds, nuint count, int timeoutMilliseconds);
 
     [LibraryImport("libc", EntryPoint = "unshare", SetLastError = true)]
     public static partial int Unshare(int flags);
@@ -116,9 +99,6 @@ internal static partial class Native
     [LibraryImport("libc", EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Mount(string? source, string target, string? type, ulong flags, string? data);
 
-    [LibraryImport("libc", EntryPoint = "umount2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    public static partial int Umount2(string target, int flags);
-
     [LibraryImport("libc", EntryPoint = "setns", SetLastError = true)]
     public static partial int Setns(int fd, int nsType);
 
@@ -146,14 +126,6 @@ internal static partial class Native
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
     private static partial long Syscall(long number, long a1, long a2, long a3, long a4);
 
-    [StructLayout(LayoutKind.Sequential)]
-    public struct PollFd
-    {
-        public int Fd;
-        public short Events;
-        public short Revents;
-    }
-
     public static int LastError => Marshal.GetLastPInvokeError();
 
     public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);
@@ -179,7 +151,7 @@ internal static partial class Native
         long dev = (minor & 0xff) | (major << 8) | ((long)(minor & ~0xffu) << 12);
         fixed (byte* p = bytes)
         {
-            return (int)Syscall(SysMknodat, AtFdCwd, (long)p, mode, dev);
+            return (int)Syscall(SysMknodat, LibC.AtFdCwd, (long)p, mode, dev);
         }
     }
 

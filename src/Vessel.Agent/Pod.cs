@@ -80,9 +80,8 @@ internal sealed class Container
     private readonly string _directory;
     private readonly ContainerStartRequest _request;
 
-    private Container(string name, string directory, RootFs root, Process init, ContainerStartRequest request)
+    private Container(string directory, RootFs root, Process init, ContainerStartRequest request)
     {
-        Name = name;
         _request = request;
         _directory = directory;
         Root = root;
@@ -90,7 +89,7 @@ internal sealed class Container
         Pid = init.Id;
     }
 
-    public string Name { get; }
+    public string Name => _request.Name;
 
     public RootFs Root { get; }
 
@@ -139,7 +138,7 @@ internal sealed class Container
             {
                 if (fd >= 0)
                 {
-                    Native.Close(fd);
+                    LibC.Close(fd);
                 }
                 ContainerStatus s = Status();
                 throw new AgentErrorException(3 /* ESRCH */, $"container '{Name}' has exited (code {s.ExitCode}): nothing to exec into");
@@ -150,7 +149,7 @@ internal sealed class Container
             }
             finally
             {
-                Native.Close(fd);
+                LibC.Close(fd);
             }
         }
     }
@@ -176,13 +175,13 @@ internal sealed class Container
             var rootFs = new RootFs(root);
             Process init = Spawn(request, rootFs, Path.Combine(rw, "console.log"));
             WaitForExec(init);
-            return new Container(request.Name, directory, rootFs, init, request);
+            return new Container(directory, rootFs, init, request);
         }
         catch
         {
             for (int i = mounted.Count - 1; i >= 0; i--)
             {
-                Native.Umount2(mounted[i], 2 /* MNT_DETACH */);
+                LibC.Umount2(mounted[i], 2 /* MNT_DETACH */);
             }
             try
             {

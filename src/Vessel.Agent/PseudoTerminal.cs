@@ -14,23 +14,8 @@ namespace Vessel.Agent;
 /// </summary>
 internal sealed class PseudoTerminal : IDisposable
 {
-    private PseudoTerminal(string slavePath, FileStream output, FileStream input)
-    {
-        SlavePath = slavePath;
-        Output = output;
-        Input = input;
-    }
-
-    /// <summary>The slave's path in the agent's view (the process opens it before it chroots).</summary>
-    public string SlavePath { get; }
-
-    /// <summary>What the process writes to its terminal.</summary>
-    public FileStream Output { get; }
-
-    /// <summary>What the process reads from its terminal (typed keys, as a terminal would send them).</summary>
-    public FileStream Input { get; }
-
-    public static unsafe PseudoTerminal Open(string root, TerminalSize size)
+    /// <summary>Opens a pseudo-terminal of <paramref name="size"/> for a process that runs in <paramref name="root"/>.</summary>
+    public unsafe PseudoTerminal(string root, TerminalSize size)
     {
         string dev = Path.Exists(Path.Combine(root, "dev", "pts", "ptmx")) ? Path.Combine(root, "dev") : "/dev";
         int fd = Native.Open(Path.Combine(dev, "ptmx"), Native.OpenReadWrite | Native.OpenNoControllingTty | Native.OpenCloseOnExec, 0);
@@ -45,9 +30,9 @@ internal sealed class PseudoTerminal : IDisposable
             Resize(fd, size);
             int writer = Native.Fcntl(fd, Native.FcntlDupCloseOnExec, 3);
             Native.Check(writer, "dup the pty master");
-            var input = new FileStream(new SafeFileHandle(writer, ownsHandle: true), FileAccess.Write, 1);
-            var output = new FileStream(master, FileAccess.Read, 1);
-            return new PseudoTerminal(Path.Combine(dev, "pts", number.ToString(System.Globalization.CultureInfo.InvariantCulture)), output, input);
+            Input = new FileStream(new SafeFileHandle(writer, ownsHandle: true), FileAccess.Write, 1);
+            Output = new FileStream(master, FileAccess.Read, 1);
+            SlavePath = Path.Combine(dev, "pts", number.ToString(System.Globalization.CultureInfo.InvariantCulture));
         }
         catch
         {
@@ -55,6 +40,15 @@ internal sealed class PseudoTerminal : IDisposable
             throw;
         }
     }
+
+    /// <summary>The slave's path in the agent's view (the process opens it before it chroots).</summary>
+    public string SlavePath { get; }
+
+    /// <summary>What the process writes to its terminal.</summary>
+    public FileStream Output { get; }
+
+    /// <summary>What the process reads from its terminal (typed keys, as a terminal would send them).</summary>
+    public FileStream Input { get; }
 
     /// <summary>TIOCSWINSZ on the master: the kernel signals SIGWINCH to the terminal's foreground process group.</summary>
     public void Resize(TerminalSize size)

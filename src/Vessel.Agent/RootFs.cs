@@ -58,7 +58,7 @@ internal sealed class RootFs : IDisposable
         if (fd < 0)
         {
             int errno = Native.LastError;
-            Native.Close(parentFd);
+            LibC.Close(parentFd);
             throw new AgentErrorException(errno, $"write {path}: {Native.Describe(errno)}");
         }
         // The umask trimmed the mode; set it exactly as asked.
@@ -80,16 +80,16 @@ internal sealed class RootFs : IDisposable
     {
         if (IsRoot(path))
         {
-            return StatAt(_rootFd, string.Empty, "/", Native.AtEmptyPath);
+            return StatAt(_rootFd, string.Empty, "/", LibC.AtEmptyPath);
         }
         (int parentFd, string name) = OpenParent(path, "stat");
         try
         {
-            return StatAt(parentFd, name, name, Native.AtSymlinkNoFollow);
+            return StatAt(parentFd, name, name, LibC.AtSymlinkNoFollow);
         }
         finally
         {
-            Native.Close(parentFd);
+            LibC.Close(parentFd);
         }
     }
 
@@ -103,7 +103,7 @@ internal sealed class RootFs : IDisposable
             {
                 try
                 {
-                    entries.Add(StatAt(dirFd, name, name, Native.AtSymlinkNoFollow));
+                    entries.Add(StatAt(dirFd, name, name, LibC.AtSymlinkNoFollow));
                 }
                 catch (AgentErrorException e) when (e.Code == Native.Enoent)
                 {
@@ -115,7 +115,7 @@ internal sealed class RootFs : IDisposable
         }
         finally
         {
-            Native.Close(dirFd);
+            LibC.Close(dirFd);
         }
     }
 
@@ -140,7 +140,7 @@ internal sealed class RootFs : IDisposable
                 if (Native.MkdirAt(parentFd, name, (int)(mode & 0xFFF)) < 0)
                 {
                     int errno = Native.LastError;
-                    bool isDir = errno == Native.Eexist && StatAt(parentFd, name, name, Native.AtSymlinkNoFollow).Kind == FileKind.Directory;
+                    bool isDir = errno == Native.Eexist && StatAt(parentFd, name, name, LibC.AtSymlinkNoFollow).Kind == FileKind.Directory;
                     if (!(parents && isDir))
                     {
                         throw new AgentErrorException(errno, $"mkdir {prefix}: {Native.Describe(errno)}");
@@ -149,7 +149,7 @@ internal sealed class RootFs : IDisposable
             }
             finally
             {
-                Native.Close(parentFd);
+                LibC.Close(parentFd);
             }
         }
     }
@@ -167,7 +167,7 @@ internal sealed class RootFs : IDisposable
         }
         finally
         {
-            Native.Close(parentFd);
+            LibC.Close(parentFd);
         }
     }
 
@@ -187,18 +187,18 @@ internal sealed class RootFs : IDisposable
             }
             finally
             {
-                Native.Close(toFd);
+                LibC.Close(toFd);
             }
         }
         finally
         {
-            Native.Close(fromFd);
+            LibC.Close(fromFd);
         }
     }
 
     private void RemoveAt(int parentFd, string name, string path, bool recursive)
     {
-        FileEntry entry = StatAt(parentFd, name, name, Native.AtSymlinkNoFollow);
+        FileEntry entry = StatAt(parentFd, name, name, LibC.AtSymlinkNoFollow);
         if (entry.Kind == FileKind.Directory)
         {
             if (recursive)
@@ -218,7 +218,7 @@ internal sealed class RootFs : IDisposable
                 }
                 finally
                 {
-                    Native.Close(dirFd);
+                    LibC.Close(dirFd);
                 }
             }
             Check(Native.UnlinkAt(parentFd, name, Native.AtRemoveDir), "remove", path);
@@ -272,7 +272,7 @@ internal sealed class RootFs : IDisposable
         }
     }
 
-    private static FileEntry StatFd(int fd, string name) => StatAt(fd, string.Empty, name, Native.AtEmptyPath);
+    private static FileEntry StatFd(int fd, string name) => StatAt(fd, string.Empty, name, LibC.AtEmptyPath);
 
     private static unsafe FileEntry StatAt(int dirFd, string path, string name, int flags)
     {
@@ -347,7 +347,7 @@ internal sealed class RootFs : IDisposable
         return names;
     }
 
-    public void Dispose() => Native.Close(_rootFd);
+    public void Dispose() => LibC.Close(_rootFd);
 }
 
 /// <summary>A file being written under a temporary name; disposing it without commit removes it.</summary>
@@ -371,6 +371,6 @@ internal sealed class PendingWrite(int parentFd, string tempName, string name, S
         {
             Native.UnlinkAt(ParentFd, TempName, 0);
         }
-        Native.Close(ParentFd);
+        LibC.Close(ParentFd);
     }
 }

@@ -49,7 +49,7 @@ internal static class TerminalExec
         }
         if (fd > 2)
         {
-            Native.Close(fd);
+            LibC.Close(fd);
         }
     }
 }

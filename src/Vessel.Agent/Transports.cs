@@ -80,9 +80,9 @@ internal sealed class VirtioPortTransport : IAgentTransport
 
     private unsafe bool HostConnected()
     {
-        var pfd = new Native.PollFd { Fd = _fd, Events = Native.PollIn };
-        int n = Native.Poll(&pfd, 1, 0);
-        return n >= 0 && (pfd.Revents & Native.PollHangUp) == 0;
+        var pfd = new LibC.PollFd { Fd = _fd, Events = LibC.PollIn };
+        int n = LibC.Poll(&pfd, 1, 0);
+        return n >= 0 && (pfd.Revents & LibC.PollHup) == 0;
     }
 
     /// <summary>One session's view of the port: writes of an older session fail instead of interleaving.</summary>
@@ -121,12 +121,12 @@ internal sealed class VirtioPortTransport : IAgentTransport
             {
                 while (true)
                 {
-                    nint n = Native.Read(_port._fd, b, count);
+                    nint n = LibC.Read(_port._fd, b, (nuint)count);
                     if (n >= 0)
                     {
                         return (int)n;
                     }
-                    if (Native.LastError != Native.Eintr)
+                    if (Native.LastError != LibC.Eintr)
                     {
                         throw new IOException("read from the control port: " + Native.Describe(Native.LastError));
                     }
@@ -161,10 +161,10 @@ internal sealed class VirtioPortTransport : IAgentTransport
                     int done = 0;
                     while (done < count)
                     {
-                        nint n = Native.Write(_port._fd, b + offset + done, count - done);
+                        nint n = LibC.Write(_port._fd, b + offset + done, (nuint)(count - done));
                         if (n < 0)
                         {
-                            if (Native.LastError == Native.Eintr)
+                            if (Native.LastError == LibC.Eintr)
                             {
                                 continue;
                             }

@@ -7,17 +7,13 @@ namespace Vessel.Client;
 /// <summary>A process running in a sandbox (<see cref="CommandsClient.StartAsync"/>).</summary>
 public sealed class CommandHandle
 {
-    private readonly ApiTransport _transport;
-    private readonly string _sandboxId;
-    private readonly string _route;
+    private readonly SandboxRoute _process;
     private readonly string _cmd;
     private CommandEvent? _exit;
 
-    internal CommandHandle(ApiTransport transport, string sandboxId, string commandsRoute, int pid, string cmd)
+    internal CommandHandle(SandboxRoute commands, int pid, string cmd)
     {
-        _transport = transport;
-        _sandboxId = sandboxId;
-        _route = $"{commandsRoute}/{pid}";
+        _process = commands.Below(pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
         _cmd = cmd;
         Pid = pid;
     }
@@ -45,9 +41,9 @@ public sealed class CommandHandle
     /// <exception cref="VesselConnectionException">The daemon went away before the process ended.</exception>
     public async IAsyncEnumerable<CommandOutput> ReadOutputAsync(bool fromStart, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var call = new ApiCall($"read the output of '{_cmd}' (pid {Pid}) in sandbox {_sandboxId}", _sandboxId, NotFoundIsSandbox: false);
-        string path = _route + "/output" + (fromStart ? "" : "?from=now");
-        using CommandEventReader reader = await CommandEventReader.OpenAsync(_transport, HttpMethod.Get, path, null, call, cancellationToken);
+        ApiCall call = _process.Call($"read the output of '{_cmd}' (pid {Pid})", notFoundIsSandbox: false);
+        string path = _process.Path + "/output" + (fromStart ? "" : "?from=now");
+        using CommandEventReader reader = await CommandEventReader.OpenAsync(_process.Transport, HttpMethod.Get, path, null, call, cancellationToken);
         while (true)
         {
             CommandEvent e = await reader.ReadAsync(cancellationToken) ?? throw reader.EndedEarly(Pid);
@@ -91,8 +87,8 @@ public sealed class CommandHandle
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <returns>A task that completes when the signal was sent.</returns>
     public Task SignalAsync(int signal, CancellationToken cancellationToken = default)
-        => _transport.SendAsync(HttpMethod.Post, _route + "/signal", JsonBody.Create(new SignalRequest { Signal = signal }, WireJson.Default.SignalRequest),
-            new ApiCall($"signal '{_cmd}' (pid {Pid}) in sandbox {_sandboxId}", _sandboxId, NotFoundIsSandbox: false), cancellationToken);
+        => _process.Transport.SendAsync(HttpMethod.Post, _process.Path + "/signal", JsonBody.Create(new SignalRequest { Signal = signal }, WireJson.Default.SignalRequest),
+            _process.Call($"signal '{_cmd}' (pid {Pid})", notFoundIsSandbox: false), cancellationToken);
 
     /// <summary>Kills the process (SIGKILL).</summary>
     /// <param name="cancellationToken">Cancels the request.</param>
@@ -118,7 +114,7 @@ public sealed class CommandHandle
     {
         var content = new ReadOnlyMemoryContent(data);
         content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/octet-stream");
-        return _transport.SendAsync(HttpMethod.Post, _route + "/stdin" + (close ? "?close=true" : ""), content,
-            new ApiCall($"write to the stdin of '{_cmd}' (pid {Pid}) in sandbox {_sandboxId}", _sandboxId, NotFoundIsSandbox: false), cancellationToken);
+        return _process.Transport.SendAsync(HttpMethod.Post, _process.Path + "/stdin" + (close ? "?close=true" : ""), content,
+            _process.Call($"write to the stdin of '{_cmd}' (pid {Pid})", notFoundIsSandbox: false), cancellationToken);
     }
 }

@@ -5,15 +5,11 @@ namespace Vessel.Client;
 /// <summary>Runs commands in one sandbox: <see cref="Sandbox.Commands"/>.</summary>
 public sealed class CommandsClient
 {
-    private readonly ApiTransport _transport;
-    private readonly string _sandboxId;
-    private readonly string _route;
+    private readonly SandboxRoute _commands;
 
-    internal CommandsClient(ApiTransport transport, string sandboxId, string sandboxRoute)
+    internal CommandsClient(SandboxRoute sandbox)
     {
-        _transport = transport;
-        _sandboxId = sandboxId;
-        _route = sandboxRoute + "/commands";
+        _commands = sandbox.Below("commands");
     }
 
     /// <summary>
@@ -32,7 +28,7 @@ public sealed class CommandsClient
     {
         CommandRequest body = Request(cmd, args, options, background: false);
         ApiCall call = Call(cmd);
-        using CommandEventReader reader = await CommandEventReader.OpenAsync(_transport, HttpMethod.Post, _route, body, call, cancellationToken);
+        using CommandEventReader reader = await CommandEventReader.OpenAsync(_commands.Transport, HttpMethod.Post, _commands.Path, body, call, cancellationToken);
         using var stdout = new MemoryStream();
         using var stderr = new MemoryStream();
         int pid = 0;
@@ -60,7 +56,15 @@ public sealed class CommandsClient
                     options?.OnStderr?.Invoke(e.Data);
                     break;
                 case "exit":
-                    return new CommandResult(pid, ExitCodeOf(e), e.Signal, e.TimedOut ?? false, stdout.ToArray(), stderr.ToArray());
+                    return new CommandResult
+                    {
+                        Pid = pid,
+                        ExitCode = ExitCodeOf(e),
+                        Signal = e.Signal,
+                        TimedOut = e.TimedOut ?? false,
+                        StdoutBytes = stdout.ToArray(),
+                        StderrBytes = stderr.ToArray(),
+                    };
             }
         }
     }
@@ -78,12 +82,12 @@ public sealed class CommandsClient
     {
         CommandRequest body = Request(cmd, args, options, background: true);
         ApiCall call = Call(cmd);
-        using CommandEventReader reader = await CommandEventReader.OpenAsync(_transport, HttpMethod.Post, _route, body, call, cancellationToken);
+        using CommandEventReader reader = await CommandEventReader.OpenAsync(_commands.Transport, HttpMethod.Post, _commands.Path, body, call, cancellationToken);
         while (await reader.ReadAsync(cancellationToken) is CommandEvent e)
         {
             if (e.Type == "start" && e.Pid is int pid)
             {
-                return new CommandHandle(_transport, _sandboxId, _route, pid, cmd);
+                return new CommandHandle(_commands, pid, cmd);
             }
         }
         throw reader.EndedEarly(0);
@@ -92,21 +96,21 @@ public sealed class CommandsClient
     /// <summary>A handle on a process started earlier (e.g. by another program), by its pid.</summary>
     /// <param name="pid">The process id from <see cref="ListAsync"/> or <see cref="CommandHandle.Pid"/>.</param>
     /// <returns>The handle; nothing is checked until it is used.</returns>
-    public CommandHandle Connect(int pid) => new(_transport, _sandboxId, _route, pid, "process " + pid);
+    public CommandHandle Connect(int pid) => new(_commands, pid, "process " + pid);
 
     /// <summary>Lists the processes the daemon started in this sandbox that still run.</summary>
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <returns>The processes.</returns>
     public async Task<IReadOnlyList<ProcessInfo>> ListAsync(CancellationToken cancellationToken = default)
     {
-        var call = new ApiCall($"list the processes of sandbox {_sandboxId}", _sandboxId);
-        List<ProcessWire> wires = await _transport.SendAsync(HttpMethod.Get, _route, null, WireJson.Default.ListProcessWire, call, cancellationToken);
+        var call = new ApiCall($"list the processes of sandbox {_commands.SandboxId}", _commands.SandboxId);
+        List<ProcessWire> wires = await _commands.Transport.SendAsync(HttpMethod.Get, _commands.Path, null, WireJson.Default.ListProcessWire, call, cancellationToken);
         return wires.Select(w => new ProcessInfo { Pid = w.Pid, Cmd = w.Cmd, Args = w.Args ?? [], Background = w.Background ?? false, StartedAt = w.StartedAt }).ToList();
     }
 
     internal static int ExitCodeOf(CommandEvent exit) => exit.ExitCode ?? (exit.Signal is int s ? 128 + s : -1);
 
-    private ApiCall Call(string cmd) => new($"run '{cmd}' in sandbox {_sandboxId}", _sandboxId);
+    private ApiCall Call(string cmd) => _commands.Call($"run '{cmd}'", notFoundIsSandbox: true);
 
     private static CommandRequest Request(string cmd, IReadOnlyList<string>? args, CommandOptions? options, bool background)
     {

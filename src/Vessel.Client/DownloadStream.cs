@@ -4,23 +4,12 @@ namespace Vessel.Client;
 /// A file's bytes as the daemon streams them: reads go to the response body, a broken connection
 /// becomes <see cref="VesselConnectionException"/>, and disposal ends the response.
 /// </summary>
-internal sealed class DownloadStream : Stream
+internal sealed class DownloadStream(HttpResponseMessage response, Stream body, Func<Exception, VesselConnectionException> broken) : Stream
 {
-    private readonly HttpResponseMessage _response;
-    private readonly Stream _body;
-    private readonly Func<Exception, VesselConnectionException> _broken;
-
-    public DownloadStream(HttpResponseMessage response, Stream body, Func<Exception, VesselConnectionException> broken)
-    {
-        _response = response;
-        _body = body;
-        _broken = broken;
-    }
-
     public override bool CanRead => true;
     public override bool CanSeek => false;
     public override bool CanWrite => false;
-    public override long Length => _response.Content.Headers.ContentLength ?? throw new NotSupportedException("The daemon did not send the file's length.");
+    public override long Length => response.Content.Headers.ContentLength ?? throw new NotSupportedException("The daemon did not send the file's length.");
     public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
@@ -29,11 +18,11 @@ internal sealed class DownloadStream : Stream
     {
         try
         {
-            return _body.Read(buffer);
+            return body.Read(buffer);
         }
         catch (IOException e)
         {
-            throw _broken(e);
+            throw broken(e);
         }
     }
 
@@ -44,11 +33,11 @@ internal sealed class DownloadStream : Stream
     {
         try
         {
-            return await _body.ReadAsync(buffer, cancellationToken);
+            return await body.ReadAsync(buffer, cancellationToken);
         }
         catch (IOException e)
         {
-            throw _broken(e);
+            throw broken(e);
         }
     }
 
@@ -64,8 +53,8 @@ internal sealed class DownloadStream : Stream
     {
         if (disposing)
         {
-            _body.Dispose();
-            _response.Dispose();
+            body.Dispose();
+            response.Dispose();
         }
         base.Dispose(disposing);
     }

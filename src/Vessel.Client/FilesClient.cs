@@ -11,15 +11,11 @@ namespace Vessel.Client;
 /// </summary>
 public sealed class FilesClient
 {
-    private readonly ApiTransport _transport;
-    private readonly string _sandboxId;
-    private readonly string _route;
+    private readonly SandboxRoute _files;
 
-    internal FilesClient(ApiTransport transport, string sandboxId, string sandboxRoute)
+    internal FilesClient(SandboxRoute sandbox)
     {
-        _transport = transport;
-        _sandboxId = sandboxId;
-        _route = sandboxRoute + "/files";
+        _files = sandbox.Below("files");
     }
 
     /// <summary>Writes <paramref name="content"/> to <paramref name="path"/>, streaming it (replaces an existing file).</summary>
@@ -65,18 +61,18 @@ public sealed class FilesClient
     public async Task<Stream> OpenReadAsync(string path, CancellationToken cancellationToken = default)
     {
         ApiCall call = Call($"read {path}");
-        HttpResponseMessage response = await _transport.OpenAsync(HttpMethod.Get, Route("", path), null, call, cancellationToken);
+        HttpResponseMessage response = await _files.Transport.OpenAsync(HttpMethod.Get, Route("", path), null, call, cancellationToken);
         try
         {
             Stream body = await response.Content.ReadAsStreamAsync(cancellationToken);
-            return new DownloadStream(response, body, e => _transport.Broken(call, e));
+            return new DownloadStream(response, body, e => _files.Transport.Broken(call, e));
         }
         catch (Exception e)
         {
             response.Dispose();
             if (e is IOException or HttpRequestException)
             {
-                throw _transport.Broken(call, e);
+                throw _files.Transport.Broken(call, e);
             }
             throw;
         }
@@ -110,7 +106,7 @@ public sealed class FilesClient
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(depth, 1);
         ApiCall call = Call($"list {path}");
-        List<FileEntryWire> wires = await _transport.SendAsync(HttpMethod.Get, Route("/list", path) + "&depth=" + depth, null, WireJson.Default.ListFileEntryWire, call, cancellationToken);
+        List<FileEntryWire> wires = await _files.Transport.SendAsync(HttpMethod.Get, Route("/list", path) + "&depth=" + depth, null, WireJson.Default.ListFileEntryWire, call, cancellationToken);
         return wires.Select(w => ToEntry(w, call)).ToList();
     }
 
@@ -122,7 +118,7 @@ public sealed class FilesClient
     public async Task<FileEntry> StatAsync(string path, CancellationToken cancellationToken = default)
     {
         ApiCall call = Call($"stat {path}");
-        return ToEntry(await _transport.SendAsync(HttpMethod.Get, Route("/stat", path), null, WireJson.Default.FileEntryWire, call, cancellationToken), call);
+        return ToEntry(await _files.Transport.SendAsync(HttpMethod.Get, Route("/stat", path), null, WireJson.Default.FileEntryWire, call, cancellationToken), call);
     }
 
     /// <summary>Creates a directory and its missing parents.</summary>
@@ -130,7 +126,7 @@ public sealed class FilesClient
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <returns>A task that completes when it exists.</returns>
     public Task MakeDirectoryAsync(string path, CancellationToken cancellationToken = default)
-        => _transport.SendAsync(HttpMethod.Post, Route("/mkdir", path), null, Call($"create directory {path}"), cancellationToken);
+        => _files.Transport.SendAsync(HttpMethod.Post, Route("/mkdir", path), null, Call($"create directory {path}"), cancellationToken);
 
     /// <summary>Renames or moves a file or directory.</summary>
     /// <param name="from">The current guest path.</param>
@@ -141,7 +137,7 @@ public sealed class FilesClient
     {
         ArgumentException.ThrowIfNullOrEmpty(from);
         ArgumentException.ThrowIfNullOrEmpty(to);
-        return _transport.SendAsync(HttpMethod.Post, _route + "/move", JsonBody.Create(new MoveRequest { From = from, To = to }, WireJson.Default.MoveRequest),
+        return _files.Transport.SendAsync(HttpMethod.Post, _files.Path + "/move", JsonBody.Create(new MoveRequest { From = from, To = to }, WireJson.Default.MoveRequest),
             Call($"move {from} to {to}"), cancellationToken);
     }
 
@@ -150,26 +146,26 @@ public sealed class FilesClient
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <returns>A task that completes when it is gone.</returns>
     public Task DeleteAsync(string path, CancellationToken cancellationToken = default)
-        => _transport.SendAsync(HttpMethod.Delete, Route("", path), null, Call($"delete {path}"), cancellationToken);
+        => _files.Transport.SendAsync(HttpMethod.Delete, Route("", path), null, Call($"delete {path}"), cancellationToken);
 
     private Task UploadAsync(string path, HttpContent content, CancellationToken cancellationToken)
     {
         content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-        return _transport.SendAsync(HttpMethod.Put, Route("", path), content, Call($"write {path}"), cancellationToken, timed: false);
+        return _files.Transport.SendAsync(HttpMethod.Put, Route("", path), content, Call($"write {path}"), cancellationToken, timed: false);
     }
 
-    private ApiCall Call(string what) => new($"{what} in sandbox {_sandboxId}", _sandboxId, NotFoundIsSandbox: false);
+    private ApiCall Call(string what) => _files.Call(what, notFoundIsSandbox: false);
 
     private string Route(string suffix, string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        return $"{_route}{suffix}?path={Uri.EscapeDataString(path)}";
+        return $"{_files.Path}{suffix}?path={Uri.EscapeDataString(path)}";
     }
 
     private FileEntry ToEntry(FileEntryWire w, ApiCall call) => new()
     {
-        Name = w.Name ?? System.IO.Path.GetFileName(w.Path) ?? throw _transport.Malformed(call, "a file entry without a name"),
-        Path = w.Path ?? throw _transport.Malformed(call, "a file entry without a path"),
+        Name = w.Name ?? System.IO.Path.GetFileName(w.Path) ?? throw _files.Transport.Malformed(call, "a file entry without a name"),
+        Path = w.Path ?? throw _files.Transport.Malformed(call, "a file entry without a path"),
         Type = w.Type ?? "file",
         Size = w.Size ?? 0,
         Mode = w.Mode ?? 0,

@@ -11,16 +11,14 @@ namespace Vessel.Client;
 /// </summary>
 public sealed class Sandbox
 {
-    private readonly ApiTransport _transport;
-    private readonly string _route;
+    private readonly SandboxRoute _sandbox;
 
     internal Sandbox(ApiTransport transport, SandboxInfo info)
     {
-        _transport = transport;
         Info = info;
-        _route = "sandboxes/" + Uri.EscapeDataString(info.SandboxId);
-        Commands = new CommandsClient(transport, info.SandboxId, _route);
-        Files = new FilesClient(transport, info.SandboxId, _route);
+        _sandbox = SandboxRoute.Of(transport, info.SandboxId);
+        Commands = new CommandsClient(_sandbox);
+        Files = new FilesClient(_sandbox);
     }
 
     /// <summary>The sandbox's id, to <see cref="SandboxesClient.ConnectAsync"/> to it later.</summary>
@@ -44,7 +42,7 @@ public sealed class Sandbox
     /// <exception cref="SandboxNotFoundException">The sandbox is gone (killed or timed out).</exception>
     public async Task<SandboxInfo> RefreshAsync(CancellationToken cancellationToken = default)
     {
-        Info = await SandboxesClient.GetInfoCoreAsync(_transport, SandboxId, cancellationToken);
+        Info = await SandboxesClient.GetInfoCoreAsync(_sandbox.Transport, SandboxId, cancellationToken);
         return Info;
     }
 
@@ -71,9 +69,9 @@ public sealed class Sandbox
     {
         var body = new TimeoutRequest { TimeoutSeconds = SandboxesClient.Seconds(timeout, nameof(timeout)) };
         var call = new ApiCall($"set the timeout of sandbox {SandboxId}", SandboxId);
-        SandboxWire wire = await _transport.SendAsync(HttpMethod.Post, _route + "/timeout", JsonBody.Create(body, WireJson.Default.TimeoutRequest),
+        SandboxWire wire = await _sandbox.Transport.SendAsync(HttpMethod.Post, _sandbox.Path + "/timeout", JsonBody.Create(body, WireJson.Default.TimeoutRequest),
             WireJson.Default.SandboxWire, call, cancellationToken);
-        Info = SandboxesClient.ToInfo(wire, call, _transport);
+        Info = SandboxesClient.ToInfo(wire, call, _sandbox.Transport);
     }
 
     /// <summary>
@@ -91,9 +89,9 @@ public sealed class Sandbox
         ArgumentOutOfRangeException.ThrowIfLessThan(port, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(port, 65535);
         var call = new ApiCall($"forward port {port} of sandbox {SandboxId}", SandboxId);
-        PortWire wire = await _transport.SendAsync(HttpMethod.Post, $"{_route}/ports/{port.ToString(System.Globalization.CultureInfo.InvariantCulture)}", null,
+        PortWire wire = await _sandbox.Transport.SendAsync(HttpMethod.Post, $"{_sandbox.Path}/ports/{port.ToString(System.Globalization.CultureInfo.InvariantCulture)}", null,
             WireJson.Default.PortWire, call, cancellationToken);
-        return wire.Host ?? throw _transport.Malformed(call, "a port without a host");
+        return wire.Host ?? throw _sandbox.Transport.Malformed(call, "a port without a host");
     }
 
     /// <summary>Kills the sandbox: its VM stops and its disk and snapshot are deleted.</summary>
@@ -101,7 +99,7 @@ public sealed class Sandbox
     /// <returns>A task that completes when the sandbox is gone.</returns>
     /// <exception cref="SandboxNotFoundException">It was already gone.</exception>
     public Task KillAsync(CancellationToken cancellationToken = default)
-        => _transport.SendAsync(HttpMethod.Delete, _route, null, new ApiCall($"kill sandbox {SandboxId}", SandboxId), cancellationToken);
+        => _sandbox.Transport.SendAsync(HttpMethod.Delete, _sandbox.Path, null, new ApiCall($"kill sandbox {SandboxId}", SandboxId), cancellationToken);
 
     /// <summary>The sandbox's id.</summary>
     /// <returns><see cref="SandboxId"/>.</returns>
@@ -110,7 +108,7 @@ public sealed class Sandbox
     private async Task TransitionAsync(string verb, SandboxState after, CancellationToken cancellationToken)
     {
         var call = new ApiCall($"{verb} sandbox {SandboxId}", SandboxId);
-        using HttpResponseMessage response = await _transport.OpenAsync(HttpMethod.Post, $"{_route}/{verb}", null, call, cancellationToken);
+        using HttpResponseMessage response = await _sandbox.Transport.OpenAsync(HttpMethod.Post, $"{_sandbox.Path}/{verb}", null, call, cancellationToken);
         // The daemon may answer with the sandbox (200) or nothing (204); either way it is in the new state now.
         SandboxWire? wire = null;
         if (response.Content.Headers.ContentType?.MediaType == "application/json")
@@ -121,9 +119,9 @@ public sealed class Sandbox
             }
             catch (IOException e)
             {
-                throw _transport.Broken(call, e);
+                throw _sandbox.Transport.Broken(call, e);
             }
         }
-        Info = wire?.SandboxId is not null ? SandboxesClient.ToInfo(wire, call, _transport) : Info with { State = after };
+        Info = wire?.SandboxId is not null ? SandboxesClient.ToInfo(wire, call, _sandbox.Transport) : Info with { State = after };
     }
 }

@@ -15,28 +15,22 @@ namespace Vessel.Testing;
 /// from this one (e.g. ShimFactAttribute).
 /// </summary>
 [AttributeUsage(AttributeTargets.Method)]
-public class RequiresFactAttribute : FactAttribute
+public class RequiresFactAttribute(params string[] requirements) : FactAttribute
 {
-    public RequiresFactAttribute(params string[] requirements)
-    {
-        Requirements = requirements;
-        Skip = Testing.Requirements.SkipReason(requirements);
-    }
+    public IReadOnlyList<string> Requirements { get; } = requirements;
 
-    public IReadOnlyList<string> Requirements { get; }
+    /// <summary>The first missing requirement (null when all are there, or under CI: see <see cref="RequirementsGateAttribute"/>).</summary>
+    public override string? Skip { get; set; } = Testing.Requirements.SkipReason(requirements);
 }
 
 /// <summary>The theory form of <see cref="RequiresFactAttribute"/>.</summary>
 [AttributeUsage(AttributeTargets.Method)]
-public class RequiresTheoryAttribute : TheoryAttribute
+public class RequiresTheoryAttribute(params string[] requirements) : TheoryAttribute
 {
-    public RequiresTheoryAttribute(params string[] requirements)
-    {
-        Requirements = requirements;
-        Skip = Testing.Requirements.SkipReason(requirements);
-    }
+    public IReadOnlyList<string> Requirements { get; } = requirements;
 
-    public IReadOnlyList<string> Requirements { get; }
+    /// <summary>The first missing requirement (null when all are there, or under CI: see <see cref="RequirementsGateAttribute"/>).</summary>
+    public override string? Skip { get; set; } = Testing.Requirements.SkipReason(requirements);
 }
 
 /// <summary>

@@ -6,7 +6,7 @@ namespace Vessel.Blocks;
 /// build's data directly, so a build 16 layers deep reads as fast as a base build.
 /// Read-only; <see cref="OverlayDevice"/> adds writes on top. Disposing closes the files.
 /// </summary>
-internal sealed class Build : IBlockDevice, IDisposable
+internal sealed class Build : ReadOnlyBlockDevice, IBlockDevice, IDisposable
 {
     private readonly BuildMappingEntry[] _mapping;
     private readonly ILayerData?[] _sources; // per mapping entry; null for zero extents
@@ -138,14 +138,6 @@ internal sealed class Build : IBlockDevice, IDisposable
         return true;
     }
 
-    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) => throw ReadOnly();
-
-    public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken) => throw ReadOnly();
-
-    public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken) => throw ReadOnly();
-
-    public ValueTask FlushAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
-
     public IReadOnlyList<DeviceExtent> GetExtents(long offset, long length, int maxExtents)
     {
         var result = new List<DeviceExtent>();
@@ -154,18 +146,9 @@ internal sealed class Build : IBlockDevice, IDisposable
         {
             BuildMappingEntry e = _mapping[i];
             long n = Math.Min(end, e.End) - offset;
-            ExtentKind kind = e.IsZero ? ExtentKind.Zero : ExtentKind.Data;
-            if (result.Count > 0 && result[^1].Kind == kind)
-            {
-                result[^1] = result[^1] with { Length = result[^1].Length + n };
-            }
-            else if (result.Count == maxExtents)
+            if (!DeviceExtent.TryAppend(result, new DeviceExtent(n, e.IsZero ? ExtentKind.Zero : ExtentKind.Data), maxExtents))
             {
                 break;
-            }
-            else
-            {
-                result.Add(new DeviceExtent(n, kind));
             }
             offset += n;
         }
@@ -180,5 +163,5 @@ internal sealed class Build : IBlockDevice, IDisposable
         }
     }
 
-    private VesselException ReadOnly() => new(VesselErrorReason.InvalidInput, $"build {Id} is read-only; write through an overlay.");
+    protected override VesselException ReadOnlyError() => new(VesselErrorReason.InvalidInput, $"build {Id} is read-only; write through an overlay.");
 }

@@ -12,7 +12,29 @@ internal enum ExtentKind
     Zero = 1,
 }
 
-internal readonly record struct DeviceExtent(long Length, ExtentKind Kind);
+/// <summary>A stretch of a device and what it holds; a block status answer is a list of them.</summary>
+internal readonly record struct DeviceExtent(long Length, ExtentKind Kind)
+{
+    /// <summary>
+    /// Adds <paramref name="next"/> to <paramref name="extents"/>, lengthening the last extent
+    /// when it is of the same kind; false (nothing added) when that would make more than
+    /// <paramref name="maxExtents"/>.
+    /// </summary>
+    public static bool TryAppend(List<DeviceExtent> extents, DeviceExtent next, int maxExtents)
+    {
+        if (extents.Count > 0 && extents[^1].Kind == next.Kind)
+        {
+            extents[^1] = extents[^1] with { Length = extents[^1].Length + next.Length };
+            return true;
+        }
+        if (extents.Count == maxExtents)
+        {
+            return false;
+        }
+        extents.Add(next);
+        return true;
+    }
+}
 
 /// <summary>A stretch of a device's bytes as they lie in one file (the file, the offset in it), or zeros when <see cref="File"/> is null.</summary>
 internal readonly record struct FileRange(SafeFileHandle? File, long Offset, int Length);

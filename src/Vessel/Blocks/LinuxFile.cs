@@ -13,18 +13,14 @@ namespace Vessel.Blocks;
 /// </summary>
 internal static class LinuxFile
 {
-    private const int SeekData = 3;
-    private const int SeekHole = 4;
-    private const int RwfNoWait = 0x08;
-    private const long SysCachestat = 451; // the same number on x86-64 and arm64 (Linux 6.5+)
     private const int PageSize = 4096; // cachestat counts pages; only "all of them" matters here
     private static volatile bool s_noCachestat;
 
     /// <summary>The next offset at or after <paramref name="offset"/> that holds data, or -1 when none does.</summary>
-    public static long NextData(SafeFileHandle handle, long offset) => SeekOrEnd(handle, offset, SeekData);
+    public static long NextData(SafeFileHandle handle, long offset) => SeekOrEnd(handle, offset, LibC.SeekData);
 
     /// <summary>The next hole at or after <paramref name="offset"/> (the end of the file counts as a hole).</summary>
-    public static long NextHole(SafeFileHandle handle, long offset) => SeekOrEnd(handle, offset, SeekHole);
+    public static long NextHole(SafeFileHandle handle, long offset) => SeekOrEnd(handle, offset, LibC.SeekHole);
 
     /// <summary>
     /// Fills <paramref name="destination"/> from <paramref name="offset"/> only as far as the page
@@ -34,52 +30,41 @@ internal static class LinuxFile
     /// </summary>
     public static unsafe int ReadCached(SafeFileHandle handle, Span<byte> destination, long offset)
     {
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
+        using var held = new HeldDescriptor(handle);
+        int fd = held.Fd;
+        int total = 0;
+        fixed (byte* start = destination)
         {
-            int fd = (int)handle.DangerousGetHandle();
-            int total = 0;
-            fixed (byte* start = destination)
+            while (total < destination.Length)
             {
-                while (total < destination.Length)
+                var iov = new LibC.IoVec { Base = start + total, Length = (nuint)(destination.Length - total) };
+                long n = LibC.Preadv2(fd, &iov, 1, offset + total, LibC.RwfNowait);
+                if (n > 0)
                 {
-                    var iov = new LibC.IoVec { Base = start + total, Length = (nuint)(destination.Length - total) };
-                    long n = LibC.Preadv2(fd, &iov, 1, offset + total, RwfNoWait);
-                    if (n > 0)
-                    {
-                        total += (int)n;
-                        continue;
-                    }
-                    if (n == 0)
-                    {
-                        return total; // end of file
-                    }
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == LibC.Eintr)
-                    {
-                        continue;
-                    }
-                    if (errno == LibC.Eagain)
-                    {
-                        return total;
-                    }
-                    if (total == 0 && IsNoWaitUnsupported(errno))
-                    {
-                        return -1;
-                    }
-                    throw new IOException($"preadv2 at {offset + total} failed (errno {errno}).", errno);
+                    total += (int)n;
+                    continue;
                 }
+                if (n == 0)
+                {
+                    return total; // end of file
+                }
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == LibC.Eintr)
+                {
+                    continue;
+                }
+                if (errno == LibC.Eagain)
+                {
+                    return total;
+                }
+                if (total == 0 && IsNoWaitUnsupported(errno))
+                {
+                    return -1;
+                }
+                throw new IOException($"preadv2 at {offset + total} failed (errno {errno}).", errno);
             }
-            return total;
         }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
+        return total;
     }
 
     /// <summary>
@@ -92,28 +77,17 @@ internal static class LinuxFile
         {
             return false;
         }
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
+        using var held = new HeldDescriptor(handle);
+        long first = offset / PageSize;
+        long pages = ((offset + length + PageSize - 1) / PageSize) - first;
+        LibC.CachestatRange range = new() { Offset = (ulong)(first * PageSize), Length = (ulong)(pages * PageSize) };
+        LibC.Cachestat stat = default;
+        if (LibC.SyscallCachestat(LibC.SysCachestat, held.Fd, &range, &stat, 0) != 0)
         {
-            long first = offset / PageSize;
-            long pages = ((offset + length + PageSize - 1) / PageSize) - first;
-            LibC.CachestatRange range = new() { Offset = (ulong)(first * PageSize), Length = (ulong)(pages * PageSize) };
-            LibC.Cachestat stat = default;
-            if (LibC.SyscallCachestat(SysCachestat, (int)handle.DangerousGetHandle(), &range, &stat, 0) != 0)
-            {
-                s_noCachestat = Marshal.GetLastPInvokeError() is 38 or 1; // ENOSYS, or EPERM from a seccomp filter
-                return false;
-            }
-            return stat.NrCache >= (ulong)pages;
+            s_noCachestat = Marshal.GetLastPInvokeError() is LibC.Enosys or LibC.Eperm; // EPERM from a seccomp filter
+            return false;
         }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
+        return stat.NrCache >= (ulong)pages;
     }
 
     /// <summary>
@@ -124,127 +98,85 @@ internal static class LinuxFile
     /// </summary>
     public static unsafe int SendFile(SafeHandle socket, SafeFileHandle file, long offset, int count)
     {
-        bool socketAdded = false;
-        bool fileAdded = false;
-        socket.DangerousAddRef(ref socketAdded);
-        try
+        using var outFd = new HeldDescriptor(socket);
+        using var inFd = new HeldDescriptor(file);
+        int total = 0;
+        while (total < count)
         {
-            file.DangerousAddRef(ref fileAdded);
-            int outFd = (int)socket.DangerousGetHandle();
-            int inFd = (int)file.DangerousGetHandle();
-            int total = 0;
-            while (total < count)
+            long at = offset + total;
+            long n = LibC.Sendfile(outFd.Fd, inFd.Fd, &at, (nuint)(count - total));
+            if (n > 0)
             {
-                long at = offset + total;
-                long n = LibC.Sendfile(outFd, inFd, &at, (nuint)(count - total));
-                if (n > 0)
-                {
-                    total += (int)n;
-                    continue;
-                }
-                if (n == 0)
-                {
-                    return total; // the file ended early: the caller's copy path reports it
-                }
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == LibC.Eintr)
-                {
-                    continue;
-                }
-                if (errno == LibC.Eagain)
-                {
-                    return total;
-                }
-                if (total == 0 && errno is 22 or 38 or 95) // EINVAL, ENOSYS, EOPNOTSUPP
-                {
-                    return -1;
-                }
-                throw new IOException($"sendfile failed (errno {errno}).", errno);
+                total += (int)n;
+                continue;
             }
-            return total;
+            if (n == 0)
+            {
+                return total; // the file ended early: the caller's copy path reports it
+            }
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == LibC.Eintr)
+            {
+                continue;
+            }
+            if (errno == LibC.Eagain)
+            {
+                return total;
+            }
+            if (total == 0 && errno is LibC.Einval or LibC.Enosys or LibC.Eopnotsupp)
+            {
+                return -1;
+            }
+            throw new IOException($"sendfile failed (errno {errno}).", errno);
         }
-        finally
-        {
-            if (fileAdded)
-            {
-                file.DangerousRelease();
-            }
-            if (socketAdded)
-            {
-                socket.DangerousRelease();
-            }
-        }
+        return total;
     }
 
     /// <summary>The identity of the file behind <paramref name="handle"/> (statx), or null where the kernel cannot say.</summary>
     public static unsafe FileIdentity? TryGetIdentity(SafeFileHandle handle)
     {
         // struct statx (linux/stat.h) has one layout on every architecture, unlike struct stat.
-        const uint StatxBasicStats = 0x7ff;
-        const int InoAt = 32, SizeAt = 40, CtimeAt = 96, MtimeAt = 112, DevMajorAt = 136, DevMinorAt = 140;
-        const uint Needed = 0x100 | 0x200 | 0x80 | 0x40; // STATX_INO | STATX_SIZE | STATX_CTIME | STATX_MTIME
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
+        const uint Needed = LibC.StatxIno | LibC.StatxSize | LibC.StatxCtime | LibC.StatxMtime;
+        using var held = new HeldDescriptor(handle);
+        byte* buffer = stackalloc byte[LibC.StatxBufferSize];
+        if (LibC.Statx(held.Fd, "", LibC.AtEmptyPath, LibC.StatxBasicStats, buffer) != 0)
         {
-            byte* buffer = stackalloc byte[256];
-            if (LibC.Statx((int)handle.DangerousGetHandle(), "", LibC.AtEmptyPath, StatxBasicStats, buffer) != 0)
-            {
-                return null;
-            }
-            var s = new ReadOnlySpan<byte>(buffer, 256);
-            if ((BinaryPrimitives.ReadUInt32LittleEndian(s) & Needed) != Needed)
-            {
-                return null;
-            }
-            return new FileIdentity(
-                BinaryPrimitives.ReadUInt32LittleEndian(s[DevMajorAt..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(s[DevMinorAt..]),
-                BinaryPrimitives.ReadUInt64LittleEndian(s[InoAt..]),
-                BinaryPrimitives.ReadInt64LittleEndian(s[SizeAt..]),
-                BinaryPrimitives.ReadInt64LittleEndian(s[MtimeAt..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(s[(MtimeAt + 8)..]),
-                BinaryPrimitives.ReadInt64LittleEndian(s[CtimeAt..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(s[(CtimeAt + 8)..]));
+            return null;
         }
-        finally
+        var s = new ReadOnlySpan<byte>(buffer, LibC.StatxBufferSize);
+        if ((BinaryPrimitives.ReadUInt32LittleEndian(s) & Needed) != Needed)
         {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
+            return null;
         }
+        return new FileIdentity(
+            BinaryPrimitives.ReadUInt32LittleEndian(s[LibC.StatxDevMajorAt..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(s[LibC.StatxDevMinorAt..]),
+            BinaryPrimitives.ReadUInt64LittleEndian(s[LibC.StatxInoAt..]),
+            BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxSizeAt..]),
+            BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxMtimeAt..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(s[(LibC.StatxMtimeAt + 8)..]),
+            BinaryPrimitives.ReadInt64LittleEndian(s[LibC.StatxCtimeAt..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(s[(LibC.StatxCtimeAt + 8)..]));
     }
 
     // EOPNOTSUPP: a filesystem without nowait buffered reads; EINVAL: a kernel without the
     // flag; ENOSYS: no preadv2 at all (seccomp filters answer this too).
-    private static bool IsNoWaitUnsupported(int errno) => errno is 95 or 22 or 38;
+    private static bool IsNoWaitUnsupported(int errno) => errno is LibC.Eopnotsupp or LibC.Einval or LibC.Enosys;
 
     private static long SeekOrEnd(SafeFileHandle handle, long offset, int whence)
     {
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
+        using var held = new HeldDescriptor(handle);
+        long result = LibC.Lseek(held.Fd, offset, whence);
+        if (result >= 0)
         {
-            long result = LibC.Lseek((int)handle.DangerousGetHandle(), offset, whence);
-            if (result >= 0)
-            {
-                return result;
-            }
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno == LibC.Enxio)
-            {
-                return -1;
-            }
-            // Filesystems without SEEK_DATA support: treat everything as data.
-            return whence == SeekData ? offset : RandomAccess.GetLength(handle);
+            return result;
         }
-        finally
+        int errno = Marshal.GetLastPInvokeError();
+        if (errno == LibC.Enxio)
         {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
+            return -1;
         }
+        // Filesystems without SEEK_DATA support: treat everything as data.
+        return whence == LibC.SeekData ? offset : RandomAccess.GetLength(handle);
     }
 }

@@ -273,17 +273,9 @@ internal sealed class OverlayDevice : IBlockDevice, IDisposable
                 : [new DeviceExtent(runEnd - offset, state == BlockState.Zero ? ExtentKind.Zero : ExtentKind.Data)];
             foreach (DeviceExtent p in parts)
             {
-                if (result.Count > 0 && result[^1].Kind == p.Kind)
-                {
-                    result[^1] = result[^1] with { Length = result[^1].Length + p.Length };
-                }
-                else if (result.Count == maxExtents)
+                if (!DeviceExtent.TryAppend(result, p, maxExtents))
                 {
                     return result;
-                }
-                else
-                {
-                    result.Add(p);
                 }
             }
             long covered = parts.Sum(p => p.Length);

@@ -64,12 +64,12 @@ public sealed class OutputFile : IDisposable
         {
             throw new VesselException(VesselErrorReason.NotFound, $"{what} directory '{directory}' does not exist");
         }
-        if (dirType != UnixFile.TypeDirectory)
+        if (dirType != LibC.SIfDir)
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"{what} directory '{directory}' is not a directory");
         }
         int? type = UnixFile.TypeOf(full);
-        if (type is not null and not UnixFile.TypeRegular)
+        if (type is not null and not LibC.SIfReg)
         {
             throw new VesselException(VesselErrorReason.InvalidInput,
                 $"{what} '{full}' is {UnixFile.Describe(type.Value)}; Vessel only creates or replaces regular files (give another path)");
@@ -97,7 +97,7 @@ public sealed class OutputFile : IDisposable
     public void Commit()
     {
         int? type = UnixFile.TypeOf(Path);
-        if (type is not null and not UnixFile.TypeRegular)
+        if (type is not null and not LibC.SIfReg)
         {
             throw new VesselException(VesselErrorReason.Conflict,
                 $"'{Path}' became {UnixFile.Describe(type.Value)} while Vessel wrote it; nothing was replaced");
@@ -127,7 +127,7 @@ public sealed class OutputFile : IDisposable
         try
         {
             return Directory.EnumerateFiles(directory)
-                .Where(f => OwnerOf(System.IO.Path.GetFileName(f)) is string owner && !ProcessOwner.IsAlive(owner) && UnixFile.TypeOf(f) == UnixFile.TypeRegular)
+                .Where(f => OwnerOf(System.IO.Path.GetFileName(f)) is string owner && !ProcessOwner.IsAlive(owner) && UnixFile.TypeOf(f) == LibC.SIfReg)
                 .ToList();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

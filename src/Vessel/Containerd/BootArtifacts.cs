@@ -383,7 +383,7 @@ internal static class BootArtifacts
             {
                 throw new VesselException(VesselErrorReason.Conflict, $"{path} is still a mount point; unmount it, then clean up again.");
             }
-            if (type == UnixFile.TypeDirectory)
+            if (type == LibC.SIfDir)
             {
                 if (Directory.EnumerateFileSystemEntries(path).Any())
                 {

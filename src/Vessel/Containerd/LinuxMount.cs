@@ -11,20 +11,6 @@ namespace Vessel.Containerd;
 /// </summary>
 internal static class LinuxMount
 {
-    // linux/mount.h
-    public const ulong MsRdonly = 0x1;
-    public const ulong MsNosuid = 0x2;
-    public const ulong MsNodev = 0x4;
-    public const ulong MsNoexec = 0x8;
-    public const ulong MsRemount = 0x20;
-    public const ulong MsBind = 0x1000;
-    public const ulong MsRec = 0x4000;
-    public const ulong MsPrivate = 0x40000;
-
-    private const int Ebusy = 16;
-    private const int Einval = 22;
-    private const int Enoent = 2;
-
     /// <summary>
     /// Mounts a containerd mount read-only at <paramref name="target"/>, whatever its options
     /// say (a view is read-only by contract; this makes it so for the kernel too).
@@ -32,12 +18,12 @@ internal static class LinuxMount
     public static void MountReadOnly(string type, string source, IEnumerable<string> options, string target)
     {
         (ulong flags, string data) = ParseOptions(options);
-        flags |= MsRdonly | MsNosuid | MsNodev;
+        flags |= LibC.MsRdonly | LibC.MsNosuid | LibC.MsNodev;
         switch (type)
         {
             case "bind":
-                flags |= MsBind;
-                Check(LibC.Mount(source, target, null, flags & (MsBind | MsRec), null), "mount --bind", source, target);
+                flags |= LibC.MsBind;
+                Check(LibC.Mount(source, target, null, flags & (LibC.MsBind | LibC.MsRec), null), "mount --bind", source, target);
                 // A bind mount ignores MS_RDONLY on creation: remount it read-only.
                 Remount(target, flags, source);
                 break;
@@ -47,7 +33,7 @@ internal static class LinuxMount
                     throw new VesselException(VesselErrorReason.Unsupported,
                         $"The view's overlay mount has an upperdir: it is not a read-only view ({data}).");
                 }
-                Check(LibC.Mount(source.Length > 0 ? source : "overlay", target, "overlay", flags & ~(MsBind | MsRec), data), "mount -t overlay", source, target);
+                Check(LibC.Mount(source.Length > 0 ? source : "overlay", target, "overlay", flags & ~(LibC.MsBind | LibC.MsRec), data), "mount -t overlay", source, target);
                 break;
             default:
                 throw new VesselException(VesselErrorReason.Unsupported,
@@ -66,14 +52,14 @@ internal static class LinuxMount
         switch (type)
         {
             case "bind":
-                Check(LibC.Mount(source, target, null, MsBind | (flags & MsRec), null), "mount --bind", source, target);
-                if ((flags & MsRdonly) != 0)
+                Check(LibC.Mount(source, target, null, LibC.MsBind | (flags & LibC.MsRec), null), "mount --bind", source, target);
+                if ((flags & LibC.MsRdonly) != 0)
                 {
                     Remount(target, flags, source);
                 }
                 break;
             case "overlay":
-                Check(LibC.Mount(source.Length > 0 ? source : "overlay", target, "overlay", flags & ~(MsBind | MsRec), data), "mount -t overlay", source, target);
+                Check(LibC.Mount(source.Length > 0 ? source : "overlay", target, "overlay", flags & ~(LibC.MsBind | LibC.MsRec), data), "mount -t overlay", source, target);
                 break;
             default:
                 throw new VesselException(VesselErrorReason.Unsupported,
@@ -84,8 +70,8 @@ internal static class LinuxMount
     /// <summary>Bind-mounts one file read-only (nosuid, nodev, noexec) onto an existing file.</summary>
     public static void BindFileReadOnly(string source, string target)
     {
-        Check(LibC.Mount(source, target, null, MsBind, null), "mount --bind", source, target);
-        Remount(target, MsBind | MsRdonly | MsNosuid | MsNodev | MsNoexec, source);
+        Check(LibC.Mount(source, target, null, LibC.MsBind, null), "mount --bind", source, target);
+        Remount(target, LibC.MsBind | LibC.MsRdonly | LibC.MsNosuid | LibC.MsNodev | LibC.MsNoexec, source);
     }
 
     /// <summary>
@@ -101,12 +87,12 @@ internal static class LinuxMount
             if (LibC.Umount2(target, 0) != 0)
             {
                 int errno = Marshal.GetLastPInvokeError();
-                if (errno is Einval or Enoent)
+                if (errno is LibC.Einval or LibC.Enoent)
                 {
                     break;
                 }
-                throw new VesselException(errno == Ebusy ? VesselErrorReason.Conflict : VesselErrorReason.ToolFailed,
-                    $"umount {target}: {Describe(errno)}{(errno == Ebusy ? " (a process still uses it; stop it and clean up again)" : string.Empty)}.");
+                throw new VesselException(errno == LibC.Ebusy ? VesselErrorReason.Conflict : VesselErrorReason.ToolFailed,
+                    $"umount {target}: {Describe(errno)}{(errno == LibC.Ebusy ? " (a process still uses it; stop it and clean up again)" : string.Empty)}.");
             }
             removed++;
         }
@@ -143,13 +129,13 @@ internal static class LinuxMount
         {
             switch (o)
             {
-                case "ro": flags |= MsRdonly; break;
-                case "rw": flags &= ~MsRdonly; break;
-                case "bind": flags |= MsBind; break;
-                case "rbind": flags |= MsBind | MsRec; break;
-                case "nosuid": flags |= MsNosuid; break;
-                case "nodev": flags |= MsNodev; break;
-                case "noexec": flags |= MsNoexec; break;
+                case "ro": flags |= LibC.MsRdonly; break;
+                case "rw": flags &= ~LibC.MsRdonly; break;
+                case "bind": flags |= LibC.MsBind; break;
+                case "rbind": flags |= LibC.MsBind | LibC.MsRec; break;
+                case "nosuid": flags |= LibC.MsNosuid; break;
+                case "nodev": flags |= LibC.MsNodev; break;
+                case "noexec": flags |= LibC.MsNoexec; break;
                 case "suid" or "dev" or "exec" or "defaults": break;
                 default: data.Add(o); break;
             }
@@ -199,7 +185,7 @@ internal static class LinuxMount
 
     private static void Remount(string target, ulong flags, string source)
     {
-        if (LibC.Mount(string.Empty, target, null, MsRemount | MsBind | (flags & (MsRdonly | MsNosuid | MsNodev | MsNoexec)), null) != 0)
+        if (LibC.Mount(string.Empty, target, null, LibC.MsRemount | LibC.MsBind | (flags & (LibC.MsRdonly | LibC.MsNosuid | LibC.MsNodev | LibC.MsNoexec)), null) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             // Leave nothing half-done: the caller sees an error and no writable mount.

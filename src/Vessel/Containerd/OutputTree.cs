@@ -38,7 +38,7 @@ internal sealed class OutputTree
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"Output directory {full}: its parent does not exist.");
         }
-        if (type is not null && type != UnixFile.TypeDirectory)
+        if (type is not null && type != LibC.SIfDir)
         {
             throw new VesselException(VesselErrorReason.InvalidInput, $"Output {full} exists and is not a directory.");
         }
@@ -73,7 +73,7 @@ internal sealed class OutputTree
                     plan.Add(current);
                     planned.Add(current);
                 }
-                else if (type != UnixFile.TypeDirectory)
+                else if (type != LibC.SIfDir)
                 {
                     throw new VesselException(VesselErrorReason.InvalidInput,
                         $"{current} exists in the output directory and is not a directory (symlinks there are not followed); use an empty --out.");
@@ -106,7 +106,7 @@ internal sealed class OutputTree
             else
             {
                 Directory.CreateDirectory(path);
-                if (UnixFile.TypeOf(path) != UnixFile.TypeDirectory)
+                if (UnixFile.TypeOf(path) != LibC.SIfDir)
                 {
                     throw new VesselException(VesselErrorReason.Conflict, $"{path} changed under Vessel while it created the output directory.");
                 }

@@ -636,64 +636,57 @@ public sealed partial class Ext4Writer
         return new Layout(totalBlocks, groups, (uint)ipg, itb, gdtBlocks, JournalSuperblock.DefaultBlocks(totalBlocks));
     }
 
+    /// <summary>Writes entry <c>index</c> of one extent-tree level (a leaf extent or an index) into its 12-byte slot.</summary>
+    private delegate void ExtentEntryWriter(Span<byte> slot, int index);
+
     private void BuildExtentTree(InodePlan plan, List<FsExtent> extents, byte[] bitmap)
     {
-        Span<byte> iblock = plan.IBlock;
-        if (extents.Count <= Ext4ExtentTree.InodeEntries)
+        // Leaves of up to 340 extents, then (if needed) one level of index blocks
+        // (Ext4ExtentTree.TreeBlocks refused deeper trees), until the inode's 4 slots hold the top.
+        int count = extents.Count;
+        int depth = 0;
+        int treeBlocks = 0;
+        Func<int, uint> firstOf = i => extents[i].Logical;
+        ExtentEntryWriter write = (slot, i) => Ext4ExtentTree.WriteLeaf(slot, extents[i]);
+        while (count > Ext4ExtentTree.InodeEntries)
         {
-            Ext4ExtentTree.WriteHeader(iblock, extents.Count, Ext4ExtentTree.InodeEntries, 0);
-            for (int i = 0; i < extents.Count; i++)
-            {
-                Ext4ExtentTree.WriteLeaf(iblock[(12 + (12 * i))..], extents[i]);
-            }
-            return;
+            List<(uint First, long Block)> nodes = WriteExtentBlocks(count, depth, firstOf, write, bitmap);
+            treeBlocks += nodes.Count;
+            count = nodes.Count;
+            depth++;
+            firstOf = i => nodes[i].First;
+            write = (slot, i) => Ext4ExtentTree.WriteIndex(slot, nodes[i].First, nodes[i].Block);
         }
-        // Leaves of up to 340 extents, then (if needed) one level of index blocks.
-        var leaves = new List<(uint First, long Block)>();
-        for (int i = 0; i < extents.Count; i += Ext4ExtentTree.BlockEntries)
+        if (depth > 0)
         {
-            int n = Math.Min(Ext4ExtentTree.BlockEntries, extents.Count - i);
-            byte[] leaf = new byte[BlockSize];
-            Ext4ExtentTree.WriteHeader(leaf, n, Ext4ExtentTree.BlockEntries, 0);
-            for (int k = 0; k < n; k++)
-            {
-                Ext4ExtentTree.WriteLeaf(leaf.AsSpan(12 + (12 * k)), extents[i + k]);
-            }
-            long block = _allocator.AllocateContiguous(1);
-            Mark(bitmap, block, 1);
-            _image.Write(block * BlockSize, leaf);
-            leaves.Add((extents[i].Logical, block));
+            plan.TreeBlocks = treeBlocks;
         }
-        plan.TreeBlocks = leaves.Count;
-        if (leaves.Count <= Ext4ExtentTree.InodeEntries)
+        WriteExtentNode(plan.IBlock, 0, count, Ext4ExtentTree.InodeEntries, depth, write);
+    }
+
+    /// <summary>One level of an extent tree in blocks of up to 340 entries: each block's first logical block and where it lies.</summary>
+    private List<(uint First, long Block)> WriteExtentBlocks(int count, int depth, Func<int, uint> firstOf, ExtentEntryWriter write, byte[] bitmap)
+    {
+        var nodes = new List<(uint First, long Block)>();
+        for (int i = 0; i < count; i += Ext4ExtentTree.BlockEntries)
         {
-            Ext4ExtentTree.WriteHeader(iblock, leaves.Count, Ext4ExtentTree.InodeEntries, 1);
-            for (int i = 0; i < leaves.Count; i++)
-            {
-                Ext4ExtentTree.WriteIndex(iblock[(12 + (12 * i))..], leaves[i].First, leaves[i].Block);
-            }
-            return;
-        }
-        var indexes = new List<(uint First, long Block)>();
-        for (int i = 0; i < leaves.Count; i += Ext4ExtentTree.BlockEntries)
-        {
-            int n = Math.Min(Ext4ExtentTree.BlockEntries, leaves.Count - i);
             byte[] node = new byte[BlockSize];
-            Ext4ExtentTree.WriteHeader(node, n, Ext4ExtentTree.BlockEntries, 1);
-            for (int k = 0; k < n; k++)
-            {
-                Ext4ExtentTree.WriteIndex(node.AsSpan(12 + (12 * k)), leaves[i + k].First, leaves[i + k].Block);
-            }
+            WriteExtentNode(node, i, Math.Min(Ext4ExtentTree.BlockEntries, count - i), Ext4ExtentTree.BlockEntries, depth, write);
             long block = _allocator.AllocateContiguous(1);
             Mark(bitmap, block, 1);
             _image.Write(block * BlockSize, node);
-            indexes.Add((leaves[i].First, block));
+            nodes.Add((firstOf(i), block));
         }
-        plan.TreeBlocks += indexes.Count;
-        Ext4ExtentTree.WriteHeader(iblock, indexes.Count, Ext4ExtentTree.InodeEntries, 2);
-        for (int i = 0; i < indexes.Count; i++)
+        return nodes;
+    }
+
+    /// <summary>A node's header and entries <c>first</c> to <c>first + n - 1</c> of its level, in the inode or in a block.</summary>
+    private static void WriteExtentNode(Span<byte> node, int first, int n, int max, int depth, ExtentEntryWriter write)
+    {
+        Ext4ExtentTree.WriteHeader(node, n, max, depth);
+        for (int k = 0; k < n; k++)
         {
-            Ext4ExtentTree.WriteIndex(iblock[(12 + (12 * i))..], indexes[i].First, indexes[i].Block);
+            write(node[(12 + (12 * k))..], first + k);
         }
     }
 

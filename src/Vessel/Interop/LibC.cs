@@ -4,7 +4,7 @@ namespace Vessel.Interop;
 
 /// <summary>
 /// Every libc function Vessel calls that .NET does not expose, each declared once (the guest
-/// agent, a separate assembly, has its own). Callers check the result and read errno with
+/// agent, a separate assembly, compiles this file too). Callers check the result and read errno with
 /// <see cref="Marshal.GetLastPInvokeError"/>. Flag values are Linux's for x86-64 and arm64.
 /// </summary>
 internal static unsafe partial class LibC
@@ -20,14 +20,72 @@ internal static unsafe partial class LibC
     public const int AtEmptyPath = 0x1000;
 
     public const int Eperm = 1;
+    public const int Enoent = 2;
     public const int Eintr = 4;
     public const int Enxio = 6;
     public const int Eagain = 11;
+    public const int Ebusy = 16;
+    public const int Einval = 22;
+    public const int Enosys = 38;
     public const int Eopnotsupp = 95;
 
     public const short PollIn = 0x001;
+    public const short PollOut = 0x004;
     public const short PollErr = 0x008;
     public const short PollHup = 0x010;
+
+    // lseek(2) whence; preadv2(2) flags
+    public const int SeekData = 3;
+    public const int SeekHole = 4;
+    public const int RwfNowait = 0x08;
+
+    // send(2) and recv(2) flags; MSG_NOSIGNAL makes a vanished peer EPIPE, not SIGPIPE
+    public const int MsgDontwait = 0x40;
+    public const int MsgNosignal = 0x4000;
+
+    // fallocate(2) modes
+    public const int FallocFlKeepSize = 0x01;
+    public const int FallocFlPunchHole = 0x02;
+
+    // mount(2) flags (linux/mount.h)
+    public const ulong MsRdonly = 0x1;
+    public const ulong MsNosuid = 0x2;
+    public const ulong MsNodev = 0x4;
+    public const ulong MsNoexec = 0x8;
+    public const ulong MsRemount = 0x20;
+    public const ulong MsBind = 0x1000;
+    public const ulong MsRec = 0x4000;
+
+    // statx(2) (linux/stat.h): mask bits, and where fields lie in struct statx (one layout on every architecture)
+    public const uint StatxType = 0x1;
+    public const uint StatxMtime = 0x40;
+    public const uint StatxCtime = 0x80;
+    public const uint StatxIno = 0x100;
+    public const uint StatxSize = 0x200;
+    public const uint StatxBlocks = 0x400;
+    public const uint StatxBasicStats = 0x7ff;
+    public const int StatxBufferSize = 256;
+    public const int StatxModeAt = 28; // __u16 stx_mode; its S_IFMT bits are the file type
+    public const int StatxInoAt = 32;
+    public const int StatxSizeAt = 40;
+    public const int StatxBlocksAt = 48; // __u64 stx_blocks, in 512-byte units
+    public const int StatxCtimeAt = 96;
+    public const int StatxMtimeAt = 112;
+    public const int StatxDevMajorAt = 136;
+    public const int StatxDevMinorAt = 140;
+
+    // S_IFMT and the file types in it (sys/stat.h), as statx reports stx_mode
+    public const int SIfMt = 0xF000;
+    public const int SIfSock = 0xC000;
+    public const int SIfLnk = 0xA000;
+    public const int SIfReg = 0x8000;
+    public const int SIfBlk = 0x6000;
+    public const int SIfDir = 0x4000;
+    public const int SIfChr = 0x2000;
+    public const int SIfIfo = 0x1000;
+
+    /// <summary>cachestat(2)'s number, the same on x86-64 and arm64 (Linux 6.5+).</summary>
+    public const long SysCachestat = 451;
 
     public const int EfdNonblock = 0x800;
     public const int EfdCloexec = 0x80000;

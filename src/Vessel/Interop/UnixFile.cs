@@ -7,32 +7,10 @@ namespace Vessel.Interop;
 /// <summary>What .NET does not do with a path or file: its type without following a final symlink (statx(2)), a directory fsync, a punched hole.</summary>
 internal static class UnixFile
 {
-    public const int TypeRegular = 0x8000;
-    public const int TypeDirectory = 0x4000;
-    public const int TypeSymlink = 0xA000;
-    public const int TypeSocket = 0xC000;
-
-    private const int FallocFlKeepSize = 0x01;
-    private const int FallocFlPunchHole = 0x02;
-    private const uint StatxType = 0x1;
-    private const uint StatxBlocks = 0x400;
-    private const int StatxBlocksOffset = 48; // __u64 stx_blocks, in 512-byte units
-    private const int StatxSize = 256; // struct statx is 256 bytes
-    private const int StatxModeOffset = 28; // __u16 stx_mode
-    private const int SIfMt = 0xF000;
-
     /// <summary>The S_IFMT bits of <paramref name="path"/> (S_IFREG 0x8000, S_IFDIR 0x4000, S_IFLNK 0xA000...), or null if it does not exist.</summary>
-    public static unsafe int? TypeOf(string path)
-    {
-        byte* buffer = stackalloc byte[StatxSize];
-        if (LibC.Statx(LibC.AtFdCwd, path, LibC.AtSymlinkNoFollow, StatxType, buffer) != 0)
-        {
-            return null;
-        }
-        return BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(buffer + StatxModeOffset, 2)) & SIfMt;
-    }
+    public static int? TypeOf(string path) => ModeType(path, LibC.AtSymlinkNoFollow);
 
-    public static bool IsRegularFile(string path) => TypeOf(path) == TypeRegular;
+    public static bool IsRegularFile(string path) => TypeOf(path) == LibC.SIfReg;
 
     /// <summary>
     /// Bytes on disk of <paramref name="path"/> itself (a final symlink not followed): st_blocks
@@ -40,12 +18,12 @@ internal static class UnixFile
     /// </summary>
     public static unsafe long AllocatedBytes(string path)
     {
-        byte* buffer = stackalloc byte[StatxSize];
-        if (LibC.Statx(LibC.AtFdCwd, path, LibC.AtSymlinkNoFollow, StatxBlocks, buffer) != 0)
+        byte* buffer = stackalloc byte[LibC.StatxBufferSize];
+        if (LibC.Statx(LibC.AtFdCwd, path, LibC.AtSymlinkNoFollow, LibC.StatxBlocks, buffer) != 0)
         {
             return 0;
         }
-        return (long)BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(buffer + StatxBlocksOffset, 8)) * 512;
+        return (long)BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(buffer + LibC.StatxBlocksAt, 8)) * 512;
     }
 
     /// <summary>
@@ -55,7 +33,7 @@ internal static class UnixFile
     public static long DiskUsage(string path)
     {
         long total = AllocatedBytes(path);
-        if (TypeOf(path) != TypeDirectory)
+        if (TypeOf(path) != LibC.SIfDir)
         {
             return total;
         }
@@ -63,7 +41,7 @@ internal static class UnixFile
         {
             foreach (string entry in Directory.EnumerateFileSystemEntries(path))
             {
-                total += TypeOf(entry) == TypeDirectory ? DiskUsage(entry) : AllocatedBytes(entry);
+                total += TypeOf(entry) == LibC.SIfDir ? DiskUsage(entry) : AllocatedBytes(entry);
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -74,31 +52,23 @@ internal static class UnixFile
     }
 
     /// <summary>The S_IFMT bits of what <paramref name="path"/> leads to, symlinks followed, or null if nothing.</summary>
-    public static unsafe int? TypeOfFollowingLinks(string path)
-    {
-        byte* buffer = stackalloc byte[StatxSize];
-        if (LibC.Statx(LibC.AtFdCwd, path, 0, StatxType, buffer) != 0)
-        {
-            return null;
-        }
-        return BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(buffer + StatxModeOffset, 2)) & SIfMt;
-    }
+    public static int? TypeOfFollowingLinks(string path) => ModeType(path, 0);
 
     /// <summary>"a directory", "a character device"...: an S_IFMT value in words, for messages.</summary>
     public static string Describe(int type) => type switch
     {
-        TypeRegular => "a regular file",
-        TypeDirectory => "a directory",
-        TypeSymlink => "a symlink",
-        0x2000 => "a character device",
-        0x6000 => "a block device",
-        0x1000 => "a FIFO",
-        TypeSocket => "a socket",
+        LibC.SIfReg => "a regular file",
+        LibC.SIfDir => "a directory",
+        LibC.SIfLnk => "a symlink",
+        LibC.SIfChr => "a character device",
+        LibC.SIfBlk => "a block device",
+        LibC.SIfIfo => "a FIFO",
+        LibC.SIfSock => "a socket",
         _ => $"a special file (mode {Convert.ToString(type, 8)})",
     };
 
     /// <summary>True when <paramref name="path"/> itself (not a link target) is a unix socket.</summary>
-    public static bool IsSocket(string path) => TypeOf(path) == TypeSocket;
+    public static bool IsSocket(string path) => TypeOf(path) == LibC.SIfSock;
 
     /// <summary>Makes a rename or unlink in <paramref name="directory"/> durable (fsync on the directory).</summary>
     public static void FsyncDirectory(string directory)
@@ -126,18 +96,18 @@ internal static class UnixFile
     /// <summary>Deallocates a range, keeping the file size; returns false where the filesystem cannot punch holes.</summary>
     public static bool TryPunchHole(SafeFileHandle handle, long offset, long length)
     {
-        bool added = false;
-        handle.DangerousAddRef(ref added);
-        try
+        using var held = new HeldDescriptor(handle);
+        return LibC.Fallocate(held.Fd, LibC.FallocFlPunchHole | LibC.FallocFlKeepSize, offset, length) == 0;
+    }
+
+    /// <summary>The S_IFMT bits of stx_mode for <paramref name="path"/>, statx(2) given <paramref name="flags"/>, or null if nothing is there.</summary>
+    private static unsafe int? ModeType(string path, int flags)
+    {
+        byte* buffer = stackalloc byte[LibC.StatxBufferSize];
+        if (LibC.Statx(LibC.AtFdCwd, path, flags, LibC.StatxType, buffer) != 0)
         {
-            return LibC.Fallocate((int)handle.DangerousGetHandle(), FallocFlPunchHole | FallocFlKeepSize, offset, length) == 0;
+            return null;
         }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
+        return BinaryPrimitives.ReadUInt16LittleEndian(new ReadOnlySpan<byte>(buffer + LibC.StatxModeAt, 2)) & LibC.SIfMt;
     }
 }

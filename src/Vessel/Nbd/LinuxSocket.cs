@@ -12,13 +12,6 @@ namespace Vessel.Nbd;
 /// </summary>
 internal static class LinuxSocket
 {
-    private const int MsgDontWait = 0x40;
-    private const int MsgNoSignal = 0x4000; // a vanished peer is EPIPE, not SIGPIPE
-    private const short PollIn = 0x001;
-    private const short PollOut = 0x004;
-    private const int Eintr = 4;
-    private const int Eagain = 11;
-
     /// <summary>Receives what is there now: the bytes read, 0 at the peer's orderly close, or -1 when nothing is available yet.</summary>
     public static unsafe int TryReceive(SafeHandle socket, Span<byte> buffer)
     {
@@ -40,34 +33,23 @@ internal static class LinuxSocket
     /// <summary>One non-blocking recv or send, retried on EINTR; -1 on EAGAIN.</summary>
     private static unsafe int Transfer(SafeHandle socket, byte* p, int length, bool send)
     {
-        bool added = false;
-        socket.DangerousAddRef(ref added);
-        try
+        using var held = new HeldDescriptor(socket);
+        int fd = held.Fd;
+        while (true)
         {
-            int fd = (int)socket.DangerousGetHandle();
-            while (true)
+            long n = send ? LibC.Send(fd, p, (nuint)length, LibC.MsgDontwait | LibC.MsgNosignal) : LibC.Recv(fd, p, (nuint)length, LibC.MsgDontwait);
+            if (n >= 0)
             {
-                long n = send ? LibC.Send(fd, p, (nuint)length, MsgDontWait | MsgNoSignal) : LibC.Recv(fd, p, (nuint)length, MsgDontWait);
-                if (n >= 0)
-                {
-                    return (int)n;
-                }
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == Eagain)
-                {
-                    return -1;
-                }
-                if (errno != Eintr)
-                {
-                    throw new IOException($"{(send ? "send" : "recv")} failed (errno {errno}).", errno);
-                }
+                return (int)n;
             }
-        }
-        finally
-        {
-            if (added)
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == LibC.Eagain)
             {
-                socket.DangerousRelease();
+                return -1;
+            }
+            if (errno != LibC.Eintr)
+            {
+                throw new IOException($"{(send ? "send" : "recv")} failed (errno {errno}).", errno);
             }
         }
     }
@@ -78,30 +60,19 @@ internal static class LinuxSocket
     /// </summary>
     public static unsafe bool Wait(SafeHandle socket, bool write, int timeoutMs)
     {
-        bool added = false;
-        socket.DangerousAddRef(ref added);
-        try
+        using var held = new HeldDescriptor(socket);
+        var pfd = new LibC.PollFd { Fd = held.Fd, Events = write ? LibC.PollOut : LibC.PollIn };
+        while (true)
         {
-            var pfd = new LibC.PollFd { Fd = (int)socket.DangerousGetHandle(), Events = write ? PollOut : PollIn };
-            while (true)
+            int n = LibC.Poll(&pfd, 1, timeoutMs);
+            if (n >= 0)
             {
-                int n = LibC.Poll(&pfd, 1, timeoutMs);
-                if (n >= 0)
-                {
-                    return n > 0;
-                }
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno != Eintr)
-                {
-                    throw new IOException($"poll failed (errno {errno}).", errno);
-                }
+                return n > 0;
             }
-        }
-        finally
-        {
-            if (added)
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != LibC.Eintr)
             {
-                socket.DangerousRelease();
+                throw new IOException($"poll failed (errno {errno}).", errno);
             }
         }
     }

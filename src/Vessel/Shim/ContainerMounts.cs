@@ -70,12 +70,12 @@ internal static class ContainerMounts
     {
         // The source is the spec's host path (containerd's or the operator's, as runc reads it), never an image path.
         int? type = UnixFile.TypeOfFollowingLinks(m.Source);
-        if (type == UnixFile.TypeDirectory)
+        if (type == LibC.SIfDir)
         {
             throw new VesselException(VesselErrorReason.Unsupported,
                 $"mount {m.Destination}: a bind of the host directory {m.Source} cannot reach a Vessel VM (no virtio-fs for the shim yet); Vessel copies only regular files up to {MaxBindFileBytes >> 20} MiB.");
         }
-        if (type != UnixFile.TypeRegular)
+        if (type != LibC.SIfReg)
         {
             throw new VesselException(VesselErrorReason.InvalidInput,
                 $"mount {m.Destination}: the bind source {m.Source} is {(type is { } t ? UnixFile.Describe(t) : "missing")}, not a regular file on the host.");

@@ -76,7 +76,7 @@ public sealed class TarReader : IDisposable
         while (true)
         {
             long headerOffset = _position;
-            int got = await ReadExactOrEofAsync(header, cancellationToken);
+            int got = await ReadFullAsync(header, entryData: false, cancellationToken);
             if (got == 0)
             {
                 // A stream that ends without the two zero blocks: accept only at a header boundary.
@@ -203,20 +203,8 @@ public sealed class TarReader : IDisposable
     }
 
     /// <summary>Reads data of the current entry until <paramref name="destination"/> is full or the entry ends.</summary>
-    public async ValueTask<int> ReadDataFullAsync(Memory<byte> destination, CancellationToken cancellationToken)
-    {
-        int total = 0;
-        while (total < destination.Length)
-        {
-            int n = await ReadDataAsync(destination[total..], cancellationToken);
-            if (n == 0)
-            {
-                break;
-            }
-            total += n;
-        }
-        return total;
-    }
+    public ValueTask<int> ReadDataFullAsync(Memory<byte> destination, CancellationToken cancellationToken)
+        => ReadFullAsync(destination, entryData: true, cancellationToken);
 
     /// <summary>
     /// Reads the underlying stream to its end, so that a digest-verifying stream sees every
@@ -412,7 +400,7 @@ public sealed class TarReader : IDisposable
             long savedPad = _paddingRemaining;
             _dataRemaining = 0;
             _paddingRemaining = 0;
-            if (await ReadExactOrEofAsync(ext, cancellationToken) < BlockSize)
+            if (await ReadFullAsync(ext, entryData: false, cancellationToken) < BlockSize)
             {
                 throw Error(headerOffset, "archive is truncated inside a GNU sparse extension header");
             }
@@ -761,12 +749,18 @@ public sealed class TarReader : IDisposable
         }
     }
 
-    private async ValueTask<int> ReadExactOrEofAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads until <paramref name="destination"/> is full or the input ends: the current entry's
+    /// data when <paramref name="entryData"/> (its end counts as the end), else the raw archive.
+    /// </summary>
+    private async ValueTask<int> ReadFullAsync(Memory<byte> destination, bool entryData, CancellationToken cancellationToken)
     {
         int total = 0;
         while (total < destination.Length)
         {
-            int n = await ReadSomeAsync(destination[total..], cancellationToken);
+            int n = entryData
+                ? await ReadDataAsync(destination[total..], cancellationToken)
+                : await ReadSomeAsync(destination[total..], cancellationToken);
             if (n == 0)
             {
                 break;

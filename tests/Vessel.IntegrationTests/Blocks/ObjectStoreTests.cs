@@ -24,6 +24,18 @@ public sealed class ObjectStoreTests() : S3TestBase("vessel-s3-it-")
         return (path, bytes);
     }
 
+    /// <summary>
+    /// A random image (<see cref="RandomImageAsync"/>) imported into the bucket under
+    /// <paramref name="prefix"/> by a writer of its own, gone before the test reads: the build's
+    /// header and the image's bytes.
+    /// </summary>
+    private async Task<(BuildHeader Header, byte[] Bytes)> PutRandomImageAsync(string prefix, int megabytes, int seed, CancellationToken ct)
+    {
+        (string image, byte[] bytes) = await RandomImageAsync(prefix + ".raw", megabytes, seed);
+        using var writer = new S3LayerStorage(Server.Options(prefix, Dir.Combine("cache-" + prefix + "w"), Chunk));
+        return (await new LayerStore(writer).ImportAsync(image, 4096, null, ct), bytes);
+    }
+
     private static async Task<byte[]> ReadAllAsync(Build build)
     {
         byte[] all = new byte[build.Size];
@@ -35,12 +47,7 @@ public sealed class ObjectStoreTests() : S3TestBase("vessel-s3-it-")
     public async Task A_build_put_in_a_bucket_reads_back_whole_and_fetches_only_the_chunks_it_reads()
     {
         CancellationToken ct = CancellationToken.None;
-        (string image, byte[] bytes) = await RandomImageAsync("a.raw", 4, 1);
-        BuildHeader header;
-        using (var writer = new S3LayerStorage(Server.Options("a", Dir.Combine("cache-w"), Chunk)))
-        {
-            header = await new LayerStore(writer).ImportAsync(image, 4096, null, ct);
-        }
+        (BuildHeader header, byte[] bytes) = await PutRandomImageAsync("a", 4, 1, ct);
         int chunks = ChunkIndex.CountFor(header.DataLength, Chunk);
         Assert.True(chunks > 10, $"{chunks} chunks");
 
@@ -95,11 +102,7 @@ public sealed class ObjectStoreTests() : S3TestBase("vessel-s3-it-")
     public async Task The_chunk_cache_stays_within_its_bound()
     {
         CancellationToken ct = CancellationToken.None;
-        (string image, byte[] bytes) = await RandomImageAsync("c.raw", 2, 3);
-        using (var writer = new S3LayerStorage(Server.Options("c", Dir.Combine("cache-cw"), Chunk)))
-        {
-            await new LayerStore(writer).ImportAsync(image, 4096, null, ct);
-        }
+        (_, byte[] bytes) = await PutRandomImageAsync("c", 2, 3, ct);
         string cache = Dir.Combine("cache-small");
         using var reader = new S3LayerStorage(Server.Options("c", cache, Chunk, cacheBytes: 4 * Chunk));
         var store = new LayerStore(reader);
@@ -145,11 +148,7 @@ public sealed class ObjectStoreTests() : S3TestBase("vessel-s3-it-")
     public async Task Concurrent_readers_of_one_chunk_fetch_it_once()
     {
         CancellationToken ct = CancellationToken.None;
-        (string image, byte[] bytes) = await RandomImageAsync("h.raw", 1, 6);
-        using (var writer = new S3LayerStorage(Server.Options("h", Dir.Combine("cache-hw"), Chunk)))
-        {
-            await new LayerStore(writer).ImportAsync(image, 4096, null, ct);
-        }
+        (_, byte[] bytes) = await PutRandomImageAsync("h", 1, 6, ct);
         using var reader = new S3LayerStorage(Server.Options("h", Dir.Combine("cache-h"), Chunk));
         Guid id = (await reader.ListAsync(ct)).Single();
         using Build build = await new LayerStore(reader).OpenAsync(id, ct);

@@ -18,83 +18,41 @@ namespace Vessel.IntegrationTests.Cluster;
 /// store reads through to (<c>VESSEL_REMOTE_STORE</c>). Only node a builds template "t", so
 /// creates land there; b and c have nothing of it but what the bucket gives them.
 /// </summary>
-public sealed class ThreeNodeFixture : IAsyncLifetime
+public sealed class ThreeNodeFixture() : ClusterFixtureBase(3, "npm", "node")
 {
-    private PostgresServer? _postgres;
+    public const string Prefix = "cluster";
 
     public S3Server? Bucket { get; private set; }
 
-    public DaemonFixture? A { get; private set; }
+    public DaemonFixture? A => Node(0);
 
-    public DaemonFixture? B { get; private set; }
+    public DaemonFixture? B => Node(1);
 
-    public DaemonFixture? C { get; private set; }
-
-    public const string Prefix = "cluster";
-
-    public async Task InitializeAsync()
-    {
-        if (Requirements.FirstMissing([.. DaemonFixture.Requirements, PostgresServer.BinDirectory + "/initdb", "npm", "node"]) is not null)
-        {
-            return;
-        }
-        _postgres = await PostgresServer.StartAsync(CancellationToken.None);
-        Bucket = await S3Server.StartAsync(CancellationToken.None);
-        string url = await _postgres.CreateDatabaseAsync(CancellationToken.None);
-        A = Node(url, "node-a", buildsTemplate: true);
-        await A.InitializeAsync();
-        B = Node(url, "node-b", buildsTemplate: false);
-        await B.InitializeAsync();
-        C = Node(url, "node-c", buildsTemplate: false);
-        await C.InitializeAsync();
-    }
-
-    private DaemonFixture Node(string url, string name, bool buildsTemplate)
-    {
-        var environment = new Dictionary<string, string>(ClusterFixture.Node(url, name, buildsTemplate).Environment)
-        {
-            ["VESSEL_REMOTE_STORE"] = $"s3://{Bucket!.Bucket}/{Prefix}",
-        };
-        foreach ((string key, string value) in Bucket.Environment)
-        {
-            environment[key] = value;
-        }
-        return new DaemonFixture { Environment = environment, ServeArguments = ["--cluster"], BuildsTemplate = buildsTemplate };
-    }
+    public DaemonFixture? C => Node(2);
 
     /// <summary>The bucket as a store (to look at and damage its objects).</summary>
     internal S3LayerStorage Store(string cache) => new(Bucket!.Options(Prefix, cache));
 
-    public async Task DisposeAsync()
+    private protected override async Task StartSharedAsync() => Bucket = await S3Server.StartAsync(CancellationToken.None);
+
+    private protected override void AddSharedEnvironment(Dictionary<string, string> environment)
     {
-        DaemonFixture?[] nodes = [C, B, A];
-        string[] homes = [.. nodes.Where(d => d?.Work is not null).Select(d => d!.Home)];
-        int postgres = _postgres?.ProcessId ?? 0;
-        try
+        environment["VESSEL_REMOTE_STORE"] = $"s3://{Bucket!.Bucket}/{Prefix}";
+        foreach ((string key, string value) in Bucket.Environment)
         {
-            foreach (DaemonFixture? d in nodes)
-            {
-                if (d is not null)
-                {
-                    await d.DisposeAsync();
-                }
-            }
+            environment[key] = value;
         }
-        finally
-        {
-            if (_postgres is not null)
-            {
-                await _postgres.DisposeAsync();
-            }
-            if (Bucket is not null)
-            {
-                await Bucket.DisposeAsync();
-            }
-        }
-        Assert.Empty(ProcessTable.Matching(c => homes.Any(h => c.Contains(h, StringComparison.Ordinal))));
-        Assert.False(postgres != 0 && Directory.Exists($"/proc/{postgres}"), $"PostgreSQL (pid {postgres}) outlived the fixture");
-        Assert.False(Bucket?.IsRunning ?? false, "s3rver outlived the fixture");
     }
+
+    private protected override async Task StopSharedAsync()
+    {
+        if (Bucket is not null)
+        {
+            await Bucket.DisposeAsync();
+        }
+    }
+
+    private protected override void AssertSharedStopped() => Assert.False(Bucket?.IsRunning ?? false, "s3rver outlived the fixture");
 }
 
 public sealed class ClusterResumeTests(ThreeNodeFixture fixture, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<ThreeNodeFixture>

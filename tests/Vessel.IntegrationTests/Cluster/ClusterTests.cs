@@ -12,74 +12,14 @@ using Xunit;
 namespace Vessel.IntegrationTests.Cluster;
 
 /// <summary>
-/// Two real <c>vessel serve --cluster</c> daemons (nodes a and b, separate homes and ports on
-/// loopback) on a real PostgreSQL that holds both Vessel's state and Orleans' membership. Only
-/// node a's home holds template "t" (b's fixture builds nothing), so placement puts a sandbox
-/// created through b on a. The probe timeout is 1 s so a killed node is declared dead in seconds.
+/// Two nodes (<see cref="ClusterFixtureBase"/>): only node a's home holds template "t" (b's
+/// fixture builds nothing), so placement puts a sandbox created through b on a.
 /// </summary>
-public sealed class ClusterFixture : IAsyncLifetime
+public sealed class ClusterFixture() : ClusterFixtureBase(2)
 {
-    public const string ProbeMilliseconds = "1000";
+    public DaemonFixture? A => Node(0);
 
-    private PostgresServer? _server;
-
-    public DaemonFixture? A { get; private set; }
-
-    public DaemonFixture? B { get; private set; }
-
-    public static DaemonFixture Node(string url, string name, bool buildsTemplate) => new()
-    {
-        Environment = new Dictionary<string, string>
-        {
-            ["VESSEL_STATE"] = url,
-            ["VESSEL_NODE"] = name,
-            ["VESSEL_SILO_PORT"] = DaemonFixture.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["VESSEL_GATEWAY_PORT"] = DaemonFixture.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["VESSEL_CLUSTER_PROBE_MS"] = ProbeMilliseconds,
-        },
-        ServeArguments = ["--cluster"],
-        BuildsTemplate = buildsTemplate,
-    };
-
-    public async Task InitializeAsync()
-    {
-        if (Requirements.FirstMissing([.. DaemonFixture.Requirements, PostgresServer.BinDirectory + "/initdb"]) is not null)
-        {
-            return;
-        }
-        _server = await PostgresServer.StartAsync(CancellationToken.None);
-        string url = await _server.CreateDatabaseAsync(CancellationToken.None);
-        A = Node(url, "node-a", buildsTemplate: true);
-        await A.InitializeAsync();
-        B = Node(url, "node-b", buildsTemplate: false);
-        await B.InitializeAsync();
-    }
-
-    public async Task DisposeAsync()
-    {
-        string[] homes = [.. new[] { A, B }.Where(d => d?.Work is not null).Select(d => d!.Home)];
-        int postgres = _server?.ProcessId ?? 0;
-        try
-        {
-            foreach (DaemonFixture? d in new[] { B, A })
-            {
-                if (d is not null)
-                {
-                    await d.DisposeAsync();
-                }
-            }
-        }
-        finally
-        {
-            if (_server is not null)
-            {
-                await _server.DisposeAsync();
-            }
-        }
-        // Nothing of the cluster outlives it: no daemon or VM naming a node's home, no PostgreSQL.
-        Assert.Empty(ProcessTable.Matching(c => homes.Any(h => c.Contains(h, StringComparison.Ordinal))));
-        Assert.False(postgres != 0 && Directory.Exists($"/proc/{postgres}"), $"PostgreSQL (pid {postgres}) outlived the fixture");
-    }
+    public DaemonFixture? B => Node(1);
 }
 
 public sealed class ClusterTests(ClusterFixture fixture, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<ClusterFixture>
@@ -113,7 +53,7 @@ public sealed class ClusterTests(ClusterFixture fixture, Xunit.Abstractions.ITes
         Assert.Contains("node-a", detail, StringComparison.Ordinal);
         Assert.Contains("declared dead", detail, StringComparison.Ordinal);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90), $"node a's loss took {clock.Elapsed}");
-        output.WriteLine($"node b reported the sandbox lost {clock.Elapsed.TotalSeconds:F1} s after node a was killed (probe timeout {ClusterFixture.ProbeMilliseconds} ms): {detail}");
+        output.WriteLine($"node b reported the sandbox lost {clock.Elapsed.TotalSeconds:F1} s after node a was killed (probe timeout {ClusterFixtureBase.ProbeMilliseconds} ms): {detail}");
 
         // Node a comes back under its name: it sweeps the VM its crash left, and its sandbox stays lost.
         await a.StartAsync(CancellationToken.None);

@@ -1,61 +1,57 @@
 namespace Vessel.IntegrationTests.Containerd;
 
 [Collection(ContainerdCollection.Name)]
-public sealed class BootArtifactsTests(ContainerdFixture ctrd)
+public sealed class BootArtifactsTests(ContainerdFixture ctrd) : TimedTestBase(ContainerdFixture.TestTimeout)
 {
-    private const int Timeout = ContainerdFixture.TestTimeout;
-
     [ContainerdFact]
     public async Task View_of_a_single_layer_image_binds_the_files_read_only_and_delete_removes_everything()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         var (bundle, output) = ctrd.NewBundle();
         ArtifactResult result = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.SingleImage, bundle, output, ArtifactMode.View,
-            "/boot/vmlinuz", "/boot/initrd.img", "urunc.json", "/vmlinuz", "/escape"), cts.Token);
+            "/boot/vmlinuz", "/boot/initrd.img", "urunc.json", "/vmlinuz", "/escape"), Deadline);
 
         Assert.Equal(ArtifactMode.View, result.Mode);
         Assert.Null(result.FallbackReason);
-        Assert.Equal(ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), cts.Token));
-        Assert.Equal(ctrd.Initrd, await File.ReadAllBytesAsync(Path.Combine(output, "boot/initrd.img"), cts.Token));
-        Assert.Equal(ctrd.Config, await File.ReadAllBytesAsync(Path.Combine(output, "urunc.json"), cts.Token));
+        Assert.Equal(ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), Deadline));
+        Assert.Equal(ctrd.Initrd, await File.ReadAllBytesAsync(Path.Combine(output, "boot/initrd.img"), Deadline));
+        Assert.Equal(ctrd.Config, await File.ReadAllBytesAsync(Path.Combine(output, "urunc.json"), Deadline));
         // Symlinks resolve inside the image: /vmlinuz -> boot/vmlinuz; /escape climbs above the root and stops there.
-        Assert.Equal(ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "vmlinuz"), cts.Token));
-        Assert.Equal(ctrd.Config, await File.ReadAllBytesAsync(Path.Combine(output, "escape"), cts.Token));
+        Assert.Equal(ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "vmlinuz"), Deadline));
+        Assert.Equal(ctrd.Config, await File.ReadAllBytesAsync(Path.Combine(output, "escape"), Deadline));
         // A one-layer view is a bind mount; every artifact is a read-only bind.
         Assert.True(LinuxMount.IsMountPoint(Path.Combine(bundle, "vessel-view")));
         Assert.Throws<IOException>(() => File.WriteAllText(Path.Combine(output, "urunc.json"), "x"));
-        string leases = (await ctrd.CtrAsync(cts.Token, "leases", "ls")).EnsureSuccess().StandardOutput;
+        string leases = (await ctrd.CtrAsync(Deadline, "leases", "ls")).EnsureSuccess().StandardOutput;
         Assert.Contains(result.LeaseId!, leases, StringComparison.Ordinal);
         Assert.Contains("containerd.io/gc.expire=", leases, StringComparison.Ordinal);
-        string snapshots = (await ctrd.CtrAsync(cts.Token, "snapshots", "ls")).EnsureSuccess().StandardOutput;
+        string snapshots = (await ctrd.CtrAsync(Deadline, "snapshots", "ls")).EnsureSuccess().StandardOutput;
         Assert.Contains(result.ViewKey!, snapshots, StringComparison.Ordinal);
 
         // Task Delete.
-        CleanupResult cleanup = await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
+        CleanupResult cleanup = await BootArtifacts.CleanupAsync(bundle, null, Deadline);
         Assert.True(cleanup.HadState);
-        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
     }
 
     [ContainerdFact]
     public async Task View_of_a_multi_layer_image_sees_the_top_layer_and_extraction_gives_the_same_bytes()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         string[] files = ["/boot/vmlinuz", "/boot/initrd.img", "/urunc.json", "/kernel"];
         var (bundle, output) = ctrd.NewBundle();
-        ArtifactResult view = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.MultiImage, bundle, output, ArtifactMode.View, files), cts.Token);
+        ArtifactResult view = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.MultiImage, bundle, output, ArtifactMode.View, files), Deadline);
         Assert.Equal(ArtifactMode.View, view.Mode);
         var viewBytes = files.ToDictionary(f => f, f => File.ReadAllBytes(output + f));
         // A deeper view is an overlay mount.
-        string mountinfo = await File.ReadAllTextAsync("/proc/self/mountinfo", cts.Token);
+        string mountinfo = await File.ReadAllTextAsync("/proc/self/mountinfo", Deadline);
         Assert.Contains($"{bundle}/vessel-view ro", mountinfo, StringComparison.Ordinal);
-        await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
-        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await BootArtifacts.CleanupAsync(bundle, null, Deadline);
+        await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
 
-        ArtifactResult extract = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.MultiImage, bundle, output, ArtifactMode.Extract, files), cts.Token);
+        ArtifactResult extract = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.MultiImage, bundle, output, ArtifactMode.Extract, files), Deadline);
         Assert.Equal(ArtifactMode.Extract, extract.Mode);
         foreach (string f in files)
         {
-            Assert.Equal(viewBytes[f], await File.ReadAllBytesAsync(output + f, cts.Token));
+            Assert.Equal(viewBytes[f], await File.ReadAllBytesAsync(output + f, Deadline));
         }
         Assert.Equal(ctrd.KernelV2, viewBytes["/boot/vmlinuz"]);
         Assert.Equal(ctrd.KernelV2, viewBytes["/kernel"]);
@@ -64,8 +60,8 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         // Extraction wrote only the requested files.
         Assert.Equal(files.Select(f => output + f).Order(StringComparer.Ordinal),
             Directory.EnumerateFiles(output, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal));
-        await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
-        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await BootArtifacts.CleanupAsync(bundle, null, Deadline);
+        await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
     }
 
     [RequiresTheory("root", "containerd", "ctr", "umoci", "skopeo", Timeout = ContainerdFixture.TestTimeout)]
@@ -73,72 +69,69 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
     [InlineData("extract")]
     public async Task A_missing_or_whited_out_artifact_fails_naming_the_file_and_the_image_and_leaves_nothing(string mode)
     {
-        using var cts = new CancellationTokenSource(Timeout);
         var (bundle, output) = ctrd.NewBundle();
         foreach (string missing in new[] { "/boot/old-initrd", "/boot/nope", "/passwd-of-host" })
         {
-            ProcessResult run = await Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, mode, "/boot/vmlinuz", missing);
+            ProcessResult run = await Artifacts(Deadline, ContainerdFixture.MultiImage, bundle, output, mode, "/boot/vmlinuz", missing);
             Assert.Equal(1, run.ExitCode);
             Assert.Contains(missing, run.StandardError, StringComparison.Ordinal);
             Assert.Contains(ContainerdFixture.MultiImage, run.StandardError, StringComparison.Ordinal);
-            await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+            await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
         }
 
         // A symlink to /etc/passwd means the image's /etc/passwd, which this image lacks: never the host's.
         var (bundle2, output2) = ctrd.NewBundle();
         var e = await Assert.ThrowsAsync<VesselException>(() => BootArtifacts.PrepareAsync(
-            Request(ContainerdFixture.SingleImage, bundle2, output2, mode == "view" ? ArtifactMode.View : ArtifactMode.Extract, "/passwd"), cts.Token));
+            Request(ContainerdFixture.SingleImage, bundle2, output2, mode == "view" ? ArtifactMode.View : ArtifactMode.Extract, "/passwd"), Deadline));
         Assert.Equal(VesselErrorReason.NotFound, e.Reason);
         Assert.Contains("'/passwd'", e.Message, StringComparison.Ordinal);
         Assert.Contains("/etc", e.Message, StringComparison.Ordinal);
-        await ctrd.AssertNothingLeftAsync(bundle2, output2, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle2, output2, Deadline);
     }
 
     [ContainerdFact]
     public async Task Create_then_stop_from_another_process_and_a_second_cleanup_is_a_no_op()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         var (bundle, output) = ctrd.NewBundle();
-        string create = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/urunc.json"));
+        string create = await SucceedsAsync(Artifacts(Deadline, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/urunc.json"));
         Assert.StartsWith("artifacts: view", create, StringComparison.Ordinal);
-        Assert.Equal(ctrd.KernelV2, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), cts.Token));
+        Assert.Equal(ctrd.KernelV2, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), Deadline));
 
         // The same request again finds the bundle ready.
-        string again = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/urunc.json"));
+        string again = await SucceedsAsync(Artifacts(Deadline, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/urunc.json"));
         Assert.Contains("already prepared", again, StringComparison.Ordinal);
 
         // Shim Stop: a separate process that knows only the bundle.
-        string stop = await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
+        string stop = await SucceedsAsync(VesselCli.RunAsync(Deadline, "containerd", "cleanup", "--bundle", bundle));
         Assert.Contains("lease vessel-", stop, StringComparison.Ordinal);
-        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
 
         // Task Delete after Stop: nothing left to do, and no error.
-        string second = await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
+        string second = await SucceedsAsync(VesselCli.RunAsync(Deadline, "containerd", "cleanup", "--bundle", bundle));
         Assert.Contains("nothing to clean", second, StringComparison.Ordinal);
-        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
     }
 
     [ContainerdFact]
     public async Task Cleanup_never_unmounts_the_view_while_a_bind_is_in_use()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         var (bundle, output) = ctrd.NewBundle();
-        await BootArtifacts.PrepareAsync(Request(ContainerdFixture.MultiImage, bundle, output, ArtifactMode.View, "/boot/vmlinuz"), cts.Token);
+        await BootArtifacts.PrepareAsync(Request(ContainerdFixture.MultiImage, bundle, output, ArtifactMode.View, "/boot/vmlinuz"), Deadline);
         string kernel = Path.Combine(output, "boot/vmlinuz");
         using (FileStream inUse = File.OpenRead(kernel))
         {
             // A running VMM holds the kernel open: the bind is busy.
-            var e = await Assert.ThrowsAsync<VesselException>(() => BootArtifacts.CleanupAsync(bundle, null, cts.Token));
+            var e = await Assert.ThrowsAsync<VesselException>(() => BootArtifacts.CleanupAsync(bundle, null, Deadline));
             Assert.Equal(VesselErrorReason.Conflict, e.Reason);
             Assert.True(LinuxMount.IsMountPoint(kernel));
             Assert.True(LinuxMount.IsMountPoint(Path.Combine(bundle, "vessel-view")), "the view was unmounted under a live bind");
             Assert.True(File.Exists(Path.Combine(bundle, "vessel-artifacts.json")));
             byte[] head = new byte[4096];
-            Assert.Equal(head.Length, await inUse.ReadAsync(head, cts.Token));
+            Assert.Equal(head.Length, await inUse.ReadAsync(head, Deadline));
             Assert.Equal(ctrd.KernelV2.AsSpan(0, head.Length).ToArray(), head);
         }
-        await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
-        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await BootArtifacts.CleanupAsync(bundle, null, Deadline);
+        await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
     }
 
     [RequiresTheory("root", "containerd", "ctr", "umoci", "skopeo", Timeout = ContainerdFixture.TestTimeout)]
@@ -149,71 +142,66 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
     [InlineData("bind")]
     public async Task A_crash_at_any_step_is_cleaned_up_by_cleanup(string step)
     {
-        using var cts = new CancellationTokenSource(Timeout);
         var (bundle, output) = ctrd.NewBundle();
-        await CrashAtAsync(step, ContainerdFixture.MultiImage, bundle, output, cts.Token);
+        await CrashAtAsync(step, ContainerdFixture.MultiImage, bundle, output, Deadline);
 
-        await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
-        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
-        await SucceedsAsync(VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle));
+        await SucceedsAsync(VesselCli.RunAsync(Deadline, "containerd", "cleanup", "--bundle", bundle));
+        await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
+        await SucceedsAsync(VesselCli.RunAsync(Deadline, "containerd", "cleanup", "--bundle", bundle));
     }
 
     [ContainerdFact]
     public async Task A_retry_after_a_crash_reuses_the_view_and_lease()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         var (bundle, output) = ctrd.NewBundle();
-        await CrashAtAsync("mount", ContainerdFixture.MultiImage, bundle, output, cts.Token);
+        await CrashAtAsync("mount", ContainerdFixture.MultiImage, bundle, output, Deadline);
 
-        string retry = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/boot/initrd.img"));
-        Assert.Equal(ctrd.Initrd, await File.ReadAllBytesAsync(Path.Combine(output, "boot/initrd.img"), cts.Token));
+        string retry = await SucceedsAsync(Artifacts(Deadline, ContainerdFixture.MultiImage, bundle, output, "view", "/boot/vmlinuz", "/boot/initrd.img"));
+        Assert.Equal(ctrd.Initrd, await File.ReadAllBytesAsync(Path.Combine(output, "boot/initrd.img"), Deadline));
         // One view mount, not two stacked.
-        string mountinfo = await File.ReadAllTextAsync("/proc/self/mountinfo", cts.Token);
+        string mountinfo = await File.ReadAllTextAsync("/proc/self/mountinfo", Deadline);
         Assert.Single(mountinfo.Split('\n'), l => l.Contains($" {bundle}/vessel-view ", StringComparison.Ordinal));
 
-        await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
-        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await BootArtifacts.CleanupAsync(bundle, null, Deadline);
+        await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
     }
 
     [ContainerdFact]
     public async Task An_image_without_a_snapshot_falls_back_to_extraction_and_says_so()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         var (bundle, output) = ctrd.NewBundle();
-        string run = await SucceedsAsync(Artifacts(cts.Token, ContainerdFixture.PackedImage, bundle, output, "view", "/boot/vmlinuz"));
+        string run = await SucceedsAsync(Artifacts(Deadline, ContainerdFixture.PackedImage, bundle, output, "view", "/boot/vmlinuz"));
         Assert.StartsWith("artifacts: extract (view unavailable:", run, StringComparison.Ordinal);
         Assert.Contains("not unpacked", run, StringComparison.Ordinal);
-        Assert.Equal(ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), cts.Token));
-        Assert.True((await VesselCli.RunAsync(cts.Token, "containerd", "cleanup", "--bundle", bundle)).Succeeded);
-        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        Assert.Equal(ctrd.KernelV1, await File.ReadAllBytesAsync(Path.Combine(output, "boot/vmlinuz"), Deadline));
+        Assert.True((await VesselCli.RunAsync(Deadline, "containerd", "cleanup", "--bundle", bundle)).Succeeded);
+        await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
 
-        ProcessResult strict = await Artifacts(cts.Token, ContainerdFixture.PackedImage, bundle, output, "view", "/boot/vmlinuz", "--", "--no-fallback");
+        ProcessResult strict = await Artifacts(Deadline, ContainerdFixture.PackedImage, bundle, output, "view", "/boot/vmlinuz", "--", "--no-fallback");
         Assert.Equal(1, strict.ExitCode);
         Assert.Contains("not unpacked", strict.StandardError, StringComparison.Ordinal);
-        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
     }
 
     [ContainerdFact]
     public async Task The_mode_is_extract_unless_the_bundle_annotation_enables_the_view()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         var (bundle, output) = ctrd.NewBundle();
-        ArtifactResult off = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.SingleImage, bundle, output, null, "/urunc.json"), cts.Token);
+        ArtifactResult off = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.SingleImage, bundle, output, null, "/urunc.json"), Deadline);
         Assert.Equal(ArtifactMode.Extract, off.Mode);
-        await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
+        await BootArtifacts.CleanupAsync(bundle, null, Deadline);
 
         await File.WriteAllTextAsync(Path.Combine(bundle, "config.json"),
-            "{\"ociVersion\":\"1.0.2\",\"annotations\":{\"" + BootArtifacts.ViewAnnotation + "\":\"true\"}}", cts.Token);
-        ArtifactResult on = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.SingleImage, bundle, output, null, "/urunc.json"), cts.Token);
+            "{\"ociVersion\":\"1.0.2\",\"annotations\":{\"" + BootArtifacts.ViewAnnotation + "\":\"true\"}}", Deadline);
+        ArtifactResult on = await BootArtifacts.PrepareAsync(Request(ContainerdFixture.SingleImage, bundle, output, null, "/urunc.json"), Deadline);
         Assert.Equal(ArtifactMode.View, on.Mode);
-        await BootArtifacts.CleanupAsync(bundle, null, cts.Token);
-        await ctrd.AssertNothingLeftAsync(bundle, output, cts.Token);
+        await BootArtifacts.CleanupAsync(bundle, null, Deadline);
+        await ctrd.AssertNothingLeftAsync(bundle, output, Deadline);
     }
 
     [ContainerdFact]
     public async Task A_symlink_in_the_output_directory_is_refused_and_nothing_is_written_through_it()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         var (bundle, output) = ctrd.NewBundle();
         string elsewhere = Path.Combine(Path.GetDirectoryName(bundle)!, "elsewhere");
         Directory.CreateDirectory(elsewhere);
@@ -221,7 +209,7 @@ public sealed class BootArtifactsTests(ContainerdFixture ctrd)
         Directory.CreateSymbolicLink(Path.Combine(output, "boot"), elsewhere);
 
         var e = await Assert.ThrowsAsync<VesselException>(() => BootArtifacts.PrepareAsync(
-            Request(ContainerdFixture.SingleImage, bundle, output, ArtifactMode.Extract, "/boot/vmlinuz"), cts.Token));
+            Request(ContainerdFixture.SingleImage, bundle, output, ArtifactMode.Extract, "/boot/vmlinuz"), Deadline));
         Assert.Contains("not a directory", e.Message, StringComparison.Ordinal);
         Assert.Empty(Directory.EnumerateFileSystemEntries(elsewhere));
         Assert.False(File.Exists(Path.Combine(bundle, "vessel-artifacts.json")));

@@ -1,20 +1,17 @@
 namespace Vessel.IntegrationTests.Containerd;
 
 [Collection(ContainerdCollection.Name)]
-public sealed class ContentStreamTests(ContainerdFixture ctrd)
+public sealed class ContentStreamTests(ContainerdFixture ctrd) : TimedTestBase(ContainerdFixture.TestTimeout)
 {
-    private const int Timeout = ContainerdFixture.TestTimeout;
-
     [ContainerdFact]
     public async Task A_content_store_blob_streams_like_every_read_stream_over_the_grpc_client()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         using var client = new ContainerdClient(ctrd.Socket, ContainerdFixture.Namespace);
-        ContainerdImage image = await ContainerdImage.ResolveAsync(client, ContainerdFixture.MultiImage, cts.Token);
+        ContainerdImage image = await ContainerdImage.ResolveAsync(client, ContainerdFixture.MultiImage, Deadline);
         string digest = image.Layers[^1].Digest;
         // The oracle: the blob file in containerd's own content store, under the fixture's root.
         string blob = Path.Combine(ctrd.Root, "root", "io.containerd.content.v1.content", "blobs", "sha256", digest["sha256:".Length..]);
-        byte[] expected = await File.ReadAllBytesAsync(blob, cts.Token);
+        byte[] expected = await File.ReadAllBytesAsync(blob, Deadline);
         Assert.True(expected.Length > 1000, "the blob should span several reads");
 
         await ReadStreamChecks.RunAllAsync(() => Task.FromResult<(Stream, byte[])>((new ContentStream(client, OciDigest.Parse(digest, "a layer")), expected)));
@@ -23,10 +20,9 @@ public sealed class ContentStreamTests(ContainerdFixture ctrd)
     [ContainerdFact]
     public async Task A_missing_blob_fails_with_not_found_naming_the_call()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         using var client = new ContainerdClient(ctrd.Socket, ContainerdFixture.Namespace);
         await using var stream = new ContentStream(client, OciDigest.Parse("sha256:" + new string('0', 64), "a missing blob"));
-        VesselException e = await Assert.ThrowsAsync<VesselException>(() => stream.ReadAsync(new byte[16], cts.Token).AsTask());
+        VesselException e = await Assert.ThrowsAsync<VesselException>(() => stream.ReadAsync(new byte[16], Deadline).AsTask());
         Assert.Equal(VesselErrorReason.NotFound, e.Reason);
         Assert.StartsWith("containerd Content/Read: NotFound:", e.Message, StringComparison.Ordinal);
     }

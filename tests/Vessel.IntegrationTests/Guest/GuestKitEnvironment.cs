@@ -7,35 +7,17 @@ namespace Vessel.IntegrationTests.Guest;
 /// OCI image made here from Debian's busybox-static with umoci (nothing from outside the
 /// repository), its rootfs, and a private state directory whose leftovers disposal checks.
 /// </summary>
-public sealed class GuestKitEnvironment : IAsyncLifetime
+public sealed class GuestKitEnvironment() : VmTestEnvironment(Requirements, "vgk-", 64L << 20)
 {
     public static readonly string[] Requirements = ["qemu-system-x86_64", "umoci", "apt-get", "dpkg-deb", "modinfo", "setpriv", "debugfs"];
-
-    public TempDirectory? Work { get; private set; }
-
-    public GuestKit? Kit { get; private set; }
 
     /// <summary>The OCI layout of the busybox image, as an image reference ("oci:DIR:busybox").</summary>
     public string ImageReference => "oci:" + Work!.Combine("oci") + ":busybox";
 
-    public string RootfsPath => Work!.Combine("busybox.ext4");
-
-    public string StateDirectory => Work!.Combine("state");
-
-    public SandboxManager Manager => new(StateDirectory, Kit!);
-
-    public async Task InitializeAsync()
+    private protected override async Task<IImageSource> OpenImageAsync(TempDirectory work)
     {
-        if (Vessel.Testing.Requirements.FirstMissing(Requirements) is not null)
-        {
-            return;
-        }
-        // Short path: unix socket paths must stay under 108 bytes.
-        Work = TempDirectory.Create("vgk-", "/tmp");
-        Kit = await new KitBuilder(new KitOptions()).EnsureAsync(CancellationToken.None);
-        await MakeBusyboxImageAsync(Work.Combine("oci"), Work.Combine("bundle"));
-        await using IImageSource image = await ImageSources.OpenAsync(ImageReference, new ImageSourceOptions(), CancellationToken.None);
-        await RootfsBuilder.BuildAsync(image, RootfsPath, new RootfsBuildOptions { SizeBytes = 64L << 20 }, null, CancellationToken.None);
+        await MakeBusyboxImageAsync(work.Combine("oci"), work.Combine("bundle"));
+        return await ImageSources.OpenAsync(ImageReference, new ImageSourceOptions(), CancellationToken.None);
     }
 
     /// <summary>An OCI image with Debian's static busybox and its applets as symlinks (what scripts/demo.sh makes).</summary>
@@ -62,14 +44,6 @@ public sealed class GuestKitEnvironment : IAsyncLifetime
     /// <summary>QEMU processes whose command line names <paramref name="directory"/>.</summary>
     public static IReadOnlyList<int> QemusNaming(string directory) => SandboxEnvironment.QemusNaming(directory);
 
-    /// <summary>Asserts that no sandbox left a QEMU or a directory behind.</summary>
-    public void AssertNothingLeft() => SandboxEnvironment.AssertNothingLeft(StateDirectory);
-
-    public Task DisposeAsync()
-    {
-        Work?.Dispose();
-        return Task.CompletedTask;
-    }
 }
 
 [CollectionDefinition(Name)]

@@ -11,9 +11,6 @@ namespace Vessel.IntegrationTests.Guest;
 [Collection(GuestKitCollection.Name)]
 public sealed class GuestTemplateTests(GuestKitEnvironment env)
 {
-    private Task<TemplateHome> OpenAsync(string name, CancellationToken ct) =>
-        TemplateHome.OpenAsync(env.StateDirectory, name, env.Kit!, ct);
-
     private TemplateSpec Spec(string name, int? memoryMb) =>
         (memoryMb is { } m ? Template.From(env.ImageReference).MemoryMb(m) : Template.From(env.ImageReference))
             .Named(name).DiskSize("64M")
@@ -26,7 +23,7 @@ public sealed class GuestTemplateTests(GuestKitEnvironment env)
     public async Task A_template_builds_snapshots_and_resumes_at_128_MiB_with_the_guest_clock_set_to_the_hosts()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
-        TemplateHome home = await OpenAsync("tpl-128", cts.Token);
+        TemplateHome home = await env.OpenTemplateHomeAsync("tpl-128", cts.Token);
         await home.Builder.BuildAsync(Spec("small", 128), new TemplateBuildOptions(), null, cts.Token);
         TemplateRecord record = (await home.State.GetTemplateAsync("small", cts.Token))!;
         Assert.NotNull(record.SnapshotDirectory);
@@ -48,7 +45,7 @@ public sealed class GuestTemplateTests(GuestKitEnvironment env)
     public async Task Twenty_default_memory_template_builds_in_a_row_pass_costly_20_boots()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(39));
-        TemplateHome home = await OpenAsync("tpl-20", cts.Token);
+        TemplateHome home = await env.OpenTemplateHomeAsync("tpl-20", cts.Token);
         TemplateSpec spec = Spec("twenty", memoryMb: null);
         Assert.Equal(Vmm.VmConfig.DefaultMemoryMiB, spec.MemoryMb);
         for (int i = 0; i < 20; i++)

@@ -10,14 +10,28 @@ namespace Vessel.IntegrationTests.Hardening;
 /// node's paused pods pin its image caches, another node's do not; a layer any node's row names
 /// stays, and no shared row is removed.
 /// </summary>
-public sealed class SharedStateGcTests : IDisposable
+public sealed class SharedStateGcTests : TimedTestBase
 {
     private const string Node = "node-a";
     private const string OtherNode = "node-b";
 
     private readonly TempDirectory _dir = TempDirectory.Create("vsgc-", "/tmp");
+    private readonly VesselHome _home;
 
-    public void Dispose() => _dir.Dispose();
+    public SharedStateGcTests()
+        : base(240_000)
+    {
+        _home = new VesselHome(_dir.Combine("home"));
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _dir.Dispose();
+        }
+        base.Dispose(disposing);
+    }
 
     private static async Task<string> CliAsync(string url, CancellationToken ct, params string[] args)
     {
@@ -57,24 +71,21 @@ public sealed class SharedStateGcTests : IDisposable
     [RequiresFact("root", "tune2fs", "/usr/lib/postgresql/15/bin/initdb", Timeout = 300_000)]
     public async Task Images_prune_keeps_the_lowers_of_this_nodes_paused_pods_and_drops_those_only_another_node_pins()
     {
-        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(4));
-        CancellationToken ct = cts.Token;
-        await using PostgresServer server = await PostgresServer.StartAsync(ct);
-        string url = await server.CreateDatabaseAsync(ct);
-        var home = new VesselHome(_dir.Combine("home"));
-        string mine = await LowerAsync(home, "mine", ct);
-        string legacy = await LowerAsync(home, "legacy", ct);
-        string others = await LowerAsync(home, "others", ct);
-        string unused = await LowerAsync(home, "unused", ct);
-        StateStore state = await StateStore.OpenAsync(url, ct);
-        await PausedPodAsync(state, "sb-mine", Node, mine, null, ct);
-        await PausedPodAsync(state, "sb-legacy", string.Empty, legacy, null, ct); // a row of an earlier Vessel: no node, this one's
-        await PausedPodAsync(state, "sb-others", OtherNode, others, null, ct); // its lowers are in node-b's home (here at the same path)
+        await using PostgresServer server = await PostgresServer.StartAsync(Deadline);
+        string url = await server.CreateDatabaseAsync(Deadline);
+        string mine = await LowerAsync(_home, "mine", Deadline);
+        string legacy = await LowerAsync(_home, "legacy", Deadline);
+        string others = await LowerAsync(_home, "others", Deadline);
+        string unused = await LowerAsync(_home, "unused", Deadline);
+        StateStore state = await StateStore.OpenAsync(url, Deadline);
+        await PausedPodAsync(state, "sb-mine", Node, mine, null, Deadline);
+        await PausedPodAsync(state, "sb-legacy", string.Empty, legacy, null, Deadline); // a row of an earlier Vessel: no node, this one's
+        await PausedPodAsync(state, "sb-others", OtherNode, others, null, Deadline); // its lowers are in node-b's home (here at the same path)
         // The home has no SQLite state: before, prune saw no row at all and removed every lower.
-        Assert.False(File.Exists(home.StateDatabase));
+        Assert.False(File.Exists(_home.StateDatabase));
 
-        string dry = await CliAsync(url, ct, "images", "prune", "--dry-run", "--home", home.Root);
-        string done = await CliAsync(url, ct, "images", "prune", "--home", home.Root);
+        string dry = await CliAsync(url, Deadline, "images", "prune", "--dry-run", "--home", _home.Root);
+        string done = await CliAsync(url, Deadline, "images", "prune", "--home", _home.Root);
         foreach (string output in new[] { dry, done })
         {
             Assert.Contains(others, output, StringComparison.Ordinal);
@@ -84,31 +95,28 @@ public sealed class SharedStateGcTests : IDisposable
         }
         Assert.True(File.Exists(mine) && File.Exists(legacy));
         Assert.False(File.Exists(others) || File.Exists(unused));
-        Assert.Equal(3, (await state.ListSandboxesAsync(ct)).Count);
-        Assert.False(File.Exists(home.StateDatabase));
+        Assert.Equal(3, (await state.ListSandboxesAsync(Deadline)).Count);
+        Assert.False(File.Exists(_home.StateDatabase));
     }
 
     [RequiresFact("root", "e2fsck", "tune2fs", "/usr/lib/postgresql/15/bin/initdb", Timeout = 300_000)]
     public async Task Gc_keeps_every_layer_a_row_of_any_node_names_removes_the_rest_and_no_shared_row()
     {
-        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(4));
-        CancellationToken ct = cts.Token;
-        await using PostgresServer server = await PostgresServer.StartAsync(ct);
-        string url = await server.CreateDatabaseAsync(ct);
-        var home = new VesselHome(_dir.Combine("home"));
-        Directory.CreateDirectory(home.Root);
-        string othersPaused = await ImportAsync(url, "others-paused", home, ct);
-        string cached = await ImportAsync(url, "cached", home, ct);
-        string orphan = await ImportAsync(url, "orphan", home, ct);
-        StateStore state = await StateStore.OpenAsync(url, ct);
+        await using PostgresServer server = await PostgresServer.StartAsync(Deadline);
+        string url = await server.CreateDatabaseAsync(Deadline);
+        Directory.CreateDirectory(_home.Root);
+        string othersPaused = await ImportAsync(url, "others-paused", _home, Deadline);
+        string cached = await ImportAsync(url, "cached", _home, Deadline);
+        string orphan = await ImportAsync(url, "orphan", _home, Deadline);
+        StateStore state = await StateStore.OpenAsync(url, Deadline);
         // Another node's paused sandbox names a layer that is here too; a cache entry (every node's) names another; a third
         // entry names a layer only node-b holds. Nothing names the orphan.
-        await PausedPodAsync(state, "sb-others", OtherNode, "/nowhere.ext4", Guid.Parse(othersPaused), ct);
-        await state.PutCacheEntryAsync(new CacheEntry(new string('a', 64), "base", Guid.Parse(cached), "{}", null, DateTimeOffset.UtcNow), ct);
-        await state.PutCacheEntryAsync(new CacheEntry(new string('b', 64), "base", Guid.NewGuid(), "{}", null, DateTimeOffset.UtcNow), ct);
+        await PausedPodAsync(state, "sb-others", OtherNode, "/nowhere.ext4", Guid.Parse(othersPaused), Deadline);
+        await state.PutCacheEntryAsync(new CacheEntry(new string('a', 64), "base", Guid.Parse(cached), "{}", null, DateTimeOffset.UtcNow), Deadline);
+        await state.PutCacheEntryAsync(new CacheEntry(new string('b', 64), "base", Guid.NewGuid(), "{}", null, DateTimeOffset.UtcNow), Deadline);
 
-        string dry = await CliAsync(url, ct, "gc", "--dry-run", "--home", home.Root);
-        string done = await CliAsync(url, ct, "gc", "--home", home.Root);
+        string dry = await CliAsync(url, Deadline, "gc", "--dry-run", "--home", _home.Root);
+        string done = await CliAsync(url, Deadline, "gc", "--home", _home.Root);
         foreach (string output in new[] { dry, done })
         {
             Assert.Contains(orphan, output, StringComparison.Ordinal);
@@ -116,11 +124,11 @@ public sealed class SharedStateGcTests : IDisposable
             Assert.DoesNotContain(cached, output, StringComparison.Ordinal);
             Assert.DoesNotMatch(new Regex(@"^(would remove|removed)\s+cache\s", RegexOptions.Multiline), output);
         }
-        string list = await CliAsync(url, ct, "blocks", "list", "--store", home.Blocks);
+        string list = await CliAsync(url, Deadline, "blocks", "list", "--store", _home.Blocks);
         Assert.DoesNotContain(orphan, list, StringComparison.Ordinal);
         Assert.Contains(othersPaused, list, StringComparison.Ordinal);
         Assert.Contains(cached, list, StringComparison.Ordinal);
-        Assert.Equal(2, await state.CountCacheEntriesAsync(ct));
-        Assert.Single(await state.ListSandboxesAsync(ct));
+        Assert.Equal(2, await state.CountCacheEntriesAsync(Deadline));
+        Assert.Single(await state.ListSandboxesAsync(Deadline));
     }
 }

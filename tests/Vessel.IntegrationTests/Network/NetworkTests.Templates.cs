@@ -11,7 +11,7 @@ public sealed partial class NetworkTests
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         await using var allowed = new HostHttpServer("from-allowed");
         await using var denied = new HostHttpServer("from-denied");
-        TemplateBuilder builder = (await TemplateHome.OpenAsync(_env.StateDirectory, "tpl-netrules", _env.Kit!, cts.Token)).Builder;
+        TemplateBuilder builder = (await _env.OpenTemplateHomeAsync("tpl-netrules", cts.Token)).Builder;
         var rules = NetworkConfig.Default with
         {
             Allow = [NetworkRule.Parse("127.0.0.1:" + allowed.Port)],

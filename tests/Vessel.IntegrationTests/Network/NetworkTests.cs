@@ -135,7 +135,7 @@ public sealed partial class NetworkTests
     public async Task A_server_started_by_a_template_answers_through_a_forward_after_a_snapshot_restore()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(9));
-        TemplateHome home = await TemplateHome.OpenAsync(_env.StateDirectory, "tpl-net", _env.Kit!, cts.Token);
+        TemplateHome home = await _env.OpenTemplateHomeAsync("tpl-net", cts.Token);
         TemplateSpec spec = Template.From(_env.ImageReference).Named("web").DiskSize("64M")
             .Run("mkdir -p /srv && echo served > /srv/health")
             .Start("busybox httpd -f -p 8080 -h /srv")

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using Vessel.Interop;
 
 namespace Vessel.IntegrationTests.Rootfs;
 
@@ -142,7 +143,7 @@ internal sealed class ContentDigest : IDisposable
 
     private static long Seek(int fd, long offset, int whence, long length, string path)
     {
-        long result = Native.LSeek(fd, offset, whence);
+        long result = LibC.Lseek(fd, offset, whence);
         if (result >= 0)
         {
             return result;

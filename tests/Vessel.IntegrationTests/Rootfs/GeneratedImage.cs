@@ -1,4 +1,5 @@
 using System.Formats.Tar;
+using Vessel.Ext4;
 
 namespace Vessel.IntegrationTests.Rootfs;
 
@@ -74,7 +75,7 @@ internal sealed class GeneratedImage
             ModificationTime = DateTimeOffset.FromUnixTimeSeconds(BaseTime + timeOffset),
         };
         tar.WriteEntry(entry);
-        _entries.Add(Entry(path, EntryType.Directory, mode, 0, 0, 0, BaseTime + timeOffset) with { LinkCount = 0 });
+        _entries.Add(Entry(path, FsKind.Directory, mode, 0, 0, 0, BaseTime + timeOffset) with { LinkCount = 0 });
     }
 
     private void AddFile(TarWriter tar, string name, int i)
@@ -92,7 +93,7 @@ internal sealed class GeneratedImage
         entry.ModificationTime = DateTimeOffset.FromUnixTimeSeconds(mtime);
         entry.DataStream = new MemoryStream(content);
         tar.WriteEntry(entry);
-        var expected = Entry("/" + name, EntryType.File, mode, owner, owner, content.Length, mtime) with
+        var expected = Entry("/" + name, FsKind.RegularFile, mode, owner, owner, content.Length, mtime) with
         {
             Digest = ContentDigest.Of(content),
         };
@@ -119,7 +120,7 @@ internal sealed class GeneratedImage
             ModificationTime = DateTimeOffset.FromUnixTimeSeconds(BaseTime + i),
         };
         tar.WriteEntry(entry);
-        _entries.Add(Entry("/" + name, EntryType.Symlink, 0x1FF, 0, 0, Encoding.UTF8.GetByteCount(target), BaseTime + i) with { LinkTarget = target });
+        _entries.Add(Entry("/" + name, FsKind.Symlink, 0x1FF, 0, 0, Encoding.UTF8.GetByteCount(target), BaseTime + i) with { LinkTarget = target });
         FileCount++;
     }
 
@@ -152,11 +153,11 @@ internal sealed class GeneratedImage
             DataStream = hashing,
         };
         tar.WriteEntry(entry);
-        _entries.Add(Entry("/" + name, EntryType.File, 0x1A4, 0, 0, size, BaseTime) with { Digest = hashing.Digest() });
+        _entries.Add(Entry("/" + name, FsKind.RegularFile, 0x1A4, 0, 0, size, BaseTime) with { Digest = hashing.Digest() });
         FileCount++;
     }
 
-    private TreeEntry Entry(string path, EntryType type, int mode, uint uid, uint gid, long size, long mtime) => new()
+    private TreeEntry Entry(string path, FsKind type, int mode, uint uid, uint gid, long size, long mtime) => new()
     {
         Path = path,
         Type = type,

@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.ComponentModel;
 using System.Runtime.InteropServices;
+using Vessel.Ext4;
+using Vessel.Interop;
 
 namespace Vessel.IntegrationTests.Rootfs;
 
@@ -17,16 +19,18 @@ internal readonly record struct StatInfo(
     long Blocks,
     long MtimeSeconds)
 {
-    public const uint TypeMask = 0xF000; // S_IFMT
-    public const uint RegularFile = 0x8000;
-    public const uint Directory = 0x4000;
-    public const uint Symlink = 0xA000;
-    public const uint CharDevice = 0x2000;
-    public const uint BlockDevice = 0x6000;
-    public const uint Fifo = 0x1000;
-    public const uint Socket = 0xC000;
-
-    public uint Type => Mode & TypeMask;
+    /// <summary>The file type of st_mode's S_IFMT bits (sys/stat.h), or null for a value Linux does not define.</summary>
+    public FsKind? Kind => (Mode & 0xF000) switch
+    {
+        0x8000 => FsKind.RegularFile, // S_IFREG
+        0x4000 => FsKind.Directory, // S_IFDIR
+        0xA000 => FsKind.Symlink, // S_IFLNK
+        0x2000 => FsKind.CharacterDevice, // S_IFCHR
+        0x6000 => FsKind.BlockDevice, // S_IFBLK
+        0x1000 => FsKind.Fifo, // S_IFIFO
+        0xC000 => FsKind.Socket, // S_IFSOCK
+        _ => null,
+    };
 
     public uint Permissions => Mode & 0xFFF; // rwx for all three plus setuid, setgid, sticky
 
@@ -43,7 +47,7 @@ internal readonly record struct StatInfo(
 /// </summary>
 internal static partial class Native
 {
-    private const string LibC = "libc.so.6";
+    private const string Library = "libc.so.6";
     private const int StatBufferSize = 144; // sizeof(struct stat) on x86_64
     private const int Erange = 34;
     private const int Enodata = 61;
@@ -111,7 +115,7 @@ internal static partial class Native
         {
             fixed (byte* p = value)
             {
-                rc = LSetXattrNative(path, name, p, (nuint)value.Length, 0);
+                rc = LibC.Lsetxattr(path, name, p, (nuint)value.Length, 0);
             }
         }
         if (rc != 0)
@@ -135,7 +139,7 @@ internal static partial class Native
     public static void Chmod(string path, int mode) => Check(ChmodNative(path, mode), "chmod", path);
 
     /// <summary>Adds <paramref name="newPath"/> as another name of <paramref name="existing"/> (link(2)).</summary>
-    public static void Link(string existing, string newPath) => Check(LinkNative(existing, newPath), "link", newPath);
+    public static void Link(string existing, string newPath) => Check(LibC.Link(existing, newPath), "link", newPath);
 
     /// <summary>The twelve mode bits of <paramref name="path"/> itself.</summary>
     public static int GetPermissions(string path) => (int)LStat(path).Permissions;
@@ -221,31 +225,21 @@ internal static partial class Native
         }
     }
 
-    [LibraryImport(LibC, EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(Library, EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int LStatNative(string path, byte* buffer);
 
-    [LibraryImport(LibC, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(Library, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int LChownNative(string path, int uid, int gid);
 
-    [LibraryImport(LibC, EntryPoint = "chmod", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(Library, EntryPoint = "chmod", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int ChmodNative(string path, int mode);
 
-    [LibraryImport(LibC, EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int LinkNative(string existing, string newPath);
-
-    [LibraryImport(LibC, EntryPoint = "lutimes", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(Library, EntryPoint = "lutimes", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int LUtimesNative(string path, long* times);
 
-    /// <summary>lseek(2) on a raw descriptor (for SEEK_DATA / SEEK_HOLE).</summary>
-    [LibraryImport(LibC, EntryPoint = "lseek", SetLastError = true)]
-    public static partial long LSeek(int fd, long offset, int whence);
-
-    [LibraryImport(LibC, EntryPoint = "llistxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(Library, EntryPoint = "llistxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial nint LListXattr(string path, byte* list, nuint size);
 
-    [LibraryImport(LibC, EntryPoint = "lgetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(Library, EntryPoint = "lgetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial nint LGetXattr(string path, string name, byte* value, nuint size);
-
-    [LibraryImport(LibC, EntryPoint = "lsetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static unsafe partial int LSetXattrNative(string path, string name, byte* value, nuint size, int flags);
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Vessel.Ext4;
 
 namespace Vessel.IntegrationTests.Rootfs;
 
@@ -88,7 +89,7 @@ internal static class RootfsChecker
         comparison.IgnoreMtime.Add("/etc");
         if (!e.Entries.ContainsKey("/etc"))
         {
-            if (a.Entries.TryGetValue("/etc", out TreeEntry? etc) && etc.Type != EntryType.Directory)
+            if (a.Entries.TryGetValue("/etc", out TreeEntry? etc) && etc.Type != FsKind.Directory)
             {
                 return [$"/etc: created for the provisioning files but is a {etc.Type}"];
             }
@@ -106,12 +107,12 @@ internal static class RootfsChecker
         foreach (string path in ProvisioningFiles)
         {
             Assert.True(snapshot.Entries.TryGetValue(path, out TreeEntry? entry), $"provisioning file {path} is missing");
-            Assert.True(entry.Type == EntryType.File, $"{path} is a {entry.Type}, not a regular file");
+            Assert.True(entry.Type == FsKind.RegularFile, $"{path} is a {entry.Type}, not a regular file");
         }
         Assert.Contains("localhost", File.ReadAllText(mountPoint + "/etc/hosts"), StringComparison.Ordinal);
 
         Assert.True(snapshot.Entries.TryGetValue(Provisioning.GuestBusybox, out TreeEntry? busybox), "/.vessel/busybox is missing");
-        Assert.Equal(EntryType.File, busybox.Type);
+        Assert.Equal(FsKind.RegularFile, busybox.Type);
         Assert.True((busybox.Permissions & 0x49) == 0x49, $"/.vessel/busybox is not executable (mode {Convert.ToString(busybox.Permissions, 8)})");
         byte[] magic = new byte[4];
         using (FileStream f = File.OpenRead(mountPoint + Provisioning.GuestBusybox))

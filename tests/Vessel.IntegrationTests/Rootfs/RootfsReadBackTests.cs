@@ -1,3 +1,5 @@
+using Vessel.Ext4;
+
 namespace Vessel.IntegrationTests.Rootfs;
 
 /// <summary>
@@ -39,8 +41,8 @@ public sealed class RootfsReadBackTests(RulesImage rules) : IClassFixture<RulesI
         Assert.False(actual.Entries.ContainsKey("/data/empty"));
         Assert.Equal(["/data/cross-link"], actual["/data/base-file"].HardLinks);
         Assert.Equal(["/data/links/b"], actual["/data/links/a"].HardLinks);
-        Assert.Equal(EntryType.Symlink, actual["/replace/dir-becomes-symlink"].Type);
-        Assert.Equal(EntryType.Directory, actual["/replace/file-becomes-dir"].Type);
+        Assert.Equal(FsKind.Symlink, actual["/replace/dir-becomes-symlink"].Type);
+        Assert.Equal(FsKind.Directory, actual["/replace/file-becomes-dir"].Type);
         Assert.Contains("security.capability", actual["/bin/tool"].Xattrs.Keys);
         Assert.Equal(4102444800, actual["/data/readonly"].MtimeSeconds);
         Assert.Equal((4095u, 1048575u), (actual["/data/dev/bigdev"].DeviceMajor, actual["/data/dev/bigdev"].DeviceMinor));
@@ -69,8 +71,8 @@ public sealed class RootfsDebianTests
         string oracle = await Oracles.TarExtractAsync(tarball, work.Combine("oracle"), ct);
         TreeSnapshot expected = TreeSnapshot.Take(oracle, cancellationToken: ct);
         TreeSnapshot actual = await RootfsChecker.AssertImageMatchesAsync(image, expected, work.Path, ct);
-        Assert.Equal(EntryType.Symlink, actual["/bin"].Type); // merged /usr
-        Assert.Equal(EntryType.File, actual["/usr/bin/dpkg"].Type);
+        Assert.Equal(FsKind.Symlink, actual["/bin"].Type); // merged /usr
+        Assert.Equal(FsKind.RegularFile, actual["/usr/bin/dpkg"].Type);
         Assert.True(expected.Entries.Count > 3000, $"the Debian oracle has only {expected.Entries.Count} entries");
     }
 
@@ -89,7 +91,7 @@ public sealed class RootfsDebianTests
         string oracle = await Oracles.TarExtractAsync(tarball, work.Combine("oracle"), ct);
         TreeSnapshot expected = TreeSnapshot.Take(oracle, cancellationToken: ct);
         TreeSnapshot actual = await RootfsChecker.AssertImageMatchesAsync(image, expected, work.Path, ct);
-        Assert.Equal(EntryType.Symlink, actual["/bin/sh"].Type);
+        Assert.Equal(FsKind.Symlink, actual["/bin/sh"].Type);
         Assert.True(expected.Entries.Count > 250, $"the busybox oracle has only {expected.Entries.Count} entries");
     }
 }

@@ -25,6 +25,23 @@ public sealed class RulesImage : IAsyncLifetime
     private static readonly string LongName = new string('n', 251) + ".txt"; // 255 bytes, the ext4 maximum
     private static readonly string DeepDirectory = string.Join('/', Enumerable.Range(1, 9).Select(i => $"level-{i:00}-abcdefghij")); // > 150 bytes
 
+    /// <summary>
+    /// What layer 1 holds for layers 2 and 3 to replace, delete or change: directories (0755),
+    /// parents first, each with its files (0644).
+    /// </summary>
+    private static readonly (string Directory, (string Name, string Content)[] Files)[] ChangedAbove =
+    [
+        ("replace", [("file-becomes-dir", "I was a file\n"), ("file-becomes-symlink", "I was a file too\n")]),
+        ("replace/dir-becomes-file", [("inner", "inner\n")]),
+        ("replace/dir-becomes-symlink", [("child", "gone with my directory\n")]),
+        ("gone", [("file-to-delete", "bye\n"), ("survivor", "still here\n")]),
+        ("gone/dir-to-delete", [("a", "a\n")]),
+        ("gone/dir-to-delete/b", [("c", "c\n")]),
+        ("opaque", [("old1", "old 1\n")]),
+        ("opaque/sub", [("old2", "old 2\n")]),
+        ("meta", [("chmod-me", "mode changes in layer 2\n"), ("chown-me", "owner changes in layer 2\n")]),
+    ];
+
     private Vessel.Common.TempDirectory? _temp;
     private TreeSnapshot? _expected;
 
@@ -161,28 +178,15 @@ public sealed class RulesImage : IAsyncLifetime
         WriteFile(r, "data/long/" + LongName, "a 255-byte name\n", 0x1A4);
         Directory.CreateDirectory(P(r, "data/" + DeepDirectory));
         WriteFile(r, "data/" + DeepDirectory + "/file-at-the-end-of-a-long-path", "deep\n", 0x1A4);
-        Dir(r, "replace", 0x1ED);
-        WriteFile(r, "replace/file-becomes-dir", "I was a file\n", 0x1A4);
-        Dir(r, "replace/dir-becomes-file", 0x1ED);
-        WriteFile(r, "replace/dir-becomes-file/inner", "inner\n", 0x1A4);
+        foreach ((string directory, (string Name, string Content)[] files) in ChangedAbove)
+        {
+            Dir(r, directory, 0x1ED);
+            foreach ((string name, string content) in files)
+            {
+                WriteFile(r, directory + "/" + name, content, 0x1A4);
+            }
+        }
         File.CreateSymbolicLink(P(r, "replace/symlink-becomes-file"), "../data/hello.txt");
-        WriteFile(r, "replace/file-becomes-symlink", "I was a file too\n", 0x1A4);
-        Dir(r, "replace/dir-becomes-symlink", 0x1ED);
-        WriteFile(r, "replace/dir-becomes-symlink/child", "gone with my directory\n", 0x1A4);
-        Dir(r, "gone", 0x1ED);
-        WriteFile(r, "gone/file-to-delete", "bye\n", 0x1A4);
-        Dir(r, "gone/dir-to-delete", 0x1ED);
-        WriteFile(r, "gone/dir-to-delete/a", "a\n", 0x1A4);
-        Directory.CreateDirectory(P(r, "gone/dir-to-delete/b"));
-        WriteFile(r, "gone/dir-to-delete/b/c", "c\n", 0x1A4);
-        WriteFile(r, "gone/survivor", "still here\n", 0x1A4);
-        Dir(r, "opaque", 0x1ED);
-        WriteFile(r, "opaque/old1", "old 1\n", 0x1A4);
-        Dir(r, "opaque/sub", 0x1ED);
-        WriteFile(r, "opaque/sub/old2", "old 2\n", 0x1A4);
-        Dir(r, "meta", 0x1ED);
-        WriteFile(r, "meta/chmod-me", "mode changes in layer 2\n", 0x1A4);
-        WriteFile(r, "meta/chown-me", "owner changes in layer 2\n", 0x1A4);
 
         // Times last: adding children changes a directory's mtime.
         File.SetLastWriteTimeUtc(P(r, "data/hello.txt"), DateTime.UnixEpoch.AddSeconds(OldTime));

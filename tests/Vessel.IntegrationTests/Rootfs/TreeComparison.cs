@@ -1,3 +1,5 @@
+using Vessel.Ext4;
+
 namespace Vessel.IntegrationTests.Rootfs;
 
 /// <summary>
@@ -56,7 +58,7 @@ internal sealed class TreeComparison
         Differs("mode", Convert.ToString(e.Permissions, 8), Convert.ToString(a.Permissions, 8));
         Differs("uid", e.Uid, a.Uid);
         Differs("gid", e.Gid, a.Gid);
-        if (e.Type != EntryType.Directory)
+        if (e.Type != FsKind.Directory)
         {
             Differs("size", e.Size, a.Size);
             Differs("link count", e.LinkCount, a.LinkCount);

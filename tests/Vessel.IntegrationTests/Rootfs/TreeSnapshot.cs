@@ -1,15 +1,6 @@
-namespace Vessel.IntegrationTests.Rootfs;
+using Vessel.Ext4;
 
-internal enum EntryType
-{
-    File,
-    Directory,
-    Symlink,
-    CharDevice,
-    BlockDevice,
-    Fifo,
-    Socket,
-}
+namespace Vessel.IntegrationTests.Rootfs;
 
 /// <summary>
 /// One filesystem entry as the read-back check compares it. Paths are absolute inside the
@@ -19,7 +10,7 @@ internal enum EntryType
 internal sealed record TreeEntry
 {
     public required string Path { get; init; }
-    public required EntryType Type { get; init; }
+    public required FsKind Type { get; init; }
     public required uint Permissions { get; init; }
     public required uint Uid { get; init; }
     public required uint Gid { get; init; }
@@ -44,13 +35,13 @@ internal sealed record TreeEntry
         sb.Append(CultureInfo.InvariantCulture, $"{Type} {Convert.ToString(Permissions, 8).PadLeft(4, '0')} {Uid}:{Gid}");
         switch (Type)
         {
-            case EntryType.File:
+            case FsKind.RegularFile:
                 sb.Append(CultureInfo.InvariantCulture, $" size={Size} digest={Digest?[..12]}");
                 break;
-            case EntryType.Symlink:
+            case FsKind.Symlink:
                 sb.Append(CultureInfo.InvariantCulture, $" -> {LinkTarget}");
                 break;
-            case EntryType.CharDevice or EntryType.BlockDevice:
+            case FsKind.CharacterDevice or FsKind.BlockDevice:
                 sb.Append(CultureInfo.InvariantCulture, $" {DeviceMajor},{DeviceMinor}");
                 break;
         }
@@ -116,7 +107,7 @@ internal sealed class TreeSnapshot
             string host = path == "/" ? root : root + path;
             TreeEntry entry = ReadEntry(path, host);
             entries[path] = entry;
-            if (entry.Type == EntryType.Directory)
+            if (entry.Type == FsKind.Directory)
             {
                 foreach (string child in Directory.EnumerateFileSystemEntries(host))
                 {
@@ -132,7 +123,7 @@ internal sealed class TreeSnapshot
 
         // Content digests in parallel: reading many small files through a loop device is
         // latency-bound, not CPU-bound.
-        string[] files = entries.Values.Where(e => e.Type == EntryType.File).Select(e => e.Path).ToArray();
+        string[] files = entries.Values.Where(e => e.Type == FsKind.RegularFile).Select(e => e.Path).ToArray();
         var digests = new string[files.Length];
         Parallel.For(
             0,
@@ -163,7 +154,7 @@ internal sealed class TreeSnapshot
     private static void GroupHardLinks(SortedDictionary<string, TreeEntry> entries)
     {
         var groups = entries.Values
-            .Where(e => e.Type != EntryType.Directory)
+            .Where(e => e.Type != FsKind.Directory)
             .GroupBy(e => e.Inode)
             .Where(g => g.Count() > 1)
             .ToList();
@@ -180,17 +171,7 @@ internal sealed class TreeSnapshot
     private static TreeEntry ReadEntry(string path, string host)
     {
         StatInfo st = Native.LStat(host);
-        EntryType type = st.Type switch
-        {
-            StatInfo.RegularFile => EntryType.File,
-            StatInfo.Directory => EntryType.Directory,
-            StatInfo.Symlink => EntryType.Symlink,
-            StatInfo.CharDevice => EntryType.CharDevice,
-            StatInfo.BlockDevice => EntryType.BlockDevice,
-            StatInfo.Fifo => EntryType.Fifo,
-            StatInfo.Socket => EntryType.Socket,
-            _ => throw new InvalidDataException($"{host}: unknown file type 0x{st.Type:x}"),
-        };
+        FsKind type = st.Kind ?? throw new InvalidDataException($"{host}: unknown file type 0x{st.Mode & 0xF000:x}");
         var xattrs = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var (name, value) in Native.ListXattrs(host))
         {
@@ -203,15 +184,15 @@ internal sealed class TreeSnapshot
             Permissions = st.Permissions,
             Uid = st.Uid,
             Gid = st.Gid,
-            Size = type is EntryType.File or EntryType.Symlink ? st.Size : 0,
+            Size = type is FsKind.RegularFile or FsKind.Symlink ? st.Size : 0,
             MtimeSeconds = st.MtimeSeconds,
             Inode = st.Inode,
             LinkCount = st.LinkCount,
             AllocatedBytes = st.Blocks * 512,
             Digest = null, // filled in by Take, in parallel
-            LinkTarget = type == EntryType.Symlink ? ReadLink(host) : null,
-            DeviceMajor = type is EntryType.CharDevice or EntryType.BlockDevice ? st.Major : 0,
-            DeviceMinor = type is EntryType.CharDevice or EntryType.BlockDevice ? st.Minor : 0,
+            LinkTarget = type == FsKind.Symlink ? ReadLink(host) : null,
+            DeviceMajor = type is FsKind.CharacterDevice or FsKind.BlockDevice ? st.Major : 0,
+            DeviceMinor = type is FsKind.CharacterDevice or FsKind.BlockDevice ? st.Minor : 0,
             Xattrs = xattrs,
         };
     }

@@ -1,3 +1,4 @@
+using Vessel.Ext4;
 using Vessel.IntegrationTests.Rootfs;
 
 namespace Vessel.IntegrationTests.Sandboxes;
@@ -63,13 +64,13 @@ public sealed class PodXattrTests : PodTestBase
             TreeSnapshot unpacked = TreeSnapshot.Take(tree.Path, cancellationToken: ct);
             // Not on the host, by design (docs/ARCHITECTURE.md, "Pods"): device nodes, fifos and sockets (an image's
             // 0666 block device would open a host disk), and symlinks' own mtimes (rdump sets none).
-            HashSet<string> special = oracle.Entries.Values.Where(e => e.Type is EntryType.CharDevice or EntryType.BlockDevice or EntryType.Fifo or EntryType.Socket)
+            HashSet<string> special = oracle.Entries.Values.Where(e => e.Type is FsKind.CharacterDevice or FsKind.BlockDevice or FsKind.Fifo or FsKind.Socket)
                 .Select(e => e.Path).ToHashSet(StringComparer.Ordinal);
             Assert.NotEmpty(special);
             Assert.All(special, p => Assert.False(unpacked.Entries.ContainsKey(p), p + " was created on the host"));
             var comparison = new TreeComparison();
             comparison.IgnoreMtime.Add("/");
-            comparison.IgnoreMtime.UnionWith(oracle.Entries.Values.Where(e => e.Type == EntryType.Symlink).Select(e => e.Path));
+            comparison.IgnoreMtime.UnionWith(oracle.Entries.Values.Where(e => e.Type == FsKind.Symlink).Select(e => e.Path));
             differences = comparison.Compare(oracle.Without(special.Contains), unpacked);
         }
         finally

@@ -7,18 +7,15 @@ namespace Vessel.IntegrationTests.Shim;
 /// lease, bind or mount (asked of containerd with ctr, and of /proc/self/mountinfo).
 /// </summary>
 [Collection(ShimCollection.Name)]
-public sealed class ShimBootArtifactTests(ShimFixture ctrd)
+public sealed class ShimBootArtifactTests(ShimFixture ctrd) : TimedTestBase(ShimFixture.TestTimeout)
 {
-    private const int Timeout = ShimFixture.TestTimeout;
-
     [ShimFact]
     public async Task An_image_naming_its_kernel_boots_it_from_a_snapshot_view_and_delete_removes_view_lease_and_binds()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         await ctrd.WithDetachedTaskAsync("b1", [ShimFixture.BootImage, "b1", "sleep", "1d"], async () =>
         {
             string bundle = ctrd.Bundle("b1");
-            ProcessResult cmdline = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "b1", "cat", "/proc/cmdline");
+            ProcessResult cmdline = await ctrd.CtrAsync(Deadline, "task", "exec", "--exec-id", "e1", "b1", "cat", "/proc/cmdline");
             ShimFixture.AssertExit(cmdline, 0);
             Assert.Contains(ShimFixture.BootParameter, cmdline.StandardOutput.Split(' ', '\n'));
 
@@ -32,31 +29,30 @@ public sealed class ShimBootArtifactTests(ShimFixture ctrd)
             Assert.Equal(initrd, args[Array.IndexOf(args, "-initrd") + 1]);
             Assert.True(LinuxMount.IsMountPoint(kernel), $"{kernel} is not a bind from the view");
             Assert.True(LinuxMount.IsMountPoint(Path.Combine(bundle, ViewState.MountDirectoryName)), "the view is not mounted in the bundle");
-            Assert.Equal(await File.ReadAllBytesAsync(ctrd.Kit!.KernelPath, cts.Token), await File.ReadAllBytesAsync(kernel, cts.Token));
-            byte[] combined = await File.ReadAllBytesAsync(initrd, cts.Token);
-            byte[] kitInitramfs = await File.ReadAllBytesAsync(ctrd.Kit.InitramfsPath, cts.Token);
+            Assert.Equal(await File.ReadAllBytesAsync(ctrd.Kit!.KernelPath, Deadline), await File.ReadAllBytesAsync(kernel, Deadline));
+            byte[] combined = await File.ReadAllBytesAsync(initrd, Deadline);
+            byte[] kitInitramfs = await File.ReadAllBytesAsync(ctrd.Kit.InitramfsPath, Deadline);
             Assert.Equal(ctrd.BootInitrd, combined[..ctrd.BootInitrd.Length]);
             Assert.Equal(kitInitramfs, combined[^kitInitramfs.Length..]);
 
             // containerd holds the view under the lease while the task runs.
-            Assert.Contains("vessel-view-", (await ctrd.CtrAsync(cts.Token, "snapshots", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
-            Assert.Contains("vessel-", (await ctrd.CtrAsync(cts.Token, "leases", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
+            Assert.Contains("vessel-view-", (await ctrd.CtrAsync(Deadline, "snapshots", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
+            Assert.Contains("vessel-", (await ctrd.CtrAsync(Deadline, "leases", "ls")).EnsureSuccess().StandardOutput, StringComparison.Ordinal);
 
-            await ctrd.KillAndWaitStoppedAsync("b1", cts.Token);
-            (await ctrd.CtrAsync(cts.Token, "task", "rm", "b1")).EnsureSuccess();
-        }, cts.Token);
-        await ctrd.AssertNoViewOrLeaseAsync(cts.Token);
+            await ctrd.KillAndWaitStoppedAsync("b1", Deadline);
+            (await ctrd.CtrAsync(Deadline, "task", "rm", "b1")).EnsureSuccess();
+        }, Deadline);
+        await ctrd.AssertNoViewOrLeaseAsync(Deadline);
     }
 
     [ShimFact]
     public async Task After_kill_9_of_a_shim_that_booted_boot_artifacts_delete_removes_view_lease_and_binds()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         await ctrd.WithDetachedTaskAsync("b2", [ShimFixture.BootImage, "b2", "sleep", "1d"], async () =>
         {
             Assert.True(File.Exists(Path.Combine(ctrd.Bundle("b2"), ViewState.FileName)), "no boot-artifact state in the bundle");
-            await ctrd.KillShimAndWaitGoneAsync("b2", cts.Token);
-        }, cts.Token);
-        await ctrd.AssertNoViewOrLeaseAsync(cts.Token);
+            await ctrd.KillShimAndWaitGoneAsync("b2", Deadline);
+        }, Deadline);
+        await ctrd.AssertNoViewOrLeaseAsync(Deadline);
     }
 }

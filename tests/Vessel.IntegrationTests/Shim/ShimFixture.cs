@@ -184,6 +184,9 @@ public sealed class ShimFixture : IAsyncLifetime
         await CtrAsync(CancellationToken.None, "containers", "rm", id);
     }
 
+    /// <summary>A new directory <paramref name="name"/> under <see cref="Root"/> (removed with the fixture).</summary>
+    public string CreateDirectory(string name) => Directory.CreateDirectory(Path.Combine(Root, name)).FullName;
+
     /// <summary>The bundle containerd made for task <paramref name="id"/> (its runtime v2 state directory).</summary>
     public string Bundle(string id) => Path.Combine(Root, "state", "io.containerd.runtime.v2.task", Namespace, id);
 

@@ -8,10 +8,8 @@ namespace Vessel.IntegrationTests.Shim;
 /// (ResizePty) and the process in the VM sees it on its pseudo-terminal. Also the OCI spec's hostname.
 /// </summary>
 [Collection(ShimCollection.Name)]
-public sealed partial class ShimTerminalTests(ShimFixture ctrd)
+public sealed partial class ShimTerminalTests(ShimFixture ctrd) : TimedTestBase(ShimFixture.TestTimeout)
 {
-    private const int Timeout = ShimFixture.TestTimeout;
-
     /// <summary>
     /// ctr sends the terminal's size (ResizePty) just after Start, as it does for runc: until it
     /// arrives the guest's terminal is 0 x 0 and busybox stty fails on it.
@@ -21,28 +19,26 @@ public sealed partial class ShimTerminalTests(ShimFixture ctrd)
     [ShimFact("script")]
     public async Task Ctr_run_t_gives_the_container_a_pty_of_ctrs_terminal_size_and_its_exit_code()
     {
-        using var cts = new CancellationTokenSource(Timeout);
-        ProcessResult run = await CtrOnTerminalAsync(33, 101, cts.Token, "run", "-t", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "tt1",
+        ProcessResult run = await CtrOnTerminalAsync(33, 101, Deadline, "run", "-t", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "tt1",
             "sh", "-c", WaitForSize + "tty; stty size; [ -t 2 ] && echo stderr-is-tty; exit 5");
         ShimFixture.AssertExit(run, 5);
         // ctr's own terminal (script's) adds a second \r to each of the guest terminal's \r\n.
         string[] lines = Lines(run.StandardOutput);
         Assert.True(lines.Length == 3 && PtyLine().IsMatch(lines[0]) && lines[1] == "33 101" && lines[2] == "stderr-is-tty", "output: " + run.StandardOutput);
-        await ctrd.AssertNothingLeftAsync("tt1", cts.Token);
+        await ctrd.AssertNothingLeftAsync("tt1", Deadline);
     }
 
     [ShimFact("script")]
     public async Task Ctr_task_exec_t_runs_on_its_own_pty_beside_a_detached_task()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         await ctrd.WithDetachedTaskAsync("tt2", [ShimFixture.Image, "tt2", "sleep", "1d"], async () =>
         {
-            ProcessResult exec = await CtrOnTerminalAsync(21, 77, cts.Token, "task", "exec", "-t", "--exec-id", "e1", "tt2", "sh", "-c", WaitForSize + "tty; stty size; exit 4");
+            ProcessResult exec = await CtrOnTerminalAsync(21, 77, Deadline, "task", "exec", "-t", "--exec-id", "e1", "tt2", "sh", "-c", WaitForSize + "tty; stty size; exit 4");
             ShimFixture.AssertExit(exec, 4);
             string[] lines = Lines(exec.StandardOutput);
             Assert.True(lines.Length == 2 && PtyLine().IsMatch(lines[0]) && lines[1] == "21 77", "output: " + exec.StandardOutput);
-            await ctrd.KillAndWaitStoppedAsync("tt2", cts.Token);
-        }, cts.Token);
+            await ctrd.KillAndWaitStoppedAsync("tt2", Deadline);
+        }, Deadline);
     }
 
     [ShimFact]
@@ -50,20 +46,18 @@ public sealed partial class ShimTerminalTests(ShimFixture ctrd)
     {
         // ctr 1.6 has no --hostname: `ctr run --config` takes a whole spec (ctr's default, edited),
         // whose root is a tree on the host that containerd passes no mounts for (runc's rule).
-        using var cts = new CancellationTokenSource(Timeout);
-        string tree = Path.Combine(ctrd.Root, "th1-rootfs");
-        Directory.CreateDirectory(tree);
-        (await ExternalProcess.RunAsync("tar", ["-xzf", TestImages.BusyboxTarball, "-C", tree], cts.Token)).EnsureSuccess();
-        var spec = JsonNode.Parse((await ctrd.CtrAsync(cts.Token, "oci", "spec")).EnsureSuccess().StandardOutput)!;
+        string tree = ctrd.CreateDirectory("th1-rootfs");
+        (await ExternalProcess.RunAsync("tar", ["-xzf", TestImages.BusyboxTarball, "-C", tree], Deadline)).EnsureSuccess();
+        var spec = JsonNode.Parse((await ctrd.CtrAsync(Deadline, "oci", "spec")).EnsureSuccess().StandardOutput)!;
         spec["hostname"] = "spec-host";
         spec["root"] = new JsonObject { ["path"] = tree };
         spec["process"]!["args"] = new JsonArray("sh", "-c", "hostname; cat /etc/hostname; cat /etc/vessel-test-release");
         string specPath = Path.Combine(ctrd.Root, "th1-spec.json");
-        await File.WriteAllTextAsync(specPath, spec.ToJsonString(), cts.Token);
-        ProcessResult run = await ctrd.RunAndRemoveAsync("th1", ["--config", specPath, "th1"], cts.Token);
+        await File.WriteAllTextAsync(specPath, spec.ToJsonString(), Deadline);
+        ProcessResult run = await ctrd.RunAndRemoveAsync("th1", ["--config", specPath, "th1"], Deadline);
         ShimFixture.AssertExit(run, 0);
         Assert.Equal($"spec-host\nspec-host\n{TestImages.BusyboxRelease}", run.StandardOutput);
-        await ctrd.AssertNothingLeftAsync("th1", cts.Token);
+        await ctrd.AssertNothingLeftAsync("th1", Deadline);
     }
 
     /// <summary>ctr on a terminal of <paramref name="rows"/> x <paramref name="columns"/> (script's pty, sized by stty); script exits with ctr's code.</summary>

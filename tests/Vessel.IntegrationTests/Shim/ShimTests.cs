@@ -2,60 +2,55 @@ namespace Vessel.IntegrationTests.Shim;
 
 /// <summary>containerd-shim-vessel-v1 driven by ctr against a private containerd, with real VMs (TCG here).</summary>
 [Collection(ShimCollection.Name)]
-public sealed class ShimTests(ShimFixture ctrd)
+public sealed class ShimTests(ShimFixture ctrd) : TimedTestBase(ShimFixture.TestTimeout)
 {
-    private const int Timeout = ShimFixture.TestTimeout;
-
     [ShimFact]
     public async Task Ctr_run_rm_prints_the_image_file_and_exits_3_on_the_guest_kernel_and_leaves_nothing()
     {
-        using var cts = new CancellationTokenSource(Timeout);
-        ProcessResult run = await ctrd.CtrAsync(cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t1",
+        ProcessResult run = await ctrd.CtrAsync(Deadline, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t1",
             "sh", "-c", "cat /etc/vessel-test-release; uname -r; hostname; echo to-stderr >&2; exit 3");
         ShimFixture.AssertExit(run, 3);
         string[] lines = run.StandardOutput.Split('\n');
         Assert.Equal(TestImages.BusyboxRelease.TrimEnd('\n'), lines[0]);
         // The guest kernel (the kit's), not the host's.
         Assert.Equal("linux-image-" + lines[1], ctrd.Kit!.Manifest.KernelPackage);
-        Assert.NotEqual((await ExternalProcess.RunAsync("uname", ["-r"], cts.Token)).StandardOutput.Trim(), lines[1]);
+        Assert.NotEqual((await ExternalProcess.RunAsync("uname", ["-r"], Deadline)).StandardOutput.Trim(), lines[1]);
         Assert.Equal("t1", lines[2]);
         Assert.Contains("to-stderr", run.StandardError, StringComparison.Ordinal);
-        await ctrd.AssertNothingLeftAsync("t1", cts.Token);
+        await ctrd.AssertNothingLeftAsync("t1", Deadline);
     }
 
     [ShimFact]
     public async Task Stdin_reaches_the_container_through_its_fifo()
     {
-        using var cts = new CancellationTokenSource(Timeout);
-        ProcessResult run = await ctrd.CtrWithInputAsync("line one\nline two\n", cts.Token, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t3",
+        ProcessResult run = await ctrd.CtrWithInputAsync("line one\nline two\n", Deadline, "run", "--rm", "--runtime", ShimFixture.Runtime, ShimFixture.Image, "t3",
             "sh", "-c", "wc -l; echo end");
         ShimFixture.AssertExit(run, 0);
         Assert.Equal(["2", "end"], run.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Trim()));
-        await ctrd.AssertNothingLeftAsync("t3", cts.Token);
+        await ctrd.AssertNothingLeftAsync("t3", Deadline);
     }
 
     [ShimFact]
     public async Task Exec_ps_and_kill_act_on_a_detached_task_with_events_in_order_and_rm_leaves_nothing()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         using var events = EventsRecorder.Start(ctrd);
         await ctrd.WithDetachedTaskAsync("t2", [ShimFixture.Image, "t2", "sleep", "1d"], async () =>
         {
-            ProcessResult exec = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "t2", "sh", "-c", "echo ok; exit 4");
+            ProcessResult exec = await ctrd.CtrAsync(Deadline, "task", "exec", "--exec-id", "e1", "t2", "sh", "-c", "echo ok; exit 4");
             ShimFixture.AssertExit(exec, 4);
             Assert.Equal("ok\n", exec.StandardOutput);
 
-            string ps = (await ctrd.CtrAsync(cts.Token, "task", "ps", "t2")).EnsureSuccess().StandardOutput;
+            string ps = (await ctrd.CtrAsync(Deadline, "task", "ps", "t2")).EnsureSuccess().StandardOutput;
             string[] pids = ps.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0]).ToArray();
             Assert.Single(pids);
-            Assert.Contains("RUNNING", (await ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput, StringComparison.Ordinal);
+            Assert.Contains("RUNNING", (await ctrd.CtrAsync(Deadline, "task", "ls")).StandardOutput, StringComparison.Ordinal);
 
-            await ctrd.KillAndWaitStoppedAsync("t2", cts.Token);
-            Assert.Contains("STOPPED", (await ctrd.CtrAsync(cts.Token, "task", "ls")).StandardOutput, StringComparison.Ordinal);
-            (await ctrd.CtrAsync(cts.Token, "task", "rm", "t2")).EnsureSuccess();
-        }, cts.Token);
+            await ctrd.KillAndWaitStoppedAsync("t2", Deadline);
+            Assert.Contains("STOPPED", (await ctrd.CtrAsync(Deadline, "task", "ls")).StandardOutput, StringComparison.Ordinal);
+            (await ctrd.CtrAsync(Deadline, "task", "rm", "t2")).EnsureSuccess();
+        }, Deadline);
 
-        IReadOnlyList<string> topics = await events.TopicsAsync("t2", "/containers/delete", cts.Token);
+        IReadOnlyList<string> topics = await events.TopicsAsync("t2", "/containers/delete", Deadline);
         Assert.Equal(
             ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit", "/tasks/exit", "/tasks/delete"],
             topics.Where(t => t.StartsWith("/tasks/", StringComparison.Ordinal)));
@@ -69,26 +64,24 @@ public sealed class ShimTests(ShimFixture ctrd)
     [ShimFact]
     public async Task After_kill_9_of_the_shim_containerd_calls_delete_and_nothing_is_left()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         await ctrd.WithDetachedTaskAsync("t4", [ShimFixture.Image, "t4", "sleep", "1d"], async () =>
         {
             Assert.Equal(2, ctrd.MarkedProcesses().Count); // the shim and its VMM
-            await ctrd.KillShimAndWaitGoneAsync("t4", cts.Token);
-        }, cts.Token);
+            await ctrd.KillShimAndWaitGoneAsync("t4", Deadline);
+        }, Deadline);
     }
 
     [ShimFact]
     public async Task Spec_tmpfs_and_file_bind_mounts_env_cwd_and_an_exec_user_are_honoured_in_the_vm()
     {
-        using var cts = new CancellationTokenSource(Timeout);
         string hostFile = Path.Combine(ctrd.Root, "from-host.txt");
-        await File.WriteAllTextAsync(hostFile, "written on the host\n", cts.Token);
+        await File.WriteAllTextAsync(hostFile, "written on the host\n", Deadline);
         await ctrd.WithDetachedTaskAsync("t5", ["--env", "GREETING=hello", "--cwd", "/tmp",
             "--mount", "type=tmpfs,src=tmpfs,dst=/scratch,options=size=1m:mode=750",
             "--mount", $"type=bind,src={hostFile},dst=/etc/from-host,options=rbind:ro",
             ShimFixture.Image, "t5", "sh", "-c", "echo \"$GREETING $(pwd)\" > /scratch/init.txt; sleep 1d"], async () =>
         {
-            ProcessResult look = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e1", "t5", "sh", "-c",
+            ProcessResult look = await ctrd.CtrAsync(Deadline, "task", "exec", "--exec-id", "e1", "t5", "sh", "-c",
                 "sleep 1; cat /scratch/init.txt; grep ' /scratch ' /proc/mounts; grep -c ' /run tmpfs ' /proc/mounts; cat /etc/from-host");
             ShimFixture.AssertExit(look, 0);
             string[] lines = look.StandardOutput.Split('\n');
@@ -99,23 +92,21 @@ public sealed class ShimTests(ShimFixture ctrd)
             Assert.Equal("1", lines[2]); // containerd's default spec mounts a tmpfs on /run
             Assert.Equal("written on the host", lines[3]);
 
-            ProcessResult user = await ctrd.CtrAsync(cts.Token, "task", "exec", "--exec-id", "e2", "--user", "1000", "--cwd", "/etc", "t5", "sh", "-c", "id -u; pwd");
+            ProcessResult user = await ctrd.CtrAsync(Deadline, "task", "exec", "--exec-id", "e2", "--user", "1000", "--cwd", "/etc", "t5", "sh", "-c", "id -u; pwd");
             ShimFixture.AssertExit(user, 0);
             Assert.Equal("1000\n/etc\n", user.StandardOutput);
-            await ctrd.KillAndWaitStoppedAsync("t5", cts.Token);
-        }, cts.Token);
+            await ctrd.KillAndWaitStoppedAsync("t5", Deadline);
+        }, Deadline);
     }
 
     [ShimFact]
     public async Task A_bind_of_a_host_directory_is_refused_naming_it_and_leaves_nothing()
     {
-        using var cts = new CancellationTokenSource(Timeout);
-        string hostDir = Path.Combine(ctrd.Root, "host-dir");
-        Directory.CreateDirectory(hostDir);
-        ProcessResult run = await ctrd.RunAndRemoveAsync("t6", ["--mount", $"type=bind,src={hostDir},dst=/host,options=rbind:rw", ShimFixture.Image, "t6", "true"], cts.Token);
+        string hostDir = ctrd.CreateDirectory("host-dir");
+        ProcessResult run = await ctrd.RunAndRemoveAsync("t6", ["--mount", $"type=bind,src={hostDir},dst=/host,options=rbind:rw", ShimFixture.Image, "t6", "true"], Deadline);
         Assert.NotEqual(0, run.ExitCode);
         Assert.Contains($"mount /host: a bind of the host directory {hostDir} cannot reach a Vessel VM", run.StandardError, StringComparison.Ordinal);
-        await ctrd.AssertNothingLeftAsync("t6", cts.Token);
+        await ctrd.AssertNothingLeftAsync("t6", Deadline);
     }
 
     [ShimFact]
@@ -123,7 +114,6 @@ public sealed class ShimTests(ShimFixture ctrd)
     {
         // containerd 1.6 always sets TTRPC_ADDRESS for its shims; a shim started without it
         // (another containerd, or an operator) must still reach containerd: `containerd publish`.
-        using var cts = new CancellationTokenSource(Timeout);
         using var events = EventsRecorder.Start(ctrd);
         var arguments = new global::Vessel.Shim.ShimArguments
         {
@@ -138,7 +128,7 @@ public sealed class ShimTests(ShimFixture ctrd)
             await publisher.PublishAsync("/tasks/start", new global::Vessel.Containerd.Api.Events.TaskStart { ContainerId = "pub1", Pid = 43 });
             await publisher.PublishAsync("/tasks/exit", new global::Vessel.Containerd.Api.Events.TaskExit { ContainerId = "pub1", Id = "pub1", Pid = 43, ExitStatus = 7 });
         }
-        IReadOnlyList<string> topics = await events.TopicsAsync("pub1", "/tasks/exit", cts.Token);
+        IReadOnlyList<string> topics = await events.TopicsAsync("pub1", "/tasks/exit", Deadline);
         Assert.Equal(["/tasks/create", "/tasks/start", "/tasks/exit"], topics);
         Assert.Contains("\"exit_status\":7", events.Text, StringComparison.Ordinal);
         Assert.Contains(ShimFixture.Namespace + " /tasks/create", events.Text, StringComparison.Ordinal);

@@ -18,16 +18,13 @@ public sealed class TemplateTransferTests(SandboxEnvironment env) : S3TestBase("
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
-        string homeA = Path.Combine(env.StateDirectory, "tpl-push-a");
-        string homeB = Path.Combine(env.StateDirectory, "tpl-push-b");
-        string spec = WriteSpec(homeA, "moved");
         string bucket = $"s3://{Server.Bucket}/templates-test";
         var remote = new Dictionary<string, string>(Server.Environment);
+        (string homeA, string pushed) = await BuildAndPushAsync("tpl-push-a", "moved", bucket, remote, ct);
+        string homeB = Path.Combine(env.StateDirectory, "tpl-push-b");
         Task<ProcessResult> Run(IReadOnlyDictionary<string, string> environment, string[] args) => RunVesselAsync(environment, args, ct);
         Task<string> Vessel(params string[] args) => VesselAsync(remote, args, ct);
 
-        await Vessel("template", "build", "-f", spec, "--home", homeA);
-        string pushed = await Vessel("template", "push", "moved", "--to", bucket, "--home", homeA);
         Assert.Contains("pushed 'moved'", pushed, StringComparison.Ordinal);
         Assert.DoesNotContain(" 0 builds", pushed, StringComparison.Ordinal);
         // A second push finds everything there: no build copied, no snapshot byte sent.
@@ -80,15 +77,12 @@ public sealed class TemplateTransferTests(SandboxEnvironment env) : S3TestBase("
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
-        string homeA = Path.Combine(env.StateDirectory, "tpl-mem-a");
-        string homeC = Path.Combine(env.StateDirectory, "tpl-mem-c");
-        string spec = WriteSpec(homeA, "lazymem");
         string bucket = $"s3://{Server.Bucket}/lazymem-test";
         var remote = new Dictionary<string, string>(Server.Environment) { ["VESSEL_REMOTE_STORE"] = bucket };
+        (string homeA, _) = await BuildAndPushAsync("tpl-mem-a", "lazymem", bucket, remote, ct);
+        string homeC = Path.Combine(env.StateDirectory, "tpl-mem-c");
         Task<string> Vessel(params string[] args) => VesselAsync(remote, args, ct);
 
-        await Vessel("template", "build", "-f", spec, "--home", homeA);
-        await Vessel("template", "push", "lazymem", "--to", bucket, "--home", homeA);
         string memoryFile = Path.Combine(Directory.GetDirectories(Path.Combine(homeA, "snapshots")).Single(), SandboxSnapshot.MemoryFile);
         long stored = NonZeroChunkBytes(memoryFile, TemplateTransfer.MemoryChunkSize); // what a whole pull fetches of it
 
@@ -126,6 +120,17 @@ public sealed class TemplateTransferTests(SandboxEnvironment env) : S3TestBase("
         Assert.Matches($@"chunk \d+ of blob {blob.Sha256} \(lazymem-test/blobs/{blob.Sha256}/data/[0-9a-f]{{8}}, \d+ bytes\) does not match its SHA-256", damaged.StandardError);
         AssertNothingLeft(homeC);
         env.AssertNothingLeft();
+    }
+
+    /// <summary>
+    /// Builds the template of <see cref="WriteSpec"/> in a new home <paramref name="homeName"/> of
+    /// the environment and pushes it to <paramref name="bucket"/>: that home and the push's output.
+    /// </summary>
+    private async Task<(string Home, string Pushed)> BuildAndPushAsync(string homeName, string name, string bucket, IReadOnlyDictionary<string, string> environment, CancellationToken ct)
+    {
+        string home = Path.Combine(env.StateDirectory, homeName);
+        await VesselAsync(environment, ["template", "build", "-f", WriteSpec(home, name), "--home", home], ct);
+        return (home, await VesselAsync(environment, ["template", "push", name, "--to", bucket, "--home", home], ct));
     }
 
     /// <summary>A busybox template <paramref name="name"/> (a RUN step writes /made.txt, a start command) specified in <paramref name="home"/>.</summary>

@@ -12,9 +12,6 @@ namespace Vessel.IntegrationTests.Templates;
 [Collection(SandboxCollection.Name)]
 public sealed class TemplateVmTests(SandboxEnvironment env)
 {
-    private Task<TemplateHome> OpenAsync(string name, CancellationToken ct) =>
-        TemplateHome.OpenAsync(env.StateDirectory, name, env.Kit!, ct);
-
     private static string Context(string home)
     {
         string ctx = System.IO.Path.Combine(home, "ctx");
@@ -54,7 +51,7 @@ public sealed class TemplateVmTests(SandboxEnvironment env)
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
-        TemplateHome home = await OpenAsync("tpl-vm", ct);
+        TemplateHome home = await env.OpenTemplateHomeAsync("tpl-vm", ct);
         string ctx = Context(home.Path);
         Template template = Template.From("tarball:" + TestImages.BusyboxTarball).Named("app").DiskSize("256M").ReservedMb(16).Context(ctx)
             .Run("echo step-one-output; mkdir -p /opt/tool && echo v1 > /opt/tool/version")
@@ -147,7 +144,7 @@ public sealed class TemplateVmTests(SandboxEnvironment env)
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(14));
         CancellationToken ct = cts.Token;
-        TemplateHome home = await OpenAsync("tpl-resize", ct);
+        TemplateHome home = await env.OpenTemplateHomeAsync("tpl-resize", ct);
         // The parent's disk is what its snapshot left: a filesystem mounted in a running VM.
         TemplateSpec parent = Template.From("tarball:" + TestImages.BusyboxTarball).Named("parent").DiskSize("256M")
             .Run("mkdir -p /data && head -c 3000000 /dev/urandom > /data/blob && md5sum /data/blob > /data/blob.md5")
@@ -216,7 +213,7 @@ public sealed class TemplateVmTests(SandboxEnvironment env)
     public async Task Cancelling_a_build_mid_step_stops_the_vm_and_leaves_the_cache_and_nothing_else()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(8));
-        TemplateHome home = await OpenAsync("tpl-cancel", cts.Token);
+        TemplateHome home = await env.OpenTemplateHomeAsync("tpl-cancel", cts.Token);
         TemplateSpec spec = Template.From("tarball:" + TestImages.BusyboxTarball).Named("slow").DiskSize("128M")
             .Run("echo started-sleeping; sleep 600").ToSpec();
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);

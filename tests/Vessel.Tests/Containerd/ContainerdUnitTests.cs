@@ -1,3 +1,5 @@
+using Vessel.Interop;
+
 namespace Vessel.Tests.Containerd;
 
 public sealed class ContainerdUnitTests
@@ -79,10 +81,10 @@ public sealed class ContainerdUnitTests
     public void Mount_options_split_into_flags_and_data_like_containerd()
     {
         (ulong flags, string data) = LinuxMount.ParseOptions(["ro", "rbind"]);
-        Assert.Equal(LinuxMount.MsRdonly | LinuxMount.MsBind | LinuxMount.MsRec, flags);
+        Assert.Equal(LibC.MsRdonly | LibC.MsBind | LibC.MsRec, flags);
         Assert.Equal(string.Empty, data);
         (flags, data) = LinuxMount.ParseOptions(["index=off", "lowerdir=/a:/b", "nosuid"]);
-        Assert.Equal(LinuxMount.MsNosuid, flags);
+        Assert.Equal(LibC.MsNosuid, flags);
         Assert.Equal("index=off,lowerdir=/a:/b", data);
     }
 

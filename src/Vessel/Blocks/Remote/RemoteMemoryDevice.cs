@@ -9,7 +9,7 @@ namespace Vessel.Blocks;
 /// mapping (a read-only FUSE file fails with EACCES); a <c>share=off</c> mapping never writes
 /// back, and any write that comes is refused.
 /// </summary>
-internal sealed class RemoteMemoryDevice(S3LayerData data, string what) : IBlockDevice, IDisposable
+internal sealed class RemoteMemoryDevice(S3LayerData data, string what) : ReadOnlyBlockDevice, IBlockDevice, IDisposable
 {
     private VesselException? _failure;
 
@@ -39,30 +39,17 @@ internal sealed class RemoteMemoryDevice(S3LayerData data, string what) : IBlock
 
     public bool TryGetCachedFileRanges(long offset, int length, List<FileRange> ranges) => false;
 
-    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, CancellationToken cancellationToken) => throw ReadOnly();
-
-    public ValueTask TrimAsync(long offset, long length, CancellationToken cancellationToken) => throw ReadOnly();
-
-    public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken) => throw ReadOnly();
-
-    public ValueTask FlushAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
-
     public IReadOnlyList<DeviceExtent> GetExtents(long offset, long length, int maxExtents)
     {
         var extents = new List<DeviceExtent>();
         long end = offset + length;
-        while (offset < end && extents.Count < maxExtents)
+        while (offset < end)
         {
             int chunk = (int)(offset / data.ChunkSize);
             long n = Math.Min(end, ((long)chunk + 1) * data.ChunkSize) - offset;
-            ExtentKind kind = data.IsZeroChunk(chunk) ? ExtentKind.Zero : ExtentKind.Data;
-            if (extents.Count > 0 && extents[^1].Kind == kind)
+            if (!DeviceExtent.TryAppend(extents, new DeviceExtent(n, data.IsZeroChunk(chunk) ? ExtentKind.Zero : ExtentKind.Data), maxExtents))
             {
-                extents[^1] = extents[^1] with { Length = extents[^1].Length + n };
-            }
-            else
-            {
-                extents.Add(new DeviceExtent(n, kind));
+                break;
             }
             offset += n;
         }
@@ -71,5 +58,5 @@ internal sealed class RemoteMemoryDevice(S3LayerData data, string what) : IBlock
 
     public void Dispose() => data.Dispose();
 
-    private VesselException ReadOnly() => new(VesselErrorReason.InvalidInput, $"{what} is read-only: a restored VM maps it privately and never writes it.");
+    protected override VesselException ReadOnlyError() => new(VesselErrorReason.InvalidInput, $"{what} is read-only: a restored VM maps it privately and never writes it.");
 }
