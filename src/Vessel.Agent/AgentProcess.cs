@@ -41,7 +41,7 @@ internal sealed class AgentProcess
     {
         if (request.Arguments.Count == 0 || request.Arguments[0].Length == 0)
         {
-            throw new AgentErrorException(Native.Einval, "exec: no command given");
+            throw new AgentErrorException(LibC.Einval, "exec: no command given");
         }
         UserIds ids = UserIds.Resolve(rootFs, request.User);
         var env = new Dictionary<string, string>(StringComparer.Ordinal)
@@ -54,7 +54,7 @@ internal sealed class AgentProcess
             int eq = kv.IndexOf('=', StringComparison.Ordinal);
             if (eq <= 0)
             {
-                throw new AgentErrorException(Native.Einval, $"exec: environment entry '{kv}' is not KEY=VALUE");
+                throw new AgentErrorException(LibC.Einval, $"exec: environment entry '{kv}' is not KEY=VALUE");
             }
             env[kv[..eq]] = kv[(eq + 1)..];
         }
@@ -103,7 +103,7 @@ internal sealed class AgentProcess
     private static ProcessStartInfo TerminalStart(PseudoTerminal pty, string root, string cwd, UserIds ids, IReadOnlyList<string> command, Dictionary<string, string> env)
     {
         var psi = NewStartInfo(env);
-        psi.FileName = Environment.ProcessPath ?? throw new AgentErrorException(Native.Enoent, "exec: the agent cannot find its own executable for a terminal");
+        psi.FileName = Environment.ProcessPath ?? throw new AgentErrorException(LibC.Enoent, "exec: the agent cannot find its own executable for a terminal");
         foreach (string a in TerminalExec.Arguments(pty.SlavePath, root, cwd, ids, command))
         {
             psi.ArgumentList.Add(a);
@@ -434,6 +434,6 @@ internal sealed class AgentProcess
                 return candidate;
             }
         }
-        throw new AgentErrorException(Native.Enoent, $"exec {name}: not found in PATH {path}");
+        throw new AgentErrorException(LibC.Enoent, $"exec {name}: not found in PATH {path}");
     }
 }

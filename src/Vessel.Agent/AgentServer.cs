@@ -94,7 +94,7 @@ internal sealed class AgentServer
         await connection.WriteRawAsync(AgentProtocol.SyncMarker.ToArray(), CancellationToken.None);
         if (!TokenMatches(hello.Token))
         {
-            await connection.WriteFrameAsync(MessageType.Error, 0, new ErrorMessage(Native.Eacces, "wrong sandbox token").Encode(), CancellationToken.None);
+            await connection.WriteFrameAsync(MessageType.Error, 0, new ErrorMessage(LibC.Eacces, "wrong sandbox token").Encode(), CancellationToken.None);
             return;
         }
         var ok = new HelloOkMessage(AgentProtocol.Version, hello.Nonce, AgentProtocol.AgentVersion, UptimeMilliseconds(), _startUptimeMs);
@@ -108,7 +108,7 @@ internal sealed class AgentServer
             string token = ReadToken(request.Payload);
             if (!TokenMatches(token))
             {
-                throw new AgentErrorException(Native.Eacces, "wrong sandbox token");
+                throw new AgentErrorException(LibC.Eacces, "wrong sandbox token");
             }
             switch (request.Type)
             {
@@ -148,7 +148,7 @@ internal sealed class AgentServer
         }
         catch (AgentProtocolException e)
         {
-            await TrySendErrorAsync(stream, Native.Einval, "bad request: " + e.Message);
+            await TrySendErrorAsync(stream, LibC.Einval, "bad request: " + e.Message);
         }
         catch (IOException)
         {
@@ -156,7 +156,7 @@ internal sealed class AgentServer
         }
         catch (Exception e)
         {
-            await TrySendErrorAsync(stream, Native.Einval, $"agent failure: {e.GetType().Name}: {e.Message}");
+            await TrySendErrorAsync(stream, LibC.Einval, $"agent failure: {e.GetType().Name}: {e.Message}");
         }
     }
 
@@ -197,11 +197,11 @@ internal sealed class AgentServer
                 Root(rename.Container).Rename(rename.From, rename.To);
                 return (MessageType.Ok, []);
             default:
-                throw new AgentErrorException(Native.Einval, $"unknown request {type}");
+                throw new AgentErrorException(LibC.Einval, $"unknown request {type}");
         }
     }
 
-    private RootFs Root() => _rootFs ?? throw new AgentErrorException(Native.Enoent, "the sandbox rootfs is not mounted: " + _rootError);
+    private RootFs Root() => _rootFs ?? throw new AgentErrorException(LibC.Enoent, "the sandbox rootfs is not mounted: " + _rootError);
 
     /// <summary>The sandbox's rootfs, or a pod container's overlay root when a container is named.</summary>
     private RootFs Root(string container) => container.Length == 0 ? Root() : _pod.Get(container).Root;
@@ -216,7 +216,7 @@ internal sealed class AgentServer
         else if (terminal is not null)
         {
             // The container's devpts is a new instance inside its mount namespace, out of the agent's reach.
-            throw new AgentErrorException(Native.Einval, $"exec in container {request.Container}: a terminal in a pod's container is not supported");
+            throw new AgentErrorException(LibC.Einval, $"exec in container {request.Container}: a terminal in a pod's container is not supported");
         }
         else
         {

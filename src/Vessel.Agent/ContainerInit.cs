@@ -104,9 +104,9 @@ internal static class ContainerInit
 
     private static void RedirectOutput(string log)
     {
-        int fd = Native.Open(log, Native.OpenWriteOnly | Native.OpenCreate | 0x400 /* O_APPEND */ | Native.OpenCloseOnExec, 0x1A4);
+        int fd = LibC.Open(log, LibC.OWronly | LibC.OCreat | LibC.OAppend | LibC.OCloexec, 0x1A4);
         Native.Check(fd, "open " + log);
-        int devNull = Native.Open("/dev/null", Native.OpenReadOnly | Native.OpenCloseOnExec, 0);
+        int devNull = LibC.Open("/dev/null", LibC.ORdonly | LibC.OCloexec, 0);
         Native.Check(devNull, "open /dev/null");
         Native.Check(Native.Dup2(devNull, 0), "dup2 stdin");
         Native.Check(Native.Dup2(fd, 1), "dup2 stdout");
@@ -117,14 +117,14 @@ internal static class ContainerInit
     private static void MountApi(string root)
     {
         // Nothing mounted here may propagate back to the VM's namespace.
-        Native.Check(Native.Mount(null, "/", null, Native.MountRecursive | Native.MountPrivate, null), "make mounts private");
-        const ulong Safe = Native.MountNoSuid | Native.MountNoDev | Native.MountNoExec;
+        Native.Check(LibC.Mount(null, "/", null, LibC.MsRec | LibC.MsPrivate, null), "make mounts private");
+        const ulong Safe = LibC.MsNosuid | LibC.MsNodev | LibC.MsNoexec;
         MountAt("proc", root + "/proc", "proc", Safe, null);
-        MountAt("sysfs", root + "/sys", "sysfs", Safe | Native.MountReadOnly, null);
+        MountAt("sysfs", root + "/sys", "sysfs", Safe | LibC.MsRdonly, null);
         MountMinimalDev(root + "/dev");
-        MountAt("devpts", root + "/dev/pts", "devpts", Native.MountNoSuid | Native.MountNoExec, "newinstance,ptmxmode=0666,mode=0620");
-        MountAt("shm", root + "/dev/shm", "tmpfs", Native.MountNoSuid | Native.MountNoDev, "mode=1777");
-        MountAt("tmpfs", root + "/tmp", "tmpfs", Native.MountNoSuid | Native.MountNoDev, "mode=1777");
+        MountAt("devpts", root + "/dev/pts", "devpts", LibC.MsNosuid | LibC.MsNoexec, "newinstance,ptmxmode=0666,mode=0620");
+        MountAt("shm", root + "/dev/shm", "tmpfs", LibC.MsNosuid | LibC.MsNodev, "mode=1777");
+        MountAt("tmpfs", root + "/tmp", "tmpfs", LibC.MsNosuid | LibC.MsNodev, "mode=1777");
     }
 
     /// <summary>
@@ -135,11 +135,11 @@ internal static class ContainerInit
     /// </summary>
     private static void MountMinimalDev(string dev)
     {
-        MountAt("dev", dev, "tmpfs", Native.MountNoSuid | Native.MountNoExec, "mode=755,size=64k,nr_inodes=64");
+        MountAt("dev", dev, "tmpfs", LibC.MsNosuid | LibC.MsNoexec, "mode=755,size=64k,nr_inodes=64");
         foreach ((string name, uint major, uint minor) in s_devices)
         {
             string node = dev + "/" + name;
-            Native.Check(Native.Mknod(node, Native.TypeCharacterDevice | 0x1B6, major, minor), "mknod " + node);
+            Native.Check(Native.Mknod(node, LibC.SIfChr | 0x1B6, major, minor), "mknod " + node);
             if (OperatingSystem.IsLinux())
             {
                 File.SetUnixFileMode(node, (UnixFileMode)0x1B6); // 0666 whatever the umask
@@ -156,7 +156,7 @@ internal static class ContainerInit
     private static void MountAt(string source, string target, string type, ulong flags, string? data)
     {
         Directory.CreateDirectory(target);
-        Native.Check(Native.Mount(source, target, type, flags, data), $"mount {type} on {target}");
+        Native.Check(LibC.Mount(source, target, type, flags, data), $"mount {type} on {target}");
     }
 
     private static unsafe void Exec(string exe, string[] argv, List<string> env)

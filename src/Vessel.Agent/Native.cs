@@ -3,26 +3,14 @@ using System.Runtime.InteropServices;
 namespace Vessel.Agent;
 
 /// <summary>
-/// The Linux calls and constants only the agent needs (x86-64 numbers); those Vessel also calls
-/// come from <see cref="LibC"/>, compiled in here too (Vessel.Agent.csproj).
+/// The Linux calls and constants only the agent needs (x86-64 numbers): namespaces, ptys,
+/// openat2, credentials. The flags, errnos and calls Vessel shares come from <see cref="LibC"/>,
+/// compiled in here too (Vessel.Agent.csproj).
 /// </summary>
 internal static partial class Native
 {
-    public const int OpenReadOnly = 0;
-    public const int OpenWriteOnly = 1;
-    public const int OpenReadWrite = 2;
-    public const int OpenCreate = 0x40;
-    public const int OpenExclusive = 0x80;
-    public const int OpenTruncate = 0x200;
-    public const int OpenDirectory = 0x10000;
-    public const int OpenNoFollow = 0x20000;
-    public const int OpenCloseOnExec = 0x80000;
-    public const int OpenPath = 0x200000;
-
     public const ulong ResolveNoMagicLinks = 0x02;
     public const ulong ResolveInRoot = 0x10;
-
-    public const int AtRemoveDir = 0x200;
 
     public const int CloneFs = 0x200;
     public const int CloneNewNs = 0x20000;
@@ -30,27 +18,11 @@ internal static partial class Native
     public const int CloneNewIpc = 0x08000000;
     public const int CloneNewPid = 0x20000000;
 
-    public const ulong MountReadOnly = 0x1;
-    public const ulong MountNoSuid = 0x2;
-    public const ulong MountNoDev = 0x4;
-    public const ulong MountNoExec = 0x8;
-    public const ulong MountPrivate = 1 << 18;
-    public const ulong MountRecursive = 0x4000;
-
     public const nuint TiocGetPtyNumber = 0x80045430; // TIOCGPTN
     public const nuint TiocSetPtyLock = 0x40045431; // TIOCSPTLCK
     public const nuint TiocSetWindowSize = 0x5414; // TIOCSWINSZ
     public const nuint TiocSetControllingTty = 0x540E; // TIOCSCTTY
-    public const int OpenNoControllingTty = 0x100; // O_NOCTTY
     public const int FcntlDupCloseOnExec = 1030; // F_DUPFD_CLOEXEC
-
-    public const int Enoent = 2;
-    public const int Eexist = 17;
-    public const int Einval = 22;
-    public const int Eacces = 13;
-    public const int Enotdir = 20;
-    public const int Eisdir = 21;
-    public const int Ebusy = 16;
 
     private const long SysSetgroups = 116;
     private const long SysSetresuid = 117;
@@ -58,10 +30,6 @@ internal static partial class Native
     private const long SysGetdents64 = 217;
     private const long SysOpenat2 = 437;
     private const long SysMknodat = 259;
-    public const int TypeCharacterDevice = 0x2000; // S_IFCHR
-
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    public static partial int Open(string path, int flags, int mode);
 
     [LibraryImport("libc", EntryPoint = "openat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int OpenAt(int dirFd, string path, int flags, int mode);
@@ -95,9 +63,6 @@ internal static partial class Native
 
     [LibraryImport("libc", EntryPoint = "fchmod", SetLastError = true)]
     public static partial int Fchmod(int fd, int mode);
-
-    [LibraryImport("libc", EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    public static partial int Mount(string? source, string target, string? type, ulong flags, string? data);
 
     [LibraryImport("libc", EntryPoint = "setns", SetLastError = true)]
     public static partial int Setns(int fd, int nsType);

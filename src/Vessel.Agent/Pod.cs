@@ -27,7 +27,7 @@ internal sealed class Pod
     public Container Get(string name) =>
         _containers.TryGetValue(name, out Container? c)
             ? c
-            : throw new AgentErrorException(Native.Enoent, $"no container '{name}' in this sandbox (containers: {(_containers.IsEmpty ? "none" : string.Join(", ", _containers.Keys.Order(StringComparer.Ordinal)))})");
+            : throw new AgentErrorException(LibC.Enoent, $"no container '{name}' in this sandbox (containers: {(_containers.IsEmpty ? "none" : string.Join(", ", _containers.Keys.Order(StringComparer.Ordinal)))})");
 
     public void KillAll()
     {
@@ -41,30 +41,30 @@ internal sealed class Pod
     {
         if (ContainerNames.Problem(request.Name) is { } problem)
         {
-            throw new AgentErrorException(Native.Einval, problem);
+            throw new AgentErrorException(LibC.Einval, problem);
         }
         if (request.Arguments.Count == 0 || request.Arguments[0].Length == 0)
         {
-            throw new AgentErrorException(Native.Einval, $"container {request.Name}: no command (the image has no entrypoint or cmd, and the request gave none)");
+            throw new AgentErrorException(LibC.Einval, $"container {request.Name}: no command (the image has no entrypoint or cmd, and the request gave none)");
         }
         if (request.Lower.Length == 0 || !request.Lower.All(char.IsAsciiHexDigitLower))
         {
-            throw new AgentErrorException(Native.Einval, $"container {request.Name}: bad lower id '{request.Lower}'");
+            throw new AgentErrorException(LibC.Einval, $"container {request.Name}: bad lower id '{request.Lower}'");
         }
         string lower = Path.Combine(LowersDirectory, request.Lower);
         if (!Directory.Exists(lower))
         {
-            throw new AgentErrorException(Native.Enoent, $"container {request.Name}: the image disk {request.Lower} is not mounted at {lower}");
+            throw new AgentErrorException(LibC.Enoent, $"container {request.Name}: the image disk {request.Lower} is not mounted at {lower}");
         }
         lock (_gate)
         {
             if (_containers.ContainsKey(request.Name))
             {
-                throw new AgentErrorException(Native.Eexist, $"container '{request.Name}' already exists");
+                throw new AgentErrorException(LibC.Eexist, $"container '{request.Name}' already exists");
             }
             if (_containers.Count >= ContainerNames.MaxContainers)
             {
-                throw new AgentErrorException(Native.Einval, $"a sandbox holds at most {ContainerNames.MaxContainers} containers");
+                throw new AgentErrorException(LibC.Einval, $"a sandbox holds at most {ContainerNames.MaxContainers} containers");
             }
             Container c = Container.Start(request, lower);
             _containers[request.Name] = c;
@@ -133,7 +133,7 @@ internal sealed class Container
     {
         foreach (string ns in (string[])["ipc", "uts", "pid", "mnt"])
         {
-            int fd = Native.Open($"/proc/{Pid.ToString(CultureInfo.InvariantCulture)}/ns/{ns}", Native.OpenReadOnly | Native.OpenCloseOnExec, 0);
+            int fd = LibC.Open($"/proc/{Pid.ToString(CultureInfo.InvariantCulture)}/ns/{ns}", LibC.ORdonly | LibC.OCloexec, 0);
             if (fd < 0 || _init.HasExited)
             {
                 if (fd >= 0)
@@ -166,11 +166,11 @@ internal sealed class Container
             Directory.CreateDirectory(root);
             string source = ContainerNames.Derived(request.Name);
             uint upper = Math.Max(1, request.UpperMiB);
-            Native.Check(Native.Mount(source, rw, "tmpfs", Native.MountNoSuid | Native.MountNoDev, $"size={upper.ToString(CultureInfo.InvariantCulture)}m,mode=0755"), $"mount the upper tmpfs of {request.Name}");
+            Native.Check(LibC.Mount(source, rw, "tmpfs", LibC.MsNosuid | LibC.MsNodev, $"size={upper.ToString(CultureInfo.InvariantCulture)}m,mode=0755"), $"mount the upper tmpfs of {request.Name}");
             mounted.Add(rw);
             Directory.CreateDirectory(Path.Combine(rw, "upper"));
             Directory.CreateDirectory(Path.Combine(rw, "work"));
-            Native.Check(Native.Mount(source, root, "overlay", 0, $"lowerdir={lower},upperdir={rw}/upper,workdir={rw}/work"), $"mount the overlay root of {request.Name}");
+            Native.Check(LibC.Mount(source, root, "overlay", 0, $"lowerdir={lower},upperdir={rw}/upper,workdir={rw}/work"), $"mount the overlay root of {request.Name}");
             mounted.Add(root);
             var rootFs = new RootFs(root);
             Process init = Spawn(request, rootFs, Path.Combine(rw, "console.log"));
@@ -229,7 +229,7 @@ internal sealed class Container
     private static Process Spawn(ContainerStartRequest request, RootFs rootFs, string log)
     {
         UserIds ids = UserIds.Resolve(rootFs, request.User);
-        var psi = new ProcessStartInfo(Environment.ProcessPath ?? throw new AgentErrorException(Native.Enoent, "the agent cannot find its own executable"))
+        var psi = new ProcessStartInfo(Environment.ProcessPath ?? throw new AgentErrorException(LibC.Enoent, "the agent cannot find its own executable"))
         {
             UseShellExecute = false,
         };
@@ -246,7 +246,7 @@ internal sealed class Container
             int eq = kv.IndexOf('=', StringComparison.Ordinal);
             if (eq <= 0)
             {
-                throw new AgentErrorException(Native.Einval, $"container {request.Name}: environment entry '{kv}' is not KEY=VALUE");
+                throw new AgentErrorException(LibC.Einval, $"container {request.Name}: environment entry '{kv}' is not KEY=VALUE");
             }
             psi.Environment[kv[..eq]] = kv[(eq + 1)..];
         }

@@ -18,7 +18,7 @@ internal sealed class PseudoTerminal : IDisposable
     public unsafe PseudoTerminal(string root, TerminalSize size)
     {
         string dev = Path.Exists(Path.Combine(root, "dev", "pts", "ptmx")) ? Path.Combine(root, "dev") : "/dev";
-        int fd = Native.Open(Path.Combine(dev, "ptmx"), Native.OpenReadWrite | Native.OpenNoControllingTty | Native.OpenCloseOnExec, 0);
+        int fd = LibC.Open(Path.Combine(dev, "ptmx"), LibC.ORdwr | LibC.ONoctty | LibC.OCloexec, 0);
         Native.Check(fd, $"open {dev}/ptmx (a terminal needs devpts on {dev}/pts)");
         var master = new SafeFileHandle(fd, ownsHandle: true);
         try

@@ -19,7 +19,7 @@ internal sealed class RootFs : IDisposable
     public RootFs(string root)
     {
         Root = root;
-        _rootFd = Native.Open(root, Native.OpenPath | Native.OpenDirectory | Native.OpenCloseOnExec, 0);
+        _rootFd = LibC.Open(root, LibC.OPath | LibC.ODirectory | LibC.OCloexec, 0);
         if (_rootFd < 0)
         {
             int errno = Native.LastError;
@@ -31,13 +31,13 @@ internal sealed class RootFs : IDisposable
 
     public SafeFileHandle OpenRead(string path)
     {
-        int fd = Open(path, Native.OpenReadOnly | Native.OpenCloseOnExec, 0, "open");
+        int fd = Open(path, LibC.ORdonly | LibC.OCloexec, 0, "open");
         var handle = new SafeFileHandle(fd, ownsHandle: true);
         FileEntry e = StatFd(fd, Name(path));
         if (e.Kind != FileKind.File)
         {
             handle.Dispose();
-            throw new AgentErrorException(Native.Einval, $"read {path}: not a regular file");
+            throw new AgentErrorException(LibC.Einval, $"read {path}: not a regular file");
         }
         return handle;
     }
@@ -54,7 +54,7 @@ internal sealed class RootFs : IDisposable
         {
             temp = $".vessel-{Guid.NewGuid():N}";
         }
-        int fd = Native.OpenAt(parentFd, temp, Native.OpenWriteOnly | Native.OpenCreate | Native.OpenExclusive | Native.OpenNoFollow | Native.OpenCloseOnExec, (int)(mode & 0xFFF));
+        int fd = Native.OpenAt(parentFd, temp, LibC.OWronly | LibC.OCreat | LibC.OExcl | LibC.ONofollow | LibC.OCloexec, (int)(mode & 0xFFF));
         if (fd < 0)
         {
             int errno = Native.LastError;
@@ -95,7 +95,7 @@ internal sealed class RootFs : IDisposable
 
     public IReadOnlyList<FileEntry> List(string path)
     {
-        int dirFd = Open(path, Native.OpenReadOnly | Native.OpenDirectory | Native.OpenCloseOnExec, 0, "list");
+        int dirFd = Open(path, LibC.ORdonly | LibC.ODirectory | LibC.OCloexec, 0, "list");
         try
         {
             var entries = new List<FileEntry>();
@@ -105,7 +105,7 @@ internal sealed class RootFs : IDisposable
                 {
                     entries.Add(StatAt(dirFd, name, name, LibC.AtSymlinkNoFollow));
                 }
-                catch (AgentErrorException e) when (e.Code == Native.Enoent)
+                catch (AgentErrorException e) when (e.Code == LibC.Enoent)
                 {
                     // Removed while we listed.
                 }
@@ -127,7 +127,7 @@ internal sealed class RootFs : IDisposable
             {
                 return;
             }
-            throw new AgentErrorException(Native.Eexist, "mkdir /: File exists");
+            throw new AgentErrorException(LibC.Eexist, "mkdir /: File exists");
         }
         string[] parts = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
         int start = parents ? 0 : parts.Length - 1;
@@ -140,7 +140,7 @@ internal sealed class RootFs : IDisposable
                 if (Native.MkdirAt(parentFd, name, (int)(mode & 0xFFF)) < 0)
                 {
                     int errno = Native.LastError;
-                    bool isDir = errno == Native.Eexist && StatAt(parentFd, name, name, LibC.AtSymlinkNoFollow).Kind == FileKind.Directory;
+                    bool isDir = errno == LibC.Eexist && StatAt(parentFd, name, name, LibC.AtSymlinkNoFollow).Kind == FileKind.Directory;
                     if (!(parents && isDir))
                     {
                         throw new AgentErrorException(errno, $"mkdir {prefix}: {Native.Describe(errno)}");
@@ -158,7 +158,7 @@ internal sealed class RootFs : IDisposable
     {
         if (IsRoot(path))
         {
-            throw new AgentErrorException(Native.Ebusy, "remove /: refusing to remove the sandbox root");
+            throw new AgentErrorException(LibC.Ebusy, "remove /: refusing to remove the sandbox root");
         }
         (int parentFd, string name) = OpenParent(path, "remove");
         try
@@ -203,7 +203,7 @@ internal sealed class RootFs : IDisposable
         {
             if (recursive)
             {
-                int dirFd = Native.OpenAt(parentFd, name, Native.OpenReadOnly | Native.OpenDirectory | Native.OpenNoFollow | Native.OpenCloseOnExec, 0);
+                int dirFd = Native.OpenAt(parentFd, name, LibC.ORdonly | LibC.ODirectory | LibC.ONofollow | LibC.OCloexec, 0);
                 if (dirFd < 0)
                 {
                     int errno = Native.LastError;
@@ -221,7 +221,7 @@ internal sealed class RootFs : IDisposable
                     LibC.Close(dirFd);
                 }
             }
-            Check(Native.UnlinkAt(parentFd, name, Native.AtRemoveDir), "remove", path);
+            Check(Native.UnlinkAt(parentFd, name, LibC.AtRemoveDir), "remove", path);
         }
         else
         {
@@ -246,11 +246,11 @@ internal sealed class RootFs : IDisposable
         string name = Name(path);
         if (name.Length == 0 || name == "." || name == "..")
         {
-            throw new AgentErrorException(Native.Einval, $"{what} {path}: the path must end in a file or directory name");
+            throw new AgentErrorException(LibC.Einval, $"{what} {path}: the path must end in a file or directory name");
         }
         string trimmed = path.TrimEnd('/');
         string parent = trimmed[..(trimmed.Length - name.Length)];
-        int fd = Open(parent.Length == 0 ? "/" : parent, Native.OpenPath | Native.OpenDirectory | Native.OpenCloseOnExec, 0, what);
+        int fd = Open(parent.Length == 0 ? "/" : parent, LibC.OPath | LibC.ODirectory | LibC.OCloexec, 0, what);
         return (fd, name);
     }
 

@@ -40,7 +40,7 @@ internal static class TerminalExec
     {
         Native.Check(Native.Setsid(), "setsid");
         // Opened without O_NOCTTY by a session leader with no terminal: it becomes the controlling one.
-        int fd = Native.Open(slave, Native.OpenReadWrite, 0);
+        int fd = LibC.Open(slave, LibC.ORdwr, 0);
         Native.Check(fd, "open the terminal " + slave);
         Native.Check(Native.Ioctl(fd, Native.TiocSetControllingTty, null), "make " + slave + " the controlling terminal (TIOCSCTTY)");
         for (int target = 0; target <= 2; target++)

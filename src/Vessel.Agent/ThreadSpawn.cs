@@ -46,6 +46,6 @@ internal static class ThreadSpawn
         {
             throw failure;
         }
-        return process ?? throw new AgentErrorException(Native.Einval, $"{what}: the process did not start");
+        return process ?? throw new AgentErrorException(LibC.Einval, $"{what}: the process did not start");
     }
 }

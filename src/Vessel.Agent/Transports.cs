@@ -36,7 +36,7 @@ internal sealed class VirtioPortTransport : IAgentTransport
             string? device = FindPort(portName);
             if (device is not null && File.Exists(device))
             {
-                int fd = Native.Open(device, Native.OpenReadWrite | Native.OpenCloseOnExec, 0);
+                int fd = LibC.Open(device, LibC.ORdwr | LibC.OCloexec, 0);
                 if (fd >= 0)
                 {
                     return new VirtioPortTransport(fd, device);

@@ -46,7 +46,7 @@ internal sealed record UserIds(uint Uid, uint Gid, uint[] Groups, string Home)
         }
         else
         {
-            throw new AgentErrorException(Native.Einval, $"user '{userPart}' is not in the rootfs's /etc/passwd and is not a number");
+            throw new AgentErrorException(LibC.Einval, $"user '{userPart}' is not in the rootfs's /etc/passwd and is not a number");
         }
 
         if (groupPart is not null)
@@ -58,7 +58,7 @@ internal sealed record UserIds(uint Uid, uint Gid, uint[] Groups, string Home)
             }
             else if (!uint.TryParse(groupPart, NumberStyles.None, CultureInfo.InvariantCulture, out gid))
             {
-                throw new AgentErrorException(Native.Einval, $"group '{groupPart}' is not in the rootfs's /etc/group and is not a number");
+                throw new AgentErrorException(LibC.Einval, $"group '{groupPart}' is not in the rootfs's /etc/group and is not a number");
             }
         }
 

@@ -123,6 +123,29 @@ internal sealed class ApiTransport : IDisposable
     public Task<HttpResponseMessage> OpenAsync(HttpMethod method, string path, HttpContent? content, ApiCall call, CancellationToken cancellationToken)
         => OpenCoreAsync(method, path, content, call, cancellationToken);
 
+    /// <summary>
+    /// <see cref="OpenAsync"/> and the answer's body as a stream, for the caller to dispose (the
+    /// stream, then the response). A connection that breaks before the body starts is
+    /// <see cref="Broken"/>, and nothing is left open.
+    /// </summary>
+    public async Task<(HttpResponseMessage Response, Stream Body)> OpenStreamAsync(HttpMethod method, string path, HttpContent? content, ApiCall call, CancellationToken cancellationToken)
+    {
+        HttpResponseMessage response = await OpenCoreAsync(method, path, content, call, cancellationToken);
+        try
+        {
+            return (response, await response.Content.ReadAsStreamAsync(cancellationToken));
+        }
+        catch (Exception e)
+        {
+            response.Dispose();
+            if (e is IOException or HttpRequestException)
+            {
+                throw Broken(call, e);
+            }
+            throw;
+        }
+    }
+
     /// <summary>The exception for a connection that broke while <paramref name="call"/> was under way.</summary>
     public VesselConnectionException Broken(ApiCall call, Exception inner)
         => new($"Could not {call.What}: the connection to the Vessel daemon at {Endpoint} broke ({inner.Message}). Did the daemon stop?", inner);

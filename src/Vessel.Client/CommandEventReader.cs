@@ -28,21 +28,8 @@ internal sealed class CommandEventReader : IDisposable
     public static async Task<CommandEventReader> OpenAsync(ApiTransport transport, HttpMethod method, string path, CommandRequest? body, ApiCall call, CancellationToken cancellationToken)
     {
         HttpContent? content = body is null ? null : JsonBody.Create(body, WireJson.Default.CommandRequest);
-        HttpResponseMessage response = await transport.OpenAsync(method, path, content, call, cancellationToken);
-        try
-        {
-            Stream stream = await response.Content.ReadAsStreamAsync(cancellationToken);
-            return new CommandEventReader(transport, call, response, stream);
-        }
-        catch (Exception e)
-        {
-            response.Dispose();
-            if (e is IOException or HttpRequestException)
-            {
-                throw transport.Broken(call, e);
-            }
-            throw;
-        }
+        (HttpResponseMessage response, Stream stream) = await transport.OpenStreamAsync(method, path, content, call, cancellationToken);
+        return new CommandEventReader(transport, call, response, stream);
     }
 
     /// <summary>The next event, or null when the daemon ended the stream.</summary>

@@ -61,21 +61,8 @@ public sealed class FilesClient
     public async Task<Stream> OpenReadAsync(string path, CancellationToken cancellationToken = default)
     {
         ApiCall call = Call($"read {path}");
-        HttpResponseMessage response = await _files.Transport.OpenAsync(HttpMethod.Get, Route("", path), null, call, cancellationToken);
-        try
-        {
-            Stream body = await response.Content.ReadAsStreamAsync(cancellationToken);
-            return new DownloadStream(response, body, e => _files.Transport.Broken(call, e));
-        }
-        catch (Exception e)
-        {
-            response.Dispose();
-            if (e is IOException or HttpRequestException)
-            {
-                throw _files.Transport.Broken(call, e);
-            }
-            throw;
-        }
+        (HttpResponseMessage response, Stream body) = await _files.Transport.OpenStreamAsync(HttpMethod.Get, Route("", path), null, call, cancellationToken);
+        return new DownloadStream(response, body, e => _files.Transport.Broken(call, e));
     }
 
     /// <summary>Reads a whole file into memory (use <see cref="OpenReadAsync"/> for large ones).</summary>

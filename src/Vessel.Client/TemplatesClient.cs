@@ -64,11 +64,14 @@ public sealed class TemplatesClient
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(buildId);
         var call = new ApiCall($"read the log of build {buildId}");
-        using HttpResponseMessage response = await _transport.OpenAsync(HttpMethod.Get, $"builds/{Uri.EscapeDataString(buildId)}/log", null, call, cancellationToken);
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken), Encoding.UTF8);
-        while (await ReadLineAsync(reader, call, cancellationToken) is string line)
+        (HttpResponseMessage response, Stream body) = await _transport.OpenStreamAsync(HttpMethod.Get, $"builds/{Uri.EscapeDataString(buildId)}/log", null, call, cancellationToken);
+        using (response)
+        using (var reader = new StreamReader(body, Encoding.UTF8))
         {
-            yield return line;
+            while (await ReadLineAsync(reader, call, cancellationToken) is string line)
+            {
+                yield return line;
+            }
         }
     }
 

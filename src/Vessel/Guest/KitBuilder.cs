@@ -98,11 +98,9 @@ public sealed class KitBuilder
         }
 
         _progress?.Report($"Writing kit {id}: initramfs (busybox, {modules.Count} modules, init), kit disk (agent, {libraries.Count} libraries)");
-        string staging = Path.Combine(_options.CacheDirectory, "kits", $".{id}.{Environment.ProcessId}.tmp");
-        if (Directory.Exists(staging))
-        {
-            Directory.Delete(staging, recursive: true);
-        }
+        // One staging directory per call: builders of the same kit in one process (test fixtures
+        // starting together, say) must not write into each other's files; the first move wins.
+        string staging = Path.Combine(_options.CacheDirectory, "kits", $".{id}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         Directory.CreateDirectory(staging);
         try
         {

@@ -11,12 +11,20 @@ internal static unsafe partial class LibC
 {
     public const int ORdonly = 0;
     public const int OWronly = 0x1;
+    public const int ORdwr = 0x2;
+    public const int OCreat = 0x40;
+    public const int OExcl = 0x80;
+    public const int ONoctty = 0x100;
+    public const int OAppend = 0x400;
     public const int ONonblock = 0x800;
     public const int ODirectory = 0x10000;
+    public const int ONofollow = 0x20000;
     public const int OCloexec = 0x80000;
+    public const int OPath = 0x200000;
 
     public const int AtFdCwd = -100;
     public const int AtSymlinkNoFollow = 0x100;
+    public const int AtRemoveDir = 0x200;
     public const int AtEmptyPath = 0x1000;
 
     public const int Eperm = 1;
@@ -24,7 +32,9 @@ internal static unsafe partial class LibC
     public const int Eintr = 4;
     public const int Enxio = 6;
     public const int Eagain = 11;
+    public const int Eacces = 13;
     public const int Ebusy = 16;
+    public const int Eexist = 17;
     public const int Einval = 22;
     public const int Enosys = 38;
     public const int Eopnotsupp = 95;
@@ -55,6 +65,7 @@ internal static unsafe partial class LibC
     public const ulong MsRemount = 0x20;
     public const ulong MsBind = 0x1000;
     public const ulong MsRec = 0x4000;
+    public const ulong MsPrivate = 0x40000;
 
     // statx(2) (linux/stat.h): mask bits, and where fields lie in struct statx (one layout on every architecture)
     public const uint StatxType = 0x1;
@@ -95,6 +106,10 @@ internal static unsafe partial class LibC
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Open(string path, int flags);
+
+    /// <summary>open(2) with the mode a new file gets (<see cref="OCreat"/>).</summary>
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags, int mode);
 
     [LibraryImport("libc", EntryPoint = "geteuid")]
     public static partial uint Geteuid();
@@ -155,7 +170,7 @@ internal static unsafe partial class LibC
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
 
     [LibraryImport("libc", EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    public static partial int Mount(string source, string target, string? fileSystemType, ulong flags, string? data);
+    public static partial int Mount(string? source, string target, string? fileSystemType, ulong flags, string? data);
 
     /// <summary>klogctl(3) (syslog(2)): the type SYSLOG_ACTION_READ_ALL copies the kernel log without consuming it.</summary>
     [LibraryImport("libc", EntryPoint = "klogctl", SetLastError = true)]

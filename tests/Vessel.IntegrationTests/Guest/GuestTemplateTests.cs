@@ -15,7 +15,7 @@ public sealed class GuestTemplateTests(GuestKitEnvironment env)
         (memoryMb is { } m ? Template.From(env.ImageReference).MemoryMb(m) : Template.From(env.ImageReference))
             .Named(name).DiskSize("64M")
             .Run("mkdir -p /srv && echo ok > /srv/health")
-            .Start("while true; do cat /srv/health > /tmp/served; sleep 1; done")
+            .Start("while true; do cat /srv/health > /tmp/served.new && mv /tmp/served.new /tmp/served; sleep 1; done") // a rename: a reader never sees the file truncated
             .Ready("test -s /tmp/served")
             .ToSpec();
 

@@ -20,15 +20,15 @@ internal readonly record struct StatInfo(
     long MtimeSeconds)
 {
     /// <summary>The file type of st_mode's S_IFMT bits (sys/stat.h), or null for a value Linux does not define.</summary>
-    public FsKind? Kind => (Mode & 0xF000) switch
+    public FsKind? Kind => ((int)Mode & LibC.SIfMt) switch
     {
-        0x8000 => FsKind.RegularFile, // S_IFREG
-        0x4000 => FsKind.Directory, // S_IFDIR
-        0xA000 => FsKind.Symlink, // S_IFLNK
-        0x2000 => FsKind.CharacterDevice, // S_IFCHR
-        0x6000 => FsKind.BlockDevice, // S_IFBLK
-        0x1000 => FsKind.Fifo, // S_IFIFO
-        0xC000 => FsKind.Socket, // S_IFSOCK
+        LibC.SIfReg => FsKind.RegularFile,
+        LibC.SIfDir => FsKind.Directory,
+        LibC.SIfLnk => FsKind.Symlink,
+        LibC.SIfChr => FsKind.CharacterDevice,
+        LibC.SIfBlk => FsKind.BlockDevice,
+        LibC.SIfIfo => FsKind.Fifo,
+        LibC.SIfSock => FsKind.Socket,
         _ => null,
     };
 

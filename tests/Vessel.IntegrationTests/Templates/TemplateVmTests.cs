@@ -61,7 +61,7 @@ public sealed class TemplateVmTests(SandboxEnvironment env)
             .Workdir("/srv/www")
             .User("nobody")
             .Run("pwd > /tmp/where; id -un >> /tmp/where; echo PORT=$PORT >> /tmp/where")
-            .Start("while true; do date +%s%N > /tmp/alive; sleep 1; done")
+            .Start("while true; do date +%s%N > /tmp/alive.new && mv /tmp/alive.new /tmp/alive; sleep 1; done") // a rename: never read truncated
             .Ready("test -s /tmp/alive");
         TemplateSpec spec = template.ToSpec();
 
